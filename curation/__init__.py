@@ -1,0 +1,1 @@
+"""Curation: records, import/export, dataset versions, PII scrubbing, dedup, filters, splits."""

@@ -1,0 +1,67 @@
+"""The record: one chat example, the unit every curation step reads and writes.
+
+A record is ``id`` (stable across versions), ``messages`` (a list of ``{"role", "content"}`` with
+roles system/user/assistant) and ``meta`` (source, label, group ids, provenance, tags; free-form
+JSON). A split version puts ``meta["split"]`` in ``train``/``val``/``test``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+ROLES = ("system", "user", "assistant")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Record:
+    id: str
+    messages: list[dict[str, str]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "messages": self.messages, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Record":
+        return cls(id=str(d["id"]), messages=list(d["messages"]), meta=dict(d.get("meta") or {}))
+
+    def content_hash(self) -> str:
+        """Hash of messages and meta: equal records hash equally, whatever their key order."""
+        return record_hash(self.messages, self.meta)
+
+    def text(self, roles: Iterable[str] = ROLES) -> str:
+        """The contents of the chosen roles' turns, joined by newlines."""
+        wanted = set(roles)
+        return "\n".join(m["content"] for m in self.messages if m["role"] in wanted)
+
+    @property
+    def prompt(self) -> str:
+        """The last user turn (what a rater or the playground shows as the question)."""
+        users = [m["content"] for m in self.messages if m["role"] == "user"]
+        return users[-1] if users else ""
+
+    @property
+    def answer(self) -> str:
+        """The last assistant turn (the reference answer)."""
+        answers = [m["content"] for m in self.messages if m["role"] == "assistant"]
+        return answers[-1] if answers else ""
+
+    @property
+    def split(self) -> str | None:
+        return self.meta.get("split")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def record_hash(messages: list[dict[str, str]], meta: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json([messages, meta]).encode("utf-8")).hexdigest()[:32]
+
+
+def new_record_id(messages: list[dict[str, str]], salt: str = "") -> str:
+    """A stable id derived from the content, for input that brings none."""
+    return "r" + hashlib.sha256((salt + canonical_json(messages)).encode("utf-8")).hexdigest()[:15]

@@ -1,0 +1,269 @@
+"""Dataset versions: immutable snapshots of records with their lineage.
+
+Every curation step reads a version and writes a new one (``create_version``) whose parent is
+the version it read, naming the step with its parameters and counts. The records live in a
+Parquet snapshot under ``workspace/versions/``; the database row points at it. A version never
+changes once made, so loaded records are cached by id. "Current" is a pointer: rolling back is
+pointing it at an older version (a new version is never needed for that).
+
+Example::
+
+    v = create_version(ws, records, parent=None, step="import", params={"file": "a.jsonl"})
+    load_records(ws, v.id); diff_versions(ws, v.id, v2.id); set_current(ws, v.id)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from core.errors import TuneloopError
+from core.workspace import Workspace, atomic_path
+from curation.records import Record, canonical_json
+
+_CACHE_SIZE = 4
+_cache: "OrderedDict[tuple[str, int], list[Record]]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+@dataclass
+class Version:
+    id: int
+    parent_id: int | None
+    step: str
+    params: dict[str, Any]
+    counts: dict[str, Any]
+    note: str
+    content_hash: str
+    num_records: int
+    path: str
+    created_by: str | None
+    created_at: str
+
+    @property
+    def name(self) -> str:
+        return f"v{self.id}"
+
+    @classmethod
+    def from_row(cls, row) -> "Version":
+        d = dict(row)
+        d["params"] = json.loads(d["params"])
+        d["counts"] = json.loads(d["counts"])
+        return cls(**d)
+
+    def describe(self) -> str:
+        """One line a user can read: 'v3 ← v2 · dedup · 540 records · removed 60'."""
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items() if k != "records")
+        parent = f" ← v{self.parent_id}" if self.parent_id else ""
+        return f"{self.name}{parent} · {self.step} · {self.num_records} records" + (f" · {counts}" if counts else "")
+
+
+@dataclass
+class VersionDiff:
+    a: int
+    b: int
+    added: list[Record] = field(default_factory=list)
+    removed: list[Record] = field(default_factory=list)
+    changed: list[tuple[Record, Record]] = field(default_factory=list)
+    unchanged: int = 0
+
+    def summary(self) -> dict[str, int]:
+        return {"added": len(self.added), "removed": len(self.removed), "changed": len(self.changed),
+                "unchanged": self.unchanged}
+
+
+def parse_version_id(value: str | int) -> int:
+    """Accepts 3, '3' or 'v3'."""
+    text = str(value).strip().lower().lstrip("v")
+    if not text.isdigit():
+        raise TuneloopError(f"'{value}' is not a version; versions look like v3")
+    return int(text)
+
+
+def content_hash(records: Iterable[Record]) -> str:
+    """Same records (by id and content, in any order) → same hash."""
+    h = hashlib.sha256()
+    for rid, rhash in sorted((r.id, r.content_hash()) for r in records):
+        h.update(f"{rid}\t{rhash}\n".encode("utf-8"))
+    return h.hexdigest()
+
+
+def create_version(ws: Workspace, records: list[Record], *, parent: int | None, step: str,
+                   params: dict[str, Any] | None = None, counts: dict[str, Any] | None = None,
+                   note: str = "", created_by: str | None = None, make_current: bool = True) -> Version:
+    """Write a new immutable version; returns it. The snapshot is written before the row exists."""
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        raise TuneloopError("a version cannot hold two records with the same id")
+    if parent is not None:
+        get_version(ws, parent)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    digest = content_hash(records)
+    table = pa.table({
+        "id": [r.id for r in records],
+        "messages": [canonical_json(r.messages) for r in records],
+        "meta": [canonical_json(r.meta) for r in records],
+    })
+    rel = Path("versions") / f"{digest[:16]}-{len(records)}.parquet"
+    target = ws.path(str(rel))
+    if not target.exists():
+        with atomic_path(target) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+    counts = {"records": len(records), **(counts or {})}
+    with ws.transaction() as db:
+        cur = db.execute(
+            "insert into dataset_versions (parent_id, step, params, counts, note, content_hash, num_records,"
+            " path, created_by) values (?,?,?,?,?,?,?,?,?)",
+            (parent, step, json.dumps(params or {}), json.dumps(counts), note, digest, len(records),
+             str(rel), created_by))
+        vid = cur.lastrowid
+        db.execute("insert into version_events (version_id, event, actor) values (?, 'created', ?)", (vid, created_by))
+        if make_current:
+            db.execute("insert into settings (key, value) values ('current_version', ?) "
+                       "on conflict(key) do update set value=excluded.value", (str(vid),))
+    with _cache_lock:
+        _cache[(str(ws.root), vid)] = list(records)
+        _trim_cache()
+    return get_version(ws, vid)
+
+
+def get_version(ws: Workspace, version: int | str) -> Version:
+    vid = parse_version_id(version)
+    row = ws.db.execute("select * from dataset_versions where id=?", (vid,)).fetchone()
+    if row is None:
+        raise TuneloopError(f"there is no version v{vid} in this workspace; `versions` lists them")
+    return Version.from_row(row)
+
+
+def list_versions(ws: Workspace) -> list[Version]:
+    return [Version.from_row(r) for r in ws.db.execute("select * from dataset_versions order by id")]
+
+
+def current_version(ws: Workspace) -> Version | None:
+    row = ws.db.execute("select value from settings where key='current_version'").fetchone()
+    return get_version(ws, row[0]) if row else None
+
+
+def require_current(ws: Workspace) -> Version:
+    v = current_version(ws)
+    if v is None:
+        raise TuneloopError("this workspace has no dataset yet; import a file first (Data tab, or `import FILE`)")
+    return v
+
+
+def set_current(ws: Workspace, version: int | str, actor: str | None = None) -> Version:
+    """Roll back (or forward): make ``version`` the one every step starts from."""
+    v = get_version(ws, version)
+    with ws.transaction() as db:
+        db.execute("insert into settings (key, value) values ('current_version', ?) "
+                   "on conflict(key) do update set value=excluded.value", (str(v.id),))
+        db.execute("insert into version_events (version_id, event, actor) values (?, 'rollback', ?)", (v.id, actor))
+    return v
+
+
+def lineage(ws: Workspace, version: int | str) -> list[Version]:
+    """The version and its ancestors, newest first."""
+    chain = [get_version(ws, version)]
+    while chain[-1].parent_id is not None:
+        chain.append(get_version(ws, chain[-1].parent_id))
+    return chain
+
+
+def load_records(ws: Workspace, version: int | str) -> list[Record]:
+    """The records of a version (a fresh list; the Record objects are shared, do not mutate them)."""
+    v = get_version(ws, version)
+    key = (str(ws.root), v.id)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return list(_cache[key])
+    import pyarrow.parquet as pq
+    path = ws.path(v.path)
+    if not path.exists():
+        raise TuneloopError(f"the snapshot of {v.name} ({v.path}) is missing from the workspace folder")
+    table = pq.read_table(path)
+    ids = table.column("id").to_pylist()
+    msgs = table.column("messages").to_pylist()
+    metas = table.column("meta").to_pylist()
+    records = [Record(id=i, messages=json.loads(m), meta=json.loads(t)) for i, m, t in zip(ids, msgs, metas)]
+    with _cache_lock:
+        _cache[key] = records
+        _trim_cache()
+    return list(records)
+
+
+def _trim_cache() -> None:
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+
+
+def diff_versions(ws: Workspace, a: int | str, b: int | str) -> VersionDiff:
+    """What changed from version a to version b, matched by record id."""
+    ra = {r.id: r for r in load_records(ws, a)}
+    rb = {r.id: r for r in load_records(ws, b)}
+    diff = VersionDiff(a=parse_version_id(a), b=parse_version_id(b))
+    for rid, rec in rb.items():
+        old = ra.get(rid)
+        if old is None:
+            diff.added.append(rec)
+        elif old.content_hash() != rec.content_hash():
+            diff.changed.append((old, rec))
+        else:
+            diff.unchanged += 1
+    diff.removed = [r for rid, r in ra.items() if rid not in rb]
+    return diff
+
+
+def search_records(records: list[Record], query: str = "", *, split: str | None = None,
+                   field_filters: dict[str, str] | None = None) -> list[Record]:
+    """Records whose text (or id) contains every word of ``query``, case-insensitive."""
+    words = [w.lower() for w in query.split()]
+    out = []
+    for r in records:
+        if split and r.meta.get("split") != split:
+            continue
+        if field_filters and any(str(r.meta.get(k)) != v for k, v in field_filters.items()):
+            continue
+        if words:
+            hay = (r.id + "\n" + r.text() + "\n" + canonical_json(r.meta)).lower()
+            if not all(w in hay for w in words):
+                continue
+        out.append(r)
+    return out
+
+
+def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str = "jsonl") -> Path:
+    """Write a version as JSONL, Parquet or a Hugging Face DatasetDict folder (one split per key)."""
+    records = load_records(ws, version)
+    out = Path(out)
+    if fmt == "jsonl":
+        from curation.formats import write_jsonl
+        return write_jsonl(records, out)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        table = pa.Table.from_pylist([{"id": r.id, "messages": r.messages, "meta": canonical_json(r.meta)}
+                                      for r in records])
+        with atomic_path(out) as tmp:
+            pq.write_table(table, tmp)
+        return out
+    if fmt == "hf":
+        from datasets import Dataset, DatasetDict
+        groups: dict[str, list[Record]] = {}
+        for r in records:
+            groups.setdefault(r.meta.get("split") or "train", []).append(r)
+        dd = DatasetDict({name: Dataset.from_list([{"id": r.id, "messages": r.messages,
+                                                    "meta": canonical_json(r.meta)} for r in rs])
+                          for name, rs in groups.items()})
+        if out.exists():
+            raise TuneloopError(f"{out} already exists; choose a new folder for the export")
+        with atomic_path(out) as tmp:
+            dd.save_to_disk(str(tmp))
+        return out
+    raise TuneloopError(f"unknown export format '{fmt}'; choose jsonl, parquet or hf")

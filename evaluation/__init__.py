@@ -1,0 +1,1 @@
+"""Evaluation: generation, playground, blind pairwise rating, statistics, feedback into data."""

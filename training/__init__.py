@@ -1,0 +1,1 @@
+"""Training: run configs, base-model resolution, the QLoRA job, the run registry."""

@@ -1,0 +1,4 @@
+"""Tables owned by training. Append a new migration; never edit an applied one."""
+from core.workspace import migrations
+
+migration = migrations("training")
