@@ -175,6 +175,14 @@ def demo_records(n: int = 600, seed: int = 0) -> list[Record]:
     return records
 
 
+def load_demo(ws, n: int = 600, seed: int = 0):
+    """Import the demo dataset into ``ws`` as a new current version; returns the version."""
+    from curation.versions import create_version
+    return create_version(ws, demo_records(n, seed), parent=None, step="import",
+                          params={"file": "demo (built-in)", "format": "messages", "seed": seed},
+                          note="Built-in demo data: Lumio customer support")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m curation.demo", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="where to write the messages JSONL")
@@ -189,3 +197,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -71,11 +71,12 @@ class _Problems:
 
 def read_records(path: str | os.PathLike, *, format: str | None = None,
                  column_map: dict[str, str] | None = None, max_mb: float | None = None,
-                 limit: int | None = None) -> ImportResult:
+                 limit: int | None = None, progress=None) -> ImportResult:
     """Read and validate every record in ``path``; raise ``InputProblem`` listing all problems.
 
     ``format`` forces one of FORMATS; ``column_map`` maps CSV roles (id, system, prompt, input,
-    completion) to column names; ``limit`` reads only the first rows (for previews).
+    completion) to column names; ``limit`` reads only the first rows (for previews);
+    ``progress(fraction, text)`` is called as rows are checked.
     """
     path = Path(path)
     name = path.name
@@ -97,13 +98,22 @@ def read_records(path: str | os.PathLike, *, format: str | None = None,
     problems = _Problems()
     records: list[Record] = []
     seen_ids: dict[str, str] = {}
-    for row in rows:
-        record = _to_record(row, fmt, problems)
-        if record is None:
+    for n, row in enumerate(rows):
+        if progress and n % 2000 == 0:
+            progress(n / len(rows), f"checking {n:,} of {len(rows):,} records")
+        converted = _to_record(row, fmt, problems)
+        if converted is None:
             continue
+        record, derived_id = converted
         if record.id in seen_ids:
-            problems.error(row.where, f"id '{record.id}' repeats {seen_ids[record.id]}; ids must be unique")
-            continue
+            if not derived_id:
+                problems.error(row.where, f"id '{record.id}' repeats {seen_ids[record.id]}; ids must be unique")
+                continue
+            # The same content twice without ids: keep both (dedup decides), with distinct stable ids.
+            k = 2
+            while f"{record.id}-{k}" in seen_ids:
+                k += 1
+            record.id = f"{record.id}-{k}"
         seen_ids[record.id] = row.where
         records.append(record)
     if problems.errors:
@@ -280,7 +290,8 @@ def _iter_csv(path: Path, column_map, limit) -> Iterator[_Row]:
 
 # -- schemas ----------------------------------------------------------------------------------
 
-def _to_record(row: _Row, fmt: str, problems: _Problems) -> Record | None:
+def _to_record(row: _Row, fmt: str, problems: _Problems) -> tuple[Record, bool] | None:
+    """The row as a record, and whether its id was derived from the content."""
     data, where = row.data, row.where
     if row.error:
         problems.error(where, row.error)
@@ -317,11 +328,11 @@ def _to_record(row: _Row, fmt: str, problems: _Problems) -> Record | None:
     meta = {**extras, **meta}
     rid = data.get("id", meta.pop("id", None))
     if rid is None or rid == "":
-        rid = new_record_id(messages)
-    elif not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        return Record(id=new_record_id(messages), messages=messages, meta=meta), True
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
         problems.error(where, f"id must be a string or a number, got {type(rid).__name__}")
         return None
-    return Record(id=str(rid), messages=messages, meta=meta)
+    return Record(id=str(rid), messages=messages, meta=meta), False
 
 
 def _messages_field(value, name, where, problems, *, allow_empty=False) -> list[dict[str, str]] | None:

@@ -57,7 +57,7 @@ class Version:
 
     def describe(self) -> str:
         """One line a user can read: 'v3 ← v2 · dedup · 540 records · removed 60'."""
-        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items() if k != "records")
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items() if k != "records" and v)
         parent = f" ← v{self.parent_id}" if self.parent_id else ""
         return f"{self.name}{parent} · {self.step} · {self.num_records} records" + (f" · {counts}" if counts else "")
 

@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+# Nothing in the suite may reach a model hub: everything it loads is shipped or built here.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 

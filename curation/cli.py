@@ -1,0 +1,140 @@
+"""``python -m curation``: import files and work with dataset versions from the command line.
+
+Each command does what the Data tab does; errors print the line-numbered message and exit 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from curation import versions as V
+from curation.formats import FORMATS, parse_column_map
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m curation", description="Tuneloop curation: datasets and versions.")
+    p.add_argument("--workspace", help="workspace folder (default $TUNELOOP_WORKSPACE or ./workspace)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="import a file or HF dataset folder as a new version")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=FORMATS, help="force the format instead of detecting it")
+    imp.add_argument("--columns", help="CSV column mapping, e.g. prompt=question,completion=answer,id=ticket")
+    imp.add_argument("--max-mb", type=float, help="refuse files larger than this (default 500)")
+    imp.add_argument("--append", action="store_true", help="add to the current version instead of starting anew")
+    imp.add_argument("--note", default="", help="a note stored with the version")
+
+    sub.add_parser("versions", help="list versions with their lineage; * marks the current one")
+
+    show = sub.add_parser("show", help="show a version's details and records")
+    show.add_argument("version")
+    show.add_argument("--search", default="", help="only records containing these words")
+    show.add_argument("--limit", type=int, default=5, help="records to print (default 5)")
+    show.add_argument("--offset", type=int, default=0)
+
+    diff = sub.add_parser("diff", help="records added, removed and changed from version A to B")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    diff.add_argument("--examples", type=int, default=3)
+
+    exp = sub.add_parser("export", help="write a version to a file or folder")
+    exp.add_argument("version")
+    exp.add_argument("out")
+    exp.add_argument("--format", choices=("jsonl", "parquet", "hf"), default="jsonl")
+
+    rb = sub.add_parser("rollback", help="make an older version the current one")
+    rb.add_argument("version")
+
+    demo = sub.add_parser("demo", help="import the built-in demo dataset (600 support conversations)")
+    demo.add_argument("--n", type=int, default=600)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ws = Workspace.open(args.workspace)
+        return COMMANDS[args.command](ws, args)
+    except TuneloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _import(ws, args) -> int:
+    from curation.imports import import_file
+    current = V.current_version(ws)
+    version, result = import_file(ws, args.file, format=args.format, column_map=parse_column_map(args.columns),
+                                  max_mb=args.max_mb, append=args.append, note=args.note)
+    for warning in result.warnings:
+        print(f"warning: {result.source}: {warning}", file=sys.stderr)
+    print(f"imported {version.num_records} records ({result.format}) as {version.name}"
+          + (f" (was {current.name})" if current else ""))
+    return 0
+
+
+def _versions(ws, args) -> int:
+    current = V.current_version(ws)
+    rows = V.list_versions(ws)
+    if not rows:
+        print("no versions yet; import a file first")
+    for v in rows:
+        mark = "*" if current and v.id == current.id else " "
+        print(f"{mark} {v.describe()} · {v.created_at} · {v.content_hash[:12]}")
+    return 0
+
+
+def _show(ws, args) -> int:
+    v = V.get_version(ws, args.version)
+    print(v.describe())
+    print(f"hash {v.content_hash}\ncreated {v.created_at}\nparams {json.dumps(v.params)}")
+    print("lineage " + " ← ".join(x.name for x in V.lineage(ws, v.id)))
+    records = V.search_records(V.load_records(ws, v.id), args.search)
+    print(f"{len(records)} records" + (f" match '{args.search}'" if args.search else ""))
+    for r in records[args.offset:args.offset + args.limit]:
+        print(json.dumps(r.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def _diff(ws, args) -> int:
+    d = V.diff_versions(ws, args.a, args.b)
+    s = d.summary()
+    print(f"v{d.a} → v{d.b}: {s['added']} added, {s['removed']} removed, {s['changed']} changed, "
+          f"{s['unchanged']} unchanged")
+    for r in d.added[:args.examples]:
+        print(f"+ {r.id}: {_short(r.text())}")
+    for r in d.removed[:args.examples]:
+        print(f"- {r.id}: {_short(r.text())}")
+    for old, new in d.changed[:args.examples]:
+        print(f"~ {new.id}: {_short(old.text())}\n  → {_short(new.text())}")
+    return 0
+
+
+def _short(text: str, n: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _export(ws, args) -> int:
+    out = V.export_version(ws, args.version, args.out, args.format)
+    print(f"exported {V.get_version(ws, args.version).name} to {out} ({args.format})")
+    return 0
+
+
+def _rollback(ws, args) -> int:
+    v = V.set_current(ws, args.version)
+    print(f"current version is now {v.name}")
+    return 0
+
+
+def _demo(ws, args) -> int:
+    from curation.demo import load_demo
+    v = load_demo(ws, n=args.n)
+    print(f"imported the demo dataset as {v.name} ({v.num_records} records)")
+    return 0
+
+
+COMMANDS = {"import": _import, "versions": _versions, "show": _show, "diff": _diff, "export": _export,
+            "rollback": _rollback, "demo": _demo}

@@ -1,0 +1,110 @@
+"""Dataset versions: immutable, hashed, with lineage, diff, export and rollback."""
+import json
+
+import pytest
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from curation import versions as V
+from curation.formats import read_records
+from curation.imports import import_file
+from curation.records import Record
+from tests.conftest import chat, write_jsonl
+
+
+def recs(*pairs):
+    return [Record(id=f"r{i}", messages=chat(q, a)["messages"], meta={"n": i}) for i, (q, a) in enumerate(pairs)]
+
+
+def test_workspace_database_settings(ws):
+    db = ws.db
+    assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert db.execute("pragma foreign_keys").fetchone()[0] == 1
+    assert db.execute("pragma busy_timeout").fetchone()[0] == 30000
+    applied = {r[0] for r in db.execute("select name from _migrations where package='curation'")}
+    assert "m001_dataset_versions" in applied
+    assert Workspace.open(ws.root).migrate() == []  # applied once only
+
+
+def test_content_hash_is_order_independent_and_content_sensitive():
+    a = recs(("q1", "a1"), ("q2", "a2"))
+    assert V.content_hash(a) == V.content_hash(list(reversed(a)))
+    b = recs(("q1", "a1"), ("q2", "a2 changed"))
+    assert V.content_hash(a) != V.content_hash(b)
+
+
+def test_create_load_lineage_and_rollback(ws):
+    v1 = V.create_version(ws, recs(("q1", "a1"), ("q2", "a2")), parent=None, step="import", params={"file": "x"})
+    v2 = V.create_version(ws, recs(("q1", "a1")), parent=v1.id, step="dedup", counts={"removed": 1})
+    assert V.current_version(ws).id == v2.id
+    assert [v.name for v in V.lineage(ws, v2.id)] == ["v2", "v1"]
+    assert v2.counts == {"records": 1, "removed": 1}
+    assert "v2 ← v1 · dedup · 1 records · removed 1" == v2.describe()
+    V.set_current(ws, "v1")
+    assert V.current_version(ws).id == v1.id
+    assert len(V.load_records(ws, "v1")) == 2
+    V._cache.clear()  # read back from the Parquet snapshot, not the cache
+    assert [r.to_dict() for r in V.load_records(ws, 2)] == [r.to_dict() for r in recs(("q1", "a1"))]
+    assert ws.path(v1.path).exists()
+
+
+def test_versions_are_immutable_snapshots(ws):
+    records = recs(("q", "a"))
+    v1 = V.create_version(ws, records, parent=None, step="import")
+    records[0].messages[1]["content"] = "mutated after the fact"
+    V._cache.clear()
+    assert V.load_records(ws, v1.id)[0].answer == "a"
+
+
+def test_errors(ws):
+    with pytest.raises(TuneloopError, match="no version v9"):
+        V.get_version(ws, "v9")
+    with pytest.raises(TuneloopError, match="not a version"):
+        V.get_version(ws, "latest")
+    with pytest.raises(TuneloopError, match="same id"):
+        V.create_version(ws, recs(("a", "b")) * 2, parent=None, step="import")
+    with pytest.raises(TuneloopError, match="import a file first"):
+        V.require_current(ws)
+
+
+def test_diff(ws):
+    v1 = V.create_version(ws, recs(("q0", "a0"), ("q1", "a1"), ("q2", "a2")), parent=None, step="import")
+    new = recs(("q0", "a0"), ("q1", "a1 edited"))
+    new.append(Record(id="new", messages=chat("q", "a")["messages"]))
+    v2 = V.create_version(ws, new, parent=v1.id, step="review")
+    d = V.diff_versions(ws, v1.id, v2.id)
+    assert d.summary() == {"added": 1, "removed": 1, "changed": 1, "unchanged": 1}
+    assert d.changed[0][0].answer == "a1" and d.changed[0][1].answer == "a1 edited"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_export_round_trips_through_import(ws, tmp_path, fmt):
+    records = recs(("q0", "a0"), ("q1", "a1"))
+    records[0].meta["split"] = "train"
+    records[1].meta["split"] = "test"
+    v = V.create_version(ws, records, parent=None, step="split")
+    out = V.export_version(ws, v.id, tmp_path / f"out.{fmt}", fmt)
+    back = read_records(out).records
+    assert {r.id: (r.answer, r.meta["split"]) for r in back} == {"r0": ("a0", "train"), "r1": ("a1", "test")}
+
+
+def test_import_file_append_and_all_or_nothing(ws, tmp_path):
+    good = write_jsonl(tmp_path / "a.jsonl", [chat("q", "a", id="x1")])
+    v1, _ = import_file(ws, good)
+    more = write_jsonl(tmp_path / "b.jsonl", [chat("q2", "a2", id="x2")])
+    v2, _ = import_file(ws, more, append=True)
+    assert v2.parent_id == v1.id and v2.num_records == 2
+    with pytest.raises(TuneloopError, match="already exist in v2"):
+        import_file(ws, more, append=True)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(chat("q", "a")) + "\n{broken\n")
+    with pytest.raises(TuneloopError):
+        import_file(ws, bad)
+    assert [v.id for v in V.list_versions(ws)] == [v1.id, v2.id]  # nothing partial was written
+
+
+def test_search_records():
+    rs = recs(("refund for ORD-1", "ok"), ("password", "reset it"))
+    assert [r.id for r in V.search_records(rs, "ORD-1 refund")] == ["r0"]
+    assert [r.id for r in V.search_records(rs, "RESET")] == ["r1"]
+    assert len(V.search_records(rs, "")) == 2
