@@ -1,0 +1,371 @@
+"""Blind side-by-side rating: evaluations, pairs, who sees what, and votes checked on the server.
+
+An evaluation is a set of pairs (one prompt, the base model's response and the fine-tuned one) and an
+overlap k: how many raters should judge each pair. ``next_pair`` issues a pair to a rater and records
+which side the fine-tuned response is shown on; what it returns (``BlindPair``) holds the two texts as
+A and B and nothing that names a model. The side→model mapping stays in the database until
+``record_vote`` has accepted that rater's vote; only then does the ``Reveal`` say who was who.
+
+Sides are drawn with Efron's biased coin per rater (2/3 towards the side that rater has seen the
+fine-tuned model on less), so each rater's left/right counts stay balanced while the next side is
+never predictable from the reveals so far.
+
+Example::
+
+    eid = create_evaluation(ws, "run 3 vs base", items, base_model="SmolLM2-135M-Instruct", overlap=2)
+    pair = next_pair(ws, eid, "ana")                 # BlindPair: prompt, response_a, response_b
+    reveal = record_vote(ws, pair.assignment_id, "ana", "A", comment="clearer")
+"""
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+
+VERDICTS = ("A", "B", "tie", "both_bad")
+OUTCOMES = ("finetuned", "base", "tie", "both_bad")
+VERDICT_WORDS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
+# Efron's biased coin: the under-used side is chosen with this probability.
+BIASED_COIN = 2 / 3
+
+_random = random.SystemRandom()
+
+
+class VoteRefused(TuneloopError):
+    """The server refused a vote: not issued to this rater, already voted, or not a verdict."""
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One prompt of an evaluation with both models' responses (the input to ``create_evaluation``)."""
+    prompt_id: str
+    messages: list[dict[str, str]]       # the conversation up to and including the last user turn
+    base_response: str
+    finetuned_response: str
+    label: str | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    id: int
+    name: str
+    run_id: str | None
+    base_model: str
+    adapter: str | None
+    dataset_version: int | None
+    overlap: int
+    guidelines: str
+    settings: dict[str, Any]
+    created_by: str | None
+    created_at: str
+    num_pairs: int = 0
+    num_votes: int = 0
+
+    def describe(self) -> str:
+        source = f"run {self.run_id}" if self.run_id else (self.adapter or "adapter")
+        return (f"#{self.id} {self.name} · {source} vs {self.base_model} · {self.num_pairs} pairs · "
+                f"{self.overlap} rater(s) per pair · {self.num_votes} votes")
+
+    @property
+    def finetuned_name(self) -> str:
+        return f"fine-tuned (run {self.run_id})" if self.run_id else "fine-tuned"
+
+    @property
+    def base_name(self) -> str:
+        return f"base ({self.base_model})"
+
+
+@dataclass(frozen=True)
+class BlindPair:
+    """What a rater may see before voting. Deliberately holds no model name and no side mapping."""
+    assignment_id: int
+    evaluation_id: int
+    context: list[dict[str, str]]        # earlier turns of the conversation, if any
+    prompt: str                          # the last user turn
+    response_a: str
+    response_b: str
+    done: int                            # votes this rater has cast in this evaluation
+    total: int                           # done + pairs still open to this rater
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """Who was who, shown only after the vote was stored."""
+    vote_id: int
+    verdict: str
+    outcome: str                         # finetuned | base | tie | both_bad
+    model_a: str
+    model_b: str
+
+    def describe(self) -> str:
+        said = VERDICT_WORDS[self.verdict]
+        return f"You voted {said}. A was {self.model_a}; B was {self.model_b}."
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    open_assignment: int | None = None
+
+
+# -- evaluations ------------------------------------------------------------------------------
+
+def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, base_model: str,
+                      adapter: str | None = None, run_id: str | None = None,
+                      dataset_version: int | None = None, overlap: int = 1, guidelines: str = "",
+                      settings: dict[str, Any] | None = None, created_by: str | None = None) -> int:
+    """Store an evaluation and its pairs in one transaction; returns its id."""
+    items = list(items)
+    if not items:
+        raise TuneloopError("an evaluation needs at least one prompt with both responses")
+    if int(overlap) < 1:
+        raise TuneloopError(f"raters per pair must be at least 1 (got {overlap})")
+    seen: set[str] = set()
+    for item in items:
+        if item.prompt_id in seen:
+            raise TuneloopError(f"prompt '{item.prompt_id}' appears twice; each prompt is rated once per evaluation")
+        seen.add(item.prompt_id)
+        if not item.messages or item.messages[-1]["role"] != "user":
+            raise TuneloopError(f"prompt '{item.prompt_id}' must end with a user turn")
+    with ws.transaction() as db:
+        eid = db.execute(
+            "insert into evaluations (name, run_id, base_model, adapter, dataset_version, overlap, guidelines,"
+            " settings, created_by) values (?,?,?,?,?,?,?,?,?)",
+            (name.strip() or "evaluation", run_id, base_model, adapter, dataset_version, int(overlap), guidelines,
+             json.dumps(settings or {}, sort_keys=True), created_by)).lastrowid
+        db.executemany(
+            "insert into eval_pairs (evaluation_id, prompt_id, messages, label, split, base_response,"
+            " finetuned_response) values (?,?,?,?,?,?,?)",
+            [(eid, it.prompt_id, json.dumps(it.messages, ensure_ascii=False), it.label, it.split,
+              it.base_response, it.finetuned_response) for it in items])
+    return eid
+
+
+def get_evaluation(ws: Workspace, evaluation_id: int | str) -> Evaluation:
+    eid = parse_evaluation_id(evaluation_id)
+    row = ws.db.execute(
+        "select e.*, (select count(*) from eval_pairs p where p.evaluation_id=e.id) as num_pairs,"
+        " (select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
+        "  join eval_pairs p on p.id=a.pair_id where p.evaluation_id=e.id) as num_votes"
+        " from evaluations e where e.id=?", (eid,)).fetchone()
+    if row is None:
+        raise TuneloopError(f"there is no evaluation #{eid} in this workspace; `python -m evaluation report` "
+                            f"needs the number shown when it was generated")
+    return _evaluation_from_row(row)
+
+
+def list_evaluations(ws: Workspace) -> list[Evaluation]:
+    rows = ws.db.execute(
+        "select e.*, (select count(*) from eval_pairs p where p.evaluation_id=e.id) as num_pairs,"
+        " (select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
+        "  join eval_pairs p on p.id=a.pair_id where p.evaluation_id=e.id) as num_votes"
+        " from evaluations e order by e.id desc").fetchall()
+    return [_evaluation_from_row(r) for r in rows]
+
+
+def set_guidelines(ws: Workspace, evaluation_id: int, text: str) -> None:
+    get_evaluation(ws, evaluation_id)
+    ws.db.execute("update evaluations set guidelines=? where id=?", (text, evaluation_id))
+
+
+def parse_evaluation_id(value: int | str) -> int:
+    """Accepts 3, '3' or '#3'."""
+    text = str(value).strip().lstrip("#")
+    if not text.isdigit():
+        raise TuneloopError(f"'{value}' is not an evaluation number; evaluations are numbered like 3")
+    return int(text)
+
+
+def _evaluation_from_row(row: sqlite3.Row) -> Evaluation:
+    d = dict(row)
+    d["settings"] = json.loads(d["settings"])
+    return Evaluation(**d)
+
+
+# -- issuing pairs ----------------------------------------------------------------------------
+
+def next_pair(ws: Workspace, evaluation_id: int, rater: str) -> BlindPair | None:
+    """The pair this rater should judge next, or None when nothing is left for them.
+
+    A pair issued earlier and not yet voted comes back first (leave and resume). Otherwise a pair the
+    rater has never seen and that still has fewer than k raters, preferring the least-covered pairs.
+    Issuing happens inside one transaction so two raters cannot both take a pair's last slot.
+    """
+    rater = _check_rater(rater)
+    evaluation = get_evaluation(ws, evaluation_id)
+    with ws.transaction() as db:
+        open_row = db.execute(
+            "select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
+            " left join eval_votes v on v.assignment_id=a.id"
+            " where p.evaluation_id=? and a.rater=? and v.id is null order by a.id limit 1",
+            (evaluation.id, rater)).fetchone()
+        if open_row is not None:
+            assignment_id = open_row[0]
+        else:
+            candidates = _open_pairs(db, evaluation, rater)
+            if not candidates:
+                return None
+            fewest = min(n for _, n in candidates)
+            pair_id = _random.choice([pid for pid, n in candidates if n == fewest])
+            side = _balanced_side(db, evaluation.id, rater)
+            assignment_id = db.execute(
+                "insert into eval_assignments (pair_id, rater, finetuned_side) values (?,?,?)",
+                (pair_id, rater, side)).lastrowid
+    return _blind_pair(ws, assignment_id, rater)
+
+
+def issued_pair(ws: Workspace, assignment_id: int, rater: str) -> BlindPair:
+    """An already issued, not yet voted pair again (a page reload), for the rater it was issued to."""
+    rater = _check_rater(rater)
+    row = ws.db.execute("select a.rater, v.id as vote_id from eval_assignments a"
+                        " left join eval_votes v on v.assignment_id=a.id where a.id=?", (assignment_id,)).fetchone()
+    if row is None or row["rater"] != rater:
+        raise VoteRefused("this pair was not issued to you; press Start to get your next pair")
+    if row["vote_id"] is not None:
+        raise VoteRefused("you have already voted on this pair")
+    return _blind_pair(ws, assignment_id, rater)
+
+
+def rater_progress(ws: Workspace, evaluation_id: int, rater: str) -> Progress:
+    """Votes cast by this rater, and how many pairs they can still get (their open one included)."""
+    rater = _check_rater(rater)
+    evaluation = get_evaluation(ws, evaluation_id)
+    db = ws.db
+    done = db.execute(
+        "select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
+        " join eval_pairs p on p.id=a.pair_id where p.evaluation_id=? and a.rater=?",
+        (evaluation.id, rater)).fetchone()[0]
+    open_row = db.execute(
+        "select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
+        " left join eval_votes v on v.assignment_id=a.id where p.evaluation_id=? and a.rater=? and v.id is null",
+        (evaluation.id, rater)).fetchone()
+    remaining = len(_open_pairs(db, evaluation, rater)) + (1 if open_row else 0)
+    return Progress(done=done, total=done + remaining, open_assignment=open_row[0] if open_row else None)
+
+
+def _open_pairs(db: sqlite3.Connection, evaluation: Evaluation, rater: str) -> list[tuple[int, int]]:
+    """(pair id, raters so far) for pairs this rater has not been given and that still have a free slot."""
+    rows = db.execute(
+        "select p.id, count(a.id) as n, sum(a.rater = ?) as mine from eval_pairs p"
+        " left join eval_assignments a on a.pair_id=p.id where p.evaluation_id=? group by p.id",
+        (rater, evaluation.id)).fetchall()
+    return [(r["id"], r["n"]) for r in rows if not r["mine"] and r["n"] < evaluation.overlap]
+
+
+def _balanced_side(db: sqlite3.Connection, evaluation_id: int, rater: str) -> str:
+    row = db.execute(
+        "select sum(a.finetuned_side='A'), sum(a.finetuned_side='B') from eval_assignments a"
+        " join eval_pairs p on p.id=a.pair_id where p.evaluation_id=? and a.rater=?",
+        (evaluation_id, rater)).fetchone()
+    on_a, on_b = row[0] or 0, row[1] or 0
+    if on_a == on_b:
+        return _random.choice("AB")
+    under = "A" if on_a < on_b else "B"
+    over = "B" if under == "A" else "A"
+    return under if _random.random() < BIASED_COIN else over
+
+
+def _blind_pair(ws: Workspace, assignment_id: int, rater: str) -> BlindPair:
+    row = ws.db.execute(
+        "select a.finetuned_side, p.evaluation_id, p.messages, p.base_response, p.finetuned_response"
+        " from eval_assignments a join eval_pairs p on p.id=a.pair_id where a.id=?", (assignment_id,)).fetchone()
+    messages = json.loads(row["messages"])
+    if row["finetuned_side"] == "A":
+        text_a, text_b = row["finetuned_response"], row["base_response"]
+    else:
+        text_a, text_b = row["base_response"], row["finetuned_response"]
+    progress = rater_progress(ws, row["evaluation_id"], rater)
+    return BlindPair(assignment_id=assignment_id, evaluation_id=row["evaluation_id"], context=messages[:-1],
+                     prompt=messages[-1]["content"], response_a=text_a, response_b=text_b,
+                     done=progress.done, total=progress.total)
+
+
+def _check_rater(rater: str | None) -> str:
+    name = (rater or "").strip()
+    if not name:
+        raise VoteRefused("type your name (or sign in) before rating, so your votes count once and as yours")
+    return name
+
+
+# -- votes ------------------------------------------------------------------------------------
+
+def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, comment: str = "",
+                corrected_answer: str | None = None) -> Reveal:
+    """Store one vote after checking, on the server, that it may be cast; then reveal the sides.
+
+    Refused (``VoteRefused``) when the pair was not issued to this rater, was already voted on, or
+    the verdict is not one of A, B, tie, both_bad. Check and insert share one transaction.
+    """
+    rater = _check_rater(rater)
+    if verdict not in VERDICTS:
+        raise VoteRefused(f"'{verdict}' is not a verdict; choose A, B, tie or both_bad")
+    corrected = (corrected_answer or "").strip() or None
+    with ws.transaction() as db:
+        row = db.execute(
+            "select a.rater, a.finetuned_side, p.evaluation_id, v.id as vote_id from eval_assignments a"
+            " join eval_pairs p on p.id=a.pair_id left join eval_votes v on v.assignment_id=a.id where a.id=?",
+            (int(assignment_id),)).fetchone()
+        if row is None or row["rater"] != rater:
+            raise VoteRefused("this pair was not issued to you, so the vote was not counted")
+        if row["vote_id"] is not None:
+            raise VoteRefused("you have already voted on this pair; each rater votes once per pair")
+        outcome = verdict_outcome(verdict, row["finetuned_side"])
+        vote_id = db.execute(
+            "insert into eval_votes (assignment_id, verdict, outcome, comment, corrected_answer) values (?,?,?,?,?)",
+            (int(assignment_id), verdict, outcome, (comment or "").strip(), corrected)).lastrowid
+    evaluation = get_evaluation(ws, row["evaluation_id"])
+    ft, base = evaluation.finetuned_name, evaluation.base_name
+    model_a, model_b = (ft, base) if row["finetuned_side"] == "A" else (base, ft)
+    return Reveal(vote_id=vote_id, verdict=verdict, outcome=outcome, model_a=model_a, model_b=model_b)
+
+
+def verdict_outcome(verdict: str, finetuned_side: str) -> str:
+    """A verdict on sides (A/B/tie/both_bad) in the models' terms (finetuned/base/tie/both_bad)."""
+    if verdict in ("tie", "both_bad"):
+        return verdict
+    return "finetuned" if verdict == finetuned_side else "base"
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    """A stored vote with everything feedback and statistics need (server side only)."""
+    vote_id: int
+    pair_id: int
+    evaluation_id: int
+    prompt_id: str
+    rater: str
+    verdict: str
+    outcome: str
+    finetuned_side: str
+    comment: str
+    corrected_answer: str | None
+    label: str | None
+    voted_at: str
+
+    def to_stats_row(self) -> dict[str, Any]:
+        """The shape ``python -m evaluation stats`` reads (one JSON object per line)."""
+        return {"prompt_id": self.prompt_id, "rater": self.rater, "verdict": self.outcome,
+                "finetuned_side": self.finetuned_side, "label": self.label}
+
+
+def evaluation_votes(ws: Workspace, evaluation_id: int) -> list[VoteRow]:
+    eid = get_evaluation(ws, evaluation_id).id
+    rows = ws.db.execute(
+        "select v.id as vote_id, p.id as pair_id, p.evaluation_id, p.prompt_id, a.rater, v.verdict, v.outcome,"
+        " a.finetuned_side, v.comment, v.corrected_answer, p.label, v.voted_at from eval_votes v"
+        " join eval_assignments a on a.id=v.assignment_id join eval_pairs p on p.id=a.pair_id"
+        " where p.evaluation_id=? order by v.id", (eid,)).fetchall()
+    return [VoteRow(**dict(r)) for r in rows]
+
+
+def raters(ws: Workspace, evaluation_id: int) -> list[str]:
+    return [r[0] for r in ws.db.execute(
+        "select distinct a.rater from eval_assignments a join eval_pairs p on p.id=a.pair_id"
+        " where p.evaluation_id=? order by a.rater", (evaluation_id,))]

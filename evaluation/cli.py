@@ -1,0 +1,193 @@
+"""``python -m evaluation``: generate pairs for rating, report on an evaluation, export feedback, stats.
+
+Commands::
+
+    generate --run RUN --split VERSION [--overlap K] [--limit N] [--max-new-tokens T] [--workspace DIR]
+    report EVAL [--json] [--workspace DIR]
+    export-preferences EVAL OUT.jsonl [--policy majority|unanimous] [--workspace DIR]
+    export-votes EVAL OUT.jsonl [--workspace DIR]
+    merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
+    stats VOTES.jsonl [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from core.errors import TuneloopError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args) or 0
+    except TuneloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evaluation",
+                                description="Blind side-by-side rating of a fine-tuned run against its base model.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name, fn, help_text, workspace=True):
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.set_defaults(command=fn)
+        if workspace:
+            c.add_argument("--workspace", help="workspace folder (default: $TUNELOOP_WORKSPACE or ./workspace)")
+        return c
+
+    g = command("generate", cmd_generate, "generate base and fine-tuned responses for a split's test prompts "
+                                          "and create an evaluation ready for rating")
+    g.add_argument("--run", required=True, help="run id from the run registry, a run folder, or an adapter folder")
+    g.add_argument("--split", required=True, metavar="VERSION", help="dataset version holding the test split (v4)")
+    g.add_argument("--which", default="test", help="which split's prompts to rate (default: test)")
+    g.add_argument("--base", help="base model, when the adapter folder does not name it")
+    g.add_argument("--name", help="a name for the evaluation")
+    g.add_argument("--overlap", type=int, default=1, help="raters per pair (default 1)")
+    g.add_argument("--limit", type=int, help="rate only the first N prompts")
+    g.add_argument("--guidelines", default="", help="guidelines shown to raters beside each pair")
+    g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float, default=0.7)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--4bit", dest="load_in_4bit", action="store_true", help="load the base model in 4-bit NF4")
+
+    r = command("report", cmd_report, "figures, feedback and disagreements of an evaluation")
+    r.add_argument("evaluation", metavar="EVAL")
+    r.add_argument("--json", action="store_true", help="print JSON instead of text")
+    r.add_argument("--policy", choices=("majority", "unanimous"), default="majority")
+
+    e = command("export-preferences", cmd_export_preferences,
+                "write the evaluation's preference pairs as JSONL (prompt/chosen/rejected, trl's format)")
+    e.add_argument("evaluation", metavar="EVAL")
+    e.add_argument("out", metavar="OUT.jsonl")
+    e.add_argument("--policy", choices=("majority", "unanimous"), default="majority",
+                   help="raters who disagree: keep the majority side, or drop the pair (default majority)")
+
+    v = command("export-votes", cmd_export_votes, "write the evaluation's votes in the format `stats` reads")
+    v.add_argument("evaluation", metavar="EVAL")
+    v.add_argument("out", metavar="OUT.jsonl")
+
+    m = command("merge-feedback", cmd_merge_feedback,
+                "add corrected answers and answered prompts to the current dataset as a new version")
+    m.add_argument("evaluation", metavar="EVAL")
+    m.add_argument("--policy", choices=("majority", "unanimous"), default="majority")
+
+    s = command("stats", cmd_stats, "figures for votes gathered anywhere (JSONL: prompt_id, rater, verdict "
+                                    "finetuned|base|tie|both_bad, finetuned_side A|B, optional label)", workspace=False)
+    s.add_argument("votes", metavar="VOTES.jsonl")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return p
+
+
+def _workspace(args):
+    from core.workspace import Workspace
+    return Workspace.open(args.workspace)
+
+
+def cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from curation.versions import get_version
+    from evaluation.generate import DecodingSettings, RunModels, prepare_evaluation, prompts_from_version, \
+        resolve_adapter
+
+    ws = _workspace(args)
+    version = get_version(ws, args.split)
+    models = resolve_adapter(ws, args.run)
+    if args.base:
+        models = RunModels(base_model=args.base, adapter=models.adapter, run_id=models.run_id)
+    items = prompts_from_version(ws, version.id, split=args.which, limit=args.limit)
+    settings = DecodingSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                                temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    bar = tqdm(total=2 * len(items), unit="response", desc="generating")
+
+    def progress(done, total, _what):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    stop = threading.Event()
+    try:
+        eid = prepare_evaluation(ws, items, models=models, name=args.name, dataset_version=version.id,
+                                 overlap=args.overlap, guidelines=args.guidelines, settings=settings,
+                                 batch_size=args.batch_size, load_in_4bit=args.load_in_4bit, progress=progress,
+                                 cancel=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        print("\nstopped; the responses generated so far are cached", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"evaluation {eid}: {len(items)} pairs from {version.name}/{args.which}, "
+          f"{args.overlap} rater(s) per pair; rate them in the Rate tab")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from evaluation.arena import evaluation_votes, get_evaluation
+    from evaluation.feedback import sync_feedback
+    from evaluation.stats import format_summary, summarize, votes_from_rows
+
+    ws = _workspace(args)
+    evaluation = get_evaluation(ws, args.evaluation)
+    rows = [v.to_stats_row() for v in evaluation_votes(ws, evaluation.id)]
+    summary = summarize(votes_from_rows(rows)) if rows else None
+    fb = sync_feedback(ws, evaluation.id, policy=args.policy)
+    if args.json:
+        print(json.dumps({"evaluation": evaluation.id, "name": evaluation.name, "run": evaluation.run_id,
+                          "pairs": evaluation.num_pairs, "overlap": evaluation.overlap, "stats": summary,
+                          "feedback": fb.counts(), "disagreements": fb.disagreements}, indent=2))
+        return 0
+    print(evaluation.describe())
+    print(format_summary(summary) if summary else "no votes yet")
+    counts = fb.counts()
+    print(f"feedback ({args.policy}): {counts['preference_pairs']} preference pairs, {counts['corrected']} corrected "
+          f"answers, {counts['needs_answer']} prompts need an answer, {counts['disagreements']} disagreements "
+          f"({counts['disagreements_excluded']} excluded)")
+    for d in fb.disagreements:
+        votes = ", ".join(f"{r}: {o}" for r, o in d["votes"].items())
+        print(f"  {d['prompt_id']} [{d['resolution']}]: {votes}")
+    return 0
+
+
+def cmd_export_preferences(args) -> int:
+    from evaluation.arena import parse_evaluation_id
+    from evaluation.feedback import export_preferences
+    ws = _workspace(args)
+    n = export_preferences(ws, parse_evaluation_id(args.evaluation), args.out, policy=args.policy)
+    print(f"wrote {n} preference pairs to {args.out}")
+    return 0
+
+
+def cmd_export_votes(args) -> int:
+    from core.workspace import atomic_write
+    from evaluation.arena import evaluation_votes, parse_evaluation_id
+    ws = _workspace(args)
+    votes = evaluation_votes(ws, parse_evaluation_id(args.evaluation))
+    atomic_write(Path(args.out), "".join(json.dumps(v.to_stats_row()) + "\n" for v in votes).encode("utf-8"))
+    print(f"wrote {len(votes)} votes to {args.out}")
+    return 0
+
+
+def cmd_merge_feedback(args) -> int:
+    from evaluation.arena import parse_evaluation_id
+    from evaluation.feedback import merge_feedback
+    ws = _workspace(args)
+    version = merge_feedback(ws, parse_evaluation_id(args.evaluation), policy=args.policy)
+    print(f"made {version.describe()}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from evaluation.stats import format_summary, read_votes_jsonl, summarize
+    summary = summarize(read_votes_jsonl(args.votes))
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0

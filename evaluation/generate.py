@@ -1,0 +1,321 @@
+"""Responses from the base model and from a run's adapter, generated ahead of rating.
+
+One base model is held in memory with the adapter attached; the base responses come from the same
+weights with the adapter switched off (``with model.disable_adapter():``), so both sides use the same
+tokenizer, chat template and decoding settings. Prompts go through in batches, shortest first (less
+padding); every finished batch is stored in the workspace's generation cache, keyed by the model, the
+adapter, the decoding settings and the prompt, so a cancelled or repeated job picks up where it was.
+
+Example::
+
+    items = prompts_from_version(ws, "v4", split="test")
+    pairs = generate_pairs(ws, items, base_model="default", adapter="runs/3/adapter",
+                           settings=DecodingSettings(max_new_tokens=128), progress=print)
+    eid = prepare_evaluation(ws, run="3", version="v4", overlap=2)     # generate + create_evaluation
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from curation.records import Record, canonical_json, new_record_id
+from evaluation.arena import EvalItem, create_evaluation
+
+Progress = Callable[[int, int, str], None]      # (done, total, what is happening)
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+class GenerationCancelled(TuneloopError):
+    """Generation was stopped; the batches finished before the stop are kept in the cache."""
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """The decoding settings both models share. Greedy by default, so a pair differs only by the adapter."""
+    max_new_tokens: int = 200
+    do_sample: bool = False
+    temperature: float = 0.7        # used only when sampling
+    top_p: float = 0.95             # used only when sampling
+    repetition_penalty: float = 1.1
+    seed: int = 0
+
+    def validate(self) -> "DecodingSettings":
+        if not 1 <= self.max_new_tokens <= 8192:
+            raise TuneloopError(f"max new tokens must be between 1 and 8192 (got {self.max_new_tokens})")
+        if self.do_sample and not (0 < self.temperature <= 5 and 0 < self.top_p <= 1):
+            raise TuneloopError("sampling needs a temperature in (0, 5] and a top-p in (0, 1]")
+        if self.repetition_penalty <= 0:
+            raise TuneloopError("repetition penalty must be positive (1.0 means none)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not self.do_sample:
+            d.pop("temperature")
+            d.pop("top_p")
+        return d
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """A prompt to answer: the conversation up to and including its last user turn."""
+    prompt_id: str
+    messages: list[dict[str, str]]
+    label: str | None = None
+    split: str | None = None
+
+
+# -- prompts ----------------------------------------------------------------------------------
+
+def prompt_from_record(record: Record) -> PromptItem | None:
+    """The record's conversation cut after its last user turn; None when it has no user turn."""
+    last_user = max((i for i, m in enumerate(record.messages) if m["role"] == "user"), default=None)
+    if last_user is None:
+        return None
+    label = record.meta.get("label", record.meta.get("intent"))
+    return PromptItem(record.id, record.messages[: last_user + 1], None if label is None else str(label),
+                      record.meta.get("split"))
+
+
+def prompts_from_records(records: Iterable[Record], *, split: str | None = "test",
+                         limit: int | None = None) -> list[PromptItem]:
+    records = list(records)
+    if split:
+        chosen = [r for r in records if r.meta.get("split") == split]
+        if not chosen:
+            raise TuneloopError(f"no record is in the '{split}' split; build a split first (Splits tab), or rate "
+                                f"typed or uploaded prompts")
+    else:
+        chosen = records
+    items = [p for p in (prompt_from_record(r) for r in chosen) if p is not None]
+    return items[:limit] if limit else items
+
+
+def prompts_from_version(ws: Workspace, version: int | str, *, split: str | None = "test",
+                         limit: int | None = None) -> list[PromptItem]:
+    """A version's prompts of one split (the test split by default)."""
+    from curation.versions import load_records
+    return prompts_from_records(load_records(ws, version), split=split, limit=limit)
+
+
+def prompts_from_texts(texts: Iterable[str]) -> list[PromptItem]:
+    """Typed prompts, one per entry; blank entries are skipped; ids come from the text."""
+    items, seen = [], set()
+    for text in texts:
+        if text.strip() and text.strip() not in seen:
+            seen.add(text.strip())
+            messages = [{"role": "user", "content": text.strip()}]
+            items.append(PromptItem(new_record_id(messages, salt="typed"), messages))
+    if not items:
+        raise TuneloopError("no prompts given; type one prompt per line")
+    return items
+
+
+def prompts_from_file(path: str | Path, *, limit: int | None = None) -> list[PromptItem]:
+    """Uploaded prompts: any format the importer reads; a test split is used when the file has one."""
+    from curation.formats import read_records
+    records = read_records(path).records
+    has_test = any(r.meta.get("split") == "test" for r in records)
+    return prompts_from_records(records, split="test" if has_test else None, limit=limit)
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunModels:
+    """What a run's responses come from: its base model (as the user named it) and its adapter folder."""
+    base_model: str
+    adapter: str
+    run_id: str | None
+
+
+def resolve_adapter(ws: Workspace, run: str | Path) -> RunModels:
+    """A run id from the run registry, a run folder holding ``adapter/``, or an adapter folder."""
+    path = Path(str(run)).expanduser()
+    for folder in (path, path / "adapter"):
+        if (folder / "adapter_config.json").is_file():
+            config = json.loads((folder / "adapter_config.json").read_text())
+            base = config.get("base_model_name_or_path")
+            if not base:
+                raise TuneloopError(f"{folder} does not say which base model it was trained on; name it with --base")
+            return RunModels(base_model=str(base), adapter=str(folder.resolve()), run_id=None)
+    return _registry_run(ws, str(run))
+
+
+def _registry_run(ws: Workspace, run_id: str) -> RunModels:
+    try:
+        from training import registry
+    except ImportError:
+        raise TuneloopError(f"'{run_id}' is neither an adapter folder nor a run folder with adapter/ "
+                            f"(the run registry is not installed)") from None
+    run = registry.get_run(ws, run_id)
+    adapter = Path(run.output_dir) / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise TuneloopError(f"run {run_id} has no adapter yet (status: {run.status}); rate it once it has finished")
+    return RunModels(base_model=run.config.base_model, adapter=str(adapter), run_id=str(run.id))
+
+
+# -- the model --------------------------------------------------------------------------------
+
+class PairedModel:
+    """One base model in memory with an adapter on top, answering with the adapter on or off."""
+
+    def __init__(self, ws: Workspace | None, base_model: str, adapter: str | Path, *, load_in_4bit: bool = False):
+        from training.models import resolve_base_model
+        self.resolved = resolve_base_model(base_model, ws)
+        self.adapter = Path(adapter)
+        if not (self.adapter / "adapter_config.json").is_file():
+            raise TuneloopError(f"{self.adapter} is not an adapter folder (it has no adapter_config.json)")
+        self.load_in_4bit = load_in_4bit
+        self.identity = {"base": self.resolved.path, "revision": self.resolved.revision, "4bit": load_in_4bit}
+        self.adapter_identity = _adapter_fingerprint(self.adapter)
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def load(self):
+        with self._lock:
+            if self._model is None:
+                from peft import PeftModel
+                from training.models import load_model_and_tokenizer
+                base, tokenizer = load_model_and_tokenizer(self.resolved, load_in_4bit=self.load_in_4bit)
+                tokenizer.padding_side = "left"     # decoder-only models continue from the right edge
+                model = PeftModel.from_pretrained(base, str(self.adapter))
+                model.eval()
+                self._model, self._tokenizer = model, tokenizer
+        return self._model, self._tokenizer
+
+    def respond(self, conversations: list[list[dict[str, str]]], settings: DecodingSettings, *,
+                use_adapter: bool) -> list[str]:
+        """One batch of replies (assistant text only, special tokens dropped)."""
+        import contextlib
+        import torch
+        model, tokenizer = self.load()
+        texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+                                  "repetition_penalty": settings.repetition_penalty,
+                                  "pad_token_id": tokenizer.pad_token_id}
+        if settings.do_sample:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        switch = contextlib.nullcontext() if use_adapter else model.disable_adapter()
+        torch.manual_seed(settings.seed)     # the same seed for both models: sampling differs only by the adapter
+        with torch.inference_mode(), switch:
+            out = model.generate(**batch, **kwargs)
+        start = batch["input_ids"].shape[1]
+        return [tokenizer.decode(row[start:], skip_special_tokens=True).strip() for row in out]
+
+    def prompt_lengths(self, conversations: list[list[dict[str, str]]]) -> list[int]:
+        _, tokenizer = self.load()
+        return [len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True)) for c in conversations]
+
+
+def _adapter_fingerprint(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        p = folder / name
+        if p.is_file():
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:24]
+
+
+_held: dict[str, PairedModel] = {}
+_held_lock = threading.Lock()
+
+
+def paired_model(ws: Workspace | None, base_model: str, adapter: str | Path, *,
+                 load_in_4bit: bool = False) -> PairedModel:
+    """The model held in memory for this base + adapter; a different pair replaces it (one at a time)."""
+    key = canonical_json([str(base_model), str(Path(adapter).resolve()), load_in_4bit])
+    with _held_lock:
+        if key not in _held:
+            _held.clear()
+            _held[key] = PairedModel(ws, base_model, adapter, load_in_4bit=load_in_4bit)
+        return _held[key]
+
+
+# -- generation with the cache ----------------------------------------------------------------
+
+def cache_key(model: PairedModel, settings: DecodingSettings, messages: list[dict[str, str]], *, use_adapter: bool) -> str:
+    """Base responses do not depend on the adapter, so every run of one base model shares them."""
+    parts = [model.identity, settings.to_dict(), messages, model.adapter_identity if use_adapter else "base"]
+    return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()
+
+
+def generate_pairs(ws: Workspace, items: list[PromptItem], *, base_model: str, adapter: str | Path,
+                   settings: DecodingSettings | None = None, batch_size: int = 8, load_in_4bit: bool = False,
+                   progress: Progress | None = None, cancel: threading.Event | None = None) -> list[tuple[str, str]]:
+    """(base response, fine-tuned response) for every prompt, from the cache where possible.
+
+    Raises ``GenerationCancelled`` when ``cancel`` is set; the batches done so far stay cached.
+    """
+    settings = (settings or DecodingSettings()).validate()
+    if batch_size < 1:
+        raise TuneloopError(f"batch size must be at least 1 (got {batch_size})")
+    model = paired_model(ws, base_model, adapter, load_in_4bit=load_in_4bit)
+    keys = {(i, side): cache_key(model, settings, item.messages, use_adapter=side == "finetuned")
+            for i, item in enumerate(items) for side in ("base", "finetuned")}
+    found = _cached(ws, list(keys.values()))
+    todo = [(i, side) for (i, side), key in keys.items() if key not in found]
+    total, done = len(keys), len(keys) - len(todo)
+    if progress:
+        progress(done, total, f"{done} of {total} responses cached")
+    if todo:
+        lengths = model.prompt_lengths([items[i].messages for i, _ in todo])
+        for side in ("base", "finetuned"):
+            mine = sorted((lengths[n], i) for n, (i, s) in enumerate(todo) if s == side)
+            for start in range(0, len(mine), batch_size):
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled(f"generation stopped after {done} of {total} responses; "
+                                              f"they are kept, and a new start continues from there")
+                batch = [i for _, i in mine[start:start + batch_size]]
+                replies = model.respond([items[i].messages for i in batch], settings, use_adapter=side == "finetuned")
+                rows = [(keys[(i, side)], reply) for i, reply in zip(batch, replies)]
+                with ws.transaction() as db:
+                    db.executemany("insert or replace into generation_cache (key, response) values (?, ?)", rows)
+                found.update(rows)
+                done += len(batch)
+                if progress:
+                    who = "fine-tuned" if side == "finetuned" else "base"
+                    progress(done, total, f"{done} of {total} responses ({who} model)")
+    return [(found[keys[(i, "base")]], found[keys[(i, "finetuned")]]) for i in range(len(items))]
+
+
+def _cached(ws: Workspace, keys: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        rows = ws.db.execute(f"select key, response from generation_cache where key in ({','.join('?' * len(chunk))})",
+                             chunk).fetchall()
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+def prepare_evaluation(ws: Workspace, items: list[PromptItem], *, models: RunModels, name: str | None = None,
+                       dataset_version: int | None = None, overlap: int = 1, guidelines: str = "",
+                       settings: DecodingSettings | None = None, batch_size: int = 8, load_in_4bit: bool = False,
+                       progress: Progress | None = None, cancel: threading.Event | None = None,
+                       created_by: str | None = None) -> int:
+    """Generate both responses for every prompt, then create the evaluation; returns its id."""
+    if not items:
+        raise TuneloopError("there are no prompts to rate")
+    settings = (settings or DecodingSettings()).validate()
+    pairs = generate_pairs(ws, items, base_model=models.base_model, adapter=models.adapter, settings=settings,
+                           batch_size=batch_size, load_in_4bit=load_in_4bit, progress=progress, cancel=cancel)
+    eval_items = [EvalItem(prompt_id=p.prompt_id, messages=p.messages, base_response=base, finetuned_response=tuned,
+                           label=p.label, split=p.split) for p, (base, tuned) in zip(items, pairs)]
+    model = paired_model(ws, models.base_model, models.adapter, load_in_4bit=load_in_4bit)
+    title = name or (f"run {models.run_id} vs base" if models.run_id else f"{model.adapter.parent.name} vs base")
+    return create_evaluation(ws, title, eval_items, base_model=model.resolved.name, adapter=models.adapter,
+                             run_id=models.run_id, dataset_version=dataset_version, overlap=overlap,
+                             guidelines=guidelines, settings=settings.to_dict(), created_by=created_by)

@@ -1,0 +1,144 @@
+"""Votes become data: preference pairs, corrected answers, the needs-an-answer queue, and the merge."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.errors import TuneloopError
+from curation.records import Record
+from curation.versions import create_version, get_version, load_records
+from evaluation.arena import next_pair, record_vote
+from evaluation.feedback import (answer_needed, collect_feedback, export_preferences, merge_feedback,
+                                 needs_answer_queue, stored_preference_pairs, sync_feedback)
+from tests.test_arena import make_evaluation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# prompt → rater → outcome (or (outcome, corrected answer))
+PLAN = {
+    "p0": {"ana": "finetuned", "bob": "finetuned", "cy": "tie"},
+    "p1": {"ana": "finetuned", "bob": "base", "cy": "finetuned"},
+    "p2": {"ana": "finetuned", "bob": "base", "cy": "tie"},
+    "p3": {"ana": "both_bad", "bob": "both_bad", "cy": "both_bad"},
+    "p4": {"ana": ("both_bad", "Order LM-1004 ships on Monday; the tracking link is in your email."),
+           "bob": "base", "cy": "tie"},
+}
+
+
+def vote_as_planned(ws, eid):
+    for rater in ("ana", "bob", "cy"):
+        while (pair := next_pair(ws, eid, rater)) is not None:
+            prompt_id = "p" + pair.prompt.split()[1].rstrip(":")
+            planned = PLAN.get(prompt_id, {}).get(rater, "tie")
+            outcome, corrected = planned if isinstance(planned, tuple) else (planned, None)
+            if outcome in ("finetuned", "base"):
+                tuned_on_a = pair.response_a.startswith("tuned")
+                verdict = "A" if tuned_on_a == (outcome == "finetuned") else "B"
+            else:
+                verdict = outcome
+            record_vote(ws, pair.assignment_id, rater, verdict, corrected_answer=corrected)
+
+
+@pytest.fixture
+def rated(ws):
+    records = [Record(f"p{i}", [{"role": "system", "content": "You are Lumio support."},
+                                {"role": "user", "content": f"Question {i}: where is order LM-{1000 + i}?"},
+                                {"role": "assistant", "content": "reference"}], {"split": "test"})
+               for i in range(6)]
+    records += [Record(f"t{i}", [{"role": "user", "content": f"train {i}"}, {"role": "assistant", "content": "ok"}],
+                       {"split": "train"}) for i in range(4)]
+    version = create_version(ws, records, parent=None, step="split")
+    eid = make_evaluation(ws, n=6, overlap=3)
+    vote_as_planned(ws, eid)
+    return ws, eid, version
+
+
+def test_majority_policy_keeps_the_larger_side_and_lists_disagreements(rated):
+    ws, eid, _ = rated
+    fb = collect_feedback(ws, eid, policy="majority")
+    chosen = {p["meta"]["prompt_id"]: p["meta"]["chosen_model"] for p in fb.preference_pairs}
+    assert chosen == {"p0": "finetuned", "p1": "finetuned", "p4": "base"}
+    resolutions = {d["prompt_id"]: d["resolution"] for d in fb.disagreements}
+    assert resolutions == {"p1": "majority", "p2": "excluded"}
+    p1 = next(p for p in fb.preference_pairs if p["meta"]["prompt_id"] == "p1")
+    assert p1["chosen"] == [{"role": "assistant", "content": "tuned answer 1"}]
+    assert p1["rejected"] == [{"role": "assistant", "content": "base answer 1"}]
+    assert p1["prompt"][-1]["role"] == "user" and p1["meta"]["raters"] == ["ana", "cy"]
+    assert len(p1["meta"]["vote_ids"]) == 2 and p1["meta"]["run"] == "run-7"
+
+
+def test_unanimous_policy_excludes_every_contested_pair(rated):
+    ws, eid, _ = rated
+    fb = collect_feedback(ws, eid, policy="unanimous")
+    assert sorted(p["meta"]["prompt_id"] for p in fb.preference_pairs) == ["p0", "p4"]
+    assert fb.counts()["disagreements_excluded"] == 2
+
+
+def test_exported_preferences_are_trl_rows_with_provenance(rated, tmp_path):
+    ws, eid, _ = rated
+    n = export_preferences(ws, eid, tmp_path / "prefs.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
+    assert n == len(rows) == 3
+    for row in rows:
+        assert set(row) == {"prompt", "chosen", "rejected", "meta"}
+        assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
+        assert row["meta"]["evaluation"] == eid and row["meta"]["vote_ids"]
+    assert len(stored_preference_pairs(ws, eid)) == 3
+
+
+def test_both_bad_without_a_correction_is_queued(rated):
+    ws, eid, _ = rated
+    sync_feedback(ws, eid)
+    queue = needs_answer_queue(ws, eid)
+    assert [q.prompt_id for q in queue] == ["p3"]
+    assert queue[0].raters == ["ana", "bob", "cy"] and len(queue[0].vote_ids) == 3
+    assert queue[0].prompt.startswith("Question 3")
+
+
+def test_merge_adds_corrected_answers_as_a_feedback_version(rated):
+    ws, eid, base_version = rated
+    version = merge_feedback(ws, eid, created_by="lead")
+    assert version.parent_id == base_version.id and version.step == "feedback"
+    assert version.params["evaluation"] == eid and version.counts["corrected"] == 1
+    assert get_version(ws, version.id).num_records == 11
+    (new,) = [r for r in load_records(ws, version.id) if r.meta.get("source") == "feedback"]
+    assert new.messages[-1] == {"role": "assistant",
+                                "content": "Order LM-1004 ships on Monday; the tracking link is in your email."}
+    assert new.messages[:-1][-1]["content"].startswith("Question 4")
+    assert new.meta["rater"] == "ana" and new.meta["run"] == "run-7" and new.meta["from_vote"]
+    assert new.meta["split"] == "test"       # a test prompt's correction never leaks into train
+    with pytest.raises(TuneloopError, match="nothing new to merge"):
+        merge_feedback(ws, eid)
+
+    (item,) = needs_answer_queue(ws, eid)
+    answer_needed(ws, item.id, "Order LM-1003 is delayed; we will refund the shipping.", answered_by="lead")
+    assert needs_answer_queue(ws, eid) == []
+    second = merge_feedback(ws, eid)
+    assert second.parent_id == version.id and second.counts["answered"] == 1
+    answered = [r for r in load_records(ws, second.id) if r.meta.get("kind") == "needs_answer"]
+    assert answered[0].meta["answered_by"] == "lead" and len(answered[0].meta["from_votes"]) == 3
+
+
+def test_report_export_and_merge_from_the_command_line(rated, tmp_path):
+    ws, eid, _ = rated
+    base = [sys.executable, "-m", "evaluation"]
+    where = ["--workspace", str(ws.root)]
+    report = json.loads(subprocess.run(base + ["report", str(eid), "--json"] + where, cwd=ROOT, capture_output=True,
+                                       text=True, check=True).stdout)
+    assert report["stats"]["votes"] == 18 and report["feedback"]["preference_pairs"] == 3
+    out = subprocess.run(base + ["export-preferences", str(eid), str(tmp_path / "p.jsonl"), "--policy", "unanimous"]
+                         + where, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "wrote 2 preference pairs" in out
+    subprocess.run(base + ["export-votes", str(eid), str(tmp_path / "votes.jsonl")] + where, cwd=ROOT, check=True,
+                   capture_output=True)
+    stats = json.loads(subprocess.run(base + ["stats", str(tmp_path / "votes.jsonl"), "--json"], cwd=ROOT,
+                                      capture_output=True, text=True, check=True).stdout)
+    assert stats["votes"] == 18 and stats["agreement_items"] == 6
+    merged = subprocess.run(base + ["merge-feedback", str(eid)] + where, cwd=ROOT, capture_output=True, text=True)
+    assert merged.returncode == 0 and "feedback" in merged.stdout
+    again = subprocess.run(base + ["merge-feedback", str(eid)] + where, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 2 and "nothing new to merge" in again.stderr
