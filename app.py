@@ -1,10 +1,20 @@
-"""Tuneloop: the dashboard. Composes each package's tabs; flags and launch. No logic lives here.
+"""Tuneloop: the dashboard. Composes each package's tabs; flags, logins and launch. No logic here.
 
-    python app.py [--workspace DIR] [--host 127.0.0.1] [--port 7860] [--no-demo]
+    python app.py [--workspace DIR] [--host 127.0.0.1] [--port 7860] [--no-demo] [--rater-only]
+    python app.py [--workspace DIR] users add NAME --role admin|rater|viewer [--password-file F]
+    python app.py [--workspace DIR] users list | users remove NAME
+
+A workspace without users runs in local mode: no logins, on 127.0.0.1 only. Once it has users,
+every page needs a login: admins get the whole dashboard at /, raters the Rate tab at /rate/,
+viewers the playground at /playground/; each of those is a separate app, so a rater's login
+reaches no admin function at all, and every handler checks the caller's role again on the server.
 """
 from __future__ import annotations
 
 import argparse
+import getpass
+import ipaddress
+import logging
 import os
 import sys
 
@@ -20,42 +30,154 @@ CSS = """
 HEADER = """# Tuneloop
 **Curate → Tune → Rate → Feed back.** Turn a general model into *your* model: clean your data, fine-tune,
 compare blind with colleagues, and feed what you learn into the next round."""
+RATER_HEADER = """# Tuneloop · blind rating
+Compare two answers to the same question and pick the better one. You are not told which model wrote which
+answer until you have voted."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python app.py", description="Run the Tuneloop dashboard.")
+    p = argparse.ArgumentParser(prog="python app.py", description="Run the Tuneloop dashboard, or manage its users.")
     p.add_argument("--workspace", help="workspace folder (default $TUNELOOP_WORKSPACE or ./workspace)")
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default=os.environ.get("TUNELOOP_HOST", "127.0.0.1"),
+                   help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0 needs users)")
     p.add_argument("--port", type=int, default=int(os.environ.get("TUNELOOP_PORT", 7860)))
     p.add_argument("--no-demo", action="store_true", help="do not load the demo dataset into an empty workspace")
+    p.add_argument("--rater-only", action="store_true",
+                   help="serve only the Rate tab: no curation, training or export function exists in the API")
+    sub = p.add_subparsers(dest="command")
+    users = sub.add_parser("users", help="manage logins: add, list, remove")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    add = usub.add_parser("add", help="add a user (the password is prompted, or read from --password-file)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("admin", "rater", "viewer"))
+    add.add_argument("--password-file", help="a file whose first line is the password")
+    usub.add_parser("list", help="list users and roles")
+    rm = usub.add_parser("remove", help="remove a user")
+    rm.add_argument("name")
     return p.parse_args(argv)
 
 
-def build_app(ws):
+# -- composition ----------------------------------------------------------------------------------
+
+def build_admin_app(ws):
+    """Every tab, for admins (and for local mode)."""
     import gradio as gr
 
     from curation.ui import data
 
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE) as blocks:
         gr.Markdown(HEADER, elem_id="tuneloop-header")
         with gr.Tabs():
             data.build(ws)
-    return demo
+    return blocks
+
+
+def build_rate_app(ws):
+    """Only the Rate tab: what raters (and a --rater-only server) get."""
+    import gradio as gr
+
+    from evaluation.ui import build_rate_tab
+
+    with gr.Blocks(title=f"{TITLE} · rating") as blocks:
+        gr.Markdown(RATER_HEADER, elem_id="tuneloop-header")
+        with gr.Tabs():
+            build_rate_tab(ws)
+    return blocks
+
+
+def create_server(ws, *, rater_only: bool = False):
+    """A FastAPI app with the Gradio apps mounted for the workspace's mode."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from core.access import guard_handlers
+    from core.users import authenticate, has_users
+
+    server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+    hosted = has_users(ws)
+    mounts = []  # (path, blocks, roles); the root last so that it does not shadow the others
+    if rater_only:
+        mounts.append(("/", build_rate_app(ws), ("rater", "admin")))
+    else:
+        if hosted:
+            mounts.append(("/rate", build_rate_app(ws), ("rater", "admin")))
+        mounts.append(("/", build_admin_app(ws), ("admin",)))
+    for path, blocks, roles in mounts:
+        guard_handlers(blocks, ws, roles)
+        auth = (lambda u, p, roles=roles: authenticate(ws, u, p, roles)) if hosted else None
+        message = (f"Tuneloop · log in ({' or '.join(roles)})."
+                   + (" Raters: open /rate/ instead." if path == "/" and not rater_only else ""))
+        gr.mount_gradio_app(server, blocks.queue(default_concurrency_limit=8), path=path, auth=auth,
+                            auth_message=message if hosted else None, css=CSS, show_error=True,
+                            footer_links=["settings"], ssr_mode=False)
+    return server
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+def users_command(ws, args) -> int:
+    from core.errors import TuneloopError
+    from core.users import add_user, list_users, remove_user
+    try:
+        if args.users_command == "add":
+            if args.password_file:
+                with open(args.password_file, encoding="utf-8") as fh:
+                    password = fh.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"Password for {args.name}: ")
+                if password != getpass.getpass("Again: "):
+                    print("error: the passwords differ; nothing changed", file=sys.stderr)
+                    return 1
+            user = add_user(ws, args.name, args.role, password)
+            print(f"added {user.name} ({user.role})")
+        elif args.users_command == "list":
+            users = list_users(ws)
+            if not users:
+                print("no users: the app runs in local mode (no logins, 127.0.0.1 only)")
+            for u in users:
+                print(f"{u.name}\t{u.role}\t{u.created_at}")
+        else:
+            remove_user(ws, args.name)
+            print(f"removed {args.name}")
+    except (TuneloopError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='{"at":"%(asctime)s","level":"%(levelname)s",'
+                                                   '"logger":"%(name)s","msg":"%(message)s"}')
+    from core.users import has_users
     from core.workspace import Workspace
     ws = Workspace.open(args.workspace)
-    if not args.no_demo:
+    if args.command == "users":
+        return users_command(ws, args)
+    if not has_users(ws) and not _is_loopback(args.host):
+        print(f"error: this workspace has no users, so it runs without logins and only on 127.0.0.1. "
+              f"Add an admin first (python app.py --workspace {ws.root} users add NAME --role admin), "
+              f"then serve on {args.host}.", file=sys.stderr)
+        return 2
+    if not args.no_demo and not args.rater_only:
         from curation.versions import list_versions
         if not list_versions(ws):
             from curation.demo import load_demo
             load_demo(ws)
-    demo = build_app(ws)
-    print(f"Tuneloop: workspace {ws.root}; serving on http://{args.host}:{args.port}/", flush=True)
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, css=CSS, show_error=True, footer_links=["settings"])
+    import uvicorn
+    server = create_server(ws, rater_only=args.rater_only)
+    mode = "rater-only" if args.rater_only else ("hosted, logins on" if has_users(ws) else "local, no logins")
+    print(f"Tuneloop ({mode}): workspace {ws.root}; serving on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

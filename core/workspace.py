@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 DEFAULT_WORKSPACE = "./workspace"
-SCHEMA_MODULES = ("curation.schema", "training.schema", "evaluation.schema")
+SCHEMA_MODULES = ("core.schema", "curation.schema", "training.schema", "evaluation.schema")
 
 Migration = Callable[[sqlite3.Connection], None]
 

@@ -1,0 +1,123 @@
+"""Who is calling, and may they? Server-side checks that every handler passes through.
+
+Gradio exposes every event handler through its HTTP API, whether or not its button is on screen,
+so permissions cannot live in the page. ``guard_handlers`` wraps every handler of a Blocks so that
+it first checks the caller (``request.username``, from the login) against the roles allowed for
+that app; ``caller`` gives handlers the user's name for attribution (rater, reviewer, author).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import typing
+
+from core.errors import TuneloopError
+from core.users import get_user, has_users
+
+log = logging.getLogger("tuneloop.access")
+LOCAL_USER = "local"
+
+
+class AccessDenied(TuneloopError):
+    pass
+
+
+def caller(ws, request) -> str:
+    """The logged-in user's name, or 'local' in a workspace without users (local mode)."""
+    name = getattr(request, "username", None) if request is not None else None
+    if name:
+        return name
+    if has_users(ws):
+        raise AccessDenied("please log in: this workspace has users, so every action needs a login")
+    return LOCAL_USER
+
+
+def check_role(ws, request, roles: tuple[str, ...]) -> str:
+    """The caller's name if their role is in ``roles``; raises AccessDenied otherwise."""
+    name = caller(ws, request)
+    if name == LOCAL_USER:
+        return name
+    user = get_user(ws, name)
+    if user is None or user.role not in roles:
+        log.warning("denied: user=%s role=%s allowed=%s", name, user.role if user else None, roles)
+        raise AccessDenied(f"'{name}' may not do this here (needs the role {' or '.join(roles)})")
+    return name
+
+
+def guard_handlers(blocks, ws, roles: tuple[str, ...]) -> None:
+    """Wrap every event handler in ``blocks`` with ``check_role(..., roles)`` before it runs."""
+    import gradio as gr
+
+    for block_fn in _block_functions(blocks):
+        if block_fn.fn is None or getattr(block_fn.fn, "__tuneloop_guarded__", False):
+            continue
+        block_fn.fn = _guarded(block_fn.fn, ws, roles, gr)
+
+
+def _block_functions(blocks):
+    fns = blocks.fns
+    return list(fns.values()) if isinstance(fns, dict) else list(fns)
+
+
+def _check_or_refuse(ws, request, roles, gr) -> None:
+    try:
+        check_role(ws, request, roles)
+    except AccessDenied as exc:
+        raise gr.Error(str(exc), title="Not allowed") from None
+
+
+def _resolved_hints(fn) -> dict:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # unresolvable hints: Gradio would not have seen them either
+        return {}
+
+
+def _guarded(fn, ws, roles, gr):
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    cut = next((i for i, p in enumerate(params) if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)),
+               len(params))
+    extra = inspect.Parameter("_tuneloop_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                              annotation=gr.Request)
+    new_sig = sig.replace(parameters=params[:cut] + [extra] + params[cut:])
+
+    def split(args):
+        # Gradio inserts the request at our parameter's index, or appends it when fewer inputs came.
+        args = list(args)
+        for i in range(len(args) - 1, -1, -1):
+            if isinstance(args[i], gr.Request) and i >= min(cut, len(args) - 1):
+                request = args.pop(i)
+                return args, request
+        return args, None
+
+    if inspect.isasyncgenfunction(fn):
+        async def wrapper(*args, **kwargs):
+            args, request = split(args)
+            _check_or_refuse(ws, request, roles, gr)
+            async for item in fn(*args, **kwargs):
+                yield item
+    elif inspect.isgeneratorfunction(fn):
+        def wrapper(*args, **kwargs):
+            args, request = split(args)
+            _check_or_refuse(ws, request, roles, gr)
+            yield from fn(*args, **kwargs)
+    elif inspect.iscoroutinefunction(fn):
+        async def wrapper(*args, **kwargs):
+            args, request = split(args)
+            _check_or_refuse(ws, request, roles, gr)
+            return await fn(*args, **kwargs)
+    else:
+        def wrapper(*args, **kwargs):
+            args, request = split(args)
+            _check_or_refuse(ws, request, roles, gr)
+            return fn(*args, **kwargs)
+
+    functools.update_wrapper(wrapper, fn)
+    del wrapper.__wrapped__  # Gradio must see the new signature, not the original's
+    wrapper.__signature__ = new_sig
+    # Resolved hints: string annotations would not resolve against this module's globals.
+    wrapper.__annotations__ = {**_resolved_hints(fn), "_tuneloop_request": gr.Request}
+    wrapper.__tuneloop_guarded__ = True
+    return wrapper
