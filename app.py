@@ -145,6 +145,15 @@ def users_command(ws, args) -> int:
     return 0
 
 
+def bootstrap_admin(ws) -> None:
+    """On a host with no shell (a Space), $TUNELOOP_ADMIN_USER/$TUNELOOP_ADMIN_PASSWORD make the first admin."""
+    from core.users import add_user, has_users
+    name, password = os.environ.get("TUNELOOP_ADMIN_USER"), os.environ.get("TUNELOOP_ADMIN_PASSWORD")
+    if name and password and not has_users(ws):
+        add_user(ws, name, "admin", password)
+        logging.getLogger("tuneloop").info("created the first admin from TUNELOOP_ADMIN_USER")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -163,6 +172,7 @@ def main(argv=None) -> int:
     ws = Workspace.open(args.workspace)
     if args.command == "users":
         return users_command(ws, args)
+    bootstrap_admin(ws)
     if not has_users(ws) and not _is_loopback(args.host):
         print(f"error: this workspace has no users, so it runs without logins and only on 127.0.0.1. "
               f"Add an admin first (python app.py --workspace {ws.root} users add NAME --role admin), "
