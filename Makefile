@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test setup browser bench clean-venv
+.PHONY: run test setup browser clean-venv
 
 run: setup
 	$(PY) app.py $(ARGS)
@@ -28,9 +28,6 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Install Debian's chromium (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
-
-bench: setup
-	$(PY) benchmarks/run_all.py
 
 clean-venv:
 	rm -rf $(VENV)
