@@ -29,3 +29,93 @@ def m001_dataset_versions(db):
             actor text,
             at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
         )""")
+
+
+@migration
+def m301_review_tables(db):
+    db.execute("""
+        create table review_schemas (
+            dataset_id integer primary key references dataset_versions(id),   -- root of the lineage
+            schema text not null,            -- {"fields": [...], "guidelines": "..."}
+            updated_by text,
+            updated_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("""
+        create table review_labels (
+            version_id integer not null references dataset_versions(id),
+            record_id text not null,
+            reviewer text not null,
+            field text not null,
+            value text not null,             -- JSON: a string or a list of strings
+            at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            primary key (version_id, record_id, reviewer, field)
+        )""")
+    db.execute("""
+        create table review_decisions (
+            version_id integer not null references dataset_versions(id),
+            record_id text not null,
+            reviewer text not null,
+            status text not null check (status in ('approved', 'rejected', 'skipped')),
+            at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            primary key (version_id, record_id, reviewer)
+        )""")
+    db.execute("""
+        create table review_edits (
+            id integer primary key,
+            version_id integer not null references dataset_versions(id),
+            record_id text not null,
+            message_index integer not null,
+            previous text not null,          -- the text this edit replaced
+            text text not null,
+            editor text not null,
+            at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("create index review_edits_record on review_edits (version_id, record_id)")
+    db.execute("""
+        create table review_comments (
+            id integer primary key,
+            version_id integer not null references dataset_versions(id),
+            record_id text not null,
+            author text not null,
+            text text not null,
+            at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("create index review_comments_record on review_comments (version_id, record_id)")
+    db.execute("""
+        create table review_drafts (
+            version_id integer not null references dataset_versions(id),
+            record_id text not null,
+            reviewer text not null,
+            draft text not null,             -- JSON: {"edits": {index: text}, "labels": {...}, "comment": ""}
+            at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            primary key (version_id, record_id, reviewer)
+        )""")
+    db.execute("""
+        create table review_actions (
+            id integer primary key,
+            version_id integer not null references dataset_versions(id),
+            reviewer text not null,
+            kind text not null,              -- review, comment, bulk, settle
+            record_ids text not null,        -- JSON list
+            undo text not null,              -- JSON: what to restore to take the action back
+            undone integer not null default 0,
+            at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("create index review_actions_reviewer on review_actions (version_id, reviewer, id)")
+    db.execute("""
+        create table review_assignments (
+            version_id integer not null references dataset_versions(id),
+            record_id text not null,
+            reviewer text not null,
+            primary key (version_id, record_id, reviewer)
+        )""")
+    db.execute("""
+        create table review_settlements (
+            version_id integer not null references dataset_versions(id),
+            record_id text not null,
+            field text not null,             -- a label field, or 'status' for approve/reject
+            value text not null,             -- JSON
+            settled_by text not null,
+            at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            primary key (version_id, record_id, field)
+        )""")

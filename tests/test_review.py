@@ -1,0 +1,274 @@
+"""Review and labels: schema, edits with history, undo, bulk, drafts, team agreement, commit, import/export."""
+import json
+
+import pytest
+
+from core.errors import InputProblem, TuneloopError
+from core.workspace import Workspace
+from curation import review as R
+from curation import versions as V
+from curation.labels import label_schema, parse_schema, save_schema
+from curation.records import Record
+
+SCHEMA = {"fields": [{"name": "intent", "kind": "single", "options": ["refund", "billing", "other"],
+                      "description": "what the customer wants"},
+                     {"name": "problems", "kind": "multi", "options": ["rude", "wrong", "vague"]},
+                     {"name": "tags", "kind": "tags"}],
+          "guidelines": "Label the main request."}
+
+
+def _records(n=6):
+    return [Record(id=f"r{i}", messages=[{"role": "user", "content": f"question {i} about my refund"},
+                                         {"role": "assistant", "content": f"answer {i}"}],
+                   meta={"source": "chat" if i % 2 else "email", "intent": "other"}) for i in range(n)]
+
+
+@pytest.fixture
+def v1(ws):
+    v = V.create_version(ws, _records(), parent=None, step="import")
+    save_schema(ws, v.id, parse_schema(SCHEMA), by="admin")
+    return v
+
+
+def test_schema_validation_lists_every_problem():
+    with pytest.raises(TuneloopError) as err:
+        parse_schema({"fields": [{"name": "Intent", "kind": "single", "options": ["a"]},
+                                 {"name": "mood", "kind": "single", "options": []},
+                                 {"name": "mood", "kind": "scale", "options": ["x", "x"]},
+                                 {"name": "split", "kind": "tags"}]})
+    text = str(err.value)
+    assert "6 problem(s); nothing was saved" in text
+    for expected in ("name 'Intent' must be lower-case", "needs at least one option", "used twice",
+                     "kind 'scale'", "listed twice", "'split' is used by Tuneloop"):
+        assert expected in text
+    with pytest.raises(TuneloopError, match="not valid JSON"):
+        parse_schema("{fields: ")
+
+
+def test_field_values_are_checked_and_normalised():
+    schema = parse_schema(SCHEMA)
+    assert schema.field("intent").normalise(" refund ") == "refund"
+    assert schema.field("problems").normalise(["vague", "rude", "vague"]) == ["rude", "vague"]
+    assert schema.field("tags").normalise("late, ORD-1 ,late") == ["ORD-1", "late"]
+    assert schema.field("intent").normalise("") is None
+    with pytest.raises(TuneloopError, match="'shipping' is not an option of 'intent'"):
+        schema.field("intent").normalise("shipping")
+    with pytest.raises(TuneloopError, match="not an option of 'problems'"):
+        schema.field("problems").normalise(["slow"])
+    with pytest.raises(TuneloopError, match="no field 'mood'"):
+        schema.normalise({"mood": "happy"})
+
+
+def test_schema_belongs_to_the_dataset_and_is_suggested_until_saved(ws):
+    recs = [Record(id="a", messages=[{"role": "user", "content": "q"}], meta={"label": "refund"}),
+            Record(id="b", messages=[{"role": "user", "content": "q2"}], meta={"label": "billing"})]
+    v = V.create_version(ws, recs, parent=None, step="import")
+    suggested = label_schema(ws, v.id)
+    assert suggested.field("label").kind == "single" and suggested.field("label").options == ["billing", "refund"]
+    save_schema(ws, v.id, parse_schema(SCHEMA))
+    child = V.create_version(ws, recs[:1], parent=v.id, step="filter")
+    assert label_schema(ws, child.id).names == ["intent", "problems", "tags"]
+
+
+def test_edits_keep_history_and_commit_excludes_rejected(ws, v1):
+    R.submit_review(ws, v1.id, "r0", "ana", edits={1: "a better answer"}, labels={"intent": "refund"},
+                    decision="approved")
+    R.submit_review(ws, v1.id, "r0", "bo", edits={1: "the best answer"})
+    R.submit_review(ws, v1.id, "r1", "ana", decision="rejected", comment="off topic")
+    R.submit_review(ws, v1.id, "r2", "ana", comment="check the order number", labels={"tags": "late"})
+    view = R.record_view(ws, v1.id, "r0", "ana")
+    assert view.messages[1]["content"] == "the best answer"
+    assert [(e["by"], e["previous"]) for e in view.edits] == [("ana", "answer 0"), ("bo", "a better answer")]
+    with pytest.raises(TuneloopError, match="not an option"):
+        R.submit_review(ws, v1.id, "r3", "ana", labels={"intent": "cake"})
+
+    assert R.commit_preview(ws, v1.id)["records"] == 5
+    v2 = R.commit_review(ws, v1.id, by="ana")
+    assert v2.parent_id == v1.id and v2.step == "review"
+    assert {k: v2.counts[k] for k in ("edited", "labelled", "approved", "rejected")} == \
+        {"edited": 1, "labelled": 2, "approved": 1, "rejected": 1}
+    records = {r.id: r for r in V.load_records(ws, v2.id)}
+    assert "r1" not in records and len(records) == 5
+    r0 = records["r0"]
+    assert r0.messages[1]["content"] == "the best answer" and r0.meta["intent"] == "refund"
+    assert [e["previous"] for e in r0.meta["review"]["edits"]] == ["answer 0", "a better answer"]
+    assert r0.meta["review"]["status"] == "approved" and r0.meta["review"]["reviewers"] == ["ana", "bo"]
+    assert records["r2"].meta["tags"] == ["late"]
+    assert records["r2"].meta["review"]["comments"][0]["text"] == "check the order number"
+    assert records["r3"].to_dict() == _records()[3].to_dict()   # untouched records are kept as they were
+
+
+def test_commit_with_nothing_reviewed_is_refused(ws, v1):
+    with pytest.raises(TuneloopError, match="nothing to commit"):
+        R.commit_review(ws, v1.id)
+
+
+def test_undo_puts_back_what_the_last_action_replaced(ws, v1):
+    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "billing"}, decision="approved")
+    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"}, edits={1: "fixed"}, decision="rejected")
+    R.submit_review(ws, v1.id, "r5", "bo", decision="approved")   # someone else's action is not ana's to undo
+    undone = R.undo_last_action(ws, v1.id, "ana")
+    assert undone["record_ids"] == ["r0"] and undone["kind"] == "rejected"
+    view = R.record_view(ws, v1.id, "r0", "ana")
+    assert view.my_decision == "approved" and view.my_labels == {"intent": "billing"}
+    assert view.messages[1]["content"] == "answer 0" and view.edits == []
+    R.undo_last_action(ws, v1.id, "ana")
+    assert R.record_view(ws, v1.id, "r0", "ana").my_decision is None
+    assert R.undo_last_action(ws, v1.id, "ana") is None
+    assert R.record_view(ws, v1.id, "r5", "bo").my_decision == "approved"
+
+
+def test_bulk_actions_preview_then_apply_and_undo(ws, v1):
+    R.submit_review(ws, v1.id, "r1", "ana", decision="approved")
+    chat = R.QueueFilter(status="any", source="chat")
+    assert R.bulk_preview(ws, v1.id, "ana", chat, R.BulkAction("approve")) == (3, 2)
+    with pytest.raises(TuneloopError, match="selection changed"):
+        R.bulk_apply(ws, v1.id, "ana", chat, R.BulkAction("approve"), expected=3)
+    assert R.bulk_apply(ws, v1.id, "ana", chat, R.BulkAction("approve"), expected=2) == 2
+    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="approved")) == ["r1", "r3", "r5"]
+    label = R.BulkAction("label", field="intent", value="refund")
+    assert R.bulk_preview(ws, v1.id, "ana", R.QueueFilter(status="any", search="question 4"), label) == (1, 1)
+    assert R.bulk_apply(ws, v1.id, "ana", R.QueueFilter(status="any", search="refund"), label) == 6
+    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="any", label="intent=refund")) == \
+        [f"r{i}" for i in range(6)]
+    R.undo_last_action(ws, v1.id, "ana")
+    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="any", label="intent=refund")) == []
+    with pytest.raises(TuneloopError, match="not an option"):
+        R.bulk_preview(ws, v1.id, "ana", chat, R.BulkAction("label", field="intent", value="nope"))
+
+
+def test_drafts_survive_a_reload_and_clear_when_applied(ws, v1, tmp_path):
+    R.save_draft(ws, v1.id, "r2", "ana", {"edits": {1: "half-typed ans"}, "labels": {"intent": "billing"},
+                                          "comment": "ask Bo"})
+    R.save_draft(ws, v1.id, "r4", "bo", {"comment": "bo's own"})
+    reopened = Workspace.open(ws.root)          # a new process after a reload reads the same database
+    draft = R.load_draft(reopened, v1.id, "r2", "ana")
+    assert draft == {"edits": {1: "half-typed ans"}, "labels": {"intent": "billing"}, "comment": "ask Bo"}
+    assert R.latest_draft_record(reopened, v1.id, "ana") == "r2"
+    assert R.record_view(reopened, v1.id, "r2", "ana").draft["comment"] == "ask Bo"
+    R.submit_review(reopened, v1.id, "r2", "ana", edits=draft["edits"], decision="approved")
+    assert R.load_draft(reopened, v1.id, "r2", "ana") is None
+    assert R.load_draft(reopened, v1.id, "r4", "bo") == {"edits": {}, "labels": {}, "comment": "bo's own"}
+
+
+def test_assignments_give_each_record_k_reviewers_and_queues_follow(ws, v1):
+    counts = R.assign_reviewers(ws, v1.id, ["ana", "bo", "cy"], overlap=2)
+    assert counts == {"ana": 4, "bo": 4, "cy": 4}
+    state = R.review_state(ws, v1.id)
+    for r in state.records:
+        assert sum(r.id in ids for ids in state.assigned.values()) == 2
+    ana = R.review_queue(ws, v1.id, "ana")
+    assert len(ana) == 4
+    R.submit_review(ws, v1.id, ana[0], "ana", decision="approved")
+    R.submit_review(ws, v1.id, ana[1], "ana", decision="skipped")
+    assert R.review_queue(ws, v1.id, "ana") == ana[2:]
+    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="skipped")) == [ana[1]]
+    assert len(R.review_queue(ws, v1.id, "admin")) == 6          # not assigned: sees everything
+    progress = {p["reviewer"]: p for p in R.reviewer_progress(ws, v1.id)}
+    assert progress["ana"]["done"] == 2 and progress["ana"]["to_do"] == 2 and progress["bo"]["done"] == 0
+    with pytest.raises(TuneloopError, match="1 to 3 reviewers"):
+        R.assign_reviewers(ws, v1.id, ["ana", "bo", "cy"], overlap=4)
+
+
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the nominal example: alpha = 0.691.
+KRIPPENDORFF_EXAMPLE = [
+    [None, None, None, None, None, 3, 4, 1, 2, 1, 1, 3, 3, None, 3],
+    [1, None, 2, 1, 3, 3, 4, 3, None, None, None, None, None, None, None],
+    [None, None, 2, 1, 3, 4, 4, None, 2, 1, 1, 3, 3, None, 4],
+]
+
+
+def test_agreement_matches_krippendorffs_published_example(ws):
+    options = {1: "refund", 2: "billing", 3: "other", 4: "shipping"}
+    recs = [Record(id=f"u{j:02d}", messages=[{"role": "user", "content": f"unit {j}"}]) for j in range(15)]
+    v = V.create_version(ws, recs, parent=None, step="import")
+    save_schema(ws, v.id, parse_schema({"fields": [{"name": "intent", "kind": "single",
+                                                    "options": list(options.values())}]}))
+    for who, row in zip(["ana", "bo", "cy"], KRIPPENDORFF_EXAMPLE):
+        for j, value in enumerate(row):
+            if value is not None:
+                R.submit_review(ws, v.id, f"u{j:02d}", who, labels={"intent": options[value]})
+    figures = {a.field: a for a in R.agreement(ws, v.id)}
+    assert figures["intent"].alpha == pytest.approx(0.691, abs=5e-4)
+    # units with two or more values: 2..12 and 14 (0-based); all agree on 9 of those 12 (not 5, 7, 14)
+    assert figures["intent"].records == 12 and figures["intent"].percent == pytest.approx(9 / 12)
+    assert figures["status"].records == 0 and figures["status"].alpha is None
+    assert R.krippendorff_alpha([{"a": "x", "b": "x"}, {"a": "y", "b": "y"}]) == pytest.approx(1.0)
+    assert R.krippendorff_alpha([{"a": "x", "b": "x"}]) is None
+
+
+def test_disagreements_are_listed_and_settled_values_are_kept(ws, v1):
+    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"}, decision="approved")
+    R.submit_review(ws, v1.id, "r0", "bo", labels={"intent": "billing"}, decision="rejected")
+    R.submit_review(ws, v1.id, "r1", "ana", labels={"intent": "refund"})
+    R.submit_review(ws, v1.id, "r1", "bo", labels={"intent": "refund"})
+    found = {(d.record_id, d.field): d for d in R.disagreements(ws, v1.id)}
+    assert set(found) == {("r0", "intent"), ("r0", "status")}
+    assert found[("r0", "intent")].values == {"ana": "refund", "bo": "billing"}
+    assert R.review_queue(ws, v1.id, "admin", R.QueueFilter(status="disputed")) == ["r0"]
+    assert R.commit_preview(ws, v1.id)["disputed"] == 1
+    R.settle(ws, v1.id, "r0", "intent", "billing", by="admin")
+    R.settle(ws, v1.id, "r0", "status", "approved", by="admin")
+    assert R.disagreements(ws, v1.id) == []
+    v2 = R.commit_review(ws, v1.id, by="admin")
+    kept = {r.id: r for r in V.load_records(ws, v2.id)}
+    assert kept["r0"].meta["intent"] == "billing" and kept["r1"].meta["intent"] == "refund"
+    assert v2.counts["approved"] == 1 and v2.counts["rejected"] == 0
+
+
+def test_filters_for_flagged_and_needs_answer_records(ws):
+    recs = _records(4)
+    recs[1].meta["flags"] = ["pii"]
+    recs[2].meta["needs_answer"] = True
+    v = V.create_version(ws, recs, parent=None, step="import")
+    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(flagged=True)) == ["r1"]
+    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(needs_answer=True)) == ["r2"]
+    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(search="question 3")) == ["r3"]
+    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(source="email")) == ["r0", "r2"]
+
+
+def test_labels_export_and_import_merge_by_id_and_report_conflicts(ws, v1, tmp_path):
+    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"})
+    out = tmp_path / "labels.jsonl"
+    assert R.export_labels(ws, v1.id, out) == 6
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0] == {"id": "r0", "labels": {"intent": "refund", "problems": None, "tags": None}, "status": "pending"}
+
+    src = tmp_path / "elsewhere.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "r0", "labels": {"intent": "billing", "problems": ["rude"]}},
+        {"id": "r1", "labels": {"intent": "other", "tags": ["late"]}},
+        {"id": "zz", "labels": {"intent": "refund"}}]) + "\n")
+    result = R.import_labels(ws, src, version=v1.id, reviewer="vendor")
+    assert result.applied == 2 and result.unchanged == 1 and result.unknown_ids == ["zz"]
+    assert result.conflicts == ["line 1: r0 intent: has refund, file says billing (kept)"]
+    state = R.review_state(ws, v1.id)
+    assert state.label("r0", "intent") == "refund" and state.label("r0", "problems") == ["rude"]
+    assert state.label("r1", "tags") == ["late"]
+
+    R.import_labels(ws, src, version=v1.id, reviewer="vendor", overwrite=True)
+    assert [d.field for d in R.disagreements(ws, v1.id)] == ["intent"]    # ana vs vendor: for the admin
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "r2", "labels": {"intent": "cake"}}\nnot json\n')
+    with pytest.raises(InputProblem, match="line 1: 'cake' is not an option") as err:
+        R.import_labels(ws, bad, version=v1.id)
+    assert "line 2:" in str(err.value)
+
+
+def test_review_cli_runs_the_admin_work_headless(ws, v1, tmp_path, capsys):
+    args = ["--workspace", str(ws.root), "--version", v1.name]
+    assert R.main(args + ["assign", "ana", "bo", "--overlap", "2"]) == 0
+    assert R.main(args + ["bulk", "label", "--set", "intent=billing", "--by", "ana", "--source", "email"]) == 0
+    assert "3 records selected, 3 would change" in capsys.readouterr().out
+    assert R.main(args + ["bulk", "label", "--set", "intent=billing", "--by", "ana", "--source", "email",
+                          "--yes"]) == 0
+    assert R.main(args + ["bulk", "reject", "--by", "bo", "--search", "question 0", "--yes"]) == 0
+    assert R.main(args + ["agreement"]) == 0
+    out = capsys.readouterr().out
+    assert "intent\talpha —" in out and "records 0" in out
+    assert R.main(args + ["commit", "--by", "admin"]) == 0
+    assert "review · 5 records" in capsys.readouterr().out
+    assert R.main(args + ["settle", "r9", "intent", "refund"]) == 1
+    assert "no record 'r9'" in capsys.readouterr().err
+    assert [v.step for v in V.list_versions(ws)] == ["import", "review"]
