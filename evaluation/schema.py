@@ -88,3 +88,66 @@ def m002_feedback(db):
             response text not null,
             created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
         )""")
+
+
+@migration
+def m003_regression_suites(db):
+    db.execute("""
+        create table regression_suites (
+            id integer primary key,
+            name text not null unique,
+            description text not null default '',
+            created_by text,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("""
+        create table regression_cases (
+            id integer primary key,
+            suite_id integer not null references regression_suites(id) on delete cascade,
+            name text not null,
+            messages text not null,          -- JSON conversation ending with the user turn to answer
+            checks text not null,            -- JSON list of {kind: contains|not_contains|regex|json_schema, ...}
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            unique (suite_id, name)
+        )""")
+    db.execute("""
+        create table regression_runs (
+            id integer primary key,
+            suite_id integer not null references regression_suites(id) on delete cascade,
+            run_id text,                     -- the training run whose adapter answered; null for an adapter folder
+            model text not null check (model in ('base', 'finetuned')),
+            base_model text not null,
+            adapter text,
+            passed integer not null,
+            total integer not null,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("""
+        create table regression_results (
+            id integer primary key,
+            regression_run_id integer not null references regression_runs(id) on delete cascade,
+            case_id integer not null references regression_cases(id) on delete cascade,
+            response text not null,
+            passed integer not null,
+            failures text not null default '[]'   -- JSON list of what each failed check found
+        )""")
+    db.execute("create index regression_runs_run on regression_runs (run_id, suite_id)")
+
+
+@migration
+def m004_auto_evaluations(db):
+    db.execute("""
+        create table auto_evaluations (
+            id integer primary key,
+            run_id text,                     -- null when an adapter folder was evaluated
+            adapter text not null,
+            base_model text not null,
+            dataset_version integer not null,
+            dataset_hash text not null,
+            split text not null,             -- which split's references were answered (test)
+            settings text not null,          -- decoding settings, JSON
+            metrics text not null,           -- JSON: {base: {...}, finetuned: {...}}
+            regression text not null default '[]',   -- JSON list of regression_runs ids made with it
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("create index auto_evaluations_run on auto_evaluations (run_id, dataset_version)")
