@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="import the built-in demo dataset (600 support conversations)")
     demo.add_argument("--n", type=int, default=600)
+
+    labels = sub.add_parser("labels", help="export a version's labels, or import labels made elsewhere")
+    lsub = labels.add_subparsers(dest="labels_command", required=True)
+    lexp = lsub.add_parser("export", help="write id, labels and review status per record as JSONL")
+    lexp.add_argument("version")
+    lexp.add_argument("out")
+    limp = lsub.add_parser("import", help='merge {"id", "labels": {...}} lines into the review, by record id')
+    limp.add_argument("file")
+    limp.add_argument("--version", help="the version under review (default: the current one)")
+    limp.add_argument("--reviewer", default="import", help="whose labels these are (default 'import')")
+    limp.add_argument("--overwrite", action="store_true", help="on a conflict, the file's value wins")
     return p
 
 
@@ -136,5 +147,10 @@ def _demo(ws, args) -> int:
     return 0
 
 
+def _labels(ws, args) -> int:
+    from curation.review import labels_command
+    return labels_command(ws, args)
+
+
 COMMANDS = {"import": _import, "versions": _versions, "show": _show, "diff": _diff, "export": _export,
-            "rollback": _rollback, "demo": _demo}
+            "rollback": _rollback, "demo": _demo, "labels": _labels}

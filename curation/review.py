@@ -766,6 +766,24 @@ def import_labels(ws: Workspace, path: str | Path, *, version: int | str | None 
 
 # -- command line -------------------------------------------------------------------------------
 
+def labels_command(ws: Workspace, args) -> int:
+    """``python -m curation labels export VERSION OUT`` / ``labels import FILE`` (see curation.cli)."""
+    if args.labels_command == "export":
+        n = export_labels(ws, args.version, args.out)
+        print(f"wrote the labels of {n} records of {V.get_version(ws, args.version).name} to {args.out}")
+        return 0
+    result = import_labels(ws, args.file, version=args.version, reviewer=args.reviewer, overwrite=args.overwrite)
+    for conflict in result.conflicts:
+        print(f"conflict: {conflict}")
+    if result.unknown_ids:
+        shown = ", ".join(result.unknown_ids[:10]) + (" …" if len(result.unknown_ids) > 10 else "")
+        print(f"warning: {len(result.unknown_ids)} ids are not in the version and were skipped: {shown}",
+              file=sys.stderr)
+    print(f"imported {result.applied} labels as {args.reviewer}; {result.unchanged} already so; "
+          f"{len(result.conflicts)} conflicts" + (" (file applied)" if args.overwrite else " (kept as they were)"))
+    return 0
+
+
 def main(argv=None) -> int:
     """``python -m curation.review``: the Review tab's admin work, headless."""
     p = argparse.ArgumentParser(prog="python -m curation.review", description="Review, label, assign, commit.")

@@ -1,5 +1,6 @@
 """Review and labels: schema, edits with history, undo, bulk, drafts, team agreement, commit, import/export."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -272,3 +273,29 @@ def test_review_cli_runs_the_admin_work_headless(ws, v1, tmp_path, capsys):
     assert R.main(args + ["settle", "r9", "intent", "refund"]) == 1
     assert "no record 'r9'" in capsys.readouterr().err
     assert [v.step for v in V.list_versions(ws)] == ["import", "review"]
+
+
+def test_labels_cli_exports_and_imports_with_conflicts(ws, v1, tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "curation", "--workspace", str(ws.root), "labels", *args],
+                              capture_output=True, text=True, cwd=str(Path(__file__).resolve().parent.parent))
+
+    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"})
+    out = tmp_path / "out.jsonl"
+    done = run("export", "v1", str(out))
+    assert done.returncode == 0 and "wrote the labels of 6 records of v1" in done.stdout
+    assert json.loads(out.read_text().splitlines()[0])["labels"]["intent"] == "refund"
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "r0", "labels": {"intent": "billing"}}) + "\n"
+                   + json.dumps({"id": "r2", "labels": {"tags": "late"}}) + "\n")
+    done = run("import", str(src), "--reviewer", "vendor")
+    assert done.returncode == 0, done.stderr
+    assert "conflict: line 1: r0 intent: has refund, file says billing (kept)" in done.stdout
+    assert "imported 1 labels as vendor" in done.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "r0"}\n')
+    done = run("import", str(bad))
+    assert done.returncode == 1 and "line 1" in done.stderr
