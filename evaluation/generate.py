@@ -149,16 +149,13 @@ def resolve_adapter(ws: Workspace, run: str | Path) -> RunModels:
 
 
 def _registry_run(ws: Workspace, run_id: str) -> RunModels:
-    try:
-        from training import registry
-    except ImportError:
-        raise TuneloopError(f"'{run_id}' is neither an adapter folder nor a run folder with adapter/ "
-                            f"(the run registry is not installed)") from None
+    if not run_id.strip().lstrip("#").removeprefix("run-").isdigit():
+        raise TuneloopError(f"'{run_id}' is neither a run id (such as 3) nor a folder holding an adapter")
+    from training import registry
     run = registry.get_run(ws, run_id)
-    adapter = Path(run.output_dir) / "adapter"
-    if not (adapter / "adapter_config.json").is_file():
-        raise TuneloopError(f"run {run_id} has no adapter yet (status: {run.status}); rate it once it has finished")
-    return RunModels(base_model=run.config.base_model, adapter=str(adapter), run_id=str(run.id))
+    if not (run.adapter_dir / "adapter_config.json").is_file():
+        raise TuneloopError(f"run {run.label} has no adapter yet (status: {run.status}); rate it once it has finished")
+    return RunModels(base_model=run.base_model, adapter=str(run.adapter_dir), run_id=str(run.id))
 
 
 # -- the model --------------------------------------------------------------------------------

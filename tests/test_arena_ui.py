@@ -1,0 +1,83 @@
+"""The Rate and Results tabs: what a rater's browser receives, keyboard voting, live results."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from core.workspace import Workspace
+from evaluation.arena import EvalItem, create_evaluation, evaluation_votes
+
+SECRETS = ("fine-tuned (run", "base (SmolLM2", "A was", "finetuned", "finetuned_side", "outcome")
+
+
+def seed_evaluation(ws, n=6) -> int:
+    items = [EvalItem(f"p{i}", [{"role": "user", "content": f"Question {i}: where is order LM-{1000 + i}?"}],
+                      base_response=f"Answer one for {i}", finetuned_response=f"Answer two for {i}",
+                      label=("billing", "shipping")[i % 2], split="test") for i in range(n)]
+    return create_evaluation(ws, "blind check", items, base_model="SmolLM2", run_id="7", overlap=1,
+                             guidelines="Prefer the answer a customer could act on.")
+
+
+def test_rate_handlers_send_no_side_mapping_before_the_vote(ws):
+    from evaluation.ui import cast_vote, start_rating
+    eid = seed_evaluation(ws)
+    outputs = start_rating(ws, eid, "ana", None)
+    sent = json.dumps(outputs[1:], default=str)          # outputs[0] is the server-side gr.State
+    assert "Answer one for" in sent and "Answer two for" in sent and "0 / 6" in sent
+    for secret in SECRETS:
+        assert secret not in sent
+    after = cast_vote(ws, "tie", outputs[0], "ana", "", "", None)
+    assert "A was" in after[10] and "1 / 6" in after[4]
+    again = cast_vote(ws, "A", outputs[0], "ana", "", "", None)
+    assert "already voted" in again[10]
+    stranger = cast_vote(ws, "A", after[0], "bob", "", "", None)
+    assert "not issued to you" in stranger[10]
+    assert len(evaluation_votes(ws, eid)) == 1
+
+
+@pytest.mark.browser
+def test_rater_votes_five_pairs_with_the_keyboard_and_results_update(live_app, page, tmp_path):
+    workspace = tmp_path / "workspace"
+    ws = Workspace.open(workspace)
+    eid = seed_evaluation(ws)
+    app = live_app(args=["--no-demo"], workspace=workspace)
+    page.goto(app.url)
+    page.get_by_role("tab", name="Rate").click()
+    page.locator("#rate-rater textarea, #rate-rater input").first.fill("ana")
+    page.locator("#rate-start").click()
+    progress = page.locator("#rate-progress")
+    page.wait_for_function("document.querySelector('#rate-progress').innerText.includes('0 / 6')")
+
+    received = page.content() + page.evaluate("JSON.stringify(window.gradio_config || {})")
+    for secret in SECRETS:
+        assert secret not in received, secret
+    assert "Prefer the answer a customer could act on." in page.locator("#rate-guidelines").inner_text()
+
+    for done, key in enumerate("12341", start=1):
+        page.locator("#rate-progress").click()          # focus on the page, not in a text box
+        page.keyboard.press(key)
+        page.wait_for_function(f"document.querySelector('#rate-progress').innerText.includes('{done} / 6')")
+        assert re.search(r"A was (fine-tuned \(run 7\)|base \(SmolLM2\))", page.locator("#rate-reveal").inner_text())
+    assert "5 / 6" in progress.inner_text()
+
+    votes = evaluation_votes(ws, eid)
+    assert [v.verdict for v in votes] == ["A", "B", "tie", "both_bad", "A"] and {v.rater for v in votes} == {"ana"}
+    decisive = sum(v.outcome in ("finetuned", "base") for v in votes)
+
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_function(f"document.querySelector('#results-summary').innerText.includes('n={decisive}')")
+    assert page.locator("#results-plot svg").count() == 1
+
+    page.get_by_role("tab", name="Rate").click()
+    page.locator("#rate-progress").click()
+    page.keyboard.press("e")
+    page.wait_for_function("document.activeElement && document.activeElement.closest('#rate-correction')")
+    page.keyboard.type("Order LM-1005 ships tomorrow.")
+    page.locator("#rate-bad").click()
+    page.wait_for_function("document.querySelector('#rate-reveal').innerText.includes('corrected answer was saved')")
+    assert evaluation_votes(ws, eid)[-1].corrected_answer == "Order LM-1005 ships tomorrow."
+
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_function("document.querySelector('#results-feedback').innerText.includes('1 corrected')")
