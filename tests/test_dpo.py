@@ -1,0 +1,105 @@
+"""The DPO stage on a tiny model built here: SFT run → blind votes → preference pairs → DPO run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.errors import TuneloopError
+from curation.records import Record
+from curation.versions import create_version
+from evaluation.arena import EvalItem, create_evaluation, next_pair, record_vote
+from tests.tiny_model import build_tiny_model
+from training.config import RunConfig
+from training.dpo import load_preference_pairs, split_preference_pairs
+from training.job import run_training
+from training.registry import create_run, read_metrics
+
+GOOD = "Open Settings, choose Security and press Reset password."
+BAD = "The quick brown fox jumps over the lazy dog."
+QUESTIONS = ["How do I reset my password?", "I forgot my password", "Where is my order?", "Can I get a refund?",
+             "reset password please", "password help", "how to reset", "locked out of my account"]
+
+
+def _record(i: int, split: str, question: str, answer: str = GOOD) -> Record:
+    return Record(f"{split}{i}", [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                  {"split": split})
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("dpo") / "tiny")
+
+
+def _config(tiny_base, version, **extra) -> RunConfig:
+    values = dict(base_model=str(tiny_base), datasets=version, adapter="qlora", load_in_4bit=True, lora_r=4,
+                  lora_alpha=8, lora_dropout=0.0, sequence_len=96, micro_batch_size=4, max_steps=2, eval_steps=0,
+                  save_steps=50, early_stopping_patience=0, rouge_test_samples=0, warmup_ratio=0.0,
+                  lr_scheduler="constant", cpu_threads=2)
+    return RunConfig.from_dict({**values, **extra})
+
+
+def _vote_for_good_answers(ws, evaluation_id: int) -> None:
+    """A rater who always prefers the helpful answer, whichever side it is shown on."""
+    while (pair := next_pair(ws, evaluation_id, "ana")) is not None:
+        record_vote(ws, pair.assignment_id, "ana", "A" if pair.response_a == GOOD else "B")
+
+
+@pytest.mark.slow
+def test_dpo_run_from_votes_completes_and_lowers_its_loss(ws, tiny_base):
+    records = ([_record(i, "train", q) for i, q in enumerate(QUESTIONS)]
+               + [_record(i, "val", q) for i, q in enumerate(QUESTIONS[:2])]
+               + [_record(i, "test", q) for i, q in enumerate(QUESTIONS[2:4])])
+    version = create_version(ws, records, parent=None, step="import")
+    sft = create_run(ws, _config(tiny_base, version.name), name="sft")
+    sft = run_training(ws, sft.id)
+    assert sft.status == "finished", sft.error
+    # The fine-tuned side answered well on train prompts and badly on the test prompt.
+    items = [EvalItem(f"p{i}", [{"role": "user", "content": q}], base_response=BAD, finetuned_response=GOOD,
+                      split="train") for i, q in enumerate(QUESTIONS)]
+    items.append(EvalItem("t0", [{"role": "user", "content": "Where is my order?"}], base_response=GOOD,
+                          finetuned_response=BAD, split="test"))
+    eid = create_evaluation(ws, "round 1", items, base_model="tiny", run_id=str(sft.id), overlap=1)
+    _vote_for_good_answers(ws, eid)
+
+    pairs = load_preference_pairs(ws, str(eid))
+    parts = split_preference_pairs(pairs)
+    assert (len(parts["train"]), len(parts["val"]), len(parts["test"])) == (8, 0, 1)
+    assert parts["train"][0]["chosen"] == [{"role": "assistant", "content": GOOD}]
+
+    config = _config(tiny_base, version.name, stage="dpo", sft_run=str(sft.id), preferences=str(eid),
+                     learning_rate=2e-2, max_steps=12, dpo_beta=0.5)
+    dpo = run_training(ws, create_run(ws, config, name="dpo").id)
+    assert dpo.status == "finished", dpo.error
+    rows = [r for r in read_metrics(dpo) if r.get("event") == "train"]
+    assert len(rows) == 12
+    assert {"loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"} <= set(rows[0])
+    # Policy and reference start equal: the DPO loss starts at ln 2 with zero margin.
+    assert rows[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.1
+    assert rows[-1]["rewards/margins"] > 0 and rows[-1]["rewards/accuracies"] > 0.5
+    assert dpo.metrics["train_pairs"] == 8 and dpo.metrics["test_pairs_left_out"] == 1
+    assert dpo.metrics["sft_run"] == sft.id
+    adapter = dpo.adapter_dir
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "ref").exists()
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4
+
+
+def test_dpo_config_names_what_is_missing(tiny_base):
+    problems = RunConfig.from_dict({"datasets": "v1", "stage": "dpo", "dpo_beta": 0}).problems()
+    assert any(p.startswith("sft_run:") for p in problems)
+    assert any(p.startswith("preferences:") for p in problems)
+    assert any(p.startswith("dpo_beta:") for p in problems)
+    assert RunConfig.from_dict({"datasets": "v1", "stage": "ppo"}).problems()[0] == "stage: 'ppo' is not one of sft, dpo"
+
+
+def test_preferences_from_a_file_are_checked_line_by_line(ws, tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps({"prompt": "hi", "chosen": "hello", "rejected": "go away"}) + "\n"
+                    + json.dumps({"prompt": "hi", "chosen": "hello"}) + "\n")
+    with pytest.raises(TuneloopError, match="line 2: missing rejected"):
+        load_preference_pairs(ws, str(path))
+    path.write_text(json.dumps({"prompt": "hi", "chosen": "hello", "rejected": "go away"}) + "\n")
+    (pair,) = load_preference_pairs(ws, str(path))
+    assert pair["prompt"] == [{"role": "user", "content": "hi"}]
+    assert pair["rejected"] == [{"role": "assistant", "content": "go away"}]

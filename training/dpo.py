@@ -1,0 +1,269 @@
+"""The DPO stage: preference training from rated pairs, starting from an SFT run's adapter.
+
+What ``python -m training run`` does when the config says ``stage: dpo``. The base model is loaded
+the same way as for SFT (4-bit NF4 for QLoRA), the SFT run's LoRA adapter is put on top and
+trained further with trl's DPOTrainer; the reference model is that same adapter, frozen (trl copies
+it into a second adapter, so no second model is held in memory). The LoRA shape (rank, targets)
+comes from the SFT adapter; ``lora_*`` keys do not apply.
+
+Preference pairs come from the feedback step (``preferences: 2,5`` = evaluations #2 and #5, as the
+current votes decide them) or from a JSONL file of prompt/chosen/rejected. Pairs whose prompt is in
+the test split are left out, so the test split stays a fair judge; pairs from the val split are the
+evaluation set; the rest (train split, typed prompts) are trained on.
+
+Metrics lines are the SFT job's (loss, eval_loss, progress, memory) plus ``rewards/margins``,
+``rewards/accuracies``, ``rewards/chosen`` and ``rewards/rejected`` (``eval_rewards/...`` on eval
+lines). Stop and resume work as for SFT: the STOP file or SIGTERM checkpoints and stops.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+
+STAGES = ("sft", "dpo")
+REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
+
+
+def dpo_problems(config) -> list[str]:
+    """What a ``stage: dpo`` config is missing, each naming its key (RunConfig.problems adds these)."""
+    out = []
+    if not str(config.sft_run).strip():
+        out.append("sft_run: DPO starts from a finished SFT run's adapter; name the run (e.g. 3)")
+    if not str(config.preferences).strip():
+        out.append("preferences: name the evaluations whose votes give the preference pairs (e.g. 2 or 2,5), "
+                   "or a JSONL file of prompt/chosen/rejected")
+    if config.dpo_beta <= 0:
+        out.append(f"dpo_beta: {config.dpo_beta} must be above 0 (0.1 is the usual value)")
+    return out
+
+
+# -- preference pairs -------------------------------------------------------------------------
+
+def load_preference_pairs(ws: Workspace | None, spec: str) -> list[dict[str, Any]]:
+    """Pairs in trl's conversational format (prompt/chosen/rejected, meta) from evaluations or a file."""
+    text = str(spec).strip()
+    path = Path(text).expanduser()
+    if path.is_file():
+        return _pairs_from_file(path)
+    if ws is None:
+        raise TuneloopError(f"preferences: '{text}' is not a file, and evaluations need a workspace")
+    from evaluation.arena import parse_evaluation_id
+    from evaluation.feedback import stored_preference_pairs, sync_feedback
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            eid = parse_evaluation_id(part)
+        except TuneloopError:
+            raise TuneloopError(f"preferences: '{part}' is neither an evaluation number nor an existing file") from None
+        sync_feedback(ws, eid)
+        pairs += stored_preference_pairs(ws, eid)
+    return pairs
+
+
+def _as_messages(value: Any, role: str) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return list(value)
+
+
+def _pairs_from_file(path: Path) -> list[dict[str, Any]]:
+    from core.errors import InputProblem
+    pairs, problems = [], []
+    for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {line}: not JSON ({exc.msg})")
+            continue
+        missing = [k for k in ("prompt", "chosen", "rejected") if not row.get(k)] if isinstance(row, dict) else ["all"]
+        if missing:
+            problems.append(f"line {line}: missing {', '.join(missing)}")
+            continue
+        pairs.append({"prompt": _as_messages(row["prompt"], "user"), "chosen": _as_messages(row["chosen"], "assistant"),
+                      "rejected": _as_messages(row["rejected"], "assistant"), "meta": dict(row.get("meta") or {})})
+    if problems:
+        raise InputProblem(problems, source=str(path))
+    return pairs
+
+
+def split_preference_pairs(pairs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """train (train split and prompts with no split), val (the evaluation set), test (left out)."""
+    out: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
+    for pair in pairs:
+        split = (pair.get("meta") or {}).get("split")
+        out[split if split in ("val", "test") else "train"].append(pair)
+    return out
+
+
+def pairs_hash(pairs: list[dict[str, Any]]) -> str:
+    from curation.records import canonical_json
+    body = canonical_json([[p["prompt"], p["chosen"], p["rejected"]] for p in pairs])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+
+
+def _dataset(pairs: list[dict[str, Any]]):
+    from datasets import Dataset
+    return Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
+
+
+# -- the trainer ------------------------------------------------------------------------------
+
+class _RewardsLog:
+    """The SFT callback's metrics log, with the DPO reward figures of the same trainer log added."""
+
+    def __init__(self, log):
+        self.log = log
+        self.path = log.path
+        self.latest: dict[str, float] = {}
+
+    def write(self, row: dict[str, Any]) -> None:
+        if row.get("event") in ("train", "eval"):
+            row = {**row, **self.latest}
+        self.log.write(row)
+
+    def drop_after(self, step: int) -> None:
+        self.log.drop_after(step)
+
+
+def _rewards_callback(rewards_log: _RewardsLog):
+    from transformers import TrainerCallback
+
+    class RewardFigures(TrainerCallback):
+        """Runs before the SFT callback, so the row it writes carries this log's reward figures."""
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            rewards_log.latest = {k: round(float(logs[k]), 5) for k in logs
+                                  if k in REWARD_KEYS or k.removeprefix("eval_") in REWARD_KEYS}
+
+    return RewardFigures()
+
+
+def build_dpo_trainer(config, model, tokenizer, train_ds, eval_ds, output: Path, callbacks):
+    """trl's DPOTrainer for this config over a PeftModel that already carries the SFT adapter."""
+    import torch
+    from trl import DPOConfig, DPOTrainer
+
+    on_cuda = torch.cuda.is_available()
+    evaluating = bool(config.eval_steps) and eval_ds is not None
+    args = DPOConfig(
+        output_dir=str(output),
+        beta=config.dpo_beta,
+        max_length=config.sequence_len,
+        per_device_train_batch_size=config.micro_batch_size,
+        per_device_eval_batch_size=config.micro_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=config.eval_steps or None,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=1,
+        logging_first_step=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        use_cpu=not on_cuda,
+        bf16=on_cuda and torch.cuda.is_bf16_supported(),
+        fp16=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    return DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_ds,
+                      eval_dataset=eval_ds if evaluating else None, processing_class=tokenizer,
+                      callbacks=list(callbacks))
+
+
+def train_dpo(ws: Workspace, run, config, log, stop_flag: dict, *, resume: bool) -> tuple[str, dict[str, Any]]:
+    """The DPO counterpart of the SFT job's ``_train``: same arguments, same (status, summary) result."""
+    import torch
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from training.data import load_split_data
+    from training.job import _callbacks, is_main_process, peak_rss_mb, save_adapter
+    from training.models import load_model_and_tokenizer, resolve_base_model
+    from training.registry import STOP_FILE, get_run, last_checkpoint, merge_run_json, read_metrics, update_run
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(config.cpu_threads)
+    torch.manual_seed(config.seed)
+    sft = get_run(ws, config.sft_run)
+    if not (sft.adapter_dir / "adapter_config.json").is_file():
+        raise TuneloopError(f"sft_run: run {sft.label} has no adapter (status: {sft.status}); DPO starts from a "
+                            f"finished run's adapter")
+    resolved = resolve_base_model(sft.base_model, ws)
+    if resolve_base_model(config.base_model, ws).path != resolved.path:
+        raise TuneloopError(f"base_model: run {sft.label} was trained on {sft.base_model}; DPO must use the same "
+                            f"base model (set base_model: {sft.base_model})")
+    if is_main_process():
+        update_run(ws, run.id, base_revision=resolved.revision)
+    pairs = load_preference_pairs(ws, config.preferences)
+    parts = split_preference_pairs(pairs)
+    if not parts["train"]:
+        raise TuneloopError(f"preferences: none of the {len(pairs)} preference pairs can be trained on "
+                            f"({len(parts['test'])} come from test prompts, which stay out of training, and "
+                            f"{len(parts['val'])} from val prompts); rate prompts from the train split or typed "
+                            f"prompts, and decide them with A/B votes")
+    print(f"[tuneloop] run #{run.id}: DPO from run {sft.label} on {len(parts['train'])} preference pairs "
+          f"({len(parts['val'])} for evaluation, {len(parts['test'])} from test prompts left out)", flush=True)
+    model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
+    if config.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    model = PeftModel.from_pretrained(model, str(sft.adapter_dir), is_trainable=True)
+    rewards_log = _RewardsLog(log)
+    checkpoint = last_checkpoint(run) if resume else None
+    trainer = build_dpo_trainer(config, model, tokenizer, _dataset(parts["train"]),
+                                _dataset(parts["val"]) if parts["val"] else None, run.checkpoints_dir,
+                                [_rewards_callback(rewards_log), _callbacks(ws, run, rewards_log, stop_flag)])
+    summary: dict[str, Any] = {"stage": "dpo", "sft_run": sft.id, "train_pairs": len(parts["train"]),
+                               "val_pairs": len(parts["val"]), "test_pairs_left_out": len(parts["test"]),
+                               "preference_pairs_hash": pairs_hash(pairs)}
+    if checkpoint is not None:
+        log.drop_after(int(checkpoint.name.split("-")[-1]))
+    if stop_flag.get("stop") or (run.run_dir / STOP_FILE).exists():
+        return "stopped", summary
+    print(f"[tuneloop] DPO training{' from ' + checkpoint.name if checkpoint else ''}", flush=True)
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    state = trainer.state
+    trained = [r for r in read_metrics(run) if r.get("event") == "train"]
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    summary.update(last_step=state.global_step, max_steps=state.max_steps, train_loss=round(output.training_loss, 5),
+                   peak_rss_mb=peak_rss_mb(), peak_gpu_mb=round(gpu, 1) if gpu is not None else None)
+    if trained:
+        summary.update({k: trained[-1][k] for k in REWARD_KEYS if k in trained[-1]})
+    if stop_flag.get("stop"):
+        ckpt = last_checkpoint(get_run(ws, run.id))
+        merge_run_json(ws, run.id, "artefacts", {"checkpoint": str(ckpt) if ckpt else ""})
+        return "stopped", summary
+    if trainer.eval_dataset is not None:
+        final = trainer.evaluate()
+        log.write({"step": state.global_step, "event": "final_eval", "eval_loss": round(final["eval_loss"], 5),
+                   **{k: round(final[k], 5) for k in final if k.removeprefix("eval_") in REWARD_KEYS},
+                   "peak_rss_mb": peak_rss_mb()})
+        summary["final_eval_loss"] = round(final["eval_loss"], 5)
+    if is_main_process():
+        if "ref" in trainer.model.peft_config:
+            trainer.model.delete_adapter("ref")     # the frozen reference copy is not part of the result
+        save_adapter(trainer.model, tokenizer, run.adapter_dir)
+        ckpt = last_checkpoint(get_run(ws, run.id))
+        merge_run_json(ws, run.id, "artefacts", {"adapter": str(run.adapter_dir), "checkpoint": str(ckpt) if ckpt else ""})
+        data = load_split_data(ws, config.datasets)
+        if config.rouge_test_samples and data["test"]:
+            from training.quality import rouge_base_vs_tuned
+            rouge = rouge_base_vs_tuned(trainer.model, tokenizer, data["test"][: config.rouge_test_samples])
+            log.write({"step": state.global_step, "event": "rouge", **rouge})
+            summary.update(rouge)
+    return "finished", summary
