@@ -8,6 +8,7 @@ Commands::
     export-votes EVAL OUT.jsonl [--workspace DIR]
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
     stats VOTES.jsonl [--json]
+    auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
 """
 from __future__ import annotations
 
@@ -84,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
                                     "finetuned|base|tie|both_bad, finetuned_side A|B, optional label)", workspace=False)
     s.add_argument("votes", metavar="VOTES.jsonl")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    a = command("auto", cmd_auto, "automatic evaluation of a run on a split: ROUGE-L, BLEU, exact match, "
+                                  "perplexity and the regression suites, for the base model and the run")
+    a.add_argument("--run", required=True, help="run id from the run registry, a run folder, or an adapter folder")
+    a.add_argument("--split", required=True, metavar="VERSION", help="dataset version holding the splits (v4)")
+    a.add_argument("--which", default="test", help="which split's reference answers to score (default: test)")
+    a.add_argument("--limit", type=int, help="answer and score only the first N conversations of each split")
+    a.add_argument("--max-new-tokens", type=int, default=200)
+    a.add_argument("--batch-size", type=int, default=8)
+    a.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
 
@@ -190,4 +201,34 @@ def cmd_stats(args) -> int:
     from evaluation.stats import format_summary, read_votes_jsonl, summarize
     summary = summarize(read_votes_jsonl(args.votes))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_auto(args) -> int:
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from evaluation.auto import auto_evaluate, format_auto_evaluation
+    from evaluation.generate import DecodingSettings
+
+    bar = tqdm(unit="response", desc="answering", file=sys.stderr)
+
+    def progress(done, total, what):
+        if total:
+            bar.total, bar.n = total, done
+        bar.set_postfix_str(what)
+
+    stop = threading.Event()
+    try:
+        result = auto_evaluate(_workspace(args), args.run, args.split, split=args.which, limit=args.limit,
+                               settings=DecodingSettings(max_new_tokens=args.max_new_tokens),
+                               batch_size=args.batch_size, progress=progress, cancel=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        print("\nstopped; the answers generated so far are cached", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(json.dumps(asdict(result), indent=2) if args.json else format_auto_evaluation(result))
     return 0

@@ -1,0 +1,253 @@
+"""Rounds: dataset version → run → automatic and human evaluation → feedback → next version, in order.
+
+Every run is one step of a chain. A run's round is 1 plus the feedback it stands on: an SFT run on a
+version made by merging feedback is one round after the run that feedback was about; a DPO run is
+one round after the SFT run it starts from. Each run is compared with the run before it in its
+chain (its *previous run*), figure by figure, so the view can say where a round helped and where it
+regressed, down to the regression cases that passed before and fail now.
+
+Example::
+
+    for row in round_rows(ws):
+        print(row.round, row.run_id, row.figures["rouge_l"], [c.text for c in row.changes])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.workspace import Workspace
+
+# (key, title, higher is better, smallest change worth calling)
+COMPARED = (("rouge_l", "ROUGE-L", True, 0.005), ("bleu", "BLEU", True, 0.5), ("exact_match", "exact match", True, 0.005),
+            ("perplexity_test", "perplexity (test)", False, 0.01), ("win_rate", "human win rate", True, 0.005),
+            ("regression_pass_rate", "regression pass rate", True, 1e-9))
+
+
+@dataclass(frozen=True)
+class Change:
+    figure: str
+    before: float
+    after: float
+    verdict: str            # helped | regressed | unchanged
+    text: str
+
+
+@dataclass
+class RoundRow:
+    round: int
+    run_id: int
+    run_name: str
+    stage: str
+    status: str
+    version: int | None
+    version_text: str
+    previous_run: int | None
+    figures: dict[str, Any] = field(default_factory=dict)      # fine-tuned figures, human, regression
+    base_figures: dict[str, Any] = field(default_factory=dict)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    feedback: dict[str, int] = field(default_factory=dict)
+    next_versions: list[int] = field(default_factory=list)
+    failing_cases: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    newly_failing: list[str] = field(default_factory=list)
+    newly_passing: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"R{self.round} · #{self.run_id} {self.stage.upper()}"
+
+
+def _version_round(ws: Workspace, version: int | None, cache: dict) -> int:
+    if version is None:
+        return 1
+    if version not in cache:
+        from curation.versions import lineage
+        cache[version] = 1 + sum(1 for v in lineage(ws, version) if v.step == "feedback")
+    return cache[version]
+
+
+def round_rows(ws: Workspace) -> list[RoundRow]:
+    """Every run as a row of the rounds view, in round order, each compared with its previous run."""
+    from curation.versions import get_version, list_versions
+    from evaluation.arena import list_evaluations
+    from evaluation.auto import latest_auto_evaluation
+    from evaluation.feedback import collect_feedback
+    from evaluation.model_card import human_evaluations
+    from evaluation.regression import latest_results
+    from training.registry import list_runs
+
+    runs = sorted(list_runs(ws), key=lambda r: r.id)
+    evaluations = {e.id: e for e in list_evaluations(ws)}
+    feedback_versions = [v for v in list_versions(ws) if v.step == "feedback"]
+    version_rounds: dict[int, int] = {}
+    rows: dict[int, RoundRow] = {}
+    for run in runs:
+        if run.config.stage == "dpo":
+            previous = _int(run.config.sft_run)
+        else:
+            previous = _feedback_source_run(ws, run.dataset_version, evaluations)
+        version_text = get_version(ws, run.dataset_version).describe() if run.dataset_version else run.dataset
+        row = RoundRow(round=1, run_id=run.id, run_name=run.name, stage=run.config.stage, status=run.status,
+                       version=run.dataset_version, version_text=version_text, previous_run=previous)
+        if run.config.stage == "dpo" and previous in rows:
+            row.round = rows[previous].round + 1
+        else:
+            row.round = _version_round(ws, run.dataset_version, version_rounds)
+        auto = latest_auto_evaluation(ws, run.id)
+        if auto is not None:
+            for key in ("rouge_l", "bleu", "exact_match", "perplexity_val", "perplexity_test"):
+                row.figures[key] = auto.figure("finetuned", key)
+                row.base_figures[key] = auto.figure("base", key)
+            row.figures["answers"] = auto.metrics["finetuned"]["answers"]
+        row.evaluations = human_evaluations(ws, run.id)
+        decided = [h["stats"] for h in row.evaluations if h["stats"] and h["stats"]["decisive"]]
+        if decided:
+            last = decided[-1]
+            row.figures.update(win_rate=last["win_rate"], wilson_low=last["wilson_low"],
+                               wilson_high=last["wilson_high"], votes=last["votes"])
+        tuned = latest_results(ws, str(run.id))
+        if tuned:
+            passed, total = sum(r.passed for r in tuned), sum(r.total for r in tuned)
+            row.figures.update(regression_passed=passed, regression_total=total,
+                               regression_pass_rate=passed / total if total else None)
+            row.failing_cases = [f"{r.suite}: {c.name}" for r in tuned for c in r.results if not c.passed]
+            base = latest_results(ws, str(run.id), model="base")
+            if base:
+                row.base_figures["regression_passed"] = sum(r.passed for r in base)
+        for h in row.evaluations:
+            counts = collect_feedback(ws, h["evaluation"]).counts()
+            for key in ("preference_pairs", "corrected", "needs_answer"):
+                row.feedback[key] = row.feedback.get(key, 0) + counts[key]
+        mine = {h["evaluation"] for h in row.evaluations}
+        row.next_versions = [v.id for v in feedback_versions if _int(v.params.get("evaluation")) in mine]
+        rows[run.id] = row
+    for row in rows.values():
+        before = rows.get(row.previous_run) if row.previous_run is not None else None
+        if before is not None:
+            compare_rows(before, row)
+    return sorted(rows.values(), key=lambda r: (r.round, r.run_id))
+
+
+def _int(value: Any) -> int | None:
+    text = str(value or "").strip().lstrip("#")
+    return int(text) if text.isdigit() else None
+
+
+def _feedback_source_run(ws: Workspace, version: int | None, evaluations: dict) -> int | None:
+    """The run whose evaluation fed the newest feedback merge in this version's lineage."""
+    if version is None:
+        return None
+    from curation.versions import lineage
+    for v in lineage(ws, version):
+        if v.step == "feedback":
+            evaluation = evaluations.get(_int(v.params.get("evaluation")))
+            return _int(evaluation.run_id) if evaluation is not None else _int(v.params.get("run"))
+    return None
+
+
+def compare_rows(before: RoundRow, after: RoundRow) -> None:
+    """Fill ``after.changes`` and the regression cases that flipped, against the run before it."""
+    changes = []
+    for key, title, higher, tolerance in COMPARED:
+        a, b = before.figures.get(key), after.figures.get(key)
+        if a is None or b is None:
+            continue
+        delta = b - a
+        if abs(delta) <= tolerance:
+            verdict = "unchanged"
+        else:
+            verdict = "helped" if (delta > 0) == higher else "regressed"
+        changes.append(Change(title, a, b, verdict, f"{title} {_fmt(key, a)} → {_fmt(key, b)} ({verdict})"))
+    after.changes = changes
+    before_failing, after_failing = set(before.failing_cases), set(after.failing_cases)
+    after.newly_failing = sorted(after_failing - before_failing) if before.figures.get("regression_total") else []
+    after.newly_passing = sorted(before_failing - after_failing) if after.figures.get("regression_total") else []
+
+
+def _fmt(key: str, value: float) -> str:
+    if key == "bleu":
+        return f"{value:.1f}"
+    if key.startswith("perplexity"):
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _cell(key: str, value: Any) -> str:
+    return "–" if value is None else _fmt(key, value)
+
+
+def rounds_table(rows: list[RoundRow]) -> list[dict[str, Any]]:
+    """One flat dict per run: the columns of the rounds table, figures side by side (base → fine-tuned)."""
+    out = []
+    for row in rows:
+        f, b = row.figures, row.base_figures
+        human = "–"
+        if f.get("win_rate") is not None:
+            human = (f"{100 * f['win_rate']:.0f}% [{100 * f['wilson_low']:.0f}–{100 * f['wilson_high']:.0f}] "
+                     f"of {f['votes']} votes")
+        regression = (f"{b.get('regression_passed', '–')} → {f['regression_passed']}/{f['regression_total']}"
+                      if f.get("regression_total") else "–")
+        verdicts = [c.verdict for c in row.changes if c.verdict != "unchanged"]
+        out.append({
+            "round": row.round,
+            "dataset": row.version_text,
+            "run": f"#{row.run_id} {row.stage.upper()} ({row.status})"
+                   + (f" ← #{row.previous_run}" if row.previous_run else ""),
+            "ROUGE-L": f"{_cell('rouge_l', b.get('rouge_l'))} → {_cell('rouge_l', f.get('rouge_l'))}",
+            "BLEU": f"{_cell('bleu', b.get('bleu'))} → {_cell('bleu', f.get('bleu'))}",
+            "perplexity (test)": f"{_cell('perplexity_test', b.get('perplexity_test'))} → "
+                                 f"{_cell('perplexity_test', f.get('perplexity_test'))}",
+            "regression": regression,
+            "human (win rate, 95% CI)": human,
+            "feedback": (f"{row.feedback.get('preference_pairs', 0)} pairs, {row.feedback.get('corrected', 0)} "
+                         f"corrections" if row.evaluations else "–"),
+            "next version": ", ".join(f"v{v}" for v in row.next_versions) or "–",
+            "vs previous round": ("helped" if verdicts and all(v == "helped" for v in verdicts) else
+                                  "regressed" if verdicts and all(v == "regressed" for v in verdicts) else
+                                  "mixed" if verdicts else "–" if row.previous_run is None or not row.changes
+                                  else "unchanged"),
+        })
+    return out
+
+
+def round_summaries(rows: list[RoundRow]) -> list[str]:
+    """One sentence per compared run: what helped, what regressed, which cases flipped."""
+    out = []
+    for row in rows:
+        if row.previous_run is None:
+            continue
+        parts = [c.text for c in row.changes] or ["no figure measured on both runs yet"]
+        if row.newly_failing:
+            parts.append("now failing: " + ", ".join(row.newly_failing))
+        if row.newly_passing:
+            parts.append("now passing: " + ", ".join(row.newly_passing))
+        out.append(f"Round {row.round}, run #{row.run_id} ({row.stage.upper()}) vs run #{row.previous_run}: "
+                   + "; ".join(parts) + ".")
+    return out
+
+
+PLOTTED = (("rouge_l", "ROUGE-L"), ("bleu", "BLEU ÷ 100"), ("exact_match", "exact match"),
+           ("win_rate", "human win rate"), ("regression_pass_rate", "regression pass rate"))
+
+
+def plot_points(rows: list[RoundRow]) -> list[dict[str, Any]]:
+    """Long-form points for the line plot: one per run and 0..1 figure, in round order."""
+    points = []
+    for order, row in enumerate(rows, start=1):
+        for key, title in PLOTTED:
+            value = row.figures.get(key)
+            if value is not None:
+                points.append({"order": order, "run": row.label, "figure": title,
+                               "value": value / 100 if key == "bleu" else value})
+    return points
+
+
+def perplexity_points(rows: list[RoundRow]) -> list[dict[str, Any]]:
+    """Bars: perplexity of the test references for the base model and each run."""
+    points = []
+    for row in rows:
+        for model, figures in (("base", row.base_figures), ("fine-tuned", row.figures)):
+            if figures.get("perplexity_test") is not None:
+                points.append({"run": row.label, "model": model, "perplexity": figures["perplexity_test"]})
+    return points
