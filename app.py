@@ -64,11 +64,14 @@ def build_admin_app(ws):
     import gradio as gr
 
     from curation.ui import data
+    from evaluation.ui import build_rate_tab, build_results_tab
 
     with gr.Blocks(title=TITLE) as blocks:
         gr.Markdown(HEADER, elem_id="tuneloop-header")
         with gr.Tabs():
             data.build(ws)
+            build_rate_tab(ws)
+            build_results_tab(ws)
     return blocks
 
 
