@@ -1,0 +1,101 @@
+"""The shared near-duplicate machinery: shingles, signatures, LSH candidates, verification, clusters."""
+import random
+
+import numpy as np
+import pytest
+
+from curation.minhash import (DEFAULT_THRESHOLD, cross_near_duplicates, jaccard_pairs, minhash_signatures,
+                              near_duplicate_clusters, normalise_text, shingle_sets, similarity)
+
+WORDS = ("account billing refund order parcel courier password login invoice router firmware update "
+         "screen battery charger cable warranty delivery address payment card subscription plan upgrade "
+         "cancel support ticket agent reply email phone number reset broken missing late damaged").split()
+
+
+def sentence(rng: random.Random, n: int = 14) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def test_normalise_text_ignores_case_punctuation_and_spacing():
+    assert normalise_text("  Hello,   WORLD!\n") == normalise_text("hello world") == "hello world"
+
+
+def test_similarity_is_exact_jaccard_of_shingles():
+    assert similarity("The parcel is late", "the  parcel is LATE!") == 1.0
+    assert similarity("", "anything") == 0.0
+    a, b = "abcdefg", "abcdefh"   # 5-grams: abcde bcdef cdefg | abcde bcdef cdefh
+    assert similarity(a, b) == pytest.approx(2 / 4)
+
+
+def test_jaccard_pairs_matches_python_sets():
+    rng = random.Random(1)
+    texts = [sentence(rng, rng.randint(1, 20)) for _ in range(60)]
+    sets = shingle_sets(texts)
+    pairs = np.array([(i, j) for i in range(0, 60, 7) for j in range(60)])
+    got = jaccard_pairs(sets, pairs)
+    for (i, j), value in zip(pairs, got):
+        a, b = set(sets.of(i)), set(sets.of(j))
+        assert value == pytest.approx(len(a & b) / len(a | b))
+
+
+def test_signature_agreement_estimates_similarity():
+    rng = random.Random(2)
+    base = sentence(rng, 40)
+    edited = base.replace(base.split()[5], "zebra", 1)
+    sets = shingle_sets([base, edited, sentence(rng, 40)])
+    sig = minhash_signatures(sets, 256)
+    true = similarity(base, edited)
+    assert abs((sig[0] == sig[1]).mean() - true) < 0.1
+    assert (sig[0] == sig[2]).mean() < 0.3
+
+
+def test_empty_texts_get_no_signature_and_match_nothing():
+    sig = minhash_signatures(shingle_sets(["", "a b c d e f"]), 16)
+    assert (sig[0] == 0xFFFFFFFF).all()
+    assert near_duplicate_clusters(["", "", "x y"]) == []
+
+
+def test_cross_near_duplicates_finds_edited_copies_only():
+    rng = random.Random(3)
+    corpus = [sentence(rng) for _ in range(300)]
+    queries = [corpus[10].replace(" ", "  ").upper(),           # only case and spacing changed
+               corpus[20] + " please",                          # one word added
+               sentence(rng),                                   # unrelated
+               ""]
+    found = cross_near_duplicates(queries, corpus)
+    assert [(q, c) for q, c, _ in found] == [(0, 10), (1, 20)]
+    assert all(s >= DEFAULT_THRESHOLD for _, _, s in found)
+    assert found[0][2] == 1.0
+
+
+def test_cross_near_duplicates_returns_every_match_and_handles_empty_inputs():
+    found = cross_near_duplicates(["my router keeps dropping the wifi"],
+                                  ["My router keeps dropping the WiFi!", "my router keeps dropping the wifi."])
+    assert sorted(c for _, c, _ in found) == [0, 1]
+    assert cross_near_duplicates([], ["x"]) == [] and cross_near_duplicates(["x"], []) == []
+    with pytest.raises(ValueError):
+        cross_near_duplicates(["x"], ["y"], threshold=0)
+
+
+def test_clusters_have_no_transitive_chains():
+    # a ~ b and b ~ c, but a and c are too far apart to be one cluster
+    words = "one two three four five six seven eight nine ten eleven twelve".split()
+    a = " ".join(words)
+    b = " ".join(words[:9] + ["alpha", "beta", "gamma"])
+    c = " ".join(words[:7] + ["alpha", "beta", "gamma", "delta", "omega"])
+    threshold = 0.5
+    assert similarity(a, b) >= threshold and similarity(b, c) >= threshold > similarity(a, c)
+    clusters = near_duplicate_clusters([a, b, c], threshold)
+    assert len(clusters) == 1
+    cluster = clusters[0]
+    assert cluster.keeper == 0 and cluster.members == [0, 1]
+    for member, sim in zip(cluster.members, cluster.similarities):
+        assert sim == pytest.approx(similarity([a, b, c][cluster.keeper], [a, b, c][member]), abs=1e-4)
+
+
+def test_priority_chooses_the_keeper():
+    texts = ["the invoice total is wrong on my account", "The invoice total is wrong on my account!!"]
+    assert near_duplicate_clusters(texts)[0].keeper == 0
+    assert near_duplicate_clusters(texts, priority=[1, 0])[0].keeper == 1
+    with pytest.raises(ValueError):
+        near_duplicate_clusters(texts, priority=[1])
