@@ -1,0 +1,669 @@
+"""The playground: the base model and a fine-tuned run answer the same conversation side by side, streamed.
+
+One base model is kept warm per base model (``PlaygroundPool``) and serves both sides in ONE ``generate``
+call: a batch of two rows in which peft's ``adapter_names`` runs one row with the adapter off
+(``"__base__"``) and the other with it on (or with a second run's adapter). Both answers therefore
+stream at the same time, token by token (one ``TextIteratorStreamer`` per row), under literally the same
+decoding settings, and memory holds one model however many runs are compared. Requests for one model
+take turns, first come first served, and a waiting request learns its place in the line, so two people
+cannot run the machine out of memory; a ``threading.Event`` read by a ``StoppingCriteria`` stops a long
+answer. A good answer, after edits, becomes a new SFT record with provenance in a new dataset version
+made by the step "playground".
+
+Example::
+
+    matchup = matchup_for(ws, "3")                      # base vs run #3; against="5" compares two runs
+    for update in stream_pair(ws, matchup, [{"role": "user", "content": "Where is my order?"}],
+                              DecodingSettings(max_new_tokens=64)):
+        print(update.message, update.texts)
+    version, record = send_to_dataset(ws, conversation, answer, side=matchup.right, author="ana")
+
+CLI::
+
+    python -m evaluation.playground ask --run RUN [--against RUN2] "Where is my order?" [--max-new-tokens 64]
+    python -m evaluation.playground send --run RUN --side right --prompt "..." --answer "..." [--author NAME]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import queue
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from curation.records import ROLES, Record, new_record_id
+from curation.versions import Version, create_version, get_version, load_records, require_current
+from evaluation.generate import DecodingSettings, resolve_adapter
+
+BASE_ADAPTER = "__base__"       # peft's name for "no adapter" in a mixed batch
+SIDES = ("left", "right")
+Conversation = list[dict[str, str]]
+
+
+# -- what is compared -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Side:
+    """One column: the base model alone (``adapter`` None), or the base model with a run's adapter on."""
+    label: str
+    base_model: str
+    adapter: str | None = None
+    run_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "base" if self.adapter is None else "fine-tuned"
+
+
+@dataclass(frozen=True)
+class Matchup:
+    """The two columns, left and right; both build on the same base model."""
+    left: Side
+    right: Side
+
+    @property
+    def sides(self) -> tuple[Side, Side]:
+        return self.left, self.right
+
+
+def matchup_for(ws: Workspace, run: str | Path, *, against: str | Path | None = None) -> Matchup:
+    """Base model (left) vs ``run`` (right); with ``against``, that run's adapter replaces the base on the left.
+
+    ``run`` and ``against`` are run ids from the registry, run folders holding ``adapter/``, or adapter folders.
+    """
+    if not str(run or "").strip():
+        raise TuneloopError("pick a fine-tuned run, or give the folder of an adapter, to compare with its base model")
+    right = _run_side(ws, str(run).strip())
+    if against is None or str(against).strip().lower() in ("", "base"):
+        return Matchup(Side(f"Base model · {base_model_name(right.base_model)}", right.base_model), right)
+    left = _run_side(ws, str(against).strip())
+    if Path(left.adapter).resolve() == Path(right.adapter).resolve():
+        raise TuneloopError("both sides are the same run; pick a different run to compare against, or the base model")
+    return Matchup(left, right)
+
+
+def _run_side(ws: Workspace, run: str) -> Side:
+    models = resolve_adapter(ws, run)
+    if models.run_id is not None:
+        from training import registry
+        label = f"Fine-tuned · run {registry.get_run(ws, models.run_id).label}"
+    else:
+        folder = Path(models.adapter)
+        label = f"Fine-tuned · {folder.parent.name if folder.name == 'adapter' else folder.name}"
+    return Side(label, models.base_model, models.adapter, models.run_id)
+
+
+def base_model_name(base_model: str) -> str:
+    """A short name for a base model without loading or converting it."""
+    from training.models import DEFAULT_GGUF_FILE, DEFAULT_MODEL
+    if str(base_model).strip().lower() == DEFAULT_MODEL:
+        return DEFAULT_GGUF_FILE.split(".")[0]
+    return Path(str(base_model)).name or str(base_model)
+
+
+def playground_runs(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, run id) of the registry's runs that have an adapter to try, newest first."""
+    try:
+        from training import registry
+    except ImportError:
+        return []
+    runs = [r for r in registry.list_runs(ws) if (Path(r.output_dir) / "adapter" / "adapter_config.json").is_file()]
+    return [(f"{r.label} · {r.status} · {base_model_name(r.config.base_model)}", str(r.id))
+            for r in sorted(runs, key=lambda r: r.id, reverse=True)]
+
+
+def split_examples(ws: Workspace, version: int | str | None = None, *, split: str = "test") -> list[Record]:
+    """Records of a split (the test split of the current version by default) to start a conversation from."""
+    v = get_version(ws, version) if version is not None else require_current(ws)
+    records = [r for r in load_records(ws, v.id) if r.meta.get("split") == split
+               and any(m["role"] == "user" for m in r.messages)]
+    if not records:
+        raise TuneloopError(f"{v.name} has no '{split}' records; build a split first (Splits tab), or type a question")
+    return records
+
+
+def example_conversation(record: Record) -> tuple[str, Conversation, str, str]:
+    """(system prompt, earlier turns, last question, reference answer) of an example record."""
+    last_user = max(i for i, m in enumerate(record.messages) if m["role"] == "user")
+    system = "\n".join(m["content"] for m in record.messages[:last_user] if m["role"] == "system")
+    earlier = [m for m in record.messages[:last_user] if m["role"] != "system"]
+    reference = next((m["content"] for m in record.messages[last_user + 1:] if m["role"] == "assistant"), "")
+    return system, earlier, record.messages[last_user]["content"], reference
+
+
+def example_origin(record: Record) -> dict[str, Any]:
+    """What an answer to an example keeps from it: its id, label and split (a test prompt stays in test)."""
+    origin: dict[str, Any] = {"prompt_id": record.id}
+    for key in ("label", "split"):
+        if record.meta.get(key) is not None:
+            origin[key] = record.meta[key]
+    return origin
+
+
+def playground_settings(*, temperature: float = 0.0, top_p: float = 0.95, max_new_tokens: int = 200,
+                        repetition_penalty: float = 1.1, seed: int = 0) -> DecodingSettings:
+    """Decoding settings from the playground's knobs: temperature 0 means greedy (the same answer every time)."""
+    sample = float(temperature) > 0
+    return DecodingSettings(max_new_tokens=int(max_new_tokens), do_sample=sample,
+                            temperature=float(temperature) if sample else 0.7, top_p=float(top_p),
+                            repetition_penalty=float(repetition_penalty), seed=int(seed)).validate()
+
+
+def with_system_prompt(conversation: Conversation, system_prompt: str = "") -> Conversation:
+    """The conversation with ``system_prompt`` as its only system turn (unchanged when the prompt is blank)."""
+    if not (system_prompt or "").strip():
+        return list(conversation)
+    return [{"role": "system", "content": system_prompt.strip()}] + [m for m in conversation if m["role"] != "system"]
+
+
+def check_conversation(conversation: Conversation) -> Conversation:
+    """A list of {role, content} ending with a question; raises TuneloopError saying what is wrong."""
+    if not conversation:
+        raise TuneloopError("type a question first")
+    for n, m in enumerate(conversation, 1):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise TuneloopError(f"turn {n} must be {{role, content}} with role system, user or assistant")
+    if conversation[-1]["role"] != "user" or not conversation[-1]["content"].strip():
+        raise TuneloopError("the conversation must end with a question (a user turn) for the models to answer")
+    return conversation
+
+
+# -- taking turns -------------------------------------------------------------------------------
+
+class TurnQueue:
+    """First come, first served: one holder at a time; everyone else can ask how many are ahead of them."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._line: list[object] = []
+
+    def join(self) -> object:
+        ticket = object()
+        with self._cond:
+            self._line.append(ticket)
+        return ticket
+
+    def ahead(self, ticket: object) -> int:
+        with self._cond:
+            return self._line.index(ticket)
+
+    def wait(self, ticket: object, timeout: float) -> int:
+        """Wait until it is ``ticket``'s turn or ``timeout`` passes; returns how many are still ahead."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._line.index(ticket) == 0, timeout)
+            return self._line.index(ticket)
+
+    def leave(self, ticket: object) -> None:
+        with self._cond:
+            if ticket in self._line:
+                self._line.remove(ticket)
+            self._cond.notify_all()
+
+    @property
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._line
+
+
+# -- the warm models ----------------------------------------------------------------------------
+
+class WarmModel:
+    """One base model in memory with every adapter tried on it loaded beside it, each under its own name."""
+
+    def __init__(self, resolved, *, load_in_4bit: bool = False, max_adapters: int = 4):
+        self.resolved = resolved
+        self.load_in_4bit = load_in_4bit
+        self.max_adapters = max_adapters
+        self.queue = TurnQueue()
+        self.model = None
+        self.tokenizer = None
+        self._adapters: OrderedDict[str, str] = OrderedDict()     # adapter name -> folder
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def prepare(self, adapters: Sequence[str | None]) -> list[str]:
+        """Load the model and the sides' adapters (call it holding the turn); returns each side's adapter name."""
+        if self.model is None:
+            from training.models import load_model_and_tokenizer
+            self.model, self.tokenizer = load_model_and_tokenizer(self.resolved, load_in_4bit=self.load_in_4bit)
+            self.tokenizer.padding_side = "left"    # each side continues its own conversation from the right edge
+            self.model.eval()
+        names = []
+        for folder in adapters:
+            if folder is None:
+                names.append(BASE_ADAPTER)
+                continue
+            name = "a" + adapter_fingerprint(Path(folder))
+            if name not in self._adapters:
+                self._load_adapter(name, Path(folder), keep=names)
+            self._adapters.move_to_end(name)
+            names.append(name)
+        return names
+
+    def _load_adapter(self, name: str, folder: Path, keep: list[str]) -> None:
+        from peft import PeftModel
+        try:
+            if not self._adapters:
+                self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name)
+            else:
+                self.model.load_adapter(str(folder), adapter_name=name)
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            raise TuneloopError(f"the adapter in {folder} does not fit {self.resolved.name}: {exc}") from exc
+        self.model.eval()
+        self._adapters[name] = str(folder)
+        while len(self._adapters) > self.max_adapters:
+            oldest = next(n for n in self._adapters if n != name and n not in keep)
+            self.model.delete_adapter(oldest)
+            del self._adapters[oldest]
+
+
+def adapter_fingerprint(folder: Path) -> str:
+    """Changes when the adapter in ``folder`` is retrained: its config, and its weight files' sizes and times."""
+    config = folder / "adapter_config.json"
+    if not config.is_file():
+        raise TuneloopError(f"{folder} is not an adapter folder (it has no adapter_config.json)")
+    h = hashlib.sha256(str(folder.resolve()).encode() + config.read_bytes())
+    for p in sorted(folder.glob("adapter_model.*")):
+        st = p.stat()
+        h.update(f"{p.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class PlaygroundPool:
+    """The warm base models, at most ``max_models`` at once; an idle one makes room for a new base model."""
+
+    def __init__(self, *, max_models: int = 1, max_adapters: int = 4, load_in_4bit: bool = False):
+        self.max_models = max_models
+        self.max_adapters = max_adapters
+        self.load_in_4bit = load_in_4bit
+        self._models: OrderedDict[tuple[str, str], WarmModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def join(self, ws: Workspace | None, base_model: str) -> tuple[WarmModel, object]:
+        """The warm model for ``base_model`` and a place in its line (joined under the pool's lock, so the
+        model cannot be dropped before the caller is in line)."""
+        from training.models import resolve_base_model
+        resolved = resolve_base_model(base_model, ws)
+        key = (resolved.path, resolved.revision)
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                for other in [k for k, m in self._models.items() if m.queue.idle]:
+                    if len(self._models) < self.max_models:
+                        break
+                    del self._models[other]
+                if len(self._models) >= self.max_models:
+                    busy = ", ".join(m.resolved.name for m in self._models.values())
+                    raise TuneloopError(f"the playground is busy answering with {busy}; try {resolved.name} again "
+                                        f"when those answers are done")
+                model = self._models[key] = WarmModel(resolved, load_in_4bit=self.load_in_4bit,
+                                                      max_adapters=self.max_adapters)
+            self._models.move_to_end(key)
+            return model, model.queue.join()
+
+    def warm_models(self) -> list[WarmModel]:
+        with self._lock:
+            return list(self._models.values())
+
+
+_default_pool = PlaygroundPool()
+
+
+def default_pool() -> PlaygroundPool:
+    """The pool the app shares between all its sessions."""
+    return _default_pool
+
+
+# -- streaming ----------------------------------------------------------------------------------
+
+@dataclass
+class SideStats:
+    """How one side's answer came out: tokens, time to the first token, tokens per second after it."""
+    tokens: int = 0
+    first_token_s: float | None = None
+    tokens_per_s: float | None = None
+    finished: bool = False          # ended by itself (end-of-turn token), not by the token limit or a stop
+
+    def describe(self) -> str:
+        if not self.tokens:
+            return "no tokens"
+        speed = f", {self.tokens_per_s:.1f} tokens/s" if self.tokens_per_s else ""
+        return f"{self.tokens} tokens, first after {self.first_token_s:.2f} s{speed}"
+
+
+@dataclass(frozen=True)
+class PairUpdate:
+    """What the two columns show now. ``status``: waiting | loading | streaming | done | stopped."""
+    texts: tuple[str, str]
+    status: str
+    message: str
+    ahead: int = 0
+    stats: tuple[SideStats, SideStats] = field(default_factory=lambda: (SideStats(), SideStats()))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "stopped")
+
+
+def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversation | Sequence[Conversation],
+                settings: DecodingSettings | None = None, *, system_prompt: str = "",
+                cancel: threading.Event | None = None, pool: PlaygroundPool | None = None,
+                poll_s: float = 0.5) -> Iterator[PairUpdate]:
+    """Both sides' answers as they grow: waiting in line, loading, then one update per new piece of text.
+
+    ``conversation`` is one conversation for both sides, or a (left, right) pair when each side continues
+    its own earlier answers. Setting ``cancel`` stops waiting or generating; the last update says "stopped".
+    Closing the iterator early stops the generation too.
+    """
+    settings = (settings or DecodingSettings()).validate()
+    conversations = _per_side(conversation, system_prompt)
+    cancel = cancel or threading.Event()
+    model, ticket = (pool or default_pool()).join(ws, matchup.left.base_model)
+    try:
+        ahead = model.queue.ahead(ticket)
+        while ahead:
+            if cancel.is_set():
+                yield PairUpdate(("", ""), "stopped", "Stopped before it started.")
+                return
+            yield PairUpdate(("", ""), "waiting", _waiting_message(ahead), ahead=ahead)
+            ahead = model.queue.wait(ticket, poll_s)
+        if cancel.is_set():
+            yield PairUpdate(("", ""), "stopped", "Stopped before it started.")
+            return
+        if not model.loaded:
+            yield PairUpdate(("", ""), "loading", f"Loading {model.resolved.name} (first use; it then stays warm)…")
+        _check_same_base(ws, matchup, model)
+        names = model.prepare([side.adapter for side in matchup.sides])
+        yield from _generate_streaming(model, names, conversations, settings, cancel)
+    finally:
+        cancel.set()            # a consumer that went away must not leave the model generating
+        model.queue.leave(ticket)
+
+
+def _per_side(conversation, system_prompt: str) -> tuple[Conversation, Conversation]:
+    if conversation and isinstance(conversation, (list, tuple)) and all(isinstance(c, list) for c in conversation):
+        if len(conversation) != 2:
+            raise TuneloopError("give one conversation for both sides, or exactly two: (left, right)")
+        pair = conversation
+    else:
+        pair = (conversation, conversation)
+    return tuple(check_conversation(with_system_prompt(list(c), system_prompt)) for c in pair)  # type: ignore
+
+
+def _waiting_message(ahead: int) -> str:
+    who = "1 request is" if ahead == 1 else f"{ahead} requests are"
+    return f"Waiting: {who} ahead of you (one answer pair at a time keeps the machine from running out of memory)."
+
+
+def _check_same_base(ws: Workspace | None, matchup: Matchup, model: WarmModel) -> None:
+    if matchup.left.base_model == matchup.right.base_model:
+        return
+    from training.models import resolve_base_model
+    for side in matchup.sides:
+        if resolve_base_model(side.base_model, ws).path != model.resolved.path:
+            raise TuneloopError(f"'{matchup.left.label}' and '{matchup.right.label}' were trained on different base "
+                                f"models; compare each of them with its base model instead")
+
+
+def _side_streamer(tokenizer, side: int, events: queue.Queue, stop_ids: set[int]):
+    """A ``TextIteratorStreamer`` for one row of the batch: its text goes, tagged with the side, into ``events``."""
+    from transformers import TextIteratorStreamer
+
+    class SideStreamer(TextIteratorStreamer):
+        def __init__(self):
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.stats = SideStats()
+            self.started = time.perf_counter()
+            self.first_at = 0.0
+
+        def put(self, value):
+            if not self.next_tokens_are_prompt:
+                if self.stats.finished:
+                    return          # this row is done; generate pads it until the other row finishes
+                if int(value.reshape(-1)[0]) in stop_ids:
+                    self.stats.finished = True
+                    return
+                now = time.perf_counter()
+                self.stats.tokens += 1
+                if self.stats.first_token_s is None:
+                    self.stats.first_token_s, self.first_at = now - self.started, now
+                elif now > self.first_at:
+                    self.stats.tokens_per_s = (self.stats.tokens - 1) / (now - self.first_at)
+            super().put(value)
+
+        def on_finalized_text(self, text: str, stream_end: bool = False):
+            events.put((side, text, stream_end))
+
+    return SideStreamer()
+
+
+def _pair_streamer(streamers):
+    from transformers.generation.streamers import BaseStreamer
+
+    class PairStreamer(BaseStreamer):
+        """Hands each row of the two-row batch to its side's streamer."""
+
+        def put(self, value):
+            for i, streamer in enumerate(streamers):
+                streamer.put(value[i:i + 1])
+
+        def end(self):
+            for streamer in streamers:
+                streamer.end()
+
+    return PairStreamer()
+
+
+def _stop_when_set(cancel: threading.Event):
+    from transformers import StoppingCriteria
+
+    class StopWhenSet(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            import torch
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StopWhenSet()
+
+
+def _generate_streaming(model: WarmModel, adapter_names: list[str], conversations, settings: DecodingSettings,
+                        cancel: threading.Event) -> Iterator[PairUpdate]:
+    import torch
+    from transformers import StoppingCriteriaList
+
+    tokenizer = model.tokenizer
+    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.model.device)
+    limit = getattr(model.model.config, "max_position_embeddings", None)
+    if limit and batch["input_ids"].shape[1] + settings.max_new_tokens > limit:
+        raise TuneloopError(f"the conversation ({batch['input_ids'].shape[1]} tokens) plus {settings.max_new_tokens} "
+                            f"new tokens is longer than {model.resolved.name} can read ({limit}); start a new "
+                            f"conversation or lower the max new tokens")
+    stop_ids = set(_as_list(model.model.generation_config.eos_token_id) + _as_list(tokenizer.eos_token_id))
+    events: queue.Queue = queue.Queue()
+    streamers = [_side_streamer(tokenizer, i, events, stop_ids) for i in range(2)]
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+                              "repetition_penalty": settings.repetition_penalty, "pad_token_id": tokenizer.pad_token_id}
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    failure: list[BaseException] = []
+
+    def run():
+        try:
+            torch.manual_seed(settings.seed)
+            with torch.inference_mode():
+                model.model.generate(**batch, **kwargs, adapter_names=adapter_names, streamer=_pair_streamer(streamers),
+                                     stopping_criteria=StoppingCriteriaList([_stop_when_set(cancel)]))
+        except BaseException as exc:   # reported to the consumer, which raises it in its own thread
+            failure.append(exc)
+            events.put((None, "", True))
+
+    thread = threading.Thread(target=run, name="playground-generate", daemon=True)
+    thread.start()
+    shown = ["", ""]
+    ended = [False, False]
+    try:
+        while not all(ended) and not failure:
+            side, text, stream_end = events.get()
+            if side is None:
+                break
+            shown[side] += text
+            ended[side] = ended[side] or stream_end
+            if text:
+                yield PairUpdate(tuple(shown), "streaming", "Answering…", stats=_stats(streamers))
+    finally:
+        thread.join()
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, TuneloopError):
+            raise exc
+        raise TuneloopError(f"the models could not answer: {type(exc).__name__}: {exc}") from exc
+    stats = _stats(streamers)
+    if cancel.is_set():
+        yield PairUpdate(tuple(shown), "stopped", "Stopped; the answers so far are shown.", stats=stats)
+    else:
+        yield PairUpdate(tuple(shown), "done", "Done.", stats=stats)
+
+
+def _stats(streamers) -> tuple[SideStats, SideStats]:
+    return tuple(replace(s.stats) for s in streamers)  # type: ignore[return-value]
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def answer_pair(ws: Workspace | None, matchup: Matchup, conversation, settings: DecodingSettings | None = None,
+                **kwargs) -> PairUpdate:
+    """The last update of ``stream_pair``: both full answers and their figures."""
+    last = None
+    for last in stream_pair(ws, matchup, conversation, settings, **kwargs):
+        pass
+    return last
+
+
+# -- sending an answer to the dataset -------------------------------------------------------------
+
+def send_to_dataset(ws: Workspace, conversation: Conversation, answer: str, *, side: Side, author: str,
+                    original_answer: str | None = None, origin: dict[str, Any] | None = None,
+                    system_prompt: str = "") -> tuple[Version, Record]:
+    """Add ``conversation`` + ``answer`` as a new SFT record to a new version of the current dataset.
+
+    The record's meta says where it came from: source "playground", the run and model side that wrote the
+    answer, whether it was edited, who sent it and when; ``origin`` (from ``example_origin``) keeps the
+    example's id, label and split, so an answer to a test prompt never lands in train.
+    """
+    text = (answer or "").strip()
+    if not text:
+        raise TuneloopError("the answer is empty; write or keep the answer the model should give")
+    prompt = check_conversation(with_system_prompt([m for m in conversation], system_prompt))
+    messages = [{"role": m["role"], "content": m["content"]} for m in prompt] + [{"role": "assistant", "content": text}]
+    meta: dict[str, Any] = {
+        "source": "playground", "model": side.kind, "run": side.run_id or side.adapter,
+        "base_model": side.base_model, "author": author,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "edited": original_answer is not None and text != (original_answer or "").strip(),
+        **(origin or {}),
+    }
+    record = Record(id=new_record_id(messages, salt="playground"), messages=messages, meta=meta)
+    current = require_current(ws)
+    existing = load_records(ws, current.id)
+    if any(r.id == record.id for r in existing):
+        raise TuneloopError(f"this answer to this conversation is already in {current.name} (record {record.id})")
+    version = create_version(ws, existing + [record], parent=current.id, step="playground",
+                             params={"record": record.id, "run": meta["run"], "model": side.kind},
+                             counts={"added": 1}, note=f"answer from the playground ({side.label}), sent by {author}",
+                             created_by=author)
+    return version, record
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m evaluation.playground",
+                                description="Ask the base model and a fine-tuned run the same question, side by side.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="stream both answers to a question")
+    send = sub.add_parser("send", help="add an answer to the current dataset as a new version")
+    for c in (ask, send):
+        c.add_argument("--workspace", help="workspace folder (default: $TUNELOOP_WORKSPACE or ./workspace)")
+        c.add_argument("--run", required=True, help="run id, run folder, or adapter folder (the right side)")
+        c.add_argument("--against", help="a second run for the left side instead of the base model")
+        c.add_argument("--system", default="", help="system prompt for both sides")
+    ask.add_argument("question", help="the question (a conversation as JSON: [{role, content}, ...] also works)")
+    ask.add_argument("--max-new-tokens", type=int, default=200)
+    ask.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy, the same answer every time")
+    ask.add_argument("--top-p", type=float, default=0.95)
+    ask.add_argument("--seed", type=int, default=0)
+    ask.add_argument("--json", action="store_true", help="print both answers and their figures as JSON")
+    send.add_argument("--prompt", required=True, help="the question (or a conversation as JSON)")
+    send.add_argument("--answer", required=True, help="the answer to add (edited as you like)")
+    send.add_argument("--side", choices=SIDES, default="right", help="which side wrote the answer (default right)")
+    send.add_argument("--author", default="local")
+    args = p.parse_args(argv)
+    try:
+        ws = Workspace.open(args.workspace)
+        matchup = matchup_for(ws, args.run, against=args.against)
+        if args.command == "send":
+            side = matchup.left if args.side == "left" else matchup.right
+            version, record = send_to_dataset(ws, _cli_conversation(args.prompt), args.answer, side=side,
+                                              author=args.author, system_prompt=args.system)
+            print(f"added record {record.id} as {version.name}")
+            return 0
+        settings = playground_settings(temperature=args.temperature, top_p=args.top_p,
+                                       max_new_tokens=args.max_new_tokens, seed=args.seed)
+        last = _cli_stream(ws, matchup, _cli_conversation(args.question), settings, args.system, quiet=args.json)
+    except TuneloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"status": last.status, "sides": [
+            {"label": s.label, "run": s.run_id or s.adapter, "answer": t.strip(), "tokens": st.tokens,
+             "first_token_s": st.first_token_s, "tokens_per_s": st.tokens_per_s}
+            for s, t, st in zip(matchup.sides, last.texts, last.stats)]}, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _cli_conversation(text: str) -> Conversation:
+    if text.strip().startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TuneloopError(f"the conversation is not valid JSON: {exc}") from exc
+    return [{"role": "user", "content": text}]
+
+
+def _cli_stream(ws, matchup: Matchup, conversation, settings, system: str, *, quiet: bool) -> PairUpdate:
+    """Streams the left answer to the terminal as it comes; the right one is printed when both are done."""
+    last, printed, status = None, 0, ""
+    if not quiet:
+        print(f"── {matchup.left.label}", flush=True)
+    for last in stream_pair(ws, matchup, conversation, settings, system_prompt=system):
+        if quiet:
+            continue
+        if last.status in ("waiting", "loading") and last.message != status:
+            print(f"   ({last.message})", file=sys.stderr, flush=True)
+            status = last.message
+        print(last.texts[0][printed:], end="", flush=True)
+        printed = len(last.texts[0])
+    if not quiet:
+        print(f"\n   [{last.stats[0].describe()}]\n── {matchup.right.label}\n{last.texts[1].strip()}\n"
+              f"   [{last.stats[1].describe()}]" + ("\n(stopped)" if last.status == "stopped" else ""))
+    return last
+
+
+if __name__ == "__main__":
+    sys.exit(main())
