@@ -308,16 +308,34 @@ def review_queue(ws: Workspace, version: int | str, reviewer: str | None,
 
 # -- drafts -------------------------------------------------------------------------------------
 
-def save_draft(ws: Workspace, version: int | str, record_id: str, reviewer: str, draft: dict[str, Any]) -> None:
-    """Keep what a reviewer has typed but not applied yet: ``{"edits": {i: text}, "labels": {}, "comment": ""}``."""
-    vid = V.parse_version_id(version)
-    _require_reviewer(reviewer)
-    clean = {"edits": {str(k): v for k, v in (draft.get("edits") or {}).items()},
-             "labels": dict(draft.get("labels") or {}), "comment": draft.get("comment") or ""}
+def save_draft(ws: Workspace, version: int | str, record_id: str, reviewer: str, draft: dict[str, Any]) -> bool:
+    """Keep what a reviewer has typed but not applied yet: ``{"edits": {i: text}, "labels": {}, "comment": ""}``.
+
+    A draft that holds nothing beyond what is already applied (say, one sent just before the action that
+    applied it) is not kept. Returns whether a draft is kept.
+    """
+    reviewer = _require_reviewer(reviewer)
+    state = ReviewState(ws, version)
+    messages = state.messages(record_id)
+    edits = {int(k): v for k, v in (draft.get("edits") or {}).items()
+             if 0 <= int(k) < len(messages) and v is not None and v != messages[int(k)]["content"]}
+    labels = {k: v for k, v in state.schema.normalise(draft.get("labels") or {}).items() if v is not None}
+    comment = (draft.get("comment") or "").strip()
+    mine = {name: votes[reviewer] for name, votes in state.labels.get(record_id, {}).items() if reviewer in votes}
+    my_comments = [c["text"] for c in state.comments.get(record_id, []) if c["by"] == reviewer]
+    applied_labels = all(mine.get(k) == v for k, v in labels.items())
+    pending = edits or (comment and comment != (my_comments[-1] if my_comments else None)) or not applied_labels
+    vid = state.version.id
+    if not pending:
+        ws.db.execute("delete from review_drafts where version_id=? and record_id=? and reviewer=?",
+                      (vid, record_id, reviewer))
+        return False
+    clean = {"edits": {str(k): v for k, v in edits.items()}, "labels": labels, "comment": comment}
     ws.db.execute("insert into review_drafts (version_id, record_id, reviewer, draft) values (?,?,?,?) "
                   "on conflict(version_id, record_id, reviewer) do update set draft=excluded.draft,"
                   " at=strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
                   (vid, record_id, reviewer, json.dumps(clean, ensure_ascii=False)))
+    return True
 
 
 def load_draft(ws: Workspace, version: int | str, record_id: str, reviewer: str) -> dict[str, Any] | None:

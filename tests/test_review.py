@@ -299,3 +299,21 @@ def test_labels_cli_exports_and_imports_with_conflicts(ws, v1, tmp_path):
     bad.write_text('{"id": "r0"}\n')
     done = run("import", str(bad))
     assert done.returncode == 1 and "line 1" in done.stderr
+
+
+def test_every_shortcut_targets_an_element_of_the_review_tab(ws, v1):
+    import gradio as gr
+
+    from curation.ui import review as tab
+
+    with gr.Blocks() as blocks:
+        with gr.Tabs():
+            tab.build(ws)
+    ids = {b.elem_id for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+    targets = {target for _, _, mapping in tab.SHORTCUTS for _, target in mapping.values()}
+    assert targets and targets <= ids
+    for used_by_the_script in ("review-commit-confirm", "review-commit-cancel", "review-bulk-confirm",
+                               "review-bulk-cancel", "review-comment-btn", "review-comment", "review-root"):
+        assert used_by_the_script in ids and f'"{used_by_the_script}"' in tab.REVIEW_HEAD_JS
+    assert {f"review-field-{i}-{kind}" for i in range(tab.MAX_FIELDS) for kind in ("single", "multi", "tags")} <= ids
+    assert all(keys in tab.help_overlay_html() for keys, _, _ in tab.SHORTCUTS)
