@@ -1,0 +1,491 @@
+"""The recognizers behind PII scrubbing, tuned for chat and support-ticket text.
+
+Presidio's stock recognizers are built for documents: its phone matcher misses numbers with
+made-up area codes, it has no street-address recognizer, and its spaCy model misses lowercase
+names ("hey its mike lol"). These recognizers fill those gaps and stay narrow so that order
+numbers, SKUs, versions, error codes and prices survive. Presidio is imported on first use.
+
+Example::
+
+    recognizers = chat_recognizers()          # list of presidio EntityRecognizer
+    spans = protected_spans(text, DEFAULT_PROTECTED)
+"""
+from __future__ import annotations
+
+import functools
+import re
+from typing import Iterable
+
+NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN", "es_ES", "es_MX", "fr_FR", "de_DE", "it_IT",
+                "pt_BR", "nl_NL")
+
+# Domain identifiers that look like PII to a generic recognizer; (label, regex). A finding that
+# overlaps one of these is dropped. They never match an email, a phone number, a card, an IBAN or an IP.
+DEFAULT_PROTECTED: tuple[tuple[str, str], ...] = (
+    ("code with a letter prefix (SKU-4471-BLK, ORD-2024-0012, ERR_TIMEOUT)",
+     r"(?<![\w.@-])[A-Z][A-Z0-9]{0,9}(?:[-_][A-Z0-9]+)+(?![\w@-]|\.\w)"),
+    ("order, ticket, invoice or tracking number",
+     r"(?i:\b(?:order|ticket|invoice|inv|case|ref|reference|tracking|confirmation|booking|shipment|rma|"
+     r"incident|request|req|po|receipt|transaction|txn|sku|item|part|model|serial)s?\s*(?:no\.?|number|num|id|#)?)"
+     r"\s*[:#]?\s*#?(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,}\b"),
+    ("#-number (#482913)", r"(?<![\w&])#\d{3,}\b"),
+    ("version (v2.4.1, version 4.12.0-beta)",
+     r"(?i)(?:\bv|\b(?:version|ver|release|build|firmware|update|patch|sdk|api|app|ios|android|macos|windows|"
+     r"chrome|python|node)\s*v?)\d+(?:\.\d+)+(?:[-+][0-9A-Za-z.]+)?\b"),
+    ("semantic version (1.14.0, 2.0.0-rc.1)", r"(?<![\w.:])(?!\d{3}\.\d{3}\.\d{4}\b)\d{1,3}\.\d{1,3}\.\d{1,4}(?:[-+][0-9A-Za-z.]+)?(?![\w.:])"),
+    ("price ($49.99, 1,299.00 EUR)",
+     r"(?:[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d{1,2})?\s?(?:USD|EUR|GBP|CAD|AUD|dollars|euros)\b)"),
+    ("hex error code (0x80070005)", r"\b0x[0-9A-Fa-f]+\b"),
+    ("error or status code (error 503, code E1042)",
+     r"(?i)\b(?:error|err|code|status|http|exit code|errno)\s*[:#]?\s*[A-Z]{0,3}-?\d{2,6}\b"),
+    ("plan or tier name (Pro Max plan, Business Plus tier)",
+     r"\b(?:[A-Z][A-Za-z+]*[ \t]+){1,3}(?i:plan|tier|subscription|edition|package|bundle|license|licence)\b"),
+)
+
+TITLES = r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta)"
+# Words before a name in chat: "hey its mike", "thanks, sarah", "my name is Ana", "-- dave".
+NAME_CUES = re.compile(
+    r"(?:\b(?:i'?m|i am|its|it's|it is|this is|here is|name is|names|name's|name|called|call me|ask for|"
+    r"hi|hey|hello|hiya|dear|thanks|thank you|thx|ty|cheers|regards|sincerely|best|yours|signed|cc|"
+    r"spoke to|spoke with|talked to|talked with|speak to|speak with|contact|agent|manager|customer|user|"
+    r"colleague|boss|wife|husband|son|daughter|mom|dad|friend|from|by|attn|attention|owner|holder|"
+    r"" + TITLES + r")\.?\s*[,:;!?-]*|(?:^|\n)\s*(?:--?|—|–|~))\s*$", re.IGNORECASE)
+SIGN_OFF = re.compile(r"(?i)(?:regards|thanks|thank you|thx|cheers|best|sincerely|yours|ttyl|bye|love|xoxo|"
+                      r"talk soon|take care|br|kr)[\s!.,]*$")
+WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
+INITIAL = re.compile(r"[A-Z]\.?$")
+
+# Names that are also everyday English words: a name only with a second name, a title or a cue.
+COMMON_WORD_NAMES = frozenset("""
+will may mark bill grant rose hope joy faith grace dawn june april august summer autumn
+winter amber crystal ruby jade pearl daisy holly ivy iris lily violet olive ginger candy sandy
+rich frank chase chance hunter angel destiny harmony heaven unique precious gay earl guy jack pat
+sue don ray gene art dean drew glen glenn lance miles major king young long short
+brown black white green gray grey best good price cook baker miller banks bell hill lane
+wood woods stone rivers fields ford cross case key house church hall park love day bush
+branch bond glass golden horn hood huff hull hunt knight lamb mills page parks pierce pope
+powers reed rice ross salt sharp shaw sims snow spears stark steel strong swift walls ward
+wall waters watts webb west wolf york max pro team plus scale ace sky star sun
+rain storm river forest lake brook field meadow clay sterling diamond gold silver bronze ivory cash
+penny buck bud dusty rusty sunny stormy sage cole cherry berry honey sugar melody lyric journey
+kind bright free able north south east holiday christmas easter patience prudence constance mercy charity gates
+cannon fox bird crane drake hawk swan bear fish salmon ball bass bean berg brand bridges
+brooks coal cotton cox dale flowers fry gamble gill gross guard hand hardy head lucky marsh
+monk moon small spring plan basic premium starter growth business enterprise standard advanced essentials unlimited lite
+ultimate family student individual developer startup professional elite core prime select mini
+""".split())
+STOP_NAMES = frozenset("""
+a an the and or but if of in on at to by for with from as is it its be are was were not no yes so do
+de la le el da do di du van von der den dos das del ter ten al bin ben mac mc st san santa
+lol lmao omg pls plz thx ty hey hi yo btw asap ok okay hello thanks name email phone plan customer
+""".split())
+
+
+@functools.lru_cache(maxsize=1)
+def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
+    """(names, ambiguous): lowercase given and family names from Faker's person data in several
+    locales, and those of them that are also ordinary words or too short to stand alone."""
+    import importlib
+
+    names: set[str] = set()
+    for locale in NAME_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for attr in ("first_names", "first_names_male", "first_names_female", "last_names"):
+            for name in getattr(provider, attr, ()) or ():
+                for part in re.split(r"[\s-]+", str(name)):
+                    part = part.strip().lower()
+                    if part and part not in STOP_NAMES and WORD.fullmatch(part):
+                        names.add(part)
+    try:
+        from spacy.lang.en.stop_words import STOP_WORDS
+    except ImportError:
+        STOP_WORDS = set()
+    ambiguous = {n for n in names if len(n) < 3 or n in COMMON_WORD_NAMES or n in STOP_WORDS}
+    return frozenset(names), frozenset(ambiguous)
+
+
+@functools.lru_cache(maxsize=1)
+def english_names() -> tuple[frozenset[str], None]:
+    import importlib
+
+    names = set()
+    for locale in ("en_US", "en_GB", "en_IE", "en_NZ"):
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for attr in ("first_names", "first_names_male", "first_names_female", "last_names"):
+            names.update(str(n).lower() for n in getattr(provider, attr, ()) or ())
+    return frozenset(names), None
+
+
+def _name_key(word: str) -> str:
+    return word.lower().replace("’", "'")
+
+
+def find_names(text: str) -> list[tuple[int, int, float]]:
+    """Person-name spans in chat text: (start, end, score). Runs of known given/family names,
+    initials, particles and titles; a lone ambiguous name needs a title or a cue ("its",
+    "thanks", a signature line)."""
+    names, ambiguous = name_gazetteer()
+    words = [(m.start(), m.end(), m.group()) for m in WORD.finditer(text)]
+    out: list[tuple[int, int, float]] = []
+    i = 0
+    while i < len(words):
+        if not (_is_name_part(words[i][2], names) or _is_title(words[i][2])):
+            i += 1
+            continue
+        run = [i]
+        j = i + 1
+        while j < len(words) and _joins(text, words[j - 1], words[j], names) and \
+                _could_continue_name(words[j][2], names):
+            run.append(j)
+            j += 1
+        score = 0.0
+        while run and not score:
+            while len(run) > 1 and not _may_end_name(words[run[-1]][2], names, [words[k] for k in run], ambiguous):
+                run.pop()
+            score = _run_score(text, [words[k] for k in run], names, ambiguous)
+            if not score and len(run) > 1:
+                run.pop()
+            elif not score:
+                break
+        if score:
+            s, e = _extend_titles(text, words[run[0]][0], words[run[-1]][1])
+            out.append((s, e, score))
+            i = run[-1] + 1
+        else:
+            i += 1
+    return out
+
+
+PARTICLES = frozenset("de la le da di du van von der den dos das del ter ten al bin ben mac mc st".split())
+
+
+def _is_title(word: str) -> bool:
+    return re.fullmatch(TITLES, word, re.IGNORECASE) is not None
+
+
+def _is_name_part(word: str, names) -> bool:
+    key = _name_key(word)
+    return key in names or key.replace("'", "") in names or (
+        "-" in key and all(p in names for p in key.split("-")))
+
+
+def _could_continue_name(word: str, names) -> bool:
+    return (_is_name_part(word, names) or (word[:1].isupper() and not word.isupper()) or len(word) == 1
+            or word.lower() in PARTICLES)
+
+
+def _may_end_name(word: str, names, run, ambiguous) -> bool:
+    """A run may end on a known name, or on an unknown capitalised word after a strong name."""
+    if _is_name_part(word, names):
+        return True
+    if word[:1].isupper() and len(word) > 1:
+        return any(_name_key(w[2]) in names and _name_key(w[2]) not in ambiguous for w in run[:-1])
+    return False
+
+
+def _joins(text: str, a, b, names) -> bool:
+    gap = text[a[1]:b[0]]
+    if gap in (" ", "  ", "\t"):
+        return True
+    if gap in (". ", "."):
+        return len(a[2]) == 1 or _is_title(a[2])
+    return gap in (", ", ",") and _is_name_part(a[2], names) and _is_name_part(b[2], names) and \
+        a[2][:1].isupper() == b[2][:1].isupper()
+
+
+def _run_score(text: str, run: list[tuple[int, int, str]], names, ambiguous) -> float:
+    parts = [w for w in run if not _is_title(w[2]) and w[2].lower() not in PARTICLES]
+    if not parts:
+        return 0.0
+    known = [w for w in parts if _is_name_part(w[2], names)]
+    strong = [w for w in known if _name_key(w[2]) not in ambiguous]
+    titled = len(parts) < len(run) and _is_title(run[0][2]) or \
+        re.search(r"\b" + TITLES + r"\.?\s*$", text[max(0, run[0][0] - 6):run[0][0]], re.IGNORECASE)
+    english, _ = english_names()
+    # A lowercase word counts alone only as an English-locale name ("job" is a Dutch name, and a word).
+    strong = [w for w in strong if w[2][:1].isupper() or _name_key(w[2]) in english]
+    if strong or titled:
+        return 0.85
+    if len(known) >= 2 and all(w[2][:1].isupper() for w in parts) and \
+            not any(_name_key(w[2]) in PRODUCT_WORDS for w in parts):
+        return 0.85
+    return 0.85 if known and _has_cue(text, run[0][0]) else 0.0
+
+
+def name_like(text: str) -> bool:
+    """Whether an NER 'PERSON' span is believable: it holds a strong known name, or known names
+    and no product words."""
+    names, ambiguous = name_gazetteer()
+    words = [w.group() for w in WORD.finditer(text)]
+    keys = [_name_key(w) for w in words]
+    if any(k in names and k not in ambiguous for k in keys):
+        return True
+    return bool(keys) and all(k in names for k in keys) and not any(k in PRODUCT_WORDS for k in keys)
+
+
+PRODUCT_WORDS = frozenset("""
+pro max plus premium family starter basic growth business enterprise team scale standard advanced essentials
+unlimited lite ultimate student individual developer startup professional elite core prime select mini air
+home office cloud suite studio one gold silver platinum bronze diamond free trial
+""".split())
+
+
+def _has_cue(text: str, start: int) -> bool:
+    before = text[max(0, start - 40):start]
+    if NAME_CUES.search(before):
+        return True
+    line_start = text.rfind("\n", 0, start) + 1
+    if text[line_start:start].strip() == "" and line_start > 0:
+        prev_line = text[text.rfind("\n", 0, line_start - 1) + 1:line_start - 1]
+        if SIGN_OFF.search(prev_line.strip()):
+            return True
+    after = text[start:start + 60]
+    return re.match(r"[^\W\d_]+(?:\s+[^\W\d_]+)?\s+here\b", after, re.IGNORECASE) is not None and \
+        text[line_start:start].strip() == ""
+
+
+def _extend_titles(text: str, s: int, e: int) -> tuple[int, int]:
+    """Take in titles and suffixes around a name (Dr., Sig.ra, Univ.Prof., Jr., B.Sc.)."""
+    prefixes, suffixes = _affixes()
+    window = text[max(0, s - 16):s]
+    m = prefixes.search(window)
+    if m:
+        s -= len(window) - m.start()
+    m = suffixes.match(text, e)
+    if m:
+        e = m.end()
+    return s, e
+
+
+@functools.lru_cache(maxsize=1)
+def _affixes() -> tuple[re.Pattern, re.Pattern]:
+    import importlib
+
+    prefixes, suffixes = {"Mr", "Mrs", "Ms", "Mx", "Miss", "Dr", "Prof", "Sir", "Madam", "Mme", "Mlle"}, {
+        "Jr", "Sr", "II", "III", "IV", "MD", "DDS", "PhD", "DVM", "Esq", "CPA", "RN"}
+    for locale in NAME_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for attr in ("prefixes", "prefixes_male", "prefixes_female", "prefixes_nonbinary"):
+            prefixes.update(p.rstrip(".") for p in getattr(provider, attr, ()) or () if len(p) > 1)
+        for attr in ("suffixes", "suffixes_male", "suffixes_female", "suffixes_nonbinary"):
+            suffixes.update(p.rstrip(".") for p in getattr(provider, attr, ()) or () if len(p) > 1)
+    alt = lambda items: "|".join(sorted((re.escape(i) for i in items), key=len, reverse=True))  # noqa: E731
+    return (re.compile(r"(?<![\w.])(?:(?:" + alt(prefixes) + r")\.?\s*)+$", re.IGNORECASE),
+            re.compile(r",?\s+(?:" + alt(suffixes) + r")(?![\w-])\.?", re.IGNORECASE))
+
+
+STREET_SUFFIXES_EXTRA = ("St", "Ave", "Av", "Rd", "Blvd", "Dr", "Ln", "Ct", "Pl", "Sq", "Hwy", "Pkwy", "Ter", "Cir",
+                         "Trl", "Cres", "Ctr", "Expy", "Fwy", "Mt", "Pt", "Rte", "Wy", "Close", "Gardens", "Mews",
+                         "Wharf", "Hollow", "Green")
+LOWERCASE_SUFFIXES = ("street", "st", "avenue", "ave", "road", "rd", "lane", "ln", "drive", "dr", "boulevard", "blvd",
+                      "court", "ct", "place", "pl", "terrace", "way", "circle", "cir", "parkway", "pkwy",
+                      "highway", "hwy", "square", "sq", "trail", "crescent", "close")
+
+
+@functools.lru_cache(maxsize=1)
+def address_patterns() -> tuple[re.Pattern, ...]:
+    """Street addresses: US/UK/AU street lines with unit and city/state/ZIP or postcode lines,
+    military addresses, PO boxes, German street-first addresses."""
+    import importlib
+
+    suffixes: set[str] = set(STREET_SUFFIXES_EXTRA)
+    for locale in ("en_US", "en_GB", "en_CA", "en_AU", "en_IE"):
+        suffixes.update(getattr(importlib.import_module(f"faker.providers.address.{locale}").Provider,
+                                "street_suffixes", ()))
+    cap_suffix = "|".join(sorted((re.escape(s) for s in suffixes), key=len, reverse=True))
+    low_suffix = "|".join(sorted(LOWERCASE_SUFFIXES, key=len, reverse=True))
+    number = r"\b\d{1,6}[A-Za-z]?(?:[/-]\d{1,5}[A-Za-z]?)?"
+    unit_before = r"(?:Flat|Apartment|Apt\.?|Studio|Unit|Suite|Level)\s+\d+[A-Za-z]?,?\s*\n?\s*"
+    direction = r"(?:(?:[NSEW]|NE|NW|SE|SW|North|South|East|West)\.?\s+)?"
+    cap_words = r"(?:(?!(?:GB|TB|MB|KB)\b)(?:[A-Z][\w'’.-]*|O'[A-Z]\w*)\s+){1,4}?"
+    low_words = r"(?:[a-z][\w'’-]*\s+){1,3}?"
+    unit_after = (r"(?:,?\s+(?:(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Floor|Fl|Flat|Bldg|Building)\b\.?|#)"
+                  r"\s*#?\s*[A-Za-z0-9-]+)?")
+    city = r"(?:,\s*|\s*\n\s*|\s+)(?:[A-Z][\w'’.-]*\s+){0,3}[A-Z][\w'’.-]*"
+    us_city = (city + r",?\s+[A-Z]{2,3}\.?,?(?:\s+\d{5}(?:-\d{4})?|\s+[A-Z]\d[A-Z]\s?\d[A-Z]\d|,?\s+\d{4})?\b")
+    uk_city = city + r"(?:,\s*|\s*\n\s*|\s+)[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b"
+    low_city = r"(?:,\s*|\s*\n\s*)(?:[a-z][\w'-]*\s+){0,2}[a-z][\w'-]*,?\s+[A-Za-z]{2}\s+\d{5}(?:-\d{4})?\b"
+    street_cap = (r"(?:" + unit_before + r"(?:" + number + r"\s+)?|" + number + r"\s+)" + direction + cap_words + r"(?:" + cap_suffix + r")\b\.?"
+                  + unit_after + r"(?:" + uk_city + r"|" + us_city + r")?")
+    street_low = (number + r"\s+" + direction + low_words + r"(?:" + low_suffix + r")\b\.?" + unit_after
+                  + r"(?:" + low_city + r"|" + us_city + r")?")
+    military = (r"\b(?:(?:USNS|USNV|USS|USCGC)\s+[A-Z][\w'-]*|PSC\s+\d{3,5},\s*Box\s+\d{3,5}|"
+                r"Unit\s+\d{3,5}\s+Box\s+\d{3,5})(?:\s*\n\s*|,?\s+)(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b")
+    po_box = r"\b(?:P\.?\s?O\.?\s*Box|Post Office Box)\s+\d{1,6}(?:" + us_city + r")?"
+    german = (r"\b[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|ring|platz|allee|gasse|damm|ufer|chaussee)"
+              r"\s+\d{1,4}[a-z]?(?:-\d{1,4})?(?:,?\s*\n?\s*\d{5}\s+[A-ZÄÖÜ][\wäöüß-]+)?")
+    return (re.compile(street_cap), re.compile(street_low), re.compile(military), re.compile(po_box),
+            re.compile(german))
+
+
+def find_addresses(text: str) -> list[tuple[int, int, float]]:
+    out = []
+    for pattern in address_patterns():
+        for m in pattern.finditer(text):
+            out.append((m.start(), m.end(), 0.85))
+    return out
+
+
+PHONE_PATTERNS = (
+    # North American: (415) 555-0132, 415.555.0132, +1-415-555-0132x123, 001-415-555-0132
+    (r"(?<![\w+.-])(?:(?:\+?1|001)[\s.-]?)?(?:\(\d{3}\)[\s.-]?|\d{3}[\s.-])\d{3}[\s.-]\d{4}"
+     r"(?:\s*(?:x|ext\.?|extension|#)\s*\d{1,6})?(?![\w-]|\.\d)", 0.7),
+    # International with +: +44 20 7946 0958, +49 (0)30 1234567, +4428 9018 0286
+    (r"(?<![\w+])\+\d{1,3}(?:\s?\(0\)\s?|[\s.-])?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]?\d{2,5}){1,4}"
+     r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-]|\.\d)", 0.7),
+    # National with trunk 0: 020 7946 0958, (0161) 496 0000, 07700 900123, (02328) 60129
+    (r"(?<![\w.-])(?:\(0\d{1,4}\)|0\d{1,4})[\s.-]?\d{3,8}(?:[\s.-]\d{3,4})?(?![\w-]|\.\d)", 0.55),
+    # French style pairs: 02 38 30 39 64
+    (r"(?<![\w.-])0\d(?:[\s.-]\d{2}){4}(?![\w-]|\.\d)", 0.6),
+    # Ten bare digits: 4155550132
+    (r"(?<![\w.+-])\d{10}(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-]|\.\d)", 0.55),
+    # Other short or long digit runs count only next to a word like "phone" or "call".
+    (r"(?<![\w.+#-])(?:\d{7,9}|\d{11,12}|\d{3,5}[.\s-]\d{3,5})(?![\w-]|\.\d)", 0.1),
+)
+PHONE_CONTEXT = ["phone", "call", "callback", "cell", "mobile", "mob", "tel", "telephone", "ph", "m", "text", "fax",
+                 "reach", "whatsapp", "contact", "landline", "line"]
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def plausible_phone(text: str) -> bool:
+    core = re.split(r"(?i)\s*(?:x|ext\.?|extension|#)\s*\d+$", text)[0]
+    digits = _digits(core)
+    if not 7 <= len(digits) <= 15 or len(set(digits)) < 3:
+        return False
+    if re.fullmatch(r"(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}", core):
+        return False
+    return True
+
+
+def luhn_valid(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+CARD_PATTERN = r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])"
+IBAN_PATTERN = r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)\b"
+
+
+def iban_valid(text: str) -> bool:
+    """ISO 13616 check digits (mod 97); the length is not checked per country, so that
+    IBANs from generators and from countries that change formats still count."""
+    compact = re.sub(r"\s", "", text).upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def card_valid(text: str) -> bool:
+    digits = _digits(text)
+    groups = [len(g) for g in re.split(r"[ -]", text.strip())]
+    # Printed cards group digits 4-4-4-4(-3) or 4-6-5 / 4-6-4; other groupings are order or account numbers.
+    if len(groups) > 1 and not (all(g == 4 for g in groups[:-1]) or groups[:2] == [4, 6]):
+        return False
+    if len(digits) == 12:
+        return digits[0] in "56" and luhn_valid(digits)
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+SSN_PATTERNS = (
+    (r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])", 0.6),
+    (r"(?<![\w.])\d{3}[ .]\d{2}[ .]\d{4}(?![\w.])", 0.5),
+    (r"(?<![\w-])\d{9}(?![\w-])", 0.1),
+)
+SSN_CONTEXT = ["ssn", "social", "security", "ss", "ssn#", "taxpayer", "tin", "itin"]
+
+
+def chat_recognizers(ner_entities: Iterable[str] = ("PERSON",)) -> list:
+    """Presidio recognizers for the default chat entity types, spaCy NER included."""
+    from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer, IpRecognizer, SpacyRecognizer
+
+    class NerRecognizer(SpacyRecognizer):
+        """spaCy's entities, with PERSON spans cut before digits or line breaks (the small model
+        sometimes runs a name into a whole CSV row) and kept only when they look like a name."""
+
+        def analyze(self, text, entities, nlp_artifacts=None):
+            out = []
+            for r in super().analyze(text, entities, nlp_artifacts):
+                if r.entity_type == "PERSON":
+                    cut = re.search(r"[\d\n|@:;/()\[\]<>]|,(?! )", text[r.start:r.end])
+                    end = r.start + cut.start() if cut else r.end
+                    while end > r.start and not text[end - 1].isalpha():
+                        end -= 1
+                    if end <= r.start:
+                        continue
+                    r.end = end
+                    r.score = 0.85 if name_like(text[r.start:end]) else 0.3
+                out.append(r)
+            return out
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        """Presidio's email recognizer with tldextract on its bundled suffix list (never the network)."""
+
+        def validate_result(self, pattern_text: str):
+            return offline_tld_extract()(pattern_text.rsplit("@", 1)[-1]).suffix != ""
+
+    class CallbackRecognizer(EntityRecognizer):
+        """A recognizer whose spans come from a plain function of the text."""
+
+        def __init__(self, entity: str, finder, name: str):
+            self._finder = finder
+            super().__init__(supported_entities=[entity], name=name, supported_language="en")
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text, entities, nlp_artifacts=None):
+            entity = self.supported_entities[0]
+            if entity not in entities:
+                return []
+            return [RecognizerResult(entity, s, e, score) for s, e, score in self._finder(text)]
+
+    class PhoneRecognizer(PatternRecognizer):
+        def validate_result(self, pattern_text: str):
+            return None if plausible_phone(pattern_text) else False
+
+    class CardRecognizer(PatternRecognizer):
+        def validate_result(self, pattern_text: str):
+            return card_valid(pattern_text)
+
+    class IbanRecognizer(PatternRecognizer):
+        def validate_result(self, pattern_text: str):
+            return iban_valid(pattern_text)
+
+    return [
+        NerRecognizer(supported_entities=sorted(set(ner_entities))),
+        OfflineEmailRecognizer(),
+        PhoneRecognizer(supported_entity="PHONE_NUMBER", name="ChatPhoneRecognizer", context=PHONE_CONTEXT,
+                        patterns=[Pattern(f"phone {i}", rx, score) for i, (rx, score) in enumerate(PHONE_PATTERNS)]),
+        CardRecognizer(supported_entity="CREDIT_CARD", name="ChatCardRecognizer",
+                       patterns=[Pattern("card digits", CARD_PATTERN, 0.9)],
+                       context=["card", "credit", "visa", "mastercard", "amex", "cc"]),
+        PatternRecognizer(supported_entity="US_SSN", name="ChatSsnRecognizer", context=SSN_CONTEXT,
+                          patterns=[Pattern(f"ssn {i}", rx, score) for i, (rx, score) in enumerate(SSN_PATTERNS)]),
+        IbanRecognizer(supported_entity="IBAN_CODE", name="ChatIbanRecognizer",
+                       patterns=[Pattern("iban", IBAN_PATTERN, 0.9)], context=["iban", "bank", "account", "wire"]),
+        IpRecognizer(),
+        CallbackRecognizer("PERSON", find_names, "ChatNameRecognizer"),
+        CallbackRecognizer("STREET_ADDRESS", find_addresses, "StreetAddressRecognizer"),
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def offline_tld_extract():
+    """tldextract on the public-suffix snapshot bundled with the package: no download, no cache dir."""
+    import tldextract
+
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def protected_spans(text: str, patterns: Iterable[re.Pattern]) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for p in patterns for m in p.finditer(text) if m.end() > m.start()]

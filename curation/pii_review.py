@@ -1,0 +1,236 @@
+"""PII review in a workspace: saved settings, scans of the current version, per-record decisions,
+and applying the reviewed result as a new dataset version.
+
+Nothing is lost before the user decides: a scan stores only offsets and types (the originals stay
+in the scanned version); accept / edit / reject is recorded per record; ``apply_scan`` writes a new
+version holding no originals, with counts per type, and then drops the scan's findings and edits.
+
+Example::
+
+    scan = run_scan(ws)                              # scans the current version
+    items = review_items(ws, scan.id, entity="PERSON")
+    decide(ws, scan.id, [items[0].record_id], "reject")
+    version = apply_scan(ws, scan.id)                # v7 ← v6 · scrub · PERSON 40, ...
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from curation.pii import Finding, PiiSettings, apply_findings, replace_spans, scan_records
+from curation.records import Record
+from curation.versions import Version, create_version, get_version, load_records, require_current
+
+DECISIONS = ("accept", "reject", "edit")
+
+
+@dataclass
+class Scan:
+    id: int
+    version_id: int
+    settings: PiiSettings
+    counts: dict[str, int]
+    status: str
+    applied_version_id: int | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row) -> "Scan":
+        return cls(id=row["id"], version_id=row["version_id"],
+                   settings=PiiSettings.from_dict(json.loads(row["settings"])), counts=json.loads(row["counts"]),
+                   status=row["status"], applied_version_id=row["applied_version_id"], created_at=row["created_at"])
+
+    def describe(self) -> str:
+        found = ", ".join(f"{k} {v}" for k, v in self.counts.items() if k != "records_with_pii") or "nothing"
+        return (f"scan {self.id} of v{self.version_id} · {self.status} · "
+                f"{self.counts.get('records_with_pii', 0)} records with PII · {found}")
+
+
+@dataclass
+class ReviewMessage:
+    index: int
+    role: str
+    original: str
+    proposed: str
+    spans: list[tuple[int, int, str, float]]
+
+
+@dataclass
+class ReviewItem:
+    record_id: str
+    decision: str                      # pending, accept, reject, edit
+    messages: list[ReviewMessage] = field(default_factory=list)
+    edited: list[dict] | None = None
+
+    @property
+    def entities(self) -> list[str]:
+        return sorted({s[2] for m in self.messages for s in m.spans})
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+def load_settings(ws: Workspace) -> PiiSettings:
+    row = ws.db.execute("select settings from pii_settings where id = 1").fetchone()
+    return PiiSettings.from_dict(json.loads(row["settings"])) if row else PiiSettings()
+
+
+def save_settings(ws: Workspace, settings: PiiSettings) -> PiiSettings:
+    settings.check()
+    with ws.transaction() as db:
+        db.execute("insert into pii_settings (id, settings, salt) values (1, ?, ?) on conflict(id) do update set "
+                   "settings = excluded.settings, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+                   (json.dumps(settings.to_dict()), secrets.token_hex(16)))
+    return settings
+
+
+def workspace_salt(ws: Workspace) -> str:
+    """The workspace's pseudonym salt (made once), so tokens stay the same across scans."""
+    row = ws.db.execute("select salt from pii_settings where id = 1").fetchone()
+    if row:
+        return row["salt"]
+    save_settings(ws, PiiSettings())
+    return ws.db.execute("select salt from pii_settings where id = 1").fetchone()["salt"]
+
+
+# -- scans ------------------------------------------------------------------------------------
+
+def run_scan(ws: Workspace, settings: PiiSettings | None = None, *, workers: int | None = None,
+             progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+             actor: str | None = None) -> Scan:
+    """Scan the current version with the saved (or given) settings and store the findings."""
+    settings = (settings or load_settings(ws)).check()
+    version = require_current(ws)
+    records = load_records(ws, version.id)
+    findings = scan_records(records, settings, workers=workers, progress=progress, cancel=cancel)
+    counts = dict(sorted(Counter(f.entity for f in findings).items()))
+    counts["records_with_pii"] = len({f.record_id for f in findings})
+    with ws.transaction() as db:
+        scan_id = db.execute("insert into pii_scans (version_id, settings, counts, created_by) values (?, ?, ?, ?)",
+                             (version.id, json.dumps(settings.to_dict()), json.dumps(counts), actor)).lastrowid
+        db.executemany("insert into pii_findings (scan_id, record_id, message_index, start_char, end_char, entity,"
+                       " score) values (?, ?, ?, ?, ?, ?, ?)",
+                       [(scan_id, f.record_id, f.message_index, f.start, f.end, f.entity, f.score) for f in findings])
+    return get_scan(ws, scan_id)
+
+
+def get_scan(ws: Workspace, scan_id: int) -> Scan:
+    row = ws.db.execute("select * from pii_scans where id = ?", (int(scan_id),)).fetchone()
+    if row is None:
+        raise TuneloopError(f"there is no PII scan {scan_id}; run a scan first")
+    return Scan.from_row(row)
+
+
+def latest_open_scan(ws: Workspace) -> Scan | None:
+    """The newest unapplied scan of the current version, if any (what the tab reopens)."""
+    version = require_current(ws)
+    row = ws.db.execute("select * from pii_scans where version_id = ? and status = 'open' order by id desc limit 1",
+                        (version.id,)).fetchone()
+    return Scan.from_row(row) if row else None
+
+
+def scan_findings(ws: Workspace, scan_id: int) -> list[Finding]:
+    rows = ws.db.execute("select record_id, message_index, start_char, end_char, entity, score from pii_findings "
+                         "where scan_id = ? order by rowid", (int(scan_id),))
+    return [Finding(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def _decisions(ws: Workspace, scan_id: int) -> dict[str, tuple[str, list[dict] | None]]:
+    rows = ws.db.execute("select record_id, decision, edited_messages from pii_decisions where scan_id = ?",
+                         (int(scan_id),))
+    return {r[0]: (r[1], json.loads(r[2]) if r[2] else None) for r in rows}
+
+
+def review_items(ws: Workspace, scan_id: int, *, entity: str | None = None,
+                 decision: str | None = None) -> list[ReviewItem]:
+    """Each record with findings: its changed messages before and after, typed spans, decision.
+    ``entity`` keeps records with that type; ``decision`` keeps pending/accept/reject/edit."""
+    scan = get_scan(ws, scan_id)
+    by_record: dict[str, list[Finding]] = {}
+    for f in scan_findings(ws, scan_id):
+        by_record.setdefault(f.record_id, []).append(f)
+    records = {r.id: r for r in load_records(ws, scan.version_id) if r.id in by_record}
+    decisions = _decisions(ws, scan_id)
+    salt = workspace_salt(ws)
+    items = []
+    for rid, found in by_record.items():
+        if entity and not any(f.entity == entity for f in found):
+            continue
+        state, edited = decisions.get(rid, ("pending", None))
+        if decision and state != decision:
+            continue
+        record = records[rid]
+        item = ReviewItem(record_id=rid, decision=state, edited=edited)
+        for index in sorted({f.message_index for f in found}):
+            spans = [(f.start, f.end, f.entity, f.score) for f in found if f.message_index == index]
+            msg = record.messages[index]
+            item.messages.append(ReviewMessage(index=index, role=msg["role"], original=msg["content"],
+                                               proposed=replace_spans(msg["content"], spans, scan.settings, salt),
+                                               spans=spans))
+        items.append(item)
+    return items
+
+
+def decide(ws: Workspace, scan_id: int, record_ids: Sequence[str], decision: str, *,
+           edited_messages: list[dict] | None = None, actor: str | None = None) -> int:
+    """Record accept / reject / edit for records of an open scan; returns how many were set.
+    ``edit`` takes the reviewer's full message list for one record."""
+    if decision not in DECISIONS:
+        raise TuneloopError(f"decision must be one of {', '.join(DECISIONS)}, not '{decision}'")
+    scan = get_scan(ws, scan_id)
+    if scan.status != "open":
+        raise TuneloopError(f"scan {scan_id} was already applied; run a new scan to review again")
+    if decision == "edit":
+        if len(record_ids) != 1 or not isinstance(edited_messages, list) or not all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) for m in edited_messages):
+            raise TuneloopError("an edit is for one record and needs its messages as {role, content}")
+    known = {r[0] for r in ws.db.execute("select distinct record_id from pii_findings where scan_id = ?",
+                                         (int(scan_id),))}
+    missing = [r for r in record_ids if r not in known]
+    if missing:
+        raise TuneloopError(f"record(s) {', '.join(missing[:5])} have no findings in scan {scan_id}")
+    payload = json.dumps(edited_messages) if decision == "edit" else None
+    with ws.transaction() as db:
+        db.executemany(
+            "insert into pii_decisions (scan_id, record_id, decision, edited_messages, decided_by) values (?,?,?,?,?) "
+            "on conflict(scan_id, record_id) do update set decision = excluded.decision, edited_messages = "
+            "excluded.edited_messages, decided_by = excluded.decided_by, decided_at = "
+            "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+            [(int(scan_id), rid, decision, payload, actor) for rid in record_ids])
+    return len(record_ids)
+
+
+def apply_scan(ws: Workspace, scan_id: int, *, actor: str | None = None) -> Version:
+    """Make the scrubbed version: pending and accepted records scrubbed as proposed, edited ones
+    as the reviewer wrote them, rejected ones unchanged. Counts per type go to the version; the
+    scan's findings and edits are then deleted."""
+    scan = get_scan(ws, scan_id)
+    if scan.status != "open":
+        raise TuneloopError(f"scan {scan_id} was already applied (v{scan.applied_version_id})")
+    current = require_current(ws)
+    if current.id != scan.version_id:
+        raise TuneloopError(f"this scan is of v{scan.version_id} but the current version is now v{current.id}; "
+                            "scan again before applying")
+    records = load_records(ws, scan.version_id)
+    decisions = _decisions(ws, scan_id)
+    findings = [f for f in scan_findings(ws, scan_id) if decisions.get(f.record_id, ("accept",))[0] == "accept"]
+    scrubbed = apply_findings(records, findings, scan.settings, workspace_salt(ws))
+    edits = {rid: edited for rid, (state, edited) in decisions.items() if state == "edit"}
+    out = [Record(id=r.id, messages=edits[r.id], meta=dict(r.meta)) if r.id in edits else r for r in scrubbed]
+    counts = dict(sorted(Counter(f.entity for f in findings).items()))
+    states = Counter(state for state, _ in decisions.values())
+    counts.update({"records_scrubbed": len({f.record_id for f in findings}), "records_edited": states["edit"],
+                   "records_rejected": states["reject"]})
+    params = {k: v for k, v in scan.settings.to_dict().items() if k != "allow"}
+    params.update({"scan": scan.id, "allow_entries": len(scan.settings.allow)})
+    version = create_version(ws, out, parent=scan.version_id, step="scrub", params=params, counts=counts,
+                             created_by=actor)
+    with ws.transaction() as db:
+        db.execute("update pii_scans set status = 'applied', applied_version_id = ? where id = ?", (version.id, scan.id))
+        db.execute("delete from pii_findings where scan_id = ?", (scan.id,))
+        db.execute("delete from pii_decisions where scan_id = ?", (scan.id,))
+    return get_version(ws, version.id)

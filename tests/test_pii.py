@@ -1,0 +1,200 @@
+"""PII scrubbing with the real presidio engines and the real spaCy model (built once per test process)."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from core.errors import InputProblem, TuneloopError
+from curation.pii import (CustomRecognizer, PiiSettings, find_pii, find_pii_parallel, main, pseudonym,
+                          scrub_records)
+from curation.pii_review import (apply_scan, decide, latest_open_scan, load_settings, review_items, run_scan,
+                                 save_settings)
+from curation.records import Record
+from curation.versions import create_version, load_records
+from tests.conftest import write_jsonl
+
+TICKET = ("Hi, I'm Jennifer Lopez. Order ORD-2024-00123 (SKU WH-1000XM4) failed with 0x80070005 on v2.4.1. "
+          "Call me at (415) 555-0132 or jen.lopez@example.com. Card 4111 1111 1111 1111, SSN 123-45-6789, "
+          "IBAN DE89 3704 0044 0532 0130 00, IP 192.168.1.20. I live at 1234 Oak Street Apt. 5, Springfield, "
+          "IL 62704. Pro Max plan at $49.99/mo.")
+PII_VALUES = ["Jennifer Lopez", "(415) 555-0132", "jen.lopez@example.com", "4111 1111 1111 1111", "123-45-6789",
+              "DE89 3704 0044 0532 0130 00", "192.168.1.20", "1234 Oak Street"]
+DOMAIN_TOKENS = ["ORD-2024-00123", "WH-1000XM4", "0x80070005", "v2.4.1", "Pro Max", "$49.99"]
+
+
+def record(rid: str, *texts: str) -> Record:
+    roles = ["user", "assistant"]
+    return Record(id=rid, messages=[{"role": roles[i % 2], "content": t} for i, t in enumerate(texts)])
+
+
+def scrub_one(text: str, settings: PiiSettings | None = None, salt: str = "s") -> str:
+    return scrub_records([record("r1", text)], settings, salt=salt, workers=1).records[0].messages[0]["content"]
+
+
+def test_placeholder_removes_pii_and_keeps_domain_tokens():
+    out = scrub_one(TICKET)
+    for value in PII_VALUES:
+        assert value not in out
+    for token in DOMAIN_TOKENS:
+        assert token in out
+    for placeholder in ("<PERSON>", "<EMAIL_ADDRESS>", "<PHONE_NUMBER>", "<CREDIT_CARD>", "<US_SSN>", "<IBAN_CODE>",
+                        "<IP_ADDRESS>", "<STREET_ADDRESS>"):
+        assert placeholder in out
+
+
+def test_chat_style_names_are_found():
+    texts = ["hey its mike lol the app crashed", "Thanks,\nsarah\nSupport Lead",
+             "| Name | Email |\n| john smith | js@example.com |", "Regards, Dr. Jared Ortega MD"]
+    spans = find_pii(texts, PiiSettings())
+    found = [[t[s:e] for s, e, kind, _ in sp if kind == "PERSON"] for t, sp in zip(texts, spans)]
+    assert found[0] == ["mike"]
+    assert found[1] == ["sarah"]
+    assert "john smith" in found[2] and "Name" not in found[2]
+    assert found[3] == ["Dr. Jared Ortega MD"]
+
+
+def test_mask_redact_and_per_type_operators():
+    text = "Email jen.lopez@example.com or call (415) 555-0132."
+    masked = scrub_one(text, PiiSettings(default_operator="mask"))
+    assert masked == "Email " + "*" * len("jen.lopez@example.com") + " or call " + "*" * 14 + "."
+    assert scrub_one(text, PiiSettings(default_operator="redact")) == "Email  or call ."
+    mixed = scrub_one(text, PiiSettings(operators={"PHONE_NUMBER": "redact"}))
+    assert mixed == "Email <EMAIL_ADDRESS> or call ."
+
+
+def test_pseudonyms_are_consistent_across_records_and_salted():
+    records = [record("a", "Write to jen.lopez@example.com please", "Sure, Jennifer Lopez."),
+               record("b", "JEN.LOPEZ@example.com again; also bob.stone@example.org"),
+               record("c", "jennifer lopez called")]
+    settings = PiiSettings(default_operator="pseudonym")
+    out = scrub_records(records, settings, salt="team", workers=1).records
+    token = pseudonym("EMAIL_ADDRESS", "jen.lopez@example.com", "team")
+    assert re.fullmatch(r"<EMAIL_ADDRESS_[0-9a-f]{8}>", token)
+    assert token in out[0].messages[0]["content"] and token in out[1].messages[0]["content"]
+    assert pseudonym("EMAIL_ADDRESS", "bob.stone@example.org", "team") in out[1].messages[0]["content"]
+    assert pseudonym("PERSON", "Jennifer Lopez", "team") in out[0].messages[1]["content"]
+    assert pseudonym("PERSON", "Jennifer Lopez", "team") in out[2].messages[0]["content"]
+    assert pseudonym("EMAIL_ADDRESS", "jen.lopez@example.com", "other") != token
+
+
+def test_allow_list_exact_and_regex():
+    text = "Ask Jennifer Lopez or support@acme.example, or Maria Garcia."
+    out = scrub_one(text, PiiSettings(allow=["Jennifer Lopez", r"re:support@.*"]))
+    assert "Jennifer Lopez" in out and "support@acme.example" in out and "Maria Garcia" not in out
+
+
+def test_protected_pattern_wins_over_a_finding():
+    text = "Your case number is 415-555-0132 and my phone is 415-555-0199."
+    assert scrub_one(text).count("<PHONE_NUMBER>") == 2
+    out = scrub_one(text, PiiSettings(protect=[r"case number is \S+"]))
+    assert "415-555-0132" in out and "415-555-0199" not in out
+
+
+def test_custom_recognizers_regex_with_context_and_deny_list():
+    settings = PiiSettings(custom=[
+        CustomRecognizer(name="employee", entity="EMPLOYEE_ID", pattern=r"\bE\d{6}\b", context=["employee"],
+                         score=0.3),
+        CustomRecognizer(name="codenames", entity="PROJECT", kind="deny", words=["Bluebird"], score=0.9)])
+    out = scrub_one("build E654321 failed. Later the employee E123456 joined Bluebird", settings)
+    assert out == "build E654321 failed. Later the employee <EMPLOYEE_ID> joined <PROJECT>"
+
+
+def test_bad_input_empty_non_string_and_huge():
+    empty = scrub_records([record("e", "", "   ")], workers=1).records[0]
+    assert [m["content"] for m in empty.messages] == ["", "   "]
+    bad = Record(id="x", messages=[{"role": "user", "content": ["a list"]}, {"role": "assistant", "content": None}])
+    with pytest.raises(InputProblem) as err:
+        scrub_records([bad], workers=1)
+    assert "record x, message 1" in str(err.value) and "message 2" in str(err.value)
+    filler = ("x" * 79 + "\n") * 12_500
+    huge = "Contact jen.lopez@example.com now. " + filler + " Bye, call (415) 555-0132."
+    out = scrub_one(huge)
+    assert "jen.lopez@example.com" not in out and "(415) 555-0132" not in out
+    assert out.count("x" * 79) == 12_500
+
+
+def test_settings_are_checked():
+    with pytest.raises(TuneloopError, match="regular expression"):
+        PiiSettings(protect=["(unclosed"]).check()
+    with pytest.raises(TuneloopError, match="unknown operator"):
+        PiiSettings(default_operator="shred").check()
+    with pytest.raises(TuneloopError, match="UPPER_CASE"):
+        PiiSettings(custom=[CustomRecognizer(name="x", entity="lower", pattern="a")]).check()
+
+
+def test_parallel_scan_matches_single_process_and_reports_progress():
+    texts = [f"ticket {i}: reach Maria Garcia at maria{i}@example.com, order #{100000 + i}" for i in range(400)]
+    seen = []
+    parallel = find_pii_parallel(texts, PiiSettings(), workers=2, progress=lambda d, t: seen.append((d, t)))
+    assert parallel == find_pii_parallel(texts, PiiSettings(), workers=1)
+    assert seen[-1] == (400, 400)
+    assert all(len(s) == 2 for s in parallel)
+
+
+def test_cancel_stops_the_scan():
+    with pytest.raises(TuneloopError, match="cancelled"):
+        find_pii_parallel([f"text {i}" for i in range(300)], PiiSettings(), workers=1, cancel=lambda: True)
+
+
+def test_cli_writes_scrubbed_records_and_report(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [
+        {"id": "t1", "messages": [{"role": "user", "content": TICKET}, {"role": "assistant", "content": "Thanks!"}]},
+        {"id": "t2", "messages": [{"role": "user", "content": "no personal data, just SKU-4471-BLK"}]}])
+    out, report = tmp_path / "out.jsonl", tmp_path / "report.json"
+    assert main([str(src), str(out), "--operator", "mask", "--report", str(report), "--workers", "1"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["t1", "t2"]
+    assert "jen.lopez@example.com" not in rows[0]["messages"][0]["content"]
+    assert rows[1]["messages"][0]["content"] == "no personal data, just SKU-4471-BLK"
+    data = json.loads(report.read_text())
+    assert data["counts"]["EMAIL_ADDRESS"] == 1 and data["records"] == 2 and data["changed_records"] == 1
+    assert "jen.lopez" not in report.read_text()
+    assert "jen.lopez" not in capsys.readouterr().out
+    assert main([str(src), str(out), "--protect", "(bad"]) == 2
+
+
+def test_review_flow_makes_a_version_without_originals(ws):
+    records = [record("r1", "I'm Jennifer Lopez, order ORD-2024-00123", "Thanks Jennifer!"),
+               record("r2", "mail me: bob.stone@example.org"),
+               record("r3", "call 415-555-0132 about SKU-4471-BLK"),
+               record("r4", "nothing personal here")]
+    base = create_version(ws, records, parent=None, step="import")
+    save_settings(ws, PiiSettings(operators={"EMAIL_ADDRESS": "mask"}))
+    assert load_settings(ws).operators == {"EMAIL_ADDRESS": "mask"}
+    scan = run_scan(ws, workers=1)
+    assert latest_open_scan(ws).id == scan.id
+    assert scan.counts["records_with_pii"] == 3 and scan.counts["PERSON"] == 2
+    items = {i.record_id: i for i in review_items(ws, scan.id)}
+    assert set(items) == {"r1", "r2", "r3"}
+    assert items["r2"].messages[0].proposed == "mail me: " + "*" * len("bob.stone@example.org")
+    assert [i.record_id for i in review_items(ws, scan.id, entity="PHONE_NUMBER")] == ["r3"]
+    decide(ws, scan.id, ["r3"], "reject")
+    edited = [{"role": "user", "content": "I'm [name removed], order ORD-2024-00123"},
+              {"role": "assistant", "content": "Thanks!"}]
+    decide(ws, scan.id, ["r1"], "edit", edited_messages=edited)
+    assert [i.record_id for i in review_items(ws, scan.id, decision="pending")] == ["r2"]
+    assert load_records(ws, base.id)[0].messages[0]["content"].startswith("I'm Jennifer Lopez")
+
+    version = apply_scan(ws, scan.id)
+    assert version.parent_id == base.id and version.step == "scrub"
+    assert version.counts["EMAIL_ADDRESS"] == 1 and version.counts["records_rejected"] == 1
+    assert version.counts["records_edited"] == 1
+    out = {r.id: r for r in load_records(ws, version.id)}
+    assert out["r1"].messages == edited
+    assert "bob.stone" not in out["r2"].messages[0]["content"]
+    assert out["r3"].messages[0]["content"] == "call 415-555-0132 about SKU-4471-BLK"
+    assert out["r4"].messages[0]["content"] == "nothing personal here"
+    assert "Jennifer" not in json.dumps(version.params) + json.dumps(version.counts)
+    assert ws.db.execute("select count(*) from pii_findings").fetchone()[0] == 0
+    with pytest.raises(TuneloopError, match="already applied"):
+        apply_scan(ws, scan.id)
+
+
+def test_stale_scan_cannot_be_applied(ws):
+    create_version(ws, [record("r1", "mail jen.lopez@example.com")], parent=None, step="import")
+    scan = run_scan(ws, workers=1)
+    create_version(ws, [record("r1", "changed meanwhile")], parent=None, step="import")
+    with pytest.raises(TuneloopError, match="scan again"):
+        apply_scan(ws, scan.id)
