@@ -1,0 +1,146 @@
+"""Leakage audit and fix: exact, near and 13-word overlap between splits; boilerplate and canned replies
+set aside; moving keeps groups whole; dropping stays within its budget."""
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from core.errors import TuneloopError
+from curation.leakage import AuditOptions, audit_leakage, fix_leakage, similarity_graph, audit_split
+from curation.records import Record
+from curation.splits import groups_across_splits, max_share_gap
+from tests.test_splits import _word
+
+
+def rec(rid: str, split: str, question: str, answer: str = "", **meta) -> Record:
+    rng = random.Random(rid)
+    answer = answer or " ".join(_word(rng) for _ in range(15))
+    return Record(id=rid, messages=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                  meta={"split": split, **meta})
+
+
+def filler(seed: int, n: int = 40, start: int = 0) -> list[Record]:
+    """Unrelated records spread over the splits (8 of 10 in train)."""
+    rng = random.Random(seed)
+    return [rec(f"f{start + i}", "train" if i % 10 < 8 else ("val" if i % 10 == 8 else "test"),
+                " ".join(_word(rng) for _ in range(rng.randint(8, 20))) + "?") for i in range(n)]
+
+
+def kinds(report) -> Counter:
+    return Counter((p.kind, p.field) for p in report.pairs)
+
+
+def test_exact_duplicate_prompt_across_splits_is_found_after_normalising():
+    records = filler(1) + [rec("a", "train", "How do I reset my Lumio password?"),
+                           rec("b", "test", "how do i reset my lumio  password"),
+                           rec("c", "train", "How do I reset my Lumio password?!")]
+    report = audit_leakage(records)
+    pairs = [(p.kind, p.field, p.id, p.other_id) for p in report.pairs]
+    assert ("exact", "prompt", "b", "a") in pairs and ("exact", "prompt", "b", "c") in pairs
+    assert not any(p.id == "c" for p in report.pairs)  # a and c are both train: no leak between them
+    assert report.leaking_ids() == {"b"} and report.summary()["leaking records"] == {"val": 0, "test": 1}
+
+
+def test_near_duplicate_respects_the_threshold():
+    q = "My Lumio hub shows error E-1042 after the firmware update last night, what should I do now?"
+    edited = q.replace("last night", "yesterday")
+    records = filler(2) + [rec("a", "train", q), rec("b", "val", edited)]
+    found = audit_leakage(records, AuditOptions(threshold=0.5))
+    assert kinds(found)[("near", "prompt")] == 1
+    assert found.pairs[0].similarity >= 0.5
+    strict = audit_leakage(records, AuditOptions(threshold=0.95))
+    assert strict.clean
+
+
+def test_thirteen_word_overlap_is_found_and_boilerplate_is_not():
+    rng = random.Random(303)
+    log = " ".join(_word(rng) for _ in range(14))
+    signature = "Kind regards from all of us at the Lumio support desk, we are here for you every single day."
+    records = filler(3, 60)
+    for r in records:  # the same signature in every answer: boilerplate, not leakage
+        r.messages[1]["content"] += " " + signature
+    records += [rec("a", "train", " ".join(_word(rng) for _ in range(40)) + f" The log says: {log}"),
+                rec("b", "test", f"Crash again. The log says: {log} " + " ".join(_word(rng) for _ in range(40)))]
+    report = audit_leakage(records)
+    assert [(p.kind, p.field, p.id, p.other_id) for p in report.pairs] == [("ngram", "prompt", "b", "a")]
+    assert log.split()[0].lower() in report.pairs[0].evidence
+    assert report.boilerplate_ngrams > 0
+
+
+def test_short_texts_and_canned_answers_are_set_aside_but_popular_questions_are_not():
+    canned = "Thanks for reaching out! Go to Account, then Orders, then Track parcel to see where it is."
+    records = filler(4, 30)
+    for i in range(30):  # thirty customers, one canned reply, different questions
+        rng = random.Random(i)
+        records.append(rec(f"c{i}", "train" if i < 24 else "test", " ".join(_word(rng) for _ in range(12)), canned))
+    records += [rec("y1", "train", "Yes", "Ok"), rec("y2", "test", "Yes", "Ok")]
+    for i in range(14):  # the same question from fourteen customers
+        records.append(rec(f"p{i}", "train" if i < 12 else "val", "Can I pay my Lumio invoice with PayPal please?"))
+    report = audit_leakage(records)
+    assert report.canned_answers == 6
+    assert report.leaking_ids() == {"p12", "p13"}
+    assert {p.field for p in report.pairs} == {"prompt"}
+
+
+def test_records_without_a_split_are_refused():
+    with pytest.raises(TuneloopError, match="build a split first"):
+        audit_leakage([Record(id="x", messages=[{"role": "user", "content": "hello there my friend"}])])
+
+
+def _grouped_leaky(seed: int) -> list[Record]:
+    """Customers with two tickets each; five questions each asked by four customers across splits."""
+    rng = random.Random(seed)
+    records = []
+    splits = ["train"] * 8 + ["val", "test"]
+    for c in range(150):
+        split = splits[c % 10]
+        for t in range(2):
+            records.append(rec(f"c{c}-{t}", split, " ".join(_word(rng) for _ in range(12)) + "?",
+                               customer=f"C{c}", label=["a", "b", "c"][(c + t) % 3]))
+    for q in range(5):
+        question = f"Why does my {_word(rng)} {_word(rng)} keep {_word(rng)} every {_word(rng)} evening?"
+        for k in range(4):
+            c = rng.randrange(150)
+            records.append(rec(f"q{q}-{k}", splits[c % 10], question, customer=f"C{c}", label=["a", "b", "c"][q % 3]))
+    return records
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_move_keeps_groups_whole_and_leaves_no_leak(seed):
+    records = _grouped_leaky(seed)
+    outcome = fix_leakage(records, mode="move", group="customer", stratify="label", seed=seed)
+    assert not outcome.before.clean and outcome.after.clean
+    assert outcome.dropped == [] and len(outcome.records) == len(records)
+    assert groups_across_splits(outcome.records, "customer") == {}
+    assert outcome.moved and all(m["from"] != m["to"] for m in outcome.moved)
+    # A fresh audit from scratch agrees with the cheap re-audit.
+    assert audit_leakage(outcome.records).clean
+    assert max_share_gap(outcome.records, "label") <= 2.0 + max_share_gap(records, "label")
+
+
+def test_drop_removes_the_later_side_within_budget_else_moves():
+    records = _grouped_leaky(2)
+    leaking = audit_leakage(records).leaking_ids()
+    dropped = fix_leakage(records, mode="drop", group="customer", max_drop=0.5)
+    assert set(dropped.dropped) == leaking and dropped.after.clean
+    assert all(r.split == "train" for r in records if r.id in {p.other_id for p in dropped.before.pairs
+                                                                if p.other_split == "train"})
+    tight = fix_leakage(records, mode="drop", group="customer", max_drop=0.001)
+    assert tight.dropped == [] and tight.moved and tight.after.clean
+    assert "moved instead" in tight.note
+
+
+def test_none_reports_and_changes_nothing():
+    records = _grouped_leaky(3)
+    outcome = fix_leakage(records, mode="none")
+    assert outcome.records == records and not outcome.after.clean
+
+
+def test_reaudit_from_the_graph_follows_any_assignment():
+    records = _grouped_leaky(4)
+    graph = similarity_graph(records)
+    all_train = [Record(r.id, r.messages, {**r.meta, "split": "train"}) for r in records]
+    assert audit_split(all_train, graph).clean
+    assert audit_split(records, graph).pairs == audit_leakage(records).pairs
