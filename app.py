@@ -30,6 +30,8 @@ CSS = """
 HEADER = """# Tuneloop
 **Curate → Tune → Rate → Feed back.** Turn a general model into *your* model: clean your data, fine-tune,
 compare blind with colleagues, and feed what you learn into the next round."""
+VIEWER_HEADER = """# Tuneloop · playground
+Ask a question and see what the original model and the fine-tuned one answer, side by side."""
 RATER_HEADER = """# Tuneloop · blind rating
 Compare two answers to the same question and pick the better one. You are not told which model wrote which
 answer until you have voted."""
@@ -63,15 +65,32 @@ def build_admin_app(ws):
     """Every tab, for admins (and for local mode)."""
     import gradio as gr
 
-    from curation.ui import data
+    from curation.ui import data, pii, review
+    from evaluation.playground_ui import build_playground_tab
     from evaluation.ui import build_rate_tab, build_results_tab
 
     with gr.Blocks(title=TITLE) as blocks:
         gr.Markdown(HEADER, elem_id="tuneloop-header")
         with gr.Tabs():
             data.build(ws)
+            review.build(ws)
+            pii.build(ws)
+            build_playground_tab(ws)
             build_rate_tab(ws)
             build_results_tab(ws)
+    return blocks
+
+
+def build_viewer_app(ws):
+    """Only the Playground, read-only: what viewers (stakeholders) get."""
+    import gradio as gr
+
+    from evaluation.playground_ui import build_playground_tab
+
+    with gr.Blocks(title=f"{TITLE} · playground") as blocks:
+        gr.Markdown(VIEWER_HEADER, elem_id="tuneloop-header")
+        with gr.Tabs():
+            build_playground_tab(ws, allow_send=False)
     return blocks
 
 
@@ -88,6 +107,12 @@ def build_rate_app(ws):
     return blocks
 
 
+def page_head() -> str:
+    """Keyboard shortcuts and overlays the tabs ask for in the page head."""
+    from curation.ui.review import REVIEW_HEAD_JS
+    return REVIEW_HEAD_JS
+
+
 def create_server(ws, *, rater_only: bool = False):
     """A FastAPI app with the Gradio apps mounted for the workspace's mode."""
     import gradio as gr
@@ -97,6 +122,7 @@ def create_server(ws, *, rater_only: bool = False):
     from core.users import authenticate, has_users
 
     server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+    head = page_head()
     hosted = has_users(ws)
     mounts = []  # (path, blocks, roles); the root last so that it does not shadow the others
     if rater_only:
@@ -104,14 +130,15 @@ def create_server(ws, *, rater_only: bool = False):
     else:
         if hosted:
             mounts.append(("/rate", build_rate_app(ws), ("rater", "admin")))
+            mounts.append(("/playground", build_viewer_app(ws), ("viewer", "admin")))
         mounts.append(("/", build_admin_app(ws), ("admin",)))
     for path, blocks, roles in mounts:
         guard_handlers(blocks, ws, roles)
         auth = (lambda u, p, roles=roles: authenticate(ws, u, p, roles)) if hosted else None
         message = (f"Tuneloop · log in ({' or '.join(roles)})."
-                   + (" Raters: open /rate/ instead." if path == "/" and not rater_only else ""))
+                   + (" Raters: open /rate/ instead; viewers: /playground/." if path == "/" and not rater_only else ""))
         gr.mount_gradio_app(server, blocks.queue(default_concurrency_limit=8), path=path, auth=auth,
-                            auth_message=message if hosted else None, css=CSS, show_error=True,
+                            auth_message=message if hosted else None, css=CSS, head=head, show_error=True,
                             footer_links=["settings"], ssr_mode=False)
     return server
 
