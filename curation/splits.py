@@ -187,12 +187,12 @@ def _weights(targets: dict[str, dict[str, int]]) -> dict[str, float]:
 
 
 def allocate_units(units: list[Counter], targets: dict[str, dict[str, int]], *, seed: int = 0,
-                   start: list[str] | None = None) -> list[str]:
+                   start: list[str] | None = None, swaps: bool = True) -> list[str]:
     """The split of each unit (a Counter of labels), as close to ``targets`` as whole units allow.
 
     Without ``start`` units are placed greedily, largest first (ties in seeded random order); with it
-    the given placement is the starting point. Then whole units move while that lowers the squared
-    deviation from the per-label and per-split targets.
+    the given placement is the starting point. Then whole units move (and, with ``swaps``, pairs of
+    units trade places) while that lowers the squared deviation from the per-label and per-split targets.
     """
     splits = list(targets)
     weight = _weights(targets)
@@ -265,7 +265,9 @@ def allocate_units(units: list[Counter], targets: dict[str, dict[str, int]], *, 
                 assigned[u] = best
                 changed = True
         # Swaps fix what single moves cannot: two groups trading places keeps both split sizes.
-        small = [u for u in order if assigned[u] != splits[0]]
+        # Only units holding a label their split has too much of can gain from leaving it.
+        small = [u for u in order if swaps and assigned[u] != splits[0]
+                 and any(counts[assigned[u]][lab] > targets[assigned[u]].get(lab, 0) for lab in units[u])]
         for u in small:
             a = assigned[u]
             pool = [v for v in order if assigned[v] != a]
@@ -344,7 +346,8 @@ def place_checked(members: list[list[int]], labels: list[str], targets: dict[str
     units = [Counter(labels[i] for i in m) for m in members]
     best, best_gap = [], float("inf")
     for attempt in range(_ATTEMPTS):
-        placed = allocate_units(units, targets, seed=seed * 7919 + attempt, start=start)
+        # Swaps are slow on big data and rarely needed there: the first try goes without them.
+        placed = allocate_units(units, targets, seed=seed * 7919 + attempt, start=start, swaps=attempt > 0)
         gap = _placement_gap(units, placed, labels) if stratified else 0.0
         if gap < best_gap:
             best, best_gap = placed, gap
