@@ -8,9 +8,9 @@ The same seed gives the same split every time.
 Records sharing a group form one *unit*. Units are placed greedily, largest first, where they fill
 the per-label targets best, then whole units are moved between splits while that brings every
 split closer to its targets; finally the result is checked (no group crosses splits, shares per
-label). scikit-learn's StratifiedGroupKFold is not used: it only makes k equal folds (no 10/10/80
-or absolute sizes), and its ``shuffle`` only reorders groups with the same label spread, so two
-seeds give nearly the same split.
+label). scikit-learn's StratifiedGroupKFold is not used: it only makes k equal folds (no 85/10/5 or
+absolute sizes), its ``shuffle`` only reorders groups with the same label spread (no global
+shuffle), and it is about ten times slower here (``benchmarks/splits.py``).
 
 Example::
 
