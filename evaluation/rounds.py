@@ -87,7 +87,10 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
             previous = _int(run.config.sft_run)
         else:
             previous = _feedback_source_run(ws, run.dataset_version, evaluations)
-        version_text = get_version(ws, run.dataset_version).describe() if run.dataset_version else run.dataset
+        version_text = run.dataset
+        if run.dataset_version:
+            v = get_version(ws, run.dataset_version)
+            version_text = f"{v.name} ({v.step}, {v.num_records} records)"
         row = RoundRow(round=1, run_id=run.id, run_name=run.name, stage=run.config.stage, status=run.status,
                        version=run.dataset_version, version_text=version_text, previous_run=previous)
         if run.config.stage == "dpo" and previous in rows:
@@ -244,10 +247,11 @@ def plot_points(rows: list[RoundRow]) -> list[dict[str, Any]]:
 
 
 def perplexity_points(rows: list[RoundRow]) -> list[dict[str, Any]]:
-    """Bars: perplexity of the test references for the base model and each run."""
+    """Bars side by side: perplexity of the test references, the base model's and each run's."""
     points = []
     for row in rows:
         for model, figures in (("base", row.base_figures), ("fine-tuned", row.figures)):
             if figures.get("perplexity_test") is not None:
-                points.append({"run": row.label, "model": model, "perplexity": figures["perplexity_test"]})
+                points.append({"bar": f"{row.label} · {model}", "run": row.label, "model": model,
+                               "perplexity": figures["perplexity_test"]})
     return points

@@ -42,8 +42,8 @@ def rounds_outputs(ws) -> tuple:
     lines += [f"- {s}" for s in round_summaries(rows)]
     order = [r.label for r in rows]
     points = pd.DataFrame(plot_points(rows), columns=["order", "run", "figure", "value"])
-    bars = pd.DataFrame(perplexity_points(rows), columns=["run", "model", "perplexity"])
-    return "\n".join(lines), table, gr.update(value=points, sort=order), gr.update(value=bars, sort=order)
+    bars = pd.DataFrame(perplexity_points(rows), columns=["bar", "run", "model", "perplexity"])
+    return "\n".join(lines), table, gr.update(value=points, sort=order), gr.update(value=bars, sort=list(bars["bar"]))
 
 
 def build_rounds_view(ws) -> RoundsView:
@@ -58,7 +58,7 @@ def build_rounds_view(ws) -> RoundsView:
         with gr.Row():
             line = gr.LinePlot(x="run", y="value", color="figure", y_lim=[0, 1], x_label_angle=-20,
                                label="Figures across runs (0 to 1, higher is better)", elem_id="rounds-line")
-            bars = gr.BarPlot(x="run", y="perplexity", color="model", x_label_angle=-20,
+            bars = gr.BarPlot(x="bar", y="perplexity", color="model", x_label_angle=-20, x_title="run · model",
                               label="Perplexity of the test answers (lower is better)", elem_id="rounds-bars")
     outputs = [summary, table, line, bars]
 
