@@ -523,15 +523,20 @@ class SplitResult:
 
 
 def make_split(records: list[Record], config: SplitConfig, *, leakage_threshold: float | None = None,
-               fix: str = "move", max_drop: float = 0.03, progress: Progress | None = None) -> SplitResult:
-    """Split, audit leakage between the splits, and fix it (move leaking groups, or drop, or leave it)."""
+               fix: str = "move", max_drop: float = 0.03, keep_splits: bool = False,
+               progress: Progress | None = None) -> SplitResult:
+    """Split, audit leakage between the splits, and fix it (move leaking groups, or drop, or leave it).
+
+    With ``keep_splits`` the records' own ``meta["split"]`` is kept (data that came split) and only
+    audited and fixed; ``config`` then only tells the fix which groups and labels to respect.
+    """
     from curation.leakage import AuditOptions, fix_leakage
 
     if fix not in ("move", "drop", "none"):
         raise TuneloopError(f"unknown fix '{fix}'; choose move, drop or none")
     say = progress or (lambda f, d: None)
     say(0.0, "splitting")
-    split = build_splits(records, config)
+    split = list(records) if keep_splits else build_splits(records, config)
     options = AuditOptions() if leakage_threshold is None else AuditOptions(threshold=leakage_threshold)
     outcome = fix_leakage(split, mode=fix, group=config.group, stratify=config.stratify, options=options,
                           max_drop=max_drop, seed=config.seed,
@@ -652,6 +657,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shape", choices=SHAPES, default="messages",
                    help="row shape: messages (default; keeps ids and meta), prompt_completion, input_label")
     p.add_argument("--label-field", help="with --shape input_label: the meta field holding the label (default: the answer)")
+    p.add_argument("--keep-splits", action="store_true",
+                   help="INPUT already carries train/val/test (meta split): audit and fix it instead of splitting again")
     p.add_argument("--workspace", help="with a version as INPUT: the workspace; the split is saved as a new version")
     return p.parse_args(argv)
 
@@ -679,7 +686,7 @@ def main(argv=None) -> int:
                 bar.set_description(desc)
                 bar.update(max(0, round(fraction * 100) - bar.n))
             result = make_split(records, config, leakage_threshold=args.leakage_threshold, fix=args.fix,
-                                progress=progress)
+                                keep_splits=args.keep_splits, progress=progress)
         outdir = Path(args.outdir)
         written = export_split(result.records, outdir, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
                                shape=args.shape, label_field=args.label_field)

@@ -276,3 +276,17 @@ def test_templated_data_gets_an_honest_warning_instead_of_balanced_shares():
     assert "tied together" in result.balance_warning()
     plain = make_split(demo_records(600), SplitConfig(stratify="label"))
     assert plain.after.clean and plain.balance_warning() == ""
+
+
+def test_cli_audits_and_fixes_data_that_came_split(tmp_path):
+    records = build_splits(support_tickets(300, seed=12, popular=2, askers=4, shared_logs=1), SplitConfig(seed=12))
+    source = write_jsonl(tmp_path / "split.jsonl", [r.to_dict() for r in records])
+    out = tmp_path / "fixed"
+    assert main([str(source), str(out), "--keep-splits", "--group", "customer", "--fix", "drop"]) == 0
+    report = json.loads((out / "leakage.json").read_text())
+    assert report["before"]["num_pairs"] > 0 and report["after"]["clean"]
+    kept = {json.loads(line)["id"]: s for s in SPLITS for line in (out / f"{s}.jsonl").read_text().splitlines()}
+    assert all(kept[r.id] == r.split for r in records if r.id in kept)   # nothing re-split
+    assert len(kept) == 300 - len(report["dropped"]) and 0 < len(report["dropped"]) <= 9
+    unsplit = write_jsonl(tmp_path / "raw.jsonl", [r.to_dict() for r in support_tickets(50, seed=1)])
+    assert main([str(unsplit), str(tmp_path / "x"), "--keep-splits"]) == 2
