@@ -243,7 +243,8 @@ def paired_model(ws: Workspace | None, base_model: str, adapter: str | Path, *,
 
 # -- generation with the cache ----------------------------------------------------------------
 
-def cache_key(model: PairedModel, settings: DecodingSettings, messages: list[dict[str, str]], *, use_adapter: bool) -> str:
+def cache_key(model: PairedModel, settings: DecodingSettings, messages: list[dict[str, str]], *,
+              use_adapter: bool) -> str:
     """Base responses do not depend on the adapter, so every run of one base model shares them."""
     parts = [model.identity, settings.to_dict(), messages, model.adapter_identity if use_adapter else "base"]
     return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()

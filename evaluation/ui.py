@@ -124,9 +124,11 @@ def start_rating(ws, evaluation_id, typed_name, request: gr.Request | None) -> t
         progress = arena.rater_progress(ws, evaluation.id, rater)
         done = f"You have rated all {progress.done} pairs open to you in this evaluation. Thank you!"
         guidelines = evaluation.guidelines.strip() or "_No guidelines for this evaluation._"
-        return (*pair_view(pair, done), "", f"#### Guidelines\n{guidelines}")
+        signed_in = caller(ws, request) != LOCAL_USER
+        name_box = gr.update(value=rater, interactive=False, label="Signed in as") if signed_in else gr.update()
+        return (*pair_view(pair, done), "", f"#### Guidelines\n{guidelines}", name_box)
     except TuneloopError as exc:
-        return (None, _error(exc), "", "", "", *[gr.update(interactive=False)] * 5, "", gr.update())
+        return (None, _error(exc), "", "", "", *[gr.update(interactive=False)] * 5, "", gr.update(), gr.update())
 
 
 def cast_vote(ws, verdict, assignment_id, typed_name, comment, corrected, request: gr.Request | None) -> tuple:
@@ -160,7 +162,9 @@ def build_rate_tab(ws) -> None:
                                      elem_id="rate-evaluation")
             name = gr.Textbox(label="Your name (used when nobody is logged in)", scale=2, elem_id="rate-rater",
                               placeholder="e.g. ana")
-            start = gr.Button("Start / resume", variant="primary", scale=1, elem_id="rate-start")
+            with gr.Column(scale=1, min_width=160):
+                start = gr.Button("Start / resume", variant="primary", elem_id="rate-start")
+                refresh = gr.Button("↻ Evaluations", size="sm")
         progress = gr.Markdown("", elem_id="rate-progress")
         with gr.Row():
             with gr.Column(scale=3):
@@ -190,12 +194,18 @@ def build_rate_tab(ws) -> None:
                 return cast_vote(ws, verdict, assignment_id, typed_name, comment_text, corrected_text, request)
             return vote_clicked
 
-        start.click(start_clicked, [evaluation, name], view + [reveal, guidelines])
+        start.click(start_clicked, [evaluation, name], view + [reveal, guidelines, name])
         for (verdict, _, _), button in zip(VERDICT_BUTTONS, buttons):
             button.click(voter(verdict), [assignment, name, comment, corrected],
                          view + [reveal, comment, corrected, correction_box])
         edit.click(lambda: gr.update(visible=True), None, correction_box)
-        tab.select(lambda: gr.update(choices=evaluation_choices(ws), value=_latest(ws)), None, evaluation)
+        def refresh_choices(current):
+            choices = evaluation_choices(ws)
+            keep = current if current in [value for _, value in choices] else _latest(ws)
+            return gr.update(choices=choices, value=keep)
+
+        tab.select(refresh_choices, [evaluation], evaluation)
+        refresh.click(refresh_choices, [evaluation], evaluation)
 
 
 # -- Results tab ------------------------------------------------------------------------------
@@ -248,7 +258,8 @@ def summary_markdown(evaluation: arena.Evaluation, s: dict | None) -> str:
         bias = f"\n\n⚠️ **Position bias**: the left answer won {f(s['left_win_rate'])} of decisive votes " \
                f"(p = {p(s['position_p'])}); sides are balanced per rater, so the win rate is still fair."
     return (f"**{html.escape(evaluation.describe())}**\n\n"
-            f"| fine-tuned wins | base wins | ties | both bad | votes | prompts | raters |\n|---|---|---|---|---|---|---|\n"
+            "| fine-tuned wins | base wins | ties | both bad | votes | prompts | raters |\n"
+            "|---|---|---|---|---|---|---|\n"
             f"| {s['wins']} | {s['losses']} | {s['ties']} | {s['both_bad']} | {s['votes']} | {s['prompts']} | "
             f"{s['raters']} |\n\n"
             f"- **Win rate** (decisive votes, n={s['decisive']}): **{f(s['win_rate'])}**, Wilson 95% "
@@ -405,8 +416,8 @@ def prepare_evaluation_section(ws, evaluation_dropdown) -> None:
 
     with gr.Accordion("Prepare a new evaluation (generates the responses ahead of rating)", open=False):
         with gr.Row():
-            run = gr.Dropdown(run_choices(ws), label="Run (or an adapter folder on the server)", allow_custom_value=True,
-                              scale=2)
+            run = gr.Dropdown(run_choices(ws), label="Run (or an adapter folder on the server)",
+                              allow_custom_value=True, scale=2)
             version = gr.Dropdown(version_choices(ws), label="Prompts from the test split of", scale=2)
             limit = gr.Number(value=40, precision=0, label="At most this many prompts", scale=1)
             overlap = gr.Number(value=1, precision=0, minimum=1, label="Raters per pair", scale=1)

@@ -9,7 +9,14 @@ import pytest
 from core.workspace import Workspace
 from evaluation.arena import EvalItem, create_evaluation, evaluation_votes
 
+# Generous: the suite shares two cores with training jobs; a wait returns as soon as its condition holds.
+WAIT_MS = 120_000
 SECRETS = ("fine-tuned (run", "base (SmolLM2", "A was", "finetuned", "finetuned_side", "outcome")
+
+
+def wait_for_text(page, selector: str, text: str) -> None:
+    page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
+                           arg=[selector, text], timeout=WAIT_MS)
 
 
 def seed_evaluation(ws, n=6) -> int:
@@ -48,7 +55,7 @@ def test_rater_votes_five_pairs_with_the_keyboard_and_results_update(live_app, p
     page.locator("#rate-rater textarea, #rate-rater input").first.fill("ana")
     page.locator("#rate-start").click()
     progress = page.locator("#rate-progress")
-    page.wait_for_function("document.querySelector('#rate-progress').innerText.includes('0 / 6')")
+    wait_for_text(page, "#rate-progress", "0 / 6")
 
     received = page.content() + page.evaluate("JSON.stringify(window.gradio_config || {})")
     for secret in SECRETS:
@@ -58,7 +65,7 @@ def test_rater_votes_five_pairs_with_the_keyboard_and_results_update(live_app, p
     for done, key in enumerate("12341", start=1):
         page.locator("#rate-progress").click()          # focus on the page, not in a text box
         page.keyboard.press(key)
-        page.wait_for_function(f"document.querySelector('#rate-progress').innerText.includes('{done} / 6')")
+        wait_for_text(page, "#rate-progress", f"{done} / 6")
         assert re.search(r"A was (fine-tuned \(run 7\)|base \(SmolLM2\))", page.locator("#rate-reveal").inner_text())
     assert "5 / 6" in progress.inner_text()
 
@@ -67,17 +74,17 @@ def test_rater_votes_five_pairs_with_the_keyboard_and_results_update(live_app, p
     decisive = sum(v.outcome in ("finetuned", "base") for v in votes)
 
     page.get_by_role("tab", name="Results").click()
-    page.wait_for_function(f"document.querySelector('#results-summary').innerText.includes('n={decisive}')")
+    wait_for_text(page, "#results-summary", f"n={decisive}")
     assert page.locator("#results-plot svg").count() == 1
 
     page.get_by_role("tab", name="Rate").click()
     page.locator("#rate-progress").click()
     page.keyboard.press("e")
-    page.wait_for_function("document.activeElement && document.activeElement.closest('#rate-correction')")
+    page.wait_for_function("document.activeElement?.closest('#rate-correction')", timeout=WAIT_MS)
     page.keyboard.type("Order LM-1005 ships tomorrow.")
     page.locator("#rate-bad").click()
-    page.wait_for_function("document.querySelector('#rate-reveal').innerText.includes('corrected answer was saved')")
+    wait_for_text(page, "#rate-reveal", "corrected answer was saved")
     assert evaluation_votes(ws, eid)[-1].corrected_answer == "Order LM-1005 ships tomorrow."
 
     page.get_by_role("tab", name="Results").click()
-    page.wait_for_function("document.querySelector('#results-feedback').innerText.includes('1 corrected')")
+    wait_for_text(page, "#results-feedback", "1 corrected")
