@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from core.errors import TuneloopError
-from curation.minhash import DEFAULT_THRESHOLD, near_duplicate_pairs, normalise_text
+from curation.minhash import DEFAULT_THRESHOLD, cross_near_duplicates, normalise_text
 from curation.records import SPLITS, Record
 
 Progress = Callable[[float, str], None]
@@ -173,9 +173,11 @@ def similarity_graph(records: list[Record], options: AuditOptions | None = None,
         for i in eligible:
             buckets[" ".join(words[i])].append(i)
         say(f_index / steps, f"near duplicates in {fld}s")
-        pairs, sims = near_duplicate_pairs([texts[i] for i in eligible], options.threshold,
-                                           progress=lambda f, d: say((f_index + 0.8 * f) / steps, f"{fld}s: {d}"))
-        near = [(eligible[a], eligible[b], round(float(sim), 4)) for (a, b), sim in zip(pairs.tolist(), sims)]
+        texts_in = [texts[i] for i in eligible]
+        # Every pair within one collection: the texts against themselves, each pair kept once.
+        hits = cross_near_duplicates(texts_in, texts_in, options.threshold,
+                                     progress=lambda f, d: say((f_index + 0.8 * f) / steps, f"{fld}s: {d}"))
+        near = [(eligible[q], eligible[c], sim) for q, c, sim in hits if q < c]
         skip: set[int] = set()
         if fld == "answer":
             degree = Counter(i for i, j, _ in near) + Counter(j for i, j, _ in near)
