@@ -45,14 +45,16 @@ def _vote_for_good_answers(ws, evaluation_id: int) -> None:
         record_vote(ws, pair.assignment_id, "ana", "A" if pair.response_a == GOOD else "B")
 
 
-@pytest.mark.slow
-def test_dpo_run_from_votes_completes_and_lowers_its_loss(ws, tiny_base):
+@pytest.fixture(scope="module")
+def rated_sft(tmp_path_factory, tiny_base):
+    """A finished SFT run on the tiny model and an evaluation of it with one rater's votes."""
+    from core.workspace import Workspace
+    ws = Workspace.open(tmp_path_factory.mktemp("dpo-ws") / "workspace")
     records = ([_record(i, "train", q) for i, q in enumerate(QUESTIONS)]
                + [_record(i, "val", q) for i, q in enumerate(QUESTIONS[:2])]
                + [_record(i, "test", q) for i, q in enumerate(QUESTIONS[2:4])])
     version = create_version(ws, records, parent=None, step="import")
-    sft = create_run(ws, _config(tiny_base, version.name), name="sft")
-    sft = run_training(ws, sft.id)
+    sft = run_training(ws, create_run(ws, _config(tiny_base, version.name), name="sft").id)
     assert sft.status == "finished", sft.error
     # The fine-tuned side answered well on train prompts and badly on the test prompt.
     items = [EvalItem(f"p{i}", [{"role": "user", "content": q}], base_response=BAD, finetuned_response=GOOD,
@@ -61,7 +63,12 @@ def test_dpo_run_from_votes_completes_and_lowers_its_loss(ws, tiny_base):
                           finetuned_response=BAD, split="test"))
     eid = create_evaluation(ws, "round 1", items, base_model="tiny", run_id=str(sft.id), overlap=1)
     _vote_for_good_answers(ws, eid)
+    return ws, version, sft, eid
 
+
+@pytest.mark.slow
+def test_dpo_run_from_votes_completes_and_lowers_its_loss(rated_sft, tiny_base):
+    ws, version, sft, eid = rated_sft
     pairs = load_preference_pairs(ws, str(eid))
     parts = split_preference_pairs(pairs)
     assert (len(parts["train"]), len(parts["val"]), len(parts["test"])) == (8, 0, 1)
@@ -103,3 +110,28 @@ def test_preferences_from_a_file_are_checked_line_by_line(ws, tmp_path):
     (pair,) = load_preference_pairs(ws, str(path))
     assert pair["prompt"] == [{"role": "user", "content": "hi"}]
     assert pair["rejected"] == [{"role": "assistant", "content": "go away"}]
+
+
+@pytest.mark.slow
+def test_dpo_run_stops_with_a_checkpoint_and_resumes_from_it(rated_sft, tiny_base):
+    """The Train tab's path: the job in its own process, a stop request, then resume."""
+    import time
+
+    from training.registry import get_run_status, last_checkpoint, launch_run, request_stop, resume_run, wait_for_run
+    ws, version, sft, eid = rated_sft
+    config = _config(tiny_base, version.name, stage="dpo", sft_run=str(sft.id), preferences=str(eid),
+                     learning_rate=2e-2, max_steps=8, save_steps=2, dpo_beta=0.5)
+    run = launch_run(ws, config, name="dpo stop")
+    while get_run_status(ws, run.id).active and not any(r.get("event") == "train" for r in read_metrics(run)):
+        time.sleep(0.2)
+    request_stop(ws, run.id)
+    stopped = wait_for_run(ws, run.id, timeout=600)
+    assert stopped.status == "stopped", stopped.error
+    checkpoint = last_checkpoint(stopped)
+    assert checkpoint is not None and 1 <= int(checkpoint.name.split("-")[-1]) < 8
+    resume_run(ws, run.id)
+    resumed = wait_for_run(ws, run.id, timeout=600)
+    assert resumed.status == "finished", resumed.error
+    steps = [r["step"] for r in read_metrics(resumed) if r.get("event") == "train"]
+    assert steps == list(range(1, 9))          # the steps after the checkpoint ran once, none twice
+    assert (resumed.adapter_dir / "adapter_config.json").is_file()
