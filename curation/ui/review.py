@@ -19,6 +19,7 @@ from curation.ui.common import current_name, error_markdown, short, version_choi
 MAX_FIELDS = 4
 ANY = "any"
 SERIAL = dict(concurrency_id="review-record", concurrency_limit=1)   # one reviewer's events in order
+DRAFTS = dict(concurrency_id="review-draft", concurrency_limit=1)    # keystrokes in order, beside the actions
 INTRO = """### Review
 Read each conversation, fix what is wrong, label it, then **approve** or **reject** it. Your work is saved as you
 go (drafts too) and becomes a new dataset version when the review is **committed**; rejected records leave it,
@@ -394,14 +395,15 @@ def build(ws) -> None:
         for i, text in edits.items():
             if 0 <= i < len(messages):
                 messages[i]["content"] = text
-        pick_choices = [(f"#{i + 1} {m['role']}: {short(m['content'], 40)}", i) for i, m in enumerate(messages)]
+        pick_choices = [(f"#{i + 1} {m['role']}: {short(m['content'], 40)}", f"{rid}#{i}")
+                        for i, m in enumerate(messages)]
         pick = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
         comments = "\n".join(f"- **{html.escape(c['by'])}** ({c['at'].replace('T', ' ').rstrip('Z')}): "
                              f"{html.escape(c['text'])}" for c in view.comments) or "_No comments yet._"
         history = "\n".join(f"- #{e['message'] + 1} edited by **{html.escape(e['by'])}** at "
                             f"{e['at'].replace('T', ' ').rstrip('Z')}; before: “{html.escape(short(e['previous'], 200))}”"
                             for e in view.edits) or "_No edits yet._"
-        return ([rid, " · ".join(bits), _chat(messages), gr.update(choices=pick_choices, value=pick),
+        return ([rid, " · ".join(bits), _chat(messages), gr.update(choices=pick_choices, value=f"{rid}#{pick}"),
                  messages[pick]["content"] if messages else ""]
                 + _field_updates(state.schema, labels)
                 + [draft.get("comment", ""), comments, history, info, message])
@@ -433,7 +435,7 @@ def build(ws) -> None:
             return [gr.update()] * 9 + fail(exc)
         schema_json = json.dumps({"fields": [f.to_dict() for f in state.schema.fields]}, indent=2, ensure_ascii=False)
         # the box keeps what the user is typing; it is only filled from the browser's memory when empty
-        return ([gr.update() if current_typed else typed, typed,
+        return ([saved if saved and not current_typed else gr.update(), typed or gr.update(),
                  gr.update(choices=version_choices(ws), value=state.version.name),
                  gr.update(choices=_label_filter_choices(state.schema)), gr.update(choices=_sources(state)),
                  guidelines_of(state), schema_json, state.schema.guidelines,
@@ -470,11 +472,12 @@ def build(ws) -> None:
         trigger(refilter, refilter_in, record_out, **SERIAL)
 
     def typed_edits(data, reviewer: str) -> dict:
-        """The draft's edits of every message, with the text in the editor now for the selected one."""
+        """The draft's edits, and the editor's text when the editor shows this record (the picker says which)."""
         draft = R.load_draft(ws, data[version], data[cur_rid], reviewer) or {}
         edits = dict(draft.get("edits", {}))
-        if data[msg_pick] is not None and data[msg_edit] is not None:
-            edits[int(data[msg_pick])] = data[msg_edit]
+        shown_rid, _, index = str(data[msg_pick] or "").rpartition("#")
+        if shown_rid == data[cur_rid] and index.isdigit() and data[msg_edit] is not None:
+            edits[int(index)] = data[msg_edit]
         return edits
 
     def act(decision: str | None, data, request) -> list:
@@ -569,20 +572,21 @@ def build(ws) -> None:
 
     save_in = {name, version, cur_rid, msg_pick, msg_edit, comment, *slots}
     for box in [msg_edit, comment, *slots]:
-        box.input(save, save_in, draft_msg, trigger_mode="always_last", **SERIAL)
+        # "multiple": each keystroke is sent with the values it was typed against, in order
+        box.input(save, save_in, draft_msg, trigger_mode="multiple", show_progress="hidden", **DRAFTS)
 
     def pick_message(data, request: gr.Request):
-        rid, pick = data[cur_rid], data[msg_pick]
-        if rid is None or pick is None:
+        shown_rid, _, index = str(data[msg_pick] or "").rpartition("#")
+        if shown_rid != data[cur_rid] or not index.isdigit():
             return gr.update()
         reviewer = who_or_none(request, data[name])
-        draft = (R.load_draft(ws, data[version], rid, reviewer) if reviewer else None) or {}
-        if int(pick) in draft.get("edits", {}):
-            return draft["edits"][int(pick)]
-        messages = R.ReviewState(ws, data[version]).messages(rid)
-        return messages[int(pick)]["content"] if int(pick) < len(messages) else ""
+        draft = (R.load_draft(ws, data[version], shown_rid, reviewer) if reviewer else None) or {}
+        if int(index) in draft.get("edits", {}):
+            return draft["edits"][int(index)]
+        messages = R.ReviewState(ws, data[version]).messages(shown_rid)
+        return messages[int(index)]["content"] if int(index) < len(messages) else ""
 
-    msg_pick.input(pick_message, {name, version, cur_rid, msg_pick}, msg_edit, **SERIAL)
+    msg_pick.input(pick_message, {name, version, cur_rid, msg_pick}, msg_edit, **DRAFTS)
 
     # -- commit ---------------------------------------------------------------------------------
     def commit_ask(version_name):
