@@ -4,7 +4,7 @@ Both run as separate whole processes over the same labelled messages (benchmarks
 start-up, model load, reading, scrubbing and writing all count towards messages/s. The baseline is
 what a new user would write: ``AnalyzerEngine()`` defaults (with the offline spaCy model, the only
 one installed) and ``AnonymizerEngine().anonymize`` with its default replace, one message at a
-time. Tuneloop runs ``scrub_records`` with its defaults, as ``python -m curation.pii`` does.
+time. Tuneloop runs as ``python -m curation.pii IN OUT --findings F`` with its defaults.
 
 Recall: a PII value counts as removed when every letter and digit of it lies inside a finding.
 Keep rate: a domain token (order number, SKU, version, error code, price, plan) counts as kept when
@@ -56,24 +56,30 @@ def run_baseline(inp: Path, out: Path) -> None:
     out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def run_tuneloop(inp: Path, out: Path) -> None:
-    from curation.formats import read_records
-    from curation.pii import scrub_records
-
-    records = read_records(inp).records
-    result = scrub_records(records)
+def tuneloop_rows(out: Path) -> None:
+    """Rewrite the CLI's output and findings into the rows ``evaluate`` reads."""
     spans = defaultdict(list)
-    for f in result.findings:
-        spans[f.record_id].append((f.start, f.end, f.entity))
-    out.write_text("".join(json.dumps({"id": r.id, "text": r.messages[0]["content"], "spans": spans[r.id]}) + "\n"
-                           for r in result.records), encoding="utf-8")
+    for line in out.with_suffix(".findings.jsonl").read_text(encoding="utf-8").splitlines():
+        f = json.loads(line)
+        spans[f["record_id"]].append((f["start"], f["end"], f["entity"]))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    out.write_text("".join(json.dumps({"id": r["id"], "text": r["messages"][0]["content"], "spans": spans[r["id"]]})
+                           + "\n" for r in rows), encoding="utf-8")
 
 
 def timed_run(system: str, inp: Path, out: Path) -> float:
+    """Wall time of the whole process: start-up, imports, model load, reading, scrubbing, writing."""
+    if system == "tuneloop":
+        command = [sys.executable, "-m", "curation.pii", str(inp), str(out),
+                   "--findings", str(out.with_suffix(".findings.jsonl"))]
+    else:
+        command = [sys.executable, str(Path(__file__).resolve()), "--run", system, str(inp), str(out)]
     started = time.perf_counter()
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--run", system, str(inp), str(out)],
-                   check=True, cwd=ROOT)
-    return time.perf_counter() - started
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    if system == "tuneloop":
+        tuneloop_rows(out)
+    return elapsed
 
 
 def evaluate(examples, rows) -> dict:
@@ -115,11 +121,10 @@ def main(argv=None) -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per system; the median is reported")
-    parser.add_argument("--run", nargs=3, metavar=("SYSTEM", "IN", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--run", nargs=3, metavar=("baseline", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
-        system, inp, out = args.run
-        (run_baseline if system == "baseline" else run_tuneloop)(Path(inp), Path(out))
+        run_baseline(Path(args.run[1]), Path(args.run[2]))
         return 0
 
     examples = generate(args.messages, seed=args.seed)

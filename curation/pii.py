@@ -19,6 +19,7 @@ CLI: ``python -m curation.pii INPUT OUTPUT [--entities T ...] [--operator placeh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import json
@@ -172,8 +173,9 @@ class PiiEngine:
 
     def __init__(self, settings: PiiSettings):
         import spacy
-        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
-        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
+        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
         from presidio_anonymizer import AnonymizerEngine
 
         from curation.pii_recognizers import chat_recognizers
@@ -183,21 +185,42 @@ class PiiEngine:
             ner_entities.update({"GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"})
 
         class NerOnlySpacyEngine(SpacyNlpEngine):
-            """spaCy with only tok2vec + ner loaded; lowercased words stand in for lemmas so that
-            presidio's context words still work without the tagger and lemmatizer."""
+            """spaCy with only its NER loaded (in the small model NER has its own tok2vec);
+            lowercased words stand in for lemmas so that presidio's context words still work."""
 
             def load(self) -> None:
-                self.nlp = {"en": spacy.load(SPACY_MODEL, exclude=["tagger", "parser", "attribute_ruler",
+                self.nlp = {"en": spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler",
                                                                    "lemmatizer", "senter"])}
 
             def _doc_to_nlp_artifact(self, doc, language):
-                artifacts = super()._doc_to_nlp_artifact(doc, language)
-                artifacts.lemmas = [t.lower_ for t in doc]
-                artifacts.keywords = [w for w in artifacts.lemmas if w.isalnum()]
+                entities, scores = self._get_updated_entities(doc.ents, self._get_scores_for_entities(doc))
+                strings = doc.vocab.strings
+                lemmas = [strings[h] for h in doc.to_array("LOWER").tolist()] if len(doc) else []
+                starts = doc.to_array("IDX").tolist() if len(doc) else []
+                artifacts = NlpArtifacts(entities=entities, tokens=doc, tokens_indices=starts,
+                                         lemmas=lemmas, nlp_engine=None, language=language, scores=scores)
+                artifacts.nlp_engine = self
+                artifacts.keywords = set(lemmas)
                 return artifacts
 
+        class FindingsOnlyContextEnhancer(LemmaContextAwareEnhancer):
+            """Presidio's context boost, run only for findings that have context words to look for
+            and a score a boost could still change (it deep-copies and walks tokens per finding)."""
+
+            def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+                with_context = {r.id for r in recognizers if r.context}
+                key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+                needs = [r for r in raw_results if r.score < 0.85 and
+                         (r.recognition_metadata or {}).get(key) in with_context]
+                if not needs:
+                    return raw_results
+                rest = [r for r in raw_results if not any(r is n for n in needs)]
+                return rest + super().enhance_using_context(text, needs, nlp_artifacts, recognizers, context)
+
+        ignored = {"CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL",
+                   "ORG", "PERCENT", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"} - set(ner_entities)
         ner_config = NerModelConfiguration(model_to_presidio_entity_mapping=ner_entities,
-                                           labels_to_ignore=["ORG", "ORGANIZATION", "NORP", "DATE", "TIME"])
+                                           labels_to_ignore=sorted(ignored))
         nlp_engine = NerOnlySpacyEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}],
                                         ner_model_configuration=ner_config)
         nlp_engine.load()
@@ -220,7 +243,8 @@ class PiiEngine:
                     deny_list=[w for w in c.words if w.strip()], deny_list_score=c.score))
         self.entities = settings.all_entities()
         self.nlp_engine = nlp_engine
-        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
+                                       context_aware_enhancer=FindingsOnlyContextEnhancer())
         self.anonymizer = AnonymizerEngine()
 
     def analyze(self, texts: Sequence[str]) -> list[list]:
@@ -535,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--salt", help="pseudonym salt: the same salt gives the same tokens across runs")
     parser.add_argument("--format", help="force the input format (messages, alpaca, sharegpt, prompt_completion, csv)")
     parser.add_argument("--workers", type=int, help="processes to use (default: 2 or the number of cores)")
+    parser.add_argument("--findings", help="write every finding as JSONL here: record id, message, offsets, type "
+                                           "(never the text)")
     args = parser.parse_args(argv)
 
     from curation.formats import read_records, write_jsonl
@@ -544,10 +570,15 @@ def main(argv: list[str] | None = None) -> int:
                                allow=args.allow, protect=args.protect,
                                default_threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold).check()
         started = time.perf_counter()
+        with _without_torch_imports():
+            engine_for(settings)
         records = read_records(args.input, format=args.format).records
         result = scrub_records(records, settings, salt=args.salt, workers=args.workers,
                                progress=_tqdm_progress("scanning messages"))
         write_jsonl(result.records, args.output)
+        if args.findings:
+            Path(args.findings).write_text("".join(json.dumps(asdict(f)) + "\n" for f in result.findings),
+                                           encoding="utf-8")
         report = {"input": str(args.input), "output": str(args.output), "records": len(records),
                   "messages": result.messages, "changed_records": result.changed_records,
                   "counts": result.counts, "seconds": round(time.perf_counter() - started, 2),
@@ -560,6 +591,21 @@ def main(argv: list[str] | None = None) -> int:
     found = ", ".join(f"{k} {v}" for k, v in result.counts.items()) or "nothing"
     print(f"{len(records)} records, {result.changed_records} changed; found {found} → {args.output}")
     return 0
+
+
+@contextlib.contextmanager
+def _without_torch_imports():
+    """presidio and thinc import torch and transformers whenever they are installed; the PII engine
+    uses neither, and in a fresh CLI process they cost seconds. Only for the single-threaded CLI."""
+    blocked = [name for name in ("torch", "transformers") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def _tqdm_progress(label: str) -> Progress:

@@ -49,7 +49,7 @@ NAME_CUES = re.compile(
     r"hi|hey|hello|hiya|dear|thanks|thank you|thx|ty|cheers|regards|sincerely|best|yours|signed|cc|"
     r"spoke to|spoke with|talked to|talked with|speak to|speak with|contact|agent|manager|customer|user|"
     r"colleague|boss|wife|husband|son|daughter|mom|dad|friend|from|by|attn|attention|owner|holder|"
-    r"" + TITLES + r")\.?\s*[,:;!?-]*|(?:^|\n)\s*(?:--?|—|–|~))\s*$", re.IGNORECASE)
+    r"" + TITLES + r")\.?\s*[,:;!?-]*|(?:^|\n|[!.,)]\s)\s*(?:--?|—|–|~))\s*$", re.IGNORECASE)
 SIGN_OFF = re.compile(r"(?i)(?:regards|thanks|thank you|thx|cheers|best|sincerely|yours|ttyl|bye|love|xoxo|"
                       r"talk soon|take care|br|kr)[\s!.,]*$")
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
@@ -203,7 +203,8 @@ def _run_score(text: str, run: list[tuple[int, int, str]], names, ambiguous) -> 
         re.search(r"\b" + TITLES + r"\.?\s*$", text[max(0, run[0][0] - 6):run[0][0]], re.IGNORECASE)
     english, _ = english_names()
     # A lowercase word counts alone only as an English-locale name ("job" is a Dutch name, and a word).
-    strong = [w for w in strong if w[2][:1].isupper() or _name_key(w[2]) in english]
+    if len(known) < 2:
+        strong = [w for w in strong if w[2][:1].isupper() or _name_key(w[2]) in english]
     if strong or titled:
         return 0.85
     if len(known) >= 2 and all(w[2][:1].isupper() for w in parts) and \
@@ -240,8 +241,8 @@ def _has_cue(text: str, start: int) -> bool:
         if SIGN_OFF.search(prev_line.strip()):
             return True
     after = text[start:start + 60]
-    return re.match(r"[^\W\d_]+(?:\s+[^\W\d_]+)?\s+here\b", after, re.IGNORECASE) is not None and \
-        text[line_start:start].strip() == ""
+    here = re.match(r"[^\W\d_]+(?:\s+[^\W\d_]+)?\s+here\b(?P<end>[,!.:]|\s*$)?", after, re.IGNORECASE)
+    return here is not None and (here.group("end") is not None or text[line_start:start].strip() == "")
 
 
 def _extend_titles(text: str, s: int, e: int) -> tuple[int, int]:
@@ -420,6 +421,11 @@ def chat_recognizers(ner_entities: Iterable[str] = ("PERSON",)) -> list:
                     end = r.start + cut.start() if cut else r.end
                     while end > r.start and not text[end - 1].isalpha():
                         end -= 1
+                    # "Customer Jane Doe": start at the first known name when words before it are not names.
+                    words = list(WORD.finditer(text, r.start, end))
+                    known = [w for w in words if _is_name_part(w.group(), name_gazetteer()[0])]
+                    if known and words and known[0].start() > words[0].start():
+                        r.start = known[0].start()
                     if end <= r.start:
                         continue
                     r.end = end

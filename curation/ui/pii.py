@@ -66,9 +66,9 @@ def build(ws) -> None:
             settings_status = gr.Markdown()
 
         with gr.Row():
-            scan_button = gr.Button("Scan current version", variant="primary")
+            scan_button = gr.Button("Scan current version", variant="primary", elem_id="pii-scan")
             cancel_button = gr.Button("Cancel scan")
-        scan_status = gr.Markdown()
+        scan_status = gr.Markdown(elem_id="pii-scan-status")
         chart = gr.BarPlot(value=_chart_frame({}), x="entity", y="findings", label="Findings per type")
         scan_id = gr.State(None)
 
@@ -77,21 +77,21 @@ def build(ws) -> None:
             decision_filter = gr.Dropdown(list(DECISION_FILTERS), value="all", label="Decision")
             refresh = gr.Button("Refresh review list")
         review_table = gr.Dataframe(headers=["record", "types", "decision"], interactive=False, label="Changed records")
-        record_pick = gr.Dropdown([], label="Record", allow_custom_value=True)
+        record_pick = gr.Dropdown([], label="Record", allow_custom_value=True, elem_id="pii-record")
         message_pick = gr.Dropdown([], label="Message", allow_custom_value=True)
         with gr.Row():
-            before = gr.HighlightedText(label="Before", combine_adjacent=False, show_legend=True)
-            after = gr.HighlightedText(label="After", combine_adjacent=False, show_legend=True)
+            before = gr.HighlightedText(label="Before", combine_adjacent=False, show_legend=True, elem_id="pii-before")
+            after = gr.HighlightedText(label="After", combine_adjacent=False, show_legend=True, elem_id="pii-after")
         edit_box = gr.Textbox(lines=4, label="Edit the scrubbed message")
         with gr.Row():
-            accept = gr.Button("Accept")
-            reject = gr.Button("Reject (keep original)")
+            accept = gr.Button("Accept", elem_id="pii-accept")
+            reject = gr.Button("Reject (keep original)", elem_id="pii-reject")
             save_edit = gr.Button("Save edit")
             accept_all = gr.Button("Accept all shown")
             reject_all = gr.Button("Reject all shown")
-        review_status = gr.Markdown()
-        apply_button = gr.Button("Apply: make the scrubbed version", variant="primary")
-        apply_status = gr.Markdown()
+        review_status = gr.Markdown(elem_id="pii-review-status")
+        apply_button = gr.Button("Apply: make the scrubbed version", variant="primary", elem_id="pii-apply")
+        apply_status = gr.Markdown(elem_id="pii-apply-status")
 
         # -- handlers ----------------------------------------------------------------------
         def current_settings(ents, op, thr, rows, allow_text, protect_text, use_default, custom_rows):
