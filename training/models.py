@@ -69,23 +69,45 @@ def model_cache_dir(ws: Workspace | None) -> Path:
 def resolve_base_model(name: str = DEFAULT_MODEL, ws: Workspace | None = None, *,
                        allow_download: bool = True) -> ResolvedModel:
     """What ``name`` points at, as a loadable folder; converts a GGUF file once and caches it."""
-    text = str(name or DEFAULT_MODEL).strip()
-    if text.lower() == DEFAULT_MODEL:
+    kind, text = classify_base_model(name)
+    if kind == "default":
         gguf = default_gguf_path()
         resolved = _resolve_gguf(gguf, ws)
         return ResolvedModel(resolved.path, gguf.name.split(".")[0], resolved.revision, "default")
+    if kind == "gguf":
+        return _resolve_gguf(Path(text).expanduser().resolve(), ws)
+    if kind == "folder":
+        return _resolve_folder(Path(text).expanduser().resolve())
+    return _resolve_hub(text, allow_download=allow_download)
+
+
+def check_base_model(name: str, ws: Workspace | None = None) -> None:
+    """Raise the error ``resolve_base_model`` would, without converting or downloading anything."""
+    kind, text = classify_base_model(name)
+    if kind == "folder":
+        _resolve_folder(Path(text).expanduser().resolve())
+    elif kind == "hub" and os.environ.get("HF_HUB_OFFLINE"):
+        _resolve_hub(text, allow_download=False)
+
+
+def classify_base_model(name: str) -> tuple[str, str]:
+    """('default' | 'gguf' | 'folder' | 'hub', cleaned name), or a TuneloopError saying what is wrong."""
+    text = str(name or DEFAULT_MODEL).strip()
+    if text.lower() == DEFAULT_MODEL:
+        default_gguf_path()
+        return "default", text
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf"):
         if not path.is_file():
             raise TuneloopError(f"base model file '{text}' does not exist; give the path of a .gguf file")
-        return _resolve_gguf(path.resolve(), ws)
+        return "gguf", text
     if path.is_dir():
-        return _resolve_folder(path.resolve())
+        return "folder", text
     if path.exists():
         raise TuneloopError(f"base model '{text}' is a file; give a model folder (with config.json), "
                             f"a .gguf file, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
     if HUB_ID.match(text) and not text.startswith((".", "~")):
-        return _resolve_hub(text, allow_download=allow_download)
+        return "hub", text
     if os.sep in text or text.startswith((".", "~")):
         raise TuneloopError(f"base model folder '{text}' does not exist")
     raise TuneloopError(f"'{text}' is not a base model Tuneloop can find: use 'default', a model folder "

@@ -2,3 +2,35 @@
 from core.workspace import migrations
 
 migration = migrations("training")
+
+
+@migration
+def m001_runs(db):
+    db.execute("""
+        create table runs (
+            id integer primary key,
+            name text not null,
+            status text not null default 'queued',   -- queued, running, finished, failed, stopped
+            config text not null,                    -- the RunConfig as JSON (YAML copy beside the run)
+            output_dir text not null,
+            dataset text not null,                   -- what the user chose: v4 or a folder
+            dataset_version integer,
+            dataset_hash text,
+            base_model text not null,
+            base_revision text,
+            code_version text,
+            packages text not null default '{}',
+            pid integer,
+            pid_started real,                        -- process start time, so a reused pid is not mistaken
+            host text,
+            heartbeat_at text,
+            stop_requested integer not null default 0,
+            attempts integer not null default 0,     -- 1 for the first launch, +1 per resume
+            error text,
+            metrics text not null default '{}',      -- summary: last step, losses, tokens/s, ROUGE-L
+            artefacts text not null default '{}',    -- adapter, checkpoints, merged, archive paths
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            started_at text,
+            finished_at text
+        )""")
+    db.execute("create index runs_status on runs(status)")

@@ -1,0 +1,178 @@
+"""``python -m training``: configure, launch, watch, stop, resume and export QLoRA runs headless.
+
+Each command does what the Train tab does; errors print the message and exit 1.
+
+    python -m training config --preset "Quick CPU demo" --datasets v4 > run.yaml
+    python -m training preflight run.yaml
+    python -m training run run.yaml                 # trains in this process (Ctrl-C stops)
+    python -m training launch run.yaml              # starts the job in the background
+    python -m training list | show 3 | stop 3 | resume 3 | export 3 --kind merged --out ./merged
+    python -m training create run.yaml && accelerate launch -m training run run.yaml --run-id 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from training import registry as R
+from training.config import PRESETS, RunConfig, config_to_yaml, load_config, preset_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --workspace may come before or after the sub-command: `run CONFIG.yaml --workspace DIR`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", default=argparse.SUPPRESS,
+                        help="workspace folder (default $TUNELOOP_WORKSPACE or ./workspace)")
+    p = argparse.ArgumentParser(prog="python -m training", description="Tuneloop training: QLoRA runs.",
+                                parents=[common])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    cfg = sub.add_parser("config", parents=[common], help="print a run config (YAML) from a preset")
+    cfg.add_argument("--preset", choices=list(PRESETS), default="Quick CPU demo")
+    cfg.add_argument("--datasets", default="", help="split version (v4) or folder with train.jsonl/val.jsonl")
+    cfg.add_argument("--base-model", default="default")
+
+    for name, text in (("run", "train in this process (registers the run unless --run-id is given)"),
+                       ("launch", "register the run and start its job in the background"),
+                       ("create", "register the run without starting it (for accelerate launch)"),
+                       ("preflight", "check a config: memory estimate, token statistics, a rendered example")):
+        c = sub.add_parser(name, parents=[common], help=text)
+        c.add_argument("config", help="run config YAML")
+        if name in ("run", "launch", "create"):
+            c.add_argument("--name", help="a name for the run")
+        if name == "run":
+            c.add_argument("--run-id", help="train this registered run (what launch and accelerate use)")
+            c.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+
+    sub.add_parser("list", parents=[common], help="all runs, newest first")
+    for name, text in (("show", "a run's status, metrics summary, error and artefacts"),
+                       ("stop", "stop a run gracefully (checkpoint, then stop)"),
+                       ("resume", "resume a stopped or failed run from its last checkpoint"),
+                       ("wait", "wait until a run is no longer running")):
+        c = sub.add_parser(name, parents=[common], help=text)
+        c.add_argument("run")
+        if name in ("resume", "stop"):
+            c.add_argument("--wait", action="store_true", help="wait until the run finishes or stops")
+    exp = sub.add_parser("export", parents=[common], help="export a run's adapter, a merged model folder, or an archive")
+    exp.add_argument("run")
+    exp.add_argument("--kind", choices=("adapter", "merged", "archive"), default="adapter")
+    exp.add_argument("--out", required=True, help="destination folder (adapter, merged) or file (archive)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ws = Workspace.open(getattr(args, "workspace", None))
+        return COMMANDS[args.command](ws, args)
+    except TuneloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_config(ws, args) -> int:
+    print(config_to_yaml(preset_config(args.preset, datasets=args.datasets, base_model=args.base_model)), end="")
+    return 0
+
+
+def cmd_run(ws, args) -> int:
+    from training.job import metrics_summary_line, run_training
+    if args.run_id:
+        run = R.get_run(ws, args.run_id)
+    elif args.resume:
+        raise TuneloopError("--resume needs --run-id (or use `python -m training resume RUN`)")
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TuneloopError("under accelerate launch, register the run first (`python -m training create CONFIG`) "
+                            "and pass its id with --run-id")
+    else:
+        run = R.create_run(ws, load_config(args.config), name=args.name)
+        print(f"run #{run.id}: {run.name} → {run.output_dir}", flush=True)
+    run = run_training(ws, run.id, resume=args.resume)
+    print(metrics_summary_line(run))
+    if run.status == "failed":
+        print(f"error: {run.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_create(ws, args) -> int:
+    run = R.create_run(ws, load_config(args.config), name=args.name)
+    print(run.id)
+    return 0
+
+
+def cmd_launch(ws, args) -> int:
+    run = R.launch_run(ws, load_config(args.config), name=args.name)
+    print(f"run #{run.id} started (pid {run.pid}); log: {run.log_path}")
+    return 0
+
+
+def cmd_preflight(ws, args) -> int:
+    from training.preflight import preflight
+    report = preflight(ws, load_config(args.config))
+    print(report.as_text())
+    return 0 if report.ok else 1
+
+
+def cmd_list(ws, args) -> int:
+    runs = R.list_runs(ws)
+    if not runs:
+        print("no runs yet; `python -m training launch CONFIG.yaml` starts one")
+    for run in runs:
+        m = run.metrics
+        loss = m.get("final_eval_loss", m.get("train_loss"))
+        print(f"#{run.id:<4} {run.status:<9} {run.created_at}  {run.name}"
+              + (f"  loss {loss:.4f}" if isinstance(loss, (int, float)) else ""))
+    return 0
+
+
+def cmd_show(ws, args) -> int:
+    run = R.get_run_status(ws, args.run)
+    print(json.dumps({"id": run.id, "name": run.name, "status": run.status, "dataset": run.dataset,
+                      "dataset_version": run.dataset_version, "dataset_hash": run.dataset_hash,
+                      "base_model": run.base_model, "base_revision": run.base_revision,
+                      "code_version": run.code_version, "packages": run.packages, "metrics": run.metrics,
+                      "artefacts": run.artefacts, "error": run.error, "output_dir": run.output_dir,
+                      "config": run.config.to_dict()}, indent=2))
+    return 0
+
+
+def _wait(ws, run_id) -> int:
+    run = R.wait_for_run(ws, run_id, timeout=float("inf"))
+    print(f"run #{run.id} {run.status}")
+    return 1 if run.status == "failed" else 0
+
+
+def cmd_stop(ws, args) -> int:
+    run = R.request_stop(ws, args.run)
+    print(f"run #{run.id}: stop requested; it saves a checkpoint and stops at the end of the current step")
+    return _wait(ws, run.id) if args.wait else 0
+
+
+def cmd_resume(ws, args) -> int:
+    run = R.resume_run(ws, args.run)
+    ckpt = R.last_checkpoint(run)
+    print(f"run #{run.id} resumed from {ckpt.name if ckpt else 'the start'} (pid {run.pid})")
+    return _wait(ws, run.id) if args.wait else 0
+
+
+def cmd_wait(ws, args) -> int:
+    return _wait(ws, args.run)
+
+
+def cmd_export(ws, args) -> int:
+    from training.export import export_run
+    started = time.monotonic()
+    out = export_run(ws, args.run, args.kind, args.out)
+    print(f"{args.kind} written to {out} ({time.monotonic() - started:.0f}s)")
+    return 0
+
+
+COMMANDS = {"config": cmd_config, "run": cmd_run, "create": cmd_create, "launch": cmd_launch,
+            "preflight": cmd_preflight, "list": cmd_list, "show": cmd_show, "stop": cmd_stop,
+            "resume": cmd_resume, "wait": cmd_wait, "export": cmd_export}

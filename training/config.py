@@ -1,0 +1,245 @@
+"""The run config: one dataclass, the single source of truth for a QLoRA run.
+
+Keys follow axolotl's names so a practitioner recognises them. The config is validated before
+anything starts (every problem names its key and says why), saved beside the run as YAML, and the
+Train tab renders its form from the fields below (type, help text, choices).
+
+Example::
+
+    config = preset_config("Quick CPU demo", base_model="default", datasets="v4", output_dir="runs/a")
+    config.validate()                      # raises TuneloopError listing every bad key
+    save_config(config, "runs/a/config.yaml"); load_config("runs/a/config.yaml")
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from core.errors import TuneloopError
+from core.workspace import atomic_write
+
+ADAPTERS = ("qlora", "lora")
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+ALL_LINEAR = "all-linear"
+
+
+def _key(help: str, **extra) -> dict[str, Any]:
+    return {"help": help, **extra}
+
+
+@dataclass
+class RunConfig:
+    """A QLoRA/LoRA supervised fine-tuning run on a chat dataset split."""
+    base_model: str = field(default="default", metadata=_key(
+        "'default' (SmolLM2-135M-Instruct, offline), a model folder, a .gguf file, or a hub id"))
+    datasets: str = field(default="", metadata=_key(
+        "a split dataset version (e.g. v4, records carry train/val/test) or a folder with train.jsonl and val.jsonl"))
+    output_dir: str = field(default="", metadata=_key(
+        "where the run writes metrics.jsonl, checkpoints and the adapter (empty: runs/<run id> in the workspace)"))
+    adapter: str = field(default="qlora", metadata=_key(
+        "qlora: LoRA over a 4-bit base (least memory); lora: LoRA over a full-precision base", choices=ADAPTERS))
+    load_in_4bit: bool = field(default=True, metadata=_key(
+        "load the base model in 4-bit NF4 (bitsandbytes); required for qlora"))
+    lora_r: int = field(default=16, metadata=_key("LoRA rank: capacity of the adapter", min=1))
+    lora_alpha: int = field(default=32, metadata=_key("LoRA scaling; commonly 2 × lora_r", min=1))
+    lora_dropout: float = field(default=0.05, metadata=_key("dropout on the LoRA path, 0 to 0.5", min=0.0, max=0.5))
+    lora_target: str = field(default=ALL_LINEAR, metadata=_key(
+        "modules that get adapters: all-linear, or a comma-separated list such as q_proj,v_proj"))
+    sequence_len: int = field(default=512, metadata=_key(
+        "longest conversation in tokens; longer ones are cut", min=16))
+    packing: bool = field(default=False, metadata=_key(
+        "pack several short conversations into one sequence (fewer padding tokens, faster)"))
+    micro_batch_size: int = field(default=8, metadata=_key("conversations per forward pass", min=1))
+    gradient_accumulation_steps: int = field(default=1, metadata=_key(
+        "forward passes per optimizer step; effective batch = micro_batch_size × this", min=1))
+    num_epochs: float = field(default=1.0, metadata=_key("passes over the training split", min=0.0))
+    max_steps: int = field(default=-1, metadata=_key(
+        "stop after this many optimizer steps (-1: no limit, num_epochs decides)", min=-1))
+    learning_rate: float = field(default=2e-4, metadata=_key("peak learning rate", min=0.0, max=1.0))
+    lr_scheduler: str = field(default="cosine", metadata=_key("learning-rate schedule", choices=SCHEDULERS))
+    warmup_ratio: float = field(default=0.05, metadata=_key(
+        "share of steps spent warming the learning rate up", min=0.0, max=0.5))
+    eval_steps: int = field(default=20, metadata=_key(
+        "evaluate on the val split every this many steps (0: only at the end)", min=0))
+    save_steps: int = field(default=20, metadata=_key(
+        "save a checkpoint every this many steps (resume starts from the last one)", min=1))
+    early_stopping_patience: int = field(default=0, metadata=_key(
+        "stop after this many evaluations without a better eval loss (0: off)", min=0))
+    gradient_checkpointing: bool = field(default=False, metadata=_key(
+        "recompute activations in the backward pass: less memory, about 30% slower"))
+    seed: int = field(default=42, metadata=_key("random seed for data order and adapter initialisation"))
+    rouge_test_samples: int = field(default=24, metadata=_key(
+        "test-split conversations answered by the base and the tuned model for ROUGE-L at the end (0: skip)", min=0))
+    cpu_threads: int = field(default=2, metadata=_key("CPU threads the job may use", min=1))
+    stage: str = field(default="sft", metadata=_key(
+        "sft: learn the split's answers; dpo: learn from rated preference pairs, starting from an SFT run's adapter",
+        choices=("sft", "dpo")))
+    sft_run: str = field(default="", metadata=_key("dpo only: the finished SFT run whose adapter DPO starts from (e.g. 3)"))
+    preferences: str = field(default="", metadata=_key(
+        "dpo only: evaluations whose votes give the preference pairs (e.g. 2 or 2,5), or a prompt/chosen/rejected JSONL"))
+    dpo_beta: float = field(default=0.1, metadata=_key(
+        "dpo only: how strongly the model is held near the SFT adapter (lower lets it move further)", min=0.0))
+
+    # -- validation ---------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Every problem with this config, each naming its key and saying why."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if "choices" in meta and value not in meta["choices"]:
+                out.append(f"{f.name}: '{value}' is not one of {', '.join(meta['choices'])}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if isinstance(value, float) and not math.isfinite(value):
+                    out.append(f"{f.name}: must be a number")
+                elif "min" in meta and value < meta["min"]:
+                    out.append(f"{f.name}: {value} is too small; it must be at least {meta['min']}")
+                elif "max" in meta and value > meta["max"]:
+                    out.append(f"{f.name}: {value} is too large; it must be at most {meta['max']}")
+        if not str(self.base_model).strip():
+            out.append("base_model: choose a base model ('default' works offline)")
+        if not str(self.datasets).strip():
+            out.append("datasets: choose a split dataset version (e.g. v4) or a folder with train.jsonl and val.jsonl")
+        if self.adapter == "qlora" and not self.load_in_4bit:
+            out.append("load_in_4bit: qlora trains over a 4-bit base; set load_in_4bit: true or adapter: lora")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.num_epochs <= 0):
+            out.append("num_epochs: the run would train zero steps; set num_epochs > 0 or max_steps > 0")
+        if self.early_stopping_patience and not self.eval_steps:
+            out.append("early_stopping_patience: needs eval_steps > 0 (it compares evaluations during training)")
+        if self.early_stopping_patience and self.eval_steps and self.save_steps % self.eval_steps:
+            out.append(f"save_steps: with early stopping it must be a multiple of eval_steps ({self.eval_steps}) "
+                       f"so the best checkpoint is kept")
+        if self.lora_target != ALL_LINEAR and not all(t.strip() for t in self.lora_target.split(",")):
+            out.append("lora_target: use all-linear or module names separated by commas, e.g. q_proj,v_proj")
+        if self.stage == "dpo":
+            from training.dpo import dpo_problems
+            out += dpo_problems(self)
+        return out
+
+    def validate(self) -> "RunConfig":
+        problems = self.problems()
+        if problems:
+            raise TuneloopError("the run config has problems; nothing was started:\n  " + "\n  ".join(problems))
+        return self
+
+    # -- conversion ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Build from a mapping (YAML, the form); unknown keys and wrong types are errors that name the key."""
+        if not isinstance(data, dict):
+            raise TuneloopError("a run config is a mapping of keys to values (YAML: `key: value` lines)")
+        known = {f.name: f for f in fields(cls)}
+        problems, values = [], {}
+        for key, value in data.items():
+            if key not in known:
+                close = [k for k in known if k.replace("_", "") == str(key).replace("_", "").lower()]
+                hint = f"; did you mean {close[0]}?" if close else ""
+                problems.append(f"{key}: not a run config key{hint}")
+                continue
+            try:
+                values[key] = _coerce(value, known[key].type, default=known[key].default)
+            except (TypeError, ValueError):
+                kind = type(known[key].default).__name__.replace("str", "text").replace("float", "number")
+                problems.append(f"{key}: '{value}' is not a valid {kind}")
+        if problems:
+            raise TuneloopError("the run config has problems; nothing was started:\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+    def replace(self, **changes) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def lora_target_modules(self) -> str | list[str]:
+        if self.lora_target == ALL_LINEAR:
+            return ALL_LINEAR
+        return [t.strip() for t in self.lora_target.split(",") if t.strip()]
+
+
+def _coerce(value: Any, type_name: Any, *, default: Any) -> Any:
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(value)
+    if kind is int:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    if kind is float:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return float(value)
+    return "" if value is None else str(value)
+
+
+def config_fields() -> list[dataclasses.Field]:
+    """The fields in form order (what the Train tab renders)."""
+    return list(fields(RunConfig))
+
+
+# -- presets -------------------------------------------------------------------------------------
+PRESETS: dict[str, dict[str, Any]] = {
+    # A 135M model on 2 CPU cores in under 15 minutes: 160 conversations, length-grouped batches, no LoRA
+    # dropout (it copies every activation) and gradient checkpointing to stay under 3 GB.
+    "Quick CPU demo": dict(adapter="qlora", load_in_4bit=True, lora_r=16, lora_alpha=32, lora_dropout=0.0,
+                           sequence_len=512, packing=False, micro_batch_size=4, gradient_accumulation_steps=1,
+                           num_epochs=1.0, max_steps=40, learning_rate=5e-4, lr_scheduler="cosine",
+                           warmup_ratio=0.05, eval_steps=20, save_steps=20, early_stopping_patience=0,
+                           gradient_checkpointing=True, rouge_test_samples=16, cpu_threads=2),
+    # The QLoRA paper's recipe for a 7B model on one 24 GB card.
+    "7B QLoRA on one 24 GB GPU": dict(adapter="qlora", load_in_4bit=True, lora_r=16, lora_alpha=32,
+                                      lora_dropout=0.05, sequence_len=2048, packing=True, micro_batch_size=2,
+                                      gradient_accumulation_steps=8, num_epochs=3.0, max_steps=-1,
+                                      learning_rate=2e-4, lr_scheduler="cosine", warmup_ratio=0.03,
+                                      eval_steps=50, save_steps=50, early_stopping_patience=3,
+                                      gradient_checkpointing=True, rouge_test_samples=50, cpu_threads=8),
+}
+
+
+def preset_config(preset: str, **overrides) -> RunConfig:
+    if preset not in PRESETS:
+        raise TuneloopError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    return RunConfig.from_dict({**PRESETS[preset], **overrides})
+
+
+# -- YAML ------------------------------------------------------------------------------------------
+def config_to_yaml(config: RunConfig) -> str:
+    import yaml
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def config_from_yaml(text: str, *, source: str = "config") -> RunConfig:
+    import yaml
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise TuneloopError(f"{source} is not valid YAML: {exc}") from exc
+    return RunConfig.from_dict(data)
+
+
+def save_config(config: RunConfig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    atomic_write(path, config_to_yaml(config).encode("utf-8"))
+    return path
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise TuneloopError(f"config file '{path}' does not exist")
+    return config_from_yaml(path.read_text(encoding="utf-8"), source=str(path))

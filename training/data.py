@@ -1,0 +1,168 @@
+"""Training data: a split (a dataset version whose records carry meta["split"], or a folder with
+train.jsonl / val.jsonl) turned into token ids with an assistant-only loss mask.
+
+The mask is computed from the model's own chat template by rendering the conversation turn by
+turn: the tokens an assistant turn adds (its text and end-of-turn token) are trained on, the
+system and user turns are context only. This works for any prefix-preserving template, with no
+``{% generation %}`` markers needed.
+"""
+from __future__ import annotations
+
+import hashlib
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from curation.records import SPLITS, Record
+
+
+@dataclass
+class SplitData:
+    """The records of each split and where they came from."""
+    splits: dict[str, list[Record]]
+    source: str                 # "v4" or the folder path
+    version_id: int | None
+    content_hash: str
+
+    def __getitem__(self, name: str) -> list[Record]:
+        return self.splits.get(name, [])
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(self.splits.get(name, [])) for name in SPLITS}
+
+
+def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
+    """Records per split from a split version id (v4) or a folder with train.jsonl/val.jsonl[/test.jsonl]."""
+    from curation.versions import content_hash
+    spec = str(datasets).strip()
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        splits = {}
+        for name in SPLITS:
+            path = folder / f"{name}.jsonl"
+            if path.is_file():
+                from curation.formats import read_records
+                splits[name] = [Record(r.id, r.messages, {**r.meta, "split": name})
+                                for r in read_records(path).records]
+        if not splits.get("train"):
+            raise TuneloopError(f"folder '{folder}' has no train.jsonl with records; a split folder holds "
+                                f"train.jsonl and val.jsonl (and optionally test.jsonl)")
+        every = [r for rs in splits.values() for r in rs]
+        return SplitData(splits, str(folder), None, content_hash(every))
+    if ws is None:
+        raise TuneloopError(f"datasets '{spec}' is not a folder, and a dataset version needs a workspace")
+    from curation.versions import get_version, load_records, parse_version_id
+    try:
+        vid = parse_version_id(spec)
+    except TuneloopError:
+        raise TuneloopError(f"datasets: '{spec}' is neither a dataset version (like v4) nor an existing folder "
+                            f"with train.jsonl and val.jsonl") from None
+    version = get_version(ws, vid)
+    records = load_records(ws, vid)
+    splits = {name: [r for r in records if r.meta.get("split") == name] for name in SPLITS}
+    if not splits["train"]:
+        raise TuneloopError(f"{version.name} has no records marked as training data; make a split first "
+                            f"(Splits tab) and choose the version it creates")
+    return SplitData(splits, version.name, version.id, version.content_hash)
+
+
+def assistant_token_mask(tokenizer, messages: list[dict[str, str]]) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered conversation and a 0/1 mask that is 1 on assistant-turn tokens."""
+    ids: list[int] = []
+    mask: list[int] = []
+    for i, message in enumerate(messages):
+        rendered = _render_ids(tokenizer, messages[: i + 1])
+        if rendered[: len(ids)] != ids:
+            raise TuneloopError("the model's chat template is not prefix-preserving, so the assistant-only loss "
+                                "mask cannot be computed; choose another base model")
+        added = rendered[len(ids):]
+        if message["role"] == "assistant":
+            # The generation prompt ("<|im_start|>assistant\n") is context; the answer and its end token are trained.
+            prompt = _render_ids(tokenizer, messages[:i], add_generation_prompt=True) if i else []
+            head = len(prompt) - len(ids) if prompt[: len(ids)] == ids and len(prompt) <= len(rendered) else 0
+            mask += [0] * head + [1] * (len(added) - head)
+        else:
+            mask += [0] * len(added)
+        ids = rendered
+    return ids, mask
+
+
+def _render_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
+    if not messages:
+        return []
+    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt,
+                                        return_dict=False)
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return list(out)
+
+
+@dataclass
+class TokenizedSplit:
+    input_ids: list[list[int]]
+    assistant_masks: list[list[int]]
+    truncated: int = 0
+    dropped: list[str] = field(default_factory=list)   # record ids with no assistant token left after cutting
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.lengths)
+
+    @property
+    def num_trained_tokens(self) -> int:
+        return sum(sum(m) for m in self.assistant_masks)
+
+
+def tokenize_records(tokenizer, records: list[Record], sequence_len: int) -> TokenizedSplit:
+    """Token ids and assistant masks, cut at ``sequence_len``; conversations left with nothing to learn are dropped."""
+    out = TokenizedSplit([], [])
+    for record in records:
+        ids, mask = assistant_token_mask(tokenizer, record.messages)
+        if len(ids) > sequence_len:
+            out.truncated += 1
+            ids, mask = ids[:sequence_len], mask[:sequence_len]
+        if not any(mask):
+            out.dropped.append(record.id)
+            continue
+        out.input_ids.append(ids)
+        out.assistant_masks.append(mask)
+    return out
+
+
+def token_statistics(tokenized: TokenizedSplit, sequence_len: int) -> dict[str, float]:
+    lengths = sorted(tokenized.lengths) or [0]
+    return {
+        "conversations": len(tokenized.input_ids),
+        "tokens": tokenized.num_tokens,
+        "trained_tokens": tokenized.num_trained_tokens,
+        "mean_len": round(statistics.mean(lengths), 1),
+        "p95_len": lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))],
+        "max_len": lengths[-1],
+        "cut_at_sequence_len": tokenized.truncated,
+        "dropped_no_answer": len(tokenized.dropped),
+        "sequence_len": sequence_len,
+    }
+
+
+def render_loss_mask(tokenizer, messages: list[dict[str, str]], sequence_len: int | None = None) -> list[tuple[str, bool]]:
+    """The rendered conversation as (text, trained) spans: what the loss sees and what is context."""
+    ids, mask = assistant_token_mask(tokenizer, messages)
+    if sequence_len:
+        ids, mask = ids[:sequence_len], mask[:sequence_len]
+    spans: list[tuple[str, bool]] = []
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or mask[i] != mask[start]:
+            spans.append((tokenizer.decode(ids[start:i]), bool(mask[start])))
+            start = i
+    return spans
+
+
+def hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

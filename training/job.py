@@ -1,0 +1,360 @@
+"""The QLoRA job: what ``python -m training run CONFIG.yaml`` does, in its own process.
+
+Loads the base model through ``resolve_base_model`` (4-bit NF4 via bitsandbytes on CPU and CUDA
+alike), adds LoRA adapters (peft) and trains with trl's SFTTrainer on assistant tokens only. It
+evaluates every ``eval_steps`` (with early stopping), checkpoints every ``save_steps``, appends to
+``output_dir/metrics.jsonl`` as it goes and writes the adapter to ``output_dir/adapter/``. A stop
+request (the STOP file, or SIGTERM) saves a checkpoint and stops; ``--resume`` continues from it.
+Under ``accelerate launch`` only the main process writes metrics and the registry.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from training.config import RunConfig
+from training.registry import (STOP_FILE, Run, _now, _process_start_time, get_run, last_checkpoint, merge_run_json,
+                               read_metrics, update_run)
+
+OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux reports KB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class MetricsLog:
+    """Appends one JSON line per event to metrics.jsonl, flushed at once so the tab can tail it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not is_main_process():
+            return
+        row = {"time": round(time.time(), 3), **row}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def drop_after(self, step: int) -> None:
+        """On resume: forget what was logged after the checkpoint, since those steps run again."""
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("step", 0) <= step or row.get("event") == "base_eval":
+                kept.append(line + "\n")
+        from core.workspace import atomic_write
+        atomic_write(self.path, "".join(kept).encode("utf-8"))
+
+
+def _callbacks(ws: Workspace, run: Run, log: MetricsLog, stop_flag: dict):
+    from transformers import TrainerCallback
+
+    class TuneloopCallback(TrainerCallback):
+        """Metrics lines, heartbeat, and the graceful stop (checkpoint at the end of this step, then stop)."""
+
+        def __init__(self):
+            self.start = None
+            self.start_step = 0
+            self.start_tokens = 0
+            self.last_heartbeat = 0.0
+            self.training = False   # evaluations before and after training are logged by the job itself
+
+        def on_train_end(self, args, state, control, **kw):
+            self.training = False
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.training = True
+            self.start = time.monotonic()
+            self.start_step = state.global_step
+            self.start_tokens = state.num_input_tokens_seen or 0
+
+        def on_step_end(self, args, state, control, **kw):
+            if (run.run_dir / STOP_FILE).exists() or stop_flag.get("stop"):
+                stop_flag["stop"] = True
+                control.should_save = True
+                control.should_training_stop = True
+            if is_main_process() and time.monotonic() - self.last_heartbeat > 5:
+                self.last_heartbeat = time.monotonic()
+                update_run(ws, run.id, heartbeat_at=_now())
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not self.training:
+                return
+            logs = dict(logs or {})
+            elapsed = max(time.monotonic() - (self.start or time.monotonic()), 1e-6)
+            steps_done = state.global_step - self.start_step
+            tokens = (state.num_input_tokens_seen or 0) - self.start_tokens
+            row = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 4),
+                   "peak_rss_mb": peak_rss_mb()}
+            if "eval_loss" in logs:
+                row.update(event="eval", eval_loss=round(logs["eval_loss"], 5))
+            elif "loss" in logs:
+                remaining = max(state.max_steps - state.global_step, 0)
+                row.update(event="train", loss=round(logs["loss"], 5),
+                           learning_rate=logs.get("learning_rate"), grad_norm=_num(logs.get("grad_norm")),
+                           tokens_seen=state.num_input_tokens_seen,
+                           tokens_per_s=round(tokens / elapsed, 1),
+                           eta_s=round(elapsed / steps_done * remaining, 1) if steps_done else None)
+            elif "train_runtime" in logs:
+                row.update(event="train_end", train_runtime=logs.get("train_runtime"),
+                           train_loss=_num(logs.get("train_loss")))
+            else:
+                return
+            row["peak_gpu_mb"] = _peak_gpu_mb()
+            log.write(row)
+
+    return TuneloopCallback()
+
+
+def _num(value):
+    return None if value is None else round(float(value), 5)
+
+
+def _peak_gpu_mb() -> float | None:
+    import torch
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return None
+
+
+def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output: Path, callbacks):
+    """trl's SFTTrainer for this config: pre-tokenized data with assistant masks, LoRA already applied."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+    from transformers import EarlyStoppingCallback
+
+    on_cuda = torch.cuda.is_available()
+    evaluating = bool(config.eval_steps) and eval_ds is not None
+    args = SFTConfig(
+        output_dir=str(output),
+        per_device_train_batch_size=config.micro_batch_size,
+        per_device_eval_batch_size=config.micro_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=config.eval_steps or None,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        load_best_model_at_end=bool(config.early_stopping_patience) and evaluating,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=1,
+        logging_first_step=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        max_length=config.sequence_len,
+        packing=config.packing,
+        # Conversations of similar length share a batch, so little compute goes to padding.
+        train_sampling_strategy="random" if config.packing else "group_by_length",
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        use_cpu=not on_cuda,
+        bf16=on_cuda and torch.cuda.is_bf16_supported(),
+        fp16=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+    )
+    cbs = list(callbacks)
+    if config.early_stopping_patience and evaluating:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if evaluating else None,
+                      processing_class=tokenizer, callbacks=cbs)
+
+
+def add_lora(model, config: RunConfig):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    if config.load_in_4bit:
+        import bitsandbytes as bnb
+        for module in model.modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                # bitsandbytes repacks CPU weights for inference on the first eval forward; the repacked
+                # matmul has no backward, so gradients through the base would silently go wrong afterwards.
+                module.support_avx512bf16_for_cpu = False
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_target_modules, bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise TuneloopError(f"lora_target: {exc}; use all-linear or names of the model's linear layers") from exc
+
+
+def to_dataset(tokenized):
+    from datasets import Dataset
+    return Dataset.from_dict({"input_ids": tokenized.input_ids, "assistant_masks": tokenized.assistant_masks,
+                              "length": tokenized.lengths})
+
+
+def run_training(ws: Workspace, run_id: int, *, resume: bool = False) -> Run:
+    """Train a registered run in this process; returns it with its final status. Never raises for a
+    failed run: the error (with what to do) is stored on the run."""
+    run = get_run(ws, run_id)
+    config = run.config
+    log = MetricsLog(run.metrics_path)
+    stop_flag: dict[str, bool] = {}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop_flag.update(stop=True))
+    if is_main_process():
+        update_run(ws, run.id, status="running", pid=os.getpid(), pid_started=_process_start_time(os.getpid()),
+                   host=socket.gethostname(), started_at=_now(), heartbeat_at=_now(), attempts=run.attempts + 1,
+                   error=None)
+    try:
+        train = _train
+        if config.stage == "dpo":
+            from training.dpo import train_dpo as train
+        status, summary = train(ws, run, config, log, stop_flag, resume=resume)
+    except BaseException as exc:  # the job must always leave a status behind
+        traceback.print_exc()
+        sys.stdout.flush()
+        message = failure_message(exc, config, run)
+        if is_main_process():
+            update_run(ws, run.id, status="failed", error=message, finished_at=_now())
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return get_run(ws, run.id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if is_main_process():
+        merge_run_json(ws, run.id, "metrics", summary)
+        update_run(ws, run.id, status=status, finished_at=_now(), heartbeat_at=_now())
+    return get_run(ws, run.id)
+
+
+def failure_message(exc: BaseException, config: RunConfig, run: Run) -> str:
+    """What went wrong, in words a user can act on; out-of-memory gets concrete suggestions."""
+    from training.registry import log_tail
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TuneloopError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or any(m in text.lower() for m in OOM_MARKERS) \
+            or type(exc).__name__ == "OutOfMemoryError":
+        tips = [f"lower micro_batch_size (now {config.micro_batch_size}; try {max(1, config.micro_batch_size // 2)}"
+                f" and raise gradient_accumulation_steps to keep the effective batch)",
+                f"lower sequence_len (now {config.sequence_len}; try {max(64, config.sequence_len // 2)})"]
+        if not config.load_in_4bit:
+            tips.append("load the base in 4-bit: adapter: qlora, load_in_4bit: true")
+        if not config.gradient_checkpointing:
+            tips.append("turn on gradient_checkpointing (less memory, about 30% slower)")
+        tail = log_tail(run, 10)
+        return ("the run ran out of memory. Try:\n  - " + "\n  - ".join(tips)
+                + (f"\nLast log lines:\n{tail}" if tail else ""))
+    if isinstance(exc, KeyboardInterrupt):
+        return "the run was interrupted (Ctrl-C); resume it from its last checkpoint"
+    return f"the run failed with an unexpected error: {text}. The log (train.log in {run.run_dir}) has the details."
+
+
+def _train(ws: Workspace, run: Run, config: RunConfig, log: MetricsLog, stop_flag: dict,
+           *, resume: bool) -> tuple[str, dict[str, Any]]:
+    import torch
+    from training.data import load_split_data, tokenize_records
+    from training.models import load_model_and_tokenizer, resolve_base_model
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(config.cpu_threads)
+    torch.manual_seed(config.seed)
+    print(f"[tuneloop] run #{run.id}: resolving base model {config.base_model}", flush=True)
+    resolved = resolve_base_model(config.base_model, ws)
+    if is_main_process():
+        update_run(ws, run.id, base_revision=resolved.revision)
+    data = load_split_data(ws, config.datasets)
+    model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
+    train_tok = tokenize_records(tokenizer, data["train"], config.sequence_len)
+    val_tok = tokenize_records(tokenizer, data["val"], config.sequence_len) if data["val"] else None
+    if not train_tok.input_ids:
+        raise TuneloopError("the training split has no conversation with an assistant answer to learn from")
+    print(f"[tuneloop] {len(train_tok.input_ids)} training conversations, {train_tok.num_tokens} tokens; "
+          f"{len(val_tok.input_ids) if val_tok else 0} validation", flush=True)
+    model = add_lora(model, config)
+    checkpoint = last_checkpoint(run) if resume else None
+    trainer = build_trainer(config, model, tokenizer, to_dataset(train_tok),
+                            to_dataset(val_tok) if val_tok and val_tok.input_ids else None,
+                            run.checkpoints_dir, [_callbacks(ws, run, log, stop_flag)])
+    summary: dict[str, Any] = {"train_conversations": len(train_tok.input_ids), "train_tokens": train_tok.num_tokens}
+    if checkpoint is not None:
+        log.drop_after(int(checkpoint.name.split("-")[-1]))
+    elif trainer.eval_dataset is not None and not any(r.get("event") == "base_eval" for r in read_metrics(run)):
+        # LoRA starts as a no-op, so this is the base model's loss on the validation split.
+        base = trainer.evaluate()["eval_loss"]
+        log.write({"step": 0, "event": "base_eval", "eval_loss": round(base, 5), "peak_rss_mb": peak_rss_mb()})
+        summary["base_eval_loss"] = round(base, 5)
+    print(f"[tuneloop] training{' from ' + checkpoint.name if checkpoint else ''}", flush=True)
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    state = trainer.state
+    summary.update(last_step=state.global_step, max_steps=state.max_steps,
+                   train_loss=_num(output.training_loss), peak_rss_mb=peak_rss_mb(), peak_gpu_mb=_peak_gpu_mb())
+    evals = [r for r in read_metrics(run) if r.get("event") == "eval"]
+    if evals:
+        summary["best_eval_loss"] = min(r["eval_loss"] for r in evals)
+    if stop_flag.get("stop"):
+        ckpt = last_checkpoint(get_run(ws, run.id))
+        merge_run_json(ws, run.id, "artefacts", {"checkpoint": str(ckpt) if ckpt else ""})
+        return "stopped", summary
+    if trainer.eval_dataset is not None:
+        final = trainer.evaluate()["eval_loss"]
+        log.write({"step": state.global_step, "event": "final_eval", "eval_loss": round(final, 5),
+                   "peak_rss_mb": peak_rss_mb()})
+        summary["final_eval_loss"] = round(final, 5)
+    if is_main_process():
+        save_adapter(trainer.model, tokenizer, run.adapter_dir)
+        ckpt = last_checkpoint(get_run(ws, run.id))
+        merge_run_json(ws, run.id, "artefacts", {"adapter": str(run.adapter_dir),
+                                                 "checkpoint": str(ckpt) if ckpt else ""})
+        if config.rouge_test_samples and data["test"]:
+            from training.quality import rouge_base_vs_tuned
+            print(f"[tuneloop] ROUGE-L on {min(len(data['test']), config.rouge_test_samples)} test conversations",
+                  flush=True)
+            rouge = rouge_base_vs_tuned(trainer.model, tokenizer, data["test"][: config.rouge_test_samples])
+            log.write({"step": state.global_step, "event": "rouge", **rouge})
+            summary.update(rouge)
+    return "finished", summary
+
+
+def save_adapter(model, tokenizer, target: Path) -> Path:
+    """The LoRA adapter (adapter_config.json + adapter_model.safetensors) and tokenizer, written atomically."""
+    tmp = target.parent / f".{target.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def metrics_summary_line(run: Run) -> str:
+    m = run.metrics
+    parts = [f"run #{run.id} {run.status}"]
+    for key in ("last_step", "train_loss", "base_eval_loss", "final_eval_loss", "rouge_l_base", "rouge_l_tuned"):
+        if m.get(key) is not None:
+            value = m[key]
+            parts.append(f"{key}={value:.4f}" if isinstance(value, float) and not math.isnan(value) else f"{key}={value}")
+    return " · ".join(parts)

@@ -1,0 +1,155 @@
+"""Preflight: before a run starts, does it fit and does the data look right?
+
+A memory estimate against the memory available, token statistics of the training split (how many
+conversations get cut at ``sequence_len``), steps per epoch, and one example rendered with its loss
+mask (what the model learns from, and what is context only).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from training.config import RunConfig
+
+GB = 1024 ** 3
+
+
+@dataclass
+class MemoryEstimate:
+    weights_gb: float
+    adapter_and_optimizer_gb: float
+    activations_gb: float
+    overhead_gb: float
+    available_gb: float
+    device: str
+
+    @property
+    def total_gb(self) -> float:
+        return self.weights_gb + self.adapter_and_optimizer_gb + self.activations_gb + self.overhead_gb
+
+    @property
+    def fits(self) -> bool:
+        return self.total_gb <= self.available_gb
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"weights_gb": round(self.weights_gb, 2), "adapter_and_optimizer_gb": round(self.adapter_and_optimizer_gb, 2),
+                "activations_gb": round(self.activations_gb, 2), "overhead_gb": round(self.overhead_gb, 2),
+                "total_gb": round(self.total_gb, 2), "available_gb": round(self.available_gb, 2),
+                "device": self.device, "fits": self.fits}
+
+
+@dataclass
+class Preflight:
+    config: RunConfig
+    base_model: str
+    memory: MemoryEstimate
+    token_stats: dict[str, Any]
+    steps_per_epoch: int
+    total_steps: int
+    example: list[tuple[str, bool]]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.memory.fits
+
+    def as_text(self) -> str:
+        m = self.memory.as_dict()
+        lines = [f"base model: {self.base_model}",
+                 f"memory: about {m['total_gb']} GB needed (weights {m['weights_gb']}, adapter+optimizer "
+                 f"{m['adapter_and_optimizer_gb']}, activations {m['activations_gb']}, overhead {m['overhead_gb']}); "
+                 f"{m['available_gb']} GB available on {m['device']} → {'fits' if m['fits'] else 'DOES NOT FIT'}",
+                 "tokens: " + ", ".join(f"{k} {v}" for k, v in self.token_stats.items()),
+                 f"steps: {self.steps_per_epoch} per epoch, {self.total_steps} in all",
+                 "example (trained text in [[...]]):",
+                 "".join(f"[[{t}]]" if trained else t for t, trained in self.example)]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def model_shape(model_path: str) -> dict[str, int]:
+    """Parameter count and layer sizes from config.json (no weights loaded)."""
+    config = json.loads((Path(model_path) / "config.json").read_text())
+    text = config.get("text_config", config)
+    hidden = int(text["hidden_size"])
+    layers = int(text["num_hidden_layers"])
+    inter = int(text.get("intermediate_size", 4 * hidden))
+    vocab = int(text["vocab_size"])
+    heads = int(text.get("num_attention_heads", 1))
+    kv = int(text.get("num_key_value_heads", heads))
+    head_dim = int(text.get("head_dim") or hidden // heads)
+    attn = hidden * head_dim * heads * 2 + hidden * head_dim * kv * 2
+    mlp = 3 * hidden * inter
+    linear = layers * (attn + mlp)
+    embed = vocab * hidden * (1 if text.get("tie_word_embeddings", config.get("tie_word_embeddings")) else 2)
+    return {"hidden": hidden, "layers": layers, "intermediate": inter, "vocab": vocab, "linear_params": linear,
+            "embedding_params": embed, "lora_in_out_per_layer": 7 * hidden + 2 * head_dim * (heads + kv) + 3 * inter}
+
+
+def estimate_memory(config: RunConfig, model_path: str, *, longest_batch_tokens: int) -> MemoryEstimate:
+    """A rough upper estimate: 4-bit (or fp32/bf16) weights, LoRA with Adam states, activations of one micro batch."""
+    import psutil
+    import torch
+    shape = model_shape(model_path)
+    on_cuda = torch.cuda.is_available()
+    full_bytes = 2 if on_cuda else 4
+    linear_bytes = 0.56 if config.load_in_4bit else full_bytes       # NF4 plus its scales
+    weights = shape["linear_params"] * linear_bytes + shape["embedding_params"] * full_bytes
+    lora_params = shape["layers"] * config.lora_r * shape["lora_in_out_per_layer"]
+    adapter = lora_params * 16                                       # weights, grads, two Adam moments (fp32)
+    per_token_layer = shape["hidden"] * 16 + shape["intermediate"] * 8
+    if config.gradient_checkpointing:
+        per_token_layer = shape["hidden"] * 4 + per_token_layer / shape["layers"]
+    activations = longest_batch_tokens * (shape["layers"] * per_token_layer * full_bytes / 2
+                                          + shape["vocab"] * 4 * 3)  # logits, their grad, log-softmax
+    if on_cuda:
+        free, _ = torch.cuda.mem_get_info()
+        available, device, overhead = free, torch.cuda.get_device_name(), 0.8 * GB
+    else:
+        available, device, overhead = psutil.virtual_memory().available, "CPU (RAM)", 0.9 * GB
+    return MemoryEstimate(weights / GB, adapter / GB, activations / GB, overhead / GB, available / GB, device)
+
+
+def preflight(ws: Workspace, config: RunConfig) -> Preflight:
+    """Check a config before launching: validation errors raise; fitting and data problems are reported."""
+    from training.data import load_split_data, render_loss_mask, token_statistics, tokenize_records
+    from training.models import load_tokenizer, resolve_base_model
+    config.validate()
+    resolved = resolve_base_model(config.base_model, ws)
+    data = load_split_data(ws, config.datasets)
+    tokenizer = load_tokenizer(resolved)
+    tokenized = tokenize_records(tokenizer, data["train"], config.sequence_len)
+    if not tokenized.input_ids:
+        raise TuneloopError("the training split has no conversation with an assistant answer to learn from")
+    stats = token_statistics(tokenized, config.sequence_len)
+    lengths = sorted(tokenized.lengths, reverse=True)
+    if config.packing:
+        longest_batch = config.micro_batch_size * config.sequence_len
+        sequences = math.ceil(tokenized.num_tokens / config.sequence_len)
+    else:
+        longest_batch = sum(lengths[: config.micro_batch_size]) if lengths else 0
+        longest_batch = max(longest_batch, lengths[0] * min(config.micro_batch_size, len(lengths)))
+        sequences = len(lengths)
+    per_step = config.micro_batch_size * config.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(sequences / per_step))
+    total = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.num_epochs)
+    memory = estimate_memory(config, resolved.path, longest_batch_tokens=longest_batch)
+    warnings = []
+    if not memory.fits:
+        warnings.append(f"the run needs about {memory.total_gb:.1f} GB but {memory.available_gb:.1f} GB is free: "
+                        f"lower micro_batch_size or sequence_len, use 4-bit, or turn on gradient_checkpointing")
+    if stats["cut_at_sequence_len"]:
+        warnings.append(f"{stats['cut_at_sequence_len']} conversations are longer than sequence_len "
+                        f"({config.sequence_len}) and will be cut; raise it to keep them whole")
+    if tokenized.dropped:
+        warnings.append(f"{len(tokenized.dropped)} conversations have no assistant tokens left and are skipped")
+    if config.eval_steps and not data["val"]:
+        warnings.append("the split has no validation records: set eval_steps: 0 or make a split with a val part")
+    sample = data["train"][0]
+    example = render_loss_mask(tokenizer, sample.messages, config.sequence_len)
+    return Preflight(config, resolved.describe(), memory, stats, steps_per_epoch, total, example, warnings)
