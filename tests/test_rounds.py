@@ -82,7 +82,7 @@ def test_each_round_is_compared_figure_by_figure_with_the_run_before(loop):
     assert table[f"#{loop.sft1}"]["vs previous round"] == "–"
 
 
-def test_model_card_has_every_section_with_the_figures(loop):
+def test_model_card_has_every_section_with_the_figures(loop, tmp_path):
     from evaluation.arena import evaluation_votes
     from training.registry import get_run
     card = model_card(loop.ws, loop.sft1)
@@ -99,3 +99,6 @@ def test_model_card_has_every_section_with_the_figures(loop):
     dpo_card = model_card(loop.ws, loop.dpo)
     assert "A DPO LoRA adapter" in dpo_card and "preference pairs: from 1 — 8 trained on" in dpo_card
     assert "No blind evaluation yet." in dpo_card
+    from training.export import export_run
+    exported = export_run(loop.ws, loop.dpo, "adapter", tmp_path / "export")
+    assert (exported / CARD_FILE).read_text() == model_card(loop.ws, loop.dpo)
