@@ -36,7 +36,7 @@ SHORTCUTS = [
     ("1 … 9, 0", "choose option 1 … 10 of the active label field (press again on a multi-choice to untick)", {}),
     ("F", "make the next label field active (a free-tags field takes the cursor)", {}),
     ("E", "edit the selected message", {"e": ["focus", "review-msg-edit"]}),
-    ("M", "select the next message to edit", {"m": ["next-option", "review-msg-pick"]}),
+    ("M", "open the list of messages to edit (arrows and Enter choose one, then E)", {"m": ["open", "review-msg-pick"]}),
     ("C", "write a comment", {"c": ["focus", "review-comment"]}),
     ("Ctrl+Enter", "in the comment box: add the comment", {}),
     ("/", "search", {"/": ["focus", "review-search"]}),
@@ -95,11 +95,9 @@ REVIEW_HEAD_JS = """
     if (all[activeField]) all[activeField].el.classList.add("review-active-field");
     return all[activeField];
   };
-  const nextOption = (id) => {
+  const openList = (id) => {
     const input = byId(id) && byId(id).querySelector("input");
-    if (!visible(input)) return;
-    input.focus(); input.click();
-    setTimeout(() => input.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowDown", bubbles: true})), 50);
+    if (visible(input)) { input.focus(); input.click(); }
   };
   document.addEventListener("keydown", (e) => {
     const root = byId("review-root");
@@ -147,7 +145,7 @@ REVIEW_HEAD_JS = """
     e.preventDefault();
     if (action[0] === "click") click(action[1]);
     else if (action[0] === "focus") focus(action[1]);
-    else if (action[0] === "next-option") nextOption(action[1]);
+    else if (action[0] === "open") openList(action[1]);
     setTimeout(markActive, 600);
   });
 })();
