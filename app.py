@@ -65,7 +65,7 @@ def build_admin_app(ws):
     """Every tab, for admins (and for local mode)."""
     import gradio as gr
 
-    from curation.ui import data, pii, review
+    from curation.ui import data, pii, review, splits
     from evaluation.playground_ui import build_playground_tab
     from evaluation.ui import build_rate_tab, build_results_tab
 
@@ -75,6 +75,7 @@ def build_admin_app(ws):
             data.build(ws)
             review.build(ws)
             pii.build(ws)
+            splits.build(ws)
             build_playground_tab(ws)
             build_rate_tab(ws)
             build_results_tab(ws)
