@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     from evaluation.generate import DecodingSettings, generate_pairs, prompt_from_record, resolve_adapter
     from evaluation.regression import add_case, create_suite
     from evaluation.stats import summarize, votes_from_rows
-    from training.config import preset_config
+    from training.config import RunConfig
     from training.job import run_training
     from training.models import resolve_base_model
     from training.registry import create_run, read_metrics
@@ -139,9 +139,12 @@ def main(argv=None) -> int:
     for name, prompt, checks in HOUSE_RULES:
         add_case(ws, suite, prompt, checks, name=name)
     settings = DecodingSettings(max_new_tokens=args.max_new_tokens)
+    # One explicit recipe for every round (not a preset, so the comparison cannot drift when presets change).
     recipe = dict(base_model=base_model, adapter="qlora" if args.qlora else "lora", load_in_4bit=args.qlora,
-                  eval_steps=0, save_steps=1000, early_stopping_patience=0, rouge_test_samples=0, sequence_len=192,
-                  num_epochs=args.epochs, cpu_threads=2)
+                  lora_r=16, lora_alpha=32, lora_dropout=0.0, sequence_len=192, micro_batch_size=8,
+                  num_epochs=args.epochs, max_steps=-1, learning_rate=5e-4, lr_scheduler="cosine", warmup_ratio=0.05,
+                  eval_steps=0, save_steps=1000, early_stopping_patience=0, gradient_checkpointing=False,
+                  rouge_test_samples=0, cpu_threads=2, seed=42)
 
     def train(config, name):
         run = run_training(ws, create_run(ws, config, name=name).id)
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
 
     mark(f"workspace {root}; v{v1.id}: {args.train} train / {args.val} val / {args.test} test; "
          f"{args.pool} new prompts to rate")
-    r1 = train(preset_config("Quick CPU demo", datasets=v1.name, **recipe), "round 1 SFT")
+    r1 = train(RunConfig.from_dict({**recipe, "datasets": v1.name}), "round 1 SFT")
     auto = {"round 1": auto_evaluate(ws, str(r1.id), v1.id, settings=settings)}
     mark("round 1 evaluated automatically")
 
@@ -172,12 +175,12 @@ def main(argv=None) -> int:
     mark(f"rated {len(items)} new prompts: {counts}; feedback {fb.counts()}")
 
     v2 = merge_feedback(ws, evaluation, created_by="benchmark")
-    r2_sft = train(preset_config("Quick CPU demo", datasets=v2.name, **recipe), "round 2 SFT (merged corrections)")
+    r2_sft = train(RunConfig.from_dict({**recipe, "datasets": v2.name}), "round 2 SFT (merged corrections)")
     auto["round 2 SFT"] = auto_evaluate(ws, str(r2_sft.id), v1.id, settings=settings)
     mark("round 2 SFT evaluated automatically")
-    dpo_config = preset_config("Quick CPU demo", datasets=v1.name, stage="dpo", sft_run=str(r1.id),
-                               preferences=str(evaluation), dpo_beta=0.1, learning_rate=2e-4, micro_batch_size=4,
-                               **{**recipe, "num_epochs": args.dpo_epochs})
+    dpo_config = RunConfig.from_dict({**recipe, "datasets": v1.name, "stage": "dpo", "sft_run": str(r1.id),
+                                      "preferences": str(evaluation), "dpo_beta": 0.1, "learning_rate": 2e-4,
+                                      "micro_batch_size": 4, "num_epochs": args.dpo_epochs})
     r2_dpo = train(dpo_config, "round 2 DPO (preferences)")
     auto["round 2 DPO"] = auto_evaluate(ws, str(r2_dpo.id), v1.id, settings=settings)
     mark("round 2 DPO evaluated automatically")
