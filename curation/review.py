@@ -53,7 +53,8 @@ BULK_ACTIONS = ("approve", "reject", "label")
 class QueueFilter:
     """Which records a queue (or a bulk action) covers.
 
-    ``status``: "to do" and "skipped" are the reviewer's own (not yet decided / skipped by them);
+    ``status``: "to do" and "skipped" are the reviewer's own (not yet decided / skipped by them; records
+    approved in an earlier committed review are not "to do");
     "approved", "rejected", "disputed" and "pending" are the record's status as it stands; "any".
     ``label``: "field=value" (a record whose value is, or includes, value). ``flagged``: records whose
     ``meta["flags"]`` is set by a cleaning step (PII, dedup). ``needs_answer``: prompts that rating
@@ -192,14 +193,23 @@ class ReviewState:
     def current_labels(self, record_id: str) -> dict[str, Any]:
         return {f.name: self.label(record_id, f.name) for f in self.schema.fields}
 
-    def status(self, record_id: str) -> str:
-        """approved / rejected (settled or unanimous), disputed, skipped (only skips so far) or pending."""
+    def review_status(self, record_id: str) -> str:
+        """In this review: approved / rejected (settled or unanimous), disputed, skipped (only skips) or pending."""
         decided, value = self.reviewed_value(record_id, STATUS_FIELD)
         if decided:
             return value
         if len(self.label_votes(record_id, STATUS_FIELD)) > 1:
             return "disputed"
         return "skipped" if self.decisions.get(record_id) else "pending"
+
+    def approved_before(self, record_id: str) -> bool:
+        """Approved in an earlier, committed review (and not reviewed again in this one)."""
+        return (not self.decisions.get(record_id)
+                and (self.record(record_id).meta.get("review") or {}).get("status") == "approved")
+
+    def status(self, record_id: str) -> str:
+        """The record's status as it stands: this review's, else an earlier review's approval, else pending."""
+        return "approved" if self.approved_before(record_id) else self.review_status(record_id)
 
     def is_disputed(self, record_id: str) -> bool:
         return any(self._disputed(record_id, name) for name in self.schema.names + [STATUS_FIELD])
@@ -241,7 +251,7 @@ class ReviewState:
         for r in self.records:
             if mine and r.id not in mine:
                 continue
-            if f.status == "to do" and reviewer in self.decisions.get(r.id, {}):
+            if f.status == "to do" and (reviewer in self.decisions.get(r.id, {}) or self.approved_before(r.id)):
                 continue
             if f.status == "skipped" and self.decisions.get(r.id, {}).get(reviewer or "") != "skipped":
                 continue
@@ -665,7 +675,7 @@ def reviewed_records(state: ReviewState) -> tuple[list[Record], dict[str, int]]:
     counts = {"edited": 0, "labelled": 0, "approved": 0, "rejected": 0, "disputed": 0, "commented": 0}
     kept = []
     for r in state.records:
-        status = state.status(r.id)
+        status = state.review_status(r.id)
         edits = state.edits.get(r.id, [])
         comments = state.comments.get(r.id, [])
         labelled = {}

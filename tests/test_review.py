@@ -98,6 +98,15 @@ def test_edits_keep_history_and_commit_excludes_rejected(ws, v1):
     assert records["r2"].meta["review"]["comments"][0]["text"] == "check the order number"
     assert records["r3"].to_dict() == _records()[3].to_dict()   # untouched records are kept as they were
 
+    # the review goes on in the new version: what was approved is done, the rest is still to do
+    assert R.review_queue(ws, v2.id, "cy") == ["r2", "r3", "r4", "r5"]
+    assert R.review_state(ws, v2.id).status("r0") == "approved"
+    R.submit_review(ws, v2.id, "r3", "cy", decision="approved")
+    v3 = R.commit_review(ws, v2.id, by="cy")
+    assert v3.counts["approved"] == 1
+    r0 = next(r for r in V.load_records(ws, v3.id) if r.id == "r0")
+    assert [e["previous"] for e in r0.meta["review"]["edits"]] == ["answer 0", "a better answer"]
+
 
 def test_commit_with_nothing_reviewed_is_refused(ws, v1):
     with pytest.raises(TuneloopError, match="nothing to commit"):
@@ -317,3 +326,15 @@ def test_every_shortcut_targets_an_element_of_the_review_tab(ws, v1):
         assert used_by_the_script in ids and f'"{used_by_the_script}"' in tab.REVIEW_HEAD_JS
     assert {f"review-field-{i}-{kind}" for i in range(tab.MAX_FIELDS) for kind in ("single", "multi", "tags")} <= ids
     assert all(keys in tab.help_overlay_html() for keys, _, _ in tab.SHORTCUTS)
+
+
+def test_the_reviewer_is_the_login_when_there_is_one_else_the_typed_name():
+    import gradio as gr
+
+    from curation.ui.review import reviewer_name
+
+    assert reviewer_name(gr.Request(username="bo"), "someone else") == "bo"
+    assert reviewer_name(gr.Request(), "  ana ") == "ana"
+    assert reviewer_name(None, "ana") == "ana"
+    with pytest.raises(TuneloopError, match="type your name"):
+        reviewer_name(gr.Request(), "")
