@@ -1,6 +1,6 @@
 """Playground latency: time to the first token and tokens per second, base and fine-tuned, default model.
 
-    python benchmarks/playground.py [--run RUN] [--prompts 6] [--max-new-tokens 48] [--workspace DIR]
+    python benchmarks/playground.py [--run RUN] [--prompts 6] [--max-new-tokens 48] [--threads N] [--workspace DIR]
 
 Side by side in one run, on the same warm model and the same prompts (order alternated per prompt):
 - playground: both answers from one two-row batch (peft ``adapter_names``), streamed together;
@@ -96,8 +96,17 @@ def main(argv=None) -> int:
     p.add_argument("--workspace", help="workspace folder (default: a temporary one)")
     p.add_argument("--prompts", type=int, default=6)
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is far faster when "
+                                               "other jobs share the cores)")
     args = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="tuneloop-bench-playground-"))
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="tuneloop-bench-playground-") as tmp:
+        return measure(args, Path(tmp))
+
+
+def measure(args, tmp: Path) -> int:
     ws = Workspace.open(args.workspace or tmp / "workspace")
     run = args.run or str(fresh_adapter(tmp / "adapter"))
     matchup = matchup_for(ws, run)
@@ -105,8 +114,10 @@ def main(argv=None) -> int:
     pool = PlaygroundPool()
     t0 = time.perf_counter()
     playground_once(ws, matchup, pool, "Hello", playground_settings(max_new_tokens=2))   # load and warm up
+    import torch
     print(f"model: {pool.warm_models()[0].resolved.describe()}; loaded and warmed up in "
-          f"{time.perf_counter() - t0:.1f} s; {args.prompts} prompts, {args.max_new_tokens} new tokens max, greedy")
+          f"{time.perf_counter() - t0:.1f} s; {args.prompts} prompts, {args.max_new_tokens} new tokens max, greedy, "
+          f"{torch.get_num_threads()} torch threads")
     warm = pool.warm_models()[0]
     rows = {"playground": [], "baseline": []}
     for n, prompt in enumerate((PROMPTS * 4)[: args.prompts]):
@@ -121,7 +132,8 @@ def main(argv=None) -> int:
                 rows[how].append((b_first, b_rate, b_total + t_first, t_rate, b_total + t_total))
     print(f"\n{'median over ' + str(args.prompts) + ' prompts':<34}{'base: first token':>18}{'base tok/s':>12}"
           f"{'tuned: first token':>20}{'tuned tok/s':>13}{'both done':>11}")
-    for how, label in (("playground", "playground (both in one batch)"), ("baseline", "baseline (one after the other)")):
+    for how, label in (("playground", "playground (both in one batch)"),
+                       ("baseline", "baseline (one after the other)")):
         cols = list(zip(*rows[how]))
         print(f"{label:<34}{median(cols[0]):>16.2f} s{median(cols[1]):>12.1f}{median(cols[2]):>18.2f} s"
               f"{median(cols[3]):>13.1f}{median(cols[4]):>9.2f} s")

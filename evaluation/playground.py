@@ -363,7 +363,7 @@ def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversati
 
     ``conversation`` is one conversation for both sides, or a (left, right) pair when each side continues
     its own earlier answers. Setting ``cancel`` stops waiting or generating; the last update says "stopped".
-    Closing the iterator early stops the generation too.
+    Closing the iterator early stops the generation too, and hands the model to the next in line.
     """
     settings = (settings or DecodingSettings()).validate()
     conversations = _per_side(conversation, system_prompt)
@@ -386,7 +386,6 @@ def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversati
         names = model.prepare([side.adapter for side in matchup.sides])
         yield from _generate_streaming(model, names, conversations, settings, cancel)
     finally:
-        cancel.set()            # a consumer that went away must not leave the model generating
         model.queue.leave(ticket)
 
 
@@ -522,6 +521,9 @@ def _generate_streaming(model: WarmModel, adapter_names: list[str], conversation
             ended[side] = ended[side] or stream_end
             if text:
                 yield PairUpdate(tuple(shown), "streaming", "Answering…", stats=_stats(streamers))
+    except BaseException:
+        cancel.set()            # the consumer went away (or failed): the model must not go on generating
+        raise
     finally:
         thread.join()
     if failure:

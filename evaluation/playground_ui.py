@@ -44,16 +44,18 @@ def build_playground_tab(ws, *, allow_send: bool = True):
             run = gr.Dropdown(run_choices, value=run_choices[0][1] if run_choices else None, label="Fine-tuned run",
                               info="A finished training run (right side).", scale=3)
             adapter = gr.Textbox(label="…or an adapter folder", scale=3,
-                                 info="The path of a folder with adapter_config.json; used instead of the run when set.")
+                                 info="A folder with adapter_config.json; used instead of the run when set.")
             against = gr.Dropdown([("Base model (before fine-tuning)", "base")] + run_choices, value="base",
                                   label="Compare against (left side)", scale=3,
                                   info="The base model, or another run trained on the same base model.")
             refresh = gr.Button("↻ Refresh runs and examples", scale=1)
         with gr.Accordion("Decoding settings (the same for both sides)", open=False):
             gr.Markdown(SETTINGS_HELP)
-            system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional: instructions both models get first")
+            system = gr.Textbox(label="System prompt", lines=2,
+                                placeholder="Optional: instructions both models get first")
             with gr.Row():
-                temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature", info="0 = always the same answer")
+                temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature",
+                                        info="0 = always the same answer")
                 top_p = gr.Slider(0.1, 1.0, value=0.95, step=0.05, label="Top-p", info="Used when temperature > 0")
                 max_tokens = gr.Slider(8, 512, value=128, step=8, label="Max new tokens",
                                        info="Longer answers take longer")
@@ -74,7 +76,7 @@ def build_playground_tab(ws, *, allow_send: bool = True):
             right_chat = gr.Chatbot(label=labels[1], height=420, buttons=["copy", "copy_all"],
                                     elem_id="playground-right", placeholder="The right answer appears here.")
         message = gr.Textbox(label="Your message", lines=2, elem_id="playground-message",
-                             placeholder="Ask something, then press Enter or “Ask both”. Shift+Enter for a new line.")
+                             placeholder="Ask something, then press Enter or “Ask both” (Shift+Enter: new line).")
         with gr.Row():
             ask = gr.Button("Ask both", variant="primary")
             regenerate = gr.Button("↻ Regenerate")
@@ -109,7 +111,8 @@ def build_playground_tab(ws, *, allow_send: bool = True):
             choices = P.playground_runs(ws)
             ids = {c[1] for c in choices}
             examples, note = _example_choices(ws)
-            return (gr.Dropdown(choices=choices, value=run_id if run_id in ids else (choices[0][1] if choices else None)),
+            keep = run_id if run_id in ids else (choices[0][1] if choices else None)
+            return (gr.Dropdown(choices=choices, value=keep),
                     gr.Dropdown(choices=[("Base model (before fine-tuning)", "base")] + choices,
                                 value=other if other in ids else "base"),
                     gr.Dropdown(choices=examples, value=None, info=note))

@@ -130,16 +130,19 @@ def test_stop_ends_a_long_answer_early(ws, models, pool):
 
 
 def test_requests_take_turns_and_see_their_place_in_line(ws, models, pool):
+    import threading
     matchup = matchup_for(ws, models["run"])
-    settings = playground_settings(max_new_tokens=6)
-    first = stream_pair(ws, matchup, QUESTION, settings, pool=pool)
-    assert next(first).status in ("loading", "streaming")              # holds the model now
-    second = stream_pair(ws, matchup, QUESTION, settings, pool=pool, poll_s=0.05)
+    stop_first = threading.Event()
+    first = stream_pair(ws, matchup, QUESTION, playground_settings(max_new_tokens=400), cancel=stop_first, pool=pool)
+    while next(first).status != "streaming":                           # the first request holds the model now
+        pass
+    second = stream_pair(ws, matchup, QUESTION, playground_settings(max_new_tokens=6), pool=pool, poll_s=0.05)
     waiting = next(second)
     assert (waiting.status, waiting.ahead) == ("waiting", 1)
     assert "1 request is ahead of you" in waiting.message
-    first.close()                                                        # leaving (or finishing) hands over the turn
-    assert list(second)[-1].status == "done"
+    first.close()                                                        # a closed page stops its generation
+    assert stop_first.is_set()
+    assert list(second)[-1].status == "done"                             # and hands the model to the next in line
 
 
 def test_a_different_base_model_or_the_same_run_twice_is_refused(ws, models, pool):
@@ -155,10 +158,12 @@ def test_a_different_base_model_or_the_same_run_twice_is_refused(ws, models, poo
 
 
 def dataset(ws):
-    records = [Record("r1", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is my order?"},
+    records = [Record("r1", [{"role": "system", "content": "Be brief."},
+                             {"role": "user", "content": "Where is my order?"},
                              {"role": "assistant", "content": "It ships in two days."}],
                       {"label": "shipping", "split": "test"}),
-               Record("r2", [{"role": "user", "content": "Reset my password"}, {"role": "assistant", "content": "Open Settings."}],
+               Record("r2", [{"role": "user", "content": "Reset my password"},
+                             {"role": "assistant", "content": "Open Settings."}],
                       {"label": "account", "split": "train"})]
     return create_version(ws, records, parent=None, step="import")
 
