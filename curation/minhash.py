@@ -30,16 +30,31 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-DEFAULT_THRESHOLD = 0.55
+DEFAULT_THRESHOLD = 0.6
 DEFAULT_NUM_PERM = 128
 DEFAULT_NGRAM = 5
-# LSH is tuned to propose pairs well below the threshold too, so verification (exact) decides.
-_LSH_MARGIN = 0.15
+# LSH is tuned to propose pairs below the threshold too, so verification (exact) decides.
+_LSH_MARGIN = 0.1
+# Candidates whose MinHash estimate is this far below the threshold are not worth an exact check
+# (over 3 standard deviations of a 128-row estimate).
+_ESTIMATE_MARGIN = 0.15
 _BATCH_RECORDS = 4096
 _MAX_PAIRS_PER_BUCKET_MEMBER = 48
 _SEED = 20240611
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
+# Turns of one conversation are joined with this (ASCII record separator) so verification can align them.
+TURN_SEPARATOR = "\x1e"
+# A light edit leaves every turn recognisable; a different question under the same template answer does not.
+_MIN_TURN_SIMILARITY = 0.3
+# A light edit touches a word or two at a time; a run of this many words in one text that share no
+# 3-word window with the other is new content (another question, another answer), not an edit.
+_NEW_CONTENT_WORDS = 9
+# Boilerplate: a run of at least _BOILERPLATE_RUN word windows (3 words each) that at least
+# _BOILERPLATE_RECORDS distinct texts contain verbatim (a greeting, a signature, a policy paragraph).
+_WINDOW_WORDS = 3
+_BOILERPLATE_RUN = 4
+_BOILERPLATE_RECORDS = 20
 
 Progress = Callable[[float, str], None]
 
@@ -94,6 +109,17 @@ def _mix64(h: np.ndarray) -> np.ndarray:
     return h
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique by sorting in place (numpy's default unique hashes, several times slower here)."""
+    values.sort()
+    if values.size == 0:
+        return values
+    keep = np.empty(values.size, bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(s, s + n)`` for every (s, n): indices of many slices at once."""
     total = int(lengths.sum())
@@ -122,11 +148,7 @@ def _shingle_batch(texts: Sequence[str], ngram: int, multipliers: np.ndarray) ->
     positions = _ranges(starts, windows)
     owner = np.repeat(np.arange(len(texts), dtype=np.uint64), windows)
     keys = (owner << _U64(32)) | (h[positions] >> _U64(32))
-    keys.sort()
-    keep = np.empty(keys.size, bool)
-    keep[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
-    keys = keys[keep]
+    keys = _sorted_unique(keys)
     counts = np.bincount((keys >> _U64(32)).astype(np.int64), minlength=len(texts))
     return (keys & _MASK32).astype(np.uint32), counts
 
@@ -195,23 +217,21 @@ def minhash_signatures(sets: ShingleSets, num_perm: int = DEFAULT_NUM_PERM, *,
 
 @lru_cache(maxsize=32)
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) whose candidate curve is steep at ``threshold - margin``: LSH proposes, verification decides.
+    """(bands, rows) for LSH: the fewest chance candidates among settings that still propose almost every pair at the threshold.
 
-    Chosen as datasketch's MinHashLSH does (minimising false positive and false negative areas),
-    with false negatives weighted 0.9 because a missed candidate can never be recovered.
+    A pair at the threshold must become a candidate with probability ≥ 0.97 and one 0.1 below it
+    with ≥ 0.8 (a missed candidate is never recovered); among those settings, the one proposing
+    fewest pairs of similarity 0.2 (unrelated texts with a shared vocabulary) wins.
     """
-    from scipy.integrate import quad
+    def chance(s: float, bands: int, rows: int) -> float:
+        return 1 - (1 - s ** rows) ** bands
 
-    target = max(0.05, threshold - _LSH_MARGIN)
-    best, best_error = (1, num_perm), float("inf")
-    for bands in range(1, num_perm + 1):
-        for rows in range(1, num_perm // bands + 1):
-            fp = quad(lambda s: 1 - (1 - s ** rows) ** bands, 0.0, target)[0]
-            fn = quad(lambda s: (1 - s ** rows) ** bands, target, 1.0)[0]
-            error = 0.1 * fp + 0.9 * fn
-            if error < best_error:
-                best, best_error = (bands, rows), error
-    return best
+    best = (1.0, num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if chance(threshold, bands, rows) >= 0.97 and chance(max(0.0, threshold - _LSH_MARGIN), bands, rows) >= 0.8:
+            best = min(best, (chance(0.2, bands, rows), bands, rows))
+    return best[1], best[2]
 
 
 def _band_keys(sig: np.ndarray, bands: int, rows: int) -> list[np.ndarray]:
@@ -255,14 +275,15 @@ def lsh_candidate_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRES
             progress((band + 1) / bands, "finding candidate pairs")
     if not found:
         return np.zeros((0, 2), np.int64)
-    packed = np.unique(np.sort(np.concatenate(found)))
+    packed = _sorted_unique(np.concatenate(found))
     return np.stack([(packed >> _U64(32)).astype(np.int64), (packed & _MASK32).astype(np.int64)], axis=1)
 
 
 def jaccard_pairs(left: ShingleSets, pairs: np.ndarray, right: ShingleSets | None = None,
-                  *, chunk: int = 200_000) -> np.ndarray:
+                  *, chunk: int = 100_000) -> np.ndarray:
     """Exact Jaccard similarity of the shingle sets of each pair (left[i], right[j]); float64 array."""
     right = left if right is None else right
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     out = np.zeros(len(pairs), np.float64)
     left_sizes, right_sizes = left.sizes, right.sizes
     for start in range(0, len(pairs), chunk):
@@ -270,35 +291,219 @@ def jaccard_pairs(left: ShingleSets, pairs: np.ndarray, right: ShingleSets | Non
         i, j = block[:, 0], block[:, 1]
         na, nb = left_sizes[i], right_sizes[j]
         pid = np.arange(len(block), dtype=np.uint64)
-        va = left.values[_ranges(left.offsets[i], na)].astype(np.uint64)
-        vb = right.values[_ranges(right.offsets[j], nb)].astype(np.uint64)
-        keys = np.concatenate([(np.repeat(pid, na) << _U64(32)) | va, (np.repeat(pid, nb) << _U64(32)) | vb])
-        keys.sort()
-        # Each set is unique, so two equal neighbours after sorting are one shingle found on both sides.
-        shared = keys[1:][keys[1:] == keys[:-1]] >> _U64(32)
-        inter = np.bincount(shared.astype(np.int64), minlength=len(block)).astype(np.float64)
+        # Both key arrays come out sorted (pair id, then each set's sorted values): no sort needed.
+        keys_a = (np.repeat(pid, na) << _U64(32)) | left.values[_ranges(left.offsets[i], na)].astype(np.uint64)
+        keys_b = (np.repeat(pid, nb) << _U64(32)) | right.values[_ranges(right.offsets[j], nb)].astype(np.uint64)
+        if keys_b.size == 0:
+            continue
+        at = np.searchsorted(keys_b, keys_a).clip(max=keys_b.size - 1)
+        found = keys_b[at] == keys_a
+        inter = np.bincount((keys_a[found] >> _U64(32)).astype(np.int64), minlength=len(block)).astype(np.float64)
         union = (na + nb).astype(np.float64) - inter
         out[start:start + len(block)] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return out
 
 
+def estimated_similarity(signatures: np.ndarray, pairs: np.ndarray, *, chunk: int = 200_000) -> np.ndarray:
+    """MinHash estimate of each pair's Jaccard similarity: the share of agreeing signature rows."""
+    out = np.zeros(len(pairs), np.float64)
+    for start in range(0, len(pairs), chunk):
+        block = pairs[start:start + chunk]
+        out[start:start + len(block)] = (signatures[block[:, 0]] == signatures[block[:, 1]]).mean(axis=1)
+    return out
+
+
 def similarity(a: str, b: str, *, ngram: int = DEFAULT_NGRAM) -> float:
-    """The verified similarity of two texts: Jaccard of their shingle sets (0 if either is empty)."""
+    """The Jaccard similarity of two texts' shingle sets (0 if either is empty), before any boilerplate rule."""
     sets = shingle_sets([a, b], ngram=ngram)
     return float(jaccard_pairs(sets, np.array([[0, 1]]))[0])
 
 
-def verified_pairs(sets: ShingleSets, threshold: float = DEFAULT_THRESHOLD, *,
-                   num_perm: int = DEFAULT_NUM_PERM, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Within one collection: candidate pairs from MinHash LSH, kept only if their exact similarity ≥ threshold."""
-    sig = minhash_signatures(sets, num_perm, progress=_stage(progress, 0.0, 0.6))
-    pairs = lsh_candidate_pairs(sig, threshold, active=sets.sizes > 0, progress=_stage(progress, 0.6, 0.85))
-    del sig
+def join_turns(turns: Sequence[str]) -> str:
+    """One text for a conversation whose turns verification can still tell apart."""
+    return TURN_SEPARATOR.join(turns)
+
+
+def _word_windows(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hashes of every run of _WINDOW_WORDS words in normalised texts.
+
+    Returns (hashes uint32, owner text, first word's global index, words per text).
+    """
+    joined = " ".join(texts) + " "
+    codes = np.frombuffer(joined.encode("utf-32-le"), np.uint32).astype(np.uint64)
+    space = codes == 32
+    is_start = ~space & np.concatenate(([True], space[:-1]))
+    is_end = ~space & np.concatenate((space[1:], [True]))
+    starts, ends = np.flatnonzero(is_start), np.flatnonzero(is_end) + 1
+    text_starts = np.concatenate(([0], np.cumsum([len(t) + 1 for t in texts])[:-1])).astype(np.int64)
+    owner_of_word = np.searchsorted(text_starts, starts, side="right") - 1
+    words_per_text = np.bincount(owner_of_word, minlength=len(texts))
+    k = _WINDOW_WORDS
+    if starts.size < k:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64), words_per_text
+    first = np.arange(starts.size - k + 1)
+    first = first[owner_of_word[first] == owner_of_word[first + k - 1]]
+    base = _U64(0x9E3779B97F4A7C15)
+    powers = np.cumprod(np.full(codes.size + 1, base, np.uint64))
+    powers[1:] = powers[:-1]
+    powers[0] = 1
+    inverse = _U64(pow(int(base), -1, 2**64))
+    inverse_powers = np.cumprod(np.full(codes.size + 1, inverse, np.uint64))
+    inverse_powers[1:] = inverse_powers[:-1]
+    inverse_powers[0] = 1
+    prefix = np.concatenate(([_U64(0)], np.cumsum(codes * powers[:-1], dtype=np.uint64)))
+    lo, hi = starts[first], ends[first + k - 1]
+    h = _mix64((prefix[hi] - prefix[lo]) * inverse_powers[lo])
+    return (h >> _U64(32)).astype(np.uint32), owner_of_word[first], first, words_per_text
+
+
+def boilerplate_windows(normalised: Sequence[str], *, min_records: int = _BOILERPLATE_RECORDS) -> np.ndarray:
+    """Sorted hashes of the word windows that at least ``min_records`` distinct texts contain."""
+    distinct = list(dict.fromkeys(normalised))
+    found = []
+    for start in range(0, len(distinct), _BATCH_RECORDS):
+        hashes, owner, _, _ = _word_windows(distinct[start:start + _BATCH_RECORDS])
+        keys = _sorted_unique((owner.astype(np.uint64) << _U64(32)) | hashes.astype(np.uint64))
+        found.append((keys & _MASK32).astype(np.uint32))
+    if not found:
+        return np.zeros(0, np.uint32)
+    hashes = np.sort(np.concatenate(found))
+    if hashes.size == 0:
+        return hashes
+    run_starts = np.flatnonzero(np.concatenate(([True], hashes[1:] != hashes[:-1])))
+    counts = np.diff(np.append(run_starts, hashes.size))
+    return hashes[run_starts[counts >= min_records]]
+
+
+def strip_boilerplate(normalised: Sequence[str], boilerplate: np.ndarray) -> list[str]:
+    """The texts without their boilerplate runs (at least _BOILERPLATE_RUN windows in a row)."""
+    if boilerplate.size == 0 or not normalised:
+        return list(normalised)
+    hashes, owner, first, words_per_text = _word_windows(normalised)
+    at = np.searchsorted(boilerplate, hashes).clip(max=boilerplate.size - 1)
+    flag = boilerplate[at] == hashes
+    # A run continues while the next window is flagged, starts one word later and is in the same text.
+    follows = np.concatenate(([False], (first[1:] == first[:-1] + 1) & (owner[1:] == owner[:-1]) & flag[:-1]))
+    run_id = np.cumsum(~follows) - 1
+    run_len = np.bincount(run_id, weights=flag.astype(np.float64))
+    in_long_run = flag & (run_len[run_id] >= _BOILERPLATE_RUN)
+    total_words = int(words_per_text.sum())
+    cover = np.zeros(total_words + 1, np.int64)
+    np.add.at(cover, first[in_long_run], 1)
+    np.add.at(cover, first[in_long_run] + _WINDOW_WORDS, -1)
+    covered = np.cumsum(cover[:-1]) > 0
+    out, word = [], 0
+    for text, count in zip(normalised, words_per_text):
+        mask = covered[word:word + count]
+        out.append(" ".join(w for w, c in zip(text.split(), mask) if not c) if mask.any() else text)
+        word += count
+    return out
+
+
+def _turns_agree(texts_a: Sequence[str], texts_b: Sequence[str], ngram: int) -> np.ndarray:
+    """Per pair: True unless both are conversations of as many turns and some aligned turn differs outright."""
+    ok = np.ones(len(texts_a), bool)
+    segments, rows = [], []
+    for k, (a, b) in enumerate(zip(texts_a, texts_b)):
+        if TURN_SEPARATOR not in a or TURN_SEPARATOR not in b:
+            continue
+        turns_a, turns_b = a.split(TURN_SEPARATOR), b.split(TURN_SEPARATOR)
+        if len(turns_a) != len(turns_b):
+            continue
+        for ta, tb in zip(turns_a, turns_b):
+            segments += [ta, tb]
+            rows.append(k)
+    if not rows:
+        return ok
+    sets = shingle_sets(segments, ngram=ngram)
+    idx = np.arange(0, len(segments), 2)
+    sims = jaccard_pairs(sets, np.stack([idx, idx + 1], axis=1))
+    both_empty = (sets.sizes[idx] == 0) & (sets.sizes[idx + 1] == 0)
+    sims[both_empty] = 1.0
+    worst = np.ones(len(texts_a))
+    np.minimum.at(worst, np.asarray(rows), sims)
+    return ok & (worst >= _MIN_TURN_SIMILARITY)
+
+
+def longest_new_run(a: str, b: str) -> int:
+    """The longest run of words in either normalised text not covered by a 3-word window the other has."""
+    words_a, words_b = a.split(), b.split()
+    return max(_uncovered_run(words_a, words_b), _uncovered_run(words_b, words_a))
+
+
+def _uncovered_run(words: list[str], other: list[str]) -> int:
+    k = _WINDOW_WORDS
+    theirs = {tuple(other[i:i + k]) for i in range(len(other) - k + 1)}
+    covered = [False] * len(words)
+    for i in range(len(words) - k + 1):
+        if tuple(words[i:i + k]) in theirs:
+            covered[i:i + k] = [True] * k
+    best = run = 0
+    for c in covered:
+        run = 0 if c else run + 1
+        best = max(best, run)
+    return best
+
+
+def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
+                 sets: ShingleSets | None = None, normalised: Sequence[str] | None = None,
+                 boilerplate: np.ndarray | None = None, ngram: int = DEFAULT_NGRAM) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs that are near duplicates, with their similarity.
+
+    A pair is kept when (1) the Jaccard similarity of the whole texts is ≥ threshold, (2) for two
+    conversations of as many turns, every aligned turn keeps a similarity of at least 0.3 (a light
+    edit leaves each turn recognisable), (3) neither text has a run of 9 or more words the other
+    lacks (new content, not an edit), and (4) what is left once boilerplate shared by many texts is
+    removed from both is still ≥ threshold similar (or both were nothing but boilerplate).
+    (2)-(4) are what stop records that only share a template reply or a signature from merging.
+    """
+    normalised = [normalise_text(t) for t in texts] if normalised is None else normalised
+    sets = shingle_sets(normalised, ngram=ngram, normalised=True) if sets is None else sets
+    boilerplate = boilerplate_windows(normalised) if boilerplate is None else boilerplate
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     sims = jaccard_pairs(sets, pairs)
     keep = sims >= threshold
+    pairs, sims = pairs[keep], sims[keep]
+    if len(pairs) == 0:
+        return pairs, sims
+    keep = _turns_agree([texts[i] for i in pairs[:, 0]], [texts[j] for j in pairs[:, 1]], ngram)
+    pairs, sims = pairs[keep], sims[keep]
+    keep = np.array([longest_new_run(normalised[i], normalised[j]) < _NEW_CONTENT_WORDS for i, j in pairs], bool)
+    pairs, sims = pairs[keep], sims[keep]
+    if len(pairs) == 0 or boilerplate.size == 0:
+        return pairs, sims
+    involved = np.unique(pairs)
+    stripped = strip_boilerplate([normalised[i] for i in involved], boilerplate)
+    changed = np.array([s != normalised[i] for s, i in zip(stripped, involved)])
+    if not changed.any():
+        return pairs, sims
+    local = np.searchsorted(involved, pairs)
+    check = changed[local[:, 0]] | changed[local[:, 1]]
+    residual_sets = shingle_sets(stripped, ngram=ngram, normalised=True)
+    residual = jaccard_pairs(residual_sets, local[check])
+    nothing_left = (residual_sets.sizes[local[check, 0]] == 0) & (residual_sets.sizes[local[check, 1]] == 0)
+    keep = np.ones(len(pairs), bool)
+    keep[check] = (residual >= threshold) | nothing_left
+    return pairs[keep], sims[keep]
+
+
+def near_duplicate_pairs(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD, *,
+                         num_perm: int = DEFAULT_NUM_PERM, ngram: int = DEFAULT_NGRAM,
+                         progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every verified near-duplicate pair ``(i, j)``, i < j, within ``texts``, and its similarity."""
+    _check_threshold(threshold)
+    normalised = [normalise_text(t) for t in texts]
+    sets = shingle_sets(normalised, ngram=ngram, normalised=True, progress=_stage(progress, 0.0, 0.25))
+    sig = minhash_signatures(sets, num_perm, progress=_stage(progress, 0.25, 0.7))
+    pairs = lsh_candidate_pairs(sig, threshold, active=sets.sizes > 0, progress=_stage(progress, 0.7, 0.85))
+    pairs = pairs[estimated_similarity(sig, pairs) >= threshold - _ESTIMATE_MARGIN]
+    del sig
+    if progress:
+        progress(0.9, "verifying candidate pairs")
+    found = verify_pairs(texts, pairs, threshold, sets=sets, normalised=normalised, ngram=ngram)
     if progress:
         progress(1.0, "verified candidate pairs")
-    return pairs[keep], sims[keep]
+    return found
 
 
 def near_duplicate_clusters(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD, *,
@@ -308,17 +513,15 @@ def near_duplicate_clusters(texts: Sequence[str], threshold: float = DEFAULT_THR
     """Clusters of near-duplicate texts (only clusters of two or more), each member verified against its keeper.
 
     Texts are visited in ``priority`` order (lower first; default: input order). The first unclaimed
-    text with a verified neighbour becomes a keeper and claims every unclaimed text whose similarity
-    to *it* is ≥ threshold. No transitive chaining: A~B and B~C never puts A and C together unless
+    text with a verified neighbour becomes a keeper and claims every unclaimed text verified as a
+    near duplicate of *it*. No transitive chaining: A~B and B~C never puts A and C together unless
     C is within the threshold of the keeper itself.
     """
-    _check_threshold(threshold)
-    sets = shingle_sets(texts, ngram=ngram, progress=_stage(progress, 0.0, 0.3))
-    pairs, sims = verified_pairs(sets, threshold, num_perm=num_perm, progress=_stage(progress, 0.3, 0.95))
     n = len(texts)
     rank = np.arange(n, dtype=np.float64) if priority is None else np.asarray(priority, dtype=np.float64)
     if rank.shape != (n,):
         raise ValueError("priority must give one number per text")
+    pairs, sims = near_duplicate_pairs(texts, threshold, num_perm=num_perm, ngram=ngram, progress=progress)
     return _star_clusters(n, pairs, sims, rank)
 
 
@@ -333,8 +536,7 @@ def _star_clusters(n: int, pairs: np.ndarray, sims: np.ndarray, rank: np.ndarray
     claimed = np.zeros(n, bool)
     clusters = []
     visit = np.lexsort((np.arange(n), rank))
-    has_edges = np.diff(starts) > 0
-    for keeper in visit[has_edges[visit]]:
+    for keeper in visit[(np.diff(starts) > 0)[visit]]:
         if claimed[keeper]:
             continue
         lo, hi = starts[keeper], starts[keeper + 1]
@@ -355,25 +557,30 @@ def _star_clusters(n: int, pairs: np.ndarray, sims: np.ndarray, rank: np.ndarray
 def cross_near_duplicates(queries: Sequence[str], corpus: Sequence[str], threshold: float = DEFAULT_THRESHOLD, *,
                           num_perm: int = DEFAULT_NUM_PERM, ngram: int = DEFAULT_NGRAM,
                           progress: Progress | None = None) -> list[tuple[int, int, float]]:
-    """Every (query_index, corpus_index, similarity) with verified similarity ≥ threshold, sorted.
+    """Every (query_index, corpus_index, similarity) verified as a near duplicate, sorted.
 
-    For leakage audits: which test prompts have a near-duplicate in train. Empty texts match nothing.
-    All matching corpus texts of a query are returned, not only the best one.
+    For leakage audits: which test prompts have a near duplicate in train. Verification is the same
+    as within one collection (``verify_pairs``), with boilerplate counted over both lists.
+    Empty texts match nothing. All matching corpus texts of a query are returned, not only the best.
     """
     _check_threshold(threshold)
     nq = len(queries)
     if nq == 0 or len(corpus) == 0:
         return []
-    sets = shingle_sets(list(queries) + list(corpus), ngram=ngram, progress=_stage(progress, 0.0, 0.3))
-    sig = minhash_signatures(sets, num_perm, progress=_stage(progress, 0.3, 0.7))
-    pairs = lsh_candidate_pairs(sig, threshold, active=sets.sizes > 0, progress=_stage(progress, 0.7, 0.9))
-    del sig
+    texts = list(queries) + list(corpus)
+    normalised = [normalise_text(t) for t in texts]
+    sets = shingle_sets(normalised, ngram=ngram, normalised=True, progress=_stage(progress, 0.0, 0.25))
+    sig = minhash_signatures(sets, num_perm, progress=_stage(progress, 0.25, 0.7))
+    pairs = lsh_candidate_pairs(sig, threshold, active=sets.sizes > 0, progress=_stage(progress, 0.7, 0.85))
     pairs = pairs[(pairs[:, 0] < nq) & (pairs[:, 1] >= nq)]
-    sims = jaccard_pairs(sets, pairs)
-    keep = sims >= threshold
+    pairs = pairs[estimated_similarity(sig, pairs) >= threshold - _ESTIMATE_MARGIN]
+    del sig
+    if progress:
+        progress(0.9, "verifying candidate pairs")
+    pairs, sims = verify_pairs(texts, pairs, threshold, sets=sets, normalised=normalised, ngram=ngram)
     if progress:
         progress(1.0, "verified candidate pairs")
-    return [(int(q), int(c) - nq, round(float(s), 4)) for (q, c), s in zip(pairs[keep], sims[keep])]
+    return [(int(q), int(c) - nq, round(float(s), 4)) for (q, c), s in zip(pairs, sims)]
 
 
 def _check_threshold(threshold: float) -> None:

@@ -1,0 +1,295 @@
+"""Duplicate removal: exact duplicates (after normalising case, whitespace and punctuation) and near
+duplicates (MinHash + LSH candidates, every pair verified; ``curation.minhash``).
+
+Records are grouped into clusters, each with one keeper chosen by a policy (first seen, longest,
+most recent, best quality score). Every member of a near-duplicate cluster was verified against the
+keeper itself, so chains (A like B, B like C) never glue unrelated records together. What a record
+"says" can be the whole conversation (user and assistant turns; system prompts are instructions
+shared across a dataset, not content), the user turns only, or the assistant turns only.
+
+Example::
+
+    result = find_duplicates(records, DedupOptions(threshold=0.55, keep="longest"))
+    result.summary(); kept = result.kept_records(records, overrides={"r17": "keep"})
+    version = apply_dedup(ws, result, overrides={"r17": "keep"})          # a new dataset version
+
+CLI: ``python -m curation.dedup INPUT OUTPUT [--threshold J] [--ngram N] [--num-perm P]
+[--text conversation|user|assistant] [--keep first|longest|recent|quality] [--clusters clusters.jsonl]``
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from core.errors import TuneloopError
+from core.workspace import Workspace, atomic_write
+from curation.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, join_turns,
+                              near_duplicate_clusters, normalise_text)
+from curation.records import Record
+from curation.versions import Version, create_version, get_version, load_records, require_current
+
+Progress = Callable[[float, str], None]
+TEXT_MODES = {"conversation": ("user", "assistant"), "user": ("user",), "assistant": ("assistant",)}
+KEEP_POLICIES = ("first", "longest", "recent", "quality")
+# Fields that date a record, in the order they are trusted, for the "recent" keeper policy.
+DATE_FIELDS = ("updated_at", "created_at", "timestamp", "date", "time")
+
+
+@dataclass
+class DedupOptions:
+    """How duplicates are found and which one is kept. The CLI and the tab both read these."""
+    threshold: float = DEFAULT_THRESHOLD  # verified Jaccard similarity of character 5-gram shingles
+    ngram: int = DEFAULT_NGRAM            # shingle length in characters
+    num_perm: int = DEFAULT_NUM_PERM      # MinHash permutations (more: fewer missed candidates, slower)
+    text: str = "conversation"            # conversation (user + assistant turns), user, or assistant
+    keep: str = "first"                   # first, longest, recent, or quality
+
+    def validate(self) -> "DedupOptions":
+        if not 0.0 < self.threshold <= 1.0:
+            raise TuneloopError(f"the similarity threshold must be above 0 and at most 1 (got {self.threshold}); "
+                                f"{DEFAULT_THRESHOLD} suits lightly edited chat records")
+        if not 1 <= self.ngram <= 50:
+            raise TuneloopError(f"the shingle length must be between 1 and 50 characters (got {self.ngram})")
+        if not 16 <= self.num_perm <= 1024:
+            raise TuneloopError(f"the number of permutations must be between 16 and 1024 (got {self.num_perm})")
+        if self.text not in TEXT_MODES:
+            raise TuneloopError(f"unknown text '{self.text}'; choose conversation, user or assistant")
+        if self.keep not in KEEP_POLICIES:
+            raise TuneloopError(f"unknown keeper policy '{self.keep}'; choose first, longest, recent or quality")
+        return self
+
+
+@dataclass
+class Member:
+    id: str
+    similarity: float   # to the keeper; 1.0 for the keeper and its exact copies
+    exact: bool         # same text as the keeper after normalising
+
+
+@dataclass
+class DuplicateCluster:
+    keeper: str
+    kind: str                 # "exact" when every member is an exact copy of the keeper, else "near"
+    members: list[Member]     # the keeper first
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keeper": self.keeper, "kind": self.kind, "members": [asdict(m) for m in self.members]}
+
+
+@dataclass
+class DedupResult:
+    options: DedupOptions
+    total: int
+    clusters: list[DuplicateCluster] = field(default_factory=list)
+    version_id: int | None = None   # the version the records came from, when run on a workspace
+
+    def drop_ids(self, overrides: dict[str, str] | None = None) -> set[str]:
+        """Ids to remove: every non-keeper, unless overridden ("keep" / "drop" per id, any record)."""
+        overrides = overrides or {}
+        drop = {rid for rid, choice in overrides.items() if choice == "drop"}
+        for cluster in self.clusters:
+            for member in cluster.members:
+                default = "keep" if member.id == cluster.keeper else "drop"
+                if overrides.get(member.id, default) == "drop":
+                    drop.add(member.id)
+        return drop
+
+    def kept_records(self, records: Sequence[Record], overrides: dict[str, str] | None = None) -> list[Record]:
+        drop = self.drop_ids(overrides)
+        return [r for r in records if r.id not in drop]
+
+    def cluster_of(self, record_id: str) -> DuplicateCluster | None:
+        return next((c for c in self.clusters if any(m.id == record_id for m in c.members)), None)
+
+    def counts(self, overrides: dict[str, str] | None = None) -> dict[str, int]:
+        drop = self.drop_ids(overrides)
+        exact_dropped = sum(1 for c in self.clusters for m in c.members if m.exact and m.id in drop)
+        return {"records": self.total,
+                "exact_duplicates": sum(1 for c in self.clusters for m in c.members[1:] if m.exact),
+                "near_duplicate_clusters": sum(1 for c in self.clusters if c.kind == "near"),
+                "exact_clusters": sum(1 for c in self.clusters if c.kind == "exact"),
+                "to_drop": len(drop), "exact_dropped": exact_dropped, "near_dropped": len(drop) - exact_dropped,
+                "overrides": len(overrides or {})}
+
+    def size_histogram(self) -> dict[int, int]:
+        """Cluster size → number of clusters of that size."""
+        return dict(sorted(Counter(c.size for c in self.clusters).items()))
+
+
+def record_text(record: Record, mode: str = "conversation") -> str:
+    """What a record says, for comparing: the chosen turns, kept apart for turn-by-turn verification."""
+    roles = TEXT_MODES[mode]
+    return join_turns([m["content"] for m in record.messages if m["role"] in roles])
+
+
+def _exact_key(text: str) -> str:
+    normalised = " ".join(normalise_text(turn) for turn in text.split("\x1e"))
+    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).hexdigest() if normalised.strip() else ""
+
+
+def keeper_priority(records: Sequence[Record], texts: Sequence[str], policy: str) -> list[tuple]:
+    """A sort key per record: the lowest key in a cluster is its keeper (ties: first seen)."""
+    if policy == "first":
+        return [(i,) for i in range(len(records))]
+    if policy == "longest":
+        return [(-len(normalise_text(t)), i) for i, t in enumerate(texts)]
+    if policy == "recent":
+        def date(r: Record) -> str:
+            return next((str(r.meta[f]) for f in DATE_FIELDS if r.meta.get(f) not in (None, "")), "")
+        # Newest date first; records without one come after dated ones, later in the file first.
+        return [(0, _descending(date(r)), -i) if date(r) else (1, "", -i) for i, r in enumerate(records)]
+    from curation.filters import quality_score
+    return [(-quality_score(r), i) for i, r in enumerate(records)]
+
+
+def _descending(text: str) -> str:
+    return "".join(chr(0x10FFFF - ord(c)) for c in text)
+
+
+def find_duplicates(records: Sequence[Record], options: DedupOptions | None = None, *,
+                    progress: Progress | None = None) -> DedupResult:
+    """Exact and near-duplicate clusters of ``records`` (only clusters with two or more members)."""
+    options = (options or DedupOptions()).validate()
+    say = progress or (lambda fraction, text: None)
+    say(0.0, "reading texts")
+    texts = [record_text(r, options.text) for r in records]
+    keys = [_exact_key(t) for t in texts]
+    priority = keeper_priority(records, texts, options.keep)
+    order = sorted(range(len(records)), key=priority.__getitem__)
+    rank = [0] * len(records)
+    for position, i in enumerate(order):
+        rank[i] = position
+    groups: dict[str, list[int]] = {}
+    for i in order:
+        if keys[i]:
+            groups.setdefault(keys[i], []).append(i)
+    representatives = [members[0] for members in groups.values()]
+    copies = {members[0]: members[1:] for members in groups.values()}
+    say(0.05, "exact duplicates grouped")
+    near = near_duplicate_clusters(
+        [texts[i] for i in representatives], options.threshold, num_perm=options.num_perm, ngram=options.ngram,
+        priority=[rank[i] for i in representatives],
+        progress=lambda f, text: say(0.05 + 0.9 * f, text))
+    clusters: list[DuplicateCluster] = []
+    in_near = set()
+    for found in near:
+        keeper = representatives[found.keeper]
+        members = []
+        for local, sim in zip(found.members, found.similarities):
+            rep = representatives[local]
+            in_near.add(rep)
+            members.append(Member(records[rep].id, sim, exact=rep == keeper))
+            members += [Member(records[c].id, sim, exact=rep == keeper) for c in copies[rep]]
+        clusters.append(DuplicateCluster(keeper=records[keeper].id, kind="near", members=members))
+    for rep, rest in copies.items():
+        if rest and rep not in in_near:
+            clusters.append(DuplicateCluster(
+                keeper=records[rep].id, kind="exact",
+                members=[Member(records[i].id, 1.0, exact=True) for i in [rep, *rest]]))
+    position = {r.id: i for i, r in enumerate(records)}
+    clusters.sort(key=lambda c: (-c.size, position[c.keeper]))
+    say(1.0, f"{len(clusters)} duplicate clusters")
+    return DedupResult(options=options, total=len(records), clusters=clusters)
+
+
+def find_duplicates_in_version(ws: Workspace, version: int | str | None = None, options: DedupOptions | None = None,
+                               *, progress: Progress | None = None) -> DedupResult:
+    """``find_duplicates`` on a dataset version (default: the current one)."""
+    v = get_version(ws, version) if version is not None else require_current(ws)
+    result = find_duplicates(load_records(ws, v.id), options, progress=progress)
+    result.version_id = v.id
+    return result
+
+
+def apply_dedup(ws: Workspace, result: DedupResult, overrides: dict[str, str] | None = None, *,
+                created_by: str | None = None, note: str = "") -> Version:
+    """Make a new version without the dropped records; its counts say what was removed and why."""
+    if result.version_id is None:
+        raise TuneloopError("these duplicates were not found in a workspace version; run them on a version first")
+    records = load_records(ws, result.version_id)
+    unknown = sorted(set(overrides or {}) - {r.id for r in records})
+    if unknown:
+        raise TuneloopError(f"override for unknown record id(s): {', '.join(unknown[:5])}")
+    bad = sorted({v for v in (overrides or {}).values()} - {"keep", "drop"})
+    if bad:
+        raise TuneloopError(f"an override must be 'keep' or 'drop', not {bad[0]!r}")
+    kept = result.kept_records(records, overrides)
+    counts = result.counts(overrides)
+    counts = {"removed": counts["to_drop"], "exact_removed": counts["exact_dropped"],
+              "near_removed": counts["near_dropped"], "clusters": len(result.clusters),
+              "overrides": counts["overrides"]}
+    return create_version(ws, kept, parent=result.version_id, step="dedup",
+                          params={**asdict(result.options), "overrides": dict(overrides or {})},
+                          counts=counts, created_by=created_by, note=note)
+
+
+def write_clusters(result: DedupResult, path: str | Path, overrides: dict[str, str] | None = None) -> Path:
+    """The clusters as JSONL: keeper, kind, and each member's similarity to the keeper and fate."""
+    drop = result.drop_ids(overrides)
+    lines = []
+    for cluster in result.clusters:
+        row = cluster.to_dict()
+        for member in row["members"]:
+            member["keep"] = member["id"] not in drop
+        lines.append(json.dumps(row, ensure_ascii=False))
+    target = Path(path)
+    atomic_write(target, ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m curation.dedup",
+        description="Remove exact and near-duplicate records: OUTPUT holds one record per cluster plus "
+                    "every record without duplicates (ids kept).")
+    parser.add_argument("input", help="records in any supported format (JSONL, JSON, Parquet, CSV, HF folder)")
+    parser.add_argument("output", help="JSONL file to write the kept records to")
+    defaults = DedupOptions()
+    parser.add_argument("--threshold", type=float, default=defaults.threshold,
+                        help=f"near-duplicate similarity, 0-1 (default {defaults.threshold})")
+    parser.add_argument("--ngram", type=int, default=defaults.ngram,
+                        help=f"shingle length in characters (default {defaults.ngram})")
+    parser.add_argument("--num-perm", type=int, default=defaults.num_perm,
+                        help=f"MinHash permutations (default {defaults.num_perm})")
+    parser.add_argument("--text", choices=list(TEXT_MODES), default=defaults.text,
+                        help="what to compare: the whole conversation (default), user or assistant turns")
+    parser.add_argument("--keep", choices=KEEP_POLICIES, default=defaults.keep,
+                        help="which record of a cluster to keep (default: first seen)")
+    parser.add_argument("--clusters", help="also write the clusters (members, keeper, similarities) as JSONL")
+    args = parser.parse_args(argv)
+    from curation.formats import read_records, write_jsonl
+    try:
+        options = DedupOptions(threshold=args.threshold, ngram=args.ngram, num_perm=args.num_perm,
+                               text=args.text, keep=args.keep).validate()
+        records = read_records(args.input).records
+        from tqdm import tqdm
+        with tqdm(total=100, desc="dedup", unit="%", disable=not sys.stderr.isatty()) as bar:
+            def progress(fraction: float, text: str) -> None:
+                bar.set_postfix_str(text, refresh=False)
+                bar.update(round(fraction * 100) - bar.n)
+            result = find_duplicates(records, options, progress=progress)
+        write_jsonl(result.kept_records(records), args.output)
+        if args.clusters:
+            write_clusters(result, args.clusters)
+    except TuneloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = result.counts()
+    print(f"{counts['records']} records: {counts['exact_duplicates']} exact duplicates, "
+          f"{counts['near_duplicate_clusters']} near-duplicate clusters; dropped {counts['to_drop']}, "
+          f"wrote {counts['records'] - counts['to_drop']} to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
