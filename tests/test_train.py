@@ -247,3 +247,19 @@ def test_cli_config_run_list_show(ws, tiny_model, tmp_path, capsys):
     assert "lora_r: -3 is too small" in capsys.readouterr().err
     assert main(["stop", "1", "--workspace", str(ws.root)]) == 1
     assert "nothing to stop" in capsys.readouterr().err
+
+
+def test_run_views_table_curves_and_config_diff(finished):
+    from training.run_views import config_diff, loss_curves, runs_table
+    ws, run = finished
+    other = R.create_run(ws, run.config.replace(output_dir="", learning_rate=1e-4, lora_r=8), name="other")
+    headers, rows = config_diff([R.get_run(ws, run.id), other])
+    keys = {r[0]: r[1:] for r in rows}
+    assert headers == ["key", run.label, other.label]
+    assert keys["learning_rate"] == ["0.005", "0.0001"] and keys["lora_r"] == ["16", "8"]
+    assert "micro_batch_size" not in keys
+    curves = loss_curves([R.get_run(ws, run.id), other])
+    assert {c["series"] for c in curves} == {f"#{run.id} train loss", f"#{run.id} eval loss"}
+    table = {row[0]: row for row in runs_table(R.list_runs(ws))}
+    assert table[run.id][2] == "finished" and table[run.id][3] == "4/4" and "→" in table[run.id][5]
+    assert table[other.id][2] == "failed"      # registered but never started: no process behind it
