@@ -351,6 +351,11 @@ def build_results_tab(ws) -> None:
             item = gr.Dropdown([], label="Prompt to answer", scale=2)
             answer = gr.Textbox(label="The answer it should get", lines=3, scale=3)
             save_answer = gr.Button("Save answer", scale=1)
+        with gr.Accordion("Guidelines shown to raters beside each pair", open=False):
+            latest = _latest(ws)
+            guidelines = gr.Textbox(arena.get_evaluation(ws, latest).guidelines if latest else "", label="Guidelines",
+                                    lines=4, elem_id="results-guidelines")
+            save_guidelines = gr.Button("Save guidelines")
         prepare_evaluation_section(ws, evaluation)
 
         outputs = [summary, plot, per_rater, by_label, disagreements, feedback, queue, item, merged]
@@ -403,6 +408,18 @@ def build_results_tab(ws) -> None:
                 return (*[gr.update()] * 8, _error(exc), gr.update())
 
         save_answer.click(do_answer, [evaluation, policy, item, answer], outputs + [answer])
+
+        def load_guidelines(evaluation_id):
+            return arena.get_evaluation(ws, evaluation_id).guidelines if evaluation_id is not None else ""
+
+        def store_guidelines(evaluation_id, text):
+            if evaluation_id is None:
+                raise gr.Error("choose an evaluation first")
+            arena.set_guidelines(ws, evaluation_id, text)
+            gr.Info("Saved; raters see the new guidelines at their next Start.")
+
+        evaluation.change(load_guidelines, evaluation, guidelines)
+        save_guidelines.click(store_guidelines, [evaluation, guidelines], None)
 
 
 # -- preparing an evaluation ------------------------------------------------------------------
