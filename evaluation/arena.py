@@ -32,6 +32,9 @@ OUTCOMES = ("finetuned", "base", "tie", "both_bad")
 VERDICT_WORDS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
 # Efron's biased coin: the under-used side is chosen with this probability.
 BIASED_COIN = 2 / 3
+# A comment or corrected answer longer than this is refused: no real answer needs more, and a hosted
+# server must not store whatever size a script sends.
+MAX_TEXT_CHARS = 20_000
 
 _random = random.SystemRandom()
 
@@ -250,6 +253,21 @@ def rater_progress(ws: Workspace, evaluation_id: int, rater: str) -> Progress:
     return Progress(done=done, total=done + remaining, open_assignment=open_row[0] if open_row else None)
 
 
+def release_stale_assignments(ws: Workspace, evaluation_id: int, *, older_than_hours: float = 24) -> int:
+    """Free the slots of pairs issued long ago and never voted on (a rater who left for good); returns how many.
+
+    With an overlap k, such a pair would otherwise never reach k raters. A rater who comes back gets a
+    fresh pair; a vote on the released one is refused as not issued.
+    """
+    eid = get_evaluation(ws, evaluation_id).id
+    with ws.transaction() as db:
+        return db.execute(
+            "delete from eval_assignments where id in (select a.id from eval_assignments a"
+            " join eval_pairs p on p.id=a.pair_id left join eval_votes v on v.assignment_id=a.id"
+            " where p.evaluation_id=? and v.id is null and a.issued_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?))",
+            (eid, f"-{float(older_than_hours)} hours")).rowcount
+
+
 def _open_pairs(db: sqlite3.Connection, evaluation: Evaluation, rater: str) -> list[tuple[int, int]]:
     """(pair id, raters so far) for pairs this rater has not been given and that still have a free slot."""
     rows = db.execute(
@@ -301,11 +319,16 @@ def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, 
     """Store one vote after checking, on the server, that it may be cast; then reveal the sides.
 
     Refused (``VoteRefused``) when the pair was not issued to this rater, was already voted on, or
-    the verdict is not one of A, B, tie, both_bad. Check and insert share one transaction.
+    the verdict is not one of A, B, tie, both_bad, or the comment or corrected answer is longer than
+    ``MAX_TEXT_CHARS``. Check and insert share one transaction.
     """
     rater = _check_rater(rater)
     if verdict not in VERDICTS:
         raise VoteRefused(f"'{verdict}' is not a verdict; choose A, B, tie or both_bad")
+    for what, text in (("comment", comment), ("corrected answer", corrected_answer)):
+        if len(text or "") > MAX_TEXT_CHARS:
+            raise VoteRefused(f"the {what} has {len(text):,} characters; keep it under {MAX_TEXT_CHARS:,} "
+                              f"(the vote was not counted)")
     corrected = (corrected_answer or "").strip() or None
     with ws.transaction() as db:
         row = db.execute(
