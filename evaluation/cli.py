@@ -7,6 +7,7 @@ Commands::
     export-preferences EVAL OUT.jsonl [--policy majority|unanimous] [--workspace DIR]
     export-votes EVAL OUT.jsonl [--workspace DIR]
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
+    release-stale EVAL [--hours 24] [--workspace DIR]
     stats VOTES.jsonl [--json]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
 """
@@ -80,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
                 "add corrected answers and answered prompts to the current dataset as a new version")
     m.add_argument("evaluation", metavar="EVAL")
     m.add_argument("--policy", choices=("majority", "unanimous"), default="majority")
+
+    rs = command("release-stale", cmd_release_stale,
+                 "free pairs issued to raters long ago and never voted on, so other raters can take them")
+    rs.add_argument("evaluation", metavar="EVAL")
+    rs.add_argument("--hours", type=float, default=24, help="issued more than this many hours ago (default 24)")
 
     s = command("stats", cmd_stats, "figures for votes gathered anywhere (JSONL: prompt_id, rater, verdict "
                                     "finetuned|base|tie|both_bad, finetuned_side A|B, optional label)", workspace=False)
@@ -194,6 +200,14 @@ def cmd_merge_feedback(args) -> int:
     ws = _workspace(args)
     version = merge_feedback(ws, parse_evaluation_id(args.evaluation), policy=args.policy)
     print(f"made {version.describe()}")
+    return 0
+
+
+def cmd_release_stale(args) -> int:
+    from evaluation.arena import release_stale_assignments
+    ws = _workspace(args)
+    n = release_stale_assignments(ws, args.evaluation, older_than_hours=args.hours)
+    print(f"released {n} pair(s) issued more than {args.hours:g} hours ago and never voted on")
     return 0
 
 

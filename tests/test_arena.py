@@ -143,3 +143,17 @@ def test_evaluation_needs_prompts_ending_with_a_user_turn(ws):
         create_evaluation(ws, "bad", [item], base_model="m")
     with pytest.raises(arena.TuneloopError, match="no evaluation #42"):
         get_evaluation(ws, 42)
+
+
+def test_stale_assignments_are_released_so_other_raters_can_fill_the_slot(ws):
+    eid = make_evaluation(ws, n=1, overlap=1)
+    left = next_pair(ws, eid, "ana")
+    assert next_pair(ws, eid, "bob") is None
+    assert arena.release_stale_assignments(ws, eid, older_than_hours=1) == 0
+    ws.db.execute("update eval_assignments set issued_at='2020-01-01T00:00:00Z'")
+    assert arena.release_stale_assignments(ws, eid, older_than_hours=1) == 1
+    taken = next_pair(ws, eid, "bob")
+    assert taken is not None
+    with pytest.raises(VoteRefused, match="not issued to you"):
+        record_vote(ws, left.assignment_id, "ana", "A")
+    record_vote(ws, taken.assignment_id, "bob", "A")
