@@ -156,11 +156,24 @@ def _descending(text: str) -> str:
     return "".join(chr(0x10FFFF - ord(c)) for c in text)
 
 
+class Cancelled(TuneloopError):
+    """The user stopped the run; nothing was changed."""
+
+
 def find_duplicates(records: Sequence[Record], options: DedupOptions | None = None, *,
-                    progress: Progress | None = None) -> DedupResult:
-    """Exact and near-duplicate clusters of ``records`` (only clusters with two or more members)."""
+                    progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> DedupResult:
+    """Exact and near-duplicate clusters of ``records`` (only clusters with two or more members).
+
+    ``progress(fraction, text)`` is called as work advances; when ``cancel()`` turns true the run
+    stops at the next batch with ``Cancelled``.
+    """
     options = (options or DedupOptions()).validate()
-    say = progress or (lambda fraction, text: None)
+
+    def say(fraction: float, text: str) -> None:
+        if cancel is not None and cancel():
+            raise Cancelled("duplicate search cancelled; nothing was changed")
+        if progress is not None:
+            progress(fraction, text)
     say(0.0, "reading texts")
     texts = [record_text(r, options.text) for r in records]
     keys = [_exact_key(t) for t in texts]
@@ -203,10 +216,11 @@ def find_duplicates(records: Sequence[Record], options: DedupOptions | None = No
 
 
 def find_duplicates_in_version(ws: Workspace, version: int | str | None = None, options: DedupOptions | None = None,
-                               *, progress: Progress | None = None) -> DedupResult:
+                               *, progress: Progress | None = None,
+                               cancel: Callable[[], bool] | None = None) -> DedupResult:
     """``find_duplicates`` on a dataset version (default: the current one)."""
     v = get_version(ws, version) if version is not None else require_current(ws)
-    result = find_duplicates(load_records(ws, v.id), options, progress=progress)
+    result = find_duplicates(load_records(ws, v.id), options, progress=progress, cancel=cancel)
     result.version_id = v.id
     return result
 

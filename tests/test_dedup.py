@@ -136,3 +136,12 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "line 2" in err and not (tmp_path / "out.jsonl").exists()
     assert main([str(tmp_path / "missing.jsonl"), str(tmp_path / "out.jsonl")]) == 2
     assert main([str(source), str(tmp_path / "out.jsonl"), "--threshold", "7"]) == 2
+
+
+def test_a_run_can_be_cancelled_and_reports_progress():
+    from curation.dedup import Cancelled
+    seen = []
+    find_duplicates(sample(), progress=lambda f, text: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    with pytest.raises(Cancelled):
+        find_duplicates(sample(), cancel=lambda: len(seen) > 0)
