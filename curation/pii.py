@@ -248,12 +248,22 @@ class PiiEngine:
         self.anonymizer = AnonymizerEngine()
 
     def analyze(self, texts: Sequence[str]) -> list[list]:
-        """Presidio results (every score) for each text, NER run as one spaCy batch."""
-        from presidio_analyzer import BatchAnalyzerEngine
+        """Presidio results (every score) for each text. spaCy's NER runs, as one batch, only on
+        texts where it can change the outcome: NER names count only when they hold a known name,
+        so a text whose capitalised known names are all already found needs only the tokenizer."""
+        from curation.pii_recognizers import needs_ner
 
-        batch = BatchAnalyzerEngine(analyzer_engine=self.analyzer)
-        return batch.analyze_iterator(list(texts), language="en", batch_size=CHUNK, entities=self.entities,
-                                      score_threshold=0.0)
+        nlp = self.nlp_engine.nlp["en"]
+        ner_texts = [t for t in texts if needs_ner(t)] if "PERSON" in self.entities else list(texts)
+        with_ner = iter(nlp.pipe(ner_texts, batch_size=CHUNK))
+        ner_set = set(ner_texts)
+        results = []
+        for text in texts:
+            doc = next(with_ner) if text in ner_set else nlp.make_doc(text)
+            artifacts = self.nlp_engine._doc_to_nlp_artifact(doc, "en")
+            results.append(self.analyzer.analyze(text=text, language="en", entities=self.entities,
+                                                 nlp_artifacts=artifacts, score_threshold=0.0))
+        return results
 
 
 _engines: dict[str, PiiEngine] = {}

@@ -37,7 +37,7 @@ DEFAULT_PROTECTED: tuple[tuple[str, str], ...] = (
      r"(?:[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d{1,2})?\s?(?:USD|EUR|GBP|CAD|AUD|dollars|euros)\b)"),
     ("hex error code (0x80070005)", r"\b0x[0-9A-Fa-f]+\b"),
     ("error or status code (error 503, code E1042)",
-     r"(?i)\b(?:error|err|code|status|http|exit code|errno)\s*[:#]?\s*[A-Z]{0,3}-?\d{2,6}\b"),
+     r"(?i)\b(?:error|err|code|status|http|exit code|errno)\s*[:#]?\s*[A-Z]{0,3}-?\d{2,6}\b(?![-./]\d|\s\d)"),
     ("plan or tier name (Pro Max plan, Business Plus tier)",
      r"\b(?:[A-Z][A-Za-z+]*[ \t]+){1,3}(?i:plan|tier|subscription|edition|package|bundle|license|licence)\b"),
 )
@@ -120,6 +120,20 @@ def _name_key(word: str) -> str:
     return word.lower().replace("’", "'")
 
 
+def needs_ner(text: str) -> bool:
+    """Whether spaCy's NER could add a person here: a capitalised known name that ``find_names``
+    did not already take (NER spans without a known name are never kept)."""
+    names, _ = name_gazetteer()
+    found = find_names(text)
+    for m in WORD.finditer(text):
+        word = m.group()
+        if word[:1].isupper() and _is_name_part(word, names) and \
+                not any(s <= m.start() and m.end() <= e for s, e, _ in found):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
 def find_names(text: str) -> list[tuple[int, int, float]]:
     """Person-name spans in chat text: (start, end, score). Runs of known given/family names,
     initials, particles and titles; a lone ambiguous name needs a title or a cue ("its",

@@ -95,6 +95,9 @@ def build(ws) -> None:
 
         # -- handlers ----------------------------------------------------------------------
         def current_settings(ents, op, thr, rows, allow_text, protect_text, use_default, custom_rows):
+            for r in _rows(rows):
+                if r[0] and str(r[2]).strip() and not _is_number(r[2]):
+                    raise TuneloopError(f"threshold for {r[0]} must be a number between 0 and 1, not '{r[2]}'")
             return PiiSettings(
                 entities=list(ents), default_operator=op, default_threshold=float(thr),
                 operators={r[0]: r[1] for r in _rows(rows) if r[0] and r[1]},
@@ -239,6 +242,14 @@ def build(ws) -> None:
 
 
 CUSTOM_COLUMNS = ["name", "entity", "kind", "pattern / words", "context", "score"]
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _session(request) -> str:
