@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     from curation.demo import demo_records
     from curation.versions import create_version
     from evaluation.arena import EvalItem, create_evaluation
-    from evaluation.auto import FIGURES, auto_evaluate
+    from evaluation.auto import FIGURES, auto_evaluate, format_auto_evaluation
     from evaluation.feedback import collect_feedback, merge_feedback
     from evaluation.generate import DecodingSettings, generate_pairs, prompt_from_record, resolve_adapter
     from evaluation.regression import add_case, create_suite
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
          f"{args.pool} new prompts to rate")
     r1 = train(RunConfig.from_dict({**recipe, "datasets": v1.name}), "round 1 SFT")
     auto = {"round 1": auto_evaluate(ws, str(r1.id), v1.id, settings=settings)}
-    mark("round 1 evaluated automatically")
+    mark("round 1 evaluated automatically:\n" + format_auto_evaluation(auto["round 1"]))
 
     pool = with_split(parts["pool"], "train")      # new prompts; their corrections are training data
     items = [prompt_from_record(r) for r in pool]
@@ -177,13 +177,13 @@ def main(argv=None) -> int:
     v2 = merge_feedback(ws, evaluation, created_by="benchmark")
     r2_sft = train(RunConfig.from_dict({**recipe, "datasets": v2.name}), "round 2 SFT (merged corrections)")
     auto["round 2 SFT"] = auto_evaluate(ws, str(r2_sft.id), v1.id, settings=settings)
-    mark("round 2 SFT evaluated automatically")
+    mark("round 2 SFT evaluated automatically:\n" + format_auto_evaluation(auto["round 2 SFT"]))
     dpo_config = RunConfig.from_dict({**recipe, "datasets": v1.name, "stage": "dpo", "sft_run": str(r1.id),
                                       "preferences": str(evaluation), "dpo_beta": 0.1, "learning_rate": 2e-4,
                                       "micro_batch_size": 4, "num_epochs": args.dpo_epochs})
     r2_dpo = train(dpo_config, "round 2 DPO (preferences)")
     auto["round 2 DPO"] = auto_evaluate(ws, str(r2_dpo.id), v1.id, settings=settings)
-    mark("round 2 DPO evaluated automatically")
+    mark("round 2 DPO evaluated automatically:\n" + format_auto_evaluation(auto["round 2 DPO"]))
 
     print()
     print(f"Human-side figures of round 1 (simulated expert, {human['votes']} votes): round 1 won {human['wins']}, "
