@@ -65,9 +65,10 @@ def build_admin_app(ws):
     """Every tab, for admins (and for local mode)."""
     import gradio as gr
 
-    from curation.ui import data, pii, review, splits
+    from curation.ui import data, dedup, pii, review, splits
     from evaluation.playground_ui import build_playground_tab
     from evaluation.ui import build_rate_tab, build_results_tab
+    from training.ui import build_train_tab
 
     with gr.Blocks(title=TITLE) as blocks:
         gr.Markdown(HEADER, elem_id="tuneloop-header")
@@ -75,7 +76,9 @@ def build_admin_app(ws):
             data.build(ws)
             review.build(ws)
             pii.build(ws)
+            dedup.build(ws)
             splits.build(ws)
+            build_train_tab(ws)
             build_playground_tab(ws)
             build_rate_tab(ws)
             build_results_tab(ws)
