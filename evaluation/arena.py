@@ -101,6 +101,7 @@ class BlindPair:
 class Reveal:
     """Who was who, shown only after the vote was stored."""
     vote_id: int
+    evaluation_id: int
     verdict: str
     outcome: str                         # finetuned | base | tie | both_bad
     model_a: str
@@ -346,7 +347,7 @@ def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, 
     evaluation = get_evaluation(ws, row["evaluation_id"])
     ft, base = evaluation.finetuned_name, evaluation.base_name
     model_a, model_b = (ft, base) if row["finetuned_side"] == "A" else (base, ft)
-    return Reveal(vote_id=vote_id, verdict=verdict, outcome=outcome, model_a=model_a, model_b=model_b)
+    return Reveal(vote_id=vote_id, evaluation_id=evaluation.id, verdict=verdict, outcome=outcome, model_a=model_a, model_b=model_b)
 
 
 def verdict_outcome(verdict: str, finetuned_side: str) -> str:

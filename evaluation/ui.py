@@ -139,10 +139,8 @@ def cast_vote(ws, verdict, assignment_id, typed_name, comment, corrected, reques
         rater = rater_name(ws, request, typed_name)
         reveal = arena.record_vote(ws, assignment_id, rater, verdict, comment=comment or "",
                                    corrected_answer=corrected or None)
-        evaluation_id = ws.db.execute("select p.evaluation_id from eval_assignments a join eval_pairs p"
-                                      " on p.id=a.pair_id where a.id=?", (assignment_id,)).fetchone()[0]
-        pair = arena.next_pair(ws, evaluation_id, rater)
-        progress = arena.rater_progress(ws, evaluation_id, rater)
+        pair = arena.next_pair(ws, reveal.evaluation_id, rater)
+        progress = arena.rater_progress(ws, reveal.evaluation_id, rater)
         done = f"You have rated all {progress.done} pairs open to you in this evaluation. Thank you!"
         saved = " Your corrected answer was saved." if (corrected or "").strip() else ""
         return (*pair_view(pair, done), f"✅ {html.escape(reveal.describe())}{saved}", "", "",
