@@ -338,7 +338,8 @@ class SideStats:
         if not self.tokens:
             return "no tokens"
         speed = f", {self.tokens_per_s:.1f} tokens/s" if self.tokens_per_s else ""
-        return f"{self.tokens} tokens, first after {self.first_token_s:.2f} s{speed}"
+        tokens = "1 token" if self.tokens == 1 else f"{self.tokens} tokens"
+        return f"{tokens}, first after {self.first_token_s:.2f} s{speed}"
 
 
 @dataclass(frozen=True)

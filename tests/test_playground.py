@@ -16,7 +16,7 @@ from core.errors import TuneloopError
 from curation.records import Record
 from curation.versions import create_version, current_version, load_records
 from evaluation.playground import (PlaygroundPool, answer_pair, example_conversation, example_origin, matchup_for,
-                                   playground_settings, send_to_dataset, split_examples, stream_pair)
+                                   playground_runs, playground_settings, send_to_dataset, split_examples, stream_pair)
 from tests.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,3 +214,20 @@ def test_cli_asks_both_sides_and_sends_an_answer(tmp_path, models):
                            "--run", str(models["run"]), "--prompt", "Hi", "--answer", "Hello!", "--author", "cy"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert send.returncode == 2 and "no dataset yet" in send.stderr     # nothing to add to in an empty workspace
+
+
+def test_runs_from_the_registry_are_offered_once_they_have_an_adapter(ws, models):
+    import shutil
+
+    from training import registry
+    from training.config import RunConfig
+    records = [Record(f"r{i}", [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "ok"}],
+                      {"split": split}) for i, split in enumerate(["train"] * 6 + ["val"] * 2 + ["test"] * 2)]
+    create_version(ws, records, parent=None, step="split")
+    run = registry.create_run(ws, RunConfig(base_model=str(models["base"]), datasets="v1"), name="first try")
+    assert playground_runs(ws) == []
+    shutil.copytree(models["run"], run.adapter_dir)
+    assert [value for _, value in playground_runs(ws)] == [str(run.id)]
+    matchup = matchup_for(ws, str(run.id))
+    assert matchup.right.label == f"Fine-tuned · run #{run.id} first try" and matchup.right.run_id == str(run.id)
+    assert matchup.left.base_model == str(models["base"])
