@@ -22,7 +22,6 @@ Example::
 """
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,8 +35,8 @@ DEFAULT_NGRAM = 5
 # LSH is tuned to propose pairs below the threshold too, so verification (exact) decides.
 _LSH_MARGIN = 0.1
 # Candidates whose MinHash estimate is this far below the threshold are not worth an exact check
-# (over 3 standard deviations of a 128-row estimate).
-_ESTIMATE_MARGIN = 0.15
+# (over 2 standard deviations of a 128-row estimate near the threshold; most true pairs sit far above it).
+_ESTIMATE_MARGIN = 0.1
 _BATCH_RECORDS = 4096
 _MAX_PAIRS_PER_BUCKET_MEMBER = 48
 _SEED = 20240611
@@ -58,12 +57,23 @@ _BOILERPLATE_RECORDS = 20
 
 Progress = Callable[[float, str], None]
 
-_NON_WORD = re.compile(r"[\W_]+")
+class _WordCharacters(dict):
+    """str.translate table, filled on first sight of each character: letters and digits stay, the rest is a space."""
+
+    def __missing__(self, code: int) -> int:
+        kept = code if chr(code).isalnum() else 32
+        self[code] = kept
+        return kept
+
+
+_WORD_CHARACTERS = _WordCharacters()
 
 
 def normalise_text(text: str) -> str:
     """Case folded, Unicode-normalised, punctuation and whitespace runs collapsed to one space."""
-    return " ".join(_NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.casefold().translate(_WORD_CHARACTERS).split())
 
 
 @dataclass
@@ -130,25 +140,30 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts.astype(np.int64), lengths) + within
 
 
-def _shingle_batch(texts: Sequence[str], ngram: int, multipliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique sorted shingle hashes and per-text counts for one batch of normalised texts."""
+def _window_hashes(texts: Sequence[str], ngram: int, multipliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every character ``ngram`` window of a batch of normalised texts as a 32-bit hash, text after
+    text (repeats included), and the number of windows per text."""
     # A text shorter than one shingle (but not empty) is one shingle: itself, padded.
     padded = [t if len(t) >= ngram or not t else t.ljust(ngram, "\0") for t in texts]
     lengths = np.fromiter((len(t) for t in padded), np.int64, len(padded))
-    codes = np.frombuffer("".join(padded).encode("utf-32-le"), np.uint32).astype(np.uint64)
     windows = np.maximum(lengths - ngram + 1, 0)
-    if codes.size < ngram or windows.sum() == 0:
-        return np.zeros(0, np.uint32), np.zeros(len(texts), np.int64)
+    codes = np.frombuffer("".join(padded).encode("utf-32-le"), np.uint32).astype(np.uint64)
+    if windows.sum() == 0:
+        return np.zeros(0, np.uint32), windows
     last = codes.size - ngram + 1
     h = codes[:last] * multipliers[0]
     for j in range(1, ngram):
         h += codes[j:last + j] * multipliers[j]
     _mix64(h)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    positions = _ranges(starts, windows)
+    return (h[_ranges(starts, windows)] >> _U64(32)).astype(np.uint32), windows
+
+
+def _shingle_batch(texts: Sequence[str], ngram: int, multipliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique sorted shingle hashes and per-text counts for one batch of normalised texts."""
+    hashes, windows = _window_hashes(texts, ngram, multipliers)
     owner = np.repeat(np.arange(len(texts), dtype=np.uint64), windows)
-    keys = (owner << _U64(32)) | (h[positions] >> _U64(32))
-    keys = _sorted_unique(keys)
+    keys = _sorted_unique((owner << _U64(32)) | hashes.astype(np.uint64))
     counts = np.bincount((keys >> _U64(32)).astype(np.int64), minlength=len(texts))
     return (keys & _MASK32).astype(np.uint32), counts
 
@@ -176,11 +191,27 @@ def shingle_sets(texts: Sequence[str], *, ngram: int = DEFAULT_NGRAM, normalised
     return ShingleSets(values=values, offsets=offsets)
 
 
+@lru_cache(maxsize=8)
 def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(_SEED)
     a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | _U64(1)
     b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
     return a, b
+
+
+def _signature_block(x: np.ndarray, counts: np.ndarray, num_perm: int) -> np.ndarray:
+    """MinHash rows for consecutive texts owning ``counts`` of the values ``x`` (each count > 0)."""
+    a, b = _permutations(num_perm)
+    values = x.astype(np.uint64)
+    firsts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    buf = np.empty_like(values)
+    block = np.empty((counts.size, num_perm), np.uint32)
+    for k in range(num_perm):
+        np.multiply(values, a[k], out=buf)
+        buf += b[k]
+        buf >>= _U64(32)
+        block[:, k] = np.minimum.reduceat(buf, firsts)
+    return block
 
 
 def minhash_signatures(sets: ShingleSets, num_perm: int = DEFAULT_NUM_PERM, *,
@@ -190,29 +221,41 @@ def minhash_signatures(sets: ShingleSets, num_perm: int = DEFAULT_NUM_PERM, *,
     Permutation k maps a 32-bit shingle hash x to ``((a_k * x + b_k) mod 2**64) >> 32``
     (multiply-add-shift, a universal family), computed for a whole batch per numpy call.
     """
-    a, b = _permutations(num_perm)
     n = len(sets)
     out = np.full((n, num_perm), 0xFFFFFFFF, np.uint32)
     sizes = sets.sizes
     for start in range(0, n, _BATCH_RECORDS):
         stop = min(n, start + _BATCH_RECORDS)
-        rows = np.arange(start, stop)
-        rows = rows[sizes[start:stop] > 0]
+        rows = start + np.flatnonzero(sizes[start:stop] > 0)
         if rows.size:
-            lo, hi = sets.offsets[start], sets.offsets[stop]
-            x = sets.values[lo:hi].astype(np.uint64)
-            firsts = sets.offsets[rows] - lo
-            buf = np.empty_like(x)
-            block = np.empty((rows.size, num_perm), np.uint32)
-            for k in range(num_perm):
-                np.multiply(x, a[k], out=buf)
-                buf += b[k]
-                buf >>= _U64(32)
-                block[:, k] = np.minimum.reduceat(buf, firsts)
-            out[rows] = block
+            x = sets.values[sets.offsets[start]:sets.offsets[stop]]
+            out[rows] = _signature_block(x, sizes[rows], num_perm)
         if progress:
             progress(stop / max(1, n), "computing signatures")
     return out
+
+
+def text_signatures(normalised: Sequence[str], num_perm: int = DEFAULT_NUM_PERM, *, ngram: int = DEFAULT_NGRAM,
+                    progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash rows straight from normalised texts, batch by batch, and which texts have shingles.
+
+    The same signature as ``minhash_signatures(shingle_sets(...))`` (a repeated shingle cannot change
+    a minimum), without ever holding or sorting every text's shingles: memory stays at the signatures.
+    """
+    multipliers = _ngram_multipliers(ngram)
+    n = len(normalised)
+    out = np.full((n, num_perm), 0xFFFFFFFF, np.uint32)
+    nonempty = np.zeros(n, bool)
+    for start in range(0, n, _BATCH_RECORDS):
+        stop = min(n, start + _BATCH_RECORDS)
+        hashes, windows = _window_hashes(normalised[start:stop], ngram, multipliers)
+        present = windows > 0
+        nonempty[start:stop] = present
+        if present.any():
+            out[start + np.flatnonzero(present)] = _signature_block(hashes, windows[present], num_perm)
+        if progress:
+            progress(stop / max(1, n), "computing signatures")
+    return out, nonempty
 
 
 @lru_cache(maxsize=32)
@@ -432,36 +475,44 @@ def longest_new_run(a: str, b: str) -> int:
 
 
 def _uncovered_run(words: list[str], other: list[str]) -> int:
-    k = _WINDOW_WORDS
-    theirs = {tuple(other[i:i + k]) for i in range(len(other) - k + 1)}
+    theirs = set(zip(other, other[1:], other[2:]))
     covered = [False] * len(words)
-    for i in range(len(words) - k + 1):
-        if tuple(words[i:i + k]) in theirs:
-            covered[i:i + k] = [True] * k
+    for i, window in enumerate(zip(words, words[1:], words[2:])):
+        if window in theirs:
+            covered[i] = covered[i + 1] = covered[i + 2] = True
     best = run = 0
     for c in covered:
-        run = 0 if c else run + 1
-        best = max(best, run)
+        if c:
+            run = 0
+        else:
+            run += 1
+            if run > best:
+                best = run
     return best
 
 
 def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
-                 sets: ShingleSets | None = None, normalised: Sequence[str] | None = None,
-                 boilerplate: np.ndarray | None = None, ngram: int = DEFAULT_NGRAM) -> tuple[np.ndarray, np.ndarray]:
+                 normalised: Sequence[str] | None = None, boilerplate: np.ndarray | None = None,
+                 ngram: int = DEFAULT_NGRAM) -> tuple[np.ndarray, np.ndarray]:
     """The candidate pairs that are near duplicates, with their similarity.
 
     A pair is kept when (1) the Jaccard similarity of the whole texts is ≥ threshold, (2) for two
     conversations of as many turns, every aligned turn keeps a similarity of at least 0.3 (a light
     edit leaves each turn recognisable), (3) neither text has a run of 9 or more words the other
-    lacks (new content, not an edit), and (4) what is left once boilerplate shared by many texts is
-    removed from both is still ≥ threshold similar (or both were nothing but boilerplate).
+    lacks (new content, not an edit), and (4) what is left once boilerplate shared by many texts
+    (``boilerplate_windows``, counted over all ``normalised`` unless given) is removed from both
+    is still ≥ threshold similar (or both were nothing but boilerplate).
     (2)-(4) are what stop records that only share a template reply or a signature from merging.
     """
-    normalised = [normalise_text(t) for t in texts] if normalised is None else normalised
-    sets = shingle_sets(normalised, ngram=ngram, normalised=True) if sets is None else sets
-    boilerplate = boilerplate_windows(normalised) if boilerplate is None else boilerplate
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    sims = jaccard_pairs(sets, pairs)
+    if len(pairs) == 0:
+        return pairs, np.zeros(0)
+    if normalised is None:
+        normalised = [normalise_text(t) for t in texts]
+    involved = np.unique(pairs)
+    local = np.searchsorted(involved, pairs)
+    sets = shingle_sets([normalised[i] for i in involved], ngram=ngram, normalised=True)
+    sims = jaccard_pairs(sets, local)
     keep = sims >= threshold
     pairs, sims = pairs[keep], sims[keep]
     if len(pairs) == 0:
@@ -470,7 +521,11 @@ def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEF
     pairs, sims = pairs[keep], sims[keep]
     keep = np.array([longest_new_run(normalised[i], normalised[j]) < _NEW_CONTENT_WORDS for i, j in pairs], bool)
     pairs, sims = pairs[keep], sims[keep]
-    if len(pairs) == 0 or boilerplate.size == 0:
+    if len(pairs) == 0:
+        return pairs, sims
+    if boilerplate is None:
+        boilerplate = boilerplate_windows(normalised)
+    if boilerplate.size == 0:
         return pairs, sims
     involved = np.unique(pairs)
     stripped = strip_boilerplate([normalised[i] for i in involved], boilerplate)
@@ -487,20 +542,26 @@ def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEF
     return pairs[keep], sims[keep]
 
 
+def _candidates(normalised: Sequence[str], threshold: float, num_perm: int, ngram: int,
+                progress: Progress | None, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """LSH candidate pairs whose MinHash estimate is not hopelessly below the threshold."""
+    sig, nonempty = text_signatures(normalised, num_perm, ngram=ngram, progress=_stage(progress, 0.0, 0.75))
+    pairs = lsh_candidate_pairs(sig, threshold, active=nonempty, progress=_stage(progress, 0.75, 0.95))
+    if keep is not None:
+        pairs = keep(pairs)
+    return pairs[estimated_similarity(sig, pairs) >= threshold - _ESTIMATE_MARGIN]
+
+
 def near_duplicate_pairs(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD, *,
                          num_perm: int = DEFAULT_NUM_PERM, ngram: int = DEFAULT_NGRAM,
                          progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every verified near-duplicate pair ``(i, j)``, i < j, within ``texts``, and its similarity."""
     _check_threshold(threshold)
     normalised = [normalise_text(t) for t in texts]
-    sets = shingle_sets(normalised, ngram=ngram, normalised=True, progress=_stage(progress, 0.0, 0.25))
-    sig = minhash_signatures(sets, num_perm, progress=_stage(progress, 0.25, 0.7))
-    pairs = lsh_candidate_pairs(sig, threshold, active=sets.sizes > 0, progress=_stage(progress, 0.7, 0.85))
-    pairs = pairs[estimated_similarity(sig, pairs) >= threshold - _ESTIMATE_MARGIN]
-    del sig
+    pairs = _candidates(normalised, threshold, num_perm, ngram, _stage(progress, 0.0, 0.85))
     if progress:
         progress(0.9, "verifying candidate pairs")
-    found = verify_pairs(texts, pairs, threshold, sets=sets, normalised=normalised, ngram=ngram)
+    found = verify_pairs(texts, pairs, threshold, normalised=normalised, ngram=ngram)
     if progress:
         progress(1.0, "verified candidate pairs")
     return found
@@ -569,15 +630,11 @@ def cross_near_duplicates(queries: Sequence[str], corpus: Sequence[str], thresho
         return []
     texts = list(queries) + list(corpus)
     normalised = [normalise_text(t) for t in texts]
-    sets = shingle_sets(normalised, ngram=ngram, normalised=True, progress=_stage(progress, 0.0, 0.25))
-    sig = minhash_signatures(sets, num_perm, progress=_stage(progress, 0.25, 0.7))
-    pairs = lsh_candidate_pairs(sig, threshold, active=sets.sizes > 0, progress=_stage(progress, 0.7, 0.85))
-    pairs = pairs[(pairs[:, 0] < nq) & (pairs[:, 1] >= nq)]
-    pairs = pairs[estimated_similarity(sig, pairs) >= threshold - _ESTIMATE_MARGIN]
-    del sig
+    pairs = _candidates(normalised, threshold, num_perm, ngram, _stage(progress, 0.0, 0.85),
+                        keep=lambda p: p[(p[:, 0] < nq) & (p[:, 1] >= nq)])
     if progress:
         progress(0.9, "verifying candidate pairs")
-    pairs, sims = verify_pairs(texts, pairs, threshold, sets=sets, normalised=normalised, ngram=ngram)
+    pairs, sims = verify_pairs(texts, pairs, threshold, normalised=normalised, ngram=ngram)
     if progress:
         progress(1.0, "verified candidate pairs")
     return [(int(q), int(c) - nq, round(float(s), 4)) for (q, c), s in zip(pairs, sims)]

@@ -99,3 +99,13 @@ def test_priority_chooses_the_keeper():
     assert near_duplicate_clusters(texts, priority=[1, 0])[0].keeper == 1
     with pytest.raises(ValueError):
         near_duplicate_clusters(texts, priority=[1])
+
+
+def test_signatures_from_texts_equal_signatures_from_sets():
+    from curation.minhash import text_signatures
+    rng = random.Random(4)
+    texts = [normalise_text(sentence(rng, rng.randint(0, 30))) for _ in range(50)] + ["ab", ""]
+    sig, nonempty = text_signatures(texts, 64)
+    sets = shingle_sets(texts, normalised=True)
+    assert (sig == minhash_signatures(sets, 64)).all()
+    assert (nonempty == (sets.sizes > 0)).all()

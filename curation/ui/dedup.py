@@ -113,7 +113,7 @@ def cluster_html(result: DedupResult, number: int, records: dict[str, Record], o
              "border:1px solid #d1d5db;border-radius:8px;padding:8px}.dd-drop{opacity:.75;background:#fef2f2}"
              ".dd-keep{background:#f0fdf4}.dd-head{font-size:.9em;margin-bottom:6px}.dd-turn{margin:4px 0}"
              "ins.dd-ins{background:#bbf7d0;text-decoration:none}del.dd-del{background:#fecaca}</style>")
-    return f'{style}<div class="dd-cluster" id="dd-cluster-{number}">{"".join(columns)}</div>'
+    return f'{style}<div class="dd-cluster" data-cluster="{number}">{"".join(columns)}</div>'
 
 
 def filter_frame(report) -> pd.DataFrame:
