@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import ipaddress
+import json
 import logging
 import os
 import sys
@@ -122,7 +123,7 @@ def create_server(ws, *, rater_only: bool = False):
     import gradio as gr
     from fastapi import FastAPI
 
-    from core.access import guard_handlers
+    from core.access import LoginPageWithoutApi, guard_handlers
     from core.users import authenticate, has_users
 
     server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
@@ -144,10 +145,23 @@ def create_server(ws, *, rater_only: bool = False):
         gr.mount_gradio_app(server, blocks.queue(default_concurrency_limit=8), path=path, auth=auth,
                             auth_message=message if hosted else None, css=CSS, head=head, show_error=True,
                             footer_links=["settings"], ssr_mode=False)
+    if hosted:
+        server.add_middleware(LoginPageWithoutApi)
     return server
 
 
 # -- commands --------------------------------------------------------------------------------------
+
+class JsonLogLines(logging.Formatter):
+    """One JSON object per line, tracebacks included, so that every entry of the server log parses."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"at": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
 
 def users_command(ws, args) -> int:
     from core.errors import TuneloopError
@@ -199,8 +213,9 @@ def _is_loopback(host: str) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='{"at":"%(asctime)s","level":"%(levelname)s",'
-                                                   '"logger":"%(name)s","msg":"%(message)s"}')
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     from core.users import has_users
     from core.workspace import Workspace
     ws = Workspace.open(args.workspace)
@@ -221,7 +236,7 @@ def main(argv=None) -> int:
     server = create_server(ws, rater_only=args.rater_only)
     mode = "rater-only" if args.rater_only else ("hosted, logins on" if has_users(ws) else "local, no logins")
     print(f"Tuneloop ({mode}): workspace {ws.root}; serving on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(server, host=args.host, port=args.port, log_level="warning", log_config=None)  # our JSON lines
     return 0
 
 

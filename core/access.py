@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 import typing
 
 from core.errors import TuneloopError
@@ -64,7 +65,7 @@ def _check_or_refuse(ws, request, roles, gr) -> None:
     try:
         check_role(ws, request, roles)
     except AccessDenied as exc:
-        raise gr.Error(str(exc), title="Not allowed") from None
+        raise gr.Error(str(exc), title="Not allowed", print_exception=False) from None  # logged above, one line
 
 
 def _resolved_hints(fn) -> dict:
@@ -121,3 +122,42 @@ def _guarded(fn, ws, roles, gr):
     wrapper.__annotations__ = {**_resolved_hints(fn), "_tuneloop_request": gr.Request}
     wrapper.__tuneloop_guarded__ = True
     return wrapper
+
+
+_API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.S)
+
+
+class LoginPageWithoutApi:
+    """ASGI middleware: Gradio's login page embeds the description of every handler of the app behind
+    it (names, labels, current choices and defaults); a visitor who has not logged in gets it empty."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET" or "/gradio_api/" in scope["path"]:
+            return await self.app(scope, receive, send)
+        start, chunks = None, []
+
+        async def rewrite(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in message["headers"])
+                if not html:
+                    return await send(message)
+                start = message
+                return None
+            if start is None or message["type"] != "http.response.body":
+                return await send(message)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return None
+            body = b"".join(chunks)
+            if b'"auth_required":true' in body:  # the login page: no config, so no API description either
+                body = _API_INFO.sub(b'window.gradio_api_info = {"named_endpoints":{},"unnamed_endpoints":{}};'
+                                     b'</script>', body)
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            await send({**start, "headers": headers + [(b"content-length", str(len(body)).encode())]})
+            return await send({"type": "http.response.body", "body": body})
+
+        return await self.app(scope, receive, rewrite)
