@@ -27,6 +27,10 @@ RATE_INTRO = """### Which answer is better?
 Read the question, then both answers. Press **1** if A is better, **2** if B is better, **3** for a tie,
 **4** if both are bad, and **e** to write the answer you would have wanted (then press a verdict button).
 You are told which model wrote which answer right after your vote."""
+RESULTS_INTRO = """### What did the raters say?
+The blind votes of an evaluation, in the fine-tuned model's terms: how often it won, with a 95% interval and
+a test against a coin flip, whether raters favoured the left side, how much raters agree, and per label.
+Below: turn the votes into data for the next round, and the rounds so far, side by side."""
 VERDICT_BUTTONS = (("A", "A is better  [1]", "rate-a"), ("B", "B is better  [2]", "rate-b"),
                    ("tie", "Tie  [3]", "rate-tie"), ("both_bad", "Both bad  [4]", "rate-bad"))
 KEYS_JS = """
@@ -321,7 +325,10 @@ def build_results_tab(ws) -> None:
     """The Results tab: figures with intervals, agreement, feedback into data, and preparing evaluations."""
     from evaluation.feedback import answer_needed, export_preferences, merge_feedback
 
+    from evaluation.rounds_ui import build_rounds_view
+
     with gr.Tab("Results", id="results") as tab:
+        gr.Markdown(RESULTS_INTRO)
         with gr.Row():
             evaluation = gr.Dropdown(evaluation_choices(ws), value=_latest(ws), label="Evaluation", scale=3,
                                      elem_id="results-evaluation")
@@ -355,6 +362,8 @@ def build_results_tab(ws) -> None:
                                     lines=4, elem_id="results-guidelines")
             save_guidelines = gr.Button("Save guidelines")
         prepare_evaluation_section(ws, evaluation)
+        rounds = build_rounds_view(ws)
+        tab.select(rounds.refresh, None, rounds.outputs)
 
         outputs = [summary, plot, per_rater, by_label, disagreements, feedback, queue, item, merged]
 
