@@ -59,7 +59,7 @@ class _Values:
         from faker import Faker
 
         self.rng = random.Random(seed)
-        self.fakers = {loc: Faker(loc) for loc in set(LOCALES)}
+        self.fakers = {loc: Faker(loc) for loc in sorted(set(LOCALES))}
         for i, f in enumerate(self.fakers.values()):
             f.seed_instance(seed * 31 + i)
         self.us = self.fakers["en_US"]

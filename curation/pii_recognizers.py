@@ -105,7 +105,8 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
 
 
 @functools.lru_cache(maxsize=1)
-def english_names() -> tuple[frozenset[str], None]:
+def english_names() -> frozenset[str]:
+    """Given and family names of the English-speaking locales (lowercase)."""
     import importlib
 
     names = set()
@@ -113,7 +114,7 @@ def english_names() -> tuple[frozenset[str], None]:
         provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
         for attr in ("first_names", "first_names_male", "first_names_female", "last_names"):
             names.update(str(n).lower() for n in getattr(provider, attr, ()) or ())
-    return frozenset(names), None
+    return frozenset(names)
 
 
 def _name_key(word: str) -> str:
@@ -215,7 +216,7 @@ def _run_score(text: str, run: list[tuple[int, int, str]], names, ambiguous) -> 
     strong = [w for w in known if _name_key(w[2]) not in ambiguous]
     titled = len(parts) < len(run) and _is_title(run[0][2]) or \
         re.search(r"\b" + TITLES + r"\.?\s*$", text[max(0, run[0][0] - 6):run[0][0]], re.IGNORECASE)
-    english, _ = english_names()
+    english = english_names()
     # A lowercase word counts alone only as an English-locale name ("job" is a Dutch name, and a word).
     if len(known) < 2:
         strong = [w for w in strong if w[2][:1].isupper() or _name_key(w[2]) in english]

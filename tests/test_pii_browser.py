@@ -27,6 +27,7 @@ def test_scan_review_reject_and_apply(live_app, page, tmp_path):
     page.locator("#pii-scan").click()
     expect(page.locator("#pii-scan-status")).to_contain_text("3 records with PII", timeout=120_000)
     expect(page.locator("#pii-review-status")).to_contain_text("3 record(s) shown")
+    expect(page.locator("#pii-chart")).to_contain_text("PHONE_NUMBER")
     expect(page.locator("#pii-before")).to_contain_text("Jennifer Lopez")
     expect(page.locator("#pii-after")).to_contain_text("<PERSON>")
     expect(page.locator("#pii-after")).to_contain_text("ORD-2024-00123")

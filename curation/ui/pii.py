@@ -69,7 +69,7 @@ def build(ws) -> None:
             scan_button = gr.Button("Scan current version", variant="primary", elem_id="pii-scan")
             cancel_button = gr.Button("Cancel scan")
         scan_status = gr.Markdown(elem_id="pii-scan-status")
-        chart = gr.BarPlot(value=_chart_frame({}), x="entity", y="findings", label="Findings per type")
+        chart = gr.Markdown(elem_id="pii-chart")
         scan_id = gr.State(None)
 
         with gr.Row():
@@ -141,7 +141,7 @@ def build(ws) -> None:
             scan = run_scan(ws, settings_now, progress=report, cancel=flag.is_set)
             counts = {k: v for k, v in scan.counts.items() if k != "records_with_pii"}
             types = ["all"] + sorted(counts)
-            return (scan.id, scan.describe(), _chart_frame(counts), gr.update(choices=types, value="all"),
+            return (scan.id, scan.describe(), _chart_markdown(counts), gr.update(choices=types, value="all"),
                     *list_review(scan.id, "all", "all"))
 
         def on_cancel(request: gr.Request = None):
@@ -288,8 +288,14 @@ def _custom_from_row(row) -> CustomRecognizer:
                             score=float(score or 0.6))
 
 
-def _chart_frame(counts: dict) -> pd.DataFrame:
-    return pd.DataFrame({"entity": list(counts), "findings": list(counts.values())})
+def _chart_markdown(counts: dict) -> str:
+    """Findings per type as a bar chart in text (Gradio's bar plot drops bars when updated from empty)."""
+    if not counts:
+        return "No personal data found."
+    top = max(counts.values())
+    rows = [f"| {entity} | {n} | {'█' * max(1, round(30 * n / top))} |" for entity, n in
+            sorted(counts.items(), key=lambda kv: -kv[1])]
+    return "**Findings per type**\n\n| type | findings | |\n|---|---:|---|\n" + "\n".join(rows)
 
 
 def _records_of(ws, version_id):
