@@ -19,6 +19,7 @@ CLI: ``python -m curation.dedup INPUT OUTPUT [--threshold J] [--ngram N] [--num-
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import sys
@@ -132,9 +133,8 @@ def record_text(record: Record, mode: str = "conversation") -> str:
     return join_turns([m["content"] for m in record.messages if m["role"] in roles])
 
 
-def _exact_key(text: str) -> str:
-    normalised = " ".join(normalise_text(turn) for turn in text.split("\x1e"))
-    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).hexdigest() if normalised.strip() else ""
+def _exact_key(normalised: str) -> str:
+    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).hexdigest() if normalised else ""
 
 
 def keeper_priority(records: Sequence[Record], texts: Sequence[str], policy: str) -> list[tuple]:
@@ -142,7 +142,7 @@ def keeper_priority(records: Sequence[Record], texts: Sequence[str], policy: str
     if policy == "first":
         return [(i,) for i in range(len(records))]
     if policy == "longest":
-        return [(-len(normalise_text(t)), i) for i, t in enumerate(texts)]
+        return [(-len(t), i) for i, t in enumerate(texts)]
     if policy == "recent":
         def date(r: Record) -> str:
             return next((str(r.meta[f]) for f in DATE_FIELDS if r.meta.get(f) not in (None, "")), "")
@@ -168,7 +168,18 @@ def find_duplicates(records: Sequence[Record], options: DedupOptions | None = No
     stops at the next batch with ``Cancelled``.
     """
     options = (options or DedupOptions()).validate()
+    # The run allocates millions of small objects that all live to its end: collecting them is wasted time.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _find_duplicates(records, options, progress, cancel)
+    finally:
+        if collecting:
+            gc.enable()
 
+
+def _find_duplicates(records: Sequence[Record], options: DedupOptions, progress: Progress | None,
+                     cancel: Callable[[], bool] | None) -> DedupResult:
     def say(fraction: float, text: str) -> None:
         if cancel is not None and cancel():
             raise Cancelled("duplicate search cancelled; nothing was changed")
@@ -176,8 +187,9 @@ def find_duplicates(records: Sequence[Record], options: DedupOptions | None = No
             progress(fraction, text)
     say(0.0, "reading texts")
     texts = [record_text(r, options.text) for r in records]
-    keys = [_exact_key(t) for t in texts]
-    priority = keeper_priority(records, texts, options.keep)
+    normalised = [normalise_text(t) for t in texts]
+    keys = [_exact_key(t) for t in normalised]
+    priority = keeper_priority(records, normalised, options.keep)
     order = sorted(range(len(records)), key=priority.__getitem__)
     rank = [0] * len(records)
     for position, i in enumerate(order):
@@ -191,7 +203,7 @@ def find_duplicates(records: Sequence[Record], options: DedupOptions | None = No
     say(0.05, "exact duplicates grouped")
     near = near_duplicate_clusters(
         [texts[i] for i in representatives], options.threshold, num_perm=options.num_perm, ngram=options.ngram,
-        priority=[rank[i] for i in representatives],
+        priority=[rank[i] for i in representatives], normalised=[normalised[i] for i in representatives],
         progress=lambda f, text: say(0.05 + 0.9 * f, text))
     clusters: list[DuplicateCluster] = []
     in_near = set()
