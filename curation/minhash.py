@@ -431,17 +431,32 @@ def _word_windows(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndar
     return (h >> _U64(32)).astype(np.uint32), owner_of_word[first], first, words_per_text
 
 
-def boilerplate_windows(normalised: Sequence[str], *, min_records: int = _BOILERPLATE_RECORDS) -> np.ndarray:
-    """Sorted hashes of the word windows that at least ``min_records`` distinct texts contain."""
+def boilerplate_windows(normalised: Sequence[str], *, among: Sequence[str] | None = None,
+                        min_records: int = _BOILERPLATE_RECORDS) -> np.ndarray:
+    """Sorted hashes of the word windows that at least ``min_records`` distinct texts contain.
+
+    ``among``: only windows of these texts can qualify (the texts about to be checked), which
+    spares sorting every window of the collection.
+    """
+    wanted = None
+    if among is not None:
+        wanted = _sorted_unique(_word_windows(list(among))[0])
+        tally = np.zeros(wanted.size, np.int64)
     distinct = list(dict.fromkeys(normalised))
     found = []
     for start in range(0, len(distinct), _BATCH_RECORDS):
         hashes, owner, _, _ = _word_windows(distinct[start:start + _BATCH_RECORDS])
         keys = _sorted_unique((owner.astype(np.uint64) << _U64(32)) | hashes.astype(np.uint64))
-        found.append((keys & _MASK32).astype(np.uint32))
-    if not found:
-        return np.zeros(0, np.uint32)
-    hashes = np.sort(np.concatenate(found))
+        per_text = (keys & _MASK32).astype(np.uint32)
+        if wanted is None:
+            found.append(per_text)
+        elif wanted.size:
+            at = np.searchsorted(wanted, per_text).clip(max=wanted.size - 1)
+            hit = wanted[at] == per_text
+            tally += np.bincount(at[hit], minlength=wanted.size)
+    if wanted is not None:
+        return wanted[tally >= min_records] if wanted.size else wanted
+    hashes = np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint32)
     if hashes.size == 0:
         return hashes
     run_starts = np.flatnonzero(np.concatenate(([True], hashes[1:] != hashes[:-1])))
@@ -553,11 +568,11 @@ def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEF
     pairs, sims = pairs[keep], sims[keep]
     if len(pairs) == 0:
         return pairs, sims
+    involved = np.unique(pairs)
     if boilerplate is None:
-        boilerplate = boilerplate_windows(normalised)
+        boilerplate = boilerplate_windows(normalised, among=[normalised[i] for i in involved])
     if boilerplate.size == 0:
         return pairs, sims
-    involved = np.unique(pairs)
     stripped = strip_boilerplate([normalised[i] for i in involved], boilerplate)
     changed = np.array([s != normalised[i] for s, i in zip(stripped, involved)])
     if not changed.any():

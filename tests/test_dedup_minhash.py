@@ -109,3 +109,15 @@ def test_signatures_from_texts_equal_signatures_from_sets():
     sets = shingle_sets(texts, normalised=True)
     assert (sig == minhash_signatures(sets, 64)).all()
     assert (nonempty == (sets.sizes > 0)).all()
+
+
+def test_boilerplate_is_text_many_records_share_verbatim():
+    from curation.minhash import boilerplate_windows, strip_boilerplate
+    rng = random.Random(5)
+    footer = "please keep your order number at hand when you write to us again thank you"
+    texts = [normalise_text(f"{sentence(rng, 10)} {footer}") for _ in range(25)]
+    everywhere = boilerplate_windows(texts)
+    assert (boilerplate_windows(texts, among=texts[:2]) == everywhere).all() and everywhere.size > 0
+    stripped = strip_boilerplate(texts[:2], everywhere)
+    assert stripped == [" ".join(t.split()[:10]) for t in texts[:2]]
+    assert boilerplate_windows(texts[:5]).size == 0     # five records sharing it is not boilerplate yet
