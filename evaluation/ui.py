@@ -196,10 +196,12 @@ def build_rate_tab(ws) -> None:
                 return cast_vote(ws, verdict, assignment_id, typed_name, comment_text, corrected_text, request)
             return vote_clicked
 
-        start.click(start_clicked, [evaluation, name], view + [reveal, guidelines, name])
+        # Not queued: a vote is a few milliseconds of SQLite, and the queue's round trips doubled its latency
+        # with 50 raters at once (benchmarks/raters.py).
+        start.click(start_clicked, [evaluation, name], view + [reveal, guidelines, name], queue=False)
         for (verdict, _, _), button in zip(VERDICT_BUTTONS, buttons):
             button.click(voter(verdict), [assignment, name, comment, corrected],
-                         view + [reveal, comment, corrected, correction_box])
+                         view + [reveal, comment, corrected, correction_box], queue=False)
         edit.click(lambda: gr.update(visible=True), None, correction_box)
         def refresh_choices(current):
             choices = evaluation_choices(ws)
