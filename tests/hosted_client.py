@@ -57,11 +57,14 @@ class GradioSession:
                 return dep["id"]
         raise KeyError(f"no handler named {api_name!r} in {self.prefix or '/'}")
 
-    def call(self, fn: int | str, data: list, *, config: dict | None = None) -> CallResult:
-        """Run one handler through the queue, as the page does; returns when it has completed."""
+    def call(self, fn: int | str, data: list, *, config: dict | None = None, queued: bool | None = None) -> CallResult:
+        """Run one handler as the page does: through the queue and its event stream, or with a plain POST
+        for events that are not queued (``queued`` forces one way); returns when it has completed."""
         index = fn if isinstance(fn, int) else self.fn_index(fn)
         deps = (config or self.config())["dependencies"]
         dep = next(d for d in deps if d["id"] == index)
+        if not (dep.get("queue") is not False if queued is None else queued):
+            return self.run(dep["api_name"], data)
         trigger = dep["targets"][0][0] if dep.get("targets") else None
         join = self.http.post("/gradio_api/queue/join", json={
             "data": data, "fn_index": index, "session_hash": self.session_hash, "event_data": None,
@@ -82,6 +85,16 @@ class GradioSession:
                     result.output = out.get("data")
                     result.error = out.get("error")
                     break
+        return result
+
+    def run(self, api_name: str, data: list) -> CallResult:
+        """Run one handler with a plain POST to /gradio_api/run/ (what the page does for events not queued)."""
+        resp = self.http.post(f"/gradio_api/run/{api_name}", json={"data": data, "session_hash": self.session_hash})
+        result = CallResult(status=resp.status_code, raw=resp.text)
+        if resp.status_code == 200:
+            result.output, result.success = resp.json().get("data"), True
+        else:
+            result.error = resp.text
         return result
 
 
@@ -107,9 +120,9 @@ class RaterClient:
         self._read_pair(result)
         return result
 
-    def vote(self, verdict: str, comment: str = "", corrected: str = "") -> CallResult:
+    def vote(self, verdict: str, comment: str = "", corrected: str = "", *, queued: bool | None = None) -> CallResult:
         voted_on = self.question
-        result = self.session.call(VOTE_FNS[verdict], [None, "", comment, corrected])
+        result = self.session.call(VOTE_FNS[verdict], [None, "", comment, corrected], queued=queued)
         reveal = result.output[10] if result.success and result.output else ""
         if reveal.startswith("✅"):
             self.acknowledged.append(Voted(question=voted_on, reveal=reveal))

@@ -98,9 +98,10 @@ def test_a_rater_receives_no_model_identity_before_voting(hosted):
         if dep["api_name"].startswith("vote_clicked"):
             continue
         data = [hosted.small if types[i] == "dropdown" else "" for i in dep["inputs"]]
-        result = r.session.call(dep["id"], data)
-        assert result.success, result.raw
-        received.append(result.raw)
+        for queued in (None, True, False):          # as the page sends it, through the queue, plain POST
+            result = r.session.call(dep["id"], data, queued=queued)
+            assert result.success, result.raw
+            received.append(result.raw)
     start = r.start(hosted.small)
     received.append(start.raw)
     assert "question" in r.question
