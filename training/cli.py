@@ -20,7 +20,7 @@ import time
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from training import registry as R
-from training.config import PRESETS, RunConfig, config_to_yaml, load_config, preset_config
+from training.config import PRESETS, config_to_yaml, load_config, preset_config
 
 
 def build_parser() -> argparse.ArgumentParser:

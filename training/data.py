@@ -8,7 +8,6 @@ system and user turns are context only. This works for any prefix-preserving tem
 """
 from __future__ import annotations
 
-import hashlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +162,3 @@ def render_loss_mask(tokenizer, messages: list[dict[str, str]], sequence_len: in
             start = i
     return spans
 
-
-def hash_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -55,7 +55,7 @@ class MetricsLog:
 
     def drop_after(self, step: int) -> None:
         """On resume: forget what was logged after the checkpoint, since those steps run again."""
-        if not self.path.is_file():
+        if not is_main_process() or not self.path.is_file():
             return
         kept = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
@@ -318,7 +318,9 @@ def _train(ws: Workspace, run: Run, config: RunConfig, log: MetricsLog, stop_fla
         ckpt = last_checkpoint(get_run(ws, run.id))
         merge_run_json(ws, run.id, "artefacts", {"checkpoint": str(ckpt) if ckpt else ""})
         return "stopped", summary
-    if trainer.eval_dataset is not None:
+    if evals and evals[-1]["step"] == state.global_step and not trainer.args.load_best_model_at_end:
+        summary["final_eval_loss"] = evals[-1]["eval_loss"]
+    elif trainer.eval_dataset is not None:
         final = trainer.evaluate()["eval_loss"]
         log.write({"step": state.global_step, "event": "final_eval", "eval_loss": round(final, 5),
                    "peak_rss_mb": peak_rss_mb()})
