@@ -35,7 +35,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -308,16 +308,15 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def _band_keys(sig: np.ndarray, bands: int, rows: int) -> list[np.ndarray]:
+def _band_keys(sig: np.ndarray, bands: int, rows: int) -> Iterator[np.ndarray]:
+    """One 64-bit key per text and band, a band at a time (all bands at once would double the memory)."""
     mult = _ngram_multipliers(rows + 1000)[:rows]
-    keys = []
     for band in range(bands):
         block = sig[:, band * rows:(band + 1) * rows].astype(np.uint64)
         key = block[:, 0] * mult[0]
         for j in range(1, rows):
             key += block[:, j] * mult[j]
-        keys.append(_mix64(key))
-    return keys
+        yield _mix64(key)
 
 
 def lsh_candidate_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
