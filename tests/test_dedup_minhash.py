@@ -121,3 +121,36 @@ def test_boilerplate_is_text_many_records_share_verbatim():
     stripped = strip_boilerplate(texts[:2], everywhere)
     assert stripped == [" ".join(t.split()[:10]) for t in texts[:2]]
     assert boilerplate_windows(texts[:5]).size == 0     # five records sharing it is not boilerplate yet
+
+
+def _longest_new_run_by_words(a: str, b: str) -> int:
+    """The rule spelt out word by word: the longest run of words not inside a 3-word window the other text has."""
+    def uncovered(words: list[str], other: list[str]) -> int:
+        theirs = set(zip(other, other[1:], other[2:]))
+        covered = [False] * len(words)
+        for i, window in enumerate(zip(words, words[1:], words[2:])):
+            if window in theirs:
+                covered[i] = covered[i + 1] = covered[i + 2] = True
+        best = run = 0
+        for c in covered:
+            run = 0 if c else run + 1
+            best = max(best, run)
+        return best
+    return max(uncovered(a.split(), b.split()), uncovered(b.split(), a.split()))
+
+
+def test_longest_new_runs_match_the_word_by_word_rule():
+    from curation.minhash import longest_new_runs
+    rng = random.Random(6)
+    texts = ["", "refund", "refund my order", "order refund my order please"]
+    for _ in range(60):
+        words = sentence(rng, rng.randint(0, 40)).split()
+        texts.append(" ".join(words))
+        edited = list(words)
+        for _ in range(rng.randint(0, 4)):   # light edits and inserted new content of various lengths
+            edited[rng.randrange(len(edited) + 1):0] = sentence(rng, rng.choice([1, 2, 5, 12])).split()
+        texts.append(" ".join(edited))
+    pairs = np.array([(i, j) for i in range(len(texts)) for j in range(len(texts)) if i != j and rng.random() < 0.2])
+    expected = [_longest_new_run_by_words(texts[i], texts[j]) for i, j in pairs]
+    assert longest_new_runs(texts, pairs, chunk=50).tolist() == expected
+    assert max(expected) >= 9 and min(expected) == 0
