@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import sys
 from collections import Counter
@@ -133,10 +132,6 @@ def record_text(record: Record, mode: str = "conversation") -> str:
     return join_turns([m["content"] for m in record.messages if m["role"] in roles])
 
 
-def _exact_key(normalised: str) -> str:
-    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).hexdigest() if normalised else ""
-
-
 def keeper_priority(records: Sequence[Record], texts: Sequence[str], policy: str) -> list[tuple]:
     """A sort key per record: the lowest key in a cluster is its keeper (ties: first seen)."""
     if policy == "first":
@@ -188,7 +183,6 @@ def _find_duplicates(records: Sequence[Record], options: DedupOptions, progress:
     say(0.0, "reading texts")
     texts = [record_text(r, options.text) for r in records]
     normalised = [normalise_text(t) for t in texts]
-    keys = [_exact_key(t) for t in normalised]
     priority = keeper_priority(records, normalised, options.keep)
     order = sorted(range(len(records)), key=priority.__getitem__)
     rank = [0] * len(records)
@@ -196,8 +190,9 @@ def _find_duplicates(records: Sequence[Record], options: DedupOptions, progress:
         rank[i] = position
     groups: dict[str, list[int]] = {}
     for i in order:
-        if keys[i]:
-            groups.setdefault(keys[i], []).append(i)
+        # The normalised text is its own exact-duplicate key (empty texts are nobody's duplicate).
+        if normalised[i]:
+            groups.setdefault(normalised[i], []).append(i)
     representatives = [members[0] for members in groups.values()]
     copies = {members[0]: members[1:] for members in groups.values()}
     say(0.05, "exact duplicates grouped")
