@@ -142,7 +142,7 @@ def create_server(ws, *, rater_only: bool = False):
         auth = (lambda u, p, roles=roles: authenticate(ws, u, p, roles)) if hosted else None
         message = (f"Tuneloop · log in ({' or '.join(roles)})."
                    + (" Raters: open /rate/ instead; viewers: /playground/." if path == "/" and not rater_only else ""))
-        gr.mount_gradio_app(server, blocks.queue(default_concurrency_limit=8), path=path, auth=auth,
+        gr.mount_gradio_app(server, blocks.queue(default_concurrency_limit=8, api_open=False), path=path, auth=auth,
                             auth_message=message if hosted else None, css=CSS, head=head, show_error=True,
                             footer_links=["settings"], ssr_mode=False)
     if hosted:

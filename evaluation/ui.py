@@ -64,8 +64,10 @@ if (!window.__tuneloopRateKeys) {
 
 # -- shared -----------------------------------------------------------------------------------
 
-def evaluation_choices(ws) -> list[tuple[str, int]]:
-    return [(f"#{e.id} {e.name} · {e.num_pairs} pairs", e.id) for e in arena.list_evaluations(ws)]
+def evaluation_choices(ws, *, blind: bool = False) -> list[tuple[str, int]]:
+    """Dropdown choices; ``blind`` leaves out the admin's name, which may name the run being compared."""
+    return [((f"Evaluation #{e.id} · {e.num_pairs} pairs" if blind else f"#{e.id} {e.name} · {e.num_pairs} pairs"), e.id)
+            for e in arena.list_evaluations(ws)]
 
 
 def _latest(ws) -> int | None:
@@ -160,8 +162,8 @@ def build_rate_tab(ws) -> None:
         gr.HTML("", js_on_load=KEYS_JS, elem_id="rate-keys")
         gr.Markdown(RATE_INTRO)
         with gr.Row():
-            evaluation = gr.Dropdown(evaluation_choices(ws), value=_latest(ws), label="Evaluation", scale=3,
-                                     elem_id="rate-evaluation")
+            evaluation = gr.Dropdown(evaluation_choices(ws, blind=True), value=_latest(ws), label="Evaluation",
+                                     scale=3, elem_id="rate-evaluation")
             name = gr.Textbox(label="Your name (used when nobody is logged in)", scale=2, elem_id="rate-rater",
                               placeholder="e.g. ana")
             with gr.Column(scale=1, min_width=160):
@@ -204,7 +206,7 @@ def build_rate_tab(ws) -> None:
                          view + [reveal, comment, corrected, correction_box], queue=False)
         edit.click(lambda: gr.update(visible=True), None, correction_box)
         def refresh_choices(current):
-            choices = evaluation_choices(ws)
+            choices = evaluation_choices(ws, blind=True)
             keep = current if current in [value for _, value in choices] else _latest(ws)
             return gr.update(choices=choices, value=keep)
 

@@ -100,7 +100,9 @@ def test_a_rater_receives_no_model_identity_before_voting(hosted):
         data = [hosted.small if types[i] == "dropdown" else "" for i in dep["inputs"]]
         for queued in (None, True, False):          # as the page sends it, through the queue, plain POST
             result = r.session.call(dep["id"], data, queued=queued)
-            assert result.success, result.raw
+            # api_open=False: a queued event refuses the plain POST that would skip the queue's limits.
+            refused_direct = queued is False and dep.get("queue") is not False and result.status == 404
+            assert result.success or refused_direct, result.raw
             received.append(result.raw)
     start = r.start(hosted.small)
     received.append(start.raw)
