@@ -196,8 +196,12 @@ def _window_hashes(texts: Sequence[str], ngram: int, multipliers: np.ndarray) ->
     """Every character ``ngram`` window of a batch of normalised texts as a 32-bit hash, text after
     text (repeats included), and the number of windows per text."""
     # A text shorter than one shingle (but not empty) is one shingle: itself, padded.
-    padded = [t if len(t) >= ngram or not t else t.ljust(ngram, "\0") for t in texts]
-    lengths = np.fromiter((len(t) for t in padded), np.int64, len(padded))
+    lengths = np.array(list(map(len, texts)), np.int64)
+    short = np.flatnonzero((lengths > 0) & (lengths < ngram))
+    padded = list(texts)
+    for i in short.tolist():
+        padded[i] = padded[i].ljust(ngram, "\0")
+    lengths[short] = ngram
     windows = np.maximum(lengths - ngram + 1, 0)
     codes = np.frombuffer("".join(padded).encode("utf-32-le"), np.uint32).astype(np.uint64)
     if windows.sum() == 0:
@@ -450,7 +454,7 @@ def _word_windows(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndar
     is_start = ~space & np.concatenate(([True], space[:-1]))
     starts = np.flatnonzero(is_start)
     words_seen = np.cumsum(is_start)
-    text_ends = np.cumsum(np.fromiter((len(t) + 1 for t in texts), np.int64, len(texts)))
+    text_ends = np.cumsum(np.array(list(map(len, texts)), np.int64) + 1)
     words_per_text = np.diff(np.concatenate(([0], words_seen[text_ends - 1])))
     owner_of_word = np.repeat(np.arange(len(texts), dtype=np.int64), words_per_text)
     k = _WINDOW_WORDS
@@ -460,7 +464,10 @@ def _word_windows(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndar
     first = first[owner_of_word[first] == owner_of_word[first + k - 1]]
     # A word's hash sums its characters mixed with their place in the word (no powers to precompute).
     place = np.arange(codes.size, dtype=np.uint64) - starts[np.maximum(words_seen - 1, 0)].astype(np.uint64)
-    mixed = _mix64(codes.astype(np.uint64) * _U64(0x9E3779B97F4A7C15) + place * _U64(0xD6E8FEB86659FD93))
+    mixed = codes.astype(np.uint64) * _U64(0x9E3779B97F4A7C15) + place * _U64(0xD6E8FEB86659FD93)
+    # One xorshift-multiply round per character is enough: the window hash is mixed in full below.
+    mixed ^= mixed >> _U64(29)
+    mixed *= _U64(0xBF58476D1CE4E5B9)
     mixed[space] = 0
     word_hash = np.add.reduceat(mixed, starts)
     mult = _ngram_multipliers(k + 2000)
@@ -539,7 +546,7 @@ def _turns_agree(texts: Sequence[str], pairs: np.ndarray, ngram: int) -> np.ndar
     """Per pair: True unless both are conversations of as many turns and some aligned turn differs outright."""
     involved = np.unique(pairs)
     turns = [texts[i].split(TURN_SEPARATOR) for i in involved]
-    count = np.fromiter((len(t) for t in turns), np.int64, len(turns))
+    count = np.array(list(map(len, turns)), np.int64)
     first = np.concatenate(([0], np.cumsum(count)[:-1]))
     local = np.searchsorted(involved, pairs)
     ca, cb = count[local[:, 0]], count[local[:, 1]]
