@@ -70,6 +70,13 @@ def evaluation_choices(ws, *, blind: bool = False) -> list[tuple[str, int]]:
             for e in arena.list_evaluations(ws)]
 
 
+def _finished_note(done: int) -> str:
+    if done:
+        return f"You have rated all {done} pairs open to you in this evaluation. Thank you!"
+    return ("Nothing is left for you here: every pair of this evaluation already has all the raters it asked for. "
+            "Ask the admin for another evaluation, or for more raters per pair.")
+
+
 def _latest(ws) -> int | None:
     choices = evaluation_choices(ws)
     return choices[0][1] if choices else None
@@ -128,7 +135,7 @@ def start_rating(ws, evaluation_id, typed_name, request: gr.Request | None) -> t
         evaluation = arena.get_evaluation(ws, evaluation_id)
         pair = arena.next_pair(ws, evaluation.id, rater)
         progress = arena.rater_progress(ws, evaluation.id, rater)
-        done = f"You have rated all {progress.done} pairs open to you in this evaluation. Thank you!"
+        done = _finished_note(progress.done)
         guidelines = evaluation.guidelines.strip() or "_No guidelines for this evaluation._"
         signed_in = caller(ws, request) != LOCAL_USER
         name_box = gr.update(value=rater, interactive=False, label="Signed in as") if signed_in else gr.update()
@@ -147,7 +154,7 @@ def cast_vote(ws, verdict, assignment_id, typed_name, comment, corrected, reques
                                    corrected_answer=corrected or None)
         pair = arena.next_pair(ws, reveal.evaluation_id, rater)
         progress = arena.rater_progress(ws, reveal.evaluation_id, rater)
-        done = f"You have rated all {progress.done} pairs open to you in this evaluation. Thank you!"
+        done = _finished_note(progress.done)
         saved = " Your corrected answer was saved." if (corrected or "").strip() else ""
         return (*pair_view(pair, done), f"✅ {html.escape(reveal.describe())}{saved}", "", "",
                 gr.update(visible=False))
