@@ -1,11 +1,25 @@
 """Small pieces the curation tabs share: version pickers, record rendering, error display."""
 from __future__ import annotations
 
+import functools
 import html
 
 from core.errors import TuneloopError
 from curation import versions as V
 from curation.records import Record
+
+
+def user_errors(fn):
+    """A handler decorator: TuneloopError becomes a message in the page instead of a stack trace."""
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TuneloopError as exc:
+            raise gr.Error(str(exc)) from None
+    return wrapper
 
 
 def version_choices(ws) -> list[tuple[str, str]]:

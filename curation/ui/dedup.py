@@ -4,7 +4,6 @@ Only wires widgets to ``curation.dedup`` and ``curation.filters``."""
 from __future__ import annotations
 
 import difflib
-import functools
 import html
 import threading
 
@@ -16,7 +15,7 @@ from curation import versions as V
 from curation.dedup import KEEP_POLICIES, TEXT_MODES, DedupOptions, DedupResult, apply_dedup, find_duplicates_in_version
 from curation.filters import FILTERS, FilterOptions, apply_filters, filter_version
 from curation.records import Record
-from curation.ui.common import current_name, short, version_choices
+from curation.ui.common import current_name, short, user_errors, version_choices
 
 CLUSTER_HEADERS = ["cluster", "size", "kind", "keeper", "question"]
 FILTER_HEADERS = ["filter", "records", "what it means", "examples"]
@@ -27,17 +26,6 @@ duplicates are lightly edited copies (similar character shingles, every pair che
 a greeting, a signature or a template answer are never merged). Each cluster keeps one record; open a cluster
 to compare its members with the keeper and override keep or drop."""
 _cancel_flags: dict[str, threading.Event] = {}
-
-
-def _user_errors(fn):
-    """TuneloopError → a message in the page instead of a stack trace."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TuneloopError as exc:
-            raise gr.Error(str(exc)) from None
-    return wrapper
 
 
 def summary_markdown(result: DedupResult, overrides: dict[str, str]) -> str:
@@ -184,7 +172,7 @@ def build(ws) -> None:
                 raise TuneloopError("nothing to show yet; press 'Find duplicates' first")
             return result
 
-        @_user_errors
+        @user_errors
         def on_run(version_name, thr, mode, policy, n, perms, request: gr.Request = None, progress=gr.Progress()):
             flag = _cancel_flags.setdefault(_session(request), threading.Event())
             flag.clear()
@@ -214,11 +202,11 @@ def build(ws) -> None:
             ids = [m.id for m in cluster.members]
             return cluster_html(result, int(number), records, overrides), gr.update(choices=ids, value=ids[-1])
 
-        @_user_errors
+        @user_errors
         def on_pick(result, overrides, number):
             return show_cluster(require(result), overrides, number)
 
-        @_user_errors
+        @user_errors
         def on_override(result, overrides, number, member, choice):
             result = require(result)
             if not member:
@@ -227,21 +215,21 @@ def build(ws) -> None:
             html_view, _ = show_cluster(result, overrides, number)
             return overrides, html_view, summary_markdown(result, overrides)
 
-        @_user_errors
+        @user_errors
         def on_apply(result, overrides):
             result = require(result)
             version_made = apply_dedup(ws, result, overrides)
             return (f"Made **{version_made.describe()}** (now current).",
                     gr.update(choices=version_choices(ws), value=current_name(ws)))
 
-        @_user_errors
+        @user_errors
         def on_filters(version_name, low, high, repeat, garbage, progress=gr.Progress()):
             options = FilterOptions(min_answer_words=int(low or 0), max_answer_words=int(high or 1),
                                     max_repeated_ngrams=float(repeat), max_garbage=float(garbage))
             report = filter_version(ws, version_name or None, options, progress=lambda f, d: progress(f, desc=d))
             return report, filter_frame(report), f"{len(report.flagged):,} of {report.total:,} records flagged."
 
-        @_user_errors
+        @user_errors
         def on_filters_apply(report, enabled):
             if report is None:
                 raise TuneloopError("press 'Check filters' first")

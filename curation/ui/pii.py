@@ -2,7 +2,6 @@
 Only wires widgets to ``curation.pii`` and ``curation.pii_review``."""
 from __future__ import annotations
 
-import functools
 import threading
 
 import gradio as gr
@@ -12,20 +11,10 @@ from core.errors import TuneloopError
 from curation.pii import ENTITY_TYPES, OPERATORS, CustomRecognizer, PiiSettings, replace_spans
 from curation.pii_review import (apply_scan, decide, get_scan, latest_open_scan, load_settings, review_items,
                                  run_scan, save_settings, workspace_salt)
+from curation.ui.common import user_errors
 
 DECISION_FILTERS = ("all", "pending", "accept", "reject", "edit")
 _cancel_flags: dict[str, threading.Event] = {}
-
-
-def _user_errors(fn):
-    """TuneloopError → a message in the page instead of a stack trace."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TuneloopError as exc:
-            raise gr.Error(str(exc)) from None
-    return wrapper
 
 
 def build(ws) -> None:
@@ -108,12 +97,12 @@ def build(ws) -> None:
 
         settings_inputs = [entities, operator, threshold, per_type, allow, protect, default_protect, custom_table]
 
-        @_user_errors
+        @user_errors
         def on_save(*values):
             save_settings(ws, current_settings(*values))
             return "Settings saved."
 
-        @_user_errors
+        @user_errors
         def on_add_custom(rows, name, entity, kind, pattern, context, score):
             recognizer = CustomRecognizer(
                 name=name.strip(), entity=entity.strip().upper(), kind=kind,
@@ -127,7 +116,7 @@ def build(ws) -> None:
         def on_remove_custom(rows, name):
             return pd.DataFrame([r for r in _rows(rows) if r[0] and r[0] != name.strip()], columns=CUSTOM_COLUMNS)
 
-        @_user_errors
+        @user_errors
         def on_scan(*values, request: gr.Request = None, progress=gr.Progress()):
             settings_now = current_settings(*values)
             save_settings(ws, settings_now)
@@ -156,7 +145,7 @@ def build(ws) -> None:
                 raise TuneloopError("no open scan of the current version; press 'Scan current version'")
             return scan.id
 
-        @_user_errors
+        @user_errors
         def list_review(sid, type_value, decision_value):
             sid = resolve(sid)
             items = review_items(ws, sid, entity=None if type_value in (None, "all") else type_value,
@@ -167,7 +156,7 @@ def build(ws) -> None:
             return (sid, frame, gr.update(choices=[i.record_id for i in items], value=first),
                     f"{len(items)} record(s) shown")
 
-        @_user_errors
+        @user_errors
         def show_record(sid, record_id, message_value=None):
             if not record_id:
                 return gr.update(choices=[], value=None), [], [], ""
@@ -183,7 +172,7 @@ def build(ws) -> None:
             return (gr.update(choices=choices, value=chosen), _highlight_before(msg),
                     _highlight_after(msg, scan.settings, workspace_salt(ws)), proposed)
 
-        @_user_errors
+        @user_errors
         def set_decision(sid, record_id, decision, type_value, decision_value):
             sid = resolve(sid)
             if not record_id:
@@ -191,7 +180,7 @@ def build(ws) -> None:
             decide(ws, sid, [record_id], decision)
             return list_review(sid, type_value, decision_value)
 
-        @_user_errors
+        @user_errors
         def set_all(sid, decision, type_value, decision_value):
             sid = resolve(sid)
             items = review_items(ws, sid, entity=None if type_value in (None, "all") else type_value,
@@ -199,7 +188,7 @@ def build(ws) -> None:
             decide(ws, sid, [i.record_id for i in items], decision)
             return list_review(sid, type_value, decision_value)
 
-        @_user_errors
+        @user_errors
         def on_save_edit(sid, record_id, message_value, text, type_value, decision_value):
             sid = resolve(sid)
             item = _item(ws, sid, record_id)
@@ -214,7 +203,7 @@ def build(ws) -> None:
             decide(ws, sid, [record_id], "edit", edited_messages=messages)
             return list_review(sid, type_value, decision_value)
 
-        @_user_errors
+        @user_errors
         def on_apply(sid):
             sid = resolve(sid)
             version = apply_scan(ws, sid)
