@@ -148,41 +148,13 @@ def _rewards_callback(rewards_log: _RewardsLog):
 
 def build_dpo_trainer(config, model, tokenizer, train_ds, eval_ds, output: Path, callbacks):
     """trl's DPOTrainer for this config over a PeftModel that already carries the SFT adapter."""
-    import torch
     from trl import DPOConfig, DPOTrainer
 
-    on_cuda = torch.cuda.is_available()
+    from training.job import trainer_arguments
+
     evaluating = bool(config.eval_steps) and eval_ds is not None
-    args = DPOConfig(
-        output_dir=str(output),
-        beta=config.dpo_beta,
-        max_length=config.sequence_len,
-        per_device_train_batch_size=config.micro_batch_size,
-        per_device_eval_batch_size=config.micro_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        num_train_epochs=config.num_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,
-        eval_strategy="steps" if evaluating else "no",
-        eval_steps=config.eval_steps or None,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        logging_steps=1,
-        logging_first_step=True,
-        seed=config.seed,
-        data_seed=config.seed,
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
-        use_cpu=not on_cuda,
-        bf16=on_cuda and torch.cuda.is_bf16_supported(),
-        fp16=False,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
+    args = DPOConfig(**trainer_arguments(config, output, evaluating), beta=config.dpo_beta,
+                     max_length=config.sequence_len)
     return DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_ds,
                       eval_dataset=eval_ds if evaluating else None, processing_class=tokenizer,
                       callbacks=list(callbacks))

@@ -140,15 +140,12 @@ def _peak_gpu_mb() -> float | None:
     return None
 
 
-def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output: Path, callbacks):
-    """trl's SFTTrainer for this config: pre-tokenized data with assistant masks, LoRA already applied."""
+def trainer_arguments(config: RunConfig, output: Path, evaluating: bool) -> dict:
+    """The TrainingArguments both stages (SFT and DPO) take from a run config, in one place."""
     import torch
-    from trl import SFTConfig, SFTTrainer
-    from transformers import EarlyStoppingCallback
 
     on_cuda = torch.cuda.is_available()
-    evaluating = bool(config.eval_steps) and eval_ds is not None
-    args = SFTConfig(
+    return dict(
         output_dir=str(output),
         per_device_train_batch_size=config.micro_batch_size,
         per_device_eval_batch_size=config.micro_batch_size,
@@ -163,17 +160,10 @@ def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=2,
-        load_best_model_at_end=bool(config.early_stopping_patience) and evaluating,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
         logging_steps=1,
         logging_first_step=True,
         seed=config.seed,
         data_seed=config.seed,
-        max_length=config.sequence_len,
-        packing=config.packing,
-        # Conversations of similar length share a batch, so little compute goes to padding.
-        train_sampling_strategy="random" if config.packing else "group_by_length",
         gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         use_cpu=not on_cuda,
@@ -182,6 +172,24 @@ def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+    )
+
+
+def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output: Path, callbacks):
+    """trl's SFTTrainer for this config: pre-tokenized data with assistant masks, LoRA already applied."""
+    from trl import SFTConfig, SFTTrainer
+    from transformers import EarlyStoppingCallback
+
+    evaluating = bool(config.eval_steps) and eval_ds is not None
+    args = SFTConfig(
+        **trainer_arguments(config, output, evaluating),
+        load_best_model_at_end=bool(config.early_stopping_patience) and evaluating,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        max_length=config.sequence_len,
+        packing=config.packing,
+        # Conversations of similar length share a batch, so little compute goes to padding.
+        train_sampling_strategy="random" if config.packing else "group_by_length",
         include_num_input_tokens_seen="non_padding",
     )
     cbs = list(callbacks)
