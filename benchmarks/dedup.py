@@ -32,8 +32,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.planted_duplicates import PlantedSet, planted_dataset  # noqa: E402
-from curation.dedup import DedupOptions, find_duplicates, record_text  # noqa: E402
-from curation.minhash import TURN_SEPARATOR  # noqa: E402
+from curation.dedup.clusters import DedupOptions, find_duplicates, record_text  # noqa: E402
+from curation.dedup.minhash import TURN_SEPARATOR  # noqa: E402
 
 
 def datasketch_loop(records, threshold: float, num_perm: int = 128) -> list[list[str]]:
@@ -87,7 +87,7 @@ def million(n: int = 1_000_000, seed: int = 0) -> None:
     """Child process: dedup ``n`` short records, print time and peak memory (max RSS)."""
     import random
 
-    from curation.records import Record
+    from curation.data.records import Record
     from faker.providers.lorem.en_US import Provider as Lorem
 
     rng = random.Random(seed)

@@ -26,7 +26,7 @@ from evaluation.generate import DecodingSettings, generate_pairs, paired_model, 
 
 
 def demo_prompts(n: int):
-    from curation.demo import demo_records
+    from curation.data.demo import demo_records
     return prompts_from_records(demo_records(n * 3), split=None)[:n]
 
 

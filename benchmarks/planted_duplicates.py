@@ -21,7 +21,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from curation.records import Record
+from curation.data.records import Record
 
 
 @dataclass

@@ -15,10 +15,10 @@ import tempfile
 import time
 
 from core.workspace import Workspace
-from curation import review as R
-from curation import versions as V
-from curation.demo import demo_records
-from curation.records import Record
+from curation.review import workflow as R
+from curation.data import versions as V
+from curation.data.demo import demo_records
+from curation.data.records import Record
 
 
 def _records(n: int) -> list[Record]:

@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.workspace import Workspace  # noqa: E402
-from curation.records import Record  # noqa: E402
+from curation.data.records import Record  # noqa: E402
 
 HOUSE_RULES = [
     ("refund window", "I want a refund for my Lumio Smart Plug, order ORD-123456.",
@@ -107,8 +107,8 @@ def main(argv=None) -> int:
     p.add_argument("--workspace", help="keep the workspace here (default: a temporary folder)")
     args = p.parse_args(argv)
 
-    from curation.demo import demo_records
-    from curation.versions import create_version
+    from curation.data.demo import demo_records
+    from curation.data.versions import create_version
     from evaluation.arena import EvalItem, create_evaluation
     from evaluation.auto import FIGURES, auto_evaluate, format_auto_evaluation
     from evaluation.feedback import collect_feedback, merge_feedback

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curation.leakage import audit_leakage  # noqa: E402
-from curation.records import Record  # noqa: E402
-from curation.splits import SplitConfig, build_splits, groups_across_splits, max_share_gap  # noqa: E402
+from curation.splits.leakage import audit_leakage  # noqa: E402
+from curation.data.records import Record  # noqa: E402
+from curation.splits.build import SplitConfig, build_splits, groups_across_splits, max_share_gap  # noqa: E402
 from tests.test_splits import support_tickets  # noqa: E402
 
 

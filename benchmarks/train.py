@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def demo_split(folder: Path, conversations: int) -> Path:
-    from curation.demo import demo_records
-    from curation.formats import write_jsonl
+    from curation.data.demo import demo_records
+    from curation.data.formats import write_jsonl
     records = demo_records(600, seed=0)
     write_jsonl(records[:conversations], folder / "train.jsonl")
     write_jsonl(records[540:560], folder / "val.jsonl")
@@ -63,7 +63,7 @@ def guide_job(data: Path, sequence_len: int) -> dict:
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments
-    from curation.formats import read_records
+    from curation.data.formats import read_records
     from training.models import resolve_base_model
 
     torch.set_num_threads(2)

@@ -10,8 +10,8 @@ import sys
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation import versions as V
-from curation.formats import FORMATS, parse_column_map
+from curation.data import versions as V
+from curation.data.formats import FORMATS, parse_column_map
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
 
 def _import(ws, args) -> int:
-    from curation.imports import import_file
+    from curation.data.imports import import_file
     current = V.current_version(ws)
     version, result = import_file(ws, args.file, format=args.format, column_map=parse_column_map(args.columns),
                                   max_mb=args.max_mb, append=args.append, note=args.note)
@@ -141,14 +141,14 @@ def _rollback(ws, args) -> int:
 
 
 def _demo(ws, args) -> int:
-    from curation.demo import load_demo
+    from curation.data.demo import load_demo
     v = load_demo(ws, n=args.n)
     print(f"imported the demo dataset as {v.name} ({v.num_records} records)")
     return 0
 
 
 def _labels(ws, args) -> int:
-    from curation.review import labels_command
+    from curation.review.workflow import labels_command
     return labels_command(ws, args)
 
 

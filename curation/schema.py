@@ -1,4 +1,7 @@
-"""Tables owned by curation. Append a new migration; never edit an applied one."""
+"""Tables owned by curation. Append a new migration; never edit an applied one.
+
+Migrations are applied in the order they stand here and recorded by name, so the numbers only
+have to grow down the file (m1xx: PII, m3xx: review)."""
 from core.workspace import migrations
 
 migration = migrations("curation")
@@ -28,6 +31,50 @@ def m001_dataset_versions(db):
             event text not null,             -- created, rollback
             actor text,
             at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+
+
+@migration
+def m101_pii_scrubbing(db):
+    # Findings hold offsets into the scanned version, never the personal data itself.
+    db.execute("""
+        create table pii_settings (
+            id integer primary key check (id = 1),
+            settings text not null,
+            salt text not null,              -- pseudonym salt; never shown, never exported
+            updated_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("""
+        create table pii_scans (
+            id integer primary key,
+            version_id integer not null references dataset_versions(id),
+            settings text not null,
+            counts text not null default '{}',
+            status text not null default 'open',     -- open, applied
+            applied_version_id integer references dataset_versions(id),
+            created_by text,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("""
+        create table pii_findings (
+            scan_id integer not null references pii_scans(id) on delete cascade,
+            record_id text not null,
+            message_index integer not null,
+            start_char integer not null,
+            end_char integer not null,
+            entity text not null,
+            score real not null
+        )""")
+    db.execute("create index pii_findings_by_record on pii_findings (scan_id, record_id)")
+    db.execute("""
+        create table pii_decisions (
+            scan_id integer not null references pii_scans(id) on delete cascade,
+            record_id text not null,
+            decision text not null check (decision in ('accept', 'reject', 'edit')),
+            edited_messages text,            -- the reviewer's own text, for 'edit'
+            decided_by text,
+            decided_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            primary key (scan_id, record_id)
         )""")
 
 
@@ -118,48 +165,4 @@ def m301_review_tables(db):
             settled_by text not null,
             at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
             primary key (version_id, record_id, field)
-        )""")
-
-
-@migration
-def m101_pii_scrubbing(db):
-    # Findings hold offsets into the scanned version, never the personal data itself.
-    db.execute("""
-        create table pii_settings (
-            id integer primary key check (id = 1),
-            settings text not null,
-            salt text not null,              -- pseudonym salt; never shown, never exported
-            updated_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-        )""")
-    db.execute("""
-        create table pii_scans (
-            id integer primary key,
-            version_id integer not null references dataset_versions(id),
-            settings text not null,
-            counts text not null default '{}',
-            status text not null default 'open',     -- open, applied
-            applied_version_id integer references dataset_versions(id),
-            created_by text,
-            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-        )""")
-    db.execute("""
-        create table pii_findings (
-            scan_id integer not null references pii_scans(id) on delete cascade,
-            record_id text not null,
-            message_index integer not null,
-            start_char integer not null,
-            end_char integer not null,
-            entity text not null,
-            score real not null
-        )""")
-    db.execute("create index pii_findings_by_record on pii_findings (scan_id, record_id)")
-    db.execute("""
-        create table pii_decisions (
-            scan_id integer not null references pii_scans(id) on delete cascade,
-            record_id text not null,
-            decision text not null check (decision in ('accept', 'reject', 'edit')),
-            edited_messages text,            -- the reviewer's own text, for 'edit'
-            decided_by text,
-            decided_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-            primary key (scan_id, record_id)
         )""")

@@ -67,7 +67,7 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
     ``limit`` caps the prompts answered and the conversations scored for perplexity per split;
     ``suites`` names the regression suites to run (all suites with cases when None).
     """
-    from curation.versions import get_version, load_records
+    from curation.data.versions import get_version, load_records
     from evaluation.generate import DecodingSettings, PromptItem, generate_pairs, paired_model, resolve_adapter
     from evaluation.metrics import answer_metrics, perplexity, reference_pairs, wants_exact_match
     from evaluation.regression import get_suite, list_suites, run_suite

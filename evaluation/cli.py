@@ -112,7 +112,7 @@ def _workspace(args):
 def cmd_generate(args) -> int:
     from tqdm import tqdm
 
-    from curation.versions import get_version
+    from curation.data.versions import get_version
     from evaluation.generate import DecodingSettings, RunModels, prepare_evaluation, prompts_from_version, \
         resolve_adapter
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, atomic_write
-from curation.records import Record
-from curation.versions import Version, create_version, load_records, require_current
+from curation.data.records import Record
+from curation.data.versions import Version, create_version, load_records, require_current
 from evaluation.arena import VoteRow, evaluation_votes, get_evaluation
 
 POLICIES = ("majority", "unanimous")

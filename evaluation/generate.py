@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.records import Record, canonical_json, new_record_id
+from curation.data.records import Record, canonical_json, new_record_id
 from evaluation.arena import EvalItem, create_evaluation
 
 Progress = Callable[[int, int, str], None]      # (done, total, what is happening)
@@ -100,7 +100,7 @@ def prompts_from_records(records: Iterable[Record], *, split: str | None = "test
 def prompts_from_version(ws: Workspace, version: int | str, *, split: str | None = "test",
                          limit: int | None = None) -> list[PromptItem]:
     """A version's prompts of one split (the test split by default)."""
-    from curation.versions import load_records
+    from curation.data.versions import load_records
     return prompts_from_records(load_records(ws, version), split=split, limit=limit)
 
 
@@ -119,7 +119,7 @@ def prompts_from_texts(texts: Iterable[str]) -> list[PromptItem]:
 
 def prompts_from_file(path: str | Path, *, limit: int | None = None) -> list[PromptItem]:
     """Uploaded prompts: any format the importer reads; a test split is used when the file has one."""
-    from curation.formats import read_records
+    from curation.data.formats import read_records
     records = read_records(path).records
     has_test = any(r.meta.get("split") == "test" for r in records)
     return prompts_from_records(records, split="test" if has_test else None, limit=limit)

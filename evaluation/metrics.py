@@ -22,7 +22,7 @@ import string
 from typing import Any, Callable, Iterable
 
 from core.errors import TuneloopError
-from curation.records import Record
+from curation.data.records import Record
 
 EXACT_MATCH_TASKS = ("classification", "extraction")
 

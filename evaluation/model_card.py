@@ -85,7 +85,7 @@ def known_limits(run, auto, humans: list[dict[str, Any]], regression: list) -> l
 def model_card(ws: Workspace, run_id: str | int) -> str:
     """The Markdown model card of a registered run, from what the workspace knows now."""
     import yaml
-    from curation.versions import get_version, lineage
+    from curation.data.versions import get_version, lineage
     from evaluation.auto import FIGURES, latest_auto_evaluation
     from evaluation.regression import latest_results
     from training.registry import get_run

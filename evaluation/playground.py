@@ -39,8 +39,8 @@ from typing import Any, Iterator, Sequence
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.records import ROLES, Record, new_record_id
-from curation.versions import Version, create_version, get_version, load_records, require_current
+from curation.data.records import ROLES, Record, new_record_id
+from curation.data.versions import Version, create_version, get_version, load_records, require_current
 from evaluation.generate import DecodingSettings, resolve_adapter
 
 BASE_ADAPTER = "__base__"       # peft's name for "no adapter" in a mixed batch

@@ -62,14 +62,14 @@ def _version_round(ws: Workspace, version: int | None, cache: dict) -> int:
     if version is None:
         return 1
     if version not in cache:
-        from curation.versions import lineage
+        from curation.data.versions import lineage
         cache[version] = 1 + sum(1 for v in lineage(ws, version) if v.step == "feedback")
     return cache[version]
 
 
 def round_rows(ws: Workspace) -> list[RoundRow]:
     """Every run as a row of the rounds view, in round order, each compared with its previous run."""
-    from curation.versions import get_version, list_versions
+    from curation.data.versions import get_version, list_versions
     from evaluation.arena import list_evaluations
     from evaluation.auto import latest_auto_evaluation
     from evaluation.feedback import collect_feedback
@@ -141,7 +141,7 @@ def _feedback_source_run(ws: Workspace, version: int | None, evaluations: dict) 
     """The run whose evaluation fed the newest feedback merge in this version's lineage."""
     if version is None:
         return None
-    from curation.versions import lineage
+    from curation.data.versions import lineage
     for v in lineage(ws, version):
         if v.step == "feedback":
             evaluation = evaluations.get(_int(v.params.get("evaluation")))

@@ -491,7 +491,7 @@ def prepare_evaluation_section(ws, evaluation_dropdown) -> None:
                 else:
                     if not version_ref:
                         raise TuneloopError("choose a dataset version with a test split, or type or upload prompts")
-                    from curation.versions import get_version
+                    from curation.data.versions import get_version
                     dataset_version = get_version(ws, version_ref).id
                     items = prompts_from_version(ws, dataset_version, limit=n)
                 settings = DecodingSettings(max_new_tokens=int(tokens), do_sample=bool(do_sample),
@@ -526,5 +526,5 @@ def run_choices(ws) -> list[tuple[str, str]]:
 
 
 def version_choices(ws) -> list[tuple[str, str]]:
-    from curation.versions import list_versions
+    from curation.data.versions import list_versions
     return [(v.describe(), v.name) for v in reversed(list_versions(ws))]

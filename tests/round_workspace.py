@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.workspace import Workspace
-from curation.records import Record
-from curation.versions import create_version
+from curation.data.records import Record
+from curation.data.versions import create_version
 from evaluation.arena import EvalItem, create_evaluation, next_pair, record_vote
 from tests.tiny_model import build_tiny_model
 

@@ -5,9 +5,9 @@ import pytest
 
 from benchmarks.planted_duplicates import planted_dataset
 from core.errors import TuneloopError
-from curation.dedup import DedupOptions, apply_dedup, find_duplicates, find_duplicates_in_version, main
-from curation.records import Record
-from curation.versions import create_version, get_version, load_records
+from curation.dedup.clusters import DedupOptions, apply_dedup, find_duplicates, find_duplicates_in_version, main
+from curation.data.records import Record
+from curation.data.versions import create_version, get_version, load_records
 from tests.conftest import chat, write_jsonl
 
 TEMPLATE = ("Thank you for contacting Lumio support. We answer every message within one business day, "
@@ -139,7 +139,7 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 
 
 def test_a_run_can_be_cancelled_and_reports_progress():
-    from curation.dedup import Cancelled
+    from curation.dedup.clusters import Cancelled
     seen = []
     find_duplicates(sample(), progress=lambda f, text: seen.append(f))
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)

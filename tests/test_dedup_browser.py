@@ -36,8 +36,8 @@ def drive_dedup_tab(page, url: str) -> dict[str, str]:
 @pytest.mark.browser
 def test_dedup_tab_runs_overrides_and_applies(live_app, page, tmp_path):
     from core.workspace import Workspace
-    from curation.imports import import_file
-    from curation.versions import current_version, load_records
+    from curation.data.imports import import_file
+    from curation.data.versions import current_version, load_records
 
     planted = planted_dataset(600, seed=3)
     source = write_jsonl(tmp_path / "planted.jsonl", [r.to_dict() for r in planted.records])

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from curation.minhash import (DEFAULT_THRESHOLD, cross_near_duplicates, jaccard_pairs, minhash_signatures,
+from curation.dedup.minhash import (DEFAULT_THRESHOLD, cross_near_duplicates, jaccard_pairs, minhash_signatures,
                               near_duplicate_clusters, normalise_text, shingle_sets, similarity)
 
 WORDS = ("account billing refund order parcel courier password login invoice router firmware update "
@@ -102,7 +102,7 @@ def test_priority_chooses_the_keeper():
 
 
 def test_signatures_from_texts_equal_signatures_from_sets():
-    from curation.minhash import text_signatures
+    from curation.dedup.minhash import text_signatures
     rng = random.Random(4)
     texts = [normalise_text(sentence(rng, rng.randint(0, 30))) for _ in range(50)] + ["ab", ""]
     sig, nonempty = text_signatures(texts, 64)
@@ -112,7 +112,7 @@ def test_signatures_from_texts_equal_signatures_from_sets():
 
 
 def test_boilerplate_is_text_many_records_share_verbatim():
-    from curation.minhash import boilerplate_windows, strip_boilerplate
+    from curation.dedup.minhash import boilerplate_windows, strip_boilerplate
     rng = random.Random(5)
     footer = "please keep your order number at hand when you write to us again thank you"
     texts = [normalise_text(f"{sentence(rng, 10)} {footer}") for _ in range(25)]
@@ -140,7 +140,7 @@ def _longest_new_run_by_words(a: str, b: str) -> int:
 
 
 def test_longest_new_runs_match_the_word_by_word_rule():
-    from curation.minhash import longest_new_runs
+    from curation.dedup.minhash import longest_new_runs
     rng = random.Random(6)
     texts = ["", "refund", "refund my order", "order refund my order please"]
     for _ in range(60):

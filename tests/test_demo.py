@@ -1,7 +1,7 @@
 """The demo dataset: realistic enough that every tab has something to show."""
 from collections import Counter
 
-from curation.demo import demo_records
+from curation.data.demo import demo_records
 
 
 def test_demo_is_deterministic_labelled_grouped_and_has_planted_issues():

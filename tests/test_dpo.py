@@ -6,8 +6,8 @@ import json
 import pytest
 
 from core.errors import TuneloopError
-from curation.records import Record
-from curation.versions import create_version
+from curation.data.records import Record
+from curation.data.versions import create_version
 from evaluation.arena import EvalItem, create_evaluation, next_pair, record_vote
 from tests.tiny_model import build_tiny_model
 from training.config import RunConfig

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import TuneloopError
-from curation.records import Record
-from curation.versions import create_version, get_version, load_records
+from curation.data.records import Record
+from curation.data.versions import create_version, get_version, load_records
 from evaluation.arena import next_pair, record_vote
 from evaluation.feedback import (answer_needed, collect_feedback, export_preferences, merge_feedback,
                                  needs_answer_queue, stored_preference_pairs, sync_feedback)

@@ -4,10 +4,10 @@ import json
 import pytest
 
 from core.errors import TuneloopError
-from curation.filters import (FilterOptions, apply_filters, check_record, filter_records, filter_version,
+from curation.dedup.filters import (FilterOptions, apply_filters, check_record, filter_records, filter_version,
                               garbage_share, guess_language, main, quality_score, repeated_ngram_share)
-from curation.records import Record
-from curation.versions import create_version, get_version, load_records
+from curation.data.records import Record
+from curation.data.versions import create_version, get_version, load_records
 from tests.conftest import write_jsonl
 
 GOOD = "You can change it in Account, Billing; the new card is used from the next invoice on."

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from core.errors import InputProblem, TuneloopError
-from curation.formats import parse_column_map, read_records
+from curation.data.formats import parse_column_map, read_records
 from tests.conftest import chat, write_jsonl
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.records import Record
-from curation.versions import create_version
+from curation.data.records import Record
+from curation.data.versions import create_version
 from evaluation.arena import get_evaluation, next_pair
 from evaluation.generate import (DecodingSettings, GenerationCancelled, generate_pairs, paired_model,
                                  prepare_evaluation, prompts_from_texts, prompts_from_version, resolve_adapter)

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from core.errors import TuneloopError
-from curation.leakage import AuditOptions, audit_leakage, fix_leakage, similarity_graph, audit_split
-from curation.records import Record
-from curation.splits import groups_across_splits, max_share_gap
+from curation.splits.leakage import AuditOptions, audit_leakage, fix_leakage, similarity_graph, audit_split
+from curation.data.records import Record
+from curation.splits.build import groups_across_splits, max_share_gap
 from tests.test_splits import _word
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from core.errors import TuneloopError
-from curation.records import Record
+from curation.data.records import Record
 from evaluation.metrics import (answer_metrics, bleu, exact_match, normalize_answer, perplexity, reference_pairs,
                                 rouge_l, rouge_l_scores, wants_exact_match)
 from tests.tiny_model import build_tiny_model

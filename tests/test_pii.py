@@ -7,12 +7,12 @@ import re
 import pytest
 
 from core.errors import InputProblem, TuneloopError
-from curation.pii import (CustomRecognizer, PiiSettings, find_pii, find_pii_parallel, main, pseudonym,
+from curation.pii.scrub import (CustomRecognizer, PiiSettings, find_pii, find_pii_parallel, main, pseudonym,
                           scrub_records)
-from curation.pii_review import (apply_scan, decide, latest_open_scan, load_settings, review_items, run_scan,
+from curation.pii.review import (apply_scan, decide, latest_open_scan, load_settings, review_items, run_scan,
                                  save_settings)
-from curation.records import Record
-from curation.versions import create_version, load_records
+from curation.data.records import Record
+from curation.data.versions import create_version, load_records
 from tests.conftest import write_jsonl
 
 TICKET = ("Hi, I'm Jennifer Lopez. Order ORD-2024-00123 (SKU WH-1000XM4) failed with 0x80070005 on v2.4.1. "

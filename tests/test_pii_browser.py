@@ -4,8 +4,8 @@ import pytest
 from playwright.sync_api import expect
 
 from core.workspace import Workspace
-from curation import versions as V
-from curation.records import Record
+from curation.data import versions as V
+from curation.data.records import Record
 
 
 def seed(path):

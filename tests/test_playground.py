@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import TuneloopError
-from curation.records import Record
-from curation.versions import create_version, current_version, load_records
+from curation.data.records import Record
+from curation.data.versions import create_version, current_version, load_records
 from evaluation.playground import (PlaygroundPool, answer_pair, example_conversation, example_origin, matchup_for,
                                    playground_runs, playground_settings, send_to_dataset, split_examples, stream_pair)
 from tests.tiny_model import build_tiny_model

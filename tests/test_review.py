@@ -6,10 +6,10 @@ import pytest
 
 from core.errors import InputProblem, TuneloopError
 from core.workspace import Workspace
-from curation import review as R
-from curation import versions as V
-from curation.labels import label_schema, parse_schema, save_schema
-from curation.records import Record
+from curation.review import workflow as R
+from curation.data import versions as V
+from curation.review.labels import label_schema, parse_schema, save_schema
+from curation.data.records import Record
 
 SCHEMA = {"fields": [{"name": "intent", "kind": "single", "options": ["refund", "billing", "other"],
                       "description": "what the customer wants"},

@@ -7,9 +7,9 @@ import pytest
 from playwright.sync_api import expect
 
 from core.workspace import Workspace
-from curation import review as R
-from curation import versions as V
-from curation.labels import label_schema
+from curation.review import workflow as R
+from curation.data import versions as V
+from curation.review.labels import label_schema
 
 
 def wait_until(condition, timeout=60):

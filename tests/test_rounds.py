@@ -21,7 +21,7 @@ def loop(tmp_path_factory):
 
 
 def test_auto_evaluation_stores_both_models_figures_with_the_version(loop):
-    from curation.versions import get_version
+    from curation.data.versions import get_version
     result = latest_auto_evaluation(loop.ws, loop.sft1)
     assert result.run_id == str(loop.sft1) and result.dataset_version == loop.v1 and result.split == "test"
     assert result.dataset_hash == get_version(loop.ws, loop.v1).content_hash

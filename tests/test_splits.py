@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from core.errors import TuneloopError
-from curation.records import SPLITS, Record
-from curation.splits import (SplitConfig, balance_report, build_splits, export_split, groups_across_splits,
+from curation.data.records import SPLITS, Record
+from curation.splits.build import (SplitConfig, balance_report, build_splits, export_split, groups_across_splits,
                              length_histogram, main, make_split, max_share_gap, save_split_version, split_sizes,
                              split_targets, training_row)
 from tests.conftest import write_jsonl
@@ -197,7 +197,7 @@ def test_balance_report_counts_shares_and_lengths():
 
 
 def test_split_is_saved_as_an_immutable_version(ws):
-    from curation.versions import create_version, get_version, load_records
+    from curation.data.versions import create_version, get_version, load_records
     records = support_tickets(300, seed=8)
     parent = create_version(ws, records, parent=None, step="import")
     result = make_split(records, SplitConfig(stratify="label", group="customer", seed=8))
@@ -260,7 +260,7 @@ def test_cli_writes_splits_and_leakage_report(tmp_path, capsys):
 
 
 def test_cli_splits_a_workspace_version(ws, tmp_path):
-    from curation.versions import create_version, current_version
+    from curation.data.versions import create_version, current_version
     parent = create_version(ws, support_tickets(200, seed=11), parent=None, step="import")
     assert main([parent.name, str(tmp_path / "o"), "--workspace", str(ws.root), "--group", "customer"]) == 0
     current = current_version(ws)
@@ -268,7 +268,7 @@ def test_cli_splits_a_workspace_version(ws, tmp_path):
 
 
 def test_templated_data_gets_an_honest_warning_instead_of_balanced_shares():
-    from curation.demo import demo_records
+    from curation.data.demo import demo_records
     # The demo's customers ask a few template questions: grouping plus the fix ties most records together.
     result = make_split(demo_records(600), SplitConfig(stratify="label", group="customer_id"))
     assert result.after.clean and groups_across_splits(result.records, "customer_id") == {}

@@ -44,7 +44,7 @@ def test_splits_tab_builds_a_leak_free_split_and_previews_it(live_app, page, tmp
     assert "(test) rendered for tiny" in shown["preview"]
     assert "<|im_start|>assistant" in shown["rendered"]
     from core.workspace import Workspace
-    from curation.versions import current_version
+    from curation.data.versions import current_version
     version = current_version(Workspace.open(app.workspace))
     assert version.step == "split" and version.params["group"] == "customer_id" and version.params["fix"] == "move"
     assert (app.workspace / "exports" / f"{version.name}-messages" / "test.jsonl").exists()

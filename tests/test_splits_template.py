@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from curation.records import Record
-from curation.template_preview import CONTEXT, CUT, TRAINED, preview_record, token_length_stats
+from curation.data.records import Record
+from training.template_preview import CONTEXT, CUT, TRAINED, preview_record, token_length_stats
 from tests.tiny_model import CHATML, CORPUS, SPECIAL
 
 
@@ -67,7 +67,7 @@ def test_dataset_histogram_marks_the_cut_off(tokenizer):
 
 
 def test_cli_prints_the_rendered_record_with_trained_text_marked(tmp_path, capsys):
-    from curation.template_preview import main
+    from training.template_preview import main
     from tests.conftest import chat, write_jsonl
     from tests.tiny_model import build_tiny_model
 
@@ -85,8 +85,8 @@ def test_cli_prints_the_rendered_record_with_trained_text_marked(tmp_path, capsy
 
 @pytest.mark.slow
 def test_default_model_template_preview():
-    from curation.demo import demo_records
-    from curation.template_preview import load_preview_tokenizer
+    from curation.data.demo import demo_records
+    from training.template_preview import load_preview_tokenizer
 
     # No workspace: the converted model lands in the per-user cache, so only the first run converts.
     tokenizer, name = load_preview_tokenizer("default")

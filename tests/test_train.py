@@ -12,8 +12,8 @@ import pytest
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.demo import demo_records
-from curation.versions import create_version
+from curation.data.demo import demo_records
+from curation.data.versions import create_version
 from tests.tiny_model import build_tiny_model
 from training import registry as R
 from training.config import RunConfig, config_from_yaml, config_to_yaml, load_config, preset_config, save_config
@@ -95,7 +95,7 @@ def test_split_from_version_and_from_folder(ws, tmp_path):
     version = split_version(ws)
     data = load_split_data(ws, version.name)
     assert data.counts() == {"train": 28, "val": 6, "test": 6} and data.version_id == version.id
-    from curation.formats import write_jsonl
+    from curation.data.formats import write_jsonl
     write_jsonl(data["train"], tmp_path / "split" / "train.jsonl")
     write_jsonl(data["val"], tmp_path / "split" / "val.jsonl")
     folder = load_split_data(ws, str(tmp_path / "split"))

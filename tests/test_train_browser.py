@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from core.workspace import Workspace
-from curation.demo import demo_records
-from curation.versions import create_version
+from curation.data.demo import demo_records
+from curation.data.versions import create_version
 from tests.tiny_model import build_tiny_model
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from curation.demo import demo_records
-from curation.formats import write_jsonl
+from curation.data.demo import demo_records
+from curation.data.formats import write_jsonl
 from training import registry as R
 from training.config import preset_config
 from training.job import run_training

@@ -5,10 +5,10 @@ import pytest
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation import versions as V
-from curation.formats import read_records
-from curation.imports import import_file
-from curation.records import Record
+from curation.data import versions as V
+from curation.data.formats import read_records
+from curation.data.imports import import_file
+from curation.data.records import Record
 from tests.conftest import chat, write_jsonl
 
 

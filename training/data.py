@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.records import SPLITS, Record
+from curation.data.records import SPLITS, Record
 
 
 @dataclass
@@ -34,7 +34,7 @@ class SplitData:
 
 def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
     """Records per split from a split version id (v4) or a folder with train.jsonl/val.jsonl[/test.jsonl]."""
-    from curation.versions import content_hash
+    from curation.data.versions import content_hash
     spec = str(datasets).strip()
     folder = Path(spec).expanduser()
     if folder.is_dir():
@@ -42,7 +42,7 @@ def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
         for name in SPLITS:
             path = folder / f"{name}.jsonl"
             if path.is_file():
-                from curation.formats import read_records
+                from curation.data.formats import read_records
                 splits[name] = [Record(r.id, r.messages, {**r.meta, "split": name})
                                 for r in read_records(path).records]
         if not splits.get("train"):
@@ -52,7 +52,7 @@ def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
         return SplitData(splits, str(folder), None, content_hash(every))
     if ws is None:
         raise TuneloopError(f"datasets '{spec}' is not a folder, and a dataset version needs a workspace")
-    from curation.versions import get_version, load_records, parse_version_id
+    from curation.data.versions import get_version, load_records, parse_version_id
     try:
         vid = parse_version_id(spec)
     except TuneloopError:

@@ -103,7 +103,7 @@ def split_preference_pairs(pairs: list[dict[str, Any]]) -> dict[str, list[dict[s
 
 
 def pairs_hash(pairs: list[dict[str, Any]]) -> str:
-    from curation.records import canonical_json
+    from curation.data.records import canonical_json
     body = canonical_json([[p["prompt"], p["chosen"], p["rejected"]] for p in pairs])
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
 

@@ -2,7 +2,7 @@
 reference answers of test conversations, from the same weights (the adapter switched off and on)."""
 from __future__ import annotations
 
-from curation.records import Record
+from curation.data.records import Record
 
 
 def answer_prompts(records: list[Record]) -> list[tuple[list[dict[str, str]], str]]:

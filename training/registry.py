@@ -273,8 +273,7 @@ def start_job_process(ws: Workspace, run: Run, *, resume: bool = False) -> Run:
         cmd.append("--resume")
     threads = str(run.config.cpu_threads)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join(
-               [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+           "TOKENIZERS_PARALLELISM": "false"}
     run.run_dir.mkdir(parents=True, exist_ok=True)
     with run.log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

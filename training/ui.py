@@ -34,7 +34,7 @@ def _error(exc: Exception) -> str:
 
 def split_choices(ws) -> list[tuple[str, str]]:
     """Dataset versions, split versions first (those are what training needs)."""
-    from curation.versions import list_versions
+    from curation.data.versions import list_versions
     versions = list(reversed(list_versions(ws)))
     ordered = [v for v in versions if v.step == "split"] + [v for v in versions if v.step != "split"]
     return [(v.describe(), v.name) for v in ordered]

@@ -5,8 +5,8 @@ import functools
 import html
 
 from core.errors import TuneloopError
-from curation import versions as V
-from curation.records import Record
+from curation.data import versions as V
+from curation.data.records import Record
 
 
 def user_errors(fn):

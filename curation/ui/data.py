@@ -7,9 +7,9 @@ from pathlib import Path
 import gradio as gr
 
 from core.errors import TuneloopError
-from curation import versions as V
-from curation.formats import FORMATS, parse_column_map, read_records
-from curation.imports import import_file
+from curation.data import versions as V
+from curation.data.formats import FORMATS, parse_column_map, read_records
+from curation.data.imports import import_file
 from curation.ui.common import (RECORD_HEADERS, chat_messages, current_name, error_markdown, record_rows,
                                 version_choices)
 

@@ -1,6 +1,6 @@
 """The Dedup tab: find exact and near duplicates, browse clusters side by side with their differences,
 override keep/drop per member, check quality filters, and apply either as a new version.
-Only wires widgets to ``curation.dedup`` and ``curation.filters``."""
+Only wires widgets to ``curation.dedup`` and ``curation.dedup.filters``."""
 from __future__ import annotations
 
 import difflib
@@ -11,10 +11,10 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
-from curation import versions as V
-from curation.dedup import KEEP_POLICIES, TEXT_MODES, DedupOptions, DedupResult, apply_dedup, find_duplicates_in_version
-from curation.filters import FILTERS, FilterOptions, apply_filters, filter_version
-from curation.records import Record
+from curation.data import versions as V
+from curation.dedup.clusters import KEEP_POLICIES, TEXT_MODES, DedupOptions, DedupResult, apply_dedup, find_duplicates_in_version
+from curation.dedup.filters import FILTERS, FilterOptions, apply_filters, filter_version
+from curation.data.records import Record
 from curation.ui.common import current_name, short, user_errors, version_choices
 
 CLUSTER_HEADERS = ["cluster", "size", "kind", "keeper", "question"]

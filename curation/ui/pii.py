@@ -1,5 +1,5 @@
 """The PII tab: settings, scan of the current version, before/after review, apply as a new version.
-Only wires widgets to ``curation.pii`` and ``curation.pii_review``."""
+Only wires widgets to ``curation.pii`` and ``curation.pii.review``."""
 from __future__ import annotations
 
 import threading
@@ -8,8 +8,8 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
-from curation.pii import ENTITY_TYPES, OPERATORS, CustomRecognizer, PiiSettings, replace_spans
-from curation.pii_review import (apply_scan, decide, get_scan, latest_open_scan, load_settings, review_items,
+from curation.pii.scrub import ENTITY_TYPES, OPERATORS, CustomRecognizer, PiiSettings, replace_spans
+from curation.pii.review import (apply_scan, decide, get_scan, latest_open_scan, load_settings, review_items,
                                  run_scan, save_settings, workspace_salt)
 from curation.ui.common import user_errors
 
@@ -288,7 +288,7 @@ def _chart_markdown(counts: dict) -> str:
 
 
 def _records_of(ws, version_id):
-    from curation.versions import load_records
+    from curation.data.versions import load_records
     return load_records(ws, version_id)
 
 

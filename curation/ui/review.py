@@ -1,7 +1,7 @@
 """The Review tab: read a record, fix it, label it, approve / reject / skip it, with the keyboard.
 
 Everything here is wiring: the work is done by ``curation.review`` (queue, actions, undo, bulk, team,
-commit) and ``curation.labels`` (the schema). The keyboard shortcuts live in ``REVIEW_HEAD_JS``, which the
+commit) and ``curation.review.labels`` (the schema). The keyboard shortcuts live in ``REVIEW_HEAD_JS``, which the
 app passes to Gradio's ``head=``; ``SHORTCUTS`` is their single list, shown by the help overlay too.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import json
 import gradio as gr
 
 from core.errors import TuneloopError
-from curation import review as R
-from curation.labels import label_schema, parse_schema, save_schema, stored_schema
+from curation.review import workflow as R
+from curation.review.labels import label_schema, parse_schema, save_schema, stored_schema
 from curation.ui.common import current_name, error_markdown, short, version_choices
 
 MAX_FIELDS = 4

@@ -11,13 +11,13 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
-from curation import versions as V
-from curation.leakage import PAIR_HEADERS, AuditOptions, audit_leakage
-from curation.minhash import DEFAULT_THRESHOLD
-from curation.records import SPLITS
-from curation.splits import (COUNT_HEADERS, EXPORT_FORMATS, SHAPES, SplitConfig, SplitResult, balance_report,
+from curation.data import versions as V
+from curation.splits.leakage import PAIR_HEADERS, AuditOptions, audit_leakage
+from curation.dedup.minhash import DEFAULT_THRESHOLD
+from curation.data.records import SPLITS
+from curation.splits.build import (COUNT_HEADERS, EXPORT_FORMATS, SHAPES, SplitConfig, SplitResult, balance_report,
                              export_split, field_names, length_histogram, make_split, save_split_version)
-from curation.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, preview_record,
+from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, preview_record,
                                        token_length_stats)
 from curation.ui.common import current_name, error_markdown, version_choices
 
@@ -94,7 +94,7 @@ def balance_outputs(records, label_field):
 @lru_cache(maxsize=2)
 def _tokenizer(model: str, root: str):
     from core.workspace import Workspace
-    from curation.template_preview import load_preview_tokenizer
+    from training.template_preview import load_preview_tokenizer
     return load_preview_tokenizer(model, Workspace.open(root))
 
 

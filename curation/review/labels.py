@@ -25,8 +25,8 @@ from typing import Any
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation import versions as V
-from curation.records import Record
+from curation.data import versions as V
+from curation.data.records import Record
 
 FIELD_KINDS = ("single", "multi", "tags")
 # meta keys that belong to other steps; a label field by these names would overwrite them

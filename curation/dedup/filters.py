@@ -20,7 +20,7 @@ Example::
     report = filter_records(records)                 # report.counts, report.examples, report.flagged
     version = apply_filters(ws, report)              # a new version without the flagged records
 
-CLI: ``python -m curation.filters INPUT OUTPUT [--min-answer-words N] [--max-answer-words N]
+CLI: ``python -m curation.dedup.filters INPUT OUTPUT [--min-answer-words N] [--max-answer-words N]
 [--max-repeated-ngrams R] [--max-garbage R] [--skip FILTER ...] [--report flagged.jsonl]``
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import Callable, Sequence
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, atomic_write
-from curation.records import Record
-from curation.versions import Version, create_version, get_version, load_records, require_current
+from curation.data.records import Record
+from curation.data.versions import Version, create_version, get_version, load_records, require_current
 
 Progress = Callable[[float, str], None]
 FILTERS = {
@@ -254,7 +254,7 @@ def apply_filters(ws: Workspace, report: FilterReport, only: Sequence[str] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m curation.filters",
+    parser = argparse.ArgumentParser(prog="python -m curation.dedup.filters",
                                      description="Drop records that fail quality filters; print counts per filter.")
     parser.add_argument("input", help="records in any supported format")
     parser.add_argument("output", help="JSONL file to write the records that pass")
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=list(FILTERS), help="filters to switch off")
     parser.add_argument("--report", help="write the flagged records (id and reasons) as JSONL")
     args = parser.parse_args(argv)
-    from curation.formats import read_records, write_jsonl
+    from curation.data.formats import read_records, write_jsonl
     try:
         options = FilterOptions(args.min_answer_words, args.max_answer_words, args.max_repeated_ngrams,
                                 args.max_garbage, tuple(args.skip)).validate()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from core.errors import TuneloopError
-from curation.records import SPLITS, Record, canonical_json
+from curation.data.records import SPLITS, Record, canonical_json
 
 Progress = Callable[[float, str], None]
 NO_LABEL = "(none)"
@@ -488,7 +488,7 @@ def length_histogram(records: list[Record], kind: str = "answer", bins: int = 20
 class SplitResult:
     records: list[Record]                 # the split records (leaking ones moved, or dropped ones gone)
     config: SplitConfig
-    before: Any                           # curation.leakage.LeakageReport before the fix
+    before: Any                           # curation.splits.leakage.LeakageReport before the fix
     after: Any                            # and after it
     fix: str
     note: str = ""
@@ -530,7 +530,7 @@ def make_split(records: list[Record], config: SplitConfig, *, leakage_threshold:
     With ``keep_splits`` the records' own ``meta["split"]`` is kept (data that came split) and only
     audited and fixed; ``config`` then only tells the fix which groups and labels to respect.
     """
-    from curation.leakage import AuditOptions, fix_leakage
+    from curation.splits.leakage import AuditOptions, fix_leakage
 
     if fix not in ("move", "drop", "none"):
         raise TuneloopError(f"unknown fix '{fix}'; choose move, drop or none")
@@ -549,7 +549,7 @@ def make_split(records: list[Record], config: SplitConfig, *, leakage_threshold:
 
 def save_split_version(ws, result: SplitResult, *, parent: int | None, created_by: str | None = None):
     """Freeze the split as a new immutable dataset version (step "split") and return it."""
-    from curation.versions import create_version
+    from curation.data.versions import create_version
 
     params = {**result.config.to_dict(), "fix": result.fix, "leakage_threshold": result.after.options.threshold}
     return create_version(ws, result.records, parent=parent, step="split", params=params, counts=result.counts(),
@@ -636,7 +636,7 @@ def _size(text: str) -> float:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from curation.leakage import DEFAULT_THRESHOLD
+    from curation.splits.leakage import DEFAULT_THRESHOLD
     p = argparse.ArgumentParser(prog="python -m curation.splits",
                                 description="Split a dataset into train/val/test, audit leakage between the splits and "
                                             "fix it; writes OUTDIR/train.jsonl, val.jsonl, test.jsonl and leakage.json.")
@@ -671,11 +671,11 @@ def main(argv=None) -> int:
         ws = None
         parent = None
         if Path(args.input).exists():
-            from curation.formats import read_records
+            from curation.data.formats import read_records
             records = read_records(args.input).records
         else:
             from core.workspace import Workspace
-            from curation.versions import get_version, load_records
+            from curation.data.versions import get_version, load_records
             ws = Workspace.open(args.workspace)
             parent = get_version(ws, args.input).id
             records = load_records(ws, parent)
@@ -709,7 +709,3 @@ def main(argv=None) -> int:
     for path in written + [outdir / "leakage.json"]:
         print(f"wrote {path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """Duplicate removal: exact duplicates (after normalising case, whitespace and punctuation) and near
-duplicates (MinHash + LSH candidates, every pair verified; ``curation.minhash``).
+duplicates (MinHash + LSH candidates, every pair verified; ``curation.dedup.minhash``).
 
 Records are grouped into clusters, each with one keeper chosen by a policy (first seen, longest,
 most recent, best quality score). Every member of a near-duplicate cluster was verified against the
@@ -29,10 +29,10 @@ from typing import Any, Callable, Sequence
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, atomic_write
-from curation.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, join_turns,
+from curation.dedup.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, join_turns,
                               near_duplicate_clusters, normalise_text)
-from curation.records import Record
-from curation.versions import Version, create_version, get_version, load_records, require_current
+from curation.data.records import Record
+from curation.data.versions import Version, create_version, get_version, load_records, require_current
 
 Progress = Callable[[float, str], None]
 TEXT_MODES = {"conversation": ("user", "assistant"), "user": ("user",), "assistant": ("assistant",)}
@@ -143,7 +143,7 @@ def keeper_priority(records: Sequence[Record], texts: Sequence[str], policy: str
             return next((str(r.meta[f]) for f in DATE_FIELDS if r.meta.get(f) not in (None, "")), "")
         # Newest date first; records without one come after dated ones, later in the file first.
         return [(0, _descending(date(r)), -i) if date(r) else (1, "", -i) for i, r in enumerate(records)]
-    from curation.filters import quality_score
+    from curation.dedup.filters import quality_score
     return [(-quality_score(r), i) for i, r in enumerate(records)]
 
 
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="which record of a cluster to keep (default: first seen)")
     parser.add_argument("--clusters", help="also write the clusters (members, keeper, similarities) as JSONL")
     args = parser.parse_args(argv)
-    from curation.formats import read_records, write_jsonl
+    from curation.data.formats import read_records, write_jsonl
     try:
         options = DedupOptions(threshold=args.threshold, ngram=args.ngram, num_perm=args.num_perm,
                                text=args.text, keep=args.keep).validate()
@@ -310,7 +310,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{counts['near_duplicate_clusters']} near-duplicate clusters; dropped {counts['to_drop']}, "
           f"wrote {counts['records'] - counts['to_drop']} to {args.output}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

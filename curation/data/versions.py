@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, atomic_path
-from curation.records import Record, canonical_json
+from curation.data.records import Record, canonical_json
 
 _CACHE_SIZE = 4
 _cache: "OrderedDict[tuple[str, int], list[Record]]" = OrderedDict()
@@ -243,7 +243,7 @@ def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str 
     records = load_records(ws, version)
     out = Path(out)
     if fmt == "jsonl":
-        from curation.formats import write_jsonl
+        from curation.data.formats import write_jsonl
         return write_jsonl(records, out)
     if fmt == "parquet":
         import pyarrow as pa

@@ -7,14 +7,14 @@ answers (so fine-tuning has something to learn), domain tokens that must survive
 emails, phones, addresses, card numbers) and planted near-duplicates (a ticket re-sent with a
 typo). Loaded into a fresh workspace on first start so every tab has something to show.
 
-``python -m curation.demo OUT.jsonl [--n 600] [--seed 0]`` writes it as messages JSONL.
+``python -m curation.data.demo OUT.jsonl [--n 600] [--seed 0]`` writes it as messages JSONL.
 """
 from __future__ import annotations
 
 import argparse
 import random
 
-from curation.records import Record
+from curation.data.records import Record
 
 SYSTEM = "You are Lumio Support. Answer in a friendly, precise way and give concrete next steps."
 PLANS = ["Basic", "Plus", "Pro", "Family"]
@@ -177,19 +177,19 @@ def demo_records(n: int = 600, seed: int = 0) -> list[Record]:
 
 def load_demo(ws, n: int = 600, seed: int = 0):
     """Import the demo dataset into ``ws`` as a new current version; returns the version."""
-    from curation.versions import create_version
+    from curation.data.versions import create_version
     return create_version(ws, demo_records(n, seed), parent=None, step="import",
                           params={"file": "demo (built-in)", "format": "messages", "seed": seed},
                           note="Built-in demo data: Lumio customer support")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m curation.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m curation.data.demo", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="where to write the messages JSONL")
     parser.add_argument("--n", type=int, default=600, help="number of conversations (default 600)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from curation.formats import write_jsonl
+    from curation.data.formats import write_jsonl
     write_jsonl(demo_records(args.n, args.seed), args.out)
     print(f"wrote {args.n} demo conversations to {args.out}")
     return 0

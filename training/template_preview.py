@@ -15,7 +15,7 @@ Example::
     preview.segments        # [(text, "context" | "trained" | "cut off"), ...]
     stats = token_length_stats(tokenizer, records, sequence_len=512)
 
-CLI: ``python -m curation.template_preview INPUT [--record ID] [--model default] [--sequence-len N]``
+CLI: ``python -m training.template_preview INPUT [--record ID] [--model default] [--sequence-len N]``
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.errors import TuneloopError
-from curation.records import Record
+from curation.data.records import Record
 
 Progress = Callable[[float, str], None]
 CONTEXT, TRAINED, CUT = "context", "trained", "cut off"
@@ -142,7 +142,7 @@ _PLAIN = {CONTEXT: ("", ""), TRAINED: ("[[", "]]"), CUT: ("<<cut:", ">>")}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m curation.template_preview",
+    p = argparse.ArgumentParser(prog="python -m training.template_preview",
                                 description="Show a record exactly as the model sees it, with the trained tokens marked, "
                                             "and the token lengths of the whole dataset.")
     p.add_argument("input", help="a data file, or a version such as v3 of --workspace")
@@ -155,11 +155,11 @@ def main(argv=None) -> int:
     try:
         ws = None
         if Path(args.input).exists():
-            from curation.formats import read_records
+            from curation.data.formats import read_records
             records = read_records(args.input).records
         else:
             from core.workspace import Workspace
-            from curation.versions import load_records
+            from curation.data.versions import load_records
             ws = Workspace.open(args.workspace)
             records = load_records(ws, args.input)
         if args.workspace and ws is None:

@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.pii import Finding, PiiSettings, apply_findings, replace_spans, scan_records
-from curation.records import Record
-from curation.versions import Version, create_version, get_version, load_records, require_current
+from curation.pii.scrub import Finding, PiiSettings, apply_findings, replace_spans, scan_records
+from curation.data.records import Record
+from curation.data.versions import Version, create_version, get_version, load_records, require_current
 
 DECISIONS = ("accept", "reject", "edit")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from core.errors import InputProblem, TuneloopError
-from curation.records import ROLES, Record, new_record_id
+from curation.data.records import ROLES, Record, new_record_id
 
 FORMATS = ("messages", "alpaca", "sharegpt", "prompt_completion", "csv")
 DEFAULT_MAX_MB = float(os.environ.get("TUNELOOP_MAX_IMPORT_MB", "500"))

@@ -1,7 +1,7 @@
 """PII scrubbing: find personal data in every message and replace it, keeping domain tokens intact.
 
 Presidio's analyzer runs with the offline spaCy model (only the components NER needs) plus the
-chat recognizers of ``curation.pii_recognizers``; presidio's anonymizer applies one operator per
+chat recognizers of ``curation.pii.recognizers``; presidio's anonymizer applies one operator per
 entity type: a typed placeholder (``<PERSON>``), a mask, a redaction, or a consistent pseudonym
 (salted, so one person or email becomes the same token across the whole dataset). Allow-listed
 text and protected patterns (order numbers, SKUs, versions, prices) are never treated as PII.
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from core.errors import InputProblem, TuneloopError
-from curation.records import Record
+from curation.data.records import Record
 
 DEFAULT_ENTITIES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
                     "STREET_ADDRESS")
@@ -178,7 +178,7 @@ class PiiEngine:
         from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
         from presidio_anonymizer import AnonymizerEngine
 
-        from curation.pii_recognizers import chat_recognizers
+        from curation.pii.recognizers import chat_recognizers
 
         ner_entities = {"PERSON": "PERSON", "PER": "PERSON"}
         if "LOCATION" in settings.entities:
@@ -251,7 +251,7 @@ class PiiEngine:
         """Presidio results (every score) for each text. spaCy's NER runs, as one batch, only on
         texts where it can change the outcome: NER names count only when they hold a known name,
         so a text whose capitalised known names are all already found needs only the tokenizer."""
-        from curation.pii_recognizers import needs_ner
+        from curation.pii.recognizers import needs_ner
 
         nlp = self.nlp_engine.nlp["en"]
         ner_texts = [t for t in texts if needs_ner(t)] if "PERSON" in self.entities else list(texts)
@@ -318,7 +318,7 @@ _rules_cache: dict[str, tuple] = {}
 
 
 def _rules(settings: PiiSettings) -> tuple:
-    from curation.pii_recognizers import DEFAULT_PROTECTED
+    from curation.pii.recognizers import DEFAULT_PROTECTED
 
     key = json.dumps([settings.allow, settings.protect, settings.default_protect])
     if key not in _rules_cache:
@@ -333,7 +333,7 @@ def _rules(settings: PiiSettings) -> tuple:
 
 
 def _final_spans(text: str, spans: list[Span], settings: PiiSettings, rules: tuple) -> list[Span]:
-    from curation.pii_recognizers import protected_spans
+    from curation.pii.recognizers import protected_spans
 
     protect, exact, allow_rx = rules
     kept = [s for s in spans if s[3] >= settings.threshold_for(s[2]) and s[1] > s[0]]
@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "(never the text)")
     args = parser.parse_args(argv)
 
-    from curation.formats import read_records, write_jsonl
+    from curation.data.formats import read_records, write_jsonl
 
     try:
         settings = PiiSettings(entities=list(args.entities or DEFAULT_ENTITIES), default_operator=args.operator,
@@ -632,7 +632,3 @@ def _tqdm_progress(label: str) -> Progress:
             bar[0].close()
 
     return update
-
-
-if __name__ == "__main__":
-    sys.exit(main())

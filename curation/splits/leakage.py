@@ -5,7 +5,7 @@ val), separately on prompts (the user turns) and answers (the assistant turns), 
 
 - **exact**: equal after normalising case, punctuation and whitespace;
 - **near**: Jaccard similarity of character shingles at or above a threshold (MinHash + LSH
-  candidates, every pair verified, shared boilerplate discounted; ``curation.minhash``);
+  candidates, every pair verified, shared boilerplate discounted; ``curation.dedup.minhash``);
 - **ngram**: a shared run of 13 words, as LLM decontamination checks.
 
 What many records share is not one example leaking: a 13-word run found in more than
@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from core.errors import TuneloopError
-from curation.minhash import DEFAULT_THRESHOLD, cross_near_duplicates, normalise_text
-from curation.records import SPLITS, Record
+from curation.dedup.minhash import DEFAULT_THRESHOLD, cross_near_duplicates, normalise_text
+from curation.data.records import SPLITS, Record
 
 Progress = Callable[[float, str], None]
 FIELDS = ("prompt", "answer")
@@ -304,7 +304,7 @@ def fix_leakage(records: list[Record], *, mode: str = "move", group: str | None 
     ``stratify`` names the label whose shares the move keeps; ``max_drop`` is the largest share of
     records ``drop`` may remove before it moves instead.
     """
-    from curation.splits import group_units, label_of, place_checked, split_targets, with_split
+    from curation.splits.build import group_units, label_of, place_checked, split_targets, with_split
 
     if mode not in ("move", "drop", "none"):
         raise TuneloopError(f"unknown leakage fix '{mode}'; choose move, drop or none")

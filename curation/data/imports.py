@@ -5,8 +5,8 @@ from pathlib import Path
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.formats import ImportResult, read_records
-from curation.versions import Version, create_version, load_records, require_current
+from curation.data.formats import ImportResult, read_records
+from curation.data.versions import Version, create_version, load_records, require_current
 
 
 def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, column_map=None,

@@ -5,7 +5,7 @@ row per label, decision, edit and comment, with who and when), so several people
 version at once and nothing anybody typed is lost:
 
 - **Edits** replace a message's text; every edit keeps the text it replaced, its editor and time.
-- **Labels** follow the dataset's label schema (``curation.labels``); each reviewer has their own.
+- **Labels** follow the dataset's label schema (``curation.review.labels``); each reviewer has their own.
 - **Decisions**: approve, reject or skip. **Comments** are notes on a record for colleagues.
 - **Drafts**: what a reviewer has typed but not yet applied, saved as they type.
 - **Undo**: every action stores what it replaced; ``undo_last_action`` puts it back.
@@ -37,9 +37,9 @@ from typing import Any, Callable
 
 from core.errors import InputProblem, TuneloopError
 from core.workspace import Workspace, atomic_write
-from curation import versions as V
-from curation.labels import LabelSchema, label_schema, parse_schema, save_schema
-from curation.records import Record, canonical_json
+from curation.data import versions as V
+from curation.review.labels import LabelSchema, label_schema, parse_schema, save_schema
+from curation.data.records import Record, canonical_json
 
 DECISIONS = ("approved", "rejected", "skipped")
 STATUS_FIELD = "status"   # decisions take part in agreement and settlement like a label field
@@ -915,6 +915,3 @@ def _cli_commit(ws, version, args) -> int:
 _COMMANDS: dict[str, Callable] = {"schema": _cli_schema, "assign": _cli_assign, "progress": _cli_progress,
                                   "agreement": _cli_agreement, "settle": _cli_settle, "bulk": _cli_bulk,
                                   "commit": _cli_commit}
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,4 @@
+"""``python -m curation.pii``: scrub personal data from a file or a workspace version."""
+from curation.pii.scrub import main
+
+raise SystemExit(main())
