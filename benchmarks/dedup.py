@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.planted_duplicates import PlantedSet, planted_dataset  # noqa: E402
 from curation.dedup.clusters import DedupOptions, find_duplicates, record_text  # noqa: E402
-from curation.dedup.minhash import TURN_SEPARATOR  # noqa: E402
+from curation.dedup.verify import TURN_SEPARATOR  # noqa: E402
 
 
 def datasketch_loop(records, threshold: float, num_perm: int = 128) -> list[list[str]]:

@@ -1,11 +1,14 @@
-"""The shared near-duplicate machinery: shingles, signatures, LSH candidates, verification, clusters."""
+"""The shared near-duplicate machinery: shingles, signatures, LSH candidates, verification, clusters
+(curation.dedup.shingles, signatures, lsh, verify, near_duplicates)."""
 import random
 
 import numpy as np
 import pytest
 
-from curation.dedup.minhash import (DEFAULT_THRESHOLD, cross_near_duplicates, jaccard_pairs, minhash_signatures,
-                              near_duplicate_clusters, normalise_text, shingle_sets, similarity)
+from curation.dedup.near_duplicates import cross_near_duplicates, near_duplicate_clusters
+from curation.dedup.shingles import DEFAULT_THRESHOLD, normalise_text, shingle_sets
+from curation.dedup.signatures import minhash_signatures
+from curation.dedup.verify import jaccard_pairs, similarity
 
 WORDS = ("account billing refund order parcel courier password login invoice router firmware update "
          "screen battery charger cable warranty delivery address payment card subscription plan upgrade "
@@ -102,7 +105,7 @@ def test_priority_chooses_the_keeper():
 
 
 def test_signatures_from_texts_equal_signatures_from_sets():
-    from curation.dedup.minhash import text_signatures
+    from curation.dedup.signatures import text_signatures
     rng = random.Random(4)
     texts = [normalise_text(sentence(rng, rng.randint(0, 30))) for _ in range(50)] + ["ab", ""]
     sig, nonempty = text_signatures(texts, 64)
@@ -112,7 +115,7 @@ def test_signatures_from_texts_equal_signatures_from_sets():
 
 
 def test_boilerplate_is_text_many_records_share_verbatim():
-    from curation.dedup.minhash import boilerplate_windows, strip_boilerplate
+    from curation.dedup.verify import boilerplate_windows, strip_boilerplate
     rng = random.Random(5)
     footer = "please keep your order number at hand when you write to us again thank you"
     texts = [normalise_text(f"{sentence(rng, 10)} {footer}") for _ in range(25)]
@@ -140,7 +143,7 @@ def _longest_new_run_by_words(a: str, b: str) -> int:
 
 
 def test_longest_new_runs_match_the_word_by_word_rule():
-    from curation.dedup.minhash import longest_new_runs
+    from curation.dedup.verify import longest_new_runs
     rng = random.Random(6)
     texts = ["", "refund", "refund my order", "order refund my order please"]
     for _ in range(60):
@@ -154,3 +157,21 @@ def test_longest_new_runs_match_the_word_by_word_rule():
     expected = [_longest_new_run_by_words(texts[i], texts[j]) for i, j in pairs]
     assert longest_new_runs(texts, pairs, chunk=50).tolist() == expected
     assert max(expected) >= 9 and min(expected) == 0
+
+
+def test_shared_boilerplate_does_not_make_different_requests_near_duplicates():
+    """Rule 4: two tickets that are mostly the same long policy paragraph but ask different things stay apart,
+    while a light edit of one ticket under the same paragraph is still found."""
+    policy = ("thank you for contacting acme support our team answers every message within two working days "
+              "please keep your order number at hand and do not share your password with anyone including our "
+              "staff we may record this conversation to improve the quality of our service")
+    rng = random.Random(8)
+    others = [f"{sentence(rng, 6)} {policy}" for _ in range(25)]
+    router = f"my router keeps dropping the wifi {policy}"
+    cancel = f"please cancel my plan from today {policy}"
+    edited = f"my router keeps dropping the wi-fi {policy}"
+    texts = [router, cancel, edited] + others
+    assert similarity(router, cancel) >= DEFAULT_THRESHOLD   # the paragraph alone would merge them
+    clusters = near_duplicate_clusters(texts)
+    together = [sorted(c.members) for c in clusters if 0 in c.members or 1 in c.members]
+    assert together == [[0, 2]]

@@ -1,5 +1,5 @@
 """Duplicate removal: exact duplicates (after normalising case, whitespace and punctuation) and near
-duplicates (MinHash + LSH candidates, every pair verified; ``curation.dedup.minhash``).
+duplicates (MinHash + LSH candidates, every pair verified; ``curation.dedup.near_duplicates``).
 
 Records are grouped into clusters, each with one keeper chosen by a policy (first seen, longest,
 most recent, best quality score). Every member of a near-duplicate cluster was verified against the
@@ -29,8 +29,10 @@ from typing import Any, Callable, Sequence
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, atomic_write
-from curation.dedup.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, join_turns,
-                              near_duplicate_clusters, normalise_text)
+from curation.dedup.near_duplicates import near_duplicate_clusters
+from curation.dedup.shingles import DEFAULT_NGRAM, DEFAULT_THRESHOLD, normalise_text
+from curation.dedup.signatures import DEFAULT_NUM_PERM
+from curation.dedup.verify import join_turns
 from curation.data.records import Record
 from curation.data.versions import Version, create_version, get_version, load_records, require_current
 

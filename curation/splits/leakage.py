@@ -5,7 +5,7 @@ val), separately on prompts (the user turns) and answers (the assistant turns), 
 
 - **exact**: equal after normalising case, punctuation and whitespace;
 - **near**: Jaccard similarity of character shingles at or above a threshold (MinHash + LSH
-  candidates, every pair verified, shared boilerplate discounted; ``curation.dedup.minhash``);
+  candidates, every pair verified, shared boilerplate discounted; ``curation.dedup.near_duplicates``);
 - **ngram**: a shared run of 13 words, as LLM decontamination checks.
 
 What many records share is not one example leaking: a 13-word run found in more than
@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from core.errors import TuneloopError
-from curation.dedup.minhash import DEFAULT_THRESHOLD, cross_near_duplicates, normalise_text
+from curation.dedup.near_duplicates import cross_near_duplicates
+from curation.dedup.shingles import DEFAULT_THRESHOLD, normalise_text
 from curation.data.records import SPLITS, Record
 
 Progress = Callable[[float, str], None]

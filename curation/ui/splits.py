@@ -13,7 +13,7 @@ import pandas as pd
 from core.errors import TuneloopError
 from curation.data import versions as V
 from curation.splits.leakage import PAIR_HEADERS, AuditOptions, audit_leakage
-from curation.dedup.minhash import DEFAULT_THRESHOLD
+from curation.dedup.shingles import DEFAULT_THRESHOLD
 from curation.data.records import SPLITS
 from curation.splits.build import (COUNT_HEADERS, EXPORT_FORMATS, SHAPES, SplitConfig, SplitResult, balance_report,
                              export_split, field_names, length_histogram, make_split, save_split_version)
