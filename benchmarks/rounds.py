@@ -73,7 +73,7 @@ def with_split(records: list[Record], split: str) -> list[Record]:
 def simulated_votes(ws, evaluation_id: int, references: dict[str, str]) -> dict[str, int]:
     """Vote every pair blind, as described in the module docstring; returns the verdict counts."""
     from evaluation.arena import next_pair, record_vote
-    from evaluation.metrics import rouge_l_scores
+    from training.quality import rouge_l_scores
     counts = {"A": 0, "B": 0, "tie": 0, "both_bad": 0, "corrected": 0}
     while (pair := next_pair(ws, evaluation_id, "simulated-expert")) is not None:
         prompt_id = ws.db.execute("select p.prompt_id from eval_assignments a join eval_pairs p on p.id=a.pair_id"

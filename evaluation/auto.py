@@ -1,7 +1,7 @@
 """Automatic evaluation of a run: the same figures for the base model and the run's adapter.
 
 On one split version: the base model and the adapter answer the test prompts (greedy, through the
-generation cache, from one model in memory with the adapter switched off and on); their answers are
+generation cache, from the process's one warm base model with the adapter switched off and on); their answers are
 scored against the reference answers (ROUGE-L, BLEU, exact match on classification/extraction
 records); perplexity of the reference answers is measured on the val and test splits; every
 regression suite with cases is run. The result is stored with the run id and the version (id and
@@ -25,6 +25,7 @@ from typing import Any, Callable
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from evaluation.metrics import format_metric
+from training.inference import DecodingSettings, default_pool
 
 Progress = Callable[[int, int, str], None]
 MODELS = ("base", "finetuned")
@@ -68,7 +69,7 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
     ``suites`` names the regression suites to run (all suites with cases when None).
     """
     from curation.data.versions import get_version, load_records
-    from evaluation.generate import DecodingSettings, PromptItem, generate_pairs, paired_model, resolve_adapter
+    from evaluation.generate import PromptItem, generate_pairs, resolve_adapter
     from evaluation.metrics import answer_metrics, perplexity, reference_pairs, wants_exact_match
     from evaluation.regression import get_suite, list_suites, run_suite
 
@@ -89,22 +90,19 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
     exact = [wants_exact_match(rec) for _, _, rec in refs]
     metrics: dict[str, Any] = {model: answer_metrics([pair[n] for pair in answers], references, exact=exact)
                                for n, model in enumerate(MODELS)}
-    paired = paired_model(ws, models.base_model, models.adapter, load_in_4bit=load_in_4bit)
-    model, tokenizer = paired.load()
-    for name in ("val", "test"):
-        scored = by_split[name][:limit] if limit else by_split[name]
-        for side in MODELS:
-            if cancel is not None and cancel.is_set():
-                raise TuneloopError("the automatic evaluation was stopped; the answers generated so far are cached")
-            if progress:
-                progress(0, 0, f"perplexity of the {side} model on {len(scored)} {name} conversations")
-            if side == "base":
-                with model.disable_adapter():
+    with default_pool().hold(ws, models.base_model, load_in_4bit=load_in_4bit) as warm:
+        adapters = {"base": None, "finetuned": warm.add_adapter(models.adapter)}
+        for name in ("val", "test"):
+            scored = by_split[name][:limit] if limit else by_split[name]
+            for side in MODELS:
+                if cancel is not None and cancel.is_set():
+                    raise TuneloopError("the automatic evaluation was stopped; the answers generated so far are cached")
+                if progress:
+                    progress(0, 0, f"perplexity of the {side} model on {len(scored)} {name} conversations")
+                with warm.using(adapters[side]) as (model, tokenizer):
                     result = perplexity(model, tokenizer, scored, sequence_len=sequence_len, batch_size=batch_size)
-            else:
-                result = perplexity(model, tokenizer, scored, sequence_len=sequence_len, batch_size=batch_size)
-            metrics[side][f"perplexity_{name}"] = result["perplexity"]
-            metrics[side][f"perplexity_{name}_tokens"] = result["tokens"]
+                metrics[side][f"perplexity_{name}"] = result["perplexity"]
+                metrics[side][f"perplexity_{name}_tokens"] = result["tokens"]
     metrics["examples"] = [{"prompt": conv[-1]["content"], "reference": ref, "base": pair[0], "finetuned": pair[1]}
                            for (conv, ref, _), pair in list(zip(refs, answers))[:3]]
     chosen = [get_suite(ws, s) for s in suites] if suites is not None else [s for s in list_suites(ws) if s.cases]

@@ -1,10 +1,11 @@
 """Responses from the base model and from a run's adapter, generated ahead of rating.
 
-One base model is held in memory with the adapter attached; the base responses come from the same
-weights with the adapter switched off (``with model.disable_adapter():``), so both sides use the same
-tokenizer, chat template and decoding settings. Prompts go through in batches, shortest first (less
-padding); every finished batch is stored in the workspace's generation cache, keyed by the model, the
-adapter, the decoding settings and the prompt, so a cancelled or repeated job picks up where it was.
+Both sides come from the process's one warm copy of the base model (``training.inference.warm_base``,
+shared with the playground and the automatic metrics): the base responses with every adapter off, the
+fine-tuned ones with the run's adapter on, so both use the same tokenizer, chat template and decoding
+settings. Prompts go through in batches, shortest first (less padding); every finished batch is stored
+in the workspace's generation cache, keyed by the model, the adapter, the decoding settings and the
+prompt, so a cancelled or repeated job picks up where it was.
 
 Example::
 
@@ -18,48 +19,21 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data.records import Record, canonical_json, new_record_id
 from evaluation.arena import EvalItem, create_evaluation
+from training.inference import DecodingSettings, WarmBase, adapter_fingerprint, default_pool
 
 Progress = Callable[[int, int, str], None]      # (done, total, what is happening)
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
 class GenerationCancelled(TuneloopError):
     """Generation was stopped; the batches finished before the stop are kept in the cache."""
-
-
-@dataclass(frozen=True)
-class DecodingSettings:
-    """The decoding settings both models share. Greedy by default, so a pair differs only by the adapter."""
-    max_new_tokens: int = 200
-    do_sample: bool = False
-    temperature: float = 0.7        # used only when sampling
-    top_p: float = 0.95             # used only when sampling
-    repetition_penalty: float = 1.1
-    seed: int = 0
-
-    def validate(self) -> "DecodingSettings":
-        if not 1 <= self.max_new_tokens <= 8192:
-            raise TuneloopError(f"max new tokens must be between 1 and 8192 (got {self.max_new_tokens})")
-        if self.do_sample and not (0 < self.temperature <= 5 and 0 < self.top_p <= 1):
-            raise TuneloopError("sampling needs a temperature in (0, 5] and a top-p in (0, 1]")
-        if self.repetition_penalty <= 0:
-            raise TuneloopError("repetition penalty must be positive (1.0 means none)")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not self.do_sample:
-            d.pop("temperature")
-            d.pop("top_p")
-        return d
 
 
 @dataclass(frozen=True)
@@ -158,95 +132,12 @@ def _registry_run(ws: Workspace, run_id: str) -> RunModels:
     return RunModels(base_model=run.base_model, adapter=str(run.adapter_dir), run_id=str(run.id))
 
 
-# -- the model --------------------------------------------------------------------------------
-
-class PairedModel:
-    """One base model in memory with an adapter on top, answering with the adapter on or off."""
-
-    def __init__(self, ws: Workspace | None, base_model: str, adapter: str | Path, *, load_in_4bit: bool = False):
-        from training.models import resolve_base_model
-        self.resolved = resolve_base_model(base_model, ws)
-        self.adapter = Path(adapter)
-        if not (self.adapter / "adapter_config.json").is_file():
-            raise TuneloopError(f"{self.adapter} is not an adapter folder (it has no adapter_config.json)")
-        self.load_in_4bit = load_in_4bit
-        self.identity = {"base": self.resolved.path, "revision": self.resolved.revision, "4bit": load_in_4bit}
-        self.adapter_identity = _adapter_fingerprint(self.adapter)
-        self._model = None
-        self._tokenizer = None
-        self._lock = threading.Lock()
-
-    def load(self):
-        with self._lock:
-            if self._model is None:
-                from peft import PeftModel
-                from training.models import load_model_and_tokenizer
-                base, tokenizer = load_model_and_tokenizer(self.resolved, load_in_4bit=self.load_in_4bit)
-                tokenizer.padding_side = "left"     # decoder-only models continue from the right edge
-                model = PeftModel.from_pretrained(base, str(self.adapter))
-                model.eval()
-                self._model, self._tokenizer = model, tokenizer
-        return self._model, self._tokenizer
-
-    def respond(self, conversations: list[list[dict[str, str]]], settings: DecodingSettings, *,
-                use_adapter: bool) -> list[str]:
-        """One batch of replies (assistant text only, special tokens dropped)."""
-        import contextlib
-        import torch
-        model, tokenizer = self.load()
-        texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
-                                  "repetition_penalty": settings.repetition_penalty,
-                                  "pad_token_id": tokenizer.pad_token_id}
-        if settings.do_sample:
-            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        switch = contextlib.nullcontext() if use_adapter else model.disable_adapter()
-        torch.manual_seed(settings.seed)     # the same seed for both models: sampling differs only by the adapter
-        with torch.inference_mode(), switch:
-            out = model.generate(**batch, **kwargs)
-        start = batch["input_ids"].shape[1]
-        return [tokenizer.decode(row[start:], skip_special_tokens=True).strip() for row in out]
-
-    def prompt_lengths(self, conversations: list[list[dict[str, str]]]) -> list[int]:
-        _, tokenizer = self.load()
-        return [len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True)) for c in conversations]
-
-
-def _adapter_fingerprint(folder: Path) -> str:
-    h = hashlib.sha256()
-    for name in ADAPTER_FILES:
-        p = folder / name
-        if p.is_file():
-            with p.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()[:24]
-
-
-_held: dict[str, PairedModel] = {}
-_held_lock = threading.Lock()
-
-
-def paired_model(ws: Workspace | None, base_model: str, adapter: str | Path, *,
-                 load_in_4bit: bool = False) -> PairedModel:
-    """The model held in memory for this base + adapter; a different pair replaces it (one at a time)."""
-    key = canonical_json([str(base_model), str(Path(adapter).resolve()), load_in_4bit])
-    with _held_lock:
-        if key not in _held:
-            _held.clear()
-            _held[key] = PairedModel(ws, base_model, adapter, load_in_4bit=load_in_4bit)
-        return _held[key]
-
-
 # -- generation with the cache ----------------------------------------------------------------
 
-def cache_key(model: PairedModel, settings: DecodingSettings, messages: list[dict[str, str]], *,
-              use_adapter: bool) -> str:
-    """Base responses do not depend on the adapter, so every run of one base model shares them."""
-    parts = [model.identity, settings.to_dict(), messages, model.adapter_identity if use_adapter else "base"]
+def cache_key(model: WarmBase, settings: DecodingSettings, messages: list[dict[str, str]], *,
+              adapter_identity: str | None) -> str:
+    """Base responses (``adapter_identity`` None) do not depend on the adapter: every run of a base shares them."""
+    parts = [model.identity, settings.to_dict(), messages, adapter_identity or "base"]
     return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()
 
 
@@ -260,32 +151,35 @@ def generate_pairs(ws: Workspace, items: list[PromptItem], *, base_model: str, a
     settings = (settings or DecodingSettings()).validate()
     if batch_size < 1:
         raise TuneloopError(f"batch size must be at least 1 (got {batch_size})")
-    model = paired_model(ws, base_model, adapter, load_in_4bit=load_in_4bit)
-    keys = {(i, side): cache_key(model, settings, item.messages, use_adapter=side == "finetuned")
-            for i, item in enumerate(items) for side in ("base", "finetuned")}
-    found = _cached(ws, list(keys.values()))
-    todo = [(i, side) for (i, side), key in keys.items() if key not in found]
-    total, done = len(keys), len(keys) - len(todo)
-    if progress:
-        progress(done, total, f"{done} of {total} responses cached")
-    if todo:
-        lengths = model.prompt_lengths([items[i].messages for i, _ in todo])
-        for side in ("base", "finetuned"):
-            mine = sorted((lengths[n], i) for n, (i, s) in enumerate(todo) if s == side)
-            for start in range(0, len(mine), batch_size):
-                if cancel is not None and cancel.is_set():
-                    raise GenerationCancelled(f"generation stopped after {done} of {total} responses; "
-                                              f"they are kept, and a new start continues from there")
-                batch = [i for _, i in mine[start:start + batch_size]]
-                replies = model.respond([items[i].messages for i in batch], settings, use_adapter=side == "finetuned")
-                rows = [(keys[(i, side)], reply) for i, reply in zip(batch, replies)]
-                with ws.transaction() as db:
-                    db.executemany("insert or replace into generation_cache (key, response) values (?, ?)", rows)
-                found.update(rows)
-                done += len(batch)
-                if progress:
-                    who = "fine-tuned" if side == "finetuned" else "base"
-                    progress(done, total, f"{done} of {total} responses ({who} model)")
+    fingerprint = adapter_fingerprint(adapter)
+    with default_pool().hold(ws, base_model, load_in_4bit=load_in_4bit) as model:
+        keys = {(i, side): cache_key(model, settings, item.messages,
+                                     adapter_identity=fingerprint if side == "finetuned" else None)
+                for i, item in enumerate(items) for side in ("base", "finetuned")}
+        found = _cached(ws, list(keys.values()))
+        todo = [(i, side) for (i, side), key in keys.items() if key not in found]
+        total, done = len(keys), len(keys) - len(todo)
+        if progress:
+            progress(done, total, f"{done} of {total} responses cached")
+        if todo:
+            names = {"base": None, "finetuned": model.add_adapter(adapter)}
+            lengths = model.prompt_lengths([items[i].messages for i, _ in todo])
+            for side in ("base", "finetuned"):
+                mine = sorted((lengths[n], i) for n, (i, s) in enumerate(todo) if s == side)
+                for start in range(0, len(mine), batch_size):
+                    if cancel is not None and cancel.is_set():
+                        raise GenerationCancelled(f"generation stopped after {done} of {total} responses; "
+                                                  f"they are kept, and a new start continues from there")
+                    batch = [i for _, i in mine[start:start + batch_size]]
+                    replies = model.answer([items[i].messages for i in batch], adapter=names[side], settings=settings)
+                    rows = [(keys[(i, side)], reply) for i, reply in zip(batch, replies)]
+                    with ws.transaction() as db:
+                        db.executemany("insert or replace into generation_cache (key, response) values (?, ?)", rows)
+                    found.update(rows)
+                    done += len(batch)
+                    if progress:
+                        who = "fine-tuned" if side == "finetuned" else "base"
+                        progress(done, total, f"{done} of {total} responses ({who} model)")
     return [(found[keys[(i, "base")]], found[keys[(i, "finetuned")]]) for i in range(len(items))]
 
 
@@ -312,8 +206,9 @@ def prepare_evaluation(ws: Workspace, items: list[PromptItem], *, models: RunMod
                            batch_size=batch_size, load_in_4bit=load_in_4bit, progress=progress, cancel=cancel)
     eval_items = [EvalItem(prompt_id=p.prompt_id, messages=p.messages, base_response=base, finetuned_response=tuned,
                            label=p.label, split=p.split) for p, (base, tuned) in zip(items, pairs)]
-    model = paired_model(ws, models.base_model, models.adapter, load_in_4bit=load_in_4bit)
-    title = name or (f"run {models.run_id} vs base" if models.run_id else f"{model.adapter.parent.name} vs base")
-    return create_evaluation(ws, title, eval_items, base_model=model.resolved.name, adapter=models.adapter,
+    from training.models import resolve_base_model
+    title = name or (f"run {models.run_id} vs base" if models.run_id else f"{Path(models.adapter).parent.name} vs base")
+    return create_evaluation(ws, title, eval_items, base_model=resolve_base_model(models.base_model, ws).name,
+                             adapter=models.adapter,
                              run_id=models.run_id, dataset_version=dataset_version, overlap=overlap,
                              guidelines=guidelines, settings=settings.to_dict(), created_by=created_by)

@@ -1,7 +1,8 @@
 """Automatic metrics: how close a model's answers are to the reference answers, and how likely it
 finds them.
 
-- ROUGE-L (rouge-score): longest common subsequence F1 of words, with stemming; 0..1.
+- ROUGE-L (rouge-score, ``training.quality.rouge_l``, the one training reports too): longest common
+  subsequence F1 of words, with stemming; 0..1.
 - BLEU (sacrebleu): corpus BLEU of the answers against one reference each; 0..100.
 - Exact match: for classification and extraction records (``meta["task"]`` is ``classification`` or
   ``extraction``), whether the answer equals the reference after normalising case, spaces and
@@ -21,35 +22,15 @@ import math
 import string
 from typing import Any, Callable, Iterable
 
-from core.errors import TuneloopError
 from curation.data.records import Record
+from training.quality import check_paired, rouge_l
 
 EXACT_MATCH_TASKS = ("classification", "extraction")
 
 
-def _paired(predictions: list[str], references: list[str]) -> None:
-    if len(predictions) != len(references):
-        raise TuneloopError(f"{len(predictions)} answers but {len(references)} reference answers; "
-                            f"each answer needs its reference")
-
-
-def rouge_l_scores(predictions: list[str], references: list[str]) -> list[float]:
-    """ROUGE-L F1 of each answer against its reference (0..1)."""
-    _paired(predictions, references)
-    from rouge_score import rouge_scorer
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
-
-
-def rouge_l(predictions: list[str], references: list[str]) -> float | None:
-    """Mean ROUGE-L F1 (0..1); None when there is nothing to score."""
-    scores = rouge_l_scores(predictions, references)
-    return sum(scores) / len(scores) if scores else None
-
-
 def bleu(predictions: list[str], references: list[str]) -> float | None:
     """Corpus BLEU (sacrebleu's default 13a tokenisation, 0..100); None when there is nothing to score."""
-    _paired(predictions, references)
+    check_paired(predictions, references)
     if not predictions:
         return None
     import sacrebleu
@@ -63,7 +44,7 @@ def normalize_answer(text: str) -> str:
 
 def exact_match(predictions: list[str], references: list[str]) -> float | None:
     """Share of answers equal to their reference after ``normalize_answer``; None when there are none."""
-    _paired(predictions, references)
+    check_paired(predictions, references)
     if not predictions:
         return None
     hits = sum(normalize_answer(p) == normalize_answer(r) for p, r in zip(predictions, references))
@@ -88,7 +69,7 @@ def reference_pairs(records: Iterable[Record]) -> list[tuple[list[dict[str, str]
 def answer_metrics(predictions: list[str], references: list[str], *,
                    exact: list[bool] | None = None) -> dict[str, Any]:
     """ROUGE-L, BLEU and (over the flagged items) exact match of one model's answers."""
-    _paired(predictions, references)
+    check_paired(predictions, references)
     flagged = [i for i, on in enumerate(exact or []) if on]
     return {"rouge_l": rouge_l(predictions, references), "bleu": bleu(predictions, references),
             "exact_match": exact_match([predictions[i] for i in flagged], [references[i] for i in flagged]),

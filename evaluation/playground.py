@@ -1,14 +1,13 @@
 """The playground: the base model and a fine-tuned run answer the same conversation side by side, streamed.
 
-One base model is kept warm per base model (``PlaygroundPool``) and serves both sides in ONE ``generate``
-call: a batch of two rows in which peft's ``adapter_names`` runs one row with the adapter off
-(``"__base__"``) and the other with it on (or with a second run's adapter). Both answers therefore
-stream at the same time, token by token (one ``TextIteratorStreamer`` per row), under literally the same
+Both sides come from the process's one warm copy of the base model (``training.inference``, shared with
+rating generation and the automatic metrics) in ONE ``generate`` call: a batch of two rows in which peft's
+``adapter_names`` runs one row with the adapter off and the other with it on (or with a second run's
+adapter). Both answers therefore stream at the same time, token by token, under literally the same
 decoding settings, and memory holds one model however many runs are compared. Requests for one model
 take turns, first come first served, and a waiting request learns its place in the line, so two people
-cannot run the machine out of memory; a ``threading.Event`` read by a ``StoppingCriteria`` stops a long
-answer. A good answer, after edits, becomes a new SFT record with provenance in a new dataset version
-made by the step "playground".
+cannot run the machine out of memory; a ``threading.Event`` stops a long answer. A good answer, after
+edits, becomes a new SFT record with provenance in a new dataset version made by the step "playground".
 
 Example::
 
@@ -26,14 +25,12 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import queue
 import sys
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -41,9 +38,9 @@ from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data.records import ROLES, Record, new_record_id
 from curation.data.versions import Version, create_version, get_version, load_records, require_current
-from evaluation.generate import DecodingSettings, resolve_adapter
+from evaluation.generate import resolve_adapter
+from training.inference import BasePool, DecodingSettings, RowStats, WarmBase, default_pool
 
-BASE_ADAPTER = "__base__"       # peft's name for "no adapter" in a mixed batch
 SIDES = ("left", "right")
 Conversation = list[dict[str, str]]
 
@@ -148,15 +145,6 @@ def example_origin(record: Record) -> dict[str, Any]:
     return origin
 
 
-def playground_settings(*, temperature: float = 0.0, top_p: float = 0.95, max_new_tokens: int = 200,
-                        repetition_penalty: float = 1.1, seed: int = 0) -> DecodingSettings:
-    """Decoding settings from the playground's knobs: temperature 0 means greedy (the same answer every time)."""
-    sample = float(temperature) > 0
-    return DecodingSettings(max_new_tokens=int(max_new_tokens), do_sample=sample,
-                            temperature=float(temperature) if sample else 0.7, top_p=float(top_p),
-                            repetition_penalty=float(repetition_penalty), seed=int(seed)).validate()
-
-
 def with_system_prompt(conversation: Conversation, system_prompt: str = "") -> Conversation:
     """The conversation with ``system_prompt`` as its only system turn (unchanged when the prompt is blank)."""
     if not (system_prompt or "").strip():
@@ -207,140 +195,18 @@ class TurnQueue:
                 self._line.remove(ticket)
             self._cond.notify_all()
 
-    @property
-    def idle(self) -> bool:
-        with self._cond:
-            return not self._line
+
+_turns: "weakref.WeakKeyDictionary[WarmBase, TurnQueue]" = weakref.WeakKeyDictionary()
+_turns_lock = threading.Lock()
 
 
-# -- the warm models ----------------------------------------------------------------------------
-
-class WarmModel:
-    """One base model in memory with every adapter tried on it loaded beside it, each under its own name."""
-
-    def __init__(self, resolved, *, load_in_4bit: bool = False, max_adapters: int = 4):
-        self.resolved = resolved
-        self.load_in_4bit = load_in_4bit
-        self.max_adapters = max_adapters
-        self.queue = TurnQueue()
-        self.model = None
-        self.tokenizer = None
-        self._adapters: OrderedDict[str, str] = OrderedDict()     # adapter name -> folder
-
-    @property
-    def loaded(self) -> bool:
-        return self.model is not None
-
-    def prepare(self, adapters: Sequence[str | None]) -> list[str]:
-        """Load the model and the sides' adapters (call it holding the turn); returns each side's adapter name."""
-        if self.model is None:
-            from training.models import load_model_and_tokenizer
-            self.model, self.tokenizer = load_model_and_tokenizer(self.resolved, load_in_4bit=self.load_in_4bit)
-            self.tokenizer.padding_side = "left"    # each side continues its own conversation from the right edge
-            self.model.eval()
-        names = []
-        for folder in adapters:
-            if folder is None:
-                names.append(BASE_ADAPTER)
-                continue
-            name = "a" + adapter_fingerprint(Path(folder))
-            if name not in self._adapters:
-                self._load_adapter(name, Path(folder), keep=names)
-            self._adapters.move_to_end(name)
-            names.append(name)
-        return names
-
-    def _load_adapter(self, name: str, folder: Path, keep: list[str]) -> None:
-        from peft import PeftModel
-        try:
-            if not self._adapters:
-                self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name)
-            else:
-                self.model.load_adapter(str(folder), adapter_name=name)
-        except (ValueError, KeyError, RuntimeError, OSError) as exc:
-            raise TuneloopError(f"the adapter in {folder} does not fit {self.resolved.name}: {exc}") from exc
-        self.model.eval()
-        self._adapters[name] = str(folder)
-        while len(self._adapters) > self.max_adapters:
-            oldest = next(n for n in self._adapters if n != name and n not in keep)
-            self.model.delete_adapter(oldest)
-            del self._adapters[oldest]
-
-
-def adapter_fingerprint(folder: Path) -> str:
-    """Changes when the adapter in ``folder`` is retrained: its config, and its weight files' sizes and times."""
-    config = folder / "adapter_config.json"
-    if not config.is_file():
-        raise TuneloopError(f"{folder} is not an adapter folder (it has no adapter_config.json)")
-    h = hashlib.sha256(str(folder.resolve()).encode() + config.read_bytes())
-    for p in sorted(folder.glob("adapter_model.*")):
-        st = p.stat()
-        h.update(f"{p.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-class PlaygroundPool:
-    """The warm base models, at most ``max_models`` at once; an idle one makes room for a new base model."""
-
-    def __init__(self, *, max_models: int = 1, max_adapters: int = 4, load_in_4bit: bool = False):
-        self.max_models = max_models
-        self.max_adapters = max_adapters
-        self.load_in_4bit = load_in_4bit
-        self._models: OrderedDict[tuple[str, str], WarmModel] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def join(self, ws: Workspace | None, base_model: str) -> tuple[WarmModel, object]:
-        """The warm model for ``base_model`` and a place in its line (joined under the pool's lock, so the
-        model cannot be dropped before the caller is in line)."""
-        from training.models import resolve_base_model
-        resolved = resolve_base_model(base_model, ws)
-        key = (resolved.path, resolved.revision)
-        with self._lock:
-            model = self._models.get(key)
-            if model is None:
-                for other in [k for k, m in self._models.items() if m.queue.idle]:
-                    if len(self._models) < self.max_models:
-                        break
-                    del self._models[other]
-                if len(self._models) >= self.max_models:
-                    busy = ", ".join(m.resolved.name for m in self._models.values())
-                    raise TuneloopError(f"the playground is busy answering with {busy}; try {resolved.name} again "
-                                        f"when those answers are done")
-                model = self._models[key] = WarmModel(resolved, load_in_4bit=self.load_in_4bit,
-                                                      max_adapters=self.max_adapters)
-            self._models.move_to_end(key)
-            return model, model.queue.join()
-
-    def warm_models(self) -> list[WarmModel]:
-        with self._lock:
-            return list(self._models.values())
-
-
-_default_pool = PlaygroundPool()
-
-
-def default_pool() -> PlaygroundPool:
-    """The pool the app shares between all its sessions."""
-    return _default_pool
+def turns_for(model: WarmBase) -> TurnQueue:
+    """The playground's line for one warm model (its answers take turns on it)."""
+    with _turns_lock:
+        return _turns.setdefault(model, TurnQueue())
 
 
 # -- streaming ----------------------------------------------------------------------------------
-
-@dataclass
-class SideStats:
-    """How one side's answer came out: tokens, time to the first token, tokens per second after it."""
-    tokens: int = 0
-    first_token_s: float | None = None
-    tokens_per_s: float | None = None
-    finished: bool = False          # ended by itself (end-of-turn token), not by the token limit or a stop
-
-    def describe(self) -> str:
-        if not self.tokens:
-            return "no tokens"
-        speed = f", {self.tokens_per_s:.1f} tokens/s" if self.tokens_per_s else ""
-        tokens = "1 token" if self.tokens == 1 else f"{self.tokens} tokens"
-        return f"{tokens}, first after {self.first_token_s:.2f} s{speed}"
-
 
 @dataclass(frozen=True)
 class PairUpdate:
@@ -349,7 +215,7 @@ class PairUpdate:
     status: str
     message: str
     ahead: int = 0
-    stats: tuple[SideStats, SideStats] = field(default_factory=lambda: (SideStats(), SideStats()))
+    stats: tuple[RowStats, RowStats] = field(default_factory=lambda: (RowStats(), RowStats()))
 
     @property
     def finished(self) -> bool:
@@ -358,7 +224,7 @@ class PairUpdate:
 
 def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversation | Sequence[Conversation],
                 settings: DecodingSettings | None = None, *, system_prompt: str = "",
-                cancel: threading.Event | None = None, pool: PlaygroundPool | None = None,
+                cancel: threading.Event | None = None, pool: BasePool | None = None,
                 poll_s: float = 0.5) -> Iterator[PairUpdate]:
     """Both sides' answers as they grow: waiting in line, loading, then one update per new piece of text.
 
@@ -369,25 +235,27 @@ def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversati
     settings = (settings or DecodingSettings()).validate()
     conversations = _per_side(conversation, system_prompt)
     cancel = cancel or threading.Event()
-    model, ticket = (pool or default_pool()).join(ws, matchup.left.base_model)
-    try:
-        ahead = model.queue.ahead(ticket)
-        while ahead:
+    with (pool or default_pool()).hold(ws, matchup.left.base_model) as model:
+        line = turns_for(model)
+        ticket = line.join()
+        try:
+            ahead = line.ahead(ticket)
+            while ahead:
+                if cancel.is_set():
+                    yield PairUpdate(("", ""), "stopped", "Stopped before it started.")
+                    return
+                yield PairUpdate(("", ""), "waiting", _waiting_message(ahead), ahead=ahead)
+                ahead = line.wait(ticket, poll_s)
             if cancel.is_set():
                 yield PairUpdate(("", ""), "stopped", "Stopped before it started.")
                 return
-            yield PairUpdate(("", ""), "waiting", _waiting_message(ahead), ahead=ahead)
-            ahead = model.queue.wait(ticket, poll_s)
-        if cancel.is_set():
-            yield PairUpdate(("", ""), "stopped", "Stopped before it started.")
-            return
-        if not model.loaded:
-            yield PairUpdate(("", ""), "loading", f"Loading {model.resolved.name} (first use; it then stays warm)…")
-        _check_same_base(ws, matchup, model)
-        names = model.prepare([side.adapter for side in matchup.sides])
-        yield from _generate_streaming(model, names, conversations, settings, cancel)
-    finally:
-        model.queue.leave(ticket)
+            if not model.loaded:
+                yield PairUpdate(("", ""), "loading", f"Loading {model.name} (first use; it then stays warm)…")
+            _check_same_base(ws, matchup, model)
+            adapters = [None if side.adapter is None else model.add_adapter(side.adapter) for side in matchup.sides]
+            yield from _streamed_pair(model, adapters, conversations, settings, cancel)
+        finally:
+            line.leave(ticket)
 
 
 def _per_side(conversation, system_prompt: str) -> tuple[Conversation, Conversation]:
@@ -405,7 +273,7 @@ def _waiting_message(ahead: int) -> str:
     return f"Waiting: {who} ahead of you (one answer pair at a time keeps the machine from running out of memory)."
 
 
-def _check_same_base(ws: Workspace | None, matchup: Matchup, model: WarmModel) -> None:
+def _check_same_base(ws: Workspace | None, matchup: Matchup, model: WarmBase) -> None:
     if matchup.left.base_model == matchup.right.base_model:
         return
     from training.models import resolve_base_model
@@ -415,138 +283,19 @@ def _check_same_base(ws: Workspace | None, matchup: Matchup, model: WarmModel) -
                                 f"models; compare each of them with its base model instead")
 
 
-def _side_streamer(tokenizer, side: int, events: queue.Queue, stop_ids: set[int]):
-    """A ``TextIteratorStreamer`` for one row of the batch: its text goes, tagged with the side, into ``events``."""
-    from transformers import TextIteratorStreamer
-
-    class SideStreamer(TextIteratorStreamer):
-        def __init__(self):
-            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
-            self.stats = SideStats()
-            self.started = time.perf_counter()
-            self.first_at = 0.0
-
-        def put(self, value):
-            if not self.next_tokens_are_prompt:
-                if self.stats.finished:
-                    return          # this row is done; generate pads it until the other row finishes
-                if int(value.reshape(-1)[0]) in stop_ids:
-                    self.stats.finished = True
-                    return
-                now = time.perf_counter()
-                self.stats.tokens += 1
-                if self.stats.first_token_s is None:
-                    self.stats.first_token_s, self.first_at = now - self.started, now
-                elif now > self.first_at:
-                    self.stats.tokens_per_s = (self.stats.tokens - 1) / (now - self.first_at)
-            super().put(value)
-
-        def on_finalized_text(self, text: str, stream_end: bool = False):
-            events.put((side, text, stream_end))
-
-    return SideStreamer()
-
-
-def _pair_streamer(streamers):
-    from transformers.generation.streamers import BaseStreamer
-
-    class PairStreamer(BaseStreamer):
-        """Hands each row of the two-row batch to its side's streamer."""
-
-        def put(self, value):
-            for i, streamer in enumerate(streamers):
-                streamer.put(value[i:i + 1])
-
-        def end(self):
-            for streamer in streamers:
-                streamer.end()
-
-    return PairStreamer()
-
-
-def _stop_when_set(cancel: threading.Event):
-    from transformers import StoppingCriteria
-
-    class StopWhenSet(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            import torch
-            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StopWhenSet()
-
-
-def _generate_streaming(model: WarmModel, adapter_names: list[str], conversations, settings: DecodingSettings,
-                        cancel: threading.Event) -> Iterator[PairUpdate]:
-    import torch
-    from transformers import StoppingCriteriaList
-
-    tokenizer = model.tokenizer
-    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.model.device)
-    limit = getattr(model.model.config, "max_position_embeddings", None)
-    if limit and batch["input_ids"].shape[1] + settings.max_new_tokens > limit:
-        raise TuneloopError(f"the conversation ({batch['input_ids'].shape[1]} tokens) plus {settings.max_new_tokens} "
-                            f"new tokens is longer than {model.resolved.name} can read ({limit}); start a new "
-                            f"conversation or lower the max new tokens")
-    stop_ids = set(_as_list(model.model.generation_config.eos_token_id) + _as_list(tokenizer.eos_token_id))
-    events: queue.Queue = queue.Queue()
-    streamers = [_side_streamer(tokenizer, i, events, stop_ids) for i in range(2)]
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
-                              "repetition_penalty": settings.repetition_penalty, "pad_token_id": tokenizer.pad_token_id}
-    if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    failure: list[BaseException] = []
-
-    def run():
-        try:
-            torch.manual_seed(settings.seed)
-            with torch.inference_mode():
-                model.model.generate(**batch, **kwargs, adapter_names=adapter_names, streamer=_pair_streamer(streamers),
-                                     stopping_criteria=StoppingCriteriaList([_stop_when_set(cancel)]))
-        except BaseException as exc:   # reported to the consumer, which raises it in its own thread
-            failure.append(exc)
-            events.put((None, "", True))
-
-    thread = threading.Thread(target=run, name="playground-generate", daemon=True)
-    thread.start()
+def _streamed_pair(model: WarmBase, adapters: list[str | None], conversations, settings: DecodingSettings,
+                   cancel: threading.Event) -> Iterator[PairUpdate]:
     shown = ["", ""]
-    ended = [False, False]
-    try:
-        while not all(ended) and not failure:
-            side, text, stream_end = events.get()
-            if side is None:
-                break
-            shown[side] += text
-            ended[side] = ended[side] or stream_end
-            if text:
-                yield PairUpdate(tuple(shown), "streaming", "Answering…", stats=_stats(streamers))
-    except BaseException:
-        cancel.set()            # the consumer went away (or failed): the model must not go on generating
-        raise
-    finally:
-        thread.join()
-    if failure:
-        exc = failure[0]
-        if isinstance(exc, TuneloopError):
-            raise exc
-        raise TuneloopError(f"the models could not answer: {type(exc).__name__}: {exc}") from exc
-    stats = _stats(streamers)
+    stats = (RowStats(), RowStats())
+    for event in model.stream(conversations, adapters=adapters, settings=settings, cancel=cancel):
+        shown[event.row] += event.text
+        stats = event.stats
+        if event.text:
+            yield PairUpdate((shown[0], shown[1]), "streaming", "Answering…", stats=stats)
     if cancel.is_set():
-        yield PairUpdate(tuple(shown), "stopped", "Stopped; the answers so far are shown.", stats=stats)
+        yield PairUpdate((shown[0], shown[1]), "stopped", "Stopped; the answers so far are shown.", stats=stats)
     else:
-        yield PairUpdate(tuple(shown), "done", "Done.", stats=stats)
-
-
-def _stats(streamers) -> tuple[SideStats, SideStats]:
-    return tuple(replace(s.stats) for s in streamers)  # type: ignore[return-value]
-
-
-def _as_list(value) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+        yield PairUpdate((shown[0], shown[1]), "done", "Done.", stats=stats)
 
 
 def answer_pair(ws: Workspace | None, matchup: Matchup, conversation, settings: DecodingSettings | None = None,
@@ -607,10 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--against", help="a second run for the left side instead of the base model")
         c.add_argument("--system", default="", help="system prompt for both sides")
     ask.add_argument("question", help="the question (a conversation as JSON: [{role, content}, ...] also works)")
-    ask.add_argument("--max-new-tokens", type=int, default=200)
-    ask.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy, the same answer every time")
-    ask.add_argument("--top-p", type=float, default=0.95)
-    ask.add_argument("--seed", type=int, default=0)
+    defaults = DecodingSettings()
+    ask.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    ask.add_argument("--temperature", type=float, default=defaults.knob_temperature,
+                     help="0: greedy, the same answer every time (the default)")
+    ask.add_argument("--top-p", type=float, default=defaults.top_p)
+    ask.add_argument("--seed", type=int, default=defaults.seed)
     ask.add_argument("--json", action="store_true", help="print both answers and their figures as JSON")
     send.add_argument("--prompt", required=True, help="the question (or a conversation as JSON)")
     send.add_argument("--answer", required=True, help="the answer to add (edited as you like)")
@@ -626,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                                               author=args.author, system_prompt=args.system)
             print(f"added record {record.id} as {version.name}")
             return 0
-        settings = playground_settings(temperature=args.temperature, top_p=args.top_p,
-                                       max_new_tokens=args.max_new_tokens, seed=args.seed)
+        settings = DecodingSettings.from_knobs(temperature=args.temperature, top_p=args.top_p,
+                                               max_new_tokens=args.max_new_tokens, seed=args.seed)
         last = _cli_stream(ws, matchup, _cli_conversation(args.question), settings, args.system, quiet=args.json)
     except TuneloopError as exc:
         print(f"error: {exc}", file=sys.stderr)

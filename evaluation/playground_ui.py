@@ -13,6 +13,7 @@ from core.access import check_role
 from core.errors import TuneloopError
 from curation.ui.common import error_markdown, short
 from evaluation import playground as P
+from training.inference import DecodingSettings
 
 INTRO = """### Playground: the base model and the fine-tuned one, side by side
 Type a question (or pick one from the test split) and both models answer at the same time, word by word:
@@ -36,6 +37,7 @@ def build_playground_tab(ws, *, allow_send: bool = True):
     """The "Playground" tab; ``allow_send=False`` for read-only viewers."""
     import gradio as gr
 
+    defaults = DecodingSettings()
     run_choices = P.playground_runs(ws)
     example_choices, example_note = _example_choices(ws)
     with gr.Tab("Playground"):
@@ -54,10 +56,11 @@ def build_playground_tab(ws, *, allow_send: bool = True):
             system = gr.Textbox(label="System prompt", lines=2,
                                 placeholder="Optional: instructions both models get first")
             with gr.Row():
-                temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature",
+                temperature = gr.Slider(0, 1.5, value=defaults.knob_temperature, step=0.05, label="Temperature",
                                         info="0 = always the same answer")
-                top_p = gr.Slider(0.1, 1.0, value=0.95, step=0.05, label="Top-p", info="Used when temperature > 0")
-                max_tokens = gr.Slider(8, 512, value=128, step=8, label="Max new tokens",
+                top_p = gr.Slider(0.1, 1.0, value=defaults.top_p, step=0.05, label="Top-p",
+                                  info="Used when temperature > 0")
+                max_tokens = gr.Slider(8, 512, value=defaults.max_new_tokens, step=8, label="Max new tokens",
                                        info="Longer answers take longer")
         with gr.Accordion("Start from a test example", open=False):
             gr.Markdown("Pick a question from the test split of the current dataset version (questions the model did "
@@ -225,7 +228,7 @@ def _ask(ws, run_id, folder, other, sys_prompt, temp, top, max_new, text, st, re
         if st.get("matchup") not in (None, matchup):
             st = dict(EMPTY_STATE)       # other models than the conversation's: start it anew
         seed = random.randrange(2 ** 31) if float(temp) > 0 else 0
-        settings = P.playground_settings(temperature=temp, top_p=top, max_new_tokens=max_new, seed=seed)
+        settings = DecodingSettings.from_knobs(temperature=temp, top_p=top, max_new_tokens=max_new, seed=seed)
     except TuneloopError as exc:
         yield _chat(st["left"]), _chat(st["right"]), error_markdown(exc), st, text
         return

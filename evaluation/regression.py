@@ -34,6 +34,7 @@ from typing import Any
 
 from core.errors import InputProblem, TuneloopError
 from core.workspace import Workspace
+from training.inference import DecodingSettings
 
 CHECK_KINDS = ("contains", "not_contains", "regex", "json_schema")
 _FENCED = re.compile(r"^```(?:json)?\s*\n(.*?)\n?```$", re.DOTALL)
@@ -275,7 +276,7 @@ def import_suite(ws: Workspace, path: str | Path, *, created_by: str | None = No
 def run_suite(ws: Workspace, suite: int | str, *, run: str, settings=None, batch_size: int = 8,
               load_in_4bit: bool = False, progress=None, cancel: threading.Event | None = None) -> dict[str, SuiteResult]:
     """Answer every case with the base model and the run's adapter; check, store and return both results."""
-    from evaluation.generate import DecodingSettings, PromptItem, generate_pairs, resolve_adapter
+    from evaluation.generate import PromptItem, generate_pairs, resolve_adapter
     the_suite = get_suite(ws, suite)
     if not the_suite.cases:
         raise TuneloopError(f"suite '{the_suite.name}' has no cases yet; add a prompt with its checks first")
@@ -347,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="answer a suite with the base model and a run's adapter, and check the answers")
     run.add_argument("suite")
     run.add_argument("--run", required=True, help="run id, run folder or adapter folder")
-    run.add_argument("--max-new-tokens", type=int, default=200)
+    run.add_argument("--max-new-tokens", type=int, default=DecodingSettings.max_new_tokens)
     run.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -364,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
                               "cases": [{"id": c.id, "name": c.name, "messages": c.messages, "checks": c.checks}
                                         for c in suite.cases]}, indent=2, ensure_ascii=False))
         else:
-            from evaluation.generate import DecodingSettings
             results = run_suite(ws, args.suite, run=args.run, settings=DecodingSettings(max_new_tokens=args.max_new_tokens))
             if args.json:
                 print(json.dumps({m: {"passed": r.passed, "total": r.total,

@@ -447,7 +447,7 @@ _stops: dict[str, threading.Event] = {}
 
 def prepare_evaluation_section(ws, evaluation_dropdown) -> None:
     """Generate both models' responses for a split's test prompts (or typed/uploaded ones), then rate them."""
-    from evaluation.generate import DecodingSettings
+    from training.inference import DecodingSettings
 
     with gr.Accordion("Prepare a new evaluation (generates the responses ahead of rating)", open=False):
         with gr.Row():

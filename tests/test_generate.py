@@ -11,8 +11,9 @@ import pytest
 from curation.data.records import Record
 from curation.data.versions import create_version
 from evaluation.arena import get_evaluation, next_pair
-from evaluation.generate import (DecodingSettings, GenerationCancelled, generate_pairs, paired_model,
-                                 prepare_evaluation, prompts_from_texts, prompts_from_version, resolve_adapter)
+from evaluation.generate import (GenerationCancelled, generate_pairs, prepare_evaluation, prompts_from_texts,
+                                 prompts_from_version, resolve_adapter)
+from training.inference import DecodingSettings, default_pool, warm_base
 from tests.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,8 @@ def test_adapter_on_and_off_match_separate_models(ws, run_folder):
     assert [b for b, _ in pairs] == reference_replies(models.base_model, None, conversations)
     assert [t for _, t in pairs] == reference_replies(models.base_model, Path(models.adapter), conversations)
     assert any(b != t for b, t in pairs)
-    assert paired_model(ws, models.base_model, models.adapter) is paired_model(ws, models.base_model, models.adapter)
+    assert [m.resolved.name for m in default_pool().models()] == ["tiny"]     # one warm copy, reused
+    assert warm_base(ws, models.base_model) is default_pool().models()[0]
 
 
 def test_responses_are_cached_by_settings_and_cancel_keeps_finished_batches(ws, run_folder):

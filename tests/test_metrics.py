@@ -8,7 +8,8 @@ import pytest
 from core.errors import TuneloopError
 from curation.data.records import Record
 from evaluation.metrics import (answer_metrics, bleu, exact_match, normalize_answer, perplexity, reference_pairs,
-                                rouge_l, rouge_l_scores, wants_exact_match)
+                                wants_exact_match)
+from training.quality import rouge_l, rouge_l_scores
 from tests.tiny_model import build_tiny_model
 
 

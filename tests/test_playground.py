@@ -15,8 +15,9 @@ import pytest
 from core.errors import TuneloopError
 from curation.data.records import Record
 from curation.data.versions import create_version, current_version, load_records
-from evaluation.playground import (PlaygroundPool, answer_pair, example_conversation, example_origin, matchup_for,
-                                   playground_runs, playground_settings, send_to_dataset, split_examples, stream_pair)
+from evaluation.playground import (answer_pair, example_conversation, example_origin, matchup_for, playground_runs,
+                                   send_to_dataset, split_examples, stream_pair)
+from training.inference import BasePool, DecodingSettings
 from tests.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool():
-    return PlaygroundPool()
+    return BasePool()
 
 
 def reference_reply(base: Path, adapter: Path | None, messages, settings) -> str:
@@ -71,7 +72,7 @@ def test_streaming_yields_both_answers_incrementally(ws, models):
     matchup = matchup_for(ws, models["run"])
     assert matchup.left.kind == "base" and matchup.right.kind == "fine-tuned"
     assert matchup.left.label == "Base model · tiny" and matchup.right.label == "Fine-tuned · run-a"
-    updates = list(stream_pair(ws, matchup, QUESTION, playground_settings(max_new_tokens=24), pool=PlaygroundPool()))
+    updates = list(stream_pair(ws, matchup, QUESTION, DecodingSettings(max_new_tokens=24), pool=BasePool()))
     assert updates[0].status == "loading"            # a fresh pool loads the model first, and says so
     assert updates[-1].status == "done"
     streaming = [u for u in updates if u.status == "streaming"]
@@ -90,7 +91,7 @@ def test_streaming_yields_both_answers_incrementally(ws, models):
 
 @pytest.mark.parametrize("penalty, max_new", [(1.0, 8), (1.3, 12)])
 def test_both_sides_use_the_same_decoding_settings(ws, models, pool, penalty, max_new):
-    settings = playground_settings(max_new_tokens=max_new, repetition_penalty=penalty)
+    settings = DecodingSettings(max_new_tokens=max_new, repetition_penalty=penalty)
     last = answer_pair(ws, matchup_for(ws, models["run"]), QUESTION, settings, pool=pool)
     assert last.texts[0].strip() == reference_reply(models["base"], None, QUESTION, settings)
     assert last.texts[1].strip() == reference_reply(models["base"], models["run"], QUESTION, settings)
@@ -99,11 +100,11 @@ def test_both_sides_use_the_same_decoding_settings(ws, models, pool, penalty, ma
     runs = answer_pair(ws, matchup_for(ws, models["run"], against=models["second"]), QUESTION, settings, pool=pool)
     assert runs.texts[0].strip() == reference_reply(models["base"], models["second"], QUESTION, settings)
     assert runs.texts[1].strip() == last.texts[1].strip()
-    assert len(pool.warm_models()) == 1
+    assert len(pool.models()) == 1
 
 
 def test_each_side_continues_its_own_conversation_and_the_system_prompt_is_shared(ws, models, pool):
-    settings = playground_settings(max_new_tokens=6)
+    settings = DecodingSettings(max_new_tokens=6)
     matchup = matchup_for(ws, models["run"])
     first = answer_pair(ws, matchup, QUESTION, settings, pool=pool)
     follow = {"role": "user", "content": "Can I get a refund?"}
@@ -120,7 +121,7 @@ def test_stop_ends_a_long_answer_early(ws, models, pool):
     import threading
     cancel = threading.Event()
     updates = []
-    for update in stream_pair(ws, matchup_for(ws, models["run"]), QUESTION, playground_settings(max_new_tokens=400),
+    for update in stream_pair(ws, matchup_for(ws, models["run"]), QUESTION, DecodingSettings(max_new_tokens=400),
                               cancel=cancel, pool=pool):
         updates.append(update)
         if update.status == "streaming":
@@ -133,10 +134,10 @@ def test_requests_take_turns_and_see_their_place_in_line(ws, models, pool):
     import threading
     matchup = matchup_for(ws, models["run"])
     stop_first = threading.Event()
-    first = stream_pair(ws, matchup, QUESTION, playground_settings(max_new_tokens=400), cancel=stop_first, pool=pool)
+    first = stream_pair(ws, matchup, QUESTION, DecodingSettings(max_new_tokens=400), cancel=stop_first, pool=pool)
     while next(first).status != "streaming":                           # the first request holds the model now
         pass
-    second = stream_pair(ws, matchup, QUESTION, playground_settings(max_new_tokens=6), pool=pool, poll_s=0.05)
+    second = stream_pair(ws, matchup, QUESTION, DecodingSettings(max_new_tokens=6), pool=pool, poll_s=0.05)
     waiting = next(second)
     assert (waiting.status, waiting.ahead) == ("waiting", 1)
     assert "1 request is ahead of you" in waiting.message
@@ -148,7 +149,7 @@ def test_requests_take_turns_and_see_their_place_in_line(ws, models, pool):
 def test_a_different_base_model_or_the_same_run_twice_is_refused(ws, models, pool):
     with pytest.raises(TuneloopError, match="different base models"):
         answer_pair(ws, matchup_for(ws, models["run"], against=models["foreign"]), QUESTION,
-                    playground_settings(max_new_tokens=4), pool=pool)
+                    DecodingSettings(max_new_tokens=4), pool=pool)
     with pytest.raises(TuneloopError, match="same run"):
         matchup_for(ws, models["run"], against=models["run"].parent)
     with pytest.raises(TuneloopError, match="pick a fine-tuned run"):
@@ -175,7 +176,7 @@ def test_send_to_dataset_adds_the_edited_answer_with_provenance(ws, models, pool
     assert (system, earlier, question, reference) == ("Be brief.", [], "Where is my order?", "It ships in two days.")
     matchup = matchup_for(ws, models["run"])
     conversation = earlier + [{"role": "user", "content": question}]
-    answer = answer_pair(ws, matchup, conversation, playground_settings(max_new_tokens=6), system_prompt=system,
+    answer = answer_pair(ws, matchup, conversation, DecodingSettings(max_new_tokens=6), system_prompt=system,
                          pool=pool).texts[1].strip()
     edited = "Your order ships within two days."
     version, record = send_to_dataset(ws, conversation, edited, side=matchup.right, author="ana",
