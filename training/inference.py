@@ -363,6 +363,8 @@ class WarmBase:
         folder = self._folders.get(name)
         if folder is None:
             raise TuneloopError(f"{self.name} has no adapter '{name}'; add its folder with add_adapter first")
+        if "a" + adapter_fingerprint(folder) != name:
+            raise TuneloopError(f"the adapter in {folder} was retrained since it was chosen; choose it again")
         from peft import PeftModel
         try:
             if not self._loaded:
