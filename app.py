@@ -123,7 +123,7 @@ def create_server(ws, *, rater_only: bool = False):
     import gradio as gr
     from fastapi import FastAPI
 
-    from core.access import LoginPageWithoutApi, guard_handlers
+    from ui.access import LoginPageWithoutApi, guard_handlers
     from core.users import authenticate, has_users
 
     server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
