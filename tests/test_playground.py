@@ -17,7 +17,7 @@ from curation.data.records import Record
 from curation.data.versions import create_version, current_version, load_records
 from evaluation.playground import (answer_pair, example_conversation, example_origin, matchup_for, playground_runs,
                                    send_to_dataset, split_examples, stream_pair)
-from training.inference import BasePool, DecodingSettings
+from training.inference import BasePool, DecodingSettings, default_pool
 from tests.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +156,18 @@ def test_a_different_base_model_or_the_same_run_twice_is_refused(ws, models, poo
         matchup_for(ws, "")
     with pytest.raises(TuneloopError, match="end with a question"):
         answer_pair(ws, matchup_for(ws, models["run"]), [{"role": "assistant", "content": "hi"}], pool=pool)
+
+
+def test_rating_generation_and_the_playground_share_one_warm_base(ws, models):
+    from evaluation.generate import generate_pairs, prompts_from_texts
+    settings = DecodingSettings(max_new_tokens=6)
+    pairs = generate_pairs(ws, prompts_from_texts([QUESTION[0]["content"]]), base_model=str(models["base"]),
+                           adapter=models["run"], settings=settings)
+    warm = default_pool().get(ws, str(models["base"]))
+    updates = list(stream_pair(ws, matchup_for(ws, models["run"]), QUESTION, settings))
+    assert "loading" not in [u.status for u in updates]          # the playground found rating's model warm
+    assert default_pool().models() == [warm]
+    assert (updates[-1].texts[0].strip(), updates[-1].texts[1].strip()) == pairs[0]
 
 
 def dataset(ws):
