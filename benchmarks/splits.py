@@ -4,7 +4,7 @@
 
 Side by side in one run, on the same generated support tickets (customers with 1-6 tickets, eight
 labels of uneven size), for a 80/10/10 split grouped by customer and stratified by label:
-- tuneloop: ``build_splits(records, SplitConfig(val=0.1, test=0.1, stratify="label", group="customer"))``;
+- tuneloop: ``build_splits(records, SplitOptions(val=0.1, test=0.1, stratify="label", group="customer"))``;
 - baseline: ``StratifiedGroupKFold(n_splits=10, shuffle=True)``, fold 0 as test and fold 1 as val.
 Prints, per size: seconds (median of the repeats), the largest gap in points between a label's share
 in a split and overall, how far each split's size is from its target, groups crossing splits, and the
@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from curation.splits.leakage import audit_leakage  # noqa: E402
 from curation.data.records import Record  # noqa: E402
-from curation.splits.build import SplitConfig, build_splits, groups_across_splits, max_share_gap  # noqa: E402
+from curation.splits.balance import groups_across_splits, max_share_gap  # noqa: E402
+from curation.splits.build import SplitOptions, build_splits  # noqa: E402
 from tests.test_splits import support_tickets  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def sklearn_split(records: list[Record], seed: int) -> list[Record]:
 
 
 def tuneloop_split(records: list[Record], seed: int) -> list[Record]:
-    return build_splits(records, SplitConfig(val=0.1, test=0.1, stratify="label", group="customer", seed=seed))
+    return build_splits(records, SplitOptions(val=0.1, test=0.1, stratify="label", group="customer", seed=seed))
 
 
 def measure(fn, records, repeats: int) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from core.errors import TuneloopError
 from curation.splits.leakage import AuditOptions, audit_leakage, fix_leakage, similarity_graph, audit_split
 from curation.data.records import Record
-from curation.splits.build import groups_across_splits, max_share_gap
+from curation.splits.balance import groups_across_splits, max_share_gap
 from tests.test_splits import _word
 
 

@@ -9,9 +9,11 @@ import pytest
 
 from core.errors import TuneloopError
 from curation.data.records import SPLITS, Record
-from curation.splits.build import (SplitConfig, balance_report, build_splits, export_split, groups_across_splits,
-                             length_histogram, main, make_split, max_share_gap, save_split_version, split_sizes,
-                             split_targets, training_row)
+from curation.splits.balance import balance_report, groups_across_splits, length_histogram, max_share_gap
+from curation.splits.build import SplitOptions, build_splits, make_split, save_split_version, split_version
+from curation.splits.cli import main
+from curation.splits.export import export_split, training_row
+from curation.splits.targets import split_sizes, split_targets
 from tests.conftest import write_jsonl
 
 LABELS = ["billing", "refund", "login", "shipping", "setup", "warranty", "cancel", "upgrade"]
@@ -86,9 +88,9 @@ def test_targets_are_whole_numbers_that_add_up():
 
 def test_random_split_has_exact_sizes_and_same_seed_same_split():
     records = support_tickets(400, seed=1)
-    a = build_splits(records, SplitConfig(val=0.1, test=60, seed=3))
-    b = build_splits(records, SplitConfig(val=0.1, test=60, seed=3))
-    c = build_splits(records, SplitConfig(val=0.1, test=60, seed=4))
+    a = build_splits(records, SplitOptions(val=0.1, test=60, seed=3))
+    b = build_splits(records, SplitOptions(val=0.1, test=60, seed=3))
+    c = build_splits(records, SplitOptions(val=0.1, test=60, seed=4))
     assert Counter(r.split for r in a) == {"train": 300, "val": 40, "test": 60}
     assert [r.split for r in a] == [r.split for r in b]
     assert [r.split for r in a] != [r.split for r in c]
@@ -106,7 +108,7 @@ def test_no_group_crosses_splits_on_any_input(seed):
         r.meta["customer"] = "BIG"
     for r in records[-10:]:
         r.meta.pop("customer")
-    config = SplitConfig(val=rng.choice([0.1, 0.15, 25]), test=rng.choice([0.1, 0.2, 30]), group="customer",
+    config = SplitOptions(val=rng.choice([0.1, 0.15, 25]), test=rng.choice([0.1, 0.2, 30]), group="customer",
                          stratify=rng.choice([None, "label"]), seed=seed)
     out = build_splits(records, config)
     assert groups_across_splits(out, "customer") == {}
@@ -116,29 +118,29 @@ def test_no_group_crosses_splits_on_any_input(seed):
 @pytest.mark.parametrize("seed", range(5))
 def test_stratified_shares_stay_within_two_points(seed):
     records = support_tickets(1000, seed=seed)
-    alone = build_splits(records, SplitConfig(stratify="label", seed=seed))
+    alone = build_splits(records, SplitOptions(stratify="label", seed=seed))
     assert _shares_ok(alone)
-    grouped = build_splits(records, SplitConfig(val=0.1, test=0.15, stratify="label", group="customer", seed=seed))
+    grouped = build_splits(records, SplitOptions(val=0.1, test=0.15, stratify="label", group="customer", seed=seed))
     assert _shares_ok(grouped)
     assert groups_across_splits(grouped, "customer") == {}
 
 
 def test_labels_are_read_from_meta_or_top_level_fields():
     records = support_tickets(200, seed=2)
-    out = build_splits(records, SplitConfig(stratify="label", group="id", seed=1))
+    out = build_splits(records, SplitOptions(stratify="label", group="id", seed=1))
     assert Counter(r.split for r in out) == {"train": 160, "val": 20, "test": 20}
     with pytest.raises(TuneloopError, match="no record has the field 'intent'"):
-        build_splits(records, SplitConfig(stratify="intent"))
+        build_splits(records, SplitOptions(stratify="intent"))
 
 
 def test_cap_per_label_rebalances():
     records = support_tickets(600, seed=3)
-    out = build_splits(records, SplitConfig(stratify="label", max_per_label=50, seed=1))
+    out = build_splits(records, SplitOptions(stratify="label", max_per_label=50, seed=1))
     counts = Counter(r.meta["label"] for r in out)
     assert max(counts.values()) == 50
     assert len(out) == sum(min(50, k) for k in Counter(r.meta["label"] for r in records).values())
     with pytest.raises(TuneloopError, match="needs a label field"):
-        build_splits(records, SplitConfig(max_per_label=50))
+        build_splits(records, SplitOptions(max_per_label=50))
 
 
 # -- the whole step: split, audit, fix (acceptance) -------------------------------------------------
@@ -147,9 +149,9 @@ def test_cap_per_label_rebalances():
 def test_split_with_fix_meets_every_acceptance_check(seed):
     """Same questions asked by different customers: grouping alone leaks; the fix must not."""
     records = support_tickets(1000, seed=seed)
-    config = SplitConfig(val=0.1, test=0.1, stratify="label", group="customer", seed=seed)
+    config = SplitOptions(val=0.1, test=0.1, stratify="label", group="customer", seed=seed)
     leaky = build_splits(records, config)
-    result = make_split(records, config, fix="move")
+    result = make_split(records, config.replace(fix="move"))
     assert result.leakage["before"]["num_pairs"] > 0          # the planted leaks were there
     assert result.leakage["after"]["clean"] is True           # no near dup at the threshold, no 13-gram overlap
     assert groups_across_splits(result.records, "customer") == {}
@@ -166,7 +168,7 @@ def test_split_with_fix_meets_every_acceptance_check(seed):
 
 def test_drop_fix_drops_at_most_three_percent():
     records = support_tickets(1000, seed=5)
-    result = make_split(records, SplitConfig(stratify="label", group="customer", seed=5), fix="drop")
+    result = make_split(records, SplitOptions(stratify="label", group="customer", seed=5, fix="drop"))
     assert 0 < len(result.dropped) <= 0.03 * len(records)
     assert result.leakage["after"]["clean"] is True
     assert {r.id for r in result.records}.isdisjoint(result.dropped)
@@ -175,7 +177,7 @@ def test_drop_fix_drops_at_most_three_percent():
 
 def test_fix_none_only_reports():
     records = support_tickets(500, seed=6)
-    result = make_split(records, SplitConfig(group="customer", seed=6), fix="none")
+    result = make_split(records, SplitOptions(group="customer", seed=6, fix="none"))
     assert result.leakage["after"]["num_pairs"] == result.leakage["before"]["num_pairs"] > 0
     assert result.moved == [] and result.dropped == []
 
@@ -183,7 +185,7 @@ def test_fix_none_only_reports():
 # -- balance, freeze, export, CLI ------------------------------------------------------------------
 
 def test_balance_report_counts_shares_and_lengths():
-    records = build_splits(support_tickets(500, seed=7), SplitConfig(stratify="label", seed=7))
+    records = build_splits(support_tickets(500, seed=7), SplitOptions(stratify="label", seed=7))
     report = balance_report(records, "label")
     assert report.sizes == {"train": 400, "val": 50, "test": 50}
     assert sum(report.counts["billing"].values()) == sum(r.meta["label"] == "billing" for r in records)
@@ -200,7 +202,7 @@ def test_split_is_saved_as_an_immutable_version(ws):
     from curation.data.versions import create_version, get_version, load_records
     records = support_tickets(300, seed=8)
     parent = create_version(ws, records, parent=None, step="import")
-    result = make_split(records, SplitConfig(stratify="label", group="customer", seed=8))
+    result = make_split(records, SplitOptions(stratify="label", group="customer", seed=8))
     version = save_split_version(ws, result, parent=parent.id)
     again = get_version(ws, version.id)
     assert again.step == "split" and again.parent_id == parent.id
@@ -215,7 +217,7 @@ def test_export_writes_every_format_in_shapes_trl_reads(tmp_path):
     from datasets import load_dataset, load_from_disk
     from trl.data_utils import is_conversational
 
-    records = build_splits(support_tickets(120, seed=9), SplitConfig(seed=9))
+    records = build_splits(support_tickets(120, seed=9), SplitOptions(seed=9))
     written = export_split(records, tmp_path / "msg", formats=("jsonl", "parquet", "hf"))
     assert {p.name for p in written} == {"train.jsonl", "val.jsonl", "test.jsonl", "train.parquet", "val.parquet",
                                          "test.parquet", "hf"}
@@ -253,33 +255,66 @@ def test_cli_writes_splits_and_leakage_report(tmp_path, capsys):
             assert row["meta"] == {**originals[row["id"]]["meta"], "split": s}
     report = json.loads((out / "leakage.json").read_text())
     assert report["after"]["clean"] and report["after"]["options"]["threshold"] == 0.6
-    assert report["before"]["num_pairs"] > 0 and report["config"]["group"] == "customer"
+    assert report["before"]["num_pairs"] > 0 and report["options"]["group"] == "customer"
     assert f"train {sizes[0]} · val {sizes[1]} · test {sizes[2]}" in capsys.readouterr().out
     assert main([str(source), str(out), "--stratify", "nope"]) == 2
     assert "no record has the field 'nope'" in capsys.readouterr().err
 
 
-def test_cli_splits_a_workspace_version(ws, tmp_path):
-    from curation.data.versions import create_version, current_version
+def test_cli_splits_a_workspace_version(ws, tmp_path, capsys):
+    from curation.data.versions import create_version, current_version, get_version
     parent = create_version(ws, support_tickets(200, seed=11), parent=None, step="import")
     assert main([parent.name, str(tmp_path / "o"), "--workspace", str(ws.root), "--group", "customer"]) == 0
     current = current_version(ws)
     assert current.step == "split" and current.parent_id == parent.id
+    assert current.params == SplitOptions(group="customer").to_dict()
+    assert (tmp_path / "o" / "test.jsonl").exists()
+    # "current", no OUTDIR, options from a YAML file with a flag on top: a new version, nothing written.
+    options = tmp_path / "split.yaml"
+    SplitOptions(stratify="label", seed=4, fix="drop").save(options)
+    assert main(["current", "--workspace", str(ws.root), "--options", str(options), "--seed", "5"]) == 0
+    again = current_version(ws)
+    assert again.parent_id == current.id and again.params["stratify"] == "label"
+    assert again.params["seed"] == 5 and again.params["fix"] == "drop"
+    assert f"saved {again.name}" in capsys.readouterr().out
+    # The tab's function makes the same version from the same options.
+    _, made = split_version(ws, current.id, SplitOptions(stratify="label", seed=5, fix="drop"))
+    assert made.content_hash == again.content_hash and made.params == again.params
+
+
+def test_cli_names_what_is_wrong(ws, tmp_path, capsys):
+    from curation.data.versions import create_version, list_versions
+    create_version(ws, support_tickets(60, seed=2), parent=None, step="import")
+    assert main(["v9", "--workspace", str(ws.root)]) == 2
+    assert "there is no version v9" in capsys.readouterr().err
+    assert main(["current", "--workspace", str(ws.root), "--leakage-threshold", "2"]) == 2
+    assert "leakage_threshold: 2.0 is too large" in capsys.readouterr().err
+    assert main(["current", "--workspace", str(ws.root), "--val", "2.5"]) == 2
+    assert "val: 2.5 is neither a ratio below 1 nor a whole number" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").write_text("groop: customer\n")
+    assert main(["current", "--workspace", str(ws.root), "--options", str(tmp_path / "bad.yaml")]) == 2
+    assert "groop: not one of the split options" in capsys.readouterr().err
+    assert main(["current", "--workspace", str(tmp_path / "nowhere")]) == 2
+    assert "there is no workspace at" in capsys.readouterr().err
+    source = write_jsonl(tmp_path / "t.jsonl", [r.to_dict() for r in support_tickets(40, seed=3)])
+    assert main([str(source)]) == 2
+    assert "INPUT is a file, so give OUTPUT too" in capsys.readouterr().err
+    assert len(list_versions(ws)) == 1
 
 
 def test_templated_data_gets_an_honest_warning_instead_of_balanced_shares():
     from curation.data.demo import demo_records
     # The demo's customers ask a few template questions: grouping plus the fix ties most records together.
-    result = make_split(demo_records(600), SplitConfig(stratify="label", group="customer_id"))
+    result = make_split(demo_records(600), SplitOptions(stratify="label", group="customer_id"))
     assert result.after.clean and groups_across_splits(result.records, "customer_id") == {}
     assert result.largest_unit > 300
     assert "tied together" in result.balance_warning()
-    plain = make_split(demo_records(600), SplitConfig(stratify="label"))
+    plain = make_split(demo_records(600), SplitOptions(stratify="label"))
     assert plain.after.clean and plain.balance_warning() == ""
 
 
 def test_cli_audits_and_fixes_data_that_came_split(tmp_path):
-    records = build_splits(support_tickets(300, seed=12, popular=2, askers=4, shared_logs=1), SplitConfig(seed=12))
+    records = build_splits(support_tickets(300, seed=12, popular=2, askers=4, shared_logs=1), SplitOptions(seed=12))
     source = write_jsonl(tmp_path / "split.jsonl", [r.to_dict() for r in records])
     out = tmp_path / "fixed"
     assert main([str(source), str(out), "--keep-splits", "--group", "customer", "--fix", "drop"]) == 0

@@ -1,4 +1,4 @@
 """``python -m curation.splits``: build a leak-free train/val/test split."""
-from curation.splits.build import main
+from curation.splits.cli import main
 
 raise SystemExit(main())

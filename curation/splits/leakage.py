@@ -43,10 +43,15 @@ from core.errors import TuneloopError
 from curation.dedup.near_duplicates import cross_near_duplicates
 from curation.dedup.shingles import DEFAULT_THRESHOLD, normalise_text
 from curation.data.records import SPLITS, Record
+from curation.splits.allocate import group_units, place_checked
+from curation.splits.fields import label_of, with_split
+from curation.splits.targets import split_targets
 
 Progress = Callable[[float, str], None]
 FIELDS = ("prompt", "answer")
 KINDS = ("exact", "near", "ngram")
+# move: leaking groups into one split; drop: the leaking val/test records; none: only report.
+FIX_MODES = ("move", "drop", "none")
 _ORDER = {s: i for i, s in enumerate(SPLITS)}
 _MAX_PARTNERS = 20   # pairs reported per record, field and kind; bounded for a question asked a thousand times
 
@@ -305,10 +310,8 @@ def fix_leakage(records: list[Record], *, mode: str = "move", group: str | None 
     ``stratify`` names the label whose shares the move keeps; ``max_drop`` is the largest share of
     records ``drop`` may remove before it moves instead.
     """
-    from curation.splits.build import group_units, label_of, place_checked, split_targets, with_split
-
-    if mode not in ("move", "drop", "none"):
-        raise TuneloopError(f"unknown leakage fix '{mode}'; choose move, drop or none")
+    if mode not in FIX_MODES:
+        raise TuneloopError(f"unknown leakage fix '{mode}'; choose {', '.join(FIX_MODES)}")
     _check_splits(records)
     say = progress or (lambda f, d: None)
     graph = similarity_graph(records, options, progress=lambda f, d: say(0.9 * f, d))
