@@ -145,3 +145,27 @@ def test_a_run_can_be_cancelled_and_reports_progress():
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
     with pytest.raises(Cancelled):
         find_duplicates(sample(), cancel=lambda: len(seen) > 0)
+
+
+def test_cli_deduplicates_a_workspace_version_as_the_tab_does(ws, tmp_path, capsys):
+    from curation.data.versions import create_version, current_version, load_records
+    source = create_version(ws, sample(), parent=None, step="import")
+    options = tmp_path / "dedup.yaml"
+    DedupOptions(keep="longest", threshold=0.5).save(options)
+    assert main(["current", "--workspace", str(ws.root), "--options", str(options), "--threshold", "0.6"]) == 0
+    made = current_version(ws)
+    assert made.step == "dedup" and made.parent_id == source.id
+    assert made.params == {**DedupOptions(keep="longest").to_dict(), "overrides": {}}
+    assert [r.id for r in load_records(ws, made.id)] == ["c", "d", "e", "f"]
+    assert f"as {made.describe()}" in capsys.readouterr().out
+    by_tab = apply_dedup(ws, find_duplicates_in_version(ws, source.id, DedupOptions(keep="longest")))
+    assert by_tab.content_hash == made.content_hash and by_tab.counts == made.counts
+    with pytest.raises(SystemExit):
+        main([source.name, "--workspace", str(ws.root), "--keep", "random"])
+    assert "invalid choice: 'random'" in capsys.readouterr().err
+    assert main(["v9", "--workspace", str(ws.root)]) == 2
+    assert "there is no version v9" in capsys.readouterr().err
+    assert main([source.name, "--workspace", str(ws.root), "--num-perm", "8"]) == 2
+    assert "num_perm: 8 is too small; it must be at least 16" in capsys.readouterr().err
+    assert main([source.name, "--workspace", str(ws.root), "--threshold", "0"]) == 2
+    assert "threshold: must be above 0" in capsys.readouterr().err

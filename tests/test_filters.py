@@ -95,3 +95,22 @@ def test_cli(tmp_path, capsys):
     assert "1 of 2 records flagged" in capsys.readouterr().out
     assert main([str(tmp_path / "missing.jsonl"), str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_filters_a_workspace_version_as_the_tab_does(ws, capsys):
+    from curation.data.versions import create_version, current_version
+    records = [rec("ok", "How do I change my card?", GOOD), rec("e", "Hello?"), rec("s", "Can I pay later?", "Yes.")]
+    source = create_version(ws, records, parent=None, step="import")
+    assert main([source.name, "--workspace", str(ws.root), "--skip", "empty_answer", "--min-answer-words", "3"]) == 0
+    made = current_version(ws)
+    options = FilterOptions(skip=("empty_answer",), min_answer_words=3)
+    assert made.step == "filter" and made.parent_id == source.id
+    assert made.params == {**options.to_dict(), "only": None}
+    by_tab = apply_filters(ws, filter_version(ws, source.id, options))
+    assert by_tab.content_hash == made.content_hash and by_tab.counts == made.counts
+    assert "as v2" in capsys.readouterr().out
+    assert main(["current", "--workspace", str(ws.root), "--max-garbage", "lots"]) == 2
+    assert "max_garbage: 'lots' is not a valid number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["current", "--workspace", str(ws.root), "--skip", "spelling"])
+    assert "invalid choice: 'spelling'" in capsys.readouterr().err

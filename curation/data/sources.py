@@ -64,7 +64,7 @@ def read_source(name: str, workspace: str | os.PathLike | None = None, *, format
         version = resolve_version(ws, name)
         return Source(records=load_records(ws, version.id), workspace=ws, version=version)
     if not Path(name).exists():
-        raise TuneloopError(f"'{name}' is neither a data file nor a version; give a file that exists, or a version "
+        raise TuneloopError(f"'{name}': no such file, and not a version either; give a file that exists, or a version "
                             "(v3, or current) with --workspace DIR")
     from curation.data.formats import read_records
     return Source(records=read_records(name, format=format).records)

@@ -13,8 +13,10 @@ Example::
     result.summary(); kept = result.kept_records(records, overrides={"r17": "keep"})
     version = apply_dedup(ws, result, overrides={"r17": "keep"})          # a new dataset version
 
-CLI: ``python -m curation.dedup INPUT OUTPUT [--threshold J] [--ngram N] [--num-perm P]
-[--text conversation|user|assistant] [--keep first|longest|recent|quality] [--clusters clusters.jsonl]``
+CLI: ``python -m curation.dedup INPUT [OUTPUT] [--workspace DIR] [--threshold J] [--ngram N] [--num-perm P]
+[--text conversation|user|assistant] [--keep first|longest|recent|quality] [--options FILE]
+[--clusters clusters.jsonl]``; INPUT is a file or a version (v3, current) of the workspace, which then gets
+the deduplicated version, as the Dedup tab's Apply makes it.
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from core.errors import TuneloopError
+from core.options import Options, add_arguments, from_args, option
 from core.workspace import Workspace, atomic_write
 from curation.dedup.near_duplicates import near_duplicate_clusters
 from curation.dedup.shingles import DEFAULT_NGRAM, DEFAULT_THRESHOLD, normalise_text
 from curation.dedup.signatures import DEFAULT_NUM_PERM
 from curation.dedup.verify import join_turns
 from curation.data.records import Record
+from curation.data.sources import add_source_arguments, check_output, read_source
 from curation.data.versions import Version, create_version, get_version, load_records, require_current
 
 Progress = Callable[[float, str], None]
@@ -44,27 +48,23 @@ DATE_FIELDS = ("updated_at", "created_at", "timestamp", "date", "time")
 
 
 @dataclass
-class DedupOptions:
-    """How duplicates are found and which one is kept. The CLI and the tab both read these."""
-    threshold: float = DEFAULT_THRESHOLD  # verified Jaccard similarity of character 5-gram shingles
-    ngram: int = DEFAULT_NGRAM            # shingle length in characters
-    num_perm: int = DEFAULT_NUM_PERM      # MinHash permutations (more: fewer missed candidates, slower)
-    text: str = "conversation"            # conversation (user + assistant turns), user, or assistant
-    keep: str = "first"                   # first, longest, recent, or quality
+class DedupOptions(Options):
+    """How duplicates are found and which one is kept: the Dedup tab's form, the CLI's flags, a version's params."""
+    what = "dedup options"
+    threshold: float = option(DEFAULT_THRESHOLD, "near-duplicate similarity (verified Jaccard of character shingles); "
+                              f"{DEFAULT_THRESHOLD} suits lightly edited chat records", min=0.0, max=1.0,
+                              label="Similarity threshold")
+    ngram: int = option(DEFAULT_NGRAM, "shingle length in characters", min=1, max=50,
+                        label="Shingle length (characters)")
+    num_perm: int = option(DEFAULT_NUM_PERM, "MinHash permutations (more: fewer missed candidates, slower)",
+                           min=16, max=1024, label="MinHash permutations")
+    text: str = option("conversation", "what to compare: the whole conversation (user and assistant turns), "
+                       "the user turns or the assistant turns", choices=tuple(TEXT_MODES), label="Compare")
+    keep: str = option("first", "which record of a cluster to keep: first seen, longest, most recent, best quality",
+                       choices=KEEP_POLICIES, label="Keep in each cluster")
 
-    def validate(self) -> "DedupOptions":
-        if not 0.0 < self.threshold <= 1.0:
-            raise TuneloopError(f"the similarity threshold must be above 0 and at most 1 (got {self.threshold}); "
-                                f"{DEFAULT_THRESHOLD} suits lightly edited chat records")
-        if not 1 <= self.ngram <= 50:
-            raise TuneloopError(f"the shingle length must be between 1 and 50 characters (got {self.ngram})")
-        if not 16 <= self.num_perm <= 1024:
-            raise TuneloopError(f"the number of permutations must be between 16 and 1024 (got {self.num_perm})")
-        if self.text not in TEXT_MODES:
-            raise TuneloopError(f"unknown text '{self.text}'; choose conversation, user or assistant")
-        if self.keep not in KEEP_POLICIES:
-            raise TuneloopError(f"unknown keeper policy '{self.keep}'; choose first, longest, recent or quality")
-        return self
+    def more_problems(self) -> list[str]:
+        return ["threshold: must be above 0 (at 0 every pair of records is a near duplicate)"] if self.threshold <= 0 else []
 
 
 @dataclass
@@ -252,7 +252,7 @@ def apply_dedup(ws: Workspace, result: DedupResult, overrides: dict[str, str] | 
               "near_removed": counts["near_dropped"], "clusters": len(result.clusters),
               "overrides": counts["overrides"]}
     return create_version(ws, kept, parent=result.version_id, step="dedup",
-                          params={**asdict(result.options), "overrides": dict(overrides or {})},
+                          params={**result.options.to_dict(), "overrides": dict(overrides or {})},
                           counts=counts, created_by=created_by, note=note)
 
 
@@ -273,42 +273,37 @@ def write_clusters(result: DedupResult, path: str | Path, overrides: dict[str, s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m curation.dedup",
-        description="Remove exact and near-duplicate records: OUTPUT holds one record per cluster plus "
-                    "every record without duplicates (ids kept).")
-    parser.add_argument("input", help="records in any supported format (JSONL, JSON, Parquet, CSV, HF folder)")
-    parser.add_argument("output", help="JSONL file to write the kept records to")
-    defaults = DedupOptions()
-    parser.add_argument("--threshold", type=float, default=defaults.threshold,
-                        help=f"near-duplicate similarity, 0-1 (default {defaults.threshold})")
-    parser.add_argument("--ngram", type=int, default=defaults.ngram,
-                        help=f"shingle length in characters (default {defaults.ngram})")
-    parser.add_argument("--num-perm", type=int, default=defaults.num_perm,
-                        help=f"MinHash permutations (default {defaults.num_perm})")
-    parser.add_argument("--text", choices=list(TEXT_MODES), default=defaults.text,
-                        help="what to compare: the whole conversation (default), user or assistant turns")
-    parser.add_argument("--keep", choices=KEEP_POLICIES, default=defaults.keep,
-                        help="which record of a cluster to keep (default: first seen)")
+        description="Remove exact and near-duplicate records: one record per cluster plus every record without "
+                    "duplicates is kept (ids kept); a version as INPUT makes the deduplicated version.")
+    add_source_arguments(parser, output="JSONL file to write the kept records to")
+    add_arguments(parser, DedupOptions)
     parser.add_argument("--clusters", help="also write the clusters (members, keeper, similarities) as JSONL")
     args = parser.parse_args(argv)
-    from curation.data.formats import read_records, write_jsonl
+    from curation.data.formats import write_jsonl
     try:
-        options = DedupOptions(threshold=args.threshold, ngram=args.ngram, num_perm=args.num_perm,
-                               text=args.text, keep=args.keep).validate()
-        records = read_records(args.input).records
+        options = from_args(DedupOptions, args)
+        source = read_source(args.input, args.workspace)
+        check_output(source, args.output)
         from tqdm import tqdm
         with tqdm(total=100, desc="dedup", unit="%", disable=not sys.stderr.isatty()) as bar:
             def progress(fraction: float, text: str) -> None:
                 bar.set_postfix_str(text, refresh=False)
                 bar.update(round(fraction * 100) - bar.n)
-            result = find_duplicates(records, options, progress=progress)
-        write_jsonl(result.kept_records(records), args.output)
+            if source.version is not None:
+                result = find_duplicates_in_version(source.workspace, source.version.id, options, progress=progress)
+            else:
+                result = find_duplicates(source.records, options, progress=progress)
+        if args.output:
+            write_jsonl(result.kept_records(source.records), args.output)
         if args.clusters:
             write_clusters(result, args.clusters)
+        made = apply_dedup(source.workspace, result) if source.version is not None else None
     except TuneloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     counts = result.counts()
+    where = " and ".join(([f"to {args.output}"] if args.output else []) + ([f"as {made.describe()}"] if made else []))
     print(f"{counts['records']} records: {counts['exact_duplicates']} exact duplicates, "
           f"{counts['near_duplicate_clusters']} near-duplicate clusters; dropped {counts['to_drop']}, "
-          f"wrote {counts['records'] - counts['to_drop']} to {args.output}")
+          f"wrote {counts['records'] - counts['to_drop']} {where}")
     return 0

@@ -20,8 +20,10 @@ Example::
     report = filter_records(records)                 # report.counts, report.examples, report.flagged
     version = apply_filters(ws, report)              # a new version without the flagged records
 
-CLI: ``python -m curation.dedup.filters INPUT OUTPUT [--min-answer-words N] [--max-answer-words N]
-[--max-repeated-ngrams R] [--max-garbage R] [--skip FILTER ...] [--report flagged.jsonl]``
+CLI: ``python -m curation.dedup.filters INPUT [OUTPUT] [--workspace DIR] [--min-answer-words N]
+[--max-answer-words N] [--max-repeated-ngrams R] [--max-garbage R] [--skip FILTER ...] [--options FILE]
+[--report flagged.jsonl]``; INPUT is a file or a version (v3, current) of the workspace, which then gets
+the filtered version, as the Dedup tab's filter Apply makes it.
 """
 from __future__ import annotations
 
@@ -31,13 +33,15 @@ import re
 import sys
 import unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from core.errors import TuneloopError
+from core.options import Options, add_arguments, from_args, option
 from core.workspace import Workspace, atomic_write
 from curation.data.records import Record
+from curation.data.sources import add_source_arguments, check_output, read_source
 from curation.data.versions import Version, create_version, get_version, load_records, require_current
 
 Progress = Callable[[float, str], None]
@@ -70,24 +74,24 @@ for _lang, _words in _FUNCTION_WORDS.items():
 
 
 @dataclass
-class FilterOptions:
+class FilterOptions(Options):
     """Limits of the quality filters; ``skip`` switches filters off by name."""
-    min_answer_words: int = 2           # "OK." alone teaches nothing; "Yes, it does." is fine
-    max_answer_words: int = 2000        # longer is usually a pasted document, not an answer
-    max_repeated_ngrams: float = 0.3    # share of repeated word 3-grams (needs at least 10 of them)
-    max_garbage: float = 0.25           # share of characters that are not text
-    skip: tuple[str, ...] = ()
+    what = "filter options"
+    min_answer_words: int = option(2, "shortest answer in words: \"OK.\" alone teaches nothing; "
+                                      "\"Yes, it does.\" is fine", min=0, label="Shortest answer (words)")
+    max_answer_words: int = option(2000, "longest answer in words: longer is usually a pasted document, not an answer",
+                                   min=1, label="Longest answer (words)")
+    max_repeated_ngrams: float = option(0.3, "largest share of the answer's word 3-grams that repeat an earlier one "
+                                             "(needs at least 10 of them)", min=0.0, max=1.0,
+                                        label="Most repeated 3-grams (share)")
+    max_garbage: float = option(0.25, "largest share of characters that are not text", min=0.0, max=1.0,
+                                label="Most non-text characters (share)")
+    skip: tuple[str, ...] = option((), "filters to switch off", choices=tuple(FILTERS), label="Filters to switch off")
 
-    def validate(self) -> "FilterOptions":
-        unknown = [s for s in self.skip if s not in FILTERS]
-        if unknown:
-            raise TuneloopError(f"unknown filter '{unknown[0]}'; the filters are {', '.join(FILTERS)}")
-        if self.min_answer_words < 0 or self.max_answer_words < max(1, self.min_answer_words):
-            raise TuneloopError("the longest allowed answer must be at least 1 word and not below the shortest")
-        for name, value in (("max_repeated_ngrams", self.max_repeated_ngrams), ("max_garbage", self.max_garbage)):
-            if not 0.0 <= value <= 1.0:
-                raise TuneloopError(f"{name} is a share between 0 and 1, got {value}")
-        return self
+    def more_problems(self) -> list[str]:
+        if self.max_answer_words < self.min_answer_words:
+            return [f"max_answer_words: {self.max_answer_words} is below min_answer_words ({self.min_answer_words})"]
+        return []
 
 
 @dataclass
@@ -248,41 +252,41 @@ def apply_filters(ws: Workspace, report: FilterReport, only: Sequence[str] | Non
         for name in report.flagged[rid]:
             if only is None or name in only:
                 counts[name] = counts.get(name, 0) + 1
-    params = {**asdict(report.options), "only": list(only) if only is not None else None}
+    params = {**report.options.to_dict(), "only": list(only) if only is not None else None}
     return create_version(ws, kept, parent=report.version_id, step="filter", params=params, counts=counts,
                           created_by=created_by, note=note)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m curation.dedup.filters",
-                                     description="Drop records that fail quality filters; print counts per filter.")
-    parser.add_argument("input", help="records in any supported format")
-    parser.add_argument("output", help="JSONL file to write the records that pass")
-    d = FilterOptions()
-    parser.add_argument("--min-answer-words", type=int, default=d.min_answer_words)
-    parser.add_argument("--max-answer-words", type=int, default=d.max_answer_words)
-    parser.add_argument("--max-repeated-ngrams", type=float, default=d.max_repeated_ngrams)
-    parser.add_argument("--max-garbage", type=float, default=d.max_garbage)
-    parser.add_argument("--skip", nargs="*", default=[], choices=list(FILTERS), help="filters to switch off")
+                                     description="Drop records that fail quality filters; print counts per filter. "
+                                                 "A version as INPUT makes the filtered version.")
+    add_source_arguments(parser, output="JSONL file to write the records that pass")
+    add_arguments(parser, FilterOptions)
     parser.add_argument("--report", help="write the flagged records (id and reasons) as JSONL")
     args = parser.parse_args(argv)
-    from curation.data.formats import read_records, write_jsonl
+    from curation.data.formats import write_jsonl
     try:
-        options = FilterOptions(args.min_answer_words, args.max_answer_words, args.max_repeated_ngrams,
-                                args.max_garbage, tuple(args.skip)).validate()
-        records = read_records(args.input).records
-        report = filter_records(records, options)
-        write_jsonl(report.kept_records(records), args.output)
+        options = from_args(FilterOptions, args)
+        source = read_source(args.input, args.workspace)
+        check_output(source, args.output)
+        if source.version is not None:
+            report = filter_version(source.workspace, source.version.id, options)
+        else:
+            report = filter_records(source.records, options)
+        if args.output:
+            write_jsonl(report.kept_records(source.records), args.output)
         if args.report:
             lines = "".join(json.dumps({"id": rid, "failed": reasons}) + "\n" for rid, reasons in report.flagged.items())
             atomic_write(Path(args.report), lines.encode("utf-8"))
+        made = apply_filters(source.workspace, report) if source.version is not None else None
     except TuneloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, count in report.counts.items():
         print(f"{name:18} {count:7}  {FILTERS[name]}")
-    print(f"{len(report.flagged)} of {report.total} records flagged; wrote {report.total - len(report.flagged)} "
-          f"to {args.output}")
+    where = " and ".join(([f"to {args.output}"] if args.output else []) + ([f"as {made.describe()}"] if made else []))
+    print(f"{len(report.flagged)} of {report.total} records flagged; wrote {report.total - len(report.flagged)} {where}")
     return 0
 
 
