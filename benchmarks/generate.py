@@ -21,8 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.random_adapter import random_adapter  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
-from evaluation.generate import DecodingSettings, generate_pairs, paired_model, prompts_from_records  # noqa: E402
+from evaluation.generate import generate_pairs, prompts_from_records  # noqa: E402
+from training.inference import DecodingSettings, warm_base  # noqa: E402
+from training.models import resolve_base_model  # noqa: E402
 
 
 def demo_prompts(n: int):
@@ -30,27 +33,12 @@ def demo_prompts(n: int):
     return prompts_from_records(demo_records(n * 3), split=None)[:n]
 
 
-def fresh_adapter(folder: Path) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    from training.models import resolve_base_model
-    base = resolve_base_model("default", None)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base.path)
-    config = LoraConfig(r=16, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(folder)
-    return folder
-
-
-def baseline_models(adapter: Path):
+def baseline_models(base_path: str, adapter: Path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from training.models import resolve_base_model
-    path = resolve_base_model("default", None).path
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    base = AutoModelForCausalLM.from_pretrained(path).eval()
-    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path), str(adapter)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    base = AutoModelForCausalLM.from_pretrained(base_path).eval()
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), str(adapter)).eval()
     return tokenizer, base, tuned
 
 
@@ -85,14 +73,17 @@ def main(argv=None) -> int:
     settings = DecodingSettings(max_new_tokens=args.max_new_tokens)
     items = demo_prompts(args.prompts)
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = fresh_adapter(Path(tmp) / "adapter")
-        tokenizer, base, tuned = baseline_models(adapter)
-        paired_model(None, "default", adapter).load()
+        adapter = random_adapter(Path(tmp) / "adapter")
+        # The default model's converted folder in the user cache: every fresh workspace below reuses it.
+        base_path = resolve_base_model("default", None).path
+        tokenizer, base, tuned = baseline_models(base_path, adapter)
+        warm = warm_base(None, base_path)        # the model generate_pairs answers with, loaded before timing
+        warm.answer([items[0].messages], adapter=warm.add_adapter(adapter), settings=DecodingSettings(max_new_tokens=1))
         ours, theirs, same = [], [], 0
         for r in range(args.repeats):
             ws = Workspace.open(Path(tmp) / f"ws{r}")   # empty cache: every response is generated
             start = time.perf_counter()
-            pairs = generate_pairs(ws, items, base_model="default", adapter=adapter, settings=settings,
+            pairs = generate_pairs(ws, items, base_model=base_path, adapter=adapter, settings=settings,
                                    batch_size=args.batch_size)
             ours.append(len(items) / (time.perf_counter() - start))
             start = time.perf_counter()

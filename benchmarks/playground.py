@@ -21,27 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.random_adapter import random_adapter  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
-from evaluation.playground import PlaygroundPool, matchup_for, playground_settings, stream_pair  # noqa: E402
+from evaluation.playground import matchup_for, stream_pair  # noqa: E402
+from training.inference import BasePool, DecodingSettings  # noqa: E402
 
 PROMPTS = ["Where is my order? It has been a week.", "How do I reset my password?",
            "Can I get a refund for a broken lamp?", "My smart bulb does not connect to Wi-Fi. What should I do?",
            "How long does shipping to Germany take?", "Can I change the delivery address after ordering?",
            "What does the warranty cover?", "How do I cancel my subscription?"]
-
-
-def fresh_adapter(folder: Path) -> Path:
-    """A LoRA adapter with random weights on the default model (what a run leaves in adapter/)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    from training.models import resolve_base_model
-    base = resolve_base_model("default", None)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base.path)
-    config = LoraConfig(r=16, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(folder)
-    return folder
 
 
 def playground_once(ws, matchup, pool, prompt, settings):
@@ -53,10 +41,8 @@ def playground_once(ws, matchup, pool, prompt, settings):
     return [(s.first_token_s, s.tokens_per_s, s.tokens) for s in last.stats], total
 
 
-def one_side(model, tokenizer, prompt, settings, *, adapter: bool):
+def one_side(model, tokenizer, prompt, settings):
     """One answer streamed alone with transformers' TextIteratorStreamer: (first token s, tokens/s, tokens)."""
-    import contextlib
-
     import torch
     from transformers import TextIteratorStreamer
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
@@ -67,7 +53,7 @@ def one_side(model, tokenizer, prompt, settings, *, adapter: bool):
                   repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
 
     def run():
-        with torch.inference_mode(), (contextlib.nullcontext() if adapter else model.disable_adapter()):
+        with torch.inference_mode():
             out.append(model.generate(**batch, **kwargs, streamer=streamer))
 
     out: list = []
@@ -108,17 +94,18 @@ def main(argv=None) -> int:
 
 def measure(args, tmp: Path) -> int:
     ws = Workspace.open(args.workspace or tmp / "workspace")
-    run = args.run or str(fresh_adapter(tmp / "adapter"))
+    run = args.run or str(random_adapter(tmp / "adapter"))
     matchup = matchup_for(ws, run)
-    settings = playground_settings(max_new_tokens=args.max_new_tokens)
-    pool = PlaygroundPool()
+    settings = DecodingSettings(max_new_tokens=args.max_new_tokens)
+    pool = BasePool()
     t0 = time.perf_counter()
-    playground_once(ws, matchup, pool, "Hello", playground_settings(max_new_tokens=2))   # load and warm up
+    playground_once(ws, matchup, pool, "Hello", DecodingSettings(max_new_tokens=2))   # load and warm up
     import torch
-    print(f"model: {pool.warm_models()[0].resolved.describe()}; loaded and warmed up in "
+    warm = pool.models()[0]
+    tuned = warm.add_adapter(matchup.right.adapter)
+    print(f"model: {warm.resolved.describe()}; loaded and warmed up in "
           f"{time.perf_counter() - t0:.1f} s; {args.prompts} prompts, {args.max_new_tokens} new tokens max, greedy, "
           f"{torch.get_num_threads()} torch threads")
-    warm = pool.warm_models()[0]
     rows = {"playground": [], "baseline": []}
     for n, prompt in enumerate((PROMPTS * 4)[: args.prompts]):
         order = ("playground", "baseline") if n % 2 == 0 else ("baseline", "playground")
@@ -127,8 +114,10 @@ def measure(args, tmp: Path) -> int:
                 sides, total = playground_once(ws, matchup, pool, prompt, settings)
                 rows[how].append((sides[0][0], sides[0][1], sides[1][0], sides[1][1], total))
             else:
-                b_first, b_rate, _, b_total = one_side(warm.model, warm.tokenizer, prompt, settings, adapter=False)
-                t_first, t_rate, _, t_total = one_side(warm.model, warm.tokenizer, prompt, settings, adapter=True)
+                with warm.using(None) as (model, tokenizer):
+                    b_first, b_rate, _, b_total = one_side(model, tokenizer, prompt, settings)
+                with warm.using(tuned) as (model, tokenizer):
+                    t_first, t_rate, _, t_total = one_side(model, tokenizer, prompt, settings)
                 rows[how].append((b_first, b_rate, b_total + t_first, t_rate, b_total + t_total))
     print(f"\n{'median over ' + str(args.prompts) + ' prompts':<34}{'base: first token':>18}{'base tok/s':>12}"
           f"{'tuned: first token':>20}{'tuned tok/s':>13}{'both done':>11}")
