@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     from curation.data.versions import create_version
     from evaluation.arena import EvalItem, create_evaluation
     from evaluation.auto import FIGURES, auto_evaluate, format_auto_evaluation
-    from evaluation.feedback import collect_feedback, merge_feedback
+    from evaluation.feedback import collect_feedback, make_preference_version, merge_feedback
     from evaluation.generate import DecodingSettings, generate_pairs, prompt_from_record, resolve_adapter
     from evaluation.regression import add_case, create_suite
     from evaluation.stats import summarize, votes_from_rows
@@ -175,11 +175,12 @@ def main(argv=None) -> int:
     mark(f"rated {len(items)} new prompts: {counts}; feedback {fb.counts()}")
 
     v2 = merge_feedback(ws, evaluation, created_by="benchmark")
+    preferences = make_preference_version(ws, evaluation, created_by="benchmark")
     r2_sft = train(RunConfig.from_dict({**recipe, "datasets": v2.name}), "round 2 SFT (merged corrections)")
     auto["round 2 SFT"] = auto_evaluate(ws, str(r2_sft.id), v1.id, settings=settings)
     mark("round 2 SFT evaluated automatically:\n" + format_auto_evaluation(auto["round 2 SFT"]))
     dpo_config = RunConfig.from_dict({**recipe, "datasets": v1.name, "stage": "dpo", "sft_run": str(r1.id),
-                                      "preferences": str(evaluation), "dpo_beta": 0.1, "learning_rate": 2e-4,
+                                      "preferences": preferences.name, "dpo_beta": 0.1, "learning_rate": 2e-4,
                                       "micro_batch_size": 4, "num_epochs": args.dpo_epochs})
     r2_dpo = train(dpo_config, "round 2 DPO (preferences)")
     auto["round 2 DPO"] = auto_evaluate(ws, str(r2_dpo.id), v1.id, settings=settings)

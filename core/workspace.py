@@ -23,19 +23,30 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
+from core.errors import TuneloopError
+
 DEFAULT_WORKSPACE = "./workspace"
 SCHEMA_MODULES = ("core.schema", "curation.schema", "training.schema", "evaluation.schema")
 
 Migration = Callable[[sqlite3.Connection], None]
 
 
-def migrations(package: str) -> Callable[[Migration], Migration]:
-    """Decorator factory: ``migration = migrations("curation")``, then ``@migration`` on each step."""
+def migrations(package: str) -> Callable[..., Migration]:
+    """Decorator factory: ``migration = migrations("curation")``, then ``@migration`` on each step.
+
+    A step that rebuilds a table (create the new one, copy, drop the old, rename) is declared
+    ``@migration(foreign_keys=False)``: it runs with foreign keys off, as SQLite requires for a rebuild,
+    and every key is checked before its transaction commits.
+    """
     registry = _REGISTRY.setdefault(package, [])
 
-    def register(fn: Migration) -> Migration:
-        registry.append(fn)
-        return fn
+    def register(fn: Migration | None = None, *, foreign_keys: bool = True):
+        def add(step: Migration) -> Migration:
+            step.foreign_keys = foreign_keys
+            registry.append(step)
+            return step
+
+        return add(fn) if fn is not None else add
 
     return register
 
@@ -107,11 +118,29 @@ class Workspace:
             for step in steps:
                 if step.__name__ in done:
                     continue
-                with self.transaction() as tx:
-                    step(tx)
-                    tx.execute("insert into _migrations (package, name) values (?, ?)", (package, step.__name__))
+                self._apply(package, step)
                 applied.append(f"{package}.{step.__name__}")
         return applied
+
+    def _apply(self, package: str, step: Migration) -> None:
+        """One step in one transaction; a rebuild step with foreign keys off, checked before commit."""
+        rebuild = not getattr(step, "foreign_keys", True)
+        db = self.db
+        if rebuild:
+            db.execute("pragma foreign_keys=off")     # has no effect inside a transaction, so set it first
+        try:
+            with self.transaction() as tx:
+                step(tx)
+                broken = tx.execute("pragma foreign_key_check").fetchall() if rebuild else []
+                if broken:
+                    table, rowid, parent = broken[0][0], broken[0][1], broken[0][2]
+                    raise TuneloopError(f"migration {package}.{step.__name__} left {len(broken)} row(s) pointing at "
+                                        f"nothing (first: {table} row {rowid} → {parent}); the database is unchanged, "
+                                        f"report this with a copy of the workspace")
+                tx.execute("insert into _migrations (package, name) values (?, ?)", (package, step.__name__))
+        finally:
+            if rebuild:
+                db.execute("pragma foreign_keys=on")
 
     # -- artefacts ------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:

@@ -166,3 +166,29 @@ def m301_review_tables(db):
             at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
             primary key (version_id, record_id, field)
         )""")
+
+
+@migration
+def m401_version_kinds(db):
+    # sft: chat records; preference: prompt + chosen + rejected (made from rated pairs, trained on by DPO).
+    db.execute("alter table dataset_versions add column kind text not null default 'sft'"
+               " check (kind in ('sft', 'preference'))")
+
+
+@migration
+def m402_answer_requests(db):
+    # Prompts that need a good answer written by a person; an answered one becomes an SFT record at the next merge.
+    db.execute("""
+        create table answer_requests (
+            id integer primary key,
+            origin text not null,            -- who asked, e.g. 'evaluation 3'; its open requests are replaced together
+            record_id text not null unique,  -- the id the answered record gets in a version
+            prompt_id text,                  -- the record the prompt came from, when it came from a dataset
+            messages text not null,          -- JSON conversation ending with the user turn to answer
+            meta text not null default '{}', -- JSON provenance: source, label, split, votes, raters ...
+            answer text,
+            answered_by text,
+            answered_at text,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("create index answer_requests_origin on answer_requests (origin, answer)")

@@ -58,7 +58,7 @@ class EvalItem:
 class Evaluation:
     id: int
     name: str
-    run_id: str | None
+    run_id: int | None
     base_model: str
     adapter: str | None
     dataset_version: int | None
@@ -122,7 +122,7 @@ class Progress:
 # -- evaluations ------------------------------------------------------------------------------
 
 def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, base_model: str,
-                      adapter: str | None = None, run_id: str | None = None,
+                      adapter: str | None = None, run_id: int | str | None = None,
                       dataset_version: int | None = None, overlap: int = 1, guidelines: str = "",
                       settings: dict[str, Any] | None = None, created_by: str | None = None) -> int:
     """Store an evaluation and its pairs in one transaction; returns its id."""
@@ -142,7 +142,7 @@ def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, ba
         eid = db.execute(
             "insert into evaluations (name, run_id, base_model, adapter, dataset_version, overlap, guidelines,"
             " settings, created_by) values (?,?,?,?,?,?,?,?,?)",
-            (name.strip() or "evaluation", run_id, base_model, adapter, dataset_version, int(overlap), guidelines,
+            (name.strip() or "evaluation", run_key(ws, run_id), base_model, adapter, dataset_version, int(overlap), guidelines,
              json.dumps(settings or {}, sort_keys=True), created_by)).lastrowid
         db.executemany(
             "insert into eval_pairs (evaluation_id, prompt_id, messages, label, split, base_response,"
@@ -177,6 +177,18 @@ def list_evaluations(ws: Workspace) -> list[Evaluation]:
 def set_guidelines(ws: Workspace, evaluation_id: int, text: str) -> None:
     get_evaluation(ws, evaluation_id)
     ws.db.execute("update evaluations set guidelines=? where id=?", (text, evaluation_id))
+
+
+def run_key(ws: Workspace, run_id: int | str | None) -> int | None:
+    """The registry id of the run an evaluation figure is about (3, '3' or '#3'), checked; None for an adapter folder."""
+    if run_id is None:
+        return None
+    text = str(run_id).strip().lstrip("#")
+    if not text.isdigit():
+        raise TuneloopError(f"'{run_id}' is not a run id; run ids look like 3 (`python -m training list` shows them)")
+    if ws.db.execute("select 1 from runs where id=?", (int(text),)).fetchone() is None:
+        raise TuneloopError(f"there is no run #{text} in this workspace; `python -m training list` shows the runs")
+    return int(text)
 
 
 def parse_evaluation_id(value: int | str) -> int:

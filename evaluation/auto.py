@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
+from evaluation.arena import run_key
 from evaluation.metrics import format_metric
 from training.inference import DecodingSettings, default_pool
 
@@ -37,7 +38,7 @@ FIGURES = (("rouge_l", "ROUGE-L", True), ("bleu", "BLEU", True), ("exact_match",
 @dataclass
 class AutoEvaluation:
     id: int
-    run_id: str | None
+    run_id: int | None
     adapter: str
     base_model: str
     dataset_version: int
@@ -120,7 +121,7 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
         eid = db.execute(
             "insert into auto_evaluations (run_id, adapter, base_model, dataset_version, dataset_hash, split, settings,"
             " metrics, regression) values (?,?,?,?,?,?,?,?,?)",
-            (models.run_id, models.adapter, models.base_model, v.id, v.content_hash, split,
+            (run_key(ws, models.run_id), models.adapter, models.base_model, v.id, v.content_hash, split,
              json.dumps(settings.to_dict()), json.dumps(metrics), json.dumps(regression_ids))).lastrowid
     if write_card and models.run_id is not None:
         from evaluation.model_card import write_model_card
@@ -137,7 +138,7 @@ def get_auto_evaluation(ws: Workspace, evaluation_id: int) -> AutoEvaluation:
 
 def latest_auto_evaluation(ws: Workspace, run_id: str | int, version: int | None = None) -> AutoEvaluation | None:
     """The newest automatic evaluation of a run (on one version when given), or None."""
-    sql, args = "select * from auto_evaluations where run_id=?", [str(run_id)]
+    sql, args = "select * from auto_evaluations where run_id=?", [run_key(ws, run_id)]
     if version is not None:
         sql += " and dataset_version=?"
         args.append(int(version))

@@ -4,7 +4,7 @@ Commands::
 
     generate --run RUN --split VERSION [--overlap K] [--limit N] [--max-new-tokens T] [--workspace DIR]
     report EVAL [--json] [--workspace DIR]
-    export-preferences EVAL OUT.jsonl [--policy majority|unanimous] [--workspace DIR]
+    export-preferences EVAL [OUT.jsonl] [--policy majority|unanimous] [--workspace DIR]
     export-votes EVAL OUT.jsonl [--workspace DIR]
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
     release-stale EVAL [--hours 24] [--workspace DIR]
@@ -67,9 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--policy", choices=("majority", "unanimous"), default="majority")
 
     e = command("export-preferences", cmd_export_preferences,
-                "write the evaluation's preference pairs as JSONL (prompt/chosen/rejected, trl's format)")
+                "make the evaluation's preference pairs a preference dataset version (what a DPO run names), "
+                "and optionally write it as JSONL (prompt/chosen/rejected, trl's format)")
     e.add_argument("evaluation", metavar="EVAL")
-    e.add_argument("out", metavar="OUT.jsonl")
+    e.add_argument("out", metavar="OUT.jsonl", nargs="?", help="also write the version to this file")
     e.add_argument("--policy", choices=("majority", "unanimous"), default="majority",
                    help="raters who disagree: keep the majority side, or drop the pair (default majority)")
 
@@ -150,14 +151,14 @@ def cmd_generate(args) -> int:
 
 def cmd_report(args) -> int:
     from evaluation.arena import evaluation_votes, get_evaluation
-    from evaluation.feedback import sync_feedback
+    from evaluation.feedback import collect_feedback
     from evaluation.stats import format_summary, summarize, votes_from_rows
 
     ws = _workspace(args)
     evaluation = get_evaluation(ws, args.evaluation)
     rows = [v.to_stats_row() for v in evaluation_votes(ws, evaluation.id)]
     summary = summarize(votes_from_rows(rows)) if rows else None
-    fb = sync_feedback(ws, evaluation.id, policy=args.policy)
+    fb = collect_feedback(ws, evaluation.id, policy=args.policy)
     if args.json:
         print(json.dumps({"evaluation": evaluation.id, "name": evaluation.name, "run": evaluation.run_id,
                           "pairs": evaluation.num_pairs, "overlap": evaluation.overlap, "stats": summary,
@@ -179,8 +180,9 @@ def cmd_export_preferences(args) -> int:
     from evaluation.arena import parse_evaluation_id
     from evaluation.feedback import export_preferences
     ws = _workspace(args)
-    n = export_preferences(ws, parse_evaluation_id(args.evaluation), args.out, policy=args.policy)
-    print(f"wrote {n} preference pairs to {args.out}")
+    version = export_preferences(ws, parse_evaluation_id(args.evaluation), args.out, policy=args.policy)
+    print(f"made {version.describe()}" + (f"; wrote {version.num_records} preference pairs to {args.out}"
+                                          if args.out else ""))
     return 0
 
 

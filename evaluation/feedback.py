@@ -1,22 +1,26 @@
-"""Votes become data: preference pairs, corrected answers, and prompts that still need an answer.
+"""Votes become data: preference versions, corrected answers, and prompts that still need an answer.
 
-- Decisive votes → preference pairs in trl's conversational format (``prompt`` messages, ``chosen`` and
-  ``rejected`` assistant turns), stored per pair and exportable as JSONL for DPO-style training.
-- Corrected answers → new SFT records (the prompt plus the rater's answer).
-- Both-bad pairs nobody corrected → the "needs an answer" queue; an answer typed there becomes an SFT
-  record at the next merge.
-- Raters who disagree on a pair (one prefers the fine-tuned response, another the base) are handled
-  by a policy: ``majority`` keeps the side with more decisive votes and excludes exact splits;
-  ``unanimous`` excludes every such pair. Either way they are listed for the admin.
+``collect_feedback`` only computes what the votes amount to; views call it and write nothing. The
+explicit actions write, once, through curation's API:
 
-Everything carries provenance: evaluation, run, vote ids, raters. ``merge_feedback`` adds the new
-records to the current dataset version as a new version made by the step "feedback". A corrected
-answer keeps the split of the prompt it answers, so a test prompt's correction never leaks into train.
+- ``make_preference_version``: decisive votes → an immutable *preference* dataset version (prompt
+  messages, ``chosen`` and ``rejected`` assistant turns, provenance in meta), what a DPO run names.
+- ``merge_feedback``: corrected answers and answered requests → a new SFT version, the current one
+  plus those records (step "feedback").
+- Both-bad pairs nobody corrected are asked for in curation's answer requests (origin
+  ``evaluation N``) by either action; an answer given there becomes an SFT record at the next merge.
+
+Raters who disagree on a pair (one prefers the fine-tuned response, another the base) are handled by
+a policy: ``majority`` keeps the side with more decisive votes and excludes exact splits;
+``unanimous`` excludes every such pair. The version records the policy in its params. Everything
+carries provenance (evaluation, run, vote ids, raters), and the evaluation a version came from is a
+row of ``feedback_versions``. A record keeps the split of the prompt it answers, so a test prompt's
+correction never leaks into train and its preference pair is left out of DPO.
 
 Example::
 
-    fb = sync_feedback(ws, 3)                    # store preference pairs and the queue
-    export_preferences(ws, 3, "prefs.jsonl")
+    fb = collect_feedback(ws, 3, policy="unanimous")     # nothing written
+    prefs = make_preference_version(ws, 3, created_by="ana")
     version = merge_feedback(ws, 3, created_by="ana")
 """
 from __future__ import annotations
@@ -28,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TuneloopError
-from core.workspace import Workspace, atomic_write
+from core.workspace import Workspace
 from curation.data.records import Record
-from curation.data.versions import Version, create_version, load_records, require_current
+from curation.data.versions import (Version, content_hash, create_version, export_version, get_version, load_records,
+                                    require_current)
+from curation.review.answer_requests import AnswerRequest, answer_request, answer_requests, answered_records, \
+    request_answers
 from evaluation.arena import VoteRow, evaluation_votes, get_evaluation
 
 POLICIES = ("majority", "unanimous")
@@ -50,11 +57,11 @@ class PairInfo:
 @dataclass
 class Feedback:
     evaluation_id: int
-    run_id: str | None
+    run_id: int | None
     policy: str
     preference_pairs: list[dict[str, Any]] = field(default_factory=list)
     corrections: list[Record] = field(default_factory=list)
-    needs_answer: list[dict[str, Any]] = field(default_factory=list)   # pair_id, vote_ids, raters
+    needs_answer: list[Record] = field(default_factory=list)   # prompts to ask answers for, provenance in meta
     disagreements: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -81,143 +88,112 @@ def collect_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majori
                 fb.corrections.append(_correction_record(evaluation.id, evaluation.run_id, pair, v))
         preference, disagreement = _preference(pair, votes, policy, evaluation.run_id)
         if preference:
+            preference["meta"] = {**_provenance(evaluation.id, evaluation.run_id, pair), **preference["meta"]}
             fb.preference_pairs.append(preference)
         if disagreement:
             fb.disagreements.append(disagreement)
         bad = [v for v in votes if v.outcome == "both_bad"]
         if bad and not any(v.corrected_answer for v in votes):
-            fb.needs_answer.append({"pair_id": pair_id, "vote_ids": [v.vote_id for v in bad],
-                                    "raters": sorted({v.rater for v in bad})})
+            meta = _provenance(evaluation.id, evaluation.run_id, pair)
+            meta.update({"pair_id": pair_id, "from_votes": [v.vote_id for v in bad],
+                         "raters": sorted({v.rater for v in bad}), "kind": "needs_answer"})
+            fb.needs_answer.append(Record(id=f"fb{evaluation.id}-p{pair_id}", messages=pair.messages, meta=meta))
     return fb
 
 
-def sync_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majority") -> Feedback:
-    """Store the evaluation's preference pairs and queue items (one transaction); returns the feedback.
+def origin(evaluation_id: int) -> str:
+    """The name under which an evaluation's prompts are asked for answers in curation's queue."""
+    return f"evaluation {int(evaluation_id)}"
 
-    Preference pairs are replaced by the current view of the votes; queue items already answered keep
-    their answers.
-    """
+
+# -- prompts that need an answer --------------------------------------------------------------
+
+def request_missing_answers(ws: Workspace, evaluation_id: int) -> list[AnswerRequest]:
+    """Ask curation for answers to the evaluation's both-bad, uncorrected prompts; returns the open requests.
+
+    A pair answered before (under any record id) is not asked for again."""
+    fb = collect_feedback(ws, evaluation_id)
+    answered = {r.meta.get("pair_id") for r in answer_requests(ws, origin(fb.evaluation_id), answered=True)}
+    request_answers(ws, origin(fb.evaluation_id), [r for r in fb.needs_answer if r.meta["pair_id"] not in answered],
+                    provenance={"source": "feedback"})
+    return answer_requests(ws, origin(fb.evaluation_id))
+
+
+def unanswered(ws: Workspace, fb: Feedback) -> list[Record]:
+    """The prompts of ``fb`` that still need an answer: those not answered in curation's queue (reads only)."""
+    answered = {r.meta.get("pair_id") for r in answer_requests(ws, origin(fb.evaluation_id), answered=True)}
+    return [r for r in fb.needs_answer if r.meta["pair_id"] not in answered]
+
+
+def answer_needed(ws: Workspace, evaluation_id: int, record_id: str, answer: str, *,
+                  answered_by: str | None = None) -> None:
+    """Answer one of the evaluation's prompts (asking for it first); it becomes an SFT record at the next merge."""
+    requests = {r.record_id: r for r in request_missing_answers(ws, evaluation_id)}
+    if record_id not in requests:
+        raise TuneloopError(f"prompt '{record_id}' does not need an answer in evaluation #{evaluation_id} "
+                            f"(it was corrected or answered already); refresh the queue")
+    answer_request(ws, requests[record_id].id, answer, answered_by=answered_by)
+
+
+# -- preference versions ----------------------------------------------------------------------
+
+def make_preference_version(ws: Workspace, evaluation_id: int, *, policy: str = "majority",
+                            created_by: str | None = None) -> Version:
+    """An immutable preference version from the evaluation's decisive votes (the policy in its params).
+
+    Its parent is the version the prompts came from. Made again from the same votes and policy, the
+    version made before is returned instead of a copy."""
     fb = collect_feedback(ws, evaluation_id, policy=policy)
-    queued = [item["pair_id"] for item in fb.needs_answer]
-    with ws.transaction() as db:
-        db.execute("delete from preference_pairs where evaluation_id=?", (fb.evaluation_id,))
-        db.executemany(
-            "insert into preference_pairs (evaluation_id, pair_id, prompt, chosen, rejected, chosen_model,"
-            " vote_ids, raters, resolution) values (?,?,?,?,?,?,?,?,?)",
-            [(fb.evaluation_id, p["meta"]["pair_id"], json.dumps(p["prompt"], ensure_ascii=False),
-              p["chosen"][0]["content"], p["rejected"][0]["content"], p["meta"]["chosen_model"],
-              json.dumps(p["meta"]["vote_ids"]), json.dumps(p["meta"]["raters"]), p["meta"]["resolution"])
-             for p in fb.preference_pairs])
-        db.execute("delete from needs_answer where evaluation_id=? and answer is null and pair_id not in (%s)"
-                   % ",".join("?" * len(queued)), (fb.evaluation_id, *queued))
-        db.executemany("insert into needs_answer (evaluation_id, pair_id, vote_ids, raters) values (?,?,?,?)"
-                       " on conflict(pair_id) do update set vote_ids=excluded.vote_ids, raters=excluded.raters",
-                       [(fb.evaluation_id, item["pair_id"], json.dumps(item["vote_ids"]), json.dumps(item["raters"]))
-                        for item in fb.needs_answer])
-    return fb
+    evaluation = get_evaluation(ws, fb.evaluation_id)
+    request_missing_answers(ws, evaluation.id)
+    if not fb.preference_pairs:
+        raise TuneloopError(f"evaluation #{evaluation.id} has no decided pair yet ({policy} policy): preference "
+                            f"pairs come from votes for one side (A or B); rate more pairs or try the majority policy")
+    records = [Record(id=f"fb{evaluation.id}-pair{p['meta']['pair_id']}", messages=p["prompt"], meta=p["meta"],
+                      chosen=p["chosen"], rejected=p["rejected"]) for p in fb.preference_pairs]
+    digest = content_hash(records)
+    before = ws.db.execute("select v.id from dataset_versions v join feedback_versions f on f.version_id=v.id"
+                           " where f.evaluation_id=? and f.kind='preferences' and v.content_hash=?",
+                           (evaluation.id, digest)).fetchone()
+    if before is not None:
+        return get_version(ws, before[0])
+    parent = evaluation.dataset_version
+    if parent is not None and ws.db.execute("select 1 from dataset_versions where id=?", (parent,)).fetchone() is None:
+        parent = None
+    counts = {"finetuned_chosen": sum(1 for p in fb.preference_pairs if p["meta"]["chosen_model"] == "finetuned"),
+              "base_chosen": sum(1 for p in fb.preference_pairs if p["meta"]["chosen_model"] == "base"),
+              "disagreements_excluded": fb.counts()["disagreements_excluded"]}
+    version = create_version(ws, records, parent=parent, step="preferences",
+                             params={"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy},
+                             counts=counts, note=f"preference pairs from evaluation #{evaluation.id} ({evaluation.name})",
+                             created_by=created_by)
+    _record_feedback_version(ws, version.id, evaluation.id, "preferences", policy)
+    return version
 
 
-def stored_preference_pairs(ws: Workspace, evaluation_id: int) -> list[dict[str, Any]]:
-    """Preference pairs as stored by the last ``sync_feedback``, in trl's format with provenance in meta."""
-    evaluation = get_evaluation(ws, evaluation_id)
-    rows = ws.db.execute(
-        "select pp.*, p.prompt_id, p.label, p.split from preference_pairs pp join eval_pairs p on p.id=pp.pair_id"
-        " where pp.evaluation_id=? order by pp.pair_id", (evaluation.id,)).fetchall()
-    return [{"prompt": json.loads(r["prompt"]),
-             "chosen": [{"role": "assistant", "content": r["chosen"]}],
-             "rejected": [{"role": "assistant", "content": r["rejected"]}],
-             "meta": {"source": "feedback", "evaluation": evaluation.id, "run": evaluation.run_id,
-                      "pair_id": r["pair_id"], "prompt_id": r["prompt_id"], "label": r["label"],
-                      "split": r["split"], "chosen_model": r["chosen_model"],
-                      "vote_ids": json.loads(r["vote_ids"]), "raters": json.loads(r["raters"]),
-                      "resolution": r["resolution"]}}
-            for r in rows]
-
-
-def export_preferences(ws: Workspace, evaluation_id: int, out: str | Path, *, policy: str = "majority") -> int:
-    """Write the evaluation's preference pairs as JSONL (prompt/chosen/rejected + meta); returns how many."""
-    sync_feedback(ws, evaluation_id, policy=policy)
-    pairs = stored_preference_pairs(ws, evaluation_id)
-    data = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs).encode("utf-8")
-    atomic_write(Path(out), data)
-    return len(pairs)
-
-
-# -- the needs-an-answer queue ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class QueueItem:
-    id: int
-    evaluation_id: int
-    pair_id: int
-    prompt_id: str
-    messages: list[dict[str, str]]
-    label: str | None
-    vote_ids: list[int]
-    raters: list[str]
-    answer: str | None
-    answered_by: str | None
-
-    @property
-    def prompt(self) -> str:
-        return self.messages[-1]["content"]
-
-
-def needs_answer_queue(ws: Workspace, evaluation_id: int | None = None, *,
-                       include_answered: bool = False) -> list[QueueItem]:
-    """Prompts both models answered badly and no rater corrected, oldest first."""
-    sql = ("select q.*, p.prompt_id, p.messages, p.label from needs_answer q join eval_pairs p on p.id=q.pair_id"
-           " where 1=1")
-    args: list[Any] = []
-    if evaluation_id is not None:
-        sql += " and q.evaluation_id=?"
-        args.append(int(evaluation_id))
-    if not include_answered:
-        sql += " and q.answer is null"
-    rows = ws.db.execute(sql + " order by q.id", args).fetchall()
-    return [QueueItem(id=r["id"], evaluation_id=r["evaluation_id"], pair_id=r["pair_id"], prompt_id=r["prompt_id"],
-                      messages=json.loads(r["messages"]), label=r["label"], vote_ids=json.loads(r["vote_ids"]),
-                      raters=json.loads(r["raters"]),
-                      answer=r["answer"], answered_by=r["answered_by"]) for r in rows]
-
-
-def answer_needed(ws: Workspace, item_id: int, answer: str, *, answered_by: str | None = None) -> None:
-    """Give a queued prompt its answer; it becomes an SFT record at the next merge."""
-    text = (answer or "").strip()
-    if not text:
-        raise TuneloopError("the answer is empty; write the answer the model should have given")
-    with ws.transaction() as db:
-        updated = db.execute("update needs_answer set answer=?, answered_by=?,"
-                             " answered_at=strftime('%Y-%m-%dT%H:%M:%SZ', 'now') where id=?",
-                             (text, answered_by, int(item_id))).rowcount
-    if not updated:
-        raise TuneloopError(f"there is no queued prompt #{item_id}")
+def export_preferences(ws: Workspace, evaluation_id: int, out: str | Path | None = None, *, policy: str = "majority",
+                       created_by: str | None = None) -> Version:
+    """Make the evaluation's preference version and, when ``out`` is given, write it as JSONL in trl's
+    prompt/chosen/rejected shape (with id and meta); returns the version."""
+    version = make_preference_version(ws, evaluation_id, policy=policy, created_by=created_by)
+    if out is not None:
+        export_version(ws, version.id, out, "jsonl")
+    return version
 
 
 # -- merge ------------------------------------------------------------------------------------
 
 def feedback_records(ws: Workspace, evaluation_id: int, *, policy: str = "majority") -> list[Record]:
-    """The SFT records the evaluation's feedback adds: corrected answers, then answered queue items."""
-    fb = sync_feedback(ws, evaluation_id, policy=policy)
-    evaluation = get_evaluation(ws, evaluation_id)
-    pairs = _pairs(ws, evaluation.id)
-    records = list(fb.corrections)
-    for item in needs_answer_queue(ws, evaluation.id, include_answered=True):
-        if item.answer is None:
-            continue
-        pair = pairs[item.pair_id]
-        meta = _provenance(evaluation.id, evaluation.run_id, pair)
-        meta.update({"from_votes": item.vote_ids, "raters": item.raters, "answered_by": item.answered_by,
-                     "kind": "needs_answer"})
-        records.append(Record(id=f"fb{evaluation.id}-q{item.id}",
-                              messages=pair.messages + [{"role": "assistant", "content": item.answer}], meta=meta))
-    return records
+    """The SFT records the evaluation's feedback adds: corrected answers, then answered requests."""
+    fb = collect_feedback(ws, evaluation_id, policy=policy)
+    return list(fb.corrections) + answered_records(ws, origin(fb.evaluation_id))
 
 
 def merge_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majority",
                    created_by: str | None = None) -> Version:
     """A new dataset version: the current one plus the feedback records not merged before."""
     evaluation = get_evaluation(ws, evaluation_id)
+    open_requests = request_missing_answers(ws, evaluation.id)
     current = require_current(ws)
     existing = load_records(ws, current.id)
     have = {r.id for r in existing}
@@ -230,11 +206,21 @@ def merge_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majority
               "corrected": sum(1 for r in new if r.meta.get("kind") == "correction"),
               "answered": sum(1 for r in new if r.meta.get("kind") == "needs_answer"),
               "preference_pairs": len(fb.preference_pairs),
-              "needs_answer_open": len(needs_answer_queue(ws, evaluation.id)),
+              "needs_answer_open": len(open_requests),
               "disagreements_excluded": fb.counts()["disagreements_excluded"]}
     params = {"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy}
-    return create_version(ws, existing + new, parent=current.id, step="feedback", params=params, counts=counts,
-                          note=f"feedback from evaluation #{evaluation.id} ({evaluation.name})", created_by=created_by)
+    version = create_version(ws, existing + new, parent=current.id, step="feedback", params=params, counts=counts,
+                             note=f"feedback from evaluation #{evaluation.id} ({evaluation.name})",
+                             created_by=created_by)
+    _record_feedback_version(ws, version.id, evaluation.id, "corrections", policy)
+    return version
+
+
+def _record_feedback_version(ws: Workspace, version_id: int, evaluation_id: int, kind: str, policy: str) -> None:
+    ws.db.execute("insert into feedback_versions (version_id, evaluation_id, kind, policy) values (?,?,?,?)",
+                  (version_id, evaluation_id, kind, policy))
+
+
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -246,7 +232,7 @@ def _pairs(ws: Workspace, evaluation_id: int) -> dict[int, PairInfo]:
                               label=r["label"], split=r["split"]) for r in rows}
 
 
-def _provenance(evaluation_id: int, run_id: str | None, pair: PairInfo) -> dict[str, Any]:
+def _provenance(evaluation_id: int, run_id: int | None, pair: PairInfo) -> dict[str, Any]:
     meta: dict[str, Any] = {"source": "feedback", "evaluation": evaluation_id, "run": run_id,
                             "prompt_id": pair.prompt_id}
     if pair.label is not None:
@@ -256,7 +242,7 @@ def _provenance(evaluation_id: int, run_id: str | None, pair: PairInfo) -> dict[
     return meta
 
 
-def _correction_record(evaluation_id: int, run_id: str | None, pair: PairInfo, vote: VoteRow) -> Record:
+def _correction_record(evaluation_id: int, run_id: int | None, pair: PairInfo, vote: VoteRow) -> Record:
     meta = _provenance(evaluation_id, run_id, pair)
     meta.update({"from_vote": vote.vote_id, "rater": vote.rater, "kind": "correction"})
     return Record(id=f"fb{evaluation_id}-v{vote.vote_id}",
@@ -264,7 +250,7 @@ def _correction_record(evaluation_id: int, run_id: str | None, pair: PairInfo, v
 
 
 def _preference(pair: PairInfo, votes: list[VoteRow], policy: str,
-                run_id: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+                run_id: int | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The pair's preference (or None) and, when raters contradict each other, the disagreement."""
     ft = [v for v in votes if v.outcome == "finetuned"]
     base = [v for v in votes if v.outcome == "base"]

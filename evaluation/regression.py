@@ -34,6 +34,7 @@ from typing import Any
 
 from core.errors import InputProblem, TuneloopError
 from core.workspace import Workspace
+from evaluation.arena import run_key
 from training.inference import DecodingSettings
 
 CHECK_KINDS = ("contains", "not_contains", "regex", "json_schema")
@@ -78,7 +79,7 @@ class SuiteResult:
     suite_id: int
     suite: str
     model: str                           # base | finetuned
-    run_id: str | None
+    run_id: int | None
     results: list[CaseResult]
     regression_run_id: int | None = None
 
@@ -298,7 +299,8 @@ def store_suite_result(ws: Workspace, result: SuiteResult, *, base_model: str, a
         rid = db.execute(
             "insert into regression_runs (suite_id, run_id, model, base_model, adapter, passed, total)"
             " values (?,?,?,?,?,?,?)",
-            (result.suite_id, result.run_id, result.model, base_model, adapter, result.passed, result.total)).lastrowid
+            (result.suite_id, run_key(ws, result.run_id), result.model, base_model, adapter, result.passed,
+             result.total)).lastrowid
         db.executemany("insert into regression_results (regression_run_id, case_id, response, passed, failures)"
                        " values (?,?,?,?,?)",
                        [(rid, r.case_id, r.response, int(r.passed), json.dumps(r.failures, ensure_ascii=False))
@@ -307,8 +309,9 @@ def store_suite_result(ws: Workspace, result: SuiteResult, *, base_model: str, a
     return result
 
 
-def latest_results(ws: Workspace, run_id: str | None, *, model: str = "finetuned") -> list[SuiteResult]:
+def latest_results(ws: Workspace, run_id: int | str | None, *, model: str = "finetuned") -> list[SuiteResult]:
     """The newest stored result of each suite for a run (``model`` base or finetuned)."""
+    run_id = run_key(ws, run_id)
     rows = ws.db.execute(
         "select rr.*, s.name as suite from regression_runs rr join regression_suites s on s.id=rr.suite_id"
         " where rr.run_id is ? and rr.model=? and rr.id in"

@@ -1,4 +1,6 @@
 """Tables owned by evaluation. Append a new migration; never edit an applied one."""
+import json
+
 from core.workspace import migrations
 
 migration = migrations("evaluation")
@@ -151,3 +153,119 @@ def m004_auto_evaluations(db):
             created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
         )""")
     db.execute("create index auto_evaluations_run on auto_evaluations (run_id, dataset_version)")
+
+
+def _run_key(value, runs: set[int]) -> int | None:
+    """A stored run reference ('3', '#3', 'run-3') as the run's id; None for a folder or a run that is gone."""
+    text = str(value or "").strip().lstrip("#").removeprefix("run-")
+    return int(text) if text.isdigit() and int(text) in runs else None
+
+
+def _rebuild_with_run_key(db, table: str, create: str, indexes: list[str], folder_column: str) -> None:
+    """Rebuild ``table`` from ``create`` (run_id now an integer key to runs); a run_id that named an
+    adapter folder moves into ``folder_column`` when that is empty."""
+    runs = {r[0] for r in db.execute("select id from runs")}
+    rows = [dict(r) for r in db.execute(f"select * from {table}")]
+    db.execute(create.replace(f"create table {table} ", f"create table {table}_rebuilt "))
+    for row in rows:
+        key = _run_key(row["run_id"], runs)
+        if key is None and row["run_id"] and not str(row["run_id"]).strip().lstrip("#").removeprefix("run-").isdigit():
+            row[folder_column] = row[folder_column] or row["run_id"]
+        row["run_id"] = key
+    if rows:
+        columns = list(rows[0])
+        db.executemany(f"insert into {table}_rebuilt ({', '.join(columns)}) values ({', '.join('?' * len(columns))})",
+                       [tuple(r[c] for c in columns) for r in rows])
+    db.execute(f"drop table {table}")
+    db.execute(f"alter table {table}_rebuilt rename to {table}")
+    for index in indexes:
+        db.execute(index)
+
+
+@migration(foreign_keys=False)
+def m005_run_keys(db):
+    # run_id was text ("3", "#3", sometimes an adapter folder); now it is the run's id, or null for a folder.
+    _rebuild_with_run_key(db, "evaluations", """
+        create table evaluations (
+            id integer primary key,
+            name text not null,
+            run_id integer references runs(id),   -- the training run whose adapter was rated; null for an adapter folder
+            base_model text not null,
+            adapter text,
+            dataset_version integer,
+            overlap integer not null check (overlap >= 1),
+            guidelines text not null default '',
+            settings text not null default '{}',
+            created_by text,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""", [], "adapter")
+    _rebuild_with_run_key(db, "regression_runs", """
+        create table regression_runs (
+            id integer primary key,
+            suite_id integer not null references regression_suites(id) on delete cascade,
+            run_id integer references runs(id),   -- null for an adapter folder
+            model text not null check (model in ('base', 'finetuned')),
+            base_model text not null,
+            adapter text,
+            passed integer not null,
+            total integer not null,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""", ["create index regression_runs_run on regression_runs (run_id, suite_id)"], "adapter")
+    _rebuild_with_run_key(db, "auto_evaluations", """
+        create table auto_evaluations (
+            id integer primary key,
+            run_id integer references runs(id),   -- null when an adapter folder was evaluated
+            adapter text not null,
+            base_model text not null,
+            dataset_version integer not null,
+            dataset_hash text not null,
+            split text not null,
+            settings text not null,
+            metrics text not null,
+            regression text not null default '[]',
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""", ["create index auto_evaluations_run on auto_evaluations (run_id, dataset_version)"], "adapter")
+
+
+@migration
+def m006_feedback_versions(db):
+    # Which evaluation a dataset version was made from: corrections merged into SFT data, or preference pairs.
+    db.execute("""
+        create table feedback_versions (
+            version_id integer primary key references dataset_versions(id),
+            evaluation_id integer not null references evaluations(id),
+            kind text not null check (kind in ('corrections', 'preferences')),
+            policy text not null             -- how disagreeing raters were resolved: majority or unanimous
+        )""")
+    evaluations = {r[0] for r in db.execute("select id from evaluations")}
+    for vid, params in db.execute("select id, params from dataset_versions where step='feedback'").fetchall():
+        params = json.loads(params or "{}")
+        eid = str(params.get("evaluation", "")).strip().lstrip("#")
+        if eid.isdigit() and int(eid) in evaluations:
+            db.execute("insert into feedback_versions (version_id, evaluation_id, kind, policy) values (?,?,?,?)",
+                       (vid, int(eid), "corrections", params.get("policy") or "majority"))
+
+
+@migration
+def m007_answers_and_pairs_move_to_curation(db):
+    # The needs-an-answer queue is curation's answer_requests now; preference pairs are preference versions.
+    rows = db.execute("select q.*, p.prompt_id, p.messages, p.label, p.split, e.run_id from needs_answer q"
+                      " join eval_pairs p on p.id=q.pair_id join evaluations e on e.id=q.evaluation_id"
+                      " order by q.id").fetchall()
+    for r in rows:
+        meta = {"source": "feedback", "evaluation": r["evaluation_id"], "run": r["run_id"], "prompt_id": r["prompt_id"],
+                "from_votes": json.loads(r["vote_ids"]), "raters": json.loads(r["raters"]), "kind": "needs_answer",
+                "pair_id": r["pair_id"]}
+        for key in ("label", "split"):
+            if r[key] is not None:
+                meta[key] = r[key]
+        db.execute("insert into answer_requests (origin, record_id, prompt_id, messages, meta, answer, answered_by,"
+                   " answered_at, created_at) values (?,?,?,?,?,?,?,?,?)",
+                   # an answered one keeps the record id it was (or will be) merged under
+                   (f"evaluation {r['evaluation_id']}",
+                    f"fb{r['evaluation_id']}-q{r['id']}" if r["answer"] else f"fb{r['evaluation_id']}-p{r['pair_id']}",
+                    r["prompt_id"],
+                    r["messages"], json.dumps(meta, ensure_ascii=False), r["answer"], r["answered_by"],
+                    r["answered_at"], r["created_at"]))
+    db.execute("drop table needs_answer")
+    db.execute("drop table preference_pairs")

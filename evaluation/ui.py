@@ -288,7 +288,7 @@ RATER_HEADERS = ["rater", "votes", "fine-tuned wins", "base wins", "ties", "both
                  "Wilson high", "left side won"]
 LABEL_HEADERS = ["label"] + RATER_HEADERS[1:]
 DISAGREEMENT_HEADERS = ["prompt id", "question", "votes", "resolution"]
-QUEUE_HEADERS = ["#", "prompt id", "question", "raters"]
+QUEUE_HEADERS = ["record", "prompt id", "question", "raters"]
 
 
 def _figure_rows(groups: list[dict], key: str) -> list[list]:
@@ -299,8 +299,10 @@ def _figure_rows(groups: list[dict], key: str) -> list[list]:
 
 
 def results_view(ws, evaluation_id, policy) -> tuple:
-    """Outputs of the Results tab for one evaluation: summary, plot, tables, feedback and queue."""
-    from evaluation.feedback import needs_answer_queue, sync_feedback
+    """Outputs of the Results tab for one evaluation: summary, plot, tables, feedback and queue.
+
+    Only computes: the policy changes what is shown, nothing is written."""
+    from evaluation.feedback import collect_feedback, unanswered
     from evaluation.stats import summarize, votes_from_rows
 
     if evaluation_id is None:
@@ -316,16 +318,16 @@ def results_view(ws, evaluation_id, policy) -> tuple:
         plot_rows += [(f"rater: {g['rater']}", g["win_rate"], g["wilson_low"], g["wilson_high"], g["decisive"])
                       for g in s["per_rater"]]
         plot = interval_plot(plot_rows, title="Fine-tuned win rate among decisive votes (Wilson 95%)")
-    fb = sync_feedback(ws, evaluation.id, policy=policy)
+    fb = collect_feedback(ws, evaluation.id, policy=policy)
     c = fb.counts()
     feedback = (f"**Feedback ({policy})**: {c['preference_pairs']} preference pairs, {c['corrected']} corrected "
                 f"answers, {c['needs_answer']} prompts need an answer, {c['disagreements']} disagreements "
                 f"({c['disagreements_excluded']} excluded).")
     disagreements = [[d["prompt_id"], d["prompt"][:120], ", ".join(f"{r}: {o}" for r, o in d["votes"].items()),
                       d["resolution"] + (f" → {d['chosen']}" if d["chosen"] else "")] for d in fb.disagreements]
-    queue = needs_answer_queue(ws, evaluation.id)
-    queue_rows = [[q.id, q.prompt_id, q.prompt[:160], ", ".join(q.raters)] for q in queue]
-    queue_choices = [(f"#{q.id} {q.prompt[:70]}", q.id) for q in queue]
+    queue = unanswered(ws, fb)
+    queue_rows = [[q.id, q.meta["prompt_id"], q.prompt[:160], ", ".join(q.meta["raters"])] for q in queue]
+    queue_choices = [(f"{q.meta['prompt_id']}: {q.prompt[:70]}", q.id) for q in queue]
     return (summary_markdown(evaluation, s), plot,
             _figure_rows(s["per_rater"], "rater") if s else [], _figure_rows(s["by_label"], "label") if s else [],
             disagreements, feedback, queue_rows,
@@ -356,10 +358,10 @@ def build_results_tab(ws) -> None:
         gr.Markdown("### Feed the votes back into the data")
         feedback = gr.Markdown("", elem_id="results-feedback")
         with gr.Row():
-            export = gr.Button("Export preference pairs (JSONL)")
+            export = gr.Button("Make the preference version (for DPO)", elem_id="results-preferences")
             merge = gr.Button("Merge corrected answers into a new dataset version", variant="primary",
                               elem_id="results-merge")
-        download = gr.File(label="Preference pairs", visible=False)
+        download = gr.File(label="Preference pairs (JSONL, trl's prompt/chosen/rejected)", visible=False)
         merged = gr.Markdown("", elem_id="results-merged")
         queue = gr.Dataframe(headers=QUEUE_HEADERS, label="Needs an answer: both answers were bad and nobody "
                                                           "corrected them", interactive=False)
@@ -392,17 +394,20 @@ def build_results_tab(ws) -> None:
         for trigger in (evaluation.change, policy.change, refresh.click):
             trigger(show, [evaluation, policy], outputs)
 
-        def do_export(evaluation_id, chosen_policy):
+        def do_export(evaluation_id, chosen_policy, request: gr.Request):
             if evaluation_id is None:
                 raise gr.Error("choose an evaluation first")
             out = Path(tempfile.mkdtemp(prefix="tuneloop-prefs-")) / f"preferences-eval{evaluation_id}.jsonl"
             try:
-                export_preferences(ws, evaluation_id, out, policy=chosen_policy)
+                version = export_preferences(ws, evaluation_id, out, policy=chosen_policy,
+                                             created_by=caller(ws, request))
             except TuneloopError as exc:
                 raise gr.Error(str(exc)) from None
-            return gr.update(value=str(out), visible=True)
+            return (gr.update(value=str(out), visible=True),
+                    f"✅ Made **{html.escape(version.describe())}**; a DPO run trains on it with "
+                    f"`preferences: {version.name}`.")
 
-        export.click(do_export, [evaluation, policy], download)
+        export.click(do_export, [evaluation, policy], [download, merged])
 
         def do_merge(evaluation_id, chosen_policy, request: gr.Request):
             try:
@@ -415,11 +420,11 @@ def build_results_tab(ws) -> None:
 
         merge.click(do_merge, [evaluation, policy], merged)
 
-        def do_answer(evaluation_id, chosen_policy, item_id, text, request: gr.Request):
+        def do_answer(evaluation_id, chosen_policy, record_id, text, request: gr.Request):
             try:
-                if item_id is None:
+                if record_id is None:
                     raise TuneloopError("choose a prompt from the queue first")
-                answer_needed(ws, item_id, text, answered_by=caller(ws, request))
+                answer_needed(ws, evaluation_id, record_id, text, answered_by=caller(ws, request))
                 return (*results_view(ws, evaluation_id, chosen_policy)[:-1],
                         "✅ Saved; it becomes a training record at the next merge.", "")
             except TuneloopError as exc:

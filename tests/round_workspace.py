@@ -1,8 +1,8 @@
 """Two real rounds of the loop on a tiny model built in the test, for the rounds, auto and model-card tests.
 
 Round 1: an SFT run on v1, automatic evaluation, a blind evaluation with votes and corrections,
-merged into v2. Round 2: an SFT run on v2 and a DPO run from round 1's adapter on the votes'
-preference pairs, each evaluated automatically. Everything is real: registry, jobs, generation.
+merged into v2, and the votes' preference pairs made version v3. Round 2: an SFT run on v2 and a
+DPO run from round 1's adapter on v3, each evaluated automatically. Everything is real: registry, jobs, generation.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class TwoRounds:
     ws: Workspace
     v1: int
     v2: int
+    preferences: int
     evaluation: int
     sft1: int
     sft2: int
@@ -56,7 +57,7 @@ def _train(ws: Workspace, config, name: str) -> int:
 
 def build_two_rounds(root: Path) -> TwoRounds:
     from evaluation.auto import auto_evaluate
-    from evaluation.feedback import merge_feedback
+    from evaluation.feedback import make_preference_version, merge_feedback
     from evaluation.generate import DecodingSettings
     from evaluation.regression import add_case, create_suite
 
@@ -84,9 +85,10 @@ def build_two_rounds(root: Path) -> TwoRounds:
         record_vote(ws, pair.assignment_id, "ana", "A" if pair.response_a == GOOD else "B",
                     corrected_answer=GOOD + " Then sign in again." if n <= 2 else None)
     v2 = merge_feedback(ws, evaluation, created_by="ana")
+    prefs = make_preference_version(ws, evaluation, created_by="ana")
     sft2 = _train(ws, _config(base, v2.name), "round 2 SFT")
-    dpo = _train(ws, _config(base, v1.name, stage="dpo", sft_run=str(sft1), preferences=str(evaluation),
+    dpo = _train(ws, _config(base, v1.name, stage="dpo", sft_run=str(sft1), preferences=prefs.name,
                              max_steps=3, dpo_beta=0.5), "round 2 DPO")
     for run in (sft2, dpo):
         auto_evaluate(ws, str(run), v1.id, settings=settings)
-    return TwoRounds(ws=ws, v1=v1.id, v2=v2.id, evaluation=evaluation, sft1=sft1, sft2=sft2, dpo=dpo)
+    return TwoRounds(ws=ws, v1=v1.id, v2=v2.id, preferences=prefs.id, evaluation=evaluation, sft1=sft1, sft2=sft2, dpo=dpo)

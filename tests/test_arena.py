@@ -22,7 +22,16 @@ def make_items(n: int, *, labels=("billing", "shipping")) -> list[EvalItem]:
             for i in range(n)]
 
 
-def make_evaluation(ws, n=6, overlap=1, run_id="run-7") -> int:
+def register_run(ws, run_id: int = 7, name: str = "first try") -> int:
+    """A finished run in the registry, for evaluations that need one to point at (no training happens)."""
+    ws.db.execute("insert into runs (id, name, status, config, output_dir, dataset, base_model) values"
+                  " (?, ?, 'finished', '{}', ?, 'v1', 'SmolLM2-135M-Instruct')", (run_id, name, f"/runs/{run_id}"))
+    return run_id
+
+
+def make_evaluation(ws, n=6, overlap=1, run_id=7) -> int:
+    if run_id is not None and ws.db.execute("select 1 from runs where id=?", (run_id,)).fetchone() is None:
+        register_run(ws, run_id)
     return create_evaluation(ws, "tuned vs base", make_items(n), base_model="SmolLM2-135M-Instruct",
                              adapter="/runs/7/adapter", run_id=run_id, overlap=overlap)
 
@@ -36,7 +45,7 @@ def test_pair_shows_both_responses_without_naming_the_models(ws):
     names = {f.name for f in dataclasses.fields(BlindPair)}
     assert not names & {"finetuned_side", "outcome", "model_a", "model_b", "run_id", "base_model"}
     payload = json.dumps(dataclasses.asdict(pair)).lower()
-    for secret in ("finetuned", "fine-tuned", "run-7", "smollm2", "adapter", "side"):
+    for secret in ("finetuned", "fine-tuned", "run 7", "smollm2", "adapter", "side"):
         assert secret not in payload
     assert (pair.done, pair.total) == (0, 6)
 
@@ -47,7 +56,7 @@ def test_vote_reveals_the_sides_and_counts_in_model_terms(ws):
     tuned_on_a = pair.response_a.startswith("tuned")
     reveal = record_vote(ws, pair.assignment_id, "ana", "A", comment="clearer")
     assert reveal.outcome == ("finetuned" if tuned_on_a else "base")
-    assert reveal.model_a.startswith("fine-tuned (run run-7)" if tuned_on_a else "base (SmolLM2")
+    assert reveal.model_a.startswith("fine-tuned (run 7)" if tuned_on_a else "base (SmolLM2")
     assert "A was" in reveal.describe()
     (vote,) = evaluation_votes(ws, eid)
     assert (vote.rater, vote.verdict, vote.comment, vote.finetuned_side) == ("ana", "A", "clearer",
@@ -157,3 +166,14 @@ def test_stale_assignments_are_released_so_other_raters_can_fill_the_slot(ws):
     with pytest.raises(VoteRefused, match="not issued to you"):
         record_vote(ws, left.assignment_id, "ana", "A")
     record_vote(ws, taken.assignment_id, "bob", "A")
+
+
+def test_an_evaluation_points_at_a_registered_run_by_its_id(ws):
+    register_run(ws, 3)
+    eid = create_evaluation(ws, "e", make_items(1), base_model="m", run_id="#3")
+    assert get_evaluation(ws, eid).run_id == 3
+    assert ws.db.execute("select typeof(run_id) from evaluations where id=?", (eid,)).fetchone()[0] == "integer"
+    with pytest.raises(arena.TuneloopError, match="no run #4"):
+        create_evaluation(ws, "e", make_items(1), base_model="m", run_id="4")
+    with pytest.raises(arena.TuneloopError, match="not a run id"):
+        create_evaluation(ws, "e", make_items(1), base_model="m", run_id="/runs/3/adapter")

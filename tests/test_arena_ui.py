@@ -8,6 +8,7 @@ import pytest
 
 from core.workspace import Workspace
 from evaluation.arena import EvalItem, create_evaluation, evaluation_votes
+from tests.test_arena import register_run
 
 # Generous: the suite shares two cores with training jobs; a wait returns as soon as its condition holds.
 WAIT_MS = 120_000
@@ -23,6 +24,7 @@ def seed_evaluation(ws, n=6) -> int:
     items = [EvalItem(f"p{i}", [{"role": "user", "content": f"Question {i}: where is order LM-{1000 + i}?"}],
                       base_response=f"Answer one for {i}", finetuned_response=f"Answer two for {i}",
                       label=("billing", "shipping")[i % 2], split="test") for i in range(n)]
+    register_run(ws, 7)
     return create_evaluation(ws, "blind check", items, base_model="SmolLM2", run_id="7", overlap=1,
                              guidelines="Prefer the answer a customer could act on.")
 

@@ -9,6 +9,7 @@ from core.errors import TuneloopError
 from curation.data.records import Record
 from curation.data.versions import create_version
 from evaluation.arena import EvalItem, create_evaluation, next_pair, record_vote
+from evaluation.feedback import make_preference_version
 from tests.tiny_model import build_tiny_model
 from training.config import RunConfig
 from training.dpo import load_preference_pairs, split_preference_pairs
@@ -47,7 +48,8 @@ def _vote_for_good_answers(ws, evaluation_id: int) -> None:
 
 @pytest.fixture(scope="module")
 def rated_sft(tmp_path_factory, tiny_base):
-    """A finished SFT run on the tiny model and an evaluation of it with one rater's votes."""
+    """A finished SFT run on the tiny model, an evaluation of it with one rater's votes, and the
+    preference version made from them."""
     from core.workspace import Workspace
     ws = Workspace.open(tmp_path_factory.mktemp("dpo-ws") / "workspace")
     records = ([_record(i, "train", q) for i, q in enumerate(QUESTIONS)]
@@ -63,20 +65,24 @@ def rated_sft(tmp_path_factory, tiny_base):
                           finetuned_response=BAD, split="test"))
     eid = create_evaluation(ws, "round 1", items, base_model="tiny", run_id=str(sft.id), overlap=1)
     _vote_for_good_answers(ws, eid)
-    return ws, version, sft, eid
+    return ws, version, sft, make_preference_version(ws, eid)
 
 
 @pytest.mark.slow
 def test_dpo_run_from_votes_completes_and_lowers_its_loss(rated_sft, tiny_base):
-    ws, version, sft, eid = rated_sft
-    pairs = load_preference_pairs(ws, str(eid))
-    parts = split_preference_pairs(pairs)
+    ws, version, sft, prefs = rated_sft
+    data = load_preference_pairs(ws, prefs.name)
+    assert data.version_id == prefs.id and data.content_hash == prefs.content_hash
+    parts = split_preference_pairs(data.pairs)
     assert (len(parts["train"]), len(parts["val"]), len(parts["test"])) == (8, 0, 1)
-    assert parts["train"][0]["chosen"] == [{"role": "assistant", "content": GOOD}]
+    assert parts["train"][0].chosen == [{"role": "assistant", "content": GOOD}]
 
-    config = _config(tiny_base, version.name, stage="dpo", sft_run=str(sft.id), preferences=str(eid),
+    config = _config(tiny_base, version.name, stage="dpo", sft_run=str(sft.id), preferences=prefs.name,
                      learning_rate=2e-2, max_steps=12, dpo_beta=0.5)
-    dpo = run_training(ws, create_run(ws, config, name="dpo").id)
+    created = create_run(ws, config, name="dpo")
+    assert (created.preference_version, created.preference_hash) == (prefs.id, prefs.content_hash)
+    assert created.parent_run_id == sft.id and created.status == "created"
+    dpo = run_training(ws, created.id)
     assert dpo.status == "finished", dpo.error
     rows = [r for r in read_metrics(dpo) if r.get("event") == "train"]
     assert len(rows) == 12
@@ -107,9 +113,19 @@ def test_preferences_from_a_file_are_checked_line_by_line(ws, tmp_path):
     with pytest.raises(TuneloopError, match="line 2: missing rejected"):
         load_preference_pairs(ws, str(path))
     path.write_text(json.dumps({"prompt": "hi", "chosen": "hello", "rejected": "go away"}) + "\n")
-    (pair,) = load_preference_pairs(ws, str(path))
-    assert pair["prompt"] == [{"role": "user", "content": "hi"}]
-    assert pair["rejected"] == [{"role": "assistant", "content": "go away"}]
+    data = load_preference_pairs(ws, str(path))
+    (pair,) = data.pairs
+    assert pair.messages == [{"role": "user", "content": "hi"}]
+    assert pair.rejected == [{"role": "assistant", "content": "go away"}]
+    assert data.version_id is None and len(data.content_hash) == 64
+
+
+def test_preferences_must_name_a_preference_version(ws):
+    sft_data = create_version(ws, [_record(0, "train", QUESTIONS[0])], parent=None, step="import")
+    with pytest.raises(TuneloopError, match=f"{sft_data.name} holds chat records, not preference pairs"):
+        load_preference_pairs(ws, sft_data.name)
+    with pytest.raises(TuneloopError, match="neither a preference dataset version"):
+        load_preference_pairs(ws, "2,5")
 
 
 @pytest.mark.slow
@@ -118,8 +134,8 @@ def test_dpo_run_stops_with_a_checkpoint_and_resumes_from_it(rated_sft, tiny_bas
     import time
 
     from training.registry import get_run_status, last_checkpoint, launch_run, request_stop, resume_run, wait_for_run
-    ws, version, sft, eid = rated_sft
-    config = _config(tiny_base, version.name, stage="dpo", sft_run=str(sft.id), preferences=str(eid),
+    ws, version, sft, prefs = rated_sft
+    config = _config(tiny_base, version.name, stage="dpo", sft_run=str(sft.id), preferences=prefs.name,
                      learning_rate=2e-2, max_steps=8, save_steps=2, dpo_beta=0.5)
     run = launch_run(ws, config, name="dpo stop")
     while get_run_status(ws, run.id).active and not any(r.get("event") == "train" for r in read_metrics(run)):

@@ -10,10 +10,12 @@ import pytest
 
 from core.errors import TuneloopError
 from curation.data.records import Record
-from curation.data.versions import create_version, get_version, load_records
+from curation.data.versions import create_version, current_version, get_version, list_versions, load_records
+from curation.review.answer_requests import open_requests
+from curation.review.workflow import needs_answer_ids
 from evaluation.arena import next_pair, record_vote
-from evaluation.feedback import (answer_needed, collect_feedback, export_preferences, merge_feedback,
-                                 needs_answer_queue, stored_preference_pairs, sync_feedback)
+from evaluation.feedback import (answer_needed, collect_feedback, export_preferences, make_preference_version,
+                                 merge_feedback, origin, request_missing_answers)
 from tests.test_arena import make_evaluation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +70,7 @@ def test_majority_policy_keeps_the_larger_side_and_lists_disagreements(rated):
     assert p1["chosen"] == [{"role": "assistant", "content": "tuned answer 1"}]
     assert p1["rejected"] == [{"role": "assistant", "content": "base answer 1"}]
     assert p1["prompt"][-1]["role"] == "user" and p1["meta"]["raters"] == ["ana", "cy"]
-    assert len(p1["meta"]["vote_ids"]) == 2 and p1["meta"]["run"] == "run-7"
+    assert len(p1["meta"]["vote_ids"]) == 2 and p1["meta"]["run"] == 7
 
 
 def test_unanimous_policy_excludes_every_contested_pair(rated):
@@ -78,25 +80,42 @@ def test_unanimous_policy_excludes_every_contested_pair(rated):
     assert fb.counts()["disagreements_excluded"] == 2
 
 
-def test_exported_preferences_are_trl_rows_with_provenance(rated, tmp_path):
-    ws, eid, _ = rated
-    n = export_preferences(ws, eid, tmp_path / "prefs.jsonl")
+def test_the_preference_version_is_made_once_and_exported_as_trl_rows(rated, tmp_path):
+    ws, eid, base_version = rated
+    versions_before = len(list_versions(ws))
+    collect_feedback(ws, eid, policy="unanimous")          # what a view does: nothing is written
+    assert len(list_versions(ws)) == versions_before and open_requests(ws) == []
+    version = export_preferences(ws, eid, tmp_path / "prefs.jsonl")
+    assert version.kind == "preference" and version.step == "preferences" and version.num_records == 3
+    assert version.params == {"evaluation": eid, "run": 7, "policy": "majority"}
+    assert version.parent_id is None          # the evaluation names no version its prompts came from
+    assert current_version(ws).id == base_version.id        # preference pairs never become the SFT data
+    assert ws.db.execute("select evaluation_id, kind, policy from feedback_versions where version_id=?",
+                         (version.id,)).fetchone()[:] == (eid, "preferences", "majority")
     rows = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
-    assert n == len(rows) == 3
+    assert len(rows) == 3
     for row in rows:
-        assert set(row) == {"prompt", "chosen", "rejected", "meta"}
+        assert set(row) == {"id", "prompt", "chosen", "rejected", "meta"}
+        assert row["prompt"][-1]["role"] == "user"
         assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
-        assert row["meta"]["evaluation"] == eid and row["meta"]["vote_ids"]
-    assert len(stored_preference_pairs(ws, eid)) == 3
+        assert row["meta"]["evaluation"] == eid and row["meta"]["vote_ids"] and row["meta"]["split"] == "test"
+    assert make_preference_version(ws, eid).id == version.id      # same votes, same policy: the same version
+    unanimous = make_preference_version(ws, eid, policy="unanimous")
+    assert unanimous.id != version.id and unanimous.num_records == 2 and unanimous.params["policy"] == "unanimous"
+    (p4,) = [r for r in load_records(ws, unanimous.id) if r.meta["prompt_id"] == "p4"]
+    assert p4.chosen == [{"role": "assistant", "content": "base answer 4"}] and p4.meta["chosen_model"] == "base"
 
 
-def test_both_bad_without_a_correction_is_queued(rated):
+def test_both_bad_without_a_correction_is_asked_for_in_curation(rated):
     ws, eid, _ = rated
-    sync_feedback(ws, eid)
-    queue = needs_answer_queue(ws, eid)
-    assert [q.prompt_id for q in queue] == ["p3"]
-    assert queue[0].raters == ["ana", "bob", "cy"] and len(queue[0].vote_ids) == 3
-    assert queue[0].prompt.startswith("Question 3")
+    assert needs_answer_ids(ws) == set()
+    request_missing_answers(ws, eid)
+    queue = open_requests(ws, origin(eid))
+    assert [q.prompt_id for q in queue] == ["p3"] and needs_answer_ids(ws) == {"p3"}
+    assert queue[0].raters == ["ana", "bob", "cy"] and len(queue[0].meta["from_votes"]) == 3
+    assert queue[0].prompt.startswith("Question 3") and queue[0].meta["evaluation"] == eid
+    request_missing_answers(ws, eid)
+    assert len(open_requests(ws)) == 1         # asked once
 
 
 def test_merge_adds_corrected_answers_as_a_feedback_version(rated):
@@ -109,14 +128,14 @@ def test_merge_adds_corrected_answers_as_a_feedback_version(rated):
     assert new.messages[-1] == {"role": "assistant",
                                 "content": "Order LM-1004 ships on Monday; the tracking link is in your email."}
     assert new.messages[:-1][-1]["content"].startswith("Question 4")
-    assert new.meta["rater"] == "ana" and new.meta["run"] == "run-7" and new.meta["from_vote"]
+    assert new.meta["rater"] == "ana" and new.meta["run"] == 7 and new.meta["from_vote"]
     assert new.meta["split"] == "test"       # a test prompt's correction never leaks into train
     with pytest.raises(TuneloopError, match="nothing new to merge"):
         merge_feedback(ws, eid)
 
-    (item,) = needs_answer_queue(ws, eid)
-    answer_needed(ws, item.id, "Order LM-1003 is delayed; we will refund the shipping.", answered_by="lead")
-    assert needs_answer_queue(ws, eid) == []
+    (item,) = open_requests(ws, origin(eid))
+    answer_needed(ws, eid, item.record_id, "Order LM-1003 is delayed; we will refund the shipping.", answered_by="lead")
+    assert open_requests(ws, origin(eid)) == [] and needs_answer_ids(ws) == set()
     second = merge_feedback(ws, eid)
     assert second.parent_id == version.id and second.counts["answered"] == 1
     answered = [r for r in load_records(ws, second.id) if r.meta.get("kind") == "needs_answer"]
@@ -132,7 +151,10 @@ def test_report_export_and_merge_from_the_command_line(rated, tmp_path):
     assert report["stats"]["votes"] == 18 and report["feedback"]["preference_pairs"] == 3
     out = subprocess.run(base + ["export-preferences", str(eid), str(tmp_path / "p.jsonl"), "--policy", "unanimous"]
                          + where, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "wrote 2 preference pairs" in out
+    assert "preference" in out and "wrote 2 preference pairs" in out
+    shown = subprocess.run([sys.executable, "-m", "curation"] + where + ["show", "v2", "--limit", "1"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout
+    assert "2 preference pairs" in shown and '"chosen"' in shown
     subprocess.run(base + ["export-votes", str(eid), str(tmp_path / "votes.jsonl")] + where, cwd=ROOT, check=True,
                    capture_output=True)
     stats = json.loads(subprocess.run(base + ["stats", str(tmp_path / "votes.jsonl"), "--json"], cwd=ROOT,

@@ -21,10 +21,11 @@ from core.workspace import Workspace
 from evaluation import arena
 from evaluation.arena import EvalItem, create_evaluation
 from tests.browser import start_app
+from tests.test_arena import register_run
 from tests.hosted_client import GradioSession, RaterClient
 
 BASE_MODEL = "ZEBRAWOLF-base-9"
-RUN_ID = "QUOKKAFIN-run-7"
+RUN_ID = 7314159       # a run id no page would show by chance
 MARKERS = ("ZEBRAWOLF", "QUOKKAFIN")
 ADMIN, ADMIN_PW = "ada", "admin-pw-Kx81-secret"
 VIEWER, VIEWER_PW = "vic", "viewer-pw-Jq52-secret"
@@ -68,6 +69,7 @@ def hosted(tmp_path_factory):
     add_user(ws, VIEWER, "viewer", VIEWER_PW)
     for name in (*SOLO, *CROWD):
         add_user(ws, name, "rater", password(name))
+    register_run(ws, RUN_ID)
     small = create_evaluation(ws, "blind check", items(8, "probe"), base_model=BASE_MODEL, run_id=RUN_ID, overlap=4)
     crowd = create_evaluation(ws, "crowd", items(len(CROWD) * 21, "crowd"), base_model=BASE_MODEL, run_id=RUN_ID)
     app = start_app(ws.root, ["--no-demo"])
@@ -121,7 +123,7 @@ def test_a_rater_receives_no_model_identity_before_voting(hosted):
     expected = (f"A was fine-tuned (run {RUN_ID}); B was base ({BASE_MODEL})" if side == "A"
                 else f"A was base ({BASE_MODEL}); B was fine-tuned (run {RUN_ID})")
     assert expected in reveal                        # after the vote: who was who, for that pair
-    assert vote.raw.count(RUN_ID) == 1 and vote.raw.count(BASE_MODEL) == 1   # and nothing about the next one
+    assert vote.raw.count(str(RUN_ID)) == 1 and vote.raw.count(BASE_MODEL) == 1   # and nothing about the next one
     assert r.question != voted_on
     resumed = r.start(hosted.small)                  # the next pair, fetched again: blind again
     for marker in MARKERS:
@@ -313,6 +315,7 @@ def test_e_acknowledged_votes_survive_sigkill_and_the_rater_only_api_has_no_admi
     names = [f"k{i}" for i in range(8)]
     for name in names:
         add_user(ws, name, "rater", password(name))
+    register_run(ws, RUN_ID)
     eid = create_evaluation(ws, "crash", items(400, "crash"), base_model=BASE_MODEL, run_id=RUN_ID)
     app = start_app(ws.root, ["--rater-only"])
     config = GradioSession(app.url, "")

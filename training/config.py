@@ -80,7 +80,7 @@ class RunConfig:
         choices=("sft", "dpo")))
     sft_run: str = field(default="", metadata=_key("dpo only: the finished SFT run whose adapter DPO starts from (e.g. 3)"))
     preferences: str = field(default="", metadata=_key(
-        "dpo only: evaluations whose votes give the preference pairs (e.g. 2 or 2,5), or a prompt/chosen/rejected JSONL"))
+        "dpo only: a preference dataset version made from an evaluation's votes (e.g. v7), or a prompt/chosen/rejected JSONL"))
     dpo_beta: float = field(default=0.1, metadata=_key(
         "dpo only: how strongly the model is held near the SFT adapter (lower lets it move further)", min=0.0))
 

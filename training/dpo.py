@@ -6,10 +6,11 @@ trained further with trl's DPOTrainer; the reference model is that same adapter,
 it into a second adapter, so no second model is held in memory). The LoRA shape (rank, targets)
 comes from the SFT adapter; ``lora_*`` keys do not apply.
 
-Preference pairs come from the feedback step (``preferences: 2,5`` = evaluations #2 and #5, as the
-current votes decide them) or from a JSONL file of prompt/chosen/rejected. Pairs whose prompt is in
-the test split are left out, so the test split stays a fair judge; pairs from the val split are the
-evaluation set; the rest (train split, typed prompts) are trained on.
+Preference pairs come from a preference dataset version (``preferences: v7``, made from an
+evaluation's votes by the feedback step) or from a JSONL file of prompt/chosen/rejected; the run
+stores the version and its content hash, as an SFT run does for its split. Pairs whose prompt is in
+the test split (``meta.split``) are left out, so the test split stays a fair judge; pairs from the
+val split are the evaluation set; the rest (train split, typed prompts) are trained on.
 
 Metrics lines are the SFT job's (loss, eval_loss, progress, memory) plus ``rewards/margins``,
 ``rewards/accuracies``, ``rewards/chosen`` and ``rewards/rejected`` (``eval_rewards/...`` on eval
@@ -17,13 +18,15 @@ lines). Stop and resume work as for SFT: the STOP file or SIGTERM checkpoints an
 """
 from __future__ import annotations
 
-import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
+from curation.data.records import Record, new_record_id
+from curation.data.versions import content_hash, get_version, load_records, parse_version_id
 
 STAGES = ("sft", "dpo")
 REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
@@ -35,8 +38,8 @@ def dpo_problems(config) -> list[str]:
     if not str(config.sft_run).strip():
         out.append("sft_run: DPO starts from a finished SFT run's adapter; name the run (e.g. 3)")
     if not str(config.preferences).strip():
-        out.append("preferences: name the evaluations whose votes give the preference pairs (e.g. 2 or 2,5), "
-                   "or a JSONL file of prompt/chosen/rejected")
+        out.append("preferences: name a preference dataset version (e.g. v7; the Results tab or `python -m "
+                   "evaluation export-preferences EVAL` makes one from votes), or a JSONL file of prompt/chosen/rejected")
     if config.dpo_beta <= 0:
         out.append(f"dpo_beta: {config.dpo_beta} must be above 0 (0.1 is the usual value)")
     return out
@@ -44,25 +47,34 @@ def dpo_problems(config) -> list[str]:
 
 # -- preference pairs -------------------------------------------------------------------------
 
-def load_preference_pairs(ws: Workspace | None, spec: str) -> list[dict[str, Any]]:
-    """Pairs in trl's conversational format (prompt/chosen/rejected, meta) from evaluations or a file."""
+@dataclass
+class PreferenceData:
+    """The preference records a DPO run trains on and where they came from (like training.data.SplitData)."""
+    pairs: list[Record]
+    source: str                 # "v7" or the file path
+    version_id: int | None
+    content_hash: str
+
+
+def load_preference_pairs(ws: Workspace | None, spec: str) -> PreferenceData:
+    """Preference records (prompt messages, chosen, rejected, meta) from a preference version or a JSONL file."""
     text = str(spec).strip()
     path = Path(text).expanduser()
     if path.is_file():
-        return _pairs_from_file(path)
+        pairs = _pairs_from_file(path)
+        return PreferenceData(pairs, str(path), None, content_hash(pairs))
     if ws is None:
-        raise TuneloopError(f"preferences: '{text}' is not a file, and evaluations need a workspace")
-    from evaluation.arena import parse_evaluation_id
-    from evaluation.feedback import stored_preference_pairs, sync_feedback
-    pairs = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        try:
-            eid = parse_evaluation_id(part)
-        except TuneloopError:
-            raise TuneloopError(f"preferences: '{part}' is neither an evaluation number nor an existing file") from None
-        sync_feedback(ws, eid)
-        pairs += stored_preference_pairs(ws, eid)
-    return pairs
+        raise TuneloopError(f"preferences: '{text}' is not a file, and a dataset version needs a workspace")
+    try:
+        version = get_version(ws, parse_version_id(text))
+    except TuneloopError:
+        raise TuneloopError(f"preferences: '{text}' is neither a preference dataset version (like v7) nor an "
+                            f"existing JSONL file") from None
+    if version.kind != "preference":
+        raise TuneloopError(f"preferences: {version.name} holds chat records, not preference pairs; make a "
+                            f"preference version from an evaluation's votes (Results tab, or `python -m evaluation "
+                            f"export-preferences EVAL`) and name it here")
+    return PreferenceData(load_records(ws, version.id), version.name, version.id, version.content_hash)
 
 
 def _as_messages(value: Any, role: str) -> list[dict[str, str]]:
@@ -71,7 +83,7 @@ def _as_messages(value: Any, role: str) -> list[dict[str, str]]:
     return list(value)
 
 
-def _pairs_from_file(path: Path) -> list[dict[str, Any]]:
+def _pairs_from_file(path: Path) -> list[Record]:
     from core.errors import InputProblem
     pairs, problems = [], []
     for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -86,31 +98,26 @@ def _pairs_from_file(path: Path) -> list[dict[str, Any]]:
         if missing:
             problems.append(f"line {line}: missing {', '.join(missing)}")
             continue
-        pairs.append({"prompt": _as_messages(row["prompt"], "user"), "chosen": _as_messages(row["chosen"], "assistant"),
-                      "rejected": _as_messages(row["rejected"], "assistant"), "meta": dict(row.get("meta") or {})})
+        prompt = _as_messages(row["prompt"], "user")
+        pairs.append(Record(id=str(row.get("id") or new_record_id(prompt, salt=f"{path.name}:{line}")), messages=prompt,
+                            meta=dict(row.get("meta") or {}), chosen=_as_messages(row["chosen"], "assistant"),
+                            rejected=_as_messages(row["rejected"], "assistant")))
     if problems:
         raise InputProblem(problems, source=str(path))
     return pairs
 
 
-def split_preference_pairs(pairs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def split_preference_pairs(pairs: list[Record]) -> dict[str, list[Record]]:
     """train (train split and prompts with no split), val (the evaluation set), test (left out)."""
-    out: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
+    out: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
     for pair in pairs:
-        split = (pair.get("meta") or {}).get("split")
-        out[split if split in ("val", "test") else "train"].append(pair)
+        out[pair.split if pair.split in ("val", "test") else "train"].append(pair)
     return out
 
 
-def pairs_hash(pairs: list[dict[str, Any]]) -> str:
-    from curation.data.records import canonical_json
-    body = canonical_json([[p["prompt"], p["chosen"], p["rejected"]] for p in pairs])
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
-
-
-def _dataset(pairs: list[dict[str, Any]]):
+def _dataset(pairs: list[Record]):
     from datasets import Dataset
-    return Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
+    return Dataset.from_list([{"prompt": p.messages, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
 
 
 # -- the trainer ------------------------------------------------------------------------------
@@ -182,7 +189,11 @@ def train_dpo(ws: Workspace, run, config, log, stop_flag: dict, *, resume: bool)
                             f"base model (set base_model: {sft.base_model})")
     if is_main_process():
         update_run(ws, run.id, base_revision=resolved.revision)
-    pairs = load_preference_pairs(ws, config.preferences)
+    data = load_preference_pairs(ws, config.preferences)
+    pairs = data.pairs
+    if run.preference_hash and data.content_hash != run.preference_hash:
+        raise TuneloopError(f"preferences: {data.source} no longer holds the pairs this run was created with "
+                            f"(hash {data.content_hash[:12]}, registered {run.preference_hash[:12]}); create a new run")
     parts = split_preference_pairs(pairs)
     if not parts["train"]:
         raise TuneloopError(f"preferences: none of the {len(pairs)} preference pairs can be trained on "
@@ -202,7 +213,7 @@ def train_dpo(ws: Workspace, run, config, log, stop_flag: dict, *, resume: bool)
                                 [_rewards_callback(rewards_log), _callbacks(ws, run, rewards_log, stop_flag)])
     summary: dict[str, Any] = {"stage": "dpo", "sft_run": sft.id, "train_pairs": len(parts["train"]),
                                "val_pairs": len(parts["val"]), "test_pairs_left_out": len(parts["test"]),
-                               "preference_pairs_hash": pairs_hash(pairs)}
+                               "preference_pairs_hash": data.content_hash}
     if checkpoint is not None:
         log.drop_after(int(checkpoint.name.split("-")[-1]))
     if stop_flag.get("stop") or (run.run_dir / STOP_FILE).exists():

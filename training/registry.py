@@ -26,7 +26,8 @@ from core.errors import TuneloopError
 from core.workspace import Workspace
 from training.config import RunConfig, save_config
 
-STATUSES = ("queued", "running", "finished", "failed", "stopped")
+# created: registered, no job started yet (``python -m training create``, then ``run --run-id`` or accelerate).
+STATUSES = ("created", "queued", "running", "finished", "failed", "stopped")
 ACTIVE = ("queued", "running")
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
@@ -63,6 +64,9 @@ class Run:
     created_at: str
     started_at: str | None
     finished_at: str | None
+    parent_run_id: int | None = None         # DPO: the SFT run whose adapter it starts from
+    preference_version: int | None = None    # DPO: the preference dataset version it trains on
+    preference_hash: str | None = None
 
     @classmethod
     def from_row(cls, row) -> "Run":
@@ -136,7 +140,9 @@ def _now() -> str:
 
 # -- creating and reading runs ----------------------------------------------------------------------
 def create_run(ws: Workspace, config: RunConfig, *, name: str | None = None) -> Run:
-    """Validate the config and its data, and register a queued run (nothing is started)."""
+    """Validate the config and its data, and register a run with status created (nothing is started).
+
+    A DPO run also records the SFT run it starts from and the preference data (version and hash)."""
     from training.data import load_split_data
     from training.models import check_base_model
     config.validate()
@@ -145,12 +151,19 @@ def create_run(ws: Workspace, config: RunConfig, *, name: str | None = None) -> 
     if config.eval_steps and not data["val"]:
         raise TuneloopError(f"eval_steps: {data.source} has no validation records; make a split with a val part, "
                             f"or set eval_steps: 0")
+    parent, preferences = None, None
+    if config.stage == "dpo":
+        from training.dpo import load_preference_pairs
+        parent = get_run(ws, config.sft_run).id
+        preferences = load_preference_pairs(ws, config.preferences)
     with ws.transaction() as db:
         cur = db.execute(
             "insert into runs (name, status, config, output_dir, dataset, dataset_version, dataset_hash, base_model,"
-            " code_version, packages) values (?, 'queued', ?, '', ?, ?, ?, ?, ?, ?)",
+            " code_version, packages, parent_run_id, preference_version, preference_hash)"
+            " values (?, 'created', ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name or "", json.dumps(config.to_dict()), config.datasets, data.version_id, data.content_hash,
-             config.base_model, code_version(), json.dumps(package_versions())))
+             config.base_model, code_version(), json.dumps(package_versions()), parent,
+             preferences.version_id if preferences else None, preferences.content_hash if preferences else None))
         run_id = cur.lastrowid
         output_dir = Path(config.output_dir).expanduser() if config.output_dir else ws.path("runs", f"run-{run_id}")
         output_dir = output_dir if output_dir.is_absolute() else ws.root / output_dir
@@ -279,8 +292,11 @@ def start_job_process(ws: Workspace, run: Run, *, resume: bool = False) -> Run:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
     _processes[run.id] = proc
-    update_run(ws, run.id, pid=proc.pid, pid_started=_process_start_time(proc.pid), host=socket.gethostname(),
-               heartbeat_at=_now())
+    with ws.transaction() as db:
+        # queued once a process exists; a job that already reported "running" keeps its status
+        db.execute("update runs set pid=?, pid_started=?, host=?, heartbeat_at=?,"
+                   " status=case when status='created' then 'queued' else status end where id=?",
+                   (proc.pid, _process_start_time(proc.pid), socket.gethostname(), _now(), run.id))
     return get_run(ws, run.id)
 
 

@@ -1,4 +1,6 @@
 """Tables owned by training. Append a new migration; never edit an applied one."""
+import json
+
 from core.workspace import migrations
 
 migration = migrations("training")
@@ -34,3 +36,17 @@ def m001_runs(db):
             finished_at text
         )""")
     db.execute("create index runs_status on runs(status)")
+
+
+@migration
+def m002_lineage(db):
+    # A DPO run's parent is the SFT run whose adapter it starts from; its data is a preference version.
+    db.execute("alter table runs add column parent_run_id integer references runs(id)")
+    db.execute("alter table runs add column preference_version integer references dataset_versions(id)")
+    db.execute("alter table runs add column preference_hash text")
+    runs = {r[0] for r in db.execute("select id from runs")}
+    for run_id, config in db.execute("select id, config from runs").fetchall():
+        config = json.loads(config or "{}")
+        parent = str(config.get("sft_run") or "").strip().lstrip("#").removeprefix("run-")
+        if config.get("stage") == "dpo" and parent.isdigit() and int(parent) in runs:
+            db.execute("update runs set parent_run_id=? where id=?", (int(parent), run_id))

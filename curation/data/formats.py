@@ -441,8 +441,17 @@ def _prompt_completion(data, where, problems):
 
 # -- writers ----------------------------------------------------------------------------------
 
+def export_row(record: Record) -> dict:
+    """A record as an exported row: id, messages, meta; a preference record in trl's shape instead
+    (id, prompt, chosen, rejected, meta), what DPOTrainer and ``preferences: FILE.jsonl`` read."""
+    if record.is_preference:
+        return {"id": record.id, "prompt": record.messages, "chosen": record.chosen, "rejected": record.rejected,
+                "meta": record.meta}
+    return record.to_dict()
+
+
 def records_to_jsonl(records: Iterable[Record]) -> bytes:
-    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    return "".join(json.dumps(export_row(r), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
 def write_jsonl(records: Iterable[Record], path: str | os.PathLike) -> Path:

@@ -3,6 +3,10 @@
 A record is ``id`` (stable across versions), ``messages`` (a list of ``{"role", "content"}`` with
 roles system/user/assistant) and ``meta`` (source, label, group ids, provenance, tags; free-form
 JSON). A split version puts ``meta["split"]`` in ``train``/``val``/``test``.
+
+A *preference* record (what rating produces, what DPO trains on) also has ``chosen`` and
+``rejected``, each a list of assistant turns; its ``messages`` is the prompt, ending with the user
+turn both answers reply to. A version holds one kind or the other (``Version.kind``).
 """
 from __future__ import annotations
 
@@ -20,16 +24,31 @@ class Record:
     id: str
     messages: list[dict[str, str]]
     meta: dict[str, Any] = field(default_factory=dict)
+    chosen: list[dict[str, str]] | None = None      # preference records only: the preferred answer
+    rejected: list[dict[str, str]] | None = None    # preference records only: the answer it beat
+
+    @property
+    def is_preference(self) -> bool:
+        return self.chosen is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "messages": self.messages, "meta": self.meta}
+        d = {"id": self.id, "messages": self.messages, "meta": self.meta}
+        if self.is_preference:
+            d.update(chosen=self.chosen, rejected=self.rejected)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Record":
-        return cls(id=str(d["id"]), messages=list(d["messages"]), meta=dict(d.get("meta") or {}))
+        chosen, rejected = d.get("chosen"), d.get("rejected")
+        return cls(id=str(d["id"]), messages=list(d["messages"]), meta=dict(d.get("meta") or {}),
+                   chosen=list(chosen) if chosen is not None else None,
+                   rejected=list(rejected) if rejected is not None else None)
 
     def content_hash(self) -> str:
-        """Hash of messages and meta: equal records hash equally, whatever their key order."""
+        """Hash of messages and meta (and the two answers of a preference record): equal records hash
+        equally, whatever their key order."""
+        if self.is_preference:
+            return record_hash(self.messages, self.meta, [self.chosen, self.rejected])
         return record_hash(self.messages, self.meta)
 
     def text(self, roles: Iterable[str] = ROLES) -> str:
@@ -58,8 +77,9 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def record_hash(messages: list[dict[str, str]], meta: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json([messages, meta]).encode("utf-8")).hexdigest()[:32]
+def record_hash(messages: list[dict[str, str]], meta: dict[str, Any], answers: list | None = None) -> str:
+    body = [messages, meta] if answers is None else [messages, meta, answers]
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()[:32]
 
 
 def new_record_id(messages: list[dict[str, str]], salt: str = "") -> str:

@@ -6,6 +6,12 @@ Parquet snapshot under ``workspace/versions/``; the database row points at it. A
 changes once made, so loaded records are cached by id. "Current" is a pointer: rolling back is
 pointing it at an older version (a new version is never needed for that).
 
+A version has a ``kind``: ``sft`` (chat records, what every curation step works on) or
+``preference`` (prompt, chosen and rejected answers, made from rated pairs, what DPO trains on).
+The Parquet snapshot holds the columns ``id``, ``messages`` and ``meta`` (canonical JSON text);
+a preference snapshot also holds ``chosen`` and ``rejected`` (JSON lists of assistant turns), and
+its ``messages`` is the prompt. A preference version never becomes the current version.
+
 Example::
 
     v = create_version(ws, records, parent=None, step="import", params={"file": "a.jsonl"})
@@ -43,6 +49,7 @@ class Version:
     path: str
     created_by: str | None
     created_at: str
+    kind: str = "sft"
 
     @property
     def name(self) -> str:
@@ -59,7 +66,8 @@ class Version:
         """One line a user can read: 'v3 ← v2 · dedup · 540 records · removed 60'."""
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items() if k != "records" and v)
         parent = f" ← v{self.parent_id}" if self.parent_id else ""
-        return f"{self.name}{parent} · {self.step} · {self.num_records} records" + (f" · {counts}" if counts else "")
+        what = "preference pairs" if self.kind == "preference" else "records"
+        return f"{self.name}{parent} · {self.step} · {self.num_records} {what}" + (f" · {counts}" if counts else "")
 
 
 @dataclass
@@ -95,21 +103,30 @@ def content_hash(records: Iterable[Record]) -> str:
 def create_version(ws: Workspace, records: list[Record], *, parent: int | None, step: str,
                    params: dict[str, Any] | None = None, counts: dict[str, Any] | None = None,
                    note: str = "", created_by: str | None = None, make_current: bool = True) -> Version:
-    """Write a new immutable version; returns it. The snapshot is written before the row exists."""
+    """Write a new immutable version; returns it. The snapshot is written before the row exists.
+
+    Its kind follows the records: preference records make a preference version, which is never
+    made current."""
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         raise TuneloopError("a version cannot hold two records with the same id")
+    kind = version_kind(records)
+    make_current = make_current and kind == "sft"
     if parent is not None:
         get_version(ws, parent)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     digest = content_hash(records)
-    table = pa.table({
+    columns = {
         "id": [r.id for r in records],
         "messages": [canonical_json(r.messages) for r in records],
         "meta": [canonical_json(r.meta) for r in records],
-    })
+    }
+    if kind == "preference":
+        columns.update(chosen=[canonical_json(r.chosen) for r in records],
+                       rejected=[canonical_json(r.rejected) for r in records])
+    table = pa.table(columns)
     rel = Path("versions") / f"{digest[:16]}-{len(records)}.parquet"
     target = ws.path(str(rel))
     if not target.exists():
@@ -119,9 +136,9 @@ def create_version(ws: Workspace, records: list[Record], *, parent: int | None, 
     with ws.transaction() as db:
         cur = db.execute(
             "insert into dataset_versions (parent_id, step, params, counts, note, content_hash, num_records,"
-            " path, created_by) values (?,?,?,?,?,?,?,?,?)",
+            " path, created_by, kind) values (?,?,?,?,?,?,?,?,?,?)",
             (parent, step, json.dumps(params or {}), json.dumps(counts), note, digest, len(records),
-             str(rel), created_by))
+             str(rel), created_by, kind))
         vid = cur.lastrowid
         db.execute("insert into version_events (version_id, event, actor) values (?, 'created', ?)", (vid, created_by))
         if make_current:
@@ -131,6 +148,16 @@ def create_version(ws: Workspace, records: list[Record], *, parent: int | None, 
         _cache[(str(ws.root), vid)] = list(records)
         _trim_cache()
     return get_version(ws, vid)
+
+
+def version_kind(records: list[Record]) -> str:
+    """``preference`` when every record carries chosen/rejected answers, ``sft`` when none does."""
+    preference = sum(1 for r in records if r.is_preference)
+    if preference and preference != len(records):
+        first = next(r for r in records if not r.is_preference)
+        raise TuneloopError(f"record '{first.id}' has no chosen/rejected answers while {preference} others do; a "
+                            f"version holds either chat records or preference pairs, not both")
+    return "preference" if preference else "sft"
 
 
 def get_version(ws: Workspace, version: int | str) -> Version:
@@ -191,7 +218,13 @@ def load_records(ws: Workspace, version: int | str) -> list[Record]:
     ids = table.column("id").to_pylist()
     msgs = table.column("messages").to_pylist()
     metas = table.column("meta").to_pylist()
-    records = [Record(id=i, messages=json.loads(m), meta=json.loads(t)) for i, m, t in zip(ids, msgs, metas)]
+    if "chosen" in table.column_names:
+        records = [Record(id=i, messages=json.loads(m), meta=json.loads(t), chosen=json.loads(c),
+                          rejected=json.loads(r))
+                   for i, m, t, c, r in zip(ids, msgs, metas, table.column("chosen").to_pylist(),
+                                            table.column("rejected").to_pylist())]
+    else:
+        records = [Record(id=i, messages=json.loads(m), meta=json.loads(t)) for i, m, t in zip(ids, msgs, metas)]
     with _cache_lock:
         _cache[key] = records
         _trim_cache()
@@ -239,17 +272,19 @@ def search_records(records: list[Record], query: str = "", *, split: str | None 
 
 
 def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str = "jsonl") -> Path:
-    """Write a version as JSONL, Parquet or a Hugging Face DatasetDict folder (one split per key)."""
+    """Write a version as JSONL, Parquet or a Hugging Face DatasetDict folder (one split per key).
+
+    A preference version is written in trl's preference shape: prompt, chosen, rejected (plus id, meta)."""
     records = load_records(ws, version)
     out = Path(out)
     if fmt == "jsonl":
         from curation.data.formats import write_jsonl
         return write_jsonl(records, out)
+    from curation.data.formats import export_row
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
-        table = pa.Table.from_pylist([{"id": r.id, "messages": r.messages, "meta": canonical_json(r.meta)}
-                                      for r in records])
+        table = pa.Table.from_pylist([{**export_row(r), "meta": canonical_json(r.meta)} for r in records])
         with atomic_path(out) as tmp:
             pq.write_table(table, tmp)
         return out
@@ -258,8 +293,7 @@ def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str 
         groups: dict[str, list[Record]] = {}
         for r in records:
             groups.setdefault(r.meta.get("split") or "train", []).append(r)
-        dd = DatasetDict({name: Dataset.from_list([{"id": r.id, "messages": r.messages,
-                                                    "meta": canonical_json(r.meta)} for r in rs])
+        dd = DatasetDict({name: Dataset.from_list([{**export_row(r), "meta": canonical_json(r.meta)} for r in rs])
                           for name, rs in groups.items()})
         if out.exists():
             raise TuneloopError(f"{out} already exists; choose a new folder for the export")

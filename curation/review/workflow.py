@@ -298,9 +298,9 @@ def _show(value: Any) -> str:
 
 
 def needs_answer_ids(ws: Workspace) -> set[str]:
-    """Record ids that rating sent back: both models answered badly and no rater wrote the answer."""
-    from evaluation.feedback import needs_answer_queue
-    return {item.prompt_id for item in needs_answer_queue(ws)}
+    """Record ids whose prompts wait in curation's answer requests (rating sends both-bad prompts there)."""
+    from curation.review.answer_requests import open_prompt_ids
+    return open_prompt_ids(ws)
 
 
 def review_state(ws: Workspace, version: int | str) -> ReviewState:
