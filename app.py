@@ -114,8 +114,8 @@ def build_rate_app(ws):
 
 def page_head() -> str:
     """Keyboard shortcuts and overlays the tabs ask for in the page head."""
-    from curation.ui.review import REVIEW_HEAD_JS
-    return REVIEW_HEAD_JS
+    from ui.kit import static_head
+    return static_head("review")
 
 
 def create_server(ws, *, rater_only: bool = False):

@@ -11,6 +11,7 @@ import functools
 import html
 import inspect
 import threading
+import typing
 from pathlib import Path
 
 import gradio as gr
@@ -72,6 +73,28 @@ def show_errors(fn):
             except TuneloopError as exc:
                 raise _shown(exc) from None
     return wrapper
+
+
+# -- wiring -------------------------------------------------------------------------------------------
+
+def bind(handler, *bound):
+    """``handler`` with its first arguments fixed (the workspace, the tab's widgets), in a form Gradio can
+    wire: unlike ``functools.partial``, Gradio still sees the remaining parameters with their types, so
+    ``gr.Request``, ``gr.Progress`` and ``gr.SelectData`` arrive, and a generator still streams."""
+    signature = inspect.signature(handler)
+    rest = list(signature.parameters.values())[len(bound):]
+    if inspect.isgeneratorfunction(inspect.unwrap(handler)):
+        def wired(*args, **kwargs):
+            yield from handler(*bound, *args, **kwargs)
+    else:
+        def wired(*args, **kwargs):
+            return handler(*bound, *args, **kwargs)
+    functools.update_wrapper(wired, handler)
+    del wired.__wrapped__  # Gradio must see the bound signature, not the handler's
+    wired.__signature__ = signature.replace(parameters=rest)
+    hints = typing.get_type_hints(handler)
+    wired.__annotations__ = {k: v for k, v in hints.items() if k == "return" or k in {p.name for p in rest}}
+    return wired
 
 
 # -- who is calling -----------------------------------------------------------------------------------
