@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from core.errors import TuneloopError
+from training.inference import DecodingSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--overlap", type=int, default=1, help="raters per pair (default 1)")
     g.add_argument("--limit", type=int, help="rate only the first N prompts")
     g.add_argument("--guidelines", default="", help="guidelines shown to raters beside each pair")
-    g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--max-new-tokens", type=int, default=DecodingSettings.max_new_tokens)
     g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    g.add_argument("--temperature", type=float, default=0.7)
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--temperature", type=float, default=DecodingSettings.temperature)
+    g.add_argument("--top-p", type=float, default=DecodingSettings.top_p)
+    g.add_argument("--seed", type=int, default=DecodingSettings.seed)
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--4bit", dest="load_in_4bit", action="store_true", help="load the base model in 4-bit NF4")
 
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--split", required=True, metavar="VERSION", help="dataset version holding the splits (v4)")
     a.add_argument("--which", default="test", help="which split's reference answers to score (default: test)")
     a.add_argument("--limit", type=int, help="answer and score only the first N conversations of each split")
-    a.add_argument("--max-new-tokens", type=int, default=200)
+    a.add_argument("--max-new-tokens", type=int, default=DecodingSettings.max_new_tokens)
     a.add_argument("--batch-size", type=int, default=8)
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
@@ -114,8 +115,7 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from curation.data.versions import get_version
-    from evaluation.generate import DecodingSettings, RunModels, prepare_evaluation, prompts_from_version, \
-        resolve_adapter
+    from evaluation.generate import RunModels, prepare_evaluation, prompts_from_version, resolve_adapter
 
     ws = _workspace(args)
     version = get_version(ws, args.split)
@@ -226,7 +226,6 @@ def cmd_auto(args) -> int:
     from tqdm import tqdm
 
     from evaluation.auto import auto_evaluate, format_auto_evaluation
-    from evaluation.generate import DecodingSettings
 
     bar = tqdm(unit="response", desc="answering", file=sys.stderr)
 
