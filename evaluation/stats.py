@@ -166,26 +166,19 @@ def krippendorff_alpha(votes: list[Vote]) -> tuple[float | None, int]:
     """Nominal alpha over prompts with ≥ 2 raters, and how many such prompts there were.
 
     None when it is undefined: fewer than two such prompts, or every vote the same (no variation).
-    A rater who judged a prompt twice counts with their last vote.
+    A rater who judged a prompt twice counts with their last vote. The verdicts are categories with
+    no order (a tie is not "between" the two models), hence nominal; curation's reviewer agreement
+    computes it.
     """
+    from curation.review.workflow import krippendorff_alpha as nominal_alpha
     by_prompt: dict[str, dict[str, str]] = defaultdict(dict)
     for v in votes:
         by_prompt[v.prompt_id][v.rater] = v.verdict
-    items = [pid for pid, rs in by_prompt.items() if len(rs) >= 2]
-    if len(items) < 2:
-        return None, len(items)
-    values = {v: i for i, v in enumerate(OUTCOMES)}
-    raters = sorted({r for pid in items for r in by_prompt[pid]})
-    import numpy as np
-    data = np.full((len(raters), len(items)), np.nan)
-    for j, pid in enumerate(items):
-        for r, verdict in by_prompt[pid].items():
-            data[raters.index(r), j] = values[verdict]
-    if len(np.unique(data[~np.isnan(data)])) < 2:
-        return None, len(items)
-    import krippendorff
-    alpha = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
-    return (None if math.isnan(alpha) else alpha), len(items)
+    units = [raters for raters in by_prompt.values() if len(raters) >= 2]
+    if len(units) < 2:
+        return None, len(units)
+    alpha = nominal_alpha(units)
+    return (None if alpha is None or math.isnan(alpha) else alpha), len(units)
 
 
 def summarize(votes: list[Vote], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:

@@ -72,6 +72,17 @@ def test_krippendorff_alpha_nominal_matches_hand_computation():
     assert krippendorff_alpha([Vote("p", "ana", "tie", "A")]) == (None, 0)
 
 
+def test_krippendorff_alpha_treats_verdicts_as_unordered_categories():
+    # Two raters swap tie and both_bad on two of four prompts: o = 4 disagreeing pairs of 8 values, every
+    # verdict twice → D_o = 0.5, D_e = (64 - 16) / 56 → nominal alpha 5/12. Ordinal or interval would
+    # call tie and both_bad neighbours and give 0.825.
+    verdicts = {"ana": "finetuned base tie both_bad", "bob": "finetuned base both_bad tie"}
+    votes = [Vote(f"p{i}", r, v, "A") for r, line in verdicts.items() for i, v in enumerate(line.split())]
+    alpha, items = krippendorff_alpha(votes)
+    assert items == 4
+    assert alpha == pytest.approx(5 / 12, abs=1e-9)
+
+
 def test_per_rater_and_label_breakdowns():
     s = summarize(as_votes(known_votes()))
     by_rater = {r["rater"]: r for r in s["per_rater"]}

@@ -213,6 +213,22 @@ def test_a_killed_job_shows_as_failed_not_running(ws, tiny_model):
     assert [r.status for r in R.list_runs(fresh)] == ["failed"]
 
 
+def test_a_created_run_waits_as_created_until_it_is_launched(ws, tiny_model, tmp_path, capsys):
+    """`python -m training create` registers a run for accelerate to start later: no process yet is no failure."""
+    from training.cli import main as training_cli
+    version = split_version(ws)
+    config = save_config(tiny_config(tiny_model, version.name), tmp_path / "run.yaml")
+    assert training_cli(["create", str(config), "--workspace", str(ws.root)]) == 0
+    run_id = int(capsys.readouterr().out.strip())
+    fresh = Workspace.open(ws.root)
+    assert R.get_run_status(fresh, run_id).status == "created"
+    assert [r.status for r in R.list_runs(fresh)] == ["created"]
+    started = R.start_job_process(fresh, R.get_run(fresh, run_id))
+    assert started.status in ("queued", "running")
+    R.request_stop(fresh, run_id)
+    assert R.wait_for_run(fresh, run_id, timeout=600).status in ("stopped", "finished")
+
+
 # -- preflight and CLI ---------------------------------------------------------------------------------
 def test_preflight_reports_memory_tokens_and_an_example(ws, tiny_model):
     from training.preflight import preflight

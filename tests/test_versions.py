@@ -108,3 +108,36 @@ def test_search_records():
     assert [r.id for r in V.search_records(rs, "ORD-1 refund")] == ["r0"]
     assert [r.id for r in V.search_records(rs, "RESET")] == ["r1"]
     assert len(V.search_records(rs, "")) == 2
+
+
+def test_meta_is_part_of_the_content_hash(ws):
+    """Two versions that differ only in a record's meta (a label, a split) are different data."""
+    a = recs(("q1", "a1"), ("q2", "a2"))
+    b = recs(("q1", "a1"), ("q2", "a2"))
+    b[1].meta["label"] = "refund"
+    assert V.content_hash(a) != V.content_hash(b)
+    va = V.create_version(ws, a, parent=None, step="import")
+    vb = V.create_version(ws, b, parent=va.id, step="review")
+    assert va.content_hash != vb.content_hash
+
+
+def test_a_preference_version_is_stored_hashed_shown_and_exported_in_trl_shape(ws, tmp_path):
+    sft = V.create_version(ws, recs(("q1", "a1")), parent=None, step="import")
+    prompt = [{"role": "user", "content": "Where is my order?"}]
+    pairs = [Record(f"p{i}", prompt, {"split": "train", "i": i}, chosen=[{"role": "assistant", "content": "Here."}],
+                    rejected=[{"role": "assistant", "content": "No idea."}]) for i in range(2)]
+    v = V.create_version(ws, pairs, parent=sft.id, step="preferences", params={"evaluation": 1})
+    assert v.kind == "preference" and "2 preference pairs" in v.describe()
+    assert V.current_version(ws).id == sft.id                   # never the data every step starts from
+    assert [x.name for x in V.lineage(ws, v.id)] == [v.name, sft.name]
+    V._cache.clear()
+    loaded = V.load_records(ws, v.id)
+    assert loaded == pairs and V.content_hash(loaded) == v.content_hash
+    swapped = [Record(p.id, p.messages, p.meta, chosen=p.rejected, rejected=p.chosen) for p in pairs]
+    assert V.content_hash(swapped) != v.content_hash            # which answer won is part of the data
+    V.export_version(ws, v.id, tmp_path / "prefs.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
+    assert rows[0] == {"id": "p0", "prompt": prompt, "chosen": [{"role": "assistant", "content": "Here."}],
+                       "rejected": [{"role": "assistant", "content": "No idea."}], "meta": {"split": "train", "i": 0}}
+    with pytest.raises(TuneloopError, match="either chat records or preference pairs"):
+        V.create_version(ws, pairs + recs(("q", "a")), parent=None, step="import")
