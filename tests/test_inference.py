@@ -165,3 +165,5 @@ def test_decoding_settings_round_trip_and_say_what_is_wrong():
         DecodingSettings.from_dict({"do_sample": "yes"})
     with pytest.raises(TuneloopError, match="between 1 and 8192"):
         DecodingSettings.from_dict({"max_new_tokens": 0})
+    with pytest.raises(TuneloopError, match="'seed' must be a whole number"):
+        DecodingSettings.from_dict({"seed": 1.5})

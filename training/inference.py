@@ -97,6 +97,8 @@ class DecodingSettings:
                 values[name] = kind(value)
             except (TypeError, ValueError) as exc:
                 raise TuneloopError(f"decoding setting '{name}' must be {known[name]} (got {value!r})") from exc
+            if kind is int and values[name] != float(value):
+                raise TuneloopError(f"decoding setting '{name}' must be a whole number (got {value!r})")
         return cls(**values).validate()
 
     def generate_kwargs(self) -> dict[str, Any]:
@@ -159,10 +161,12 @@ class WarmBase:
 
     def __init__(self, resolved, *, load_in_4bit: bool = False, max_adapters: int = 4):
         self.resolved = resolved
-        self.name = resolved.name
+        self.name = resolved.name if resolved is not None else "the model"
         self.load_in_4bit = load_in_4bit
         self.max_adapters = max_adapters
-        self.identity = {"base": resolved.path, "revision": resolved.revision, "4bit": load_in_4bit}
+        # What the generation cache keys answers by: the weights' folder and revision, and the precision.
+        self.identity = ({"base": resolved.path, "revision": resolved.revision, "4bit": load_in_4bit}
+                         if resolved is not None else {"base": self.name})
         self.model = None
         self.tokenizer = None
         self._folders: dict[str, str] = {}                   # adapter name -> folder, for every adapter added
@@ -177,13 +181,10 @@ class WarmBase:
 
         Its adapters keep their names (``active_adapter`` is the one training trains); none can be added.
         """
-        warm = cls.__new__(cls)
-        warm.resolved, warm.name, warm.load_in_4bit, warm.max_adapters = None, name, False, 0
-        warm.identity = {"base": name}
+        warm = cls(None, max_adapters=0)
+        warm.name = warm.identity["base"] = name
         warm.model, warm.tokenizer = model, tokenizer
-        warm._folders = {}
-        warm._loaded = OrderedDict((n, None) for n in getattr(model, "peft_config", {}))
-        warm._lock, warm._users, warm._users_lock = threading.Lock(), 0, threading.Lock()
+        warm._loaded.update((n, None) for n in getattr(model, "peft_config", {}))
         return warm
 
     @property
