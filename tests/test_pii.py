@@ -7,7 +7,8 @@ import re
 import pytest
 
 from core.errors import InputProblem, TuneloopError
-from curation.pii.scrub import (CustomRecognizer, PiiSettings, find_pii, find_pii_parallel, main, pseudonym,
+from curation.pii.cli import main, review_main
+from curation.pii.scrub import (CustomRecognizer, PiiOptions, find_pii, find_pii_parallel, pseudonym,
                           scrub_records)
 from curation.pii.review import (apply_scan, decide, latest_open_scan, load_settings, review_items, run_scan,
                                  save_settings)
@@ -29,7 +30,7 @@ def record(rid: str, *texts: str) -> Record:
     return Record(id=rid, messages=[{"role": roles[i % 2], "content": t} for i, t in enumerate(texts)])
 
 
-def scrub_one(text: str, settings: PiiSettings | None = None, salt: str = "s") -> str:
+def scrub_one(text: str, settings: PiiOptions | None = None, salt: str = "s") -> str:
     return scrub_records([record("r1", text)], settings, salt=salt, workers=1).records[0].messages[0]["content"]
 
 
@@ -47,7 +48,7 @@ def test_placeholder_removes_pii_and_keeps_domain_tokens():
 def test_chat_style_names_are_found():
     texts = ["hey its mike lol the app crashed", "Thanks,\nsarah\nSupport Lead",
              "| Name | Email |\n| john smith | js@example.com |", "Regards, Dr. Jared Ortega MD"]
-    spans = find_pii(texts, PiiSettings())
+    spans = find_pii(texts, PiiOptions())
     found = [[t[s:e] for s, e, kind, _ in sp if kind == "PERSON"] for t, sp in zip(texts, spans)]
     assert found[0] == ["mike"]
     assert found[1] == ["sarah"]
@@ -57,10 +58,10 @@ def test_chat_style_names_are_found():
 
 def test_mask_redact_and_per_type_operators():
     text = "Email jen.lopez@example.com or call (415) 555-0132."
-    masked = scrub_one(text, PiiSettings(default_operator="mask"))
+    masked = scrub_one(text, PiiOptions(default_operator="mask"))
     assert masked == "Email " + "*" * len("jen.lopez@example.com") + " or call " + "*" * 14 + "."
-    assert scrub_one(text, PiiSettings(default_operator="redact")) == "Email  or call ."
-    mixed = scrub_one(text, PiiSettings(operators={"PHONE_NUMBER": "redact"}))
+    assert scrub_one(text, PiiOptions(default_operator="redact")) == "Email  or call ."
+    mixed = scrub_one(text, PiiOptions(operators={"PHONE_NUMBER": "redact"}))
     assert mixed == "Email <EMAIL_ADDRESS> or call ."
 
 
@@ -68,7 +69,7 @@ def test_pseudonyms_are_consistent_across_records_and_salted():
     records = [record("a", "Write to jen.lopez@example.com please", "Sure, Jennifer Lopez."),
                record("b", "JEN.LOPEZ@example.com again; also bob.stone@example.org"),
                record("c", "jennifer lopez called")]
-    settings = PiiSettings(default_operator="pseudonym")
+    settings = PiiOptions(default_operator="pseudonym")
     out = scrub_records(records, settings, salt="team", workers=1).records
     token = pseudonym("EMAIL_ADDRESS", "jen.lopez@example.com", "team")
     assert re.fullmatch(r"<EMAIL_ADDRESS_[0-9a-f]{8}>", token)
@@ -81,19 +82,19 @@ def test_pseudonyms_are_consistent_across_records_and_salted():
 
 def test_allow_list_exact_and_regex():
     text = "Ask Jennifer Lopez or support@acme.example, or Maria Garcia."
-    out = scrub_one(text, PiiSettings(allow=["Jennifer Lopez", r"re:support@.*"]))
+    out = scrub_one(text, PiiOptions(allow=["Jennifer Lopez", r"re:support@.*"]))
     assert "Jennifer Lopez" in out and "support@acme.example" in out and "Maria Garcia" not in out
 
 
 def test_protected_pattern_wins_over_a_finding():
     text = "Your case number is 415-555-0132 and my phone is 415-555-0199."
     assert scrub_one(text).count("<PHONE_NUMBER>") == 2
-    out = scrub_one(text, PiiSettings(protect=[r"case number is \S+"]))
+    out = scrub_one(text, PiiOptions(protect=[r"case number is \S+"]))
     assert "415-555-0132" in out and "415-555-0199" not in out
 
 
 def test_custom_recognizers_regex_with_context_and_deny_list():
-    settings = PiiSettings(custom=[
+    settings = PiiOptions(custom=[
         CustomRecognizer(name="employee", entity="EMPLOYEE_ID", pattern=r"\bE\d{6}\b", context=["employee"],
                          score=0.3),
         CustomRecognizer(name="codenames", entity="PROJECT", kind="deny", words=["Bluebird"], score=0.9)])
@@ -117,25 +118,25 @@ def test_bad_input_empty_non_string_and_huge():
 
 def test_settings_are_checked():
     with pytest.raises(TuneloopError, match="regular expression"):
-        PiiSettings(protect=["(unclosed"]).check()
-    with pytest.raises(TuneloopError, match="unknown operator"):
-        PiiSettings(default_operator="shred").check()
+        PiiOptions(protect=["(unclosed"]).validate()
+    with pytest.raises(TuneloopError, match="default_operator: .shred. is not one of placeholder"):
+        PiiOptions(default_operator="shred").validate()
     with pytest.raises(TuneloopError, match="UPPER_CASE"):
-        PiiSettings(custom=[CustomRecognizer(name="x", entity="lower", pattern="a")]).check()
+        PiiOptions(custom=[CustomRecognizer(name="x", entity="lower", pattern="a")]).validate()
 
 
 def test_parallel_scan_matches_single_process_and_reports_progress():
     texts = [f"ticket {i}: reach Maria Garcia at maria{i}@example.com, order #{100000 + i}" for i in range(400)]
     seen = []
-    parallel = find_pii_parallel(texts, PiiSettings(), workers=2, progress=lambda d, t: seen.append((d, t)))
-    assert parallel == find_pii_parallel(texts, PiiSettings(), workers=1)
+    parallel = find_pii_parallel(texts, PiiOptions(), workers=2, progress=lambda d, t: seen.append((d, t)))
+    assert parallel == find_pii_parallel(texts, PiiOptions(), workers=1)
     assert seen[-1] == (400, 400)
     assert all(len(s) == 2 for s in parallel)
 
 
 def test_cancel_stops_the_scan():
     with pytest.raises(TuneloopError, match="cancelled"):
-        find_pii_parallel([f"text {i}" for i in range(300)], PiiSettings(), workers=1, cancel=lambda: True)
+        find_pii_parallel([f"text {i}" for i in range(300)], PiiOptions(), workers=1, cancel=lambda: True)
 
 
 def test_cli_writes_scrubbed_records_and_report(tmp_path, capsys):
@@ -161,7 +162,7 @@ def test_review_flow_makes_a_version_without_originals(ws):
                record("r3", "call 415-555-0132 about SKU-4471-BLK"),
                record("r4", "nothing personal here")]
     base = create_version(ws, records, parent=None, step="import")
-    save_settings(ws, PiiSettings(operators={"EMAIL_ADDRESS": "mask"}))
+    save_settings(ws, PiiOptions(operators={"EMAIL_ADDRESS": "mask"}))
     assert load_settings(ws).operators == {"EMAIL_ADDRESS": "mask"}
     scan = run_scan(ws, workers=1)
     assert latest_open_scan(ws).id == scan.id
@@ -198,3 +199,88 @@ def test_stale_scan_cannot_be_applied(ws):
     create_version(ws, [record("r1", "changed meanwhile")], parent=None, step="import")
     with pytest.raises(TuneloopError, match="scan again"):
         apply_scan(ws, scan.id)
+
+
+def test_a_regex_allow_list_entry_keeps_the_tokens_it_matches():
+    text = "Write to helpdesk@example.com or to bob.stone@example.org."
+    assert scrub_one(text) == "Write to <EMAIL_ADDRESS> or to <EMAIL_ADDRESS>."
+    out = scrub_one(text, PiiOptions(allow=[r"re:[\w.]+@example\.com"]))
+    assert out == "Write to helpdesk@example.com or to <EMAIL_ADDRESS>."
+    assert scrub_one(text, PiiOptions(allow=[r"[\w.]+@example\.com"])) == scrub_one(text)  # without re: it is exact
+
+
+def test_options_name_the_key_at_fault():
+    problems = PiiOptions(entities=["PERSON", "PASSPORT"], operators={"PERSON": "shred"}, default_threshold=1.5,
+                          allow=["re:(open"]).problems()
+    assert problems[0].startswith("entities: 'PASSPORT' is not one of PERSON")
+    assert "default_threshold: 1.5 is too large; it must be at most 1.0" in problems
+    assert any(p.startswith("operators: unknown operator 'shred' for PERSON") for p in problems)
+    assert any(p.startswith("allow: allow-list entry 're:(open' is not a valid regular expression") for p in problems)
+    with pytest.raises(TuneloopError, match="colour: not one of the PII options"):
+        PiiOptions.from_dict({"colour": "red"})
+
+
+def test_cli_scrubs_a_workspace_version_as_the_tab_applies_it(ws, tmp_path, capsys):
+    base = create_version(ws, [record("r1", "mail jen.lopez@example.com or call Maria Garcia"),
+                               record("r2", "order ORD-2024-00123")], parent=None, step="import")
+    save_settings(ws, PiiOptions(operators={"PERSON": "redact"}))
+    out = tmp_path / "out.jsonl"
+    assert main(["current", str(out), "--workspace", str(ws.root), "--operator", "mask", "--workers", "1"]) == 0
+    made = load_records(ws, base.id + 1)
+    text = made[0].messages[0]["content"]
+    assert text == "mail " + "*" * len("jen.lopez@example.com") + " or call "
+    assert json.loads(out.read_text().splitlines()[0])["messages"][0]["content"] == text
+    from curation.data.versions import current_version
+    version = current_version(ws)
+    assert version.step == "scrub" and version.parent_id == base.id and version.counts["records_scrubbed"] == 1
+    assert version.params["default_operator"] == "mask" and version.params["operators"] == {"PERSON": "redact"}
+    assert load_settings(ws).default_operator == "mask"
+    assert f"→ {out} and {version.describe()}" in capsys.readouterr().out
+    assert main(["v7", "--workspace", str(ws.root)]) == 2
+    assert "there is no version v7" in capsys.readouterr().err
+    assert main(["current", "--workspace", str(ws.root), "--threshold", "high"]) == 2
+    assert "default_threshold: 'high' is not a valid number" in capsys.readouterr().err
+
+
+def test_review_cli_scan_decide_edit_and_apply(ws, capsys):
+    records = [record("r1", "I'm Jennifer Lopez, order ORD-2024-00123"), record("r2", "mail me: bob.stone@example.org"),
+               record("r3", "call 415-555-0132 about SKU-4471-BLK")]
+    base = create_version(ws, records, parent=None, step="import")
+    root = ["--workspace", str(ws.root)]
+    assert review_main(["scan", "current", *root, "--workers", "1"]) == 0
+    assert "3 records with PII" in capsys.readouterr().out
+    assert review_main(["list", *root, "--entity", "PHONE_NUMBER", "--show"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.startswith("r3\tPHONE_NUMBER\tpending") and "after:  call <PHONE_NUMBER> about SKU-4471-BLK" in listed
+    assert review_main(["reject", "r3", *root]) == 0
+    assert review_main(["edit", "r1", "--message", "1", "--text", "I'm [name], order ORD-2024-00123", *root]) == 0
+    assert review_main(["accept", "r2", *root]) == 0
+    assert review_main(["accept", *root]) == 2
+    assert "give record ids to accept, or --all" in capsys.readouterr().err
+    assert review_main(["reject", "nobody", *root]) == 2
+    assert "record(s) nobody have no findings" in capsys.readouterr().err
+    assert review_main(["edit", "r2", "--message", "2", "--text", "x", *root]) == 2
+    assert "message 2 of record r2 has no findings" in capsys.readouterr().err
+    assert review_main(["apply", *root]) == 0
+    version = load_records(ws, base.id + 1)
+    out = {r.id: r.messages[0]["content"] for r in version}
+    assert out == {"r1": "I'm [name], order ORD-2024-00123", "r2": "mail me: <EMAIL_ADDRESS>",
+                   "r3": "call 415-555-0132 about SKU-4471-BLK"}
+    assert review_main(["list", *root]) == 2
+    assert "no open scan of the current version" in capsys.readouterr().err
+    assert review_main(["scan", "v9", *root]) == 2
+    assert "there is no version v9" in capsys.readouterr().err
+
+
+def test_review_cli_accept_all_on_an_older_version_branches_only_when_asked(ws, capsys):
+    old = create_version(ws, [record("r1", "mail jen.lopez@example.com")], parent=None, step="import")
+    create_version(ws, [record("r1", "nothing here")], parent=None, step="import")
+    root = ["--workspace", str(ws.root)]
+    assert review_main(["scan", old.name, *root, "--workers", "1"]) == 0
+    scan_id = ws.db.execute("select max(id) from pii_scans").fetchone()[0]
+    assert review_main(["accept", "--all", "--scan", str(scan_id), *root]) == 0
+    assert review_main(["apply", "--scan", str(scan_id), *root]) == 2
+    assert "apply with --branch" in capsys.readouterr().err
+    assert review_main(["apply", "--scan", str(scan_id), "--branch", *root]) == 0
+    made = load_records(ws, 3)
+    assert made[0].messages[0]["content"] == "mail <EMAIL_ADDRESS>"

@@ -32,8 +32,8 @@ def test_bad_form_values_are_shown_naming_the_key(ws):
     source = create_version(ws, support_tickets(80, seed=2), parent=None, step="import")
     out = build_split(ws, source.name, *form_values(val=2.5))
     assert "val: 2.5 is neither a ratio below 1 nor a whole number" in out["status"]
-    out = build_split(ws, source.name, *form_values(max_per_label=0))
-    assert "max_per_label: 0 is too small" in out["status"]
+    out = build_split(ws, source.name, *form_values(max_per_label=-3))
+    assert "max_per_label: -3 is too small" in out["status"]
     assert "without a train/val/test split" in refix_split_version(ws, source.name, *form_values())["status"]
     assert current_version(ws).id == source.id
 

@@ -48,6 +48,8 @@ def option_component(cls: type, f: dataclasses.Field, value: Any, **kw: Any) -> 
         if "min" in meta and "max" in meta and not kind.optional:
             step = meta.get("step", 1 if kind.base is int else (meta["max"] - meta["min"]) / 20)
             return gr.Slider(meta["min"], meta["max"], value=value, step=step, **kw)
+        if kind.optional:  # an empty Number sends 0: the form's 0 stands for "none" (see options_from_form)
+            return gr.Number(value=0 if value is None else value, precision=0 if kind.base is int else None, **kw)
         return gr.Number(value=value, minimum=meta.get("min"), maximum=meta.get("max"),
                          precision=0 if kind.base is int else None, **kw)
     lines = 3 if kind.is_sequence or kind.base is dict else 1
@@ -72,8 +74,14 @@ def options_form(cls: type, defaults: Any = None, *, skip: tuple[str, ...] = (),
 
 def options_from_form(cls: type, values: dict[str, Any], *, base: Any = None):
     """Validated options from a form's values (``{field name: value}``); fields not in ``values`` come from
-    ``base`` (default: the class defaults). Raises TuneloopError naming every bad key."""
+    ``base`` (default: the class defaults). For an optional number, 0 means none. Raises TuneloopError
+    naming every bad key."""
     start = (base if base is not None else cls()).to_dict()
+    values = dict(values)
+    for f in options_fields(cls):
+        kind = field_kind(cls, f)
+        if kind.optional and kind.base in (int, float) and values.get(f.name) == 0:
+            values[f.name] = None
     return cls.from_dict({**start, **values}).validate()
 
 

@@ -1,4 +1,4 @@
 """``python -m curation.pii``: scrub personal data from a file or a workspace version."""
-from curation.pii.scrub import main
+from curation.pii.cli import main
 
 raise SystemExit(main())

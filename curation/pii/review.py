@@ -11,6 +11,8 @@ Example::
     items = review_items(ws, scan.id, entity="PERSON")
     decide(ws, scan.id, [items[0].record_id], "reject")
     version = apply_scan(ws, scan.id)                # v7 ← v6 · scrub · PERSON 40, ...
+
+The PII tab and ``python -m curation.pii.review`` (``curation.pii.cli``) both work through these functions.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from typing import Callable, Sequence
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.pii.scrub import Finding, PiiSettings, apply_findings, replace_spans, scan_records
+from curation.pii.scrub import Finding, PiiOptions, apply_findings, replace_spans, scan_records
 from curation.data.records import Record
+from curation.data.sources import resolve_version
 from curation.data.versions import Version, create_version, get_version, load_records, require_current
 
 DECISIONS = ("accept", "reject", "edit")
@@ -33,7 +36,7 @@ DECISIONS = ("accept", "reject", "edit")
 class Scan:
     id: int
     version_id: int
-    settings: PiiSettings
+    settings: PiiOptions
     counts: dict[str, int]
     status: str
     applied_version_id: int | None
@@ -42,7 +45,7 @@ class Scan:
     @classmethod
     def from_row(cls, row) -> "Scan":
         return cls(id=row["id"], version_id=row["version_id"],
-                   settings=PiiSettings.from_dict(json.loads(row["settings"])), counts=json.loads(row["counts"]),
+                   settings=PiiOptions.from_dict(json.loads(row["settings"])), counts=json.loads(row["counts"]),
                    status=row["status"], applied_version_id=row["applied_version_id"], created_at=row["created_at"])
 
     def describe(self) -> str:
@@ -74,13 +77,13 @@ class ReviewItem:
 
 # -- settings ---------------------------------------------------------------------------------
 
-def load_settings(ws: Workspace) -> PiiSettings:
+def load_settings(ws: Workspace) -> PiiOptions:
     row = ws.db.execute("select settings from pii_settings where id = 1").fetchone()
-    return PiiSettings.from_dict(json.loads(row["settings"])) if row else PiiSettings()
+    return PiiOptions.from_dict(json.loads(row["settings"])) if row else PiiOptions()
 
 
-def save_settings(ws: Workspace, settings: PiiSettings) -> PiiSettings:
-    settings.check()
+def save_settings(ws: Workspace, settings: PiiOptions) -> PiiOptions:
+    settings.validate()
     with ws.transaction() as db:
         db.execute("insert into pii_settings (id, settings, salt) values (1, ?, ?) on conflict(id) do update set "
                    "settings = excluded.settings, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
@@ -93,18 +96,19 @@ def workspace_salt(ws: Workspace) -> str:
     row = ws.db.execute("select salt from pii_settings where id = 1").fetchone()
     if row:
         return row["salt"]
-    save_settings(ws, PiiSettings())
+    save_settings(ws, PiiOptions())
     return ws.db.execute("select salt from pii_settings where id = 1").fetchone()["salt"]
 
 
 # -- scans ------------------------------------------------------------------------------------
 
-def run_scan(ws: Workspace, settings: PiiSettings | None = None, *, workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
-             actor: str | None = None) -> Scan:
-    """Scan the current version with the saved (or given) settings and store the findings."""
-    settings = (settings or load_settings(ws)).check()
-    version = require_current(ws)
+def run_scan(ws: Workspace, settings: PiiOptions | None = None, *, version: int | str | None = None,
+             workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+             cancel: Callable[[], bool] | None = None, actor: str | None = None) -> Scan:
+    """Scan ``version`` (default: the current one; ``current`` or ``v3``) with the saved (or given) settings
+    and store the findings."""
+    settings = (settings or load_settings(ws)).validate()
+    version = resolve_version(ws, "current" if version is None else version)
     records = load_records(ws, version.id)
     findings = scan_records(records, settings, workers=workers, progress=progress, cancel=cancel)
     counts = dict(sorted(Counter(f.entity for f in findings).items()))
@@ -204,17 +208,41 @@ def decide(ws: Workspace, scan_id: int, record_ids: Sequence[str], decision: str
     return len(record_ids)
 
 
-def apply_scan(ws: Workspace, scan_id: int, *, actor: str | None = None) -> Version:
+def edit_message(ws: Workspace, scan_id: int, record_id: str, message_index: int, text: str, *,
+                 actor: str | None = None) -> list[dict]:
+    """The reviewer's own text for one message of a record (0-based ``message_index``); the record's other
+    changed messages keep their proposed (or earlier edited) text. Records the edit; returns the messages."""
+    item = next((i for i in review_items(ws, scan_id) if i.record_id == record_id), None)
+    if item is None:
+        raise TuneloopError(f"record {record_id} has no findings in scan {scan_id}")
+    if message_index not in {m.index for m in item.messages}:
+        shown = ", ".join(str(m.index + 1) for m in item.messages)
+        raise TuneloopError(f"message {message_index + 1} of record {record_id} has no findings; "
+                            f"the messages to review are {shown}")
+    scan = get_scan(ws, scan_id)
+    record = next(r for r in load_records(ws, scan.version_id) if r.id == record_id)
+    messages = item.edited or [dict(m) for m in record.messages]
+    if item.edited is None:
+        for m in item.messages:
+            messages[m.index] = dict(messages[m.index], content=m.proposed)
+    messages[message_index] = dict(messages[message_index], content=text)
+    decide(ws, scan_id, [record_id], "edit", edited_messages=messages, actor=actor)
+    return messages
+
+
+def apply_scan(ws: Workspace, scan_id: int, *, actor: str | None = None, branch: bool = False) -> Version:
     """Make the scrubbed version: pending and accepted records scrubbed as proposed, edited ones
     as the reviewer wrote them, rejected ones unchanged. Counts per type go to the version; the
-    scan's findings and edits are then deleted."""
+    scan's findings and edits are then deleted. A scan of a version that is no longer current is
+    refused unless ``branch`` (the scrubbed version then branches from the scanned one)."""
     scan = get_scan(ws, scan_id)
     if scan.status != "open":
         raise TuneloopError(f"scan {scan_id} was already applied (v{scan.applied_version_id})")
     current = require_current(ws)
-    if current.id != scan.version_id:
+    if current.id != scan.version_id and not branch:
         raise TuneloopError(f"this scan is of v{scan.version_id} but the current version is now v{current.id}; "
-                            "scan again before applying")
+                            "scan again before applying (or, from the command line, apply with --branch to "
+                            f"scrub v{scan.version_id} anyway)")
     records = load_records(ws, scan.version_id)
     decisions = _decisions(ws, scan_id)
     findings = [f for f in scan_findings(ws, scan_id) if decisions.get(f.record_id, ("accept",))[0] == "accept"]
@@ -234,3 +262,8 @@ def apply_scan(ws: Workspace, scan_id: int, *, actor: str | None = None) -> Vers
         db.execute("delete from pii_findings where scan_id = ?", (scan.id,))
         db.execute("delete from pii_decisions where scan_id = ?", (scan.id,))
     return get_version(ws, version.id)
+
+
+if __name__ == "__main__":
+    from curation.pii.cli import review_main
+    raise SystemExit(review_main())

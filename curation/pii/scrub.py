@@ -9,17 +9,21 @@ Engines are built once per process and reused; messages are analysed in batches 
 
 Example::
 
-    settings = PiiSettings(operators={"PERSON": "pseudonym"}, protect=[r"\\bACME-\\d+\\b"])
-    result = scrub_records(records, settings, salt="team-secret")
+    options = PiiOptions(operators={"PERSON": "pseudonym"}, protect=[r"\\bACME-\\d+\\b"])
+    result = scrub_records(records, options, salt="team-secret")
     result.records, result.counts          # {"PERSON": 12, "EMAIL_ADDRESS": 4, ...}
 
-CLI: ``python -m curation.pii INPUT OUTPUT [--entities T ...] [--operator placeholder|mask|redact|pseudonym]
-[--allow TEXT_OR_REGEX ...] [--protect REGEX ...] [--threshold X] [--report report.json]``
+``PiiOptions`` is the single source of these parameters: the PII tab renders its settings from it,
+the CLI its flags, and a workspace saves it as YAML-able data.
+
+CLI: ``python -m curation.pii INPUT [OUTPUT] [--workspace DIR] [--entities T ...] [--operator
+placeholder|mask|redact|pseudonym] [--allow TEXT_OR_REGEX ...] [--protect REGEX ...] [--threshold X]
+[--options FILE] [--report report.json]``; INPUT is a file or a version (v3, current) of the workspace,
+which then gets the scrubbed version, as the PII tab's Apply makes it (every finding accepted).
+Reviewing before applying: ``python -m curation.pii.review``.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import hmac
 import json
@@ -27,13 +31,12 @@ import os
 import re
 import secrets
 import sys
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from core.errors import InputProblem, TuneloopError
+from core.options import Options, option
 from curation.data.records import Record
 
 DEFAULT_ENTITIES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
@@ -89,36 +92,55 @@ class CustomRecognizer:
 
 
 @dataclass
-class PiiSettings:
+class PiiOptions(Options):
     """Everything that decides what is found and how it is replaced; saved per workspace.
 
-    entities: types to find (DEFAULT_ENTITIES suit chat data). thresholds: minimum score per type
-    (``default_threshold`` otherwise). operators: placeholder | mask | redact | pseudonym per type
-    (``default_operator`` otherwise). allow: text never treated as PII, exact, or a regex written
-    ``re:PATTERN``. protect: regexes for domain identifiers; findings overlapping them are dropped
-    (``default_protect`` adds the built-in ones for order numbers, SKUs, versions, prices, codes).
-    custom: recognizers made in the tab.
+    allow: text never treated as PII, exact, or a regex written ``re:PATTERN``. protect: regexes for
+    domain identifiers; findings overlapping them are dropped (``default_protect`` adds the built-in
+    ones for order numbers, SKUs, versions, prices, codes). custom: recognizers made in the tab.
     """
-    entities: list[str] = field(default_factory=lambda: list(DEFAULT_ENTITIES))
-    thresholds: dict[str, float] = field(default_factory=dict)
-    default_threshold: float = DEFAULT_THRESHOLD
-    operators: dict[str, str] = field(default_factory=dict)
-    default_operator: str = "placeholder"
-    allow: list[str] = field(default_factory=list)
-    protect: list[str] = field(default_factory=list)
-    default_protect: bool = True
-    custom: list[CustomRecognizer] = field(default_factory=list)
+    what = "PII options"
+    entities: list[str] = option(list(DEFAULT_ENTITIES), "entity types to find (the defaults suit chat data)",
+                                 choices=ENTITY_TYPES, label="Entity types")
+    thresholds: dict[str, float] = option({}, "minimum score per type, as TYPE=SCORE (others: threshold)",
+                                          label="Minimum score per type")
+    default_threshold: float = option(DEFAULT_THRESHOLD, "minimum score for a finding to count", min=0.0, max=1.0,
+                                      flag="threshold", label="Minimum score")
+    operators: dict[str, str] = option({}, "replacement per type, as TYPE=OPERATOR (others: operator)",
+                                       label="Replacement per type")
+    default_operator: str = option("placeholder", "how findings are replaced: a typed placeholder (<PERSON>), a mask, "
+                                   "nothing, or a salted pseudonym that stays the same across the dataset",
+                                   choices=OPERATORS, flag="operator", label="Replace with")
+    allow: list[str] = option([], "never treat this as PII: exact text, or re:PATTERN for a regex",
+                              label="Allow-list: one per line, re:PATTERN for a regex")
+    protect: list[str] = option([], "regexes of domain identifiers never treated as PII (added to the built-in ones)",
+                                label="Protected patterns: one regex per line")
+    default_protect: bool = option(True, "built-in protected patterns: order numbers, SKUs, versions, prices, codes",
+                                   label="Built-in protected patterns (order numbers, SKUs, versions, prices)")
+    custom: list[CustomRecognizer] = option([], "recognizers made in the tab (regex or deny list); YAML only")
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "PiiSettings":
-        data = dict(data or {})
-        data["custom"] = [c if isinstance(c, CustomRecognizer) else CustomRecognizer(**c)
-                          for c in data.get("custom", [])]
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def more_problems(self) -> list[str]:
+        out = []
+        for entity, op in self.operators.items():
+            if op not in OPERATORS:
+                out.append(f"operators: unknown operator '{op}' for {entity}; choose {', '.join(OPERATORS)}")
+        for entity, value in self.thresholds.items():
+            if not 0 <= float(value) <= 1:
+                out.append(f"thresholds: the threshold for {entity} must be between 0 and 1, not {value}")
+        for item in self.allow:
+            if item.startswith("re:"):
+                out += _regex_problem("allow", item[3:], f"allow-list entry '{item}'")
+        for pattern in self.protect:
+            out += _regex_problem("protect", pattern, f"protected pattern '{pattern}'")
+        names = [c.name for c in self.custom]
+        if len(set(names)) != len(names):
+            out.append("custom: two custom recognizers have the same name; rename one")
+        for c in self.custom:
+            try:
+                c.check()
+            except TuneloopError as exc:
+                out.append(f"custom: {exc}")
+        return out
 
     def all_entities(self) -> list[str]:
         return list(dict.fromkeys(self.entities + [c.entity for c in self.custom]))
@@ -129,33 +151,17 @@ class PiiSettings:
     def operator_for(self, entity: str) -> str:
         return self.operators.get(entity, self.default_operator)
 
-    def check(self) -> "PiiSettings":
-        """Raise TuneloopError naming the first setting a user must fix; returns self."""
-        unknown = [e for e in self.entities if e not in ENTITY_TYPES]
-        if unknown:
-            raise TuneloopError(f"unknown entity type(s) {', '.join(unknown)}; choose from {', '.join(ENTITY_TYPES)}"
-                                " or add a custom recognizer")
-        for op in [self.default_operator, *self.operators.values()]:
-            if op not in OPERATORS:
-                raise TuneloopError(f"unknown operator '{op}'; choose {', '.join(OPERATORS)}")
-        for name, value in [("default", self.default_threshold), *self.thresholds.items()]:
-            if not 0 <= float(value) <= 1:
-                raise TuneloopError(f"threshold for {name} must be between 0 and 1, not {value}")
-        for item in self.allow:
-            if item.startswith("re:"):
-                _compile(item[3:], f"allow-list entry '{item}'")
-        for pattern in self.protect:
-            _compile(pattern, f"protected pattern '{pattern}'")
-        names = [c.name for c in self.custom]
-        if len(set(names)) != len(names):
-            raise TuneloopError("two custom recognizers have the same name; rename one")
-        for c in self.custom:
-            c.check()
-        return self
-
     def analysis_key(self) -> str:
         """What the analyzer engine depends on (the rest is applied after analysis)."""
         return json.dumps([sorted(self.entities), [asdict(c) for c in self.custom]], sort_keys=True)
+
+
+def _regex_problem(key: str, pattern: str, what: str) -> list[str]:
+    try:
+        _compile(pattern, what)
+    except TuneloopError as exc:
+        return [f"{key}: {exc}"]
+    return []
 
 
 def _compile(pattern: str, what: str) -> re.Pattern:
@@ -171,7 +177,7 @@ class PiiEngine:
     """Presidio analyzer + anonymizer for one set of entity types and custom recognizers.
     Built once per process (``engine_for``) and reused for every batch."""
 
-    def __init__(self, settings: PiiSettings):
+    def __init__(self, settings: PiiOptions):
         import spacy
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
@@ -269,7 +275,7 @@ class PiiEngine:
 _engines: dict[str, PiiEngine] = {}
 
 
-def engine_for(settings: PiiSettings) -> PiiEngine:
+def engine_for(settings: PiiOptions) -> PiiEngine:
     """The process's engine for these settings (built on first use, then reused)."""
     key = settings.analysis_key()
     engine = _engines.get(key)
@@ -281,7 +287,7 @@ def engine_for(settings: PiiSettings) -> PiiEngine:
 
 # -- finding --------------------------------------------------------------------------------
 
-def find_pii(texts: Sequence[str], settings: PiiSettings) -> list[list[Span]]:
+def find_pii(texts: Sequence[str], settings: PiiOptions) -> list[list[Span]]:
     """Final PII spans for each text: thresholds, allow-list and protected patterns applied,
     overlaps merged. Runs in this process."""
     engine = engine_for(settings)
@@ -317,7 +323,7 @@ def _pieces(text: str) -> Iterable[tuple[int, str]]:
 _rules_cache: dict[str, tuple] = {}
 
 
-def _rules(settings: PiiSettings) -> tuple:
+def _rules(settings: PiiOptions) -> tuple:
     from curation.pii.recognizers import DEFAULT_PROTECTED
 
     key = json.dumps([settings.allow, settings.protect, settings.default_protect])
@@ -332,7 +338,7 @@ def _rules(settings: PiiSettings) -> tuple:
     return _rules_cache[key]
 
 
-def _final_spans(text: str, spans: list[Span], settings: PiiSettings, rules: tuple) -> list[Span]:
+def _final_spans(text: str, spans: list[Span], settings: PiiOptions, rules: tuple) -> list[Span]:
     from curation.pii.recognizers import protected_spans
 
     protect, exact, allow_rx = rules
@@ -367,11 +373,11 @@ def _merge_overlaps(spans: list[Span]) -> list[Span]:
 
 # -- parallel scan ----------------------------------------------------------------------------
 
-def find_pii_parallel(texts: Sequence[str], settings: PiiSettings, *, workers: int | None = None,
+def find_pii_parallel(texts: Sequence[str], settings: PiiOptions, *, workers: int | None = None,
                       progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> list[list[Span]]:
     """``find_pii`` over many texts: identical texts analysed once, chunks spread over worker
     processes forked from this one (so they share its already-built engine)."""
-    settings.check()
+    settings.validate()
     unique = list(dict.fromkeys(texts))
     chunks = [unique[i:i + CHUNK * 4] for i in range(0, len(unique), CHUNK * 4)]
     workers = _worker_count(workers, len(chunks))
@@ -435,7 +441,7 @@ def pseudonym(entity: str, value: str, salt: str) -> str:
     return f"<{entity}_{digest[:8]}>"
 
 
-def replace_spans(text: str, spans: Sequence[Span], settings: PiiSettings, salt: str = "") -> str:
+def replace_spans(text: str, spans: Sequence[Span], settings: PiiOptions, salt: str = "") -> str:
     """Apply each entity type's operator to its spans with presidio's anonymizer."""
     if not spans:
         return text
@@ -510,7 +516,7 @@ def message_texts(records: Sequence[Record]) -> list[tuple[str, int, str]]:
     return out
 
 
-def scan_records(records: Sequence[Record], settings: PiiSettings, *, workers: int | None = None,
+def scan_records(records: Sequence[Record], settings: PiiOptions, *, workers: int | None = None,
                  progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> list[Finding]:
     """Every PII finding in every message of ``records`` (nothing is changed)."""
     items = message_texts(records)
@@ -523,7 +529,7 @@ def count_by_entity(findings: Iterable[Finding]) -> dict[str, int]:
     return dict(sorted(Counter(f.entity for f in findings).items()))
 
 
-def apply_findings(records: Sequence[Record], findings: Iterable[Finding], settings: PiiSettings,
+def apply_findings(records: Sequence[Record], findings: Iterable[Finding], settings: PiiOptions,
                    salt: str = "") -> list[Record]:
     """New records with each finding replaced by its operator; records keep their ids and meta."""
     by_message: dict[tuple[str, int], list[Span]] = {}
@@ -537,98 +543,14 @@ def apply_findings(records: Sequence[Record], findings: Iterable[Finding], setti
     return out
 
 
-def scrub_records(records: Sequence[Record], settings: PiiSettings | None = None, *, salt: str | None = None,
+def scrub_records(records: Sequence[Record], settings: PiiOptions | None = None, *, salt: str | None = None,
                   workers: int | None = None, progress: Progress | None = None,
                   cancel: Callable[[], bool] | None = None) -> ScrubResult:
     """Find and replace PII in all records in one go (the CLI's path; the tab reviews first)."""
-    settings = (settings or PiiSettings()).check()
+    settings = (settings or PiiOptions()).validate()
     salt = salt if salt is not None else secrets.token_hex(16)
     findings = scan_records(records, settings, workers=workers, progress=progress, cancel=cancel)
     scrubbed = apply_findings(records, findings, settings, salt)
     return ScrubResult(records=scrubbed, findings=findings, counts=count_by_entity(findings),
                        changed_records=len({f.record_id for f in findings}),
                        messages=sum(len(r.messages) for r in records))
-
-
-# -- CLI --------------------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m curation.pii",
-        description="Remove personal data from chat records, keeping order numbers, SKUs, versions and prices.")
-    parser.add_argument("input", help="records in any format the importer reads (JSONL, JSON, Parquet, CSV, HF folder)")
-    parser.add_argument("output", help="scrubbed records as messages JSONL (ids kept)")
-    parser.add_argument("--entities", nargs="+", metavar="TYPE", help=f"types to find (default: {' '.join(DEFAULT_ENTITIES)})")
-    parser.add_argument("--operator", choices=OPERATORS, default="placeholder", help="how to replace what is found")
-    parser.add_argument("--allow", nargs="+", default=[], metavar="TEXT_OR_REGEX",
-                        help="never treat this as PII: exact text, or re:PATTERN for a regex")
-    parser.add_argument("--protect", nargs="+", default=[], metavar="REGEX",
-                        help="domain identifiers never treated as PII (added to the built-in ones)")
-    parser.add_argument("--threshold", type=float, help=f"minimum score for every type (default {DEFAULT_THRESHOLD})")
-    parser.add_argument("--report", help="write counts per type as JSON here")
-    parser.add_argument("--salt", help="pseudonym salt: the same salt gives the same tokens across runs")
-    parser.add_argument("--format", help="force the input format (messages, alpaca, sharegpt, prompt_completion, csv)")
-    parser.add_argument("--workers", type=int, help="processes to use (default: 2 or the number of cores)")
-    parser.add_argument("--findings", help="write every finding as JSONL here: record id, message, offsets, type "
-                                           "(never the text)")
-    args = parser.parse_args(argv)
-
-    from curation.data.formats import read_records, write_jsonl
-
-    try:
-        settings = PiiSettings(entities=list(args.entities or DEFAULT_ENTITIES), default_operator=args.operator,
-                               allow=args.allow, protect=args.protect,
-                               default_threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold).check()
-        started = time.perf_counter()
-        with _without_torch_imports():
-            engine_for(settings)
-        records = read_records(args.input, format=args.format).records
-        result = scrub_records(records, settings, salt=args.salt, workers=args.workers,
-                               progress=_tqdm_progress("scanning messages"))
-        write_jsonl(result.records, args.output)
-        if args.findings:
-            Path(args.findings).write_text("".join(json.dumps(asdict(f)) + "\n" for f in result.findings),
-                                           encoding="utf-8")
-        report = {"input": str(args.input), "output": str(args.output), "records": len(records),
-                  "messages": result.messages, "changed_records": result.changed_records,
-                  "counts": result.counts, "seconds": round(time.perf_counter() - started, 2),
-                  "settings": settings.to_dict()}
-        if args.report:
-            Path(args.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except TuneloopError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    found = ", ".join(f"{k} {v}" for k, v in result.counts.items()) or "nothing"
-    print(f"{len(records)} records, {result.changed_records} changed; found {found} → {args.output}")
-    return 0
-
-
-@contextlib.contextmanager
-def _without_torch_imports():
-    """presidio and thinc import torch and transformers whenever they are installed; the PII engine
-    uses neither, and in a fresh CLI process they cost seconds. Only for the single-threaded CLI."""
-    blocked = [name for name in ("torch", "transformers") if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None
-    try:
-        yield
-    finally:
-        for name in blocked:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-
-
-def _tqdm_progress(label: str) -> Progress:
-    from tqdm import tqdm
-
-    bar: list = []
-
-    def update(done: int, total: int) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, desc=label, unit="msg", file=sys.stderr, leave=False))
-        bar[0].n = done
-        bar[0].refresh()
-        if done >= total:
-            bar[0].close()
-
-    return update

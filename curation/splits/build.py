@@ -57,7 +57,7 @@ class SplitOptions(Options):
                                label="Group by (never split a customer / conversation)")
     seed: int = option(0, "random seed: the same seed gives the same split", label="Seed (same seed, same split)")
     max_per_label: int | None = option(None, "rebalancing: keep at most this many records per stratify value",
-                                       min=1, label="Cap per label (empty: no cap)")
+                                       min=1, label="Cap per label (0: no cap)")
     leakage_threshold: float = option(DEFAULT_THRESHOLD, "near-duplicate similarity (Jaccard) that counts as leakage",
                                       min=0.0, max=1.0, label="Leakage: near-duplicate similarity threshold")
     fix: str = option("move", "move leaking groups into one split, drop leaking val/test records (at most 3%), "

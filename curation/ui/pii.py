@@ -8,9 +8,9 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
-from curation.pii.scrub import ENTITY_TYPES, OPERATORS, CustomRecognizer, PiiSettings, replace_spans
-from curation.pii.review import (apply_scan, decide, get_scan, latest_open_scan, load_settings, review_items,
-                                 run_scan, save_settings, workspace_salt)
+from curation.pii.scrub import ENTITY_TYPES, OPERATORS, CustomRecognizer, PiiOptions, replace_spans
+from curation.pii.review import (apply_scan, decide, edit_message, get_scan, latest_open_scan, load_settings,
+                                 review_items, run_scan, save_settings, workspace_salt)
 from curation.ui.common import user_errors
 
 DECISION_FILTERS = ("all", "pending", "accept", "reject", "edit")
@@ -87,13 +87,13 @@ def build(ws) -> None:
             for r in _rows(rows):
                 if r[0] and str(r[2]).strip() and not _is_number(r[2]):
                     raise TuneloopError(f"threshold for {r[0]} must be a number between 0 and 1, not '{r[2]}'")
-            return PiiSettings(
+            return PiiOptions(
                 entities=list(ents), default_operator=op, default_threshold=float(thr),
                 operators={r[0]: r[1] for r in _rows(rows) if r[0] and r[1]},
                 thresholds={r[0]: float(r[2]) for r in _rows(rows) if r[0] and str(r[2]).strip()},
                 allow=[a for a in allow_text.splitlines() if a.strip()],
                 protect=[p for p in protect_text.splitlines() if p.strip()], default_protect=bool(use_default),
-                custom=[_custom_from_row(r) for r in _rows(custom_rows) if r[0]]).check()
+                custom=[_custom_from_row(r) for r in _rows(custom_rows) if r[0]]).validate()
 
         settings_inputs = [entities, operator, threshold, per_type, allow, protect, default_protect, custom_table]
 
@@ -192,15 +192,8 @@ def build(ws) -> None:
         def on_save_edit(sid, record_id, message_value, text, type_value, decision_value):
             sid = resolve(sid)
             item = _item(ws, sid, record_id)
-            scan = get_scan(ws, sid)
-            record = next(r for r in _records_of(ws, scan.version_id) if r.id == record_id)
-            messages = item.edited or [dict(m) for m in record.messages]
-            if item.edited is None:
-                for m in item.messages:
-                    messages[m.index] = dict(messages[m.index], content=m.proposed)
             index = item.messages[[f"{m.index + 1} ({m.role})" for m in item.messages].index(message_value)].index
-            messages[index] = dict(messages[index], content=text)
-            decide(ws, sid, [record_id], "edit", edited_messages=messages)
+            edit_message(ws, sid, record_id, index, text)
             return list_review(sid, type_value, decision_value)
 
         @user_errors
@@ -253,7 +246,7 @@ def _rows(frame) -> list[list]:
     return [list(r) for r in frame.get("data", [])] if isinstance(frame, dict) else [list(r) for r in frame]
 
 
-def _per_type_rows(settings: PiiSettings) -> pd.DataFrame:
+def _per_type_rows(settings: PiiOptions) -> pd.DataFrame:
     types = sorted(set(settings.operators) | set(settings.thresholds))
     return pd.DataFrame([(t, settings.operators.get(t, ""), str(settings.thresholds.get(t, ""))) for t in types] or
                         [("", "", "")], columns=["entity", "operator", "threshold"])
@@ -264,7 +257,7 @@ def _custom_row(c: CustomRecognizer) -> list:
             c.score]
 
 
-def _custom_rows(settings: PiiSettings) -> pd.DataFrame:
+def _custom_rows(settings: PiiOptions) -> pd.DataFrame:
     return pd.DataFrame([_custom_row(c) for c in settings.custom], columns=CUSTOM_COLUMNS)
 
 
@@ -287,11 +280,6 @@ def _chart_markdown(counts: dict) -> str:
     return "**Findings per type**\n\n| type | findings | |\n|---|---:|---|\n" + "\n".join(rows)
 
 
-def _records_of(ws, version_id):
-    from curation.data.versions import load_records
-    return load_records(ws, version_id)
-
-
 def _item(ws, sid, record_id):
     for item in review_items(ws, sid):
         if item.record_id == record_id:
@@ -307,7 +295,7 @@ def _highlight_before(msg) -> list[tuple[str, str | None]]:
     return [seg for seg in out + [(msg.original[pos:], None)] if seg[0]]
 
 
-def _highlight_after(msg, settings: PiiSettings, salt: str) -> list[tuple[str, str | None]]:
+def _highlight_after(msg, settings: PiiOptions, salt: str) -> list[tuple[str, str | None]]:
     out, pos = [], 0
     for start, end, entity, score in msg.spans:
         value = msg.original[start:end]
