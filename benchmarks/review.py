@@ -15,7 +15,8 @@ import tempfile
 import time
 
 from core.workspace import Workspace
-from curation.review import workflow as R
+from curation.review.actions import submit_review
+from curation.review.state import ReviewState, review_queue
 from curation.data import versions as V
 from curation.data.demo import demo_records
 from curation.data.records import Record
@@ -42,12 +43,12 @@ def run(sizes: list[int], repeats: int) -> list[tuple[int, float, float]]:
         ws = Workspace.open(tempfile.mkdtemp(prefix="tuneloop-bench-review-"))
         version = V.create_version(ws, _records(n), parent=None, step="import")
         V.load_records(ws, version.id)
-        queue = R.review_queue(ws, version.id, "bench")
+        queue = review_queue(ws, version.id, "bench")
 
         def approve_and_next():
             rid = queue.pop(0)
-            R.submit_review(ws, version.id, rid, "bench", decision="approved", labels={"label": "refund"})
-            state = R.ReviewState(ws, version.id)
+            submit_review(ws, version.id, rid, "bench", decision="approved", labels={"label": "refund"})
+            state = ReviewState(ws, version.id)
             state.view(state.queue("bench")[0], "bench")
 
         def browse_page():

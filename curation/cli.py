@@ -148,7 +148,7 @@ def _demo(ws, args) -> int:
 
 
 def _labels(ws, args) -> int:
-    from curation.review.workflow import labels_command
+    from curation.review.cli import labels_command
     return labels_command(ws, args)
 
 

@@ -170,7 +170,7 @@ def krippendorff_alpha(votes: list[Vote]) -> tuple[float | None, int]:
     no order (a tie is not "between" the two models), hence nominal; curation's reviewer agreement
     computes it.
     """
-    from curation.review.workflow import krippendorff_alpha as nominal_alpha
+    from curation.review.team import krippendorff_alpha as nominal_alpha
     by_prompt: dict[str, dict[str, str]] = defaultdict(dict)
     for v in votes:
         by_prompt[v.prompt_id][v.rater] = v.verdict

@@ -12,7 +12,7 @@ from core.errors import TuneloopError
 from curation.data.records import Record
 from curation.data.versions import create_version, current_version, get_version, list_versions, load_records
 from curation.review.answer_requests import open_requests
-from curation.review.workflow import needs_answer_ids
+from curation.review.state import needs_answer_ids
 from evaluation.arena import next_pair, record_vote
 from evaluation.feedback import (answer_needed, collect_feedback, export_preferences, make_preference_version,
                                  merge_feedback, origin, request_missing_answers)

@@ -6,7 +6,12 @@ import pytest
 
 from core.errors import InputProblem, TuneloopError
 from core.workspace import Workspace
-from curation.review import workflow as R
+from curation.review.actions import BulkAction, bulk_apply, bulk_preview, save_draft, submit_review, undo_last_action
+from curation.review.cli import main
+from curation.review.commit import commit_preview, commit_review, export_labels, import_labels
+from curation.review.state import QueueFilter, latest_draft_record, load_draft, record_view, review_queue, review_state
+from curation.review.team import (agreement, assign_reviewers, disagreements, krippendorff_alpha, reviewer_progress,
+                                  settle)
 from curation.data import versions as V
 from curation.review.labels import label_schema, parse_schema, save_schema
 from curation.data.records import Record
@@ -72,19 +77,19 @@ def test_schema_belongs_to_the_dataset_and_is_suggested_until_saved(ws):
 
 
 def test_edits_keep_history_and_commit_excludes_rejected(ws, v1):
-    R.submit_review(ws, v1.id, "r0", "ana", edits={1: "a better answer"}, labels={"intent": "refund"},
+    submit_review(ws, v1.id, "r0", "ana", edits={1: "a better answer"}, labels={"intent": "refund"},
                     decision="approved")
-    R.submit_review(ws, v1.id, "r0", "bo", edits={1: "the best answer"})
-    R.submit_review(ws, v1.id, "r1", "ana", decision="rejected", comment="off topic")
-    R.submit_review(ws, v1.id, "r2", "ana", comment="check the order number", labels={"tags": "late"})
-    view = R.record_view(ws, v1.id, "r0", "ana")
+    submit_review(ws, v1.id, "r0", "bo", edits={1: "the best answer"})
+    submit_review(ws, v1.id, "r1", "ana", decision="rejected", comment="off topic")
+    submit_review(ws, v1.id, "r2", "ana", comment="check the order number", labels={"tags": "late"})
+    view = record_view(ws, v1.id, "r0", "ana")
     assert view.messages[1]["content"] == "the best answer"
     assert [(e["by"], e["previous"]) for e in view.edits] == [("ana", "answer 0"), ("bo", "a better answer")]
     with pytest.raises(TuneloopError, match="not an option"):
-        R.submit_review(ws, v1.id, "r3", "ana", labels={"intent": "cake"})
+        submit_review(ws, v1.id, "r3", "ana", labels={"intent": "cake"})
 
-    assert R.commit_preview(ws, v1.id)["records"] == 5
-    v2 = R.commit_review(ws, v1.id, by="ana")
+    assert commit_preview(ws, v1.id)["records"] == 5
+    v2 = commit_review(ws, v1.id, by="ana")
     assert v2.parent_id == v1.id and v2.step == "review"
     assert {k: v2.counts[k] for k in ("edited", "labelled", "approved", "rejected")} == \
         {"edited": 1, "labelled": 2, "approved": 1, "rejected": 1}
@@ -99,10 +104,10 @@ def test_edits_keep_history_and_commit_excludes_rejected(ws, v1):
     assert records["r3"].to_dict() == _records()[3].to_dict()   # untouched records are kept as they were
 
     # the review goes on in the new version: what was approved is done, the rest is still to do
-    assert R.review_queue(ws, v2.id, "cy") == ["r2", "r3", "r4", "r5"]
-    assert R.review_state(ws, v2.id).status("r0") == "approved"
-    R.submit_review(ws, v2.id, "r3", "cy", decision="approved")
-    v3 = R.commit_review(ws, v2.id, by="cy")
+    assert review_queue(ws, v2.id, "cy") == ["r2", "r3", "r4", "r5"]
+    assert review_state(ws, v2.id).status("r0") == "approved"
+    submit_review(ws, v2.id, "r3", "cy", decision="approved")
+    v3 = commit_review(ws, v2.id, by="cy")
     assert v3.counts["approved"] == 1
     r0 = next(r for r in V.load_records(ws, v3.id) if r.id == "r0")
     assert [e["previous"] for e in r0.meta["review"]["edits"]] == ["answer 0", "a better answer"]
@@ -110,74 +115,74 @@ def test_edits_keep_history_and_commit_excludes_rejected(ws, v1):
 
 def test_commit_with_nothing_reviewed_is_refused(ws, v1):
     with pytest.raises(TuneloopError, match="nothing to commit"):
-        R.commit_review(ws, v1.id)
+        commit_review(ws, v1.id)
 
 
 def test_undo_puts_back_what_the_last_action_replaced(ws, v1):
-    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "billing"}, decision="approved")
-    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"}, edits={1: "fixed"}, decision="rejected")
-    R.submit_review(ws, v1.id, "r5", "bo", decision="approved")   # someone else's action is not ana's to undo
-    undone = R.undo_last_action(ws, v1.id, "ana")
+    submit_review(ws, v1.id, "r0", "ana", labels={"intent": "billing"}, decision="approved")
+    submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"}, edits={1: "fixed"}, decision="rejected")
+    submit_review(ws, v1.id, "r5", "bo", decision="approved")   # someone else's action is not ana's to undo
+    undone = undo_last_action(ws, v1.id, "ana")
     assert undone["record_ids"] == ["r0"] and undone["kind"] == "rejected"
-    view = R.record_view(ws, v1.id, "r0", "ana")
+    view = record_view(ws, v1.id, "r0", "ana")
     assert view.my_decision == "approved" and view.my_labels == {"intent": "billing"}
     assert view.messages[1]["content"] == "answer 0" and view.edits == []
-    R.undo_last_action(ws, v1.id, "ana")
-    assert R.record_view(ws, v1.id, "r0", "ana").my_decision is None
-    assert R.undo_last_action(ws, v1.id, "ana") is None
-    assert R.record_view(ws, v1.id, "r5", "bo").my_decision == "approved"
+    undo_last_action(ws, v1.id, "ana")
+    assert record_view(ws, v1.id, "r0", "ana").my_decision is None
+    assert undo_last_action(ws, v1.id, "ana") is None
+    assert record_view(ws, v1.id, "r5", "bo").my_decision == "approved"
 
 
 def test_bulk_actions_preview_then_apply_and_undo(ws, v1):
-    R.submit_review(ws, v1.id, "r1", "ana", decision="approved")
-    chat = R.QueueFilter(status="any", source="chat")
-    assert R.bulk_preview(ws, v1.id, "ana", chat, R.BulkAction("approve")) == (3, 2)
+    submit_review(ws, v1.id, "r1", "ana", decision="approved")
+    chat = QueueFilter(status="any", source="chat")
+    assert bulk_preview(ws, v1.id, "ana", chat, BulkAction("approve")) == (3, 2)
     with pytest.raises(TuneloopError, match="selection changed"):
-        R.bulk_apply(ws, v1.id, "ana", chat, R.BulkAction("approve"), expected=3)
-    assert R.bulk_apply(ws, v1.id, "ana", chat, R.BulkAction("approve"), expected=2) == 2
-    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="approved")) == ["r1", "r3", "r5"]
-    label = R.BulkAction("label", field="intent", value="refund")
-    assert R.bulk_preview(ws, v1.id, "ana", R.QueueFilter(status="any", search="question 4"), label) == (1, 1)
-    assert R.bulk_apply(ws, v1.id, "ana", R.QueueFilter(status="any", search="refund"), label) == 6
-    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="any", label="intent=refund")) == \
+        bulk_apply(ws, v1.id, "ana", chat, BulkAction("approve"), expected=3)
+    assert bulk_apply(ws, v1.id, "ana", chat, BulkAction("approve"), expected=2) == 2
+    assert review_queue(ws, v1.id, "ana", QueueFilter(status="approved")) == ["r1", "r3", "r5"]
+    label = BulkAction("label", field="intent", value="refund")
+    assert bulk_preview(ws, v1.id, "ana", QueueFilter(status="any", search="question 4"), label) == (1, 1)
+    assert bulk_apply(ws, v1.id, "ana", QueueFilter(status="any", search="refund"), label) == 6
+    assert review_queue(ws, v1.id, "ana", QueueFilter(status="any", label="intent=refund")) == \
         [f"r{i}" for i in range(6)]
-    R.undo_last_action(ws, v1.id, "ana")
-    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="any", label="intent=refund")) == []
+    undo_last_action(ws, v1.id, "ana")
+    assert review_queue(ws, v1.id, "ana", QueueFilter(status="any", label="intent=refund")) == []
     with pytest.raises(TuneloopError, match="not an option"):
-        R.bulk_preview(ws, v1.id, "ana", chat, R.BulkAction("label", field="intent", value="nope"))
+        bulk_preview(ws, v1.id, "ana", chat, BulkAction("label", field="intent", value="nope"))
 
 
 def test_drafts_survive_a_reload_and_clear_when_applied(ws, v1, tmp_path):
-    R.save_draft(ws, v1.id, "r2", "ana", {"edits": {1: "half-typed ans"}, "labels": {"intent": "billing"},
+    save_draft(ws, v1.id, "r2", "ana", {"edits": {1: "half-typed ans"}, "labels": {"intent": "billing"},
                                           "comment": "ask Bo"})
-    R.save_draft(ws, v1.id, "r4", "bo", {"comment": "bo's own"})
+    save_draft(ws, v1.id, "r4", "bo", {"comment": "bo's own"})
     reopened = Workspace.open(ws.root)          # a new process after a reload reads the same database
-    draft = R.load_draft(reopened, v1.id, "r2", "ana")
+    draft = load_draft(reopened, v1.id, "r2", "ana")
     assert draft == {"edits": {1: "half-typed ans"}, "labels": {"intent": "billing"}, "comment": "ask Bo"}
-    assert R.latest_draft_record(reopened, v1.id, "ana") == "r2"
-    assert R.record_view(reopened, v1.id, "r2", "ana").draft["comment"] == "ask Bo"
-    R.submit_review(reopened, v1.id, "r2", "ana", edits=draft["edits"], decision="approved")
-    assert R.load_draft(reopened, v1.id, "r2", "ana") is None
-    assert R.load_draft(reopened, v1.id, "r4", "bo") == {"edits": {}, "labels": {}, "comment": "bo's own"}
+    assert latest_draft_record(reopened, v1.id, "ana") == "r2"
+    assert record_view(reopened, v1.id, "r2", "ana").draft["comment"] == "ask Bo"
+    submit_review(reopened, v1.id, "r2", "ana", edits=draft["edits"], decision="approved")
+    assert load_draft(reopened, v1.id, "r2", "ana") is None
+    assert load_draft(reopened, v1.id, "r4", "bo") == {"edits": {}, "labels": {}, "comment": "bo's own"}
 
 
 def test_assignments_give_each_record_k_reviewers_and_queues_follow(ws, v1):
-    counts = R.assign_reviewers(ws, v1.id, ["ana", "bo", "cy"], overlap=2)
+    counts = assign_reviewers(ws, v1.id, ["ana", "bo", "cy"], overlap=2)
     assert counts == {"ana": 4, "bo": 4, "cy": 4}
-    state = R.review_state(ws, v1.id)
+    state = review_state(ws, v1.id)
     for r in state.records:
         assert sum(r.id in ids for ids in state.assigned.values()) == 2
-    ana = R.review_queue(ws, v1.id, "ana")
+    ana = review_queue(ws, v1.id, "ana")
     assert len(ana) == 4
-    R.submit_review(ws, v1.id, ana[0], "ana", decision="approved")
-    R.submit_review(ws, v1.id, ana[1], "ana", decision="skipped")
-    assert R.review_queue(ws, v1.id, "ana") == ana[2:]
-    assert R.review_queue(ws, v1.id, "ana", R.QueueFilter(status="skipped")) == [ana[1]]
-    assert len(R.review_queue(ws, v1.id, "admin")) == 6          # not assigned: sees everything
-    progress = {p["reviewer"]: p for p in R.reviewer_progress(ws, v1.id)}
+    submit_review(ws, v1.id, ana[0], "ana", decision="approved")
+    submit_review(ws, v1.id, ana[1], "ana", decision="skipped")
+    assert review_queue(ws, v1.id, "ana") == ana[2:]
+    assert review_queue(ws, v1.id, "ana", QueueFilter(status="skipped")) == [ana[1]]
+    assert len(review_queue(ws, v1.id, "admin")) == 6          # not assigned: sees everything
+    progress = {p["reviewer"]: p for p in reviewer_progress(ws, v1.id)}
     assert progress["ana"]["done"] == 2 and progress["ana"]["to_do"] == 2 and progress["bo"]["done"] == 0
     with pytest.raises(TuneloopError, match="1 to 3 reviewers"):
-        R.assign_reviewers(ws, v1.id, ["ana", "bo", "cy"], overlap=4)
+        assign_reviewers(ws, v1.id, ["ana", "bo", "cy"], overlap=4)
 
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the nominal example: alpha = 0.691.
@@ -197,30 +202,30 @@ def test_agreement_matches_krippendorffs_published_example(ws):
     for who, row in zip(["ana", "bo", "cy"], KRIPPENDORFF_EXAMPLE):
         for j, value in enumerate(row):
             if value is not None:
-                R.submit_review(ws, v.id, f"u{j:02d}", who, labels={"intent": options[value]})
-    figures = {a.field: a for a in R.agreement(ws, v.id)}
+                submit_review(ws, v.id, f"u{j:02d}", who, labels={"intent": options[value]})
+    figures = {a.field: a for a in agreement(ws, v.id)}
     assert figures["intent"].alpha == pytest.approx(0.691, abs=5e-4)
     # units with two or more values: 2..12 and 14 (0-based); all agree on 9 of those 12 (not 5, 7, 14)
     assert figures["intent"].records == 12 and figures["intent"].percent == pytest.approx(9 / 12)
     assert figures["status"].records == 0 and figures["status"].alpha is None
-    assert R.krippendorff_alpha([{"a": "x", "b": "x"}, {"a": "y", "b": "y"}]) == pytest.approx(1.0)
-    assert R.krippendorff_alpha([{"a": "x", "b": "x"}]) is None
+    assert krippendorff_alpha([{"a": "x", "b": "x"}, {"a": "y", "b": "y"}]) == pytest.approx(1.0)
+    assert krippendorff_alpha([{"a": "x", "b": "x"}]) is None
 
 
 def test_disagreements_are_listed_and_settled_values_are_kept(ws, v1):
-    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"}, decision="approved")
-    R.submit_review(ws, v1.id, "r0", "bo", labels={"intent": "billing"}, decision="rejected")
-    R.submit_review(ws, v1.id, "r1", "ana", labels={"intent": "refund"})
-    R.submit_review(ws, v1.id, "r1", "bo", labels={"intent": "refund"})
-    found = {(d.record_id, d.field): d for d in R.disagreements(ws, v1.id)}
+    submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"}, decision="approved")
+    submit_review(ws, v1.id, "r0", "bo", labels={"intent": "billing"}, decision="rejected")
+    submit_review(ws, v1.id, "r1", "ana", labels={"intent": "refund"})
+    submit_review(ws, v1.id, "r1", "bo", labels={"intent": "refund"})
+    found = {(d.record_id, d.field): d for d in disagreements(ws, v1.id)}
     assert set(found) == {("r0", "intent"), ("r0", "status")}
     assert found[("r0", "intent")].values == {"ana": "refund", "bo": "billing"}
-    assert R.review_queue(ws, v1.id, "admin", R.QueueFilter(status="disputed")) == ["r0"]
-    assert R.commit_preview(ws, v1.id)["disputed"] == 1
-    R.settle(ws, v1.id, "r0", "intent", "billing", by="admin")
-    R.settle(ws, v1.id, "r0", "status", "approved", by="admin")
-    assert R.disagreements(ws, v1.id) == []
-    v2 = R.commit_review(ws, v1.id, by="admin")
+    assert review_queue(ws, v1.id, "admin", QueueFilter(status="disputed")) == ["r0"]
+    assert commit_preview(ws, v1.id)["disputed"] == 1
+    settle(ws, v1.id, "r0", "intent", "billing", by="admin")
+    settle(ws, v1.id, "r0", "status", "approved", by="admin")
+    assert disagreements(ws, v1.id) == []
+    v2 = commit_review(ws, v1.id, by="admin")
     kept = {r.id: r for r in V.load_records(ws, v2.id)}
     assert kept["r0"].meta["intent"] == "billing" and kept["r1"].meta["intent"] == "refund"
     assert v2.counts["approved"] == 1 and v2.counts["rejected"] == 0
@@ -231,16 +236,16 @@ def test_filters_for_flagged_and_needs_answer_records(ws):
     recs[1].meta["flags"] = ["pii"]
     recs[2].meta["needs_answer"] = True
     v = V.create_version(ws, recs, parent=None, step="import")
-    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(flagged=True)) == ["r1"]
-    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(needs_answer=True)) == ["r2"]
-    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(search="question 3")) == ["r3"]
-    assert R.review_queue(ws, v.id, "ana", R.QueueFilter(source="email")) == ["r0", "r2"]
+    assert review_queue(ws, v.id, "ana", QueueFilter(flagged=True)) == ["r1"]
+    assert review_queue(ws, v.id, "ana", QueueFilter(needs_answer=True)) == ["r2"]
+    assert review_queue(ws, v.id, "ana", QueueFilter(search="question 3")) == ["r3"]
+    assert review_queue(ws, v.id, "ana", QueueFilter(source="email")) == ["r0", "r2"]
 
 
 def test_labels_export_and_import_merge_by_id_and_report_conflicts(ws, v1, tmp_path):
-    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"})
+    submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"})
     out = tmp_path / "labels.jsonl"
-    assert R.export_labels(ws, v1.id, out) == 6
+    assert export_labels(ws, v1.id, out) == 6
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0] == {"id": "r0", "labels": {"intent": "refund", "problems": None, "tags": None}, "status": "pending"}
 
@@ -249,37 +254,37 @@ def test_labels_export_and_import_merge_by_id_and_report_conflicts(ws, v1, tmp_p
         {"id": "r0", "labels": {"intent": "billing", "problems": ["rude"]}},
         {"id": "r1", "labels": {"intent": "other", "tags": ["late"]}},
         {"id": "zz", "labels": {"intent": "refund"}}]) + "\n")
-    result = R.import_labels(ws, src, version=v1.id, reviewer="vendor")
+    result = import_labels(ws, src, version=v1.id, reviewer="vendor")
     assert result.applied == 2 and result.unchanged == 1 and result.unknown_ids == ["zz"]
     assert result.conflicts == ["line 1: r0 intent: has refund, file says billing (kept)"]
-    state = R.review_state(ws, v1.id)
+    state = review_state(ws, v1.id)
     assert state.label("r0", "intent") == "refund" and state.label("r0", "problems") == ["rude"]
     assert state.label("r1", "tags") == ["late"]
 
-    R.import_labels(ws, src, version=v1.id, reviewer="vendor", overwrite=True)
-    assert [d.field for d in R.disagreements(ws, v1.id)] == ["intent"]    # ana vs vendor: for the admin
+    import_labels(ws, src, version=v1.id, reviewer="vendor", overwrite=True)
+    assert [d.field for d in disagreements(ws, v1.id)] == ["intent"]    # ana vs vendor: for the admin
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "r2", "labels": {"intent": "cake"}}\nnot json\n')
     with pytest.raises(InputProblem, match="line 1: 'cake' is not an option") as err:
-        R.import_labels(ws, bad, version=v1.id)
+        import_labels(ws, bad, version=v1.id)
     assert "line 2:" in str(err.value)
 
 
 def test_review_cli_runs_the_admin_work_headless(ws, v1, tmp_path, capsys):
     args = ["--workspace", str(ws.root), "--version", v1.name]
-    assert R.main(args + ["assign", "ana", "bo", "--overlap", "2"]) == 0
-    assert R.main(args + ["bulk", "label", "--set", "intent=billing", "--by", "ana", "--source", "email"]) == 0
+    assert main(args + ["assign", "ana", "bo", "--overlap", "2"]) == 0
+    assert main(args + ["bulk", "label", "--set", "intent=billing", "--by", "ana", "--source", "email"]) == 0
     assert "3 records selected, 3 would change" in capsys.readouterr().out
-    assert R.main(args + ["bulk", "label", "--set", "intent=billing", "--by", "ana", "--source", "email",
+    assert main(args + ["bulk", "label", "--set", "intent=billing", "--by", "ana", "--source", "email",
                           "--yes"]) == 0
-    assert R.main(args + ["bulk", "reject", "--by", "bo", "--search", "question 0", "--yes"]) == 0
-    assert R.main(args + ["agreement"]) == 0
+    assert main(args + ["bulk", "reject", "--by", "bo", "--search", "question 0", "--yes"]) == 0
+    assert main(args + ["agreement"]) == 0
     out = capsys.readouterr().out
     assert "intent\talpha —" in out and "records 0" in out
-    assert R.main(args + ["commit", "--by", "admin"]) == 0
+    assert main(args + ["commit", "--by", "admin"]) == 0
     assert "review · 5 records" in capsys.readouterr().out
-    assert R.main(args + ["settle", "r9", "intent", "refund"]) == 1
+    assert main(args + ["settle", "r9", "intent", "refund"]) == 1
     assert "no record 'r9'" in capsys.readouterr().err
     assert [v.step for v in V.list_versions(ws)] == ["import", "review"]
 
@@ -292,7 +297,7 @@ def test_labels_cli_exports_and_imports_with_conflicts(ws, v1, tmp_path):
         return subprocess.run([sys.executable, "-m", "curation", "--workspace", str(ws.root), "labels", *args],
                               capture_output=True, text=True, cwd=str(Path(__file__).resolve().parent.parent))
 
-    R.submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"})
+    submit_review(ws, v1.id, "r0", "ana", labels={"intent": "refund"})
     out = tmp_path / "out.jsonl"
     done = run("export", "v1", str(out))
     assert done.returncode == 0 and "wrote the labels of 6 records of v1" in done.stdout
@@ -314,6 +319,7 @@ def test_every_shortcut_targets_an_element_of_the_review_tab(ws, v1):
     import gradio as gr
 
     from curation.ui import review as tab
+    from ui.kit import static_js
 
     with gr.Blocks() as blocks:
         with gr.Tabs():
@@ -323,18 +329,18 @@ def test_every_shortcut_targets_an_element_of_the_review_tab(ws, v1):
     assert targets and targets <= ids
     for used_by_the_script in ("review-commit-confirm", "review-commit-cancel", "review-bulk-confirm",
                                "review-bulk-cancel", "review-comment-btn", "review-comment", "review-root"):
-        assert used_by_the_script in ids and f'"{used_by_the_script}"' in tab.REVIEW_HEAD_JS
+        assert used_by_the_script in ids and f'"{used_by_the_script}"' in static_js("review")
     assert {f"review-field-{i}-{kind}" for i in range(tab.MAX_FIELDS) for kind in ("single", "multi", "tags")} <= ids
     assert all(keys in tab.help_overlay_html() for keys, _, _ in tab.SHORTCUTS)
 
 
-def test_the_reviewer_is_the_login_when_there_is_one_else_the_typed_name():
+def test_the_reviewer_is_the_login_when_there_is_one_else_the_typed_name(ws):
     import gradio as gr
 
-    from curation.ui.review import reviewer_name
+    from curation.ui.review import reviewer
 
-    assert reviewer_name(gr.Request(username="bo"), "someone else") == "bo"
-    assert reviewer_name(gr.Request(), "  ana ") == "ana"
-    assert reviewer_name(None, "ana") == "ana"
+    assert reviewer(ws, gr.Request(username="bo"), "someone else") == "bo"
+    assert reviewer(ws, gr.Request(), "  ana ") == "ana"
+    assert reviewer(ws, None, "ana") == "ana"
     with pytest.raises(TuneloopError, match="type your name"):
-        reviewer_name(gr.Request(), "")
+        reviewer(ws, gr.Request(), "")

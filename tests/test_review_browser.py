@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core.workspace import Workspace
-from curation.review import workflow as R
+from curation.review.state import load_draft
 from curation.data import versions as V
 from curation.review.labels import label_schema
 
@@ -73,7 +73,7 @@ def review_five_records_with_the_keyboard(page, url, workspace):
     page.keyboard.press("e")                      # a draft on the sixth record survives a reload
     page.keyboard.type("half-written answer")
     ws = Workspace.open(workspace)
-    wait_until(lambda: (R.load_draft(ws, 1, "demo-0006", "ana") or {}).get("edits", {}).get(
+    wait_until(lambda: (load_draft(ws, 1, "demo-0006", "ana") or {}).get("edits", {}).get(
         _answer_index(ws, "demo-0006"), "").endswith("half-written answer"))
     page.reload()
     page.get_by_role("tab", name="Review").click()

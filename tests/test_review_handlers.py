@@ -11,7 +11,7 @@ import pytest
 
 from curation.data import versions as V
 from curation.data.demo import load_demo
-from curation.review import workflow as R
+from curation.review.state import ReviewState
 from curation.review.labels import label_schema
 from curation.ui import review
 from ui.kit import static_head
@@ -59,19 +59,19 @@ def test_approve_stores_the_label_and_moves_on_undo_takes_it_back(tab):
     option = label_schema(ws, "v1").field("label").options[2]
     done = review.approve(ws, w, {**opened(ws, w), w.slots[0]: option}, None)
     assert "**demo-0001** approved" in done[w.action_msg] and done[w.cur_rid] == "demo-0002"
-    state = R.ReviewState(ws, "v1")
+    state = ReviewState(ws, "v1")
     assert state.decisions["demo-0001"] == {"ana": "approved"}
     assert state.view("demo-0001", "ana").my_labels["label"] == option
     back = review.undo(ws, w, page(w, name="ana", version="v1", cur_rid="demo-0002"), None)
     assert back[w.cur_rid] == "demo-0001" and "Undid" in back[w.action_msg]
-    assert "ana" not in R.ReviewState(ws, "v1").decisions.get("demo-0001", {})
+    assert "ana" not in ReviewState(ws, "v1").decisions.get("demo-0001", {})
 
 
 def test_a_local_reviewer_without_a_name_is_asked_for_one(tab):
     ws, w = tab
     refused = review.approve(ws, w, {**opened(ws, w), w.name: ""}, None)
     assert set(refused) == {w.action_msg} and "type your name" in refused[w.action_msg]
-    assert R.ReviewState(ws, "v1").decisions == {}
+    assert ReviewState(ws, "v1").decisions == {}
 
 
 def test_a_draft_is_saved_as_typed_and_restored_on_reopening(tab):
@@ -102,7 +102,7 @@ def test_bulk_asks_how_many_change_before_it_changes_them(tab):
     assert changing > 0 and f"changes **{changing:,}**" in asked[w.bulk_msg]
     done = review.apply_bulk(ws, w, {**data, w.bulk_expected: changing}, None)
     assert f"Changed {changing:,} records" in done[w.bulk_msg]
-    assert sum(d.get("ana") == "rejected" for d in R.ReviewState(ws, "v1").decisions.values()) == changing
+    assert sum(d.get("ana") == "rejected" for d in ReviewState(ws, "v1").decisions.values()) == changing
 
 
 def test_every_shortcut_reaches_a_widget_of_the_tab_and_the_script_reads_the_keymap(tab):

@@ -1,4 +1,4 @@
 """``python -m curation.review``: the Review tab's admin work, headless."""
-from curation.review.workflow import main
+from curation.review.cli import main
 
 raise SystemExit(main())

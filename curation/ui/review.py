@@ -17,7 +17,11 @@ from types import SimpleNamespace
 import gradio as gr
 
 from core.errors import TuneloopError
-from curation.review import workflow as R
+from curation.review.actions import (BULK_ACTIONS, BulkAction, bulk_apply, bulk_preview, save_draft, submit_review,
+                                     undo_last_action)
+from curation.review.commit import commit_preview, commit_review
+from curation.review.state import QueueFilter, RecordView, ReviewState, STATUS_FILTERS, latest_draft_record, load_draft
+from curation.review.team import agreement, assign_reviewers, disagreements, reviewer_progress, settle
 from curation.review.labels import label_schema, parse_schema, save_schema, stored_schema
 from curation.ui.common import short
 from ui.kit import bind, caller_name, default_version, error_markdown, version_picker
@@ -74,9 +78,9 @@ def help_overlay_html() -> str:
 
 # -- presenters -----------------------------------------------------------------------------------
 
-def queue_filter(status, label, source, search, needs, flagged) -> R.QueueFilter:
+def queue_filter(status, label, source, search, needs, flagged) -> QueueFilter:
     """The queue filter the filter widgets describe ("any" means no filter)."""
-    return R.QueueFilter(status=status or "to do", label="" if not label or label == ANY else label,
+    return QueueFilter(status=status or "to do", label="" if not label or label == ANY else label,
                          source="" if not source or source == ANY else source, search=search or "",
                          needs_answer=bool(needs), flagged=bool(flagged))
 
@@ -89,7 +93,7 @@ def label_filter_choices(schema) -> list[str]:
     return out
 
 
-def source_choices(state: R.ReviewState) -> list[str]:
+def source_choices(state: ReviewState) -> list[str]:
     """The Source filter's choices: any, then every source the version's records name."""
     return [ANY] + sorted({str(r.meta["source"]) for r in state.records if r.meta.get("source") not in (None, "")})
 
@@ -145,7 +149,7 @@ def neighbour(queue: list[str], order: dict[str, int], rid: str | None, step: in
     return queue[0] if step > 0 else queue[-1]
 
 
-def progress_line(state: R.ReviewState, reviewer: str | None) -> str:
+def progress_line(state: ReviewState, reviewer: str | None) -> str:
     """One reviewer's progress on this version, in one line."""
     if not reviewer:
         return ""
@@ -158,7 +162,7 @@ def progress_line(state: R.ReviewState, reviewer: str | None) -> str:
             f"{len(mine) - approved - rejected} skipped")
 
 
-def record_summary(view: R.RecordView) -> str:
+def record_summary(view: RecordView) -> str:
     """The line above the conversation: id, status, your decision, source, flags, draft."""
     meta = view.record.meta
     bits = [f"**{view.record.id}**", f"status **{view.status}**", f"your decision **{view.my_decision or '—'}**"]
@@ -203,11 +207,11 @@ def commit_question(version_name: str, c: dict) -> str:
 def team_tables(ws, version_name) -> tuple[list, list, list]:
     """(progress rows, agreement rows, disagreement rows) of the Team tab."""
     progress = [[p["reviewer"], p["assigned"], p["done"], p["approved"], p["rejected"], p["skipped"],
-                 p["labelled"], p["edited"], p["to_do"]] for p in R.reviewer_progress(ws, version_name)]
+                 p["labelled"], p["edited"], p["to_do"]] for p in reviewer_progress(ws, version_name)]
     figures = [[a.field, "—" if a.alpha is None else round(a.alpha, 3),
                 "—" if a.percent is None else f"{a.percent:.0%}", a.records, a.reviewers, a.note]
-               for a in R.agreement(ws, version_name)]
-    disputes = [[d.record_id, d.field, d.describe()] for d in R.disagreements(ws, version_name)]
+               for a in agreement(ws, version_name)]
+    disputes = [[d.record_id, d.field, d.describe()] for d in disagreements(ws, version_name)]
     return progress, figures, disputes
 
 
@@ -258,7 +262,7 @@ def layout(ws) -> ReviewWidgets:
                                   visible=not has_users(ws), info="press Enter; your reviews are credited to it")
                 w.version = version_picker(ws, "Version under review", scale=2, elem_id="review-version")
             with gr.Row():
-                w.status_f = gr.Dropdown(list(R.STATUS_FILTERS), value="to do", label="Status",
+                w.status_f = gr.Dropdown(list(STATUS_FILTERS), value="to do", label="Status",
                                        info="to do / skipped: yours; the others: the record's", elem_id="review-status-filter")
                 w.label_f = gr.Dropdown([ANY], value=ANY, label="Label", elem_id="review-label-filter")
                 w.source_f = gr.Dropdown([ANY], value=ANY, label="Source", elem_id="review-source-filter")
@@ -308,7 +312,7 @@ def layout(ws) -> ReviewWidgets:
                     gr.Markdown("Act on **every record the filters above select** (status, label, source, search…). "
                                 "You see how many records change before you confirm; **Undo** takes it back.")
                     with gr.Row():
-                        w.bulk_kind = gr.Radio(list(R.BULK_ACTIONS), value="approve", label="Action")
+                        w.bulk_kind = gr.Radio(list(BULK_ACTIONS), value="approve", label="Action")
                         w.bulk_field = gr.Dropdown([], label="Label field (for label)")
                         w.bulk_value = gr.Dropdown([], label="Value", allow_custom_value=True)
                     with gr.Row():
@@ -374,11 +378,11 @@ def reviewer_or_none(ws, request, typed) -> str | None:
         return None
 
 
-def filters_of(w: ReviewWidgets, data: dict) -> R.QueueFilter:
+def filters_of(w: ReviewWidgets, data: dict) -> QueueFilter:
     return queue_filter(*(data[c] for c in w.filters))
 
 
-def record_panel(w: ReviewWidgets, state: R.ReviewState, who: str | None, filters: R.QueueFilter,
+def record_panel(w: ReviewWidgets, state: ReviewState, who: str | None, filters: QueueFilter,
                  rid: str | None, message: str = "") -> dict:
     """Everything that shows record ``rid`` of the queue (its first record when ``rid`` is not there)."""
     queue = state.queue(who, filters)
@@ -420,9 +424,9 @@ def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
     try:
         if version_name is None:
             raise TuneloopError("this workspace has no dataset yet; import one in the Data tab")
-        state = R.ReviewState(ws, version_name)
+        state = ReviewState(ws, version_name)
         who = reviewer_or_none(ws, request, typed)
-        rid = R.latest_draft_record(ws, state.version.id, who) if who else None
+        rid = latest_draft_record(ws, state.version.id, who) if who else None
         shown = record_panel(w, state, who, filters_of(w, data), rid,
                              "" if who else "Type your name above and press Enter to start.")
     except Exception as exc:
@@ -443,7 +447,7 @@ def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
 def refilter(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
     """The queue the filters now select, keeping the open record when it is still in it."""
     try:
-        state = R.ReviewState(ws, data[w.version])
+        state = ReviewState(ws, data[w.version])
         who = reviewer_or_none(ws, request, data[w.name])
         filters = filters_of(w, data)
         rid = data[w.cur_rid]
@@ -454,7 +458,7 @@ def refilter(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> di
 
 def typed_edits(ws, w: ReviewWidgets, data: dict, who: str) -> dict[int, str]:
     """The draft's edits, and the editor's text when the editor shows this record (the picker says which)."""
-    draft = R.load_draft(ws, data[w.version], data[w.cur_rid], who) or {}
+    draft = load_draft(ws, data[w.version], data[w.cur_rid], who) or {}
     edits = dict(draft.get("edits", {}))
     shown_rid, _, index = str(data[w.msg_pick] or "").rpartition("#")
     if shown_rid == data[w.cur_rid] and index.isdigit() and data[w.msg_edit] is not None:
@@ -470,14 +474,14 @@ def submit(ws, w: ReviewWidgets, decision: str | None, data: dict, request: gr.R
         rid = data[w.cur_rid]
         if rid is None:
             raise TuneloopError("no record is open; change the filters to find one")
-        state = R.ReviewState(ws, data[w.version])
+        state = ReviewState(ws, data[w.version])
         current = state.messages(rid)
         changed = {i: t for i, t in typed_edits(ws, w, data, who).items()
                    if 0 <= i < len(current) and t != current[i]["content"]}
-        R.submit_review(ws, state.version.id, rid, who, decision=decision,
+        submit_review(ws, state.version.id, rid, who, decision=decision,
                         labels=labels_from_slots(state.schema, [data[c] for c in w.slots]), edits=changed,
                         comment=data[w.comment] or "")
-        state = R.ReviewState(ws, state.version.id)
+        state = ReviewState(ws, state.version.id)
         filters = filters_of(w, data)
         if decision is None:
             return record_panel(w, state, who, filters, rid, "💬 Saved.")
@@ -507,7 +511,7 @@ def add_comment(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
 def move(ws, w: ReviewWidgets, step: int, data: dict, request: gr.Request = None) -> dict:
     """The next (step=1) or previous (step=-1) record of the queue."""
     try:
-        state = R.ReviewState(ws, data[w.version])
+        state = ReviewState(ws, data[w.version])
         who = reviewer_or_none(ws, request, data[w.name])
         filters = filters_of(w, data)
         order = {r.id: i for i, r in enumerate(state.records)}
@@ -528,8 +532,8 @@ def undo(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
     """Undo the reviewer's last action and show the record it changed."""
     try:
         who = reviewer(ws, request, data[w.name])
-        done = R.undo_last_action(ws, data[w.version], who)
-        state = R.ReviewState(ws, data[w.version])
+        done = undo_last_action(ws, data[w.version], who)
+        state = ReviewState(ws, data[w.version])
         if done is None:
             return record_panel(w, state, who, filters_of(w, data), data[w.cur_rid], "Nothing of yours to undo.")
         back = done["record_ids"][0] if len(done["record_ids"]) == 1 else data[w.cur_rid]
@@ -546,7 +550,7 @@ def save_typing(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
         if data[w.cur_rid] is None:
             return {w.draft_msg: ""}
         schema = label_schema(ws, data[w.version])
-        kept = R.save_draft(ws, data[w.version], data[w.cur_rid], who,
+        kept = save_draft(ws, data[w.version], data[w.cur_rid], who,
                             {"edits": typed_edits(ws, w, data, who),
                              "labels": labels_from_slots(schema, [data[c] for c in w.slots]),
                              "comment": data[w.comment]})
@@ -561,10 +565,10 @@ def pick_message(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -
     if shown_rid != data[w.cur_rid] or not index.isdigit():
         return {}
     who = reviewer_or_none(ws, request, data[w.name])
-    draft = (R.load_draft(ws, data[w.version], shown_rid, who) if who else None) or {}
+    draft = (load_draft(ws, data[w.version], shown_rid, who) if who else None) or {}
     if int(index) in draft.get("edits", {}):
         return {w.msg_edit: draft["edits"][int(index)]}
-    messages = R.ReviewState(ws, data[w.version]).messages(shown_rid)
+    messages = ReviewState(ws, data[w.version]).messages(shown_rid)
     return {w.msg_edit: messages[int(index)]["content"] if int(index) < len(messages) else ""}
 
 
@@ -573,7 +577,7 @@ def pick_message(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -
 def ask_commit(ws, w: ReviewWidgets, data: dict) -> dict:
     """Say what committing would make, and show Confirm / Cancel."""
     try:
-        counts = R.commit_preview(ws, data[w.version])
+        counts = commit_preview(ws, data[w.version])
     except Exception as exc:
         return {w.commit_msg: error_markdown(exc), w.commit_confirm: gr.update(visible=False),
                 w.commit_cancel: gr.update(visible=False)}
@@ -591,7 +595,7 @@ def commit(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict
     hidden = {w.commit_confirm: gr.update(visible=False), w.commit_cancel: gr.update(visible=False)}
     try:
         who = reviewer(ws, request, data[w.name])
-        made = R.commit_review(ws, data[w.version], by=who, note=data[w.commit_note] or "")
+        made = commit_review(ws, data[w.version], by=who, note=data[w.commit_note] or "")
     except Exception as exc:
         return {w.commit_msg: error_markdown(exc), **hidden}
     return {w.commit_msg: f"✅ Committed as **{made.name}** ({made.describe()}); it is now the current version, and "
@@ -601,8 +605,8 @@ def commit(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict
 
 # -- handlers: bulk -------------------------------------------------------------------------------
 
-def bulk_action(w: ReviewWidgets, data: dict) -> R.BulkAction:
-    return R.BulkAction(data[w.bulk_kind], field=data[w.bulk_field] or "", value=data[w.bulk_value])
+def bulk_action(w: ReviewWidgets, data: dict) -> BulkAction:
+    return BulkAction(data[w.bulk_kind], field=data[w.bulk_field] or "", value=data[w.bulk_value])
 
 
 def bulk_values(ws, w: ReviewWidgets, data: dict) -> dict:
@@ -624,7 +628,7 @@ def ask_bulk(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> di
     try:
         who = reviewer(ws, request, data[w.name])
         action = bulk_action(w, data)
-        selected, changing = R.bulk_preview(ws, data[w.version], who, filters_of(w, data), action)
+        selected, changing = bulk_preview(ws, data[w.version], who, filters_of(w, data), action)
     except Exception as exc:
         return _bulk_hidden(w, error_markdown(exc))
     if not changing:
@@ -643,7 +647,7 @@ def apply_bulk(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> 
     """Apply the bulk action, provided it changes as many records as the preview said."""
     try:
         who = reviewer(ws, request, data[w.name])
-        n = R.bulk_apply(ws, data[w.version], who, filters_of(w, data), bulk_action(w, data),
+        n = bulk_apply(ws, data[w.version], who, filters_of(w, data), bulk_action(w, data),
                          expected=data[w.bulk_expected])
     except Exception as exc:
         return _bulk_hidden(w, error_markdown(exc))
@@ -670,7 +674,7 @@ def assign(ws, w: ReviewWidgets, data: dict) -> dict:
         filters = filters_of(w, data)
         filters.status = ANY if filters.status == "to do" else filters.status
         filters.assigned_only = False
-        counts = R.assign_reviewers(ws, data[w.version], (data[w.team_names] or "").split(","),
+        counts = assign_reviewers(ws, data[w.version], (data[w.team_names] or "").split(","),
                                     int(data[w.team_k] or 1), filters=filters)
         return _team(w, ws, data[w.version], "✅ Assigned: " + ", ".join(f"{who} {n}" for who, n in counts.items()))
     except Exception as exc:
@@ -683,14 +687,14 @@ def pick_dispute(ws, w: ReviewWidgets, evt: gr.SelectData) -> dict:
     return {w.settle_rid: row[0], w.settle_field: row[1]} if len(row) >= 2 else {}
 
 
-def settle(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
+def settle_disagreement(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
     """Settle a record's field: the value the dataset keeps whatever its reviewers said."""
     try:
         who = reviewer(ws, request, data[w.name])
         rid, field_name, value = (data[w.settle_rid] or "").strip(), (data[w.settle_field] or "").strip(), \
             data[w.settle_value] or ""
         parts = [p.strip() for p in value.split(",")]
-        R.settle(ws, data[w.version], rid, field_name, parts if len(parts) > 1 else parts[0], by=who)
+        settle(ws, data[w.version], rid, field_name, parts if len(parts) > 1 else parts[0], by=who)
         return _team(w, ws, data[w.version], f"✅ Settled {rid} {field_name} = {value}.")
     except Exception as exc:
         return {w.team_msg: error_markdown(exc)}
@@ -770,7 +774,7 @@ def build(ws) -> ReviewWidgets:
     on(w.team_tab.select, show_team, {w.version}, w.team)
     on(w.assign_btn.click, assign, {w.version, w.team_names, w.team_k, *w.filters}, w.team, **SERIAL)
     on(w.disagree_df.select, pick_dispute, None, [w.settle_rid, w.settle_field])
-    on(w.settle_btn.click, settle, {w.name, w.version, w.settle_rid, w.settle_field, w.settle_value}, w.team, **SERIAL)
+    on(w.settle_btn.click, settle_disagreement, {w.name, w.version, w.settle_rid, w.settle_field, w.settle_value}, w.team, **SERIAL)
 
     on(w.schema_tab.select, show_schema, {w.version}, [w.schema_code, w.schema_guidelines, w.schema_msg])
     on(w.schema_btn.click, save_label_schema, {w.name, w.version, w.schema_code, w.schema_guidelines},
