@@ -7,6 +7,7 @@ import pytest
 
 from tests.test_playground import make_adapter
 from tests.tiny_model import build_tiny_model
+from training.inference import DecodingSettings
 
 
 @pytest.mark.browser
@@ -25,6 +26,7 @@ def test_a_typed_question_gets_two_streamed_answers_and_one_goes_to_the_dataset(
 
     page.get_by_role("button", name="Decoding settings").click()
     tokens = page.get_by_label("number input for Max new tokens")
+    assert tokens.input_value() == str(DecodingSettings().max_new_tokens)    # the one default, as rating uses
     tokens.fill("16")                                          # short answers: the test is about the page
     tokens.press("Enter")
     page.locator("#playground-message textarea").fill("Where is my order?")
