@@ -9,6 +9,7 @@ Commands::
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
     release-stale EVAL [--hours 24] [--workspace DIR]
     stats VOTES.jsonl [--json]
+    card RUN [--out DIR] [--workspace DIR]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
 """
 from __future__ import annotations
@@ -93,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
                                     "finetuned|base|tie|both_bad, finetuned_side A|B, optional label)", workspace=False)
     s.add_argument("votes", metavar="VOTES.jsonl")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    c = command("card", cmd_card, "write a run's model card (training facts and every evaluation figure) as "
+                                  "README.md beside its adapter, so the next `python -m training export` carries it")
+    c.add_argument("run", metavar="RUN")
+    c.add_argument("--out", metavar="DIR", help="write README.md into this folder instead")
 
     a = command("auto", cmd_auto, "automatic evaluation of a run on a split: ROUGE-L, BLEU, exact match, "
                                   "perplexity and the regression suites, for the base model and the run")
@@ -217,6 +223,13 @@ def cmd_stats(args) -> int:
     from evaluation.stats import format_summary, read_votes_jsonl, summarize
     summary = summarize(read_votes_jsonl(args.votes))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_card(args) -> int:
+    from evaluation.model_card import write_model_card
+    path = write_model_card(_workspace(args), args.run, args.out)
+    print(f"wrote {path}")
     return 0
 
 

@@ -1,9 +1,11 @@
 """The model card of a run: one Markdown page that says what the adapter is and how good it is.
 
-Base model, dataset version with its content hash and lineage, the run config, the automatic
-metrics (base and fine-tuned side by side), the human evaluation with its intervals, the regression
-suites, and the known limits that follow from those figures. ``write_model_card`` puts it beside
-the adapter as ``README.md`` (what the Hugging Face hub shows), so it travels with every export.
+Training writes what the adapter is made of (``training.card``: base model, dataset version with its
+content hash and lineage, the run config and training figures); this module adds what evaluation
+measured: the automatic metrics (base and fine-tuned side by side), the human evaluation with its
+intervals, the regression suites, and the known limits that follow from those figures.
+``write_model_card`` puts the whole card beside the adapter as ``README.md`` (what the Hugging Face
+hub shows), so it travels with every export.
 
 Example::
 
@@ -18,18 +20,17 @@ from typing import Any
 
 from core.workspace import Workspace, atomic_write
 from evaluation.metrics import format_metric
-
-CARD_FILE = "README.md"
+from training.card import CARD_FILE, training_card_lines
 
 
 def human_evaluations(ws: Workspace, run_id: str | int) -> list[dict[str, Any]]:
     """Every blind evaluation of the run with its statistics (votes, win rate, Wilson and bootstrap intervals)."""
-    from evaluation.arena import evaluation_votes, list_evaluations
+    from evaluation.arena import evaluation_votes, get_evaluation, run_key
     from evaluation.stats import summarize, votes_from_rows
     out = []
-    for evaluation in sorted(list_evaluations(ws), key=lambda e: e.id):
-        if evaluation.run_id != str(run_id):
-            continue
+    ids = [r[0] for r in ws.db.execute("select id from evaluations where run_id=? order by id",
+                                       (run_key(ws, run_id),))]
+    for evaluation in (get_evaluation(ws, eid) for eid in ids):
         rows = [v.to_stats_row() for v in evaluation_votes(ws, evaluation.id)]
         out.append({"evaluation": evaluation.id, "name": evaluation.name, "pairs": evaluation.num_pairs,
                     "dataset_version": evaluation.dataset_version,
@@ -84,8 +85,6 @@ def known_limits(run, auto, humans: list[dict[str, Any]], regression: list) -> l
 
 def model_card(ws: Workspace, run_id: str | int) -> str:
     """The Markdown model card of a registered run, from what the workspace knows now."""
-    import yaml
-    from curation.data.versions import get_version, lineage
     from evaluation.auto import FIGURES, latest_auto_evaluation
     from evaluation.regression import latest_results
     from training.registry import get_run
@@ -93,33 +92,9 @@ def model_card(ws: Workspace, run_id: str | int) -> str:
     run = get_run(ws, run_id)
     auto = latest_auto_evaluation(ws, run.id)
     humans = human_evaluations(ws, run.id)
-    regression = latest_results(ws, str(run.id))
-    base_regression = {r.suite: r for r in latest_results(ws, str(run.id), model="base")}
-    lines = [f"# {run.name}", "",
-             f"A {'DPO' if run.config.stage == 'dpo' else 'supervised (SFT)'} LoRA adapter made with Tuneloop "
-             f"(run #{run.id}, status {run.status}).", "",
-             "## Base model", "",
-             f"- {run.base_model}" + (f" (revision {run.base_revision[:12]})" if run.base_revision else ""),
-             f"- adapter: {run.config.adapter}, rank {run.config.lora_r}, alpha {run.config.lora_alpha}, "
-             f"4-bit base: {'yes' if run.config.load_in_4bit else 'no'}", ""]
-    lines += ["## Data", ""]
-    if run.dataset_version is not None:
-        version = get_version(ws, run.dataset_version)
-        lines += [f"- dataset version: {version.name}, {version.num_records} records, content hash "
-                  f"`{version.content_hash[:16]}`", "- lineage (newest first):"]
-        lines += [f"  - {v.describe()}" for v in lineage(ws, version.id)]
-    else:
-        lines.append(f"- dataset: {run.dataset} (hash `{(run.dataset_hash or '')[:16]}`)")
-    if run.config.stage == "dpo":
-        m = run.metrics
-        lines.append(f"- preference pairs: from {run.config.preferences} — {m.get('train_pairs', '?')} trained on, "
-                     f"{m.get('val_pairs', '?')} for evaluation, {m.get('test_pairs_left_out', '?')} from test "
-                     f"prompts left out; started from run #{run.config.sft_run}")
-    lines += ["", "## Training", "", f"- code version: {run.code_version or 'unknown'}",
-              "- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(run.packages.items())),
-              "- summary: " + ", ".join(f"{k} {v}" for k, v in run.metrics.items()
-                                        if isinstance(v, (int, float)) and not isinstance(v, bool)),
-              "", "```yaml", yaml.safe_dump(run.config.to_dict(), sort_keys=False).strip(), "```", ""]
+    regression = latest_results(ws, run.id)
+    base_regression = {r.suite: r for r in latest_results(ws, run.id, model="base")}
+    lines = training_card_lines(ws, run)
     lines += ["## Automatic metrics", ""]
     if auto is None:
         lines.append("Not measured yet.")

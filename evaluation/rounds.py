@@ -1,6 +1,9 @@
 """Rounds: dataset version → run → automatic and human evaluation → feedback → next version, in order.
 
-Every run is one step of a chain. A run's round is 1 plus the feedback it stands on: an SFT run on a
+Every run is one step of a chain, read from the lineage rows: a run's dataset version and its
+ancestors (``dataset_versions.parent_id``), the evaluation each feedback merge came from
+(``feedback_versions``), the run that evaluation rated (``evaluations.run_id``) and a DPO run's
+parent (``runs.parent_run_id``). A run's round is 1 plus the feedback it stands on: an SFT run on a
 version made by merging feedback is one round after the run that feedback was about; a DPO run is
 one round after the SFT run it starts from. Each run is compared with the run before it in its
 chain (its *previous run*), figure by figure, so the view can say where a round helped and where it
@@ -58,19 +61,28 @@ class RoundRow:
         return f"R{self.round} · #{self.run_id} {self.stage.upper()}"
 
 
-def _version_round(ws: Workspace, version: int | None, cache: dict) -> int:
-    if version is None:
-        return 1
-    if version not in cache:
-        from curation.data.versions import lineage
-        cache[version] = 1 + sum(1 for v in lineage(ws, version) if v.step == "feedback")
-    return cache[version]
+# For each run, the feedback merges in its dataset version's lineage, nearest first, with the run rated.
+_FEEDBACK_BEHIND = """
+    with recursive chain(run_id, version_id, depth) as (
+        select id, dataset_version, 0 from runs where dataset_version is not null
+        union all
+        select c.run_id, v.parent_id, c.depth + 1 from chain c join dataset_versions v on v.id = c.version_id
+        where v.parent_id is not null
+    )
+    select c.run_id, c.depth, e.run_id as rated_run
+    from chain c join feedback_versions f on f.version_id = c.version_id and f.kind = 'corrections'
+    join evaluations e on e.id = f.evaluation_id
+    order by c.run_id, c.depth"""
+
+# For each run, the versions made from its evaluations (merged corrections and preference pairs).
+_VERSIONS_AFTER = """
+    select e.run_id, f.version_id from feedback_versions f join evaluations e on e.id = f.evaluation_id
+    where e.run_id is not null order by f.version_id"""
 
 
 def round_rows(ws: Workspace) -> list[RoundRow]:
     """Every run as a row of the rounds view, in round order, each compared with its previous run."""
-    from curation.data.versions import get_version, list_versions
-    from evaluation.arena import list_evaluations
+    from curation.data.versions import get_version
     from evaluation.auto import latest_auto_evaluation
     from evaluation.feedback import collect_feedback
     from evaluation.model_card import human_evaluations
@@ -78,25 +90,25 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
     from training.registry import list_runs
 
     runs = sorted(list_runs(ws), key=lambda r: r.id)
-    evaluations = {e.id: e for e in list_evaluations(ws)}
-    feedback_versions = [v for v in list_versions(ws) if v.step == "feedback"]
-    version_rounds: dict[int, int] = {}
+    behind: dict[int, list[int | None]] = {}
+    for r in ws.db.execute(_FEEDBACK_BEHIND):
+        behind.setdefault(r["run_id"], []).append(r["rated_run"])
+    after: dict[int, list[int]] = {}
+    for r in ws.db.execute(_VERSIONS_AFTER):
+        after.setdefault(r["run_id"], []).append(r["version_id"])
     rows: dict[int, RoundRow] = {}
     for run in runs:
-        if run.config.stage == "dpo":
-            previous = _int(run.config.sft_run)
-        else:
-            previous = _feedback_source_run(ws, run.dataset_version, evaluations)
+        merges = behind.get(run.id, [])
+        previous = run.parent_run_id if run.config.stage == "dpo" else (merges[0] if merges else None)
         version_text = run.dataset
         if run.dataset_version:
             v = get_version(ws, run.dataset_version)
             version_text = f"{v.name} ({v.step}, {v.num_records} records)"
-        row = RoundRow(round=1, run_id=run.id, run_name=run.name, stage=run.config.stage, status=run.status,
-                       version=run.dataset_version, version_text=version_text, previous_run=previous)
+        row = RoundRow(round=1 + len(merges), run_id=run.id, run_name=run.name, stage=run.config.stage,
+                       status=run.status, version=run.dataset_version, version_text=version_text,
+                       previous_run=previous)
         if run.config.stage == "dpo" and previous in rows:
             row.round = rows[previous].round + 1
-        else:
-            row.round = _version_round(ws, run.dataset_version, version_rounds)
         auto = latest_auto_evaluation(ws, run.id)
         if auto is not None:
             for key in ("rouge_l", "bleu", "exact_match", "perplexity_val", "perplexity_test"):
@@ -109,44 +121,26 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
             last = decided[-1]
             row.figures.update(win_rate=last["win_rate"], wilson_low=last["wilson_low"],
                                wilson_high=last["wilson_high"], votes=last["votes"])
-        tuned = latest_results(ws, str(run.id))
+        tuned = latest_results(ws, run.id)
         if tuned:
             passed, total = sum(r.passed for r in tuned), sum(r.total for r in tuned)
             row.figures.update(regression_passed=passed, regression_total=total,
                                regression_pass_rate=passed / total if total else None)
             row.failing_cases = [f"{r.suite}: {c.name}" for r in tuned for c in r.results if not c.passed]
-            base = latest_results(ws, str(run.id), model="base")
+            base = latest_results(ws, run.id, model="base")
             if base:
                 row.base_figures["regression_passed"] = sum(r.passed for r in base)
         for h in row.evaluations:
             counts = collect_feedback(ws, h["evaluation"]).counts()
             for key in ("preference_pairs", "corrected", "needs_answer"):
                 row.feedback[key] = row.feedback.get(key, 0) + counts[key]
-        mine = {h["evaluation"] for h in row.evaluations}
-        row.next_versions = [v.id for v in feedback_versions if _int(v.params.get("evaluation")) in mine]
+        row.next_versions = after.get(run.id, [])
         rows[run.id] = row
     for row in rows.values():
         before = rows.get(row.previous_run) if row.previous_run is not None else None
         if before is not None:
             compare_rows(before, row)
     return sorted(rows.values(), key=lambda r: (r.round, r.run_id))
-
-
-def _int(value: Any) -> int | None:
-    text = str(value or "").strip().lstrip("#")
-    return int(text) if text.isdigit() else None
-
-
-def _feedback_source_run(ws: Workspace, version: int | None, evaluations: dict) -> int | None:
-    """The run whose evaluation fed the newest feedback merge in this version's lineage."""
-    if version is None:
-        return None
-    from curation.data.versions import lineage
-    for v in lineage(ws, version):
-        if v.step == "feedback":
-            evaluation = evaluations.get(_int(v.params.get("evaluation")))
-            return _int(evaluation.run_id) if evaluation is not None else _int(v.params.get("run"))
-    return None
 
 
 def compare_rows(before: RoundRow, after: RoundRow) -> None:

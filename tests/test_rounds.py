@@ -23,7 +23,7 @@ def loop(tmp_path_factory):
 def test_auto_evaluation_stores_both_models_figures_with_the_version(loop):
     from curation.data.versions import get_version
     result = latest_auto_evaluation(loop.ws, loop.sft1)
-    assert result.run_id == str(loop.sft1) and result.dataset_version == loop.v1 and result.split == "test"
+    assert result.run_id == loop.sft1 and result.dataset_version == loop.v1 and result.split == "test"
     assert result.dataset_hash == get_version(loop.ws, loop.v1).content_hash
     for model in ("base", "finetuned"):
         figures = result.metrics[model]
@@ -45,7 +45,7 @@ def test_auto_cli_prints_json(loop, capsys):
                            "--max-new-tokens", "6", "--json", "--workspace", str(loop.ws.root)])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["run_id"] == str(loop.sft1) and data["metrics"]["finetuned"]["answers"] == 2
+    assert data["run_id"] == loop.sft1 and data["metrics"]["finetuned"]["answers"] == 2
     assert latest_auto_evaluation(loop.ws, loop.sft1).id == data["id"]
 
 
@@ -55,7 +55,7 @@ def test_rounds_line_up_versions_runs_evaluations_and_feedback(loop):
     assert (first.round, first.previous_run, first.stage) == (1, None, "sft")
     assert (sft2.round, sft2.previous_run, sft2.stage, sft2.version) == (2, loop.sft1, "sft", loop.v2)
     assert (dpo.round, dpo.previous_run, dpo.stage) == (2, loop.sft1, "dpo")
-    assert first.next_versions == [loop.v2]
+    assert first.next_versions == [loop.v2, loop.preferences]      # merged corrections, then preference pairs
     assert first.feedback == {"preference_pairs": 8, "corrected": 2, "needs_answer": 0}
     assert first.figures["win_rate"] == 1.0 and first.figures["votes"] == 8
     assert [r.run_id for r in round_rows(loop.ws)] == [loop.sft1, loop.sft2, loop.dpo]
@@ -76,7 +76,7 @@ def test_each_round_is_compared_figure_by_figure_with_the_run_before(loop):
     summaries = round_summaries(list(rows.values()))
     assert any(s.startswith(f"Round 2, run #{loop.dpo} (DPO) vs run #{loop.sft1}:") for s in summaries)
     table = {row["run"].split(" ")[0]: row for row in rounds_table(round_rows(loop.ws))}
-    assert table[f"#{loop.sft1}"]["next version"] == f"v{loop.v2}"
+    assert table[f"#{loop.sft1}"]["next version"] == f"v{loop.v2}, v{loop.preferences}"
     assert table[f"#{loop.sft1}"]["human (win rate, 95% CI)"].startswith("100% [")
     assert table[f"#{loop.dpo}"]["run"] == f"#{loop.dpo} DPO (finished) ← #{loop.sft1}"
     assert table[f"#{loop.sft1}"]["vs previous round"] == "–"
@@ -97,7 +97,8 @@ def test_model_card_has_every_section_with_the_figures(loop, tmp_path):
     assert "Evaluation #1 had a single rater" in card
     assert (run.adapter_dir / CARD_FILE).read_text().startswith(f"# {run.name}")
     dpo_card = model_card(loop.ws, loop.dpo)
-    assert "A DPO LoRA adapter" in dpo_card and "preference pairs: from 1 — 8 trained on" in dpo_card
+    assert "A DPO LoRA adapter" in dpo_card and f"preference pairs: from v{loop.preferences} (hash" in dpo_card
+    assert "8 trained on" in dpo_card and f"started from run #{loop.sft1}" in dpo_card
     assert "No blind evaluation yet." in dpo_card
     from training.export import export_run
     exported = export_run(loop.ws, loop.dpo, "adapter", tmp_path / "export")

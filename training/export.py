@@ -73,8 +73,8 @@ def export_run(ws: Workspace, run_id: int | str, kind: str, out: str | os.PathLi
     """Export a run's adapter, merged model or archive to ``out``; recorded among the run's artefacts."""
     run = get_run(ws, run_id)
     if kind in EXPORT_KINDS and (run.adapter_dir / "adapter_config.json").is_file():
-        from evaluation.model_card import write_model_card
-        write_model_card(ws, run.id)        # README.md beside the adapter, so every export carries the card
+        from training.card import write_training_card
+        write_training_card(ws, run.id)     # README.md beside the adapter (evaluation's, if it wrote one)
     if kind == "adapter":
         path = export_adapter(run, out)
     elif kind == "merged":
