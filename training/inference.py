@@ -204,13 +204,19 @@ class WarmBase:
     @contextlib.contextmanager
     def held(self) -> Iterator["WarmBase"]:
         """Mark the model as in use for a longer job (a batch of batches, a queue of questions)."""
-        with self._users_lock:
-            self._users += 1
+        self._use()
         try:
             yield self
         finally:
-            with self._users_lock:
-                self._users -= 1
+            self._release()
+
+    def _use(self) -> None:
+        with self._users_lock:
+            self._users += 1
+
+    def _release(self) -> None:
+        with self._users_lock:
+            self._users -= 1
 
     def add_adapter(self, folder: str | Path) -> str:
         """Register the adapter in ``folder``; returns the name to answer with. It loads on first use."""
@@ -497,18 +503,19 @@ class BasePool:
 
     def get(self, ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False) -> WarmBase:
         """The warm model for ``base_model`` (not loaded until it first answers)."""
-        with self._take(ws, base_model, load_in_4bit, hold=False) as model:
-            return model
+        return self._take(ws, base_model, load_in_4bit, hold=False)
 
     @contextlib.contextmanager
     def hold(self, ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False) -> Iterator[WarmBase]:
         """The warm model for ``base_model``, kept from being dropped until the block ends (taken under the
         pool's lock, so no other base model can push it out before the caller holds it)."""
-        with self._take(ws, base_model, load_in_4bit, hold=True) as model:
+        model = self._take(ws, base_model, load_in_4bit, hold=True)
+        try:
             yield model
+        finally:
+            model._release()
 
-    @contextlib.contextmanager
-    def _take(self, ws, base_model: str, load_in_4bit: bool, *, hold: bool) -> Iterator[WarmBase]:
+    def _take(self, ws, base_model: str, load_in_4bit: bool, *, hold: bool) -> WarmBase:
         from training.models import resolve_base_model
         resolved = resolve_base_model(base_model, ws)
         key = (resolved.path, resolved.revision, bool(load_in_4bit))
@@ -527,12 +534,9 @@ class BasePool:
                 model = self._models[key] = WarmBase(resolved, load_in_4bit=load_in_4bit,
                                                      max_adapters=self.max_adapters)
             self._models.move_to_end(key)
-            held = model.held() if hold else contextlib.nullcontext(model)
-            held.__enter__()
-        try:
-            yield model
-        finally:
-            held.__exit__(None, None, None)
+            if hold:
+                model._use()
+            return model
 
     def models(self) -> list[WarmBase]:
         """The warm models now in the pool, least recently used first."""
