@@ -70,8 +70,10 @@ def build_admin_app(ws):
     from evaluation.playground_ui import build_playground_tab
     from evaluation.ui import build_rate_tab, build_results_tab
     from training.ui import build_train_tab
+    from ui import api
 
     with gr.Blocks(title=TITLE) as blocks:
+        api.register(ws)  # first, so that the API's names are not taken by a tab's handler
         gr.Markdown(HEADER, elem_id="tuneloop-header")
         with gr.Tabs():
             data.build(ws)
@@ -124,6 +126,7 @@ def create_server(ws, *, rater_only: bool = False):
     from fastapi import FastAPI
 
     from ui.access import LoginPageWithoutApi, guard_handlers
+    from ui.api import hide_unnamed
     from core.users import authenticate, has_users
 
     server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
@@ -138,6 +141,7 @@ def create_server(ws, *, rater_only: bool = False):
             mounts.append(("/playground", build_viewer_app(ws), ("viewer", "admin")))
         mounts.append(("/", build_admin_app(ws), ("admin",)))
     for path, blocks, roles in mounts:
+        hide_unnamed(blocks)  # a script sees the automation API, not the widgets' events
         guard_handlers(blocks, ws, roles)
         auth = (lambda u, p, roles=roles: authenticate(ws, u, p, roles)) if hosted else None
         message = (f"Tuneloop · log in ({' or '.join(roles)})."
