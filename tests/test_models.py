@@ -6,7 +6,8 @@ import pytest
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from tests.tiny_model import build_tiny_model
-from training.models import (generate_reply, load_model_and_tokenizer, resolve_base_model)
+from training.inference import DecodingSettings, WarmBase
+from training.models import load_model_and_tokenizer, resolve_base_model
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +31,8 @@ def test_default_model_resolves_once_and_answers_offline(tmp_path):
 
     model, tokenizer = load_model_and_tokenizer(resolved, device="cpu")
     assert "<|im_start|>" in tokenizer.chat_template
-    reply = generate_reply(model, tokenizer, [{"role": "user", "content": "What is the capital of France?"}],
-                           max_new_tokens=12)
+    [reply] = WarmBase.wrap(model, tokenizer).answer([[{"role": "user", "content": "What is the capital of France?"}]],
+                                                     settings=DecodingSettings(max_new_tokens=12))
     assert "Paris" in reply
 
 

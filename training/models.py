@@ -261,14 +261,3 @@ def load_model_and_tokenizer(resolved: ResolvedModel, *, load_in_4bit: bool = Fa
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
-def generate_reply(model, tokenizer, messages: list[dict[str, str]], *, max_new_tokens: int = 64) -> str:
-    """Greedy reply of a chat model to a conversation (the assistant turn only, special tokens dropped)."""
-    import torch
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True).to(model.device)
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
