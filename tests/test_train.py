@@ -278,4 +278,4 @@ def test_run_views_table_curves_and_config_diff(finished):
     assert {c["series"] for c in curves} == {f"#{run.id} train loss", f"#{run.id} eval loss"}
     table = {row[0]: row for row in runs_table(R.list_runs(ws))}
     assert table[run.id][2] == "finished" and table[run.id][3] == "4/4" and "→" in table[run.id][5]
-    assert table[other.id][2] == "failed"      # registered but never started: no process behind it
+    assert table[other.id][2] == "created"     # registered but never started: waits, is not a failure

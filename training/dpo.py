@@ -27,6 +27,7 @@ from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data.records import Record, new_record_id
 from curation.data.versions import content_hash, get_version, load_records, parse_version_id
+from training.job import Stage, peak_rss_mb, trainer_arguments
 
 STAGES = ("sft", "dpo")
 REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
@@ -157,8 +158,6 @@ def build_dpo_trainer(config, model, tokenizer, train_ds, eval_ds, output: Path,
     """trl's DPOTrainer for this config over a PeftModel that already carries the SFT adapter."""
     from trl import DPOConfig, DPOTrainer
 
-    from training.job import trainer_arguments
-
     evaluating = bool(config.eval_steps) and eval_ds is not None
     args = DPOConfig(**trainer_arguments(config, output, evaluating), beta=config.dpo_beta,
                      max_length=config.sequence_len)
@@ -167,86 +166,68 @@ def build_dpo_trainer(config, model, tokenizer, train_ds, eval_ds, output: Path,
                       callbacks=list(callbacks))
 
 
-def train_dpo(ws: Workspace, run, config, log, stop_flag: dict, *, resume: bool) -> tuple[str, dict[str, Any]]:
-    """The DPO counterpart of the SFT job's ``_train``: same arguments, same (status, summary) result."""
-    import torch
-    from peft import PeftModel, prepare_model_for_kbit_training
-    from training.data import load_split_data
-    from training.job import _callbacks, is_main_process, peak_rss_mb, save_adapter
-    from training.models import load_model_and_tokenizer, resolve_base_model
-    from training.registry import STOP_FILE, get_run, last_checkpoint, merge_run_json, read_metrics, update_run
+class DpoStage(Stage):
+    """DPO over the SFT run's adapter, on the preference pairs the config names (test prompts left out)."""
 
-    if not torch.cuda.is_available():
-        torch.set_num_threads(config.cpu_threads)
-    torch.manual_seed(config.seed)
-    sft = get_run(ws, config.sft_run)
-    if not (sft.adapter_dir / "adapter_config.json").is_file():
-        raise TuneloopError(f"sft_run: run {sft.label} has no adapter (status: {sft.status}); DPO starts from a "
-                            f"finished run's adapter")
-    resolved = resolve_base_model(sft.base_model, ws)
-    if resolve_base_model(config.base_model, ws).path != resolved.path:
-        raise TuneloopError(f"base_model: run {sft.label} was trained on {sft.base_model}; DPO must use the same "
-                            f"base model (set base_model: {sft.base_model})")
-    if is_main_process():
-        update_run(ws, run.id, base_revision=resolved.revision)
-    data = load_preference_pairs(ws, config.preferences)
-    pairs = data.pairs
-    if run.preference_hash and data.content_hash != run.preference_hash:
-        raise TuneloopError(f"preferences: {data.source} no longer holds the pairs this run was created with "
-                            f"(hash {data.content_hash[:12]}, registered {run.preference_hash[:12]}); create a new run")
-    parts = split_preference_pairs(pairs)
-    if not parts["train"]:
-        raise TuneloopError(f"preferences: none of the {len(pairs)} preference pairs can be trained on "
-                            f"({len(parts['test'])} come from test prompts, which stay out of training, and "
-                            f"{len(parts['val'])} from val prompts); rate prompts from the train split or typed "
-                            f"prompts, and decide them with A/B votes")
-    print(f"[tuneloop] run #{run.id}: DPO from run {sft.label} on {len(parts['train'])} preference pairs "
-          f"({len(parts['val'])} for evaluation, {len(parts['test'])} from test prompts left out)", flush=True)
-    model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
-    if config.load_in_4bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    model = PeftModel.from_pretrained(model, str(sft.adapter_dir), is_trainable=True)
-    rewards_log = _RewardsLog(log)
-    checkpoint = last_checkpoint(run) if resume else None
-    trainer = build_dpo_trainer(config, model, tokenizer, _dataset(parts["train"]),
-                                _dataset(parts["val"]) if parts["val"] else None, run.checkpoints_dir,
-                                [_rewards_callback(rewards_log), _callbacks(ws, run, rewards_log, stop_flag)])
-    summary: dict[str, Any] = {"stage": "dpo", "sft_run": sft.id, "train_pairs": len(parts["train"]),
-                               "val_pairs": len(parts["val"]), "test_pairs_left_out": len(parts["test"]),
-                               "preference_pairs_hash": data.content_hash}
-    if checkpoint is not None:
-        log.drop_after(int(checkpoint.name.split("-")[-1]))
-    if stop_flag.get("stop") or (run.run_dir / STOP_FILE).exists():
-        return "stopped", summary
-    print(f"[tuneloop] DPO training{' from ' + checkpoint.name if checkpoint else ''}", flush=True)
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    state = trainer.state
-    trained = [r for r in read_metrics(run) if r.get("event") == "train"]
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    summary.update(last_step=state.global_step, max_steps=state.max_steps, train_loss=round(output.training_loss, 5),
-                   peak_rss_mb=peak_rss_mb(), peak_gpu_mb=round(gpu, 1) if gpu is not None else None)
-    if trained:
-        summary.update({k: trained[-1][k] for k in REWARD_KEYS if k in trained[-1]})
-    if stop_flag.get("stop"):
-        ckpt = last_checkpoint(get_run(ws, run.id))
-        merge_run_json(ws, run.id, "artefacts", {"checkpoint": str(ckpt) if ckpt else ""})
-        return "stopped", summary
-    if trainer.eval_dataset is not None:
-        final = trainer.evaluate()
-        log.write({"step": state.global_step, "event": "final_eval", "eval_loss": round(final["eval_loss"], 5),
-                   **{k: round(final[k], 5) for k in final if k.removeprefix("eval_") in REWARD_KEYS},
-                   "peak_rss_mb": peak_rss_mb()})
-        summary["final_eval_loss"] = round(final["eval_loss"], 5)
-    if is_main_process():
+    name = "DPO training"
+
+    def base_model(self, ws, run, config):
+        from training.models import resolve_base_model
+        from training.registry import get_run
+        self.sft = get_run(ws, config.sft_run)
+        if not (self.sft.adapter_dir / "adapter_config.json").is_file():
+            raise TuneloopError(f"sft_run: run {self.sft.label} has no adapter (status: {self.sft.status}); DPO starts "
+                                f"from a finished run's adapter")
+        resolved = resolve_base_model(self.sft.base_model, ws)
+        if resolve_base_model(config.base_model, ws).path != resolved.path:
+            raise TuneloopError(f"base_model: run {self.sft.label} was trained on {self.sft.base_model}; DPO must use "
+                                f"the same base model (set base_model: {self.sft.base_model})")
+        return resolved
+
+    def build(self, ws, run, config, resolved, log, callback):
+        from peft import PeftModel, prepare_model_for_kbit_training
+        from training.models import load_model_and_tokenizer
+
+        data = load_preference_pairs(ws, config.preferences)
+        if run.preference_hash and data.content_hash != run.preference_hash:
+            raise TuneloopError(f"preferences: {data.source} no longer holds the pairs this run was created with "
+                                f"(hash {data.content_hash[:12]}, registered {run.preference_hash[:12]}); create a "
+                                f"new run")
+        parts = split_preference_pairs(data.pairs)
+        if not parts["train"]:
+            raise TuneloopError(f"preferences: none of the {len(data.pairs)} preference pairs can be trained on "
+                                f"({len(parts['test'])} come from test prompts, which stay out of training, and "
+                                f"{len(parts['val'])} from val prompts); rate prompts from the train split or typed "
+                                f"prompts, and decide them with A/B votes")
+        print(f"[tuneloop] run #{run.id}: DPO from run {self.sft.label} on {len(parts['train'])} preference pairs "
+              f"({len(parts['val'])} for evaluation, {len(parts['test'])} from test prompts left out)", flush=True)
+        model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
+        if config.load_in_4bit:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+        model = PeftModel.from_pretrained(model, str(self.sft.adapter_dir), is_trainable=True)
+        rewards_log = _RewardsLog(log)
+        trainer = build_dpo_trainer(config, model, tokenizer, _dataset(parts["train"]),
+                                    _dataset(parts["val"]) if parts["val"] else None, run.checkpoints_dir,
+                                    [_rewards_callback(rewards_log), callback(rewards_log)])
+        return trainer, tokenizer, {"stage": "dpo", "sft_run": self.sft.id, "train_pairs": len(parts["train"]),
+                                    "val_pairs": len(parts["val"]), "test_pairs_left_out": len(parts["test"]),
+                                    "preference_pairs_hash": data.content_hash}
+
+    def after_training(self, trainer, run, summary):
+        from training.registry import read_metrics
+        trained = [r for r in read_metrics(run) if r.get("event") == "train"]
+        if trained:
+            summary.update({k: trained[-1][k] for k in REWARD_KEYS if k in trained[-1]})
+
+    def final_evaluation(self, trainer, run, log, summary):
+        if trainer.eval_dataset is not None:
+            final = trainer.evaluate()
+            log.write({"step": trainer.state.global_step, "event": "final_eval", "eval_loss": round(final["eval_loss"], 5),
+                       **{k: round(final[k], 5) for k in final if k.removeprefix("eval_") in REWARD_KEYS},
+                       "peak_rss_mb": peak_rss_mb()})
+            summary["final_eval_loss"] = round(final["eval_loss"], 5)
+
+    def trained_model(self, trainer):
         if "ref" in trainer.model.peft_config:
             trainer.model.delete_adapter("ref")     # the frozen reference copy is not part of the result
-        save_adapter(trainer.model, tokenizer, run.adapter_dir)
-        ckpt = last_checkpoint(get_run(ws, run.id))
-        merge_run_json(ws, run.id, "artefacts", {"adapter": str(run.adapter_dir), "checkpoint": str(ckpt) if ckpt else ""})
-        data = load_split_data(ws, config.datasets)
-        if config.rouge_test_samples and data["test"]:
-            from training.quality import rouge_base_vs_tuned
-            rouge = rouge_base_vs_tuned(trainer.model, tokenizer, data["test"][: config.rouge_test_samples])
-            log.write({"step": state.global_step, "event": "rouge", **rouge})
-            summary.update(rouge)
-    return "finished", summary
+        return trainer.model

@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 import traceback
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -236,10 +237,11 @@ def run_training(ws: Workspace, run_id: int, *, resume: bool = False) -> Run:
                    host=socket.gethostname(), started_at=_now(), heartbeat_at=_now(), attempts=run.attempts + 1,
                    error=None)
     try:
-        train = _train
         if config.stage == "dpo":
-            from training.dpo import train_dpo as train
-        status, summary = train(ws, run, config, log, stop_flag, resume=resume)
+            from training.dpo import DpoStage as stage
+        else:
+            stage = SftStage
+        status, summary = train_stage(ws, run, config, log, stop_flag, resume=resume, stage=stage())
     except BaseException as exc:  # the job must always leave a status behind
         traceback.print_exc()
         sys.stdout.flush()
@@ -280,72 +282,135 @@ def failure_message(exc: BaseException, config: RunConfig, run: Run) -> str:
     return f"the run failed with an unexpected error: {text}. The log (train.log in {run.run_dir}) has the details."
 
 
-def _train(ws: Workspace, run: Run, config: RunConfig, log: MetricsLog, stop_flag: dict,
-           *, resume: bool) -> tuple[str, dict[str, Any]]:
+class Stage(ABC):
+    """What a training stage supplies to the shared job skeleton (``train_stage``): its base model,
+    data and trainer, and the figures only it knows. The skeleton does the rest: threads and seed,
+    callbacks, resume from a checkpoint, the graceful stop, saving the adapter, ROUGE-L, the summary."""
+
+    name = "training"
+
+    def base_model(self, ws: Workspace, run: Run, config: RunConfig):
+        """The resolved base model (training.models.ResolvedModel) the stage trains over."""
+        from training.models import resolve_base_model
+        print(f"[tuneloop] run #{run.id}: resolving base model {config.base_model}", flush=True)
+        return resolve_base_model(config.base_model, ws)
+
+    @abstractmethod
+    def build(self, ws: Workspace, run: Run, config: RunConfig, resolved, log, callback) -> tuple[Any, Any, dict]:
+        """(trainer, tokenizer, summary so far); ``callback(log)`` is the job's metrics/stop callback."""
+
+    def test_records(self, ws: Workspace, config: RunConfig) -> list:
+        """The test conversations ROUGE-L is measured on at the end."""
+        from training.data import load_split_data
+        return load_split_data(ws, config.datasets)["test"]
+
+    def before_training(self, trainer, run: Run, log, summary: dict) -> None:
+        """On a fresh start (not a resume), before the first step."""
+
+    def after_training(self, trainer, run: Run, summary: dict) -> None:
+        """Figures from the training log, once training ended or stopped."""
+
+    def final_evaluation(self, trainer, run: Run, log, summary: dict) -> None:
+        """The evaluation at the end of a finished run."""
+
+    def trained_model(self, trainer):
+        """The model whose adapter is the run's result."""
+        return trainer.model
+
+
+def train_stage(ws: Workspace, run: Run, config: RunConfig, log, stop_flag: dict, *, resume: bool,
+                stage: Stage) -> tuple[str, dict[str, Any]]:
+    """Train one run with ``stage``'s data and trainer; returns (status, summary) for the registry."""
     import torch
-    from training.data import load_split_data, tokenize_records
-    from training.models import load_model_and_tokenizer, resolve_base_model
 
     if not torch.cuda.is_available():
         torch.set_num_threads(config.cpu_threads)
     torch.manual_seed(config.seed)
-    print(f"[tuneloop] run #{run.id}: resolving base model {config.base_model}", flush=True)
-    resolved = resolve_base_model(config.base_model, ws)
+    resolved = stage.base_model(ws, run, config)
     if is_main_process():
         update_run(ws, run.id, base_revision=resolved.revision)
-    data = load_split_data(ws, config.datasets)
-    model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
-    train_tok = tokenize_records(tokenizer, data["train"], config.sequence_len)
-    val_tok = tokenize_records(tokenizer, data["val"], config.sequence_len) if data["val"] else None
-    if not train_tok.input_ids:
-        raise TuneloopError("the training split has no conversation with an assistant answer to learn from")
-    print(f"[tuneloop] {len(train_tok.input_ids)} training conversations, {train_tok.num_tokens} tokens; "
-          f"{len(val_tok.input_ids) if val_tok else 0} validation", flush=True)
-    model = add_lora(model, config)
+    trainer, tokenizer, summary = stage.build(ws, run, config, resolved, log,
+                                              lambda metrics_log: _callbacks(ws, run, metrics_log, stop_flag))
     checkpoint = last_checkpoint(run) if resume else None
-    trainer = build_trainer(config, model, tokenizer, to_dataset(train_tok),
-                            to_dataset(val_tok) if val_tok and val_tok.input_ids else None,
-                            run.checkpoints_dir, [_callbacks(ws, run, log, stop_flag)])
-    summary: dict[str, Any] = {"train_conversations": len(train_tok.input_ids), "train_tokens": train_tok.num_tokens}
     if checkpoint is not None:
         log.drop_after(int(checkpoint.name.split("-")[-1]))
-    elif trainer.eval_dataset is not None and not any(r.get("event") == "base_eval" for r in read_metrics(run)):
-        # LoRA starts as a no-op, so this is the base model's loss on the validation split.
-        base = trainer.evaluate()["eval_loss"]
-        log.write({"step": 0, "event": "base_eval", "eval_loss": round(base, 5), "peak_rss_mb": peak_rss_mb()})
-        summary["base_eval_loss"] = round(base, 5)
-    print(f"[tuneloop] training{' from ' + checkpoint.name if checkpoint else ''}", flush=True)
+    else:
+        stage.before_training(trainer, run, log, summary)
+    print(f"[tuneloop] {stage.name}{' from ' + checkpoint.name if checkpoint else ''}", flush=True)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     state = trainer.state
     summary.update(last_step=state.global_step, max_steps=state.max_steps,
                    train_loss=_num(output.training_loss), peak_rss_mb=peak_rss_mb(), peak_gpu_mb=_peak_gpu_mb())
-    evals = [r for r in read_metrics(run) if r.get("event") == "eval"]
-    if evals:
-        summary["best_eval_loss"] = min(r["eval_loss"] for r in evals)
+    stage.after_training(trainer, run, summary)
     if stop_flag.get("stop"):
         ckpt = last_checkpoint(get_run(ws, run.id))
         merge_run_json(ws, run.id, "artefacts", {"checkpoint": str(ckpt) if ckpt else ""})
         return "stopped", summary
-    if evals and evals[-1]["step"] == state.global_step and not trainer.args.load_best_model_at_end:
-        summary["final_eval_loss"] = evals[-1]["eval_loss"]
-    elif trainer.eval_dataset is not None:
-        final = trainer.evaluate()["eval_loss"]
-        log.write({"step": state.global_step, "event": "final_eval", "eval_loss": round(final, 5),
-                   "peak_rss_mb": peak_rss_mb()})
-        summary["final_eval_loss"] = round(final, 5)
+    stage.final_evaluation(trainer, run, log, summary)
     if is_main_process():
-        save_adapter(trainer.model, tokenizer, run.adapter_dir)
+        model = stage.trained_model(trainer)
+        save_adapter(model, tokenizer, run.adapter_dir)
         ckpt = last_checkpoint(get_run(ws, run.id))
         merge_run_json(ws, run.id, "artefacts", {"adapter": str(run.adapter_dir),
                                                  "checkpoint": str(ckpt) if ckpt else ""})
-        if config.rouge_test_samples and data["test"]:
+        test = stage.test_records(ws, config)
+        if config.rouge_test_samples and test:
             from training.quality import rouge_base_vs_tuned
-            print(f"[tuneloop] ROUGE-L on {min(len(data['test']), config.rouge_test_samples)} test conversations",
-                  flush=True)
-            rouge = rouge_base_vs_tuned(trainer.model, tokenizer, data["test"][: config.rouge_test_samples])
+            print(f"[tuneloop] ROUGE-L on {min(len(test), config.rouge_test_samples)} test conversations", flush=True)
+            rouge = rouge_base_vs_tuned(model, tokenizer, test[: config.rouge_test_samples])
             log.write({"step": state.global_step, "event": "rouge", **rouge})
             summary.update(rouge)
     return "finished", summary
+
+
+class SftStage(Stage):
+    """Supervised fine-tuning: LoRA on the split's train conversations, assistant tokens only."""
+
+    name = "training"
+
+    def build(self, ws, run, config, resolved, log, callback):
+        from training.data import load_split_data, tokenize_records
+        from training.models import load_model_and_tokenizer
+
+        data = load_split_data(ws, config.datasets)
+        self.test = data["test"]
+        model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
+        train_tok = tokenize_records(tokenizer, data["train"], config.sequence_len)
+        val_tok = tokenize_records(tokenizer, data["val"], config.sequence_len) if data["val"] else None
+        if not train_tok.input_ids:
+            raise TuneloopError("the training split has no conversation with an assistant answer to learn from")
+        print(f"[tuneloop] {len(train_tok.input_ids)} training conversations, {train_tok.num_tokens} tokens; "
+              f"{len(val_tok.input_ids) if val_tok else 0} validation", flush=True)
+        model = add_lora(model, config)
+        trainer = build_trainer(config, model, tokenizer, to_dataset(train_tok),
+                                to_dataset(val_tok) if val_tok and val_tok.input_ids else None,
+                                run.checkpoints_dir, [callback(log)])
+        return trainer, tokenizer, {"train_conversations": len(train_tok.input_ids),
+                                    "train_tokens": train_tok.num_tokens}
+
+    def test_records(self, ws, config):
+        return self.test
+
+    def before_training(self, trainer, run, log, summary):
+        if trainer.eval_dataset is not None and not any(r.get("event") == "base_eval" for r in read_metrics(run)):
+            # LoRA starts as a no-op, so this is the base model's loss on the validation split.
+            base = trainer.evaluate()["eval_loss"]
+            log.write({"step": 0, "event": "base_eval", "eval_loss": round(base, 5), "peak_rss_mb": peak_rss_mb()})
+            summary["base_eval_loss"] = round(base, 5)
+
+    def after_training(self, trainer, run, summary):
+        self.evals = [r for r in read_metrics(run) if r.get("event") == "eval"]
+        if self.evals:
+            summary["best_eval_loss"] = min(r["eval_loss"] for r in self.evals)
+
+    def final_evaluation(self, trainer, run, log, summary):
+        step = trainer.state.global_step
+        if self.evals and self.evals[-1]["step"] == step and not trainer.args.load_best_model_at_end:
+            summary["final_eval_loss"] = self.evals[-1]["eval_loss"]
+        elif trainer.eval_dataset is not None:
+            final = trainer.evaluate()["eval_loss"]
+            log.write({"step": step, "event": "final_eval", "eval_loss": round(final, 5), "peak_rss_mb": peak_rss_mb()})
+            summary["final_eval_loss"] = round(final, 5)
 
 
 def save_adapter(model, tokenizer, target: Path) -> Path:
