@@ -126,6 +126,13 @@ def test_preferences_must_name_a_preference_version(ws):
         load_preference_pairs(ws, sft_data.name)
     with pytest.raises(TuneloopError, match="neither a preference dataset version"):
         load_preference_pairs(ws, "2,5")
+    pairs = create_version(ws, [Record("p", [{"role": "user", "content": "hi"}], {"split": "train"},
+                                       chosen=[{"role": "assistant", "content": "hello"}],
+                                       rejected=[{"role": "assistant", "content": "go away"}])],
+                           parent=None, step="preferences")
+    from training.data import load_split_data
+    with pytest.raises(TuneloopError, match=f"datasets: {pairs.name} holds preference pairs"):
+        load_split_data(ws, pairs.name)
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("run", "train in this process (registers the run unless --run-id is given)"),
                        ("launch", "register the run and start its job in the background"),
-                       ("create", "register the run without starting it (for accelerate launch)"),
+                       ("create", "register the run without starting it (status created, for accelerate launch)"),
                        ("preflight", "check a config: memory estimate, token statistics, a rendered example")):
         c = sub.add_parser(name, parents=[common], help=text)
         c.add_argument("config", help="run config YAML")
@@ -135,6 +135,8 @@ def cmd_show(ws, args) -> int:
     run = R.get_run_status(ws, args.run)
     print(json.dumps({"id": run.id, "name": run.name, "status": run.status, "dataset": run.dataset,
                       "dataset_version": run.dataset_version, "dataset_hash": run.dataset_hash,
+                      "parent_run": run.parent_run_id, "preference_version": run.preference_version,
+                      "preference_hash": run.preference_hash,
                       "base_model": run.base_model, "base_revision": run.base_revision,
                       "code_version": run.code_version, "packages": run.packages, "metrics": run.metrics,
                       "artefacts": run.artefacts, "error": run.error, "output_dir": run.output_dir,

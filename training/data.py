@@ -59,6 +59,9 @@ def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
         raise TuneloopError(f"datasets: '{spec}' is neither a dataset version (like v4) nor an existing folder "
                             f"with train.jsonl and val.jsonl") from None
     version = get_version(ws, vid)
+    if version.kind == "preference":
+        raise TuneloopError(f"datasets: {version.name} holds preference pairs, not chat records; name it in "
+                            f"preferences (with stage: dpo) and a split version here")
     records = load_records(ws, vid)
     splits = {name: [r for r in records if r.meta.get("split") == name] for name in SPLITS}
     if not splits["train"]:
