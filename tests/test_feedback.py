@@ -164,3 +164,22 @@ def test_report_export_and_merge_from_the_command_line(rated, tmp_path):
     assert merged.returncode == 0 and "feedback" in merged.stdout
     again = subprocess.run(base + ["merge-feedback", str(eid)] + where, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "nothing new to merge" in again.stderr
+
+
+def test_the_results_view_only_computes_whatever_the_policy(rated):
+    from evaluation.ui import results_view
+    ws, eid, _ = rated
+
+    def written():
+        return [ws.db.execute(f"select count(*) from {t}").fetchone()[0]
+                for t in ("dataset_versions", "answer_requests", "feedback_versions")]
+
+    before = written()
+    for policy in ("unanimous", "majority", "unanimous"):
+        outputs = results_view(ws, eid, policy)
+        assert f"**Feedback ({policy})**" in outputs[5]
+    assert written() == before
+    queue = outputs[6]
+    assert [row[1] for row in queue] == ["p3"] and queue[0][0].startswith(f"fb{eid}-p")
+    answer_needed(ws, eid, queue[0][0], "Order LM-1003 is delayed.", answered_by="lead")
+    assert results_view(ws, eid, "majority")[6] == []
