@@ -29,3 +29,28 @@ def test_import_shows_new_version_in_lineage(live_app, page, tmp_path):
 
     page.get_by_role("tab", name="Versions", exact=True).click()
     expect(page.locator("#data-versions")).to_contain_text("import")
+
+
+def test_data_handlers_import_roll_back_and_move_every_picker_to_the_current_version(ws, tmp_path):
+    import gradio as gr
+
+    from curation.ui import data
+    from ui.kit import version_picker
+
+    with gr.Blocks():
+        pickers = [version_picker(ws, "Version") for _ in range(2)]
+    first = write_jsonl(tmp_path / "a.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(3)])
+    second = write_jsonl(tmp_path / "b.jsonl", [chat("refund please", "done")])
+    out = data.import_records(ws, pickers, None, str(first), "auto", "", False, progress=lambda *a, **k: None)
+    assert "Imported **3 records**" in out[0] and "Current version: v1" in out[2]
+    data.import_records(ws, pickers, None, str(second), "auto", "", True, progress=lambda *a, **k: None)
+    back = data.roll_back(ws, pickers, "v1")
+    assert "**v1** is now the current version" in back[0]
+    assert [u["value"] for u in back[3:]] == ["v1", "v1"]
+    assert back[3]["choices"][-1][0].startswith("v1 (current)")
+    info, rows, _ = data.browse(ws, "v2", "refund", 1)
+    assert info.startswith("1 records match “refund”") and rows[0][2] == "refund please"
+    summary, changes = data.compare(ws, "v1", "v2")
+    assert "1 added" in summary and changes[0][0] == "added"
+    failed = data.import_records(ws, pickers, None, "", "auto", "", False, progress=lambda *a, **k: None)
+    assert "choose a file to upload" in failed[0]

@@ -97,3 +97,37 @@ def test_default_model_template_preview():
     trained = "".join(text for text, kind in preview.segments if kind == TRAINED)
     assert r.answer in trained and r.prompt not in trained
     assert 0 < preview.trained_tokens < preview.tokens
+
+
+def test_the_train_tabs_preview_renders_a_split_record_for_the_base_model(ws, tmp_path):
+    from curation.data.versions import create_version
+    from tests.conftest import chat
+    from tests.tiny_model import build_tiny_model
+    from training.ui import template_preview, token_lengths
+
+    model = build_tiny_model(tmp_path / "tiny")
+    records = [Record.from_dict(chat(f"Where is order {i}?", f"Order {i} ships soon.", id=f"r{i}")) for i in range(6)]
+    for i, r in enumerate(records):
+        r.meta["split"] = ("train", "train", "train", "train", "val", "test")[i]
+    create_version(ws, records, parent=None, step="split")
+    counts, segments = template_preview(ws, "v1", str(model), 64, "")
+    assert "**r5** (test) rendered for **tiny**" in counts and "trained** (assistant turns)" in counts
+    assert ("Order 5 ships soon.<|im_end|>\n", TRAINED) in segments
+    assert any(kind == CONTEXT and "Where is order 5?" in text for text, kind in segments)
+    counts, _ = template_preview(ws, "v1", str(model), 64, "r2")
+    assert "**r2** (train)" in counts
+    missing, _ = template_preview(ws, "v1", str(model), 64, "nope")
+    assert "there is no record &#x27;nope&#x27; in v1" in missing
+    summary, histogram = token_lengths(ws, "v1", str(model), 8, progress=lambda *a, **k: None)
+    assert "6 conversations for **tiny**" in summary and "6 (100.0%) longer than the sequence length 8" in summary
+    assert histogram[histogram["part"] == CUT]["records"].sum() == 6
+
+
+def test_the_train_tabs_preview_refuses_a_version_without_splits(ws, tmp_path):
+    from curation.data.versions import create_version
+    from tests.conftest import chat
+    from training.ui import template_preview
+
+    create_version(ws, [Record.from_dict(chat("Hi?", "Hello.", id="a"))], parent=None, step="import")
+    message, _ = template_preview(ws, "v1", "unused", 64, "")
+    assert "v1 has records without a train/val/test split" in message

@@ -54,3 +54,26 @@ def test_launch_watch_stop_resume(live_app, page, tmp_path):
     expect(page.locator("#train-status-box")).to_contain_text("step 30/30")
     expect(page.locator("#train-status-box")).to_contain_text("eval loss: base model")
     expect(page.locator("#train-runs")).to_contain_text("finished")
+
+
+@pytest.mark.browser
+def test_template_preview_shows_what_the_base_model_sees(live_app, page, tmp_path):
+    from playwright.sync_api import expect
+    ws = Workspace.open(tmp_path / "workspace")
+    records = demo_records(20, seed=3)
+    for i, r in enumerate(records):
+        r.meta["split"] = "train" if i < 14 else ("val" if i < 17 else "test")
+    create_version(ws, records, parent=None, step="split")
+    model = build_tiny_model(tmp_path / "tiny")
+
+    app = live_app(workspace=tmp_path / "workspace")
+    page.goto(app.url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-base-model textarea").fill(str(model))
+    page.get_by_text("Template preview: what the base model sees").click()
+    page.locator("#train-preview-btn").click()
+    expect(page.locator("#train-preview-counts")).to_contain_text("(test) rendered for tiny", timeout=120_000)
+    expect(page.locator("#train-preview-counts")).to_contain_text("trained")
+    expect(page.locator("#train-preview")).to_contain_text("<|im_start|>assistant")
+    page.locator("#train-lengths-btn").click()
+    expect(page.locator("#train-lengths")).to_contain_text("20 conversations for tiny", timeout=120_000)

@@ -1,11 +1,15 @@
 """The Train tab: choose a split, a base model and a preset, edit the config, preflight, launch; watch
-live loss curves and progress; stop, resume, compare and export runs. Only wiring: the logic lives in
-training.config, training.registry, training.preflight, training.run_views and training.export."""
+live loss curves and progress; stop, resume, compare and export runs; preview how the base model's chat
+template renders a record and which tokens are trained. Module-level handlers (they take the workspace
+and return the outputs) and presenters; ``build_train_tab`` only creates the widgets and wires them. The
+logic lives in training.config, training.registry, training.preflight, training.run_views,
+training.export and training.template_preview."""
 from __future__ import annotations
 
 import html
 import json
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
@@ -15,6 +19,10 @@ from core.errors import TuneloopError
 from training import registry as R
 from training.config import PRESETS, RunConfig, config_fields, preset_config
 from training.run_views import RUN_HEADERS, config_diff, describe_eta, loss_curves, progress_of, runs_table
+from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, load_preview_tokenizer,
+                                       preview_record, token_length_stats)
+from ui.kit import (bind, default_run, error_markdown, refresh_on_select, run_choices, run_picker,
+                    version_picker)
 
 FORM_SKIP = ("base_model", "datasets")
 POLL_SECONDS = 2.0
@@ -24,31 +32,18 @@ trains in its own process: you can reload this page or restart the app and it ke
 checkpoint first; **Resume** continues from it."""
 
 
-def _error(exc: Exception) -> str:
-    if isinstance(exc, TuneloopError):
-        lines = str(exc).splitlines()
-        rest = "\n".join(f"- {html.escape(line.strip())}" for line in lines[1:] if line.strip())
-        return f"**⚠️ {html.escape(lines[0])}**" + (f"\n\n{rest}" if rest else "")
-    return f"**⚠️ Something went wrong: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}**"
+COLORS = {TRAINED: "#16a34a", CONTEXT: "#e5e7eb", CUT: "#f87171"}
 
 
-def split_choices(ws) -> list[tuple[str, str]]:
-    """Dataset versions, split versions first (those are what training needs)."""
-    from curation.data.versions import list_versions
-    versions = list(reversed(list_versions(ws)))
-    ordered = [v for v in versions if v.step == "split"] + [v for v in versions if v.step != "split"]
-    return [(v.describe(), v.name) for v in ordered]
+def form_fields() -> list:
+    """The config fields the form shows (the split and the base model have their own widgets)."""
+    return [f for f in config_fields() if f.name not in FORM_SKIP]
 
 
-def run_choices(ws) -> list[tuple[str, str]]:
-    return [(f"{r.label} · {r.status}", str(r.id)) for r in R.list_runs(ws)]
-
-
-def default_run(ws) -> str | None:
-    runs = R.list_runs(ws)
-    active = [r for r in runs if r.active]
-    pick = active[0] if active else (runs[0] if runs else None)
-    return str(pick.id) if pick else None
+def form_config(split_value, base_value, values) -> RunConfig:
+    """The run config the form describes."""
+    data = {f.name: v for f, v in zip(form_fields(), values)}
+    return RunConfig.from_dict({**data, "base_model": base_value or "default", "datasets": split_value or ""})
 
 
 def status_html(run: R.Run | None) -> str:
@@ -91,16 +86,186 @@ def curves_frame(runs: list[R.Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
+def preflight_markdown(report) -> str:
+    """The preflight report: base model, memory against what is available, tokens, steps, warnings."""
+    m = report.memory.as_dict()
+    stats = report.token_stats
+    lines = [f"**Base model:** {report.base_model}",
+             f"**Memory:** about **{m['total_gb']} GB** needed (weights {m['weights_gb']}, adapter + optimizer "
+             f"{m['adapter_and_optimizer_gb']}, activations {m['activations_gb']}) · **{m['available_gb']} GB** "
+             f"available on {m['device']} → {'✅ fits' if m['fits'] else '❌ does not fit'}",
+             f"**Tokens:** {stats['conversations']} conversations, {stats['tokens']:,} tokens "
+             f"({stats['trained_tokens']:,} trained), mean {stats['mean_len']}, p95 {stats['p95_len']}, "
+             f"longest {stats['max_len']}; {stats['cut_at_sequence_len']} cut at sequence_len",
+             f"**Steps:** {report.steps_per_epoch} per epoch, {report.total_steps} in all"]
+    lines += [f"- ⚠️ {html.escape(w)}" for w in report.warnings]
+    return "\n\n".join(lines)
+
+
+# -- handlers ---------------------------------------------------------------------------------------
+
+def apply_preset(name) -> list:
+    """The form's values for a preset."""
+    config = preset_config(name)
+    return [gr.update(value=getattr(config, f.name)) for f in form_fields()]
+
+
+def run_preflight(ws, split_value, base_value, *values) -> tuple:
+    """(message, report, one example with its trained tokens) for the form's config."""
+    from training.preflight import preflight
+    try:
+        report = preflight(ws, form_config(split_value, base_value, values))
+    except TuneloopError as exc:
+        return error_markdown(exc), "", gr.update(visible=False)
+    spans = [(text, "trained" if on else None) for text, on in report.example]
+    return "", preflight_markdown(report), gr.update(value=spans, visible=True)
+
+
+def launch(ws, split_value, base_value, name, *values) -> tuple:
+    """Launch a run of the form's config; the run picker then shows it."""
+    try:
+        run = R.launch_run(ws, form_config(split_value, base_value, values), name=name or None)
+    except TuneloopError as exc:
+        return error_markdown(exc), gr.update()
+    return (f"Launched **{html.escape(run.label)}**; it loads the model, then the curve starts moving.",
+            gr.update(choices=run_choices(ws), value=str(run.id)))
+
+
+def stop(ws, run_id) -> str:
+    try:
+        run = R.request_stop(ws, run_id or "")
+    except TuneloopError as exc:
+        return error_markdown(exc)
+    return f"Stop requested for {html.escape(run.label)}: it saves a checkpoint at the end of this step."
+
+
+def resume(ws, run_id) -> str:
+    try:
+        run = R.resume_run(ws, run_id or "")
+    except TuneloopError as exc:
+        return error_markdown(exc)
+    ckpt = R.last_checkpoint(run)
+    return f"Resumed {html.escape(run.label)} from {ckpt.name if ckpt else 'the start'}."
+
+
+def poll(ws, run_id, seen) -> tuple:
+    """(status, curve, runs table, run picker, compare picker, run ids seen): the selected run (or a running
+    one) as it stands; the pickers change only when the runs do."""
+    choices = run_choices(ws)
+    run = None
+    if run_id:
+        try:
+            run = R.get_run_status(ws, run_id)
+        except TuneloopError:
+            run = None
+    if run is None and not run_id:
+        picked = default_run(ws)
+        run = R.get_run_status(ws, picked) if picked else None
+    changed = [c[1] for c in choices] != seen
+    pick_update = gr.update(choices=choices, value=str(run.id) if run else None) if changed or (
+        run and not run_id) else gr.update()
+    compare_update = gr.update(choices=choices) if changed else gr.update()
+    return (status_html(run), curves_frame([run] if run else []), runs_table(R.list_runs(ws)),
+            pick_update, compare_update, [c[1] for c in choices])
+
+
+def compare(ws, run_ids) -> tuple:
+    """(overlaid curves, what differs, message) for two or more runs."""
+    if not run_ids or len(run_ids) < 2:
+        return gr.update(), gr.update(), "Choose two or more runs to compare."
+    runs = [R.get_run(ws, rid) for rid in run_ids]
+    headers, rows = config_diff(runs)
+    return (curves_frame(runs), gr.update(value=pd.DataFrame(rows, columns=headers)),
+            "" if rows else "These runs have the same config.")
+
+
+def export(ws, run_id, kind) -> tuple:
+    """(message, download) for a run exported as an adapter folder, a merged model or an archive."""
+    from training.export import export_run
+    if not run_id:
+        return "Choose a run first.", gr.update(visible=False)
+    try:
+        run = R.get_run(ws, run_id)
+        if kind == "archive":
+            out = Path(tempfile.mkdtemp(prefix="tuneloop-export-")) / f"run-{run.id}.tar.gz"
+        else:
+            stamp = len(list(run.run_dir.glob(f"export-{kind}*")))
+            out = run.run_dir / (f"export-{kind}" + (f"-{stamp}" if stamp else ""))
+        path = export_run(ws, run.id, kind, out)
+    except TuneloopError as exc:
+        return error_markdown(exc), gr.update(visible=False)
+    if kind == "archive":
+        return f"Archive of {html.escape(run.label)} ready.", gr.update(value=str(path), visible=True)
+    return f"{kind.capitalize()} written to `{path}`.", gr.update(visible=False)
+
+
+@lru_cache(maxsize=2)
+def _tokenizer(model: str, root: str):
+    from core.workspace import Workspace
+    return load_preview_tokenizer(model, Workspace.open(root))
+
+
+def split_records(ws, version) -> list:
+    """The records of a split version; a version without train/val/test is refused."""
+    from curation.data.records import SPLITS
+    from curation.data.versions import load_records
+    if not version:
+        raise TuneloopError("there is no split version yet; build a split in the Splits tab first")
+    records = load_records(ws, version)
+    if any(r.split not in SPLITS for r in records):
+        raise TuneloopError(f"{version} has records without a train/val/test split; build a split first")
+    return records
+
+
+def template_preview(ws, version, model_name, length, rid) -> tuple:
+    """(counts, highlighted text): one record rendered with the base model's chat template, the tokens
+    training learns from marked, those past the sequence length marked as cut off."""
+    try:
+        records = split_records(ws, version)
+        record = (next((r for r in records if r.id == rid.strip()), None) if rid and rid.strip()
+                  else next((r for r in records if r.split == "test"), records[0]))
+        if record is None:
+            raise TuneloopError(f"there is no record '{rid}' in {version}")
+        tokenizer, name = _tokenizer((model_name or "").strip() or "default", str(ws.root))
+        preview = preview_record(tokenizer, record, int(length or default_sequence_len()))
+    except Exception as exc:
+        return error_markdown(exc), gr.update()
+    counts = preview.counts()
+    md = (f"**{record.id}** ({record.split}) rendered for **{name}**: {counts['tokens']} tokens, "
+          f"**{counts['trained']} trained** (assistant turns), {counts['context']} context"
+          + (f", ⚠️ {counts['cut off']} cut off past {preview.sequence_len}" if counts["cut off"] else ""))
+    return md, [(text, kind) for text, kind in preview.segments]
+
+
+def token_lengths(ws, version, model_name, length, progress=gr.Progress()) -> tuple:
+    """(summary, histogram) of the split's conversations in tokens, against the sequence length."""
+    try:
+        records = split_records(ws, version)
+        tokenizer, name = _tokenizer((model_name or "").strip() or "default", str(ws.root))
+        stats = token_length_stats(tokenizer, records, int(length or default_sequence_len()),
+                                   progress=lambda f, d: progress(f, desc=d))
+    except Exception as exc:
+        return error_markdown(exc), gr.update()
+    s = stats.summary()
+    md = (f"{s['records']:,} conversations for **{name}**: median {s['median']} tokens, p95 {s['p95']}, "
+          f"max {s['max']}; **{s['cut off']} ({s['cut off %']}%) longer than the sequence length "
+          f"{s['sequence length']}** (red: their ends are cut off in training)")
+    return md, pd.DataFrame(stats.histogram())
+
+
+# -- wiring -----------------------------------------------------------------------------------------
+
 def build_train_tab(ws) -> None:
     """The Train tab, inside the caller's Blocks."""
-    fields = [f for f in config_fields() if f.name not in FORM_SKIP]
+    fields = form_fields()
     first_preset = next(iter(PRESETS))
     start = preset_config(first_preset)
-    with gr.Tab("Train", id="train"):
+    quiet = dict(api_name=False)
+    with gr.Tab("Train", id="train") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
-            split = gr.Dropdown(split_choices(ws), label="Split (dataset version with train/val/test)",
-                                elem_id="train-split", scale=2)
+            split = version_picker(ws, "Split (dataset version with train/val/test)", splits_only=True,
+                                   elem_id="train-split", scale=2)
             base_model = gr.Textbox(value="default", label="Base model ('default', a folder, a .gguf file or a hub id)",
                                     elem_id="train-base-model", scale=2)
             preset = gr.Dropdown(list(PRESETS), value=first_preset, label="Preset", elem_id="train-preset", scale=1)
@@ -111,6 +276,20 @@ def build_train_tab(ws) -> None:
                 with gr.Row():
                     for f in fields[chunk:chunk + 4]:
                         widgets.append(_field_widget(f, getattr(start, f.name)))
+        with gr.Accordion("Template preview: what the base model sees, and what it learns from", open=False):
+            with gr.Row():
+                seq_len = gr.Number(value=default_sequence_len(), precision=0, minimum=16,
+                                    label="Sequence length (tokens; training cuts there)", elem_id="train-preview-len")
+                record_id = gr.Textbox(label="Record id (empty: the first test record)", elem_id="train-record")
+                preview_btn = gr.Button("Preview", elem_id="train-preview-btn")
+                lengths_btn = gr.Button("Token lengths of the split", elem_id="train-lengths-btn")
+            preview_md = gr.Markdown(elem_id="train-preview-counts")
+            preview_hl = gr.HighlightedText(label="Exactly what the model sees (green: trained on)",
+                                            color_map=COLORS, show_legend=True, combine_adjacent=True,
+                                            elem_id="train-preview")
+            tokens_md = gr.Markdown(elem_id="train-lengths")
+            tokens_plot = gr.BarPlot(x="tokens", y="records", color="part", title="Tokens per conversation",
+                                     color_map={"fits": "#2563eb", CUT: "#f87171"}, x_title="tokens (bin start)")
         with gr.Row():
             run_name = gr.Textbox(label="Run name (optional)", elem_id="train-run-name", scale=3)
             preflight_btn = gr.Button("Preflight", elem_id="train-preflight-btn", scale=1)
@@ -122,7 +301,7 @@ def build_train_tab(ws) -> None:
 
         gr.Markdown("### Runs")
         with gr.Row():
-            selected = gr.Dropdown(run_choices(ws), value=default_run(ws), label="Run", elem_id="train-run", scale=3)
+            selected = run_picker(ws, "Run", elem_id="train-run", scale=3)
             stop_btn = gr.Button("Stop (checkpoint, then stop)", elem_id="train-stop-btn", scale=1)
             resume_btn = gr.Button("Resume from last checkpoint", elem_id="train-resume-btn", scale=1)
         status = gr.HTML(status_html(None), elem_id="train-status")
@@ -131,8 +310,8 @@ def build_train_tab(ws) -> None:
                              label="All runs", elem_id="train-runs")
         with gr.Accordion("Compare runs", open=False):
             with gr.Row():
-                compare_pick = gr.Dropdown(run_choices(ws), multiselect=True, label="Runs to compare (two or more)",
-                                           elem_id="train-compare-runs", scale=3)
+                compare_pick = run_picker(ws, "Runs to compare (two or more)", multiselect=True,
+                                          elem_id="train-compare-runs", scale=3)
                 compare_btn = gr.Button("Compare", elem_id="train-compare-btn", scale=1)
             compare_plot = gr.LinePlot(curves_frame([]), x="step", y="loss", color="series", title="Loss, overlaid",
                                        elem_id="train-compare-plot")
@@ -148,113 +327,22 @@ def build_train_tab(ws) -> None:
         timer = gr.Timer(POLL_SECONDS)
         choices_seen = gr.State([])
 
-        def form_config(split_value, base_value, *values) -> RunConfig:
-            data = {f.name: v for f, v in zip(fields, values)}
-            return RunConfig.from_dict({**data, "base_model": base_value or "default", "datasets": split_value or ""})
-
-        def apply_preset(name):
-            config = preset_config(name)
-            return [gr.update(value=getattr(config, f.name)) for f in fields]
-
-        def do_preflight(split_value, base_value, *values):
-            from training.preflight import preflight
-            try:
-                report = preflight(ws, form_config(split_value, base_value, *values))
-            except TuneloopError as exc:
-                return _error(exc), "", gr.update(visible=False)
-            m = report.memory.as_dict()
-            stats = report.token_stats
-            lines = [f"**Base model:** {report.base_model}",
-                     f"**Memory:** about **{m['total_gb']} GB** needed (weights {m['weights_gb']}, adapter + optimizer "
-                     f"{m['adapter_and_optimizer_gb']}, activations {m['activations_gb']}) · **{m['available_gb']} GB** "
-                     f"available on {m['device']} → {'✅ fits' if m['fits'] else '❌ does not fit'}",
-                     f"**Tokens:** {stats['conversations']} conversations, {stats['tokens']:,} tokens "
-                     f"({stats['trained_tokens']:,} trained), mean {stats['mean_len']}, p95 {stats['p95_len']}, "
-                     f"longest {stats['max_len']}; {stats['cut_at_sequence_len']} cut at sequence_len",
-                     f"**Steps:** {report.steps_per_epoch} per epoch, {report.total_steps} in all"]
-            lines += [f"- ⚠️ {html.escape(w)}" for w in report.warnings]
-            spans = [(text, "trained" if on else None) for text, on in report.example]
-            return "", "\n\n".join(lines), gr.update(value=spans, visible=True)
-
-        def do_launch(split_value, base_value, name, *values):
-            try:
-                run = R.launch_run(ws, form_config(split_value, base_value, *values), name=name or None)
-            except TuneloopError as exc:
-                return _error(exc), gr.update()
-            return (f"Launched **{html.escape(run.label)}**; it loads the model, then the curve starts moving.",
-                    gr.update(choices=run_choices(ws), value=str(run.id)))
-
-        def do_stop(run_id):
-            try:
-                run = R.request_stop(ws, run_id or "")
-            except TuneloopError as exc:
-                return _error(exc)
-            return f"Stop requested for {html.escape(run.label)}: it saves a checkpoint at the end of this step."
-
-        def do_resume(run_id):
-            try:
-                run = R.resume_run(ws, run_id or "")
-            except TuneloopError as exc:
-                return _error(exc)
-            ckpt = R.last_checkpoint(run)
-            return f"Resumed {html.escape(run.label)} from {ckpt.name if ckpt else 'the start'}."
-
-        def refresh(run_id, seen):
-            choices = run_choices(ws)
-            run = None
-            if run_id:
-                try:
-                    run = R.get_run_status(ws, run_id)
-                except TuneloopError:
-                    run = None
-            if run is None and not run_id:
-                picked = default_run(ws)
-                run = R.get_run_status(ws, picked) if picked else None
-            changed = [c[1] for c in choices] != seen
-            pick_update = gr.update(choices=choices, value=str(run.id) if run else None) if changed or (
-                run and not run_id) else gr.update()
-            compare_update = gr.update(choices=choices) if changed else gr.update()
-            return (status_html(run), curves_frame([run] if run else []), runs_table(R.list_runs(ws)),
-                    pick_update, compare_update, [c[1] for c in choices])
-
-        def do_compare(run_ids):
-            if not run_ids or len(run_ids) < 2:
-                return gr.update(), gr.update(), "Choose two or more runs to compare."
-            runs = [R.get_run(ws, rid) for rid in run_ids]
-            headers, rows = config_diff(runs)
-            return (curves_frame(runs), gr.update(value=pd.DataFrame(rows, columns=headers)),
-                    "" if rows else "These runs have the same config.")
-
-        def do_export(run_id, kind):
-            from training.export import export_run
-            if not run_id:
-                return "Choose a run first.", gr.update(visible=False)
-            try:
-                run = R.get_run(ws, run_id)
-                if kind == "archive":
-                    out = Path(tempfile.mkdtemp(prefix="tuneloop-export-")) / f"run-{run.id}.tar.gz"
-                else:
-                    stamp = len(list(run.run_dir.glob(f"export-{kind}*")))
-                    out = run.run_dir / (f"export-{kind}" + (f"-{stamp}" if stamp else ""))
-                path = export_run(ws, run.id, kind, out)
-            except TuneloopError as exc:
-                return _error(exc), gr.update(visible=False)
-            if kind == "archive":
-                return f"Archive of {html.escape(run.label)} ready.", gr.update(value=str(path), visible=True)
-            return f"{kind.capitalize()} written to `{path}`.", gr.update(visible=False)
-
-        inputs = [split, base_model, *widgets]
-        preset.change(apply_preset, [preset], widgets)
-        refresh_splits.click(lambda: gr.update(choices=split_choices(ws)), None, [split])
-        preflight_btn.click(do_preflight, inputs, [message, preflight_md, example])
-        launch_btn.click(do_launch, [split, base_model, run_name, *widgets], [message, selected])
-        stop_btn.click(do_stop, [selected], [message])
-        resume_btn.click(do_resume, [selected], [message])
-        refresh_outputs = [status, curve, table, selected, compare_pick, choices_seen]
-        timer.tick(refresh, [selected, choices_seen], refresh_outputs, show_progress="hidden")
-        selected.change(refresh, [selected, choices_seen], refresh_outputs, show_progress="hidden")
-        compare_btn.click(do_compare, [compare_pick], [compare_plot, compare_diff, message])
-        export_btn.click(do_export, [selected, export_kind], [export_msg, export_file])
+    inputs = [split, base_model, *widgets]
+    splits_refresh = refresh_on_select(tab, ws, [split])
+    refresh_splits.click(splits_refresh, [split], [split], **quiet)
+    preset.change(apply_preset, [preset], widgets, **quiet)
+    preflight_btn.click(bind(run_preflight, ws), inputs, [message, preflight_md, example], **quiet)
+    launch_btn.click(bind(launch, ws), [split, base_model, run_name, *widgets], [message, selected], **quiet)
+    stop_btn.click(bind(stop, ws), [selected], [message], **quiet)
+    resume_btn.click(bind(resume, ws), [selected], [message], **quiet)
+    refresh_outputs = [status, curve, table, selected, compare_pick, choices_seen]
+    timer.tick(bind(poll, ws), [selected, choices_seen], refresh_outputs, show_progress="hidden", **quiet)
+    selected.change(bind(poll, ws), [selected, choices_seen], refresh_outputs, show_progress="hidden", **quiet)
+    compare_btn.click(bind(compare, ws), [compare_pick], [compare_plot, compare_diff, message], **quiet)
+    export_btn.click(bind(export, ws), [selected, export_kind], [export_msg, export_file], **quiet)
+    preview_btn.click(bind(template_preview, ws), [split, base_model, seq_len, record_id], [preview_md, preview_hl],
+                      **quiet)
+    lengths_btn.click(bind(token_lengths, ws), [split, base_model, seq_len], [tokens_md, tokens_plot], **quiet)
 
 
 def _field_widget(f, value):

@@ -1,0 +1,86 @@
+"""The UI kit the tabs share: errors shown in the page, who is calling, per-session stop switches, and
+pickers whose "current" is always the current version."""
+from __future__ import annotations
+
+import asyncio
+
+import gradio as gr
+import pytest
+
+from core.access import AccessDenied
+from core.errors import TuneloopError
+from core.users import add_user
+from curation.data.versions import create_version, set_current
+from tests.conftest import chat
+from curation.data.records import Record
+from ui.kit import CancelRegistry, caller_name, error_markdown, picker_updates, show_errors, version_picker
+
+
+def refuse(*_):
+    raise TuneloopError("line 3: 'messages' must be a list\nfix the file and import it again")
+
+
+def test_show_errors_turns_a_tuneloop_error_into_a_page_message_for_every_kind_of_handler():
+    def plain():
+        refuse()
+
+    def generator():
+        yield 1
+        refuse()
+
+    async def coroutine():
+        refuse()
+
+    async def async_generator():
+        yield 1
+        refuse()
+
+    with pytest.raises(gr.Error, match="line 3"):
+        show_errors(plain)()
+    with pytest.raises(gr.Error, match="line 3"):
+        list(show_errors(generator)())
+    with pytest.raises(gr.Error, match="line 3"):
+        asyncio.run(show_errors(coroutine)())
+
+    async def drain():
+        return [x async for x in show_errors(async_generator)()]
+
+    with pytest.raises(gr.Error, match="line 3"):
+        asyncio.run(drain())
+    with pytest.raises(ValueError):                       # only the project's errors are the user's to read
+        show_errors(lambda: int("x"))()
+    assert error_markdown(TuneloopError("a\nb")) == "**⚠️ a**\n\n- b"
+
+
+def test_caller_name_is_the_login_else_the_typed_name_else_local(ws):
+    assert caller_name(ws, None) == "local"
+    assert caller_name(ws, gr.Request(), "  ana ") == "ana"
+    with pytest.raises(TuneloopError, match="type your name"):
+        caller_name(ws, None, "", missing="type your name")
+    add_user(ws, "ada", "admin", "admin-pass-1")
+    assert caller_name(ws, gr.Request(username="ada"), "someone else") == "ada"
+    with pytest.raises(AccessDenied, match="please log in"):
+        caller_name(ws, gr.Request(), "ana")
+
+
+def test_a_session_stops_only_its_own_work():
+    stops = CancelRegistry()
+    mine, theirs = gr.Request(session_hash="a"), gr.Request(session_hash="b")
+    my_work, their_work = stops.start(mine), stops.start(theirs)
+    assert stops.cancel(mine) and my_work.is_set() and not their_work.is_set()
+    assert not stops.cancel(mine)                         # already stopping
+    stops.finish(mine, my_work)
+    assert not stops.cancel(mine) and stops.cancel(theirs)
+
+
+def test_pickers_keep_a_choice_that_still_exists_and_mark_the_current_version(ws):
+    for i in range(2):
+        create_version(ws, [Record.from_dict(chat(f"q{i}", f"a{i}", id=f"r{i}"))], parent=None, step="import")
+    with gr.Blocks():
+        picker = version_picker(ws, "Version")
+    assert picker.value == "v2"
+    set_current(ws, "v1")
+    kept, = picker_updates([picker], ["v2"])
+    assert kept["value"] == "v2" and kept["choices"][1][0].startswith("v1 (current)")
+    fallback, = picker_updates([picker], ["v9"])
+    assert fallback["value"] == "v1"
