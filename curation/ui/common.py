@@ -1,50 +1,12 @@
-"""Small pieces the curation tabs share: version pickers, record rendering, error display."""
+"""Record rendering the curation tabs share (tables, chat turns). Errors, pickers and caller identity are
+the UI kit's (``ui.kit``); the names below are that kit's, for the tabs that still import them from here."""
 from __future__ import annotations
 
-import functools
-import html
-
-from core.errors import TuneloopError
-from curation.data import versions as V
 from curation.data.records import Record
+from ui.kit import default_version as current_name, error_markdown, show_errors as user_errors, version_choices
 
-
-def user_errors(fn):
-    """A handler decorator: TuneloopError becomes a message in the page instead of a stack trace."""
-    import gradio as gr
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TuneloopError as exc:
-            raise gr.Error(str(exc)) from None
-    return wrapper
-
-
-def version_choices(ws) -> list[tuple[str, str]]:
-    """(label, value) pairs for a version dropdown, newest first, the current one marked."""
-    current = V.current_version(ws)
-    out = []
-    for v in reversed(V.list_versions(ws)):
-        mark = " (current)" if current and v.id == current.id else ""
-        out.append((f"{v.name}{mark} · {v.step} · {v.num_records} records", v.name))
-    return out
-
-
-def current_name(ws) -> str | None:
-    v = V.current_version(ws)
-    return v.name if v else None
-
-
-def error_markdown(exc: Exception) -> str:
-    """A TuneloopError as a readable block; anything else as a short, honest sentence."""
-    if isinstance(exc, TuneloopError):
-        lines = str(exc).splitlines()
-        head, rest = lines[0], lines[1:]
-        body = "\n".join(f"- {html.escape(line.strip())}" for line in rest if line.strip())
-        return f"**⚠️ {html.escape(head)}**\n\n{body}" if body else f"**⚠️ {html.escape(head)}**"
-    return f"**⚠️ Something went wrong: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}**"
+__all__ = ["RECORD_HEADERS", "chat_messages", "current_name", "error_markdown", "record_rows", "short",
+           "user_errors", "version_choices"]
 
 
 def chat_messages(record: Record | None) -> list[dict]:
