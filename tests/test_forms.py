@@ -37,3 +37,14 @@ def test_form_values_become_validated_options():
     with pytest.raises(TuneloopError, match="ngram: 0 is too small; it must be at least 1") as err:
         options_from_form(DedupOptions, {"ngram": 0, "num_perm": 5000})
     assert "num_perm: 5000 is too large" in str(err.value)
+
+
+def test_only_renders_the_named_fields_in_field_order():
+    with gr.Blocks():
+        some = options_form(SplitOptions, only=("fix", "seed"), elem_prefix="splits")
+    assert list(some) == ["seed", "fix"] and some["fix"].elem_id == "splits-fix"
+
+
+def test_a_list_typed_in_a_textbox_is_one_item_per_line_commas_and_all():
+    got = options_from_form(PiiOptions, {"allow": "Smith, John\nre:\\d{1,3}-X\n\n", "protect": "ACME-\\d{2,4}"})
+    assert got.allow == ["Smith, John", "re:\\d{1,3}-X"] and got.protect == ["ACME-\\d{2,4}"]

@@ -1,24 +1,21 @@
-"""Forms rendered from options dataclasses (``core.options``), and handlers whose outputs are keyed by name.
+"""Forms rendered from options dataclasses (``core.options``), and the page's values turned back into options.
 
 ``options_form`` renders one component per field from its type and metadata: a Dropdown for choices
 (a CheckboxGroup for a list of choices), a Slider for a number with both bounds, a Number otherwise,
 a Checkbox for a bool, a Textbox for text (one item or ``KEY=VALUE`` per line for lists and mappings);
-the help text is the component's ``info``. ``options_from_form`` turns the values back into validated
-options (problems raised as one TuneloopError naming each key). ``connect`` wires an event to a
-module-level handler that returns ``{output name: value}``, so that handlers are plain functions a
-test can call without a browser.
+the help text is the component's ``info``. ``form_values`` reads a rendered form's values out of what the
+page sent (a dict keyed by component, as a tab's handlers get it), and ``options_from_form`` turns them
+into validated options (problems raised as one TuneloopError naming each key). Wiring is ``ui.kit.bind``.
 
 Example::
 
-    form = options_form(DedupOptions, skip=("keep",))        # {"threshold": Slider, ...}
-    options = options_from_form(DedupOptions, {"threshold": 0.7, "ngram": 5.0})
-    connect(button.click, find_duplicates_view, view, inputs=["version", *form], outputs=["summary"])
+    form = options_form(DedupOptions, only=("threshold", "keep"))     # {"threshold": Slider, "keep": Dropdown}
+    options = options_from_form(DedupOptions, form_values(form, data))  # in a handler; data from the page
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -56,54 +53,40 @@ def option_component(cls: type, f: dataclasses.Field, value: Any, **kw: Any) -> 
     return gr.Textbox(value="\n".join(value) if isinstance(value, list) else (value or ""), lines=lines, **kw)
 
 
-def options_form(cls: type, defaults: Any = None, *, skip: tuple[str, ...] = (),
+def options_form(cls: type, defaults: Any = None, *, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
                  elem_prefix: str | None = None) -> dict[str, gr.components.Component]:
     """One component per field of ``cls`` (showing ``defaults``, else the class defaults), in field order,
-    created in the current Blocks context. Fields in ``skip`` and lists of nested options are left to the
-    caller. With ``elem_prefix`` each component gets ``elem_id`` ``{prefix}-{field-name}``."""
+    created in the current Blocks context. With ``only`` just those fields; fields in ``skip`` and lists of
+    nested options are left to the caller. With ``elem_prefix`` each component gets ``elem_id``
+    ``{prefix}-{field-name}``."""
     defaults = defaults if defaults is not None else cls()
     form = {}
     for f in options_fields(cls):
         kind = field_kind(cls, f)
-        if f.name in skip or (kind.is_sequence and dataclasses.is_dataclass(kind.item)):
+        if f.name in skip or (only is not None and f.name not in only) or (
+                kind.is_sequence and dataclasses.is_dataclass(kind.item)):
             continue
         kw = {"elem_id": f"{elem_prefix}-{f.name.replace('_', '-')}"} if elem_prefix else {}
         form[f.name] = option_component(cls, f, getattr(defaults, f.name), **kw)
     return form
 
 
+def form_values(form: dict[str, gr.components.Component], data: dict) -> dict[str, Any]:
+    """A rendered form's values by field name, out of what the page sent (``data``, keyed by component)."""
+    return {name: data[component] for name, component in form.items()}
+
+
 def options_from_form(cls: type, values: dict[str, Any], *, base: Any = None):
     """Validated options from a form's values (``{field name: value}``); fields not in ``values`` come from
-    ``base`` (default: the class defaults). For an optional number, 0 means none. Raises TuneloopError
-    naming every bad key."""
+    ``base`` (default: the class defaults). For an optional number, 0 means none; a list typed in a
+    textbox is one item per line (an item may hold commas: an allow-list name, a regex). Raises
+    TuneloopError naming every bad key."""
     start = (base if base is not None else cls()).to_dict()
     values = dict(values)
     for f in options_fields(cls):
         kind = field_kind(cls, f)
         if kind.optional and kind.base in (int, float) and values.get(f.name) == 0:
             values[f.name] = None
+        if kind.is_sequence and isinstance(values.get(f.name), str):
+            values[f.name] = [line for line in values[f.name].splitlines() if line.strip()]
     return cls.from_dict({**start, **values}).validate()
-
-
-def connect(event: Callable, handler: Callable[..., dict[str, Any]], view: dict[str, Any], *,
-            inputs: list[str], outputs: list[str], **kw: Any):
-    """Wire ``event`` (``button.click``, ``dropdown.change`` …) to ``handler(*values of inputs)``, which returns
-    ``{output name: value}``; outputs it leaves out are unchanged. ``view`` maps names to components (and
-    ``gr.State``s). A handler that takes ``request`` or ``progress`` gets Gradio's request and progress."""
-    wants = inspect.signature(handler).parameters
-
-    def run(*values, request: gr.Request = None, progress=gr.Progress()):
-        extra = {}
-        if "request" in wants:
-            extra["request"] = request
-        if "progress" in wants:
-            extra["progress"] = progress
-        out = handler(*values, **extra)
-        unknown = set(out) - set(outputs)
-        if unknown:
-            raise KeyError(f"{name} returned outputs it is not wired to: {', '.join(sorted(unknown))}")
-        return [out.get(key, gr.update()) for key in outputs]
-
-    name = getattr(handler, "func", handler).__name__
-    run.__name__ = name
-    return event(run, [view[name] for name in inputs], [view[name] for name in outputs], **kw)

@@ -1,18 +1,21 @@
 """The Splits tab: build a train/val/test split, audit and fix leakage, check the balance, and export the
-split for training. Handlers are module-level functions of the workspace that return outputs keyed by
-component name; ``build`` only lays out the components (the form from ``SplitOptions``) and wires them."""
+split for training.
+
+In the house pattern (see ``curation.ui.review``): ``layout`` creates the widgets (a ``SplitsWidgets``; the
+form comes from ``SplitOptions``), the module-level handlers take the workspace, the widgets and the values
+the page sent and return a dict keyed by component, ``leakage_markdown`` and ``balance_outputs`` present the
+results, and ``build`` only wires them with ``ui.kit.bind``. The work is ``curation.splits``."""
 from __future__ import annotations
 
-import functools
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
-from core.options import options_fields
 from curation.data import versions as V
 from curation.data.records import SPLITS
 from curation.splits.balance import COUNT_HEADERS, balance_report, length_histogram
@@ -20,11 +23,10 @@ from curation.splits.build import SplitOptions, make_split, save_split_version, 
 from curation.splits.export import EXPORT_FORMATS, SHAPES, export_split
 from curation.splits.fields import field_names
 from curation.splits.leakage import PAIR_HEADERS, AuditOptions, audit_leakage
-from ui.forms import connect, options_form, options_from_form
-from ui.kit import error_markdown, refresh_on_select, version_choices, version_picker
+from ui.forms import form_values, options_form, options_from_form
+from ui.kit import bind, error_markdown, refresh_on_select, version_picker
 
 NONE = "(none)"
-OPTION_FIELDS = [f.name for f in options_fields(SplitOptions)]
 INTRO = """### Train / validation / test split
 A split is frozen as a new version whose records carry `train`, `val` or `test`. **Group** by a field
 (a customer, a conversation) so that it never spans two splits; **stratify** by a label so that every
@@ -47,7 +49,10 @@ def field_defaults(names: list[str]) -> tuple[str, str]:
     return ("label" if "label" in names else NONE, next((g for g in GROUP_HINTS if g in names), NONE))
 
 
+# -- presenters -----------------------------------------------------------------------------------
+
 def leakage_markdown(result_leakage: dict, moved: int = 0, dropped: int = 0, fix: str = "move") -> str:
+    """The leakage before (and, unless ``fix`` is none, after) the fix, and what was set aside as boilerplate."""
     before, after = result_leakage["before"], result_leakage["after"]
 
     def line(report: dict) -> str:
@@ -69,7 +74,7 @@ def leakage_markdown(result_leakage: dict, moved: int = 0, dropped: int = 0, fix
     return "\n\n".join(text)
 
 
-def balance_outputs(records, label_field) -> dict:
+def balance_outputs(w: SplitsWidgets, records, label_field) -> dict:
     """The Balance sub-tab's outputs for these split records."""
     report = balance_report(records, label_field)
     rows = report.count_rows()
@@ -81,45 +86,121 @@ def balance_outputs(records, label_field) -> dict:
     sizes = " · ".join(f"{s} {report.sizes[s]:,}" for s in SPLITS)
     lens = " · ".join(f"{s}: median {report.lengths[s]['answer']['median']} words, p90 {report.lengths[s]['answer']['p90']}"
                       for s in SPLITS)
-    return {"balance_md": f"**{sizes}**\n\n{gap}\n\nAnswer lengths — {lens}", "counts_df": rows, "mix_plot": mix,
-            "length_plot": lengths}
+    return {w.balance_md: f"**{sizes}**\n\n{gap}\n\nAnswer lengths — {lens}", w.counts_df: rows, w.mix_plot: mix,
+            w.length_plot: lengths}
 
 
-def form_options(values) -> SplitOptions:
-    """The split options the form's values (in OPTION_FIELDS order) ask for; "(none)" means no field."""
-    given = dict(zip(OPTION_FIELDS, values))
-    for name in ("stratify", "group"):
-        given[name] = None if given[name] in (NONE, "", None) else given[name]
+# -- widgets --------------------------------------------------------------------------------------
+
+class SplitsWidgets(SimpleNamespace):
+    """The Splits tab's components by name (``layout`` fills it); ``form`` holds the ``SplitOptions`` fields
+    rendered by ``ui.forms`` (stratify and group are the field pickers ``stratify`` and ``group``)."""
+
+    @property
+    def options(self) -> set:
+        """What the split options are read from."""
+        return {*self.form.values(), self.stratify, self.group}
+
+    @property
+    def balance(self) -> list:
+        return [self.balance_md, self.counts_df, self.mix_plot, self.length_plot]
+
+    @property
+    def leakage(self) -> list:
+        return [self.status, self.split_pick, self.leak_md, self.pairs_df]
+
+
+def layout(ws) -> SplitsWidgets:
+    """The Splits tab's widgets, created inside the caller's Blocks; nothing is wired yet."""
+    w = SplitsWidgets(form={})
+    with gr.Tab("Splits", id="splits") as w.tab:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            w.source = version_picker(ws, "Split this version", scale=2, elem_id="splits-source")
+            w.form.update(options_form(SplitOptions, only=("val", "test", "seed"), elem_prefix="splits-option"))
+        with gr.Row():
+            fields = _fields(ws, w.source.value)
+            strat_default, group_default = field_defaults(fields)
+            w.stratify = gr.Dropdown([NONE] + fields, value=strat_default, elem_id="splits-stratify",
+                                     label="Stratify by (keep each label's share)")
+            w.group = gr.Dropdown([NONE] + fields, value=group_default, elem_id="splits-group",
+                                  label="Group by (never split a customer / conversation)")
+            w.form.update(options_form(SplitOptions, only=("max_per_label",), elem_prefix="splits-option"))
+        with gr.Row():
+            w.form.update(options_form(SplitOptions, only=("leakage_threshold", "fix"), elem_prefix="splits-option"))
+            with gr.Column():
+                w.build_btn = gr.Button("Build split", variant="primary", elem_id="splits-build")
+                w.stop_btn = gr.Button("Stop", variant="stop")
+        w.status = gr.Markdown(elem_id="splits-status")
+        w.split_pick = version_picker(ws, "Split version to audit, balance and export", splits_only=True,
+                                      elem_id="splits-version")
+        with gr.Tabs():
+            with gr.Tab("Leakage"):
+                w.leak_md = gr.Markdown(elem_id="splits-leakage")
+                with gr.Row():
+                    w.audit_btn = gr.Button("Audit the chosen split version again")
+                    w.refix_btn = gr.Button("Fix its leakage (keeps its splits; makes a new version)",
+                                            elem_id="splits-refix")
+                w.pairs_df = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, wrap=True,
+                                          label="Leaking pairs: the val/test record and the record it repeats")
+            with gr.Tab("Balance"):
+                w.balance_md = gr.Markdown(elem_id="splits-balance")
+                w.counts_df = gr.Dataframe(headers=COUNT_HEADERS, interactive=False, label="Records per label per split")
+                with gr.Row():
+                    w.mix_plot = gr.BarPlot(x="split", y="share", color="label", title="Label mix per split (%)",
+                                            y_title="% of the split")
+                    w.length_plot = gr.LinePlot(x="words", y="share", color="split", title="Answer length (words)",
+                                                y_title="% of the split")
+            with gr.Tab("Export"):
+                with gr.Row():
+                    w.formats = gr.CheckboxGroup(list(EXPORT_FORMATS), value=["jsonl"], label="Formats",
+                                                 info="hf = a Hugging Face DatasetDict folder (save_to_disk)")
+                    w.shape = gr.Radio(list(SHAPES), value="messages", label="Row shape (as trl reads it)")
+                    w.label_field = gr.Textbox(label="Label field (input_label shape; empty: the answer)")
+                    w.export_btn = gr.Button("Export", elem_id="splits-export-btn")
+                w.export_file = gr.File(label="Download (zip)", interactive=False)
+                w.export_md = gr.Markdown()
+    return w
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+def form_options(w: SplitsWidgets, data: dict) -> SplitOptions:
+    """The split options the page's form asks for; "(none)" means no field."""
+    given = form_values(w.form, data)
+    for name, picker in (("stratify", w.stratify), ("group", w.group)):
+        given[name] = None if data[picker] in (NONE, "", None) else data[picker]
     return options_from_form(SplitOptions, given)
 
 
-def source_fields(ws, version) -> dict:
+def source_fields(ws, w: SplitsWidgets, data: dict) -> dict:
     """The field pickers for a newly chosen source version, with a label and a customer-like field preselected."""
-    names = _fields(ws, version)
+    names = _fields(ws, data[w.source])
     strat_default, group_default = field_defaults(names)
-    return {"stratify": gr.update(choices=[NONE] + names, value=strat_default),
-            "group": gr.update(choices=[NONE] + names, value=group_default)}
+    return {w.stratify: gr.update(choices=[NONE] + names, value=strat_default),
+            w.group: gr.update(choices=[NONE] + names, value=group_default)}
 
 
-def build_split(ws, version, *values, progress=None) -> dict:
-    """Build split: split ``version`` with the form's options, audit and fix leakage, save a new version."""
+def build_split(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
+    """Build split: split the source version with the form's options, audit and fix leakage, save a new version."""
+    version = data[w.source]
     try:
         if not version:
             raise TuneloopError("there is no dataset yet; import one in the Data tab first")
-        options = form_options(values)
+        options = form_options(w, data)
         result, made = split_version(ws, version, options, progress=_progress(progress))
     except Exception as exc:  # shown in the tab, not raised into Gradio
-        return {"status": error_markdown(exc)}
+        return {w.status: error_markdown(exc)}
     records = {r.id: r for r in V.load_records(ws, version)}
     head = (f"✅ Saved **{made.name}** (hash `{made.content_hash[:12]}`): " +
             " · ".join(f"{s} {result.counts()[s]:,}" for s in SPLITS) +
             (f" · {result.capped} left out by the cap" if result.capped else ""))
     if result.balance_warning():
         head += f"\n\n⚠️ The {result.balance_warning()}."
-    return {"status": head, "split_pick": gr.update(choices=version_choices(ws, splits_only=True), value=made.name),
-            "leak_md": leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
-            "pairs_df": result.before.rows(records), **balance_outputs(result.records, options.stratify),
-            "source": gr.update(choices=version_choices(ws), value=version)}
+    return {w.status: head, w.split_pick: gr.update(choices=w.split_pick.tuneloop_choices(), value=made.name),
+            w.leak_md: leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
+            w.pairs_df: result.before.rows(records), **balance_outputs(w, result.records, options.stratify),
+            w.source: gr.update(choices=w.source.tuneloop_choices(), value=version)}
 
 
 def split_records(ws, version):
@@ -132,139 +213,89 @@ def split_records(ws, version):
     return records
 
 
-def audit_split_version(ws, version, *values, progress=None) -> dict:
+def audit_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
     """Audit the chosen split version again with the form's leakage threshold (nothing is changed)."""
     try:
-        records = split_records(ws, version)
-        report = audit_leakage(records, AuditOptions(threshold=form_options(values).leakage_threshold),
+        records = split_records(ws, data[w.split_pick])
+        report = audit_leakage(records, AuditOptions(threshold=form_options(w, data).leakage_threshold),
                                progress=_progress(progress))
     except Exception as exc:
-        return {"leak_md": error_markdown(exc)}
-    data = {"before": report.to_dict(), "after": report.to_dict()}
-    return {"leak_md": leakage_markdown(data, fix="none"), "pairs_df": report.rows({r.id: r for r in records})}
+        return {w.leak_md: error_markdown(exc)}
+    found = {"before": report.to_dict(), "after": report.to_dict()}
+    return {w.leak_md: leakage_markdown(found, fix="none"), w.pairs_df: report.rows({r.id: r for r in records})}
 
 
-def refix_split_version(ws, version, *values, progress=None) -> dict:
+def refix_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
     """Fix the leakage of the chosen split version, keeping its splits; a new version when anything moved."""
+    version = data[w.split_pick]
     try:
         records = split_records(ws, version)
-        given = form_options(values)
+        given = form_options(w, data)
         options = SplitOptions(stratify=given.stratify, group=given.group,
                                leakage_threshold=given.leakage_threshold, fix=given.fix)
         result = make_split(records, options, keep_splits=True, progress=_progress(progress))
         if result.before.clean or options.fix == "none":
-            return {"status": f"{version}: nothing to fix" if result.before.clean else f"{version}: reported only",
-                    "leak_md": leakage_markdown(result.leakage, fix="none"),
-                    "pairs_df": result.before.rows({r.id: r for r in records})}
+            return {w.status: f"{version}: nothing to fix" if result.before.clean else f"{version}: reported only",
+                    w.leak_md: leakage_markdown(result.leakage, fix="none"),
+                    w.pairs_df: result.before.rows({r.id: r for r in records})}
         made = save_split_version(ws, result, parent=V.parse_version_id(version))
     except Exception as exc:  # shown in the tab, not raised into Gradio
-        return {"status": error_markdown(exc)}
-    return {"status": f"Saved **{made.name}** from {version} (splits kept, leakage fixed by {options.fix})",
-            "split_pick": gr.update(choices=version_choices(ws, splits_only=True), value=made.name),
-            "leak_md": leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
-            "pairs_df": result.before.rows({r.id: r for r in records})}
+        return {w.status: error_markdown(exc)}
+    return {w.status: f"Saved **{made.name}** from {version} (splits kept, leakage fixed by {options.fix})",
+            w.split_pick: gr.update(choices=w.split_pick.tuneloop_choices(), value=made.name),
+            w.leak_md: leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
+            w.pairs_df: result.before.rows({r.id: r for r in records})}
 
 
-def split_balance(ws, version) -> dict:
+def split_balance(ws, w: SplitsWidgets, data: dict) -> dict:
     """The Balance sub-tab for the chosen split version (labels from the field it was stratified by)."""
     try:
-        records = split_records(ws, version)
-        label = V.get_version(ws, version).params.get("stratify")
-        return balance_outputs(records, label or ("label" if any("label" in r.meta for r in records) else None))
+        records = split_records(ws, data[w.split_pick])
+        label = V.get_version(ws, data[w.split_pick]).params.get("stratify")
+        return balance_outputs(w, records, label or ("label" if any("label" in r.meta for r in records) else None))
     except Exception as exc:
-        return {"balance_md": error_markdown(exc)}
+        return {w.balance_md: error_markdown(exc)}
 
 
-def export_split_version(ws, version, fmts, shape_v, label_v, progress=None) -> dict:
+def export_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
     """Write the chosen split version in the chosen formats and shape, and offer it as a zip."""
+    version, shape = data[w.split_pick], data[w.shape]
     try:
         records = split_records(ws, version)
-        if not fmts:
+        if not data[w.formats]:
             raise TuneloopError("choose at least one format")
-        if progress is not None:
-            progress(0.1, desc="writing the split")
-        out = ws.path("exports", f"{version}-{shape_v}")
-        written = export_split(records, out, formats=fmts, shape=shape_v, label_field=(label_v or "").strip() or None)
-        archive = Path(tempfile.mkdtemp(prefix="tuneloop-split-")) / f"{version}-{shape_v}"
+        progress(0.1, desc="writing the split")
+        out = ws.path("exports", f"{version}-{shape}")
+        written = export_split(records, out, formats=data[w.formats], shape=shape,
+                               label_field=(data[w.label_field] or "").strip() or None)
+        archive = Path(tempfile.mkdtemp(prefix="tuneloop-split-")) / f"{version}-{shape}"
         zipped = shutil.make_archive(str(archive), "zip", out)
     except Exception as exc:
-        return {"export_file": None, "export_md": error_markdown(exc)}
-    return {"export_file": zipped, "export_md": f"Wrote {len(written)} file(s) to `{out}`: " +
+        return {w.export_file: None, w.export_md: error_markdown(exc)}
+    return {w.export_file: zipped, w.export_md: f"Wrote {len(written)} file(s) to `{out}`: " +
             ", ".join(p.name for p in written)}
 
 
-def _all_but(*names: str) -> tuple[str, ...]:
-    return tuple(n for n in OPTION_FIELDS if n not in names)
-
-
 def _progress(progress):
-    return None if progress is None else (lambda f, d: progress(f, desc=d))
+    return lambda fraction, text: progress(fraction, desc=text)
 
 
-def build(ws) -> None:
-    """The Splits tab, inside the caller's Blocks."""
-    view: dict = {}
-    with gr.Tab("Splits", id="splits") as tab:
-        gr.Markdown(INTRO)
-        with gr.Row():
-            view["source"] = version_picker(ws, "Split this version", scale=2, elem_id="splits-source")
-            form = options_form(SplitOptions, skip=_all_but("val", "test", "seed"))
-        with gr.Row():
-            fields = _fields(ws, view["source"].value)
-            strat_default, group_default = field_defaults(fields)
-            view["stratify"] = gr.Dropdown([NONE] + fields, value=strat_default, elem_id="splits-stratify",
-                                           label="Stratify by (keep each label's share)")
-            view["group"] = gr.Dropdown([NONE] + fields, value=group_default, elem_id="splits-group",
-                                        label="Group by (never split a customer / conversation)")
-            form.update(options_form(SplitOptions, skip=_all_but("max_per_label")))
-        with gr.Row():
-            form.update(options_form(SplitOptions, skip=_all_but("leakage_threshold", "fix")))
-            with gr.Column():
-                build_btn = gr.Button("Build split", variant="primary", elem_id="splits-build")
-                stop_btn = gr.Button("Stop", variant="stop")
-        view.update(form)
-        view["status"] = gr.Markdown(elem_id="splits-status")
-        view["split_pick"] = version_picker(ws, "Split version to audit, balance and export", splits_only=True,
-                                            elem_id="splits-version")
-        with gr.Tabs():
-            with gr.Tab("Leakage"):
-                view["leak_md"] = gr.Markdown(elem_id="splits-leakage")
-                with gr.Row():
-                    audit_btn = gr.Button("Audit the chosen split version again")
-                    refix_btn = gr.Button("Fix its leakage (keeps its splits; makes a new version)",
-                                          elem_id="splits-refix")
-                view["pairs_df"] = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, wrap=True,
-                                                label="Leaking pairs: the val/test record and the record it repeats")
-            with gr.Tab("Balance"):
-                view["balance_md"] = gr.Markdown(elem_id="splits-balance")
-                view["counts_df"] = gr.Dataframe(headers=COUNT_HEADERS, interactive=False,
-                                                 label="Records per label per split")
-                with gr.Row():
-                    view["mix_plot"] = gr.BarPlot(x="split", y="share", color="label", title="Label mix per split (%)",
-                                                  y_title="% of the split")
-                    view["length_plot"] = gr.LinePlot(x="words", y="share", color="split",
-                                                      title="Answer length (words)", y_title="% of the split")
-            with gr.Tab("Export"):
-                with gr.Row():
-                    view["formats"] = gr.CheckboxGroup(list(EXPORT_FORMATS), value=["jsonl"], label="Formats",
-                                                       info="hf = a Hugging Face DatasetDict folder (save_to_disk)")
-                    view["shape"] = gr.Radio(list(SHAPES), value="messages", label="Row shape (as trl reads it)")
-                    view["label_field"] = gr.Textbox(label="Label field (input_label shape; empty: the answer)")
-                    export_btn = gr.Button("Export", elem_id="splits-export-btn")
-                view["export_file"] = gr.File(label="Download (zip)", interactive=False)
-                view["export_md"] = gr.Markdown()
+# -- wiring ---------------------------------------------------------------------------------------
 
-    on = functools.partial
-    balance = ["balance_md", "counts_df", "mix_plot", "length_plot"]
-    build_event = connect(build_btn.click, on(build_split, ws), view, inputs=["source", *OPTION_FIELDS],
-                          outputs=["status", "split_pick", "leak_md", "pairs_df", *balance, "source"])
-    stop_btn.click(None, None, None, cancels=[build_event])
-    connect(audit_btn.click, on(audit_split_version, ws), view, inputs=["split_pick", *OPTION_FIELDS],
-            outputs=["leak_md", "pairs_df"])
-    connect(refix_btn.click, on(refix_split_version, ws), view, inputs=["split_pick", *OPTION_FIELDS],
-            outputs=["status", "split_pick", "leak_md", "pairs_df"])
-    connect(view["split_pick"].change, on(split_balance, ws), view, inputs=["split_pick"], outputs=balance)
-    connect(export_btn.click, on(export_split_version, ws), view, inputs=["split_pick", "formats", "shape", "label_field"],
-            outputs=["export_file", "export_md"])
-    connect(view["source"].change, on(source_fields, ws), view, inputs=["source"], outputs=["stratify", "group"])
-    refresh_on_select(tab, ws, [view["source"], view["split_pick"]])
+def build(ws) -> SplitsWidgets:
+    """The Splits tab inside the caller's Blocks: ``layout``'s widgets wired to the handlers above."""
+    w = layout(ws)
+
+    def on(event, handler, inputs, outputs, **kw):
+        return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
+
+    building = on(w.build_btn.click, build_split, {w.source, *w.options}, w.leakage + w.balance + [w.source])
+    w.stop_btn.click(None, None, None, cancels=[building], api_name=False)
+    on(w.audit_btn.click, audit_split_version, {w.split_pick, *w.options}, [w.leak_md, w.pairs_df])
+    on(w.refix_btn.click, refix_split_version, {w.split_pick, *w.options}, w.leakage)
+    on(w.split_pick.change, split_balance, {w.split_pick}, w.balance)
+    on(w.export_btn.click, export_split_version, {w.split_pick, w.formats, w.shape, w.label_field},
+       [w.export_file, w.export_md])
+    on(w.source.change, source_fields, {w.source}, [w.stratify, w.group])
+    refresh_on_select(w.tab, ws, [w.source, w.split_pick])
+    return w
