@@ -113,9 +113,7 @@ def request_missing_answers(ws: Workspace, evaluation_id: int) -> list[AnswerReq
 
     A pair answered before (under any record id) is not asked for again."""
     fb = collect_feedback(ws, evaluation_id)
-    answered = {r.meta.get("pair_id") for r in answer_requests(ws, origin(fb.evaluation_id), answered=True)}
-    request_answers(ws, origin(fb.evaluation_id), [r for r in fb.needs_answer if r.meta["pair_id"] not in answered],
-                    provenance={"source": "feedback"})
+    request_answers(ws, origin(fb.evaluation_id), unanswered(ws, fb), provenance={"source": "feedback"})
     return answer_requests(ws, origin(fb.evaluation_id))
 
 
