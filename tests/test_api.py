@@ -75,3 +75,20 @@ def test_hosted_the_api_needs_an_admin_and_the_rater_app_has_none(tmp_path):
             Client(app.url, auth=("rita", "rater-pass-Jq52"), verbose=False)
     finally:
         app.stop()
+
+
+def test_deduplicate_and_scrub_make_versions_a_script_can_chain(ws):
+    from ui import api
+
+    rows = [{"messages": [{"role": "user", "content": f"Where is order LM-{1000 + i % 5}? Call +1 415 555 0{100 + i}"},
+                          {"role": "assistant", "content": f"Order LM-{1000 + i % 5} ships today."}]} for i in range(20)]
+    api.import_records(ws, "".join(json.dumps(r) + "\n" for r in rows), "calls.jsonl")
+    deduped = api.deduplicate(ws, "current", {})
+    assert (deduped["parent"], deduped["step"]) == ("v1", "dedup") and deduped["records"] < 20
+    assert deduped["counts"]["removed"] == 20 - deduped["records"]
+    scrubbed = api.scrub_pii(ws, deduped["version"])
+    assert (scrubbed["parent"], scrubbed["step"]) == ("v2", "scrub")
+    assert scrubbed["found"]["PHONE_NUMBER"] == deduped["records"] == scrubbed["counts"]["records_scrubbed"]
+    assert [v["current"] for v in api.list_versions(ws)] == [False, False, True]
+    with pytest.raises(Exception, match="unknown preset 'nope'"):
+        api.launch_training(ws, scrubbed["version"], preset="nope")
