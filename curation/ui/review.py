@@ -20,9 +20,9 @@ from core.errors import TuneloopError
 from curation.review.actions import (BULK_ACTIONS, BulkAction, bulk_apply, bulk_preview, save_draft, submit_review,
                                      undo_last_action)
 from curation.review.commit import commit_preview, commit_review
+from curation.review.labels import label_schema, parse_schema, save_schema, stored_schema
 from curation.review.state import QueueFilter, RecordView, ReviewState, STATUS_FILTERS, latest_draft_record, load_draft
 from curation.review.team import agreement, assign_reviewers, disagreements, reviewer_progress, settle
-from curation.review.labels import label_schema, parse_schema, save_schema, stored_schema
 from curation.ui.common import short
 from ui.kit import bind, caller_name, default_version, error_markdown, version_picker
 
