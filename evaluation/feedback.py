@@ -164,8 +164,7 @@ def make_preference_version(ws: Workspace, evaluation_id: int, *, policy: str = 
     version = create_version(ws, records, parent=parent, step="preferences",
                              params={"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy},
                              counts=counts, note=f"preference pairs from evaluation #{evaluation.id} ({evaluation.name})",
-                             created_by=created_by)
-    _record_feedback_version(ws, version.id, evaluation.id, "preferences", policy)
+                             created_by=created_by, also=_feedback_row(evaluation.id, "preferences", policy))
     return version
 
 
@@ -209,14 +208,17 @@ def merge_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majority
     params = {"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy}
     version = create_version(ws, existing + new, parent=current.id, step="feedback", params=params, counts=counts,
                              note=f"feedback from evaluation #{evaluation.id} ({evaluation.name})",
-                             created_by=created_by)
-    _record_feedback_version(ws, version.id, evaluation.id, "corrections", policy)
+                             created_by=created_by, also=_feedback_row(evaluation.id, "corrections", policy))
     return version
 
 
-def _record_feedback_version(ws: Workspace, version_id: int, evaluation_id: int, kind: str, policy: str) -> None:
-    ws.db.execute("insert into feedback_versions (version_id, evaluation_id, kind, policy) values (?,?,?,?)",
-                  (version_id, evaluation_id, kind, policy))
+def _feedback_row(evaluation_id: int, kind: str, policy: str):
+    """The ``also`` statement for ``create_version``: the new version's ``feedback_versions`` row, written in
+    the version's own transaction so that no feedback version exists without it."""
+    def insert(db, version_id: int) -> None:
+        db.execute("insert into feedback_versions (version_id, evaluation_id, kind, policy) values (?,?,?,?)",
+                   (version_id, evaluation_id, kind, policy))
+    return insert
 
 
 

@@ -73,6 +73,18 @@ def test_majority_policy_keeps_the_larger_side_and_lists_disagreements(rated):
     assert len(p1["meta"]["vote_ids"]) == 2 and p1["meta"]["run"] == 7
 
 
+def test_a_feedback_version_whose_lineage_row_fails_is_not_made(rated):
+    ws, eid, base_version = rated
+    versions_before = [v.id for v in list_versions(ws)]
+    ws.db.execute("create trigger refuse_lineage before insert on feedback_versions"
+                  " begin select raise(abort, 'lineage row refused'); end")
+    for make in (merge_feedback, make_preference_version):
+        with pytest.raises(Exception, match="lineage row refused"):
+            make(ws, eid)
+        assert [v.id for v in list_versions(ws)] == versions_before
+        assert current_version(ws).id == base_version.id
+
+
 def test_unanimous_policy_excludes_every_contested_pair(rated):
     ws, eid, _ = rated
     fb = collect_feedback(ws, eid, policy="unanimous")

@@ -141,3 +141,21 @@ def test_a_preference_version_is_stored_hashed_shown_and_exported_in_trl_shape(w
                        "rejected": [{"role": "assistant", "content": "No idea."}], "meta": {"split": "train", "i": 0}}
     with pytest.raises(TuneloopError, match="either chat records or preference pairs"):
         V.create_version(ws, pairs + recs(("q", "a")), parent=None, step="import")
+
+
+def test_statements_run_with_a_version_share_its_transaction(ws):
+    v1 = V.create_version(ws, recs(("q1", "a1")), parent=None, step="import")
+    ws.db.execute("create table version_notes (version_id integer references dataset_versions(id), text text)")
+    v2 = V.create_version(ws, recs(("q2", "a2")), parent=v1.id, step="feedback",
+                          also=lambda db, vid: db.execute("insert into version_notes values (?, 'made')", (vid,)))
+    assert ws.db.execute("select version_id, text from version_notes").fetchall()[0][:] == (v2.id, "made")
+
+    def broken(db, vid):
+        db.execute("insert into version_notes values (?, 'half')", (vid,))
+        raise TuneloopError("the caller's statement failed")
+
+    with pytest.raises(TuneloopError, match="caller's statement failed"):
+        V.create_version(ws, recs(("q3", "a3")), parent=v2.id, step="feedback", also=broken)
+    assert [v.name for v in V.list_versions(ws)] == ["v1", "v2"]
+    assert V.current_version(ws).id == v2.id
+    assert ws.db.execute("select count(*) from version_notes").fetchone()[0] == 1

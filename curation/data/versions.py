@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, atomic_path
@@ -102,11 +103,13 @@ def content_hash(records: Iterable[Record]) -> str:
 
 def create_version(ws: Workspace, records: list[Record], *, parent: int | None, step: str,
                    params: dict[str, Any] | None = None, counts: dict[str, Any] | None = None,
-                   note: str = "", created_by: str | None = None, make_current: bool = True) -> Version:
+                   note: str = "", created_by: str | None = None, make_current: bool = True,
+                   also: Callable[[sqlite3.Connection, int], None] | None = None) -> Version:
     """Write a new immutable version; returns it. The snapshot is written before the row exists.
 
     Its kind follows the records: preference records make a preference version, which is never
-    made current."""
+    made current. ``also(db, version_id)`` runs the caller's own statements inside the same transaction
+    (a row that points at the new version): if it raises, no version is left behind."""
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         raise TuneloopError("a version cannot hold two records with the same id")
@@ -144,6 +147,8 @@ def create_version(ws: Workspace, records: list[Record], *, parent: int | None, 
         if make_current:
             db.execute("insert into settings (key, value) values ('current_version', ?) "
                        "on conflict(key) do update set value=excluded.value", (str(vid),))
+        if also is not None:
+            also(db, vid)
     with _cache_lock:
         _cache[(str(ws.root), vid)] = list(records)
         _trim_cache()
