@@ -1,276 +1,48 @@
-"""The PII tab: settings, scan of the current version, before/after review, apply as a new version.
-Only wires widgets to ``curation.pii`` and ``curation.pii.review``."""
+"""The PII tab: settings, a scan of the current version, the before/after review, and Apply, which makes the
+scrubbed version.
+
+In the house pattern (see ``curation.ui.review``): ``layout`` creates the widgets (a ``PiiWidgets``; the
+settings form comes from ``PiiOptions``), the module-level handlers take the workspace, the widgets and the
+values the page sent and return a dict keyed by component, the presenters (``findings_chart``,
+``highlight_before`` ...) are plain functions, and ``build`` only wires them with ``ui.kit.bind``. The work
+is ``curation.pii.review`` (scans, decisions, apply) and ``curation.pii.scrub`` (the options).
+"""
 from __future__ import annotations
 
-import threading
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
-from curation.pii.scrub import ENTITY_TYPES, OPERATORS, CustomRecognizer, PiiOptions, replace_spans
+from curation.data.versions import current_version
 from curation.pii.review import (apply_scan, decide, edit_message, get_scan, latest_open_scan, load_settings,
                                  review_items, run_scan, save_settings, workspace_salt)
-from curation.ui.common import user_errors
+from curation.pii.scrub import CustomRecognizer, PiiOptions, replace_spans
+from ui.forms import form_values, options_form, options_from_form
+from ui.kit import CancelRegistry, bind, error_markdown
 
-DECISION_FILTERS = ("all", "pending", "accept", "reject", "edit")
-_cancel_flags: dict[str, threading.Event] = {}
-
-
-def build(ws) -> None:
-    settings = load_settings(ws)
-    with gr.Tab("PII"):
-        gr.Markdown("Find personal data (names, emails, phones, cards, SSNs, IBANs, IPs, street addresses) in the "
-                    "current version, review each change, then apply to make a scrubbed version. Order numbers, "
-                    "SKUs, versions, prices and codes are protected.")
-        with gr.Accordion("Settings", open=False):
-            with gr.Row():
-                entities = gr.CheckboxGroup(list(ENTITY_TYPES), value=settings.entities, label="Entity types")
-            with gr.Row():
-                operator = gr.Dropdown(list(OPERATORS), value=settings.default_operator, label="Replace with")
-                threshold = gr.Slider(0, 1, step=0.05, value=settings.default_threshold, label="Minimum score")
-                default_protect = gr.Checkbox(value=settings.default_protect,
-                                              label="Built-in protected patterns (order numbers, SKUs, versions, prices)")
-            per_type = gr.Dataframe(headers=["entity", "operator", "threshold"], datatype=["str", "str", "str"],
-                                    value=_per_type_rows(settings), interactive=True, row_count=(1, "dynamic"),
-                                    label="Per type (leave blank for the default)")
-            with gr.Row():
-                allow = gr.Textbox("\n".join(settings.allow), lines=3, label="Allow-list: one per line, re:PATTERN for a regex")
-                protect = gr.Textbox("\n".join(settings.protect), lines=3, label="Protected patterns: one regex per line")
-            gr.Markdown("**Custom recognizers**")
-            with gr.Row():
-                c_name = gr.Textbox(label="Name")
-                c_entity = gr.Textbox(label="Entity type", placeholder="EMPLOYEE_ID")
-                c_kind = gr.Radio(["regex", "deny"], value="regex", label="Kind")
-                c_pattern = gr.Textbox(label="Regex, or deny-list words (comma separated)")
-                c_context = gr.Textbox(label="Context words (comma separated)")
-                c_score = gr.Number(0.6, label="Score")
-            with gr.Row():
-                add_custom = gr.Button("Add recognizer")
-                remove_name = gr.Textbox(label="Remove recognizer named", scale=2)
-                remove_custom = gr.Button("Remove")
-            custom_table = gr.Dataframe(value=_custom_rows(settings), interactive=False,
-                                        headers=["name", "entity", "kind", "pattern / words", "context", "score"])
-            save = gr.Button("Save settings")
-            settings_status = gr.Markdown()
-
-        with gr.Row():
-            scan_button = gr.Button("Scan current version", variant="primary", elem_id="pii-scan")
-            cancel_button = gr.Button("Cancel scan")
-        scan_status = gr.Markdown(elem_id="pii-scan-status")
-        chart = gr.Markdown(elem_id="pii-chart")
-        scan_id = gr.State(None)
-
-        with gr.Row():
-            type_filter = gr.Dropdown(["all"], value="all", label="Show type", allow_custom_value=True)
-            decision_filter = gr.Dropdown(list(DECISION_FILTERS), value="all", label="Decision")
-            refresh = gr.Button("Refresh review list")
-        review_table = gr.Dataframe(headers=["record", "types", "decision"], interactive=False, label="Changed records")
-        record_pick = gr.Dropdown([], label="Record", allow_custom_value=True, elem_id="pii-record")
-        message_pick = gr.Dropdown([], label="Message", allow_custom_value=True)
-        with gr.Row():
-            before = gr.HighlightedText(label="Before", combine_adjacent=False, show_legend=True, elem_id="pii-before")
-            after = gr.HighlightedText(label="After", combine_adjacent=False, show_legend=True, elem_id="pii-after")
-        edit_box = gr.Textbox(lines=4, label="Edit the scrubbed message")
-        with gr.Row():
-            accept = gr.Button("Accept", elem_id="pii-accept")
-            reject = gr.Button("Reject (keep original)", elem_id="pii-reject")
-            save_edit = gr.Button("Save edit")
-            accept_all = gr.Button("Accept all shown")
-            reject_all = gr.Button("Reject all shown")
-        review_status = gr.Markdown(elem_id="pii-review-status")
-        apply_button = gr.Button("Apply: make the scrubbed version", variant="primary", elem_id="pii-apply")
-        apply_status = gr.Markdown(elem_id="pii-apply-status")
-
-        # -- handlers ----------------------------------------------------------------------
-        def current_settings(ents, op, thr, rows, allow_text, protect_text, use_default, custom_rows):
-            for r in _rows(rows):
-                if r[0] and str(r[2]).strip() and not _is_number(r[2]):
-                    raise TuneloopError(f"threshold for {r[0]} must be a number between 0 and 1, not '{r[2]}'")
-            return PiiOptions(
-                entities=list(ents), default_operator=op, default_threshold=float(thr),
-                operators={r[0]: r[1] for r in _rows(rows) if r[0] and r[1]},
-                thresholds={r[0]: float(r[2]) for r in _rows(rows) if r[0] and str(r[2]).strip()},
-                allow=[a for a in allow_text.splitlines() if a.strip()],
-                protect=[p for p in protect_text.splitlines() if p.strip()], default_protect=bool(use_default),
-                custom=[_custom_from_row(r) for r in _rows(custom_rows) if r[0]]).validate()
-
-        settings_inputs = [entities, operator, threshold, per_type, allow, protect, default_protect, custom_table]
-
-        @user_errors
-        def on_save(*values):
-            save_settings(ws, current_settings(*values))
-            return "Settings saved."
-
-        @user_errors
-        def on_add_custom(rows, name, entity, kind, pattern, context, score):
-            recognizer = CustomRecognizer(
-                name=name.strip(), entity=entity.strip().upper(), kind=kind,
-                pattern=pattern if kind == "regex" else "",
-                words=[w.strip() for w in pattern.split(",") if w.strip()] if kind == "deny" else [],
-                context=[w.strip().lower() for w in context.split(",") if w.strip()], score=float(score or 0.6))
-            recognizer.check()
-            existing = [r for r in _rows(rows) if r[0] and r[0] != recognizer.name]
-            return pd.DataFrame(existing + [_custom_row(recognizer)], columns=CUSTOM_COLUMNS)
-
-        def on_remove_custom(rows, name):
-            return pd.DataFrame([r for r in _rows(rows) if r[0] and r[0] != name.strip()], columns=CUSTOM_COLUMNS)
-
-        @user_errors
-        def on_scan(*values, request: gr.Request = None, progress=gr.Progress()):
-            settings_now = current_settings(*values)
-            save_settings(ws, settings_now)
-            flag = _cancel_flags.setdefault(_session(request), threading.Event())
-            flag.clear()
-            progress(0, desc="Loading the PII engine")
-
-            def report(done, total):
-                progress((done, max(total, 1)), desc="Scanning messages", unit="messages")
-
-            scan = run_scan(ws, settings_now, progress=report, cancel=flag.is_set)
-            counts = {k: v for k, v in scan.counts.items() if k != "records_with_pii"}
-            types = ["all"] + sorted(counts)
-            return (scan.id, scan.describe(), _chart_markdown(counts), gr.update(choices=types, value="all"),
-                    *list_review(scan.id, "all", "all"))
-
-        def on_cancel(request: gr.Request = None):
-            _cancel_flags.setdefault(_session(request), threading.Event()).set()
-            return "Cancelling…"
-
-        def resolve(sid):
-            if sid is not None:
-                return sid
-            scan = latest_open_scan(ws)
-            if scan is None:
-                raise TuneloopError("no open scan of the current version; press 'Scan current version'")
-            return scan.id
-
-        @user_errors
-        def list_review(sid, type_value, decision_value):
-            sid = resolve(sid)
-            items = review_items(ws, sid, entity=None if type_value in (None, "all") else type_value,
-                                 decision=None if decision_value in (None, "all") else decision_value)
-            frame = pd.DataFrame([(i.record_id, ", ".join(i.entities), i.decision) for i in items],
-                                 columns=["record", "types", "decision"])
-            first = items[0].record_id if items else None
-            return (sid, frame, gr.update(choices=[i.record_id for i in items], value=first),
-                    f"{len(items)} record(s) shown")
-
-        @user_errors
-        def show_record(sid, record_id, message_value=None):
-            if not record_id:
-                return gr.update(choices=[], value=None), [], [], ""
-            sid = resolve(sid)
-            item = _item(ws, sid, record_id)
-            choices = [f"{m.index + 1} ({m.role})" for m in item.messages]
-            chosen = message_value if message_value in choices else choices[0]
-            msg = item.messages[choices.index(chosen)]
-            proposed = msg.proposed
-            if item.edited is not None:
-                proposed = item.edited[msg.index]["content"]
-            scan = get_scan(ws, sid)
-            return (gr.update(choices=choices, value=chosen), _highlight_before(msg),
-                    _highlight_after(msg, scan.settings, workspace_salt(ws)), proposed)
-
-        @user_errors
-        def set_decision(sid, record_id, decision, type_value, decision_value):
-            sid = resolve(sid)
-            if not record_id:
-                raise TuneloopError("choose a record first")
-            decide(ws, sid, [record_id], decision)
-            return list_review(sid, type_value, decision_value)
-
-        @user_errors
-        def set_all(sid, decision, type_value, decision_value):
-            sid = resolve(sid)
-            items = review_items(ws, sid, entity=None if type_value in (None, "all") else type_value,
-                                 decision=None if decision_value in (None, "all") else decision_value)
-            decide(ws, sid, [i.record_id for i in items], decision)
-            return list_review(sid, type_value, decision_value)
-
-        @user_errors
-        def on_save_edit(sid, record_id, message_value, text, type_value, decision_value):
-            sid = resolve(sid)
-            item = _item(ws, sid, record_id)
-            index = item.messages[[f"{m.index + 1} ({m.role})" for m in item.messages].index(message_value)].index
-            edit_message(ws, sid, record_id, index, text)
-            return list_review(sid, type_value, decision_value)
-
-        @user_errors
-        def on_apply(sid):
-            sid = resolve(sid)
-            version = apply_scan(ws, sid)
-            return None, f"Created {version.describe()}"
-
-        review_outputs = [scan_id, review_table, record_pick, review_status]
-        save.click(on_save, settings_inputs, settings_status)
-        add_custom.click(on_add_custom, [custom_table, c_name, c_entity, c_kind, c_pattern, c_context, c_score],
-                         custom_table)
-        remove_custom.click(on_remove_custom, [custom_table, remove_name], custom_table)
-        scan_button.click(on_scan, settings_inputs, [scan_id, scan_status, chart, type_filter, *review_outputs])
-        cancel_button.click(on_cancel, None, scan_status)
-        refresh.click(list_review, [scan_id, type_filter, decision_filter], review_outputs)
-        type_filter.change(list_review, [scan_id, type_filter, decision_filter], review_outputs)
-        decision_filter.change(list_review, [scan_id, type_filter, decision_filter], review_outputs)
-        record_pick.change(show_record, [scan_id, record_pick], [message_pick, before, after, edit_box])
-        message_pick.input(show_record, [scan_id, record_pick, message_pick], [message_pick, before, after, edit_box])
-        filters = [type_filter, decision_filter]
-        accept.click(lambda s, r, t, d: set_decision(s, r, "accept", t, d), [scan_id, record_pick, *filters], review_outputs)
-        reject.click(lambda s, r, t, d: set_decision(s, r, "reject", t, d), [scan_id, record_pick, *filters], review_outputs)
-        accept_all.click(lambda s, t, d: set_all(s, "accept", t, d), [scan_id, *filters], review_outputs)
-        reject_all.click(lambda s, t, d: set_all(s, "reject", t, d), [scan_id, *filters], review_outputs)
-        save_edit.click(on_save_edit, [scan_id, record_pick, message_pick, edit_box, *filters], review_outputs)
-        apply_button.click(on_apply, scan_id, [scan_id, apply_status])
+ALL = "all"
+DECISION_FILTERS = (ALL, "pending", "accept", "reject", "edit")
+REVIEW_HEADERS = ["record", "types", "decision"]
+CUSTOM_HEADERS = ["name", "entity", "kind", "pattern / words", "context", "score"]
+INTRO = ("Find personal data (names, emails, phones, cards, SSNs, IBANs, IPs, street addresses) in the current "
+         "version, review each change, then apply to make a scrubbed version. Order numbers, SKUs, versions, "
+         "prices and codes are protected.")
+SCANS = CancelRegistry()
 
 
-CUSTOM_COLUMNS = ["name", "entity", "kind", "pattern / words", "context", "score"]
+# -- presenters -----------------------------------------------------------------------------------
+
+def current_line(ws) -> str:
+    """Which version a scan reads: the current one."""
+    version = current_version(ws)
+    if version is None:
+        return "_No dataset yet: import one in the Data tab._"
+    return f"Scans the current version: **{version.name}** · {version.step} · {version.num_records:,} records"
 
 
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _session(request) -> str:
-    return getattr(request, "session_hash", None) or "default"
-
-
-def _rows(frame) -> list[list]:
-    if frame is None:
-        return []
-    if isinstance(frame, pd.DataFrame):
-        return [["" if pd.isna(v) else v for v in row] for row in frame.itertuples(index=False)]
-    return [list(r) for r in frame.get("data", [])] if isinstance(frame, dict) else [list(r) for r in frame]
-
-
-def _per_type_rows(settings: PiiOptions) -> pd.DataFrame:
-    types = sorted(set(settings.operators) | set(settings.thresholds))
-    return pd.DataFrame([(t, settings.operators.get(t, ""), str(settings.thresholds.get(t, ""))) for t in types] or
-                        [("", "", "")], columns=["entity", "operator", "threshold"])
-
-
-def _custom_row(c: CustomRecognizer) -> list:
-    return [c.name, c.entity, c.kind, c.pattern if c.kind == "regex" else ", ".join(c.words), ", ".join(c.context),
-            c.score]
-
-
-def _custom_rows(settings: PiiOptions) -> pd.DataFrame:
-    return pd.DataFrame([_custom_row(c) for c in settings.custom], columns=CUSTOM_COLUMNS)
-
-
-def _custom_from_row(row) -> CustomRecognizer:
-    name, entity, kind, body, context, score = (list(row) + [""] * 6)[:6]
-    return CustomRecognizer(name=str(name), entity=str(entity), kind=str(kind),
-                            pattern=str(body) if kind == "regex" else "",
-                            words=[w.strip() for w in str(body).split(",") if w.strip()] if kind == "deny" else [],
-                            context=[w.strip() for w in str(context).split(",") if w.strip()],
-                            score=float(score or 0.6))
-
-
-def _chart_markdown(counts: dict) -> str:
+def findings_chart(counts: dict) -> str:
     """Findings per type as a bar chart in text (Gradio's bar plot drops bars when updated from empty)."""
     if not counts:
         return "No personal data found."
@@ -280,14 +52,18 @@ def _chart_markdown(counts: dict) -> str:
     return "**Findings per type**\n\n| type | findings | |\n|---|---:|---|\n" + "\n".join(rows)
 
 
-def _item(ws, sid, record_id):
-    for item in review_items(ws, sid):
-        if item.record_id == record_id:
-            return item
-    raise TuneloopError(f"record {record_id} has no findings in this scan")
+def review_frame(items) -> pd.DataFrame:
+    """The changed records: id, the types found, the decision so far."""
+    return pd.DataFrame([(i.record_id, ", ".join(i.entities), i.decision) for i in items], columns=REVIEW_HEADERS)
 
 
-def _highlight_before(msg) -> list[tuple[str, str | None]]:
+def message_choices(item) -> list[str]:
+    """The record's changed messages as the Message picker names them: "2 (assistant)"."""
+    return [f"{m.index + 1} ({m.role})" for m in item.messages]
+
+
+def highlight_before(msg) -> list[tuple[str, str | None]]:
+    """The original message with each finding marked by its type."""
     out, pos = [], 0
     for start, end, entity, _ in msg.spans:
         out += [(msg.original[pos:start], None), (msg.original[start:end], entity)]
@@ -295,7 +71,8 @@ def _highlight_before(msg) -> list[tuple[str, str | None]]:
     return [seg for seg in out + [(msg.original[pos:], None)] if seg[0]]
 
 
-def _highlight_after(msg, settings: PiiOptions, salt: str) -> list[tuple[str, str | None]]:
+def highlight_after(msg, settings: PiiOptions, salt: str) -> list[tuple[str, str | None]]:
+    """The message as scrubbing would leave it, each replacement marked by its type."""
     out, pos = [], 0
     for start, end, entity, score in msg.spans:
         value = msg.original[start:end]
@@ -303,3 +80,346 @@ def _highlight_after(msg, settings: PiiOptions, salt: str) -> list[tuple[str, st
                 (replace_spans(value, [(0, len(value), entity, score)], settings, salt), entity)]
         pos = end
     return [seg for seg in out + [(msg.original[pos:], None)] if seg[0]]
+
+
+def custom_row(c: CustomRecognizer) -> list:
+    """A custom recognizer as a row of the recognizers table."""
+    return [c.name, c.entity, c.kind, c.pattern if c.kind == "regex" else ", ".join(c.words), ", ".join(c.context),
+            c.score]
+
+
+def custom_frame(recognizers) -> pd.DataFrame:
+    return pd.DataFrame([custom_row(c) for c in recognizers], columns=CUSTOM_HEADERS)
+
+
+def table_rows(frame) -> list[list]:
+    """A table's rows as the page sends them (a DataFrame, or Gradio's {"data": ...}), blanks as ""."""
+    if frame is None:
+        return []
+    if isinstance(frame, pd.DataFrame):
+        return [["" if pd.isna(v) else v for v in row] for row in frame.itertuples(index=False)]
+    return [list(r) for r in frame.get("data", [])] if isinstance(frame, dict) else [list(r) for r in frame]
+
+
+def recognizer_from_row(row) -> CustomRecognizer:
+    """A row of the recognizers table back as a custom recognizer."""
+    name, entity, kind, body, context, score = (list(row) + [""] * 6)[:6]
+    return CustomRecognizer(name=str(name), entity=str(entity), kind=str(kind),
+                            pattern=str(body) if kind == "regex" else "",
+                            words=[w.strip() for w in str(body).split(",") if w.strip()] if kind == "deny" else [],
+                            context=[w.strip() for w in str(context).split(",") if w.strip()],
+                            score=float(score or 0.6))
+
+
+# -- widgets --------------------------------------------------------------------------------------
+
+class PiiWidgets(SimpleNamespace):
+    """The PII tab's components by name (``layout`` fills it); ``form`` holds the ``PiiOptions`` fields
+    rendered by ``ui.forms`` (custom recognizers are the table ``custom_table``)."""
+
+    @property
+    def settings(self) -> set:
+        """What the PII options are read from."""
+        return {*self.form.values(), self.custom_table}
+
+    @property
+    def review(self) -> list:
+        """What a new list of changed records fills."""
+        return [self.scan_id, self.review_table, self.record_pick, self.review_status]
+
+    @property
+    def record(self) -> list:
+        """What shows one record's message."""
+        return [self.message_pick, self.before, self.after, self.edit_box, self.review_status]
+
+    @property
+    def filters(self) -> set:
+        return {self.scan_id, self.type_filter, self.decision_filter}
+
+
+def layout(ws) -> PiiWidgets:
+    """The PII tab's widgets (the settings as saved in the workspace), inside the caller's Blocks; nothing
+    is wired yet."""
+    settings = load_settings(ws)
+    w = PiiWidgets(form={})
+
+    def form(*names):
+        w.form.update(options_form(PiiOptions, settings, only=names, elem_prefix="pii-option"))
+
+    with gr.Tab("PII", id="pii") as w.tab:
+        gr.Markdown(INTRO)
+        with gr.Accordion("Settings", open=False):
+            with gr.Row():
+                form("entities")
+            with gr.Row():
+                form("default_operator", "default_threshold", "default_protect")
+            with gr.Row():
+                form("operators", "thresholds")
+            with gr.Row():
+                form("allow", "protect")
+            gr.Markdown("**Custom recognizers** (regex, or a deny list of exact words)")
+            with gr.Row():
+                w.c_name = gr.Textbox(label="Name")
+                w.c_entity = gr.Textbox(label="Entity type", placeholder="EMPLOYEE_ID")
+                w.c_kind = gr.Radio(["regex", "deny"], value="regex", label="Kind")
+                w.c_pattern = gr.Textbox(label="Regex, or deny-list words (comma separated)")
+                w.c_context = gr.Textbox(label="Context words (comma separated)")
+                w.c_score = gr.Number(0.6, label="Score")
+            with gr.Row():
+                w.add_custom_btn = gr.Button("Add recognizer")
+                w.remove_name = gr.Textbox(label="Remove recognizer named", scale=2)
+                w.remove_custom_btn = gr.Button("Remove")
+            w.custom_table = gr.Dataframe(value=custom_frame(settings.custom), interactive=False, headers=CUSTOM_HEADERS)
+            w.save_btn = gr.Button("Save settings")
+            w.settings_status = gr.Markdown()
+
+        w.current_md = gr.Markdown(current_line(ws), elem_id="pii-current")
+        with gr.Row():
+            w.scan_btn = gr.Button("Scan current version", variant="primary", elem_id="pii-scan")
+            w.cancel_btn = gr.Button("Cancel scan")
+        w.scan_status = gr.Markdown(elem_id="pii-scan-status")
+        w.chart = gr.Markdown(elem_id="pii-chart")
+        w.scan_id = gr.State(None)
+
+        with gr.Row():
+            w.type_filter = gr.Dropdown([ALL], value=ALL, label="Show type", allow_custom_value=True)
+            w.decision_filter = gr.Dropdown(list(DECISION_FILTERS), value=ALL, label="Decision")
+            w.refresh_btn = gr.Button("Refresh review list")
+        w.review_table = gr.Dataframe(headers=REVIEW_HEADERS, interactive=False, label="Changed records")
+        w.record_pick = gr.Dropdown([], label="Record", allow_custom_value=True, elem_id="pii-record")
+        w.message_pick = gr.Dropdown([], label="Message", allow_custom_value=True)
+        with gr.Row():
+            w.before = gr.HighlightedText(label="Before", combine_adjacent=False, show_legend=True, elem_id="pii-before")
+            w.after = gr.HighlightedText(label="After", combine_adjacent=False, show_legend=True, elem_id="pii-after")
+        w.edit_box = gr.Textbox(lines=4, label="Edit the scrubbed message")
+        with gr.Row():
+            w.accept_btn = gr.Button("Accept", elem_id="pii-accept")
+            w.reject_btn = gr.Button("Reject (keep original)", elem_id="pii-reject")
+            w.save_edit_btn = gr.Button("Save edit")
+            w.accept_all_btn = gr.Button("Accept all shown")
+            w.reject_all_btn = gr.Button("Reject all shown")
+        w.review_status = gr.Markdown(elem_id="pii-review-status")
+        w.apply_btn = gr.Button("Apply: make the scrubbed version", variant="primary", elem_id="pii-apply")
+        w.apply_status = gr.Markdown(elem_id="pii-apply-status")
+    return w
+
+
+# -- handlers: settings ---------------------------------------------------------------------------
+
+def settings_of(w: PiiWidgets, data: dict) -> PiiOptions:
+    """The PII options the page's settings ask for (validated; every bad key named)."""
+    custom = [recognizer_from_row(r) for r in table_rows(data[w.custom_table]) if r[0]]
+    return options_from_form(PiiOptions, {**form_values(w.form, data), "custom": custom})
+
+
+def save_pii_settings(ws, w: PiiWidgets, data: dict) -> dict:
+    """Save the settings as the workspace's PII options (what the next scan and the CLI use)."""
+    try:
+        save_settings(ws, settings_of(w, data))
+    except Exception as exc:
+        return {w.settings_status: error_markdown(exc)}
+    return {w.settings_status: "Settings saved."}
+
+
+def add_recognizer(ws, w: PiiWidgets, data: dict) -> dict:
+    """Add the recognizer typed in the custom fields to the table (replacing one of the same name)."""
+    kind, pattern = data[w.c_kind], data[w.c_pattern] or ""
+    recognizer = CustomRecognizer(
+        name=(data[w.c_name] or "").strip(), entity=(data[w.c_entity] or "").strip().upper(), kind=kind,
+        pattern=pattern if kind == "regex" else "",
+        words=[word.strip() for word in pattern.split(",") if word.strip()] if kind == "deny" else [],
+        context=[word.strip().lower() for word in (data[w.c_context] or "").split(",") if word.strip()],
+        score=float(data[w.c_score] or 0.6))
+    try:
+        recognizer.check()
+    except TuneloopError as exc:
+        return {w.settings_status: error_markdown(exc)}
+    kept = [r for r in table_rows(data[w.custom_table]) if r[0] and r[0] != recognizer.name]
+    return {w.custom_table: pd.DataFrame(kept + [custom_row(recognizer)], columns=CUSTOM_HEADERS),
+            w.settings_status: f"Recognizer **{recognizer.name}** added; save or scan to use it."}
+
+
+def remove_recognizer(ws, w: PiiWidgets, data: dict) -> dict:
+    """Take the named recognizer out of the table."""
+    name = (data[w.remove_name] or "").strip()
+    kept = [r for r in table_rows(data[w.custom_table]) if r[0] and r[0] != name]
+    return {w.custom_table: pd.DataFrame(kept, columns=CUSTOM_HEADERS)}
+
+
+# -- handlers: scan and review --------------------------------------------------------------------
+
+def open_scan(ws, sid) -> int:
+    """The scan the review works on: the page's, else the newest open scan of the current version."""
+    if sid is not None:
+        return sid
+    scan = latest_open_scan(ws)
+    if scan is None:
+        raise TuneloopError("no open scan of the current version; press 'Scan current version'")
+    return scan.id
+
+
+def _filter(value):
+    return None if value in (None, ALL) else value
+
+
+def review_list(ws, w: PiiWidgets, data: dict) -> dict:
+    """The changed records the type and decision filters select; the first one opened."""
+    try:
+        sid = open_scan(ws, data[w.scan_id])
+        items = review_items(ws, sid, entity=_filter(data[w.type_filter]), decision=_filter(data[w.decision_filter]))
+    except Exception as exc:
+        return {w.review_status: error_markdown(exc)}
+    return {w.scan_id: sid, w.review_table: review_frame(items),
+            w.record_pick: gr.update(choices=[i.record_id for i in items], value=items[0].record_id if items else None),
+            w.review_status: f"{len(items)} record(s) shown"}
+
+
+def scan_version(ws, w: PiiWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """Save the settings and scan the current version with them; the findings go to the review list."""
+    stop = SCANS.start(request)
+    try:
+        settings = settings_of(w, data)
+        save_settings(ws, settings)
+        progress(0, desc="Loading the PII engine")
+        scan = run_scan(ws, settings, cancel=stop.is_set,
+                        progress=lambda done, total: progress((done, max(total, 1)), desc="Scanning messages",
+                                                              unit="messages"))
+    except Exception as exc:
+        return {w.scan_status: error_markdown(exc)}
+    finally:
+        SCANS.finish(request, stop)
+    counts = {k: v for k, v in scan.counts.items() if k != "records_with_pii"}
+    listed = review_list(ws, w, {w.scan_id: scan.id, w.type_filter: ALL, w.decision_filter: ALL})
+    return {w.scan_status: scan.describe(), w.chart: findings_chart(counts),
+            w.type_filter: gr.update(choices=[ALL] + sorted(counts), value=ALL), **listed}
+
+
+def cancel_scan(ws, w: PiiWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's scan."""
+    return {w.scan_status: "Cancelling…" if SCANS.cancel(request) else "No scan of yours is running."}
+
+
+def _item(ws, sid, record_id):
+    if not record_id:
+        raise TuneloopError("choose a record first")
+    for item in review_items(ws, sid):
+        if item.record_id == record_id:
+            return item
+    raise TuneloopError(f"record {record_id} has no findings in this scan")
+
+
+def _show(ws, w: PiiWidgets, data: dict, chosen: str | None) -> dict:
+    if not data[w.record_pick]:
+        return {w.message_pick: gr.update(choices=[], value=None), w.before: [], w.after: [], w.edit_box: ""}
+    try:
+        sid = open_scan(ws, data[w.scan_id])
+        item = _item(ws, sid, data[w.record_pick])
+        choices = message_choices(item)
+        chosen = chosen if chosen in choices else choices[0]
+        msg = item.messages[choices.index(chosen)]
+        shown = item.edited[msg.index]["content"] if item.edited is not None else msg.proposed
+        after = highlight_after(msg, get_scan(ws, sid).settings, workspace_salt(ws))
+    except Exception as exc:
+        return {w.review_status: error_markdown(exc)}
+    return {w.message_pick: gr.update(choices=choices, value=chosen), w.before: highlight_before(msg), w.after: after,
+            w.edit_box: shown}
+
+
+def show_record(ws, w: PiiWidgets, data: dict) -> dict:
+    """The chosen record's first changed message, before and after."""
+    return _show(ws, w, data, None)
+
+
+def show_message(ws, w: PiiWidgets, data: dict) -> dict:
+    """The chosen message of the record, before and after."""
+    return _show(ws, w, data, data[w.message_pick])
+
+
+def _decide(ws, w: PiiWidgets, data: dict, decision: str, *, shown: bool) -> dict:
+    try:
+        sid = open_scan(ws, data[w.scan_id])
+        if shown:
+            ids = [i.record_id for i in review_items(ws, sid, entity=_filter(data[w.type_filter]),
+                                                     decision=_filter(data[w.decision_filter]))]
+        else:
+            ids = [_item(ws, sid, data[w.record_pick]).record_id]
+        decide(ws, sid, ids, decision)
+    except Exception as exc:
+        return {w.review_status: error_markdown(exc)}
+    return review_list(ws, w, {**data, w.scan_id: sid})
+
+
+def accept_record(ws, w: PiiWidgets, data: dict) -> dict:
+    return _decide(ws, w, data, "accept", shown=False)
+
+
+def reject_record(ws, w: PiiWidgets, data: dict) -> dict:
+    return _decide(ws, w, data, "reject", shown=False)
+
+
+def accept_shown(ws, w: PiiWidgets, data: dict) -> dict:
+    return _decide(ws, w, data, "accept", shown=True)
+
+
+def reject_shown(ws, w: PiiWidgets, data: dict) -> dict:
+    return _decide(ws, w, data, "reject", shown=True)
+
+
+def save_edit(ws, w: PiiWidgets, data: dict) -> dict:
+    """Keep the reviewer's text for the chosen message instead of the proposed one."""
+    try:
+        sid = open_scan(ws, data[w.scan_id])
+        item = _item(ws, sid, data[w.record_pick])
+        choices = message_choices(item)
+        if data[w.message_pick] not in choices:
+            raise TuneloopError(f"choose the message to edit: {', '.join(choices)}")
+        edit_message(ws, sid, item.record_id, item.messages[choices.index(data[w.message_pick])].index,
+                     data[w.edit_box] or "")
+    except Exception as exc:
+        return {w.review_status: error_markdown(exc)}
+    return review_list(ws, w, {**data, w.scan_id: sid})
+
+
+def apply_review(ws, w: PiiWidgets, data: dict) -> dict:
+    """Apply: the reviewed scan becomes the scrubbed version, which is then current."""
+    try:
+        made = apply_scan(ws, open_scan(ws, data[w.scan_id]))
+    except Exception as exc:
+        return {w.apply_status: error_markdown(exc)}
+    return {w.scan_id: None, w.apply_status: f"Created {made.describe()}", w.current_md: current_line(ws)}
+
+
+def show_current(ws, w: PiiWidgets) -> dict:
+    """Opening the tab: which version a scan reads now."""
+    return {w.current_md: current_line(ws)}
+
+
+# -- wiring ---------------------------------------------------------------------------------------
+
+def build(ws) -> PiiWidgets:
+    """The PII tab inside the caller's Blocks: ``layout``'s widgets wired to the handlers above."""
+    w = layout(ws)
+
+    def on(event, handler, inputs, outputs, **kw):
+        return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
+
+    on(w.tab.select, show_current, None, [w.current_md], show_progress="hidden")
+    on(w.save_btn.click, save_pii_settings, w.settings, [w.settings_status])
+    on(w.add_custom_btn.click, add_recognizer,
+       {w.custom_table, w.c_name, w.c_entity, w.c_kind, w.c_pattern, w.c_context, w.c_score},
+       [w.custom_table, w.settings_status])
+    on(w.remove_custom_btn.click, remove_recognizer, {w.custom_table, w.remove_name}, [w.custom_table])
+    on(w.scan_btn.click, scan_version, w.settings, [w.scan_status, w.chart, w.type_filter, *w.review])
+    on(w.cancel_btn.click, cancel_scan, None, [w.scan_status])
+    for event in (w.refresh_btn.click, w.type_filter.change, w.decision_filter.change):
+        on(event, review_list, w.filters, w.review)
+    on(w.record_pick.change, show_record, {w.scan_id, w.record_pick}, w.record)
+    on(w.message_pick.input, show_message, {w.scan_id, w.record_pick, w.message_pick}, w.record)
+    picked = {*w.filters, w.record_pick}
+    on(w.accept_btn.click, accept_record, picked, w.review)
+    on(w.reject_btn.click, reject_record, picked, w.review)
+    on(w.accept_all_btn.click, accept_shown, w.filters, w.review)
+    on(w.reject_all_btn.click, reject_shown, w.filters, w.review)
+    on(w.save_edit_btn.click, save_edit, {*picked, w.message_pick, w.edit_box}, w.review)
+    on(w.apply_btn.click, apply_review, {w.scan_id}, [w.scan_id, w.apply_status, w.current_md])
+    return w

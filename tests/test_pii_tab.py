@@ -1,0 +1,101 @@
+"""The PII tab's handlers without a browser, with the real presidio engines: the page's values in, outputs
+keyed by component out."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+import pytest
+
+from curation.data import versions as V
+from curation.data.records import Record
+from curation.pii.review import latest_open_scan, load_settings
+from curation.ui import pii
+from tests.tab_page import page
+
+TICKETS = [("t1", "Hi, I'm Jennifer Lopez, order ORD-2024-00123 is late."),
+           ("t2", "Please email me at bob.stone@example.org about SKU-4471-BLK."),
+           ("t3", "Call Maria Garcia on (415) 555-0132."),
+           ("t4", "Is the Bluebird launch still on?"),
+           ("t5", "Thanks, that worked.")]
+
+
+@pytest.fixture
+def tab(ws):
+    V.create_version(ws, [Record(id=i, messages=[{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}])
+                          for i, t in TICKETS], parent=None, step="import")
+    with gr.Blocks():
+        with gr.Tabs():
+            w = pii.build(ws)
+    return ws, w
+
+
+def test_scan_review_and_apply_make_the_scrubbed_version(tab):
+    ws, w = tab
+    assert "**v1**" in w.current_md.value
+    added = pii.add_recognizer(ws, w, page(w, c_name="codenames", c_entity="codename", c_kind="deny",
+                                         c_pattern="Bluebird, Kestrel"))
+    table = added[w.custom_table]
+    assert table.values.tolist()[0][:3] == ["codenames", "CODENAME", "deny"]
+
+    scanned = pii.scan_version(ws, w, page(w, custom_table=table))
+    assert "4 records with PII" in scanned[w.scan_status] and "CODENAME" in scanned[w.chart]
+    assert scanned[w.review_status] == "4 record(s) shown" and scanned[w.record_pick]["value"] == "t1"
+    assert [c.name for c in load_settings(ws).custom] == ["codenames"]
+    sid = scanned[w.scan_id]
+
+    shown = pii.show_record(ws, w, page(w, scan_id=sid, record_pick="t1"))
+    assert ("Jennifer Lopez", "PERSON") in shown[w.before] and ("<PERSON>", "PERSON") in shown[w.after]
+    assert shown[w.message_pick]["value"] == "1 (user)" and "ORD-2024-00123" in shown[w.edit_box]
+
+    rejected = pii.reject_record(ws, w, page(w, scan_id=sid, record_pick="t1"))
+    assert rejected[w.review_table].set_index("record").loc["t1", "decision"] == "reject"
+    edited = pii.save_edit(ws, w, page(w, scan_id=sid, record_pick="t3", message_pick="1 (user)",
+                                       edit_box="Call <NAME> on <PHONE_NUMBER>."))
+    assert edited[w.review_table].set_index("record").loc["t3", "decision"] == "edit"
+
+    applied = pii.apply_review(ws, w, page(w, scan_id=sid))
+    assert applied[w.apply_status].startswith("Created v2") and applied[w.scan_id] is None
+    assert "**v2**" in applied[w.current_md] and "**v2**" in pii.show_current(ws, w)[w.current_md]
+    made = V.current_version(ws)
+    assert made.step == "scrub" and made.counts["records_rejected"] == 1 and made.counts["records_edited"] == 1
+    texts = {r.id: r.messages[0]["content"] for r in V.load_records(ws, made.id)}
+    assert texts["t1"] == TICKETS[0][1]
+    assert texts["t2"] == "Please email me at <EMAIL_ADDRESS> about SKU-4471-BLK."
+    assert texts["t3"] == "Call <NAME> on <PHONE_NUMBER>."
+    assert texts["t4"] == "Is the <CODENAME> launch still on?"
+
+
+def test_bad_settings_are_shown_naming_each_key_and_nothing_is_scanned(tab):
+    ws, w = tab
+    out = pii.scan_version(ws, w, page(w, form={"thresholds": "PERSON=high"}))
+    assert "thresholds: 'PERSON=high' is not a valid mapping" in html.unescape(out[w.scan_status])
+    out = pii.scan_version(ws, w, page(w, form={"allow": "ACME, Inc.\nre:(open", "default_threshold": 1.5}))
+    shown = html.unescape(out[w.scan_status])
+    assert "allow: allow-list entry 're:(open'" in shown and "default_threshold: 1.5 is too large" in shown
+    assert latest_open_scan(ws) is None
+    refused = pii.add_recognizer(ws, w, page(w, c_name="badge", c_entity="badge id", c_pattern="B-1"))
+    assert "UPPER_CASE" in refused[w.settings_status] and w.custom_table not in refused
+
+
+def test_an_allow_list_entry_with_a_comma_is_one_entry(tab):
+    ws, w = tab
+    saved = pii.save_pii_settings(ws, w, page(w, form={"allow": "Garcia, Maria\nre:EMP-\\d{1,4}"}))
+    assert saved[w.settings_status] == "Settings saved."
+    assert load_settings(ws).allow == ["Garcia, Maria", "re:EMP-\\d{1,4}"]
+
+
+def test_cancel_stops_this_tabs_scan_and_no_other(tab):
+    ws, w = tab
+    mine, other = gr.Request(session_hash="tab-a"), gr.Request(session_hash="tab-b")
+    said = []
+
+    def progress(*args, **kwargs):
+        if not said:
+            said.append(pii.cancel_scan(ws, w, other)[w.scan_status])
+            said.append(pii.cancel_scan(ws, w, mine)[w.scan_status])
+
+    out = pii.scan_version(ws, w, page(w), mine, progress)
+    assert said == ["No scan of yours is running.", "Cancelling…"]
+    assert "PII scan cancelled" in out[w.scan_status] and latest_open_scan(ws) is None
+    assert pii.cancel_scan(ws, w, mine)[w.scan_status] == "No scan of yours is running."
