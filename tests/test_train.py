@@ -59,7 +59,7 @@ def test_config_problems_name_the_key_and_why():
     assert "load_in_4bit: qlora trains over a 4-bit base" in text
     with pytest.raises(TuneloopError, match="learning_rate: 'fast' is not a valid number"):
         RunConfig.from_dict({"learning_rate": "fast"})
-    with pytest.raises(TuneloopError, match="loraR: not a run config key; did you mean lora_r"):
+    with pytest.raises(TuneloopError, match="loraR: not a key of the run config; did you mean lora_r"):
         RunConfig.from_dict({"loraR": 8})
     with pytest.raises(TuneloopError, match="datasets: choose a split dataset version"):
         RunConfig().validate()
@@ -228,6 +228,25 @@ def test_a_created_run_waits_as_created_until_it_is_launched(ws, tiny_model, tmp
     R.request_stop(fresh, run_id)
     assert R.wait_for_run(fresh, run_id, timeout=600).status in ("stopped", "finished")
 
+
+
+def test_a_resumed_run_is_not_failed_by_a_poll_before_its_process_exists(ws, tiny_model, monkeypatch):
+    version = split_version(ws)
+    run = R.create_run(ws, tiny_config(tiny_model, version.name, max_steps=500), name="resumed")
+    R.update_run(ws, run.id, status="stopped", error="stopped by ana")
+    polled = []
+    start = R.start_job_process
+
+    def poll_first(ws_, run_, **kw):
+        polled.append(R.get_run_status(Workspace.open(ws.root), run_.id))   # another tab's poll, in the window
+        return start(ws_, run_, **kw)
+
+    monkeypatch.setattr(R, "start_job_process", poll_first)
+    resumed = R.resume_run(ws, run.id)
+    assert polled[0].status == "created" and polled[0].error is None
+    assert resumed.status in ("queued", "running") and resumed.pid is not None
+    R.request_stop(ws, run.id)
+    assert R.wait_for_run(ws, run.id, timeout=600).status in ("stopped", "finished")
 
 # -- preflight and CLI ---------------------------------------------------------------------------------
 def test_preflight_reports_memory_tokens_and_an_example(ws, tiny_model):

@@ -26,7 +26,8 @@ from core.errors import TuneloopError
 from core.workspace import Workspace
 from training.config import RunConfig, save_config
 
-# created: registered, no job started yet (``python -m training create``, then ``run --run-id`` or accelerate).
+# created: registered, no job started yet (``python -m training create``, then ``run --run-id`` or accelerate;
+# a run being resumed, until its new process exists).
 STATUSES = ("created", "queued", "running", "finished", "failed", "stopped")
 ACTIVE = ("queued", "running")
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,7 +331,8 @@ def resume_run(ws: Workspace, run_id: int | str) -> Run:
     if run.status not in ("stopped", "failed"):
         raise TuneloopError(f"run {run.label} is {run.status}; only a stopped or failed run can be resumed")
     (run.run_dir / STOP_FILE).unlink(missing_ok=True)
-    update_run(ws, run.id, status="queued", stop_requested=0, error=None, finished_at=None)
+    # created until its process exists (start_job_process queues it), so that a poll in between sees no failure
+    update_run(ws, run.id, status="created", stop_requested=0, error=None, finished_at=None)
     return start_job_process(ws, get_run(ws, run.id), resume=True)
 
 
