@@ -169,7 +169,7 @@ def _kind_words(kind: FieldKind) -> str:
 class Options:
     """Validation, conversion and YAML for an options dataclass whose fields come from ``option``.
 
-    ``what`` names the options in messages ("the dedup options have problems"); a subclass adds checks
+    ``what`` names the options in messages ("there are problems with the dedup options"); a subclass adds checks
     that involve several fields in ``more_problems``.
     """
     what: ClassVar[str] = "options"
@@ -205,7 +205,7 @@ class Options:
         """Self, or a TuneloopError listing every problem."""
         problems = self.problems()
         if problems:
-            raise TuneloopError(f"the {self.what} have problems; nothing was changed:\n  " + "\n  ".join(problems))
+            raise TuneloopError(f"there are problems with the {self.what}; nothing was changed:\n  " + "\n  ".join(problems))
         return self
 
     # -- conversion ------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class Options:
             if key not in known:
                 close = [k for k in known if k.replace("_", "") == str(key).replace("_", "").replace("-", "").lower()]
                 hint = f"; did you mean {close[0]}?" if close else f"; the keys are {', '.join(known)}"
-                problems.append(f"{key}: not one of the {cls.what}{hint}")
+                problems.append(f"{key}: not a key of the {cls.what}{hint}")
                 continue
             kind = field_kind(cls, known[key])
             try:
@@ -237,7 +237,7 @@ class Options:
             except TuneloopError as exc:
                 problems.append(f"{key}: {exc}")
         if problems:
-            raise TuneloopError(f"the {cls.what} have problems; nothing was changed:\n  " + "\n  ".join(problems))
+            raise TuneloopError(f"there are problems with the {cls.what}; nothing was changed:\n  " + "\n  ".join(problems))
         return cls(**values)
 
     def replace(self, **changes):

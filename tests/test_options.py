@@ -57,7 +57,7 @@ def test_bad_values_name_their_key():
 
 
 def test_unknown_keys_are_named():
-    with pytest.raises(TuneloopError, match="threshhold: not one of the sample options") as err:
+    with pytest.raises(TuneloopError, match="threshhold: not a key of the sample options") as err:
         Sample.from_dict({"threshhold": 0.5, "seed": 3})
     assert "the keys are threshold, fix" in str(err.value)
     with pytest.raises(TuneloopError, match="did you mean threshold"):
@@ -76,7 +76,7 @@ def test_yaml_round_trip_and_flags_win_over_the_file(tmp_path):
         parse("--options", str(tmp_path / "bad.yaml"))
     assert "threshold: 2.0 is too large" in str(err.value)
     (tmp_path / "unknown.yaml").write_text("colour: red\n")
-    with pytest.raises(TuneloopError, match=r"unknown.yaml: (.|\n)*colour: not one of the sample options"):
+    with pytest.raises(TuneloopError, match=r"unknown.yaml: (.|\n)*colour: not a key of the sample options"):
         parse("--options", str(tmp_path / "unknown.yaml"))
 
 

@@ -216,7 +216,7 @@ def test_options_name_the_key_at_fault():
     assert "default_threshold: 1.5 is too large; it must be at most 1.0" in problems
     assert any(p.startswith("operators: unknown operator 'shred' for PERSON") for p in problems)
     assert any(p.startswith("allow: allow-list entry 're:(open' is not a valid regular expression") for p in problems)
-    with pytest.raises(TuneloopError, match="colour: not one of the PII options"):
+    with pytest.raises(TuneloopError, match="colour: not a key of the PII options"):
         PiiOptions.from_dict({"colour": "red"})
 
 

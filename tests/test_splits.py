@@ -293,7 +293,7 @@ def test_cli_names_what_is_wrong(ws, tmp_path, capsys):
     assert "val: 2.5 is neither a ratio below 1 nor a whole number" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("groop: customer\n")
     assert main(["current", "--workspace", str(ws.root), "--options", str(tmp_path / "bad.yaml")]) == 2
-    assert "groop: not one of the split options" in capsys.readouterr().err
+    assert "groop: not a key of the split options" in capsys.readouterr().err
     assert main(["current", "--workspace", str(tmp_path / "nowhere")]) == 2
     assert "there is no workspace at" in capsys.readouterr().err
     source = write_jsonl(tmp_path / "t.jsonl", [r.to_dict() for r in support_tickets(40, seed=3)])

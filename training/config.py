@@ -13,93 +13,76 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from core.errors import TuneloopError
-from core.workspace import atomic_write
+from core.options import Options, option
 
 ADAPTERS = ("qlora", "lora")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 ALL_LINEAR = "all-linear"
 
 
-def _key(help: str, **extra) -> dict[str, Any]:
-    return {"help": help, **extra}
-
-
 @dataclass
-class RunConfig:
+class RunConfig(Options):
     """A QLoRA/LoRA supervised fine-tuning run on a chat dataset split."""
-    base_model: str = field(default="default", metadata=_key(
-        "'default' (SmolLM2-135M-Instruct, offline), a model folder, a .gguf file, or a hub id"))
-    datasets: str = field(default="", metadata=_key(
-        "a split dataset version (e.g. v4, records carry train/val/test) or a folder with train.jsonl and val.jsonl"))
-    output_dir: str = field(default="", metadata=_key(
-        "where the run writes metrics.jsonl, checkpoints and the adapter (empty: runs/<run id> in the workspace)"))
-    adapter: str = field(default="qlora", metadata=_key(
-        "qlora: LoRA over a 4-bit base (least memory); lora: LoRA over a full-precision base", choices=ADAPTERS))
-    load_in_4bit: bool = field(default=True, metadata=_key(
-        "load the base model in 4-bit NF4 (bitsandbytes); required for qlora"))
-    lora_r: int = field(default=16, metadata=_key("LoRA rank: capacity of the adapter", min=1))
-    lora_alpha: int = field(default=32, metadata=_key("LoRA scaling; commonly 2 × lora_r", min=1))
-    lora_dropout: float = field(default=0.05, metadata=_key("dropout on the LoRA path, 0 to 0.5", min=0.0, max=0.5))
-    lora_target: str = field(default=ALL_LINEAR, metadata=_key(
-        "modules that get adapters: all-linear, or a comma-separated list such as q_proj,v_proj"))
-    sequence_len: int = field(default=512, metadata=_key(
-        "longest conversation in tokens; longer ones are cut", min=16))
-    packing: bool = field(default=False, metadata=_key(
-        "pack several short conversations into one sequence (fewer padding tokens, faster)"))
-    micro_batch_size: int = field(default=8, metadata=_key("conversations per forward pass", min=1))
-    gradient_accumulation_steps: int = field(default=1, metadata=_key(
-        "forward passes per optimizer step; effective batch = micro_batch_size × this", min=1))
-    num_epochs: float = field(default=1.0, metadata=_key("passes over the training split", min=0.0))
-    max_steps: int = field(default=-1, metadata=_key(
-        "stop after this many optimizer steps (-1: no limit, num_epochs decides)", min=-1))
-    learning_rate: float = field(default=2e-4, metadata=_key("peak learning rate", min=0.0, max=1.0))
-    lr_scheduler: str = field(default="cosine", metadata=_key("learning-rate schedule", choices=SCHEDULERS))
-    warmup_ratio: float = field(default=0.05, metadata=_key(
-        "share of steps spent warming the learning rate up", min=0.0, max=0.5))
-    eval_steps: int = field(default=20, metadata=_key(
-        "evaluate on the val split every this many steps (0: only at the end)", min=0))
-    save_steps: int = field(default=20, metadata=_key(
-        "save a checkpoint every this many steps (resume starts from the last one)", min=1))
-    early_stopping_patience: int = field(default=0, metadata=_key(
-        "stop after this many evaluations without a better eval loss (0: off)", min=0))
-    gradient_checkpointing: bool = field(default=False, metadata=_key(
-        "recompute activations in the backward pass: less memory, about 30% slower"))
-    seed: int = field(default=42, metadata=_key("random seed for data order and adapter initialisation"))
-    rouge_test_samples: int = field(default=24, metadata=_key(
-        "test-split conversations answered by the base and the tuned model for ROUGE-L at the end (0: skip)", min=0))
-    cpu_threads: int = field(default=2, metadata=_key("CPU threads the job may use", min=1))
-    stage: str = field(default="sft", metadata=_key(
+    what: ClassVar[str] = "run config"
+    base_model: str = option("default", 
+        "'default' (SmolLM2-135M-Instruct, offline), a model folder, a .gguf file, or a hub id")
+    datasets: str = option("", 
+        "a split dataset version (e.g. v4, records carry train/val/test) or a folder with train.jsonl and val.jsonl")
+    output_dir: str = option("", 
+        "where the run writes metrics.jsonl, checkpoints and the adapter (empty: runs/<run id> in the workspace)")
+    adapter: str = option("qlora", 
+        "qlora: LoRA over a 4-bit base (least memory); lora: LoRA over a full-precision base", choices=ADAPTERS)
+    load_in_4bit: bool = option(True, 
+        "load the base model in 4-bit NF4 (bitsandbytes); required for qlora")
+    lora_r: int = option(16, "LoRA rank: capacity of the adapter", min=1)
+    lora_alpha: int = option(32, "LoRA scaling; commonly 2 × lora_r", min=1)
+    lora_dropout: float = option(0.05, "dropout on the LoRA path, 0 to 0.5", min=0.0, max=0.5)
+    lora_target: str = option(ALL_LINEAR, 
+        "modules that get adapters: all-linear, or a comma-separated list such as q_proj,v_proj")
+    sequence_len: int = option(512, 
+        "longest conversation in tokens; longer ones are cut", min=16)
+    packing: bool = option(False, 
+        "pack several short conversations into one sequence (fewer padding tokens, faster)")
+    micro_batch_size: int = option(8, "conversations per forward pass", min=1)
+    gradient_accumulation_steps: int = option(1, 
+        "forward passes per optimizer step; effective batch = micro_batch_size × this", min=1)
+    num_epochs: float = option(1.0, "passes over the training split", min=0.0)
+    max_steps: int = option(-1, 
+        "stop after this many optimizer steps (-1: no limit, num_epochs decides)", min=-1)
+    learning_rate: float = option(2e-4, "peak learning rate", min=0.0, max=1.0)
+    lr_scheduler: str = option("cosine", "learning-rate schedule", choices=SCHEDULERS)
+    warmup_ratio: float = option(0.05, 
+        "share of steps spent warming the learning rate up", min=0.0, max=0.5)
+    eval_steps: int = option(20, 
+        "evaluate on the val split every this many steps (0: only at the end)", min=0)
+    save_steps: int = option(20, 
+        "save a checkpoint every this many steps (resume starts from the last one)", min=1)
+    early_stopping_patience: int = option(0, 
+        "stop after this many evaluations without a better eval loss (0: off)", min=0)
+    gradient_checkpointing: bool = option(False, 
+        "recompute activations in the backward pass: less memory, about 30% slower")
+    seed: int = option(42, "random seed for data order and adapter initialisation")
+    rouge_test_samples: int = option(24, 
+        "test-split conversations answered by the base and the tuned model for ROUGE-L at the end (0: skip)", min=0)
+    cpu_threads: int = option(2, "CPU threads the job may use", min=1)
+    stage: str = option("sft", 
         "sft: learn the split's answers; dpo: learn from rated preference pairs, starting from an SFT run's adapter",
-        choices=("sft", "dpo")))
-    sft_run: str = field(default="", metadata=_key("dpo only: the finished SFT run whose adapter DPO starts from (e.g. 3)"))
-    preferences: str = field(default="", metadata=_key(
-        "dpo only: a preference dataset version made from an evaluation's votes (e.g. v7), or a prompt/chosen/rejected JSONL"))
-    dpo_beta: float = field(default=0.1, metadata=_key(
-        "dpo only: how strongly the model is held near the SFT adapter (lower lets it move further)", min=0.0))
+        choices=("sft", "dpo"))
+    sft_run: str = option("", "dpo only: the finished SFT run whose adapter DPO starts from (e.g. 3)")
+    preferences: str = option("", 
+        "dpo only: a preference dataset version made from an evaluation's votes (e.g. v7), or a prompt/chosen/rejected JSONL")
+    dpo_beta: float = option(0.1, 
+        "dpo only: how strongly the model is held near the SFT adapter (lower lets it move further)", min=0.0)
 
-    # -- validation ---------------------------------------------------------------------------
-    def problems(self) -> list[str]:
-        """Every problem with this config, each naming its key and saying why."""
+    # -- checks across keys (each key's type, choices and range come from its metadata) -------------
+    def more_problems(self) -> list[str]:
         out = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            meta = f.metadata
-            if "choices" in meta and value not in meta["choices"]:
-                out.append(f"{f.name}: '{value}' is not one of {', '.join(meta['choices'])}")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if isinstance(value, float) and not math.isfinite(value):
-                    out.append(f"{f.name}: must be a number")
-                elif "min" in meta and value < meta["min"]:
-                    out.append(f"{f.name}: {value} is too small; it must be at least {meta['min']}")
-                elif "max" in meta and value > meta["max"]:
-                    out.append(f"{f.name}: {value} is too large; it must be at most {meta['max']}")
         if not str(self.base_model).strip():
             out.append("base_model: choose a base model ('default' works offline)")
         if not str(self.datasets).strip():
@@ -126,65 +109,11 @@ class RunConfig:
             raise TuneloopError("the run config has problems; nothing was started:\n  " + "\n  ".join(problems))
         return self
 
-    # -- conversion ---------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        """Build from a mapping (YAML, the form); unknown keys and wrong types are errors that name the key."""
-        if not isinstance(data, dict):
-            raise TuneloopError("a run config is a mapping of keys to values (YAML: `key: value` lines)")
-        known = {f.name: f for f in fields(cls)}
-        problems, values = [], {}
-        for key, value in data.items():
-            if key not in known:
-                close = [k for k in known if k.replace("_", "") == str(key).replace("_", "").lower()]
-                hint = f"; did you mean {close[0]}?" if close else ""
-                problems.append(f"{key}: not a run config key{hint}")
-                continue
-            try:
-                values[key] = _coerce(value, known[key].type, default=known[key].default)
-            except (TypeError, ValueError):
-                kind = type(known[key].default).__name__.replace("str", "text").replace("float", "number")
-                problems.append(f"{key}: '{value}' is not a valid {kind}")
-        if problems:
-            raise TuneloopError("the run config has problems; nothing was started:\n  " + "\n  ".join(problems))
-        return cls(**values)
-
-    def replace(self, **changes) -> "RunConfig":
-        return RunConfig.from_dict({**self.to_dict(), **changes})
-
     @property
     def lora_target_modules(self) -> str | list[str]:
         if self.lora_target == ALL_LINEAR:
             return ALL_LINEAR
         return [t.strip() for t in self.lora_target.split(",") if t.strip()]
-
-
-def _coerce(value: Any, type_name: Any, *, default: Any) -> Any:
-    kind = type(default)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "yes", "1", "on"):
-            return True
-        if text in ("false", "no", "0", "off"):
-            return False
-        raise ValueError(value)
-    if kind is int:
-        if isinstance(value, bool):
-            raise TypeError(value)
-        number = float(value)
-        if not number.is_integer():
-            raise ValueError(value)
-        return int(number)
-    if kind is float:
-        if isinstance(value, bool):
-            raise TypeError(value)
-        return float(value)
-    return "" if value is None else str(value)
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -219,23 +148,15 @@ def preset_config(preset: str, **overrides) -> RunConfig:
 
 # -- YAML ------------------------------------------------------------------------------------------
 def config_to_yaml(config: RunConfig) -> str:
-    import yaml
-    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+    return config.to_yaml()
 
 
 def config_from_yaml(text: str, *, source: str = "config") -> RunConfig:
-    import yaml
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise TuneloopError(f"{source} is not valid YAML: {exc}") from exc
-    return RunConfig.from_dict(data)
+    return RunConfig.from_yaml(text, source=source)
 
 
 def save_config(config: RunConfig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    atomic_write(path, config_to_yaml(config).encode("utf-8"))
-    return path
+    return config.save(path)
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:
