@@ -1,21 +1,29 @@
 """The Dedup tab: find exact and near duplicates, browse clusters side by side with their differences,
 override keep/drop per member, check quality filters, and apply either as a new version.
-Only wires widgets to ``curation.dedup`` and ``curation.dedup.filters``."""
+
+In the house pattern (see ``curation.ui.review``): ``layout`` creates the widgets (a ``DedupWidgets``; the
+forms come from ``DedupOptions`` and ``FilterOptions``), the module-level handlers take the workspace, the
+widgets and the values the page sent and return a dict keyed by component, the presenters
+(``summary_markdown``, ``cluster_html`` ...) are plain functions, and ``build`` only wires them with
+``ui.kit.bind``. The work is ``curation.dedup.clusters`` and ``curation.dedup.filters``.
+"""
 from __future__ import annotations
 
 import difflib
 import html
-import threading
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
 from curation.data import versions as V
-from curation.dedup.clusters import KEEP_POLICIES, TEXT_MODES, DedupOptions, DedupResult, apply_dedup, find_duplicates_in_version
-from curation.dedup.filters import FILTERS, FilterOptions, apply_filters, filter_version
 from curation.data.records import Record
-from curation.ui.common import current_name, short, user_errors, version_choices
+from curation.dedup.clusters import TEXT_MODES, DedupOptions, DedupResult, apply_dedup, find_duplicates_in_version
+from curation.dedup.filters import FILTERS, FilterOptions, apply_filters, filter_version
+from curation.ui.common import short
+from ui.forms import form_values, options_form, options_from_form
+from ui.kit import CancelRegistry, bind, error_markdown, refresh_on_select, version_picker
 
 CLUSTER_HEADERS = ["cluster", "size", "kind", "keeper", "question"]
 FILTER_HEADERS = ["filter", "records", "what it means", "examples"]
@@ -25,8 +33,10 @@ skew evaluation. **Exact** duplicates are equal after ignoring case, spacing and
 duplicates are lightly edited copies (similar character shingles, every pair checked; records that only share
 a greeting, a signature or a template answer are never merged). Each cluster keeps one record; open a cluster
 to compare its members with the keeper and override keep or drop."""
-_cancel_flags: dict[str, threading.Event] = {}
+SEARCHES = CancelRegistry()
 
+
+# -- presenters -----------------------------------------------------------------------------------
 
 def summary_markdown(result: DedupResult, overrides: dict[str, str]) -> str:
     c = result.counts(overrides)
@@ -110,146 +120,206 @@ def filter_frame(report) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FILTER_HEADERS)
 
 
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "default"
+# -- widgets --------------------------------------------------------------------------------------
+
+class DedupWidgets(SimpleNamespace):
+    """The Dedup tab's components by name (``layout`` fills it); ``form`` holds the ``DedupOptions`` fields
+    and ``filter_form`` the ``FilterOptions`` fields, both rendered by ``ui.forms``."""
+
+    @property
+    def found(self) -> list:
+        """What a duplicate search fills."""
+        return [self.result, self.overrides, self.summary, self.histogram, self.clusters, self.cluster_pick,
+                self.member_pick, self.members, self.apply_status]
+
+    @property
+    def cluster(self) -> set:
+        """What names the open cluster and member."""
+        return {self.result, self.overrides, self.cluster_pick, self.member_pick}
 
 
-def build(ws) -> None:
-    defaults = DedupOptions()
-    with gr.Tab("Dedup"):
+def layout(ws) -> DedupWidgets:
+    """The Dedup tab's widgets, created inside the caller's Blocks; nothing is wired yet."""
+    w = DedupWidgets(form={}, filter_form={})
+
+    def form(*names):
+        w.form.update(options_form(DedupOptions, only=names, elem_prefix="dedup-option"))
+
+    with gr.Tab("Dedup", id="dedup") as w.tab:
         gr.Markdown(INTRO)
         with gr.Row():
-            version = gr.Dropdown(version_choices(ws), value=current_name(ws), label="Version", scale=2,
-                                  elem_id="dedup-version")
-            threshold = gr.Slider(0.3, 1.0, step=0.05, value=defaults.threshold, label="Similarity threshold")
-            text = gr.Radio(list(TEXT_MODES), value=defaults.text, label="Compare")
-            keep = gr.Dropdown(list(KEEP_POLICIES), value=defaults.keep, label="Keep in each cluster")
+            w.version = version_picker(ws, "Version", scale=2, elem_id="dedup-version")
+            form("threshold", "text", "keep")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():
-                ngram = gr.Number(defaults.ngram, precision=0, label="Shingle length (characters)")
-                num_perm = gr.Number(defaults.num_perm, precision=0, label="MinHash permutations")
+                form("ngram", "num_perm")
         with gr.Row():
-            run_button = gr.Button("Find duplicates", variant="primary", elem_id="dedup-run")
-            cancel_button = gr.Button("Cancel")
-            refresh = gr.Button("Refresh versions")
-        summary = gr.Markdown(elem_id="dedup-summary")
-        histogram = gr.BarPlot(value=histogram_frame(None), x="cluster size", y="clusters", label="Cluster sizes")
-        clusters = gr.Dataframe(headers=CLUSTER_HEADERS, interactive=False, label="Clusters (largest first)",
-                                elem_id="dedup-clusters")
+            w.run_btn = gr.Button("Find duplicates", variant="primary", elem_id="dedup-run")
+            w.cancel_btn = gr.Button("Cancel")
+        w.summary = gr.Markdown(elem_id="dedup-summary")
+        w.histogram = gr.BarPlot(value=histogram_frame(None), x="cluster size", y="clusters", label="Cluster sizes")
+        w.clusters = gr.Dataframe(headers=CLUSTER_HEADERS, interactive=False, label="Clusters (largest first)",
+                                  elem_id="dedup-clusters")
         with gr.Row():
-            cluster_pick = gr.Dropdown([], label="Open cluster", allow_custom_value=True, elem_id="dedup-cluster")
-            member_pick = gr.Dropdown([], label="Member", allow_custom_value=True, elem_id="dedup-member")
-            keep_button = gr.Button("Keep this member", elem_id="dedup-keep")
-            drop_button = gr.Button("Drop this member", elem_id="dedup-drop")
-        members = gr.HTML(elem_id="dedup-members")
-        apply_button = gr.Button("Apply: make the deduplicated version", variant="primary", elem_id="dedup-apply")
-        apply_status = gr.Markdown(elem_id="dedup-apply-status")
+            w.cluster_pick = gr.Dropdown([], label="Open cluster", allow_custom_value=True, elem_id="dedup-cluster")
+            w.member_pick = gr.Dropdown([], label="Member", allow_custom_value=True, elem_id="dedup-member")
+            w.keep_btn = gr.Button("Keep this member", elem_id="dedup-keep")
+            w.drop_btn = gr.Button("Drop this member", elem_id="dedup-drop")
+        w.members = gr.HTML(elem_id="dedup-members")
+        w.apply_btn = gr.Button("Apply: make the deduplicated version", variant="primary", elem_id="dedup-apply")
+        w.apply_status = gr.Markdown(elem_id="dedup-apply-status")
 
         with gr.Accordion("Quality filters", open=False):
             with gr.Row():
-                f_min = gr.Number(FilterOptions.min_answer_words, precision=0, label="Shortest answer (words)")
-                f_max = gr.Number(FilterOptions.max_answer_words, precision=0, label="Longest answer (words)")
-                f_repeat = gr.Slider(0, 1, step=0.05, value=FilterOptions.max_repeated_ngrams,
-                                     label="Most repeated 3-grams (share)")
-                f_garbage = gr.Slider(0, 1, step=0.05, value=FilterOptions.max_garbage,
-                                      label="Most non-text characters (share)")
-            f_enabled = gr.CheckboxGroup(list(FILTERS), value=list(FILTERS), label="Filters to apply")
-            f_run = gr.Button("Check filters", elem_id="filters-run")
-            f_table = gr.Dataframe(headers=FILTER_HEADERS, interactive=False, label="Records failing each filter",
-                                   elem_id="filters-table")
-            f_apply = gr.Button("Apply: remove the flagged records", elem_id="filters-apply")
-            f_status = gr.Markdown(elem_id="filters-status")
+                w.filter_form.update(options_form(FilterOptions, skip=("skip",), elem_prefix="filters-option"))
+            w.filter_form.update(options_form(FilterOptions, only=("skip",), elem_prefix="filters-option"))
+            w.filter_run = gr.Button("Check filters", elem_id="filters-run")
+            w.filter_table = gr.Dataframe(headers=FILTER_HEADERS, interactive=False,
+                                          label="Records failing each filter", elem_id="filters-table")
+            w.filter_apply = gr.Button("Apply: remove the flagged records", elem_id="filters-apply")
+            w.filter_status = gr.Markdown(elem_id="filters-status")
 
-        result_state = gr.State(None)
-        overrides_state = gr.State({})
-        filter_state = gr.State(None)
+        w.result = gr.State(None)
+        w.overrides = gr.State({})
+        w.filter_report = gr.State(None)
+    return w
 
-        def records_of(result: DedupResult) -> dict[str, Record]:
-            return {r.id: r for r in V.load_records(ws, result.version_id)}
 
-        def require(result):
-            if result is None:
-                raise TuneloopError("nothing to show yet; press 'Find duplicates' first")
-            return result
+# -- handlers: duplicates -------------------------------------------------------------------------
 
-        @user_errors
-        def on_run(version_name, thr, mode, policy, n, perms, request: gr.Request = None, progress=gr.Progress()):
-            flag = _cancel_flags.setdefault(_session(request), threading.Event())
-            flag.clear()
-            options = DedupOptions(threshold=float(thr), ngram=int(n or defaults.ngram),
-                                   num_perm=int(perms or defaults.num_perm), text=mode, keep=policy)
-            progress(0, desc="Reading records")
-            result = find_duplicates_in_version(ws, version_name or None, options,
-                                                progress=lambda f, d: progress(f, desc=d), cancel=flag.is_set)
-            records = records_of(result)
-            numbers = [str(i) for i in range(1, len(result.clusters) + 1)]
-            first = numbers[0] if numbers else None
-            html_view, member_update = show_cluster(result, {}, first, records)
-            return (result, {}, summary_markdown(result, {}), histogram_frame(result),
-                    pd.DataFrame(cluster_rows(result, records), columns=CLUSTER_HEADERS),
-                    gr.update(choices=numbers, value=first), member_update, html_view, "")
+def records_of(ws, result: DedupResult) -> dict[str, Record]:
+    """The records of the version the duplicates were found in, by id."""
+    return {r.id: r for r in V.load_records(ws, result.version_id)}
 
-        def on_cancel(request: gr.Request = None):
-            _cancel_flags.setdefault(_session(request), threading.Event()).set()
-            return "Cancelling…"
 
-        def show_cluster(result, overrides, number, records=None):
-            if result is None or not number or not str(number).isdigit() or not (
-                    1 <= int(number) <= len(result.clusters)):
-                return "", gr.update(choices=[], value=None)
-            records = records or records_of(result)
-            cluster = result.clusters[int(number) - 1]
-            ids = [m.id for m in cluster.members]
-            return cluster_html(result, int(number), records, overrides), gr.update(choices=ids, value=ids[-1])
+def found_result(data: dict, w: DedupWidgets) -> DedupResult:
+    """The page's duplicate search; a TuneloopError when there is none yet."""
+    if data[w.result] is None:
+        raise TuneloopError("nothing to show yet; press 'Find duplicates' first")
+    return data[w.result]
 
-        @user_errors
-        def on_pick(result, overrides, number):
-            return show_cluster(require(result), overrides, number)
 
-        @user_errors
-        def on_override(result, overrides, number, member, choice):
-            result = require(result)
-            if not member:
-                raise TuneloopError("choose a member of the cluster first")
-            overrides = {**overrides, member: choice}
-            html_view, _ = show_cluster(result, overrides, number)
-            return overrides, html_view, summary_markdown(result, overrides)
+def cluster_view(w: DedupWidgets, result: DedupResult, overrides: dict, number, records: dict[str, Record]) -> dict:
+    """Cluster ``number`` side by side, its last member chosen; nothing for a number that is no cluster."""
+    if not str(number or "").isdigit() or not 1 <= int(number) <= len(result.clusters):
+        return {w.members: "", w.member_pick: gr.update(choices=[], value=None)}
+    ids = [m.id for m in result.clusters[int(number) - 1].members]
+    return {w.members: cluster_html(result, int(number), records, overrides),
+            w.member_pick: gr.update(choices=ids, value=ids[-1])}
 
-        @user_errors
-        def on_apply(result, overrides):
-            result = require(result)
-            version_made = apply_dedup(ws, result, overrides)
-            return (f"Made **{version_made.describe()}** (now current).",
-                    gr.update(choices=version_choices(ws), value=current_name(ws)))
 
-        @user_errors
-        def on_filters(version_name, low, high, repeat, garbage, progress=gr.Progress()):
-            options = FilterOptions(min_answer_words=int(low or 0), max_answer_words=int(high or 1),
-                                    max_repeated_ngrams=float(repeat), max_garbage=float(garbage))
-            report = filter_version(ws, version_name or None, options, progress=lambda f, d: progress(f, desc=d))
-            return report, filter_frame(report), f"{len(report.flagged):,} of {report.total:,} records flagged."
+def run_dedup(ws, w: DedupWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """Find duplicates in the chosen version with the form's options; the largest cluster opened."""
+    stop = SEARCHES.start(request)
+    try:
+        options = options_from_form(DedupOptions, form_values(w.form, data))
+        progress(0, desc="Reading records")
+        result = find_duplicates_in_version(ws, data[w.version] or None, options,
+                                            progress=lambda fraction, text: progress(fraction, desc=text),
+                                            cancel=stop.is_set)
+    except Exception as exc:
+        return {w.summary: error_markdown(exc)}
+    finally:
+        SEARCHES.finish(request, stop)
+    records = records_of(ws, result)
+    numbers = [str(i) for i in range(1, len(result.clusters) + 1)]
+    first = numbers[0] if numbers else None
+    return {w.result: result, w.overrides: {}, w.summary: summary_markdown(result, {}),
+            w.histogram: histogram_frame(result),
+            w.clusters: pd.DataFrame(cluster_rows(result, records), columns=CLUSTER_HEADERS),
+            w.cluster_pick: gr.update(choices=numbers, value=first),
+            **cluster_view(w, result, {}, first, records), w.apply_status: ""}
 
-        @user_errors
-        def on_filters_apply(report, enabled):
-            if report is None:
-                raise TuneloopError("press 'Check filters' first")
-            version_made = apply_filters(ws, report, only=list(enabled))
-            return (f"Made **{version_made.describe()}** (now current).",
-                    gr.update(choices=version_choices(ws), value=current_name(ws)))
 
-        run_button.click(
-            on_run, [version, threshold, text, keep, ngram, num_perm],
-            [result_state, overrides_state, summary, histogram, clusters, cluster_pick, member_pick, members,
-             apply_status])
-        cancel_button.click(on_cancel, None, summary)
-        refresh.click(lambda: gr.update(choices=version_choices(ws), value=current_name(ws)), None, version)
-        cluster_pick.change(on_pick, [result_state, overrides_state, cluster_pick], [members, member_pick])
-        keep_button.click(lambda r, o, n, m: on_override(r, o, n, m, "keep"),
-                          [result_state, overrides_state, cluster_pick, member_pick],
-                          [overrides_state, members, summary])
-        drop_button.click(lambda r, o, n, m: on_override(r, o, n, m, "drop"),
-                          [result_state, overrides_state, cluster_pick, member_pick],
-                          [overrides_state, members, summary])
-        apply_button.click(on_apply, [result_state, overrides_state], [apply_status, version])
-        f_run.click(on_filters, [version, f_min, f_max, f_repeat, f_garbage], [filter_state, f_table, f_status])
-        f_apply.click(on_filters_apply, [filter_state, f_enabled], [f_status, version])
+def cancel_dedup(ws, w: DedupWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's duplicate search."""
+    return {w.summary: "Cancelling…" if SEARCHES.cancel(request) else "No search of yours is running."}
+
+
+def open_cluster(ws, w: DedupWidgets, data: dict) -> dict:
+    """The chosen cluster's members side by side."""
+    try:
+        result = found_result(data, w)
+        return cluster_view(w, result, data[w.overrides], data[w.cluster_pick], records_of(ws, result))
+    except Exception as exc:
+        return {w.summary: error_markdown(exc)}
+
+
+def _override(ws, w: DedupWidgets, data: dict, fate: str) -> dict:
+    try:
+        result = found_result(data, w)
+        if not data[w.member_pick]:
+            raise TuneloopError("choose a member of the cluster first")
+        overrides = {**data[w.overrides], data[w.member_pick]: fate}
+        shown = cluster_view(w, result, overrides, data[w.cluster_pick], records_of(ws, result))
+    except Exception as exc:
+        return {w.summary: error_markdown(exc)}
+    return {w.overrides: overrides, w.members: shown[w.members], w.summary: summary_markdown(result, overrides)}
+
+
+def keep_member(ws, w: DedupWidgets, data: dict) -> dict:
+    """Keep the chosen member whatever the keeper policy says."""
+    return _override(ws, w, data, "keep")
+
+
+def drop_member(ws, w: DedupWidgets, data: dict) -> dict:
+    """Drop the chosen member whatever the keeper policy says."""
+    return _override(ws, w, data, "drop")
+
+
+def apply_dedup_version(ws, w: DedupWidgets, data: dict) -> dict:
+    """Apply: the version without the dropped records (overrides honoured), which becomes current."""
+    try:
+        made = apply_dedup(ws, found_result(data, w), data[w.overrides])
+    except Exception as exc:
+        return {w.apply_status: error_markdown(exc)}
+    return {w.apply_status: f"Made **{made.describe()}** (now current).",
+            w.version: gr.update(choices=w.version.tuneloop_choices(), value=made.name)}
+
+
+# -- handlers: quality filters --------------------------------------------------------------------
+
+def check_filters(ws, w: DedupWidgets, data: dict, progress=gr.Progress()) -> dict:
+    """Run the quality filters on the chosen version with the filter form's limits (nothing is changed)."""
+    try:
+        options = options_from_form(FilterOptions, form_values(w.filter_form, data))
+        report = filter_version(ws, data[w.version] or None, options,
+                                progress=lambda fraction, text: progress(fraction, desc=text))
+    except Exception as exc:
+        return {w.filter_status: error_markdown(exc)}
+    return {w.filter_report: report, w.filter_table: filter_frame(report),
+            w.filter_status: f"{len(report.flagged):,} of {report.total:,} records flagged."}
+
+
+def apply_filter_version(ws, w: DedupWidgets, data: dict) -> dict:
+    """Apply: the checked version without the records the filters flagged, which becomes current."""
+    try:
+        if data[w.filter_report] is None:
+            raise TuneloopError("press 'Check filters' first")
+        made = apply_filters(ws, data[w.filter_report])
+    except Exception as exc:
+        return {w.filter_status: error_markdown(exc)}
+    return {w.filter_status: f"Made **{made.describe()}** (now current).",
+            w.version: gr.update(choices=w.version.tuneloop_choices(), value=made.name)}
+
+
+# -- wiring ---------------------------------------------------------------------------------------
+
+def build(ws) -> DedupWidgets:
+    """The Dedup tab inside the caller's Blocks: ``layout``'s widgets wired to the handlers above."""
+    w = layout(ws)
+
+    def on(event, handler, inputs, outputs, **kw):
+        return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
+
+    on(w.run_btn.click, run_dedup, {w.version, *w.form.values()}, w.found)
+    on(w.cancel_btn.click, cancel_dedup, None, [w.summary])
+    on(w.cluster_pick.change, open_cluster, w.cluster, [w.members, w.member_pick, w.summary])
+    on(w.keep_btn.click, keep_member, w.cluster, [w.overrides, w.members, w.summary])
+    on(w.drop_btn.click, drop_member, w.cluster, [w.overrides, w.members, w.summary])
+    on(w.apply_btn.click, apply_dedup_version, {w.result, w.overrides}, [w.apply_status, w.version])
+    on(w.filter_run.click, check_filters, {w.version, *w.filter_form.values()},
+       [w.filter_report, w.filter_table, w.filter_status])
+    on(w.filter_apply.click, apply_filter_version, {w.filter_report}, [w.filter_status, w.version])
+    refresh_on_select(w.tab, ws, [w.version])
+    return w
