@@ -192,7 +192,7 @@ def records_of(ws, result: DedupResult) -> dict[str, Record]:
     return {r.id: r for r in V.load_records(ws, result.version_id)}
 
 
-def found_result(data: dict, w: DedupWidgets) -> DedupResult:
+def found_result(w: DedupWidgets, data: dict) -> DedupResult:
     """The page's duplicate search; a TuneloopError when there is none yet."""
     if data[w.result] is None:
         raise TuneloopError("nothing to show yet; press 'Find duplicates' first")
@@ -239,7 +239,7 @@ def cancel_dedup(ws, w: DedupWidgets, request: gr.Request = None) -> dict:
 def open_cluster(ws, w: DedupWidgets, data: dict) -> dict:
     """The chosen cluster's members side by side."""
     try:
-        result = found_result(data, w)
+        result = found_result(w, data)
         return cluster_view(w, result, data[w.overrides], data[w.cluster_pick], records_of(ws, result))
     except Exception as exc:
         return {w.summary: error_markdown(exc)}
@@ -247,7 +247,7 @@ def open_cluster(ws, w: DedupWidgets, data: dict) -> dict:
 
 def _override(ws, w: DedupWidgets, data: dict, fate: str) -> dict:
     try:
-        result = found_result(data, w)
+        result = found_result(w, data)
         if not data[w.member_pick]:
             raise TuneloopError("choose a member of the cluster first")
         overrides = {**data[w.overrides], data[w.member_pick]: fate}
@@ -270,7 +270,7 @@ def drop_member(ws, w: DedupWidgets, data: dict) -> dict:
 def apply_dedup_version(ws, w: DedupWidgets, data: dict) -> dict:
     """Apply: the version without the dropped records (overrides honoured), which becomes current."""
     try:
-        made = apply_dedup(ws, found_result(data, w), data[w.overrides])
+        made = apply_dedup(ws, found_result(w, data), data[w.overrides])
     except Exception as exc:
         return {w.apply_status: error_markdown(exc)}
     return {w.apply_status: f"Made **{made.describe()}** (now current).",

@@ -89,6 +89,7 @@ def custom_row(c: CustomRecognizer) -> list:
 
 
 def custom_frame(recognizers) -> pd.DataFrame:
+    """The recognizers table for these custom recognizers."""
     return pd.DataFrame([custom_row(c) for c in recognizers], columns=CUSTOM_HEADERS)
 
 
