@@ -1,19 +1,25 @@
 """The Playground tab: ask the base model and a fine-tuned run the same thing and watch both answer.
 
-Only wires widgets to ``evaluation.playground``; ``build_playground_tab(ws)`` creates one ``gr.Tab`` inside the
-caller's Blocks. ``allow_send=False`` (the read-only viewer role) leaves out "send to dataset" entirely, so no
-handler for it exists in that app's API.
+Only wires widgets to ``evaluation.playground``, in the house pattern: ``layout`` creates the widgets (a
+``PlaygroundWidgets``), the module-level handlers take the workspace, the widgets and the page's values (a
+dict keyed by component) and return outputs keyed by component, ``build_playground_tab(ws)`` wires them with
+``ui.kit.bind`` inside the caller's Blocks. ``allow_send=False`` (the read-only viewer role) leaves out "send
+to dataset" entirely, so no handler for it exists in that app's API.
 """
+from __future__ import annotations
 
 import html
 import random
-import threading
+from types import SimpleNamespace
+
+import gradio as gr
 
 from core.access import check_role
 from core.errors import TuneloopError
-from curation.ui.common import error_markdown, short
+from curation.ui.common import short
 from evaluation import playground as P
 from training.inference import DecodingSettings
+from ui.kit import CancelRegistry, bind, error_markdown, picker, refresh_on_select
 
 INTRO = """### Playground: the base model and the fine-tuned one, side by side
 Type a question (or pick one from the test split) and both models answer at the same time, word by word:
@@ -28,234 +34,268 @@ SEND_HELP = ("Liked an answer, or know how it should read? Take it from the left
              "dataset version, marked as coming from the playground with the run, the side and your name. "
              "An answer to a test-split example stays in the test split.")
 EMPTY_STATE = {"left": [], "right": [], "origin": None, "matchup": None}
+BASE_CHOICE = ("Base model (before fine-tuning)", "base")
+ANSWERS = CancelRegistry()      # the Stop button: each browser session's answer pair in progress
 
-_running: dict[str, threading.Event] = {}       # session -> the stop switch of its current answer pair
-_running_lock = threading.Lock()
+
+def first_run(ws) -> str | None:
+    """What the run picker shows first: the newest run with an adapter."""
+    runs = P.playground_runs(ws)
+    return runs[0][1] if runs else None
 
 
-def build_playground_tab(ws, *, allow_send: bool = True):
-    """The "Playground" tab; ``allow_send=False`` for read-only viewers."""
-    import gradio as gr
+class PlaygroundWidgets(SimpleNamespace):
+    """The Playground tab's components by name (``layout`` fills it), and the groups its handlers use."""
 
+    @property
+    def models(self) -> list:
+        return [self.run, self.adapter, self.against]
+
+    @property
+    def asking(self) -> set:
+        """What an answer pair is asked with."""
+        return {*self.models, self.system, self.temperature, self.top_p, self.max_tokens, self.message, self.state}
+
+    @property
+    def streamed(self) -> list:
+        return [self.left_chat, self.right_chat, self.status, self.state, self.message]
+
+
+def layout(ws, *, allow_send: bool = True) -> PlaygroundWidgets:
+    """The Playground tab's widgets, created inside the caller's Blocks; nothing is wired yet."""
     defaults = DecodingSettings()
-    run_choices = P.playground_runs(ws)
-    example_choices, example_note = _example_choices(ws)
-    with gr.Tab("Playground"):
+    example_choices, example_note = example_picker_choices(ws)
+    w = PlaygroundWidgets(allow_send=allow_send)
+    with gr.Tab("Playground") as w.tab:
         gr.Markdown(INTRO)
         with gr.Row():
-            run = gr.Dropdown(run_choices, value=run_choices[0][1] if run_choices else None, label="Fine-tuned run",
-                              info="A finished training run (right side).", scale=3)
-            adapter = gr.Textbox(label="…or an adapter folder", scale=3,
-                                 info="A folder with adapter_config.json; used instead of the run when set.")
-            against = gr.Dropdown([("Base model (before fine-tuning)", "base")] + run_choices, value="base",
-                                  label="Compare against (left side)", scale=3,
-                                  info="The base model, or another run trained on the same base model.")
-            refresh = gr.Button("↻ Refresh runs and examples", scale=1)
+            w.run = picker(lambda: P.playground_runs(ws), lambda: first_run(ws), label="Fine-tuned run",
+                           info="A finished training run (right side).", scale=3)
+            w.adapter = gr.Textbox(label="…or an adapter folder", scale=3,
+                                   info="A folder with adapter_config.json; used instead of the run when set.")
+            w.against = picker(lambda: [BASE_CHOICE] + P.playground_runs(ws), lambda: "base",
+                               label="Compare against (left side)", scale=3,
+                               info="The base model, or another run trained on the same base model.")
+            w.refresh = gr.Button("↻ Refresh runs and examples", scale=1)
         with gr.Accordion("Decoding settings (the same for both sides)", open=False):
             gr.Markdown(SETTINGS_HELP)
-            system = gr.Textbox(label="System prompt", lines=2,
-                                placeholder="Optional: instructions both models get first")
+            w.system = gr.Textbox(label="System prompt", lines=2,
+                                  placeholder="Optional: instructions both models get first")
             with gr.Row():
-                temperature = gr.Slider(0, 1.5, value=defaults.knob_temperature, step=0.05, label="Temperature",
-                                        info="0 = always the same answer")
-                top_p = gr.Slider(0.1, 1.0, value=defaults.top_p, step=0.05, label="Top-p",
-                                  info="Used when temperature > 0")
-                max_tokens = gr.Slider(8, 512, value=defaults.max_new_tokens, step=8, label="Max new tokens",
-                                       info="Longer answers take longer")
+                w.temperature = gr.Slider(0, 1.5, value=defaults.knob_temperature, step=0.05, label="Temperature",
+                                          info="0 = always the same answer")
+                w.top_p = gr.Slider(0.1, 1.0, value=defaults.top_p, step=0.05, label="Top-p",
+                                    info="Used when temperature > 0")
+                w.max_tokens = gr.Slider(8, 512, value=defaults.max_new_tokens, step=8, label="Max new tokens",
+                                         info="Longer answers take longer")
         with gr.Accordion("Start from a test example", open=False):
             gr.Markdown("Pick a question from the test split of the current dataset version (questions the model did "
                         "not train on). Its reference answer is shown below for comparison.")
             with gr.Row():
-                example = gr.Dropdown(example_choices, value=None, label="Test example", info=example_note, scale=4)
-            reference = gr.Markdown("")
-        status = gr.Markdown("", elem_id="playground-status")
+                w.example = gr.Dropdown(example_choices, value=None, label="Test example", info=example_note, scale=4)
+            w.reference = gr.Markdown("")
+        w.status = gr.Markdown("", elem_id="playground-status")
         try:
-            labels = _labels(_matchup(ws, run_choices[0][1] if run_choices else None, "", "base"))
+            labels = chat_labels(chosen_matchup(ws, w.run.value, "", "base"))
         except TuneloopError:
-            labels = _labels(None)
+            labels = chat_labels(None)
         with gr.Row(equal_height=True):
-            left_chat = gr.Chatbot(label=labels[0], height=420, buttons=["copy", "copy_all"], elem_id="playground-left",
-                                   placeholder="The left answer appears here.")
-            right_chat = gr.Chatbot(label=labels[1], height=420, buttons=["copy", "copy_all"],
-                                    elem_id="playground-right", placeholder="The right answer appears here.")
-        message = gr.Textbox(label="Your message", lines=2, elem_id="playground-message",
-                             placeholder="Ask something, then press Enter or “Ask both” (Shift+Enter: new line).")
+            w.left_chat = gr.Chatbot(label=labels[0], height=420, buttons=["copy", "copy_all"],
+                                     elem_id="playground-left", placeholder="The left answer appears here.")
+            w.right_chat = gr.Chatbot(label=labels[1], height=420, buttons=["copy", "copy_all"],
+                                      elem_id="playground-right", placeholder="The right answer appears here.")
+        w.message = gr.Textbox(label="Your message", lines=2, elem_id="playground-message",
+                               placeholder="Ask something, then press Enter or “Ask both” (Shift+Enter: new line).")
         with gr.Row():
-            ask = gr.Button("Ask both", variant="primary")
-            regenerate = gr.Button("↻ Regenerate")
-            stop = gr.Button("■ Stop", variant="stop")
-            clear = gr.Button("New conversation")
-        state = gr.State(dict(EMPTY_STATE))
-
-        pick = [run, adapter, against]
-        knobs = [system, temperature, top_p, max_tokens]
-        streamed = [left_chat, right_chat, status, state, message]
-
-        def on_models_change(run_id, folder, other, st):
-            try:
-                matchup = _matchup(ws, run_id, folder, other)
-            except TuneloopError as exc:
-                names = _labels(None)
-                return gr.Chatbot(label=names[0]), gr.Chatbot(label=names[1]), error_markdown(exc), st
-            if st.get("matchup") in (None, matchup):
-                names = _labels(matchup)
-                return gr.Chatbot(label=names[0]), gr.Chatbot(label=names[1]), "", st
-            # Other models: a new conversation, so each answer is read against the models that wrote it.
-            names = _labels(matchup)
-            return (gr.Chatbot(value=[], label=names[0]), gr.Chatbot(value=[], label=names[1]),
-                    "Models changed: a new conversation starts.", dict(EMPTY_STATE))
-
-        for widget in (run, against):
-            widget.change(on_models_change, [*pick, state], [left_chat, right_chat, status, state])
-        for event in (adapter.submit, adapter.blur):
-            event(on_models_change, [*pick, state], [left_chat, right_chat, status, state])
-
-        def on_refresh(run_id, other):
-            choices = P.playground_runs(ws)
-            ids = {c[1] for c in choices}
-            examples, note = _example_choices(ws)
-            keep = run_id if run_id in ids else (choices[0][1] if choices else None)
-            return (gr.Dropdown(choices=choices, value=keep),
-                    gr.Dropdown(choices=[("Base model (before fine-tuning)", "base")] + choices,
-                                value=other if other in ids else "base"),
-                    gr.Dropdown(choices=examples, value=None, info=note))
-
-        refresh.click(on_refresh, [run, against], [run, against, example])
-
-        def on_example(record_id):
-            if not record_id:
-                return gr.update(), gr.update(), "", gr.update(), gr.update(), gr.update(), gr.update()
-            try:
-                record = _example(ws, record_id)
-            except TuneloopError as exc:
-                return gr.update(), gr.update(), error_markdown(exc), gr.update(), gr.update(), gr.update(), gr.update()
-            sys_prompt, earlier, question, answer = P.example_conversation(record)
-            st = {"left": list(earlier), "right": list(earlier), "origin": P.example_origin(record), "matchup": None}
-            shown = _chat(earlier)
-            ref = (f"**Reference answer** (from the dataset, record `{html.escape(record.id)}`):\n\n> "
-                   + html.escape(answer).replace("\n", "\n> ") if answer else "*This example has no reference answer.*")
-            return question, sys_prompt, ref, shown, shown, st, "Example loaded: press **Ask both**."
-
-        example.change(on_example, [example], [message, system, reference, left_chat, right_chat, state, status])
-
-        def on_ask(run_id, folder, other, sys_prompt, temp, top, max_new, text, st, request: gr.Request):
-            yield from _ask(ws, run_id, folder, other, sys_prompt, temp, top, max_new, text, st, request)
-
-        def on_regenerate(run_id, folder, other, sys_prompt, temp, top, max_new, text, st, request: gr.Request):
-            last_user = max((i for i, m in enumerate(st["right"]) if m["role"] == "user"), default=None)
-            if last_user is None:
-                yield gr.update(), gr.update(), "Nothing to regenerate yet: ask something first.", st, text
-                return
-            question = st["right"][last_user]["content"]
-            trimmed = {**st, "left": _before_last_user(st["left"]), "right": _before_last_user(st["right"])}
-            yield from _ask(ws, run_id, folder, other, sys_prompt, temp, top, max_new, question, trimmed, request,
-                            keep_message=text)
-
-        inputs = [*pick, *knobs, message, state]
-        ask.click(on_ask, inputs, streamed)
-        message.submit(on_ask, inputs, streamed)
-        regenerate.click(on_regenerate, inputs, streamed)
-
-        def on_stop(request: gr.Request):
-            with _running_lock:
-                event = _running.get(_session(request))
-            if event is None:
-                return "Nothing is running."
-            event.set()
-            return "Stopping…"
-
-        stop.click(on_stop, None, status)
-
-        def on_clear():
-            return [], [], "", dict(EMPTY_STATE), "", None, ""
-
-        clear.click(on_clear, None, [left_chat, right_chat, status, state, message, example, reference])
-
+            w.ask = gr.Button("Ask both", variant="primary")
+            w.regenerate = gr.Button("↻ Regenerate")
+            w.stop = gr.Button("■ Stop", variant="stop")
+            w.clear = gr.Button("New conversation")
+        w.state = gr.State(dict(EMPTY_STATE))
         if allow_send:
-            _send_section(ws, state, system)
+            with gr.Accordion("Send an answer to the dataset", open=False):
+                gr.Markdown(SEND_HELP)
+                with gr.Row():
+                    w.side = gr.Radio([("Left answer", "left"), ("Right answer", "right")], value="right",
+                                      label="Which answer", scale=2)
+                    w.take = gr.Button("Take this answer to edit", scale=1)
+                w.answer = gr.Textbox(label="Answer to add (edit it as you like)", lines=6, elem_id="playground-answer")
+                w.original = gr.State("")
+                w.send = gr.Button("Add to dataset (new version)", variant="primary")
+                w.result = gr.Markdown("")
+    return w
 
 
-def _send_section(ws, state, system):
-    import gradio as gr
+# -- handlers -------------------------------------------------------------------------------------
 
-    with gr.Accordion("Send an answer to the dataset", open=False):
-        gr.Markdown(SEND_HELP)
-        with gr.Row():
-            side = gr.Radio([("Left answer", "left"), ("Right answer", "right")], value="right", label="Which answer",
-                            scale=2)
-            take = gr.Button("Take this answer to edit", scale=1)
-        answer = gr.Textbox(label="Answer to add (edit it as you like)", lines=6, elem_id="playground-answer")
-        original = gr.State("")
-        send = gr.Button("Add to dataset (new version)", variant="primary")
-        result = gr.Markdown("")
-
-        def on_take(which, st):
-            text = _last_answer(st[which])
-            if not text:
-                return "", "", "No answer on that side yet: ask something first."
-            return text, text, ""
-
-        take.click(on_take, [side, state], [answer, original, result])
-
-        def on_send(which, text, orig, st, sys_prompt, request: gr.Request):
-            try:
-                author = check_role(ws, request, ("admin",))
-                if st.get("matchup") is None or not _last_answer(st[which]):
-                    raise TuneloopError("ask something first, then take an answer from the left or right side")
-                matchup = st["matchup"]
-                version, record = P.send_to_dataset(
-                    ws, _before_last_answer(st[which]), text, side=matchup.left if which == "left" else matchup.right,
-                    author=author, original_answer=orig, origin=st.get("origin"), system_prompt=sys_prompt)
-            except TuneloopError as exc:
-                return error_markdown(exc)
-            edited = "edited, " if record.meta["edited"] else ""
-            return (f"✅ Added record `{record.id}` ({edited}from {html.escape(record.meta['model'])}) as "
-                    f"**{version.name}**, now the current version. It is a training example from the next run on.")
-
-        send.click(on_send, [side, answer, original, state, system], result)
+def models_changed(ws, w: PlaygroundWidgets, data: dict) -> dict:
+    """New chat labels for the chosen models; other models than the conversation's start a new one."""
+    st = data[w.state]
+    try:
+        matchup = chosen_matchup(ws, data[w.run], data[w.adapter], data[w.against])
+    except TuneloopError as exc:
+        names = chat_labels(None)
+        return {w.left_chat: gr.Chatbot(label=names[0]), w.right_chat: gr.Chatbot(label=names[1]),
+                w.status: error_markdown(exc), w.state: st}
+    names = chat_labels(matchup)
+    if st.get("matchup") in (None, matchup):
+        return {w.left_chat: gr.Chatbot(label=names[0]), w.right_chat: gr.Chatbot(label=names[1]), w.status: "",
+                w.state: st}
+    # Other models: a new conversation, so each answer is read against the models that wrote it.
+    return {w.left_chat: gr.Chatbot(value=[], label=names[0]), w.right_chat: gr.Chatbot(value=[], label=names[1]),
+            w.status: "Models changed: a new conversation starts.", w.state: dict(EMPTY_STATE)}
 
 
-# -- helpers the handlers share -----------------------------------------------------------------
+def refresh_models(ws, w: PlaygroundWidgets, data: dict) -> dict:
+    """The runs and test examples as they are now; a chosen run that still exists stays."""
+    examples, note = example_picker_choices(ws)
+    runs, against = w.run.tuneloop_choices(), w.against.tuneloop_choices()
+    return {w.run: gr.update(choices=runs, value=data[w.run] if data[w.run] in {c[1] for c in runs}
+                             else first_run(ws)),
+            w.against: gr.update(choices=against, value=data[w.against] if data[w.against] in {c[1] for c in against}
+                                 else "base"),
+            w.example: gr.update(choices=examples, value=None, info=note)}
 
-def _ask(ws, run_id, folder, other, sys_prompt, temp, top, max_new, text, st, request, *, keep_message=""):
+
+def pick_example(ws, w: PlaygroundWidgets, data: dict) -> dict:
+    """Start the conversation from a test example: its question, system prompt and earlier turns, and its
+    reference answer for comparison."""
+    if not data[w.example]:
+        return {w.status: ""}
+    try:
+        record = example_record(ws, data[w.example])
+    except TuneloopError as exc:
+        return {w.status: error_markdown(exc)}
+    sys_prompt, earlier, question, answer = P.example_conversation(record)
+    shown = chat_turns(earlier)
+    ref = (f"**Reference answer** (from the dataset, record `{html.escape(record.id)}`):\n\n> "
+           + html.escape(answer).replace("\n", "\n> ") if answer else "*This example has no reference answer.*")
+    return {w.message: question, w.system: sys_prompt, w.reference: ref, w.left_chat: shown, w.right_chat: shown,
+            w.state: {"left": list(earlier), "right": list(earlier), "origin": P.example_origin(record),
+                      "matchup": None},
+            w.status: "Example loaded: press **Ask both**."}
+
+
+def ask_both(ws, w: PlaygroundWidgets, data: dict, request: gr.Request = None):
+    """Stream both answers to the typed message."""
+    yield from answer_pair(ws, w, data, data[w.message], data[w.state], request)
+
+
+def regenerate_last(ws, w: PlaygroundWidgets, data: dict, request: gr.Request = None):
+    """Answer the last question again (another sample when sampling), the typed message kept."""
+    st = data[w.state]
+    last_user = max((i for i, m in enumerate(st["right"]) if m["role"] == "user"), default=None)
+    if last_user is None:
+        yield {w.status: "Nothing to regenerate yet: ask something first."}
+        return
+    trimmed = {**st, "left": before_last_user(st["left"]), "right": before_last_user(st["right"])}
+    yield from answer_pair(ws, w, data, st["right"][last_user]["content"], trimmed, request,
+                           keep_message=data[w.message])
+
+
+def stop_answers(ws, w: PlaygroundWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's answer pair."""
+    return {w.status: "Stopping…" if ANSWERS.cancel(request) else "Nothing is running."}
+
+
+def new_conversation(ws, w: PlaygroundWidgets) -> dict:
+    return {w.left_chat: [], w.right_chat: [], w.status: "", w.state: dict(EMPTY_STATE), w.message: "",
+            w.example: None, w.reference: ""}
+
+
+def take_answer(ws, w: PlaygroundWidgets, data: dict) -> dict:
+    """Put the chosen side's last answer in the editor (and remember it as the original)."""
+    text = last_answer(data[w.state][data[w.side]])
+    if not text:
+        return {w.answer: "", w.original: "", w.result: "No answer on that side yet: ask something first."}
+    return {w.answer: text, w.original: text, w.result: ""}
+
+
+def send_answer(ws, w: PlaygroundWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Add the conversation with the (edited) answer to the dataset as a new version, with provenance."""
+    st, which = data[w.state], data[w.side]
+    try:
+        author = check_role(ws, request, ("admin",))
+        if st.get("matchup") is None or not last_answer(st[which]):
+            raise TuneloopError("ask something first, then take an answer from the left or right side")
+        matchup = st["matchup"]
+        version, record = P.send_to_dataset(
+            ws, before_last_answer(st[which]), data[w.answer], side=matchup.left if which == "left" else matchup.right,
+            author=author, original_answer=data[w.original], origin=st.get("origin"), system_prompt=data[w.system])
+    except TuneloopError as exc:
+        return {w.result: error_markdown(exc)}
+    edited = "edited, " if record.meta["edited"] else ""
+    return {w.result: f"✅ Added record `{record.id}` ({edited}from {html.escape(record.meta['model'])}) as "
+                      f"**{version.name}**, now the current version. It is a training example from the next run on."}
+
+
+# -- wiring ---------------------------------------------------------------------------------------
+
+def build_playground_tab(ws, *, allow_send: bool = True) -> PlaygroundWidgets:
+    """The "Playground" tab; ``allow_send=False`` for read-only viewers."""
+    w = layout(ws, allow_send=allow_send)
+    changing = {*w.models, w.state}
+    changed = [w.left_chat, w.right_chat, w.status, w.state]
+    for event in (w.run.change, w.against.change, w.adapter.submit, w.adapter.blur):
+        event(bind(models_changed, ws, w), changing, changed)
+    refresh_on_select(w.tab, ws, [w.run, w.against])
+    w.refresh.click(bind(refresh_models, ws, w), {w.run, w.against}, [w.run, w.against, w.example])
+    w.example.change(bind(pick_example, ws, w), {w.example},
+                     [w.message, w.system, w.reference, w.left_chat, w.right_chat, w.state, w.status])
+    for event in (w.ask.click, w.message.submit):
+        event(bind(ask_both, ws, w), w.asking, w.streamed)
+    w.regenerate.click(bind(regenerate_last, ws, w), w.asking, w.streamed)
+    w.stop.click(bind(stop_answers, ws, w), None, [w.status])
+    w.clear.click(bind(new_conversation, ws, w), None,
+                  [w.left_chat, w.right_chat, w.status, w.state, w.message, w.example, w.reference])
+    if allow_send:
+        w.take.click(bind(take_answer, ws, w), {w.side, w.state}, [w.answer, w.original, w.result])
+        w.send.click(bind(send_answer, ws, w), {w.side, w.answer, w.original, w.state, w.system}, [w.result])
+    return w
+
+
+# -- presenters and helpers the handlers share ------------------------------------------------------
+
+def answer_pair(ws, w: PlaygroundWidgets, data: dict, text, st, request, *, keep_message=""):
     """Stream both answers into the two chats; the conversation state changes only when they are done."""
     question = (text or "").strip()
     if not question:
-        yield _chat(st["left"]), _chat(st["right"]), "Type a question first.", st, text
+        yield {w.left_chat: chat_turns(st["left"]), w.right_chat: chat_turns(st["right"]),
+               w.status: "Type a question first.", w.state: st, w.message: text}
         return
     try:
-        matchup = P.matchup_for(ws, (folder or "").strip() or run_id, against=other)
+        matchup = P.matchup_for(ws, (data[w.adapter] or "").strip() or data[w.run], against=data[w.against])
         if st.get("matchup") not in (None, matchup):
             st = dict(EMPTY_STATE)       # other models than the conversation's: start it anew
+        temp = data[w.temperature]
         seed = random.randrange(2 ** 31) if float(temp) > 0 else 0
-        settings = DecodingSettings.from_knobs(temperature=temp, top_p=top, max_new_tokens=max_new, seed=seed)
+        settings = DecodingSettings.from_knobs(temperature=temp, top_p=data[w.top_p],
+                                               max_new_tokens=data[w.max_tokens], seed=seed)
     except TuneloopError as exc:
-        yield _chat(st["left"]), _chat(st["right"]), error_markdown(exc), st, text
+        yield {w.left_chat: chat_turns(st["left"]), w.right_chat: chat_turns(st["right"]),
+               w.status: error_markdown(exc), w.state: st, w.message: text}
         return
     asked = [c + [{"role": "user", "content": question}] for c in (st["left"], st["right"])]
-    cancel = threading.Event()
-    session = _session(request)
-    with _running_lock:
-        _running[session] = cancel
+    cancel = ANSWERS.start(request)
     last = None
     try:
-        for last in P.stream_pair(ws, matchup, asked, settings, system_prompt=sys_prompt or "", cancel=cancel):
-            yield (_chat(asked[0], last.texts[0]), _chat(asked[1], last.texts[1]), _status(last, settings),
-                   st, keep_message)
+        for last in P.stream_pair(ws, matchup, asked, settings, system_prompt=data[w.system] or "", cancel=cancel):
+            yield {w.left_chat: chat_turns(asked[0], last.texts[0]), w.right_chat: chat_turns(asked[1], last.texts[1]),
+                   w.status: status_line(last, settings), w.state: st, w.message: keep_message}
     except TuneloopError as exc:
-        yield _chat(st["left"]), _chat(st["right"]), error_markdown(exc), st, text
+        yield {w.left_chat: chat_turns(st["left"]), w.right_chat: chat_turns(st["right"]),
+               w.status: error_markdown(exc), w.state: st, w.message: text}
         return
     finally:
-        with _running_lock:
-            if _running.get(session) is cancel:
-                del _running[session]
+        ANSWERS.finish(request, cancel)
     done = {**st, "matchup": matchup,
             "left": asked[0] + [{"role": "assistant", "content": last.texts[0].strip()}],
             "right": asked[1] + [{"role": "assistant", "content": last.texts[1].strip()}]}
-    yield _chat(done["left"]), _chat(done["right"]), _status(last, settings), done, keep_message
+    yield {w.left_chat: chat_turns(done["left"]), w.right_chat: chat_turns(done["right"]),
+           w.status: status_line(last, settings), w.state: done, w.message: keep_message}
 
 
-def _status(update: P.PairUpdate, settings) -> str:
+def status_line(update: P.PairUpdate, settings) -> str:
     if not update.finished:
         return f"**{update.message}**"
     decoding = "greedy" if not settings.do_sample else (f"temperature {settings.temperature}, top-p {settings.top_p}, "
@@ -265,19 +305,19 @@ def _status(update: P.PairUpdate, settings) -> str:
             f"tokens.  \nLeft: {left.describe()} · Right: {right.describe()}")
 
 
-def _matchup(ws, run_id, folder, other) -> P.Matchup | None:
+def chosen_matchup(ws, run_id, folder, other) -> P.Matchup | None:
     """The chosen models; None while neither a run nor an adapter folder is chosen."""
     chosen = (folder or "").strip() or run_id
     return P.matchup_for(ws, chosen, against=other) if chosen else None
 
 
-def _labels(matchup: P.Matchup | None) -> tuple[str, str]:
+def chat_labels(matchup: P.Matchup | None) -> tuple[str, str]:
     if matchup is None:
         return "Left: base model", "Right: fine-tuned (pick a run or an adapter folder above)"
     return f"Left: {matchup.left.label}", f"Right: {matchup.right.label}"
 
 
-def _example_choices(ws) -> tuple[list[tuple[str, str]], str]:
+def example_picker_choices(ws) -> tuple[list[tuple[str, str]], str]:
     try:
         records = P.split_examples(ws)
     except TuneloopError as exc:
@@ -286,32 +326,28 @@ def _example_choices(ws) -> tuple[list[tuple[str, str]], str]:
     return [(label(r), r.id) for r in records], f"{len(records)} test questions from the current version"
 
 
-def _example(ws, record_id: str):
+def example_record(ws, record_id: str):
     for record in P.split_examples(ws):
         if record.id == record_id:
             return record
     raise TuneloopError("that example is no longer in the current version; press ↻ Refresh")
 
 
-def _chat(conversation, streaming: str | None = None) -> list[dict]:
+def chat_turns(conversation, streaming: str | None = None) -> list[dict]:
     shown = [{"role": m["role"], "content": m["content"]} for m in conversation if m["role"] != "system"]
     if streaming is not None:
         shown.append({"role": "assistant", "content": streaming or "…"})
     return shown
 
 
-def _last_answer(conversation) -> str:
+def last_answer(conversation) -> str:
     return conversation[-1]["content"] if conversation and conversation[-1]["role"] == "assistant" else ""
 
 
-def _before_last_answer(conversation):
+def before_last_answer(conversation):
     return conversation[:-1] if conversation and conversation[-1]["role"] == "assistant" else list(conversation)
 
 
-def _before_last_user(conversation):
+def before_last_user(conversation):
     last_user = max((i for i, m in enumerate(conversation) if m["role"] == "user"), default=len(conversation))
     return conversation[:last_user]
-
-
-def _session(request) -> str:
-    return getattr(request, "session_hash", None) or "local"

@@ -1,19 +1,26 @@
 """The Rate and Results tabs: thin wiring from widgets to evaluation.arena, .stats, .feedback, .generate.
 
+The house pattern: ``layout_rate`` / ``layout_results`` create the widgets (a ``RateWidgets`` /
+``ResultsWidgets``), the module-level handlers take the workspace, the widgets and the page's values
+(a dict keyed by component) and return outputs keyed by component, the presenters (``pair_view``,
+``summary_markdown``, ``results_figures`` ...) are plain functions, and ``build_rate_tab`` /
+``build_results_tab`` only wire them with ``ui.kit.bind``.
+
 Blinding in the Rate tab: what goes to the browser before a vote is the prompt and two texts labelled
 A and B. The issued assignment id lives in ``gr.State`` (kept on the server, per session); the side
 mapping is read from the database only by ``record_vote``, after it has stored the vote.
 
 Keyboard: 1 = A, 2 = B, 3 = tie, 4 = both bad, e = write a corrected answer, Esc leaves a text box.
-The listener is installed by a small ``gr.HTML`` in the tab (its ``js_on_load``), so the tab needs
-nothing from the page head.
+The listener is ``ui/static/rate.js``, installed by a small ``gr.HTML`` in the tab (its ``js_on_load``),
+so the tab needs nothing from the page head.
 """
 from __future__ import annotations
 
 import html
 import tempfile
-import threading
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -21,8 +28,12 @@ from core.access import LOCAL_USER, caller
 from core.errors import TuneloopError
 from evaluation import arena
 from evaluation.arena import BlindPair
+from training.inference import DecodingSettings
+from ui.kit import (CancelRegistry, bind, caller_name, error_markdown, refresh_on_select, run_picker, show_errors,
+                    static_js, version_picker)
 
 NO_EVALUATION = "_No evaluation yet. An admin prepares one in the Results tab (or `python -m evaluation generate`)._"
+NO_NAME = "type your name first, so that your votes count once and as yours"
 RATE_INTRO = """### Which answer is better?
 Read the question, then both answers. Press **1** if A is better, **2** if B is better, **3** for a tie,
 **4** if both are bad, and **e** to write the answer you would have wanted (then press a verdict button).
@@ -33,33 +44,9 @@ a test against a coin flip, whether raters favoured the left side, how much rate
 Below: turn the votes into data for the next round, and the rounds so far, side by side."""
 VERDICT_BUTTONS = (("A", "A is better  [1]", "rate-a"), ("B", "B is better  [2]", "rate-b"),
                    ("tie", "Tie  [3]", "rate-tie"), ("both_bad", "Both bad  [4]", "rate-bad"))
-KEYS_JS = """
-if (!window.__tuneloopRateKeys) {
-  window.__tuneloopRateKeys = true;
-  const ids = {"1": "rate-a", "2": "rate-b", "3": "rate-tie", "4": "rate-bad", "e": "rate-edit"};
-  const shown = (el) => el && el.offsetParent !== null;
-  document.addEventListener("keydown", (ev) => {
-    const t = ev.target;
-    const typing = t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.isContentEditable);
-    if (typing) { if (ev.key === "Escape") t.blur(); return; }
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || !ids[ev.key]) return;
-    const host = document.getElementById(ids[ev.key]);
-    const button = host && (host.tagName === "BUTTON" ? host : host.querySelector("button"));
-    if (!shown(button) || button.disabled) return;
-    ev.preventDefault();
-    button.click();
-    if (ev.key === "e") {
-      // the box appears after the server's reply; wait for it, then type straight into it
-      let tries = 0;
-      const focusBox = () => {
-        const box = document.querySelector("#rate-correction textarea");
-        if (shown(box)) box.focus(); else if (tries++ < 40) setTimeout(focusBox, 50);
-      };
-      focusBox();
-    }
-  });
-}
-"""
+DEFAULT_GUIDELINES = ("Prefer the answer that is correct, complete and follows our support policy. "
+                      "Choose 'both bad' when neither could be sent to a customer.")
+GENERATIONS = CancelRegistry()      # the Stop button of "prepare a new evaluation", per browser session
 
 
 # -- shared -----------------------------------------------------------------------------------
@@ -70,38 +57,31 @@ def evaluation_choices(ws, *, blind: bool = False) -> list[tuple[str, int]]:
             for e in arena.list_evaluations(ws)]
 
 
-def _finished_note(done: int) -> str:
+def latest_evaluation(ws) -> int | None:
+    """The newest evaluation's id (what the evaluation pickers show first), or None."""
+    choices = evaluation_choices(ws)
+    return choices[0][1] if choices else None
+
+
+def evaluation_update(ws, current, *, blind: bool = False) -> dict:
+    """Fresh choices for an evaluation picker; the chosen one stays while it exists, else the newest."""
+    choices = evaluation_choices(ws, blind=blind)
+    keep = current if current in [value for _, value in choices] else latest_evaluation(ws)
+    return gr.update(choices=choices, value=keep)
+
+
+def finished_note(done: int) -> str:
+    """What a rater reads when nothing is left for them in an evaluation."""
     if done:
         return f"You have rated all {done} pairs open to you in this evaluation. Thank you!"
     return ("Nothing is left for you here: every pair of this evaluation already has all the raters it asked for. "
             "Ask the admin for another evaluation, or for more raters per pair.")
 
 
-def _latest(ws) -> int | None:
-    choices = evaluation_choices(ws)
-    return choices[0][1] if choices else None
-
-
-def _error(exc: Exception) -> str:
-    if isinstance(exc, TuneloopError):
-        return f"**⚠️ {html.escape(str(exc))}**"
-    return f"**⚠️ Something went wrong: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}**"
-
-
-def rater_name(ws, request: gr.Request | None, typed: str | None) -> str:
-    """The logged-in user; in local mode (no logins) the name typed in the tab."""
-    name = caller(ws, request)
-    if name != LOCAL_USER:
-        return name
-    typed = (typed or "").strip()
-    if not typed:
-        raise arena.VoteRefused("type your name first, so that your votes count once and as yours")
-    return typed
-
-
-# -- Rate tab ---------------------------------------------------------------------------------
+# -- Rate tab: presenters ---------------------------------------------------------------------
 
 def conversation_markdown(pair: BlindPair) -> str:
+    """The pair's earlier turns and its question, as the rater reads them."""
     parts = []
     for m in pair.context:
         who = {"system": "System", "user": "Customer", "assistant": "Assistant"}[m["role"]]
@@ -110,118 +90,141 @@ def conversation_markdown(pair: BlindPair) -> str:
     return "\n".join(parts)
 
 
-def _response_html(text: str, side: str) -> str:
+def response_html(text: str, side: str) -> str:
+    """One blind answer in its box, labelled only by its side."""
     return (f"<div style='border:1px solid #c9d3e6;border-radius:8px;padding:12px;min-height:6em'>"
             f"<div style='font-weight:bold;font-size:1.3em;margin-bottom:6px'>{side}</div>"
             f"<div style='white-space:pre-wrap'>{html.escape(text)}</div></div>")
 
 
-def pair_view(pair: BlindPair | None, done_note: str = "") -> tuple:
-    """(assignment state, conversation, A, B, progress, buttons enabled) for the blind pair — no models named."""
-    if pair is None:
-        note = done_note or "Nothing left for you in this evaluation. Thank you!"
-        return None, f"**{note}**", "", "", "", *[gr.update(interactive=False)] * 5
-    progress = f"**{pair.done} / {pair.total}** rated"
-    return (pair.assignment_id, conversation_markdown(pair), _response_html(pair.response_a, "A"),
-            _response_html(pair.response_b, "B"), progress, *[gr.update(interactive=True)] * 5)
+# -- Rate tab: widgets, handlers, wiring ------------------------------------------------------
+
+class RateWidgets(SimpleNamespace):
+    """The Rate tab's components by name (``layout_rate`` fills it), and the groups its handlers write."""
+
+    @property
+    def pair(self) -> list:
+        """What shows one blind pair: the server-side assignment, the texts, the progress, the buttons.
+        The order is what a script driving the tab over HTTP reads (tests/hosted_client.py)."""
+        return [self.assignment, self.conversation, self.response_a, self.response_b, self.progress,
+                *self.buttons, self.edit]
+
+    @property
+    def controls(self) -> list:
+        return [*self.buttons, self.edit]
 
 
-def start_rating(ws, evaluation_id, typed_name, request: gr.Request | None) -> tuple:
-    """Outputs for Start / resume: the rater's open pair, else their next one."""
-    try:
-        if evaluation_id is None:
-            raise TuneloopError("choose an evaluation first")
-        rater = rater_name(ws, request, typed_name)
-        evaluation = arena.get_evaluation(ws, evaluation_id)
-        pair = arena.next_pair(ws, evaluation.id, rater)
-        progress = arena.rater_progress(ws, evaluation.id, rater)
-        done = _finished_note(progress.done)
-        guidelines = evaluation.guidelines.strip() or "_No guidelines for this evaluation._"
-        signed_in = caller(ws, request) != LOCAL_USER
-        name_box = gr.update(value=rater, interactive=False, label="Signed in as") if signed_in else gr.update()
-        return (*pair_view(pair, done), "", f"#### Guidelines\n{guidelines}", name_box)
-    except TuneloopError as exc:
-        return (None, _error(exc), "", "", "", *[gr.update(interactive=False)] * 5, "", gr.update(), gr.update())
-
-
-def cast_vote(ws, verdict, assignment_id, typed_name, comment, corrected, request: gr.Request | None) -> tuple:
-    """Outputs after a vote: the next pair at once, and the reveal of the one just judged."""
-    try:
-        if assignment_id is None:
-            raise arena.VoteRefused("there is no pair on screen; press Start")
-        rater = rater_name(ws, request, typed_name)
-        reveal = arena.record_vote(ws, assignment_id, rater, verdict, comment=comment or "",
-                                   corrected_answer=corrected or None)
-        pair = arena.next_pair(ws, reveal.evaluation_id, rater)
-        progress = arena.rater_progress(ws, reveal.evaluation_id, rater)
-        done = _finished_note(progress.done)
-        saved = " Your corrected answer was saved." if (corrected or "").strip() else ""
-        return (*pair_view(pair, done), f"✅ {html.escape(reveal.describe())}{saved}", "", "",
-                gr.update(visible=False))
-    except TuneloopError as exc:
-        return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), *[gr.update()] * 5,
-                _error(exc), gr.update(), gr.update(), gr.update())
-
-
-def build_rate_tab(ws) -> None:
-    """The Rate tab: one blind pair at a time, keyboard shortcuts, the reveal after each vote."""
-    with gr.Tab("Rate", id="rate") as tab:
-        gr.HTML("", js_on_load=KEYS_JS, elem_id="rate-keys")
+def layout_rate(ws) -> RateWidgets:
+    """The Rate tab's widgets, created inside the caller's Blocks; nothing is wired yet."""
+    w = RateWidgets()
+    with gr.Tab("Rate", id="rate") as w.tab:
+        gr.HTML("", js_on_load=static_js("rate"), elem_id="rate-keys")
         gr.Markdown(RATE_INTRO)
         with gr.Row():
-            evaluation = gr.Dropdown(evaluation_choices(ws, blind=True), value=_latest(ws), label="Evaluation",
-                                     scale=3, elem_id="rate-evaluation")
-            name = gr.Textbox(label="Your name (used when nobody is logged in)", scale=2, elem_id="rate-rater",
-                              placeholder="e.g. ana")
+            w.evaluation = gr.Dropdown(evaluation_choices(ws, blind=True), value=latest_evaluation(ws),
+                                       label="Evaluation", scale=3, elem_id="rate-evaluation")
+            w.name = gr.Textbox(label="Your name (used when nobody is logged in)", scale=2, elem_id="rate-rater",
+                                placeholder="e.g. ana")
             with gr.Column(scale=1, min_width=160):
-                start = gr.Button("Start / resume", variant="primary", elem_id="rate-start")
-                refresh = gr.Button("↻ Evaluations", size="sm")
-        progress = gr.Markdown("", elem_id="rate-progress")
+                w.start = gr.Button("Start / resume", variant="primary", elem_id="rate-start")
+                w.refresh = gr.Button("↻ Evaluations", size="sm")
+        w.progress = gr.Markdown("", elem_id="rate-progress")
         with gr.Row():
             with gr.Column(scale=3):
-                conversation = gr.Markdown("_Press Start to get your first pair._", elem_id="rate-prompt")
+                w.conversation = gr.Markdown("_Press Start to get your first pair._", elem_id="rate-prompt")
                 with gr.Row(equal_height=True):
-                    response_a = gr.HTML("", elem_id="rate-response-a", js_on_load=None)
-                    response_b = gr.HTML("", elem_id="rate-response-b", js_on_load=None)
+                    w.response_a = gr.HTML("", elem_id="rate-response-a", js_on_load=None)
+                    w.response_b = gr.HTML("", elem_id="rate-response-b", js_on_load=None)
                 with gr.Row():
-                    buttons = [gr.Button(text, elem_id=eid, interactive=False) for _, text, eid in VERDICT_BUTTONS]
-                    edit = gr.Button("✎ Correct it  [e]", elem_id="rate-edit", interactive=False)
-                with gr.Column(visible=False) as correction_box:
-                    corrected = gr.Textbox(label="The answer you would have wanted (sent with your verdict)", lines=4,
-                                           elem_id="rate-correction")
-                    comment = gr.Textbox(label="Comment (optional)", elem_id="rate-comment")
-                reveal = gr.Markdown("", elem_id="rate-reveal")
+                    w.buttons = [gr.Button(text, elem_id=eid, interactive=False) for _, text, eid in VERDICT_BUTTONS]
+                    w.edit = gr.Button("✎ Correct it  [e]", elem_id="rate-edit", interactive=False)
+                with gr.Column(visible=False) as w.correction_box:
+                    w.corrected = gr.Textbox(label="The answer you would have wanted (sent with your verdict)",
+                                             lines=4, elem_id="rate-correction")
+                    w.comment = gr.Textbox(label="Comment (optional)", elem_id="rate-comment")
+                w.reveal = gr.Markdown("", elem_id="rate-reveal")
             with gr.Column(scale=1):
-                guidelines = gr.Markdown("", elem_id="rate-guidelines")
-        assignment = gr.State(None)
-
-        view = [assignment, conversation, response_a, response_b, progress, *buttons, edit]
-
-        def start_clicked(evaluation_id, typed_name, request: gr.Request):
-            return start_rating(ws, evaluation_id, typed_name, request)
-
-        def voter(verdict):
-            def vote_clicked(assignment_id, typed_name, comment_text, corrected_text, request: gr.Request):
-                return cast_vote(ws, verdict, assignment_id, typed_name, comment_text, corrected_text, request)
-            return vote_clicked
-
-        # Not queued: a vote is a few milliseconds of SQLite, and the queue's round trips doubled its latency
-        # with 50 raters at once (benchmarks/raters.py).
-        start.click(start_clicked, [evaluation, name], view + [reveal, guidelines, name], queue=False)
-        for (verdict, _, _), button in zip(VERDICT_BUTTONS, buttons):
-            button.click(voter(verdict), [assignment, name, comment, corrected],
-                         view + [reveal, comment, corrected, correction_box], queue=False)
-        edit.click(lambda: gr.update(visible=True), None, correction_box)
-        def refresh_choices(current):
-            choices = evaluation_choices(ws, blind=True)
-            keep = current if current in [value for _, value in choices] else _latest(ws)
-            return gr.update(choices=choices, value=keep)
-
-        tab.select(refresh_choices, [evaluation], evaluation)
-        refresh.click(refresh_choices, [evaluation], evaluation)
+                w.guidelines = gr.Markdown("", elem_id="rate-guidelines")
+        w.assignment = gr.State(None)
+    return w
 
 
-# -- Results tab ------------------------------------------------------------------------------
+def pair_view(w: RateWidgets, pair: BlindPair | None, done_note: str = "") -> dict:
+    """The blind pair on screen (or the note that none is left) — no model named."""
+    if pair is None:
+        note = done_note or "Nothing left for you in this evaluation. Thank you!"
+        return {w.assignment: None, w.conversation: f"**{note}**", w.response_a: "", w.response_b: "",
+                w.progress: "", **{c: gr.update(interactive=False) for c in w.controls}}
+    return {w.assignment: pair.assignment_id, w.conversation: conversation_markdown(pair),
+            w.response_a: response_html(pair.response_a, "A"), w.response_b: response_html(pair.response_b, "B"),
+            w.progress: f"**{pair.done} / {pair.total}** rated", **{c: gr.update(interactive=True) for c in w.controls}}
+
+
+def rater(ws, request, typed) -> str:
+    """Who is rating: the login, or in local mode the name typed in the tab (required)."""
+    try:
+        return caller_name(ws, request, typed, missing=NO_NAME)
+    except TuneloopError as exc:
+        raise arena.VoteRefused(str(exc)) from None
+
+
+def start_clicked(ws, w: RateWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Start / resume: the rater's open pair, else their next one, and the evaluation's guidelines."""
+    try:
+        if data[w.evaluation] is None:
+            raise TuneloopError("choose an evaluation first")
+        who = rater(ws, request, data[w.name])
+        evaluation = arena.get_evaluation(ws, data[w.evaluation])
+        pair = arena.next_pair(ws, evaluation.id, who)
+        done = finished_note(arena.rater_progress(ws, evaluation.id, who).done)
+    except TuneloopError as exc:
+        return {**pair_view(w, None), w.conversation: error_markdown(exc), w.reveal: ""}
+    guidelines = evaluation.guidelines.strip() or "_No guidelines for this evaluation._"
+    signed_in = caller(ws, request) != LOCAL_USER
+    return {**pair_view(w, pair, done), w.reveal: "", w.guidelines: f"#### Guidelines\n{guidelines}",
+            w.name: gr.update(value=who, interactive=False, label="Signed in as") if signed_in else gr.update()}
+
+
+def vote_clicked(ws, w: RateWidgets, verdict: str, data: dict, request: gr.Request = None) -> dict:
+    """A verdict: the next pair at once, and the reveal of the one just judged."""
+    corrected = data[w.corrected] or ""
+    try:
+        if data[w.assignment] is None:
+            raise arena.VoteRefused("there is no pair on screen; press Start")
+        who = rater(ws, request, data[w.name])
+        reveal = arena.record_vote(ws, data[w.assignment], who, verdict, comment=data[w.comment] or "",
+                                   corrected_answer=corrected or None)
+        pair = arena.next_pair(ws, reveal.evaluation_id, who)
+        done = finished_note(arena.rater_progress(ws, reveal.evaluation_id, who).done)
+    except TuneloopError as exc:
+        return {w.reveal: error_markdown(exc)}
+    saved = " Your corrected answer was saved." if corrected.strip() else ""
+    return {**pair_view(w, pair, done), w.reveal: f"✅ {html.escape(reveal.describe())}{saved}", w.comment: "",
+            w.corrected: "", w.correction_box: gr.update(visible=False)}
+
+
+def refresh_choices(ws, w: RateWidgets, data: dict) -> dict:
+    """The evaluations open for rating (names left out), the chosen one kept while it exists."""
+    return {w.evaluation: evaluation_update(ws, data[w.evaluation], blind=True)}
+
+
+def build_rate_tab(ws) -> RateWidgets:
+    """The Rate tab: one blind pair at a time, keyboard shortcuts, the reveal after each vote."""
+    w = layout_rate(ws)
+    shown = w.pair + [w.reveal]
+    # Not queued: a vote is a few milliseconds of SQLite, and the queue's round trips doubled its latency
+    # with 50 raters at once (benchmarks/raters.py).
+    w.start.click(bind(start_clicked, ws, w), {w.evaluation, w.name}, shown + [w.guidelines, w.name], queue=False)
+    for (verdict, _, _), button in zip(VERDICT_BUTTONS, w.buttons):
+        button.click(bind(vote_clicked, ws, w, verdict), {w.assignment, w.name, w.comment, w.corrected},
+                     shown + [w.comment, w.corrected, w.correction_box], queue=False)
+    w.edit.click(lambda: gr.update(visible=True), None, w.correction_box)
+    for event in (w.tab.select, w.refresh.click):
+        event(bind(refresh_choices, ws, w), {w.evaluation}, [w.evaluation])
+    return w
+
+
+# -- Results tab: presenters ------------------------------------------------------------------
 
 def interval_plot(rows: list[tuple[str, float | None, float | None, float | None, int]], *, title: str) -> str:
     """An SVG forest plot: one row per group, the point and its 95% interval on a 0–1 axis, 0.5 marked."""
@@ -298,15 +301,28 @@ def _figure_rows(groups: list[dict], key: str) -> list[list]:
              r(g["wilson_low"]), r(g["wilson_high"]), r(g["left_win_rate"])] for g in groups]
 
 
-def results_view(ws, evaluation_id, policy) -> tuple:
-    """Outputs of the Results tab for one evaluation: summary, plot, tables, feedback and queue.
+@dataclass
+class ResultsFigures:
+    """What the Results tab shows of one evaluation under one disagreement policy; computing it writes nothing."""
+    summary: str
+    plot: str
+    per_rater: list
+    by_label: list
+    disagreements: list
+    feedback: str
+    queue: list                 # rows of the needs-an-answer queue
+    queue_choices: list         # (label, record id) of the same queue, for the answer picker
+
+
+def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
+    """The summary, plot, tables, feedback counts and needs-an-answer queue of an evaluation.
 
     Only computes: the policy changes what is shown, nothing is written."""
     from evaluation.feedback import collect_feedback, unanswered
     from evaluation.stats import summarize, votes_from_rows
 
     if evaluation_id is None:
-        return NO_EVALUATION, "", [], [], [], "", [], gr.update(choices=[], value=None), ""
+        return ResultsFigures(NO_EVALUATION, "", [], [], [], "", [], [])
     evaluation = arena.get_evaluation(ws, evaluation_id)
     rows = [v.to_stats_row() for v in arena.evaluation_votes(ws, evaluation.id)]
     s = summarize(votes_from_rows(rows)) if rows else None
@@ -326,210 +342,234 @@ def results_view(ws, evaluation_id, policy) -> tuple:
     disagreements = [[d["prompt_id"], d["prompt"][:120], ", ".join(f"{r}: {o}" for r, o in d["votes"].items()),
                       d["resolution"] + (f" → {d['chosen']}" if d["chosen"] else "")] for d in fb.disagreements]
     queue = unanswered(ws, fb)
-    queue_rows = [[q.id, q.meta["prompt_id"], q.prompt[:160], ", ".join(q.meta["raters"])] for q in queue]
-    queue_choices = [(f"{q.meta['prompt_id']}: {q.prompt[:70]}", q.id) for q in queue]
-    return (summary_markdown(evaluation, s), plot,
-            _figure_rows(s["per_rater"], "rater") if s else [], _figure_rows(s["by_label"], "label") if s else [],
-            disagreements, feedback, queue_rows,
-            gr.update(choices=queue_choices, value=queue_choices[0][1] if queue_choices else None), "")
+    return ResultsFigures(
+        summary=summary_markdown(evaluation, s), plot=plot,
+        per_rater=_figure_rows(s["per_rater"], "rater") if s else [],
+        by_label=_figure_rows(s["by_label"], "label") if s else [], disagreements=disagreements, feedback=feedback,
+        queue=[[q.id, q.meta["prompt_id"], q.prompt[:160], ", ".join(q.meta["raters"])] for q in queue],
+        queue_choices=[(f"{q.meta['prompt_id']}: {q.prompt[:70]}", q.id) for q in queue])
 
 
-def build_results_tab(ws) -> None:
-    """The Results tab: figures with intervals, agreement, feedback into data, and preparing evaluations."""
-    from evaluation.feedback import answer_needed, export_preferences, merge_feedback
+# -- Results tab: widgets ---------------------------------------------------------------------
 
-    from evaluation.rounds_ui import build_rounds_view
+class ResultsWidgets(SimpleNamespace):
+    """The Results tab's components by name (``layout_results`` fills it), the rounds view's (``rounds``), and
+    the groups its handlers write."""
 
-    with gr.Tab("Results", id="results") as tab:
+    @property
+    def figures(self) -> list:
+        """What ``results_figures`` fills, with the message line under the feedback buttons."""
+        return [self.summary, self.plot, self.per_rater, self.by_label, self.disagreements, self.feedback,
+                self.queue, self.item, self.merged]
+
+
+def layout_results(ws) -> ResultsWidgets:
+    """The Results tab's widgets (the rounds view's included), created inside the caller's Blocks."""
+    from evaluation.rounds_ui import layout_rounds
+
+    w = ResultsWidgets()
+    latest = latest_evaluation(ws)
+    with gr.Tab("Results", id="results") as w.tab:
         gr.Markdown(RESULTS_INTRO)
         with gr.Row():
-            evaluation = gr.Dropdown(evaluation_choices(ws), value=_latest(ws), label="Evaluation", scale=3,
-                                     elem_id="results-evaluation")
-            policy = gr.Radio(["majority", "unanimous"], value="majority", scale=2,
-                              label="When raters disagree on a pair: keep the majority side, or drop the pair")
-            refresh = gr.Button("Refresh", scale=1, elem_id="results-refresh")
-        summary = gr.Markdown(NO_EVALUATION, elem_id="results-summary")
-        plot = gr.HTML("", elem_id="results-plot", js_on_load=None)
+            w.evaluation = gr.Dropdown(evaluation_choices(ws), value=latest, label="Evaluation", scale=3,
+                                       elem_id="results-evaluation")
+            w.policy = gr.Radio(["majority", "unanimous"], value="majority", scale=2,
+                                label="When raters disagree on a pair: keep the majority side, or drop the pair")
+            w.refresh = gr.Button("Refresh", scale=1, elem_id="results-refresh")
+        w.summary = gr.Markdown(NO_EVALUATION, elem_id="results-summary")
+        w.plot = gr.HTML("", elem_id="results-plot", js_on_load=None)
         with gr.Row():
-            per_rater = gr.Dataframe(headers=RATER_HEADERS, label="Per rater", interactive=False)
-            by_label = gr.Dataframe(headers=LABEL_HEADERS, label="By label", interactive=False)
-        disagreements = gr.Dataframe(headers=DISAGREEMENT_HEADERS, label="Pairs where raters disagree",
-                                     interactive=False)
+            w.per_rater = gr.Dataframe(headers=RATER_HEADERS, label="Per rater", interactive=False)
+            w.by_label = gr.Dataframe(headers=LABEL_HEADERS, label="By label", interactive=False)
+        w.disagreements = gr.Dataframe(headers=DISAGREEMENT_HEADERS, label="Pairs where raters disagree",
+                                       interactive=False)
         gr.Markdown("### Feed the votes back into the data")
-        feedback = gr.Markdown("", elem_id="results-feedback")
+        w.feedback = gr.Markdown("", elem_id="results-feedback")
         with gr.Row():
-            export = gr.Button("Make the preference version (for DPO)", elem_id="results-preferences")
-            merge = gr.Button("Merge corrected answers into a new dataset version", variant="primary",
-                              elem_id="results-merge")
-        download = gr.File(label="Preference pairs (JSONL, trl's prompt/chosen/rejected)", visible=False)
-        merged = gr.Markdown("", elem_id="results-merged")
-        queue = gr.Dataframe(headers=QUEUE_HEADERS, label="Needs an answer: both answers were bad and nobody "
-                                                          "corrected them", interactive=False)
+            w.export = gr.Button("Make the preference version (for DPO)", elem_id="results-preferences")
+            w.merge = gr.Button("Merge corrected answers into a new dataset version", variant="primary",
+                                elem_id="results-merge")
+        w.download = gr.File(label="Preference pairs (JSONL, trl's prompt/chosen/rejected)", visible=False)
+        w.merged = gr.Markdown("", elem_id="results-merged")
+        w.queue = gr.Dataframe(headers=QUEUE_HEADERS, label="Needs an answer: both answers were bad and nobody "
+                                                            "corrected them", interactive=False)
         with gr.Row():
-            item = gr.Dropdown([], label="Prompt to answer", scale=2)
-            answer = gr.Textbox(label="The answer it should get", lines=3, scale=3)
-            save_answer = gr.Button("Save answer", scale=1)
+            w.item = gr.Dropdown([], label="Prompt to answer", scale=2)
+            w.answer = gr.Textbox(label="The answer it should get", lines=3, scale=3)
+            w.save_answer = gr.Button("Save answer", scale=1)
         with gr.Accordion("Guidelines shown to raters beside each pair", open=False):
-            latest = _latest(ws)
-            guidelines = gr.Textbox(arena.get_evaluation(ws, latest).guidelines if latest else "", label="Guidelines",
-                                    lines=4, elem_id="results-guidelines")
-            save_guidelines = gr.Button("Save guidelines")
-        prepare_evaluation_section(ws, evaluation)
-        rounds = build_rounds_view(ws)
-        tab.select(rounds.refresh, None, rounds.outputs)
-
-        outputs = [summary, plot, per_rater, by_label, disagreements, feedback, queue, item, merged]
-
-        def show(evaluation_id, chosen_policy):
-            try:
-                return results_view(ws, evaluation_id, chosen_policy)
-            except TuneloopError as exc:
-                return (_error(exc), *[gr.update()] * 8)
-
-        def on_select(chosen_policy):
-            latest = _latest(ws)
-            return (gr.update(choices=evaluation_choices(ws), value=latest), *show(latest, chosen_policy))
-
-        tab.select(on_select, [policy], [evaluation] + outputs)
-        for trigger in (evaluation.change, policy.change, refresh.click):
-            trigger(show, [evaluation, policy], outputs)
-
-        def do_export(evaluation_id, chosen_policy, request: gr.Request):
-            if evaluation_id is None:
-                raise gr.Error("choose an evaluation first")
-            out = Path(tempfile.mkdtemp(prefix="tuneloop-prefs-")) / f"preferences-eval{evaluation_id}.jsonl"
-            try:
-                version = export_preferences(ws, evaluation_id, out, policy=chosen_policy,
-                                             created_by=caller(ws, request))
-            except TuneloopError as exc:
-                raise gr.Error(str(exc)) from None
-            return (gr.update(value=str(out), visible=True),
-                    f"✅ Made **{html.escape(version.describe())}**; a DPO run trains on it with "
-                    f"`preferences: {version.name}`.")
-
-        export.click(do_export, [evaluation, policy], [download, merged])
-
-        def do_merge(evaluation_id, chosen_policy, request: gr.Request):
-            try:
-                if evaluation_id is None:
-                    raise TuneloopError("choose an evaluation first")
-                version = merge_feedback(ws, evaluation_id, policy=chosen_policy, created_by=caller(ws, request))
-                return f"✅ Made **{html.escape(version.describe())}** (now the current version; see the Data tab)."
-            except TuneloopError as exc:
-                return _error(exc)
-
-        merge.click(do_merge, [evaluation, policy], merged)
-
-        def do_answer(evaluation_id, chosen_policy, record_id, text, request: gr.Request):
-            try:
-                if record_id is None:
-                    raise TuneloopError("choose a prompt from the queue first")
-                answer_needed(ws, evaluation_id, record_id, text, answered_by=caller(ws, request))
-                return (*results_view(ws, evaluation_id, chosen_policy)[:-1],
-                        "✅ Saved; it becomes a training record at the next merge.", "")
-            except TuneloopError as exc:
-                return (*[gr.update()] * 8, _error(exc), gr.update())
-
-        save_answer.click(do_answer, [evaluation, policy, item, answer], outputs + [answer])
-
-        def load_guidelines(evaluation_id):
-            return arena.get_evaluation(ws, evaluation_id).guidelines if evaluation_id is not None else ""
-
-        def store_guidelines(evaluation_id, text):
-            if evaluation_id is None:
-                raise gr.Error("choose an evaluation first")
-            arena.set_guidelines(ws, evaluation_id, text)
-            gr.Info("Saved; raters see the new guidelines at their next Start.")
-
-        evaluation.change(load_guidelines, evaluation, guidelines)
-        save_guidelines.click(store_guidelines, [evaluation, guidelines], None)
+            w.guidelines = gr.Textbox(arena.get_evaluation(ws, latest).guidelines if latest else "",
+                                      label="Guidelines", lines=4, elem_id="results-guidelines")
+            w.save_guidelines = gr.Button("Save guidelines")
+        with gr.Accordion("Prepare a new evaluation (generates the responses ahead of rating)", open=False):
+            with gr.Row():
+                w.run = run_picker(ws, "Run (or an adapter folder on the server)", with_adapter=True,
+                                   allow_custom_value=True, scale=2, elem_id="results-prepare-run")
+                w.version = version_picker(ws, "Prompts from the test split of", splits_only=True, scale=2,
+                                           elem_id="results-prepare-version")
+                w.limit = gr.Number(value=40, precision=0, label="At most this many prompts", scale=1)
+                w.overlap = gr.Number(value=1, precision=0, minimum=1, label="Raters per pair", scale=1)
+            with gr.Row():
+                w.typed = gr.Textbox(label="…or type prompts, one per line", lines=3, scale=2)
+                w.upload = gr.File(label="…or upload prompts (any format the Data tab imports)", scale=1)
+            with gr.Row():
+                w.max_new = gr.Number(value=DecodingSettings.max_new_tokens, precision=0, label="Max new tokens")
+                w.sample = gr.Checkbox(value=DecodingSettings.do_sample,
+                                       label="Sample (default: greedy, so only the adapter differs)")
+                w.temperature = gr.Number(value=DecodingSettings.temperature, label="Temperature (sampling)")
+                w.name = gr.Textbox(label="Name (optional)")
+            w.new_guidelines = gr.Textbox(label="Guidelines shown to raters", lines=3, value=DEFAULT_GUIDELINES)
+            with gr.Row():
+                w.go = gr.Button("Generate and create the evaluation", variant="primary")
+                w.stop = gr.Button("Stop", variant="stop")
+            w.status = gr.Markdown("")
+        w.rounds = layout_rounds()
+    return w
 
 
-# -- preparing an evaluation ------------------------------------------------------------------
+# -- Results tab: handlers --------------------------------------------------------------------
 
-_stops: dict[str, threading.Event] = {}
-
-
-def prepare_evaluation_section(ws, evaluation_dropdown) -> None:
-    """Generate both models' responses for a split's test prompts (or typed/uploaded ones), then rate them."""
-    from training.inference import DecodingSettings
-
-    with gr.Accordion("Prepare a new evaluation (generates the responses ahead of rating)", open=False):
-        with gr.Row():
-            run = gr.Dropdown(run_choices(ws), label="Run (or an adapter folder on the server)",
-                              allow_custom_value=True, scale=2)
-            version = gr.Dropdown(version_choices(ws), label="Prompts from the test split of", scale=2)
-            limit = gr.Number(value=40, precision=0, label="At most this many prompts", scale=1)
-            overlap = gr.Number(value=1, precision=0, minimum=1, label="Raters per pair", scale=1)
-        with gr.Row():
-            typed = gr.Textbox(label="…or type prompts, one per line", lines=3, scale=2)
-            upload = gr.File(label="…or upload prompts (any format the Data tab imports)", scale=1)
-        with gr.Row():
-            max_new = gr.Number(value=DecodingSettings.max_new_tokens, precision=0, label="Max new tokens")
-            sample = gr.Checkbox(value=False, label="Sample (default: greedy, so only the adapter differs)")
-            temperature = gr.Number(value=DecodingSettings.temperature, label="Temperature (sampling)")
-            name = gr.Textbox(label="Name (optional)")
-        guidelines = gr.Textbox(label="Guidelines shown to raters", lines=3,
-                                value="Prefer the answer that is correct, complete and follows our support policy. "
-                                      "Choose 'both bad' when neither could be sent to a customer.")
-        with gr.Row():
-            go = gr.Button("Generate and create the evaluation", variant="primary")
-            stop = gr.Button("Stop", variant="stop")
-        status = gr.Markdown("")
-
-        def generate(run_ref, version_ref, max_prompts, k, typed_text, uploaded, tokens, do_sample, temp, title,
-                     guide, request: gr.Request, progress=gr.Progress()):
-            from evaluation.generate import (prepare_evaluation, prompts_from_file, prompts_from_texts,
-                                             prompts_from_version, resolve_adapter)
-            key = getattr(request, "session_hash", None) or "local"
-            cancel = _stops[key] = threading.Event()
-            try:
-                if not run_ref:
-                    raise TuneloopError("choose a run (or give an adapter folder)")
-                models = resolve_adapter(ws, str(run_ref))
-                n = int(max_prompts or 0) or None
-                dataset_version = None
-                if (typed_text or "").strip():
-                    items = prompts_from_texts(typed_text.splitlines())[:n]
-                elif uploaded:
-                    items = prompts_from_file(uploaded, limit=n)
-                else:
-                    if not version_ref:
-                        raise TuneloopError("choose a dataset version with a test split, or type or upload prompts")
-                    from curation.data.versions import get_version
-                    dataset_version = get_version(ws, version_ref).id
-                    items = prompts_from_version(ws, dataset_version, limit=n)
-                settings = DecodingSettings(max_new_tokens=int(tokens), do_sample=bool(do_sample),
-                                            temperature=float(temp))
-                eid = prepare_evaluation(ws, items, models=models, name=title or None,
-                                         dataset_version=dataset_version, overlap=int(k or 1), guidelines=guide,
-                                         settings=settings, cancel=cancel, created_by=caller(ws, request),
-                                         progress=lambda d, t, what: progress(d / max(t, 1), desc=what))
-                return (f"✅ Evaluation #{eid} is ready: {len(items)} pairs. Raters can start in the Rate tab.",
-                        gr.update(choices=evaluation_choices(ws), value=eid))
-            except TuneloopError as exc:
-                return _error(exc), gr.update()
-            finally:
-                _stops.pop(key, None)
-
-        def stop_generation(request: gr.Request):
-            event = _stops.get(getattr(request, "session_hash", None) or "local")
-            if event is not None:
-                event.set()
-            return "Stopping after the current batch…" if event else "Nothing is being generated."
-
-        go.click(generate, [run, version, limit, overlap, typed, upload, max_new, sample, temperature, name,
-                            guidelines], [status, evaluation_dropdown])
-        stop.click(stop_generation, None, status)
+def figures_view(w: ResultsWidgets, f: ResultsFigures) -> dict:
+    """``results_figures`` keyed by the components that show it (the message line cleared)."""
+    return {w.summary: f.summary, w.plot: f.plot, w.per_rater: f.per_rater, w.by_label: f.by_label,
+            w.disagreements: f.disagreements, w.feedback: f.feedback, w.queue: f.queue,
+            w.item: gr.update(choices=f.queue_choices, value=f.queue_choices[0][1] if f.queue_choices else None),
+            w.merged: ""}
 
 
-def run_choices(ws) -> list[tuple[str, str]]:
-    """Finished runs with an adapter, newest first."""
-    from training.registry import list_runs
-    return [(f"{r.label} · {r.status}", str(r.id)) for r in list_runs(ws)
-            if (r.adapter_dir / "adapter_config.json").is_file()]
+def show(ws, w: ResultsWidgets, data: dict) -> dict:
+    """The chosen evaluation's figures under the chosen policy (an evaluation, policy or Refresh change)."""
+    try:
+        return figures_view(w, results_figures(ws, data[w.evaluation], data[w.policy]))
+    except TuneloopError as exc:
+        return {w.summary: error_markdown(exc)}
 
 
-def version_choices(ws) -> list[tuple[str, str]]:
-    from curation.data.versions import list_versions
-    return [(v.describe(), v.name) for v in reversed(list_versions(ws))]
+def select_results(ws, w: ResultsWidgets, data: dict) -> dict:
+    """The tab shown: the evaluations as they are now, and the chosen (else the newest) one's figures."""
+    picked = evaluation_update(ws, data[w.evaluation])
+    return {w.evaluation: picked, **show(ws, w, {**data, w.evaluation: picked["value"]})}
+
+
+def _chosen(w: ResultsWidgets, data: dict) -> int:
+    if data[w.evaluation] is None:
+        raise TuneloopError("choose an evaluation first")
+    return data[w.evaluation]
+
+
+@show_errors
+def make_preferences(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Make the evaluation's preference version (for DPO) and offer its pairs as a JSONL download."""
+    from evaluation.feedback import export_preferences
+    evaluation_id = _chosen(w, data)
+    out = Path(tempfile.mkdtemp(prefix="tuneloop-prefs-")) / f"preferences-eval{evaluation_id}.jsonl"
+    version = export_preferences(ws, evaluation_id, out, policy=data[w.policy], created_by=caller(ws, request))
+    return {w.download: gr.update(value=str(out), visible=True),
+            w.merged: f"✅ Made **{html.escape(version.describe())}**; a DPO run trains on it with "
+                      f"`preferences: {version.name}`."}
+
+
+def merge(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Merge the corrected answers (and the answers given to the queue) into a new current version."""
+    from evaluation.feedback import merge_feedback
+    try:
+        version = merge_feedback(ws, _chosen(w, data), policy=data[w.policy], created_by=caller(ws, request))
+    except TuneloopError as exc:
+        return {w.merged: error_markdown(exc)}
+    return {w.merged: f"✅ Made **{html.escape(version.describe())}** (now the current version; see the Data tab)."}
+
+
+def save_answer(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Store the answer typed for a needs-an-answer prompt; it becomes a training record at the next merge."""
+    from evaluation.feedback import answer_needed
+    try:
+        if data[w.item] is None:
+            raise TuneloopError("choose a prompt from the queue first")
+        answer_needed(ws, data[w.evaluation], data[w.item], data[w.answer], answered_by=caller(ws, request))
+        shown = figures_view(w, results_figures(ws, data[w.evaluation], data[w.policy]))
+    except TuneloopError as exc:
+        return {w.merged: error_markdown(exc)}
+    return {**shown, w.merged: "✅ Saved; it becomes a training record at the next merge.", w.answer: ""}
+
+
+def load_guidelines(ws, w: ResultsWidgets, data: dict) -> dict:
+    """The chosen evaluation's guidelines, to edit."""
+    chosen = data[w.evaluation]
+    return {w.guidelines: arena.get_evaluation(ws, chosen).guidelines if chosen is not None else ""}
+
+
+@show_errors
+def store_guidelines(ws, w: ResultsWidgets, data: dict) -> dict:
+    """Save the edited guidelines; raters see them at their next Start."""
+    arena.set_guidelines(ws, _chosen(w, data), data[w.guidelines])
+    gr.Info("Saved; raters see the new guidelines at their next Start.")
+    return {}
+
+
+def generate(ws, w: ResultsWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """Generate both models' answers to a split's test prompts (or typed / uploaded ones) and make the
+    evaluation raters then rate; Stop ends it after the current batch."""
+    from evaluation.generate import (prepare_evaluation, prompts_from_file, prompts_from_texts, prompts_from_version,
+                                     resolve_adapter)
+    cancel = GENERATIONS.start(request)
+    try:
+        if not data[w.run]:
+            raise TuneloopError("choose a run (or give an adapter folder)")
+        models = resolve_adapter(ws, str(data[w.run]))
+        n = int(data[w.limit] or 0) or None
+        dataset_version = None
+        if (data[w.typed] or "").strip():
+            items = prompts_from_texts(data[w.typed].splitlines())[:n]
+        elif data[w.upload]:
+            items = prompts_from_file(data[w.upload], limit=n)
+        else:
+            if not data[w.version]:
+                raise TuneloopError("choose a dataset version with a test split, or type or upload prompts")
+            from curation.data.versions import get_version
+            dataset_version = get_version(ws, data[w.version]).id
+            items = prompts_from_version(ws, dataset_version, limit=n)
+        settings = DecodingSettings(max_new_tokens=int(data[w.max_new]), do_sample=bool(data[w.sample]),
+                                    temperature=float(data[w.temperature]))
+        eid = prepare_evaluation(ws, items, models=models, name=data[w.name] or None,
+                                 dataset_version=dataset_version, overlap=int(data[w.overlap] or 1),
+                                 guidelines=data[w.new_guidelines], settings=settings, cancel=cancel,
+                                 created_by=caller(ws, request),
+                                 progress=lambda d, t, what: progress(d / max(t, 1), desc=what))
+    except TuneloopError as exc:
+        return {w.status: error_markdown(exc)}
+    finally:
+        GENERATIONS.finish(request, cancel)
+    return {w.status: f"✅ Evaluation #{eid} is ready: {len(items)} pairs. Raters can start in the Rate tab.",
+            w.evaluation: gr.update(choices=evaluation_choices(ws), value=eid)}
+
+
+def stop_generation(ws, w: ResultsWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's generation after its current batch."""
+    stopping = GENERATIONS.cancel(request)
+    return {w.status: "Stopping after the current batch…" if stopping else "Nothing is being generated."}
+
+
+# -- Results tab: wiring ----------------------------------------------------------------------
+
+def build_results_tab(ws) -> ResultsWidgets:
+    """The Results tab: figures with intervals, agreement, feedback into data, preparing evaluations, rounds."""
+    from evaluation.rounds_ui import wire_rounds
+
+    w = layout_results(ws)
+    chosen = {w.evaluation, w.policy}
+    w.tab.select(bind(select_results, ws, w), chosen, [w.evaluation] + w.figures)
+    for trigger in (w.evaluation.change, w.policy.change, w.refresh.click):
+        trigger(bind(show, ws, w), chosen, w.figures)
+    pickers = refresh_on_select(w.tab, ws, [w.run, w.version])
+    pickers.after(w.export.click(bind(make_preferences, ws, w), chosen, [w.download, w.merged]))
+    pickers.after(w.merge.click(bind(merge, ws, w), chosen, [w.merged]))
+    w.save_answer.click(bind(save_answer, ws, w), {*chosen, w.item, w.answer}, w.figures + [w.answer])
+    w.evaluation.change(bind(load_guidelines, ws, w), {w.evaluation}, [w.guidelines])
+    w.save_guidelines.click(bind(store_guidelines, ws, w), {w.evaluation, w.guidelines}, None)
+    prepare = {w.run, w.version, w.limit, w.overlap, w.typed, w.upload, w.max_new, w.sample, w.temperature, w.name,
+               w.new_guidelines}
+    w.go.click(bind(generate, ws, w), prepare, [w.status, w.evaluation])
+    w.stop.click(bind(stop_generation, ws, w), None, [w.status])
+    wire_rounds(ws, w.rounds, w.tab)
+    return w

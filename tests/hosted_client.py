@@ -57,6 +57,14 @@ class GradioSession:
                 return dep["id"]
         raise KeyError(f"no handler named {api_name!r} in {self.prefix or '/'}")
 
+    def inputs(self, api_name: str, by_elem_id: dict) -> list:
+        """A handler's input values in the order it takes them, given by the components' elem_id (None for
+        the others, e.g. server-side state)."""
+        config = self.config()
+        elem_ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+        dep = next(d for d in config["dependencies"] if d["id"] == self.fn_index(api_name))
+        return [by_elem_id.get(elem_ids[i]) for i in dep["inputs"]]
+
     def call(self, fn: int | str, data: list, *, config: dict | None = None, queued: bool | None = None) -> CallResult:
         """Run one handler as the page does: through the queue and its event stream, or with a plain POST
         for events that are not queued (``queued`` forces one way); returns when it has completed."""
@@ -122,7 +130,8 @@ class RaterClient:
 
     def vote(self, verdict: str, comment: str = "", corrected: str = "", *, queued: bool | None = None) -> CallResult:
         voted_on = self.question
-        result = self.session.call(VOTE_FNS[verdict], [None, "", comment, corrected], queued=queued)
+        typed = {"rate-rater": "", "rate-comment": comment, "rate-correction": corrected}
+        result = self.session.call(VOTE_FNS[verdict], self.session.inputs(VOTE_FNS[verdict], typed), queued=queued)
         reveal = result.output[10] if result.success and result.output else ""
         if reveal.startswith("✅"):
             self.acknowledged.append(Voted(question=voted_on, reveal=reveal))

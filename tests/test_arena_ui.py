@@ -30,19 +30,28 @@ def seed_evaluation(ws, n=6) -> int:
 
 
 def test_rate_handlers_send_no_side_mapping_before_the_vote(ws):
-    from evaluation.ui import cast_vote, start_rating
+    import gradio as gr
+
+    from evaluation.ui import build_rate_tab, start_clicked, vote_clicked
     eid = seed_evaluation(ws)
-    outputs = start_rating(ws, eid, "ana", None)
-    sent = json.dumps(outputs[1:], default=str)          # outputs[0] is the server-side gr.State
+    with gr.Blocks(), gr.Tabs():
+        w = build_rate_tab(ws)
+    outputs = start_clicked(ws, w, {w.evaluation: eid, w.name: "ana"}, None)
+    sent = json.dumps([v for c, v in outputs.items() if c is not w.assignment], default=str)  # State stays on the server
     assert "Answer one for" in sent and "Answer two for" in sent and "0 / 6" in sent
     for secret in SECRETS:
         assert secret not in sent
-    after = cast_vote(ws, "tie", outputs[0], "ana", "", "", None)
-    assert "A was" in after[10] and "1 / 6" in after[4]
-    again = cast_vote(ws, "A", outputs[0], "ana", "", "", None)
-    assert "already voted" in again[10]
-    stranger = cast_vote(ws, "A", after[0], "bob", "", "", None)
-    assert "not issued to you" in stranger[10]
+
+    def vote(verdict, assignment, name):
+        return vote_clicked(ws, w, verdict, {w.assignment: assignment, w.name: name, w.comment: "", w.corrected: ""},
+                            None)
+
+    after = vote("tie", outputs[w.assignment], "ana")
+    assert "A was" in after[w.reveal] and "1 / 6" in after[w.progress]
+    again = vote("A", outputs[w.assignment], "ana")
+    assert "already voted" in again[w.reveal]
+    stranger = vote("A", after[w.assignment], "bob")
+    assert "not issued to you" in stranger[w.reveal]
     assert len(evaluation_votes(ws, eid)) == 1
 
 

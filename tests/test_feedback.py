@@ -179,7 +179,7 @@ def test_report_export_and_merge_from_the_command_line(rated, tmp_path):
 
 
 def test_the_results_view_only_computes_whatever_the_policy(rated):
-    from evaluation.ui import results_view
+    from evaluation.ui import results_figures
     ws, eid, _ = rated
 
     def written():
@@ -188,10 +188,10 @@ def test_the_results_view_only_computes_whatever_the_policy(rated):
 
     before = written()
     for policy in ("unanimous", "majority", "unanimous"):
-        outputs = results_view(ws, eid, policy)
-        assert f"**Feedback ({policy})**" in outputs[5]
+        figures = results_figures(ws, eid, policy)
+        assert f"**Feedback ({policy})**" in figures.feedback
     assert written() == before
-    queue = outputs[6]
+    queue = figures.queue
     assert [row[1] for row in queue] == ["p3"] and queue[0][0].startswith(f"fb{eid}-p")
     answer_needed(ws, eid, queue[0][0], "Order LM-1003 is delayed.", answered_by="lead")
-    assert results_view(ws, eid, "majority")[6] == []
+    assert results_figures(ws, eid, "majority").queue == []

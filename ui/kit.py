@@ -214,6 +214,15 @@ def run_picker(ws, label: str, *, with_adapter: bool = False, **kw) -> gr.Dropdo
     return picker
 
 
+
+def picker(choices, default, *, label: str, **kw) -> gr.Dropdown:
+    """A dropdown of any other kind of choice that ``refresh_on_select`` keeps up to date: ``choices()`` gives
+    its (label, value) pairs, ``default()`` what it shows first (and instead of a vanished value)."""
+    kw.setdefault("value", default())
+    made = gr.Dropdown(choices(), label=label, **kw)
+    made.tuneloop_choices, made.tuneloop_default = choices, default
+    return made
+
 def picker_updates(pickers: list[gr.Dropdown], values: list) -> list:
     """Fresh choices for each picker; a chosen value that still exists stays, a vanished one (or none)
     becomes the picker's default. Multi-select pickers keep the chosen values that still exist."""
