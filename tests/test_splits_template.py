@@ -99,9 +99,19 @@ def test_default_model_template_preview():
     assert 0 < preview.trained_tokens < preview.tokens
 
 
+def train_tab(ws):
+    import gradio as gr
+    from training.ui import build_train_tab
+
+    with gr.Blocks():
+        with gr.Tabs():
+            return build_train_tab(ws)
+
+
 def test_the_train_tabs_preview_renders_a_split_record_for_the_base_model(ws, tmp_path):
     from curation.data.versions import create_version
     from tests.conftest import chat
+    from tests.tab_page import page
     from tests.tiny_model import build_tiny_model
     from training.ui import template_preview, token_lengths
 
@@ -110,15 +120,22 @@ def test_the_train_tabs_preview_renders_a_split_record_for_the_base_model(ws, tm
     for i, r in enumerate(records):
         r.meta["split"] = ("train", "train", "train", "train", "val", "test")[i]
     create_version(ws, records, parent=None, step="split")
-    counts, segments = template_preview(ws, "v1", str(model), 64, "")
+    w = train_tab(ws)
+
+    def shown(rid):
+        return template_preview(ws, w, page(w, split="v1", base_model=str(model), seq_len=64, record_id=rid))
+
+    out = shown("")
+    counts, segments = out[w.preview_md], out[w.preview_hl]
     assert "**r5** (test) rendered for **tiny**" in counts and "trained** (assistant turns)" in counts
     assert ("Order 5 ships soon.<|im_end|>\n", TRAINED) in segments
     assert any(kind == CONTEXT and "Where is order 5?" in text for text, kind in segments)
-    counts, _ = template_preview(ws, "v1", str(model), 64, "r2")
-    assert "**r2** (train)" in counts
-    missing, _ = template_preview(ws, "v1", str(model), 64, "nope")
-    assert "there is no record &#x27;nope&#x27; in v1" in missing
-    summary, histogram = token_lengths(ws, "v1", str(model), 8, progress=lambda *a, **k: None)
+    assert "**r2** (train)" in shown("r2")[w.preview_md]
+    missing = shown("nope")
+    assert "there is no record &#x27;nope&#x27; in v1" in missing[w.preview_md] and w.preview_hl not in missing
+    lengths = token_lengths(ws, w, page(w, split="v1", base_model=str(model), seq_len=8),
+                            progress=lambda *a, **k: None)
+    summary, histogram = lengths[w.tokens_md], lengths[w.tokens_plot]
     assert "6 conversations for **tiny**" in summary and "6 (100.0%) longer than the sequence length 8" in summary
     assert histogram[histogram["part"] == CUT]["records"].sum() == 6
 
@@ -126,8 +143,10 @@ def test_the_train_tabs_preview_renders_a_split_record_for_the_base_model(ws, tm
 def test_the_train_tabs_preview_refuses_a_version_without_splits(ws, tmp_path):
     from curation.data.versions import create_version
     from tests.conftest import chat
+    from tests.tab_page import page
     from training.ui import template_preview
 
     create_version(ws, [Record.from_dict(chat("Hi?", "Hello.", id="a"))], parent=None, step="import")
-    message, _ = template_preview(ws, "v1", "unused", 64, "")
-    assert "v1 has records without a train/val/test split" in message
+    w = train_tab(ws)
+    out = template_preview(ws, w, page(w, split="v1", base_model="unused", seq_len=64, record_id=""))
+    assert "v1 has records without a train/val/test split" in out[w.preview_md]

@@ -1,30 +1,36 @@
 """The Train tab: choose a split, a base model and a preset, edit the config, preflight, launch; watch
 live loss curves and progress; stop, resume, compare and export runs; preview how the base model's chat
-template renders a record and which tokens are trained. Module-level handlers (they take the workspace
-and return the outputs) and presenters; ``build_train_tab`` only creates the widgets and wires them. The
-logic lives in training.config, training.registry, training.preflight, training.run_views,
+template renders a record and which tokens are trained.
+
+In the house pattern (see ``curation.ui.review``): ``layout`` creates the widgets (a ``TrainWidgets``; the
+config form comes from ``RunConfig``), the module-level handlers take the workspace, the widgets and the
+values the page sent and return a dict keyed by component, the presenters (``status_html``,
+``preflight_markdown`` ...) are plain functions, and ``build_train_tab`` only wires them with
+``ui.kit.bind``. The work is training.config, training.registry, training.preflight, training.run_views,
 training.export and training.template_preview."""
 from __future__ import annotations
 
 import html
-import json
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
+from core.options import options_fields
 from training import registry as R
-from training.config import PRESETS, RunConfig, config_fields, preset_config
+from training.config import PRESETS, RunConfig, preset_config
 from training.run_views import RUN_HEADERS, config_diff, describe_eta, loss_curves, progress_of, runs_table
 from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, load_preview_tokenizer,
                                        preview_record, token_length_stats)
-from ui.kit import (bind, default_run, error_markdown, refresh_on_select, run_choices, run_picker,
-                    version_picker)
+from ui.forms import form_values, options_form, options_from_form
+from ui.kit import bind, default_run, error_markdown, picker_updates, run_choices, run_picker, version_picker
 
-FORM_SKIP = ("base_model", "datasets")
+FORM_SKIP = ("base_model", "datasets", "output_dir")  # the split and base model pickers; the registry's run folder
+FORM_ROW = 4
 POLL_SECONDS = 2.0
 INTRO = """### Fine-tune a model on a frozen split
 Pick a split version, a base model and a preset, check the plan with **Preflight**, then **Launch**. The run
@@ -35,16 +41,7 @@ checkpoint first; **Resume** continues from it."""
 COLORS = {TRAINED: "#16a34a", CONTEXT: "#e5e7eb", CUT: "#f87171"}
 
 
-def form_fields() -> list:
-    """The config fields the form shows (the split and the base model have their own widgets)."""
-    return [f for f in config_fields() if f.name not in FORM_SKIP]
-
-
-def form_config(split_value, base_value, values) -> RunConfig:
-    """The run config the form describes."""
-    data = {f.name: v for f, v in zip(form_fields(), values)}
-    return RunConfig.from_dict({**data, "base_model": base_value or "default", "datasets": split_value or ""})
-
+# -- presenters -----------------------------------------------------------------------------------
 
 def status_html(run: R.Run | None) -> str:
     if run is None:
@@ -102,88 +99,221 @@ def preflight_markdown(report) -> str:
     return "\n\n".join(lines)
 
 
-# -- handlers ---------------------------------------------------------------------------------------
-
-def apply_preset(name) -> list:
-    """The form's values for a preset."""
-    config = preset_config(name)
-    return [gr.update(value=getattr(config, f.name)) for f in form_fields()]
 
 
-def run_preflight(ws, split_value, base_value, *values) -> tuple:
-    """(message, report, one example with its trained tokens) for the form's config."""
+# -- widgets --------------------------------------------------------------------------------------
+
+class TrainWidgets(SimpleNamespace):
+    """The Train tab's components by name (``layout`` fills it); ``form`` holds the ``RunConfig`` keys rendered
+    by ``ui.forms`` (the split, the base model and the run folder have their own widgets or none)."""
+
+    @property
+    def config(self) -> set:
+        """What the run config is read from."""
+        return {self.split, self.base_model, *self.form.values()}
+
+    @property
+    def run_pickers(self) -> list:
+        """What shows the runs to choose from (and the choices the poll last showed)."""
+        return [self.selected, self.compare_pick, self.seen]
+
+    @property
+    def polled(self) -> list:
+        """What a poll of the chosen run fills."""
+        return [self.status, self.curve, self.table, *self.run_pickers]
+
+
+def layout(ws) -> TrainWidgets:
+    """The Train tab's widgets (the form showing the first preset), inside the caller's Blocks; nothing is
+    wired yet."""
+    first_preset = next(iter(PRESETS))
+    start = preset_config(first_preset)
+    keys = [f.name for f in options_fields(RunConfig) if f.name not in FORM_SKIP]
+    w = TrainWidgets(form={})
+    with gr.Tab("Train", id="train") as w.tab:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            w.split = version_picker(ws, "Split (dataset version with train/val/test)", splits_only=True,
+                                     elem_id="train-split", scale=2)
+            w.base_model = gr.Textbox(value="default", label="Base model ('default', a folder, a .gguf file or a hub id)",
+                                      elem_id="train-base-model", scale=2)
+            w.preset = gr.Dropdown(list(PRESETS), value=first_preset, label="Preset", elem_id="train-preset", scale=1)
+            w.refresh_splits = gr.Button("↻ splits", scale=0, size="sm")
+        with gr.Accordion("Config (axolotl-style keys)", open=False):
+            for chunk in range(0, len(keys), FORM_ROW):
+                with gr.Row():
+                    w.form.update(options_form(RunConfig, start, only=tuple(keys[chunk:chunk + FORM_ROW]),
+                                               elem_prefix="train-cfg", as_keys=True))
+        with gr.Accordion("Template preview: what the base model sees, and what it learns from", open=False):
+            with gr.Row():
+                w.seq_len = gr.Number(value=default_sequence_len(), precision=0, minimum=16,
+                                      label="Sequence length (tokens; training cuts there)", elem_id="train-preview-len")
+                w.record_id = gr.Textbox(label="Record id (empty: the first test record)", elem_id="train-record")
+                w.preview_btn = gr.Button("Preview", elem_id="train-preview-btn")
+                w.lengths_btn = gr.Button("Token lengths of the split", elem_id="train-lengths-btn")
+            w.preview_md = gr.Markdown(elem_id="train-preview-counts")
+            w.preview_hl = gr.HighlightedText(label="Exactly what the model sees (green: trained on)",
+                                              color_map=COLORS, show_legend=True, combine_adjacent=True,
+                                              elem_id="train-preview")
+            w.tokens_md = gr.Markdown(elem_id="train-lengths")
+            w.tokens_plot = gr.BarPlot(x="tokens", y="records", color="part", title="Tokens per conversation",
+                                       color_map={"fits": "#2563eb", CUT: "#f87171"}, x_title="tokens (bin start)")
+        with gr.Row():
+            w.run_name = gr.Textbox(label="Run name (optional)", elem_id="train-run-name", scale=3)
+            w.preflight_btn = gr.Button("Preflight", elem_id="train-preflight-btn", scale=1)
+            w.launch_btn = gr.Button("Launch", variant="primary", elem_id="train-launch-btn", scale=1)
+        w.message = gr.Markdown(elem_id="train-message")
+        w.preflight_md = gr.Markdown(elem_id="train-preflight")
+        w.example = gr.HighlightedText(label="One training example: green is what the loss sees", visible=False,
+                                       color_map={"trained": "#86efac"}, combine_adjacent=True, elem_id="train-example")
+
+        gr.Markdown("### Runs")
+        with gr.Row():
+            w.selected = run_picker(ws, "Run", elem_id="train-run", scale=3)
+            w.stop_btn = gr.Button("Stop (checkpoint, then stop)", elem_id="train-stop-btn", scale=1)
+            w.resume_btn = gr.Button("Resume from last checkpoint", elem_id="train-resume-btn", scale=1)
+        w.status = gr.HTML(status_html(None), elem_id="train-status")
+        w.curve = gr.LinePlot(curves_frame([]), x="step", y="loss", color="series", title="Loss", elem_id="train-curve")
+        w.table = gr.Dataframe(headers=RUN_HEADERS, value=runs_table(R.list_runs(ws)), interactive=False,
+                               label="All runs", elem_id="train-runs")
+        with gr.Accordion("Compare runs", open=False):
+            with gr.Row():
+                w.compare_pick = run_picker(ws, "Runs to compare (two or more)", multiselect=True,
+                                            elem_id="train-compare-runs", scale=3)
+                w.compare_btn = gr.Button("Compare", elem_id="train-compare-btn", scale=1)
+            w.compare_plot = gr.LinePlot(curves_frame([]), x="step", y="loss", color="series",
+                                         title="Loss, overlaid", elem_id="train-compare-plot")
+            w.compare_diff = gr.Dataframe(label="What differs", interactive=False, elem_id="train-compare-diff")
+        with gr.Accordion("Export", open=False):
+            with gr.Row():
+                w.export_kind = gr.Radio(["adapter", "merged", "archive"], value="archive", elem_id="train-export-kind",
+                                         label="adapter: PEFT folder (PeftModel, vLLM, TGI) · merged: full model "
+                                               "folder · archive: .tar.gz download")
+                w.export_btn = gr.Button("Export selected run", elem_id="train-export-btn")
+            w.export_msg = gr.Markdown(elem_id="train-export-msg")
+            w.export_file = gr.File(label="Download", visible=False, elem_id="train-export-file")
+        w.timer = gr.Timer(POLL_SECONDS)
+        w.seen = gr.State([])
+    return w
+
+
+# -- handlers: pickers ----------------------------------------------------------------------------
+
+def run_pickers(ws, w: TrainWidgets, data: dict, pick: str | None = None) -> dict:
+    """The run pickers on the runs as they stand (each label says its run's status), the chosen runs kept
+    while they exist; ``pick`` becomes the chosen run."""
+    selected, compared = picker_updates([w.selected, w.compare_pick],
+                                        [pick or data[w.selected], data[w.compare_pick]])
+    return {w.selected: selected, w.compare_pick: compared, w.seen: [list(c) for c in selected["choices"]]}
+
+
+def split_picker(ws, w: TrainWidgets, data: dict) -> dict:
+    """The split picker on the versions as they stand (the chosen one kept while it exists)."""
+    return {w.split: picker_updates([w.split], [data[w.split]])[0]}
+
+
+def show_tab(ws, w: TrainWidgets, data: dict) -> dict:
+    """Opening the tab: the split and run pickers on the versions and runs as they stand."""
+    return {**split_picker(ws, w, data), **run_pickers(ws, w, data)}
+
+
+# -- handlers: config and launch ------------------------------------------------------------------
+
+def config_of(w: TrainWidgets, data: dict) -> RunConfig:
+    """The run config the page describes (validated; every bad key named)."""
+    return options_from_form(RunConfig, {**form_values(w.form, data), "base_model": data[w.base_model] or "default",
+                                         "datasets": data[w.split] or ""})
+
+
+def apply_preset(ws, w: TrainWidgets, data: dict) -> dict:
+    """The form showing the chosen preset's values."""
+    config = preset_config(data[w.preset])
+    return {component: getattr(config, key) for key, component in w.form.items()}
+
+
+def run_preflight(ws, w: TrainWidgets, data: dict) -> dict:
+    """The plan for the page's config: memory, tokens, steps, warnings, and one example with its trained tokens."""
     from training.preflight import preflight
     try:
-        report = preflight(ws, form_config(split_value, base_value, values))
+        report = preflight(ws, config_of(w, data))
     except TuneloopError as exc:
-        return error_markdown(exc), "", gr.update(visible=False)
+        return {w.message: error_markdown(exc), w.preflight_md: "", w.example: gr.update(visible=False)}
     spans = [(text, "trained" if on else None) for text, on in report.example]
-    return "", preflight_markdown(report), gr.update(value=spans, visible=True)
+    return {w.message: "", w.preflight_md: preflight_markdown(report), w.example: gr.update(value=spans, visible=True)}
 
 
-def launch(ws, split_value, base_value, name, *values) -> tuple:
-    """Launch a run of the form's config; the run picker then shows it."""
+def launch(ws, w: TrainWidgets, data: dict) -> dict:
+    """Launch a run of the page's config; the run picker then shows it."""
     try:
-        run = R.launch_run(ws, form_config(split_value, base_value, values), name=name or None)
+        run = R.launch_run(ws, config_of(w, data), name=data[w.run_name] or None)
     except TuneloopError as exc:
-        return error_markdown(exc), gr.update()
-    return (f"Launched **{html.escape(run.label)}**; it loads the model, then the curve starts moving.",
-            gr.update(choices=run_choices(ws), value=str(run.id)))
+        return {w.message: error_markdown(exc)}
+    return {w.message: f"Launched **{html.escape(run.label)}**; it loads the model, then the curve starts moving.",
+            **run_pickers(ws, w, data, pick=str(run.id))}
 
 
-def stop(ws, run_id) -> str:
+# -- handlers: runs -------------------------------------------------------------------------------
+
+def stop(ws, w: TrainWidgets, data: dict) -> dict:
+    """Ask the chosen run to save a checkpoint and stop."""
     try:
-        run = R.request_stop(ws, run_id or "")
+        run = R.request_stop(ws, data[w.selected] or "")
     except TuneloopError as exc:
-        return error_markdown(exc)
-    return f"Stop requested for {html.escape(run.label)}: it saves a checkpoint at the end of this step."
+        return {w.message: error_markdown(exc)}
+    return {w.message: f"Stop requested for {html.escape(run.label)}: it saves a checkpoint at the end of this step.",
+            **run_pickers(ws, w, data)}
 
 
-def resume(ws, run_id) -> str:
+def resume(ws, w: TrainWidgets, data: dict) -> dict:
+    """Continue the chosen (stopped or failed) run from its last checkpoint."""
     try:
-        run = R.resume_run(ws, run_id or "")
+        run = R.resume_run(ws, data[w.selected] or "")
     except TuneloopError as exc:
-        return error_markdown(exc)
+        return {w.message: error_markdown(exc)}
     ckpt = R.last_checkpoint(run)
-    return f"Resumed {html.escape(run.label)} from {ckpt.name if ckpt else 'the start'}."
+    return {w.message: f"Resumed {html.escape(run.label)} from {ckpt.name if ckpt else 'the start'}.",
+            **run_pickers(ws, w, data)}
 
 
-def poll(ws, run_id, seen) -> tuple:
-    """(status, curve, runs table, run picker, compare picker, run ids seen): the selected run (or a running
-    one) as it stands; the pickers change only when the runs do."""
-    choices = run_choices(ws)
+def poll(ws, w: TrainWidgets, data: dict) -> dict:
+    """The chosen run (with none chosen, a running or the newest one) as it stands: status, curve, the runs
+    table. The run pickers are re-read when a run has come, gone or changed its status since the last poll
+    (so a finished run no longer says running), and left alone otherwise (an open dropdown stays open)."""
+    chosen = data[w.selected]
     run = None
-    if run_id:
+    if chosen:
         try:
-            run = R.get_run_status(ws, run_id)
+            run = R.get_run_status(ws, chosen)
         except TuneloopError:
             run = None
-    if run is None and not run_id:
+    else:
         picked = default_run(ws)
         run = R.get_run_status(ws, picked) if picked else None
-    changed = [c[1] for c in choices] != seen
-    pick_update = gr.update(choices=choices, value=str(run.id) if run else None) if changed or (
-        run and not run_id) else gr.update()
-    compare_update = gr.update(choices=choices) if changed else gr.update()
-    return (status_html(run), curves_frame([run] if run else []), runs_table(R.list_runs(ws)),
-            pick_update, compare_update, [c[1] for c in choices])
+    out = {w.status: status_html(run), w.curve: curves_frame([run] if run else []),
+           w.table: runs_table(R.list_runs(ws))}
+    if [list(c) for c in run_choices(ws)] != [list(c) for c in data[w.seen] or []] or (run and not chosen):
+        out.update(run_pickers(ws, w, data, pick=str(run.id) if run and not chosen else None))
+    return out
 
 
-def compare(ws, run_ids) -> tuple:
-    """(overlaid curves, what differs, message) for two or more runs."""
+def compare(ws, w: TrainWidgets, data: dict) -> dict:
+    """The chosen runs' curves overlaid, and what differs between their configs."""
+    run_ids = data[w.compare_pick]
     if not run_ids or len(run_ids) < 2:
-        return gr.update(), gr.update(), "Choose two or more runs to compare."
+        return {w.message: "Choose two or more runs to compare."}
     runs = [R.get_run(ws, rid) for rid in run_ids]
     headers, rows = config_diff(runs)
-    return (curves_frame(runs), gr.update(value=pd.DataFrame(rows, columns=headers)),
-            "" if rows else "These runs have the same config.")
+    return {w.compare_plot: curves_frame(runs), w.compare_diff: pd.DataFrame(rows, columns=headers),
+            w.message: "" if rows else "These runs have the same config."}
 
 
-def export(ws, run_id, kind) -> tuple:
-    """(message, download) for a run exported as an adapter folder, a merged model or an archive."""
+def export(ws, w: TrainWidgets, data: dict) -> dict:
+    """The chosen run exported as an adapter folder, a merged model or a downloadable archive."""
     from training.export import export_run
+    run_id, kind = data[w.selected], data[w.export_kind]
+    hidden = gr.update(visible=False)
     if not run_id:
-        return "Choose a run first.", gr.update(visible=False)
+        return {w.export_msg: "Choose a run first.", w.export_file: hidden}
     try:
         run = R.get_run(ws, run_id)
         if kind == "archive":
@@ -193,11 +323,14 @@ def export(ws, run_id, kind) -> tuple:
             out = run.run_dir / (f"export-{kind}" + (f"-{stamp}" if stamp else ""))
         path = export_run(ws, run.id, kind, out)
     except TuneloopError as exc:
-        return error_markdown(exc), gr.update(visible=False)
+        return {w.export_msg: error_markdown(exc), w.export_file: hidden}
     if kind == "archive":
-        return f"Archive of {html.escape(run.label)} ready.", gr.update(value=str(path), visible=True)
-    return f"{kind.capitalize()} written to `{path}`.", gr.update(visible=False)
+        return {w.export_msg: f"Archive of {html.escape(run.label)} ready.",
+                w.export_file: gr.update(value=str(path), visible=True)}
+    return {w.export_msg: f"{kind.capitalize()} written to `{path}`.", w.export_file: hidden}
 
+
+# -- handlers: template preview -------------------------------------------------------------------
 
 @lru_cache(maxsize=2)
 def _tokenizer(model: str, root: str):
@@ -217,144 +350,64 @@ def split_records(ws, version) -> list:
     return records
 
 
-def template_preview(ws, version, model_name, length, rid) -> tuple:
-    """(counts, highlighted text): one record rendered with the base model's chat template, the tokens
-    training learns from marked, those past the sequence length marked as cut off."""
+def template_preview(ws, w: TrainWidgets, data: dict) -> dict:
+    """One record of the split rendered with the base model's chat template: the tokens training learns from
+    marked, those past the sequence length marked as cut off, and the counts."""
+    version, rid = data[w.split], data[w.record_id]
     try:
         records = split_records(ws, version)
         record = (next((r for r in records if r.id == rid.strip()), None) if rid and rid.strip()
                   else next((r for r in records if r.split == "test"), records[0]))
         if record is None:
             raise TuneloopError(f"there is no record '{rid}' in {version}")
-        tokenizer, name = _tokenizer((model_name or "").strip() or "default", str(ws.root))
-        preview = preview_record(tokenizer, record, int(length or default_sequence_len()))
+        tokenizer, name = _tokenizer((data[w.base_model] or "").strip() or "default", str(ws.root))
+        preview = preview_record(tokenizer, record, int(data[w.seq_len] or default_sequence_len()))
     except Exception as exc:
-        return error_markdown(exc), gr.update()
+        return {w.preview_md: error_markdown(exc)}
     counts = preview.counts()
     md = (f"**{record.id}** ({record.split}) rendered for **{name}**: {counts['tokens']} tokens, "
           f"**{counts['trained']} trained** (assistant turns), {counts['context']} context"
           + (f", ⚠️ {counts['cut off']} cut off past {preview.sequence_len}" if counts["cut off"] else ""))
-    return md, [(text, kind) for text, kind in preview.segments]
+    return {w.preview_md: md, w.preview_hl: [(text, kind) for text, kind in preview.segments]}
 
 
-def token_lengths(ws, version, model_name, length, progress=gr.Progress()) -> tuple:
-    """(summary, histogram) of the split's conversations in tokens, against the sequence length."""
+def token_lengths(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> dict:
+    """The split's conversations in tokens against the sequence length: a summary and a histogram."""
     try:
-        records = split_records(ws, version)
-        tokenizer, name = _tokenizer((model_name or "").strip() or "default", str(ws.root))
-        stats = token_length_stats(tokenizer, records, int(length or default_sequence_len()),
+        records = split_records(ws, data[w.split])
+        tokenizer, name = _tokenizer((data[w.base_model] or "").strip() or "default", str(ws.root))
+        stats = token_length_stats(tokenizer, records, int(data[w.seq_len] or default_sequence_len()),
                                    progress=lambda f, d: progress(f, desc=d))
     except Exception as exc:
-        return error_markdown(exc), gr.update()
+        return {w.tokens_md: error_markdown(exc)}
     s = stats.summary()
     md = (f"{s['records']:,} conversations for **{name}**: median {s['median']} tokens, p95 {s['p95']}, "
           f"max {s['max']}; **{s['cut off']} ({s['cut off %']}%) longer than the sequence length "
           f"{s['sequence length']}** (red: their ends are cut off in training)")
-    return md, pd.DataFrame(stats.histogram())
+    return {w.tokens_md: md, w.tokens_plot: pd.DataFrame(stats.histogram())}
 
 
-# -- wiring -----------------------------------------------------------------------------------------
+# -- wiring ---------------------------------------------------------------------------------------
 
-def build_train_tab(ws) -> None:
-    """The Train tab, inside the caller's Blocks."""
-    fields = form_fields()
-    first_preset = next(iter(PRESETS))
-    start = preset_config(first_preset)
-    quiet = dict(api_name=False)
-    with gr.Tab("Train", id="train") as tab:
-        gr.Markdown(INTRO)
-        with gr.Row():
-            split = version_picker(ws, "Split (dataset version with train/val/test)", splits_only=True,
-                                   elem_id="train-split", scale=2)
-            base_model = gr.Textbox(value="default", label="Base model ('default', a folder, a .gguf file or a hub id)",
-                                    elem_id="train-base-model", scale=2)
-            preset = gr.Dropdown(list(PRESETS), value=first_preset, label="Preset", elem_id="train-preset", scale=1)
-            refresh_splits = gr.Button("↻ splits", scale=0, size="sm")
-        with gr.Accordion("Config (axolotl-style keys)", open=False):
-            widgets = []
-            for chunk in range(0, len(fields), 4):
-                with gr.Row():
-                    for f in fields[chunk:chunk + 4]:
-                        widgets.append(_field_widget(f, getattr(start, f.name)))
-        with gr.Accordion("Template preview: what the base model sees, and what it learns from", open=False):
-            with gr.Row():
-                seq_len = gr.Number(value=default_sequence_len(), precision=0, minimum=16,
-                                    label="Sequence length (tokens; training cuts there)", elem_id="train-preview-len")
-                record_id = gr.Textbox(label="Record id (empty: the first test record)", elem_id="train-record")
-                preview_btn = gr.Button("Preview", elem_id="train-preview-btn")
-                lengths_btn = gr.Button("Token lengths of the split", elem_id="train-lengths-btn")
-            preview_md = gr.Markdown(elem_id="train-preview-counts")
-            preview_hl = gr.HighlightedText(label="Exactly what the model sees (green: trained on)",
-                                            color_map=COLORS, show_legend=True, combine_adjacent=True,
-                                            elem_id="train-preview")
-            tokens_md = gr.Markdown(elem_id="train-lengths")
-            tokens_plot = gr.BarPlot(x="tokens", y="records", color="part", title="Tokens per conversation",
-                                     color_map={"fits": "#2563eb", CUT: "#f87171"}, x_title="tokens (bin start)")
-        with gr.Row():
-            run_name = gr.Textbox(label="Run name (optional)", elem_id="train-run-name", scale=3)
-            preflight_btn = gr.Button("Preflight", elem_id="train-preflight-btn", scale=1)
-            launch_btn = gr.Button("Launch", variant="primary", elem_id="train-launch-btn", scale=1)
-        message = gr.Markdown(elem_id="train-message")
-        preflight_md = gr.Markdown(elem_id="train-preflight")
-        example = gr.HighlightedText(label="One training example: green is what the loss sees", visible=False,
-                                     color_map={"trained": "#86efac"}, combine_adjacent=True, elem_id="train-example")
+def build_train_tab(ws) -> TrainWidgets:
+    """The Train tab inside the caller's Blocks: ``layout``'s widgets wired to the handlers above."""
+    w = layout(ws)
 
-        gr.Markdown("### Runs")
-        with gr.Row():
-            selected = run_picker(ws, "Run", elem_id="train-run", scale=3)
-            stop_btn = gr.Button("Stop (checkpoint, then stop)", elem_id="train-stop-btn", scale=1)
-            resume_btn = gr.Button("Resume from last checkpoint", elem_id="train-resume-btn", scale=1)
-        status = gr.HTML(status_html(None), elem_id="train-status")
-        curve = gr.LinePlot(curves_frame([]), x="step", y="loss", color="series", title="Loss", elem_id="train-curve")
-        table = gr.Dataframe(headers=RUN_HEADERS, value=runs_table(R.list_runs(ws)), interactive=False,
-                             label="All runs", elem_id="train-runs")
-        with gr.Accordion("Compare runs", open=False):
-            with gr.Row():
-                compare_pick = run_picker(ws, "Runs to compare (two or more)", multiselect=True,
-                                          elem_id="train-compare-runs", scale=3)
-                compare_btn = gr.Button("Compare", elem_id="train-compare-btn", scale=1)
-            compare_plot = gr.LinePlot(curves_frame([]), x="step", y="loss", color="series", title="Loss, overlaid",
-                                       elem_id="train-compare-plot")
-            compare_diff = gr.Dataframe(label="What differs", interactive=False, elem_id="train-compare-diff")
-        with gr.Accordion("Export", open=False):
-            with gr.Row():
-                export_kind = gr.Radio(["adapter", "merged", "archive"], value="archive", elem_id="train-export-kind",
-                                       label="adapter: PEFT folder (PeftModel, vLLM, TGI) · merged: full model "
-                                             "folder · archive: .tar.gz download")
-                export_btn = gr.Button("Export selected run", elem_id="train-export-btn")
-            export_msg = gr.Markdown(elem_id="train-export-msg")
-            export_file = gr.File(label="Download", visible=False, elem_id="train-export-file")
-        timer = gr.Timer(POLL_SECONDS)
-        choices_seen = gr.State([])
+    def on(event, handler, inputs, outputs, **kw):
+        return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
 
-    inputs = [split, base_model, *widgets]
-    splits_refresh = refresh_on_select(tab, ws, [split])
-    refresh_splits.click(splits_refresh, [split], [split], **quiet)
-    preset.change(apply_preset, [preset], widgets, **quiet)
-    preflight_btn.click(bind(run_preflight, ws), inputs, [message, preflight_md, example], **quiet)
-    launch_btn.click(bind(launch, ws), [split, base_model, run_name, *widgets], [message, selected], **quiet)
-    stop_btn.click(bind(stop, ws), [selected], [message], **quiet)
-    resume_btn.click(bind(resume, ws), [selected], [message], **quiet)
-    refresh_outputs = [status, curve, table, selected, compare_pick, choices_seen]
-    timer.tick(bind(poll, ws), [selected, choices_seen], refresh_outputs, show_progress="hidden", **quiet)
-    selected.change(bind(poll, ws), [selected, choices_seen], refresh_outputs, show_progress="hidden", **quiet)
-    compare_btn.click(bind(compare, ws), [compare_pick], [compare_plot, compare_diff, message], **quiet)
-    export_btn.click(bind(export, ws), [selected, export_kind], [export_msg, export_file], **quiet)
-    preview_btn.click(bind(template_preview, ws), [split, base_model, seq_len, record_id], [preview_md, preview_hl],
-                      **quiet)
-    lengths_btn.click(bind(token_lengths, ws), [split, base_model, seq_len], [tokens_md, tokens_plot], **quiet)
-
-
-def _field_widget(f, value):
-    meta = f.metadata
-    label = f"{f.name}"
-    common = {"label": label, "info": meta.get("help"), "elem_id": f"train-cfg-{f.name}"}
-    if isinstance(value, bool):
-        return gr.Checkbox(value=value, **common)
-    if "choices" in meta:
-        return gr.Dropdown(list(meta["choices"]), value=value, **common)
-    if isinstance(value, int):
-        return gr.Number(value=value, precision=0, **common)
-    if isinstance(value, float):
-        return gr.Number(value=value, **common)
-    return gr.Textbox(value=json.dumps(value) if not isinstance(value, str) else value, **common)
+    on(w.tab.select, show_tab, {w.split, *w.run_pickers}, [w.split, *w.run_pickers], show_progress="hidden")
+    on(w.refresh_splits.click, split_picker, {w.split}, [w.split])
+    on(w.preset.change, apply_preset, {w.preset}, list(w.form.values()))
+    on(w.preflight_btn.click, run_preflight, w.config, [w.message, w.preflight_md, w.example])
+    on(w.launch_btn.click, launch, {*w.config, w.run_name, *w.run_pickers}, [w.message, *w.run_pickers])
+    on(w.stop_btn.click, stop, set(w.run_pickers), [w.message, *w.run_pickers])
+    on(w.resume_btn.click, resume, set(w.run_pickers), [w.message, *w.run_pickers])
+    for event in (w.timer.tick, w.selected.change):
+        on(event, poll, set(w.run_pickers), w.polled, show_progress="hidden")
+    on(w.compare_btn.click, compare, {w.compare_pick}, [w.compare_plot, w.compare_diff, w.message])
+    on(w.export_btn.click, export, {w.selected, w.export_kind}, [w.export_msg, w.export_file])
+    on(w.preview_btn.click, template_preview, {w.split, w.base_model, w.seq_len, w.record_id},
+       [w.preview_md, w.preview_hl])
+    on(w.lengths_btn.click, token_lengths, {w.split, w.base_model, w.seq_len}, [w.tokens_md, w.tokens_plot])
+    return w

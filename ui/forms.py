@@ -30,10 +30,11 @@ def _value_for_form(kind, value: Any) -> Any:
     return value
 
 
-def option_component(cls: type, f: dataclasses.Field, value: Any, **kw: Any) -> gr.components.Component:
-    """The component for field ``f`` of ``cls``, showing ``value``."""
+def option_component(cls: type, f: dataclasses.Field, value: Any, *, as_keys: bool = False,
+                     **kw: Any) -> gr.components.Component:
+    """The component for field ``f`` of ``cls``, showing ``value`` (``as_keys``: see ``options_form``)."""
     kind, meta = field_kind(cls, f), f.metadata
-    kw = {"label": label_of(f), "info": meta["help"], **kw}
+    kw = {"label": f.name if as_keys else label_of(f), "info": meta["help"], **kw}
     value = _value_for_form(kind, value)
     if "choices" in meta:
         if kind.is_sequence:
@@ -42,6 +43,8 @@ def option_component(cls: type, f: dataclasses.Field, value: Any, **kw: Any) -> 
     if kind.base is bool:
         return gr.Checkbox(value=bool(value), **kw)
     if kind.base in (int, float) and not kind.is_sequence:
+        if as_keys and not kind.optional:
+            return gr.Number(value=value, precision=0 if kind.base is int else None, **kw)
         if "min" in meta and "max" in meta and not kind.optional:
             step = meta.get("step", 1 if kind.base is int else (meta["max"] - meta["min"]) / 20)
             return gr.Slider(meta["min"], meta["max"], value=value, step=step, **kw)
@@ -54,11 +57,14 @@ def option_component(cls: type, f: dataclasses.Field, value: Any, **kw: Any) -> 
 
 
 def options_form(cls: type, defaults: Any = None, *, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
-                 elem_prefix: str | None = None) -> dict[str, gr.components.Component]:
+                 elem_prefix: str | None = None, as_keys: bool = False) -> dict[str, gr.components.Component]:
     """One component per field of ``cls`` (showing ``defaults``, else the class defaults), in field order,
     created in the current Blocks context. With ``only`` just those fields; fields in ``skip`` and lists of
     nested options are left to the caller. With ``elem_prefix`` each component gets ``elem_id``
-    ``{prefix}-{field-name}``."""
+    ``{prefix}-{field-name}``. With ``as_keys`` the form speaks the YAML's keys (a config edited key by key):
+    labels and elem ids (``{prefix}-{field_name}``) are the field names as written, and numbers are plain
+    boxes without slider steps or bounds, so that any value (a learning rate of 2e-4) can be typed and one
+    out of range reaches validation, which names its key."""
     defaults = defaults if defaults is not None else cls()
     form = {}
     for f in options_fields(cls):
@@ -66,8 +72,9 @@ def options_form(cls: type, defaults: Any = None, *, skip: tuple[str, ...] = (),
         if f.name in skip or (only is not None and f.name not in only) or (
                 kind.is_sequence and dataclasses.is_dataclass(kind.item)):
             continue
-        kw = {"elem_id": f"{elem_prefix}-{f.name.replace('_', '-')}"} if elem_prefix else {}
-        form[f.name] = option_component(cls, f, getattr(defaults, f.name), **kw)
+        name = f.name if as_keys else f.name.replace("_", "-")
+        kw = {"elem_id": f"{elem_prefix}-{name}"} if elem_prefix else {}
+        form[f.name] = option_component(cls, f, getattr(defaults, f.name), as_keys=as_keys, **kw)
     return form
 
 
