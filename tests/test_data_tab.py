@@ -35,22 +35,29 @@ def test_data_handlers_import_roll_back_and_move_every_picker_to_the_current_ver
     import gradio as gr
 
     from curation.ui import data
-    from ui.kit import version_picker
+    from tests.tab_page import page
 
     with gr.Blocks():
-        pickers = [version_picker(ws, "Version") for _ in range(2)]
+        with gr.Tabs():
+            w = data.build(ws)
+    quiet = dict(progress=lambda *a, **k: None)
     first = write_jsonl(tmp_path / "a.jsonl", [chat(f"question {i}", f"answer {i}") for i in range(3)])
     second = write_jsonl(tmp_path / "b.jsonl", [chat("refund please", "done")])
-    out = data.import_records(ws, pickers, None, str(first), "auto", "", False, progress=lambda *a, **k: None)
-    assert "Imported **3 records**" in out[0] and "Current version: v1" in out[2]
-    data.import_records(ws, pickers, None, str(second), "auto", "", True, progress=lambda *a, **k: None)
-    back = data.roll_back(ws, pickers, "v1")
-    assert "**v1** is now the current version" in back[0]
-    assert [u["value"] for u in back[3:]] == ["v1", "v1"]
-    assert back[3]["choices"][-1][0].startswith("v1 (current)")
-    info, rows, _ = data.browse(ws, "v2", "refund", 1)
-    assert info.startswith("1 records match “refund”") and rows[0][2] == "refund please"
-    summary, changes = data.compare(ws, "v1", "v2")
-    assert "1 added" in summary and changes[0][0] == "added"
-    failed = data.import_records(ws, pickers, None, "", "auto", "", False, progress=lambda *a, **k: None)
-    assert "choose a file to upload" in failed[0]
+    previewed = data.preview_file(ws, w, page(w, path_box=str(first)))
+    assert "Detected format **messages**" in previewed[w.status] and len(previewed[w.preview]) == 3
+    out = data.import_records(ws, w, page(w, path_box=str(first)), **quiet)
+    assert "Imported **3 records**" in out[w.status] and "Current version: v1" in out[w.lineage]
+    appended = data.import_records(ws, w, page(w, path_box=str(second), append=True), **quiet)
+    assert "**Current version: v2** (4 records" in appended[w.lineage]
+    back = data.roll_back(ws, w, page(w, rollback_pick="v1"))
+    assert "**v1** is now the current version" in back[w.rollback_status]
+    assert [back[p]["value"] for p in w.pickers] == ["v1"] * len(w.pickers)
+    assert back[w.rollback_pick]["choices"][-1][0].startswith("v1 (current)")
+    assert back[w.table][0][1] == "v2" and back[w.table][1][0] == "●"
+    shown = data.browse(ws, w, page(w, browse_pick="v2", search="refund", page_no=1))
+    assert shown[w.browse_info].startswith("1 records match “refund”") and shown[w.records_df][0][2] == "refund please"
+    diff = data.compare(ws, w, page(w, diff_a="v1", diff_b="v2"))
+    assert "1 added" in diff[w.diff_summary] and diff[w.diff_df][0][0] == "added"
+    failed = data.import_records(ws, w, page(w), **quiet)
+    assert "choose a file to upload" in failed[w.status] and w.preview not in failed
+    assert failed[w.rollback_pick]["value"] == "v1"

@@ -1,11 +1,15 @@
 """The Data tab: import a file, see the versions as a lineage, browse, compare, export, roll back.
 
-Module-level handlers (they take the workspace and return the outputs) and presenters; ``build`` only
-creates the widgets and wires them."""
+In the house pattern (see ``curation.ui.review``): ``layout`` creates the widgets (a ``DataWidgets``), the
+module-level handlers take the workspace, the widgets and the values the page sent and return a dict keyed
+by component, the presenters (``lineage_markdown``, ``versions_table``) are plain functions, and ``build``
+only wires them with ``ui.kit.bind``. The work is ``curation.data`` (formats, imports, versions)."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -23,7 +27,10 @@ dataset folder). **Every change makes a new version; nothing is ever overwritten
 be traced back to the exact data it saw, and you can roll back at any time."""
 
 
+# -- presenters -----------------------------------------------------------------------------------
+
 def lineage_markdown(ws) -> str:
+    """The current version and the steps that made it, oldest first."""
     current = V.current_version(ws)
     if current is None:
         return "_No dataset yet. Import a file above to create version v1._"
@@ -33,6 +40,7 @@ def lineage_markdown(ws) -> str:
 
 
 def versions_table(ws) -> list[list]:
+    """Every version as a row of the versions table (``VERSION_HEADERS``), newest first, the current one marked."""
     current = V.current_version(ws)
     rows = []
     for v in reversed(V.list_versions(ws)):
@@ -47,6 +55,102 @@ def versions_table(ws) -> list[list]:
 VERSION_HEADERS = ["current", "version", "parent", "step", "records", "counts", "parameters", "created (UTC)", "hash"]
 
 
+# -- widgets --------------------------------------------------------------------------------------
+
+class DataWidgets(SimpleNamespace):
+    """The Data tab's components by name (``layout`` fills it), and the groups the handlers read and write."""
+
+    @property
+    def pickers(self) -> list:
+        """Every version picker of the tab."""
+        return [self.rollback_pick, self.browse_pick, self.diff_a, self.diff_b, self.export_pick]
+
+    @property
+    def source(self) -> set:
+        """What says which file to read and how."""
+        return {self.upload, self.path_box, self.fmt, self.columns}
+
+    @property
+    def changed(self) -> list:
+        """What a new current version changes: the lineage, the versions table and every picker."""
+        return [self.lineage, self.table, *self.pickers]
+
+    @property
+    def browsing(self) -> list:
+        return [self.browse_info, self.records_df, self.page_no]
+
+
+def layout(ws) -> DataWidgets:
+    """The Data tab's widgets, inside the caller's Blocks; nothing is wired yet."""
+    w = DataWidgets()
+    with gr.Tab("Data", id="data") as w.tab:
+        gr.Markdown(INTRO)
+        w.lineage = gr.Markdown(lineage_markdown(ws), elem_id="data-lineage")
+        with gr.Tabs():
+            with gr.Tab("Import"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        w.upload = gr.File(label="File to import (.jsonl, .json, .csv, .tsv, .parquet)",
+                                           file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"],
+                                           elem_id="data-upload")
+                        w.path_box = gr.Textbox(label="…or a path on the server (file, or a Hugging Face dataset folder)",
+                                                placeholder="/data/tickets.jsonl", elem_id="data-path")
+                    with gr.Column(scale=1):
+                        w.fmt = gr.Dropdown(["auto"] + list(FORMATS), value="auto", label="Format",
+                                            info="auto detects it from the first record")
+                        w.columns = gr.Textbox(label="CSV columns (optional)",
+                                               placeholder="prompt=question,completion=answer,id=ticket",
+                                               info="which columns hold the question, the answer, the id")
+                        w.append = gr.Checkbox(label="Add to the current version", value=False,
+                                               info="off: the file starts a new dataset lineage")
+                with gr.Row():
+                    w.preview_btn = gr.Button("Preview", elem_id="data-preview-btn")
+                    w.import_btn = gr.Button("Import", variant="primary", elem_id="data-import-btn")
+                w.status = gr.Markdown(elem_id="data-import-status")
+                w.preview = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True,
+                                         label="Preview: the first records as they will be imported")
+            with gr.Tab("Versions"):
+                gr.Markdown("Every version, newest first. **Roll back** makes an older version the current one: "
+                            "every step (scrubbing, dedup, splits, training) then starts from it. Nothing is deleted.")
+                w.table = gr.Dataframe(headers=VERSION_HEADERS, value=versions_table(ws), interactive=False,
+                                       wrap=True, elem_id="data-versions")
+                with gr.Row():
+                    w.rollback_pick = version_picker(ws, "Version")
+                    w.rollback_btn = gr.Button("Make this the current version (roll back)", elem_id="data-rollback-btn")
+                w.rollback_status = gr.Markdown()
+            with gr.Tab("Browse") as w.browse_tab:
+                with gr.Row():
+                    w.browse_pick = version_picker(ws, "Version")
+                    w.search = gr.Textbox(label="Search (all words, in text, id and meta)", placeholder="refund ORD-")
+                    w.page_no = gr.Number(label="Page", value=1, minimum=1, precision=0)
+                w.browse_info = gr.Markdown()
+                w.records_df = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True,
+                                            elem_id="data-records")
+                gr.Markdown("Click a row to read the whole conversation.")
+                with gr.Row():
+                    w.convo = gr.Chatbot(label="Conversation", height=360)
+                    w.meta_json = gr.JSON(label="Record id and meta")
+            with gr.Tab("Compare versions"):
+                with gr.Row():
+                    w.diff_a = version_picker(ws, "From (older)", value=None)
+                    w.diff_b = version_picker(ws, "To (newer)")
+                    w.diff_btn = gr.Button("Compare")
+                w.diff_summary = gr.Markdown()
+                w.diff_df = gr.Dataframe(headers=["change", "id", "before", "after"], interactive=False, wrap=True)
+            with gr.Tab("Export"):
+                gr.Markdown("Download a version: **JSONL** (one record per line), **Parquet**, or a zipped "
+                            "**Hugging Face dataset** folder (one split per key when the version has splits).")
+                with gr.Row():
+                    w.export_pick = version_picker(ws, "Version")
+                    w.export_fmt = gr.Radio(["jsonl", "parquet", "hf"], value="jsonl", label="Format")
+                    w.export_btn = gr.Button("Export")
+                w.export_file = gr.File(label="Download", interactive=False)
+                w.export_status = gr.Markdown()
+    return w
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
 def source_of(file, path) -> Path:
     """The file to read: the upload, else the path typed on the server."""
     if file is not None:
@@ -56,194 +160,145 @@ def source_of(file, path) -> Path:
     raise TuneloopError("choose a file to upload, or type a path on the server")
 
 
-def after_change(ws, pickers: list) -> list:
+def after_change(ws, w: DataWidgets) -> dict:
     """The lineage, the versions table and every picker on the (new) current version."""
-    return [lineage_markdown(ws), versions_table(ws)] + [
-        gr.update(choices=p.tuneloop_choices(), value=p.tuneloop_default()) for p in pickers]
+    return {w.lineage: lineage_markdown(ws), w.table: versions_table(ws),
+            **{p: gr.update(choices=p.tuneloop_choices(), value=p.tuneloop_default()) for p in w.pickers}}
 
 
-def preview_file(file, path, fmt_value, columns_value) -> tuple:
-    """(message, rows): the first records of a file as they would be imported."""
+def _format(value) -> str | None:
+    """The format the Format dropdown names (None: detect it)."""
+    return None if value == "auto" else value
+
+
+def preview_file(ws, w: DataWidgets, data: dict) -> dict:
+    """The first records of the file as they would be imported, and the format detected."""
     try:
-        src = source_of(file, path)
-        result = read_records(src, format=None if fmt_value == "auto" else fmt_value,
-                              column_map=parse_column_map(columns_value), limit=20)
+        result = read_records(source_of(data[w.upload], data[w.path_box]), format=_format(data[w.fmt]),
+                              column_map=parse_column_map(data[w.columns]), limit=20)
     except Exception as exc:
-        return error_markdown(exc), []
-    warn = "".join(f"\n- ⚠️ {w}" for w in result.warnings[:10])
-    return (f"Detected format **{result.format}**; showing the first {len(result.records)} records. "
-            f"Press **Import** to check the whole file and store it.{warn}"), record_rows(result.records)
+        return {w.status: error_markdown(exc), w.preview: []}
+    warn = "".join(f"\n- ⚠️ {msg}" for msg in result.warnings[:10])
+    return {w.status: f"Detected format **{result.format}**; showing the first {len(result.records)} records. "
+                      f"Press **Import** to check the whole file and store it.{warn}",
+            w.preview: record_rows(result.records)}
 
 
-def import_records(ws, pickers, file, path, fmt_value, columns_value, append_value, progress=gr.Progress()) -> list:
-    """Import the file as a new current version: (message, its first rows, then ``after_change``)."""
+def import_records(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
+    """Import the file as a new current version; its first rows are shown and every picker moves to it."""
+    file = data[w.upload]
     try:
-        src = source_of(file, path)
+        src = source_of(file, data[w.path_box])
         progress(0, desc="reading the file")
         version, result = import_file(
-            ws, src, format=None if fmt_value == "auto" else fmt_value,
-            column_map=parse_column_map(columns_value), append=append_value,
-            progress=lambda f, text: progress(f, desc=text),
-            display_name=getattr(file, "orig_name", None) or (Path(src).name if src else None))
+            ws, src, format=_format(data[w.fmt]), column_map=parse_column_map(data[w.columns]),
+            append=data[w.append], progress=lambda f, text: progress(f, desc=text),
+            display_name=getattr(file, "orig_name", None) or src.name)
     except Exception as exc:
-        return [error_markdown(exc), gr.update()] + after_change(ws, pickers)
-    warn = "".join(f"\n- ⚠️ {w}" for w in result.warnings[:10])
+        return {w.status: error_markdown(exc), **after_change(ws, w)}
+    warn = "".join(f"\n- ⚠️ {msg}" for msg in result.warnings[:10])
     more = f"\n- … and {len(result.warnings) - 10} more warnings" if len(result.warnings) > 10 else ""
-    msg = (f"✅ Imported **{len(result.records):,} records** ({result.format}) as **{version.name}**, "
-           f"now the current version.{warn}{more}")
-    return [msg, record_rows(result.records[:20])] + after_change(ws, pickers)
+    return {w.status: f"✅ Imported **{len(result.records):,} records** ({result.format}) as **{version.name}**, "
+                      f"now the current version.{warn}{more}",
+            w.preview: record_rows(result.records[:20]), **after_change(ws, w)}
 
 
-def roll_back(ws, pickers, version) -> list:
-    """Make ``version`` the current one: (message, then ``after_change``)."""
+def roll_back(ws, w: DataWidgets, data: dict) -> dict:
+    """Make the chosen version the current one; every picker moves to it."""
     try:
-        v = V.set_current(ws, version)
+        v = V.set_current(ws, data[w.rollback_pick])
     except Exception as exc:
-        return [error_markdown(exc)] + after_change(ws, pickers)
-    return [f"✅ **{v.name}** is now the current version."] + after_change(ws, pickers)
+        return {w.rollback_status: error_markdown(exc), **after_change(ws, w)}
+    return {w.rollback_status: f"✅ **{v.name}** is now the current version.", **after_change(ws, w)}
 
 
-def browse(ws, version, query, page_no) -> tuple:
-    """(what is shown, one page of matching records, the page number within its range)."""
+def browse(ws, w: DataWidgets, data: dict) -> dict:
+    """One page of the chosen version's records that match the search, and what is shown."""
+    version, query = data[w.browse_pick], data[w.search] or ""
     if not version:
-        return "_No dataset yet._", [], gr.update()
+        return {w.browse_info: "_No dataset yet._", w.records_df: []}
     try:
-        found = V.search_records(V.load_records(ws, version), query or "")
+        found = V.search_records(V.load_records(ws, version), query)
     except Exception as exc:
-        return error_markdown(exc), [], gr.update()
+        return {w.browse_info: error_markdown(exc), w.records_df: []}
     pages = max(1, -(-len(found) // PAGE_SIZE))
-    page_no = min(max(1, int(page_no or 1)), pages)
+    page_no = min(max(1, int(data[w.page_no] or 1)), pages)
     start = (page_no - 1) * PAGE_SIZE
     info = f"{len(found):,} records" + (f" match “{query}”" if query else "") + f" · page {page_no} of {pages}"
-    return info, record_rows(found[start:start + PAGE_SIZE]), gr.update(value=page_no, maximum=pages)
+    return {w.browse_info: info, w.records_df: record_rows(found[start:start + PAGE_SIZE]),
+            w.page_no: gr.update(value=page_no, maximum=pages)}
 
 
-def show_record(ws, version, evt: gr.SelectData) -> tuple:
-    """(conversation, id and meta) of the clicked record."""
+def show_record(ws, w: DataWidgets, data: dict, evt: gr.SelectData) -> dict:
+    """The clicked record's whole conversation, its id and meta."""
+    version = data[w.browse_pick]
     rid = evt.row_value[0] if evt.row_value else None
     rec = next((r for r in V.load_records(ws, version) if r.id == rid), None) if version and rid else None
     if rec is None:
-        return [], None
-    return chat_messages(rec), {"id": rec.id, **rec.meta}
+        return {w.convo: [], w.meta_json: None}
+    return {w.convo: chat_messages(rec), w.meta_json: {"id": rec.id, **rec.meta}}
 
 
-def compare(ws, a, b) -> tuple:
-    """(summary, up to 50 examples of each change) between two versions."""
+def compare(ws, w: DataWidgets, data: dict) -> dict:
+    """What changed between the two chosen versions, with up to 50 examples of each change."""
+    a, b = data[w.diff_a], data[w.diff_b]
     if not a or not b:
-        return "Choose two versions.", []
+        return {w.diff_summary: "Choose two versions.", w.diff_df: []}
     try:
         d = V.diff_versions(ws, a, b)
     except Exception as exc:
-        return error_markdown(exc), []
+        return {w.diff_summary: error_markdown(exc), w.diff_df: []}
     s = d.summary()
     rows = [["added", r.id, "", r.text()[:300]] for r in d.added[:50]]
     rows += [["removed", r.id, r.text()[:300], ""] for r in d.removed[:50]]
     rows += [["changed", new.id, old.text()[:300], new.text()[:300]] for old, new in d.changed[:50]]
-    return (f"**v{d.a} → v{d.b}**: {s['added']:,} added · {s['removed']:,} removed · "
-            f"{s['changed']:,} changed · {s['unchanged']:,} unchanged (up to 50 examples of each below)"), rows
+    return {w.diff_summary: f"**v{d.a} → v{d.b}**: {s['added']:,} added · {s['removed']:,} removed · "
+                            f"{s['changed']:,} changed · {s['unchanged']:,} unchanged (up to 50 examples of each below)",
+            w.diff_df: rows}
 
 
-def export(ws, version, fmt_value, progress=gr.Progress()) -> tuple:
-    """(download, message): a version written as JSONL, Parquet or a zipped Hugging Face dataset folder."""
+def export(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
+    """The chosen version written as JSONL, Parquet or a zipped Hugging Face dataset folder, to download."""
+    version, fmt = data[w.export_pick], data[w.export_fmt]
     if not version:
-        return None, "Choose a version."
+        return {w.export_file: None, w.export_status: "Choose a version."}
     try:
         progress(0.1, desc="writing the export")
         out_dir = Path(tempfile.mkdtemp(prefix="tuneloop-export-"))
         v = V.get_version(ws, version)
-        if fmt_value == "hf":
-            import shutil
+        if fmt == "hf":
             folder = V.export_version(ws, v.id, out_dir / f"{v.name}-hf", "hf")
             path = shutil.make_archive(str(out_dir / f"{v.name}-hf"), "zip", folder)
         else:
-            path = V.export_version(ws, v.id, out_dir / f"{v.name}.{fmt_value}", fmt_value)
+            path = V.export_version(ws, v.id, out_dir / f"{v.name}.{fmt}", fmt)
     except Exception as exc:
-        return None, error_markdown(exc)
-    return str(path), f"✅ {v.name} exported as {fmt_value} ({v.num_records:,} records)."
+        return {w.export_file: None, w.export_status: error_markdown(exc)}
+    return {w.export_file: str(path), w.export_status: f"✅ {v.name} exported as {fmt} ({v.num_records:,} records)."}
 
 
-def overview(ws) -> tuple:
-    """(lineage, versions table) as they stand."""
-    return lineage_markdown(ws), versions_table(ws)
+def overview(ws, w: DataWidgets) -> dict:
+    """Opening the tab: the lineage and the versions table as they stand."""
+    return {w.lineage: lineage_markdown(ws), w.table: versions_table(ws)}
 
 
-def build(ws) -> None:
-    """The Data tab, inside the caller's Blocks."""
-    with gr.Tab("Data", id="data") as tab:
-        gr.Markdown(INTRO)
-        lineage = gr.Markdown(lineage_markdown(ws), elem_id="data-lineage")
-        with gr.Tabs():
-            with gr.Tab("Import"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        upload = gr.File(label="File to import (.jsonl, .json, .csv, .tsv, .parquet)",
-                                         file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"], elem_id="data-upload")
-                        path_box = gr.Textbox(label="…or a path on the server (file, or a Hugging Face dataset folder)",
-                                              placeholder="/data/tickets.jsonl", elem_id="data-path")
-                    with gr.Column(scale=1):
-                        fmt = gr.Dropdown(["auto"] + list(FORMATS), value="auto", label="Format",
-                                          info="auto detects it from the first record")
-                        columns = gr.Textbox(label="CSV columns (optional)",
-                                             placeholder="prompt=question,completion=answer,id=ticket",
-                                             info="which columns hold the question, the answer, the id")
-                        append = gr.Checkbox(label="Add to the current version", value=False,
-                                             info="off: the file starts a new dataset lineage")
-                with gr.Row():
-                    preview_btn = gr.Button("Preview", elem_id="data-preview-btn")
-                    import_btn = gr.Button("Import", variant="primary", elem_id="data-import-btn")
-                status = gr.Markdown(elem_id="data-import-status")
-                preview = gr.Dataframe(headers=RECORD_HEADERS, label="Preview: the first records as they will be imported",
-                                       interactive=False, wrap=True)
-            with gr.Tab("Versions"):
-                gr.Markdown("Every version, newest first. **Roll back** makes an older version the current one: "
-                            "every step (scrubbing, dedup, splits, training) then starts from it. Nothing is deleted.")
-                table = gr.Dataframe(headers=VERSION_HEADERS, value=versions_table(ws), interactive=False,
-                                     wrap=True, elem_id="data-versions")
-                with gr.Row():
-                    rollback_pick = version_picker(ws, "Version")
-                    rollback_btn = gr.Button("Make this the current version (roll back)", elem_id="data-rollback-btn")
-                rollback_status = gr.Markdown()
-            with gr.Tab("Browse") as browse_tab:
-                with gr.Row():
-                    browse_pick = version_picker(ws, "Version")
-                    search = gr.Textbox(label="Search (all words, in text, id and meta)", placeholder="refund ORD-")
-                    page = gr.Number(label="Page", value=1, minimum=1, precision=0)
-                browse_info = gr.Markdown()
-                records_df = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True, elem_id="data-records")
-                gr.Markdown("Click a row to read the whole conversation.")
-                with gr.Row():
-                    convo = gr.Chatbot(label="Conversation", height=360)
-                    meta_json = gr.JSON(label="Record id and meta")
-            with gr.Tab("Compare versions"):
-                with gr.Row():
-                    diff_a = version_picker(ws, "From (older)", value=None)
-                    diff_b = version_picker(ws, "To (newer)")
-                    diff_btn = gr.Button("Compare")
-                diff_summary = gr.Markdown()
-                diff_df = gr.Dataframe(headers=["change", "id", "before", "after"], interactive=False, wrap=True)
-            with gr.Tab("Export"):
-                gr.Markdown("Download a version: **JSONL** (one record per line), **Parquet**, or a zipped "
-                            "**Hugging Face dataset** folder (one split per key when the version has splits).")
-                with gr.Row():
-                    export_pick = version_picker(ws, "Version")
-                    export_fmt = gr.Radio(["jsonl", "parquet", "hf"], value="jsonl", label="Format")
-                    export_btn = gr.Button("Export")
-                export_file = gr.File(label="Download", interactive=False)
-                export_status = gr.Markdown()
+# -- wiring ---------------------------------------------------------------------------------------
 
+def build(ws) -> DataWidgets:
+    """The Data tab inside the caller's Blocks: ``layout``'s widgets wired to the handlers above."""
+    w = layout(ws)
 
-    pickers = [rollback_pick, browse_pick, diff_a, diff_b, export_pick]
-    changed = [lineage, table] + pickers
-    quiet = dict(api_name=False)
-    upload.upload(preview_file, [upload, path_box, fmt, columns], [status, preview], **quiet)
-    preview_btn.click(preview_file, [upload, path_box, fmt, columns], [status, preview], **quiet)
-    import_btn.click(bind(import_records, ws, pickers), [upload, path_box, fmt, columns, append],
-                     [status, preview] + changed, **quiet)
-    rollback_btn.click(bind(roll_back, ws, pickers), [rollback_pick], [rollback_status] + changed, **quiet)
-    for trigger in (browse_pick.change, search.submit, page.submit, browse_tab.select):
-        trigger(bind(browse, ws), [browse_pick, search, page], [browse_info, records_df, page], **quiet)
-    records_df.select(bind(show_record, ws), [browse_pick], [convo, meta_json], **quiet)
-    diff_btn.click(bind(compare, ws), [diff_a, diff_b], [diff_summary, diff_df], **quiet)
-    export_btn.click(bind(export, ws), [export_pick, export_fmt], [export_file, export_status], **quiet)
-    refresh_on_select(tab, ws, pickers)
-    tab.select(bind(overview, ws), None, [lineage, table], **quiet)
+    def on(event, handler, inputs, outputs, **kw):
+        return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
+
+    for event in (w.upload.upload, w.preview_btn.click):
+        on(event, preview_file, w.source, [w.status, w.preview])
+    on(w.import_btn.click, import_records, {*w.source, w.append}, [w.status, w.preview, *w.changed])
+    on(w.rollback_btn.click, roll_back, {w.rollback_pick}, [w.rollback_status, *w.changed])
+    for event in (w.browse_pick.change, w.search.submit, w.page_no.submit, w.browse_tab.select):
+        on(event, browse, {w.browse_pick, w.search, w.page_no}, w.browsing)
+    on(w.records_df.select, show_record, {w.browse_pick}, [w.convo, w.meta_json])
+    on(w.diff_btn.click, compare, {w.diff_a, w.diff_b}, [w.diff_summary, w.diff_df])
+    on(w.export_btn.click, export, {w.export_pick, w.export_fmt}, [w.export_file, w.export_status])
+    refresh_on_select(w.tab, ws, w.pickers)
+    on(w.tab.select, overview, None, [w.lineage, w.table])
+    return w
