@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from core.errors import TuneloopError
+from core.options import add_arguments, from_args
 from training.inference import DecodingSettings
 
 
@@ -55,11 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--overlap", type=int, default=1, help="raters per pair (default 1)")
     g.add_argument("--limit", type=int, help="rate only the first N prompts")
     g.add_argument("--guidelines", default="", help="guidelines shown to raters beside each pair")
-    g.add_argument("--max-new-tokens", type=int, default=DecodingSettings.max_new_tokens)
-    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    g.add_argument("--temperature", type=float, default=DecodingSettings.temperature)
-    g.add_argument("--top-p", type=float, default=DecodingSettings.top_p)
-    g.add_argument("--seed", type=int, default=DecodingSettings.seed)
+    add_arguments(g, DecodingSettings)
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--4bit", dest="load_in_4bit", action="store_true", help="load the base model in 4-bit NF4")
 
@@ -129,8 +126,7 @@ def cmd_generate(args) -> int:
     if args.base:
         models = RunModels(base_model=args.base, adapter=models.adapter, run_id=models.run_id)
     items = prompts_from_version(ws, version.id, split=args.which, limit=args.limit)
-    settings = DecodingSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                                temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    settings = from_args(DecodingSettings, args)
     bar = tqdm(total=2 * len(items), unit="response", desc="generating")
 
     def progress(done, total, _what):

@@ -29,9 +29,12 @@ from core.errors import TuneloopError
 from evaluation import arena
 from evaluation.arena import BlindPair
 from training.inference import DecodingSettings
+from ui.forms import form_values, options_form, options_from_form
 from ui.kit import (CancelRegistry, bind, caller_name, error_markdown, refresh_on_select, run_picker, show_errors,
                     static_js, version_picker)
 
+# The decoding settings a rating round is generated with (the rest keep their defaults).
+DECODING_FIELDS = ("max_new_tokens", "do_sample", "temperature", "seed")
 NO_EVALUATION = "_No evaluation yet. An admin prepares one in the Results tab (or `python -m evaluation generate`)._"
 NO_NAME = "type your name first, so that your votes count once and as yours"
 RATE_INTRO = """### Which answer is better?
@@ -414,10 +417,7 @@ def layout_results(ws) -> ResultsWidgets:
                 w.typed = gr.Textbox(label="…or type prompts, one per line", lines=3, scale=2)
                 w.upload = gr.File(label="…or upload prompts (any format the Data tab imports)", scale=1)
             with gr.Row():
-                w.max_new = gr.Number(value=DecodingSettings.max_new_tokens, precision=0, label="Max new tokens")
-                w.sample = gr.Checkbox(value=DecodingSettings.do_sample,
-                                       label="Sample (default: greedy, so only the adapter differs)")
-                w.temperature = gr.Number(value=DecodingSettings.temperature, label="Temperature (sampling)")
+                w.decoding = options_form(DecodingSettings, only=DECODING_FIELDS, elem_prefix="results-decoding")
                 w.name = gr.Textbox(label="Name (optional)")
             w.new_guidelines = gr.Textbox(label="Guidelines shown to raters", lines=3, value=DEFAULT_GUIDELINES)
             with gr.Row():
@@ -529,8 +529,7 @@ def generate(ws, w: ResultsWidgets, data: dict, request: gr.Request = None, prog
             from curation.data.versions import get_version
             dataset_version = get_version(ws, data[w.version]).id
             items = prompts_from_version(ws, dataset_version, limit=n)
-        settings = DecodingSettings(max_new_tokens=int(data[w.max_new]), do_sample=bool(data[w.sample]),
-                                    temperature=float(data[w.temperature]))
+        settings = options_from_form(DecodingSettings, form_values(w.decoding, data))
         eid = prepare_evaluation(ws, items, models=models, name=data[w.name] or None,
                                  dataset_version=dataset_version, overlap=int(data[w.overlap] or 1),
                                  guidelines=data[w.new_guidelines], settings=settings, cancel=cancel,
@@ -567,7 +566,7 @@ def build_results_tab(ws) -> ResultsWidgets:
     w.save_answer.click(bind(save_answer, ws, w), {*chosen, w.item, w.answer}, w.figures + [w.answer])
     w.evaluation.change(bind(load_guidelines, ws, w), {w.evaluation}, [w.guidelines])
     w.save_guidelines.click(bind(store_guidelines, ws, w), {w.evaluation, w.guidelines}, None)
-    prepare = {w.run, w.version, w.limit, w.overlap, w.typed, w.upload, w.max_new, w.sample, w.temperature, w.name,
+    prepare = {w.run, w.version, w.limit, w.overlap, w.typed, w.upload, *w.decoding.values(), w.name,
                w.new_guidelines}
     w.go.click(bind(generate, ws, w), prepare, [w.status, w.evaluation])
     w.stop.click(bind(stop_generation, ws, w), None, [w.status])

@@ -25,11 +25,12 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 from core.errors import TuneloopError
+from core.options import Options, option
 from core.workspace import Workspace
 
 BASE_ADAPTER = "__base__"       # peft's name for "no adapter" in a mixed batch
@@ -38,68 +39,52 @@ Conversation = list[dict[str, str]]
 
 
 @dataclass(frozen=True)
-class DecodingSettings:
+class DecodingSettings(Options):
     """How answers are decoded, whoever asks: rating generation, the playground, metrics and suites.
 
-    Greedy by default, so two answers to one prompt differ only by the adapter.
+    Greedy by default, so two answers to one prompt differ only by the adapter. An options class: the same
+    fields give the tabs' decoding forms, the CLIs' flags and the settings stored beside an evaluation.
     """
-    max_new_tokens: int = 200       # the longest answer, in tokens
-    do_sample: bool = False         # False: greedy, the same answer every time
-    temperature: float = 0.7        # used only when sampling
-    top_p: float = 0.95             # used only when sampling
-    repetition_penalty: float = 1.1     # 1.0 means none
-    seed: int = 0                   # the same seed on both sides: sampled answers differ only by the adapter
+    what: ClassVar[str] = "decoding settings"
+    max_new_tokens: int = option(200, "the longest answer, in tokens", min=1, max=8192)
+    do_sample: bool = option(False, "sample instead of decoding greedily (off: the same answer every time)",
+                             flag="sample", label="Sample")
+    temperature: float = option(0.7, "sampling only: higher gives more varied answers", min=0.01, max=5.0)
+    top_p: float = option(0.95, "sampling only: sample from the smallest set of tokens this likely", min=0.01,
+                          max=1.0, label="Top-p")
+    repetition_penalty: float = option(1.1, "above 1.0 discourages repeating the same words (1.0: none)",
+                                       min=0.01, max=10.0)
+    seed: int = option(0, "the same seed on both sides: sampled answers differ only by the adapter")
 
     @classmethod
-    def from_knobs(cls, *, temperature: float = 0.0, top_p: float = top_p, max_new_tokens: int = max_new_tokens,
-                   repetition_penalty: float = repetition_penalty, seed: int = seed) -> "DecodingSettings":
+    def from_knobs(cls, *, temperature: float = 0.0, top_p: float | None = None, max_new_tokens: int | None = None,
+                   repetition_penalty: float | None = None, seed: int | None = None) -> "DecodingSettings":
         """From a temperature knob on which 0 means greedy (the playground's sliders, its CLI)."""
+        defaults = cls()
         sample = float(temperature) > 0
-        return cls(max_new_tokens=int(max_new_tokens), do_sample=sample,
-                   temperature=float(temperature) if sample else cls.temperature, top_p=float(top_p),
-                   repetition_penalty=float(repetition_penalty), seed=int(seed)).validate()
+        return cls.from_dict({
+            "max_new_tokens": defaults.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            "do_sample": sample, "temperature": float(temperature) if sample else defaults.temperature,
+            "top_p": defaults.top_p if top_p is None else top_p, "seed": defaults.seed if seed is None else seed,
+            "repetition_penalty": defaults.repetition_penalty if repetition_penalty is None else repetition_penalty})
 
     @property
     def knob_temperature(self) -> float:
         """The temperature as a knob shows it: 0 when greedy."""
         return self.temperature if self.do_sample else 0.0
 
-    def validate(self) -> "DecodingSettings":
-        if not 1 <= self.max_new_tokens <= 8192:
-            raise TuneloopError(f"max new tokens must be between 1 and 8192 (got {self.max_new_tokens})")
-        if self.do_sample and not (0 < self.temperature <= 5 and 0 < self.top_p <= 1):
-            raise TuneloopError("sampling needs a temperature in (0, 5] and a top-p in (0, 1]")
-        if self.repetition_penalty <= 0:
-            raise TuneloopError("repetition penalty must be positive (1.0 means none)")
-        return self
-
     def to_dict(self) -> dict[str, Any]:
         """The settings as stored beside an evaluation and in cache keys (no sampling knobs when greedy)."""
-        d = asdict(self)
+        d = super().to_dict()
         if not self.do_sample:
             d.pop("temperature")
             d.pop("top_p")
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DecodingSettings":
-        """Settings from ``to_dict`` (or a YAML mapping); names an unknown or mistyped field."""
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise TuneloopError(f"unknown decoding setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            kind = {"int": int, "bool": bool, "float": float}[known[name]]
-            if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool):
-                raise TuneloopError(f"decoding setting '{name}' must be {known[name]} (got {value!r})")
-            try:
-                values[name] = kind(value)
-            except (TypeError, ValueError) as exc:
-                raise TuneloopError(f"decoding setting '{name}' must be {known[name]} (got {value!r})") from exc
-            if kind is int and values[name] != float(value):
-                raise TuneloopError(f"decoding setting '{name}' must be a whole number (got {value!r})")
-        return cls(**values).validate()
+    def from_dict(cls, data: dict[str, Any] | None) -> "DecodingSettings":
+        """Settings from ``to_dict``, a YAML mapping or a form, validated; names an unknown or mistyped key."""
+        return super().from_dict(data).validate()
 
     def generate_kwargs(self) -> dict[str, Any]:
         """The arguments ``model.generate`` gets for these settings."""
