@@ -262,7 +262,7 @@ def test_cli_writes_splits_and_leakage_report(tmp_path, capsys):
 
 
 def test_cli_splits_a_workspace_version(ws, tmp_path, capsys):
-    from curation.data.versions import create_version, current_version, get_version
+    from curation.data.versions import create_version, current_version
     parent = create_version(ws, support_tickets(200, seed=11), parent=None, step="import")
     assert main([parent.name, str(tmp_path / "o"), "--workspace", str(ws.root), "--group", "customer"]) == 0
     current = current_version(ws)

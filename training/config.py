@@ -12,9 +12,8 @@ Example::
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -114,11 +113,6 @@ class RunConfig(Options):
         if self.lora_target == ALL_LINEAR:
             return ALL_LINEAR
         return [t.strip() for t in self.lora_target.split(",") if t.strip()]
-
-
-def config_fields() -> list[dataclasses.Field]:
-    """The fields in form order (what the Train tab renders)."""
-    return list(fields(RunConfig))
 
 
 # -- presets -------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.config import config_fields
+from core.options import options_fields
+from training.config import RunConfig
 from training.registry import Run, read_metrics
 
 RUN_HEADERS = ["run", "name", "status", "step", "train loss", "eval loss (base → last)", "ROUGE-L (base → tuned)",
@@ -67,7 +68,7 @@ def config_diff(runs: list[Run]) -> tuple[list[str], list[list]]:
                         ("base revision", [(r.base_revision or "")[:12] for r in runs])):
         if len(set(values)) > 1:
             rows.append([key, *values])
-    for f in config_fields():
+    for f in options_fields(RunConfig):
         if f.name in ("output_dir", "datasets"):
             continue
         values = [getattr(r.config, f.name) for r in runs]

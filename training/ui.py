@@ -21,6 +21,7 @@ import pandas as pd
 
 from core.errors import TuneloopError
 from core.options import options_fields
+from curation.splits.build import split_records
 from training import registry as R
 from training.config import PRESETS, RunConfig, preset_config
 from training.run_views import RUN_HEADERS, config_diff, describe_eta, loss_curves, progress_of, runs_table
@@ -336,18 +337,6 @@ def export(ws, w: TrainWidgets, data: dict) -> dict:
 def _tokenizer(model: str, root: str):
     from core.workspace import Workspace
     return load_preview_tokenizer(model, Workspace.open(root))
-
-
-def split_records(ws, version) -> list:
-    """The records of a split version; a version without train/val/test is refused."""
-    from curation.data.records import SPLITS
-    from curation.data.versions import load_records
-    if not version:
-        raise TuneloopError("there is no split version yet; build a split in the Splits tab first")
-    records = load_records(ws, version)
-    if any(r.split not in SPLITS for r in records):
-        raise TuneloopError(f"{version} has records without a train/val/test split; build a split first")
-    return records
 
 
 def template_preview(ws, w: TrainWidgets, data: dict) -> dict:

@@ -74,6 +74,17 @@ class SplitOptions(Options):
         return out
 
 
+def split_records(ws: Workspace, version: int | str | None) -> list[Record]:
+    """The records of a split version (each in train, val or test); a TuneloopError says what to do when the
+    version is missing or not split."""
+    if not version:
+        raise TuneloopError("there is no split version yet; build a split in the Splits tab first")
+    records = load_records(ws, version)
+    if any(r.split not in SPLITS for r in records):
+        raise TuneloopError(f"{version} has records without a train/val/test split; build a split first")
+    return records
+
+
 def cap_per_label(records: list[Record], stratify: str, cap: int, seed: int = 0) -> tuple[list[Record], list[Record]]:
     """Keep at most ``cap`` records per value of ``stratify`` (chosen at random by seed); (kept, left out)."""
     if cap < 1:

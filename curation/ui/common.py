@@ -1,12 +1,8 @@
 """Record rendering the curation tabs share (tables, chat turns). Errors, pickers and caller identity are
-the UI kit's (``ui.kit``); the names below are that kit's, for the tabs that still import them from here."""
+the UI kit's (``ui.kit``)."""
 from __future__ import annotations
 
 from curation.data.records import Record
-from ui.kit import default_version as current_name, error_markdown, show_errors as user_errors, version_choices
-
-__all__ = ["RECORD_HEADERS", "chat_messages", "current_name", "error_markdown", "record_rows", "short",
-           "user_errors", "version_choices"]
 
 
 def chat_messages(record: Record | None) -> list[dict]:

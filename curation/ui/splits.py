@@ -19,7 +19,7 @@ from core.errors import TuneloopError
 from curation.data import versions as V
 from curation.data.records import SPLITS
 from curation.splits.balance import COUNT_HEADERS, balance_report, length_histogram
-from curation.splits.build import SplitOptions, make_split, save_split_version, split_version
+from curation.splits.build import SplitOptions, make_split, save_split_version, split_records, split_version
 from curation.splits.export import EXPORT_FORMATS, SHAPES, export_split
 from curation.splits.fields import field_names
 from curation.splits.leakage import PAIR_HEADERS, AuditOptions, audit_leakage
@@ -201,16 +201,6 @@ def build_split(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dic
             w.leak_md: leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
             w.pairs_df: result.before.rows(records), **balance_outputs(w, result.records, options.stratify),
             w.source: gr.update(choices=w.source.tuneloop_choices(), value=version)}
-
-
-def split_records(ws, version):
-    """The records of a split version; a TuneloopError when it is not split."""
-    if not version:
-        raise TuneloopError("there is no split version yet; build a split first")
-    records = V.load_records(ws, version)
-    if any(r.split not in SPLITS for r in records):
-        raise TuneloopError(f"{version} has records without a train/val/test split; build a split first")
-    return records
 
 
 def audit_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
