@@ -14,7 +14,7 @@ from evaluation.arena import get_evaluation, next_pair
 from evaluation.generate import (GenerationCancelled, generate_pairs, prepare_evaluation, prompts_from_texts,
                                  prompts_from_version, resolve_adapter)
 from training.inference import DecodingSettings, default_pool, warm_base
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_model, plain_replies
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = DecodingSettings(max_new_tokens=6)
@@ -39,25 +39,6 @@ def run_folder(tmp_path_factory):
     return root / "run"
 
 
-def reference_replies(base: str, adapter: Path | None, conversations) -> list[str]:
-    """Plain transformers/peft generation, one prompt at a time: what the batched path must reproduce."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    if adapter is not None:
-        model = PeftModel.from_pretrained(model, str(adapter))
-    replies = []
-    for messages in conversations:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=SETTINGS.max_new_tokens, do_sample=False,
-                                 repetition_penalty=SETTINGS.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
-        replies.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
-    return replies
-
-
 def test_adapter_on_and_off_match_separate_models(ws, run_folder):
     models = resolve_adapter(ws, run_folder)
     assert models.adapter.endswith("adapter") and Path(models.base_model).name == "tiny"
@@ -65,8 +46,8 @@ def test_adapter_on_and_off_match_separate_models(ws, run_folder):
     pairs = generate_pairs(ws, items, base_model=models.base_model, adapter=models.adapter, settings=SETTINGS,
                            batch_size=2)
     conversations = [i.messages for i in items]
-    assert [b for b, _ in pairs] == reference_replies(models.base_model, None, conversations)
-    assert [t for _, t in pairs] == reference_replies(models.base_model, Path(models.adapter), conversations)
+    assert [b for b, _ in pairs] == plain_replies(models.base_model, None, conversations, SETTINGS)
+    assert [t for _, t in pairs] == plain_replies(models.base_model, Path(models.adapter), conversations, SETTINGS)
     assert any(b != t for b, t in pairs)
     assert [m.resolved.name for m in default_pool().models()] == ["tiny"]     # one warm copy, reused
     assert warm_base(ws, models.base_model) is default_pool().models()[0]

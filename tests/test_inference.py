@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 
 from core.errors import TuneloopError
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_model, make_adapter, plain_replies
 from training.inference import BasePool, DecodingSettings, WarmBase, adapter_fingerprint
 from training.models import resolve_base_model
 
@@ -19,18 +18,6 @@ CONVERSATIONS = [[{"role": "user", "content": "Where is my order?"}],
                  [{"role": "system", "content": "Be brief."},
                   {"role": "user", "content": "Can I get a refund? The lamp arrived broken."}],
                  [{"role": "user", "content": "Thank you"}]]
-
-
-def make_adapter(base: Path, folder: Path, seed: int) -> Path:
-    """A LoRA adapter with random (not zero) weights, so it really changes the answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -46,29 +33,10 @@ def warm(tiny):
     return WarmBase(resolve_base_model(str(tiny["base"])))
 
 
-def plain_replies(base: Path, adapter: Path | None, conversations, settings=SETTINGS) -> list[str]:
-    """Plain transformers/peft generation, one conversation at a time (no padding): the reference."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    if adapter is not None:
-        model = PeftModel.from_pretrained(model, str(adapter))
-    replies = []
-    for messages in conversations:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                                 repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
-        replies.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
-    return replies
-
-
 def test_a_batch_with_the_adapter_off_or_on_answers_as_the_plain_models_do(tiny, warm):
     one = warm.add_adapter(tiny["one"])
-    base_expected = plain_replies(tiny["base"], None, CONVERSATIONS)
-    tuned_expected = plain_replies(tiny["base"], tiny["one"], CONVERSATIONS)
+    base_expected = plain_replies(tiny["base"], None, CONVERSATIONS, SETTINGS)
+    tuned_expected = plain_replies(tiny["base"], tiny["one"], CONVERSATIONS, SETTINGS)
     assert base_expected != tuned_expected
     assert warm.answer(CONVERSATIONS, adapter=None, settings=SETTINGS) == base_expected
     assert warm.answer(CONVERSATIONS, adapter=one, settings=SETTINGS) == tuned_expected
@@ -85,9 +53,9 @@ def test_two_adapters_and_the_base_stream_in_one_batch(tiny, warm):
         texts[last.row] += last.text
         ended[last.row] = ended[last.row] or last.ended
     assert all(ended)
-    assert [t.strip() for t in texts] == [plain_replies(tiny["base"], None, [question])[0],
-                                          plain_replies(tiny["base"], tiny["one"], [question])[0],
-                                          plain_replies(tiny["base"], tiny["two"], [question])[0]]
+    assert [t.strip() for t in texts] == [plain_replies(tiny["base"], None, [question], SETTINGS)[0],
+                                          plain_replies(tiny["base"], tiny["one"], [question], SETTINGS)[0],
+                                          plain_replies(tiny["base"], tiny["two"], [question], SETTINGS)[0]]
     assert len(set(texts)) == 3
     for stats in last.stats:
         assert 0 < stats.tokens <= SETTINGS.max_new_tokens and stats.first_token_s is not None
@@ -114,9 +82,9 @@ def test_training_s_own_peft_model_answers_through_the_same_loop(tiny):
     wrapped = WarmBase.wrap(model, AutoTokenizer.from_pretrained(tiny["base"]))
     assert wrapped.active_adapter == "default"
     assert wrapped.answer(CONVERSATIONS, adapter=None, settings=SETTINGS) == \
-        plain_replies(tiny["base"], None, CONVERSATIONS)
+        plain_replies(tiny["base"], None, CONVERSATIONS, SETTINGS)
     assert wrapped.answer(CONVERSATIONS, adapter="default", settings=SETTINGS, batch_size=2) == \
-        plain_replies(tiny["base"], tiny["one"], CONVERSATIONS)
+        plain_replies(tiny["base"], tiny["one"], CONVERSATIONS, SETTINGS)
     assert model.training                              # handed back to training as it came
     with pytest.raises(TuneloopError, match="cannot load"):
         wrapped.add_adapter(tiny["two"])
@@ -147,7 +115,7 @@ def test_an_adapter_s_name_follows_its_weights(tiny, warm, tmp_path):
     assert adapter_fingerprint(folder) != before
     retrained = warm.add_adapter(folder)
     assert warm.answer(CONVERSATIONS[:1], adapter=retrained, settings=SETTINGS) == \
-        plain_replies(tiny["base"], folder, CONVERSATIONS[:1])
+        plain_replies(tiny["base"], folder, CONVERSATIONS[:1], SETTINGS)
     with pytest.raises(TuneloopError, match="not an adapter folder"):
         adapter_fingerprint(tmp_path)
 

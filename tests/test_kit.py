@@ -3,6 +3,7 @@ pickers whose "current" is always the current version."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import gradio as gr
 import pytest
@@ -18,6 +19,12 @@ from ui.kit import CancelRegistry, caller_name, error_markdown, picker_updates, 
 
 def refuse(*_):
     raise TuneloopError("line 3: 'messages' must be a list\nfix the file and import it again")
+
+
+def run_elsewhere(coroutine):
+    """Run a coroutine to the end on a thread of its own (this one may already run an event loop: Playwright's)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def test_show_errors_turns_a_tuneloop_error_into_a_page_message_for_every_kind_of_handler():
@@ -40,13 +47,13 @@ def test_show_errors_turns_a_tuneloop_error_into_a_page_message_for_every_kind_o
     with pytest.raises(gr.Error, match="line 3"):
         list(show_errors(generator)())
     with pytest.raises(gr.Error, match="line 3"):
-        asyncio.run(show_errors(coroutine)())
+        run_elsewhere(show_errors(coroutine)())
 
     async def drain():
         return [x async for x in show_errors(async_generator)()]
 
     with pytest.raises(gr.Error, match="line 3"):
-        asyncio.run(drain())
+        run_elsewhere(drain())
     with pytest.raises(ValueError):                       # only the project's errors are the user's to read
         show_errors(lambda: int("x"))()
     assert error_markdown(TuneloopError("a\nb")) == "**⚠️ a**\n\n- b"

@@ -18,21 +18,10 @@ from curation.data.versions import create_version, current_version, load_records
 from evaluation.playground import (answer_pair, example_conversation, example_origin, matchup_for, playground_runs,
                                    send_to_dataset, split_examples, stream_pair)
 from training.inference import BasePool, DecodingSettings, default_pool
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_model, make_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = [{"role": "user", "content": "Where is my order?"}]
-
-
-def make_adapter(base: Path, folder: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

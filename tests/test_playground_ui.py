@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-from tests.test_playground import make_adapter
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_model, make_adapter
 from training.inference import DecodingSettings
 
 

@@ -42,3 +42,35 @@ def build_tiny_model(folder: Path, *, vocab_size: int = 384, hidden_size: int = 
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def make_adapter(base: Path, folder: Path, seed: int) -> Path:
+    """A LoRA adapter on ``base`` with random (not zero) weights, so it really changes the answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+def plain_replies(base, adapter: Path | None, conversations, settings) -> list[str]:
+    """Plain transformers/peft greedy generation, one conversation at a time (no padding): the reference
+    that batched answering must reproduce word for word."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    replies = []
+    for messages in conversations:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=settings.max_new_tokens, do_sample=False,
+                                 repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
+        replies.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    return replies
