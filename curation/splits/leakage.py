@@ -37,9 +37,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from core.errors import TuneloopError
+from core.options import Options, option
 from curation.dedup.near_duplicates import cross_near_duplicates
 from curation.dedup.shingles import DEFAULT_THRESHOLD, normalise_text
 from curation.data.records import SPLITS, Record
@@ -57,20 +58,23 @@ _MAX_PARTNERS = 20   # pairs reported per record, field and kind; bounded for a 
 
 
 @dataclass
-class AuditOptions:
-    threshold: float = DEFAULT_THRESHOLD   # near duplicate at or above this Jaccard similarity
-    ngram_words: int = 13                  # length of a shared word run that counts as overlap
-    fields: tuple[str, ...] = FIELDS       # compare prompts, answers, or both
-    min_words: int = 4                     # shorter texts are not compared
-    common_records: int = 10               # a word run, or an answer, shared by more records is boilerplate
+class AuditOptions(Options):
+    """How the leakage audit compares the splits (the Splits tab and CLI set the threshold through
+    ``SplitOptions.leakage_threshold``; the rest are for callers who audit with other rules)."""
+    what: ClassVar[str] = "leakage audit options"
+    threshold: float = option(DEFAULT_THRESHOLD, "near duplicate at or above this Jaccard similarity",
+                              min=0.01, max=1.0)
+    ngram_words: int = option(13, "length of a shared word run that counts as overlap", min=1)
+    fields: tuple[str, ...] = option(FIELDS, "compare prompts, answers, or both", choices=FIELDS)
+    min_words: int = option(4, "shorter texts are not compared", min=0)
+    common_records: int = option(10, "a word run, or an answer, shared by more records is boilerplate", min=1)
+
+    def more_problems(self) -> list[str]:
+        return [] if self.fields else [f"fields: compare {' or '.join(FIELDS)} (or both)"]
 
     def __post_init__(self):
-        if not 0 < self.threshold <= 1:
-            raise TuneloopError(f"the leakage threshold must be a similarity between 0 and 1, got {self.threshold}")
-        unknown = [f for f in self.fields if f not in FIELDS]
-        if unknown or not self.fields:
-            raise TuneloopError(f"the leakage audit compares {' and '.join(FIELDS)}; got {list(self.fields)}")
         self.fields = tuple(self.fields)
+        self.validate()
 
 
 @dataclass
