@@ -159,3 +159,27 @@ def test_statements_run_with_a_version_share_its_transaction(ws):
     assert [v.name for v in V.list_versions(ws)] == ["v1", "v2"]
     assert V.current_version(ws).id == v2.id
     assert ws.db.execute("select count(*) from version_notes").fetchone()[0] == 1
+
+
+def test_chat_steps_refuse_a_preference_version_instead_of_dropping_its_answers(ws):
+    """Dedup, filters, PII, splits and review read chat records: on a preference version they would see only
+    the prompts, and split or filter the chosen/rejected answers away. Each refuses it, naming the version."""
+    from curation.dedup.clusters import find_duplicates_in_version
+    from curation.dedup.filters import filter_version
+    from curation.pii.review import run_scan
+    from curation.review.state import ReviewState
+    from curation.splits.build import split_version
+
+    sft = V.create_version(ws, recs(("How do I reset it?", "Open Settings.")), parent=None, step="import")
+    pairs = [Record(id=f"p{i}", messages=[{"role": "user", "content": f"question {i}"}], meta={},
+                    chosen=[{"role": "assistant", "content": "the good answer"}],
+                    rejected=[{"role": "assistant", "content": "the bad answer"}]) for i in range(3)]
+    pref = V.create_version(ws, pairs, parent=sft.id, step="preferences")
+    steps = [lambda: find_duplicates_in_version(ws, pref.name), lambda: filter_version(ws, pref.name),
+             lambda: run_scan(ws, version=pref.name), lambda: split_version(ws, pref.name),
+             lambda: ReviewState(ws, pref.name)]
+    for step in steps:
+        with pytest.raises(TuneloopError, match=f"{pref.name} holds preference pairs"):
+            step()
+    assert len(V.list_versions(ws)) == 2
+    assert V.chat_records(ws, sft.name, step="dedup")[0].answer == "Open Settings."

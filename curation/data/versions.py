@@ -207,6 +207,17 @@ def lineage(ws: Workspace, version: int | str) -> list[Version]:
     return chain
 
 
+def chat_records(ws: Workspace, version: int | str, *, step: str) -> list[Record]:
+    """The records of an SFT version, for a step that works on chat records (scrub, dedup, filter, split,
+    review); a preference version is refused with a message naming it, since those steps would read only
+    its prompts and drop or leave its chosen/rejected answers untouched."""
+    v = get_version(ws, version)
+    if v.kind != "sft":
+        raise TuneloopError(f"{v.name} holds preference pairs (prompt, chosen, rejected), and {step} works on chat "
+                            f"records; choose a chat version (a DPO run names a preference version as it is)")
+    return load_records(ws, v.id)
+
+
 def load_records(ws: Workspace, version: int | str) -> list[Record]:
     """The records of a version (a fresh list; the Record objects are shared, do not mutate them)."""
     v = get_version(ws, version)

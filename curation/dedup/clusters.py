@@ -38,7 +38,7 @@ from curation.dedup.signatures import DEFAULT_NUM_PERM
 from curation.dedup.verify import join_turns
 from curation.data.records import Record
 from curation.data.sources import add_source_arguments, check_output, read_source
-from curation.data.versions import Version, create_version, get_version, load_records, require_current
+from curation.data.versions import Version, chat_records, create_version, get_version, load_records, require_current
 
 Progress = Callable[[float, str], None]
 TEXT_MODES = {"conversation": ("user", "assistant"), "user": ("user",), "assistant": ("assistant",)}
@@ -229,7 +229,7 @@ def find_duplicates_in_version(ws: Workspace, version: int | str | None = None, 
                                cancel: Callable[[], bool] | None = None) -> DedupResult:
     """``find_duplicates`` on a dataset version (default: the current one)."""
     v = get_version(ws, version) if version is not None else require_current(ws)
-    result = find_duplicates(load_records(ws, v.id), options, progress=progress, cancel=cancel)
+    result = find_duplicates(chat_records(ws, v.id, step="dedup"), options, progress=progress, cancel=cancel)
     result.version_id = v.id
     return result
 

@@ -42,7 +42,7 @@ from core.options import Options, add_arguments, from_args, option
 from core.workspace import Workspace, atomic_write
 from curation.data.records import Record
 from curation.data.sources import add_source_arguments, check_output, read_source
-from curation.data.versions import Version, create_version, get_version, load_records, require_current
+from curation.data.versions import Version, chat_records, create_version, get_version, load_records, require_current
 
 Progress = Callable[[float, str], None]
 FILTERS = {
@@ -231,7 +231,7 @@ def filter_version(ws: Workspace, version: int | str | None = None, options: Fil
                    progress: Progress | None = None) -> FilterReport:
     """``filter_records`` on a dataset version (default: the current one)."""
     v = get_version(ws, version) if version is not None else require_current(ws)
-    report = filter_records(load_records(ws, v.id), options, progress=progress)
+    report = filter_records(chat_records(ws, v.id, step="filtering"), options, progress=progress)
     report.version_id = v.id
     return report
 

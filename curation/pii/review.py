@@ -27,7 +27,7 @@ from core.workspace import Workspace
 from curation.pii.scrub import Finding, PiiOptions, apply_findings, replace_spans, scan_records
 from curation.data.records import Record
 from curation.data.sources import resolve_version
-from curation.data.versions import Version, create_version, get_version, load_records, require_current
+from curation.data.versions import Version, chat_records, create_version, get_version, load_records, require_current
 
 DECISIONS = ("accept", "reject", "edit")
 
@@ -109,7 +109,7 @@ def run_scan(ws: Workspace, settings: PiiOptions | None = None, *, version: int 
     and store the findings."""
     settings = (settings or load_settings(ws)).validate()
     version = resolve_version(ws, "current" if version is None else version)
-    records = load_records(ws, version.id)
+    records = chat_records(ws, version.id, step="PII scrubbing")
     findings = scan_records(records, settings, workers=workers, progress=progress, cancel=cancel)
     counts = dict(sorted(Counter(f.entity for f in findings).items()))
     counts["records_with_pii"] = len({f.record_id for f in findings})

@@ -87,7 +87,7 @@ class ReviewState:
         self.ws = ws
         self.version = V.get_version(ws, version)
         vid = self.version.id
-        self.records = V.load_records(ws, vid)
+        self.records = V.chat_records(ws, vid, step="review")
         self.by_id = {r.id: r for r in self.records}
         self.schema: LabelSchema = label_schema(ws, vid)
         db = ws.db

@@ -32,7 +32,7 @@ from core.errors import TuneloopError
 from core.options import Options, option
 from core.workspace import Workspace
 from curation.data.records import SPLITS, Record
-from curation.data.versions import Version, create_version, get_version, load_records
+from curation.data.versions import Version, chat_records, create_version, get_version, load_records
 from curation.dedup.shingles import DEFAULT_THRESHOLD
 from curation.splits.allocate import group_units, place_checked
 from curation.splits.balance import MAX_SHARE_GAP_POINTS, max_share_gap
@@ -199,5 +199,5 @@ def split_version(ws: Workspace, version: int | str, options: SplitOptions | Non
     """``make_split`` on a dataset version, saved as a new version whose parent it is (the tab's Build split,
     and with ``keep_splits`` its Fix leakage)."""
     parent = get_version(ws, version)
-    result = make_split(load_records(ws, parent.id), options, keep_splits=keep_splits, progress=progress)
+    result = make_split(chat_records(ws, parent.id, step="splitting"), options, keep_splits=keep_splits, progress=progress)
     return result, save_split_version(ws, result, parent=parent.id, created_by=created_by)
