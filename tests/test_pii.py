@@ -134,6 +134,41 @@ def test_parallel_scan_matches_single_process_and_reports_progress():
     assert all(len(s) == 2 for s in parallel)
 
 
+def test_a_parallel_scan_in_a_server_never_inherits_a_lock_another_thread_holds(monkeypatch):
+    """The app server runs many threads. A worker forked while one of them holds a lock the scan needs
+    (here: a lock around the detector, held by a 'busy' thread) would wait for it forever, and the scan hang
+    at 100%. Workers of a multi-threaded process start clean, so several scans in a row all finish."""
+    import threading
+
+    import curation.pii.scrub as scrub
+
+    held, release = threading.Lock(), threading.Event()
+    real = scrub.find_pii
+
+    def find_pii_behind_the_lock(texts, settings):
+        with held:
+            return real(texts, settings)
+
+    def busy():
+        with held:
+            release.wait(300)
+
+    monkeypatch.setattr(scrub, "find_pii", find_pii_behind_the_lock)
+    holder = threading.Thread(target=busy, daemon=True)
+    holder.start()
+    texts = [f"ticket {i}: reach Maria Garcia at maria{i}@example.com" for i in range(200)]
+    results, scans = [], threading.Thread(
+        target=lambda: results.extend(find_pii_parallel(texts, PiiOptions(), workers=2) for _ in range(3)),
+        daemon=True)
+    try:
+        scans.start()
+        scans.join(240)
+        assert not scans.is_alive(), "a scan hung: its workers inherited a lock held by another thread"
+    finally:
+        release.set()
+    assert len(results) == 3 and all(len(spans) == 2 for spans in results[0])
+
+
 def test_cancel_stops_the_scan():
     with pytest.raises(TuneloopError, match="cancelled"):
         find_pii_parallel([f"text {i}" for i in range(300)], PiiOptions(), workers=1, cancel=lambda: True)

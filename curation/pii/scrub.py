@@ -375,8 +375,8 @@ def _merge_overlaps(spans: list[Span]) -> list[Span]:
 
 def find_pii_parallel(texts: Sequence[str], settings: PiiOptions, *, workers: int | None = None,
                       progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> list[list[Span]]:
-    """``find_pii`` over many texts: identical texts analysed once, chunks spread over worker
-    processes forked from this one (so they share its already-built engine)."""
+    """``find_pii`` over many texts: identical texts analysed once, chunks spread over worker processes
+    (forked from this one when that is safe, so they share its already-built engine; see ``_pool_context``)."""
     settings.validate()
     unique = list(dict.fromkeys(texts))
     chunks = [unique[i:i + CHUNK * 4] for i in range(0, len(unique), CHUNK * 4)]
@@ -399,9 +399,7 @@ def find_pii_parallel(texts: Sequence[str], settings: PiiOptions, *, workers: in
             _check_cancel(cancel)
             collect(chunk, find_pii(chunk, settings))
     else:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with _pool_context().Pool(workers) as pool:
             try:
                 for chunk, spans_per_text in zip(chunks, pool.imap(_find_pii_job, [(c, settings) for c in chunks])):
                     _check_cancel(cancel)
@@ -409,6 +407,16 @@ def find_pii_parallel(texts: Sequence[str], settings: PiiOptions, *, workers: in
             finally:
                 pool.terminate()
     return [found[t] for t in texts]
+
+
+def _pool_context():
+    """Where the workers come from. A fork shares this process's engine with them, but forking a process
+    that runs other threads (the app server) copies whatever lock one of them holds at that moment, and a
+    worker that needs it waits forever: such a process starts its workers from a clean forkserver (each
+    builds its own engine). A single-threaded process (the CLI, a batch job) forks."""
+    import multiprocessing
+    import threading
+    return multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
 
 
 def _find_pii_job(job):
