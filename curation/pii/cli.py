@@ -192,6 +192,7 @@ def _without_torch_imports():
 def _tqdm_progress(label: str) -> Progress:
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0       # no monitor thread: a single-threaded command may fork its scan workers
     bar: list = []
 
     def update(done: int, total: int) -> None:
