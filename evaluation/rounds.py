@@ -101,9 +101,10 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
         merges = behind.get(run.id, [])
         previous = run.parent_run_id if run.config.stage == "dpo" else (merges[0] if merges else None)
         version_text = run.dataset
-        if run.dataset_version:
-            v = get_version(ws, run.dataset_version)
-            version_text = f"{v.name} ({v.step}, {v.num_records} records)"
+        trained_on = run.preference_version if run.config.stage == "dpo" else run.dataset_version
+        if trained_on:
+            v = get_version(ws, trained_on)
+            version_text = f"{v.name} ({v.step}, {v.num_records} {'pairs' if v.kind == 'preference' else 'records'})"
         row = RoundRow(round=1 + len(merges), run_id=run.id, run_name=run.name, stage=run.config.stage,
                        status=run.status, version=run.dataset_version, version_text=version_text,
                        previous_run=previous)

@@ -55,6 +55,8 @@ def test_rounds_line_up_versions_runs_evaluations_and_feedback(loop):
     assert (first.round, first.previous_run, first.stage) == (1, None, "sft")
     assert (sft2.round, sft2.previous_run, sft2.stage, sft2.version) == (2, loop.sft1, "sft", loop.v2)
     assert (dpo.round, dpo.previous_run, dpo.stage) == (2, loop.sft1, "dpo")
+    assert dpo.version_text == f"v{loop.preferences} (preferences, 8 pairs)"   # what DPO trained on
+    assert sft2.version_text.startswith(f"v{loop.v2} (feedback, ")
     assert first.next_versions == [loop.v2, loop.preferences]      # merged corrections, then preference pairs
     assert first.feedback == {"preference_pairs": 8, "corrected": 2, "needs_answer": 0}
     assert first.figures["win_rate"] == 1.0 and first.figures["votes"] == 8
