@@ -13,10 +13,13 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, workspace_path
@@ -85,3 +88,17 @@ def check_output(source: Source, output: str | None) -> None:
     if source.version is None and not output:
         raise TuneloopError("INPUT is a file, so give OUTPUT too (or a version of --workspace as INPUT, which "
                             "makes a new version)")
+
+
+@contextlib.contextmanager
+def percent_bar(desc: str) -> Iterator[Callable[[float, str], None]]:
+    """A terminal progress bar for a command, yielding the ``progress(fraction, text)`` callback the
+    stages report through (the tab's ``gr.Progress`` takes the same two values); silent when stderr is
+    not a terminal."""
+    from tqdm import tqdm
+
+    with tqdm(total=100, desc=desc, unit="%", disable=not sys.stderr.isatty()) as bar:
+        def progress(fraction: float, text: str) -> None:
+            bar.set_postfix_str(text, refresh=False)
+            bar.update(max(0, round(fraction * 100) - bar.n))
+        yield progress

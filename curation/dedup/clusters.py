@@ -37,7 +37,7 @@ from curation.dedup.shingles import DEFAULT_NGRAM, DEFAULT_THRESHOLD, normalise_
 from curation.dedup.signatures import DEFAULT_NUM_PERM
 from curation.dedup.verify import join_turns
 from curation.data.records import Record
-from curation.data.sources import add_source_arguments, check_output, read_source
+from curation.data.sources import add_source_arguments, check_output, percent_bar, read_source
 from curation.data.versions import Version, chat_records, create_version, get_version, load_records, require_current
 
 Progress = Callable[[float, str], None]
@@ -284,11 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         options = from_args(DedupOptions, args)
         source = read_source(args.input, args.workspace)
         check_output(source, args.output)
-        from tqdm import tqdm
-        with tqdm(total=100, desc="dedup", unit="%", disable=not sys.stderr.isatty()) as bar:
-            def progress(fraction: float, text: str) -> None:
-                bar.set_postfix_str(text, refresh=False)
-                bar.update(round(fraction * 100) - bar.n)
+        with percent_bar("dedup") as progress:
             if source.version is not None:
                 result = find_duplicates_in_version(source.workspace, source.version.id, options, progress=progress)
             else:

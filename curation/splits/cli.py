@@ -20,7 +20,7 @@ from pathlib import Path
 from core.errors import TuneloopError
 from core.options import add_arguments, from_args
 from core.workspace import atomic_write
-from curation.data.sources import add_source_arguments, check_output, read_source
+from curation.data.sources import add_source_arguments, check_output, percent_bar, read_source
 from curation.splits.balance import balance_report
 from curation.splits.build import SplitOptions, make_split, split_version
 from curation.splits.export import SHAPES, export_split
@@ -44,16 +44,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from tqdm import tqdm
-
     try:
         options = from_args(SplitOptions, args)
         source = read_source(args.input, args.workspace)
         check_output(source, args.output)
-        with tqdm(total=100, desc="splitting", unit="%", disable=not sys.stderr.isatty()) as bar:
-            def progress(fraction: float, desc: str) -> None:
-                bar.set_description(desc)
-                bar.update(max(0, round(fraction * 100) - bar.n))
+        with percent_bar("splitting") as progress:
             if source.version is not None:
                 result, version = split_version(source.workspace, source.version.id, options,
                                                 keep_splits=args.keep_splits, progress=progress)
