@@ -99,3 +99,26 @@ def test_cancel_stops_this_tabs_scan_and_no_other(tab):
     assert said == ["No scan of yours is running.", "Cancelling…"]
     assert "PII scan cancelled" in out[w.scan_status] and latest_open_scan(ws) is None
     assert pii.cancel_scan(ws, w, mine)[w.scan_status] == "No scan of yours is running."
+
+
+def test_accept_and_reject_open_the_next_record_and_the_keys_reach_the_buttons(tab):
+    ws, w = tab
+    sid = pii.scan_version(ws, w, page(w))[w.scan_id]
+    pending = page(w, scan_id=sid, decision_filter="pending")
+    accepted = pii.accept_record(ws, w, {**pending, w.record_pick: "t1"})
+    assert accepted[w.record_pick]["value"] == "t2" and "t1" not in accepted[w.record_pick]["choices"]
+    assert accepted[w.review_status].startswith("**t1** accepted; showing t2")
+    rejected = pii.reject_record(ws, w, page(w, scan_id=sid, record_pick="t2"))
+    assert rejected[w.record_pick]["value"] == "t3"
+    assert rejected[w.review_table].set_index("record").loc["t2", "decision"] == "reject"
+    last = pii.reject_record(ws, w, page(w, scan_id=sid, record_pick="t3"))
+    assert last[w.record_pick]["value"] == "t3"
+
+    assert pii.next_shown(ws, w, page(w, scan_id=sid, record_pick="t2"))[w.record_pick]["value"] == "t3"
+    assert pii.previous_shown(ws, w, page(w, scan_id=sid, record_pick="t2"))[w.record_pick]["value"] == "t1"
+    assert pii.previous_shown(ws, w, page(w, scan_id=sid, record_pick="t1"))[w.record_pick]["value"] == "t1"
+
+    ids = {c.elem_id for c in vars(w).values() if isinstance(c, gr.components.Component)}
+    keys = pii.keymap()
+    assert {"a", "r", "e", "j", "k"} <= set(keys) and {target for _, target in keys.values()} <= ids
+    assert "<kbd>A</kbd> accept" in pii.shortcuts_html() and "pii-accept" in pii.shortcuts_html()

@@ -6,10 +6,16 @@ settings form comes from ``PiiOptions``), the module-level handlers take the wor
 values the page sent and return a dict keyed by component, the presenters (``findings_chart``,
 ``highlight_before`` ...) are plain functions, and ``build`` only wires them with ``ui.kit.bind``. The work
 is ``curation.pii.review`` (scans, decisions, apply) and ``curation.pii.scrub`` (the options).
+
+The keyboard shortcuts are ``ui/static/pii.js`` (installed by the tab); ``SHORTCUTS`` is their single list,
+shown under the review buttons and handed to the script, with the Review tab's keys for the same acts.
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
+
+import html
+import json
 
 import gradio as gr
 import pandas as pd
@@ -20,7 +26,7 @@ from curation.pii.review import (apply_scan, decide, edit_message, get_scan, lat
                                  review_items, run_scan, save_settings, workspace_salt)
 from curation.pii.scrub import CustomRecognizer, PiiOptions, replace_spans
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import CancelRegistry, bind, error_markdown
+from ui.kit import CancelRegistry, bind, error_markdown, static_js
 
 ALL = "all"
 DECISION_FILTERS = (ALL, "pending", "accept", "reject", "edit")
@@ -30,6 +36,30 @@ INTRO = ("Find personal data (names, emails, phones, cards, SSNs, IBANs, IPs, st
          "version, review each change, then apply to make a scrubbed version. Order numbers, SKUs, versions, "
          "prices and codes are protected.")
 SCANS = CancelRegistry()
+# The same keys as the Review tab's for the same acts (curation/ui/review.py SHORTCUTS).
+SHORTCUTS = [
+    ("A", "accept the record's changes, then the next record", {"a": ["click", "pii-accept"]}),
+    ("R", "reject (keep the original), then the next record", {"r": ["click", "pii-reject"]}),
+    ("E", "edit the scrubbed message", {"e": ["focus", "pii-edit"]}),
+    ("J", "next record", {"j": ["click", "pii-next"]}),
+    ("K", "previous record", {"k": ["click", "pii-prev"]}),
+    ("Esc", "leave the text box", {}),
+]
+
+
+def keymap() -> dict:
+    """The single-key shortcuts for ``pii.js``: {key: [verb, element id]}."""
+    keys: dict = {}
+    for _, _, mapping in SHORTCUTS:
+        keys.update(mapping)
+    return keys
+
+
+def shortcuts_html() -> str:
+    """The shortcuts as one line under the review buttons; it also hands the keymap to ``pii.js``."""
+    shown = " · ".join(f"<kbd>{html.escape(keys)}</kbd> {html.escape(what)}" for keys, what, _ in SHORTCUTS)
+    return (f'<div id="pii-keys" data-keymap="{html.escape(json.dumps(keymap()))}">Keys (outside a text box): '
+            f"{shown}</div>")
 
 
 # -- presenters -----------------------------------------------------------------------------------
@@ -192,13 +222,16 @@ def layout(ws) -> PiiWidgets:
         with gr.Row():
             w.before = gr.HighlightedText(label="Before", combine_adjacent=False, show_legend=True, elem_id="pii-before")
             w.after = gr.HighlightedText(label="After", combine_adjacent=False, show_legend=True, elem_id="pii-after")
-        w.edit_box = gr.Textbox(lines=4, label="Edit the scrubbed message")
+        w.edit_box = gr.Textbox(lines=4, label="Edit the scrubbed message", elem_id="pii-edit")
         with gr.Row():
+            w.prev_btn = gr.Button("← Previous", elem_id="pii-prev")
             w.accept_btn = gr.Button("Accept", elem_id="pii-accept")
             w.reject_btn = gr.Button("Reject (keep original)", elem_id="pii-reject")
             w.save_edit_btn = gr.Button("Save edit")
+            w.next_btn = gr.Button("Next →", elem_id="pii-next")
             w.accept_all_btn = gr.Button("Accept all shown")
             w.reject_all_btn = gr.Button("Reject all shown")
+        gr.HTML(shortcuts_html(), js_on_load=static_js("pii"), elem_id="pii-shortcuts")
         w.review_status = gr.Markdown(elem_id="pii-review-status")
         w.apply_btn = gr.Button("Apply: make the scrubbed version", variant="primary", elem_id="pii-apply")
         w.apply_status = gr.Markdown(elem_id="pii-apply-status")
@@ -336,18 +369,56 @@ def show_message(ws, w: PiiWidgets, data: dict) -> dict:
     return _show(ws, w, data, data[w.message_pick])
 
 
+def _shown_ids(ws, w: PiiWidgets, data: dict, sid: int) -> list[str]:
+    return [i.record_id for i in review_items(ws, sid, entity=_filter(data[w.type_filter]),
+                                              decision=_filter(data[w.decision_filter]))]
+
+
+def next_record(listed: list[str], decided: str, now: list[str]) -> str | None:
+    """The record to open after deciding ``decided``: the first one after it in the list as it was that is
+    still listed, else ``decided`` itself if still listed (the end of the list), else the last one listed."""
+    after = listed[listed.index(decided) + 1:] if decided in listed else []
+    return next((rid for rid in after if rid in now), decided if decided in now else (now[-1] if now else None))
+
+
 def _decide(ws, w: PiiWidgets, data: dict, decision: str, *, shown: bool) -> dict:
     try:
         sid = open_scan(ws, data[w.scan_id])
-        if shown:
-            ids = [i.record_id for i in review_items(ws, sid, entity=_filter(data[w.type_filter]),
-                                                     decision=_filter(data[w.decision_filter]))]
-        else:
-            ids = [_item(ws, sid, data[w.record_pick]).record_id]
+        listed = _shown_ids(ws, w, data, sid)
+        ids = listed if shown else [_item(ws, sid, data[w.record_pick]).record_id]
         decide(ws, sid, ids, decision)
     except Exception as exc:
         return {w.review_status: error_markdown(exc)}
-    return review_list(ws, w, {**data, w.scan_id: sid})
+    out = review_list(ws, w, {**data, w.scan_id: sid})
+    if shown or w.record_pick not in out:
+        return out
+    now = out[w.record_pick]["choices"]
+    opened = next_record(listed, ids[0], now)
+    out[w.record_pick] = gr.update(choices=now, value=opened)
+    out[w.review_status] = (f"**{ids[0]}** {decision}ed; showing {opened or 'nothing'} · "
+                             f"{out[w.review_status]}")
+    return out
+
+
+def step_record(ws, w: PiiWidgets, data: dict, step: int) -> dict:
+    """Open the record ``step`` places along the shown list (stopping at either end)."""
+    try:
+        ids = _shown_ids(ws, w, data, open_scan(ws, data[w.scan_id]))
+    except Exception as exc:
+        return {w.review_status: error_markdown(exc)}
+    if not ids:
+        return {w.review_status: "No records shown."}
+    at = ids.index(data[w.record_pick]) if data[w.record_pick] in ids else -1 if step > 0 else len(ids)
+    to = max(0, min(len(ids) - 1, at + step))
+    return {w.record_pick: gr.update(value=ids[to]), w.review_status: f"record {to + 1} of {len(ids)} shown"}
+
+
+def next_shown(ws, w: PiiWidgets, data: dict) -> dict:
+    return step_record(ws, w, data, 1)
+
+
+def previous_shown(ws, w: PiiWidgets, data: dict) -> dict:
+    return step_record(ws, w, data, -1)
 
 
 def accept_record(ws, w: PiiWidgets, data: dict) -> dict:
@@ -419,6 +490,8 @@ def build(ws) -> PiiWidgets:
     picked = {*w.filters, w.record_pick}
     on(w.accept_btn.click, accept_record, picked, w.review)
     on(w.reject_btn.click, reject_record, picked, w.review)
+    on(w.next_btn.click, next_shown, picked, [w.record_pick, w.review_status])
+    on(w.prev_btn.click, previous_shown, picked, [w.record_pick, w.review_status])
     on(w.accept_all_btn.click, accept_shown, w.filters, w.review)
     on(w.reject_all_btn.click, reject_shown, w.filters, w.review)
     on(w.save_edit_btn.click, save_edit, {*picked, w.message_pick, w.edit_box}, w.review)
