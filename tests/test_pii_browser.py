@@ -1,5 +1,6 @@
-"""The PII tab in a real browser: scan the current version, review before/after, reject one record,
-apply, and find a scrubbed version with the rejected record untouched."""
+"""The PII tab in a real browser: scan the current version, review before/after, reject one record (the
+next one opens), accept that one with the A key, apply, and find a scrubbed version with the rejected record
+untouched."""
 import pytest
 from playwright.sync_api import expect
 
@@ -33,8 +34,14 @@ def test_scan_review_reject_and_apply(live_app, page, tmp_path):
     expect(page.locator("#pii-after")).to_contain_text("ORD-2024-00123")
 
     page.locator("#pii-reject").click()
-    expect(page.locator("#pii-review-status")).to_contain_text("3 record(s) shown")
+    expect(page.locator("#pii-review-status")).to_contain_text("t1 rejected; showing t2")
     expect(page.get_by_text("reject", exact=True)).to_be_visible()
+    expect(page.locator("#pii-before")).to_contain_text("bob.stone@example.org")
+    expect(page.locator("#pii-keys")).to_contain_text("A accept")
+    page.locator("#pii-before").click()
+    page.keyboard.press("a")
+    expect(page.locator("#pii-review-status")).to_contain_text("t2 accepted; showing t3")
+    expect(page.get_by_text("accept", exact=True)).to_be_visible()
     page.locator("#pii-apply").click()
     expect(page.locator("#pii-apply-status")).to_contain_text("Created v2")
 
