@@ -6,6 +6,9 @@ Hugging Face ``save_to_disk`` folder. The format is detected from the first row 
 
 Every problem is reported with the file, the line (or row) and the field; an import with any
 error imports nothing. Warnings (a conversation without an assistant turn) do not block it.
+Input past a reader's limits (the size cap, JSON nested deeper than Python can read, a CSV field
+over csv's field limit) is refused with one line naming the file, the line and the limit; a pipe
+or device is read only up to the size cap.
 
 Example::
 
@@ -18,6 +21,8 @@ import csv
 import io
 import json
 import os
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -84,8 +89,9 @@ def read_records(path: str | os.PathLike, *, format: str | None = None,
         raise TuneloopError(f"{path}: no such file or folder")
     if format is not None and format not in FORMATS:
         raise TuneloopError(f"unknown format '{format}'; choose one of {', '.join(FORMATS)}")
-    _check_size(path, DEFAULT_MAX_MB if max_mb is None else max_mb)
-    rows = list(_iter_rows(path, column_map=column_map, limit=limit,
+    max_mb = DEFAULT_MAX_MB if max_mb is None else max_mb
+    _check_size(path, max_mb)
+    rows = list(_iter_rows(path, column_map=column_map, limit=limit, max_mb=max_mb,
                            csv_mode=(format == "csv" or path.suffix.lower() in (".csv", ".tsv"))))
     if not rows:
         raise InputProblem([f"{name} holds no records (the file is empty)"], source=name)
@@ -144,15 +150,30 @@ def detect_format(first: Any, *, where: str = "line 1", source: str = "") -> str
 
 # -- containers -------------------------------------------------------------------------------
 
+_RAISE_LIMIT = "split the file, or raise the limit (--max-mb, or TUNELOOP_MAX_IMPORT_MB)"
+
+
 def _check_size(path: Path, max_mb: float) -> None:
+    """Refuse a file or folder over the cap before reading it (a pipe or device has no size: see _read_capped)."""
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
     if size > max_mb * 1024 * 1024:
-        raise TuneloopError(
-            f"{path.name} is {size / 1024 / 1024:.1f} MB, over the import limit of {max_mb:g} MB; "
-            "split the file, or raise the limit (--max-mb, or TUNELOOP_MAX_IMPORT_MB)")
+        raise TuneloopError(f"{path.name} is {size / 1024 / 1024:.1f} MB, over the import limit of {max_mb:g} MB; "
+                            f"{_RAISE_LIMIT}")
 
 
-def _iter_rows(path: Path, *, column_map, limit, csv_mode) -> Iterator[_Row]:
+def _read_capped(path: Path, max_mb: float) -> bytes:
+    """The bytes of ``path``, reading no more than the cap: a pipe or device (whose size is unknown until it
+    ends, or never ends) is refused as soon as it passes the cap."""
+    cap = int(max_mb * 1024 * 1024)
+    with path.open("rb") as fh:
+        raw = fh.read(cap + 1)
+    if len(raw) > cap:
+        raise TuneloopError(f"{path.name} holds more than the import limit of {max_mb:g} MB (reading stopped at the "
+                            f"limit; nothing was imported); {_RAISE_LIMIT}")
+    return raw
+
+
+def _iter_rows(path: Path, *, column_map, limit, max_mb, csv_mode) -> Iterator[_Row]:
     if path.is_dir():
         yield from _iter_hf_folder(path, limit)
         return
@@ -160,13 +181,13 @@ def _iter_rows(path: Path, *, column_map, limit, csv_mode) -> Iterator[_Row]:
     if suffix == ".parquet":
         yield from _iter_parquet(path, limit)
     elif csv_mode:
-        yield from _iter_csv(path, column_map, limit)
+        yield from _iter_csv(path, column_map, limit, max_mb)
     else:
-        yield from _iter_json(path, limit)
+        yield from _iter_json(path, limit, max_mb)
 
 
-def _decode(path: Path) -> str:
-    raw = path.read_bytes()
+def _decode(path: Path, max_mb: float) -> str:
+    raw = _read_capped(path, max_mb)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -177,8 +198,14 @@ def _decode(path: Path) -> str:
     return text.lstrip("\ufeff")
 
 
-def _iter_json(path: Path, limit) -> Iterator[_Row]:
-    text = _decode(path)
+def _too_deep(source: str, where: str) -> TuneloopError:
+    return TuneloopError(f"{source} {where}: JSON nested deeper than Python reads (about "
+                         f"{sys.getrecursionlimit():,} levels of [ and {{); a record is a few levels deep, so the "
+                         f"line is damaged or not a record; nothing was imported")
+
+
+def _iter_json(path: Path, limit, max_mb) -> Iterator[_Row]:
+    text = _decode(path, max_mb)
     if not text.strip():
         return
     if text.lstrip().startswith("["):
@@ -187,6 +214,8 @@ def _iter_json(path: Path, limit) -> Iterator[_Row]:
         except json.JSONDecodeError as exc:
             raise InputProblem([f"line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})"],
                                source=path.name) from None
+        except RecursionError:
+            raise _too_deep(path.name, "the array") from None
         for i, item in enumerate(items[:limit] if limit else items, start=1):
             yield _Row(f"item {i}", item)
         return
@@ -195,15 +224,22 @@ def _iter_json(path: Path, limit) -> Iterator[_Row]:
         if not line.strip():
             continue
         try:
-            yield _Row(f"line {lineno}", json.loads(line))
+            item = json.loads(line)
         except json.JSONDecodeError as exc:
             yield _Row(f"line {lineno}", None, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            raise _too_deep(path.name, f"line {lineno}") from None
+        else:
+            yield _Row(f"line {lineno}", item)
         count += 1
         if limit and count >= limit:
             break
 
 
 def _iter_parquet(path: Path, limit) -> Iterator[_Row]:
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise TuneloopError(f"{path.name}: a Parquet file must be a regular file (it is read by seeking), not a "
+                            f"pipe or device; copy it to a file first")
     import pyarrow.parquet as pq
     try:
         table = pq.read_table(path)
@@ -249,13 +285,26 @@ def parse_column_map(text: str | None) -> dict[str, str] | None:
     return mapping
 
 
-def _iter_csv(path: Path, column_map, limit) -> Iterator[_Row]:
-    text = _decode(path)
+def _csv_refusal(path: Path, line: int, exc: csv.Error) -> TuneloopError:
+    """csv's own error as one line naming the file, the line and, for an oversized field, the limit."""
+    if "field larger than field limit" in str(exc):
+        limit = csv.field_size_limit()
+        return TuneloopError(f"{path.name} line {line}: a field is longer than csv's limit of {limit:,} characters "
+                             f"({limit // 1024} KiB); shorten it, or import the data as JSONL (no field limit); "
+                             f"nothing was imported")
+    return TuneloopError(f"{path.name} line {line}: not readable as CSV ({exc}); nothing was imported")
+
+
+def _iter_csv(path: Path, column_map, limit, max_mb) -> Iterator[_Row]:
+    text = _decode(path, max_mb)
     if not text.strip():
         return
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
     reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    columns = reader.fieldnames or []
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise _csv_refusal(path, 1, exc) from None
     mapping = dict(column_map or {})
     lowered = {c.lower().strip(): c for c in columns}
     for role, aliases in CSV_ALIASES.items():
@@ -271,7 +320,7 @@ def _iter_csv(path: Path, column_map, limit) -> Iterator[_Row]:
                             f"{columns}; give a column mapping such as prompt=question,completion=answer"],
                            source=path.name)
     used = set(mapping.values())
-    for i, row in enumerate(reader, start=2):
+    for i, row in enumerate(_csv_rows(path, reader), start=2):
         if None in row:
             raise InputProblem([f"line {i}: more fields than the header has columns"], source=path.name)
         prompt = row[mapping["prompt"]] or ""
@@ -286,6 +335,17 @@ def _iter_csv(path: Path, column_map, limit) -> Iterator[_Row]:
         yield _Row(f"line {i}", item)
         if limit and i - 1 >= limit:
             break
+
+
+def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[dict]:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _csv_refusal(path, reader.line_num + 1, exc) from None  # the line the bad record starts on
+        yield row
 
 
 # -- schemas ----------------------------------------------------------------------------------
@@ -317,7 +377,7 @@ def _to_record(row: _Row, fmt: str, problems: _Problems) -> tuple[Record, bool] 
         if isinstance(meta, str):
             try:
                 meta = json.loads(meta)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 meta = None
         if not isinstance(meta, dict):
             problems.error(where, f"meta must be an object, got {type(data.get('meta')).__name__}")
@@ -342,7 +402,7 @@ def _messages_field(value, name, where, problems, *, allow_empty=False) -> list[
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             problems.error(where, f"'{name}' must be a list of {{role, content}}, got a string")
             return None
     if not isinstance(value, (list, tuple)):
