@@ -2,7 +2,7 @@
 
     python app.py [--workspace DIR] [--host 127.0.0.1] [--port 7860] [--no-demo] [--rater-only]
     python app.py [--workspace DIR] users add NAME --role admin|rater|viewer [--password-file F]
-    python app.py [--workspace DIR] users list | users remove NAME
+    python app.py [--workspace DIR] users list | users remove NAME | users passwd NAME [--password-file F]
 
 A workspace without users runs in local mode: no logins, on 127.0.0.1 only. Once it has users,
 every page needs a login: admins get the whole dashboard at /, raters the Rate tab at /rate/,
@@ -47,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-demo", action="store_true", help="do not load the demo dataset into an empty workspace")
     p.add_argument("--rater-only", action="store_true",
                    help="serve only the Rate tab: no curation, training or export function exists in the API")
+    from core.options import add_arguments
+    from core.sessions import ServingOptions
+    add_arguments(p, ServingOptions)
     sub = p.add_subparsers(dest="command")
     users = sub.add_parser("users", help="manage logins: add, list, remove")
     usub = users.add_subparsers(dest="users_command", required=True)
@@ -55,9 +58,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     add.add_argument("--role", required=True, choices=("admin", "rater", "viewer"))
     add.add_argument("--password-file", help="a file whose first line is the password")
     usub.add_parser("list", help="list users and roles")
-    rm = usub.add_parser("remove", help="remove a user")
+    rm = usub.add_parser("remove", help="remove a user (their sessions end at once)")
     rm.add_argument("name")
+    pw = usub.add_parser("passwd", help="change a user's password (prompted, or --password-file); ends their sessions")
+    pw.add_argument("name")
+    pw.add_argument("--password-file", help="a file whose first line is the password")
     return p.parse_args(argv)
+
+
+def serving_options(args: argparse.Namespace):
+    """The serving options the command line asks for; $TUNELOOP_ALLOWED_HOSTS when no --allowed-host is given."""
+    from core.options import from_args
+    from core.sessions import ServingOptions
+    options = from_args(ServingOptions, args)
+    named = os.environ.get("TUNELOOP_ALLOWED_HOSTS", "")
+    if not options.allowed_host and named.strip():
+        options = options.replace(allowed_host=[h.strip() for h in named.split(",") if h.strip()])
+    return options
 
 
 # -- composition ----------------------------------------------------------------------------------
@@ -120,14 +137,18 @@ def page_head() -> str:
     return static_head("review")
 
 
-def create_server(ws, *, rater_only: bool = False):
-    """A FastAPI app with the Gradio apps mounted for the workspace's mode."""
+def create_server(ws, *, rater_only: bool = False, serving=None, host: str = "127.0.0.1"):
+    """A FastAPI app with the Gradio apps mounted for the workspace's mode, served as ``host`` under the
+    limits of ``serving`` (``core.sessions.ServingOptions``; its defaults when None)."""
     import gradio as gr
     from fastapi import FastAPI
 
-    from ui.access import LoginPageWithoutApi, guard_handlers
+    from core.sessions import LoginThrottle, ServingOptions, Sessions
+    from core.users import has_users
+    from ui.access import LOOPBACK_NAMES, LoginPageWithoutApi, MountRule, SessionGuard, guard_handlers, password_check
     from ui.api import hide_unnamed
-    from core.users import authenticate, has_users
+
+    serving = serving or ServingOptions()
 
     server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
     head = page_head()
@@ -143,14 +164,23 @@ def create_server(ws, *, rater_only: bool = False):
     for path, blocks, roles in mounts:
         hide_unnamed(blocks)  # a script sees the automation API, not the widgets' events
         guard_handlers(blocks, ws, roles)
-        auth = (lambda u, p, roles=roles: authenticate(ws, u, p, roles)) if hosted else None
         message = (f"Tuneloop · log in ({' or '.join(roles)})."
                    + (" Raters: open /rate/ instead; viewers: /playground/." if path == "/" and not rater_only else ""))
-        gr.mount_gradio_app(server, blocks.queue(default_concurrency_limit=8, api_open=False), path=path, auth=auth,
+        gr.mount_gradio_app(server, blocks.queue(default_concurrency_limit=8, api_open=False), path=path,
+                            auth=password_check(ws, roles) if hosted else None,
                             auth_message=message if hosted else None, css=CSS, head=head, show_error=True,
-                            footer_links=["settings"], ssr_mode=False)
+                            footer_links=["settings"], ssr_mode=False,
+                            max_file_size=int(serving.upload_limit_mb * 1024 * 1024))
     if hosted:
         server.add_middleware(LoginPageWithoutApi)
+    named = {h.lower() for h in serving.allowed_host}
+    hosts = set(LOOPBACK_NAMES) | ({host.lower().strip("[]"), *named} if hosted else set())
+    rules = [MountRule(path, roles, files="admin" in roles and path == "/" and not rater_only)
+             for path, _, roles in mounts]
+    sessions = Sessions(ws, idle_s=serving.session_idle_hours * 3600, max_s=serving.session_max_days * 86400)
+    throttle = LoginThrottle(per_user=serving.login_failures_per_user, per_address=serving.login_failures_per_address)
+    server.add_middleware(SessionGuard, mounts=rules, hosts=hosts, named_hosts=named,
+                          sessions=sessions if hosted else None, throttle=throttle if hosted else None)
     return server
 
 
@@ -169,9 +199,9 @@ class JsonLogLines(logging.Formatter):
 
 def users_command(ws, args) -> int:
     from core.errors import TuneloopError
-    from core.users import add_user, list_users, remove_user
+    from core.users import add_user, list_users, remove_user, set_password
     try:
-        if args.users_command == "add":
+        if args.users_command in ("add", "passwd"):
             if args.password_file:
                 with open(args.password_file, encoding="utf-8") as fh:
                     password = fh.readline().rstrip("\n")
@@ -180,8 +210,12 @@ def users_command(ws, args) -> int:
                 if password != getpass.getpass("Again: "):
                     print("error: the passwords differ; nothing changed", file=sys.stderr)
                     return 1
-            user = add_user(ws, args.name, args.role, password)
-            print(f"added {user.name} ({user.role})")
+            if args.users_command == "add":
+                user = add_user(ws, args.name, args.role, password)
+                print(f"added {user.name} ({user.role})")
+            else:
+                set_password(ws, args.name, password)
+                print(f"changed the password of {args.name}; their sessions have ended")
         elif args.users_command == "list":
             users = list_users(ws)
             if not users:
@@ -225,6 +259,12 @@ def main(argv=None) -> int:
     ws = Workspace.open(args.workspace)
     if args.command == "users":
         return users_command(ws, args)
+    from core.errors import TuneloopError
+    try:
+        serving = serving_options(args)
+    except TuneloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     bootstrap_admin(ws)
     if not has_users(ws) and not _is_loopback(args.host):
         print(f"error: this workspace has no users, so it runs without logins and only on 127.0.0.1. "
@@ -237,7 +277,7 @@ def main(argv=None) -> int:
             from curation.data.demo import load_demo
             load_demo(ws)
     import uvicorn
-    server = create_server(ws, rater_only=args.rater_only)
+    server = create_server(ws, rater_only=args.rater_only, serving=serving, host=args.host)
     mode = "rater-only" if args.rater_only else ("hosted, logins on" if has_users(ws) else "local, no logins")
     print(f"Tuneloop ({mode}): workspace {ws.root}; serving on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(server, host=args.host, port=args.port, log_level="warning", log_config=None)  # our JSON lines

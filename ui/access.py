@@ -1,20 +1,32 @@
-"""The gradio half of access control: every handler of an app checks the caller's role first.
+"""The gradio half of access control: every handler of an app checks the caller's role first, and every
+HTTP request passes ``SessionGuard`` before it reaches an app.
 
 Gradio exposes every event handler through its HTTP API, whether or not its button is on screen,
 so permissions cannot live in the page. ``guard_handlers`` wraps every handler of a Blocks so that
 it first runs ``core.access.check_role`` on the caller (``request.username``, from the login) against
 the roles allowed for that app; ``LoginPageWithoutApi`` keeps the login page from describing the API.
+``SessionGuard`` answers only the server's own host names and origin, lets a visitor who has not logged
+in reach the login page and nothing else, keeps uploads and served files to the app that takes them,
+throttles logins and ends sessions (``core.sessions``); ``password_check`` runs scrypt off the event loop.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import json
+import math
 import re
 import typing
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import gradio as gr
+from starlette.requests import Request
 
 from core.access import AccessDenied, check_role
+from core.users import authenticate
 
 
 def guard_handlers(blocks, ws, roles: tuple[str, ...]) -> None:
@@ -130,3 +142,202 @@ class LoginPageWithoutApi:
             return await send({"type": "http.response.body", "body": body})
 
         return await self.app(scope, receive, rewrite)
+
+
+# scrypt takes ~50 ms of CPU and 16 MiB: two at a time, in threads of their own, so that password guesses
+# neither block the event loop nor take the threads Gradio runs handlers in.
+_PASSWORD_CHECKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tuneloop-login")
+
+
+def password_check(ws, roles: tuple[str, ...]):
+    """The ``auth`` callable of an app taking ``roles``: ``core.users.authenticate`` in the login threads."""
+    async def check(name: str, password: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_PASSWORD_CHECKS, authenticate, ws, name, password, roles)
+    return check
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+TOKEN_COOKIE = "access-token-"   # Gradio's session cookies: access-token-<app>, access-token-unsecure-<app>
+# Reachable before logging in: the login page, its scripts, styles and fonts, and the login itself.
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
+PUBLIC_PATHS = ("", "/", "/favicon.ico", "/theme.css", "/gradio_api/theme.css", "/manifest.json", "/robots.txt",
+                "/gradio_api/login_check", "/gradio_api/login_check/", "/logout")
+LOGIN_PATHS = ("/login", "/login/")
+# Gradio routes Tuneloop never uses; the run-history page embeds the API description of its app.
+CLOSED_PREFIXES = ("/gradio_api/runs", "/gradio_api/run-history", "/monitoring", "/gradio_api/vibe-",
+                   "/gradio_api/undo-vibe-edit", "/gradio_api/dev/", "/gradio_api/proxy=")
+# Routes that take a file from the visitor or serve one from the server.
+FILE_PREFIXES = ("/gradio_api/upload", "/gradio_api/file=", "/gradio_api/file/", "/gradio_api/process_recording",
+                 "/gradio_api/stream/")
+MAX_LOGIN_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class MountRule:
+    """One mounted app as the guard sees it: its path, the roles it takes, and whether its tabs take and
+    serve files (only the admin app does)."""
+    prefix: str
+    roles: tuple[str, ...]
+    files: bool
+
+
+class SessionGuard:
+    """ASGI middleware in front of every mounted app.
+
+    ``hosts``: the host names the server answers to (any other Host header is refused, against DNS
+    rebinding); ``named_hosts``: those of them configured by name, whose https origin is also the app's own
+    behind a proxy. ``sessions`` and ``throttle`` are None in local mode (no logins)."""
+
+    def __init__(self, app, *, mounts: list[MountRule], hosts: set[str], named_hosts: set[str],
+                 sessions=None, throttle=None):
+        self.app = app
+        self.mounts = sorted(mounts, key=lambda m: len(m.prefix), reverse=True)
+        self.hosts, self.named_hosts = hosts, named_hosts
+        self.sessions, self.throttle = sessions, throttle
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = _headers(scope)
+        host = headers.get("host", "")
+        hostname = (urlsplit("//" + host).hostname or "") if host else ""
+        if hostname not in self.hosts:
+            return await _refuse(scope, send, 400, f"this server does not answer to the host name '{host}'. "
+                                 "To serve it under that name, start it with --allowed-host NAME "
+                                 "(or set TUNELOOP_ALLOWED_HOSTS).")
+        if not self._own_origin(headers, host, scope):
+            return await _refuse(scope, send, 403, "requests from another site are refused: open the app from "
+                                 "its own address.")
+        mount = next(m for m in self.mounts if m.prefix == "/" or scope["path"] == m.prefix
+                     or scope["path"].startswith(m.prefix + "/"))
+        sub = scope["path"] if mount.prefix == "/" else scope["path"][len(mount.prefix):]
+        if sub.startswith(CLOSED_PREFIXES):
+            return await _refuse(scope, send, 404, "not found")
+        if self.sessions is not None:
+            scope, user = self._filter_session_cookies(scope, headers, mount)
+            if scope.get("method") == "POST" and sub in LOGIN_PATHS:
+                return await self._login(scope, receive, send)
+            if user is None and not (scope.get("method") in ("GET", "HEAD")
+                                     and (sub in PUBLIC_PATHS or sub.startswith(PUBLIC_PREFIXES))):
+                return await _refuse(scope, send, 401, "Not authenticated: log in first.")
+            if sub == "/logout":
+                for token in _token_cookies(headers).values():
+                    self.sessions.end(token)
+        if not mount.files and sub.startswith(FILE_PREFIXES):
+            return await _refuse(scope, send, 403, "this page neither takes nor serves files")
+        return await self.app(scope, receive, send)
+
+    def _own_origin(self, headers: dict, host: str, scope) -> bool:
+        origin = headers.get("origin")
+        if origin is None:
+            # No Origin: not a script on another site, except a cross-site form a browser did not label.
+            return not (headers.get("sec-fetch-site") == "cross-site" and scope.get("method") not in ("GET", "HEAD"))
+        parts = urlsplit(origin)
+        if parts.netloc.lower() == host.lower() and parts.scheme in ("http", "https"):
+            return True
+        return parts.scheme == "https" and (parts.hostname or "") in self.named_hosts
+
+    def _filter_session_cookies(self, scope, headers: dict, mount: MountRule):
+        """The scope without the session cookies that are no longer good for this app, and the user of the
+        one that is (None when none is)."""
+        user, kept, dropped = None, [], False
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name.startswith(TOKEN_COOKIE):
+                found = self.sessions.user_of(value, mount.roles)
+                if found is None:
+                    dropped = True
+                    continue
+                user = found
+            if name:
+                kept.append(part.strip())
+        if dropped:
+            raw = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+            if kept:
+                raw.append((b"cookie", "; ".join(kept).encode("latin-1")))
+            scope = {**scope, "headers": raw}
+        return scope, user
+
+    async def _login(self, scope, receive, send):
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_LOGIN_BODY:
+                return await _refuse(scope, send, 413, "a login form is a name and a password; this is too large")
+        replay_sent = False
+
+        async def replay():
+            nonlocal replay_sent
+            if replay_sent:
+                return await receive()
+            replay_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(scope, replay).form()
+        except Exception:  # not a form at all: Gradio would refuse it too
+            return await _refuse(scope, send, 400, "send the login as a form with a username and a password")
+        name = str(form.get("username") or "").strip()   # as Gradio reads it
+        address = (scope.get("client") or ("unknown",))[0]
+        wait = self.throttle.admit(name, address)
+        if wait:
+            return await _refuse(scope, send, 429, f"too many failed logins for this name or from this address; "
+                                 f"try again in {math.ceil(wait)} s", retry_after=math.ceil(wait))
+        replay_sent = False
+        https = scope.get("scheme") in ("https", "wss")
+        outcome = {"ok": False}
+
+        async def record(message):
+            if message["type"] == "http.response.start":
+                outcome["ok"] = message["status"] == 200
+                headers = []
+                for key, value in message["headers"]:
+                    if key.lower() == b"set-cookie" and value.decode("latin-1").startswith(TOKEN_COOKIE):
+                        cookie, token = _same_site_cookie(value.decode("latin-1"), https)
+                        if outcome["ok"]:
+                            self.sessions.begin(token, name)
+                        value = cookie.encode("latin-1")
+                    headers.append((key, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, replay, record)
+        finally:
+            self.throttle.finish(name, address, outcome["ok"])
+
+
+def _headers(scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in scope.get("headers", []):
+        name = key.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        out[name] = f"{out[name]}; {text}" if name == "cookie" and name in out else text
+    return out
+
+
+def _token_cookies(headers: dict) -> dict[str, str]:
+    pairs = (part.strip().partition("=") for part in headers.get("cookie", "").split(";"))
+    return {name: value for name, _, value in pairs if name.startswith(TOKEN_COOKIE)}
+
+
+def _same_site_cookie(header: str, https: bool) -> tuple[str, str]:
+    """Gradio's session cookie rewritten so that a browser never sends it cross-site (SameSite=Lax) and
+    marks it Secure only over https; and the token it carries."""
+    name_value = header.split(";", 1)[0]
+    token = name_value.partition("=")[2].strip('"')
+    return f"{name_value}; HttpOnly; Path=/; SameSite=Lax" + ("; Secure" if https else ""), token
+
+
+async def _refuse(scope, send, status: int, message: str, retry_after: int | None = None) -> None:
+    if scope["type"] == "websocket":
+        return await send({"type": "websocket.close", "code": 1008})
+    body = json.dumps({"detail": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
