@@ -87,9 +87,9 @@ def test_allow_list_exact_and_regex():
 
 
 def test_protected_pattern_wins_over_a_finding():
-    text = "Your case number is 415-555-0132 and my phone is 415-555-0199."
+    text = "The desk line is 415-555-0132 and my phone is 415-555-0199."
     assert scrub_one(text).count("<PHONE_NUMBER>") == 2
-    out = scrub_one(text, PiiOptions(protect=[r"case number is \S+"]))
+    out = scrub_one(text, PiiOptions(protect=[r"desk line is \S+"]))
     assert "415-555-0132" in out and "415-555-0199" not in out
 
 

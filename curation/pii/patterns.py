@@ -53,46 +53,145 @@ def address_patterns() -> tuple[re.Pattern, ...]:
             re.compile(german))
 
 
-def find_addresses(text: str) -> list[tuple[int, int, float]]:
+def find_addresses(text: str) -> list[tuple]:
+    """Street addresses: (start, end, score, evidence)."""
     out = []
     for pattern in address_patterns():
         for m in pattern.finditer(text):
-            out.append((m.start(), m.end(), 0.85))
+            out.append((m.start(), m.end(), 0.85, "street address pattern"))
     return out
 
 
-PHONE_PATTERNS = (
-    # North American: (415) 555-0132, 415.555.0132, +1-415-555-0132x123, 001-415-555-0132
-    (r"(?<![\w+.-])(?:(?:\+?1|001)[\s.-]?)?(?:\(\d{3}\)[\s.-]?|\d{3}[\s.-])\d{3}[\s.-]\d{4}"
-     r"(?:\s*(?:x|ext\.?|extension|#)\s*\d{1,6})?(?![\w-]|\.\d)", 0.7),
-    # International with +: +44 20 7946 0958, +49 (0)30 1234567, +4428 9018 0286
-    (r"(?<![\w+])\+\d{1,3}(?:\s?\(0\)\s?|[\s.-])?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]?\d{2,5}){1,4}"
-     r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-]|\.\d)", 0.7),
-    # National with trunk 0: 020 7946 0958, (0161) 496 0000, 07700 900123, (02328) 60129
-    (r"(?<![\w.-])(?:\(0\d{1,4}\)|0\d{1,4})[\s.-]?\d{3,8}(?:[\s.-]\d{3,4})?(?![\w-]|\.\d)", 0.55),
-    # French style pairs: 02 38 30 39 64
-    (r"(?<![\w.-])0\d(?:[\s.-]\d{2}){4}(?![\w-]|\.\d)", 0.6),
-    # Ten bare digits: 4155550132
-    (r"(?<![\w.+-])\d{10}(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-]|\.\d)", 0.55),
-    # Other short or long digit runs count only next to a word like "phone" or "call".
-    (r"(?<![\w.+#-])(?:\d{7,9}|\d{11,12}|\d{3,5}[.\s-]\d{3,5})(?![\w-]|\.\d)", 0.1),
-)
-PHONE_CONTEXT = ["phone", "call", "callback", "cell", "mobile", "mob", "tel", "telephone", "ph", "m", "text", "fax",
-                 "reach", "whatsapp", "contact", "landline", "line"]
+Finding = tuple  # (start, end, score, evidence): evidence says in words why the span was taken
+
+
+def _words(*words: str) -> re.Pattern:
+    return re.compile(r"(?<![\w])(?:" + "|".join(sorted(words, key=len, reverse=True)) + r")(?![\w])", re.IGNORECASE)
+
+
+def cue_after(text: str, end: int, cues: re.Pattern, window: int = 16) -> str | None:
+    """A cue word right after ``end`` on the same line ("781 1704 office", "-Fax")."""
+    after = text[end:end + window].split("\n", 1)[0]
+    m = re.match(r"[\s,:;()\\-]*(" + cues.pattern + ")", after, cues.flags)
+    return m.group(1).lower() if m else None
+
+
+def nearest_cue(text: str, start: int, cues: re.Pattern, against: re.Pattern | None = None,
+                window: int = 40) -> str | None:
+    """The last of ``cues`` in the window before ``start`` (not across a blank line), lowercased;
+    "not" when one of ``against`` comes after it (nearer); None when there is neither."""
+    before = text[max(0, start - window):start].rsplit("\n\n", 1)[-1]
+    found = [(m.end(), m.group().lower()) for m in cues.finditer(before)]
+    nots = [m.end() for m in against.finditer(before)] if against is not None else []
+    if nots and (not found or max(nots) > found[-1][0]):
+        return "not"
+    return found[-1][1] if found else None
+
+
+PHONE_CUES = _words(
+    "phone", "phones", "phone number", "tel", "tele", "telephone", "call", "called", "calling", "ring",
+    "dial", "mobile", "mob", "cell", "cellphone", "cell phone", "fax", "whatsapp", "sms", "text me", "txt",
+    "landline", "desk", "direct line", "hotline", "office", "home", "work", "contact", "my number", "your number",
+    "our number", "reach me", "reach us", "answering", "messages to", "registered", "ph", "handy", "portable",
+    "téléphone", "telefon", "telefono", "teléfono", "telefone")
+# Numbers that are something else when one of these comes just before them (nearer than a phone cue).
+NOT_PHONE_CUES = _words(
+    "isbn", "issn", "doi", "order", "orders", "tracking", "invoice", "ticket", "case", "ref", "reference", "account",
+    "acct", "iban", "sku", "serial", "model", "part", "patent", "id", "pin", "population", r"pop\.", "inhabitants",
+    "census", "coordinates", "lat", "latitude", "lon", "long", "longitude", "version", "build", "score", "scored",
+    "beat", "won", "lost", "drew", "record", "votes", "isin", "vin", "policy", "claim", "member", "membership",
+    "customer", "booking", "confirmation", "receipt", "transaction", "txn", "batch", "lot", "barcode", "upc", "ean",
+    "zip", "postcode", "postal", "registration", "company", "vat", "a/c", "bank", "from", "between", "years",
+    "seasons", "season", "during", "since", "until")
+UNIT_AFTER = re.compile(
+    r"[ \t]?(?:%|°|km|m\b|cm|mm|kg|g\b|lb|lbs|mi\b|miles|ft|feet|meters|metres|people|persons|inhabitants|residents|"
+    r"users|visitors|copies|units|votes|km2|sq|square|acres|hectares|tons|tonnes|years|yrs|bc|ad\b|bce|ce\b|"
+    r"times|words|pages|points|pts|views|downloads|followers|subscribers|dollars|euros|pounds|"
+    r"rupees|yen|usd|eur|gbp|chf|inr|million|billion|thousand)(?!\w)", re.IGNORECASE)
+CURRENCY_BEFORE = re.compile(r"(?:[$€£¥₹]|\b(?:USD|EUR|GBP|INR|Rs\.?|CHF|SEK|NOK|DKK|AUD|CAD))\s?$", re.IGNORECASE)
+# A run of digit groups with phone-like separators on one line; what kind of number it is, ``phone_kind`` decides.
+PHONE_RUN = re.compile(
+    r"(?<![\w+#@$€£¥./:-])(?<!\d,)(?:\+ ?|\b00)?(?:\(\+?\d{1,5}\) ?)?\d(?:\d|[ .-](?=[\d(])| ?\(0\) ?|"
+    r" ?\(\d{1,5}\) ?|/(?=\d))*\d(?: ?(?:x|ext\.?|extn\.?|extension) ?\d{1,6})?(?!\w|[.,]\d|[-/]\d)",
+    re.IGNORECASE)
+EXTENSION = re.compile(r"(?i)\s*(?:x|ext\.?|extn\.?|extension)\s*\d{1,6}$")
+NANP = re.compile(r"(?:(?:\+ ?1|001|1)[\s.-]?)?(?:\(\d{3}\) ?|\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}")
+YEAR = re.compile(r"1\d{3}|20\d{2}|2100")
 
 
 def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
-def plausible_phone(text: str) -> bool:
-    core = re.split(r"(?i)\s*(?:x|ext\.?|extension|#)\s*\d+$", text)[0]
+def phone_kind(run: str) -> tuple[str, float] | None:
+    """What a run of digits is as a phone number: (format name, score without context), or None
+    when it is no phone at all (a year range, a date, a decimal list, an ISBN, a round number)."""
+    core = EXTENSION.sub("", run)
     digits = _digits(core)
-    if not 7 <= len(digits) <= 15 or len(set(digits)) < 3:
-        return False
-    if re.fullmatch(r"(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}", core):
-        return False
-    return True
+    groups = re.findall(r"\d+", core.replace("(0)", ""))
+    if not 7 <= len(digits) <= 15 or len(set(digits)) < 3 or re.search(r"0{5,}$", digits):
+        return None
+    if all(len(g) == 4 and YEAR.fullmatch(g) for g in groups):
+        return None                                    # 2019-2020, 1939 1945
+    if len(groups) == 3 and _is_date(groups):
+        return None                                    # 12.05.1985, 2020-05-12
+    separators = set(re.findall(r"[ .\-/]|\(", re.sub(r"^\+ ?", "", core)))
+    if "." in separators and (len(separators) > 1 or any(len(g) < 2 for g in groups)):
+        return None                                    # 0.25 0.50 0.75, 10.0.19041.1234
+    if "/" in separators and (core.count("/") > 1 or not core.lstrip("(").startswith("0")):
+        return None                                    # 030/1234567 only
+    if sum(len(g) == 1 for g in groups[1:]) > 1 or re.fullmatch(r"\d-\d{2,7}-\d{2,7}-[\dX]", core):
+        return None                                    # 1 2 3 4 5 6 7, ISBN 0-306-40615-2
+    if re.fullmatch(r"97[89][\d-]{10,14}", core) and len(digits) == 13:
+        return None                                    # ISBN-13
+    if core.startswith("+") or (core.startswith("00") and core[2:3] not in ("", "0")):
+        return ("international +country code", 0.75) if len(digits) >= 8 else None
+    if NANP.fullmatch(core) and core[0] != "0" and len(groups) > 1:
+        return "North American (NNN) NNN-NNNN", 0.7
+    if core.lstrip("(").startswith("0") and 9 <= len(digits) <= 12:
+        return "national 0… with area code", 0.6
+    if re.fullmatch(r"[6-9]\d{4}[ -]\d{5}", core):
+        return "Indian mobile NNNNN NNNNN", 0.5
+    if re.fullmatch(r"[2-9]\d{9}", core):
+        return "ten digits", 0.5
+    if len(digits) <= 12:
+        return "digit groups", 0.15
+    return None
+
+
+def _is_date(groups: list[str]) -> bool:
+    a, b, c = (int(g) for g in groups)
+    if len(groups[0]) == 4:
+        return 1 <= b <= 12 and 1 <= c <= 31 or 1 <= c <= 12 and 1 <= b <= 31
+    return 1 <= a <= 31 and 1 <= b <= 31 and (a <= 12 or b <= 12) and len(groups[2]) in (2, 4)
+
+
+def find_phones(text: str) -> list[Finding]:
+    """Phone numbers in the common national and international formats. A weak shape (bare digit
+    groups) counts only next to a word like "phone", "call", "mobile" or "fax"; a word like
+    "order", "ISBN", "population" or "between" just before a number rules it out."""
+    out = []
+    for m in PHONE_RUN.finditer(text):
+        kind = phone_kind(m.group())
+        if kind is None or UNIT_AFTER.match(text, m.end()) or \
+                CURRENCY_BEFORE.search(text[max(0, m.start() - 5):m.start()]):
+            continue
+        name, score = kind
+        before = nearest_cue(text, m.start(), PHONE_CUES, NOT_PHONE_CUES)
+        after = cue_after(text, m.end(), PHONE_CUES)
+        if before == "not" and not after:
+            continue
+        cue = after if before in (None, "not") else before
+        if cue:
+            score = min(0.95, score + (0.5 if score < 0.4 else 0.3))
+        out.append((m.start(), m.end(), score, f"phone pattern '{name}'" + (f" + context '{cue}'" if cue else "")))
+    return out
+
+
+def plausible_phone(text: str) -> bool:
+    """Whether a piece of text, on its own, has the shape of a phone number."""
+    kind = phone_kind(text)
+    return kind is not None and kind[1] >= 0.4
 
 
 def luhn_valid(digits: str) -> bool:
@@ -133,8 +232,59 @@ def card_valid(text: str) -> bool:
 
 
 SSN_PATTERNS = (
-    (r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])", 0.6),
-    (r"(?<![\w.])\d{3}[ .]\d{2}[ .]\d{4}(?![\w.])", 0.5),
-    (r"(?<![\w-])\d{9}(?![\w-])", 0.1),
+    ("NNN-NN-NNNN", r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])", 0.6),
+    ("NNN NN NNNN", r"(?<![\w.])\d{3}[ .]\d{2}[ .]\d{4}(?![\w.])", 0.5),
+    ("nine digits", r"(?<![\w-])\d{9}(?![\w-])", 0.1),
 )
-SSN_CONTEXT = ["ssn", "social", "security", "ss", "ssn#", "taxpayer", "tin", "itin"]
+SSN_CUES = _words("ssn", "ssn#", "social", "security", "ss", "ss#", "taxpayer", "tin", "itin")
+NOT_SSN_CUES = _words("phone", "call", "order", "tracking", "invoice", "account", "routing", "zip")
+CARD_CUES = _words("card", "credit", "debit", "visa", "mastercard", "amex", "cc", "discover")
+IBAN_CUES = _words("iban", "bank", "account", "wire", "transfer")
+
+
+def find_cards(text: str) -> list[Finding]:
+    """Payment card numbers: 12-19 digits grouped as printed cards are, passing the Luhn check."""
+    out = []
+    for m in re.finditer(CARD_PATTERN, text):
+        if card_valid(m.group()):
+            cue = nearest_cue(text, m.start(), CARD_CUES)
+            out.append((m.start(), m.end(), 0.95 if cue else 0.9,
+                        f"card number: {len(_digits(m.group()))} digits, Luhn check passes"
+                        + (f" + context '{cue}'" if cue else "")))
+    return out
+
+
+def find_ibans(text: str) -> list[Finding]:
+    """IBANs whose ISO 13616 check digits are right."""
+    out = []
+    for m in re.finditer(IBAN_PATTERN, text):
+        if iban_valid(m.group()):
+            cue = nearest_cue(text, m.start(), IBAN_CUES)
+            out.append((m.start(), m.end(), 0.95 if cue else 0.9,
+                        "IBAN: check digits pass" + (f" + context '{cue}'" if cue else "")))
+    return out
+
+
+def find_ssns(text: str) -> list[Finding]:
+    """US social security numbers; a bare nine-digit run counts only next to "SSN", "social security" ..."""
+    out = []
+    for name, rx, score in SSN_PATTERNS:
+        for m in re.finditer(rx, text):
+            digits = _digits(m.group())
+            if len(set(digits)) < 2 or digits[:3] in ("000", "666") or digits[3:5] == "00" or digits[5:] == "0000":
+                continue
+            cue = nearest_cue(text, m.start(), SSN_CUES, NOT_SSN_CUES)
+            cue = None if cue == "not" else cue
+            out.append((m.start(), m.end(), min(0.95, score + 0.35) if cue else score,
+                        f"SSN pattern '{name}'" + (f" + context '{cue}'" if cue else "")))
+    return out
+
+
+# (entity, finder, recognizer name): what ``curation.pii.recognizers.chat_recognizers`` registers from here.
+PATTERN_FINDERS = (
+    ("PHONE_NUMBER", find_phones, "ChatPhoneRecognizer"),
+    ("CREDIT_CARD", find_cards, "ChatCardRecognizer"),
+    ("US_SSN", find_ssns, "ChatSsnRecognizer"),
+    ("IBAN_CODE", find_ibans, "ChatIbanRecognizer"),
+    ("STREET_ADDRESS", find_addresses, "StreetAddressRecognizer"),
+)

@@ -16,8 +16,7 @@ import functools
 import re
 from typing import Iterable
 
-from curation.pii.patterns import (CARD_PATTERN, IBAN_PATTERN, PHONE_CONTEXT, PHONE_PATTERNS, SSN_CONTEXT,
-                                   SSN_PATTERNS, card_valid, find_addresses, iban_valid, plausible_phone)
+from curation.pii.patterns import PATTERN_FINDERS
 
 NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN", "es_ES", "es_MX", "fr_FR", "de_DE", "it_IT",
                 "pt_BR", "nl_NL")
@@ -295,7 +294,7 @@ def _affixes() -> tuple[re.Pattern, re.Pattern]:
 
 def chat_recognizers(ner_entities: Iterable[str] = ("PERSON",)) -> list:
     """Presidio recognizers for the default chat entity types, spaCy NER included."""
-    from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
     from presidio_analyzer.predefined_recognizers import EmailRecognizer, IpRecognizer, SpacyRecognizer
 
     class NerRecognizer(SpacyRecognizer):
@@ -329,7 +328,8 @@ def chat_recognizers(ner_entities: Iterable[str] = ("PERSON",)) -> list:
             return offline_tld_extract()(pattern_text.rsplit("@", 1)[-1]).suffix != ""
 
     class CallbackRecognizer(EntityRecognizer):
-        """A recognizer whose spans come from a plain function of the text."""
+        """A recognizer whose spans come from a plain function of the text: (start, end, score) or
+        (start, end, score, evidence); the evidence goes to ``recognition_metadata["evidence"]``."""
 
         def __init__(self, entity: str, finder, name: str):
             self._finder = finder
@@ -342,35 +342,15 @@ def chat_recognizers(ner_entities: Iterable[str] = ("PERSON",)) -> list:
             entity = self.supported_entities[0]
             if entity not in entities:
                 return []
-            return [RecognizerResult(entity, s, e, score) for s, e, score in self._finder(text)]
-
-    class PhoneRecognizer(PatternRecognizer):
-        def validate_result(self, pattern_text: str):
-            return None if plausible_phone(pattern_text) else False
-
-    class CardRecognizer(PatternRecognizer):
-        def validate_result(self, pattern_text: str):
-            return card_valid(pattern_text)
-
-    class IbanRecognizer(PatternRecognizer):
-        def validate_result(self, pattern_text: str):
-            return iban_valid(pattern_text)
+            return [RecognizerResult(entity, s, e, score, recognition_metadata={"evidence": evidence[0]}
+                                     if evidence else None) for s, e, score, *evidence in self._finder(text)]
 
     return [
         NerRecognizer(supported_entities=sorted(set(ner_entities))),
         OfflineEmailRecognizer(),
-        PhoneRecognizer(supported_entity="PHONE_NUMBER", name="ChatPhoneRecognizer", context=PHONE_CONTEXT,
-                        patterns=[Pattern(f"phone {i}", rx, score) for i, (rx, score) in enumerate(PHONE_PATTERNS)]),
-        CardRecognizer(supported_entity="CREDIT_CARD", name="ChatCardRecognizer",
-                       patterns=[Pattern("card digits", CARD_PATTERN, 0.9)],
-                       context=["card", "credit", "visa", "mastercard", "amex", "cc"]),
-        PatternRecognizer(supported_entity="US_SSN", name="ChatSsnRecognizer", context=SSN_CONTEXT,
-                          patterns=[Pattern(f"ssn {i}", rx, score) for i, (rx, score) in enumerate(SSN_PATTERNS)]),
-        IbanRecognizer(supported_entity="IBAN_CODE", name="ChatIbanRecognizer",
-                       patterns=[Pattern("iban", IBAN_PATTERN, 0.9)], context=["iban", "bank", "account", "wire"]),
         IpRecognizer(),
         CallbackRecognizer("PERSON", find_names, "ChatNameRecognizer"),
-        CallbackRecognizer("STREET_ADDRESS", find_addresses, "StreetAddressRecognizer"),
+        *[CallbackRecognizer(entity, finder, name) for entity, finder, name in PATTERN_FINDERS],
     ]
 
 
