@@ -58,9 +58,7 @@ def faker_person_names() -> set[str]:
             if not any(k in attribute for k in ("first_name", "last_name", "prefix", "suffix")):
                 continue
             values = getattr(provider, attribute)
-            if isinstance(values, dict):
-                values = values.keys()
-            if isinstance(values, (list, tuple, set, frozenset)) or hasattr(values, "keys"):
+            if isinstance(values, (list, tuple, set, frozenset, dict)):
                 names.update(v.lower() for v in values if isinstance(v, str))
     return names
 
