@@ -11,12 +11,18 @@ Example::
     with ws.transaction() as db:
         db.execute("insert into ...")
     ws.write_bytes("versions/v3.parquet", data)   # atomic: temp file + rename
+
+Opening a workspace also sweeps what a killed process left behind (``sweep_leftovers``): temp files whose
+writer is gone, and artefacts a package declared (``referenced_files``) that no row points at.
 """
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import importlib
 import os
+import re
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -52,6 +58,19 @@ def migrations(package: str) -> Callable[..., Migration]:
 
 
 _REGISTRY: dict[str, list[Migration]] = {}
+# (folder, file pattern, table, column): files a package writes under the workspace and points at from a row.
+_REFERENCED: list[tuple[str, str, str, str]] = []
+
+
+def referenced_files(folder: str, pattern: str, *, table: str, column: str) -> None:
+    """Declare that files matching ``pattern`` in ``folder`` exist only for the rows of ``table`` whose
+    ``column`` holds their workspace-relative path; on opening the workspace one that no row names is removed.
+
+    The writer must put such a file in place and insert its row inside one ``transaction()``: the sweep lists
+    the folder and the rows inside a transaction too, so it never sees a file between rename and insert."""
+    entry = (folder, pattern, table, column)
+    if entry not in _REFERENCED:
+        _REFERENCED.append(entry)
 
 
 def workspace_path(path: str | os.PathLike | None = None) -> Path:
@@ -69,9 +88,11 @@ class Workspace:
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None) -> "Workspace":
+        """The workspace at ``path`` (made if missing), migrated and swept of what killed processes left."""
         ws = cls(workspace_path(path))
         ws.root.mkdir(parents=True, exist_ok=True)
         ws.migrate()
+        sweep_leftovers(ws)
         return ws
 
     # -- database -------------------------------------------------------------------------
@@ -153,10 +174,18 @@ class Workspace:
         return target
 
 
+def temp_path(target: Path, *, tag: str = "") -> Path:
+    """Where a writer of ``target`` puts its temp file or folder: beside it, hidden, named after this
+    process (``.NAME.tmpPID``, or ``.NAME.tmpPID.TAG`` for writers within one process that must not
+    share one), which is how ``sweep_leftovers`` tells whether its writer is still running."""
+    target = Path(target)
+    return target.parent / (f".{target.name}.tmp{os.getpid()}" + (f".{tag}" if tag else ""))
+
+
 def atomic_write(target: Path, data: bytes) -> None:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_path(target).name + ".", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -174,14 +203,104 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """For writers that want a path (pyarrow, save_to_disk): yields a temp path, renamed on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp{os.getpid()}"
+    tmp = temp_path(target)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             if tmp.is_dir():
-                import shutil
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()
+
+
+# -- start-up sweep -----------------------------------------------------------------------------------
+
+_TEMP_NAME = re.compile(r"\..+\.tmp(\d+)(\.[A-Za-z0-9_]+)?")
+SWEEP_DEPTH = 2   # the root, its folders and theirs: versions/, exports/, runs/<id>/ (where temp files are made)
+
+
+def sweep_leftovers(ws: Workspace) -> dict[str, int]:
+    """Remove what a killed process left in the workspace; returns how many of each kind went.
+
+    - A temp file or folder (``.NAME.tmpPID``, see ``temp_path``) goes once no running process can be its
+      writer: process PID is gone, or the process now holding that PID started after the temp was last
+      written (a PID reused after a restart, as in a container where the app is always PID 1). A temp of a
+      live writer (an import in another process, mid-write) is left alone however old it is. This assumes
+      the processes writing a workspace share one machine's process table, as SQLite in WAL mode does.
+    - A file declared with ``referenced_files`` goes when no row names it, checked inside a transaction.
+    """
+    removed = {"temp": 0, "unreferenced": 0}
+    for entry in _temp_entries(ws.root):
+        if not _writer_may_be_running(entry):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed["temp"] += 1
+    for folder, pattern, table, column in _REFERENCED:
+        removed["unreferenced"] += _sweep_unreferenced(ws, folder, pattern, table, column)
+    return removed
+
+
+def _temp_entries(root: Path) -> list[Path]:
+    found, level = [], [root]
+    for _ in range(SWEEP_DEPTH + 1):
+        below = []
+        for folder in level:
+            with contextlib.suppress(OSError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if _TEMP_NAME.fullmatch(entry.name):
+                        found.append(Path(entry.path))
+                    elif entry.is_dir(follow_symlinks=False):
+                        below.append(Path(entry.path))
+        level = below
+    return found
+
+
+def _writer_may_be_running(temp: Path) -> bool:
+    pid = int(_TEMP_NAME.fullmatch(temp.name).group(1))
+    try:
+        written = temp.lstat().st_mtime
+    except FileNotFoundError:
+        return True           # gone already: its writer renamed it into place
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                  # alive, another user's
+    started = _process_start(pid)
+    return started is None or started <= written + 1
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where /proc tells; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _sweep_unreferenced(ws: Workspace, folder: str, pattern: str, table: str, column: str) -> int:
+    base = ws.root / folder
+    if not base.is_dir():
+        return 0
+
+    def orphans(db) -> list[Path]:
+        named = {Path(row[0]).as_posix() for row in db.execute(f"select {column} from {table}")}
+        return [f for f in base.iterdir() if fnmatch.fnmatch(f.name, pattern) and f.is_file()
+                and f.relative_to(ws.root).as_posix() not in named]
+
+    if not orphans(ws.db):    # the usual case, without taking the write lock
+        return 0
+    with ws.transaction() as db:
+        found = orphans(db)
+        for f in found:
+            f.unlink(missing_ok=True)
+    return len(found)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from core.errors import TuneloopError
-from core.workspace import Workspace, atomic_path
+from core.workspace import Workspace, atomic_path, temp_path
 from curation.data.records import Record, canonical_json
 
 _CACHE_SIZE = 4
@@ -132,27 +133,55 @@ def create_version(ws: Workspace, records: list[Record], *, parent: int | None, 
     table = pa.table(columns)
     rel = Path("versions") / f"{digest[:16]}-{len(records)}.parquet"
     target = ws.path(str(rel))
-    if not target.exists():
-        with atomic_path(target) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-    counts = {"records": len(records), **(counts or {})}
-    with ws.transaction() as db:
-        cur = db.execute(
-            "insert into dataset_versions (parent_id, step, params, counts, note, content_hash, num_records,"
-            " path, created_by, kind) values (?,?,?,?,?,?,?,?,?,?)",
-            (parent, step, json.dumps(params or {}), json.dumps(counts), note, digest, len(records),
-             str(rel), created_by, kind))
-        vid = cur.lastrowid
-        db.execute("insert into version_events (version_id, event, actor) values (?, 'created', ?)", (vid, created_by))
-        if make_current:
-            db.execute("insert into settings (key, value) values ('current_version', ?) "
-                       "on conflict(key) do update set value=excluded.value", (str(vid),))
-        if also is not None:
-            also(db, vid)
+    tmp = temp_path(target, tag=str(threading.get_ident()))   # two threads may write the same snapshot
+
+    def write(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, compression="zstd")
+
+    try:
+        if not target.exists():
+            write(tmp)   # outside the transaction: the slow part
+        vid = _insert_version(ws, target, tmp, write, make_current=make_current, also=also, row=(
+            parent, step, json.dumps(params or {}), json.dumps({"records": len(records), **(counts or {})}), note,
+            digest, len(records), str(rel), created_by, kind))
+    finally:
+        tmp.unlink(missing_ok=True)
     with _cache_lock:
         _cache[(str(ws.root), vid)] = list(records)
         _trim_cache()
     return get_version(ws, vid)
+
+
+def _insert_version(ws: Workspace, target: Path, tmp: Path, write: Callable[[Path], None], *, row: tuple,
+                    make_current: bool, also: Callable[[sqlite3.Connection, int], None] | None) -> int:
+    """Put the snapshot in place as ``target`` (the one written to ``tmp``, unless an identical one is there)
+    and insert its row, in one transaction: the start-up sweep, which removes a snapshot no row names, lists
+    both inside a transaction too, so it never sees one without the other. If the transaction fails, a
+    snapshot placed here goes again."""
+    placed = False
+    with ws.transaction() as db:
+        try:
+            if not target.exists():
+                if not tmp.exists():
+                    write(tmp)   # the identical snapshot seen before was swept as unreferenced meanwhile
+                os.replace(tmp, target)
+                placed = True
+            vid = db.execute(
+                "insert into dataset_versions (parent_id, step, params, counts, note, content_hash, num_records,"
+                " path, created_by, kind) values (?,?,?,?,?,?,?,?,?,?)", row).lastrowid
+            db.execute("insert into version_events (version_id, event, actor) values (?, 'created', ?)",
+                       (vid, row[8]))
+            if make_current:
+                db.execute("insert into settings (key, value) values ('current_version', ?) "
+                           "on conflict(key) do update set value=excluded.value", (str(vid),))
+            if also is not None:
+                also(db, vid)
+        except BaseException:
+            if placed:
+                target.unlink(missing_ok=True)
+            raise
+    return vid
 
 
 def version_kind(records: list[Record]) -> str:
