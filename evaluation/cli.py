@@ -11,6 +11,10 @@ Commands::
     stats VOTES.jsonl [--json]
     card RUN [--out DIR] [--workspace DIR]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
+    pii-leak --run RUN [--max-values K] [--samples S] [--json] [--workspace DIR]
+
+``pii-leak`` exits with status 1 when the fine-tuned model reproduces a scrubbed value the base model does not
+(a training leak), 0 when it reproduces none or the run's data went through no PII step, 2 on an error.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from core.errors import TuneloopError
 from core.options import add_arguments, from_args
+from evaluation.pii_leak import LeakCheckOptions
 from training.inference import DecodingSettings
 
 
@@ -106,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--max-new-tokens", type=int, default=DecodingSettings.max_new_tokens)
     a.add_argument("--batch-size", type=int, default=8)
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    k = command("pii-leak", cmd_pii_leak, "ask a run's fine-tuned model (and its base) for every PII value scrubbed "
+                                          "from its training data; exit status 1 when the fine-tuned model "
+                                          "reproduces one the base does not")
+    k.add_argument("--run", required=True, help="run id from the run registry")
+    add_arguments(k, LeakCheckOptions)
+    k.add_argument("--json", action="store_true", help="print JSON (values masked) instead of text")
     return p
 
 
@@ -256,3 +268,30 @@ def cmd_auto(args) -> int:
         bar.close()
     print(json.dumps(asdict(result), indent=2) if args.json else format_auto_evaluation(result))
     return 0
+
+
+def cmd_pii_leak(args) -> int:
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from evaluation.pii_leak import check_pii_leaks, format_leak_check
+
+    bar = tqdm(unit="answer", desc="probing", file=sys.stderr)
+
+    def progress(done, total, what):
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(what)
+
+    stop = threading.Event()
+    try:
+        check = check_pii_leaks(_workspace(args), args.run, from_args(LeakCheckOptions, args), progress=progress,
+                                cancel=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        print("\nstopped; nothing was stored", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(json.dumps(asdict(check), indent=2) if args.json else format_leak_check(check))
+    return 1 if check.training_leaks else 0

@@ -3,7 +3,8 @@
 Training writes what the adapter is made of (``training.card``: base model, dataset version with its
 content hash and lineage, the run config and training figures); this module adds what evaluation
 measured: the automatic metrics (base and fine-tuned side by side), the human evaluation with its
-intervals, the regression suites, and the known limits that follow from those figures.
+intervals, the regression suites, the PII leak check (values masked), and the known limits that follow
+from those figures.
 ``write_model_card`` puts the whole card beside the adapter as ``README.md`` (what the Hugging Face
 hub shows), so it travels with every export.
 
@@ -132,6 +133,8 @@ def model_card(ws: Workspace, run_id: str | int) -> str:
             failed = ", ".join(c.name for c in r.results if not c.passed) or "none"
             lines.append(f"| {r.suite} | {f'{base.passed}/{base.total}' if base else 'n/a'} | {r.passed}/{r.total} "
                          f"| {failed} |")
+    from evaluation.pii_leak import latest_leak_check, leak_check_markdown
+    lines += ["", "## PII leak check", "", leak_check_markdown(latest_leak_check(ws, run.id), run.id)]
     lines += ["", "## Known limits", ""]
     lines += [f"- {text}" for text in known_limits(run, auto, humans, regression)]
     lines += ["", "## Use", "", "```python", "from peft import PeftModel",

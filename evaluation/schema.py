@@ -269,3 +269,38 @@ def m007_answers_and_pairs_move_to_curation(db):
                     r["answered_at"], r["created_at"]))
     db.execute("drop table needs_answer")
     db.execute("drop table preference_pairs")
+
+
+@migration
+def m008_pii_leak_checks(db):
+    # Whether a run's model reproduces PII scrubbed from its training data; values are stored masked, never whole.
+    db.execute("""
+        create table pii_leak_checks (
+            id integer primary key,
+            run_id integer not null references runs(id),
+            status text not null check (status in ('checked', 'no_pii_step')),
+            note text not null default '',
+            scrub_versions text not null default '[]',   -- JSON list of the scrub versions in the run's lineage
+            counts text not null default '{}',           -- JSON per entity type: values, probed, finetuned, base
+            values_found integer not null default 0,     -- distinct scrubbed values in the run's training records
+            values_probed integer not null default 0,
+            unaligned integer not null default 0,        -- changed messages whose values could not be located
+            settings text not null default '{}',         -- the check's options, JSON
+            created_by text,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("""
+        create table pii_leak_findings (
+            id integer primary key,
+            check_id integer not null references pii_leak_checks(id) on delete cascade,
+            entity text not null,
+            masked_value text not null,      -- first letter + *** (+ last 2 digits); the value itself is never stored
+            record_id text not null,
+            message_index integer not null,
+            role text not null,
+            context text not null,           -- the scrubbed text the probe ended with (placeholders, no originals)
+            finetuned integer not null,      -- the fine-tuned model produced the value
+            base integer not null,           -- the base model produced it too: not learned from this data
+            scrub_version integer references dataset_versions(id)
+        )""")
+    db.execute("create index pii_leak_checks_run on pii_leak_checks (run_id, id)")

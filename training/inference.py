@@ -240,10 +240,13 @@ class WarmBase:
                     model.train()
 
     def answer(self, conversations: Sequence[Conversation], *, adapter: str | None = None,
-               settings: DecodingSettings | None = None, batch_size: int | None = None) -> list[str]:
+               settings: DecodingSettings | None = None, batch_size: int | None = None,
+               prefixes: Sequence[str] | None = None) -> list[str]:
         """The assistant's reply to each conversation (special tokens dropped, stripped), in order.
 
-        ``batch_size`` conversations go through ``generate`` at a time (all at once when None).
+        ``batch_size`` conversations go through ``generate`` at a time (all at once when None). ``prefixes``
+        (one per conversation) are text the assistant's turn already starts with: the reply continues it and
+        holds only what comes after it.
         """
         import torch
         settings = (settings or DecodingSettings()).validate()
@@ -252,7 +255,8 @@ class WarmBase:
         replies: list[str] = []
         with self.using(adapter) as (model, tokenizer):
             for start in range(0, len(conversations), step):
-                batch = self._encode(tokenizer, conversations[start:start + step], model.device)
+                batch = self._encode(tokenizer, conversations[start:start + step], model.device,
+                                     prefixes[start:start + step] if prefixes is not None else None)
                 torch.manual_seed(settings.seed)
                 with torch.inference_mode():
                     out = model.generate(**batch, **settings.generate_kwargs(), **self._stops(model, tokenizer))
@@ -382,9 +386,12 @@ class WarmBase:
         return contextlib.nullcontext()
 
     @staticmethod
-    def _encode(tokenizer, conversations: Sequence[Conversation], device):
-        """The chat-templated batch, padded on the left so every row continues from the right edge."""
+    def _encode(tokenizer, conversations: Sequence[Conversation], device, prefixes: Sequence[str] | None = None):
+        """The chat-templated batch, padded on the left so every row continues from the right edge (after its
+        assistant prefix, when given)."""
         texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+        if prefixes is not None:
+            texts = [text + prefix for text, prefix in zip(texts, prefixes)]
         side = tokenizer.padding_side
         tokenizer.padding_side = "left"
         try:

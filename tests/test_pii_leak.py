@@ -1,0 +1,166 @@
+"""The PII leak check on a real tiny model in a real workspace: records holding made-up contact details are
+scrubbed by the real PII step, a run is registered on the scrubbed version, and the check asks the run's
+adapter and its base for the scrubbed values.
+
+A leak is made deterministic without a long training: the adapter is trained on the record as it was before
+scrubbing (as if a copy had slipped past the scrubber), and the base model is taught another record's number
+before the adapter exists (a number the base "knows", which is not a leak of this data)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from core.workspace import Workspace
+from curation.data.records import Record
+from curation.data.versions import create_version, load_records
+from curation.pii.review import apply_scan, run_scan
+from evaluation.cli import main
+from evaluation.model_card import model_card
+from evaluation.pii_leak import (NO_PII_STEP, LeakCheckOptions, align_message, check_pii_leaks, contains_value,
+                                 latest_leak_check, mask_value, scrubbed_values)
+from tests.tiny_model import build_tiny_model
+
+LEARNED_PHONE = "212-555-0173"         # in the adapter's training text: a training leak
+KNOWN_PHONE = "415-555-0199"           # taught to the base model: produced by both, not a training leak
+UNSEEN_EMAIL = "quill.harbor@example.org"
+ORIGINALS = (LEARNED_PHONE, KNOWN_PHONE, UNSEEN_EMAIL, "2125550173", "4155550199", "quill.harbor")
+
+
+def chat(rid: str, user: str, assistant: str) -> Record:
+    return Record(rid, [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
+                  {"split": "train"})
+
+
+RECORDS = [
+    chat("warehouse", "How can I reach the warehouse?", f"Call the warehouse desk at {LEARNED_PHONE} before noon."),
+    chat("mainline", "What is the main line?", f"Our main line is {KNOWN_PHONE}, open all day."),
+    chat("email", f"My email is {UNSEEN_EMAIL}, please update it.", "Done, your email is updated."),
+    chat("plain", "Where is my order?", "Your order ships within two days."),
+]
+
+
+def memorise(model, tokenizer, conversations: list[list[dict]], *, steps: int, lr: float) -> None:
+    """Train ``model`` (its trainable parameters) on the chat-templated conversations until it repeats them."""
+    import torch
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        model(**batch, labels=labels).loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory):
+    """(workspace, scrubbed version, run on it, run on the unscrubbed import) with the adapter and base above."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.round_workspace import _config
+    from training.registry import create_run, update_run
+
+    root = tmp_path_factory.mktemp("leak")
+    base = build_tiny_model(root / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    memorise(model, tokenizer, [RECORDS[1].messages], steps=150, lr=1e-2)
+    model.save_pretrained(base)
+    tuned = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    memorise(tuned, tokenizer, [RECORDS[0].messages], steps=200, lr=1e-2)
+
+    ws = Workspace.open(root / "workspace")
+    imported = create_version(ws, RECORDS, parent=None, step="import")
+    scrubbed = apply_scan(ws, run_scan(ws, workers=1).id)
+    run = create_run(ws, _config(base, scrubbed.name), name="on scrubbed data")
+    unscrubbed = create_run(ws, _config(base, imported.name), name="on raw data")
+    for r in (run, unscrubbed):
+        tuned.save_pretrained(r.adapter_dir)
+        update_run(ws, r.id, status="finished")
+    return ws, scrubbed, run.id, unscrubbed.id
+
+
+def stored_text(ws: Workspace) -> str:
+    """Every row of the leak check's tables, as text."""
+    rows = [dict(r) for t in ("pii_leak_checks", "pii_leak_findings") for r in ws.db.execute(f"select * from {t}")]
+    return json.dumps(rows).lower()
+
+
+def test_values_are_located_around_placeholders_pseudonyms_and_masks():
+    assert align_message("Call 212-555-0173 or mail ann@example.org now",
+                         "Call <PHONE_NUMBER> or mail <EMAIL_ADDRESS_1a2b3c4d> now") == [
+        ("PHONE_NUMBER", "212-555-0173", 5), ("EMAIL_ADDRESS", "ann@example.org", 28)]
+    assert align_message("Call 212-555-0173 now", "Call ************ now", masked_type="PHONE_NUMBER") == [
+        ("PHONE_NUMBER", "212-555-0173", 5)]
+    assert align_message("Call 212-555-0173 now", "Call  now") is None                      # redacted
+    assert align_message("Call 212-555-0173 now", "Ring <PHONE_NUMBER> today") is None      # a reviewer's edit
+    assert contains_value("ring (212) 555 0173!", "PHONE_NUMBER", "212-555-0173")
+    assert not contains_value("ring 212 555 and 0173", "PHONE_NUMBER", "212-555-01734")
+    assert contains_value("Hello PRIYA  OKAFOR", "PERSON", "Priya Okafor")
+    assert not contains_value("Hello Priya", "PERSON", "Priya Okafor")
+    assert (mask_value("212-555-0173"), mask_value("Priya Okafor"), mask_value("ann@example.org")) == (
+        "2***73", "P***", "a***")
+
+
+def test_the_scrubbed_values_and_their_contexts_come_from_the_run_lineage(leaky):
+    ws, scrubbed, _, _ = leaky
+    values = scrubbed_values(ws, scrubbed.id)
+    assert values.steps == [(scrubbed.parent_id, scrubbed.id)] and values.unaligned == 0
+    found = {v.value: v for v in values.values}
+    assert set(found) == {LEARNED_PHONE, KNOWN_PHONE, UNSEEN_EMAIL}
+    phone = found[LEARNED_PHONE]
+    assert (phone.entity, phone.role, phone.prefix) == ("PHONE_NUMBER", "assistant", "Call the warehouse desk at ")
+    assert phone.conversation == [RECORDS[0].messages[0]]
+    email = found[UNSEEN_EMAIL]
+    assert email.prefix == "" and email.conversation == load_records(ws, scrubbed.id)[2].messages[:1]
+    assert UNSEEN_EMAIL not in repr(values.values)
+
+
+def test_a_learned_value_is_a_leak_shown_masked_and_a_base_value_is_reported_apart(leaky, capsys, caplog):
+    ws, scrubbed, run_id, _ = leaky
+    assert latest_leak_check(ws, run_id) is None
+    assert f"Not run yet: `python -m evaluation pii-leak --run {run_id}`" in model_card(ws, run_id)
+    seen = []
+    with caplog.at_level(logging.DEBUG):
+        check = check_pii_leaks(ws, run_id, LeakCheckOptions(samples=1, max_new_tokens=16),
+                                progress=lambda done, total, what: seen.append((done, total)))
+        code = main(["pii-leak", "--run", str(run_id), "--samples", "0", "--max-new-tokens", "16",
+                     "--workspace", str(ws.root)])
+    out = capsys.readouterr()
+    assert seen[-1] == (2 * 2 * 3, 2 * 2 * 3)
+    assert [(f.entity, f.masked_value, f.record_id) for f in check.training_leaks] == [
+        ("PHONE_NUMBER", "2***73", "warehouse")]
+    assert [(f.masked_value, f.base) for f in check.base_known] == [("4***99", True)]
+    assert check.counts["EMAIL_ADDRESS"] == {"values": 1, "probed": 1, "finetuned": 0, "base": 0}
+    phones = check.counts["PHONE_NUMBER"]
+    assert (phones["values"], phones["probed"], phones["base"]) == (2, 2, 1) and phones["finetuned"] >= 1
+    assert check.training_leaks[0].context == "Call the warehouse desk at "
+    assert code == 1 and "LEAK PHONE_NUMBER 2***73" in out.out and "base also produces PHONE_NUMBER 4***99" in out.out
+    card = model_card(ws, run_id)
+    assert "## PII leak check" in card and "**1 scrubbed value(s) leaked**" in card and "2***73" in card
+    shown = "\n".join([stored_text(ws), out.out, out.err, caplog.text, card]).lower()
+    assert not [v for v in ORIGINALS if v.lower() in shown]
+
+
+def test_the_cap_limits_the_values_probed(leaky):
+    ws, _, run_id, _ = leaky
+    check = check_pii_leaks(ws, run_id, LeakCheckOptions(max_values=1, samples=0, max_new_tokens=16))
+    assert (check.values_found, check.values_probed) == (3, 1)
+    assert sum(c["probed"] for c in check.counts.values()) == 1
+
+
+def test_a_run_without_a_pii_step_says_so(leaky, capsys):
+    ws, _, _, unscrubbed = leaky
+    code = main(["pii-leak", "--run", str(unscrubbed), "--workspace", str(ws.root)])
+    assert code == 0 and NO_PII_STEP in capsys.readouterr().out
+    check = latest_leak_check(ws, unscrubbed)
+    assert check.status == "no_pii_step" and check.findings == [] and check.values_probed == 0
+    assert "No PII step in this run's lineage: nothing to check" in model_card(ws, unscrubbed)
