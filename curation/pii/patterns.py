@@ -280,6 +280,52 @@ def find_ssns(text: str) -> list[Finding]:
     return out
 
 
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec")
+_MONTH = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+_YEAR = r"(?:1[89]\d{2}|20\d{2})"
+# A calendar date needs a day and a month, or a month and a year: a weekday, a month or a year alone never is one.
+DATE = re.compile(
+    r"(?<![\w.,/-])(?:"
+    r"(?:the\s+)?" + _DAY + r"(?:\s+of)?[\s-]+" + _MONTH + r"(?:,?[\s-]+" + _YEAR + r")?"
+    r"|" + _MONTH + r"\s+(?:the\s+)?" + _DAY + r"(?:,?\s+" + _YEAR + r")?"
+    r"|" + _MONTH + r",?\s+" + _YEAR +
+    r"|(?:[12]\d|3[01]|0?[1-9])([./-])(?:1[0-2]|0?[1-9])\1(?:" + _YEAR + r"|\d{2})"
+    r"|(?:1[0-2]|0?[1-9])([./-])(?:[12]\d|3[01]|0?[1-9])\2(?:" + _YEAR + r"|\d{2})"
+    r"|" + _YEAR + r"([./-])(?:1[0-2]|0[1-9])\3(?:[12]\d|3[01]|0[1-9])"
+    r")(?![\w]|[./-]\d)", re.IGNORECASE)
+# What makes a date a date of birth: a form field or a sentence about the writer's (or reader's) own birth.
+BIRTH_FIELD = re.compile(
+    r"(?i)(?:\bd\.?o\.?b\.?|\bdate\s+of\s+birth|\bbirth\s*date|\bbirthdate|\bbirthday|\bborn|\bgeboren(?:\s+am)?|"
+    r"\bnée?\s+le|\bfecha\s+de\s+nacimiento|\bdata\s+di\s+nascita|\bdata\s+de\s+nascimento)"
+    r"(?:\s+(?:is|was|on|am|:))*\s*[:=\-–]?\s*(?:on\s+|is\s+|the\s+)?$")
+PERSONAL = re.compile(r"(?i)\b(?:i|i'm|im|me|my|we|our|you|your|his|her|son|daughter|baby|wife|husband|child|kid)\b")
+
+
+def find_dates(text: str) -> list[Finding]:
+    """Calendar dates ("3 March 1985", "March 3", "03/04/1990", "2020-05-12", "March 2020")."""
+    return [(m.start(), m.end(), 0.6, "calendar date") for m in DATE.finditer(text)]
+
+
+def find_dates_of_birth(text: str) -> list[Finding]:
+    """Dates in a birth context: a form field ("DOB:", "Date of birth", "Birthday:") or a birth
+    sentence in the first or second person ("I was born on ...", "my son's birthday is ...").
+    Encyclopedic birth dates ("Einstein was born on 14 March 1879") are public facts and stay."""
+    out = []
+    for m in DATE.finditer(text):
+        before = text[max(0, m.start() - 40):m.start()]
+        cue = BIRTH_FIELD.search(before)
+        if not cue:
+            continue
+        word = cue.group().strip(" :=-–").lower()
+        sentence = re.split(r"[.!?\n]\s", before[:cue.start()])[-1]
+        line_start = not before[:cue.start()].split("\n")[-1].strip()
+        if not word.startswith(("born", "birthday")) or PERSONAL.search(sentence) or line_start:
+            out.append((m.start(), m.end(), 0.85, f"date of birth: '{word}' before a date"))
+    return out
+
+
 # (entity, finder, recognizer name): what ``curation.pii.recognizers.chat_recognizers`` registers from here.
 PATTERN_FINDERS = (
     ("PHONE_NUMBER", find_phones, "ChatPhoneRecognizer"),
@@ -287,4 +333,6 @@ PATTERN_FINDERS = (
     ("US_SSN", find_ssns, "ChatSsnRecognizer"),
     ("IBAN_CODE", find_ibans, "ChatIbanRecognizer"),
     ("STREET_ADDRESS", find_addresses, "StreetAddressRecognizer"),
+    ("DATE_OF_BIRTH", find_dates_of_birth, "DateOfBirthRecognizer"),
+    ("DATE_TIME", find_dates, "DateRecognizer"),
 )

