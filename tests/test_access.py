@@ -13,7 +13,8 @@ import gradio as gr
 import pytest
 
 import app as tuneloop_app
-from core.users import add_user
+from core.sessions import LoginThrottle, Sessions
+from core.users import add_user, remove_user, set_password
 from ui.access import guard_handlers
 
 
@@ -74,3 +75,68 @@ def test_the_allowed_role_gets_through(hosted_ws):
     assert fn("again", gr.Request(username="ada")) == "again"
     assert "needs the role rater or admin" in refusal(lambda request: fn("no", request), "vic")
     assert calls == ["hello", "again"]
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_ends_when_idle_too_old_removed_or_its_password_changes(hosted_ws):
+    clock = Clock()
+    sessions = Sessions(hosted_ws, idle_s=60, max_s=300, clock=clock)
+    for token, user in (("t-ada", "ada"), ("t-rita", "rita"), ("t-idle", "rita"), ("t-vic", "vic")):
+        sessions.begin(token, user)
+    assert sessions.user_of("t-rita", ("rater", "admin")) == "rita"
+    assert sessions.user_of("t-rita", ("admin",)) is None          # another app's role: refused, not ended
+    assert sessions.user_of("t-rita", ("rater",)) == "rita"
+    for _ in range(5):                                              # active: 5 × 50 s, never idle 60 s
+        clock.now += 50
+        assert sessions.user_of("t-ada", ("admin",)) == "ada"
+        assert sessions.user_of("t-rita", ("rater",)) == "rita"
+    assert sessions.user_of("t-idle", ("rater",)) is None           # 250 s without a request
+    clock.now += 51                                                 # 301 s after the login
+    assert sessions.user_of("t-ada", ("admin",)) is None
+    assert sessions.user_of("t-rita", ("rater",)) is None
+    sessions.begin("t-vic2", "vic")
+    set_password(hosted_ws, "vic", "viewer-pass-2")
+    assert sessions.user_of("t-vic2", ("viewer",)) is None
+    sessions.begin("t-rita2", "rita")
+    remove_user(hosted_ws, "rita")
+    add_user(hosted_ws, "rita", "rater", "rater-pass-1")            # the same name again
+    assert sessions.user_of("t-rita2", ("rater",)) is None
+    assert sessions.user_of("t-rita2", ("rater",)) is None          # and it stays ended
+
+
+def test_login_throttle_locks_a_name_and_an_address_with_a_growing_wait():
+    clock = Clock()
+    throttle = LoginThrottle(per_user=3, per_address=5, clock=clock)
+    for _ in range(3):
+        assert throttle.admit("ada", "10.0.0.1") == 0
+        throttle.finish("ada", "10.0.0.1", ok=False)
+    assert throttle.admit("ada", "10.0.0.2") == 1.0                 # locked by name, whatever the address
+    assert throttle.admit("rita", "10.0.0.1") == 0                 # another name from there still gets in
+    throttle.finish("rita", "10.0.0.1", ok=True)
+    clock.now += 1.01
+    assert throttle.admit("ada", "10.0.0.3") == 0                   # one attempt after the wait...
+    assert throttle.admit("ada", "10.0.0.4") > 0                    # ...one at a time
+    throttle.finish("ada", "10.0.0.3", ok=False)
+    assert 1.9 < throttle.admit("ada", "10.0.0.5") <= 2.0            # the wait doubles
+    clock.now += 2.01
+    assert throttle.admit("ada", "10.0.0.5") == 0
+    throttle.finish("ada", "10.0.0.5", ok=True)                     # the right password clears the name
+    assert throttle.admit("ada", "10.0.0.5") == 0
+    throttle.finish("ada", "10.0.0.5", ok=True)
+    # An address: five names guessed, then the address waits, for every name.
+    for name in ("n1", "n2", "n3", "n4"):
+        assert throttle.admit(name, "10.0.0.9") == 0
+        throttle.finish(name, "10.0.0.9", ok=False)
+    assert throttle.admit("n5", "10.0.0.9") == 0
+    assert throttle.admit("n6", "10.0.0.9") > 0                     # in flight counts: no burst slips past
+    throttle.finish("n5", "10.0.0.9", ok=False)
+    assert throttle.admit("vic", "10.0.0.9") == 1.0

@@ -1,12 +1,17 @@
 """Users, roles and password hashing (the workspace database, real scrypt)."""
+import hashlib
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from core import users
 from core.errors import TuneloopError
-from core.users import add_user, authenticate, check_password, has_users, hash_password, list_users, remove_user
+from core.users import (add_user, authenticate, check_password, has_users, hash_password, list_users, remove_user,
+                        role_and_epoch, set_password)
+from core.workspace import _REGISTRY, SCHEMA_MODULES, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +42,7 @@ def test_add_list_remove_and_authenticate(ws):
     ("bad name!", "admin", "longenough", "must be 1-64 letters"),
     ("bob", "owner", "longenough", "not one of admin, rater, viewer"),
     ("bob", "rater", "short", "at least 8 characters"),
+    ("eve\n", "rater", "longenough", "must be 1-64 letters"),       # `$` alone would let a newline through
 ])
 def test_bad_users_are_refused(ws, name, role, password, message):
     with pytest.raises(TuneloopError, match=message):
@@ -66,6 +72,14 @@ def test_users_cli(tmp_path):
     assert "ada\tadmin" in run("users", "list").stdout
     out = run("users", "add", "ada", "--role", "rater", "--password-file", str(pw))
     assert out.returncode == 1 and "already a user" in out.stderr
+    out = run("users", "add", "eve\n", "--role", "rater", "--password-file", str(pw))
+    assert out.returncode == 1 and "must be 1-64 letters" in out.stderr and "eve" not in run("users", "list").stdout
+    pw.write_text("another-password\n")
+    out = run("users", "passwd", "ada", "--password-file", str(pw))
+    assert out.returncode == 0 and "changed the password of ada" in out.stdout
+    assert authenticate(Workspace.open(ws), "ada", "another-password")
+    assert not authenticate(Workspace.open(ws), "ada", "s3cret-password")
+    assert run("users", "passwd", "zed", "--password-file", str(pw)).returncode == 1
     assert "removed ada" in run("users", "remove", "ada").stdout
 
 
@@ -74,3 +88,57 @@ def test_no_users_means_loopback_only(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "no users" in out.stderr and "users add NAME --role admin" in out.stderr
+
+
+def test_an_unknown_name_costs_the_same_scrypt_work_as_a_known_one(ws, monkeypatch):
+    add_user(ws, "ada", "admin", "secret-pass-1")
+    calls = []
+    real = hashlib.scrypt
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["n"])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(users.hashlib, "scrypt", counted)
+    assert not authenticate(ws, "ada", "wrong-password")
+    known = list(calls)
+    calls.clear()
+    assert not authenticate(ws, "nobody", "wrong-password")
+    assert calls == known == [users.SCRYPT_N]
+
+
+def test_a_new_password_or_re_adding_a_name_draws_a_new_session_epoch(ws):
+    add_user(ws, "ada", "admin", "secret-pass-1")
+    first = role_and_epoch(ws, "ada")
+    set_password(ws, "ada", "secret-pass-2")
+    second = role_and_epoch(ws, "ada")
+    assert first[0] == second[0] == "admin" and len(first[1]) == 32 and first[1] != second[1]
+    assert authenticate(ws, "ada", "secret-pass-2") and not authenticate(ws, "ada", "secret-pass-1")
+    remove_user(ws, "ada")
+    assert role_and_epoch(ws, "ada") is None
+    add_user(ws, "ada", "admin", "secret-pass-2")
+    assert role_and_epoch(ws, "ada")[1] not in (first[1], second[1])
+    with pytest.raises(TuneloopError, match="no user 'zed'"):
+        set_password(ws, "zed", "secret-pass-3")
+    with pytest.raises(TuneloopError, match="at least 8"):
+        set_password(ws, "ada", "short")
+
+
+def test_users_of_a_workspace_made_before_session_epochs_get_one(tmp_path):
+    ws = Workspace(tmp_path / "old")
+    ws.root.mkdir(parents=True)
+    for module in SCHEMA_MODULES:
+        importlib.import_module(module)
+    ws.db.execute("create table _migrations (package text, name text, applied_at text default (datetime('now')),"
+                  " primary key (package, name))")
+    for package, steps in _REGISTRY.items():
+        for step in steps:
+            if (package, step.__name__) != ("core", "m002_session_epoch"):
+                ws._apply(package, step)
+    ws.db.execute("insert into users (name, role, password_hash) values (?, ?, ?)",
+                  ("ada", "admin", hash_password("secret-pass-1")))
+    ws.db.execute("insert into users (name, role, password_hash) values (?, ?, ?)",
+                  ("rita", "rater", hash_password("secret-pass-2")))
+    ws.migrate()
+    epochs = {name: role_and_epoch(ws, name)[1] for name in ("ada", "rita")}
+    assert all(len(e) == 32 for e in epochs.values()) and epochs["ada"] != epochs["rita"]
+    assert authenticate(ws, "ada", "secret-pass-1")
