@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import traceback
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -187,14 +189,82 @@ def create_server(ws, *, rater_only: bool = False, serving=None, host: str = "12
 # -- commands --------------------------------------------------------------------------------------
 
 class JsonLogLines(logging.Formatter):
-    """One JSON object per line, tracebacks included, so that every entry of the server log parses."""
+    """One JSON object per line, so that every entry of the server log parses. An unexpected exception keeps
+    its traceback (``exc``); a refusal the caller was shown (a TuneloopError or gr.Error: a bad value, a wrong
+    file) is one entry naming its kind and where it was raised, without its message, which quotes what the
+    caller sent."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"at": self.formatTime(record), "level": record.levelname, "logger": record.name,
                  "msg": record.getMessage()}
-        if record.exc_info:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and is_refusal(exc):
+            site = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+            entry["refusal"] = f"{type(exc).__module__}.{type(exc).__qualname__}"
+            entry["raised_at"] = f"{site[0].filename}:{site[0].lineno} in {site[0].name}" if site else ""
+        elif record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """An ordinary refusal shown to the caller, not a failure of the server."""
+    from core.errors import TuneloopError
+    gradio_errors = sys.modules.get("gradio.exceptions")
+    return isinstance(exc, TuneloopError) or (gradio_errors is not None and isinstance(exc, gradio_errors.Error))
+
+
+class StderrLines:
+    """The server's sys.stderr: each line something prints there itself (a library's message, a traceback
+    printed by hand) becomes a log entry, so that the log stays one JSON object per line."""
+
+    def __init__(self, log: logging.Logger, real):
+        self.log, self.real, self.pending = log, real, ""
+        self.inside = threading.local()
+
+    def write(self, text: str) -> int:
+        if getattr(self.inside, "busy", False):   # logging reporting its own failure: straight out
+            return self.real.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        self.inside.busy = True
+        try:
+            for line in lines:
+                if line.strip():
+                    self.log.warning(line)
+        finally:
+            self.inside.busy = False
+        return len(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+
+def log_instead_of_printing(*_args, **_kwargs) -> None:
+    """Stands in for ``traceback.print_exc`` in the server, where Gradio prints the traceback of every failed
+    request, a rejected value included: a refusal is one INFO line, a failure one ERROR entry with its trace."""
+    exc_info = sys.exc_info()
+    refused = exc_info[1] is not None and is_refusal(exc_info[1])
+    logging.getLogger("tuneloop.requests").log(logging.INFO if refused else logging.ERROR,
+                                                "a request was refused" if refused else "a request failed",
+                                                exc_info=exc_info)
+
+
+def log_as_json_lines() -> None:
+    """Once the server is about to run: every line on stderr one JSON object, not only the root logger's
+    (ours, and uvicorn's, which propagates there) but Python warnings, Gradio's printed tracebacks, a failing
+    thread and anything else printed there. The root logger's handler keeps the real stderr."""
+    logging.captureWarnings(True)
+    traceback.print_exc = log_instead_of_printing
+    threading.excepthook = lambda hook: logging.getLogger("tuneloop.threads").error(
+        "a thread failed", exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
+    sys.stderr = StderrLines(logging.getLogger("tuneloop.stderr"), sys.stderr)
 
 
 def users_command(ws, args) -> int:
@@ -255,10 +325,13 @@ def main(argv=None) -> int:
     handler.setFormatter(JsonLogLines())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     from core.users import has_users
-    from core.workspace import Workspace
+    from core.workspace import Workspace, served_files_folder
     ws = Workspace.open(args.workspace)
     if args.command == "users":
         return users_command(ws, args)
+    # Before Gradio is imported (it reads this then): uploads and their copies stay in the workspace, swept
+    # on the next start once this server has ended.
+    os.environ["GRADIO_TEMP_DIR"] = str(served_files_folder(ws))
     from core.errors import TuneloopError
     try:
         serving = serving_options(args)
@@ -277,6 +350,7 @@ def main(argv=None) -> int:
             from curation.data.demo import load_demo
             load_demo(ws)
     import uvicorn
+    log_as_json_lines()
     server = create_server(ws, rater_only=args.rater_only, serving=serving, host=args.host)
     mode = "rater-only" if args.rater_only else ("hosted, logins on" if has_users(ws) else "local, no logins")
     print(f"Tuneloop ({mode}): workspace {ws.root}; serving on http://{args.host}:{args.port}/", flush=True)

@@ -26,6 +26,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -213,6 +214,29 @@ def atomic_path(target: Path) -> Iterator[Path]:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()
+
+
+def served_files_folder(ws: Workspace) -> Path:
+    """Where the app's server process keeps the files it serves: Gradio's uploads and cache (the app points
+    ``GRADIO_TEMP_DIR`` here) and the exports made for download. Named like a temp folder of this process, so
+    that opening the workspace after the server has ended removes it (``sweep_leftovers``): the records in
+    those files stay in the workspace, never in the machine's shared temp folder."""
+    return temp_path(ws.path("served"))
+
+
+EXPORT_KEEP_S = 3600   # an export is downloaded (and copied into Gradio's cache) long before this
+
+
+def export_folder(ws: Workspace) -> Path:
+    """A new, empty folder for one export to download, in ``served_files_folder``; this process's exports
+    older than EXPORT_KEEP_S go as it is made."""
+    parent = served_files_folder(ws) / "exports"
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if old.stat().st_mtime < time.time() - EXPORT_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=parent))
 
 
 # -- start-up sweep -----------------------------------------------------------------------------------

@@ -358,7 +358,9 @@ def train_stage(ws: Workspace, run: Run, config: RunConfig, log, stop_flag: dict
             from training.quality import rouge_base_vs_tuned
             print(f"[tuneloop] ROUGE-L on {min(len(test), config.rouge_test_samples)} test conversations", flush=True)
             rouge = rouge_base_vs_tuned(model, tokenizer, test[: config.rouge_test_samples])
-            log.write({"step": state.global_step, "event": "rouge", **rouge})
+            # Figures only: the example's text (a test prompt and its answers) stays in the database, with its data.
+            log.write({"step": state.global_step, "event": "rouge",
+                       **{k: v for k, v in rouge.items() if k != "rouge_example"}})
             summary.update(rouge)
     return "finished", summary
 

@@ -29,7 +29,7 @@ def progress_of(run: Run, rows: list[dict] | None = None) -> dict[str, Any]:
             "base_eval_loss": base, "tokens_per_s": last.get("tokens_per_s"), "eta_s": last.get("eta_s"),
             "peak_rss_mb": max((r.get("peak_rss_mb") or 0 for r in rows), default=None) or None,
             "peak_gpu_mb": last.get("peak_gpu_mb"), "rouge_l_base": rouge.get("rouge_l_base"),
-            "rouge_l_tuned": rouge.get("rouge_l_tuned"), "rouge_example": rouge.get("rouge_example")}
+            "rouge_l_tuned": rouge.get("rouge_l_tuned"), "rouge_example": run.metrics.get("rouge_example")}
 
 
 def runs_table(runs: list[Run]) -> list[list]:

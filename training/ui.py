@@ -11,7 +11,6 @@ training.export and training.template_preview."""
 from __future__ import annotations
 
 import html
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
+from core.workspace import export_folder
 from core.options import options_fields
 from curation.splits.build import split_records
 from training import registry as R
@@ -318,7 +318,7 @@ def export(ws, w: TrainWidgets, data: dict) -> dict:
     try:
         run = R.get_run(ws, run_id)
         if kind == "archive":
-            out = Path(tempfile.mkdtemp(prefix="tuneloop-export-")) / f"run-{run.id}.tar.gz"
+            out = export_folder(ws) / f"run-{run.id}.tar.gz"
         else:
             stamp = len(list(run.run_dir.glob(f"export-{kind}*")))
             out = run.run_dir / (f"export-{kind}" + (f"-{stamp}" if stamp else ""))

@@ -7,13 +7,13 @@ only wires them with ``ui.kit.bind``. The work is ``curation.data`` (formats, im
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
 from core.errors import TuneloopError
+from core.workspace import export_folder
 from curation.data import versions as V
 from curation.data.formats import FORMATS, parse_column_map, read_records
 from curation.data.imports import import_file
@@ -264,7 +264,7 @@ def export(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
         return {w.export_file: None, w.export_status: "Choose a version."}
     try:
         progress(0.1, desc="writing the export")
-        out_dir = Path(tempfile.mkdtemp(prefix="tuneloop-export-"))
+        out_dir = export_folder(ws)
         v = V.get_version(ws, version)
         if fmt == "hf":
             folder = V.export_version(ws, v.id, out_dir / f"{v.name}-hf", "hf")

@@ -8,7 +8,6 @@ results, and ``build`` only wires them with ``ui.kit.bind``. The work is ``curat
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import TuneloopError
+from core.workspace import export_folder
 from curation.data import versions as V
 from curation.data.records import SPLITS
 from curation.splits.balance import COUNT_HEADERS, balance_report, length_histogram
@@ -258,7 +258,7 @@ def export_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress(
         out = ws.path("exports", f"{version}-{shape}")
         written = export_split(records, out, formats=data[w.formats], shape=shape,
                                label_field=(data[w.label_field] or "").strip() or None)
-        archive = Path(tempfile.mkdtemp(prefix="tuneloop-split-")) / f"{version}-{shape}"
+        archive = export_folder(ws) / f"{version}-{shape}"
         zipped = shutil.make_archive(str(archive), "zip", out)
     except Exception as exc:
         return {w.export_file: None, w.export_md: error_markdown(exc)}
