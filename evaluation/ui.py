@@ -368,6 +368,7 @@ class ResultsWidgets(SimpleNamespace):
 
 def layout_results(ws) -> ResultsWidgets:
     """The Results tab's widgets (the rounds view's included), created inside the caller's Blocks."""
+    from evaluation.pii_leak_ui import layout_pii_leak
     from evaluation.rounds_ui import layout_rounds
 
     w = ResultsWidgets()
@@ -425,6 +426,7 @@ def layout_results(ws) -> ResultsWidgets:
                 w.stop = gr.Button("Stop", variant="stop")
             w.status = gr.Markdown("")
         w.rounds = layout_rounds()
+        w.pii_leak = layout_pii_leak(ws)
     return w
 
 
@@ -552,7 +554,9 @@ def stop_generation(ws, w: ResultsWidgets, request: gr.Request = None) -> dict:
 # -- Results tab: wiring ----------------------------------------------------------------------
 
 def build_results_tab(ws) -> ResultsWidgets:
-    """The Results tab: figures with intervals, agreement, feedback into data, preparing evaluations, rounds."""
+    """The Results tab: figures with intervals, agreement, feedback into data, preparing evaluations, rounds,
+    and the PII leak check."""
+    from evaluation.pii_leak_ui import wire_pii_leak
     from evaluation.rounds_ui import wire_rounds
 
     w = layout_results(ws)
@@ -571,4 +575,5 @@ def build_results_tab(ws) -> ResultsWidgets:
     w.go.click(bind(generate, ws, w), prepare, [w.status, w.evaluation])
     w.stop.click(bind(stop_generation, ws, w), None, [w.status])
     wire_rounds(ws, w.rounds, w.tab)
+    wire_pii_leak(ws, w.pii_leak, w.tab)
     return w

@@ -164,3 +164,25 @@ def test_a_run_without_a_pii_step_says_so(leaky, capsys):
     check = latest_leak_check(ws, unscrubbed)
     assert check.status == "no_pii_step" and check.findings == [] and check.values_probed == 0
     assert "No PII step in this run's lineage: nothing to check" in model_card(ws, unscrubbed)
+
+
+def test_the_results_tab_panel_runs_the_check_and_shows_it_masked(leaky):
+    import gradio as gr
+
+    from evaluation.pii_leak_ui import check_clicked, layout_pii_leak, show_leak_check, wire_pii_leak
+    from tests.tab_page import page
+
+    ws, _, run_id, unscrubbed = leaky
+    with gr.Blocks(), gr.Tabs(), gr.Tab("Results") as tab:
+        w = layout_pii_leak(ws)
+        wire_pii_leak(ws, w, tab)
+    assert "choose a run" in check_clicked(ws, w, page(w, run=None), None, progress=lambda *a, **k: None)[w.summary]
+    assert "nothing to check" in show_leak_check(ws, w, page(w, run=str(unscrubbed)))[w.summary]
+    shown = check_clicked(ws, w, page(w, run=str(run_id), form={"samples": 0}), None, progress=lambda *a, **k: None)
+    assert "**1 scrubbed value(s) leaked**" in shown[w.summary]
+    assert shown[w.counts].values.tolist()[-1][:3] == ["all", 3, 3]
+    leaks = shown[w.leaks].values.tolist()
+    assert leaks[0][:4] == ["PHONE_NUMBER", "2***73", "yes", "no"] and leaks[-1][1:4] == ["4***99", leaks[-1][2], "yes"]
+    text = json.dumps([shown[w.summary], leaks]).lower()
+    assert not [v for v in ORIGINALS if v.lower() in text]
+    assert show_leak_check(ws, w, page(w, run=str(run_id)))[w.summary] == shown[w.summary]
