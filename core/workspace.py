@@ -270,16 +270,16 @@ def sweep_leftovers(ws: Workspace) -> dict[str, int]:
 
 
 def _temp_entries(root: Path) -> list[Path]:
-    found, level = [], [root]
+    found, level = [], [str(root)]
     for _ in range(SWEEP_DEPTH + 1):
         below = []
         for folder in level:
             with contextlib.suppress(OSError), os.scandir(folder) as entries:
                 for entry in entries:
-                    if _TEMP_NAME.fullmatch(entry.name):
+                    if ".tmp" in entry.name and _TEMP_NAME.fullmatch(entry.name):
                         found.append(Path(entry.path))
                     elif entry.is_dir(follow_symlinks=False):
-                        below.append(Path(entry.path))
+                        below.append(entry.path)
         level = below
     return found
 
@@ -317,9 +317,10 @@ def _sweep_unreferenced(ws: Workspace, folder: str, pattern: str, table: str, co
         return 0
 
     def orphans(db) -> list[Path]:
-        named = {Path(row[0]).as_posix() for row in db.execute(f"select {column} from {table}")}
-        return [f for f in base.iterdir() if fnmatch.fnmatch(f.name, pattern) and f.is_file()
-                and f.relative_to(ws.root).as_posix() not in named]
+        named = {row[0].replace("\\", "/") for row in db.execute(f"select {column} from {table}")}
+        with os.scandir(base) as entries:
+            return [Path(e.path) for e in entries if fnmatch.fnmatch(e.name, pattern) and e.is_file()
+                    and f"{folder}/{e.name}" not in named]
 
     if not orphans(ws.db):    # the usual case, without taking the write lock
         return 0
