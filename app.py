@@ -1,6 +1,7 @@
 """Tuneloop: the dashboard. Composes each package's tabs; flags, logins and launch. No logic here.
 
-    python app.py [--workspace DIR] [--host 127.0.0.1] [--port 7860] [--no-demo] [--rater-only]
+    python app.py [--workspace DIR] [--host 127.0.0.1] [--port 7860] [--no-demo] [--rater-only] [--allowed-host NAME]
+                  [--session-idle-hours H] [--session-max-days D] [--login-failures-per-user N] [--upload-limit-mb M]
     python app.py [--workspace DIR] users add NAME --role admin|rater|viewer [--password-file F]
     python app.py [--workspace DIR] users list | users remove NAME | users passwd NAME [--password-file F]
 

@@ -159,11 +159,13 @@ def test_session_cookies_are_same_site_and_secure_only_over_https(hosted):
 
 
 def test_a_foreign_host_header_is_refused_when_hosted(hosted):
-    for host in ("rebind.attacker.example", f"{PUBLIC_NAME}.attacker.example", ""):
+    for host in ("rebind.attacker.example", f"{PUBLIC_NAME}.attacker.example", f"evil.example@127.0.0.1:{hosted.port}",
+                 ""):
         got = httpx.get(hosted.url + "rate/", headers={"Host": host}, timeout=60)
         assert got.status_code == 400 and "--allowed-host" in got.text, host
     assert httpx.get(hosted.url + "rate/", headers={"Host": PUBLIC_NAME}, timeout=60).status_code == 200
-    assert httpx.get(hosted.url + "rate/", headers={"Host": f"localhost:{hosted.port}"}, timeout=60).status_code == 200
+    for host in (f"localhost:{hosted.port}", f"[::1]:{hosted.port}"):
+        assert httpx.get(hosted.url + "rate/", headers={"Host": host}, timeout=60).status_code == 200, host
 
 
 def test_a_removed_users_cookie_ends_at_once_and_re_adding_the_name_does_not_revive_it(hosted):

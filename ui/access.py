@@ -158,6 +158,7 @@ def password_check(ws, roles: tuple[str, ...]):
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+HOST_RE = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")   # a name and a port, nothing else
 TOKEN_COOKIE = "access-token-"   # Gradio's session cookies: access-token-<app>, access-token-unsecure-<app>
 # Reachable before logging in: the login page, its scripts, styles and fonts, and the login itself.
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
@@ -201,8 +202,8 @@ class SessionGuard:
             return await self.app(scope, receive, send)
         headers = _headers(scope)
         host = headers.get("host", "")
-        hostname = (urlsplit("//" + host).hostname or "") if host else ""
-        if hostname not in self.hosts:
+        plain = HOST_RE.fullmatch(host)
+        if plain is None or plain["name"].lower().strip("[]") not in self.hosts:
             return await _refuse(scope, send, 400, f"this server does not answer to the host name '{host}'. "
                                  "To serve it under that name, start it with --allowed-host NAME "
                                  "(or set TUNELOOP_ALLOWED_HOSTS).")
