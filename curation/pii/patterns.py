@@ -9,59 +9,6 @@ from __future__ import annotations
 import functools
 import re
 
-STREET_SUFFIXES_EXTRA = ("St", "Ave", "Av", "Rd", "Blvd", "Dr", "Ln", "Ct", "Pl", "Sq", "Hwy", "Pkwy", "Ter", "Cir",
-                         "Trl", "Cres", "Ctr", "Expy", "Fwy", "Mt", "Pt", "Rte", "Wy", "Close", "Gardens", "Mews",
-                         "Wharf", "Hollow", "Green")
-LOWERCASE_SUFFIXES = ("street", "st", "avenue", "ave", "road", "rd", "lane", "ln", "drive", "dr", "boulevard", "blvd",
-                      "court", "ct", "place", "pl", "terrace", "way", "circle", "cir", "parkway", "pkwy",
-                      "highway", "hwy", "square", "sq", "trail", "crescent", "close")
-
-
-@functools.lru_cache(maxsize=1)
-def address_patterns() -> tuple[re.Pattern, ...]:
-    """Street addresses: US/UK/AU street lines with unit and city/state/ZIP or postcode lines,
-    military addresses, PO boxes, German street-first addresses."""
-    import importlib
-
-    suffixes: set[str] = set(STREET_SUFFIXES_EXTRA)
-    for locale in ("en_US", "en_GB", "en_CA", "en_AU", "en_IE"):
-        suffixes.update(getattr(importlib.import_module(f"faker.providers.address.{locale}").Provider,
-                                "street_suffixes", ()))
-    cap_suffix = "|".join(sorted((re.escape(s) for s in suffixes), key=len, reverse=True))
-    low_suffix = "|".join(sorted(LOWERCASE_SUFFIXES, key=len, reverse=True))
-    number = r"\b\d{1,6}[A-Za-z]?(?:[/-]\d{1,5}[A-Za-z]?)?"
-    unit_before = r"(?:Flat|Apartment|Apt\.?|Studio|Unit|Suite|Level)\s+\d+[A-Za-z]?,?\s*\n?\s*"
-    direction = r"(?:(?:[NSEW]|NE|NW|SE|SW|North|South|East|West)\.?\s+)?"
-    cap_words = r"(?:(?!(?:GB|TB|MB|KB)\b)(?:[A-Z][\w'’.-]*|O'[A-Z]\w*)\s+){1,4}?"
-    low_words = r"(?:[a-z][\w'’-]*\s+){1,3}?"
-    unit_after = (r"(?:,?\s+(?:(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Floor|Fl|Flat|Bldg|Building)\b\.?|#)"
-                  r"\s*#?\s*[A-Za-z0-9-]+)?")
-    city = r"(?:,\s*|\s*\n\s*|\s+)(?:[A-Z][\w'’.-]*\s+){0,3}[A-Z][\w'’.-]*"
-    us_city = (city + r",?\s+[A-Z]{2,3}\.?,?(?:\s+\d{5}(?:-\d{4})?|\s+[A-Z]\d[A-Z]\s?\d[A-Z]\d|,?\s+\d{4})?\b")
-    uk_city = city + r"(?:,\s*|\s*\n\s*|\s+)[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b"
-    low_city = r"(?:,\s*|\s*\n\s*)(?:[a-z][\w'-]*\s+){0,2}[a-z][\w'-]*,?\s+[A-Za-z]{2}\s+\d{5}(?:-\d{4})?\b"
-    street_cap = (r"(?:" + unit_before + r"(?:" + number + r"\s+)?|" + number + r"\s+)" + direction + cap_words + r"(?:" + cap_suffix + r")\b\.?"
-                  + unit_after + r"(?:" + uk_city + r"|" + us_city + r")?")
-    street_low = (number + r"\s+" + direction + low_words + r"(?:" + low_suffix + r")\b\.?" + unit_after
-                  + r"(?:" + low_city + r"|" + us_city + r")?")
-    military = (r"\b(?:(?:USNS|USNV|USS|USCGC)\s+[A-Z][\w'-]*|PSC\s+\d{3,5},\s*Box\s+\d{3,5}|"
-                r"Unit\s+\d{3,5}\s+Box\s+\d{3,5})(?:\s*\n\s*|,?\s+)(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b")
-    po_box = r"\b(?:P\.?\s?O\.?\s*Box|Post Office Box)\s+\d{1,6}(?:" + us_city + r")?"
-    german = (r"\b[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|ring|platz|allee|gasse|damm|ufer|chaussee)"
-              r"\s+\d{1,4}[a-z]?(?:-\d{1,4})?(?:,?\s*\n?\s*\d{5}\s+[A-ZÄÖÜ][\wäöüß-]+)?")
-    return (re.compile(street_cap), re.compile(street_low), re.compile(military), re.compile(po_box),
-            re.compile(german))
-
-
-def find_addresses(text: str) -> list[tuple]:
-    """Street addresses: (start, end, score, evidence)."""
-    out = []
-    for pattern in address_patterns():
-        for m in pattern.finditer(text):
-            out.append((m.start(), m.end(), 0.85, "street address pattern"))
-    return out
-
-
 Finding = tuple  # (start, end, score, evidence): evidence says in words why the span was taken
 
 
@@ -192,6 +139,224 @@ def plausible_phone(text: str) -> bool:
     """Whether a piece of text, on its own, has the shape of a phone number."""
     kind = phone_kind(text)
     return kind is not None and kind[1] >= 0.4
+
+
+# -- street addresses ---------------------------------------------------------------------------
+# The street-type words are written by hand from how addresses are written in each language; they are
+# the evidence, never a list of known streets.
+STRONG_SUFFIXES = ("Street", "St", "Road", "Rd", "Avenue", "Ave", "Av", "Boulevard", "Blvd", "Lane", "Ln", "Drive",
+                   "Dr", "Terrace", "Ter", "Crescent", "Cres", "Parkway", "Pkwy", "Highway", "Hwy", "Mews",
+                   "Expressway", "Expy", "Freeway", "Fwy", "Turnpike", "Tpke", "Causeway", "Esplanade", "Wynd",
+                   "Straße", "Strasse", "Str")
+# Words that are also ordinary nouns ("8 Simple Ways", "the 1973 Supreme Court"): an address only with more evidence.
+WEAK_SUFFIXES = ("Way", "Place", "Pl", "Square", "Sq", "Circle", "Cir", "Trail", "Trl", "Row", "Grove", "Gardens",
+                 "Walk", "Wharf", "Hill", "Rise", "Park", "Point", "Pike", "Alley", "Plaza", "Quay", "Parade", "Loop",
+                 "Path", "Vale", "View", "Green", "Heights", "Crossing", "Ridge", "Bend", "Cove", "Hollow", "Route",
+                 "Passage", "Junction", "Gate", "Yard", "Lodge", "Meadows", "Estate", "Centre", "Center", "Common",
+                 "Court", "Ct", "Close", "Creek", "Harbor", "Harbour", "Bridge", "Island", "Landing", "Station")
+# Street types written before the name (Romance, Slavic, Greek ...): "Via Roma 131", "29 Rue de Tanger".
+PREFIX_TYPES = ("Rue", "Rua", "Via", "Viale", "Vicolo", "Piazza", "Piazzale", "Corso", "Largo", "Strada", "Calle",
+                "Avenida", "Avda", "Carrer", "Camino", "Paseo", "Praça", "Praca", "Travessa", "Estrada", "Alameda",
+                "Chemin", "Allée", "Impasse", "Quai", "Cours", "Boulevard", "Avenue", "Ulica", "Aleja", "Calea",
+                "Bulevardul", "Trg", "Náměstí", "Leoforos", "Odos", "Λεωφόρος", "Οδός", "Πλατεία", "Rambla", "Ronda",
+                "Vía", "Avinguda")
+PREFIX_ABBREVIATIONS = ("Bd", "Ul", "ul", "Al", "Av", "Avda", "Pza", "Pç", "R")
+# Street-type endings of one-word street names (German, Dutch, Nordic, Finnish, Icelandic ...): "Koskikatu 25".
+COMPOUND_ENDINGS = ("straße", "strasse", "str.", "gasse", "weg", "platz", "allee", "damm", "ufer", "chaussee",
+                    "steig", "pfad", "straat", "laan", "gracht", "plein", "kade", "dijk", "singel", "dreef",
+                    "gatan", "vägen", "gränd", "torget", "stigen", "gata", "gaten", "veien", "vegen", "vei", "vej",
+                    "vænget", "gade", "stræde", "allé", "katu", "tie", "kuja", "polku", "kaari", "väylä", "vegur",
+                    "braut", "stræti", "straeti", "utca", "körút", "ulice", "třída", "cesta", "ulica", "sokak",
+                    "caddesi")
+# Separate street-type words after the name: "Rákóczi út 66", "Hegedûs Gyula utca 76".
+AFTER_TYPES = ("út", "útja", "utca", "u.", "körút", "tér", "gate", "gata", "vej", "vei", "weg", "straat", "laan",
+               "sokak", "caddesi", "ulica", "ulice", "cesta", "str", "str.")
+# A street line never starts with these, whatever follows: "the 3 Square Meters", "During 1990", "Chapter 5".
+NOT_STREET_WORDS = frozenset("""
+the a an of and or to for in on at by with from into over under about my your our their his her its this that these
+those is are was were be been it he she we you they i how why what when who which top best simple easy ways things
+steps tips reasons facts ideas minutes hours days weeks months years times people chapter page level room floor
+section figure table step day week episode season volume part track channel stage gate platform act verse grade
+class mile miles km meters metres feet ft inches square cubic plan model version phase round game match number no
+january february march april may june july august september october november december monday tuesday wednesday
+thursday friday saturday sunday jan feb mar apr jun jul aug sep sept oct nov dec since until during after before
+home
+""".split())
+UNIT = (r"(?:,?[ \t]*(?:\n[ \t>•*?-]*)?(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|Box|Lot)\.?"
+        r"[ \t]*#?[ \t]*[A-Za-z]?\d[\w-]*|,?[ \t]*#[ \t]?\d[\w-]*)")
+HOUSE = r"(?!24/7)\d{1,5}[A-Za-z]?(?:[/-]\d{1,4}[A-Za-z]?)?(?: [A-Z](?![\w'’.-]))?"
+CAP_WORD = r"(?:(?=[^\W\d_])(?:[A-ZÀ-ÞĀ-ſΑ-ΩА-Я]|O')(?:[^\W\d_]|['’-])*(?!\d)\.?)"
+LOW_WORD = r"(?:[a-zà-ÿ][\w'’-]*)"
+POSTCODE = (r"(?:[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|[A-Z]\d[A-Z] ?\d[A-Z]\d|\d{3} ?\d{2}|\d{4,6}(?:-\d{3,4})?|"
+            r"\d{2}-\d{3}|[A-Z]{2}-\d{4,5})")
+DIRECTION = r"(?:North|South|East|West|N|S|E|W|NE|NW|SE|SW)\.?"
+# Cues right before a street line that has no street type ("lives at Peter Zuidhove 188").
+ADDRESS_CUES = (r"address(?:es)?|addr\.?|lives? (?:at|on)|living at|located (?:at|on)|meet (?:me|you|us) at|"
+                r"drops? (?:you|me) off at|sen[dt](?: it| them| a new one)? to|deliver(?:ed)?(?: it)? to|"
+                r"ship(?:ped)?(?: it)? to|mail(?:ed)? to|return(?:ed)?(?: it)? to|moved to|stay(?:ing)? at|"
+                r"based at|visit us at|find us at|arrived at|taxi to|pick (?:me )?up at|is on|is at|enter on|lived in|"
+                r"it'?s (?:in|at|on)|corner of")
+CUE_THEN_STREET = re.compile(
+    r"(?i:\b(?:" + ADDRESS_CUES + r")\b)[ \t]*(?:[:\-–]|(?i:is|was|it is|are|would be))?[ \t]*(?i:the corner of[ \t]+)?"
+    r"[ \t\n]*(?P<street>(?:\d{1,6}[ \t]+)?(?:" + CAP_WORD + r"[ \t]+){1,3}" + HOUSE + r")(?![\w%]|[.,:/-]\d)")
+STREET_THEN_UNIT = re.compile(
+    r"(?m)^[ \t>•*?-]*(?P<street>(?:\d{1,6}[ \t]+)?(?:" + CAP_WORD + r"[ \t]+){1,3}" + HOUSE + r")(?=" + UNIT + r")")
+
+
+def _alt(words) -> str:
+    return "|".join(sorted((re.escape(w) for w in set(words)), key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=1)
+def address_patterns() -> tuple[tuple[str, re.Pattern, bool], ...]:
+    """(name, street-line pattern, strong): a strong shape is an address on its own, a weak one needs a
+    unit, postcode or town after it."""
+    strong, weak = _alt(STRONG_SUFFIXES), _alt(WEAK_SUFFIXES)
+    prefix, abbreviation = _alt(PREFIX_TYPES), _alt(PREFIX_ABBREVIATIONS)
+    after, endings = _alt(AFTER_TYPES), _alt(COMPOUND_ENDINGS)
+    particle = (r"(?:(?:de|da|do|dos|das|del|della|delle|dei|degli|di|des|du|la|le|les|el|los|las|of|the|von|van)"
+                r"[ \t]+|[dl]['’])")
+    name_words = r"(?:" + particle + r")*(?:" + CAP_WORD + r"[ \t]+(?:" + particle + r")*){0,3}?" + CAP_WORD
+    low_name = r"(?:" + particle + r")*(?:" + LOW_WORD + r"[ \t]+(?:" + particle + r")*){0,3}?" + LOW_WORD
+    direction = r"(?:" + DIRECTION + r"[ \t]+)?"
+    cap_words = r"(?:" + CAP_WORD + r"[ \t]+){1,4}?"
+    low_words = r"(?:" + LOW_WORD + r"[ \t]+){1,3}?"
+    lead = r"(?:(?i:Flat|Apartment|Apt|Unit|Suite)\.?[ \t]+\w{1,5},?[ \t]+)?(?:\d{1,6}[ \t]+)?"
+    start = r"(?<![\w.,/-])"
+    end = r"(?![\w%]|[.,:/-]\d)"
+    suffix_tail = r"\b\.?(?:[ \t]+" + DIRECTION + r"(?![\w]))?"
+    return (
+        ("military address", re.compile(
+            r"(?i:\b(?:(?:USNS|USNV|USS|USCGC)[ \t]+[A-Z][\w'-]*|PSC[ \t]+\d{3,5},[ \t]*Box[ \t]+\d{3,5}|"
+            r"Unit[ \t]+\d{3,5}[ \t]+Box[ \t]+\d{3,5})(?:[ \t]*\n[ \t]*|,?[ \t]+)(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}\b)"),
+         True),
+        ("PO box", re.compile(start + lead + r"(?i:\b(?:P\.?[ \t]?O\.?[ \t]*Box|Post[ \t]+Office[ \t]+Box|Postfach)"
+                              r"[ \t]+\d{1,6})\b"), True),
+        ("number + name + 'Street'", re.compile(
+            start + lead + HOUSE + r"[ \t]+" + direction + cap_words + r"(?:" + strong + r")" + suffix_tail +
+            r"(?:[ \t]+" + HOUSE + end + r")?"), True),
+        ("street type + name + number", re.compile(
+            start + lead + r"(?:(?P<house>" + HOUSE + r"),?[ \t]+)?(?:(?:" + prefix + r")|(?:" + abbreviation + r")\.)"
+            r"[ \t]+" + name_words + r"(?:,?[ \t]+(?P<house2>" + HOUSE + r")" + end + r"\.?)?"), True),
+        ("number + street type + name", re.compile(
+            start + lead + HOUSE + r",?[ \t]+(?i:rue|rua|via|calle|avenida|avenue|boulevard|chemin|piazza|corso)"
+            r"[ \t]+" + low_name + r"(?:[ \t]+" + CAP_WORD + r"){0,2}\b"), True),
+        ("name + street type + number", re.compile(
+            start + lead + r"(?:" + CAP_WORD + r"[ \t]+){1,3}(?:" + LOW_WORD + r"[ \t]+)?(?:" + after + r")[ \t]+" +
+            HOUSE + end + r"\.?"), True),
+        ("name ending '-straße/-katu/-gatan…' + number", re.compile(
+            start + lead + r"(?:" + CAP_WORD + r"[ \t]+){0,2}" + r"(?=[A-ZÀ-ÞĀ-ſ])[^\W\d_][\w'’-]{1,30}(?i:" + endings +
+            r")[ \t]+" + HOUSE + end + r"\.?"), True),
+        ("number + name + street type", re.compile(
+            start + lead + HOUSE + r",?[ \t]+" + direction + cap_words + r"(?:" + weak + r")" + suffix_tail), False),
+        ("number + name + street type", re.compile(
+            start + lead + HOUSE + r"[ \t]+" + low_words +
+            r"(?i:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|terrace|crescent|close|way|place|court|"
+            r"parkway|highway)\b\.?"), False),
+    )
+
+
+def find_addresses(text: str) -> list[Finding]:
+    """Street addresses in the formats of many countries, with their unit, town, region, postcode and
+    country lines. A street line with an unambiguous street type ("Street", "Rue", "-straße", "PO Box")
+    counts alone; an ambiguous one ("8 Simple Ways", "Peter Zuidhove 188") needs an address cue before it
+    ("lives at", "address:") or a unit, postcode or town after it. Titles and numbered phrases are left."""
+    found: list[Finding] = []
+    for name, pattern, strong in address_patterns():
+        for m in pattern.finditer(text):
+            start = _skip_leading_words(text, m.start(), m.end())
+            if start is None or "house" in pattern.groupindex and not (m.group("house") or m.group("house2")):
+                continue
+            _add_address(text, found, start, m.end(), name, strong)
+    for name, pattern in (("name + number after an address cue", CUE_THEN_STREET),
+                          ("name + number on the line before a unit", STREET_THEN_UNIT)):
+        for m in pattern.finditer(text):
+            start = _skip_leading_words(text, m.start("street"), m.end("street"))
+            if start is not None:
+                _add_address(text, found, start, m.end("street"), name, pattern is STREET_THEN_UNIT)
+    return sorted(found)
+
+
+def _add_address(text: str, found: list[Finding], start: int, end: int, name: str, strong: bool) -> None:
+    if any(s < end and start < e for s, e, *_ in found):
+        return
+    tail_end, tail = _address_tail(text, end)
+    cue = CORNER.search(text, max(0, start - 20), start)
+    before = text[max(0, start - 60):start]
+    said = re.search(r"(?i:\b(" + ADDRESS_CUES + r"))\b[\s:,\-–]*(?:(?i:is|was|it is)[ \t]*)?(?:the corner of[ \t]+)?$",
+                     before)
+    if not strong and not said and not tail:
+        return
+    if strong and not said and not tail and _title_continues(text, end):
+        return
+    if cue and cue.end() == start:
+        start = cue.start() + (len(cue.group()) - len(cue.group().lstrip()))
+        corner = re.match(r"[ \t]+and[ \t]+(?:" + CAP_WORD + r"[ \t]*){1,4}", text[tail_end:])
+        if corner:
+            tail_end += len(corner.group().rstrip())
+    evidence = f"address shape '{name}'" + (f" + context '{said.group(1).lower()}'" if said else "") + \
+        (f" + {tail} after it" if tail else "")
+    found.append((start, tail_end, 0.85, evidence))
+
+
+CORNER = re.compile(r"(?i)\bthe corner of[ \t]+")
+
+
+def _skip_leading_words(text: str, start: int, end: int) -> int | None:
+    """Where a street line really starts once words like "The", "During" or "Chapter" are skipped
+    (None when nothing of a street is left)."""
+    while True:
+        m = re.match(r"([^\W\d_][\w'’.-]*)[ \t]+", text[start:end])
+        if not m or m.group(1).lower().strip(".") not in NOT_STREET_WORDS:
+            break
+        start += m.end()
+    rest = text[start:end]
+    if not re.search(r"[^\W\d_]", rest) or not re.search(r"\d", rest):
+        return None
+    first = re.match(r"(\d{1,6})[ \t,]", rest)
+    if first and YEAR.fullmatch(first.group(1)) and re.match(r"\d{4},", rest):
+        return None                                    # "In 2001, Alabama Supreme Court"
+    return start
+
+
+def _title_continues(text: str, end: int) -> bool:
+    """A capitalised word straight after the street type: a title ("5 Easy Street Food Recipes")."""
+    return re.match(r"[ \t]+(?:[A-Z][a-z]+|to|for|of|that|you)\b", text[end:end + 20]) is not None
+
+
+LOCALITY = re.compile(
+    r"(?:[ \t]*,[ \t]*(?:\n[ \t>•*?-]*)?|[ \t]*\n[ \t]*(?:\n[ \t]*)?[>•*?-]*[ \t]*,?[ \t]*|[ \t]+)"
+    r"(?P<part>(?:" + POSTCODE + r"[ \t]+)?(?:" + CAP_WORD + r"(?:[ \t]+|-)?|(?:de|la|le|du|u|v|am|an|upon|on|sur|"
+    r"del|di)[ \t]+){0,4}(?:\([^\W\d_]+\))?(?:[ \t]*" + POSTCODE + r")?)")
+
+
+def _address_tail(text: str, end: int) -> tuple[int, str]:
+    """How far an address goes on after its street line (units, town, region, postcode, country lines),
+    and what was found there ("unit", "postcode", "town"), or ""."""
+    what = ""
+    m = re.compile(UNIT + r"+").match(text, end)
+    if m:
+        end, what = m.end(), "unit"
+    for _ in range(4):
+        m = LOCALITY.match(text, end)
+        part = m.group("part").strip() if m else ""
+        if re.search(r"[^\W\d_]{4,}\.$", part):
+            part = part[:-1]                             # the sentence's full stop, not an abbreviation's
+        if not part or len(part) > 48:
+            break
+        separator = text[m.start():m.start("part")]
+        has_post = re.search(r"(?<!\w)" + POSTCODE + r"(?!\w)", part) is not None
+        words = re.findall(r"[^\W\d_][\w'’.-]*", part)
+        shouting = re.match(r"[A-ZÀ-ÞĀ-ſΑ-Ω]{2,}(?![\w'’-]*[a-zà-ÿ])", part) is not None
+        if not has_post and "\n" not in separator and "," not in separator and not (what and shouting):
+            break                                        # "12 Baker Street London" needs a postcode
+        if separator.count("\n") > 1 and not has_post:
+            break
+        if words and words[0].lower().strip(".") in NOT_STREET_WORDS:
+            break
+        end = m.start("part") + len(part)
+        what = "postcode" if has_post else what or "town"
+    return end, what
 
 
 def luhn_valid(digits: str) -> bool:
