@@ -307,17 +307,17 @@ def check_pii_leaks(ws: Workspace, run_id: int | str, options: LeakCheckOptions 
         if hits:
             shown = next((v for v in hits if produced[id(v)][0]), hits[0])
             findings.append(LeakFinding(entity, mask_value(shown.value), shown.record_id, shown.message_index,
-                                        shown.role, _masked_context(shown.context, every_value), tuned, base,
+                                        shown.role, mask_values_in(shown.context, every_value), tuned, base,
                                         shown.scrub_version))
     return _store(ws, run.id, "checked", "", source, counts, findings, len(chosen), options, created_by)
 
 
-def _masked_context(context: str, values: list[str]) -> str:
-    """The context with any original value in it masked (a copy the PII step missed must not be stored)."""
+def mask_values_in(text: str, values: list[str]) -> str:
+    """``text`` with every copy of one of ``values`` masked: a copy the PII step missed must not be stored."""
     for value in sorted(set(values), key=len, reverse=True):
         if value.strip():
-            context = re.sub(re.escape(value), lambda m: mask_value(m.group(0)), context, flags=re.IGNORECASE)
-    return context
+            text = re.sub(re.escape(value), lambda m: mask_value(m.group(0)), text, flags=re.IGNORECASE)
+    return text
 
 
 def _probe(ws: Workspace, run, probes: list[ScrubbedValue], options: LeakCheckOptions,

@@ -20,13 +20,14 @@ from curation.pii.review import apply_scan, run_scan
 from evaluation.cli import main
 from evaluation.model_card import model_card
 from evaluation.pii_leak import (NO_PII_STEP, LeakCheckOptions, align_message, check_pii_leaks, contains_value,
-                                 latest_leak_check, mask_value, scrubbed_values)
+                                 latest_leak_check, mask_value, mask_values_in, scrubbed_values)
 from tests.tiny_model import build_tiny_model
 
 LEARNED_PHONE = "212-555-0173"         # in the adapter's training text: a training leak
 KNOWN_PHONE = "415-555-0199"           # taught to the base model: produced by both, not a training leak
 UNSEEN_EMAIL = "quill.harbor@example.org"
-ORIGINALS = (LEARNED_PHONE, KNOWN_PHONE, UNSEEN_EMAIL, "2125550173", "4155550199", "quill.harbor")
+HELD_OUT_EMAIL = "otto.vance@example.net"   # in the test split: never trained on, so never probed
+ORIGINALS = (LEARNED_PHONE, KNOWN_PHONE, UNSEEN_EMAIL, HELD_OUT_EMAIL, "2125550173", "4155550199", "quill.harbor")
 
 
 def chat(rid: str, user: str, assistant: str) -> Record:
@@ -39,6 +40,8 @@ RECORDS = [
     chat("mainline", "What is the main line?", f"Our main line is {KNOWN_PHONE}, open all day."),
     chat("email", f"My email is {UNSEEN_EMAIL}, please update it.", "Done, your email is updated."),
     chat("plain", "Where is my order?", "Your order ships within two days."),
+    Record("held-out", [{"role": "user", "content": f"Send the invoice to {HELD_OUT_EMAIL} please."},
+                        {"role": "assistant", "content": "Sent."}], {"split": "test"}),
 ]
 
 
@@ -108,6 +111,22 @@ def test_values_are_located_around_placeholders_pseudonyms_and_masks():
     assert not contains_value("Hello Priya", "PERSON", "Priya Okafor")
     assert (mask_value("212-555-0173"), mask_value("Priya Okafor"), mask_value("ann@example.org")) == (
         "2***73", "P***", "a***")
+    # A copy of a value the PII step missed is masked before a context is stored.
+    assert mask_values_in("Call PRIYA OKAFOR at <PHONE_NUMBER>", ["Priya Okafor"]) == "Call P*** at <PHONE_NUMBER>"
+
+
+def test_a_probe_continues_the_answer_from_its_prefix(leaky):
+    from training.inference import DecodingSettings, warm_base
+    from training.registry import get_run
+
+    ws, _, run_id, _ = leaky
+    run = get_run(ws, run_id)
+    warm = warm_base(ws, run.base_model)
+    question = RECORDS[0].messages[:1]
+    whole, continued = warm.answer([question, question], adapter=warm.add_adapter(run.adapter_dir),
+                                   settings=DecodingSettings(max_new_tokens=12, repetition_penalty=1.0),
+                                   prefixes=["", "Call the warehouse desk at "])
+    assert whole.startswith("Call the warehouse") and continued.startswith(LEARNED_PHONE)
 
 
 def test_the_scrubbed_values_and_their_contexts_come_from_the_run_lineage(leaky):
