@@ -46,7 +46,7 @@ def test_a_jsonl_line_nested_100000_deep_is_refused_naming_file_line_and_limit(w
 def test_a_json_array_nested_100000_deep_is_refused(ws, tmp_path):
     path = tmp_path / "dump.json"
     path.write_text("[" * DEEP + "]" * DEEP)
-    assert refusal(ws, path).startswith("dump.json the array: JSON nested deeper")
+    assert refusal(ws, path).startswith("dump.json: JSON nested deeper")
 
 
 def test_a_messages_field_holding_deeply_nested_json_text_is_a_problem_of_its_line(tmp_path):

@@ -198,8 +198,8 @@ def _decode(path: Path, max_mb: float) -> str:
     return text.lstrip("\ufeff")
 
 
-def _too_deep(source: str, where: str) -> TuneloopError:
-    return TuneloopError(f"{source} {where}: JSON nested deeper than Python reads (about "
+def _too_deep(source: str, where: str = "") -> TuneloopError:
+    return TuneloopError(f"{source}{' ' + where if where else ''}: JSON nested deeper than Python reads (about "
                          f"{sys.getrecursionlimit():,} levels of [ and {{); a record is a few levels deep, so the "
                          f"line is damaged or not a record; nothing was imported")
 
@@ -215,7 +215,7 @@ def _iter_json(path: Path, limit, max_mb) -> Iterator[_Row]:
             raise InputProblem([f"line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})"],
                                source=path.name) from None
         except RecursionError:
-            raise _too_deep(path.name, "the array") from None
+            raise _too_deep(path.name) from None   # one document: no line to name
         for i, item in enumerate(items[:limit] if limit else items, start=1):
             yield _Row(f"item {i}", item)
         return
