@@ -247,9 +247,15 @@ class StderrLines:
         return self.real.fileno()
 
 
-def log_instead_of_printing(*_args, **_kwargs) -> None:
+PRINT_EXC = traceback.print_exc
+
+
+def log_instead_of_printing(limit=None, file=None, chain=True) -> None:
     """Stands in for ``traceback.print_exc`` in the server, where Gradio prints the traceback of every failed
-    request, a rejected value included: a refusal is one INFO line, a failure one ERROR entry with its trace."""
+    request, a rejected value included: a refusal is one INFO line, a failure one ERROR entry with its trace.
+    A caller printing into a file of its own still gets the traceback there."""
+    if file is not None:
+        return PRINT_EXC(limit=limit, file=file, chain=chain)
     exc_info = sys.exc_info()
     refused = exc_info[1] is not None and is_refusal(exc_info[1])
     logging.getLogger("tuneloop.requests").log(logging.INFO if refused else logging.ERROR,

@@ -140,3 +140,27 @@ def test_a_failure_is_one_json_entry_with_its_trace_and_a_refusal_one_without(ca
     failed = entry(KeyError("a bug"))
     assert "Traceback" in failed["exc"] and "refusal" not in failed
     assert os.linesep not in json.dumps(failed)
+
+
+def test_lines_printed_on_the_servers_stderr_become_json_entries():
+    import io
+    import logging
+
+    from app import JsonLogLines, StderrLines
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonLogLines())
+    log = logging.getLogger("tuneloop.test-stderr")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        stderr = StderrLines(log, io.StringIO())
+        stderr.write("Traceback (most recent call last):\n  File \"x.py\", line 1")
+        stderr.write("\nValueError: odd\n\n")
+    finally:
+        log.removeHandler(handler)
+    entries = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["msg"] for e in entries] == ["Traceback (most recent call last):", '  File "x.py", line 1',
+                                           "ValueError: odd"]
+    assert not stderr.isatty()
