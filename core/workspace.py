@@ -249,7 +249,7 @@ def sweep_leftovers(ws: Workspace) -> dict[str, int]:
     """Remove what a killed process left in the workspace; returns how many of each kind went.
 
     - A temp file or folder (``.NAME.tmpPID``, see ``temp_path``) goes once no running process can be its
-      writer: process PID is gone, or the process now holding that PID started after the temp was last
+      writer: the process PID is gone, or the process now holding that PID started after the temp was last
       written (a PID reused after a restart, as in a container where the app is always PID 1). A temp of a
       live writer (an import in another process, mid-write) is left alone however old it is. This assumes
       the processes writing a workspace share one machine's process table, as SQLite in WAL mode does.
@@ -290,6 +290,8 @@ def _writer_may_be_running(temp: Path) -> bool:
         written = temp.lstat().st_mtime
     except FileNotFoundError:
         return True           # gone already: its writer renamed it into place
+    if os.name == "nt":
+        return True           # os.kill there ends the process instead of asking about it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
