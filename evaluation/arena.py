@@ -6,9 +6,15 @@ which side the fine-tuned response is shown on; what it returns (``BlindPair``) 
 A and B and nothing that names a model. The side→model mapping stays in the database until
 ``record_vote`` has accepted that rater's vote; only then does the ``Reveal`` say who was who.
 
-Sides are drawn with Efron's biased coin per rater (2/3 towards the side that rater has seen the
-fine-tuned model on less), so each rater's left/right counts stay balanced while the next side is
-never predictable from the reveals so far.
+Sides are drawn with a fair coin per pair (``secrets``): a rater who has seen every reveal so far still
+cannot guess the next side better than chance (a balancing coin can be guessed from the counts). The
+balance of the sides is checked in the statistics instead (``evaluation.stats``: the fine-tuned model's
+share of the left side, with its test). A rater never gets the same texts (conversation and both answers)
+twice, even across evaluations: the sides revealed in one would give away the other's.
+
+A vote and the next pair are a handful of SQLite statements (``record_vote``: 2 in one transaction,
+``next_pair``: 4, 3 of them in one transaction), and the writes of one process take turns on a lock rather
+than in SQLite's busy handler, which sleeps up to 100 ms between tries.
 
 Example::
 
@@ -18,11 +24,14 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-import random
+import secrets
 import sqlite3
+import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
@@ -30,13 +39,10 @@ from core.workspace import Workspace
 VERDICTS = ("A", "B", "tie", "both_bad")
 OUTCOMES = ("finetuned", "base", "tie", "both_bad")
 VERDICT_WORDS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
-# Efron's biased coin: the under-used side is chosen with this probability.
-BIASED_COIN = 2 / 3
+SIDES = ("A", "B")
 # A comment or corrected answer longer than this is refused: no real answer needs more, and a hosted
 # server must not store whatever size a script sends.
 MAX_TEXT_CHARS = 20_000
-
-_random = random.SystemRandom()
 
 
 class VoteRefused(TuneloopError):
@@ -77,11 +83,21 @@ class Evaluation:
 
     @property
     def finetuned_name(self) -> str:
-        return f"fine-tuned (run {self.run_id})" if self.run_id else "fine-tuned"
+        return finetuned_name(self.run_id)
 
     @property
     def base_name(self) -> str:
-        return f"base ({self.base_model})"
+        return base_name(self.base_model)
+
+
+def finetuned_name(run_id: int | None) -> str:
+    """How a reveal names the fine-tuned model of an evaluation."""
+    return f"fine-tuned (run {run_id})" if run_id else "fine-tuned"
+
+
+def base_name(base_model: str) -> str:
+    """How a reveal names the base model of an evaluation."""
+    return f"base ({base_model})"
 
 
 @dataclass(frozen=True)
@@ -144,11 +160,12 @@ def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, ba
             " settings, created_by) values (?,?,?,?,?,?,?,?,?)",
             (name.strip() or "evaluation", run_key(ws, run_id), base_model, adapter, dataset_version, int(overlap), guidelines,
              json.dumps(settings or {}, sort_keys=True), created_by)).lastrowid
+        rows = [(eid, it.prompt_id, json.dumps(it.messages, ensure_ascii=False), it.label, it.split,
+                 it.base_response, it.finetuned_response) for it in items]
         db.executemany(
             "insert into eval_pairs (evaluation_id, prompt_id, messages, label, split, base_response,"
-            " finetuned_response) values (?,?,?,?,?,?,?)",
-            [(eid, it.prompt_id, json.dumps(it.messages, ensure_ascii=False), it.label, it.split,
-              it.base_response, it.finetuned_response) for it in items])
+            " finetuned_response, text_key) values (?,?,?,?,?,?,?,?)",
+            [(*row, pair_text_key(row[2], row[5], row[6])) for row in rows])
     return eid
 
 
@@ -177,6 +194,14 @@ def list_evaluations(ws: Workspace) -> list[Evaluation]:
 def set_guidelines(ws: Workspace, evaluation_id: int, text: str) -> None:
     get_evaluation(ws, evaluation_id)
     ws.db.execute("update evaluations set guidelines=? where id=?", (text, evaluation_id))
+
+
+def pair_text_key(messages: str, base_response: str, finetuned_response: str) -> str:
+    """What a rater reads of a pair (the conversation, stored as JSON, and the two answers in either order) as
+    one hash: two pairs with the same key look the same to a rater, whatever evaluation or sides they have."""
+    text = json.dumps([json.loads(messages), sorted((base_response, finetuned_response))], ensure_ascii=False,
+                      sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def run_key(ws: Workspace, run_id: int | str | None) -> int | None:
@@ -211,58 +236,51 @@ def next_pair(ws: Workspace, evaluation_id: int, rater: str) -> BlindPair | None
     """The pair this rater should judge next, or None when nothing is left for them.
 
     A pair issued earlier and not yet voted comes back first (leave and resume). Otherwise a pair the
-    rater has never seen and that still has fewer than k raters, preferring the least-covered pairs.
+    rater has never seen (nor its texts in another evaluation) that still has fewer than k raters,
+    preferring the least-covered pairs, with the fine-tuned answer on a side drawn by a fair coin.
     Issuing happens inside one transaction so two raters cannot both take a pair's last slot.
     """
     rater = _check_rater(rater)
-    evaluation = get_evaluation(ws, evaluation_id)
-    with ws.transaction() as db:
-        open_row = db.execute(
-            "select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
-            " left join eval_votes v on v.assignment_id=a.id"
-            " where p.evaluation_id=? and a.rater=? and v.id is null order by a.id limit 1",
-            (evaluation.id, rater)).fetchone()
-        if open_row is not None:
-            assignment_id = open_row[0]
+    args = {"evaluation": parse_evaluation_id(evaluation_id), "rater": rater}
+    with _writing(ws) as db:
+        state = _rater_state(db, args)
+        if state["open_id"] is not None:
+            assignment_id, done = state["open_id"], state["issued"] - 1
+            remaining = _count_open_pairs(db, args) + 1
         else:
-            candidates = _least_covered_open_pairs(db, evaluation, rater)
-            if not candidates:
+            pick = db.execute(_PICK_PAIR, args).fetchone()
+            if pick["pair_id"] is None:
                 return None
-            pair_id = _random.choice(candidates)
-            side = _balanced_side(db, evaluation.id, rater)
             assignment_id = db.execute(
                 "insert into eval_assignments (pair_id, rater, finetuned_side) values (?,?,?)",
-                (pair_id, rater, side)).lastrowid
-    return _blind_pair(ws, assignment_id, rater)
+                (pick["pair_id"], rater, secrets.choice(SIDES))).lastrowid
+            done, remaining = state["issued"], pick["open"]
+    return _blind_pair(ws.db, assignment_id, done=done, total=done + remaining)
 
 
 def issued_pair(ws: Workspace, assignment_id: int, rater: str) -> BlindPair:
     """An already issued, not yet voted pair again (a page reload), for the rater it was issued to."""
     rater = _check_rater(rater)
-    row = ws.db.execute("select a.rater, v.id as vote_id from eval_assignments a"
-                        " left join eval_votes v on v.assignment_id=a.id where a.id=?", (assignment_id,)).fetchone()
+    row = ws.db.execute("select a.rater, p.evaluation_id, v.id as vote_id from eval_assignments a"
+                        " join eval_pairs p on p.id=a.pair_id left join eval_votes v on v.assignment_id=a.id"
+                        " where a.id=?", (assignment_id,)).fetchone()
     if row is None or row["rater"] != rater:
         raise VoteRefused("this pair was not issued to you; press Start to get your next pair")
     if row["vote_id"] is not None:
         raise VoteRefused("you have already voted on this pair")
-    return _blind_pair(ws, assignment_id, rater)
+    progress = rater_progress(ws, row["evaluation_id"], rater)
+    return _blind_pair(ws.db, assignment_id, done=progress.done, total=progress.total)
 
 
 def rater_progress(ws: Workspace, evaluation_id: int, rater: str) -> Progress:
     """Votes cast by this rater, and how many pairs they can still get (their open one included)."""
     rater = _check_rater(rater)
-    evaluation = get_evaluation(ws, evaluation_id)
+    args = {"evaluation": parse_evaluation_id(evaluation_id), "rater": rater}
     db = ws.db
-    done = db.execute(
-        "select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
-        " join eval_pairs p on p.id=a.pair_id where p.evaluation_id=? and a.rater=?",
-        (evaluation.id, rater)).fetchone()[0]
-    open_row = db.execute(
-        "select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
-        " left join eval_votes v on v.assignment_id=a.id where p.evaluation_id=? and a.rater=? and v.id is null",
-        (evaluation.id, rater)).fetchone()
-    remaining = _count_open_pairs(db, evaluation, rater) + (1 if open_row else 0)
-    return Progress(done=done, total=done + remaining, open_assignment=open_row[0] if open_row else None)
+    state = _rater_state(db, args)
+    is_open = state["open_id"] is not None
+    done = state["issued"] - is_open
+    return Progress(done=done, total=done + _count_open_pairs(db, args) + is_open, open_assignment=state["open_id"])
 
 
 def release_stale_assignments(ws: Workspace, evaluation_id: int, *, older_than_hours: float = 24) -> int:
@@ -272,7 +290,7 @@ def release_stale_assignments(ws: Workspace, evaluation_id: int, *, older_than_h
     fresh pair; a vote on the released one is refused as not issued.
     """
     eid = get_evaluation(ws, evaluation_id).id
-    with ws.transaction() as db:
+    with _writing(ws) as db:
         return db.execute(
             "delete from eval_assignments where id in (select a.id from eval_assignments a"
             " join eval_pairs p on p.id=a.pair_id left join eval_votes v on v.assignment_id=a.id"
@@ -280,40 +298,65 @@ def release_stale_assignments(ws: Workspace, evaluation_id: int, *, older_than_h
             (eid, f"-{float(older_than_hours)} hours")).rowcount
 
 
-# Pairs this rater has not been given that still have a free slot, with their raters so far (filtered
-# in SQLite: with 50 raters voting at once, building Python rows for every pair was most of a vote's time).
-_OPEN_PAIRS = ("select p.id, count(a.id) as n from eval_pairs p left join eval_assignments a on a.pair_id=p.id"
-               " where p.evaluation_id=:evaluation group by p.id"
-               " having coalesce(sum(a.rater = :rater), 0) = 0 and count(a.id) < :overlap")
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def _least_covered_open_pairs(db: sqlite3.Connection, evaluation: Evaluation, rater: str) -> list[int]:
-    """Ids of the open pairs (see ``_OPEN_PAIRS``) that have the fewest raters so far."""
-    args = {"evaluation": evaluation.id, "rater": rater, "overlap": evaluation.overlap}
-    return [r[0] for r in db.execute(
-        f"with open as ({_OPEN_PAIRS}) select id from open where n = (select min(n) from open)", args)]
+@contextlib.contextmanager
+def _writing(ws: Workspace) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes its turn on this process's lock for the workspace first.
+
+    SQLite's busy handler retries a locked database after sleeps that grow to 100 ms; with 50 raters
+    voting back to back most of a vote's time went there. A waiter on the lock starts the moment the
+    writer before it commits. Other processes (the CLI) still meet the busy timeout.
+    """
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(str(ws.db_path), threading.Lock())
+    with lock, ws.transaction() as db:
+        yield db
 
 
-def _count_open_pairs(db: sqlite3.Connection, evaluation: Evaluation, rater: str) -> int:
-    args = {"evaluation": evaluation.id, "rater": rater, "overlap": evaluation.overlap}
+# This rater in one evaluation: whether it exists, the pair issued and not yet voted on, and how many
+# pairs were issued to them (votes + the open one). Everything goes through the (rater, pair) index.
+_RATER_STATE = (
+    "select e.id, (select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
+    "  left join eval_votes v on v.assignment_id=a.id"
+    "  where a.rater=:rater and p.evaluation_id=e.id and v.id is null order by a.id limit 1) as open_id,"
+    " (select count(*) from eval_assignments a join eval_pairs p on p.id=a.pair_id"
+    "  where a.rater=:rater and p.evaluation_id=e.id) as issued"
+    " from evaluations e where e.id=:evaluation")
+
+# Pairs this rater may still get, with their raters so far: not given to them, a slot free, and not the texts
+# of a pair they were given in another evaluation (filtered in SQLite: building Python rows for every pair
+# was most of a vote's time with 50 raters).
+_OPEN_PAIRS = (
+    "select p.id, count(a.id) as n from eval_pairs p left join eval_assignments a on a.pair_id=p.id"
+    " where p.evaluation_id=:evaluation and p.text_key not in (select q.text_key from eval_assignments s"
+    "  join eval_pairs q on q.id=s.pair_id where s.rater=:rater and q.evaluation_id != :evaluation"
+    "  and q.text_key is not null)"
+    " group by p.id having coalesce(sum(a.rater = :rater), 0) = 0"
+    " and count(a.id) < (select overlap from evaluations where id=:evaluation)")
+
+# How many pairs are open to the rater, and one of the least-covered ones at random (SQLite's random()
+# only orders the pairs; the side comes from ``secrets``).
+_PICK_PAIR = (f"with open as materialized ({_OPEN_PAIRS}) select (select count(*) from open) as open,"
+              " (select id from open where n = (select min(n) from open) order by random() limit 1) as pair_id")
+
+
+def _rater_state(db: sqlite3.Connection, args: dict[str, Any]) -> sqlite3.Row:
+    state = db.execute(_RATER_STATE, args).fetchone()
+    if state is None:
+        raise TuneloopError(f"there is no evaluation #{args['evaluation']} in this workspace; choose one from "
+                            f"the list (an admin prepares them in the Results tab)")
+    return state
+
+
+def _count_open_pairs(db: sqlite3.Connection, args: dict[str, Any]) -> int:
     return db.execute(f"select count(*) from ({_OPEN_PAIRS})", args).fetchone()[0]
 
 
-def _balanced_side(db: sqlite3.Connection, evaluation_id: int, rater: str) -> str:
+def _blind_pair(db: sqlite3.Connection, assignment_id: int, *, done: int, total: int) -> BlindPair:
     row = db.execute(
-        "select sum(a.finetuned_side='A'), sum(a.finetuned_side='B') from eval_assignments a"
-        " join eval_pairs p on p.id=a.pair_id where p.evaluation_id=? and a.rater=?",
-        (evaluation_id, rater)).fetchone()
-    on_a, on_b = row[0] or 0, row[1] or 0
-    if on_a == on_b:
-        return _random.choice("AB")
-    under = "A" if on_a < on_b else "B"
-    over = "B" if under == "A" else "A"
-    return under if _random.random() < BIASED_COIN else over
-
-
-def _blind_pair(ws: Workspace, assignment_id: int, rater: str) -> BlindPair:
-    row = ws.db.execute(
         "select a.finetuned_side, p.evaluation_id, p.messages, p.base_response, p.finetuned_response"
         " from eval_assignments a join eval_pairs p on p.id=a.pair_id where a.id=?", (assignment_id,)).fetchone()
     messages = json.loads(row["messages"])
@@ -321,10 +364,8 @@ def _blind_pair(ws: Workspace, assignment_id: int, rater: str) -> BlindPair:
         text_a, text_b = row["finetuned_response"], row["base_response"]
     else:
         text_a, text_b = row["base_response"], row["finetuned_response"]
-    progress = rater_progress(ws, row["evaluation_id"], rater)
     return BlindPair(assignment_id=assignment_id, evaluation_id=row["evaluation_id"], context=messages[:-1],
-                     prompt=messages[-1]["content"], response_a=text_a, response_b=text_b,
-                     done=progress.done, total=progress.total)
+                     prompt=messages[-1]["content"], response_a=text_a, response_b=text_b, done=done, total=total)
 
 
 def _check_rater(rater: str | None) -> str:
@@ -352,11 +393,11 @@ def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, 
             raise VoteRefused(f"the {what} has {len(text):,} characters; keep it under {MAX_TEXT_CHARS:,} "
                               f"(the vote was not counted)")
     corrected = (corrected_answer or "").strip() or None
-    with ws.transaction() as db:
+    with _writing(ws) as db:
         row = db.execute(
-            "select a.rater, a.finetuned_side, p.evaluation_id, v.id as vote_id from eval_assignments a"
-            " join eval_pairs p on p.id=a.pair_id left join eval_votes v on v.assignment_id=a.id where a.id=?",
-            (int(assignment_id),)).fetchone()
+            "select a.rater, a.finetuned_side, p.evaluation_id, e.run_id, e.base_model, v.id as vote_id"
+            " from eval_assignments a join eval_pairs p on p.id=a.pair_id join evaluations e on e.id=p.evaluation_id"
+            " left join eval_votes v on v.assignment_id=a.id where a.id=?", (int(assignment_id),)).fetchone()
         if row is None or row["rater"] != rater:
             raise VoteRefused("this pair was not issued to you, so the vote was not counted")
         if row["vote_id"] is not None:
@@ -365,10 +406,10 @@ def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, 
         vote_id = db.execute(
             "insert into eval_votes (assignment_id, verdict, outcome, comment, corrected_answer) values (?,?,?,?,?)",
             (int(assignment_id), verdict, outcome, (comment or "").strip(), corrected)).lastrowid
-    evaluation = get_evaluation(ws, row["evaluation_id"])
-    ft, base = evaluation.finetuned_name, evaluation.base_name
+    ft, base = finetuned_name(row["run_id"]), base_name(row["base_model"])
     model_a, model_b = (ft, base) if row["finetuned_side"] == "A" else (base, ft)
-    return Reveal(vote_id=vote_id, evaluation_id=evaluation.id, verdict=verdict, outcome=outcome, model_a=model_a, model_b=model_b)
+    return Reveal(vote_id=vote_id, evaluation_id=row["evaluation_id"], verdict=verdict, outcome=outcome,
+                  model_a=model_a, model_b=model_b)
 
 
 def verdict_outcome(verdict: str, finetuned_side: str) -> str:

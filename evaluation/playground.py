@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from core.access import AccessDenied
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data.records import ROLES, Record, new_record_id
@@ -71,17 +72,21 @@ class Matchup:
         return self.left, self.right
 
 
-def matchup_for(ws: Workspace, run: str | Path, *, against: str | Path | None = None) -> Matchup:
+def matchup_for(ws: Workspace, run: str | Path, *, against: str | Path | None = None,
+                folders: bool = True) -> Matchup:
     """Base model (left) vs ``run`` (right); with ``against``, that run's adapter replaces the base on the left.
 
     ``run`` and ``against`` are run ids from the registry, run folders holding ``adapter/``, or adapter folders.
+    ``folders=False`` (a viewer's or a rater's request) takes only the registry's run ids: anything else is
+    refused before a path on the server is looked at.
     """
     if not str(run or "").strip():
         raise TuneloopError("pick a fine-tuned run, or give the folder of an adapter, to compare with its base model")
-    right = _run_side(ws, str(run).strip())
+    side = _run_side if folders else _workspace_run_side
+    right = side(ws, str(run).strip())
     if against is None or str(against).strip().lower() in ("", "base"):
         return Matchup(Side(f"Base model · {base_model_name(right.base_model)}", right.base_model), right)
-    left = _run_side(ws, str(against).strip())
+    left = side(ws, str(against).strip())
     if Path(left.adapter).resolve() == Path(right.adapter).resolve():
         raise TuneloopError("both sides are the same run; pick a different run to compare against, or the base model")
     return Matchup(left, right)
@@ -96,6 +101,20 @@ def _run_side(ws: Workspace, run: str) -> Side:
         folder = Path(models.adapter)
         label = f"Fine-tuned · {folder.parent.name if folder.name == 'adapter' else folder.name}"
     return Side(label, models.base_model, models.adapter, models.run_id)
+
+
+def _workspace_run_side(ws: Workspace, run: str) -> Side:
+    """A run of the registry by its id, never a folder: what a viewer may choose."""
+    from training import registry
+    try:
+        run_id = registry.parse_run_id(run)
+    except TuneloopError:
+        raise AccessDenied(f"'{run}' is not one of this workspace's runs: choose a run from the list (only an admin "
+                           f"can load an adapter from a folder)") from None
+    found = registry.get_run(ws, run_id)
+    if not (found.adapter_dir / "adapter_config.json").is_file():
+        raise TuneloopError(f"run {found.label} has no adapter yet (status: {found.status}); try it once it has finished")
+    return Side(f"Fine-tuned · run {found.label}", found.base_model, str(found.adapter_dir), str(found.id))
 
 
 def base_model_name(base_model: str) -> str:

@@ -4,7 +4,10 @@ Only wires widgets to ``evaluation.playground``, in the house pattern: ``layout`
 ``PlaygroundWidgets``), the module-level handlers take the workspace, the widgets and the page's values (a
 dict keyed by component) and return outputs keyed by component, ``build_playground_tab(ws)`` wires them with
 ``ui.kit.bind`` inside the caller's Blocks. ``allow_send=False`` (the read-only viewer role) leaves out "send
-to dataset" entirely, so no handler for it exists in that app's API.
+to dataset" entirely, so no handler for it exists in that app's API, and the adapter-folder box.
+
+Only an admin (or the local user of a workspace without logins) names an adapter folder: the handlers ask
+``may_name_folders`` on the server, and everyone else gets the workspace's runs only, whatever they send.
 """
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from core.access import check_role
+from core.access import LOCAL_USER, caller, check_role
 from core.errors import TuneloopError
+from core.users import get_user
 from curation.ui.common import short
 from evaluation import playground as P
 from training.inference import DecodingSettings
@@ -71,7 +75,7 @@ def layout(ws, *, allow_send: bool = True) -> PlaygroundWidgets:
         with gr.Row():
             w.run = picker(lambda: P.playground_runs(ws), lambda: first_run(ws), label="Fine-tuned run",
                            info="A finished training run (right side).", scale=3)
-            w.adapter = gr.Textbox(label="…or an adapter folder", scale=3,
+            w.adapter = gr.Textbox(label="…or an adapter folder", scale=3, visible=allow_send,
                                    info="A folder with adapter_config.json; used instead of the run when set.")
             w.against = picker(lambda: [BASE_CHOICE] + P.playground_runs(ws), lambda: "base",
                                label="Compare against (left side)", scale=3,
@@ -128,11 +132,21 @@ def layout(ws, *, allow_send: bool = True) -> PlaygroundWidgets:
 
 # -- handlers -------------------------------------------------------------------------------------
 
-def models_changed(ws, w: PlaygroundWidgets, data: dict) -> dict:
+def may_name_folders(ws, request) -> bool:
+    """Whether this caller may load an adapter from a folder on the server: admins, and the local user."""
+    name = caller(ws, request)
+    if name == LOCAL_USER:
+        return True
+    user = get_user(ws, name)
+    return user is not None and user.role == "admin"
+
+
+def models_changed(ws, w: PlaygroundWidgets, data: dict, request: gr.Request = None) -> dict:
     """New chat labels for the chosen models; other models than the conversation's start a new one."""
     st = data[w.state]
     try:
-        matchup = chosen_matchup(ws, data[w.run], data[w.adapter], data[w.against])
+        matchup = chosen_matchup(ws, data[w.run], data[w.adapter], data[w.against],
+                                 folders=may_name_folders(ws, request))
     except TuneloopError as exc:
         names = chat_labels(None)
         return {w.left_chat: gr.Chatbot(label=names[0]), w.right_chat: gr.Chatbot(label=names[1]),
@@ -264,7 +278,8 @@ def answer_pair(ws, w: PlaygroundWidgets, data: dict, text, st, request, *, keep
                w.status: "Type a question first.", w.state: st, w.message: text}
         return
     try:
-        matchup = P.matchup_for(ws, (data[w.adapter] or "").strip() or data[w.run], against=data[w.against])
+        matchup = P.matchup_for(ws, (data[w.adapter] or "").strip() or data[w.run], against=data[w.against],
+                                folders=may_name_folders(ws, request))
         if st.get("matchup") not in (None, matchup):
             st = dict(EMPTY_STATE)       # other models than the conversation's: start it anew
         temp = data[w.temperature]
@@ -305,10 +320,11 @@ def status_line(update: P.PairUpdate, settings) -> str:
             f"tokens.  \nLeft: {left.describe()} · Right: {right.describe()}")
 
 
-def chosen_matchup(ws, run_id, folder, other) -> P.Matchup | None:
-    """The chosen models; None while neither a run nor an adapter folder is chosen."""
+def chosen_matchup(ws, run_id, folder, other, *, folders: bool = True) -> P.Matchup | None:
+    """The chosen models; None while neither a run nor an adapter folder is chosen. ``folders=False`` (a caller
+    who is not an admin): ``folder`` and the run pickers' values must name the workspace's runs."""
     chosen = (folder or "").strip() or run_id
-    return P.matchup_for(ws, chosen, against=other) if chosen else None
+    return P.matchup_for(ws, chosen, against=other, folders=folders) if chosen else None
 
 
 def chat_labels(matchup: P.Matchup | None) -> tuple[str, str]:

@@ -304,3 +304,15 @@ def m008_pii_leak_checks(db):
             scrub_version integer references dataset_versions(id)
         )""")
     db.execute("create index pii_leak_checks_run on pii_leak_checks (run_id, id)")
+
+
+@migration
+def m009_pair_text_keys(db):
+    # A rater who saw a pair revealed in one evaluation must not get the same texts in another (its sides would
+    # be known): the key finds them. The arena computes it for new pairs; both must agree, so this imports it.
+    from evaluation.arena import pair_text_key
+
+    db.execute("alter table eval_pairs add column text_key text")
+    rows = db.execute("select id, messages, base_response, finetuned_response from eval_pairs").fetchall()
+    db.executemany("update eval_pairs set text_key=? where id=?",
+                   [(pair_text_key(r["messages"], r["base_response"], r["finetuned_response"]), r["id"]) for r in rows])

@@ -9,6 +9,9 @@ optional ``label`` — so votes gathered anywhere can be analysed (``python -m e
 - Win rate with ties (and both-bad, as Chatbot Arena counts them) as half a win, with a bootstrap
   interval that resamples prompts, not votes, because votes on one prompt are not independent.
 - Position bias: the share of decisive votes won by the left side (A), with its sign test.
+- Side balance: the share of votes with the fine-tuned answer on the left, with its test against one half.
+  The arena draws each pair's sides with a fair coin (never balanced per rater, which a rater could
+  predict), so this is where an unlucky or broken draw shows.
 - Agreement: Krippendorff's alpha (nominal) over prompts judged by at least two raters.
 - The same figures per rater and per label.
 
@@ -120,12 +123,14 @@ def counts(votes: list[Vote]) -> dict[str, int]:
 
 
 def win_rate_figures(votes: list[Vote]) -> dict[str, Any]:
-    """Counts, decisive win rate with Wilson interval and sign test, left-side share with its test."""
+    """Counts, decisive win rate with Wilson interval and sign test, left-side share with its test, and how
+    often the fine-tuned answer was on the left, with its test."""
     c = counts(votes)
     wins, losses = c["finetuned"], c["base"]
     decisive = wins + losses
     low, high = wilson_interval(wins, decisive)
     left_wins = sum(1 for v in votes if v.left_won)
+    finetuned_left = sum(1 for v in votes if v.finetuned_side == "A")
     return {
         "votes": len(votes), "wins": wins, "losses": losses, "ties": c["tie"], "both_bad": c["both_bad"],
         "decisive": decisive,
@@ -135,6 +140,9 @@ def win_rate_figures(votes: list[Vote]) -> dict[str, Any]:
         "left_wins": left_wins,
         "left_win_rate": left_wins / decisive if decisive else None,
         "position_p": sign_test_p(left_wins, decisive),
+        "finetuned_left": finetuned_left,
+        "finetuned_left_share": finetuned_left / len(votes) if votes else None,
+        "side_balance_p": sign_test_p(finetuned_left, len(votes)),
     }
 
 
@@ -223,6 +231,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"win rate with ties as half: {_pct(s['win_rate_ties_half'])} "
         f"[bootstrap over prompts 95%: {_pct(s['bootstrap_low'])}, {_pct(s['bootstrap_high'])}]",
         f"left side (A) won {_pct(s['left_win_rate'])} of decisive votes, position test p = {_p(s['position_p'])}",
+        f"fine-tuned answer on the left in {s['finetuned_left']} of {s['votes']} votes "
+        f"({_pct(s['finetuned_left_share'])}), side balance test p = {_p(s['side_balance_p'])}",
         f"agreement (Krippendorff's alpha, nominal, {s['agreement_items']} prompts with ≥ 2 raters): "
         f"{_pct(s['krippendorff_alpha'])}",
     ]

@@ -40,7 +40,9 @@ NO_NAME = "type your name first, so that your votes count once and as yours"
 RATE_INTRO = """### Which answer is better?
 Read the question, then both answers. Press **1** if A is better, **2** if B is better, **3** for a tie,
 **4** if both are bad, and **e** to write the answer you would have wanted (then press a verdict button).
-You are told which model wrote which answer right after your vote."""
+You are told which model wrote which answer right after your vote. Which side each model is on is a fair
+coin toss for every pair, so what you were told before says nothing about the next one; and you never get the
+same question with the same two answers twice, not even in another evaluation."""
 RESULTS_INTRO = """### What did the raters say?
 The blind votes of an evaluation, in the fine-tuned model's terms: how often it won, with a 95% interval and
 a test against a coin flip, whether raters favoured the left side, how much raters agree, and per label.
@@ -77,8 +79,9 @@ def finished_note(done: int) -> str:
     """What a rater reads when nothing is left for them in an evaluation."""
     if done:
         return f"You have rated all {done} pairs open to you in this evaluation. Thank you!"
-    return ("Nothing is left for you here: every pair of this evaluation already has all the raters it asked for. "
-            "Ask the admin for another evaluation, or for more raters per pair.")
+    return ("Nothing is left for you here: every pair of this evaluation already has all the raters it asked for, "
+            "or you judged the same answers in another evaluation. Ask the admin for another evaluation, or for more "
+            "raters per pair.")
 
 
 # -- Rate tab: presenters ---------------------------------------------------------------------
@@ -152,15 +155,20 @@ def layout_rate(ws) -> RateWidgets:
     return w
 
 
-def pair_view(w: RateWidgets, pair: BlindPair | None, done_note: str = "") -> dict:
-    """The blind pair on screen (or the note that none is left) — no model named."""
+def pair_view(w: RateWidgets, pair: BlindPair | None, done_note: str = "", *, controls: bool = True) -> dict:
+    """The blind pair on screen (or the note that none is left) — no model named. ``controls=False`` keeps the
+    verdict buttons as they are (on: a vote just came from them) by sending their own labels: for every update
+    Gradio builds a new component and its config on the server, which was most of a vote's time."""
     if pair is None:
         note = done_note or "Nothing left for you in this evaluation. Thank you!"
         return {w.assignment: None, w.conversation: f"**{note}**", w.response_a: "", w.response_b: "",
                 w.progress: "", **{c: gr.update(interactive=False) for c in w.controls}}
-    return {w.assignment: pair.assignment_id, w.conversation: conversation_markdown(pair),
-            w.response_a: response_html(pair.response_a, "A"), w.response_b: response_html(pair.response_b, "B"),
-            w.progress: f"**{pair.done} / {pair.total}** rated", **{c: gr.update(interactive=True) for c in w.controls}}
+    shown = {w.assignment: pair.assignment_id, w.conversation: conversation_markdown(pair),
+             w.response_a: response_html(pair.response_a, "A"), w.response_b: response_html(pair.response_b, "B"),
+             w.progress: f"**{pair.done} / {pair.total}** rated"}
+    if not controls:
+        return {**shown, **{c: c.value for c in w.controls}}
+    return {**shown, **{c: gr.update(interactive=True) for c in w.controls}}
 
 
 def rater(ws, request, typed) -> str:
@@ -179,7 +187,7 @@ def start_clicked(ws, w: RateWidgets, data: dict, request: gr.Request = None) ->
         who = rater(ws, request, data[w.name])
         evaluation = arena.get_evaluation(ws, data[w.evaluation])
         pair = arena.next_pair(ws, evaluation.id, who)
-        done = finished_note(arena.rater_progress(ws, evaluation.id, who).done)
+        done = "" if pair else finished_note(arena.rater_progress(ws, evaluation.id, who).done)
     except TuneloopError as exc:
         return {**pair_view(w, None), w.conversation: error_markdown(exc), w.reveal: ""}
     guidelines = evaluation.guidelines.strip() or "_No guidelines for this evaluation._"
@@ -198,12 +206,13 @@ def vote_clicked(ws, w: RateWidgets, verdict: str, data: dict, request: gr.Reque
         reveal = arena.record_vote(ws, data[w.assignment], who, verdict, comment=data[w.comment] or "",
                                    corrected_answer=corrected or None)
         pair = arena.next_pair(ws, reveal.evaluation_id, who)
-        done = finished_note(arena.rater_progress(ws, reveal.evaluation_id, who).done)
+        # the next pair carries the progress; only a rater who is done needs it counted
+        done = "" if pair else finished_note(arena.rater_progress(ws, reveal.evaluation_id, who).done)
     except TuneloopError as exc:
         return {w.reveal: error_markdown(exc)}
     saved = " Your corrected answer was saved." if corrected.strip() else ""
-    return {**pair_view(w, pair, done), w.reveal: f"✅ {html.escape(reveal.describe())}{saved}", w.comment: "",
-            w.corrected: "", w.correction_box: gr.update(visible=False)}
+    return {**pair_view(w, pair, done, controls=pair is None), w.reveal: f"✅ {html.escape(reveal.describe())}{saved}",
+            w.comment: "", w.corrected: "", w.correction_box: gr.update(visible=False)}
 
 
 def refresh_choices(ws, w: RateWidgets, data: dict) -> dict:
@@ -275,7 +284,7 @@ def summary_markdown(evaluation: arena.Evaluation, s: dict | None) -> str:
     bias = ""
     if s["position_p"] is not None and s["position_p"] < 0.05:
         bias = f"\n\n⚠️ **Position bias**: the left answer won {f(s['left_win_rate'])} of decisive votes " \
-               f"(p = {p(s['position_p'])}); sides are balanced per rater, so the win rate is still fair."
+               f"(p = {p(s['position_p'])}); each pair's sides are a fair coin toss, so the win rate is still fair."
     return (f"**{html.escape(evaluation.describe())}**\n\n"
             "| fine-tuned wins | base wins | ties | both bad | votes | prompts | raters |\n"
             "|---|---|---|---|---|---|---|\n"
@@ -286,6 +295,8 @@ def summary_markdown(evaluation: arena.Evaluation, s: dict | None) -> str:
             f"- **Ties as half**: {f(s['win_rate_ties_half'])}, bootstrap over prompts 95% "
             f"[{f(s['bootstrap_low'])}, {f(s['bootstrap_high'])}]\n"
             f"- **Left side won** {f(s['left_win_rate'])} of decisive votes (position test p = {p(s['position_p'])})\n"
+            f"- **Sides**: the fine-tuned answer was on the left in {s['finetuned_left']} of {s['votes']} votes "
+            f"({f(s['finetuned_left_share'])}; a fair coin per pair, balance test p = {p(s['side_balance_p'])})\n"
             f"- **Agreement** (Krippendorff's alpha, nominal, {s['agreement_items']} prompts with ≥ 2 raters): "
             f"{f(s['krippendorff_alpha'])}\n\n{verdict}{bias}")
 
