@@ -1,8 +1,20 @@
-"""Pattern recognisers for the non-name PII of chat text: phone numbers, street addresses, card
-numbers, IBANs and US social security numbers.
+"""The non-name PII of chat and prose, found by shape and context: phone numbers, street addresses,
+dates of birth (and, when asked, every date), card numbers, IBANs and US social security numbers.
 
-Plain functions and regexes, no presidio: ``curation.pii.recognizers.chat_recognizers`` wraps them as
-presidio recognizers.
+Plain functions of the text, no presidio: ``curation.pii.recognizers.chat_recognizers`` registers each
+finder of ``PATTERN_FINDERS`` as a presidio recognizer. A finder returns ``(start, end, score, evidence)``;
+the evidence is a short sentence for the reviewer ("phone pattern 'national 0… with area code' + context
+'call'"), carried in the presidio result's ``recognition_metadata["evidence"]``.
+
+Precision on prose comes from what is never taken: year ranges, dates, ISBNs, decimals, round numbers and
+numbers after "order", "ISBN", "population" are no phones; list headings ("8 Simple Ways to…"), numbered
+phrases and measurements are no addresses; a weekday, a month or a year alone is no date. Word lists here
+(street types of many languages, cue words) are written by hand, never taken from a data generator.
+
+Example::
+
+    find_phones("call me on 0496 46 46 70")
+    # [(11, 24, 0.9, "phone pattern 'national 0… with area code' + context 'call'")]
 """
 from __future__ import annotations
 
@@ -48,14 +60,16 @@ NOT_PHONE_CUES = _words(
     "census", "coordinates", "lat", "latitude", "lon", "long", "longitude", "version", "build", "score", "scored",
     "beat", "won", "lost", "drew", "record", "votes", "isin", "vin", "policy", "claim", "member", "membership",
     "customer", "booking", "confirmation", "receipt", "transaction", "txn", "batch", "lot", "barcode", "upc", "ean",
-    "zip", "postcode", "postal", "registration", "company", "vat", "a/c", "bank", "from", "between", "years",
+    "zip", "postcode", "postal", "registration", "company", "vat", "a/c", "bank", "po", "purchase", "from",
+    "between", "years",
     "seasons", "season", "during", "since", "until")
 UNIT_AFTER = re.compile(
     r"[ \t]?(?:%|°|km|m\b|cm|mm|kg|g\b|lb|lbs|mi\b|miles|ft|feet|meters|metres|people|persons|inhabitants|residents|"
     r"users|visitors|copies|units|votes|km2|sq|square|acres|hectares|tons|tonnes|years|yrs|bc|ad\b|bce|ce\b|"
     r"times|words|pages|points|pts|views|downloads|followers|subscribers|dollars|euros|pounds|"
     r"rupees|yen|usd|eur|gbp|chf|inr|million|billion|thousand)(?!\w)", re.IGNORECASE)
-CURRENCY_BEFORE = re.compile(r"(?:[$€£¥₹]|\b(?:USD|EUR|GBP|INR|Rs\.?|CHF|SEK|NOK|DKK|AUD|CAD))\s?$", re.IGNORECASE)
+CURRENCY_BEFORE = re.compile(r"(?:[$€£¥₹]|\b(?:USD|EUR|GBP|INR|Rs\.?|CHF|SEK|NOK|DKK|AUD|CAD))\s?$",
+                             re.IGNORECASE)
 # A run of digit groups with phone-like separators on one line; what kind of number it is, ``phone_kind`` decides.
 PHONE_RUN = re.compile(
     r"(?<![\w+#@$€£¥./:-])(?<!\d,)(?:\+ ?|\b00)?(?:\(\+?\d{1,5}\) ?)?\d(?:\d|[ .-](?=[\d(])| ?\(0\) ?|"
@@ -130,15 +144,9 @@ def find_phones(text: str) -> list[Finding]:
             continue
         cue = after if before in (None, "not") else before
         if cue:
-            score = min(0.95, score + (0.5 if score < 0.4 else 0.3))
+            score = round(min(0.95, score + (0.5 if score < 0.4 else 0.3)), 2)
         out.append((m.start(), m.end(), score, f"phone pattern '{name}'" + (f" + context '{cue}'" if cue else "")))
     return out
-
-
-def plausible_phone(text: str) -> bool:
-    """Whether a piece of text, on its own, has the shape of a phone number."""
-    kind = phone_kind(text)
-    return kind is not None and kind[1] >= 0.4
 
 
 # -- street addresses ---------------------------------------------------------------------------
@@ -158,7 +166,8 @@ WEAK_SUFFIXES = ("Way", "Place", "Pl", "Square", "Sq", "Circle", "Cir", "Trail",
 PREFIX_TYPES = ("Rue", "Rua", "Via", "Viale", "Vicolo", "Piazza", "Piazzale", "Corso", "Largo", "Strada", "Calle",
                 "Avenida", "Avda", "Carrer", "Camino", "Paseo", "Praça", "Praca", "Travessa", "Estrada", "Alameda",
                 "Chemin", "Allée", "Impasse", "Quai", "Cours", "Boulevard", "Avenue", "Ulica", "Aleja", "Calea",
-                "Bulevardul", "Trg", "Náměstí", "Leoforos", "Odos", "Λεωφόρος", "Οδός", "Πλατεία", "Rambla", "Ronda",
+                "Bulevardul", "Trg", "Náměstí", "Leoforos", "Odos", "Λεωφόρος", "Οδός", "Πλατεία", "Rambla",
+                "Ronda",
                 "Vía", "Avinguda")
 PREFIX_ABBREVIATIONS = ("Bd", "Ul", "ul", "Al", "Av", "Avda", "Pza", "Pç", "R")
 # Street-type endings of one-word street names (German, Dutch, Nordic, Finnish, Icelandic ...): "Koskikatu 25".
@@ -182,7 +191,8 @@ january february march april may june july august september october november dec
 thursday friday saturday sunday jan feb mar apr jun jul aug sep sept oct nov dec since until during after before
 home
 """.split())
-UNIT = (r"(?:,?[ \t]*(?:\n[ \t>•*?-]*)?(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|Box|Lot)\.?"
+UNIT = (r"(?:,?[ \t]*(?:\n[ \t>•*?-]*)?"
+        r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|Box|Lot)\.?"
         r"[ \t]*#?[ \t]*[A-Za-z]?\d[\w-]*|,?[ \t]*#[ \t]?\d[\w-]*)")
 HOUSE = r"(?!24/7)\d{1,5}[A-Za-z]?(?:[/-]\d{1,4}[A-Za-z]?)?(?: [A-Z](?![\w'’.-]))?"
 CAP_WORD = r"(?:(?=[^\W\d_])(?:[A-ZÀ-ÞĀ-ſΑ-ΩА-Я]|O')(?:[^\W\d_]|['’-])*(?!\d)\.?)"
@@ -197,7 +207,8 @@ ADDRESS_CUES = (r"address(?:es)?|addr\.?|lives? (?:at|on)|living at|located (?:a
                 r"based at|visit us at|find us at|arrived at|taxi to|pick (?:me )?up at|is on|is at|enter on|lived in|"
                 r"it'?s (?:in|at|on)|corner of")
 CUE_THEN_STREET = re.compile(
-    r"(?i:\b(?:" + ADDRESS_CUES + r")\b)[ \t]*(?:[:\-–]|(?i:is|was|it is|are|would be))?[ \t]*(?i:the corner of[ \t]+)?"
+    r"(?i:\b(?:" + ADDRESS_CUES + r")\b)[ \t]*(?:[:\-–]|(?i:is|was|it is|are|would be))?[ \t]*"
+    r"(?i:the corner of[ \t]+)?"
     r"[ \t\n]*(?P<street>(?:\d{1,6}[ \t]+)?(?:" + CAP_WORD + r"[ \t]+){1,3}" + HOUSE + r")(?![\w%]|[.,:/-]\d)")
 STREET_THEN_UNIT = re.compile(
     r"(?m)^[ \t>•*?-]*(?P<street>(?:\d{1,6}[ \t]+)?(?:" + CAP_WORD + r"[ \t]+){1,3}" + HOUSE + r")(?=" + UNIT + r")")
@@ -208,9 +219,10 @@ def _alt(words) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def address_patterns() -> tuple[tuple[str, re.Pattern, bool], ...]:
-    """(name, street-line pattern, strong): a strong shape is an address on its own, a weak one needs a
-    unit, postcode or town after it."""
+def address_patterns() -> tuple[tuple[str, re.Pattern, bool, frozenset | tuple], ...]:
+    """(name, street-line pattern, strong, keyword): a strong shape is an address on its own, a weak one
+    needs a unit, postcode or town after it; the pattern is only tried where one of its keywords (street
+    types, lowercase) or, for a tuple, a word ending in one of them, is near a number."""
     strong, weak = _alt(STRONG_SUFFIXES), _alt(WEAK_SUFFIXES)
     prefix, abbreviation = _alt(PREFIX_TYPES), _alt(PREFIX_ABBREVIATIONS)
     after, endings = _alt(AFTER_TYPES), _alt(COMPOUND_ENDINGS)
@@ -225,34 +237,48 @@ def address_patterns() -> tuple[tuple[str, re.Pattern, bool], ...]:
     start = r"(?<![\w.,/-])"
     end = r"(?![\w%]|[.,:/-]\d)"
     suffix_tail = r"\b\.?(?:[ \t]+" + DIRECTION + r"(?![\w]))?"
+    romance = r"(?i:rue|rua|via|calle|avenida|avenue|boulevard|chemin|piazza|corso)"
+    lowercase = (r"(?i:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|terrace|crescent|close|way|place|"
+                 r"court|parkway|highway)")
+    lower = lambda words: frozenset(w.lower().rstrip(".") for w in words)  # noqa: E731
+    near = {"military address": lower(("APO", "FPO", "DPO")), "PO box": lower(("box", "postfach")),
+            "strong": lower(STRONG_SUFFIXES), "prefix": lower(PREFIX_TYPES + PREFIX_ABBREVIATIONS),
+            "romance": lower(("rue", "rua", "via", "calle", "avenida", "avenue", "boulevard", "chemin", "piazza",
+                              "corso")),
+            "after": lower(w for t in AFTER_TYPES for w in t.split(".") if w), "weak": lower(WEAK_SUFFIXES),
+            "compound": tuple(e.rstrip(".") for e in COMPOUND_ENDINGS),
+            "lowercase": lower(("street", "st", "road", "rd", "avenue", "ave", "lane", "ln", "drive", "dr", "boulevard",
+                                "blvd", "terrace", "crescent", "close", "way", "place", "court", "parkway", "highway"))}
     return (
         ("military address", re.compile(
             r"(?i:\b(?:(?:USNS|USNV|USS|USCGC)[ \t]+[A-Z][\w'-]*|PSC[ \t]+\d{3,5},[ \t]*Box[ \t]+\d{3,5}|"
-            r"Unit[ \t]+\d{3,5}[ \t]+Box[ \t]+\d{3,5})(?:[ \t]*\n[ \t]*|,?[ \t]+)(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}\b)"),
-         True),
+            r"Unit[ \t]+\d{3,5}[ \t]+Box[ \t]+\d{3,5})(?:[ \t]*\n[ \t]*|,?[ \t]+)"
+            r"(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}\b)"),
+         True, near["military address"]),
         ("PO box", re.compile(start + lead + r"(?i:\b(?:P\.?[ \t]?O\.?[ \t]*Box|Post[ \t]+Office[ \t]+Box|Postfach)"
-                              r"[ \t]+\d{1,6})\b"), True),
+                              r"[ \t]+\d{1,6})\b"), True, near["PO box"]),
         ("number + name + 'Street'", re.compile(
             start + lead + HOUSE + r"[ \t]+" + direction + cap_words + r"(?:" + strong + r")" + suffix_tail +
-            r"(?:[ \t]+" + HOUSE + end + r")?"), True),
+            r"(?:[ \t]+" + HOUSE + end + r")?"), True, near["strong"]),
         ("street type + name + number", re.compile(
             start + lead + r"(?:(?P<house>" + HOUSE + r"),?[ \t]+)?(?:(?:" + prefix + r")|(?:" + abbreviation + r")\.)"
-            r"[ \t]+" + name_words + r"(?:,?[ \t]+(?P<house2>" + HOUSE + r")" + end + r"\.?)?"), True),
+            r"[ \t]+" + name_words + r"(?:,?[ \t]+(?P<house2>" + HOUSE + r")" + end + r"\.?)?"), True, near["prefix"]),
         ("number + street type + name", re.compile(
-            start + lead + HOUSE + r",?[ \t]+(?i:rue|rua|via|calle|avenida|avenue|boulevard|chemin|piazza|corso)"
-            r"[ \t]+" + low_name + r"(?:[ \t]+" + CAP_WORD + r"){0,2}\b"), True),
+            start + lead + HOUSE + r",?[ \t]+" + romance + r"[ \t]+" + low_name +
+            r"(?:[ \t]+" + CAP_WORD + r"){0,2}\b"),
+         True, near["romance"]),
         ("name + street type + number", re.compile(
             start + lead + r"(?:" + CAP_WORD + r"[ \t]+){1,3}(?:" + LOW_WORD + r"[ \t]+)?(?:" + after + r")[ \t]+" +
-            HOUSE + end + r"\.?"), True),
+            HOUSE + end + r"\.?"), True, near["after"]),
         ("name ending '-straße/-katu/-gatan…' + number", re.compile(
-            start + lead + r"(?:" + CAP_WORD + r"[ \t]+){0,2}" + r"(?=[A-ZÀ-ÞĀ-ſ])[^\W\d_][\w'’-]{1,30}(?i:" + endings +
-            r")[ \t]+" + HOUSE + end + r"\.?"), True),
+            start + lead + r"(?:" + CAP_WORD + r"[ \t]+){0,2}" + r"(?=[A-ZÀ-ÞĀ-ſ])[^\W\d_][\w'’-]{1,30}(?i:" +
+            endings +
+            r")[ \t]+" + HOUSE + end + r"\.?"), True, near["compound"]),
         ("number + name + street type", re.compile(
-            start + lead + HOUSE + r",?[ \t]+" + direction + cap_words + r"(?:" + weak + r")" + suffix_tail), False),
-        ("number + name + street type", re.compile(
-            start + lead + HOUSE + r"[ \t]+" + low_words +
-            r"(?i:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|terrace|crescent|close|way|place|court|"
-            r"parkway|highway)\b\.?"), False),
+            start + lead + HOUSE + r",?[ \t]+" + direction + cap_words + r"(?:" + weak + r")" + suffix_tail), False,
+         near["weak"]),
+        ("number + name + street type", re.compile(start + lead + HOUSE + r"[ \t]+" + low_words + lowercase + r"\b\.?"),
+         False, near["lowercase"]),
     )
 
 
@@ -262,19 +288,37 @@ def find_addresses(text: str) -> list[Finding]:
     counts alone; an ambiguous one ("8 Simple Ways", "Peter Zuidhove 188") needs an address cue before it
     ("lives at", "address:") or a unit, postcode or town after it. Titles and numbered phrases are left."""
     found: list[Finding] = []
-    for name, pattern, strong in address_patterns():
-        for m in pattern.finditer(text):
-            start = _skip_leading_words(text, m.start(), m.end())
-            if start is None or "house" in pattern.groupindex and not (m.group("house") or m.group("house2")):
+    windows = digit_windows(text, 100, 60)
+    for lo, hi in windows:
+        words = frozenset(re.findall(r"[^\W\d_]+", text[lo:hi].lower()))
+        for name, pattern, strong, keywords in address_patterns():
+            if not (any(w.endswith(keywords) for w in words) if isinstance(keywords, tuple) else words & keywords):
                 continue
-            _add_address(text, found, start, m.end(), name, strong)
+            for m in pattern.finditer(text, lo, hi):
+                start = _skip_leading_words(text, m.start(), m.end())
+                if start is None or "house" in pattern.groupindex and not (m.group("house") or m.group("house2")):
+                    continue
+                _add_address(text, found, start, m.end(), name, strong)
     for name, pattern in (("name + number after an address cue", CUE_THEN_STREET),
                           ("name + number on the line before a unit", STREET_THEN_UNIT)):
-        for m in pattern.finditer(text):
+        for m in (m for lo, hi in windows for m in pattern.finditer(text, lo, hi)):
             start = _skip_leading_words(text, m.start("street"), m.end("street"))
             if start is not None:
                 _add_address(text, found, start, m.end("street"), name, pattern is STREET_THEN_UNIT)
     return sorted(found)
+
+
+def digit_windows(text: str, before: int, after: int) -> list[tuple[int, int]]:
+    """The stretches of ``text`` around its numbers, merged: every address and date holds a digit, so
+    their patterns only search there (prose is mostly words)."""
+    windows: list[list[int]] = []
+    for m in re.finditer(r"\d+", text):
+        lo, hi = max(0, m.start() - before), min(len(text), m.end() + after)
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = hi
+        else:
+            windows.append([lo, hi])
+    return [(lo, hi) for lo, hi in windows]
 
 
 def _add_address(text: str, found: list[Finding], start: int, end: int, name: str, strong: bool) -> None:
@@ -283,8 +327,8 @@ def _add_address(text: str, found: list[Finding], start: int, end: int, name: st
     tail_end, tail = _address_tail(text, end)
     cue = CORNER.search(text, max(0, start - 20), start)
     before = text[max(0, start - 60):start]
-    said = re.search(r"(?i:\b(" + ADDRESS_CUES + r"))\b[\s:,\-–]*(?:(?i:is|was|it is)[ \t]*)?(?:the corner of[ \t]+)?$",
-                     before)
+    said = re.search(r"(?i:\b(" + ADDRESS_CUES + r"))\b[\s:,\-–]*(?:(?i:is|was|it is)[ \t]*)?"
+                     r"(?:the corner of[ \t]+)?$", before)
     if not strong and not said and not tail:
         return
     if strong and not said and not tail and _title_continues(text, end):
@@ -408,11 +452,12 @@ IBAN_CUES = _words("iban", "bank", "account", "wire", "transfer")
 
 
 def find_cards(text: str) -> list[Finding]:
-    """Payment card numbers: 12-19 digits grouped as printed cards are, passing the Luhn check."""
+    """Payment card numbers: 12-19 digits grouped as printed cards are, passing the Luhn check (any
+    Luhn-valid run of 12-19 digits right after a word like "card" or "visa")."""
     out = []
     for m in re.finditer(CARD_PATTERN, text):
-        if card_valid(m.group()):
-            cue = nearest_cue(text, m.start(), CARD_CUES)
+        cue = nearest_cue(text, m.start(), CARD_CUES)
+        if card_valid(m.group()) or cue and 12 <= len(_digits(m.group())) <= 19 and luhn_valid(_digits(m.group())):
             out.append((m.start(), m.end(), 0.95 if cue else 0.9,
                         f"card number: {len(_digits(m.group()))} digits, Luhn check passes"
                         + (f" + context '{cue}'" if cue else "")))
@@ -420,11 +465,11 @@ def find_cards(text: str) -> list[Finding]:
 
 
 def find_ibans(text: str) -> list[Finding]:
-    """IBANs whose ISO 13616 check digits are right."""
+    """IBANs whose ISO 13616 check digits are right (written in lowercase too, after a word like "IBAN")."""
     out = []
-    for m in re.finditer(IBAN_PATTERN, text):
-        if iban_valid(m.group()):
-            cue = nearest_cue(text, m.start(), IBAN_CUES)
+    for m in re.finditer(IBAN_PATTERN, text, re.IGNORECASE):
+        cue = nearest_cue(text, m.start(), IBAN_CUES)
+        if iban_valid(m.group()) and (cue or m.group()[:2].isupper()):
             out.append((m.start(), m.end(), 0.95 if cue else 0.9,
                         "IBAN: check digits pass" + (f" + context '{cue}'" if cue else "")))
     return out
@@ -465,20 +510,26 @@ BIRTH_FIELD = re.compile(
     r"(?i)(?:\bd\.?o\.?b\.?|\bdate\s+of\s+birth|\bbirth\s*date|\bbirthdate|\bbirthday|\bborn|\bgeboren(?:\s+am)?|"
     r"\bnée?\s+le|\bfecha\s+de\s+nacimiento|\bdata\s+di\s+nascita|\bdata\s+de\s+nascimento)"
     r"(?:\s+(?:is|was|on|am|:))*\s*[:=\-–]?\s*(?:on\s+|is\s+|the\s+)?$")
-PERSONAL = re.compile(r"(?i)\b(?:i|i'm|im|me|my|we|our|you|your|his|her|son|daughter|baby|wife|husband|child|kid)\b")
+BIRTH_WORDS = ("birth", "born", "dob", "d.o.b", "geboren", "née", "ne le", "né le", "nacimiento", "nascita",
+               "nascimento")
+PERSONAL = re.compile(r"(?i)\b(?:i|i'm|im|me|my|we|our|you|your)\b")
 
 
 def find_dates(text: str) -> list[Finding]:
     """Calendar dates ("3 March 1985", "March 3", "03/04/1990", "2020-05-12", "March 2020")."""
-    return [(m.start(), m.end(), 0.6, "calendar date") for m in DATE.finditer(text)]
+    return [(m.start(), m.end(), 0.6, "calendar date")
+            for lo, hi in digit_windows(text, 30, 12) for m in DATE.finditer(text, lo, hi)]
 
 
 def find_dates_of_birth(text: str) -> list[Finding]:
     """Dates in a birth context: a form field ("DOB:", "Date of birth", "Birthday:") or a birth
     sentence in the first or second person ("I was born on ...", "my son's birthday is ...").
     Encyclopedic birth dates ("Einstein was born on 14 March 1879") are public facts and stay."""
+    lowered = text.lower()
+    if not any(w in lowered for w in BIRTH_WORDS):
+        return []
     out = []
-    for m in DATE.finditer(text):
+    for m in (m for lo, hi in digit_windows(text, 30, 12) for m in DATE.finditer(text, lo, hi)):
         before = text[max(0, m.start() - 40):m.start()]
         cue = BIRTH_FIELD.search(before)
         if not cue:
