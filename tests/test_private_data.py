@@ -44,7 +44,6 @@ def test_a_training_runs_files_hold_figures_and_the_rouge_example_stays_in_the_d
     from tests.tiny_model import build_tiny_model
     from training import registry as R
     from training.config import preset_config
-    from training.job import run_training
     from training.run_views import progress_of
 
     model = build_tiny_model(tmp_path / "tiny")
@@ -53,8 +52,9 @@ def test_a_training_runs_files_hold_figures_and_the_rouge_example_stays_in_the_d
     config = preset_config("Quick CPU demo", base_model=str(model), datasets=version.name, micro_batch_size=4,
                            max_steps=2, eval_steps=2, save_steps=2, rouge_test_samples=2, learning_rate=5e-3,
                            gradient_checkpointing=False, warmup_ratio=0.0, lr_scheduler="constant")
-    run = run_training(ws, R.create_run(ws, config, name="private").id)
+    run = R.wait_for_run(ws, R.launch_run(ws, config, name="private").id, timeout=600)   # as the Train tab does
     assert run.status == "finished", run.error
+    assert run.log_path.is_file()
     rows = R.read_metrics(run)
     assert any(r.get("event") == "rouge" and "rouge_l_tuned" in r for r in rows)
     assert files_holding(run.run_dir, [NAME, EMAIL, CARD]) == []
