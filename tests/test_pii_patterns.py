@@ -159,3 +159,11 @@ def test_each_finding_says_why_it_was_taken():
     assert evidence["CREDIT_CARD"] == "card number: 16 digits, Luhn check passes + context 'card'"
     assert evidence["IBAN_CODE"] == "IBAN: check digits pass + context 'iban'"
     assert evidence["US_SSN"] == "SSN pattern 'NNN-NN-NNNN' + context 'ssn'"
+
+
+def test_a_card_or_iban_written_loosely_counts_next_to_its_word():
+    texts = ["paid by credit card 031415926539 yesterday", "ticket 031415926539 is closed",
+             "my iban is de89370400440532013000", "build de89370400440532013000 failed"]
+    results = found(texts)
+    assert ("CREDIT_CARD", "031415926539") in results[0] and not results[1]
+    assert ("IBAN_CODE", "de89370400440532013000") in results[2] and not results[3]
