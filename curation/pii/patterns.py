@@ -24,7 +24,11 @@ import re
 Finding = tuple  # (start, end, score, evidence): evidence says in words why the span was taken
 
 
+# -- cues -----------------------------------------------------------------------------------------
+
+
 def _words(*words: str) -> re.Pattern:
+    """One case-blind pattern for whole words or phrases (longest first)."""
     return re.compile(r"(?<![\w])(?:" + "|".join(sorted(words, key=len, reverse=True)) + r")(?![\w])", re.IGNORECASE)
 
 
@@ -47,6 +51,7 @@ def nearest_cue(text: str, start: int, cues: re.Pattern, against: re.Pattern | N
     return found[-1][1] if found else None
 
 
+# -- phone numbers -------------------------------------------------------------------------------
 PHONE_CUES = _words(
     "phone", "phones", "phone number", "tel", "tele", "telephone", "call", "called", "calling", "ring",
     "dial", "mobile", "mob", "cell", "cellphone", "cell phone", "fax", "whatsapp", "sms", "text me", "txt",
@@ -61,8 +66,7 @@ NOT_PHONE_CUES = _words(
     "beat", "won", "lost", "drew", "record", "votes", "isin", "vin", "policy", "claim", "member", "membership",
     "customer", "booking", "confirmation", "receipt", "transaction", "txn", "batch", "lot", "barcode", "upc", "ean",
     "zip", "postcode", "postal", "registration", "company", "vat", "a/c", "bank", "po", "purchase", "from",
-    "between", "years",
-    "seasons", "season", "during", "since", "until")
+    "between", "years", "seasons", "season", "during", "since", "until")
 UNIT_AFTER = re.compile(
     r"[ \t]?(?:%|°|km|m\b|cm|mm|kg|g\b|lb|lbs|mi\b|miles|ft|feet|meters|metres|people|persons|inhabitants|residents|"
     r"users|visitors|copies|units|votes|km2|sq|square|acres|hectares|tons|tonnes|years|yrs|bc|ad\b|bce|ce\b|"
@@ -81,6 +85,7 @@ YEAR = re.compile(r"1\d{3}|20\d{2}|2100")
 
 
 def _digits(text: str) -> str:
+    """The digits of a text, nothing else."""
     return re.sub(r"\D", "", text)
 
 
@@ -121,6 +126,7 @@ def phone_kind(run: str) -> tuple[str, float] | None:
 
 
 def _is_date(groups: list[str]) -> bool:
+    """Whether three digit groups read as a day, a month and a year in some order (12.05.1985, 2020-05-12)."""
     a, b, c = (int(g) for g in groups)
     if len(groups[0]) == 4:
         return 1 <= b <= 12 and 1 <= c <= 31 or 1 <= c <= 12 and 1 <= b <= 31
@@ -215,6 +221,7 @@ STREET_THEN_UNIT = re.compile(
 
 
 def _alt(words) -> str:
+    """A regex alternation of literal words, longest first."""
     return "|".join(sorted((re.escape(w) for w in set(words)), key=len, reverse=True))
 
 
@@ -322,10 +329,12 @@ def digit_windows(text: str, before: int, after: int) -> list[tuple[int, int]]:
 
 
 def _add_address(text: str, found: list[Finding], start: int, end: int, name: str, strong: bool) -> None:
+    """Add the address whose street line is ``text[start:end]`` to ``found``, with its tail and its evidence,
+    unless it overlaps one already found or lacks the evidence a weak street line needs."""
     if any(s < end and start < e for s, e, *_ in found):
         return
     tail_end, tail = _address_tail(text, end)
-    cue = CORNER.search(text, max(0, start - 20), start)
+    corner_of = CORNER.search(text, max(0, start - 20), start)
     before = text[max(0, start - 60):start]
     said = re.search(r"(?i:\b(" + ADDRESS_CUES + r"))\b[\s:,\-–]*(?:(?i:is|was|it is)[ \t]*)?"
                      r"(?:the corner of[ \t]+)?$", before)
@@ -333,11 +342,11 @@ def _add_address(text: str, found: list[Finding], start: int, end: int, name: st
         return
     if strong and not said and not tail and _title_continues(text, end):
         return
-    if cue and cue.end() == start:
-        start = cue.start() + (len(cue.group()) - len(cue.group().lstrip()))
-        corner = re.match(r"[ \t]+and[ \t]+(?:" + CAP_WORD + r"[ \t]*){1,4}", text[tail_end:])
-        if corner:
-            tail_end += len(corner.group().rstrip())
+    if corner_of and corner_of.end() == start:            # "the corner of X Street and Y Road"
+        start = corner_of.start()
+        other_street = re.match(r"[ \t]+and[ \t]+(?:" + CAP_WORD + r"[ \t]*){1,4}", text[tail_end:])
+        if other_street:
+            tail_end += len(other_street.group().rstrip())
     evidence = f"address shape '{name}'" + (f" + context '{said.group(1).lower()}'" if said else "") + \
         (f" + {tail} after it" if tail else "")
     found.append((start, tail_end, 0.85, evidence))
@@ -403,7 +412,9 @@ def _address_tail(text: str, end: int) -> tuple[int, str]:
     return end, what
 
 
+# -- cards, IBANs, SSNs ---------------------------------------------------------------------------
 def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a card number's digits."""
     total, parity = 0, len(digits) % 2
     for i, ch in enumerate(digits):
         d = int(ch)
@@ -430,6 +441,7 @@ def iban_valid(text: str) -> bool:
 
 
 def card_valid(text: str) -> bool:
+    """Whether a digit run is printed like a card number and passes the Luhn check."""
     digits = _digits(text)
     groups = [len(g) for g in re.split(r"[ -]", text.strip())]
     # Printed cards group digits 4-4-4-4(-3) or 4-6-5 / 4-6-4; other groupings are order or account numbers.
@@ -490,6 +502,7 @@ def find_ssns(text: str) -> list[Finding]:
     return out
 
 
+# -- dates ---------------------------------------------------------------------------------------
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec")
 _MONTH = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
