@@ -203,6 +203,8 @@ UNIT = (r"(?:,?[ \t]*(?:\n[ \t>•*?-]*)?"
 HOUSE = r"(?!24/7)\d{1,5}[A-Za-z]?(?:[/-]\d{1,4}[A-Za-z]?)?(?: [A-Z](?![\w'’.-]))?"
 CAP_WORD = r"(?:(?=[^\W\d_])(?:[A-ZÀ-ÞĀ-ſΑ-ΩА-Я]|O')(?:[^\W\d_]|['’-])*(?!\d)\.?)"
 LOW_WORD = r"(?:[a-zà-ÿ][\w'’-]*)"
+# A capitalised word of a street name: not the unit that follows it ("Rue Ibn El-Jazzar Apt. 243").
+NAME_WORD = r"(?!(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room|Bldg|Building)\b)" + CAP_WORD
 POSTCODE = (r"(?:[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|[A-Z]\d[A-Z] ?\d[A-Z]\d|\d{3} ?\d{2}|\d{4,6}(?:-\d{3,4})?|"
             r"\d{2}-\d{3}|[A-Z]{2}-\d{4,5})")
 DIRECTION = r"(?:North|South|East|West|N|S|E|W|NE|NW|SE|SW)\.?"
@@ -220,6 +222,9 @@ STREET_THEN_UNIT = re.compile(
     r"(?m)^[ \t>•*?-]*(?P<street>(?:\d{1,6}[ \t]+)?(?:" + CAP_WORD + r"[ \t]+){1,3}" + HOUSE + r")(?=" + UNIT + r")")
 
 
+STREET_SUFFIX_SHAPE = "number + name + 'Street'"
+
+
 def _alt(words) -> str:
     """A regex alternation of literal words, longest first."""
     return "|".join(sorted((re.escape(w) for w in set(words)), key=len, reverse=True))
@@ -235,7 +240,7 @@ def address_patterns() -> tuple[tuple[str, re.Pattern, bool, frozenset | tuple],
     after, endings = _alt(AFTER_TYPES), _alt(COMPOUND_ENDINGS)
     particle = (r"(?:(?:de|da|do|dos|das|del|della|delle|dei|degli|di|des|du|la|le|les|el|los|las|of|the|von|van)"
                 r"[ \t]+|[dl]['’])")
-    name_words = r"(?:" + particle + r")*(?:" + CAP_WORD + r"[ \t]+(?:" + particle + r")*){0,3}?" + CAP_WORD
+    name_words = r"(?:" + particle + r")*(?:" + NAME_WORD + r"[ \t]+(?:" + particle + r")*){0,3}" + NAME_WORD
     low_name = r"(?:" + particle + r")*(?:" + LOW_WORD + r"[ \t]+(?:" + particle + r")*){0,3}?" + LOW_WORD
     direction = r"(?:" + DIRECTION + r"[ \t]+)?"
     cap_words = r"(?:" + CAP_WORD + r"[ \t]+){1,4}?"
@@ -264,7 +269,7 @@ def address_patterns() -> tuple[tuple[str, re.Pattern, bool, frozenset | tuple],
          True, near["military address"]),
         ("PO box", re.compile(start + lead + r"(?i:\b(?:P\.?[ \t]?O\.?[ \t]*Box|Post[ \t]+Office[ \t]+Box|Postfach)"
                               r"[ \t]+\d{1,6})\b"), True, near["PO box"]),
-        ("number + name + 'Street'", re.compile(
+        (STREET_SUFFIX_SHAPE, re.compile(
             start + lead + HOUSE + r"[ \t]+" + direction + cap_words + r"(?:" + strong + r")" + suffix_tail +
             r"(?:[ \t]+" + HOUSE + end + r")?"), True, near["strong"]),
         ("street type + name + number", re.compile(
@@ -272,7 +277,7 @@ def address_patterns() -> tuple[tuple[str, re.Pattern, bool, frozenset | tuple],
             r"[ \t]+" + name_words + r"(?:,?[ \t]+(?P<house2>" + HOUSE + r")" + end + r"\.?)?"), True, near["prefix"]),
         ("number + street type + name", re.compile(
             start + lead + HOUSE + r",?[ \t]+" + romance + r"[ \t]+" + low_name +
-            r"(?:[ \t]+" + CAP_WORD + r"){0,2}\b"),
+            r"(?:[ \t]+" + NAME_WORD + r"){0,2}\b"),
          True, near["romance"]),
         ("name + street type + number", re.compile(
             start + lead + r"(?:" + CAP_WORD + r"[ \t]+){1,3}(?:" + LOW_WORD + r"[ \t]+)?(?:" + after + r")[ \t]+" +
@@ -340,7 +345,7 @@ def _add_address(text: str, found: list[Finding], start: int, end: int, name: st
                      r"(?:the corner of[ \t]+)?$", before)
     if not strong and not said and not tail:
         return
-    if strong and not said and not tail and _title_continues(text, end):
+    if name == STREET_SUFFIX_SHAPE and not said and not tail and _title_continues(text, end):
         return
     if corner_of and corner_of.end() == start:            # "the corner of X Street and Y Road"
         start = corner_of.start()
@@ -401,7 +406,9 @@ def _address_tail(text: str, end: int) -> tuple[int, str]:
         has_post = re.search(r"(?<!\w)" + POSTCODE + r"(?!\w)", part) is not None
         words = re.findall(r"[^\W\d_][\w'’.-]*", part)
         shouting = re.match(r"[A-ZÀ-ÞĀ-ſΑ-Ω]{2,}(?![\w'’-]*[a-zà-ÿ])", part) is not None
-        if not has_post and "\n" not in separator and "," not in separator and not (what and shouting):
+        line_end = re.match(r"[ \t]*(?:$|\n|[.,;?!])", text[m.start("part") + len(part):]) is not None
+        if not has_post and "\n" not in separator and "," not in separator and \
+                not (what and (shouting or line_end and words and all(w[:1].isupper() for w in words))):
             break                                        # "12 Baker Street London" needs a postcode
         if separator.count("\n") > 1 and not has_post:
             break
