@@ -2,6 +2,8 @@
 
 Migrations are applied in the order they stand here and recorded by name, so the numbers only
 have to grow down the file (m1xx: PII, m3xx: review)."""
+import json
+
 from core.workspace import migrations
 
 migration = migrations("curation")
@@ -192,3 +194,22 @@ def m402_answer_requests(db):
             created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
         )""")
     db.execute("create index answer_requests_origin on answer_requests (origin, answer)")
+
+
+@migration
+def m404_pii_date_settings(db):
+    # Dates became a setting of their own (PiiOptions.dates: birth | all | off; DATE_OF_BIRTH on by default).
+    # Saved settings that chose DATE_TIME keep finding every date; saved settings holding every old default
+    # type also find dates of birth, like a new workspace; a narrower saved choice is left as it was.
+    old_defaults = {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
+                    "STREET_ADDRESS"}
+    for row_id, text in db.execute("select id, settings from pii_settings").fetchall():
+        settings = json.loads(text)
+        entities = settings.get("entities")
+        if not isinstance(entities, list):
+            continue
+        if "DATE_TIME" in entities:
+            settings.setdefault("dates", "all")
+        if old_defaults <= set(entities) and "DATE_OF_BIRTH" not in entities:
+            entities.append("DATE_OF_BIRTH")
+        db.execute("update pii_settings set settings = ? where id = ?", (json.dumps(settings), row_id))

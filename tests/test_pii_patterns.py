@@ -4,8 +4,13 @@ numbers of ordinary prose (year ranges, dates, ISBNs, order numbers, headings) l
 Every sentence here is written by hand for these tests; none comes from the recognizers' word lists."""
 from __future__ import annotations
 
+import importlib
+import json
+
 import pytest
 
+from core.workspace import _REGISTRY, SCHEMA_MODULES, Workspace
+from curation.pii.review import load_settings
 from curation.pii.scrub import PiiOptions, engine_for, find_pii, scrub_records
 from curation.data.records import Record
 
@@ -167,3 +172,28 @@ def test_a_card_or_iban_written_loosely_counts_next_to_its_word():
     results = found(texts)
     assert ("CREDIT_CARD", "031415926539") in results[0] and not results[1]
     assert ("IBAN_CODE", "de89370400440532013000") in results[2] and not results[3]
+
+
+@pytest.mark.parametrize("saved,dates,with_birth", [
+    (["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "STREET_ADDRESS"],
+     "birth", True),                                        # the old defaults: dates of birth as in a new workspace
+    (["PERSON", "PHONE_NUMBER", "DATE_TIME"], "all", False),   # dates were chosen: every date still
+    (["EMAIL_ADDRESS"], "birth", False),                       # a narrow choice stays narrow
+])
+def test_saved_pii_settings_upgrade_to_the_dates_setting(tmp_path, saved, dates, with_birth):
+    ws = Workspace(tmp_path / "workspace")
+    ws.root.mkdir(parents=True)
+    for module in SCHEMA_MODULES:
+        importlib.import_module(module)
+    ws.db.execute("create table _migrations (package text, name text, applied_at text default (datetime('now')),"
+                  " primary key (package, name))")
+    for package, steps in _REGISTRY.items():
+        for step in steps:
+            if (package, step.__name__) != ("curation", "m404_pii_date_settings"):
+                ws._apply(package, step)
+    ws.db.execute("insert into pii_settings (id, settings, salt) values (1, ?, 'salt')",
+                  (json.dumps({"entities": saved, "default_threshold": 0.5}),))
+    assert ws.migrate() == ["curation.m404_pii_date_settings"]
+    settings = load_settings(ws)
+    assert settings.dates == dates and ("DATE_OF_BIRTH" in settings.entities) == with_birth
+    assert settings.default_threshold == 0.5 and not settings.problems()
