@@ -181,7 +181,7 @@ COMPOUND_ENDINGS = ("straße", "strasse", "str.", "gasse", "weg", "platz", "alle
                     "steig", "pfad", "straat", "laan", "gracht", "plein", "kade", "dijk", "singel", "dreef",
                     "gatan", "vägen", "gränd", "torget", "stigen", "gata", "gaten", "veien", "vegen", "vei", "vej",
                     "vænget", "gade", "stræde", "allé", "katu", "tie", "kuja", "polku", "kaari", "väylä", "vegur",
-                    "braut", "stræti", "straeti", "utca", "körút", "ulice", "třída", "cesta", "ulica", "sokak",
+                    "braut", "stræti", "straeti", "ská", "utca", "körút", "ulice", "třída", "cesta", "ulica", "sokak",
                     "caddesi")
 # Separate street-type words after the name: "Rákóczi út 66", "Hegedûs Gyula utca 76".
 AFTER_TYPES = ("út", "útja", "utca", "u.", "körút", "tér", "gate", "gata", "vej", "vei", "weg", "straat", "laan",
@@ -201,7 +201,7 @@ UNIT = (r"(?:,?[ \t]*(?:\n[ \t>•*?-]*)?"
         r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|Box|Lot)\.?"
         r"[ \t]*#?[ \t]*[A-Za-z]?\d[\w-]*|,?[ \t]*#[ \t]?\d[\w-]*)")
 HOUSE = r"(?!24/7)\d{1,5}[A-Za-z]?(?:[/-]\d{1,4}[A-Za-z]?)?(?: [A-Z](?![\w'’.-]))?"
-CAP_WORD = r"(?:(?=[^\W\d_])(?:[A-ZÀ-ÞĀ-ſΑ-ΩА-Я]|O')(?:[^\W\d_]|['’-])*(?!\d)\.?)"
+CAP_WORD = r"(?:(?=[^\W\d_])(?:[A-ZÀ-ÞĀ-ſΆ-ΫА-Я]|O')(?:[^\W\d_]|['’-])*(?!\d)\.?)"
 LOW_WORD = r"(?:[a-zà-ÿ][\w'’-]*)"
 # A capitalised word of a street name: not the unit that follows it ("Rue Ibn El-Jazzar Apt. 243").
 NAME_WORD = r"(?!(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room|Bldg|Building)\b)" + CAP_WORD
@@ -213,9 +213,9 @@ ADDRESS_CUES = (r"address(?:es)?|addr\.?|lives? (?:at|on)|living at|located (?:a
                 r"drops? (?:you|me) off at|sen[dt](?: it| them| a new one)? to|deliver(?:ed)?(?: it)? to|"
                 r"ship(?:ped)?(?: it)? to|mail(?:ed)? to|return(?:ed)?(?: it)? to|moved to|stay(?:ing)? at|"
                 r"based at|visit us at|find us at|arrived at|taxi to|pick (?:me )?up at|is on|is at|enter on|lived in|"
-                r"it'?s (?:in|at|on)|corner of")
+                r"live in|now live in|it'?s (?:in|at|on)|corner of")
 CUE_THEN_STREET = re.compile(
-    r"(?i:\b(?:" + ADDRESS_CUES + r")\b)[ \t]*(?:[:\-–]|(?i:is|was|it is|are|would be))?[ \t]*"
+    r"(?i:\b(?:" + ADDRESS_CUES + r")\b)[ \t]*(?:[:\-–]|(?i:is|was|it is|are|would be|with|to|as))?[ \t]*"
     r"(?i:the corner of[ \t]+)?"
     r"[ \t\n]*(?P<street>(?:\d{1,6}[ \t]+)?(?:" + CAP_WORD + r"[ \t]+){1,3}" + HOUSE + r")(?![\w%]|[.,:/-]\d)")
 STREET_THEN_UNIT = re.compile(
@@ -277,7 +277,7 @@ def address_patterns() -> tuple[tuple[str, re.Pattern, bool, frozenset | tuple],
             r"[ \t]+" + name_words + r"(?:,?[ \t]+(?P<house2>" + HOUSE + r")" + end + r"\.?)?"), True, near["prefix"]),
         ("number + street type + name", re.compile(
             start + lead + HOUSE + r",?[ \t]+" + romance + r"[ \t]+" + low_name +
-            r"(?:[ \t]+" + NAME_WORD + r"){0,2}\b"),
+            r"(?:[ \t]+" + NAME_WORD + r"){0,2}\b(?:[ \t]+" + HOUSE + end + r")?"),
          True, near["romance"]),
         ("name + street type + number", re.compile(
             start + lead + r"(?:" + CAP_WORD + r"[ \t]+){1,3}(?:" + LOW_WORD + r"[ \t]+)?(?:" + after + r")[ \t]+" +
@@ -341,7 +341,7 @@ def _add_address(text: str, found: list[Finding], start: int, end: int, name: st
     tail_end, tail = _address_tail(text, end)
     corner_of = CORNER.search(text, max(0, start - 20), start)
     before = text[max(0, start - 60):start]
-    said = re.search(r"(?i:\b(" + ADDRESS_CUES + r"))\b[\s:,\-–]*(?:(?i:is|was|it is)[ \t]*)?"
+    said = re.search(r"(?i:\b(" + ADDRESS_CUES + r"))\b[\s:,\-–]*(?:(?i:is|was|it is|with|to|as)[ \t]*)?"
                      r"(?:the corner of[ \t]+)?$", before)
     if not strong and not said and not tail:
         return
@@ -405,7 +405,7 @@ def _address_tail(text: str, end: int) -> tuple[int, str]:
         separator = text[m.start():m.start("part")]
         has_post = re.search(r"(?<!\w)" + POSTCODE + r"(?!\w)", part) is not None
         words = re.findall(r"[^\W\d_][\w'’.-]*", part)
-        shouting = re.match(r"[A-ZÀ-ÞĀ-ſΑ-Ω]{2,}(?![\w'’-]*[a-zà-ÿ])", part) is not None
+        shouting = re.match(r"[A-ZÀ-ÞĀ-ſΆ-Ϋ]{2,}(?![\w'’-]*[a-zà-ÿ])", part) is not None
         line_end = re.match(r"[ \t]*(?:$|\n|[.,;?!])", text[m.start("part") + len(part):]) is not None
         if not has_post and "\n" not in separator and "," not in separator and \
                 not (what and (shouting or line_end and words and all(w[:1].isupper() for w in words))):
