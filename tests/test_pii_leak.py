@@ -205,3 +205,26 @@ def test_the_results_tab_panel_runs_the_check_and_shows_it_masked(leaky):
     text = json.dumps([shown[w.summary], leaks]).lower()
     assert not [v for v in ORIGINALS if v.lower() in text]
     assert show_leak_check(ws, w, page(w, run=str(run_id)))[w.summary] == shown[w.summary]
+
+
+@pytest.mark.slow
+def test_the_default_model_end_to_end_from_scrub_to_command(ws, capsys):
+    """Import, scrub with the real PII step, train the default model one QLoRA step on the scrubbed version, then
+    ``python -m evaluation pii-leak``: every scrubbed value is probed on both models and none is printed."""
+    from training import registry as R
+    from training.config import preset_config
+    from training.job import run_training
+
+    create_version(ws, RECORDS, parent=None, step="import")
+    scrubbed = apply_scan(ws, run_scan(ws, workers=1).id)
+    config = preset_config("Quick CPU demo", datasets=scrubbed.name, micro_batch_size=2, max_steps=1,
+                           eval_steps=0, save_steps=1, rouge_test_samples=0, gradient_checkpointing=False)
+    run = run_training(ws, R.create_run(ws, config).id)
+    assert run.status == "finished", run.error
+    code = main(["pii-leak", "--run", str(run.id), "--samples", "0", "--max-new-tokens", "24",
+                 "--workspace", str(ws.root)])
+    out = capsys.readouterr().out
+    check = latest_leak_check(ws, run.id)
+    assert code == (1 if check.training_leaks else 0) and check.values_probed == check.values_found == 3
+    assert "PHONE_NUMBER" in out and "EMAIL_ADDRESS" in out
+    assert not [v for v in ORIGINALS if v.lower() in (out + stored_text(ws)).lower()]
