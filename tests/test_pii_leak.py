@@ -169,11 +169,15 @@ def test_a_learned_value_is_a_leak_shown_masked_and_a_base_value_is_reported_apa
     assert not [v for v in ORIGINALS if v.lower() in shown]
 
 
-def test_the_cap_limits_the_values_probed(leaky):
+def test_the_cap_limits_the_values_probed(leaky, capsys):
     ws, _, run_id, _ = leaky
-    check = check_pii_leaks(ws, run_id, LeakCheckOptions(max_values=1, samples=0, max_new_tokens=16))
-    assert (check.values_found, check.values_probed) == (3, 1)
-    assert sum(c["probed"] for c in check.counts.values()) == 1
+    main(["pii-leak", "--run", str(run_id), "--max-values", "1", "--samples", "0", "--max-new-tokens", "16",
+          "--json", "--workspace", str(ws.root)])
+    out = capsys.readouterr().out
+    check = json.loads(out)
+    assert (check["values_found"], check["values_probed"]) == (3, 1) and check["settings"]["max_values"] == 1
+    assert sum(c["probed"] for c in check["counts"].values()) == 1
+    assert not [v for v in ORIGINALS if v.lower() in out.lower()]
 
 
 def test_a_run_without_a_pii_step_says_so(leaky, capsys):
