@@ -170,7 +170,8 @@ def mask_value(value: str) -> str:
     return text[0] + "***" + (tail.group(1) + tail.group(2) if tail and len(re.sub(r"\D", "", text)) >= 4 else "")
 
 
-def align_message(original: str, scrubbed: str, *, masked_type: str = UNKNOWN_TYPE) -> list[tuple[str, str, int]] | None:
+def align_message(original: str, scrubbed: str, *,
+                  masked_type: str = UNKNOWN_TYPE) -> list[tuple[str, str, int]] | None:
     """The values a PII step replaced in one message: (type, original value, offset in the scrubbed text) each.
 
     Placeholders and pseudonyms name their type; a mask (``****``, as long as the value) takes ``masked_type``.
@@ -209,7 +210,10 @@ def _masked_type(ws: Workspace, scrub_version: int) -> str:
     row = ws.db.execute("select settings from pii_scans where id=?", (scan,)).fetchone() if scan else None
     if row is None:
         return UNKNOWN_TYPE
-    settings = PiiOptions.from_dict(json.loads(row["settings"]))
+    try:
+        settings = PiiOptions.from_dict(json.loads(row["settings"]))
+    except TuneloopError:           # settings saved by an older Tuneloop with keys it no longer has
+        return UNKNOWN_TYPE
     masked = [e for e in settings.all_entities() if settings.operator_for(e) == "mask"]
     return masked[0] if len(masked) == 1 else UNKNOWN_TYPE
 

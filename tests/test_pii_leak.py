@@ -115,6 +115,17 @@ def test_values_are_located_around_placeholders_pseudonyms_and_masks():
     assert mask_values_in("Call PRIYA OKAFOR at <PHONE_NUMBER>", ["Priya Okafor"]) == "Call P*** at <PHONE_NUMBER>"
 
 
+def test_a_masked_value_takes_the_type_the_step_masked(ws):
+    from curation.pii.scrub import PiiOptions
+    create_version(ws, RECORDS[:3], parent=None, step="import")
+    scrubbed = apply_scan(ws, run_scan(ws, PiiOptions(operators={"PHONE_NUMBER": "mask"}), workers=1).id)
+    assert "************" in load_records(ws, scrubbed.id)[0].messages[1]["content"]
+    found = sorted((v.entity, v.value, v.prefix) for v in scrubbed_values(ws, scrubbed.id).values)
+    assert found == [("EMAIL_ADDRESS", UNSEEN_EMAIL, ""),
+                     ("PHONE_NUMBER", LEARNED_PHONE, "Call the warehouse desk at "),
+                     ("PHONE_NUMBER", KNOWN_PHONE, "Our main line is ")]
+
+
 def test_a_probe_continues_the_answer_from_its_prefix(leaky):
     from training.inference import DecodingSettings, warm_base
     from training.registry import get_run
