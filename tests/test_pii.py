@@ -49,7 +49,7 @@ def test_chat_style_names_are_found():
     texts = ["hey its mike lol the app crashed", "Thanks,\nsarah\nSupport Lead",
              "| Name | Email |\n| john smith | js@example.com |", "Regards, Dr. Jared Ortega MD"]
     spans = find_pii(texts, PiiOptions())
-    found = [[t[s:e] for s, e, kind, _ in sp if kind == "PERSON"] for t, sp in zip(texts, spans)]
+    found = [[t[s:e] for s, e, kind, *_ in sp if kind == "PERSON"] for t, sp in zip(texts, spans)]
     assert found[0] == ["mike"]
     assert found[1] == ["sarah"]
     assert "john smith" in found[2] and "Name" not in found[2]

