@@ -197,6 +197,14 @@ def m402_answer_requests(db):
 
 
 @migration
+def m403_pii_evidence(db):
+    # Why each finding was taken ("NER PERSON 0.85 + cue 'my name is'") and which engine ran the scan;
+    # scans made before this have neither (NULL, shown as "—").
+    db.execute("alter table pii_findings add column evidence text")
+    db.execute("alter table pii_scans add column engine text")
+
+
+@migration
 def m404_pii_date_settings(db):
     # Dates became a setting of their own (PiiOptions.dates: birth | all | off; DATE_OF_BIRTH on by default).
     # Saved settings that chose DATE_TIME keep finding every date; saved settings holding every old default

@@ -3,13 +3,15 @@ keyed by component out."""
 from __future__ import annotations
 
 import html
+import re
 
 import gradio as gr
 import pytest
 
 from curation.data import versions as V
 from curation.data.records import Record
-from curation.pii.review import latest_open_scan, load_settings
+from curation.pii.review import get_scan, latest_open_scan, load_settings
+from curation.pii.scrub import PiiOptions, engine_for
 from curation.ui import pii
 from tests.tab_page import page
 
@@ -56,7 +58,7 @@ def test_scan_review_and_apply_make_the_scrubbed_version(tab):
 
     applied = pii.apply_review(ws, w, page(w, scan_id=sid))
     assert applied[w.apply_status].startswith("Created v2") and applied[w.scan_id] is None
-    assert "**v2**" in applied[w.current_md] and "**v2**" in pii.show_current(ws, w)[w.current_md]
+    assert "**v2**" in applied[w.current_md] and "**v2**" in pii.show_current(ws, w, page(w))[w.current_md]
     made = V.current_version(ws)
     assert made.step == "scrub" and made.counts["records_rejected"] == 1 and made.counts["records_edited"] == 1
     texts = {r.id: r.messages[0]["content"] for r in V.load_records(ws, made.id)}
@@ -122,3 +124,45 @@ def test_accept_and_reject_open_the_next_record_and_the_keys_reach_the_buttons(t
     keys = pii.keymap()
     assert {"a", "r", "e", "j", "k"} <= set(keys) and {target for _, target in keys.values()} <= ids
     assert "<kbd>A</kbd> accept" in pii.shortcuts_html() and "pii-accept" in pii.shortcuts_html()
+
+
+def test_engine_public_figures_and_dates_are_saved_and_the_engine_that_ran_is_named(tab):
+    ws, w = tab
+    import spacy.util
+
+    assert pii.installed_spacy_models() == sorted(spacy.util.get_installed_models())
+    opened = pii.show_current(ws, w, page(w))
+    assert (f"{pii.DEFAULT_ENGINE} (embedded default)", pii.DEFAULT_ENGINE) in opened[w.engine_pick]["choices"]
+    assert opened[w.engine_md].startswith("No scan yet.")
+    typed = page(w, hf_engine="dslim/bert-base-NER", form={"public_figures": "scrub", "dates": "all"})
+    assert pii.save_pii_settings(ws, w, typed)[w.settings_status] == "Settings saved."
+    saved = load_settings(ws)
+    assert (saved.engine, saved.public_figures, saved.dates) == ("hf:dslim/bert-base-NER", "scrub", "all")
+    assert pii.engine_widgets_values(saved.engine) == (pii.DEFAULT_ENGINE, "hf:dslim/bert-base-NER")
+    infos = [w.engine_pick.info, w.hf_engine.info, w.form["public_figures"].info, w.form["dates"].info]
+    assert all(infos) and {"Marie Curie discovered", "Thanks, Marie"} <= set(re.findall(
+        r"Marie Curie discovered|Thanks, Marie", pii.PUBLIC_FIGURES_EXAMPLES))
+
+    scanned = pii.scan_version(ws, w, page(w, engine_pick=pii.DEFAULT_ENGINE, form={"public_figures": "scrub",
+                                                                                     "dates": "off"}))
+    used = get_scan(ws, scanned[w.scan_id]).settings
+    assert (used.engine, used.public_figures, used.dates) == (pii.DEFAULT_ENGINE, "scrub", "off")
+    ran = engine_for(PiiOptions()).engine_name
+    assert pii.DEFAULT_ENGINE in ran and f"ran **{ran}**" in scanned[w.engine_md]
+    assert scanned[w.scan_status].endswith(f"engine {ran}")
+    assert load_settings(ws).engine == pii.DEFAULT_ENGINE
+
+
+def test_review_shows_the_evidence_of_each_finding_and_old_scans_show_a_dash(tab):
+    ws, w = tab
+    sid = pii.scan_version(ws, w, page(w))[w.scan_id]
+    shown = pii.show_record(ws, w, page(w, scan_id=sid, record_pick="t1"))
+    found = shown[w.findings_table].set_index("found")
+    assert found.loc["Jennifer Lopez", "type"] == "PERSON"
+    assert "PERSON" in found.loc["Jennifer Lopez", "evidence"] and found.loc["Jennifer Lopez", "evidence"] != "—"
+
+    ws.db.execute("update pii_findings set evidence = null where scan_id = ?", (sid,))
+    ws.db.execute("update pii_scans set engine = null where id = ?", (sid,))
+    old = pii.show_record(ws, w, page(w, scan_id=sid, record_pick="t1"))
+    assert old[w.findings_table]["evidence"].tolist() == ["—"] * len(old[w.findings_table])
+    assert "before scans recorded their engine" in pii.show_current(ws, w, page(w))[w.engine_md]

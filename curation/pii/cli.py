@@ -1,11 +1,13 @@
 """The PII commands: ``python -m curation.pii`` scrubs in one go, ``python -m curation.pii.review`` reviews first.
 
-Both take their flags from ``PiiOptions``. With a workspace version as INPUT the one-go command scans
+Both take their flags from ``PiiOptions`` (``--engine``, ``--public-figures``, ``--dates`` among them) and
+say which engine ran. With a workspace version as INPUT the one-go command scans
 it and applies every finding, as the PII tab's Scan then Apply do (the same functions); the review
 command is the tab's review step by step::
 
     python -m curation.pii tickets.jsonl scrubbed.jsonl --operator mask
     python -m curation.pii current --workspace ws --options pii.yaml
+    python -m curation.pii current --workspace ws --engine hf:dslim/bert-base-NER --public-figures scrub
     python -m curation.pii.review scan current --workspace ws --threshold 0.5
     python -m curation.pii.review list --workspace ws --entity PERSON --show
     python -m curation.pii.review reject t1 t7 --workspace ws
@@ -56,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         ws = source.workspace
         options = from_args(PiiOptions, args, base=load_settings(ws) if ws else None)
         started = time.perf_counter()
-        with _without_torch_imports():
-            engine_for(options)
+        with _engine_imports(options):
+            engine = engine_for(options).engine_name
         made = None
         if ws is not None:
             save_settings(ws, options)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {"input": str(args.input), "output": str(args.output), "records": len(records),
                   "messages": sum(len(r.messages) for r in source.records), "changed_records": changed,
                   "counts": counts, "seconds": round(time.perf_counter() - started, 2),
-                  "settings": options.to_dict(), "version": made.name if made else None}
+                  "settings": options.to_dict(), "engine": engine, "version": made.name if made else None}
         if args.report:
             Path(args.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     except TuneloopError as exc:
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     found = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing"
     where = " and ".join(([str(args.output)] if args.output else []) + ([made.describe()] if made else []))
     print(f"{len(records)} records, {changed} changed; found {found} → {where}")
+    print(f"engine: {engine}")
     return 0
 
 
@@ -113,7 +116,8 @@ def review_parser() -> argparse.ArgumentParser:
     listing = command("list", "the records a scan would change, with their types and decisions")
     listing.add_argument("--entity", metavar="TYPE", help="only records with findings of this type")
     listing.add_argument("--decision", choices=("pending",) + DECISIONS, help="only records with this decision")
-    listing.add_argument("--show", action="store_true", help="also print each changed message before and after")
+    listing.add_argument("--show", action="store_true", help="also print each changed message before and after, "
+                                                             "and the evidence that made each finding")
     for name, what in (("accept", "scrub these records as proposed"), ("reject", "keep these records unchanged")):
         decision = command(name, what)
         decision.add_argument("ids", nargs="*", metavar="ID", help="record ids")
@@ -134,7 +138,7 @@ def review_main(argv: list[str] | None = None) -> int:
         ws = open_workspace(args.workspace)
         if args.command == "scan":
             options = save_settings(ws, from_args(PiiOptions, args, base=load_settings(ws)))
-            with _without_torch_imports():
+            with _engine_imports(options):
                 engine_for(options)
             scan = run_scan(ws, options, version=args.version, workers=args.workers,
                             progress=_tqdm_progress("scanning messages"))
@@ -147,6 +151,8 @@ def review_main(argv: list[str] | None = None) -> int:
                 print(f"{item.record_id}\t{', '.join(item.entities)}\t{item.decision}")
                 for m in item.messages if args.show else ():
                     print(f"  message {m.index + 1} ({m.role})\n    before: {m.original}\n    after:  {m.proposed}")
+                    for (start, end, entity, score), evidence in zip(m.spans, m.evidence):
+                        print(f"    found:  {m.original[start:end]!r} {entity} {score} · {evidence}")
             print(f"{len(items)} record(s) in scan {scan_id}")
         elif args.command in ("accept", "reject"):
             if args.all == bool(args.ids):
@@ -174,9 +180,15 @@ def _scan_id(ws, given: int | None) -> int:
     return scan.id
 
 
+def _engine_imports(options: PiiOptions):
+    """Where the engine is built: without torch for the embedded default, which never needs it; a bigger
+    spaCy model or an hf: model may."""
+    return _without_torch_imports() if options.engine == PiiOptions().engine else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def _without_torch_imports():
-    """presidio and thinc import torch and transformers whenever they are installed; the PII engine
+    """presidio and thinc import torch and transformers whenever they are installed; the embedded engine
     uses neither, and in a fresh CLI process they cost seconds. Only for the single-threaded CLI."""
     blocked = [name for name in ("torch", "transformers") if name not in sys.modules]
     for name in blocked:

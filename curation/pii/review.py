@@ -1,8 +1,9 @@
 """PII review in a workspace: saved settings, scans of the current version, per-record decisions,
 and applying the reviewed result as a new dataset version.
 
-Nothing is lost before the user decides: a scan stores only offsets and types (the originals stay
-in the scanned version); accept / edit / reject is recorded per record; ``apply_scan`` writes a new
+Nothing is lost before the user decides: a scan stores only offsets, types and the evidence for each
+finding (why it was taken, e.g. "NER PERSON 0.85 + cue 'my name is'"; the originals stay in the scanned
+version) and which engine ran; accept / edit / reject is recorded per record; ``apply_scan`` writes a new
 version holding no originals, with counts per type, and then drops the scan's findings and edits.
 
 Example::
@@ -24,12 +25,13 @@ from typing import Callable, Sequence
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.pii.scrub import Finding, PiiOptions, apply_findings, replace_spans, scan_records
+from curation.pii.scrub import Finding, PiiOptions, apply_findings, engine_for, replace_spans, scan_records
 from curation.data.records import Record
 from curation.data.sources import resolve_version
 from curation.data.versions import Version, chat_records, create_version, get_version, load_records, require_current
 
 DECISIONS = ("accept", "reject", "edit")
+NO_EVIDENCE = "—"    # what a finding of a scan made before evidence was stored shows
 
 
 @dataclass
@@ -41,17 +43,20 @@ class Scan:
     status: str
     applied_version_id: int | None
     created_at: str
+    engine: str | None = None          # the engine that ran (None for scans made before it was stored)
 
     @classmethod
     def from_row(cls, row) -> "Scan":
         return cls(id=row["id"], version_id=row["version_id"],
                    settings=PiiOptions.from_dict(json.loads(row["settings"])), counts=json.loads(row["counts"]),
-                   status=row["status"], applied_version_id=row["applied_version_id"], created_at=row["created_at"])
+                   status=row["status"], applied_version_id=row["applied_version_id"], created_at=row["created_at"],
+                   engine=row["engine"])
 
     def describe(self) -> str:
         found = ", ".join(f"{k} {v}" for k, v in self.counts.items() if k != "records_with_pii") or "nothing"
         return (f"scan {self.id} of v{self.version_id} · {self.status} · "
-                f"{self.counts.get('records_with_pii', 0)} records with PII · {found}")
+                f"{self.counts.get('records_with_pii', 0)} records with PII · {found} · "
+                f"engine {self.engine or NO_EVIDENCE}")
 
 
 @dataclass
@@ -61,6 +66,7 @@ class ReviewMessage:
     original: str
     proposed: str
     spans: list[tuple[int, int, str, float]]
+    evidence: list[str] = field(default_factory=list)     # why each span was taken, in the order of spans
 
 
 @dataclass
@@ -111,14 +117,17 @@ def run_scan(ws: Workspace, settings: PiiOptions | None = None, *, version: int 
     version = resolve_version(ws, "current" if version is None else version)
     records = chat_records(ws, version.id, step="PII scrubbing")
     findings = scan_records(records, settings, workers=workers, progress=progress, cancel=cancel)
+    engine = engine_for(settings).engine_name
     counts = dict(sorted(Counter(f.entity for f in findings).items()))
     counts["records_with_pii"] = len({f.record_id for f in findings})
     with ws.transaction() as db:
-        scan_id = db.execute("insert into pii_scans (version_id, settings, counts, created_by) values (?, ?, ?, ?)",
-                             (version.id, json.dumps(settings.to_dict()), json.dumps(counts), actor)).lastrowid
+        scan_id = db.execute("insert into pii_scans (version_id, settings, counts, created_by, engine) values "
+                             "(?, ?, ?, ?, ?)", (version.id, json.dumps(settings.to_dict()), json.dumps(counts), actor,
+                                                 engine)).lastrowid
         db.executemany("insert into pii_findings (scan_id, record_id, message_index, start_char, end_char, entity,"
-                       " score) values (?, ?, ?, ?, ?, ?, ?)",
-                       [(scan_id, f.record_id, f.message_index, f.start, f.end, f.entity, f.score) for f in findings])
+                       " score, evidence) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(scan_id, f.record_id, f.message_index, f.start, f.end, f.entity, f.score, f.evidence)
+                        for f in findings])
     return get_scan(ws, scan_id)
 
 
@@ -127,6 +136,12 @@ def get_scan(ws: Workspace, scan_id: int) -> Scan:
     if row is None:
         raise TuneloopError(f"there is no PII scan {scan_id}; run a scan first")
     return Scan.from_row(row)
+
+
+def latest_scan(ws: Workspace) -> Scan | None:
+    """The newest scan of any version, open or applied (which engine ran last)."""
+    row = ws.db.execute("select * from pii_scans order by id desc limit 1").fetchone()
+    return Scan.from_row(row) if row else None
 
 
 def latest_open_scan(ws: Workspace) -> Scan | None:
@@ -138,9 +153,10 @@ def latest_open_scan(ws: Workspace) -> Scan | None:
 
 
 def scan_findings(ws: Workspace, scan_id: int) -> list[Finding]:
-    rows = ws.db.execute("select record_id, message_index, start_char, end_char, entity, score from pii_findings "
-                         "where scan_id = ? order by rowid", (int(scan_id),))
-    return [Finding(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    """The scan's findings; those of a scan made before evidence was stored have "—" as evidence."""
+    rows = ws.db.execute("select record_id, message_index, start_char, end_char, entity, score, evidence "
+                         "from pii_findings where scan_id = ? order by rowid", (int(scan_id),))
+    return [Finding(r[0], r[1], r[2], r[3], r[4], r[5], evidence=r[6] or NO_EVIDENCE) for r in rows]
 
 
 def _decisions(ws: Workspace, scan_id: int) -> dict[str, tuple[str, list[dict] | None]]:
@@ -170,11 +186,12 @@ def review_items(ws: Workspace, scan_id: int, *, entity: str | None = None,
         record = records[rid]
         item = ReviewItem(record_id=rid, decision=state, edited=edited)
         for index in sorted({f.message_index for f in found}):
-            spans = [(f.start, f.end, f.entity, f.score) for f in found if f.message_index == index]
+            here = [f for f in found if f.message_index == index]
+            spans = [(f.start, f.end, f.entity, f.score) for f in here]
             msg = record.messages[index]
             item.messages.append(ReviewMessage(index=index, role=msg["role"], original=msg["content"],
                                                proposed=replace_spans(msg["content"], spans, scan.settings, salt),
-                                               spans=spans))
+                                               spans=spans, evidence=[f.evidence for f in here]))
         items.append(item)
     return items
 

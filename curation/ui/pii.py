@@ -22,8 +22,8 @@ import pandas as pd
 
 from core.errors import TuneloopError
 from curation.data.versions import current_version
-from curation.pii.review import (apply_scan, decide, edit_message, get_scan, latest_open_scan, load_settings,
-                                 review_items, run_scan, save_settings, workspace_salt)
+from curation.pii.review import (apply_scan, decide, edit_message, get_scan, latest_open_scan, latest_scan,
+                                 load_settings, review_items, run_scan, save_settings, workspace_salt)
 from curation.pii.scrub import CustomRecognizer, PiiOptions, replace_spans
 from ui.forms import form_values, options_form, options_from_form
 from ui.kit import CancelRegistry, bind, error_markdown, static_js
@@ -32,9 +32,30 @@ ALL = "all"
 DECISION_FILTERS = (ALL, "pending", "accept", "reject", "edit")
 REVIEW_HEADERS = ["record", "types", "decision"]
 CUSTOM_HEADERS = ["name", "entity", "kind", "pattern / words", "context", "score"]
-INTRO = ("Find personal data (names, emails, phones, cards, SSNs, IBANs, IPs, street addresses) in the current "
-         "version, review each change, then apply to make a scrubbed version. Order numbers, SKUs, versions, "
-         "prices and codes are protected.")
+FINDING_HEADERS = ["found", "type", "score", "evidence"]
+DEFAULT_ENGINE = PiiOptions().engine
+HF = "hf:"
+ENGINE_INFO = ("the spaCy model whose NER proposes names: the embedded default, or any spaCy model installed in "
+               "this environment (pip install en_core_web_lg, then reopen the tab)")
+HF_INFO = ("a Hugging Face token-classification (NER) model id or folder, run through presidio's transformers "
+           "engine; when filled in it is used instead of the spaCy model")
+BIGGER_ENGINE = ("A bigger engine (a large or transformer spaCy model, or an hf: NER model) finds more of the names "
+                 "the small model misses (rare names, lowercase chat, names with no greeting or sign-off) at the "
+                 "cost of a slower scan; the README's PII figures compare them.")
+PUBLIC_FIGURES_EXAMPLES = """**Public figures and fictional characters** in encyclopedic text:
+
+| text | keep | scrub |
+|---|---|---|
+| Marie Curie discovered polonium. | Marie Curie discovered polonium. | `<PERSON>` discovered polonium. |
+| Thanks, Marie! | Thanks, `<PERSON>`! | Thanks, `<PERSON>`! |
+
+A name the conversation addresses or signs with is always scrubbed."""
+DATES_EXPLAINED = """**Dates**: *birth* scrubs only dates of birth in context ("born 3 May 1984", "DOB: 03/05/1984"
+→ `<DATE_OF_BIRTH>`); *all* scrubs every date as well; *off* scrubs none. Weekdays, months and year
+ranges ("2019-2020") are never personal data."""
+INTRO = ("Find personal data (names, emails, phones, cards, SSNs, IBANs, IPs, street addresses, dates of birth) in "
+         "the current version, review each change and the evidence for it, then apply to make a scrubbed version. "
+         "Order numbers, SKUs, versions, prices and codes are protected.")
 SCANS = CancelRegistry()
 # The same keys as the Review tab's for the same acts (curation/ui/review.py SHORTCUTS).
 SHORTCUTS = [
@@ -72,6 +93,38 @@ def current_line(ws) -> str:
     return f"Scans the current version: **{version.name}** · {version.step} · {version.num_records:,} records"
 
 
+def engine_line(ws) -> str:
+    """Which engine the last scan ran, and what a bigger one would add."""
+    scan = latest_scan(ws)
+    if scan is None:
+        ran = "No scan yet."
+    elif scan.engine:
+        ran = f"The last scan (scan {scan.id}) ran **{scan.engine}**."
+    else:
+        ran = f"The last scan (scan {scan.id}) was made before scans recorded their engine."
+    return f"{ran} {BIGGER_ENGINE}"
+
+
+def installed_spacy_models() -> list[str]:
+    """The spaCy model packages installed now: what ``spacy.util.get_installed_models()`` lists, read from the
+    packages' ``spacy_models`` entry points as spaCy does, so that opening the tab does not import spaCy (seconds,
+    and not safe beside a scan importing it on another thread)."""
+    from importlib.metadata import entry_points
+
+    return sorted({e.name for e in entry_points(group="spacy_models")})
+
+
+def engine_choices(*also: str) -> list[tuple[str, str]]:
+    """The Engine picker's choices: the embedded default, every installed spaCy model, and ``also``."""
+    names = dict.fromkeys([DEFAULT_ENGINE, *installed_spacy_models(), *(a for a in also if a)])
+    return [(f"{n} (embedded default)" if n == DEFAULT_ENGINE else n, n) for n in names]
+
+
+def engine_widgets_values(engine: str) -> tuple[str, str]:
+    """An engine setting as the two widgets show it: (spaCy model, hf: model)."""
+    return (DEFAULT_ENGINE, engine) if engine.startswith(HF) else (engine, "")
+
+
 def findings_chart(counts: dict) -> str:
     """Findings per type as a bar chart in text (Gradio's bar plot drops bars when updated from empty)."""
     if not counts:
@@ -99,6 +152,13 @@ def highlight_before(msg) -> list[tuple[str, str | None]]:
         out += [(msg.original[pos:start], None), (msg.original[start:end], entity)]
         pos = end
     return [seg for seg in out + [(msg.original[pos:], None)] if seg[0]]
+
+
+def findings_frame(msg) -> pd.DataFrame:
+    """The message's findings: the text taken, its type and score, and the evidence that made it a finding."""
+    return pd.DataFrame([(msg.original[start:end], entity, score, evidence)
+                         for (start, end, entity, score), evidence in zip(msg.spans, msg.evidence)],
+                        columns=FINDING_HEADERS)
 
 
 def highlight_after(msg, settings: PiiOptions, salt: str) -> list[tuple[str, str | None]]:
@@ -151,7 +211,7 @@ class PiiWidgets(SimpleNamespace):
     @property
     def settings(self) -> set:
         """What the PII options are read from."""
-        return {*self.form.values(), self.custom_table}
+        return {*self.form.values(), self.engine_pick, self.hf_engine, self.custom_table}
 
     @property
     def review(self) -> list:
@@ -161,7 +221,7 @@ class PiiWidgets(SimpleNamespace):
     @property
     def record(self) -> list:
         """What shows one record's message."""
-        return [self.message_pick, self.before, self.after, self.edit_box, self.review_status]
+        return [self.message_pick, self.before, self.after, self.findings_table, self.edit_box, self.review_status]
 
     @property
     def filters(self) -> set:
@@ -180,6 +240,20 @@ def layout(ws) -> PiiWidgets:
     with gr.Tab("PII", id="pii") as w.tab:
         gr.Markdown(INTRO)
         with gr.Accordion("Settings", open=False):
+            spacy_model, hf_model = engine_widgets_values(settings.engine)
+            with gr.Row():
+                w.engine_pick = gr.Dropdown(engine_choices(spacy_model), value=spacy_model, label="Engine",
+                                            info=ENGINE_INFO, allow_custom_value=True, elem_id="pii-engine")
+                w.hf_engine = gr.Textbox(hf_model, label="…or a Hugging Face model", info=HF_INFO,
+                                         placeholder="hf:dslim/bert-base-NER, or hf:/models/my-ner",
+                                         elem_id="pii-hf-engine")
+            w.engine_md = gr.Markdown(engine_line(ws), elem_id="pii-engine-line")
+            with gr.Row():
+                form("public_figures")
+                gr.Markdown(PUBLIC_FIGURES_EXAMPLES)
+            with gr.Row():
+                form("dates")
+                gr.Markdown(DATES_EXPLAINED)
             with gr.Row():
                 form("entities")
             with gr.Row():
@@ -190,15 +264,20 @@ def layout(ws) -> PiiWidgets:
                 form("allow", "protect")
             gr.Markdown("**Custom recognizers** (regex, or a deny list of exact words)")
             with gr.Row():
-                w.c_name = gr.Textbox(label="Name")
-                w.c_entity = gr.Textbox(label="Entity type", placeholder="EMPLOYEE_ID")
-                w.c_kind = gr.Radio(["regex", "deny"], value="regex", label="Kind")
-                w.c_pattern = gr.Textbox(label="Regex, or deny-list words (comma separated)")
-                w.c_context = gr.Textbox(label="Context words (comma separated)")
-                w.c_score = gr.Number(0.6, label="Score")
+                w.c_name = gr.Textbox(label="Name", info="names the recognizer in the table and in the evidence")
+                w.c_entity = gr.Textbox(label="Entity type", placeholder="EMPLOYEE_ID",
+                                        info="the type its findings get (UPPER_CASE), and so their placeholder")
+                w.c_kind = gr.Radio(["regex", "deny"], value="regex", label="Kind",
+                                    info="a regular expression, or a list of exact words")
+                w.c_pattern = gr.Textbox(label="Regex, or deny-list words (comma separated)",
+                                         info="what it finds: EMP-\\d{5}, or Bluebird, Kestrel")
+                w.c_context = gr.Textbox(label="Context words (comma separated)",
+                                         info="words near a match that raise its score (badge, employee)")
+                w.c_score = gr.Number(0.6, label="Score", info="its findings' score, compared with the minimum score")
             with gr.Row():
                 w.add_custom_btn = gr.Button("Add recognizer")
-                w.remove_name = gr.Textbox(label="Remove recognizer named", scale=2)
+                w.remove_name = gr.Textbox(label="Remove recognizer named", scale=2,
+                                           info="the name of a recognizer in the table below")
                 w.remove_custom_btn = gr.Button("Remove")
             w.custom_table = gr.Dataframe(value=custom_frame(settings.custom), interactive=False, headers=CUSTOM_HEADERS)
             w.save_btn = gr.Button("Save settings")
@@ -213,15 +292,21 @@ def layout(ws) -> PiiWidgets:
         w.scan_id = gr.State(None)
 
         with gr.Row():
-            w.type_filter = gr.Dropdown([ALL], value=ALL, label="Show type", allow_custom_value=True)
-            w.decision_filter = gr.Dropdown(list(DECISION_FILTERS), value=ALL, label="Decision")
+            w.type_filter = gr.Dropdown([ALL], value=ALL, label="Show type", allow_custom_value=True,
+                                        info="only records with findings of this type")
+            w.decision_filter = gr.Dropdown(list(DECISION_FILTERS), value=ALL, label="Decision",
+                                            info="only records with this decision (pending: not decided yet)")
             w.refresh_btn = gr.Button("Refresh review list")
         w.review_table = gr.Dataframe(headers=REVIEW_HEADERS, interactive=False, label="Changed records")
-        w.record_pick = gr.Dropdown([], label="Record", allow_custom_value=True, elem_id="pii-record")
-        w.message_pick = gr.Dropdown([], label="Message", allow_custom_value=True)
+        w.record_pick = gr.Dropdown([], label="Record", allow_custom_value=True, elem_id="pii-record",
+                                    info="the changed record shown below; accepting or rejecting it opens the next")
+        w.message_pick = gr.Dropdown([], label="Message", allow_custom_value=True,
+                                     info="the record's messages that have findings")
         with gr.Row():
             w.before = gr.HighlightedText(label="Before", combine_adjacent=False, show_legend=True, elem_id="pii-before")
             w.after = gr.HighlightedText(label="After", combine_adjacent=False, show_legend=True, elem_id="pii-after")
+        w.findings_table = gr.Dataframe(headers=FINDING_HEADERS, interactive=False, elem_id="pii-findings",
+                                        label="Findings in this message and the evidence that made each one")
         w.edit_box = gr.Textbox(lines=4, label="Edit the scrubbed message", elem_id="pii-edit")
         with gr.Row():
             w.prev_btn = gr.Button("← Previous", elem_id="pii-prev")
@@ -240,10 +325,18 @@ def layout(ws) -> PiiWidgets:
 
 # -- handlers: settings ---------------------------------------------------------------------------
 
+def engine_of(w: PiiWidgets, data: dict) -> str:
+    """The engine the page asks for: the Hugging Face model when one is typed (``hf:`` added), else the spaCy one."""
+    typed = (data[w.hf_engine] or "").strip()
+    if typed:
+        return typed if typed.startswith(HF) else HF + typed
+    return data[w.engine_pick] or DEFAULT_ENGINE
+
+
 def settings_of(w: PiiWidgets, data: dict) -> PiiOptions:
     """The PII options the page's settings ask for (validated; every bad key named)."""
     custom = [recognizer_from_row(r) for r in table_rows(data[w.custom_table]) if r[0]]
-    return options_from_form(PiiOptions, {**form_values(w.form, data), "custom": custom})
+    return options_from_form(PiiOptions, {**form_values(w.form, data), "engine": engine_of(w, data), "custom": custom})
 
 
 def save_pii_settings(ws, w: PiiWidgets, data: dict) -> dict:
@@ -324,7 +417,7 @@ def scan_version(ws, w: PiiWidgets, data: dict, request: gr.Request = None, prog
         SCANS.finish(request, stop)
     counts = {k: v for k, v in scan.counts.items() if k != "records_with_pii"}
     listed = review_list(ws, w, {w.scan_id: scan.id, w.type_filter: ALL, w.decision_filter: ALL})
-    return {w.scan_status: scan.describe(), w.chart: findings_chart(counts),
+    return {w.scan_status: scan.describe(), w.chart: findings_chart(counts), w.engine_md: engine_line(ws),
             w.type_filter: gr.update(choices=[ALL] + sorted(counts), value=ALL), **listed}
 
 
@@ -344,7 +437,8 @@ def _item(ws, sid, record_id):
 
 def _show(ws, w: PiiWidgets, data: dict, chosen: str | None) -> dict:
     if not data[w.record_pick]:
-        return {w.message_pick: gr.update(choices=[], value=None), w.before: [], w.after: [], w.edit_box: ""}
+        return {w.message_pick: gr.update(choices=[], value=None), w.before: [], w.after: [],
+                w.findings_table: pd.DataFrame(columns=FINDING_HEADERS), w.edit_box: ""}
     try:
         sid = open_scan(ws, data[w.scan_id])
         item = _item(ws, sid, data[w.record_pick])
@@ -356,7 +450,7 @@ def _show(ws, w: PiiWidgets, data: dict, chosen: str | None) -> dict:
     except Exception as exc:
         return {w.review_status: error_markdown(exc)}
     return {w.message_pick: gr.update(choices=choices, value=chosen), w.before: highlight_before(msg), w.after: after,
-            w.edit_box: shown}
+            w.findings_table: findings_frame(msg), w.edit_box: shown}
 
 
 def show_record(ws, w: PiiWidgets, data: dict) -> dict:
@@ -461,9 +555,10 @@ def apply_review(ws, w: PiiWidgets, data: dict) -> dict:
     return {w.scan_id: None, w.apply_status: f"Created {made.describe()}", w.current_md: current_line(ws)}
 
 
-def show_current(ws, w: PiiWidgets) -> dict:
-    """Opening the tab: which version a scan reads now."""
-    return {w.current_md: current_line(ws)}
+def show_current(ws, w: PiiWidgets, data: dict) -> dict:
+    """Opening the tab: which version a scan reads now, the engines installed now, which engine ran last."""
+    return {w.current_md: current_line(ws), w.engine_md: engine_line(ws),
+            w.engine_pick: gr.update(choices=engine_choices(data[w.engine_pick]))}
 
 
 # -- wiring ---------------------------------------------------------------------------------------
@@ -475,13 +570,14 @@ def build(ws) -> PiiWidgets:
     def on(event, handler, inputs, outputs, **kw):
         return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
 
-    on(w.tab.select, show_current, None, [w.current_md], show_progress="hidden")
+    on(w.tab.select, show_current, {w.engine_pick}, [w.current_md, w.engine_md, w.engine_pick],
+       show_progress="hidden")
     on(w.save_btn.click, save_pii_settings, w.settings, [w.settings_status])
     on(w.add_custom_btn.click, add_recognizer,
        {w.custom_table, w.c_name, w.c_entity, w.c_kind, w.c_pattern, w.c_context, w.c_score},
        [w.custom_table, w.settings_status])
     on(w.remove_custom_btn.click, remove_recognizer, {w.custom_table, w.remove_name}, [w.custom_table])
-    on(w.scan_btn.click, scan_version, w.settings, [w.scan_status, w.chart, w.type_filter, *w.review])
+    on(w.scan_btn.click, scan_version, w.settings, [w.scan_status, w.chart, w.engine_md, w.type_filter, *w.review])
     on(w.cancel_btn.click, cancel_scan, None, [w.scan_status])
     for event in (w.refresh_btn.click, w.type_filter.change, w.decision_filter.change):
         on(event, review_list, w.filters, w.review)
