@@ -118,7 +118,8 @@ def test_public_figures_in_encyclopedic_text_are_kept_or_scrubbed_as_chosen():
 
 
 def test_a_person_addressed_or_signing_in_chat_is_scrubbed_even_when_public_figures_are_kept():
-    texts = ["Hi Jeff Bezos, your refund for order 5521 is on its way.", "See you on Monday.\n\nCheers,\nJeff Bezos"]
+    texts = ["Hi Jeff Bezos, your refund for order 5521 is on its way.", "Hi Jeff Bezos,\n" + ARTICLE,
+             ARTICLE + "\n\nCheers,\nJeff Bezos"]
     for text, spans in zip(texts, find_pii(texts, PiiOptions(public_figures="keep"))):
         assert _covered(text, "Jeff Bezos", spans)
 

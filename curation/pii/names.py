@@ -59,6 +59,7 @@ CHAT_WORDS = frozenset("lol lmao rofl omg pls plz thx ty btw asap ok okay idk tb
 # Words that make a sentence about a person's own data (address, account, health ...), never encyclopedic.
 PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|account|card|password|lives|living|born|birthday|age|"
                            r"contact|ssn|salary|diagnos\w*|patient|beneficiary|guardian|customer|client)\b")
+PUBLIC_NOTE = " (public figure: third-person sentence of an encyclopedic text)"
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$|[A-Z\"“])|\n")
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
 
@@ -67,8 +68,8 @@ YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
 # words that are not common words; "contact" and "title" take capitalised words only.
 _CUES = (
     ("strong", r"\b(?:my|his|her|their|the customer'?s?|the caller'?s?)\s+(?:full\s+|first\s+|last\s+)?"
-               r"(?:maiden\s+|middle\s+|real\s+|legal\s+|nick)?name\s*(?:is|'s|was|:)|\bmy names?\b|\bi am called\b|\bcalls? me\b|\bi go by\b|"
-               r"\bwhat(?:'s| is) your (?:full |first |last )?name\s*\??"),
+               r"(?:maiden\s+|middle\s+|real\s+|legal\s+|nick)?name\s*(?:is|'s|was|:)|\bmy names?\b|\bi am called\b|"
+               r"\bcalls? me\b|\bi go by\b|\bwhat(?:'s| is) your (?:full |first |last )?name\s*\??"),
     ("field", r"(?:^|[|;]|\b(?:full|first|last|given|family|customer|contact|patient|employee|account|"
               r"card\s?holder|sender|recipient|user|client|billing|shipping|guest|passenger)\s+)name\s*[:=]"
               r"|^[ \t>]*(?:attn|attention|cc|bcc|from|to|signed|contact|customer|patient|recipient|sender|"
@@ -76,7 +77,8 @@ _CUES = (
               r"|\b(?:directed|written|produced|posted|created|authored|reported|submitted|signed|composed|edited|"
               r"photographed|reviewed|approved|requested)\s+by\s*:"),
     ("cc", r"\b(?:cc|bcc|attn|attention)\b\.?\s*:?"),
-    ("intro", r"(?:\bi'?m|\bi am|\bthis is|(?:^|[.!?,]\s*|\b(?:hi|hey|hello|yo)\W+)(?:it'?s|it is)|\bhere is|\bhere's)\b"),
+    ("intro", r"(?:\bi'?m|\bi am|\bthis is|(?:^|[.!?,]\s*|\b(?:hi|hey|hello|yo)\W+)(?:it'?s|it is)|\bhere is|"
+              r"\bhere's)\b"),
     ("greeting", r"(?:^|[.!?]\s+|^\W+)(?:hi|hey|hello|hiya|dear|good\s+(?:morning|afternoon|evening)|"
                  r"greetings|howdy|yo|morning)\b[ \t]*,?"),
     ("signoff", r"\b(?:thanks|thank\s+you|thx|ty|cheers|regards|best|sincerely|yours(?:\s+truly)?|ttyl|bye|"
@@ -84,7 +86,8 @@ _CUES = (
     ("dash", r"^[ \t]*(?:--?|—|–|~)[ \t]*"),
     ("title", r"\b" + TITLES + r"\b\.?"),
     ("vocative", r"(?:^|\bremember me|\bsorry|\bthanks|\bok|\bokay|\byes|\bno|\bwell)[ \t]*,?[ \t]*(?=[^\W\d_]+"
-                 r"(?:[ \t][^\W\d_]+)?[ \t]*(?:,[ \t]*(?:can|could|would|will|please|do|did|are|is|have|i|you|we)\b|[?!]))"),
+                 r"(?:[ \t][^\W\d_]+)?[ \t]*(?:,[ \t]*(?:can|could|would|will|please|do|did|are|is|have|i|you|we)\b"
+                 r"|[?!]))"),
     ("speaker", r"(?:^|[.?!][ \t]+)[ \t>]*(?=(?:[^\W\d_]+[ \t]?){1,3}:[ \t]*\S)"),
     ("contact", r"\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting)\s+(?:to|with)\b|"
                 r"\b(?:ask|asked|asking)\s+for\b|\breach(?:ed)?\s+out\s+to\b|\b(?:forward|forwarded|assigned|"
@@ -344,13 +347,13 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
 
     out: list[PersonName] = []
     for (s, e), item in sorted(found.items()):
-        if not item["cues"] and not _ner_span_is_believable(text, s, e, item):
+        if not item["cues"] and not _ner_span_is_believable(text, s, e):
             continue
         s, e = _extend_titles(text, s, e)
         public = not item["cues"] & PERSONAL_KINDS and _encyclopedic(text, s, e, others)
         evidence = " + ".join(dict.fromkeys(item["evidence"]))
         if public:
-            evidence += " (public figure: third-person encyclopedic sentence)"
+            evidence += PUBLIC_NOTE
         out.append(PersonName(s, e, round(item["score"], 3), evidence, public))
     return _add_repeats(text, out)
 
@@ -359,13 +362,15 @@ LIST = re.compile(r"(?:[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?(?:,[ \t]*|
                   r"[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?")
 
 
+LIST_ITEM = re.compile(r"[^\W\d_][\w'’-]*(?:[ \t](?!and\b|or\b)[^\W\d_][\w'’-]*)?")
+
+
 def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
     """Items of a list ("Efimiya, Mary, Ariana and Jodi") with an item already taken for a name: its
     uncommon one- or two-word items, when they and the names make up most of the list."""
     out = []
     for m in LIST.finditer(text):
-        items = [(i.start(), i.end()) for i in re.finditer(r"[^\W\d_][\w'’-]*(?:[ \t](?!and\b|or\b)[^\W\d_][\w'’-]*)?",
-                                                          m.group())]
+        items = [(i.start(), i.end()) for i in LIST_ITEM.finditer(m.group())]
         items = [(m.start() + a, m.start() + b) for a, b in items
                  if m.group()[a:b].lower() not in ("and", "or")]
         named = [it for it in items if any(s <= it[0] and it[1] <= e or it[0] <= s < it[1] for s, e in found)]
@@ -407,7 +412,7 @@ def _plain_word(word: str) -> bool:
     return is_common(word) and not is_known_name(word)
 
 
-def _ner_span_is_believable(text: str, s: int, e: int, item: dict) -> bool:
+def _ner_span_is_believable(text: str, s: int, e: int) -> bool:
     """An NER (or known-names) span without a cue: a word in it is not a common word, or every word is
     a known name ("Priyanka Okafor", "Mary", "John Smith"; not "way", "India", "Jackson Hole"), and it
     is not all capitals."""
@@ -585,6 +590,12 @@ def find_again(text: str, words: set[str], taken: Sequence[tuple[int, int]], evi
 
 
 def _add_repeats(text: str, names: list[PersonName]) -> list[PersonName]:
+    """Other places of the names found on personal evidence; a "public figure" with such a name is the
+    same person (an article signed "Cheers, Jeff Bezos") and is no longer kept."""
+    words = name_words(text, names)
+    names = [PersonName(n.start, n.end, n.score, n.evidence.replace(PUBLIC_NOTE, "") +
+                        " + same name found elsewhere in this text")
+             if n.public and {_key(w) for w in WORD.findall(text[n.start:n.end])} & words else n for n in names]
     taken = [(n.start, n.end) for n in names]
-    again = find_again(text, name_words(text, names), taken, "same name found earlier in this text")
+    again = find_again(text, words, taken, "same name found elsewhere in this text")
     return sorted(names + again, key=lambda n: n.start)
