@@ -42,14 +42,28 @@ HF_INFO = ("a Hugging Face token-classification (NER) model id or folder, run th
 BIGGER_ENGINE = ("A bigger engine (a large or transformer spaCy model, or an hf: NER model) finds more of the names "
                  "the small model misses (rare names, lowercase chat, names with no greeting or sign-off) at the "
                  "cost of a slower scan; the README's PII figures compare them.")
-PUBLIC_FIGURES_EXAMPLES = """**Public figures and fictional characters** in encyclopedic text:
+# (what the table shows, the text it stands for, whether "keep" keeps the name); tests check them on the detector.
+PUBLIC_FIGURE_CASES = [
+    ("an article: “Marie Curie was a Polish and naturalised French physicist … In 1898 Marie Curie discovered "
+     "polonium …”",
+     "Marie Curie was a Polish and naturalised French physicist and chemist who conducted pioneering research on "
+     "radioactivity at the University of Paris. In 1898 Marie Curie discovered polonium, and in 1903 she shared the "
+     "Nobel Prize in Physics.", True),
+    ("a message: “Marie Curie discovered polonium.”", "Marie Curie discovered polonium.", False),
+    ("“Thanks, Marie!”", "Thanks, Marie!", False),
+]
 
-| text | keep | scrub |
-|---|---|---|
-| Marie Curie discovered polonium. | Marie Curie discovered polonium. | `<PERSON>` discovered polonium. |
-| Thanks, Marie! | Thanks, `<PERSON>`! | Thanks, `<PERSON>`! |
 
-A name the conversation addresses or signs with is always scrubbed."""
+def public_figures_examples() -> str:
+    """The public-figures setting explained by what each choice does to the ``PUBLIC_FIGURE_CASES``."""
+    rows = "\n".join(f"| {shown} | {'kept' if kept else 'scrubbed'} | scrubbed |"
+                     for shown, _, kept in PUBLIC_FIGURE_CASES)
+    return ("**Public figures and fictional characters**: a name in a third-person sentence of encyclopedic text "
+            "(a passage of two or more sentences naming other places, organisations or dates) is kept or scrubbed "
+            "as you choose; a short message about a person, a name the conversation addresses or signs with, or one "
+            "beside a personal cue is always scrubbed.\n\n| text | keep | scrub |\n|---|---|---|\n" + rows)
+
+
 DATES_EXPLAINED = """**Dates**: *birth* scrubs only dates of birth in context ("born 3 May 1984", "DOB: 03/05/1984"
 → `<DATE_OF_BIRTH>`); *all* scrubs every date as well; *off* scrubs none. Weekdays, months and year
 ranges ("2019-2020") are never personal data."""
@@ -250,7 +264,7 @@ def layout(ws) -> PiiWidgets:
             w.engine_md = gr.Markdown(engine_line(ws), elem_id="pii-engine-line")
             with gr.Row():
                 form("public_figures")
-                gr.Markdown(PUBLIC_FIGURES_EXAMPLES)
+                gr.Markdown(public_figures_examples())
             with gr.Row():
                 form("dates")
                 gr.Markdown(DATES_EXPLAINED)
