@@ -39,9 +39,9 @@ ENGINE_INFO = ("the spaCy model whose NER proposes names: the embedded default, 
                "this environment (pip install en_core_web_lg, then reopen the tab)")
 HF_INFO = ("a Hugging Face token-classification (NER) model id or folder, run through presidio's transformers "
            "engine; when filled in it is used instead of the spaCy model")
-BIGGER_ENGINE = ("A bigger engine (a large or transformer spaCy model, or an hf: NER model) finds more of the names "
-                 "the small model misses (rare names, lowercase chat, names with no greeting or sign-off) at the "
-                 "cost of a slower scan; the README's PII figures compare them.")
+BIGGER_ENGINE = ("A bigger engine (a large or transformer spaCy model, or an hf: NER model) only changes the NER "
+                 "step: it mainly helps names with no cue around them (rare names, lowercase chat, a name alone in a "
+                 "sentence) and scans slower; emails, phones, cards, addresses and dates are found the same way.")
 # (what the table shows, the text it stands for, whether "keep" keeps the name); tests check them on the detector.
 PUBLIC_FIGURE_CASES = [
     ("an article: “Marie Curie was a Polish and naturalised French physicist … In 1898 Marie Curie discovered "
