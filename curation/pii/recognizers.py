@@ -3,7 +3,8 @@
 Presidio's stock recognizers are built for documents: its phone matcher misses numbers with
 made-up area codes, it has no street-address recognizer, and its spaCy model misses lowercase
 names ("hey its mike lol"). These recognizers fill those gaps and stay narrow so that order
-numbers, SKUs, versions, error codes and prices survive. Presidio is imported on first use.
+numbers, SKUs, versions, error codes and prices survive. People are found on evidence (NER label,
+cues, repetition) by ``curation.pii.names``. Presidio is imported on first use.
 
 Example::
 

@@ -6,6 +6,10 @@ entity type: a typed placeholder (``<PERSON>``), a mask, a redaction, or a consi
 (salted, so one person or email becomes the same token across the whole dataset). Allow-listed
 text and protected patterns (order numbers, SKUs, versions, prices) are never treated as PII.
 Engines are built once per process and reused; messages are analysed in batches on every core.
+The NER engine is a choice (``PiiOptions.engine``: the embedded spaCy model, another installed spaCy
+model, or ``hf:MODEL`` for a Hugging Face token-classification model); ``PiiEngine.engine_name`` says
+which one ran. Every finding carries its ``evidence`` ("NER PERSON 0.85 + cue 'my name is'"), and
+``PiiOptions.public_figures`` keeps or scrubs people named only in encyclopedic text (``curation.pii.names``).
 
 Example::
 
