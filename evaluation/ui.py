@@ -17,7 +17,6 @@ so the tab needs nothing from the page head.
 from __future__ import annotations
 
 import html
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -476,7 +475,8 @@ def make_preferences(ws, w: ResultsWidgets, data: dict, request: gr.Request = No
     """Make the evaluation's preference version (for DPO) and offer its pairs as a JSONL download."""
     from evaluation.feedback import export_preferences
     evaluation_id = _chosen(w, data)
-    out = Path(tempfile.mkdtemp(prefix="tuneloop-prefs-")) / f"preferences-eval{evaluation_id}.jsonl"
+    from core.workspace import export_folder
+    out = export_folder(ws) / f"preferences-eval{evaluation_id}.jsonl"
     version = export_preferences(ws, evaluation_id, out, policy=data[w.policy], created_by=caller(ws, request))
     return {w.download: gr.update(value=str(out), visible=True),
             w.merged: f"✅ Made **{html.escape(version.describe())}**; a DPO run trains on it with "

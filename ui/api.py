@@ -52,7 +52,10 @@ def import_records(ws, text: str, filename: str = "records.jsonl", append: bool 
     records and adds these."""
     from curation.data.imports import import_file
     name = Path(filename or "records.jsonl").name
-    with tempfile.TemporaryDirectory(prefix="tuneloop-api-") as folder:
+    from core.workspace import served_files_folder
+    staging = served_files_folder(ws)
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="api-import-", dir=staging) as folder:
         path = Path(folder) / name
         path.write_text(text, encoding="utf-8")
         made, result = import_file(ws, path, append=bool(append), created_by=caller_name(ws, request),
