@@ -94,6 +94,7 @@ PROSE = [
     "Hi team, the dashboard is down again. Thanks again for the help!",
     "Dear Hiring Manager, please find my application attached.",
     "I'm sorry, this is urgent. It's Monday and I'm in London.",
+    "We moved the tickets to Jira Cloud and bought a Nintendo Switch for the office.",
 ]
 
 

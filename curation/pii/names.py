@@ -385,7 +385,8 @@ def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
 
 def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
     """An NER PERSON span cut before digits, line breaks and markup (the small model sometimes runs a
-    name into a whole CSV row), without leading greetings or cue words ("Thanks Oluwaseun")."""
+    name into a whole CSV row), without leading greetings, cue words and roles ("Thanks Oluwaseun",
+    "Producer Chia-hao Tiu"); none when a capitalised ordinary word ends it ("Jira Cloud")."""
     cut = re.search(r"[\d\n|@:;/()\[\]<>]|,(?! )", text[s:e])
     end = s + cut.start() if cut else e
     while end > s and not text[end - 1].isalpha():
@@ -398,9 +399,12 @@ def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
         words.pop(0)
     while words and words[-1].group().lower() in ("here", "thanks", "lol"):
         words.pop()
-    # "Producer Chia-hao Tiu", "Rabbi Ginsburgh's Body": ordinary words around the name are not part of it.
+    # "Producer Chia-hao Tiu", "Oluwaseun wrote": ordinary words around the name are not part of it.
     while len(words) > 1 and words[0].group()[:1].isupper() and _plain_word(words[0].group()):
         words.pop(0)
+    # An ordinary word after the name part makes it a product or a place ("Jira Cloud", "Nintendo Switch").
+    if len(words) > 1 and _plain_word(words[-1].group()) and words[-1].group()[:1].isupper():
+        return None
     while len(words) > 1 and _plain_word(words[-1].group()):
         words.pop()
     if not words:
