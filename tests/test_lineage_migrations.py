@@ -1,13 +1,12 @@
 """An existing workspace with data upgrades to lineage as rows: run keys, feedback versions, answer requests."""
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 
 from core.errors import TuneloopError
-from core.workspace import _REGISTRY, SCHEMA_MODULES, Workspace, migrations
+from core.workspace import _REGISTRY, Workspace, migrations
 from curation.data.records import Record
 from curation.data.versions import create_version
 from curation.review.answer_requests import answer_requests, open_prompt_ids
@@ -16,6 +15,7 @@ from evaluation.auto import latest_auto_evaluation
 from evaluation.feedback import request_missing_answers
 from evaluation.regression import latest_results
 from training.registry import get_run
+from tests.old_workspace import old_workspace as workspace_without
 
 NEW = {("curation", "m401_version_kinds"), ("curation", "m402_answer_requests"), ("training", "m002_lineage"),
        ("evaluation", "m005_run_keys"), ("evaluation", "m006_feedback_versions"),
@@ -24,17 +24,7 @@ NEW = {("curation", "m401_version_kinds"), ("curation", "m402_answer_requests"),
 
 def old_workspace(root) -> Workspace:
     """A workspace as the code before these migrations left it: every other step applied."""
-    ws = Workspace(root)
-    ws.root.mkdir(parents=True)
-    for module in SCHEMA_MODULES:          # fills the registry, as migrate does
-        importlib.import_module(module)
-    ws.db.execute("create table _migrations (package text, name text, applied_at text default (datetime('now')),"
-                  " primary key (package, name))")
-    for package, steps in _REGISTRY.items():
-        for step in steps:
-            if (package, step.__name__) not in NEW:
-                ws._apply(package, step)
-    return ws
+    return workspace_without(root, NEW)
 
 
 @pytest.fixture

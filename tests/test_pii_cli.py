@@ -3,17 +3,17 @@ scan and are saved, each command says which engine ran, ``review list --show`` p
 finding, and a scan made before evidence was stored still lists (with "—")."""
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 
-from core.workspace import _REGISTRY, SCHEMA_MODULES, Workspace
+from core.workspace import Workspace
 from curation.data import versions as V
 from curation.data.records import Record
 from curation.pii.cli import main, review_main
 from curation.pii.review import latest_open_scan, load_settings, review_items
 from curation.pii.scrub import PiiOptions, engine_for
+from tests.old_workspace import old_workspace
 
 DEFAULT = PiiOptions().engine
 TICKETS = [("t1", "Hi, I'm Jennifer Lopez, order ORD-2024-00123 is late."),
@@ -63,16 +63,7 @@ def test_a_file_scrub_reports_its_engine(tmp_path, capsys):
 
 def test_a_scan_made_before_evidence_was_stored_still_lists_with_a_dash(tmp_path, capsys):
     root = tmp_path / "workspace"
-    old = Workspace(root)
-    old.root.mkdir(parents=True)
-    for module in SCHEMA_MODULES:
-        importlib.import_module(module)
-    old.db.execute("create table _migrations (package text, name text, applied_at text default (datetime('now')),"
-                   " primary key (package, name))")
-    for package, steps in _REGISTRY.items():
-        for step in steps:
-            if (package, step.__name__) != ("curation", "m403_pii_evidence"):
-                old._apply(package, step)
+    old = old_workspace(root, {("curation", "m403_pii_evidence")})
     version = V.create_version(old, records(), parent=None, step="import")
     scan = old.db.execute("insert into pii_scans (version_id, settings, counts) values (?, '{}', ?)",
                           (version.id, json.dumps({"PERSON": 1, "records_with_pii": 1}))).lastrowid

@@ -4,15 +4,14 @@ numbers of ordinary prose (year ranges, dates, ISBNs, order numbers, headings) l
 Every sentence here is written by hand for these tests; none comes from the recognizers' word lists."""
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 
-from core.workspace import _REGISTRY, SCHEMA_MODULES, Workspace
 from curation.pii.review import load_settings
 from curation.pii.scrub import PiiOptions, engine_for, find_pii, scrub_records
 from curation.data.records import Record
+from tests.old_workspace import old_workspace
 
 
 def found(texts: list[str], settings: PiiOptions | None = None) -> list[list[tuple[str, str]]]:
@@ -181,16 +180,7 @@ def test_a_card_or_iban_written_loosely_counts_next_to_its_word():
     (["EMAIL_ADDRESS"], "birth", False),                       # a narrow choice stays narrow
 ])
 def test_saved_pii_settings_upgrade_to_the_dates_setting(tmp_path, saved, dates, with_birth):
-    ws = Workspace(tmp_path / "workspace")
-    ws.root.mkdir(parents=True)
-    for module in SCHEMA_MODULES:
-        importlib.import_module(module)
-    ws.db.execute("create table _migrations (package text, name text, applied_at text default (datetime('now')),"
-                  " primary key (package, name))")
-    for package, steps in _REGISTRY.items():
-        for step in steps:
-            if (package, step.__name__) != ("curation", "m404_pii_date_settings"):
-                ws._apply(package, step)
+    ws = old_workspace(tmp_path / "workspace", {("curation", "m404_pii_date_settings")})
     ws.db.execute("insert into pii_settings (id, settings, salt) values (1, ?, 'salt')",
                   (json.dumps({"entities": saved, "default_threshold": 0.5}),))
     assert ws.migrate() == ["curation.m404_pii_date_settings"]

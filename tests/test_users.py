@@ -1,6 +1,5 @@
 """Users, roles and password hashing (the workspace database, real scrypt)."""
 import hashlib
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,8 @@ from core import users
 from core.errors import TuneloopError
 from core.users import (add_user, authenticate, check_password, has_users, hash_password, list_users, remove_user,
                         role_and_epoch, set_password)
-from core.workspace import _REGISTRY, SCHEMA_MODULES, Workspace
+from core.workspace import Workspace
+from tests.old_workspace import old_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,16 +124,7 @@ def test_a_new_password_or_re_adding_a_name_draws_a_new_session_epoch(ws):
 
 
 def test_users_of_a_workspace_made_before_session_epochs_get_one(tmp_path):
-    ws = Workspace(tmp_path / "old")
-    ws.root.mkdir(parents=True)
-    for module in SCHEMA_MODULES:
-        importlib.import_module(module)
-    ws.db.execute("create table _migrations (package text, name text, applied_at text default (datetime('now')),"
-                  " primary key (package, name))")
-    for package, steps in _REGISTRY.items():
-        for step in steps:
-            if (package, step.__name__) != ("core", "m002_session_epoch"):
-                ws._apply(package, step)
+    ws = old_workspace(tmp_path / "old", {("core", "m002_session_epoch")})
     ws.db.execute("insert into users (name, role, password_hash) values (?, ?, ?)",
                   ("ada", "admin", hash_password("secret-pass-1")))
     ws.db.execute("insert into users (name, role, password_hash) values (?, ?, ?)",
