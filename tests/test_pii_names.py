@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import TuneloopError
 from curation.data.records import Record
-from curation.pii.names import name_gazetteer
+from curation.pii.names import find_person_names, name_gazetteer
 from curation.pii.scrub import PiiOptions, engine_for, find_pii, scan_records
 
 UNSEEN_NAMES = [
@@ -116,6 +116,33 @@ def test_public_figures_in_encyclopedic_text_are_kept_or_scrubbed_as_chosen():
     people = [(ARTICLE[s:e], evidence) for s, e, kind, _, evidence in scrubbed if kind == "PERSON"]
     assert [p for p, _ in people] == ["Jeff Bezos"]
     assert "public figure" in people[0][1]
+
+
+def _ner_person(text: str, value: str) -> tuple:
+    start = text.index(value)
+    return start, start + len(value), "PERSON", 0.85
+
+
+def test_ordinary_words_inside_an_ner_name_stay_part_of_it():
+    # "Siddhartha" and "Ang" are WordNet words; mid-sentence or after a given name they belong to the name.
+    cases = [("The cheque was countersigned by our treasurer Siddhartha Okonkwo on Friday.", "Siddhartha Okonkwo"),
+             ("The cheque was countersigned by Thuy Ang last week.", "Thuy Ang"),
+             ("The contract, said Ken Hunt, runs until spring.", "Ken Hunt")]
+    for text, value in cases:
+        found = [text[n.start:n.end] for n in find_person_names(text, [_ner_person(text, value)])]
+        assert found == [value], text
+    # A sentence start is no evidence: a role word there is cut off, an ordinary last word makes a product.
+    text = "Treasurer Okonkwo signed. We moved the board to Jira Cloud."
+    found = find_person_names(text, [_ner_person(text, "Treasurer Okonkwo"), _ner_person(text, "Jira Cloud")])
+    assert [text[n.start:n.end] for n in found] == ["Okonkwo"]
+
+
+def test_a_roman_numeral_is_not_a_first_person_word_in_an_article():
+    text = ("The duchy passed to the crown in 1523 after a long dispute with Spain. Charles I’s younger brother, "
+            "Anselm Okonkwo-Vance, governed it from the castle at Pau until the treaty of 1559 gave it to France.")
+    spain = text.index("Spain")
+    found = find_person_names(text, [_ner_person(text, "Anselm Okonkwo-Vance"), (spain, spain + 5, "GPE", 0.85)])
+    assert [(text[n.start:n.end], n.public) for n in found] == [("Anselm Okonkwo-Vance", True)]
 
 
 def test_a_person_addressed_or_signing_in_chat_is_scrubbed_even_when_public_figures_are_kept():

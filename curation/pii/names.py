@@ -51,7 +51,7 @@ WORLD_LABELS = frozenset({"GPE", "LOC", "ORG", "NORP", "LANGUAGE", "PRODUCT", "D
 TITLES = r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta|Rev|Fr|Capt|Sgt|Lt|Col)"
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
 PARTICLES = frozenset("de la le da di du van von der den dos das del ter ten al el bin ben ibn mac mc st".split())
-PERSONAL_WORDS = re.compile(r"\bI(?:'m|'ve|'d|'ll)?\b(?!\.)|(?i:\b(?:i'm|im|my|mine|we|we're|our|ours|us|you|"
+PERSONAL_WORDS = re.compile(r"\bI(?:'m|'ve|'d|'ll)?\b(?!\.|['’]s\b)|(?i:\b(?:i'm|im|my|mine|we|we're|our|ours|us|you|"
                             r"you're|your|yours)\b)")
 # Chat words that end a lowercase name run ("hey its mike lol").
 CHAT_WORDS = frozenset("lol lmao rofl omg pls plz thx ty btw asap ok okay idk tbh imo imho brb fyi np yep nope "
@@ -387,7 +387,7 @@ def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
     """An NER PERSON span cut before digits, line breaks and markup (the small model sometimes runs a
     name into a whole CSV row), without leading greetings, cue words and roles ("Thanks Oluwaseun",
     "Producer Chia-hao Tiu"); none when a capitalised ordinary word ends it ("Jira Cloud")."""
-    cut = re.search(r"[\d\n|@:;/()\[\]<>]|,(?! )", text[s:e])
+    cut = re.search(r"[\d\n|@:;/()\[\]<>]|,(?! )|\s[-–—]\s", text[s:e])
     end = s + cut.start() if cut else e
     while end > s and not text[end - 1].isalpha():
         end -= 1
@@ -399,17 +399,29 @@ def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
         words.pop(0)
     while words and words[-1].group().lower() in ("here", "thanks", "lol"):
         words.pop()
-    # "Producer Chia-hao Tiu", "Oluwaseun wrote": ordinary words around the name are not part of it.
-    while len(words) > 1 and words[0].group()[:1].isupper() and _plain_word(words[0].group()):
+    # "Producer Chia-hao Tiu", "Oluwaseun wrote": ordinary words around the name are not part of it; in
+    # mid-sentence a capitalised one is a name ("songwriter Evens Quách"), at a sentence start it may not be.
+    while len(words) > 1 and words[0].group()[:1].isupper() and _plain_word(words[0].group()) and \
+            _sentence_start(text, words[0].start()):
         words.pop(0)
-    # An ordinary word after the name part makes it a product or a place ("Jira Cloud", "Nintendo Switch").
-    if len(words) > 1 and _plain_word(words[-1].group()) and words[-1].group()[:1].isupper():
+    # An ordinary word after the name part makes it a product or a place ("Jira Cloud", "Nintendo Switch");
+    # a short one is a family name as often ("Ginevra Ang", "Seo-yun Gu").
+    if len(words) > 1 and _key(words[-1].group()) in _stop_words() - PARTICLES:
+        words.pop()
+    last = words[-1].group() if words else ""
+    if len(words) > 1 and last[:1].isupper() and _plain_word(last) and not _is_given_name(words[0].group()) and (
+            len(last) > 3 or _key(last) in PARTICLES):
         return None
-    while len(words) > 1 and _plain_word(words[-1].group()):
+    while len(words) > 1 and _plain_word(words[-1].group()) and not words[-1].group()[:1].isupper():
         words.pop()
     if not words:
         return None
     return words[0].start(), words[-1].end()
+
+
+def _sentence_start(text: str, pos: int) -> bool:
+    """Whether ``pos`` starts the text, a line or a sentence (quotes and markup before it allowed)."""
+    return re.search(r"(?:\A|[.!?:\n])[\s\"“'‘(>*-]*\Z", text[max(0, pos - 40):pos]) is not None
 
 
 def _plain_word(word: str) -> bool:
@@ -425,7 +437,8 @@ def _ner_span_is_believable(text: str, s: int, e: int) -> bool:
         return False
     if any(len(w) > 1 and not is_common(w) for w in words):
         return True
-    return all(len(w) == 1 or is_known_name(w) for w in words)
+    # A given name the list lacks before a known family name: "said Ken Hunt".
+    return all(len(w) == 1 or is_known_name(w) for w in words[1 if len(words) > 1 else 0:])
 
 
 def _vetoed(others, start: int, end: int, words, strict: bool = True) -> bool:
