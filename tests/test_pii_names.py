@@ -137,6 +137,13 @@ def test_ordinary_words_inside_an_ner_name_stay_part_of_it():
     assert [text[n.start:n.end] for n in found] == ["Okonkwo"]
 
 
+def test_every_name_line_of_an_address_block_is_a_name_and_company_lines_are_not():
+    texts = ["> \n> Wiremu Tapsell\n> Kowhai Plumbing Ltd\n> Aroha Ngata\n> 14 Beach Road\n> Apt. 2\n> Napier",
+             "Tēnā koe,\n\nIhaia Rewi\nHarbour Dental Care\nKiri Tamatea\n22 Marine Parade\nNapier"]
+    found = [[text[n.start:n.end] for n in find_person_names(text)] for text in texts]
+    assert found == [["Wiremu Tapsell", "Aroha Ngata"], ["Ihaia Rewi", "Kiri Tamatea"]]
+
+
 def test_a_roman_numeral_is_not_a_first_person_word_in_an_article():
     text = ("The duchy passed to the crown in 1523 after a long dispute with Spain. Charles I’s younger brother, "
             "Anselm Okonkwo-Vance, governed it from the castle at Pau until the treaty of 1559 gave it to France.")

@@ -112,7 +112,10 @@ LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", 
 # Cues after which a run must end the line (or the text) to be a signature.
 LINE_END_KINDS = frozenset({"signoff", "dash", "block"})
 # An address block: a line holding only a name, then at least two more lines, one of them with a digit.
-BLOCK = re.compile(r"(?:\A|\n[ \t>]*\n|\A[ \t>]*\n)[ \t>]*(?=[^\n]+\n(?:[^\n]*\n){0,3}[^\n]*\d)")
+BLOCK = re.compile(r"(?:\A|\n[ \t>]*\n|\A[ \t>]*\n)[ \t>]*(?=[^\W\d_][^\n]*\n(?:[^\n]*\n){0,3}[^\n]*\d)")
+# Last words of company names, which stand on an address block's lines too ("Kowhai Plumbing Ltd").
+COMPANY_WORDS = frozenset("ltd llc llp inc corp co plc gmbh ag sa sas srl bv nv pty oy ab as kk".split())
+BLOCK_LINE = re.compile(r"\n[ \t>]*(?=[^\W\d_])")
 
 
 @dataclass(frozen=True)
@@ -324,10 +327,15 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             cue = re.sub(r"\s+", " ", m.group().strip(" \t\n,:;!.-–—>|")).lower() or kind
             add(start, end, f"cue '{cue}' ({CUE_LABEL[kind]})", 0.85 if kind != "contact" else 0.75, kind)
     for m in BLOCK.finditer(text):
-        words = _run_after(text, m.end(), "block")
-        if words and _line_ends(text, words[-1][1]) and _believable(words, "block") and \
-                not _vetoed(others, words[0][0], words[-1][1], words):
-            add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['block']})", 0.8, "block")
+        # The name lines of a block are those before its first line with a digit (the street line).
+        street = re.compile(r"[^\n]*\d").search(text, m.end())
+        starts = [m.end()] + [b.end() for b in BLOCK_LINE.finditer(text, m.end(), street.start() if street else 0)]
+        for pos in starts:
+            words = _run_after(text, pos, "block")
+            if words and _line_ends(text, words[-1][1]) and _believable(words, "block") and \
+                    not _plain_word(words[-1][2]) and _key(words[-1][2]) not in COMPANY_WORDS and \
+                    not _vetoed(others, words[0][0], words[-1][1], words):
+                add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['block']})", 0.8, "block")
     for m in HERE.finditer(text):
         words = [(w.start(), w.end(), w.group()) for w in WORD.finditer(text, m.start("name"), m.end("name"))]
         words = [w for w in words if w[2].lower() not in ("hi", "hey", "hello", "its", "it's")]
