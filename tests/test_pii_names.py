@@ -144,6 +144,17 @@ def test_every_name_line_of_an_address_block_is_a_name_and_company_lines_are_not
     assert found == [["Wiremu Tapsell", "Aroha Ngata"], ["Ihaia Rewi", "Kiri Tamatea"]]
 
 
+def test_the_subject_of_a_verb_only_people_do_is_a_name_without_ner():
+    texts = ["Ngozi shouted at the courier when the parcel came back.",
+             "Last spring Adebayo Ogunleye had given the courier his keys.",
+             "The refund is late again, says Okonkwo."]
+    found = [[text[n.start:n.end] for n in find_person_names(text)] for text in texts]
+    assert found == [["Ngozi"], ["Adebayo Ogunleye"], ["Okonkwo"]]
+    for text in ["Seattle Dental Care spent a year rebuilding its clinic.", "Bhutan lives on tourism.",
+                 "Toyota said on Monday that sales fell."]:
+        assert find_person_names(text) == [], text
+
+
 def test_a_roman_numeral_is_not_a_first_person_word_in_an_article():
     text = ("The duchy passed to the crown in 1523 after a long dispute with Spain. Charles I’s younger brother, "
             "Anselm Okonkwo-Vance, governed it from the castle at Pau until the treaty of 1559 gave it to France.")

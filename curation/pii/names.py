@@ -101,12 +101,13 @@ CUES = tuple((kind, re.compile(rx, re.IGNORECASE | re.MULTILINE)) for kind, rx i
 CUE_LABEL = {"strong": "introduced", "field": "form field", "cc": "cc/attn", "intro": "introduction",
              "greeting": "greeting", "signoff": "sign-off", "dash": "signature line", "title": "title",
              "contact": "named as a contact", "here": "'… here'", "vocative": "addressed",
-             "speaker": "speaker label", "block": "name line of an address block", "list": "listed with names"}
+             "speaker": "speaker label", "block": "name line of an address block", "list": "listed with names",
+             "verb": "subject or speaker of a verb only people do"}
 HERE = re.compile(r"(?im)(?:^|[.!?]\s+|^\W+|\b(?:hi|hey|hello)\W+)(?P<name>(?:[^\W\d_]+[ \t]+){0,2}[^\W\d_]+)"
                   r"[ \t]+here\b[ \t]*(?:[,!.:;)-]|\n|$|from\b|with\b|again\b)")
 # Cues that say the text is about a private person (addressed, signing, introduced, in a form); a title
 # or a list of names does not: "Dr. Bill Harbaugh, a University of Oregon economist" is published prose.
-PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list"}
+PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb"}
 LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", "dash", "cc", "here", "vocative",
                              "speaker", "block"})
 # Cues after which a run must end the line (or the text) to be a signature.
@@ -347,6 +348,9 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
         words = [(w.start(), w.end(), w.group()) for w in WORD.finditer(text, s, e)]
         if 0 < len(words) <= 4 and _believable(words, "field"):
             add(words[0][0], words[-1][1], "cue 'name' column (form field)", 0.85, "field")
+    for words in _person_verb_runs(text):
+        if _believable(words, "verb") and not _vetoed(others, words[0][0], words[-1][1], words, strict=False):
+            add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['verb']})", 0.75, "verb")
     for s, e in _known_name_pairs(text):
         add(s, e, "known names", 0.6)
 
@@ -388,6 +392,40 @@ def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
             not is_common(w) or is_known_name(w) for w in WORD.findall(text[a:b]))]
         if 2 * (len(named) + len(rest)) > len(items):
             out.extend(rest)
+    return out
+
+
+# Verbs whose subject (or, for speech, whose object: "says Okafor.") is a person, not a company or a place.
+PERSON_VERB = re.compile(r"(?i)\b(?:(?:had|has|have|just|then|also|never|once|later)[ \t]+)?(?:shouted|whispered|yelled|"
+                         r"screamed|smiled|laughed|giggled|cried|wept|sighed|nodded|shrugged|frowned|blushed|winked|"
+                         r"(?:got|is|was|were)[ \t]+married|married|divorced|lives|lived|grew[ \t]+up|emailed|texted|"
+                         r"phoned|whatsapped|messaged|told[ \t]+(?:me|us|him|her)|asked[ \t]+(?:me|us|him|her)|"
+                         r"given[ \t]+(?:\w+[ \t]+){1,2}(?:his|her)|spent[ \t]+(?:a|the|two|three|several)[ \t]+(?:year|month|"
+                         r"week|day)s?)\b")
+SAYS = re.compile(r"(?i)\b(?:says|said|asks|asked|replied|recalls|recalled|explains|explained)[ \t]+")
+
+
+def _person_verb_runs(text: str) -> list[list[tuple[int, int, str]]]:
+    """Capitalised runs of one to three words right before a verb only people do ("Aldiyar shouted",
+    "Tove had given Ilse her keys") or after a speech verb that ends the clause ("says Okafor.")."""
+    out = []
+    for m in PERSON_VERB.finditer(text):
+        words: list[tuple[int, int, str]] = []
+        pos = m.start()
+        while len(words) < 3:
+            w = re.compile(r"([^\W\d_][\w'’-]*)[ \t]*\Z").search(text, 0, pos)
+            if not w or not w.group(1)[:1].isupper() or _key(w.group(1)).split("'")[0] in _stop_words():
+                break
+            words.insert(0, (w.start(1), w.end(1), w.group(1)))
+            pos = w.start(1)
+        while words and words[-1][2].endswith(("'s", "’s")):
+            words = words[:-1]
+        if words:
+            out.append(words)
+    for m in SAYS.finditer(text):
+        words = [w for w in _run_after(text, m.end(), "title") if w[2][:1].isupper()]
+        if words and re.match(r"[ \t]*(?:[.,;!?]|$)", text[words[-1][1]:]):
+            out.append(words)
     return out
 
 
