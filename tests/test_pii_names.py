@@ -155,6 +155,13 @@ def test_the_subject_of_a_verb_only_people_do_is_a_name_without_ner():
         assert find_person_names(text) == [], text
 
 
+def test_lowercase_ordinary_words_and_capitalised_headings_are_not_names():
+    text = "Walks: guided, circular. Hut at the base for 42 persons max, bush bungalows for 30."
+    ner = [(text.index(w), text.index(w) + len(w), "PERSON", 0.85) for w in ("max", "bush")]
+    assert find_person_names(text, ner) == []
+    assert find_person_names("Small game can be seen. TAKUWENI BASE CAMP: 2 chalets, 20 beds.") == []
+
+
 def test_a_roman_numeral_is_not_a_first_person_word_in_an_article():
     text = ("The duchy passed to the crown in 1523 after a long dispute with Spain. Charles I’s younger brother, "
             "Anselm Okonkwo-Vance, governed it from the castle at Pau until the treaty of 1559 gave it to France.")

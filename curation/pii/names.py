@@ -320,7 +320,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             if not _believable(words, kind):
                 continue
             start, end = words[0][0], words[-1][1]
-            if kind == "speaker" and text[end:end + 1] != ":" and not re.match(r"[ \t]*:", text[end:]):
+            if kind == "speaker" and (text[end:end + 1] != ":" and not re.match(r"[ \t]*:", text[end:]) or
+                                      all(w.isupper() and len(w) > 1 for _, _, w in words)):
                 continue
             if kind in ("intro", "contact", "greeting", "cc", "vocative", "speaker") and \
                     _vetoed(others, start, end, words, strict=kind in ("intro", "contact")):
@@ -483,6 +484,9 @@ def _ner_span_is_believable(text: str, s: int, e: int) -> bool:
         return False
     if any(len(w) > 1 and not is_common(w) for w in words):
         return True
+    # Lowercase ordinary words in a text that has capitals are words, whatever else they are ("10 persons max").
+    if all(w[:1].islower() for w in words) and not is_lowercase_chat(text):
+        return False
     # A given name the list lacks before a known family name: "said Ken Hunt".
     return all(len(w) == 1 or is_known_name(w) for w in words[1 if len(words) > 1 else 0:])
 
