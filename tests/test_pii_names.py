@@ -162,6 +162,15 @@ def test_lowercase_ordinary_words_and_capitalised_headings_are_not_names():
     assert find_person_names("Small game can be seen. TAKUWENI BASE CAMP: 2 chalets, 20 beds.") == []
 
 
+def test_name_words_the_ner_engine_cut_off_beside_its_span_are_taken_in():
+    text = "The form was signed by Quang Lộc Tamihana yesterday."
+    assert [text[n.start:n.end] for n in find_person_names(text, [_ner_person(text, "Tamihana")])] == \
+        ["Quang Lộc Tamihana"]
+    text = "Hey Kaviya, the form was signed by Murugesan yesterday."
+    found = find_person_names(text, [_ner_person(text, "Kaviya"), _ner_person(text, "Murugesan")])
+    assert [text[n.start:n.end] for n in found] == ["Kaviya", "Murugesan"]
+
+
 def test_a_roman_numeral_is_not_a_first_person_word_in_an_article():
     text = ("The duchy passed to the crown in 1523 after a long dispute with Spain. Charles I’s younger brother, "
             "Anselm Okonkwo-Vance, governed it from the castle at Pau until the treaty of 1559 gave it to France.")

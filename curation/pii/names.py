@@ -311,6 +311,7 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
         if label in PERSON_LABELS:
             span = _clean_ner_span(text, s, e)
             if span:
+                span = _extend_name(text, *span)
                 add(span[0], span[1], f"NER {label} {float(score):.2f}", float(score))
     for kind, rx in CUES:
         for m in rx.finditer(text):
@@ -430,6 +431,11 @@ def _person_verb_runs(text: str) -> list[list[tuple[int, int, str]]]:
     return out
 
 
+# Greetings, sign-offs and field words that the NER engine runs into a name ("Thanks Oluwaseun").
+LEAD_WORDS = re.compile(r"(?i)hi|hey|hello|dear|thanks|thank|cheers|regards|best|customer|agent|user|name|attn|cc|"
+                        r"from|to|by|per")
+
+
 def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
     """An NER PERSON span cut before digits, line breaks and markup (the small model sometimes runs a
     name into a whole CSV row), without leading greetings, cue words and roles ("Thanks Oluwaseun",
@@ -441,8 +447,7 @@ def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
     words = list(WORD.finditer(text, s, end))
     cased = any(w.group()[:1].isupper() for w in words)
     while words and (cased and words[0].group()[:1].islower() and words[0].group().lower() not in PARTICLES or
-                     re.fullmatch(r"(?i)hi|hey|hello|dear|thanks|thank|cheers|regards|best|customer|agent|user|"
-                                  r"name|attn|cc|from|to|by|per", words[0].group())):
+                     LEAD_WORDS.fullmatch(words[0].group())):
         words.pop(0)
     while words and words[-1].group().lower() in ("here", "thanks", "lol"):
         words.pop()
@@ -469,6 +474,26 @@ def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
 def _sentence_start(text: str, pos: int) -> bool:
     """Whether ``pos`` starts the text, a line or a sentence (quotes and markup before it allowed)."""
     return re.search(r"(?:\A|[.!?:\n])[\s\"“'‘(>*-]*\Z", text[max(0, pos - 40):pos]) is not None
+
+
+def _extend_name(text: str, s: int, e: int) -> tuple[int, int]:
+    """An NER name with the capitalised name words the engine cut off beside it ("Ha-eun" before "Nham"):
+    up to two on each side, each one space away and not an ordinary word (a listed name may be one)."""
+    def name_like(w: re.Match | None) -> bool:
+        return w is not None and w.group()[:1].isupper() and not w.group().isupper() and (
+            not is_common(w.group()) or is_known_name(w.group())) and _key(w.group()) not in _stop_words() and \
+            _key(w.group()) not in CHAT_WORDS and not LEAD_WORDS.fullmatch(w.group())
+    for _ in range(2):
+        w = re.compile(r"([^\W\d_][\w'’-]*) \Z").search(text, max(0, s - 40), s)
+        if not (w and name_like(re.match(r"[^\W\d_][\w'’-]*", w.group(1)))) or w.group(1).endswith(("'s", "’s")):
+            break
+        s = w.start(1)
+    for _ in range(2):
+        w = WORD.match(text, e + 1) if text[e:e + 1] == " " else None
+        if not name_like(w):
+            break
+        e = w.end()
+    return s, e
 
 
 def _plain_word(word: str) -> bool:
