@@ -398,12 +398,12 @@ def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
 
 
 # Verbs whose subject (or, for speech, whose object: "says Okafor.") is a person, not a company or a place.
-PERSON_VERB = re.compile(r"(?i)\b(?:(?:had|has|have|just|then|also|never|once|later)[ \t]+)?(?:shouted|whispered|yelled|"
-                         r"screamed|smiled|laughed|giggled|cried|wept|sighed|nodded|shrugged|frowned|blushed|winked|"
-                         r"(?:got|is|was|were)[ \t]+married|married|divorced|lives|lived|grew[ \t]+up|emailed|texted|"
-                         r"phoned|whatsapped|messaged|told[ \t]+(?:me|us|him|her)|asked[ \t]+(?:me|us|him|her)|"
-                         r"given[ \t]+(?:\w+[ \t]+){1,2}(?:his|her)|spent[ \t]+(?:a|the|two|three|several)[ \t]+(?:year|month|"
-                         r"week|day)s?)\b")
+PERSON_VERB = re.compile(r"(?i)\b(?:(?:had|has|have|just|then|also|never|once|later)[ \t]+)?(?:shouted|whispered|"
+                         r"yelled|screamed|smiled|laughed|giggled|cried|wept|sighed|nodded|shrugged|frowned|blushed|"
+                         r"winked|(?:got|is|was|were)[ \t]+married|married|divorced|lives|lived|grew[ \t]+up|emailed|"
+                         r"texted|phoned|whatsapped|messaged|told[ \t]+(?:me|us|him|her)|asked[ \t]+(?:me|us|him|her)|"
+                         r"given[ \t]+(?:\w+[ \t]+){1,2}(?:his|her)|spent[ \t]+(?:a|the|two|three|several)[ \t]+"
+                         r"(?:year|month|week|day)s?)\b")
 SAYS = re.compile(r"(?i)\b(?:says|said|asks|asked|replied|recalls|recalled|explains|explained)[ \t]+")
 
 
