@@ -171,6 +171,13 @@ def test_name_words_the_ner_engine_cut_off_beside_its_span_are_taken_in():
     assert [text[n.start:n.end] for n in found] == ["Kaviya", "Murugesan"]
 
 
+def test_a_relative_or_housemate_named_after_my_is_a_name():
+    texts = ["Can my uncle Tawhiri use the account while I travel?", "My roommate Ebere paid the last invoice.",
+             "our kid Olamide starts school on Monday"]
+    found = [[text[n.start:n.end] for n in find_person_names(text)] for text in texts]
+    assert found == [["Tawhiri"], ["Ebere"], ["Olamide"]]
+
+
 def test_a_roman_numeral_is_not_a_first_person_word_in_an_article():
     text = ("The duchy passed to the crown in 1523 after a long dispute with Spain. Charles I’s younger brother, "
             "Anselm Okonkwo-Vance, governed it from the castle at Pau until the treaty of 1559 gave it to France.")

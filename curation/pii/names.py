@@ -94,7 +94,8 @@ _CUES = (
                 r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b|\b(?:my|our|your)\s+(?:colleague|co-?worker|"
                 r"manager|boss|supervisor|wife|husband|partner|son|daughter|mom|mum|mother|dad|father|brother|"
                 r"sister|friend|neighbou?r|agent|rep|representative|technician|doctor|nurse|lawyer|landlord|"
-                r"tenant|teacher|client|assistant|fianc[eé]e?|grandson|granddaughter|niece|nephew|cousin)\b,?"
+                r"tenant|teacher|client|assistant|fianc[eé]e?|grandson|granddaughter|niece|nephew|cousin|kid|child|baby|"
+                r"aunt|auntie|uncle|grandma|grandpa|grandmother|grandfather|roommate|flatmate|classmate)\b,?"
                 r"(?:\s+(?:is|named|called))?"),
 )
 CUES = tuple((kind, re.compile(rx, re.IGNORECASE | re.MULTILINE)) for kind, rx in _CUES)
