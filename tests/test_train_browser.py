@@ -27,10 +27,19 @@ def test_launch_watch_stop_resume(live_app, page, tmp_path):
     page.get_by_role("option", name="split").first.click()
     page.locator("#train-base-model textarea").fill(str(model))
     page.get_by_text("Config (axolotl-style keys)").click()
+    # Picking a preset fills the form; what is typed afterwards is kept (the launch below trains 30 steps, not
+    # the preset's 24).
+    page.locator("#train-preset input").click()
+    page.get_by_role("option", name="7B QLoRA on one 24 GB GPU").click()
+    expect(page.locator("#train-cfg-max_steps input")).to_have_value("-1")
+    page.locator("#train-preset input").click()
+    page.get_by_role("option", name="Quick CPU demo").click()
+    expect(page.locator("#train-cfg-max_steps input")).to_have_value("24")
     for key, value in (("max_steps", "30"), ("save_steps", "2"), ("eval_steps", "2"), ("rouge_test_samples", "0")):
         page.locator(f"#train-cfg-{key} input").fill(value)
     page.locator("#train-preflight-btn").click()
     expect(page.locator("#train-preflight")).to_contain_text("fits", timeout=120_000)
+    expect(page.locator("#train-preflight")).to_contain_text("30 in all")
     expect(page.locator("#train-example")).to_contain_text("trained")
 
     page.locator("#train-launch-btn").click()

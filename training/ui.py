@@ -387,7 +387,9 @@ def build_train_tab(ws) -> TrainWidgets:
 
     on(w.tab.select, show_tab, {w.split, *w.run_pickers}, [w.split, *w.run_pickers], show_progress="hidden")
     on(w.refresh_splits.click, split_picker, {w.split}, [w.split])
-    on(w.preset.change, apply_preset, {w.preset}, list(w.form.values()))
+    # ``input``, not ``change``: only a preset the user picks fills the form; a change fired while the page
+    # mounts would overwrite what the user has typed into it since.
+    on(w.preset.input, apply_preset, {w.preset}, list(w.form.values()))
     on(w.preflight_btn.click, run_preflight, w.config, [w.message, w.preflight_md, w.example])
     on(w.launch_btn.click, launch, {*w.config, w.run_name, *w.run_pickers}, [w.message, *w.run_pickers])
     on(w.stop_btn.click, stop, set(w.run_pickers), [w.message, *w.run_pickers])
