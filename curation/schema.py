@@ -221,3 +221,16 @@ def m404_pii_date_settings(db):
         if old_defaults <= set(entities) and "DATE_OF_BIRTH" not in entities:
             entities.append("DATE_OF_BIRTH")
         db.execute("update pii_settings set settings = ? where id = ?", (json.dumps(settings), row_id))
+
+
+@migration
+def m405_label_fields(db):
+    # Which meta field is a version's label (Dolly's `category`, the demo's `label`); a version without a row
+    # takes its parent's, so a choice made on an import holds for every version made from it.
+    db.execute("""
+        create table label_fields (
+            version_id integer primary key references dataset_versions(id),
+            field text not null,
+            set_by text,
+            set_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
