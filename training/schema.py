@@ -50,3 +50,69 @@ def m002_lineage(db):
         parent = str(config.get("sft_run") or "").strip().lstrip("#").removeprefix("run-")
         if config.get("stage") == "dpo" and parent.isdigit() and int(parent) in runs:
             db.execute("update runs set parent_run_id=? where id=?", (int(parent), run_id))
+
+
+@migration
+def m003_serving(db):
+    # Which run is live: one row per promotion or rollback; the latest row is the live version. ``previous_id``
+    # is the row a rollback goes back to (a rollback's own previous is the one before that).
+    db.execute("""
+        create table serve_live (
+            id integer primary key,                  -- the live version: live-v<id>
+            run_id integer not null references runs(id),
+            action text not null,                    -- promote, rollback
+            previous_id integer references serve_live(id),
+            actor text,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    # One row per request an endpoint answered or refused; the texts only when the server ran with --log-text.
+    db.execute("""
+        create table serve_requests (
+            id text primary key,                     -- the response id the client got (chatcmpl-...)
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            run_id integer references runs(id),      -- the run that answered (null: refused before one was chosen)
+            live_id integer references serve_live(id),
+            engine text,
+            stream integer not null default 0,
+            latency_ms real,
+            first_token_ms real,
+            prompt_tokens integer not null default 0,
+            completion_tokens integer not null default 0,
+            finish_reason text,
+            status integer not null,                 -- the HTTP status sent
+            error text,
+            request_text text,                       -- the messages as JSON, only with --log-text
+            response_text text                       -- only with --log-text
+        )""")
+    db.execute("create index serve_requests_created on serve_requests(created_at)")
+    # Thumbs, comments and corrections from use, for a response the endpoint served.
+    db.execute("""
+        create table serve_feedback (
+            id integer primary key,
+            request_id text not null references serve_requests(id),
+            run_id integer references runs(id),
+            rating text check (rating in ('up', 'down')),
+            comment text,
+            correction text,
+            messages text,                           -- the conversation as the client sent it back (JSON), if it did
+            completion text,                         -- the answer as the client sent it back, if it did
+            metadata text not null default '{}',     -- the client's own fields (its user, app, screen), as JSON
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""")
+    db.execute("create index serve_feedback_request on serve_feedback(request_id)")
+    # Endpoint processes, so the Train tab finds (and can stop) a server after a page reload or app restart.
+    db.execute("""
+        create table serve_processes (
+            id integer primary key,
+            run_id integer references runs(id),      -- null when it serves whatever run is live
+            live integer not null default 0,
+            host text not null,
+            port integer not null,
+            engine text not null,
+            log_text integer not null default 0,
+            pid integer not null,
+            pid_started real,
+            log_path text,
+            started_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            stopped_at text
+        )""")
