@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="import the built-in demo dataset (600 support conversations)")
     demo.add_argument("--n", type=int, default=600)
 
+    lf = sub.add_parser("label-field", help="show or choose the meta field that is a version's label (what splits "
+                                           "stratify by, review suggests and results are broken down by)")
+    lf.add_argument("version")
+    lf.add_argument("field", nargs="?", help="the meta field to use, e.g. category; left out: show the label field "
+                                             "and the fields to choose from")
+
     labels = sub.add_parser("labels", help="export a version's labels, or import labels made elsewhere")
     lsub = labels.add_subparsers(dest="labels_command", required=True)
     lexp = lsub.add_parser("export", help="write id, labels and review status per record as JSONL")
@@ -152,5 +158,22 @@ def _labels(ws, args) -> int:
     return labels_command(ws, args)
 
 
+def _label_field(ws, args) -> int:
+    from curation.review.labels import label_field, meta_fields, schema_gap, set_label_field
+    v = V.get_version(ws, args.version)
+    if args.field:
+        chosen = set_label_field(ws, v.id, args.field)
+        print(f"the label field of {v.name} and the versions made from it is now {chosen.describe()}")
+    else:
+        print(f"label field of {v.name}: {label_field(ws, v.id) or 'none'}")
+        for f in meta_fields(V.load_records(ws, v.id)):
+            print(f"  {f.describe()}")
+    gap = schema_gap(ws, v.id)
+    if gap:
+        print(f"note: {gap}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"import": _import, "versions": _versions, "show": _show, "diff": _diff, "export": _export,
-            "rollback": _rollback, "demo": _demo, "labels": _labels}
+            "rollback": _rollback, "demo": _demo, "labels": _labels,
+            "label-field": _label_field}

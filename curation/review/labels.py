@@ -7,7 +7,12 @@ name, so the demo's ``meta["label"]`` is the value of a single-choice field call
 
 The schema belongs to a dataset, i.e. to the root of a version's lineage, so every version made
 from the same import is labelled by the same rules. Until an admin saves one, ``label_schema``
-suggests one from the data (a single-choice field for ``meta["label"]`` when the records have it).
+suggests one from the data: a single-choice field for the version's label field.
+
+The **label field** is the meta field that is a record's label: what stratified splits keep the shares
+of, what the suggested schema offers, what evaluation results are broken down by. It is ``label`` when
+the records have one (the demo), or any meta field chosen for a version (Dolly's ``category``:
+``set_label_field``); a version without a choice of its own takes its nearest ancestor's.
 
 Example::
 
@@ -15,11 +20,13 @@ Example::
                            "guidelines": "Label the customer's main request."})
     save_schema(ws, "v3", schema, by="ana")
     label_schema(ws, "v5").field("label").normalise("refund")
+    set_label_field(ws, "v1", "category"); label_field(ws, "v4")   # "category": v4 was made from v1
 """
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +39,7 @@ FIELD_KINDS = ("single", "multi", "tags")
 # meta keys that belong to other steps; a label field by these names would overwrite them
 RESERVED_NAMES = {"id", "split", "review", "status", "source", "flags", "needs_answer"}
 MAX_SUGGESTED_OPTIONS = 30
+DEFAULT_LABEL_FIELD = "label"   # the label field of a version when none was chosen and its records have it
 DEFAULT_GUIDELINES = """Read the whole conversation before you decide.
 - **Fix** the answer when it is wrong, vague or off our house style; the original text is kept in the history.
 - **Label** what the customer mainly wants; when two fit, choose the one the answer addresses.
@@ -182,17 +190,97 @@ def stored_schema(ws: Workspace, version: int | str) -> LabelSchema | None:
 
 
 def label_schema(ws: Workspace, version: int | str) -> LabelSchema:
-    """The dataset's saved schema, else one suggested from its records."""
-    return stored_schema(ws, version) or suggested_schema(V.load_records(ws, version))
+    """The dataset's saved schema, else one suggested from its records and its label field."""
+    return stored_schema(ws, version) or suggested_schema(V.load_records(ws, version), label_field(ws, version))
 
 
-def suggested_schema(records: list[Record]) -> LabelSchema:
-    """A starting point: a single-choice ``label`` field with the labels the records already carry."""
-    seen = sorted({str(r.meta["label"]) for r in records if r.meta.get("label") not in (None, "")})
+def suggested_schema(records: list[Record], label: str | None = DEFAULT_LABEL_FIELD) -> LabelSchema:
+    """A starting point: a single-choice field for the label field ``label`` with the values the records
+    already carry (free words when they carry more than MAX_SUGGESTED_OPTIONS), and free tags."""
+    seen = sorted({str(r.meta[label]) for r in records if label and r.meta.get(label) not in (None, "")})
+    describe = "What the customer mainly wants" if label == DEFAULT_LABEL_FIELD else f"The record's {label}"
     fields = []
     if 0 < len(seen) <= MAX_SUGGESTED_OPTIONS:
-        fields.append(LabelField("label", "single", seen, "What the customer mainly wants"))
+        fields.append(LabelField(label, "single", seen, describe))
     elif seen:
-        fields.append(LabelField("label", "tags", [], "What the customer mainly wants"))
-    fields.append(LabelField("tags", "tags", [], "Free words for anything worth finding later"))
+        fields.append(LabelField(label, "tags", [], describe))
+    if label != "tags":
+        fields.append(LabelField("tags", "tags", [], "Free words for anything worth finding later"))
     return LabelSchema(fields=fields, guidelines=DEFAULT_GUIDELINES)
+
+
+# -- the label field --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetaField:
+    """A meta key the records carry: how many records have a value and how many values there are."""
+    name: str
+    records: int
+    values: int
+
+    def describe(self) -> str:
+        return f"{self.name} · {self.records:,} records · {self.values:,} values"
+
+
+def meta_fields(records: list[Record]) -> list[MetaField]:
+    """The meta keys that can be a label (one plain value per record; ``split`` left out), most used first."""
+    values: dict[str, Counter] = {}
+    for r in records:
+        for key, value in r.meta.items():
+            if key != "split" and value not in (None, "") and not isinstance(value, (dict, list)):
+                values.setdefault(key, Counter())[str(value)] += 1
+    found = [MetaField(k, sum(c.values()), len(c)) for k, c in values.items()]
+    return sorted(found, key=lambda f: (-f.records, f.name))
+
+
+def chosen_label_field(ws: Workspace, version: int | str) -> str | None:
+    """The label field set on the version or, failing that, on its nearest ancestor; None if none was set."""
+    for v in V.lineage(ws, version):
+        row = ws.db.execute("select field from label_fields where version_id=?", (v.id,)).fetchone()
+        if row:
+            return row[0]
+    return None
+
+
+def label_field(ws: Workspace, version: int | str) -> str | None:
+    """The version's label field: the one chosen for it (or an ancestor), else ``label`` when its records
+    have that meta field, else None (no labels)."""
+    chosen = chosen_label_field(ws, version)
+    if chosen:
+        return chosen
+    records = V.load_records(ws, version)
+    return DEFAULT_LABEL_FIELD if any(r.meta.get(DEFAULT_LABEL_FIELD) not in (None, "") for r in records) else None
+
+
+def set_label_field(ws: Workspace, version: int | str, name: str, *, by: str | None = None) -> MetaField:
+    """Make meta field ``name`` the label of ``version`` and of the versions made from it that have no choice of
+    their own; returns what the records hold in it. The field must be one the records carry, one plain value
+    per record, under a name a review label can have."""
+    v = V.get_version(ws, version)
+    name = (name or "").strip()
+    present = {f.name: f for f in meta_fields(V.load_records(ws, v.id))}
+    choices = ", ".join(f.describe() for f in present.values()) or "none (the records have no meta fields)"
+    if name not in present:
+        raise TuneloopError(f"no record of {v.name} has a value in the meta field '{name}'; choose one of: {choices}")
+    if name in RESERVED_NAMES:
+        raise TuneloopError(f"'{name}' cannot be the label field: Tuneloop itself keeps its own values in meta "
+                            f"'{name}', where review labels would overwrite them; choose another field")
+    if not _NAME.match(name):
+        raise TuneloopError(f"'{name}' cannot be the label field: review labels are kept in meta under the field's "
+                            f"name, which must be lower-case letters, digits or _ (starting with a letter); rename it "
+                            f"when importing (e.g. --columns {re.sub('[^a-z0-9_]', '_', name.lower())}={name}) or "
+                            f"choose another")
+    with ws.transaction() as db:
+        db.execute("insert into label_fields (version_id, field, set_by) values (?, ?, ?) "
+                   "on conflict(version_id) do update set field=excluded.field, set_by=excluded.set_by,"
+                   " set_at=strftime('%Y-%m-%dT%H:%M:%SZ', 'now')", (v.id, name, by))
+    return present[name]
+
+
+def schema_gap(ws: Workspace, version: int | str) -> str:
+    """What to do when the dataset's saved schema has no field for the version's label field, else ""."""
+    saved, name = stored_schema(ws, version), label_field(ws, version)
+    if saved is None or not name or name in saved.names:
+        return ""
+    return (f"the saved label schema has no field '{name}', so reviewers do not see it; add a single-choice field "
+            f"'{name}' in the Review tab's Label schema (or `python -m curation.review schema`)")
