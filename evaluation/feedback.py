@@ -10,12 +10,14 @@ explicit actions write, once, through curation's API:
 - Both-bad pairs nobody corrected are asked for in curation's answer requests (origin
   ``evaluation N``) by either action; an answer given there becomes an SFT record at the next merge.
 
-Raters who disagree on a pair (one prefers the fine-tuned response, another the base) are handled by
-a policy: ``majority`` keeps the side with more decisive votes and excludes exact splits;
-``unanimous`` excludes every such pair. The version records the policy in its params. Everything
-carries provenance (evaluation, run, vote ids, raters), and the evaluation a version came from is a
-row of ``feedback_versions``. A record keeps the split of the prompt it answers, so a test prompt's
-correction never leaks into train and its preference pair is left out of DPO.
+Raters who disagree on a pair (one prefers the fine-tuned response, another the base, a tie or
+both bad) are handled by a policy: ``majority`` keeps the side with more decisive votes and excludes
+exact splits; ``unanimous`` keeps only pairs every rater who saw them voted the same side for. A pair
+whose two answers are the same text (whitespace aside) is never a preference. The version records
+the policy in its params. Everything carries provenance (evaluation, run, vote ids, raters), and the
+evaluation a version came from is a row of ``feedback_versions``. A record keeps the split of the
+prompt it answers, so a test prompt's correction never leaks into train and its preference pair is
+left out of DPO.
 
 Example::
 
@@ -225,6 +227,11 @@ def _feedback_row(evaluation_id: int, kind: str, policy: str):
 
 # -- helpers ----------------------------------------------------------------------------------
 
+def same_answer(a: str, b: str) -> bool:
+    """Whether two answers are the same text once runs of whitespace are made one space."""
+    return " ".join(a.split()) == " ".join(b.split())
+
+
 def _pairs(ws: Workspace, evaluation_id: int) -> dict[int, PairInfo]:
     rows = ws.db.execute("select * from eval_pairs where evaluation_id=?", (evaluation_id,)).fetchall()
     return {r["id"]: PairInfo(pair_id=r["id"], prompt_id=r["prompt_id"], messages=json.loads(r["messages"]),
@@ -251,12 +258,18 @@ def _correction_record(evaluation_id: int, run_id: int | None, pair: PairInfo, v
 
 def _preference(pair: PairInfo, votes: list[VoteRow], policy: str,
                 run_id: int | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The pair's preference (or None) and, when raters contradict each other, the disagreement."""
+    """The pair's preference (or None) and, when its raters did not all give the same vote, the disagreement.
+
+    A pair is unanimous only when every rater who saw it voted for the same side: a tie or both-bad
+    from any of them makes it a disagreement, which the unanimous policy excludes. A pair whose two
+    answers are the same text (whitespace aside) teaches nothing and is never a preference."""
     ft = [v for v in votes if v.outcome == "finetuned"]
     base = [v for v in votes if v.outcome == "base"]
     if not ft and not base:
         return None, None
-    conflict = bool(ft) and bool(base)
+    if same_answer(pair.finetuned_response, pair.base_response):
+        return None, None
+    conflict = len({v.outcome for v in votes}) > 1
     if conflict and (policy == "unanimous" or len(ft) == len(base)):
         winner = None
     else:

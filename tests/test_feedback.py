@@ -28,6 +28,7 @@ PLAN = {
     "p3": {"ana": "both_bad", "bob": "both_bad", "cy": "both_bad"},
     "p4": {"ana": ("both_bad", "Order LM-1004 ships on Monday; the tracking link is in your email."),
            "bob": "base", "cy": "tie"},
+    "p5": {"ana": "finetuned", "bob": "finetuned", "cy": "finetuned"},
 }
 
 
@@ -63,9 +64,11 @@ def test_majority_policy_keeps_the_larger_side_and_lists_disagreements(rated):
     ws, eid, _ = rated
     fb = collect_feedback(ws, eid, policy="majority")
     chosen = {p["meta"]["prompt_id"]: p["meta"]["chosen_model"] for p in fb.preference_pairs}
-    assert chosen == {"p0": "finetuned", "p1": "finetuned", "p4": "base"}
+    assert chosen == {"p0": "finetuned", "p1": "finetuned", "p4": "base", "p5": "finetuned"}
     resolutions = {d["prompt_id"]: d["resolution"] for d in fb.disagreements}
-    assert resolutions == {"p1": "majority", "p2": "excluded"}
+    # a tie or both-bad beside decisive votes is a disagreement too (p0: tuned, tuned, tie)
+    assert resolutions == {"p0": "majority", "p1": "majority", "p2": "excluded", "p4": "majority"}
+    assert {p["meta"]["prompt_id"]: p["meta"]["resolution"] for p in fb.preference_pairs}["p5"] == "unanimous"
     p1 = next(p for p in fb.preference_pairs if p["meta"]["prompt_id"] == "p1")
     assert p1["chosen"] == [{"role": "assistant", "content": "tuned answer 1"}]
     assert p1["rejected"] == [{"role": "assistant", "content": "base answer 1"}]
@@ -85,11 +88,27 @@ def test_a_feedback_version_whose_lineage_row_fails_is_not_made(rated):
         assert current_version(ws).id == base_version.id
 
 
-def test_unanimous_policy_excludes_every_contested_pair(rated):
+def test_unanimous_policy_keeps_only_pairs_every_rater_voted_the_same_side_for(rated):
     ws, eid, _ = rated
     fb = collect_feedback(ws, eid, policy="unanimous")
-    assert sorted(p["meta"]["prompt_id"] for p in fb.preference_pairs) == ["p0", "p4"]
-    assert fb.counts()["disagreements_excluded"] == 2
+    # p0 (tuned, tuned, tie) and p4 (both bad, base, tie) are not unanimous: one rater saw no winner
+    assert [p["meta"]["prompt_id"] for p in fb.preference_pairs] == ["p5"]
+    assert fb.preference_pairs[0]["meta"]["resolution"] == "unanimous"
+    assert fb.counts()["disagreements_excluded"] == 4
+
+
+def test_a_pair_whose_two_answers_are_the_same_text_is_never_a_preference(ws):
+    from evaluation.arena import EvalItem, create_evaluation
+    items = [EvalItem(prompt_id=f"q{i}", messages=[{"role": "user", "content": f"Where is order LM-{i}?"}],
+                      base_response=base, finetuned_response=tuned, split="test")
+             for i, (base, tuned) in enumerate([("It ships  on Monday.\n", " It ships on\tMonday."),
+                                                 ("It ships on Monday.", "It shipped on Monday.")])]
+    eid = create_evaluation(ws, "same answers", items, base_model="SmolLM2-135M-Instruct")
+    while (pair := next_pair(ws, eid, "ana")) is not None:
+        record_vote(ws, pair.assignment_id, "ana", "A")
+    for policy in ("majority", "unanimous"):
+        fb = collect_feedback(ws, eid, policy=policy)
+        assert [p["meta"]["prompt_id"] for p in fb.preference_pairs] == ["q1"]
 
 
 def test_the_preference_version_is_made_once_and_exported_as_trl_rows(rated, tmp_path):
@@ -98,14 +117,14 @@ def test_the_preference_version_is_made_once_and_exported_as_trl_rows(rated, tmp
     collect_feedback(ws, eid, policy="unanimous")          # what a view does: nothing is written
     assert len(list_versions(ws)) == versions_before and open_requests(ws) == []
     version = export_preferences(ws, eid, tmp_path / "prefs.jsonl")
-    assert version.kind == "preference" and version.step == "preferences" and version.num_records == 3
+    assert version.kind == "preference" and version.step == "preferences" and version.num_records == 4
     assert version.params == {"evaluation": eid, "run": 7, "policy": "majority"}
     assert version.parent_id is None          # the evaluation names no version its prompts came from
     assert current_version(ws).id == base_version.id        # preference pairs never become the SFT data
     assert ws.db.execute("select evaluation_id, kind, policy from feedback_versions where version_id=?",
                          (version.id,)).fetchone()[:] == (eid, "preferences", "majority")
     rows = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
-    assert len(rows) == 3
+    assert len(rows) == 4
     for row in rows:
         assert set(row) == {"id", "prompt", "chosen", "rejected", "meta"}
         assert row["prompt"][-1]["role"] == "user"
@@ -113,9 +132,9 @@ def test_the_preference_version_is_made_once_and_exported_as_trl_rows(rated, tmp
         assert row["meta"]["evaluation"] == eid and row["meta"]["vote_ids"] and row["meta"]["split"] == "test"
     assert make_preference_version(ws, eid).id == version.id      # same votes, same policy: the same version
     unanimous = make_preference_version(ws, eid, policy="unanimous")
-    assert unanimous.id != version.id and unanimous.num_records == 2 and unanimous.params["policy"] == "unanimous"
-    (p4,) = [r for r in load_records(ws, unanimous.id) if r.meta["prompt_id"] == "p4"]
-    assert p4.chosen == [{"role": "assistant", "content": "base answer 4"}] and p4.meta["chosen_model"] == "base"
+    assert unanimous.id != version.id and unanimous.num_records == 1 and unanimous.params["policy"] == "unanimous"
+    (p5,) = load_records(ws, unanimous.id)
+    assert p5.chosen == [{"role": "assistant", "content": "tuned answer 5"}] and p5.meta["chosen_model"] == "finetuned"
 
 
 def test_both_bad_without_a_correction_is_asked_for_in_curation(rated):
@@ -160,13 +179,13 @@ def test_report_export_and_merge_from_the_command_line(rated, tmp_path):
     where = ["--workspace", str(ws.root)]
     report = json.loads(subprocess.run(base + ["report", str(eid), "--json"] + where, cwd=ROOT, capture_output=True,
                                        text=True, check=True).stdout)
-    assert report["stats"]["votes"] == 18 and report["feedback"]["preference_pairs"] == 3
+    assert report["stats"]["votes"] == 18 and report["feedback"]["preference_pairs"] == 4
     out = subprocess.run(base + ["export-preferences", str(eid), str(tmp_path / "p.jsonl"), "--policy", "unanimous"]
                          + where, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "preference" in out and "wrote 2 preference pairs" in out
+    assert "preference" in out and "wrote 1 preference pairs" in out
     shown = subprocess.run([sys.executable, "-m", "curation"] + where + ["show", "v2", "--limit", "1"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout
-    assert "2 preference pairs" in shown and '"chosen"' in shown
+    assert "1 preference pairs" in shown and '"chosen"' in shown
     subprocess.run(base + ["export-votes", str(eid), str(tmp_path / "votes.jsonl")] + where, cwd=ROOT, check=True,
                    capture_output=True)
     stats = json.loads(subprocess.run(base + ["stats", str(tmp_path / "votes.jsonl"), "--json"], cwd=ROOT,
