@@ -234,3 +234,16 @@ def m405_label_fields(db):
             set_by text,
             set_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
         )""")
+
+
+@migration
+def m406_import_skips(db):
+    # The records an import left out when told to skip bad ones: where each was in the file and why.
+    db.execute("""
+        create table import_skips (
+            version_id integer not null references dataset_versions(id),
+            position integer not null,       -- order in the file, so the list reads top to bottom
+            location text not null,          -- 'line 17', 'item 4', 'row 9'
+            reason text not null
+        )""")
+    db.execute("create index import_skips_version on import_skips (version_id, position)")
