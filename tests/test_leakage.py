@@ -144,3 +144,22 @@ def test_reaudit_from_the_graph_follows_any_assignment():
     all_train = [Record(r.id, r.messages, {**r.meta, "split": "train"}) for r in records]
     assert audit_split(all_train, graph).clean
     assert audit_split(records, graph).pairs == audit_leakage(records).pairs
+
+
+def test_near_pairs_are_those_the_texts_against_themselves_gave_without_self_comparison():
+    """The graph's near pairs (every pair once) equal what comparing the eligible texts with
+    themselves found, on a set whose near duplicates were planted by benchmarks/planted_duplicates."""
+    from benchmarks.planted_duplicates import planted_dataset
+    from curation.dedup.near_duplicates import cross_near_duplicates
+    from curation.dedup.shingles import normalise_text
+
+    records = planted_dataset(1500, seed=5).records
+    options = AuditOptions(common_records=10**6)   # nothing set aside: every verified pair stays in the graph
+    graph = similarity_graph(records, options)
+    for fld in ("prompt", "answer"):
+        texts = [r.text(("user",) if fld == "prompt" else ("assistant",)) for r in records]
+        eligible = [i for i, t in enumerate(texts) if len(normalise_text(t).split()) >= options.min_words]
+        inside = [texts[i] for i in eligible]
+        before = [(eligible[q], eligible[c], s) for q, c, s in cross_near_duplicates(inside, inside) if q < c]
+        assert len(before) > 50
+        assert graph.near[fld] == sorted(before)

@@ -41,7 +41,7 @@ from typing import Any, Callable, ClassVar
 
 from core.errors import TuneloopError
 from core.options import Options, option
-from curation.dedup.near_duplicates import cross_near_duplicates
+from curation.dedup.near_duplicates import near_duplicate_pairs
 from curation.dedup.shingles import DEFAULT_THRESHOLD, normalise_text
 from curation.data.records import SPLITS, Record
 from curation.splits.allocate import group_units, place_checked
@@ -183,11 +183,11 @@ def similarity_graph(records: list[Record], options: AuditOptions | None = None,
         for i in eligible:
             buckets[" ".join(words[i])].append(i)
         say(f_index / steps, f"near duplicates in {fld}s")
-        texts_in = [texts[i] for i in eligible]
-        # Every pair within one collection: the texts against themselves, each pair kept once.
-        hits = cross_near_duplicates(texts_in, texts_in, options.threshold,
-                                     progress=lambda f, d: say((f_index + 0.8 * f) / steps, f"{fld}s: {d}"))
-        near = [(eligible[q], eligible[c], sim) for q, c, sim in hits if q < c]
+        # Every pair within one collection once (i < j): no text is compared with itself.
+        pairs, sims = near_duplicate_pairs([texts[i] for i in eligible], options.threshold,
+                                           normalised=[" ".join(words[i]) for i in eligible],
+                                           progress=lambda f, d: say((f_index + 0.8 * f) / steps, f"{fld}s: {d}"))
+        near = sorted((eligible[i], eligible[j], round(sim, 4)) for (i, j), sim in zip(pairs.tolist(), sims.tolist()))
         skip: set[int] = set()
         if fld == "answer":
             degree = Counter(i for i, j, _ in near) + Counter(j for i, j, _ in near)
