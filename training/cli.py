@@ -8,6 +8,7 @@ Each command does what the Train tab does; errors print the message and exit 1.
     python -m training launch run.yaml              # starts the job in the background
     python -m training list | show 3 | stop 3 | resume 3 | export 3 --kind merged --out ./merged
     python -m training create run.yaml && accelerate launch -m training run run.yaml --run-id 3
+    python -m training serve 3 --port 8000 | live 3 | rollback | serve --live --log-text
 """
 from __future__ import annotations
 
@@ -62,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run")
     exp.add_argument("--kind", choices=("adapter", "merged", "archive"), default="adapter")
     exp.add_argument("--out", required=True, help="destination folder (adapter, merged) or file (archive)")
+    srv = sub.add_parser("serve", parents=[common], help="answer on an OpenAI-compatible endpoint on 127.0.0.1 "
+                                                          "(/v1/chat/completions, /v1/models, /v1/feedback)")
+    srv.add_argument("run", nargs="?", help="the run to serve (or --live)")
+    srv.add_argument("--live", action="store_true", help="serve whatever run is live; follows live and rollback")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--engine", choices=("auto", "llamacpp", "transformers", "vllm"), default="auto",
+                     help="auto: vllm with CUDA and vllm, else llamacpp with llama-cpp-python, else transformers")
+    srv.add_argument("--log-text", action="store_true",
+                     help="also store each request's messages and answer (off: only time, run, latency, tokens, errors)")
+    live = sub.add_parser("live", parents=[common], help="promote a run to live (a `serve --live` server answers "
+                                                         "with it from its next request); without RUN, the history")
+    live.add_argument("run", nargs="?")
+    sub.add_parser("rollback", parents=[common], help="make the run live before the live one live again")
     return p
 
 
@@ -175,6 +189,35 @@ def cmd_export(ws, args) -> int:
     return 0
 
 
+def cmd_serve(ws, args) -> int:
+    from training.serve import serve
+    if bool(args.run) == args.live:
+        raise TuneloopError("name the run to serve (serve 3) or serve the live run (serve --live), not both")
+    serve(ws, run_id=args.run, live=args.live, port=args.port, engine=args.engine, log_text=args.log_text,
+          on_ready=lambda url: print(f"serving {'the live run' if args.live else f'run #{args.run}'} at {url} "
+                                     f"(Ctrl-C stops)", flush=True))
+    return 0
+
+
+def cmd_live(ws, args) -> int:
+    from training.serve import live_history, promote
+    if args.run:
+        version = promote(ws, args.run, actor=os.environ.get("USER"))
+        print(f"run #{version.run_id} is live ({version.name})")
+        return 0
+    for v in live_history(ws):
+        print(f"{v.name:<10} run #{v.run_id:<4} {v.action:<8} {v.created_at}" + (f"  by {v.actor}" if v.actor else ""))
+    return 0
+
+
+def cmd_rollback(ws, args) -> int:
+    from training.serve import rollback
+    version = rollback(ws, actor=os.environ.get("USER"))
+    print(f"rolled back: run #{version.run_id} is live again ({version.name})")
+    return 0
+
+
 COMMANDS = {"config": cmd_config, "run": cmd_run, "create": cmd_create, "launch": cmd_launch,
             "preflight": cmd_preflight, "list": cmd_list, "show": cmd_show, "stop": cmd_stop,
-            "resume": cmd_resume, "wait": cmd_wait, "export": cmd_export}
+            "resume": cmd_resume, "wait": cmd_wait, "export": cmd_export,
+            "serve": cmd_serve, "live": cmd_live, "rollback": cmd_rollback}
