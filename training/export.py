@@ -16,7 +16,7 @@ from training.registry import Run, get_run, merge_run_json
 EXPORT_KINDS = ("adapter", "merged", "archive")
 
 
-def _require_adapter(run: Run) -> Path:
+def require_adapter(run: Run) -> Path:
     if not (run.adapter_dir / "adapter_config.json").is_file():
         raise TuneloopError(f"run {run.label} has no adapter yet ({run.status}); only a finished run can be exported"
                             + ("; resume it to finish" if run.status in ("stopped", "failed") else ""))
@@ -32,7 +32,7 @@ def _fresh_target(out: str | os.PathLike) -> Path:
 
 def export_adapter(run: Run, out: str | os.PathLike) -> Path:
     """Copy the adapter folder (adapter_config.json, adapter_model.safetensors, tokenizer)."""
-    source = _require_adapter(run)
+    source = require_adapter(run)
     target = _fresh_target(out)
     with atomic_path(target) as tmp:
         shutil.copytree(source, tmp)
@@ -44,7 +44,7 @@ def export_merged(ws: Workspace, run: Run, out: str | os.PathLike) -> Path:
     import torch
     from peft import PeftModel
     from training.models import load_model_and_tokenizer, resolve_base_model
-    source = _require_adapter(run)
+    source = require_adapter(run)
     target = _fresh_target(out)
     resolved = resolve_base_model(run.config.base_model, ws)
     base, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=False, device="cpu",
@@ -58,7 +58,7 @@ def export_merged(ws: Workspace, run: Run, out: str | os.PathLike) -> Path:
 
 def export_archive(run: Run, out: str | os.PathLike) -> Path:
     """A .tar.gz of the adapter, config.yaml and metrics.jsonl (what to hand to a colleague or a server)."""
-    source = _require_adapter(run)
+    source = require_adapter(run)
     target = _fresh_target(out)
     with atomic_path(target) as tmp:
         with tarfile.open(tmp, "w:gz") as tar:
