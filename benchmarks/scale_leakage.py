@@ -6,10 +6,10 @@ Side by side in one run, on generated support tickets (``tests.test_splits.suppo
 customers with 1-6 tickets, popular questions asked by several customers, shared error logs),
 split 80/10/10 at random:
 
-1. at ``--compare`` records, the audit as it is (``audit_leakage``) and the audit as it was, with
-   the near-duplicate step comparing the eligible texts with themselves
-   (``cross_near_duplicates(texts, texts)``, pairs with i < j kept): wall and CPU seconds, the pairs
-   found by each and whether they are the same;
+1. at ``--compare`` records, the audit as it is (``audit_leakage``) and as it was at commit ``BEFORE``
+   (read from git: the eligible texts compared with themselves, ``cross_near_duplicates(texts, texts)``,
+   and shared word runs counted one at a time in Python): wall and CPU seconds, the pairs found by
+   each and whether they are the same;
 2. at each of ``--sizes``, the audit's wall and CPU seconds, its peak RSS (each size in its own
    process; the RSS of the generated records alone beside it) and the time ratio to the size before
    (target: at most 2.2× per doubling).
@@ -26,10 +26,12 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+BEFORE = "bc12826"   # the last commit before the audit stopped comparing texts with themselves
 
 
 def split_tickets(n: int) -> list:
@@ -40,31 +42,29 @@ def split_tickets(n: int) -> list:
             for r in support_tickets(n, seed=n)]
 
 
-def self_comparison(texts, threshold, *, normalised=None, progress=None):
-    """The near-duplicate step as it was: the texts against themselves, each pair kept once (i < j)."""
-    import numpy as np
-    from curation.dedup.near_duplicates import cross_near_duplicates
-    hits = [(q, c, s) for q, c, s in cross_near_duplicates(texts, texts, threshold, progress=progress) if q < c]
-    return np.array([(q, c) for q, c, _ in hits], np.int64).reshape(-1, 2), np.array([s for _, _, s in hits])
+def audit_as_it_was():
+    """``audit_leakage`` as it was at ``BEFORE`` (read from git): the near-duplicate step compared the
+    eligible texts with themselves and the shared word runs were counted one run at a time in Python."""
+    import types
+    source = subprocess.run(["git", "show", f"{BEFORE}:curation/splits/leakage.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType("leakage_as_it_was")
+    sys.modules[module.__name__] = module   # dataclasses look their module up
+    exec(compile(source, f"{BEFORE}:curation/splits/leakage.py", "exec"), module.__dict__)
+    return module.audit_leakage
 
 
-def timed_audit(records) -> tuple[float, float, list]:
+def timed_audit(records, audit=None) -> tuple[float, float, list]:
     from curation.splits.leakage import audit_leakage
     wall, cpu = time.perf_counter(), time.process_time()
-    report = audit_leakage(records)
-    return time.perf_counter() - wall, time.process_time() - cpu, report.pairs
+    report = (audit or audit_leakage)(records)
+    return time.perf_counter() - wall, time.process_time() - cpu, [asdict(p) for p in report.pairs]
 
 
 def compare(n: int) -> None:
-    from curation.splits import leakage
     records = split_tickets(n)
     new_wall, new_cpu, new_pairs = timed_audit(records)
-    now = leakage.near_duplicate_pairs
-    leakage.near_duplicate_pairs = self_comparison
-    try:
-        old_wall, old_cpu, old_pairs = timed_audit(records)
-    finally:
-        leakage.near_duplicate_pairs = now
+    old_wall, old_cpu, old_pairs = timed_audit(records, audit_as_it_was())
     print(f"{n:,} records: audit as it was (texts against themselves) {old_wall:.1f} s wall, {old_cpu:.1f} s CPU, "
           f"{len(old_pairs)} pairs")
     print(f"{n:,} records: audit now (every pair once)              {new_wall:.1f} s wall, {new_cpu:.1f} s CPU, "
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.compare, args.sizes = 2_000, [5_000, 10_000, 20_000]
+    print(f"leakage audit (exact + near + 13-word runs, prompts and answers) of support tickets split 80/10/10")
     compare(args.compare)
     print(f"\n{'records':>9} {'wall s':>8} {'CPU s':>8} {'× per doubling':>15} {'pairs':>7} "
           f"{'peak RSS MB':>12} {'records alone MB':>17}")

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from core.errors import TuneloopError
-from curation.splits.leakage import AuditOptions, audit_leakage, fix_leakage, similarity_graph, audit_split
+from curation.splits.leakage import AuditOptions, _shared_runs, audit_leakage, audit_split, fix_leakage, similarity_graph
 from curation.data.records import Record
 from curation.splits.balance import groups_across_splits, max_share_gap
 from tests.test_splits import _word
@@ -163,3 +163,52 @@ def test_near_pairs_are_those_the_texts_against_themselves_gave_without_self_com
         before = [(eligible[q], eligible[c], s) for q, c, s in cross_near_duplicates(inside, inside) if q < c]
         assert len(before) > 50
         assert graph.near[fld] == sorted(before)
+
+
+def _runs_one_by_one(words, options):
+    """The shared-run rule written plainly, one record and one run at a time (what the audit vectorises)."""
+    n = options.ngram_words
+    runs = [[tuple(w[k:k + n]) for k in range(len(w) - n + 1)] for w in words]
+    records_of: dict = {}
+    for i, rs in enumerate(runs):
+        for r in dict.fromkeys(rs):
+            records_of.setdefault(r, []).append(i)
+    common = {r for r, m in records_of.items() if len(m) > options.common_records}
+    shared, seen = [], set()
+    for i, rs in enumerate(runs):
+        in_common = [False] * len(words[i])
+        for k, r in enumerate(rs):
+            if r in common:
+                in_common[k:k + n] = [True] * n
+        for k, r in enumerate(rs):
+            members = records_of[r]
+            if len(members) < 2 or r in common or members[0] != i or tuple(members) in seen:
+                continue
+            if 2 * sum(in_common[k:k + n]) > n:
+                continue
+            seen.add(tuple(members))
+            shared.append((members, " ".join(r)))
+    return shared, len(common)
+
+
+def test_shared_word_runs_match_the_rule_applied_one_run_at_a_time():
+    from curation.dedup.shingles import normalise_text
+    from tests.test_splits import support_tickets
+
+    rng = random.Random(77)
+    records = support_tickets(900, seed=8, shared_logs=12)
+    signature = " ".join(_word(rng) for _ in range(16))
+    for k, r in enumerate(records[:300]):   # boilerplate in many answers, and shared after a few private words
+        r.messages[1]["content"] = " ".join(_word(rng) for _ in range(k % 5)) + " " + signature
+    for k in range(0, 40, 2):               # quoted runs shared by two to four records
+        quote = " ".join(_word(rng) for _ in range(rng.randint(13, 30)))
+        for r in records[300 + k * 5: 300 + k * 5 + rng.randint(2, 4)]:
+            r.messages[0]["content"] += " " + quote
+        for r in records[k * 5: k * 5 + rng.randint(2, 4)]:   # a quote beside the signature
+            r.messages[1]["content"] += " " + quote
+    options = AuditOptions(ngram_words=13, common_records=10)
+    prompts, answers = ([normalise_text(r.text((role,))).split() for r in records] for role in ("user", "assistant"))
+    expected = _runs_one_by_one(prompts, options)
+    assert len(expected[0]) >= 20 and _shared_runs(prompts, options) == expected
+    expected = _runs_one_by_one(answers, options)
+    assert expected[0] and expected[1] > 0 and _shared_runs(answers, options) == expected

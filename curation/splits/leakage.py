@@ -39,8 +39,11 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar
 
+import numpy as np
+
 from core.errors import TuneloopError
 from core.options import Options, option
+from curation.dedup.arrays import mix64, ngram_multipliers, ranges
 from curation.dedup.near_duplicates import near_duplicate_pairs
 from curation.dedup.shingles import DEFAULT_THRESHOLD, normalise_text
 from curation.data.records import SPLITS, Record
@@ -209,31 +212,87 @@ def _shared_runs(words: list[list[str]], options: AuditOptions) -> tuple[list[tu
 
     A run in more than ``common_records`` records is boilerplate; a rarer run counts only when at
     least half its words lie outside boilerplate, so "<one word> + the start of a signature" is
-    not evidence.
+    not evidence. Each set of records is reported once, with the first such run of its first record.
+    Counting is vectorised over every run of every text; only the shared, rare runs are visited one by one.
     """
     n = options.ngram_words
-    hashes = [[hash(tuple(w[k:k + n])) for k in range(len(w) - n + 1)] for w in words]
-    postings: dict[int, list[int]] = defaultdict(list)
-    for i, hs in enumerate(hashes):
-        for h in dict.fromkeys(hs):
-            postings[h].append(i)
-    common = {h for h, m in postings.items() if len(m) > options.common_records}
+    hashes, owner, first = _run_hashes(words, n)
+    if hashes.size == 0:
+        return [], 0
+    # Each run's records: (hash, record) pairs without repeats, grouped by hash, records ascending.
+    order = np.lexsort((owner, hashes))
+    by_hash, by_owner = hashes[order], owner[order]
+    distinct = np.ones(by_hash.size, bool)
+    distinct[1:] = (by_hash[1:] != by_hash[:-1]) | (by_owner[1:] != by_owner[:-1])
+    run_hash, run_owner = by_hash[distinct], by_owner[distinct]
+    group_start = np.flatnonzero(np.concatenate(([True], run_hash[1:] != run_hash[:-1])))
+    group_size = np.diff(np.append(group_start, run_hash.size))
+    group = np.searchsorted(run_hash[group_start], hashes)
+    size = group_size[group]
+    common = size > options.common_records
+    # Words inside a boilerplate run, and how many of each run's words are.
+    total_words = sum(map(len, words))
+    cover = np.zeros(total_words + 1, np.int64)
+    np.add.at(cover, first[common], 1)
+    np.add.at(cover, first[common] + n, -1)
+    covered = np.concatenate(([0], np.cumsum(np.cumsum(cover[:-1]) > 0)))
+    in_boilerplate = covered[first + n] - covered[first]
+    keep = (size >= 2) & ~common & (run_owner[group_start[group]] == owner) & (2 * in_boilerplate <= n)
+    word_start = np.concatenate(([0], np.cumsum([len(w) for w in words])))
     shared, seen_sets = [], set()
-    for i, hs in enumerate(hashes):
-        covered = [False] * len(words[i])
-        for k, h in enumerate(hs):
-            if h in common:
-                covered[k:k + n] = [True] * n
-        for k, h in enumerate(hs):
-            members = postings[h]
-            if len(members) < 2 or h in common or members[0] != i:
-                continue
-            key = tuple(members)
-            if key in seen_sets or 2 * sum(covered[k:k + n]) > n:
-                continue
-            seen_sets.add(key)
-            shared.append((members, " ".join(words[i][k:k + n])))
-    return shared, len(common)
+    for at in np.flatnonzero(keep).tolist():   # runs are in text order, then word order
+        g = group[at]
+        members = run_owner[group_start[g]:group_start[g] + group_size[g]].tolist()
+        key = tuple(members)
+        if key in seen_sets:
+            continue
+        seen_sets.add(key)
+        i = members[0]
+        k = int(first[at] - word_start[i])
+        shared.append((members, " ".join(words[i][k:k + n])))
+    return shared, int(np.count_nonzero(group_size > options.common_records))
+
+
+def _run_hashes(words: list[list[str]], n: int, *, batch: int = 50_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """64-bit hashes of every run of ``n`` words, the text each is in and its first word's index over all
+    texts, in text order then word order."""
+    multipliers = ngram_multipliers(n)
+    counts = np.fromiter(map(len, words), np.int64, len(words))
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    out_hashes, out_owner, out_first = [], [], []
+    for lo in range(0, len(words), batch):
+        hi = min(lo + batch, len(words))
+        runs = np.maximum(counts[lo:hi] - n + 1, 0)
+        if not runs.any():
+            continue
+        word_hash = _word_hashes(words[lo:hi])
+        first = ranges(offsets[lo:hi] - offsets[lo], runs)
+        h = word_hash[first] * multipliers[0]
+        for j in range(1, n):
+            h += word_hash[first + j] * multipliers[j]
+        out_hashes.append(mix64(h))
+        out_owner.append(np.repeat(np.arange(lo, hi, dtype=np.int64), runs))
+        out_first.append(first + offsets[lo])
+    if not out_hashes:
+        empty = np.zeros(0, np.int64)
+        return np.zeros(0, np.uint64), empty, empty
+    return np.concatenate(out_hashes), np.concatenate(out_owner), np.concatenate(out_first)
+
+
+def _word_hashes(words: list[list[str]]) -> np.ndarray:
+    """A 64-bit hash of every word of the texts, in order (words are normalised: no spaces inside)."""
+    joined = " ".join(w for text in words for w in text) + " "
+    codes = np.frombuffer(joined.encode("utf-32-le"), np.uint32).astype(np.uint64)
+    space = codes == 32
+    starts = np.flatnonzero(~space & np.concatenate(([True], space[:-1])))
+    # Each character mixed with its place in the word, summed per word, then mixed in full.
+    word_of_char = np.repeat(starts.astype(np.uint64), np.diff(np.append(starts, codes.size)))
+    place = np.arange(codes.size, dtype=np.uint64) - word_of_char
+    mixed = codes * np.uint64(0x9E3779B97F4A7C15) + place * np.uint64(0xD6E8FEB86659FD93)
+    mixed ^= mixed >> np.uint64(29)
+    mixed *= np.uint64(0xBF58476D1CE4E5B9)
+    mixed[space] = 0
+    return mix64(np.add.reduceat(mixed, starts))
 
 
 def audit_split(records: list[Record], graph: SimilarityGraph) -> LeakageReport:
