@@ -44,7 +44,7 @@ def test_cli_bad_input_exits_nonzero_with_line_numbers(tmp_path):
     out = cli(tmp_path / "ws", "import", bad)
     assert out.returncode == 1
     assert "bad.jsonl: 1 problem(s) found; nothing was imported." in out.stderr
-    assert "line 2: messages[0].role is 'bot'; expected system, user or assistant" in out.stderr
+    assert "line 2: messages[0].role is 'bot'; expected system, user, assistant or tool" in out.stderr
     assert "no versions yet" in cli(tmp_path / "ws", "versions").stdout
     out = cli(tmp_path / "ws", "show", "v7")
     assert out.returncode == 1 and "no version v7" in out.stderr

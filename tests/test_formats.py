@@ -100,7 +100,7 @@ def test_forced_format_overrides_detection(tmp_path):
     (b'{"messages": [{"role": "user", "content": 42}]}\n', "line 1: messages[0].content must be text, got int"),
     (b'{"messages": "hello"}\n', "line 1: 'messages' must be a list"),
     (b'{"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}\n',
-     "line 1: messages[1].role is 'bot'; expected system, user or assistant"),
+     "line 1: messages[1].role is 'bot'; expected system, user, assistant or tool"),
     (b'{"messages": [{"content": "q"}]}\n', "line 1: messages[0].role is missing"),
     (b'[1, 2]', "item 1: expected a JSON object per record, got int"),
     (b'{"text": "just text"}\n', "cannot tell the format"),

@@ -1,19 +1,24 @@
 """Reading and writing records in the formats people bring.
 
-Readers accept chat/messages, Alpaca (instruction/input/output), ShareGPT (conversations/from/value),
-prompt/completion, and CSV with a column mapping, from JSONL, a JSON array, Parquet, CSV or a
-Hugging Face ``save_to_disk`` folder. The format is detected from the first row and can be forced.
+Readers accept the public schemas by name (``curation.data.schemas``: chat/OpenAI messages with tool calls,
+Alpaca, Dolly, ShareGPT with tool turns, prompt/completion, OASST trees, and preference pairs in trl's and
+LLaMA-Factory's shapes) from JSONL, a JSON array, Parquet, CSV or a Hugging Face ``save_to_disk`` folder.
+The schema is detected from the first record and can be forced; a column mapping (``prompt=question,
+completion=answer``) renames a file's columns to the fields a schema reads, for every file type.
 
-Every problem is reported with the file, the line (or row) and the field; an import with any
-error imports nothing. Warnings (a conversation without an assistant turn) do not block it.
-Input past a reader's limits (the size cap, JSON nested deeper than Python can read, a CSV field
-over csv's field limit) is refused with one line naming the file, the line and the limit; a pipe
-or device is read only up to the size cap.
+Every problem is reported with the file, the line (or row) and the field; by default an import with any
+error imports nothing. With ``skip_bad`` the good records are read and every bad one is listed in
+``ImportResult.skipped`` with where it was and why. Warnings (a conversation without an assistant turn)
+do not block it. Input past a reader's limits (the size cap, JSON nested deeper than Python can read, a
+CSV field over csv's field limit) is refused with one line naming the file, the line and the limit; a
+pipe or device is read only up to the size cap. JSONL, Parquet and dataset folders are read a row at a
+time, so memory holds the records made, not the file's text as well.
 
 Example::
 
     result = read_records("tickets.jsonl")          # raises InputProblem listing every bad line
     result.records[0].messages, result.format, result.warnings
+    read_records("alpaca_data.json", skip_bad=True).skipped   # [("item 17", "output is empty"), ...]
 """
 from __future__ import annotations
 
@@ -28,60 +33,61 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from core.errors import InputProblem, TuneloopError
-from curation.data.records import ROLES, Record, new_record_id
+from curation.data.records import Record
+from curation.data.schemas import (CONSUMED, EXPECTED, SCHEMAS, OasstTrees, Problems, convert_row, derived_id,
+                                   detect_schema)
 
-FORMATS = ("messages", "alpaca", "sharegpt", "prompt_completion", "csv")
+FORMATS = SCHEMAS + ("csv",)
 DEFAULT_MAX_MB = float(os.environ.get("TUNELOOP_MAX_IMPORT_MB", "500"))
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
-                  "system": "system"}
-# CSV columns recognised without a mapping, by what they hold.
+# The fields a column mapping can fill, and the CSV columns recognised for them without one.
 CSV_ALIASES = {
     "id": ("id", "record_id", "uid"),
     "system": ("system", "system_prompt"),
     "prompt": ("prompt", "question", "user", "query", "instruction", "input_text"),
     "input": ("input", "context"),
     "completion": ("completion", "answer", "response", "assistant", "output", "reply"),
+    "messages": (),
+    "chosen": (),
+    "rejected": (),
 }
+_PROGRESS_EVERY = 5000
 
 
 @dataclass
 class ImportResult:
+    """What a file holds: its records (chat records, or preference pairs), the schema read, warnings,
+    and the records left out with ``skip_bad`` as (where, reason)."""
     records: list[Record]
     format: str
     warnings: list[str] = field(default_factory=list)
     source: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """``preference`` for prompt/chosen/rejected pairs, else ``sft``."""
+        return "preference" if self.records and self.records[0].is_preference else "sft"
 
 
 @dataclass
 class _Row:
-    where: str          # "line 17" or "row 17"
+    where: str          # "line 17", "item 17" or "row 17"
     data: Any
-    error: str | None = None   # the row could not even be parsed
-
-
-class _Problems:
-    def __init__(self):
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
-
-    def error(self, where: str, text: str) -> None:
-        self.errors.append(f"{where}: {text}")
-
-    def warn(self, where: str, text: str) -> None:
-        self.warnings.append(f"{where}: {text}")
+    error: str | None = None     # the row could not even be parsed
+    done: float | None = None    # the fraction of the input read once this row was
 
 
 # -- entry points -----------------------------------------------------------------------------
 
 def read_records(path: str | os.PathLike, *, format: str | None = None,
                  column_map: dict[str, str] | None = None, max_mb: float | None = None,
-                 limit: int | None = None, progress=None) -> ImportResult:
+                 limit: int | None = None, progress=None, skip_bad: bool = False) -> ImportResult:
     """Read and validate every record in ``path``; raise ``InputProblem`` listing all problems.
 
-    ``format`` forces one of FORMATS; ``column_map`` maps CSV roles (id, system, prompt, input,
-    completion) to column names; ``limit`` reads only the first rows (for previews);
-    ``progress(fraction, text)`` is called as rows are checked.
+    ``format`` forces one of FORMATS; ``column_map`` maps fields (id, system, prompt, input, completion,
+    messages, chosen, rejected) to the file's column names; ``limit`` reads only the first rows (for
+    previews); ``skip_bad`` reads the good records and lists the bad ones in ``skipped`` instead of
+    refusing the file; ``progress(fraction, text)`` is called as rows are read.
     """
     path = Path(path)
     name = path.name
@@ -91,41 +97,17 @@ def read_records(path: str | os.PathLike, *, format: str | None = None,
         raise TuneloopError(f"unknown format '{format}'; choose one of {', '.join(FORMATS)}")
     max_mb = DEFAULT_MAX_MB if max_mb is None else max_mb
     _check_size(path, max_mb)
-    rows = list(_iter_rows(path, column_map=column_map, limit=limit, max_mb=max_mb,
-                           csv_mode=(format == "csv" or path.suffix.lower() in (".csv", ".tsv"))))
-    if not rows:
-        raise InputProblem([f"{name} holds no records (the file is empty)"], source=name)
-    first = next((r for r in rows if r.error is None), None)
-    if first is None:
-        raise InputProblem([f"{r.where}: {r.error}" for r in rows], source=name)
-    fmt = format or detect_format(first.data, where=first.where, source=name)
-    if fmt == "csv":
-        fmt = "prompt_completion"
-    problems = _Problems()
-    records: list[Record] = []
-    seen_ids: dict[str, str] = {}
-    for n, row in enumerate(rows):
-        if progress and n % 2000 == 0:
-            progress(n / len(rows), f"checking {n:,} of {len(rows):,} records")
-        converted = _to_record(row, fmt, problems)
-        if converted is None:
-            continue
-        record, derived_id = converted
-        if record.id in seen_ids:
-            if not derived_id:
-                problems.error(row.where, f"id '{record.id}' repeats {seen_ids[record.id]}; ids must be unique")
-                continue
-            # The same content twice without ids: keep both (dedup decides), with distinct stable ids.
-            k = 2
-            while f"{record.id}-{k}" in seen_ids:
-                k += 1
-            record.id = f"{record.id}-{k}"
-        seen_ids[record.id] = row.where
-        records.append(record)
-    if problems.errors:
-        raise InputProblem(problems.errors, source=name)
-    shown_format = "csv" if path.suffix.lower() in (".csv", ".tsv") else fmt
-    return ImportResult(records=records, format=shown_format, warnings=problems.warnings, source=name)
+    is_csv = path.suffix.lower() in (".csv", ".tsv")
+    csv_mode = format == "csv" or is_csv
+    rows = _iter_rows(path, column_map=column_map, limit=limit, max_mb=max_mb, csv_mode=csv_mode)
+    if column_map and not csv_mode:
+        rows = _mapped(rows, column_map, name)
+    reader = _Reader(None if format in (None, "csv") else format, skip_bad=skip_bad, source=name)
+    for row in rows:
+        reader.add(row)
+        if progress and reader.rows % _PROGRESS_EVERY == 0:
+            progress(0.9 * (row.done or 0.0), f"read {reader.rows:,} records")
+    return reader.finish("csv" if is_csv else None)
 
 
 def detect_format(first: Any, *, where: str = "line 1", source: str = "") -> str:
@@ -133,19 +115,170 @@ def detect_format(first: Any, *, where: str = "line 1", source: str = "") -> str
     if not isinstance(first, dict):
         raise InputProblem([f"{where}: expected a JSON object per record, got {type(first).__name__}"],
                            source=source)
-    keys = set(first)
-    if "messages" in keys:
-        return "messages"
-    if "conversations" in keys:
-        return "sharegpt"
-    if "instruction" in keys and "output" in keys:
-        return "alpaca"
-    if "prompt" in keys and "completion" in keys:
-        return "prompt_completion"
-    raise InputProblem([
-        f"{where}: cannot tell the format from the fields {sorted(keys)}; expected 'messages' (chat), "
-        "'conversations' (ShareGPT), 'instruction'+'output' (Alpaca) or 'prompt'+'completion'; "
-        "choose the format explicitly"], source=source)
+    schema = detect_schema(set(first))
+    if schema is None:
+        raise InputProblem([
+            f"{where}: cannot tell the format from the fields {sorted(first)}; expected {EXPECTED}; choose the "
+            f"format explicitly, or map your columns (e.g. prompt=question,completion=answer)"], source=source)
+    return schema
+
+
+class _Reader:
+    """Turns rows into records one at a time: detects the schema from the first good row, checks each row,
+    keeps ids unique, and either collects every problem or (``skip_bad``) the bad rows as skipped."""
+
+    def __init__(self, schema: str | None, *, skip_bad: bool, source: str):
+        self.schema = "messages" if schema == "openai" else schema
+        self.forced = schema
+        self.skip_bad, self.source = skip_bad, source
+        self.problems = Problems()
+        self.records: list[Record] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.seen_ids: dict[str, str] = {}
+        self.trees: OasstTrees | None = None
+        self.rows = 0
+
+    def add(self, row: _Row) -> None:
+        self.rows += 1
+        before = len(self.problems.errors)
+        if row.error:
+            self.problems.error(row.where, row.error)
+        elif self.schema is None and not isinstance(row.data, dict):
+            raise InputProblem([f"{row.where}: expected a JSON object per record, got {type(row.data).__name__}"],
+                               source=self.source)
+        elif not isinstance(row.data, dict):
+            self.problems.error(row.where, f"expected a JSON object, got {type(row.data).__name__}")
+        else:
+            if self.schema is None:
+                self.schema = detect_format(row.data, where=row.where, source=self.source)
+            self._convert(row.where, row.data)
+        self._settle(before)
+
+    def _convert(self, where: str, data: dict) -> None:
+        if self.schema == "oasst":
+            if self.trees is None:
+                self.trees = OasstTrees()
+            self.trees.add(data, where, self.problems)
+            return
+        before = len(self.problems.errors)
+        parsed = convert_row(self.schema, data, where, self.problems)
+        if parsed is None or len(self.problems.errors) > before:
+            return
+        meta = self._meta(data, where)
+        if meta is None:
+            return
+        rid = data.get("id", meta.pop("id", None))
+        if rid is not None and rid != "" and (not isinstance(rid, (str, int)) or isinstance(rid, bool)):
+            self.problems.error(where, f"id must be a string or a number, got {type(rid).__name__}")
+            return
+        if parsed.chosen is None and not any(m["role"] == "assistant" for m in parsed.messages):
+            self.problems.warn(where, "the conversation has no assistant turn; it cannot teach an answer until one "
+                                      "is added")
+        record = Record(id="" if rid in (None, "") else str(rid), messages=parsed.messages, meta=meta,
+                        chosen=parsed.chosen, rejected=parsed.rejected)
+        self._keep(record, where, derived=rid in (None, ""))
+
+    def _meta(self, data: dict, where: str) -> dict | None:
+        """The row's ``meta`` object (or its JSON text) with every key the schema does not read."""
+        meta = data.get("meta") if data.get("meta") is not None else {}
+        if isinstance(meta, str):
+            try:
+                meta = json.loads(meta)
+            except (json.JSONDecodeError, RecursionError):
+                pass
+        if not isinstance(meta, dict):
+            self.problems.error(where, f"meta must be an object, got {type(data.get('meta')).__name__}")
+            return None
+        consumed = CONSUMED.get(self.schema, set()) | {"id", "meta", "system"}
+        return {**{k: v for k, v in data.items() if k not in consumed and v is not None}, **meta}
+
+    def _keep(self, record: Record, where: str, *, derived: bool) -> None:
+        if derived:
+            record.id = derived_id(record.messages, record.chosen)
+        if record.id in self.seen_ids:
+            if not derived:
+                self.problems.error(where, f"id '{record.id}' repeats {self.seen_ids[record.id]}; ids must be unique")
+                return
+            # The same content twice without ids: keep both (dedup decides), with distinct stable ids.
+            k = 2
+            while f"{record.id}-{k}" in self.seen_ids:
+                k += 1
+            record.id = f"{record.id}-{k}"
+        self.seen_ids[record.id] = where
+        self.records.append(record)
+
+    def _settle(self, before: int) -> None:
+        """With ``skip_bad``, the problems found since ``before`` become skipped records, one per place."""
+        if not self.skip_bad or len(self.problems.errors) == before:
+            return
+        found = self.problems.errors[before:]
+        del self.problems.errors[before:]
+        by_place: dict[str, list[str]] = {}
+        for problem in found:
+            where, _, reason = problem.partition(": ")
+            by_place.setdefault(where, []).append(reason)
+        self.skipped += [(where, "; ".join(reasons)) for where, reasons in by_place.items()]
+
+    def finish(self, shown_format: str | None) -> ImportResult:
+        if self.rows == 0:
+            raise InputProblem([f"{self.source} holds no records (the file is empty)"], source=self.source)
+        if self.trees is not None:
+            before = len(self.problems.errors)
+            for where, rid, messages, meta in self.trees.conversations(self.problems):
+                self._keep(Record(id=rid, messages=messages, meta=meta), where, derived=False)
+            self._settle(before)
+        if self.problems.errors:
+            raise InputProblem(self.problems.errors, source=self.source)
+        if not self.records:
+            reasons = [f"{where}: {reason}" for where, reason in self.skipped]
+            raise InputProblem(reasons or [f"{self.source} holds no records"], source=self.source)
+        return ImportResult(records=self.records, format=shown_format or self.forced or self.schema,
+                            warnings=self.problems.warnings, source=self.source, skipped=self.skipped)
+
+
+def parse_column_map(text: str | None) -> dict[str, str] | None:
+    """``"prompt=question,completion=answer"`` → ``{"prompt": "question", "completion": "answer"}``."""
+    if not text:
+        return None
+    mapping = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise TuneloopError(f"column mapping '{part}' must look like field=column, e.g. prompt=question")
+        role, column = (s.strip() for s in part.split("=", 1))
+        if role not in CSV_ALIASES:
+            raise TuneloopError(f"column mapping: unknown field '{role}'; use {', '.join(CSV_ALIASES)}")
+        mapping[role] = column
+    return mapping
+
+
+def map_columns(data: dict, mapping: dict[str, str]) -> tuple[dict, str | None]:
+    """The row with its mapped columns renamed to the fields they fill (an ``input`` column joins the prompt
+    after a blank line), and the problem if a mapped column is missing from it."""
+    missing = [column for column in mapping.values() if column not in data]
+    if missing:
+        return data, f"column(s) {missing} of the column mapping are missing here; the record has {sorted(data)}"
+    out = {k: v for k, v in data.items() if k not in mapping.values()}
+    for role, column in mapping.items():
+        out[role] = data[column]
+    extra = out.pop("input", None) if "input" in mapping else None
+    if isinstance(extra, str) and extra.strip() and isinstance(out.get("prompt"), str):
+        out["prompt"] = f"{out['prompt']}\n\n{extra}"
+    return out, None
+
+
+def _mapped(rows: Iterable[_Row], mapping: dict[str, str], source: str) -> Iterator[_Row]:
+    """Rows with the column mapping applied; a mapped column the first record lacks refuses the file."""
+    checked = False
+    for row in rows:
+        if row.error is None and isinstance(row.data, dict):
+            if not checked:
+                unknown = [column for column in mapping.values() if column not in row.data]
+                if unknown:
+                    raise InputProblem([f"{row.where}: the column mapping names {unknown}, not among the columns "
+                                        f"{sorted(row.data)}; map fields to these columns"], source=source)
+                checked = True
+            row.data, row.error = map_columns(row.data, mapping)
+        yield row
 
 
 # -- containers -------------------------------------------------------------------------------
@@ -161,15 +294,18 @@ def _check_size(path: Path, max_mb: float) -> None:
                             f"{_RAISE_LIMIT}")
 
 
-def _read_capped(path: Path, max_mb: float) -> bytes:
-    """The bytes of ``path``, reading no more than the cap: a pipe or device (whose size is unknown until it
+def _over_cap(path: Path, max_mb: float) -> TuneloopError:
+    return TuneloopError(f"{path.name} holds more than the import limit of {max_mb:g} MB (reading stopped at the "
+                         f"limit; nothing was imported); {_RAISE_LIMIT}")
+
+
+def _read_capped(fh, path: Path, max_mb: float) -> bytes:
+    """The rest of ``fh``, reading no more than the cap: a pipe or device (whose size is unknown until it
     ends, or never ends) is refused as soon as it passes the cap."""
     cap = int(max_mb * 1024 * 1024)
-    with path.open("rb") as fh:
-        raw = fh.read(cap + 1)
+    raw = fh.read(cap + 1)
     if len(raw) > cap:
-        raise TuneloopError(f"{path.name} holds more than the import limit of {max_mb:g} MB (reading stopped at the "
-                            f"limit; nothing was imported); {_RAISE_LIMIT}")
+        raise _over_cap(path, max_mb)
     return raw
 
 
@@ -186,15 +322,18 @@ def _iter_rows(path: Path, *, column_map, limit, max_mb, csv_mode) -> Iterator[_
         yield from _iter_json(path, limit, max_mb)
 
 
-def _decode(path: Path, max_mb: float) -> str:
-    raw = _read_capped(path, max_mb)
+def _utf8_problem(raw: bytes, exc: UnicodeDecodeError, first_line: int = 1) -> str:
+    line = first_line + raw.count(b"\n", 0, exc.start)
+    col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+    return (f"line {line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {col}); save the file as UTF-8 "
+            "and import it again")
+
+
+def _decode(raw: bytes, path: Path) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise InputProblem([f"line {line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {col}); "
-                            "save the file as UTF-8 and import it again"], source=path.name) from None
+        raise InputProblem([_utf8_problem(raw, exc)], source=path.name) from None
     return text.lstrip("\ufeff")
 
 
@@ -205,35 +344,54 @@ def _too_deep(source: str, where: str = "") -> TuneloopError:
 
 
 def _iter_json(path: Path, limit, max_mb) -> Iterator[_Row]:
-    text = _decode(path, max_mb)
-    if not text.strip():
-        return
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputProblem([f"line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})"],
-                               source=path.name) from None
-        except RecursionError:
-            raise _too_deep(path.name) from None   # one document: no line to name
-        for i, item in enumerate(items[:limit] if limit else items, start=1):
-            yield _Row(f"item {i}", item)
-        return
-    count = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield _Row(f"line {lineno}", None, error=f"not valid JSON ({exc.msg} at column {exc.colno})")
-        except RecursionError:
-            raise _too_deep(path.name, f"line {lineno}") from None
-        else:
-            yield _Row(f"line {lineno}", item)
-        count += 1
-        if limit and count >= limit:
-            break
+    """A JSON array (read whole), or JSONL read a line at a time."""
+    size = path.stat().st_size if stat.S_ISREG(path.stat().st_mode) else None
+    with path.open("rb") as fh:
+        if fh.peek(4096)[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            yield from _iter_json_array(_decode(_read_capped(fh, path, max_mb), path), path, limit)
+            return
+        cap = int(max_mb * 1024 * 1024)
+        read = count = 0
+        for lineno, raw in enumerate(fh, start=1):
+            read += len(raw)
+            if read > cap:
+                raise _over_cap(path, max_mb)
+            done = read / size if size else None
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield _Row(f"line {lineno}", None, error=_utf8_problem(raw, exc, lineno).partition(": ")[2], done=done)
+                count += 1
+                continue
+            if lineno == 1:
+                line = line.lstrip("\ufeff")
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield _Row(f"line {lineno}", None, error=f"not valid JSON ({exc.msg} at column {exc.colno})", done=done)
+            except RecursionError:
+                raise _too_deep(path.name, f"line {lineno}") from None
+            else:
+                yield _Row(f"line {lineno}", item, done=done)
+            count += 1
+            if limit and count >= limit:
+                break
+
+
+def _iter_json_array(text: str, path: Path, limit) -> Iterator[_Row]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputProblem([f"line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})"],
+                           source=path.name) from None
+    except RecursionError:
+        raise _too_deep(path.name) from None   # one document: no line to name
+    total = len(items)
+    for i in range(min(total, limit or total)):
+        item, items[i] = items[i], None   # let each item go once it is read
+        yield _Row(f"item {i + 1}", item, done=(i + 1) / total)
 
 
 def _iter_parquet(path: Path, limit) -> Iterator[_Row]:
@@ -242,11 +400,17 @@ def _iter_parquet(path: Path, limit) -> Iterator[_Row]:
                             f"pipe or device; copy it to a file first")
     import pyarrow.parquet as pq
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise TuneloopError(f"{path.name}: not a readable Parquet file ({exc})") from None
-    for i, item in enumerate(table.slice(0, limit).to_pylist() if limit else table.to_pylist(), start=1):
-        yield _Row(f"row {i}", item)
+    total = max(1, parquet.metadata.num_rows)
+    i = 0
+    for batch in parquet.iter_batches(batch_size=10_000):
+        for item in batch.to_pylist():
+            i += 1
+            yield _Row(f"row {i}", item, done=i / total)
+            if limit and i >= limit:
+                return
 
 
 def _iter_hf_folder(path: Path, limit) -> Iterator[_Row]:
@@ -255,6 +419,7 @@ def _iter_hf_folder(path: Path, limit) -> Iterator[_Row]:
     from datasets import Dataset, DatasetDict, load_from_disk
     loaded = load_from_disk(str(path))
     parts = loaded.items() if isinstance(loaded, DatasetDict) else [(None, loaded)]
+    total = max(1, sum(len(ds) for _, ds in parts))
     count = 0
     for split_name, ds in parts:
         assert isinstance(ds, Dataset)
@@ -264,25 +429,10 @@ def _iter_hf_folder(path: Path, limit) -> Iterator[_Row]:
                 item.setdefault("meta", {})
                 if isinstance(item["meta"], dict):
                     item["meta"] = {**item["meta"], "split": item["meta"].get("split") or split_name}
-            yield _Row(f"{split_name + ' ' if split_name else ''}row {i}", item)
             count += 1
+            yield _Row(f"{split_name + ' ' if split_name else ''}row {i}", item, done=count / total)
             if limit and count >= limit:
                 return
-
-
-def parse_column_map(text: str | None) -> dict[str, str] | None:
-    """``"prompt=question,completion=answer"`` → ``{"prompt": "question", "completion": "answer"}``."""
-    if not text:
-        return None
-    mapping = {}
-    for part in text.split(","):
-        if "=" not in part:
-            raise TuneloopError(f"column mapping '{part}' must look like role=column, e.g. prompt=question")
-        role, column = (s.strip() for s in part.split("=", 1))
-        if role not in CSV_ALIASES:
-            raise TuneloopError(f"column mapping: unknown role '{role}'; use {', '.join(CSV_ALIASES)}")
-        mapping[role] = column
-    return mapping
 
 
 def _csv_refusal(path: Path, line: int, exc: csv.Error) -> TuneloopError:
@@ -296,7 +446,10 @@ def _csv_refusal(path: Path, line: int, exc: csv.Error) -> TuneloopError:
 
 
 def _iter_csv(path: Path, column_map, limit, max_mb) -> Iterator[_Row]:
-    text = _decode(path, max_mb)
+    """CSV rows with the columns renamed to the fields they fill: the mapping given, then the usual column
+    names (CSV_ALIASES) for the fields it leaves out; empty cells of other columns are not kept in meta."""
+    with path.open("rb") as fh:
+        text = _decode(_read_capped(fh, path, max_mb), path)
     if not text.strip():
         return
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
@@ -315,24 +468,17 @@ def _iter_csv(path: Path, column_map, limit, max_mb) -> Iterator[_Row]:
     missing_cols = [c for c in mapping.values() if c not in columns]
     if missing_cols:
         raise InputProblem([f"line 1: column(s) {missing_cols} not in the header {columns}"], source=path.name)
-    if "prompt" not in mapping or "completion" not in mapping:
+    if detect_schema(set(mapping)) is None:
         raise InputProblem([f"line 1: cannot tell which columns hold the question and the answer among "
                             f"{columns}; give a column mapping such as prompt=question,completion=answer"],
                            source=path.name)
-    used = set(mapping.values())
+    lines = max(1, text.count("\n"))
     for i, row in enumerate(_csv_rows(path, reader), start=2):
         if None in row:
             raise InputProblem([f"line {i}: more fields than the header has columns"], source=path.name)
-        prompt = row[mapping["prompt"]] or ""
-        if mapping.get("input") and row.get(mapping["input"]):
-            prompt = f"{prompt}\n\n{row[mapping['input']]}"
-        item: dict[str, Any] = {"prompt": prompt, "completion": row[mapping["completion"]]}
-        if mapping.get("id") and row.get(mapping["id"]):
-            item["id"] = row[mapping["id"]]
-        if mapping.get("system") and row.get(mapping["system"]):
-            item["system"] = row[mapping["system"]]
-        item["meta"] = {k: v for k, v in row.items() if k not in used and v not in (None, "")}
-        yield _Row(f"line {i}", item)
+        item, _ = map_columns(row, mapping)
+        item = {k: v for k, v in item.items() if k in mapping or v not in (None, "")}
+        yield _Row(f"line {i}", item, done=min(1.0, reader.line_num / lines))
         if limit and i - 1 >= limit:
             break
 
@@ -346,157 +492,6 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[dict]:
         except csv.Error as exc:
             raise _csv_refusal(path, reader.line_num + 1, exc) from None  # the line the bad record starts on
         yield row
-
-
-# -- schemas ----------------------------------------------------------------------------------
-
-def _to_record(row: _Row, fmt: str, problems: _Problems) -> tuple[Record, bool] | None:
-    """The row as a record, and whether its id was derived from the content."""
-    data, where = row.data, row.where
-    if row.error:
-        problems.error(where, row.error)
-        return None
-    if not isinstance(data, dict):
-        problems.error(where, f"expected a JSON object, got {type(data).__name__}")
-        return None
-    before = len(problems.errors)
-    if fmt == "messages":
-        messages = _messages_field(data.get("messages"), "messages", where, problems)
-    elif fmt == "sharegpt":
-        messages = _sharegpt(data, where, problems)
-    elif fmt == "alpaca":
-        messages = _alpaca(data, where, problems)
-    else:
-        messages = _prompt_completion(data, where, problems)
-    if len(problems.errors) > before or messages is None:
-        return None
-    if not any(m["role"] == "assistant" for m in messages):
-        problems.warn(where, "the conversation has no assistant turn; it cannot teach an answer until one is added")
-    meta = data.get("meta") if data.get("meta") is not None else {}
-    if not isinstance(meta, dict):
-        if isinstance(meta, str):
-            try:
-                meta = json.loads(meta)
-            except (json.JSONDecodeError, RecursionError):
-                meta = None
-        if not isinstance(meta, dict):
-            problems.error(where, f"meta must be an object, got {type(data.get('meta')).__name__}")
-            return None
-    consumed = {"id", "meta", "messages", "conversations", "instruction", "input", "output", "prompt",
-                "completion", "system"}
-    extras = {k: v for k, v in data.items() if k not in consumed and v is not None}
-    meta = {**extras, **meta}
-    rid = data.get("id", meta.pop("id", None))
-    if rid is None or rid == "":
-        return Record(id=new_record_id(messages), messages=messages, meta=meta), True
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        problems.error(where, f"id must be a string or a number, got {type(rid).__name__}")
-        return None
-    return Record(id=str(rid), messages=messages, meta=meta), False
-
-
-def _messages_field(value, name, where, problems, *, allow_empty=False) -> list[dict[str, str]] | None:
-    if value is None:
-        problems.error(where, f"'{name}' is missing")
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            problems.error(where, f"'{name}' must be a list of {{role, content}}, got a string")
-            return None
-    if not isinstance(value, (list, tuple)):
-        problems.error(where, f"'{name}' must be a list of {{role, content}}, got {type(value).__name__}")
-        return None
-    if not value and not allow_empty:
-        problems.error(where, f"'{name}' is an empty list; a record needs at least one turn")
-        return None
-    out = []
-    for i, msg in enumerate(value):
-        field_name = f"{name}[{i}]"
-        if not isinstance(msg, dict):
-            problems.error(where, f"{field_name} must be an object with role and content, got {type(msg).__name__}")
-            continue
-        role, content = msg.get("role"), msg.get("content")
-        if role not in ROLES:
-            shown = "missing" if role is None else f"'{role}'"
-            problems.error(where, f"{field_name}.role is {shown}; expected system, user or assistant")
-            continue
-        if not _content_ok(content, f"{field_name}.content", where, problems):
-            continue
-        out.append({"role": role, "content": content})
-    return out
-
-
-def _content_ok(content, field_name, where, problems) -> bool:
-    if content is None:
-        problems.error(where, f"{field_name} is missing")
-        return False
-    if not isinstance(content, str):
-        problems.error(where, f"{field_name} must be text, got {type(content).__name__}")
-        return False
-    if not content.strip():
-        problems.error(where, f"{field_name} is empty")
-        return False
-    return True
-
-
-def _sharegpt(data, where, problems):
-    turns = data.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        problems.error(where, "'conversations' must be a non-empty list of {from, value}")
-        return None
-    messages = []
-    if isinstance(data.get("system"), str) and data["system"].strip():
-        messages.append({"role": "system", "content": data["system"]})
-    for i, turn in enumerate(turns):
-        field_name = f"conversations[{i}]"
-        if not isinstance(turn, dict):
-            problems.error(where, f"{field_name} must be an object with from and value")
-            continue
-        speaker = turn.get("from")
-        role = SHAREGPT_ROLES.get(str(speaker).lower()) if speaker is not None else None
-        if role is None:
-            problems.error(where, f"{field_name}.from is {'missing' if speaker is None else repr(speaker)}; "
-                                  f"expected human, gpt or system")
-            continue
-        if _content_ok(turn.get("value"), f"{field_name}.value", where, problems):
-            messages.append({"role": role, "content": turn["value"]})
-    return messages
-
-
-def _alpaca(data, where, problems):
-    ok = _content_ok(data.get("instruction"), "instruction", where, problems)
-    ok = _content_ok(data.get("output"), "output", where, problems) and ok
-    extra = data.get("input")
-    if extra is not None and not isinstance(extra, str):
-        problems.error(where, f"input must be text, got {type(extra).__name__}")
-        ok = False
-    if not ok:
-        return None
-    prompt = data["instruction"] if not (extra or "").strip() else f"{data['instruction']}\n\n{extra}"
-    messages = []
-    if isinstance(data.get("system"), str) and data["system"].strip():
-        messages.append({"role": "system", "content": data["system"]})
-    return messages + [{"role": "user", "content": prompt}, {"role": "assistant", "content": data["output"]}]
-
-
-def _prompt_completion(data, where, problems):
-    prompt, completion = data.get("prompt"), data.get("completion")
-    messages: list[dict[str, str]] = []
-    if isinstance(data.get("system"), str) and data["system"].strip():
-        messages.append({"role": "system", "content": data["system"]})
-    if isinstance(prompt, list):  # trl's conversational prompt/completion
-        part = _messages_field(prompt, "prompt", where, problems)
-        messages += part or []
-    elif _content_ok(prompt, "prompt", where, problems):
-        messages.append({"role": "user", "content": prompt})
-    if isinstance(completion, list):
-        part = _messages_field(completion, "completion", where, problems)
-        messages += part or []
-    elif _content_ok(completion, "completion", where, problems):
-        messages.append({"role": "assistant", "content": completion})
-    return messages
 
 
 # -- writers ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The record: one chat example, the unit every curation step reads and writes.
 
 A record is ``id`` (stable across versions), ``messages`` (a list of ``{"role", "content"}`` with
-roles system/user/assistant) and ``meta`` (source, label, group ids, provenance, tags; free-form
+roles system/user/assistant/tool; a tool call is assistant text, see ``curation.data.schemas``) and ``meta`` (source, label, group ids, provenance, tags; free-form
 JSON). A split version puts ``meta["split"]`` in ``train``/``val``/``test``.
 
 A *preference* record (what rating produces, what DPO trains on) also has ``chosen`` and
@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 SPLITS = ("train", "val", "test")
 
 
