@@ -267,7 +267,7 @@ def test_cli_splits_a_workspace_version(ws, tmp_path, capsys):
     assert main([parent.name, str(tmp_path / "o"), "--workspace", str(ws.root), "--group", "customer"]) == 0
     current = current_version(ws)
     assert current.step == "split" and current.parent_id == parent.id
-    assert current.params == SplitOptions(group="customer").to_dict()
+    assert current.params == SplitOptions(stratify="label", group="customer").to_dict()   # its label field
     assert (tmp_path / "o" / "test.jsonl").exists()
     # "current", no OUTDIR, options from a YAML file with a flag on top: a new version, nothing written.
     options = tmp_path / "split.yaml"

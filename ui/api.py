@@ -88,9 +88,9 @@ def deduplicate(ws, version: str = CURRENT, options: dict | None = None, request
 def build_split(ws, version: str = CURRENT, options: dict | None = None, request: gr.Request = None) -> dict:
     """Split a version into train/val/test and make the split version. ``options`` are the Splits tab's
     (shape, sizes, stratify or group field, seed: ``python -m curation.splits --help``)."""
-    from curation.splits.build import SplitOptions, split_version
+    from curation.splits.build import split_version, version_split_options
     source = _version(ws, version)
-    _, made = split_version(ws, source.name, SplitOptions.from_dict(options or {}),
+    _, made = split_version(ws, source.name, version_split_options(ws, source.name, options),
                             created_by=caller_name(ws, request))
     return version_summary(made)
 

@@ -267,9 +267,9 @@ def set_label_field(ws: Workspace, version: int | str, name: str, *, by: str | N
                             f"'{name}', where review labels would overwrite them; choose another field")
     if not _NAME.match(name):
         raise TuneloopError(f"'{name}' cannot be the label field: review labels are kept in meta under the field's "
-                            f"name, which must be lower-case letters, digits or _ (starting with a letter); rename it "
-                            f"when importing (e.g. --columns {re.sub('[^a-z0-9_]', '_', name.lower())}={name}) or "
-                            f"choose another")
+                            f"name, which must be lower-case letters, digits or _ (starting with a letter); rename the "
+                            f"key in the file (e.g. to '{re.sub('[^a-z0-9_]', '_', name.lower())}') and import it "
+                            f"again, or choose another field")
     with ws.transaction() as db:
         db.execute("insert into label_fields (version_id, field, set_by) values (?, ?, ?) "
                    "on conflict(version_id) do update set field=excluded.field, set_by=excluded.set_by,"

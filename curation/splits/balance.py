@@ -87,6 +87,11 @@ class BalanceReport:
 COUNT_HEADERS = ["label", "train", "train %", "val", "val %", "test", "test %", "largest gap (points)"]
 
 
+def count_headers(label_field: str | None) -> list[str]:
+    """COUNT_HEADERS with the label column named after the field the labels come from (Dolly's ``category``)."""
+    return [label_field or COUNT_HEADERS[0]] + COUNT_HEADERS[1:]
+
+
 def balance_report(records: list[Record], label_field: str | None) -> BalanceReport:
     sizes = Counter(r.split for r in records)
     counts: dict[str, dict[str, int]] = defaultdict(dict)

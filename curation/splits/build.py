@@ -12,7 +12,9 @@ sizes), its ``shuffle`` only reorders groups with the same label spread (no glob
 about ten times slower here (``benchmarks/splits.py``).
 
 ``SplitOptions`` is the single source of the step's parameters: the Splits tab renders its form from
-it, ``python -m curation.splits`` its flags, and a split version's params are its ``to_dict()``.
+it, ``python -m curation.splits`` its flags, and a split version's params are its ``to_dict()``. A
+workspace version is stratified by its label field unless the options name another field or none
+(``version_split_options``; the field is ``curation.review.labels.label_field``).
 
 Example::
 
@@ -20,6 +22,7 @@ Example::
     result = make_split(records, options)              # split, audit leakage, move leaking groups
     version = save_split_version(ws, result, parent=3)
     result, version = split_version(ws, "v3", options)  # the same on a workspace version
+    version_split_options(ws, "v3", {"test": 0.2})      # stratify: v3's label field (e.g. Dolly's category)
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from core.workspace import Workspace
 from curation.data.records import SPLITS, Record
 from curation.data.versions import Version, chat_records, create_version, get_version, load_records
 from curation.dedup.shingles import DEFAULT_THRESHOLD
+from curation.review.labels import label_field
 from curation.splits.allocate import group_units, place_checked
 from curation.splits.balance import MAX_SHARE_GAP_POINTS, max_share_gap
 from curation.splits.fields import field_names, field_value, label_of, with_split
@@ -51,7 +55,8 @@ class SplitOptions(Options):
     val: float = option(0.1, f"validation split: {_SIZE_HELP}", min=0.0,
                         label="Validation (ratio, or number of records)")
     test: float = option(0.1, f"test split: {_SIZE_HELP}", min=0.0, label="Test (ratio, or number of records)")
-    stratify: str | None = option(None, "FIELD whose values keep their share in every split (e.g. label)",
+    stratify: str | None = option(None, "FIELD whose values keep their share in every split (e.g. label); a "
+                                        "workspace version is stratified by its label field unless given ('' for none)",
                                   label="Stratify by (keep each label's share)")
     group: str | None = option(None, "FIELD whose records stay in one split (e.g. customer_id)",
                                label="Group by (never split a customer / conversation)")
@@ -72,6 +77,12 @@ class SplitOptions(Options):
         if self.leakage_threshold <= 0:
             out.append("leakage_threshold: must be above 0 (a similarity of 0 makes every pair a leak)")
         return out
+
+
+def version_split_options(ws: Workspace, version: int | str, given: dict[str, Any] | None = None) -> SplitOptions:
+    """The options ``given`` (option names to values) for splitting a workspace version, stratified by the
+    version's label field unless ``given`` names a stratify field (None or "" for none); validated."""
+    return SplitOptions.from_dict({"stratify": label_field(ws, version), **(given or {})}).validate()
 
 
 def split_records(ws: Workspace, version: int | str | None) -> list[Record]:

@@ -1,6 +1,7 @@
 """``python -m curation.splits``: build a leak-free train/val/test split of a file or a workspace version.
 
-With a version as INPUT the split is saved as a new version (as the Splits tab's Build split does);
+With a version as INPUT the split is saved as a new version (as the Splits tab's Build split does) and
+is stratified by the version's label field unless ``--stratify`` says otherwise (``--stratify ''``: none);
 with OUTDIR the splits are also written there, with ``leakage.json`` (audit before and after the fix,
 moves, drops, counts, balance, the options). The flags come from ``SplitOptions``.
 
@@ -22,7 +23,7 @@ from core.options import add_arguments, from_args
 from core.workspace import atomic_write
 from curation.data.sources import add_source_arguments, check_output, percent_bar, read_source
 from curation.splits.balance import balance_report
-from curation.splits.build import SplitOptions, make_split, split_version
+from curation.splits.build import SplitOptions, make_split, split_version, version_split_options
 from curation.splits.export import SHAPES, export_split
 
 
@@ -45,8 +46,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        options = from_args(SplitOptions, args)
         source = read_source(args.input, args.workspace)
+        base = None if source.version is None else version_split_options(source.workspace, source.version.id)
+        options = from_args(SplitOptions, args, base=base)
         check_output(source, args.output)
         with percent_bar("splitting") as progress:
             if source.version is not None:

@@ -18,7 +18,8 @@ from core.errors import TuneloopError
 from core.workspace import export_folder
 from curation.data import versions as V
 from curation.data.records import SPLITS
-from curation.splits.balance import COUNT_HEADERS, balance_report, length_histogram
+from curation.review.labels import label_field
+from curation.splits.balance import COUNT_HEADERS, balance_report, count_headers, length_histogram
 from curation.splits.build import SplitOptions, make_split, save_split_version, split_records, split_version
 from curation.splits.export import EXPORT_FORMATS, SHAPES, export_split
 from curation.splits.fields import field_names
@@ -44,9 +45,14 @@ def _fields(ws, version) -> list[str]:
     return field_names(V.load_records(ws, version))
 
 
-def field_defaults(names: list[str]) -> tuple[str, str]:
-    """(stratify, group) to preselect: a label field and a customer-like field when the data has them."""
-    return ("label" if "label" in names else NONE, next((g for g in GROUP_HINTS if g in names), NONE))
+def field_defaults(names: list[str], label: str | None) -> tuple[str, str]:
+    """(stratify, group) to preselect: the version's label field ``label`` and a customer-like field, when the
+    data has them."""
+    return (label if label in names else NONE, next((g for g in GROUP_HINTS if g in names), NONE))
+
+
+def _label_field(ws, version) -> str | None:
+    return label_field(ws, version) if version else None
 
 
 # -- presenters -----------------------------------------------------------------------------------
@@ -81,13 +87,16 @@ def balance_outputs(w: SplitsWidgets, records, label_field) -> dict:
     mix = pd.DataFrame([{"split": s, "label": label, "share": share}
                         for label, *cells in rows for s, share in zip(SPLITS, cells[1:6:2])])
     lengths = pd.DataFrame(length_histogram(records, "answer"))
-    gap = (f"Largest gap between a label's share in a split and its share overall: **{report.max_gap:.1f} points** "
-           f"(labels with at least 20 records)" if label_field else "_Choose a label field to compare label shares._")
+    gap = (f"Labels from `{label_field}`. Largest gap between a label's share in a split and its share overall: "
+           f"**{report.max_gap:.1f} points** (labels with at least 20 records)" if label_field else
+           "_No label field: choose one in the Review tab's Label schema (or stratify by a field) to compare label "
+           "shares._")
     sizes = " · ".join(f"{s} {report.sizes[s]:,}" for s in SPLITS)
     lens = " · ".join(f"{s}: median {report.lengths[s]['answer']['median']} words, p90 {report.lengths[s]['answer']['p90']}"
                       for s in SPLITS)
-    return {w.balance_md: f"**{sizes}**\n\n{gap}\n\nAnswer lengths — {lens}", w.counts_df: rows, w.mix_plot: mix,
-            w.length_plot: lengths}
+    return {w.balance_md: f"**{sizes}**\n\n{gap}\n\nAnswer lengths — {lens}",
+            w.counts_df: pd.DataFrame(rows, columns=count_headers(label_field)),
+            w.mix_plot: gr.update(value=mix, title=f"{label_field or 'Label'} mix per split (%)"), w.length_plot: lengths}
 
 
 # -- widgets --------------------------------------------------------------------------------------
@@ -120,7 +129,7 @@ def layout(ws) -> SplitsWidgets:
             w.form.update(options_form(SplitOptions, only=("val", "test", "seed"), elem_prefix="splits-option"))
         with gr.Row():
             fields = _fields(ws, w.source.value)
-            strat_default, group_default = field_defaults(fields)
+            strat_default, group_default = field_defaults(fields, _label_field(ws, w.source.value))
             w.stratify = gr.Dropdown([NONE] + fields, value=strat_default, elem_id="splits-stratify",
                                      label="Stratify by (keep each label's share)")
             w.group = gr.Dropdown([NONE] + fields, value=group_default, elem_id="splits-group",
@@ -174,9 +183,10 @@ def form_options(w: SplitsWidgets, data: dict) -> SplitOptions:
 
 
 def source_fields(ws, w: SplitsWidgets, data: dict) -> dict:
-    """The field pickers for a newly chosen source version, with a label and a customer-like field preselected."""
+    """The field pickers for a newly chosen source version, with its label field and a customer-like field
+    preselected."""
     names = _fields(ws, data[w.source])
-    strat_default, group_default = field_defaults(names)
+    strat_default, group_default = field_defaults(names, _label_field(ws, data[w.source]))
     return {w.stratify: gr.update(choices=[NONE] + names, value=strat_default),
             w.group: gr.update(choices=[NONE] + names, value=group_default)}
 
@@ -199,7 +209,8 @@ def build_split(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dic
         head += f"\n\n⚠️ The {result.balance_warning()}."
     return {w.status: head, w.split_pick: gr.update(choices=w.split_pick.tuneloop_choices(), value=made.name),
             w.leak_md: leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
-            w.pairs_df: result.before.rows(records), **balance_outputs(w, result.records, options.stratify),
+            w.pairs_df: result.before.rows(records),
+            **balance_outputs(w, result.records, options.stratify or label_field(ws, version)),
             w.source: gr.update(choices=w.source.tuneloop_choices(), value=version)}
 
 
@@ -238,11 +249,12 @@ def refix_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()
 
 
 def split_balance(ws, w: SplitsWidgets, data: dict) -> dict:
-    """The Balance sub-tab for the chosen split version (labels from the field it was stratified by)."""
+    """The Balance sub-tab for the chosen split version (labels from the field it was stratified by, else from
+    its label field)."""
     try:
         records = split_records(ws, data[w.split_pick])
         label = V.get_version(ws, data[w.split_pick]).params.get("stratify")
-        return balance_outputs(w, records, label or ("label" if any("label" in r.meta for r in records) else None))
+        return balance_outputs(w, records, label or label_field(ws, data[w.split_pick]))
     except Exception as exc:
         return {w.balance_md: error_markdown(exc)}
 
