@@ -23,6 +23,7 @@ from core.workspace import export_folder
 from core.options import options_fields
 from curation.splits.build import split_records
 from training import registry as R
+from training import serve_ui
 from training.config import PRESETS, RunConfig, preset_config
 from training.run_views import RUN_HEADERS, config_diff, describe_eta, loss_curves, progress_of, runs_table
 from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, load_preview_tokenizer,
@@ -193,6 +194,7 @@ def layout(ws) -> TrainWidgets:
                 w.export_btn = gr.Button("Export selected run", elem_id="train-export-btn")
             w.export_msg = gr.Markdown(elem_id="train-export-msg")
             w.export_file = gr.File(label="Download", visible=False, elem_id="train-export-file")
+        w.serve = serve_ui.layout(ws)
         w.timer = gr.Timer(POLL_SECONDS)
         w.seen = gr.State([])
     return w
@@ -401,4 +403,5 @@ def build_train_tab(ws) -> TrainWidgets:
     on(w.preview_btn.click, template_preview, {w.split, w.base_model, w.seq_len, w.record_id},
        [w.preview_md, w.preview_hl])
     on(w.lengths_btn.click, token_lengths, {w.split, w.base_model, w.seq_len}, [w.tokens_md, w.tokens_plot])
+    serve_ui.wire(ws, w.serve, w.tab)
     return w
