@@ -17,7 +17,7 @@ import pytest
 
 from core.errors import TuneloopError
 from curation.data.records import Record
-from curation.data.versions import create_version, current_version, get_version, load_records
+from curation.data.versions import create_version, current_version, load_records
 from curation.review.answer_requests import answer_request, open_requests
 from tests.tiny_model import build_tiny_model, make_adapter
 from training import registry as R
@@ -167,6 +167,7 @@ def test_live_and_rollback_switch_the_answering_run_without_a_restart(ws, runs):
 
 
 def test_feedback_from_use_becomes_the_next_dataset_version(ws, runs):
+    from evaluation import cli
     from evaluation.production_feedback import collect_served_feedback, merge_served_feedback
     endpoint = S.Endpoint(ws, run_id=runs[0].id, engine="transformers")
     with serving(endpoint) as client:
@@ -196,7 +197,7 @@ def test_feedback_from_use_becomes_the_next_dataset_version(ws, runs):
     merged = merge_served_feedback(ws, created_by="ana")
     version = merged.sft
     assert version.parent_id == before.id and version.step == "served feedback"
-    added = {r.id: r for r in load_records(ws, version.id)} .keys() - {r.id for r in load_records(ws, before.id)}
+    added = {r.id for r in load_records(ws, version.id)} - {r.id for r in load_records(ws, before.id)}
     (correction,) = [r for r in load_records(ws, version.id) if r.id in added]
     assert correction.messages == QUESTION + [{"role": "assistant", "content": "It ships on Monday."}]
     assert correction.meta["run"] == runs[0].id and correction.meta["request_id"] == ids[0]
@@ -212,8 +213,12 @@ def test_feedback_from_use_becomes_the_next_dataset_version(ws, runs):
     with pytest.raises(TuneloopError, match="nothing new"):
         merge_served_feedback(ws)
     answer_request(ws, request.id, "Yes, within 30 days of purchase.", answered_by="lead")
-    again = merge_served_feedback(ws)
-    assert get_version(ws, again.sft.id).counts["answered"] == 1
+    assert cli.main(["merge-served-feedback", "--workspace", str(ws.root)]) == 0
+    again = current_version(ws)
+    assert again.parent_id == version.id and again.counts["answered"] == 1
+    answered = next(r for r in load_records(ws, again.id) if r.id == request.record_id)
+    assert answered.messages[-1]["content"] == "Yes, within 30 days of purchase." and answered.meta["split"] == "train"
+    assert cli.main(["merge-served-feedback", "--workspace", str(ws.root)]) == 2
 
 
 def test_text_is_logged_only_when_turned_on(ws, runs):
