@@ -8,6 +8,7 @@ Commands::
     export-votes EVAL OUT.jsonl [--workspace DIR]
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
     release-stale EVAL [--hours 24] [--workspace DIR]
+    merge-served-feedback [--workspace DIR]
     stats VOTES.jsonl [--json]
     card RUN [--out DIR] [--workspace DIR]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                 "add corrected answers and answered prompts to the current dataset as a new version")
     m.add_argument("evaluation", metavar="EVAL")
     m.add_argument("--policy", choices=("majority", "unanimous"), default="majority")
+
+    command("merge-served-feedback", cmd_merge_served_feedback,
+            "feedback from use of a served run (`python -m training serve`): corrections into a new dataset version, "
+            "thumbs as preference pairs and KTO rows, uncorrected thumbs-down into the needs-an-answer queue")
 
     rs = command("release-stale", cmd_release_stale,
                  "free pairs issued to raters long ago and never voted on, so other raters can take them")
@@ -216,6 +221,12 @@ def cmd_merge_feedback(args) -> int:
     ws = _workspace(args)
     version = merge_feedback(ws, parse_evaluation_id(args.evaluation), policy=args.policy)
     print(f"made {version.describe()}")
+    return 0
+
+
+def cmd_merge_served_feedback(args) -> int:
+    from evaluation.production_feedback import merge_served_feedback
+    print(merge_served_feedback(_workspace(args)).describe())
     return 0
 
 
