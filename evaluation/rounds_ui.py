@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from core.errors import TuneloopError
+from evaluation.served_feedback_ui import layout_served_feedback, wire_served_feedback
 from ui.kit import bind, error_markdown
 
 NO_ROUNDS = ("_No runs yet. Each run, its automatic evaluation (`python -m evaluation auto`), its blind rating and "
@@ -44,6 +45,7 @@ def layout_rounds() -> RoundsWidgets:
                                  label="Figures across runs (0 to 1, higher is better)", elem_id="rounds-line")
             w.bars = gr.BarPlot(x="bar", y="perplexity", color="model", x_label_angle=-20, x_title="run · model",
                                 label="Perplexity of the test answers (lower is better)", elem_id="rounds-bars")
+        w.served = layout_served_feedback()
     return w
 
 
@@ -73,3 +75,4 @@ def wire_rounds(ws, w: RoundsWidgets, tab) -> None:
     """Recompute the rounds view on its Refresh button and whenever ``tab`` is shown."""
     for event in (w.refresh.click, tab.select):
         event(bind(show_rounds, ws, w), None, w.outputs)
+    wire_served_feedback(ws, w.served, (w.refresh.click, tab.select))

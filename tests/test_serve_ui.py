@@ -77,3 +77,18 @@ def test_the_plots_show_latency_tokens_and_the_error_rate_per_minute(tab):
     assert tokens[tokens["part"] == "completion"]["tokens"].tolist() == [5, 7, 5]
     assert shown[w.errors]["error rate"].round(3).tolist() == [0.333, 0.0]
     assert "👍 1 · 👎 1 · 1 corrected answers" in shown[w.feedback] and "over 4 logged requests" in shown[w.feedback]
+
+
+def test_the_rounds_view_merges_the_feedback_from_use(tab):
+    from evaluation.served_feedback_ui import layout_served_feedback, merge_clicked, show_served
+    ws, _, (first, _) = tab
+    with gr.Blocks():
+        w = layout_served_feedback()
+    assert "nothing new to merge" in merge_clicked(ws, w)[w.message]
+    _log(ws, "c1", first.id, "2026-12-01T10:00:05.000Z")
+    ws.db.execute("insert into serve_feedback (request_id, run_id, rating, correction, messages) values"
+                  " ('c1', ?, 'down', 'Press Reset password.', ?)",
+                  (first.id, '[{"role": "user", "content": "How do I reset it?"}]'))
+    assert "1 corrections" in show_served(ws, w)[w.summary]
+    merged = merge_clicked(ws, w)
+    assert "v2 ← v1 · served feedback · 7 records" in merged[w.message]
