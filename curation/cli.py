@@ -21,8 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser("import", help="import a file or HF dataset folder as a new version")
     imp.add_argument("file")
-    imp.add_argument("--format", choices=FORMATS, help="force the format instead of detecting it")
-    imp.add_argument("--columns", help="CSV column mapping, e.g. prompt=question,completion=answer,id=ticket")
+    imp.add_argument("--format", choices=FORMATS, help="force the schema instead of detecting it (openai is "
+                                                       "messages; preference makes a preference version)")
+    imp.add_argument("--columns", help="column mapping for any file type, field=column: e.g. "
+                                       "prompt=instruction,input=context,completion=response,id=ticket (fields: "
+                                       "id, system, prompt, input, completion, messages, chosen, rejected)")
+    imp.add_argument("--skip-bad", action="store_true",
+                     help="import the good records and list every bad one (line and reason), stored with the "
+                          "version; without it one bad record refuses the whole file")
     imp.add_argument("--max-mb", type=float, help="refuse files larger than this (default 500)")
     imp.add_argument("--append", action="store_true", help="add to the current version instead of starting anew")
     imp.add_argument("--note", default="", help="a note stored with the version")
@@ -81,14 +87,24 @@ def main(argv=None) -> int:
 
 
 def _import(ws, args) -> int:
-    from curation.data.imports import import_file
+    from curation.data.imports import import_file, skipped_lines
+    from curation.data.sources import percent_bar
     current = V.current_version(ws)
-    version, result = import_file(ws, args.file, format=args.format, column_map=parse_column_map(args.columns),
-                                  max_mb=args.max_mb, append=args.append, note=args.note)
+    with percent_bar("import") as progress:
+        version, result = import_file(ws, args.file, format=args.format, column_map=parse_column_map(args.columns),
+                                      max_mb=args.max_mb, append=args.append, note=args.note, progress=progress,
+                                      skip_bad=args.skip_bad)
     for warning in result.warnings:
         print(f"warning: {result.source}: {warning}", file=sys.stderr)
-    print(f"imported {version.num_records} records ({result.format}) as {version.name}"
-          + (f" (was {current.name})" if current else ""))
+    for line in skipped_lines(result.skipped):
+        print(f"skipped: {result.source}: {line}")
+    skipped = f", skipped {len(result.skipped)} bad" if result.skipped else ""
+    if version.kind == "preference":
+        print(f"imported {version.num_records} preference pairs ({result.format}{skipped}) as {version.name}; "
+              f"name it in a DPO run's preferences (it does not become the current version)")
+    else:
+        print(f"imported {version.num_records} records ({result.format}{skipped}) as {version.name}"
+              + (f" (was {current.name})" if current else ""))
     return 0
 
 
@@ -108,6 +124,12 @@ def _show(ws, args) -> int:
     print(v.describe())
     print(f"hash {v.content_hash}\ncreated {v.created_at}\nparams {json.dumps(v.params)}")
     print("lineage " + " ← ".join(x.name for x in V.lineage(ws, v.id)))
+    from curation.data.imports import skipped_lines, skipped_records
+    skipped = skipped_records(ws, v.id)
+    if skipped:
+        print(f"skipped at import: {len(skipped)} record(s)")
+        for line in skipped_lines(skipped):
+            print(f"  {line}")
     records = V.search_records(V.load_records(ws, v.id), args.search)
     print(f"{len(records)} records" + (f" match '{args.search}'" if args.search else ""))
     for r in records[args.offset:args.offset + args.limit]:

@@ -1,4 +1,9 @@
-"""Importing a file makes a new dataset version (all of it, or nothing)."""
+"""Importing a file makes a new dataset version: all of it, or (told to skip bad records) the good ones, with
+the list of the records left out stored beside the version (``skipped_records``).
+
+A file of chat records makes a chat version that becomes the current one; a file of preference pairs
+(prompt/chosen/rejected) makes a preference version, which DPO trains on and which never becomes current.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,24 +11,32 @@ from pathlib import Path
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data.formats import ImportResult, read_records
-from curation.data.versions import Version, create_version, load_records, require_current
+from curation.data.versions import Version, create_version, get_version, load_records, require_current
 
 
 def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, column_map=None,
                 max_mb: float | None = None, append: bool = False, created_by: str | None = None,
-                note: str = "", progress=None, display_name: str | None = None) -> tuple[Version, ImportResult]:
-    """Read, validate and store ``path`` as a new current version; raises InputProblem on any error.
+                note: str = "", progress=None, display_name: str | None = None,
+                skip_bad: bool = False) -> tuple[Version, ImportResult]:
+    """Read, validate and store ``path`` as a new version; raises InputProblem on any error, unless
+    ``skip_bad``: then the good records are stored and the bad ones listed with the version.
 
     With ``append`` the new version holds the current version's records plus the file's (its
     parent is the current version); otherwise the file starts a new lineage.
     """
-    result = read_records(path, format=format, column_map=column_map, max_mb=max_mb, progress=progress)
+    result = read_records(path, format=format, column_map=column_map, max_mb=max_mb, progress=progress,
+                          skip_bad=skip_bad)
     name = display_name or Path(path).name
     params = {"file": name, "format": result.format, "append": append}
     if column_map:
         params["columns"] = column_map
+    if skip_bad:
+        params["skip_bad"] = True
     records, parent = result.records, None
     if append:
+        if result.kind == "preference":
+            raise TuneloopError(f"{name} holds preference pairs (prompt, chosen, rejected), which cannot be added to "
+                                "chat records; import it without 'append' to make a preference version")
         base = require_current(ws)
         existing = load_records(ws, base.id)
         clash = {r.id for r in existing} & {r.id for r in records}
@@ -34,7 +47,30 @@ def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, c
         records, parent = existing + records, base.id
     if progress:
         progress(0.95, "writing the version")
+
+    def store_skips(db, version_id: int) -> None:
+        db.executemany("insert into import_skips (version_id, position, location, reason) values (?, ?, ?, ?)",
+                       [(version_id, i, where, reason) for i, (where, reason) in enumerate(result.skipped)])
+
     version = create_version(ws, records, parent=parent, step="import", params=params,
-                             counts={"imported": len(result.records), "warnings": len(result.warnings)},
-                             created_by=created_by, note=note)
+                             counts={"imported": len(result.records), "warnings": len(result.warnings),
+                                     "skipped": len(result.skipped)},
+                             created_by=created_by, note=note, also=store_skips if result.skipped else None)
     return version, result
+
+
+def skipped_records(ws: Workspace, version: int | str) -> list[tuple[str, str]]:
+    """The records the import that made ``version`` left out, as (where in the file, why), in file order."""
+    v = get_version(ws, version)
+    return [(row[0], row[1]) for row in ws.db.execute(
+        "select location, reason from import_skips where version_id = ? order by position", (v.id,))]
+
+
+def skipped_lines(skipped: list[tuple[str, str]], limit: int | None = None) -> list[str]:
+    """The skipped records as lines a person reads ('line 17: output is empty'), the first ``limit`` of them
+    and a closing line counting the rest."""
+    shown = skipped if limit is None else skipped[:limit]
+    lines = [f"{where}: {reason}" for where, reason in shown]
+    if len(skipped) > len(shown):
+        lines.append(f"… and {len(skipped) - len(shown):,} more")
+    return lines

@@ -16,15 +16,17 @@ from core.errors import TuneloopError
 from core.workspace import export_folder
 from curation.data import versions as V
 from curation.data.formats import FORMATS, parse_column_map, read_records
-from curation.data.imports import import_file
+from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows
 from ui.kit import bind, error_markdown, refresh_on_select, version_picker
 
 PAGE_SIZE = 20
 INTRO = """### Your dataset
-Bring your examples in (chat JSONL, Alpaca, ShareGPT, prompt/completion, CSV, Parquet or a Hugging Face
-dataset folder). **Every change makes a new version; nothing is ever overwritten**, so any training run can
-be traced back to the exact data it saw, and you can roll back at any time."""
+Bring your examples in: chat/OpenAI messages (tool calls too), Alpaca, Dolly, ShareGPT, prompt/completion,
+OASST trees or preference pairs (prompt/chosen/rejected), as JSONL, JSON, CSV, Parquet or a Hugging Face
+dataset folder; a column mapping fits any other column names. **Every change makes a new version; nothing is
+ever overwritten**, so any training run can be traced back to the exact data it saw, and you can roll back at
+any time."""
 
 
 # -- presenters -----------------------------------------------------------------------------------
@@ -68,7 +70,7 @@ class DataWidgets(SimpleNamespace):
     @property
     def source(self) -> set:
         """What says which file to read and how."""
-        return {self.upload, self.path_box, self.fmt, self.columns}
+        return {self.upload, self.path_box, self.fmt, self.columns, self.skip_bad}
 
     @property
     def changed(self) -> list:
@@ -97,10 +99,16 @@ def layout(ws) -> DataWidgets:
                                                 placeholder="/data/tickets.jsonl", elem_id="data-path")
                     with gr.Column(scale=1):
                         w.fmt = gr.Dropdown(["auto"] + list(FORMATS), value="auto", label="Format",
-                                            info="auto detects it from the first record")
-                        w.columns = gr.Textbox(label="CSV columns (optional)",
-                                               placeholder="prompt=question,completion=answer,id=ticket",
-                                               info="which columns hold the question, the answer, the id")
+                                            info="auto detects the schema from the first record; preference "
+                                                 "pairs make a preference version for DPO")
+                        w.columns = gr.Textbox(label="Column mapping (optional, any file type)",
+                                               placeholder="prompt=instruction,input=context,completion=response",
+                                               info="field=column: which columns hold the prompt, input, "
+                                                    "completion, id, system, messages, chosen, rejected")
+                        w.skip_bad = gr.Checkbox(label="Skip the bad records", value=False,
+                                                 info="import the good ones and list every bad record (line and "
+                                                      "reason), kept with the version; off: one bad record "
+                                                      "refuses the file")
                         w.append = gr.Checkbox(label="Add to the current version", value=False,
                                                info="off: the file starts a new dataset lineage")
                 with gr.Row():
@@ -175,11 +183,14 @@ def preview_file(ws, w: DataWidgets, data: dict) -> dict:
     """The first records of the file as they would be imported, and the format detected."""
     try:
         result = read_records(source_of(data[w.upload], data[w.path_box]), format=_format(data[w.fmt]),
-                              column_map=parse_column_map(data[w.columns]), limit=20)
+                              column_map=parse_column_map(data[w.columns]), limit=20,
+                              skip_bad=bool(data.get(w.skip_bad)))
     except Exception as exc:
         return {w.status: error_markdown(exc), w.preview: []}
     warn = "".join(f"\n- ⚠️ {msg}" for msg in result.warnings[:10])
-    return {w.status: f"Detected format **{result.format}**; showing the first {len(result.records)} records. "
+    warn += "".join(f"\n- ⏭️ skipped {line}" for line in skipped_lines(result.skipped, 10))
+    kind = " (preference pairs)" if result.kind == "preference" else ""
+    return {w.status: f"Detected format **{result.format}**{kind}; showing the first {len(result.records)} records. "
                       f"Press **Import** to check the whole file and store it.{warn}",
             w.preview: record_rows(result.records)}
 
@@ -193,13 +204,21 @@ def import_records(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> di
         version, result = import_file(
             ws, src, format=_format(data[w.fmt]), column_map=parse_column_map(data[w.columns]),
             append=data[w.append], progress=lambda f, text: progress(f, desc=text),
-            display_name=getattr(file, "orig_name", None) or src.name)
+            display_name=getattr(file, "orig_name", None) or src.name, skip_bad=bool(data.get(w.skip_bad)))
     except Exception as exc:
         return {w.status: error_markdown(exc), **after_change(ws, w)}
     warn = "".join(f"\n- ⚠️ {msg}" for msg in result.warnings[:10])
     more = f"\n- … and {len(result.warnings) - 10} more warnings" if len(result.warnings) > 10 else ""
-    return {w.status: f"✅ Imported **{len(result.records):,} records** ({result.format}) as **{version.name}**, "
-                      f"now the current version.{warn}{more}",
+    if result.skipped:
+        more += (f"\n\n**Skipped {len(result.skipped):,} bad records** (kept with {version.name}; Browse lists "
+                 f"them too):" + "".join(f"\n- {line}" for line in skipped_lines(result.skipped, 50)))
+    if version.kind == "preference":
+        done = (f"✅ Imported **{len(result.records):,} preference pairs** ({result.format}) as **{version.name}**, "
+                f"a preference version: name it in a DPO run's preferences (it does not become the current version).")
+    else:
+        done = (f"✅ Imported **{len(result.records):,} records** ({result.format}) as **{version.name}**, "
+                f"now the current version.")
+    return {w.status: f"{done}{warn}{more}",
             w.preview: record_rows(result.records[:20]), **after_change(ws, w)}
 
 
@@ -225,6 +244,10 @@ def browse(ws, w: DataWidgets, data: dict) -> dict:
     page_no = min(max(1, int(data[w.page_no] or 1)), pages)
     start = (page_no - 1) * PAGE_SIZE
     info = f"{len(found):,} records" + (f" match “{query}”" if query else "") + f" · page {page_no} of {pages}"
+    skipped = skipped_records(ws, version)
+    if skipped:
+        info += (f"\n\n**{len(skipped):,} bad records were skipped at import:**"
+                 + "".join(f"\n- {line}" for line in skipped_lines(skipped, 20)))
     return {w.browse_info: info, w.records_df: record_rows(found[start:start + PAGE_SIZE]),
             w.page_no: gr.update(value=page_no, maximum=pages)}
 
