@@ -81,11 +81,13 @@ def test_cross_near_duplicates_returns_every_match_and_handles_empty_inputs():
 
 
 def test_clusters_have_no_transitive_chains():
-    # a ~ b and b ~ c, but a and c are too far apart to be one cluster
-    words = "one two three four five six seven eight nine ten eleven twelve".split()
+    # a ~ b and b ~ c, but a and c are too far apart to be one cluster (over 20 words: not the short-text rule)
+    words = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+             "seventeen eighteen nineteen twenty twentyone twentytwo").split()
+    new = "alpha beta gamma delta omega sigma kappa lambda".split()
     a = " ".join(words)
-    b = " ".join(words[:9] + ["alpha", "beta", "gamma"])
-    c = " ".join(words[:7] + ["alpha", "beta", "gamma", "delta", "omega"])
+    b = " ".join(words[:16] + new[:5])
+    c = " ".join(words[:13] + new)
     threshold = 0.5
     assert similarity(a, b) >= threshold and similarity(b, c) >= threshold > similarity(a, c)
     clusters = near_duplicate_clusters([a, b, c], threshold)

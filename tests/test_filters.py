@@ -45,7 +45,7 @@ def test_measurements():
     assert garbage_share("") == 0.0
     assert guess_language("Where is my parcel? It has not arrived and the tracking is empty.") == "en"
     assert guess_language("Wo ist mein Paket? Es ist nicht angekommen und die Sendung ist leer.") == "de"
-    assert guess_language("Где моя посылка?") == "cyrillic"
+    assert guess_language("Где моя посылка?") == "ru"
     assert guess_language("12345") is None
 
 
@@ -69,7 +69,7 @@ def test_quality_score_prefers_substantial_clean_answers():
 
 def test_report_counts_examples_and_apply(ws):
     records = [rec("ok", "How do I change my card?", GOOD), rec("e", "Hello?", ""),
-               rec("s", "Card?", "OK"), rec("s2", "Card?", "Yes")]
+               rec("s", "Card?", "OK"), rec("s2", "How do I pay later?", "Yes")]
     v1 = create_version(ws, records, parent=None, step="import")
     report = filter_version(ws)
     assert report.counts["empty_answer"] == 1 and report.counts["short_answer"] == 2
@@ -91,7 +91,9 @@ def test_cli(tmp_path, capsys):
     out, report = tmp_path / "out.jsonl", tmp_path / "flagged.jsonl"
     assert main([str(source), str(out), "--report", str(report)]) == 0
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["ok"]
-    assert json.loads(report.read_text()) == {"id": "e", "failed": ["empty_answer", "no_final_answer"]}
+    assert json.loads(report.read_text()) == {
+        "id": "e", "failed": ["empty_answer", "no_final_answer"],
+        "why": {"empty_answer": "no assistant turn", "no_final_answer": "the conversation ends with a user turn"}}
     assert "1 of 2 records flagged" in capsys.readouterr().out
     assert main([str(tmp_path / "missing.jsonl"), str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -105,7 +107,7 @@ def test_cli_filters_a_workspace_version_as_the_tab_does(ws, capsys):
     made = current_version(ws)
     options = FilterOptions(skip=("empty_answer",), min_answer_words=3)
     assert made.step == "filter" and made.parent_id == source.id
-    assert made.params == {**options.to_dict(), "only": None}
+    assert made.params == {**options.to_dict(), "label_field": "label", "only": None}
     by_tab = apply_filters(ws, filter_version(ws, source.id, options))
     assert by_tab.content_hash == made.content_hash and by_tab.counts == made.counts
     assert "as v2" in capsys.readouterr().out

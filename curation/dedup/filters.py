@@ -3,14 +3,24 @@
 Filters (each can be switched off):
 
 - ``empty_answer``: no assistant turn, or only whitespace in it;
-- ``short_answer`` / ``long_answer``: the last answer has fewer / more words than the limits;
+- ``short_answer``: the last answer has fewer words than the minimum *and* either the question asks
+  for more than a name, a number or a yes (an explanation, a list, steps, a text: ``ASKS_FOR_MORE``)
+  or the answer is only an acknowledgement ("OK", "Done"). A one-word answer to a factual question
+  ("Which German state is Munich in?" → "Bavaria") is never flagged;
+- ``long_answer``: the last answer has more words than the maximum;
 - ``repetitive``: the share of the answer's word 3-grams that repeat an earlier one (a model stuck
   in a loop, a pasted log) is above ``max_repeated_ngrams``;
 - ``garbage``: the share of characters that are neither letters, digits, whitespace nor ordinary
   punctuation (mojibake, binary, markup debris) is above ``max_garbage``;
 - ``no_final_answer``: the conversation does not end in an assistant turn;
-- ``language_mismatch``: the answer is in another language than the question. Cheap: the writing
-  system, then function words of the common Latin-script languages; unsure means no flag.
+- ``language_mismatch``: the answer is in another language than the question, as py3langid (a
+  naive Bayes language identifier whose model ships inside its wheel; loaded on first use, offline)
+  tells with at least 0.8 probability for both texts; texts of fewer than three words are not judged
+  (a name or a number is in no language), and unsure means no flag.
+
+Every finding says why (``FilterReport.findings``: record → filter → explanation), and a filter can be
+switched off for records of some labels (``off_for_labels``, e.g. ``short_answer=open_qa,classification``;
+the label is the meta field ``label_field``, by default the version's label field).
 
 ``quality_score`` turns the same measurements into one number in [0, 1] (the ``quality`` keeper
 policy of dedup uses it; a numeric ``meta.quality`` wins when present).
@@ -21,9 +31,11 @@ Example::
     version = apply_filters(ws, report)              # a new version without the flagged records
 
 CLI: ``python -m curation.dedup.filters INPUT [OUTPUT] [--workspace DIR] [--min-answer-words N]
-[--max-answer-words N] [--max-repeated-ngrams R] [--max-garbage R] [--skip FILTER ...] [--options FILE]
+[--max-answer-words N] [--max-repeated-ngrams R] [--max-garbage R] [--skip FILTER ...]
+[--label-field FIELD] [--off-for-labels FILTER=LABEL,LABEL ...] [--options FILE]
 [--report flagged.jsonl]``; INPUT is a file or a version (v3, current) of the workspace, which then gets
-the filtered version, as the Dedup tab's filter Apply makes it.
+the filtered version, as the Dedup tab's filter Apply makes it. The report has each flagged record's
+filters and why.
 """
 from __future__ import annotations
 
@@ -32,10 +44,10 @@ import json
 import re
 import sys
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from core.errors import TuneloopError
 from core.options import Options, add_arguments, from_args, option
@@ -47,7 +59,7 @@ from curation.data.versions import Version, chat_records, create_version, get_ve
 Progress = Callable[[float, str], None]
 FILTERS = {
     "empty_answer": "no answer, or an empty one",
-    "short_answer": "answer shorter than the minimum",
+    "short_answer": "answer too short for what the question asks (an explanation, a list, steps, a text)",
     "long_answer": "answer longer than the maximum",
     "repetitive": "answer repeats the same phrases",
     "garbage": "too many characters that are not text",
@@ -57,28 +69,28 @@ FILTERS = {
 _EXAMPLES = 5
 _ORDINARY = set(".,;:!?'\"()[]{}-–—/&%$€£#@*+=<>_~^|\\`…’‘“”«»¿¡·•°")
 _WORD = re.compile(r"\w+")
-# Function words that tell the common Latin-script languages apart in a sentence or two.
-_FUNCTION_WORDS = {
-    "en": "the and is are you your to of in it that for with this have not can be on we what how".split(),
-    "de": "der die das und ist nicht ich sie es mit für auf ein eine zu wie was bitte den dem".split(),
-    "fr": "le la les et est je vous pas une des que pour avec dans il ce sur qui merci".split(),
-    "es": "el la los las y es que de no por para con una un se su lo como gracias está".split(),
-    "it": "il lo la gli le e è che di non per con una un sono mi ti come grazie questo".split(),
-    "pt": "o a os as e é que de não por para com uma um se seu como obrigado está você".split(),
-    "nl": "de het een en is niet ik je u met voor op van dat wat hoe dank zijn".split(),
-}
-_WORD_LANGUAGES: dict[str, set[str]] = {}
-for _lang, _words in _FUNCTION_WORDS.items():
-    for _w in _words:
-        _WORD_LANGUAGES.setdefault(_w, set()).add(_lang)
+# A question that asks for more than a name, a number or a yes: a short answer to it is missing something.
+ASKS_FOR_MORE = re.compile(
+    r"\b(explain\w*|why|describe|description|discuss|elaborate|summari[sz]e|summary|outline|compare|contrast|"
+    r"differences?|list|steps?|ways|ideas|reasons|examples|tips|advice|pros and cons|recommend\w*|suggest\w*|"
+    r"brainstorm|write|draft|compose|tell me about|give me|name (?:some|a few|several|\d+|two|three|four|five)|"
+    r"what are (?:some|the)|how (?:do|does|did|can|could|should|would|to)|help)\b", re.IGNORECASE)
+# Answers that acknowledge rather than answer: short and one of these, they teach nothing.
+ACKNOWLEDGEMENTS = frozenset({"ok", "okay", "k", "kk", "sure", "done", "noted", "thanks", "thank you", "fine",
+                              "got it", "will do", "np", "no problem", "hmm", "ack", "roger", "alright", "cool"})
+# The language identifier judges texts of at least this many words, and is believed at this probability.
+_LANGUAGE_MIN_WORDS = 3
+LANGUAGE_MIN_PROBABILITY = 0.8
 
 
 @dataclass
 class FilterOptions(Options):
     """Limits of the quality filters; ``skip`` switches filters off by name."""
     what = "filter options"
-    min_answer_words: int = option(2, "shortest answer in words: \"OK.\" alone teaches nothing; "
-                                      "\"Yes, it does.\" is fine", min=0, label="Shortest answer (words)")
+    min_answer_words: int = option(2, "shortest answer in words to a question that asks for an explanation, a list, "
+                                      "steps or a text (\"OK.\" alone teaches nothing); a one-word answer to a "
+                                      "factual question (\"Bavaria\") is never flagged", min=0,
+                                   label="Shortest answer (words)")
     max_answer_words: int = option(2000, "longest answer in words: longer is usually a pasted document, not an answer",
                                    min=1, label="Longest answer (words)")
     max_repeated_ngrams: float = option(0.3, "largest share of the answer's word 3-grams that repeat an earlier one "
@@ -87,11 +99,32 @@ class FilterOptions(Options):
     max_garbage: float = option(0.25, "largest share of characters that are not text", min=0.0, max=1.0,
                                 label="Most non-text characters (share)")
     skip: tuple[str, ...] = option((), "filters to switch off", choices=tuple(FILTERS), label="Filters to switch off")
+    label_field: str = option("", "the meta field that holds a record's label (e.g. category); empty: the "
+                                  "version's label field, else 'label'", label="Label field")
+    off_for_labels: dict[str, str] = option({}, "filters switched off for records of some labels, "
+                                                "FILTER=LABEL,LABEL (e.g. short_answer=open_qa,classification)",
+                                            label="Filters off for labels (FILTER=LABEL,LABEL per line)")
 
     def more_problems(self) -> list[str]:
+        problems = []
         if self.max_answer_words < self.min_answer_words:
-            return [f"max_answer_words: {self.max_answer_words} is below min_answer_words ({self.min_answer_words})"]
-        return []
+            problems.append(f"max_answer_words: {self.max_answer_words} is below min_answer_words "
+                            f"({self.min_answer_words})")
+        for name, labels in self.off_for_labels.items():
+            if name not in FILTERS:
+                problems.append(f"off_for_labels: unknown filter '{name}'; the filters are {', '.join(FILTERS)}")
+            elif not self.labels_off(name):
+                problems.append(f"off_for_labels: '{name}' names no label; write {name}=LABEL,LABEL")
+        return problems
+
+    def labels_off(self, name: str) -> set[str]:
+        """The labels whose records filter ``name`` leaves alone."""
+        return {label.strip() for label in self.off_for_labels.get(name, "").split(",") if label.strip()}
+
+    def label_of(self, record: Record) -> str | None:
+        """The record's label under ``label_field`` (``label`` when none is set), as text; None when it has none."""
+        value = record.meta.get(self.label_field or "label")
+        return None if value in (None, "") else str(value)
 
 
 @dataclass
@@ -99,6 +132,7 @@ class FilterReport:
     options: FilterOptions
     total: int
     flagged: dict[str, list[str]] = field(default_factory=dict)     # record id -> filters it failed
+    findings: dict[str, dict[str, str]] = field(default_factory=dict)   # record id -> filter -> why
     counts: dict[str, int] = field(default_factory=dict)            # filter -> records failing it
     examples: dict[str, list[str]] = field(default_factory=dict)    # filter -> a few record ids
     version_id: int | None = None
@@ -137,56 +171,88 @@ def garbage_share(text: str) -> float:
     return bad / len(chars)
 
 
+@cache
+def _language_identifier() -> Any:
+    """py3langid's identifier with probabilities, over the languages with a two-letter code (so that a dialect
+    or a variant, ``wuu`` or ``arz``, never counts as another language than ``zh`` or ``ar``)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages([code for code in identifier.labels if len(code) == 2])
+    return identifier
+
+
+def identify_language(text: str) -> tuple[str, float] | None:
+    """The language of ``text`` (ISO 639-1 code) and its probability; None for fewer than three words of letters
+    (CJK and other scripts written without spaces: six letters)."""
+    words = [w for w in _WORD.findall(text) if any(c.isalpha() for c in w)]
+    letters = sum(c.isalpha() for c in text)
+    if len(words) < _LANGUAGE_MIN_WORDS and not (letters >= 6 and not text.isascii() and len(words) < letters / 4):
+        return None
+    code, probability = _language_identifier().classify(text)
+    return code, float(probability)
+
+
 def guess_language(text: str) -> str | None:
-    """A cheap guess: a script name for non-Latin text, a language code for Latin text, None if unsure."""
-    scripts: Counter[str] = Counter()
-    for c in text:
-        if c.isalpha():
-            name = unicodedata.name(c, "")
-            scripts[name.split(" ")[0] if name else "?"] += 1
-    if not scripts:
-        return None
-    script, count = scripts.most_common(1)[0]
-    if count < 0.6 * sum(scripts.values()):
-        return None
-    if script != "LATIN":
-        return {"CJK": "zh", "HIRAGANA": "ja", "KATAKANA": "ja", "HANGUL": "ko"}.get(script, script.lower())
-    votes: Counter[str] = Counter()
-    for word in _WORD.findall(text.lower()):
-        for lang in _WORD_LANGUAGES.get(word, ()):
-            votes[lang] += 1
-    if sum(votes.values()) < 3:
-        return None
-    (best, top), *rest = votes.most_common(2) + [("", 0)]
-    return best if top >= 2 * rest[0][1] else None
+    """The language of ``text`` when the identifier is sure of it (``LANGUAGE_MIN_PROBABILITY``), else None."""
+    found = identify_language(text)
+    return found[0] if found and found[1] >= LANGUAGE_MIN_PROBABILITY else None
 
 
-def check_record(record: Record, options: FilterOptions | None = None) -> list[str]:
-    """The filters ``record`` fails, in the order of FILTERS."""
+def _short_answer_finding(question: str, answer: str, words: int, minimum: int) -> str | None:
+    """Why a short answer is too short for its question, or None when it is a fair answer."""
+    said = " ".join(_WORD.findall(answer.lower()))
+    plural = "s" if minimum != 1 else ""
+    if said in ACKNOWLEDGEMENTS:
+        return f"the answer '{answer.strip()}' acknowledges rather than answers (fewer than {minimum} word{plural})"
+    asks = ASKS_FOR_MORE.search(question)
+    if asks:
+        return (f"the answer has {words} word{'s' if words != 1 else ''} (minimum {minimum}) but the question asks "
+                f"for more than a name or a number ('{asks.group(0)}')")
+    return None
+
+
+def record_findings(record: Record, options: FilterOptions | None = None) -> dict[str, str]:
+    """The filters ``record`` fails, in the order of FILTERS, each with why (what was measured against what)."""
     options = options or FilterOptions()
-    failed = []
+    found: dict[str, str] = {}
     answers = _answers(record)
     answer = answers[-1] if answers else ""
     words = len(answer.split())
     if not answer.strip():
-        failed.append("empty_answer")
+        found["empty_answer"] = "no assistant turn" if not answers else "the last answer is empty"
     else:
         if words < options.min_answer_words:
-            failed.append("short_answer")
+            why = _short_answer_finding(record.prompt, answer, words, options.min_answer_words)
+            if why:
+                found["short_answer"] = why
         if words > options.max_answer_words:
-            failed.append("long_answer")
-        if repeated_ngram_share(answer) > options.max_repeated_ngrams:
-            failed.append("repetitive")
+            found["long_answer"] = f"the answer has {words:,} words (maximum {options.max_answer_words:,})"
+        repeated = repeated_ngram_share(answer)
+        if repeated > options.max_repeated_ngrams:
+            found["repetitive"] = (f"{repeated:.0%} of the answer's word 3-grams repeat an earlier one "
+                                   f"(maximum {options.max_repeated_ngrams:.0%})")
     everything = "\n".join(m["content"] for m in record.messages)
-    if garbage_share(everything) > options.max_garbage:
-        failed.append("garbage")
+    garbage = garbage_share(everything)
+    if garbage > options.max_garbage:
+        found["garbage"] = f"{garbage:.0%} of the characters are not text (maximum {options.max_garbage:.0%})"
     if not record.messages or record.messages[-1]["role"] != "assistant":
-        failed.append("no_final_answer")
+        last = record.messages[-1]["role"] if record.messages else "nothing"
+        found["no_final_answer"] = f"the conversation ends with {last if last == 'nothing' else 'a ' + last + ' turn'}"
     if answer.strip() and record.prompt.strip():
-        asked, answered = guess_language(record.prompt), guess_language(answer)
-        if asked and answered and asked != answered:
-            failed.append("language_mismatch")
-    return [f for f in failed if f not in options.skip]
+        asked, answered = identify_language(record.prompt), identify_language(answer)
+        if (asked and answered and asked[0] != answered[0]
+                and min(asked[1], answered[1]) >= LANGUAGE_MIN_PROBABILITY):
+            found["language_mismatch"] = (f"the question is in '{asked[0]}' ({asked[1]:.2f}), the answer in "
+                                          f"'{answered[0]}' ({answered[1]:.2f})")
+    label = options.label_of(record)
+    return {name: why for name, why in found.items()
+            if name not in options.skip and (label is None or label not in options.labels_off(name))}
+
+
+def check_record(record: Record, options: FilterOptions | None = None) -> list[str]:
+    """The filters ``record`` fails, in the order of FILTERS."""
+    return list(record_findings(record, options))
 
 
 def quality_score(record: Record) -> float:
@@ -213,10 +279,11 @@ def filter_records(records: Sequence[Record], options: FilterOptions | None = No
                           examples={f: [] for f in FILTERS if f not in options.skip})
     step = max(1, len(records) // 100)
     for i, record in enumerate(records):
-        failed = check_record(record, options)
-        if failed:
-            report.flagged[record.id] = failed
-            for name in failed:
+        found = record_findings(record, options)
+        if found:
+            report.flagged[record.id] = list(found)
+            report.findings[record.id] = found
+            for name in found:
                 report.counts[name] += 1
                 if len(report.examples[name]) < _EXAMPLES:
                     report.examples[name].append(record.id)
@@ -229,8 +296,14 @@ def filter_records(records: Sequence[Record], options: FilterOptions | None = No
 
 def filter_version(ws: Workspace, version: int | str | None = None, options: FilterOptions | None = None, *,
                    progress: Progress | None = None) -> FilterReport:
-    """``filter_records`` on a dataset version (default: the current one)."""
+    """``filter_records`` on a dataset version (default: the current one); an empty ``label_field`` becomes the
+    version's label field."""
+    from curation.review.labels import label_field
+
     v = get_version(ws, version) if version is not None else require_current(ws)
+    options = (options or FilterOptions()).validate()
+    if not options.label_field:
+        options = options.replace(label_field=label_field(ws, v.id) or "label")
     report = filter_records(chat_records(ws, v.id, step="filtering"), options, progress=progress)
     report.version_id = v.id
     return report
@@ -277,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.output:
             write_jsonl(report.kept_records(source.records), args.output)
         if args.report:
-            lines = "".join(json.dumps({"id": rid, "failed": reasons}) + "\n" for rid, reasons in report.flagged.items())
+            lines = "".join(json.dumps({"id": rid, "failed": reasons, "why": report.findings[rid]}, ensure_ascii=False)
+                            + "\n" for rid, reasons in report.flagged.items())
             atomic_write(Path(args.report), lines.encode("utf-8"))
         made = apply_filters(source.workspace, report) if source.version is not None else None
     except TuneloopError as exc:

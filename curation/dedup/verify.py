@@ -5,10 +5,21 @@ A candidate pair counts only when
 1. the exact Jaccard similarity of the two shingle sets is at least the threshold;
 2. conversations with as many turns keep every aligned turn recognisable (similarity ≥ 0.3);
 3. neither text has a run of 9+ words the other lacks (new content rather than an edit);
-4. what remains after removing boilerplate that 20+ texts share verbatim is still ≥ threshold.
+4. what remains after removing boilerplate that 20+ texts share verbatim is still ≥ threshold;
+5. two short texts (the shorter has at most 20 words) differ in almost none of their content words.
 
 Rules 2-4 are what keep records that share a template answer, a signature or a policy paragraph
-apart even when that shared text dominates them.
+apart even when that shared text dominates them. Rule 5 is for short questions: "How many cents are
+3 quarters?" and "... 3 dimes?" share most of their characters but ask different things. A content
+word is any word that is not a stopword (``STOPWORDS``: articles, pronouns, auxiliaries, prepositions,
+conjunctions, question words, greetings); numbers are content words. A content word of one text counts
+as present in the other when the other has the same word, the same word with a plural or verb ending
+(``password``/``passwords``), or, for words of five letters or more, the same word with one typo
+(``pasword``). Of the content words, at most 20% may be missing from the other text (the larger count
+of the two sides): none for texts of up to four content words, one for five to nine, two for ten to
+fourteen. So "golf" / "dogs" and "verb" / "vegan" in otherwise equal questions keep them apart,
+while the same question re-typed with other punctuation, case, greetings, a typo or a plural still
+merges. Words are English: in another language every word counts as content (stricter, never looser).
 
 Example::
 
@@ -37,6 +48,22 @@ _WINDOW_WORDS = 3
 _BOILERPLATE_RUN = 4
 _BOILERPLATE_RECORDS = 20
 _WANTED_BITS = 22
+# Short texts: at most this many words in the shorter one; of their content words at most this share may differ.
+SHORT_TEXT_WORDS = 20
+SHORT_TEXT_DIFFERENT_SHARE = 0.2
+# Words that carry no content of a question or an answer (numbers are never stopwords).
+STOPWORDS = frozenset("""
+a an the this that these those some any each every all both either neither no not nor none
+i me my mine myself we us our ours you your yours yourself he him his she her hers it its they them their theirs
+is are was were be been being am do does did doing done have has had having will would shall should can could
+may might must ought let lets s t d ll m re ve
+of in on at to from by for with about as into onto upon over under between through during before after
+above below up down out off again further than then once so too very just also only even still
+and or but if because while although though whether until unless since
+what which who whom whose when where why how
+there here please pls thanks thank hi hello hey dear ok okay yes yeah
+""".split())
+_INFLECTIONS = ("s", "es", "ed", "d", "ing")
 
 
 def jaccard_pairs(left: ShingleSets, pairs: np.ndarray, right: ShingleSets | None = None,
@@ -249,6 +276,75 @@ def longest_new_runs(normalised: Sequence[str], pairs: np.ndarray, *, chunk: int
     return best
 
 
+def content_words(normalised: str) -> list[str]:
+    """The words of a normalised text that are not stopwords (numbers included), in order."""
+    return [w for w in normalised.split() if w not in STOPWORDS]
+
+
+def _one_typo(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` differ by one substitution, insertion, deletion or swap of neighbours."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    if len(a) == len(b):
+        rest_a, rest_b = a[start + 1:], b[start + 1:]
+        swapped = start + 1 < len(a) and a[start] == b[start + 1] and a[start + 1] == b[start]
+        return rest_a == rest_b or (swapped and a[start + 2:] == b[start + 2:])
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[start + 1:] == shorter[start:]
+
+
+def same_word(a: str, b: str) -> bool:
+    """Whether two normalised words are one word: equal, an inflection of each other, or (5+ letters) one typo apart."""
+    if a == b:
+        return True
+    if not (a.isalpha() and b.isalpha()):
+        return False
+    shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
+    if longer.startswith(shorter) and longer[len(shorter):] in _INFLECTIONS:
+        return True
+    return min(len(a), len(b)) >= 5 and _one_typo(a, b)
+
+
+def differing_content_words(a: str, b: str) -> tuple[list[str], list[str]]:
+    """The content words of normalised text ``a`` that ``b`` lacks, and those of ``b`` that ``a`` lacks.
+
+    Each word is matched at most once (exact matches first, then ``same_word`` variants).
+    """
+    left, right = content_words(a), content_words(b)
+    unmatched_right = list(right)
+    rest = []
+    for word in left:
+        if word in unmatched_right:
+            unmatched_right.remove(word)
+        else:
+            rest.append(word)
+    unmatched_left = []
+    for word in rest:
+        match = next((k for k, other in enumerate(unmatched_right) if same_word(word, other)), None)
+        if match is None:
+            unmatched_left.append(word)
+        else:
+            del unmatched_right[match]
+    return unmatched_left, unmatched_right
+
+
+def short_texts_agree(a: str, b: str) -> bool:
+    """Rule 5 for two normalised texts: True unless both are short and they differ in their content words.
+
+    Short: the shorter text has at most ``SHORT_TEXT_WORDS`` words. Then at most
+    ``SHORT_TEXT_DIFFERENT_SHARE`` of the content words (the larger count of the two) may lack a
+    counterpart in the other text, counting the side with more such words.
+    """
+    if min(len(a.split()), len(b.split())) > SHORT_TEXT_WORDS:
+        return True
+    only_a, only_b = differing_content_words(a, b)
+    allowed = int(SHORT_TEXT_DIFFERENT_SHARE * max(len(content_words(a)), len(content_words(b))))
+    return max(len(only_a), len(only_b)) <= allowed
+
+
 def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
                  normalised: Sequence[str] | None = None, boilerplate: np.ndarray | None = None,
                  ngram: int = DEFAULT_NGRAM) -> tuple[np.ndarray, np.ndarray]:
@@ -259,8 +355,10 @@ def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEF
     edit leaves each turn recognisable), (3) neither text has a run of 9 or more words the other
     lacks (new content, not an edit), and (4) what is left once boilerplate shared by many texts
     (``boilerplate_windows``, counted over all ``normalised`` unless given) is removed from both
-    is still ≥ threshold similar (or both were nothing but boilerplate).
-    (2)-(4) are what stop records that only share a template reply or a signature from merging.
+    is still ≥ threshold similar (or both were nothing but boilerplate), and (5) two short texts
+    differ in at most a small share of their content words (``short_texts_agree``).
+    (2)-(4) are what stop records that only share a template reply or a signature from merging;
+    (5) is what stops two short questions that differ in their subject from merging.
     """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:
@@ -277,6 +375,8 @@ def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEF
         return pairs, sims
     # Cheaper check first: each pair must pass every rule, so the order only changes the cost.
     keep = longest_new_runs(normalised, pairs) < _NEW_CONTENT_WORDS
+    pairs, sims = pairs[keep], sims[keep]
+    keep = np.array([short_texts_agree(normalised[i], normalised[j]) for i, j in pairs], bool)
     pairs, sims = pairs[keep], sims[keep]
     keep = _turns_agree(texts, pairs, ngram)
     pairs, sims = pairs[keep], sims[keep]
