@@ -251,3 +251,38 @@ def test_the_cli_serves_in_the_background_and_stops(ws, runs):
     back = subprocess.run([sys.executable, "-m", "training", "rollback", "--workspace", str(ws.root)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert back.returncode == 1 and "nothing before it" in back.stderr
+
+
+@pytest.fixture(scope="module")
+def default_model_run(tmp_path_factory):
+    """A run on the default model with a small random adapter, in its own workspace (the GGUF is cached there)."""
+    pytest.importorskip("llama_cpp")
+    from core.workspace import Workspace
+    from training.models import resolve_base_model
+    root = tmp_path_factory.mktemp("serve-gguf")
+    ws = Workspace.open(root / "ws")
+    create_version(ws, _records(), parent=None, step="split")
+    run = R.create_run(ws, RunConfig(base_model="default", datasets="v1"), name="default + adapter")
+    make_adapter(Path(resolve_base_model("default", ws).path), run.adapter_dir, seed=3)
+    R.update_run(ws, run.id, status="finished")
+    return ws, R.get_run(ws, run.id)
+
+
+def test_llama_cpp_serves_the_runs_gguf_whole_and_streamed(default_model_run):
+    ws, run = default_model_run
+    assert S.choose_engine("auto") == "llamacpp"
+    endpoint = S.Endpoint(ws, run_id=run.id, engine="llamacpp")
+    with serving(endpoint) as client:
+        whole = _chat(client, max_tokens=16)
+        with client.stream("POST", "/chat/completions",
+                           json={"messages": QUESTION, "max_tokens": 16, "stream": True}) as streamed:
+            events = _events(streamed)
+    body = whole.json()
+    text = body["choices"][0]["message"]["content"]
+    assert whole.status_code == 200 and body["model"] == f"run-{run.id}" and text.strip()
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == text
+    assert "<|im_end|>" not in text and body["usage"]["prompt_tokens"] > 5
+    assert 0 < body["usage"]["completion_tokens"] <= 16
+    (engine,) = endpoint._engines.values()
+    assert engine.path.suffix == ".gguf" and engine.path.parent == run.run_dir / "gguf"
+    assert [r["engine"] for r in S.request_log(ws)] == ["llamacpp", "llamacpp"]

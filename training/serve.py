@@ -192,7 +192,7 @@ class TransformersEngine(Engine):
 
 class LlamaCppEngine(Engine):
     """llama-cpp-python on the run's merged model as GGUF (converted once, cached by ``training.gguf``); the
-    chat template is the one stored in the GGUF."""
+    chat template is the one stored in the GGUF, rendered as llama-cpp-python renders it."""
     kind = "llamacpp"
 
     def __init__(self, ws: Workspace, run: R.Run, *, quant: str = "f16", n_ctx: int = 2048):
@@ -202,30 +202,35 @@ class LlamaCppEngine(Engine):
         super().__init__(run)
         self.path = Path(run_gguf(ws, run, quant=quant))
         self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False)
-        meta = self.llm.metadata
-        template = meta.get("tokenizer.chat_template")
+        template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise TuneloopError(f"{self.path} has no chat template (tokenizer.chat_template); re-export the run "
                                 f"with `python -m training export {run.id} --kind gguf`")
-        token = lambda key: self.llm._model.token_get_text(int(meta[key])) if key in meta else ""  # noqa: E731
-        self.formatter = Jinja2ChatFormatter(template, eos_token=token("tokenizer.ggml.eos_token_id"),
-                                             bos_token=token("tokenizer.ggml.bos_token_id"))
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        text = lambda token: self.llm.detokenize([token], special=True).decode("utf-8", "replace")  # noqa: E731
+        self.formatter = Jinja2ChatFormatter(template, eos_token=text(eos), bos_token=text(bos),
+                                             stop_token_ids=[eos])
         self.lock = threading.Lock()        # one llama context answers one request at a time
 
     def stream(self, messages, params, usage):
         with self.lock:
             formatted = self.formatter(messages=messages)
             prompt = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
-            stops = [s for s in (formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]) if s]
+            stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
             usage.prompt_tokens = len(prompt)
+            answer = ""
             for chunk in self.llm.create_completion(
                     prompt, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                    seed=params.seed, repeat_penalty=params.repetition_penalty, stop=stops, stream=True):
+                    seed=params.seed, repeat_penalty=params.repetition_penalty, stop=[s for s in stops if s],
+                    stream=True):
                 choice = chunk["choices"][0]
-                usage.completion_tokens += 1
                 usage.finish_reason = choice.get("finish_reason") or usage.finish_reason
                 if choice.get("text"):
+                    answer += choice["text"]
+                    usage.completion_tokens += 1
                     yield choice["text"]
+            # a chunk can hold several tokens (held back at a possible stop string); count the answer's own
+            usage.completion_tokens = len(self.llm.tokenize(answer.encode("utf-8"), add_bos=False, special=True))
 
 
 class VLLMEngine(Engine):
@@ -262,13 +267,18 @@ def _importable(module: str) -> bool:
         return False
 
 
+def _gguf_converter_present() -> bool:
+    from training.gguf import converter_dir
+    return (converter_dir() / "convert_hf_to_gguf.py").is_file()
+
+
 def choose_engine(kind: str = "auto") -> str:
     """The engine ``kind`` stands for: ``auto`` is vllm with CUDA and vllm, else llamacpp with llama-cpp-python
-    (and the GGUF converter), else transformers. A named engine that is missing is an error saying what to
+    and llama.cpp's GGUF converter, else transformers. A named engine that is missing is an error saying what to
     install."""
     if kind not in ENGINES:
         raise TuneloopError(f"unknown engine '{kind}'; choose one of {', '.join(ENGINES)}")
-    llamacpp = _importable("llama_cpp") and _importable("training.gguf")
+    llamacpp = _importable("llama_cpp") and _gguf_converter_present()
     if kind == "auto":
         if _importable("vllm"):
             import torch
@@ -277,7 +287,7 @@ def choose_engine(kind: str = "auto") -> str:
         return "llamacpp" if llamacpp else "transformers"
     if kind == "llamacpp" and not llamacpp:
         raise TuneloopError("the llamacpp engine needs llama-cpp-python (pip install llama-cpp-python==0.3.36) "
-                            "and the GGUF export (training.gguf); or serve with --engine transformers")
+                            "and llama.cpp's GGUF converter (`make setup`); or serve with --engine transformers")
     if kind == "vllm" and not _importable("vllm"):
         raise TuneloopError("the vllm engine needs vLLM on a CUDA machine (pip install vllm); or serve with "
                             "--engine llamacpp or transformers")
