@@ -11,6 +11,7 @@ import sys
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data import versions as V
+from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map
 
 
@@ -46,10 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("b")
     diff.add_argument("--examples", type=int, default=3)
 
-    exp = sub.add_parser("export", help="write a version to a file or folder")
+    exp = sub.add_parser("export", help="write a version to a file, or a split version to one file per split",
+                         description="A split version is written as train, validation and test files in the folder "
+                                     "OUT (or the archive OUT.zip / OUT.tar.gz); hf writes a DatasetDict folder.")
     exp.add_argument("version")
-    exp.add_argument("out")
-    exp.add_argument("--format", choices=("jsonl", "parquet", "hf"), default="jsonl")
+    exp.add_argument("out", help="a file (a version without splits), a folder, or a .zip / .tar.gz")
+    exp.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
+    exp.add_argument("--single-file", action="store_true",
+                     help="write a split version as one file anyway: the test set is mixed in with the training "
+                          "data (each record's meta.split still says which is which)")
 
     rb = sub.add_parser("rollback", help="make an older version the current one")
     rb.add_argument("version")
@@ -157,8 +163,8 @@ def _short(text: str, n: int = 100) -> str:
 
 
 def _export(ws, args) -> int:
-    out = V.export_version(ws, args.version, args.out, args.format)
-    print(f"exported {V.get_version(ws, args.version).name} to {out} ({args.format})")
+    done = V.export_version(ws, args.version, args.out, args.format, single_file=args.single_file)
+    print(f"exported {V.get_version(ws, args.version).name} as {args.format}: {done.describe()}")
     return 0
 
 

@@ -4,7 +4,7 @@ Commands::
 
     generate --run RUN --split VERSION [--overlap K] [--limit N] [--max-new-tokens T] [--workspace DIR]
     report EVAL [--json] [--workspace DIR]
-    export-preferences EVAL [OUT.jsonl] [--policy majority|unanimous] [--workspace DIR]
+    export-preferences EVAL [OUT] [--single-file] [--policy majority|unanimous] [--workspace DIR]
     export-votes EVAL OUT.jsonl [--workspace DIR]
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
     release-stale EVAL [--hours 24] [--workspace DIR]
@@ -75,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                 "make the evaluation's preference pairs a preference dataset version (what a DPO run names), "
                 "and optionally write it as JSONL (prompt/chosen/rejected, trl's format)")
     e.add_argument("evaluation", metavar="EVAL")
-    e.add_argument("out", metavar="OUT.jsonl", nargs="?", help="also write the version to this file")
+    e.add_argument("out", metavar="OUT", nargs="?",
+                   help="also write the version here: a folder or .zip / .tar.gz of train, validation and test JSONL "
+                        "(OUT.jsonl, one file, when no pair has a split or with --single-file)")
+    e.add_argument("--single-file", action="store_true",
+                   help="write OUT.jsonl even when pairs come from test prompts (meta.split marks them)")
     e.add_argument("--policy", choices=("majority", "unanimous"), default="majority",
                    help="raters who disagree: keep the majority side, or drop the pair (default majority)")
 
@@ -199,7 +203,8 @@ def cmd_export_preferences(args) -> int:
     from evaluation.arena import parse_evaluation_id
     from evaluation.feedback import export_preferences
     ws = _workspace(args)
-    version = export_preferences(ws, parse_evaluation_id(args.evaluation), args.out, policy=args.policy)
+    version = export_preferences(ws, parse_evaluation_id(args.evaluation), args.out, policy=args.policy,
+                                 single_file=args.single_file)
     print(f"made {version.describe()}" + (f"; wrote {version.num_records} preference pairs to {args.out}"
                                           if args.out else ""))
     return 0

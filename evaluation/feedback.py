@@ -171,12 +171,16 @@ def make_preference_version(ws: Workspace, evaluation_id: int, *, policy: str = 
 
 
 def export_preferences(ws: Workspace, evaluation_id: int, out: str | Path | None = None, *, policy: str = "majority",
-                       created_by: str | None = None) -> Version:
+                       created_by: str | None = None, single_file: bool = False) -> Version:
     """Make the evaluation's preference version and, when ``out`` is given, write it as JSONL in trl's
-    prompt/chosen/rejected shape (with id and meta); returns the version."""
+    prompt/chosen/rejected shape (with id and meta); returns the version.
+
+    Pairs keep the split of their prompt, so ``out`` is a folder or a .zip / .tar.gz of ``train.jsonl``,
+    ``validation.jsonl``, ``test.jsonl``; a file ``out.jsonl`` holds them all only when no pair has a split
+    or ``single_file`` is asked for (Tuneloop's DPO reads meta.split from it; trl would train on all)."""
     version = make_preference_version(ws, evaluation_id, policy=policy, created_by=created_by)
     if out is not None:
-        export_version(ws, version.id, out, "jsonl")
+        export_version(ws, version.id, out, "jsonl", single_file=single_file)
     return version
 
 

@@ -472,11 +472,11 @@ def _chosen(w: ResultsWidgets, data: dict) -> int:
 
 @show_errors
 def make_preferences(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
-    """Make the evaluation's preference version (for DPO) and offer its pairs as a JSONL download."""
+    """Make the evaluation's preference version (for DPO) and offer its pairs as a zip of JSONL, one per split."""
     from evaluation.feedback import export_preferences
     evaluation_id = _chosen(w, data)
     from core.workspace import export_folder
-    out = export_folder(ws) / f"preferences-eval{evaluation_id}.jsonl"
+    out = export_folder(ws) / f"preferences-eval{evaluation_id}.zip"
     version = export_preferences(ws, evaluation_id, out, policy=data[w.policy], created_by=caller(ws, request))
     return {w.download: gr.update(value=str(out), visible=True),
             w.merged: f"✅ Made **{html.escape(version.describe())}**; a DPO run trains on it with "

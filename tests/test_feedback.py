@@ -116,14 +116,17 @@ def test_the_preference_version_is_made_once_and_exported_as_trl_rows(rated, tmp
     versions_before = len(list_versions(ws))
     collect_feedback(ws, eid, policy="unanimous")          # what a view does: nothing is written
     assert len(list_versions(ws)) == versions_before and open_requests(ws) == []
-    version = export_preferences(ws, eid, tmp_path / "prefs.jsonl")
+    with pytest.raises(TuneloopError, match="would mix the test set into training"):
+        export_preferences(ws, eid, tmp_path / "prefs.jsonl")    # every prompt here is a test prompt
+    version = export_preferences(ws, eid, tmp_path / "prefs")
     assert version.kind == "preference" and version.step == "preferences" and version.num_records == 4
     assert version.params == {"evaluation": eid, "run": 7, "policy": "majority"}
     assert version.parent_id is None          # the evaluation names no version its prompts came from
     assert current_version(ws).id == base_version.id        # preference pairs never become the SFT data
     assert ws.db.execute("select evaluation_id, kind, policy from feedback_versions where version_id=?",
                          (version.id,)).fetchone()[:] == (eid, "preferences", "majority")
-    rows = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
+    assert sorted(p.name for p in (tmp_path / "prefs").iterdir()) == ["test.jsonl"]
+    rows = [json.loads(line) for line in (tmp_path / "prefs" / "test.jsonl").read_text().splitlines()]
     assert len(rows) == 4
     for row in rows:
         assert set(row) == {"id", "prompt", "chosen", "rejected", "meta"}
@@ -180,8 +183,8 @@ def test_report_export_and_merge_from_the_command_line(rated, tmp_path):
     report = json.loads(subprocess.run(base + ["report", str(eid), "--json"] + where, cwd=ROOT, capture_output=True,
                                        text=True, check=True).stdout)
     assert report["stats"]["votes"] == 18 and report["feedback"]["preference_pairs"] == 4
-    out = subprocess.run(base + ["export-preferences", str(eid), str(tmp_path / "p.jsonl"), "--policy", "unanimous"]
-                         + where, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(base + ["export-preferences", str(eid), str(tmp_path / "p.jsonl"), "--policy", "unanimous",
+                                 "--single-file"] + where, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "preference" in out and "wrote 1 preference pairs" in out
     shown = subprocess.run([sys.executable, "-m", "curation"] + where + ["show", "v2", "--limit", "1"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from core.errors import TuneloopError
+from curation.data.export import export_name
 from curation.data.records import SPLITS, Record
 from curation.splits.balance import balance_report, groups_across_splits, length_histogram, max_share_gap
 from curation.splits.build import SplitOptions, build_splits, make_split, save_split_version, split_version
@@ -219,13 +220,13 @@ def test_export_writes_every_format_in_shapes_trl_reads(tmp_path):
 
     records = build_splits(support_tickets(120, seed=9), SplitOptions(seed=9))
     written = export_split(records, tmp_path / "msg", formats=("jsonl", "parquet", "hf"))
-    assert {p.name for p in written} == {"train.jsonl", "val.jsonl", "test.jsonl", "train.parquet", "val.parquet",
-                                         "test.parquet", "hf"}
+    assert {p.name for p in written} == {"train.jsonl", "validation.jsonl", "test.jsonl", "train.parquet",
+                                         "validation.parquet", "test.parquet", "hf"}
     dd = load_from_disk(str(tmp_path / "msg" / "hf"))
-    assert set(dd) == set(SPLITS) and dd["test"].num_rows == 12
+    assert set(dd) == {"train", "validation", "test"} and dd["test"].num_rows == 12
     assert is_conversational(dd["train"][0])
-    assert json.loads(dd["train"][0]["meta"])["split"] == "train"
-    parquet = load_dataset("parquet", data_files={"val": str(tmp_path / "msg" / "val.parquet")})["val"]
+    assert dd["train"][0]["meta"]["split"] == "train"
+    parquet = load_dataset("parquet", data_files={"val": str(tmp_path / "msg" / "validation.parquet")})["val"]
     assert parquet.num_rows == 12 and is_conversational(parquet[0])
     first = json.loads((tmp_path / "msg" / "train.jsonl").read_text().splitlines()[0])
     assert set(first) == {"id", "messages", "meta"} and first["meta"]["split"] == "train"
@@ -246,7 +247,8 @@ def test_cli_writes_splits_and_leakage_report(tmp_path, capsys):
     code = main([str(source), str(out), "--val", "0.1", "--test", "40", "--stratify", "label", "--group", "customer",
                  "--seed", "3", "--leakage-threshold", "0.6", "--fix", "move"])
     assert code == 0
-    rows = {s: [json.loads(line) for line in (out / f"{s}.jsonl").read_text().splitlines()] for s in SPLITS}
+    rows = {s: [json.loads(line) for line in (out / f"{export_name(s)}.jsonl").read_text().splitlines()]
+            for s in SPLITS}
     sizes = [len(rows[s]) for s in SPLITS]
     assert sum(sizes) == 400 and all(abs(k - want) <= 3 for k, want in zip(sizes, [320, 40, 40]))
     originals = {r["id"]: r for r in (json.loads(line) for line in source.read_text().splitlines())}
@@ -320,7 +322,8 @@ def test_cli_audits_and_fixes_data_that_came_split(tmp_path):
     assert main([str(source), str(out), "--keep-splits", "--group", "customer", "--fix", "drop"]) == 0
     report = json.loads((out / "leakage.json").read_text())
     assert report["before"]["num_pairs"] > 0 and report["after"]["clean"]
-    kept = {json.loads(line)["id"]: s for s in SPLITS for line in (out / f"{s}.jsonl").read_text().splitlines()}
+    kept = {json.loads(line)["id"]: s for s in SPLITS
+            for line in (out / f"{export_name(s)}.jsonl").read_text().splitlines()}
     assert all(kept[r.id] == r.split for r in records if r.id in kept)   # nothing re-split
     assert len(kept) == 300 - len(report["dropped"]) and 0 < len(report["dropped"]) <= 9
     unsplit = write_jsonl(tmp_path / "raw.jsonl", [r.to_dict() for r in support_tickets(50, seed=1)])

@@ -83,8 +83,9 @@ def test_export_round_trips_through_import(ws, tmp_path, fmt):
     records[0].meta["split"] = "train"
     records[1].meta["split"] = "test"
     v = V.create_version(ws, records, parent=None, step="split")
-    out = V.export_version(ws, v.id, tmp_path / f"out.{fmt}", fmt)
-    back = read_records(out).records
+    out = V.export_version(ws, v.id, tmp_path / "out", fmt).path
+    files = [out] if fmt == "hf" else sorted(out.iterdir())
+    back = [r for f in files for r in read_records(f).records]
     assert {r.id: (r.answer, r.meta["split"]) for r in back} == {"r0": ("a0", "train"), "r1": ("a1", "test")}
 
 
@@ -135,8 +136,8 @@ def test_a_preference_version_is_stored_hashed_shown_and_exported_in_trl_shape(w
     assert loaded == pairs and V.content_hash(loaded) == v.content_hash
     swapped = [Record(p.id, p.messages, p.meta, chosen=p.rejected, rejected=p.chosen) for p in pairs]
     assert V.content_hash(swapped) != v.content_hash            # which answer won is part of the data
-    V.export_version(ws, v.id, tmp_path / "prefs.jsonl")
-    rows = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
+    V.export_version(ws, v.id, tmp_path / "prefs")
+    rows = [json.loads(line) for line in (tmp_path / "prefs" / "train.jsonl").read_text().splitlines()]
     assert rows[0] == {"id": "p0", "prompt": prompt, "chosen": [{"role": "assistant", "content": "Here."}],
                        "rejected": [{"role": "assistant", "content": "No idea."}], "meta": {"split": "train", "i": 0}}
     with pytest.raises(TuneloopError, match="either chat records or preference pairs"):

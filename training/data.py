@@ -33,7 +33,9 @@ class SplitData:
 
 
 def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
-    """Records per split from a split version id (v4) or a folder with train.jsonl/val.jsonl[/test.jsonl]."""
+    """Records per split from a split version id (v4) or a folder with train.jsonl/val.jsonl[/test.jsonl]
+    (validation.jsonl, as an export names it, for val)."""
+    from curation.data.export import export_name
     from curation.data.versions import content_hash
     spec = str(datasets).strip()
     folder = Path(spec).expanduser()
@@ -41,6 +43,8 @@ def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
         splits = {}
         for name in SPLITS:
             path = folder / f"{name}.jsonl"
+            if not path.is_file():   # an export names val as datasets does
+                path = folder / f"{export_name(name)}.jsonl"
             if path.is_file():
                 from curation.data.formats import read_records
                 splits[name] = [Record(r.id, r.messages, {**r.meta, "split": name})

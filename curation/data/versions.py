@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from core.errors import TuneloopError
-from core.workspace import Workspace, atomic_path, temp_path
+from core.workspace import Workspace, temp_path
+from curation.data.export import Export, export_rows
 from curation.data.records import Record, canonical_json
 
 _CACHE_SIZE = 4
@@ -316,33 +317,12 @@ def search_records(records: list[Record], query: str = "", *, split: str | None 
     return out
 
 
-def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str = "jsonl") -> Path:
-    """Write a version as JSONL, Parquet or a Hugging Face DatasetDict folder (one split per key).
+def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str = "jsonl", *,
+                   single_file: bool = False) -> Export:
+    """Write a version as JSONL, CSV, Parquet or a Hugging Face DatasetDict folder; returns the ``Export``.
 
-    A preference version is written in trl's preference shape: prompt, chosen, rejected (plus id, meta)."""
-    records = load_records(ws, version)
-    out = Path(out)
-    if fmt == "jsonl":
-        from curation.data.formats import write_jsonl
-        return write_jsonl(records, out)
+    A split version becomes one file per split (train, validation, test) in a folder or a .zip / .tar.gz,
+    or one file when ``single_file`` is asked for (see ``curation.data.export``). A preference version is
+    written in trl's preference shape: prompt, chosen, rejected (plus id, meta)."""
     from curation.data.formats import export_row
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        table = pa.Table.from_pylist([{**export_row(r), "meta": canonical_json(r.meta)} for r in records])
-        with atomic_path(out) as tmp:
-            pq.write_table(table, tmp)
-        return out
-    if fmt == "hf":
-        from datasets import Dataset, DatasetDict
-        groups: dict[str, list[Record]] = {}
-        for r in records:
-            groups.setdefault(r.meta.get("split") or "train", []).append(r)
-        dd = DatasetDict({name: Dataset.from_list([{**export_row(r), "meta": canonical_json(r.meta)} for r in rs])
-                          for name, rs in groups.items()})
-        if out.exists():
-            raise TuneloopError(f"{out} already exists; choose a new folder for the export")
-        with atomic_path(out) as tmp:
-            dd.save_to_disk(str(tmp))
-        return out
-    raise TuneloopError(f"unknown export format '{fmt}'; choose jsonl, parquet or hf")
+    return export_rows([export_row(r) for r in load_records(ws, version)], out, fmt, single_file=single_file)

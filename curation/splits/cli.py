@@ -34,7 +34,8 @@ def parser() -> argparse.ArgumentParser:
     add_source_arguments(p, output="folder to write train/val/test and leakage.json into")
     add_arguments(p, SplitOptions)
     p.add_argument("--format", dest="formats", default="jsonl",
-                   help="comma-separated: jsonl,parquet,hf (HF DatasetDict folder); default jsonl")
+                   help="comma-separated: jsonl,csv,parquet,hf (HF DatasetDict folder); one file per split "
+                        "(train, validation, test); default jsonl")
     p.add_argument("--shape", choices=SHAPES, default="messages",
                    help="row shape: messages (default; keeps ids and meta), prompt_completion, input_label")
     p.add_argument("--label-field", help="with --shape input_label: the meta field holding the label (default: the answer)")

@@ -1,4 +1,4 @@
-"""Exporting a split in the shapes trl reads: JSONL, Parquet or a Hugging Face DatasetDict folder.
+"""Exporting a split in the shapes trl reads: JSONL, CSV, Parquet or a Hugging Face DatasetDict folder.
 
 Example::
 
@@ -6,16 +6,15 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 from core.errors import TuneloopError
-from curation.data.records import SPLITS, Record, canonical_json
+from curation.data.export import EXPORT_FORMATS, SUFFIXES, check_format, write_splits
+from curation.data.records import SPLITS, Record
 from curation.splits.fields import field_value
 
 SHAPES = ("messages", "prompt_completion", "input_label")
-EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 
 
 def training_row(record: Record, shape: str = "messages", *, label_field: str | None = None) -> dict[str, Any]:
@@ -43,44 +42,27 @@ def training_row(record: Record, shape: str = "messages", *, label_field: str | 
 
 def export_split(records: list[Record], outdir: str | Path, *, formats: Iterable[str] = ("jsonl",),
                  shape: str = "messages", label_field: str | None = None) -> list[Path]:
-    """Write each split: ``{split}.jsonl``, ``{split}.parquet`` and/or an HF DatasetDict folder ``hf/``.
+    """Write each split into ``outdir``: ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (likewise
+    ``.csv``, ``.parquet``) and/or an HF DatasetDict folder ``hf/`` with those split names.
 
-    JSONL keeps ``meta`` as an object; Parquet and the DatasetDict keep it as a JSON string, since
-    records' meta keys differ and Arrow needs one schema per column.
-    """
-    from core.workspace import atomic_path, atomic_write
-
+    ``meta`` is an object in JSONL and a struct in Parquet and the DatasetDict (see ``curation.data.export``)."""
     formats = list(formats)
-    unknown = [f for f in formats if f not in EXPORT_FORMATS]
-    if unknown:
-        raise TuneloopError(f"unknown export format {unknown[0]!r}; choose from {', '.join(EXPORT_FORMATS)}")
+    for fmt in formats:
+        check_format(fmt)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    rows = {s: [training_row(r, shape, label_field=label_field) for r in records if r.split == s] for s in SPLITS}
+    rows = [training_row(r, shape, label_field=label_field) for r in records if r.split in SPLITS]
     written: list[Path] = []
-    if "jsonl" in formats:
-        for s, part in rows.items():
-            target = outdir / f"{s}.jsonl"
-            atomic_write(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in part).encode("utf-8"))
-            written.append(target)
-    flat = {s: [{**row, "meta": canonical_json(row["meta"])} for row in part] for s, part in rows.items()}
-    if "parquet" in formats:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        for s, part in flat.items():
-            target = outdir / f"{s}.parquet"
-            with atomic_path(target) as tmp:
-                pq.write_table(pa.Table.from_pylist(part), tmp)
-            written.append(target)
+    for fmt in (f for f in EXPORT_FORMATS if f in formats and f != "hf"):
+        written += [outdir / f"{name}{SUFFIXES[fmt]}" for name in write_splits(rows, outdir, fmt).counts]
     if "hf" in formats:
         import shutil
 
-        from datasets import Dataset, DatasetDict
+        from core.workspace import atomic_path
         target = outdir / "hf"
-        dd = DatasetDict({s: Dataset.from_list(part) for s, part in flat.items() if part})
         if target.exists():  # a re-export replaces the folder (a folder cannot be renamed over another)
             shutil.rmtree(target)
         with atomic_path(target) as tmp:
-            dd.save_to_disk(str(tmp))
+            write_splits(rows, tmp, "hf")
         written.append(target)
     return written

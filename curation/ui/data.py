@@ -6,7 +6,6 @@ by component, the presenters (``lineage_markdown``, ``versions_table``) are plai
 only wires them with ``ui.kit.bind``. The work is ``curation.data`` (formats, imports, versions)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +14,7 @@ import gradio as gr
 from core.errors import TuneloopError
 from core.workspace import export_folder
 from curation.data import versions as V
+from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map, read_records
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows
@@ -146,11 +146,15 @@ def layout(ws) -> DataWidgets:
                 w.diff_summary = gr.Markdown()
                 w.diff_df = gr.Dataframe(headers=["change", "id", "before", "after"], interactive=False, wrap=True)
             with gr.Tab("Export"):
-                gr.Markdown("Download a version: **JSONL** (one record per line), **Parquet**, or a zipped "
-                            "**Hugging Face dataset** folder (one split per key when the version has splits).")
+                gr.Markdown("Download a version: **JSONL** (one record per line), **CSV**, **Parquet**, or a "
+                            "zipped **Hugging Face dataset** folder. A split version comes as a zip of one file "
+                            "per split (`train`, `validation`, `test`), so that no tool trains on the test set.")
                 with gr.Row():
                     w.export_pick = version_picker(ws, "Version")
-                    w.export_fmt = gr.Radio(["jsonl", "parquet", "hf"], value="jsonl", label="Format")
+                    w.export_fmt = gr.Radio(list(EXPORT_FORMATS), value="jsonl", label="Format")
+                    w.export_single = gr.Checkbox(False, label="One file, test set mixed in",
+                                                  info="a split version as one file; meta.split tells the splits "
+                                                       "apart, but load_dataset reads it all as train")
                     w.export_btn = gr.Button("Export")
                 w.export_file = gr.File(label="Download", interactive=False)
                 w.export_status = gr.Markdown()
@@ -281,22 +285,25 @@ def compare(ws, w: DataWidgets, data: dict) -> dict:
 
 
 def export(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """The chosen version written as JSONL, Parquet or a zipped Hugging Face dataset folder, to download."""
-    version, fmt = data[w.export_pick], data[w.export_fmt]
+    """The chosen version to download: one file, or for a split version (and any HF dataset) a zip with one
+    file per split, unless one file with the test set mixed in is asked for."""
+    version, fmt, single = data[w.export_pick], data[w.export_fmt], bool(data.get(w.export_single))
     if not version:
         return {w.export_file: None, w.export_status: "Choose a version."}
     try:
         progress(0.1, desc="writing the export")
         out_dir = export_folder(ws)
         v = V.get_version(ws, version)
-        if fmt == "hf":
-            folder = V.export_version(ws, v.id, out_dir / f"{v.name}-hf", "hf")
-            path = shutil.make_archive(str(out_dir / f"{v.name}-hf"), "zip", folder)
+        split = any(r.split for r in V.load_records(ws, v.id))
+        if fmt == "hf" or (split and not single):
+            done = V.export_version(ws, v.id, out_dir / f"{v.name}-{fmt}.zip", fmt)
         else:
-            path = V.export_version(ws, v.id, out_dir / f"{v.name}.{fmt}", fmt)
+            done = V.export_version(ws, v.id, out_dir / f"{v.name}.{fmt}", fmt, single_file=single)
     except Exception as exc:
         return {w.export_file: None, w.export_status: error_markdown(exc)}
-    return {w.export_file: str(path), w.export_status: f"✅ {v.name} exported as {fmt} ({v.num_records:,} records)."}
+    return {w.export_file: str(done.path),
+            w.export_status: f"✅ {v.name} exported as {fmt}: {done.summary()}"
+                             + (" (one file: the test set is mixed in)" if split and single and fmt != "hf" else "")}
 
 
 def overview(ws, w: DataWidgets) -> dict:
@@ -321,7 +328,7 @@ def build(ws) -> DataWidgets:
         on(event, browse, {w.browse_pick, w.search, w.page_no}, w.browsing)
     on(w.records_df.select, show_record, {w.browse_pick}, [w.convo, w.meta_json])
     on(w.diff_btn.click, compare, {w.diff_a, w.diff_b}, [w.diff_summary, w.diff_df])
-    on(w.export_btn.click, export, {w.export_pick, w.export_fmt}, [w.export_file, w.export_status])
+    on(w.export_btn.click, export, {w.export_pick, w.export_fmt, w.export_single}, [w.export_file, w.export_status])
     refresh_on_select(w.tab, ws, w.pickers)
     on(w.tab.select, overview, None, [w.lineage, w.table])
     return w
