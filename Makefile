@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 CONVERTERS := $(VENV)/share/llama.cpp
+# llama-cpp-python is compiled from its sdist: generic x86-64 with AVX2 (not -march=native, so a venv moves between
+# machines of a kind), without the multimodal (llava/mtmd) library Tuneloop does not use, tests or examples.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 LLAMA_CPP_VERSION := $(shell sed -n 's/^llama-cpp-python==\([^ ]*\).*/\1/p' requirements.txt)
 
 .PHONY: run test setup browser clean-venv
@@ -20,7 +23,7 @@ setup: $(VENV)/.installed $(CONVERTERS)/.installed
 $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	# Tuneloop itself, editable: its packages import from anywhere and its commands (tuneloop, tuneloop-train ...)
 	# land in .venv/bin; the pins above are the dependencies, so nothing more is resolved here.
 	$(PY) -m pip install --quiet --no-deps -e .
