@@ -70,7 +70,8 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
     ``suites`` names the regression suites to run (all suites with cases when None).
     """
     from curation.data.versions import get_version, load_records
-    from evaluation.generate import PromptItem, generate_pairs, resolve_adapter
+    from curation.review.labels import label_field
+    from evaluation.generate import PromptItem, generate_pairs, record_label, resolve_adapter
     from evaluation.metrics import answer_metrics, perplexity, reference_pairs, wants_exact_match
     from evaluation.regression import get_suite, list_suites, run_suite
 
@@ -84,7 +85,8 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
         raise TuneloopError(f"{v.name} has no '{split}' records with a reference answer; choose a split version "
                             f"(Splits tab) whose {split} split holds conversations")
     refs = refs[:limit] if limit else refs
-    items = [PromptItem(rec.id, conv, rec.meta.get("label"), split) for conv, _, rec in refs]
+    label = label_field(ws, v.id)
+    items = [PromptItem(rec.id, conv, record_label(rec, label), split) for conv, _, rec in refs]
     answers = generate_pairs(ws, items, base_model=models.base_model, adapter=models.adapter, settings=settings,
                              batch_size=batch_size, load_in_4bit=load_in_4bit, progress=progress, cancel=cancel)
     references = [ref for _, ref, _ in refs]

@@ -47,18 +47,25 @@ class PromptItem:
 
 # -- prompts ----------------------------------------------------------------------------------
 
-def prompt_from_record(record: Record) -> PromptItem | None:
-    """The record's conversation cut after its last user turn; None when it has no user turn."""
+def record_label(record: Record, label_field: str | None = None) -> str | None:
+    """The record's label for per-label results: its meta ``label_field`` (without one: ``label``, else
+    ``intent``), as text; None when it has none."""
+    label = record.meta.get(label_field) if label_field else record.meta.get("label", record.meta.get("intent"))
+    return None if label is None else str(label)
+
+
+def prompt_from_record(record: Record, label_field: str | None = None) -> PromptItem | None:
+    """The record's conversation cut after its last user turn, labelled by ``record_label``; None when it has
+    no user turn."""
     last_user = max((i for i, m in enumerate(record.messages) if m["role"] == "user"), default=None)
     if last_user is None:
         return None
-    label = record.meta.get("label", record.meta.get("intent"))
-    return PromptItem(record.id, record.messages[: last_user + 1], None if label is None else str(label),
+    return PromptItem(record.id, record.messages[: last_user + 1], record_label(record, label_field),
                       record.meta.get("split"))
 
 
-def prompts_from_records(records: Iterable[Record], *, split: str | None = "test",
-                         limit: int | None = None) -> list[PromptItem]:
+def prompts_from_records(records: Iterable[Record], *, split: str | None = "test", limit: int | None = None,
+                         label_field: str | None = None) -> list[PromptItem]:
     records = list(records)
     if split:
         chosen = [r for r in records if r.meta.get("split") == split]
@@ -67,15 +74,17 @@ def prompts_from_records(records: Iterable[Record], *, split: str | None = "test
                                 f"typed or uploaded prompts")
     else:
         chosen = records
-    items = [p for p in (prompt_from_record(r) for r in chosen) if p is not None]
+    items = [p for p in (prompt_from_record(r, label_field) for r in chosen) if p is not None]
     return items[:limit] if limit else items
 
 
 def prompts_from_version(ws: Workspace, version: int | str, *, split: str | None = "test",
                          limit: int | None = None) -> list[PromptItem]:
-    """A version's prompts of one split (the test split by default)."""
+    """A version's prompts of one split (the test split by default), labelled by the version's label field."""
     from curation.data.versions import load_records
-    return prompts_from_records(load_records(ws, version), split=split, limit=limit)
+    from curation.review.labels import label_field
+    return prompts_from_records(load_records(ws, version), split=split, limit=limit,
+                                label_field=label_field(ws, version))
 
 
 def prompts_from_texts(texts: Iterable[str]) -> list[PromptItem]:

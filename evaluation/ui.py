@@ -25,6 +25,7 @@ import gradio as gr
 
 from core.access import LOCAL_USER, caller
 from core.errors import TuneloopError
+from curation.review.labels import label_field
 from evaluation import arena
 from evaluation.arena import BlindPair
 from training.inference import DecodingSettings
@@ -325,10 +326,12 @@ class ResultsFigures:
     feedback: str
     queue: list                 # rows of the needs-an-answer queue
     queue_choices: list         # (label, record id) of the same queue, for the answer picker
+    label_field: str | None = None   # the meta field the pairs' labels came from (Dolly's category)
 
 
 def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
-    """The summary, plot, tables, feedback counts and needs-an-answer queue of an evaluation.
+    """The summary, plot, tables, feedback counts and needs-an-answer queue of an evaluation; per-label figures
+    are named after the label field of the version its prompts came from.
 
     Only computes: the policy changes what is shown, nothing is written."""
     from evaluation.feedback import collect_feedback, unanswered
@@ -337,12 +340,14 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
     if evaluation_id is None:
         return ResultsFigures(NO_EVALUATION, "", [], [], [], "", [], [])
     evaluation = arena.get_evaluation(ws, evaluation_id)
+    field = label_field(ws, evaluation.dataset_version) if evaluation.dataset_version else None
     rows = [v.to_stats_row() for v in arena.evaluation_votes(ws, evaluation.id)]
     s = summarize(votes_from_rows(rows)) if rows else None
     plot = ""
     if s:
         plot_rows = [("overall", s["win_rate"], s["wilson_low"], s["wilson_high"], s["decisive"])]
-        plot_rows += [(f"label: {g['label']}", g["win_rate"], g["wilson_low"], g["wilson_high"], g["decisive"])
+        plot_rows += [(f"{field or 'label'}: {g['label']}", g["win_rate"], g["wilson_low"], g["wilson_high"],
+                       g["decisive"])
                       for g in s["by_label"]]
         plot_rows += [(f"rater: {g['rater']}", g["win_rate"], g["wilson_low"], g["wilson_high"], g["decisive"])
                       for g in s["per_rater"]]
@@ -360,7 +365,7 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
         per_rater=_figure_rows(s["per_rater"], "rater") if s else [],
         by_label=_figure_rows(s["by_label"], "label") if s else [], disagreements=disagreements, feedback=feedback,
         queue=[[q.id, q.meta["prompt_id"], q.prompt[:160], ", ".join(q.meta["raters"])] for q in queue],
-        queue_choices=[(f"{q.meta['prompt_id']}: {q.prompt[:70]}", q.id) for q in queue])
+        queue_choices=[(f"{q.meta['prompt_id']}: {q.prompt[:70]}", q.id) for q in queue], label_field=field)
 
 
 # -- Results tab: widgets ---------------------------------------------------------------------
@@ -444,7 +449,8 @@ def layout_results(ws) -> ResultsWidgets:
 
 def figures_view(w: ResultsWidgets, f: ResultsFigures) -> dict:
     """``results_figures`` keyed by the components that show it (the message line cleared)."""
-    return {w.summary: f.summary, w.plot: f.plot, w.per_rater: f.per_rater, w.by_label: f.by_label,
+    return {w.summary: f.summary, w.plot: f.plot, w.per_rater: f.per_rater,
+            w.by_label: gr.update(value=f.by_label, label=f"By {f.label_field or 'label'}"),
             w.disagreements: f.disagreements, w.feedback: f.feedback, w.queue: f.queue,
             w.item: gr.update(choices=f.queue_choices, value=f.queue_choices[0][1] if f.queue_choices else None),
             w.merged: ""}

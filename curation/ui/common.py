@@ -23,14 +23,16 @@ def short(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def record_rows(records: list[Record]) -> list[list]:
-    """Rows for a records table: id, turns, first question, answer, label, other meta."""
+def record_rows(records: list[Record], label_field: str | None = "label") -> list[list]:
+    """Rows for a records table: id, turns, first question, answer, label (the meta ``label_field``: the
+    version's label field, ``curation.review.labels.label_field``), other meta."""
     rows = []
     for r in records:
-        meta = {k: v for k, v in r.meta.items() if k not in ("label",)}
+        meta = {k: v for k, v in r.meta.items() if k != label_field}
+        label = r.meta.get(label_field, "") if label_field else ""
         rows.append([r.id, len(r.messages), short(r.prompt if len(r.messages) < 3 else
                                                   next((m["content"] for m in r.messages if m["role"] == "user"), "")),
-                     short(r.answer), str(r.meta.get("label", "")), short(", ".join(f"{k}={v}" for k, v in meta.items()), 60)])
+                     short(r.answer), str(label), short(", ".join(f"{k}={v}" for k, v in meta.items()), 60)])
     return rows
 
 

@@ -17,6 +17,7 @@ from curation.data import versions as V
 from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map, read_records
 from curation.data.imports import import_file, skipped_lines, skipped_records
+from curation.review.labels import label_field
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows
 from ui.kit import bind, error_markdown, refresh_on_select, version_picker
 
@@ -252,7 +253,7 @@ def browse(ws, w: DataWidgets, data: dict) -> dict:
     if skipped:
         info += (f"\n\n**{len(skipped):,} bad records were skipped at import:**"
                  + "".join(f"\n- {line}" for line in skipped_lines(skipped, 20)))
-    return {w.browse_info: info, w.records_df: record_rows(found[start:start + PAGE_SIZE]),
+    return {w.browse_info: info, w.records_df: record_rows(found[start:start + PAGE_SIZE], label_field(ws, version)),
             w.page_no: gr.update(value=page_no, maximum=pages)}
 
 

@@ -17,10 +17,12 @@ from types import SimpleNamespace
 import gradio as gr
 
 from core.errors import TuneloopError
+from curation.data import versions as V
 from curation.review.actions import (BULK_ACTIONS, BulkAction, bulk_apply, bulk_preview, save_draft, submit_review,
                                      undo_last_action)
 from curation.review.commit import commit_preview, commit_review
-from curation.review.labels import label_schema, parse_schema, save_schema, stored_schema
+from curation.review.labels import (label_field, label_schema, meta_fields, parse_schema, save_schema, schema_gap,
+                                    set_label_field, stored_schema)
 from curation.review.state import QueueFilter, RecordView, ReviewState, STATUS_FILTERS, latest_draft_record, load_draft
 from curation.review.team import agreement, assign_reviewers, disagreements, reviewer_progress, settle
 from curation.ui.common import short
@@ -347,6 +349,12 @@ def layout(ws) -> ReviewWidgets:
                 with gr.Tab("Label schema", id="review-schema") as w.schema_tab:
                     gr.Markdown('Label fields of this dataset: `kind` is `single` (one option), `multi` (several) '
                                 'or `tags` (free words). Until you save, a schema suggested from the data is used.')
+                    with gr.Row():
+                        w.label_field_pick = gr.Dropdown(
+                            [], label="Label field", scale=3, elem_id="review-label-field",
+                            info="The meta field that is each record's label: splits keep its shares, the suggested "
+                                 "schema offers its values, results are broken down by it")
+                        w.label_field_btn = gr.Button("Use as the label field", scale=1, elem_id="review-label-field-btn")
                     w.schema_code = gr.Code(language="json", label="Fields", lines=14, elem_id="review-schema-json")
                     w.schema_guidelines = gr.Textbox(label="Guidelines shown beside every record (Markdown)", lines=8)
                     w.schema_btn = gr.Button("Save the schema", variant="primary")
@@ -702,10 +710,36 @@ def settle_disagreement(ws, w: ReviewWidgets, data: dict, request: gr.Request = 
 
 # -- handlers: label schema -----------------------------------------------------------------------
 
+def label_field_choices(ws, version) -> dict:
+    """The Label field picker for a version: its meta fields with their counts, its label field chosen."""
+    records = V.load_records(ws, version)
+    return gr.update(choices=[(f.describe(), f.name) for f in meta_fields(records)], value=label_field(ws, version))
+
+
 def show_schema(ws, w: ReviewWidgets, data: dict) -> dict:
     schema = label_schema(ws, data[w.version])
     note = "" if stored_schema(ws, data[w.version]) else "_Suggested from the data; not saved yet._"
-    return {w.schema_code: schema_json(schema), w.schema_guidelines: schema.guidelines, w.schema_msg: note}
+    gap = schema_gap(ws, data[w.version])
+    return {w.schema_code: schema_json(schema), w.schema_guidelines: schema.guidelines,
+            w.schema_msg: note + (f"\n\n⚠️ {gap[0].upper()}{gap[1:]}." if gap else ""),
+            w.label_field_pick: label_field_choices(ws, data[w.version])}
+
+
+def choose_label_field(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Make the picked meta field the label field of the version under review (and the versions made from it)."""
+    try:
+        version = data[w.version]
+        if not version:
+            raise TuneloopError("there is no version to review; import a dataset in the Data tab first")
+        chosen = set_label_field(ws, version, data[w.label_field_pick] or "", by=reviewer(ws, request, data[w.name]))
+    except Exception as exc:
+        return {w.schema_msg: error_markdown(exc)}
+    schema = label_schema(ws, version)
+    gap = schema_gap(ws, version)
+    return {w.schema_msg: f"✅ The label field is now **{chosen.name}** ({chosen.records:,} records, {chosen.values:,} "
+                          f"values). " + (f"⚠️ {gap[0].upper()}{gap[1:]}." if gap else "Reopen the Label tab to use it."),
+            w.schema_code: schema_json(schema), w.label_f: gr.update(choices=label_filter_choices(schema)),
+            w.bulk_field: gr.update(choices=schema.names)}
 
 
 def save_label_schema(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
@@ -776,7 +810,10 @@ def build(ws) -> ReviewWidgets:
     on(w.disagree_df.select, pick_dispute, None, [w.settle_rid, w.settle_field])
     on(w.settle_btn.click, settle_disagreement, {w.name, w.version, w.settle_rid, w.settle_field, w.settle_value}, w.team, **SERIAL)
 
-    on(w.schema_tab.select, show_schema, {w.version}, [w.schema_code, w.schema_guidelines, w.schema_msg])
+    on(w.schema_tab.select, show_schema, {w.version},
+       [w.schema_code, w.schema_guidelines, w.schema_msg, w.label_field_pick])
+    on(w.label_field_btn.click, choose_label_field, {w.name, w.version, w.label_field_pick},
+       [w.schema_msg, w.schema_code, w.label_f, w.bulk_field], **SERIAL)
     on(w.schema_btn.click, save_label_schema, {w.name, w.version, w.schema_code, w.schema_guidelines},
        [w.schema_msg, w.guidelines_md, w.label_f, w.bulk_field], **SERIAL)
     return w
