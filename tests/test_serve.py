@@ -244,7 +244,7 @@ def test_the_cli_serves_in_the_background_and_stops(ws, runs):
             S.start_server(ws, run_id=runs[0].id, port=port, engine="transformers")
     finally:
         S.stop_server(ws, process.id)
-    assert S.server_processes(ws) == []
+    assert S.server_processes(ws) == [] and R._process_start_time(process.pid) is None
     live = subprocess.run([sys.executable, "-m", "training", "live", str(runs[0].id), "--workspace", str(ws.root)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert live.returncode == 0 and f"run #{runs[0].id} is live (live-v1)" in live.stdout
