@@ -217,7 +217,7 @@ def messages_field(value, name, where, problems) -> list[dict[str, str]] | None:
             content = content_text(msg.get("content"), f"{field_name}.content", where, problems)
             if content is None:
                 continue
-        turn = {"role": role, "content": content}
+        turn = {"role": ROLES[ROLES.index(role)], "content": content}   # the shared constant, not a copy per turn
         if isinstance(msg.get("name"), str) and msg["name"].strip():
             turn["name"] = msg["name"]
         out.append(turn)
