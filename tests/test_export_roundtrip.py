@@ -91,7 +91,8 @@ def test_a_split_version_is_one_file_per_split_in_every_format(ws, tmp_path, spl
         table = list(csv.DictReader(fh))
     assert list(table[0]) == ["id", "system", "prompt", "completion", "meta.label", "meta.split", "meta.tags",
                               "meta.ticket"]
-    assert table[0]["prompt"] == QUESTIONS[6] and table[0]["meta.split"] == "val" and table[0]["meta.tags"] == "[\"urgent\"]"
+    assert table[0]["prompt"] == QUESTIONS[6] and table[0]["meta.split"] == "val"
+    assert table[0]["meta.tags"] == '["urgent"]' and table[1]["meta.tags"] == ""
 
     zipped = V.export_version(ws, split_version.id, tmp_path / "v1-jsonl.zip", "jsonl")
     assert sorted(zipfile.ZipFile(zipped.path).namelist()) == ["v1-jsonl/", "v1-jsonl/test.jsonl",
@@ -134,12 +135,14 @@ def test_the_data_tab_offers_a_split_version_as_a_zip_of_splits(ws, split_versio
     from curation.ui import data as tab
     w = SimpleNamespace(export_pick="pick", export_fmt="fmt", export_single="single", export_file="file",
                         export_status="status")
-    out = tab.export(ws, w, {"pick": split_version.name, "fmt": "jsonl", "single": False}, progress=lambda *a, **k: None)
+    quiet = dict(progress=lambda *a, **k: None)
+    out = tab.export(ws, w, {"pick": split_version.name, "fmt": "jsonl", "single": False}, **quiet)
     assert out["file"].endswith(".zip") and "train 6 · validation 2 · test 2" in out["status"]
     assert sorted(Path(n).name for n in zipfile.ZipFile(out["file"]).namelist() if n.endswith(".jsonl")) == \
         ["test.jsonl", "train.jsonl", "validation.jsonl"]
-    one = tab.export(ws, w, {"pick": split_version.name, "fmt": "jsonl", "single": True}, progress=lambda *a, **k: None)
-    assert one["file"].endswith(".jsonl") and "test set is mixed in" in one["status"] and len(jsonl(Path(one["file"]))) == 10
+    one = tab.export(ws, w, {"pick": split_version.name, "fmt": "jsonl", "single": True}, **quiet)
+    assert one["file"].endswith(".jsonl") and "test set is mixed in" in one["status"]
+    assert len(jsonl(Path(one["file"]))) == 10
 
 
 # -- the round trip with trl ----------------------------------------------------------------------
@@ -168,7 +171,8 @@ def test_an_export_trains_with_trl_sft_and_dpo(ws, tmp_path, split_version, tiny
     for dd in (from_disk, from_json):
         assert {s: dd[s].num_rows for s in dd} == {"train": 6, "validation": 2, "test": 2}
         assert not set(dd["test"]["id"]) & set(dd["train"]["id"])
-        assert not {m[1]["content"] for m in dd["test"]["messages"]} & {m[1]["content"] for m in dd["train"]["messages"]}
+        questions = {s: {m[1]["content"] for m in dd[s]["messages"]} for s in ("train", "test")}
+        assert not questions["test"] & questions["train"]
         trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_chat_model),
                              args=SFTConfig(**trl_arguments(tmp_path / "sft")), train_dataset=dd["train"],
                              eval_dataset=dd["validation"], processing_class=tokenizer)
