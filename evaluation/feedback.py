@@ -40,6 +40,7 @@ from curation.data.versions import (Version, content_hash, create_version, expor
                                     require_current)
 from curation.review.answer_requests import AnswerRequest, answer_request, answer_requests, answered_records, \
     request_answers
+from curation.review.labels import DEFAULT_LABEL_FIELD, label_field
 from evaluation.arena import VoteRow, evaluation_votes, get_evaluation
 
 POLICIES = ("majority", "unanimous")
@@ -54,6 +55,7 @@ class PairInfo:
     finetuned_response: str
     label: str | None
     split: str | None
+    label_field: str = "label"       # the meta field the label came from, where feedback records keep it
 
 
 @dataclass
@@ -238,16 +240,18 @@ def same_answer(a: str, b: str) -> bool:
 
 def _pairs(ws: Workspace, evaluation_id: int) -> dict[int, PairInfo]:
     rows = ws.db.execute("select * from eval_pairs where evaluation_id=?", (evaluation_id,)).fetchall()
+    version = get_evaluation(ws, evaluation_id).dataset_version
+    key = (label_field(ws, version) if version else None) or DEFAULT_LABEL_FIELD
     return {r["id"]: PairInfo(pair_id=r["id"], prompt_id=r["prompt_id"], messages=json.loads(r["messages"]),
                               base_response=r["base_response"], finetuned_response=r["finetuned_response"],
-                              label=r["label"], split=r["split"]) for r in rows}
+                              label=r["label"], split=r["split"], label_field=key) for r in rows}
 
 
 def _provenance(evaluation_id: int, run_id: int | None, pair: PairInfo) -> dict[str, Any]:
     meta: dict[str, Any] = {"source": "feedback", "evaluation": evaluation_id, "run": run_id,
                             "prompt_id": pair.prompt_id}
     if pair.label is not None:
-        meta["label"] = pair.label
+        meta[pair.label_field] = pair.label
     if pair.split is not None:
         meta["split"] = pair.split
     return meta

@@ -21,6 +21,7 @@ from curation.splits.cli import main as splits_main
 from curation.ui import review as review_tab
 from curation.ui import splits as splits_tab
 from evaluation.arena import EvalItem, create_evaluation, evaluation_votes, next_pair, record_vote
+from evaluation.feedback import collect_feedback
 from evaluation.generate import prompts_from_version
 from evaluation.stats import summarize, votes_from_rows
 from evaluation.ui import results_figures
@@ -149,12 +150,18 @@ def test_per_label_results_group_by_category(dolly):
     items = [EvalItem(p.prompt_id, p.messages, base_response=f"base {n}", finetuned_response=f"tuned {n}",
                       label=p.label, split=p.split) for n, p in enumerate(prompts)]
     eid = create_evaluation(ws, "dolly", items, base_model="tiny", dataset_version=split.id)
+    first = next_pair(ws, eid, "ana")
+    record_vote(ws, first.assignment_id, "ana", "both_bad", corrected_answer="A better answer.")
     while (pair := next_pair(ws, eid, "ana")) is not None:
         record_vote(ws, pair.assignment_id, "ana", "tie")
     summary = summarize(votes_from_rows([v.to_stats_row() for v in evaluation_votes(ws, eid)]))
     assert {g["label"]: g["votes"] for g in summary["by_label"]} == dict(Counter(p.label for p in prompts))
     figures = results_figures(ws, eid, "majority")
     assert figures.label_field == "category" and {row[0] for row in figures.by_label} == {p.label for p in prompts}
+    # a corrected answer goes back to the data labelled under the same field
+    correction, = collect_feedback(ws, eid).corrections
+    assert correction.meta["category"] == by_id[correction.meta["prompt_id"]].meta["category"]
+    assert "label" not in correction.meta
 
 
 def test_the_migration_upgrades_a_workspace_with_data(tmp_path):
