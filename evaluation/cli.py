@@ -173,6 +173,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from curation.review.labels import label_field
     from evaluation.arena import evaluation_votes, get_evaluation
     from evaluation.feedback import collect_feedback
     from evaluation.stats import format_summary, summarize, votes_from_rows
@@ -182,13 +183,15 @@ def cmd_report(args) -> int:
     rows = [v.to_stats_row() for v in evaluation_votes(ws, evaluation.id)]
     summary = summarize(votes_from_rows(rows)) if rows else None
     fb = collect_feedback(ws, evaluation.id, policy=args.policy)
+    field = label_field(ws, evaluation.dataset_version) if evaluation.dataset_version else None
     if args.json:
         print(json.dumps({"evaluation": evaluation.id, "name": evaluation.name, "run": evaluation.run_id,
-                          "pairs": evaluation.num_pairs, "overlap": evaluation.overlap, "stats": summary,
+                          "pairs": evaluation.num_pairs, "overlap": evaluation.overlap, "label_field": field,
+                          "stats": summary,
                           "feedback": fb.counts(), "disagreements": fb.disagreements}, indent=2))
         return 0
     print(evaluation.describe())
-    print(format_summary(summary) if summary else "no votes yet")
+    print(format_summary(summary, field) if summary else "no votes yet")
     counts = fb.counts()
     print(f"feedback ({args.policy}): {counts['preference_pairs']} preference pairs, {counts['corrected']} corrected "
           f"answers, {counts['needs_answer']} prompts need an answer, {counts['disagreements']} disagreements "

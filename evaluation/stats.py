@@ -221,8 +221,9 @@ def _p(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.3f}" if x >= 0.001 else f"{x:.1e}")
 
 
-def format_summary(s: dict[str, Any]) -> str:
-    """The figures as a short plain-text report."""
+def format_summary(s: dict[str, Any], label_field: str | None = None) -> str:
+    """The figures as a short plain-text report; the per-label part is titled by ``label_field`` (the meta field
+    the labels came from, e.g. Dolly's ``category``)."""
     lines = [
         f"votes {s['votes']} on {s['prompts']} prompts by {s['raters']} rater(s): fine-tuned wins {s['wins']}, "
         f"base wins {s['losses']}, ties {s['ties']}, both bad {s['both_bad']}",
@@ -236,7 +237,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"agreement (Krippendorff's alpha, nominal, {s['agreement_items']} prompts with ≥ 2 raters): "
         f"{_pct(s['krippendorff_alpha'])}",
     ]
-    for title, key, rows in (("per rater", "rater", s["per_rater"]), ("by label", "label", s["by_label"])):
+    for title, key, rows in (("per rater", "rater", s["per_rater"]),
+                             (f"by {label_field or 'label'}", "label", s["by_label"])):
         if rows:
             lines.append(f"{title}:")
             for r in rows:

@@ -21,6 +21,7 @@ from curation.splits.cli import main as splits_main
 from curation.ui import review as review_tab
 from curation.ui import splits as splits_tab
 from evaluation.arena import EvalItem, create_evaluation, evaluation_votes, next_pair, record_vote
+from evaluation.cli import main as evaluation_main
 from evaluation.feedback import collect_feedback
 from evaluation.generate import prompts_from_version
 from evaluation.stats import summarize, votes_from_rows
@@ -140,7 +141,7 @@ def test_the_review_tab_picks_the_label_field_and_the_splits_tab_preselects_it(d
     assert splits_tab.source_fields(ws, sw, page(sw, source="v1"))[sw.stratify]["value"] == "category"
 
 
-def test_per_label_results_group_by_category(dolly):
+def test_per_label_results_group_by_category(dolly, capsys):
     ws, v1 = dolly
     set_label_field(ws, v1.id, "category")
     _, split = split_version(ws, v1.id, version_split_options(ws, v1.id, {"test": 0.25, "seed": 3}))
@@ -158,6 +159,8 @@ def test_per_label_results_group_by_category(dolly):
     assert {g["label"]: g["votes"] for g in summary["by_label"]} == dict(Counter(p.label for p in prompts))
     figures = results_figures(ws, eid, "majority")
     assert figures.label_field == "category" and {row[0] for row in figures.by_label} == {p.label for p in prompts}
+    assert evaluation_main(["report", str(eid), "--workspace", str(ws.root)]) == 0
+    assert "by category:\n  brainstorming:" in capsys.readouterr().out
     # a corrected answer goes back to the data labelled under the same field
     correction, = collect_feedback(ws, eid).corrections
     assert correction.meta["category"] == by_id[correction.meta["prompt_id"]].meta["category"]
