@@ -19,8 +19,8 @@ Filters (each can be switched off):
   (a name or a number is in no language), and unsure means no flag.
 
 Every finding says why (``FilterReport.findings``: record → filter → explanation), and a filter can be
-switched off for records of some labels (``off_for_labels``, e.g. ``short_answer=open_qa,classification``;
-the label is the meta field ``label_field``, by default the version's label field).
+switched off for records of a label (``off_for_labels``, e.g. ``short_answer=open_qa``; the label is
+the meta field ``label_field``, by default the version's label field).
 
 ``quality_score`` turns the same measurements into one number in [0, 1] (the ``quality`` keeper
 policy of dedup uses it; a numeric ``meta.quality`` wins when present).
@@ -32,7 +32,7 @@ Example::
 
 CLI: ``python -m curation.dedup.filters INPUT [OUTPUT] [--workspace DIR] [--min-answer-words N]
 [--max-answer-words N] [--max-repeated-ngrams R] [--max-garbage R] [--skip FILTER ...]
-[--label-field FIELD] [--off-for-labels FILTER=LABEL,LABEL ...] [--options FILE]
+[--label-field FIELD] [--off-for-labels FILTER=LABEL ...] [--options FILE]
 [--report flagged.jsonl]``; INPUT is a file or a version (v3, current) of the workspace, which then gets
 the filtered version, as the Dedup tab's filter Apply makes it. The report has each flagged record's
 filters and why.
@@ -101,25 +101,28 @@ class FilterOptions(Options):
     skip: tuple[str, ...] = option((), "filters to switch off", choices=tuple(FILTERS), label="Filters to switch off")
     label_field: str = option("", "the meta field that holds a record's label (e.g. category); empty: the "
                                   "version's label field, else 'label'", label="Label field")
-    off_for_labels: dict[str, str] = option({}, "filters switched off for records of some labels, "
-                                                "FILTER=LABEL,LABEL (e.g. short_answer=open_qa,classification)",
-                                            label="Filters off for labels (FILTER=LABEL,LABEL per line)")
+    off_for_labels: tuple[str, ...] = option((), "filters switched off for records of a label, FILTER=LABEL each "
+                                                 "(e.g. short_answer=open_qa short_answer=classification)",
+                                             label="Filters off for labels (FILTER=LABEL, one per line)")
 
     def more_problems(self) -> list[str]:
         problems = []
         if self.max_answer_words < self.min_answer_words:
             problems.append(f"max_answer_words: {self.max_answer_words} is below min_answer_words "
                             f"({self.min_answer_words})")
-        for name, labels in self.off_for_labels.items():
-            if name not in FILTERS:
-                problems.append(f"off_for_labels: unknown filter '{name}'; the filters are {', '.join(FILTERS)}")
-            elif not self.labels_off(name):
-                problems.append(f"off_for_labels: '{name}' names no label; write {name}=LABEL,LABEL")
+        for item in self.off_for_labels:
+            name, _, label = item.partition("=")
+            if name.strip() not in FILTERS:
+                problems.append(f"off_for_labels: '{item}' names no filter; write FILTER=LABEL with FILTER one of "
+                                f"{', '.join(FILTERS)}")
+            elif not label.strip():
+                problems.append(f"off_for_labels: '{item}' names no label; write {name.strip()}=LABEL")
         return problems
 
     def labels_off(self, name: str) -> set[str]:
         """The labels whose records filter ``name`` leaves alone."""
-        return {label.strip() for label in self.off_for_labels.get(name, "").split(",") if label.strip()}
+        pairs = (item.partition("=") for item in self.off_for_labels)
+        return {label.strip() for filter_name, _, label in pairs if filter_name.strip() == name and label.strip()}
 
     def label_of(self, record: Record) -> str | None:
         """The record's label under ``label_field`` (``label`` when none is set), as text; None when it has none."""

@@ -27,6 +27,7 @@ from ui.kit import CancelRegistry, bind, error_markdown, refresh_on_select, vers
 
 CLUSTER_HEADERS = ["cluster", "size", "kind", "keeper", "question"]
 FILTER_HEADERS = ["filter", "records", "what it means", "examples"]
+FINDING_HEADERS = ["record", "filter", "why", "question", "answer"]
 INTRO = """### Duplicates and quality filters
 The same ticket sent twice, a reply pasted again with a typo fixed: duplicates make a model memorise them and
 skew evaluation. **Exact** duplicates are equal after ignoring case, spacing and punctuation; **near**
@@ -120,6 +121,17 @@ def filter_frame(report) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FILTER_HEADERS)
 
 
+def findings_frame(report, records: dict[str, Record]) -> pd.DataFrame:
+    """One row per flagged record and filter: why it was flagged, beside the question and the answer."""
+    rows = []
+    for rid, found in report.findings.items():
+        record = records[rid]
+        answers = [m["content"] for m in record.messages if m["role"] == "assistant"]
+        for name, why in found.items():
+            rows.append([rid, name, why, short(record.prompt, 80), short(answers[-1] if answers else "", 80)])
+    return pd.DataFrame(rows, columns=FINDING_HEADERS)
+
+
 # -- widgets --------------------------------------------------------------------------------------
 
 class DedupWidgets(SimpleNamespace):
@@ -170,12 +182,18 @@ def layout(ws) -> DedupWidgets:
         w.apply_status = gr.Markdown(elem_id="dedup-apply-status")
 
         with gr.Accordion("Quality filters", open=False):
+            switches = ("skip", "label_field", "off_for_labels")
             with gr.Row():
-                w.filter_form.update(options_form(FilterOptions, skip=("skip",), elem_prefix="filters-option"))
+                w.filter_form.update(options_form(FilterOptions, skip=switches, elem_prefix="filters-option"))
             w.filter_form.update(options_form(FilterOptions, only=("skip",), elem_prefix="filters-option"))
+            with gr.Row():
+                w.filter_form.update(options_form(FilterOptions, only=switches[1:], elem_prefix="filters-option"))
             w.filter_run = gr.Button("Check filters", elem_id="filters-run")
             w.filter_table = gr.Dataframe(headers=FILTER_HEADERS, interactive=False,
                                           label="Records failing each filter", elem_id="filters-table")
+            w.filter_findings = gr.Dataframe(headers=FINDING_HEADERS, interactive=False,
+                                             label="Why each record was flagged (switch a filter off for a label "
+                                                   "above when it flags good data)", elem_id="filters-findings")
             w.filter_apply = gr.Button("Apply: remove the flagged records", elem_id="filters-apply")
             w.filter_status = gr.Markdown(elem_id="filters-status")
 
@@ -287,7 +305,9 @@ def check_filters(ws, w: DedupWidgets, data: dict, progress=gr.Progress()) -> di
                                 progress=lambda fraction, text: progress(fraction, desc=text))
     except Exception as exc:
         return {w.filter_status: error_markdown(exc)}
+    records = {r.id: r for r in V.load_records(ws, report.version_id)}
     return {w.filter_report: report, w.filter_table: filter_frame(report),
+            w.filter_findings: findings_frame(report, records),
             w.filter_status: f"{len(report.flagged):,} of {report.total:,} records flagged."}
 
 
@@ -319,7 +339,7 @@ def build(ws) -> DedupWidgets:
     on(w.drop_btn.click, drop_member, w.cluster, [w.overrides, w.members, w.summary])
     on(w.apply_btn.click, apply_dedup_version, {w.result, w.overrides}, [w.apply_status, w.version])
     on(w.filter_run.click, check_filters, {w.version, *w.filter_form.values()},
-       [w.filter_report, w.filter_table, w.filter_status])
+       [w.filter_report, w.filter_table, w.filter_findings, w.filter_status])
     on(w.filter_apply.click, apply_filter_version, {w.filter_report}, [w.filter_status, w.version])
     refresh_on_select(w.tab, ws, [w.version])
     return w
