@@ -1,10 +1,11 @@
 """The training half of a run's model card: what the adapter is and what it was made from.
 
-Title, base model (with revision), the data (dataset version, content hash and lineage; for DPO the
-preference version and the SFT run it started from), the code and packages, the training figures
-and the config. These facts are fixed once the run finished. Evaluation adds its figures after them
-(``evaluation.model_card``); an export writes this half alone when no evaluation has written the
-card yet, so every exported adapter carries one.
+Title, base model (its public hub id and revision, and where the weights it was trained on came
+from), the data (dataset version, content hash and lineage; for DPO the preference version and the
+SFT run it started from), the code and packages, the training figures and the config. These facts
+are fixed once the run finished. Evaluation adds its figures after them (``evaluation.model_card``);
+an export writes this half alone when no evaluation has written the card yet, so every exported
+adapter carries one.
 
 Example::
 
@@ -19,18 +20,23 @@ from core.workspace import Workspace, atomic_write
 from training.registry import Run, get_run
 
 CARD_FILE = "README.md"
+TUNELOOP_MARK = "made with Tuneloop"      # how a card of ours is told from PEFT's placeholder
 
 
 def training_card_lines(ws: Workspace, run: Run) -> list[str]:
     """The card's sections up to and including Training, as Markdown lines."""
     import yaml
     from curation.data.versions import get_version, lineage
+    from training.export import public_base
 
+    base = public_base(run)
     lines = [f"# {run.name}", "",
-             f"A {'DPO' if run.config.stage == 'dpo' else 'supervised (SFT)'} LoRA adapter made with Tuneloop "
+             f"A {'DPO' if run.config.stage == 'dpo' else 'supervised (SFT)'} LoRA adapter {TUNELOOP_MARK} "
              f"(run #{run.id}, status {run.status}).", "",
              "## Base model", "",
-             f"- {run.base_model}" + (f" (revision {run.base_revision[:12]})" if run.base_revision else ""),
+             f"- {base.name}" + (f" (revision {base.revision})" if base.revision else "")
+             + (f", named `{run.base_model}` in the run" if base.name != run.base_model else ""),
+             f"- trained on {base.weights}",
              f"- adapter: {run.config.adapter}, rank {run.config.lora_r}, alpha {run.config.lora_alpha}, "
              f"4-bit base: {'yes' if run.config.load_in_4bit else 'no'}", ""]
     lines += ["## Data", ""]
@@ -58,11 +64,11 @@ def training_card_lines(ws: Workspace, run: Run) -> list[str]:
 
 
 def write_training_card(ws: Workspace, run_id: int | str) -> Path:
-    """Write the training half as README.md beside the adapter, unless a card (with evaluation figures) is
-    there already; returns the path."""
+    """Write the training half as README.md beside the adapter, unless Tuneloop's card (with evaluation
+    figures) is there already; PEFT's placeholder card from ``save_pretrained`` is replaced. Returns the path."""
     run = get_run(ws, run_id)
     path = run.adapter_dir / CARD_FILE
-    if not path.is_file():
+    if not path.is_file() or TUNELOOP_MARK not in path.read_text(encoding="utf-8"):
         text = "\n".join(training_card_lines(ws, run) + [
             "## Evaluation", "", f"Not evaluated yet: `python -m evaluation auto --run {run.id} --split VERSION` "
             f"adds the figures to this card.", ""])

@@ -7,6 +7,7 @@ Each command does what the Train tab does; errors print the message and exit 1.
     python -m training run run.yaml                 # trains in this process (Ctrl-C stops)
     python -m training launch run.yaml              # starts the job in the background
     python -m training list | show 3 | stop 3 | resume 3 | export 3 --kind merged --out ./merged
+    python -m training export 3 --kind gguf --quant q4_k_m --out ./gguf     # + Ollama Modelfile
     python -m training create run.yaml && accelerate launch -m training run run.yaml --run-id 3
     python -m training serve 3 --port 8000 | live 3 | rollback | serve --live --log-text
 """
@@ -59,10 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("run")
         if name in ("resume", "stop"):
             c.add_argument("--wait", action="store_true", help="wait until the run finishes or stops")
-    exp = sub.add_parser("export", parents=[common], help="export a run's adapter, a merged model folder, or an archive")
+    exp = sub.add_parser("export", parents=[common],
+                         help="export a run's adapter, a merged model folder, an archive, or a GGUF + Ollama Modelfile")
     exp.add_argument("run")
-    exp.add_argument("--kind", choices=("adapter", "merged", "archive"), default="adapter")
-    exp.add_argument("--out", required=True, help="destination folder (adapter, merged) or file (archive)")
+    exp.add_argument("--kind", choices=("adapter", "merged", "archive", "gguf"), default="adapter")
+    exp.add_argument("--quant", choices=("f16", "q8_0", "q4_k_m"), default="f16",
+                     help="gguf only: f16 (the merged weights as they are), q8_0, or q4_k_m (smallest)")
+    exp.add_argument("--out", required=True, help="destination folder (adapter, merged, gguf), or file or existing "
+                                                  "folder (archive: FILE.tar.gz, or DIR/run-N.tar.gz)")
     srv = sub.add_parser("serve", parents=[common], help="answer on an OpenAI-compatible endpoint on 127.0.0.1 "
                                                           "(/v1/chat/completions, /v1/models, /v1/feedback)")
     srv.add_argument("run", nargs="?", help="the run to serve (or --live)")
@@ -184,7 +189,7 @@ def cmd_wait(ws, args) -> int:
 def cmd_export(ws, args) -> int:
     from training.export import export_run
     started = time.monotonic()
-    out = export_run(ws, args.run, args.kind, args.out)
+    out = export_run(ws, args.run, args.kind, args.out, quant=args.quant)
     print(f"{args.kind} written to {out} ({time.monotonic() - started:.0f}s)")
     return 0
 

@@ -188,9 +188,11 @@ def layout(ws) -> TrainWidgets:
             w.compare_diff = gr.Dataframe(label="What differs", interactive=False, elem_id="train-compare-diff")
         with gr.Accordion("Export", open=False):
             with gr.Row():
-                w.export_kind = gr.Radio(["adapter", "merged", "archive"], value="archive", elem_id="train-export-kind",
+                w.export_kind = gr.Radio(["adapter", "merged", "archive", "gguf f16", "gguf q8_0", "gguf q4_k_m"],
+                                         value="archive", elem_id="train-export-kind",
                                          label="adapter: PEFT folder (PeftModel, vLLM, TGI) · merged: full model "
-                                               "folder · archive: .tar.gz download")
+                                               "folder · archive: .tar.gz download · gguf: llama.cpp file + Ollama "
+                                               "Modelfile (q4_k_m smallest)")
                 w.export_btn = gr.Button("Export selected run", elem_id="train-export-btn")
             w.export_msg = gr.Markdown(elem_id="train-export-msg")
             w.export_file = gr.File(label="Download", visible=False, elem_id="train-export-file")
@@ -311,9 +313,9 @@ def compare(ws, w: TrainWidgets, data: dict) -> dict:
 
 
 def export(ws, w: TrainWidgets, data: dict) -> dict:
-    """The chosen run exported as an adapter folder, a merged model or a downloadable archive."""
+    """The chosen run exported as an adapter folder, a merged model, a GGUF folder or a downloadable archive."""
     from training.export import export_run
-    run_id, kind = data[w.selected], data[w.export_kind]
+    run_id, (kind, _, quant) = data[w.selected], data[w.export_kind].partition(" ")
     hidden = gr.update(visible=False)
     if not run_id:
         return {w.export_msg: "Choose a run first.", w.export_file: hidden}
@@ -322,9 +324,10 @@ def export(ws, w: TrainWidgets, data: dict) -> dict:
         if kind == "archive":
             out = export_folder(ws) / f"run-{run.id}.tar.gz"
         else:
-            stamp = len(list(run.run_dir.glob(f"export-{kind}*")))
-            out = run.run_dir / (f"export-{kind}" + (f"-{stamp}" if stamp else ""))
-        path = export_run(ws, run.id, kind, out)
+            name = f"export-{kind}" + (f"-{quant}" if quant else "")
+            stamp = len(list(run.run_dir.glob(f"{name}*")))
+            out = run.run_dir / (name + (f"-{stamp}" if stamp else ""))
+        path = export_run(ws, run.id, kind, out, quant=quant or "f16")
     except TuneloopError as exc:
         return {w.export_msg: error_markdown(exc), w.export_file: hidden}
     if kind == "archive":
