@@ -154,6 +154,9 @@ def test_sharegpt_tool_calls_become_assistant_tool_call_turns_and_tool_turns():
     assert json.loads(block.removeprefix("<tool_call>\n").removesuffix("\n</tool_call>")) == json.loads(call["value"])
     assert first.messages[4]["content"] == observation["value"]
     assert json.loads(first.meta["tools"])[0]["name"] == "search_recipes"
+    from curation.ui.common import chat_messages
+    shown = chat_messages(first)[4]
+    assert shown["role"] == "assistant" and shown["metadata"]["title"] == "Tool answer"   # Browse's conversation
     calls = sum(t["from"] == "function_call" for item in items for t in item["conversations"])
     assert sum(m["content"].startswith("<tool_call>") for r in result.records for m in r.messages) == calls
 

@@ -13,6 +13,9 @@ def chat_messages(record: Record | None) -> list[dict]:
     for m in record.messages:
         if m["role"] == "system":
             out.append({"role": "assistant", "content": f"*System prompt:* {m['content']}"})
+        elif m["role"] == "tool":   # a tool's answer, folded under a title in the assistant's column
+            out.append({"role": "assistant", "content": m["content"],
+                        "metadata": {"title": f"Tool answer{' from ' + m['name'] if m.get('name') else ''}"}})
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out
