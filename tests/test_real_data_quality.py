@@ -30,7 +30,8 @@ DIFFERENT = [
      "Identify which car manufacturer is Japanese or American: Dodge, Subaru"),
     ("Why can camels survive for long without water?", "Why can thoughts survive for long without water?"),
 ]
-# The same question as someone else typed it: case, punctuation, a greeting, a typo, a plural, a contraction.
+# The same question as someone else typed it: case, punctuation, a greeting, a typo, a plural, a contraction,
+# a word added.
 SAME = [
     ("How do I reset my password?", "hi, how do i reset my pasword??"),
     ("What is the capital of France?", "what's the capital of France"),
@@ -38,6 +39,8 @@ SAME = [
     ("Give me a list of the best movies I've never seen.", "Give me a list of the best movie I have never seen"),
     ("Which episodes of season four of Game of Thrones did Michelle MacLaren direct?",
      "which episode of season four of game of thrones did Michelle MacLaren direct"),
+    ("What are some unique curtain tie backs that you can make yourself?",
+     "What are some unique curtain tie backs that you can easily make yourself?"),
 ]
 
 

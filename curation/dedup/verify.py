@@ -15,9 +15,10 @@ word is any word that is not a stopword (``STOPWORDS``: articles, pronouns, auxi
 conjunctions, question words, greetings); numbers are content words. A content word of one text counts
 as present in the other when the other has the same word, the same word with a plural or verb ending
 (``password``/``passwords``), or, for words of five letters or more, the same word with one typo
-(``pasword``). Texts of up to nine content words (the larger count of the two) must agree on every one;
-longer ones may miss a fifth of them in the other text (two of ten to fourteen, three of fifteen to
-nineteen: a reworded detail such as "last night" / "yesterday"). So "golf" / "dogs", "verb" / "vegan"
+(``pasword``). Texts of up to nine content words (the larger count of the two) must agree on every one,
+except that one may add a single word to the other's three or more ("my router password"); longer ones
+may miss a fifth of them in the other text (two of ten to fourteen, three of fifteen to nineteen: a
+reworded detail such as "last night" / "yesterday"). So "golf" / "dogs", "verb" / "vegan"
 and "camels" / "thoughts" in otherwise equal questions keep them apart, while the same question
 re-typed with other punctuation, case, greetings, a typo or a plural still merges. Stopwords are
 English: in another language every word counts as content (stricter, never looser).
@@ -50,9 +51,11 @@ _BOILERPLATE_RUN = 4
 _BOILERPLATE_RECORDS = 20
 _WANTED_BITS = 22
 # Short texts: at most this many words in the shorter one. With up to _ALL_CONTENT_WORDS content words they must
-# agree on every one (one changed word is another subject); with more, at most this share may differ.
+# agree on every one (one changed word is another subject), except that one may add a word to the other's
+# _ADDED_TO or more; with more content words, at most this share may differ.
 SHORT_TEXT_WORDS = 20
 _ALL_CONTENT_WORDS = 9
+_ADDED_TO = 3
 SHORT_TEXT_DIFFERENT_SHARE = 0.2
 # Words that carry no content of a question or an answer (numbers are never stopwords).
 STOPWORDS = frozenset("""
@@ -338,15 +341,18 @@ def short_texts_agree(a: str, b: str) -> bool:
     """Rule 5 for two normalised texts: True unless both are short and they differ in their content words.
 
     Short: the shorter text has at most ``SHORT_TEXT_WORDS`` words. Then every content word must have a
-    counterpart in the other text, or, when the texts have more than nine content words (the larger count
-    of the two), all but ``SHORT_TEXT_DIFFERENT_SHARE`` of them, counting the side with more words missing.
+    counterpart in the other text, but for one word that one text adds to the other's three or more; when
+    the texts have more than nine content words (the larger count of the two), all but
+    ``SHORT_TEXT_DIFFERENT_SHARE`` of them, counting the side with more words missing.
     """
     if min(len(a.split()), len(b.split())) > SHORT_TEXT_WORDS:
         return True
     only_a, only_b = differing_content_words(a, b)
-    content = max(len(content_words(a)), len(content_words(b)))
-    allowed = 0 if content <= _ALL_CONTENT_WORDS else int(SHORT_TEXT_DIFFERENT_SHARE * content)
-    return max(len(only_a), len(only_b)) <= allowed
+    fewer, more = sorted((len(only_a), len(only_b)))
+    counts = (len(content_words(a)), len(content_words(b)))
+    if max(counts) > _ALL_CONTENT_WORDS:
+        return more <= int(SHORT_TEXT_DIFFERENT_SHARE * max(counts))
+    return more == 0 or (fewer == 0 and more == 1 and min(counts) >= _ADDED_TO)
 
 
 def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
