@@ -268,10 +268,12 @@ def default_model_run(tmp_path_factory):
     return ws, R.get_run(ws, run.id)
 
 
+@pytest.mark.slow
 def test_llama_cpp_serves_the_runs_gguf_whole_and_streamed(default_model_run):
     ws, run = default_model_run
     assert S.choose_engine("auto") == "llamacpp"
     endpoint = S.Endpoint(ws, run_id=run.id, engine="llamacpp")
+    endpoint.engine(run.id)             # merge and convert before serving, as `serve` does
     with serving(endpoint) as client:
         whole = _chat(client, max_tokens=16)
         with client.stream("POST", "/chat/completions",
