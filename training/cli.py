@@ -210,7 +210,10 @@ def cmd_live(ws, args) -> int:
         version = promote(ws, args.run, actor=os.environ.get("USER"))
         print(f"run #{version.run_id} is live ({version.name})")
         return 0
-    for v in live_history(ws):
+    history = live_history(ws)
+    if not history:
+        print("no run has been live yet; `python -m training live RUN` promotes one")
+    for v in history:
         print(f"{v.name:<10} run #{v.run_id:<4} {v.action:<8} {v.created_at}" + (f"  by {v.actor}" if v.actor else ""))
     return 0
 
