@@ -326,3 +326,11 @@ def test_a_workspace_from_before_import_skips_upgrades_with_its_versions(tmp_pat
     assert skipped_records(ws, made.id) == [] and V.load_records(ws, made.id)[0].meta == {"category": "closed_qa"}
     version, _ = import_file(ws, ALPACA, skip_bad=True)
     assert skipped_records(ws, version.id) == [("item 31", "output is empty")]
+
+
+def test_a_mapped_input_column_reaches_alpaca_without_a_mapped_prompt(tmp_path):
+    items = json.loads(ALPACA.read_text(encoding="utf-8"))
+    row = next(item for item in items if item["input"])
+    renamed = {"instruction": row["instruction"], "extra": row["input"], "output": row["output"]}
+    record = read_records(write_jsonl(tmp_path / "a.jsonl", [renamed]), column_map={"input": "extra"}).records[0]
+    assert record.messages[0]["content"] == f"{row['instruction']}\n\n{row['input']}" and record.meta == {}

@@ -261,9 +261,10 @@ def map_columns(data: dict, mapping: dict[str, str]) -> tuple[dict, str | None]:
     out = {k: v for k, v in data.items() if k not in mapping.values()}
     for role, column in mapping.items():
         out[role] = data[column]
-    extra = out.pop("input", None) if "input" in mapping else None
-    if isinstance(extra, str) and extra.strip() and isinstance(out.get("prompt"), str):
-        out["prompt"] = f"{out['prompt']}\n\n{extra}"
+    if "input" in mapping and "prompt" in out:   # without a prompt, Alpaca's own 'input' field reads it
+        extra = out.pop("input")
+        if isinstance(extra, str) and extra.strip() and isinstance(out["prompt"], str):
+            out["prompt"] = f"{out['prompt']}\n\n{extra}"
     return out, None
 
 
