@@ -145,6 +145,16 @@ def test_the_data_tab_offers_a_split_version_as_a_zip_of_splits(ws, split_versio
     assert len(jsonl(Path(one["file"]))) == 10
 
 
+def test_the_splits_tab_zip_holds_only_this_export(ws, split_version):
+    from curation.ui import splits as tab
+    w = SimpleNamespace(split_pick="pick", shape="shape", formats="formats", label_field="label", export_file="file",
+                        export_md="md")
+    page = {"pick": split_version.name, "shape": "messages", "label": ""}
+    for formats in (["parquet", "csv"], ["jsonl"]):
+        out = tab.export_split_version(ws, w, {**page, "formats": formats}, progress=lambda *a, **k: None)
+    assert sorted(zipfile.ZipFile(out["file"]).namelist()) == ["test.jsonl", "train.jsonl", "validation.jsonl"]
+
+
 # -- the round trip with trl ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -268,6 +268,8 @@ def export_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress(
             raise TuneloopError("choose at least one format")
         progress(0.1, desc="writing the split")
         out = ws.path("exports", f"{version}-{shape}")
+        if out.exists():   # this tab's own folder: an earlier export's files (other formats, old names) go
+            shutil.rmtree(out)
         written = export_split(records, out, formats=data[w.formats], shape=shape,
                                label_field=(data[w.label_field] or "").strip() or None)
         archive = export_folder(ws) / f"{version}-{shape}"
