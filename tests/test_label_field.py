@@ -19,6 +19,7 @@ from curation.review.labels import label_field, label_schema, meta_fields, set_l
 from curation.splits.build import split_version, version_split_options
 from curation.splits.cli import main as splits_main
 from curation.ui import review as review_tab
+from curation.ui.common import RECORD_HEADERS, record_rows
 from curation.ui import splits as splits_tab
 from evaluation.arena import EvalItem, create_evaluation, evaluation_votes, next_pair, record_vote
 from evaluation.cli import main as evaluation_main
@@ -59,6 +60,8 @@ def test_dolly_has_no_label_until_category_is_chosen_and_split_versions_inherit_
     _, split = split_version(ws, v1.id, version_split_options(ws, v1.id, {"test": 0.2, "val": 0.2, "seed": 1}))
     assert label_field(ws, split.id) == "category"          # made from v1 after the choice
     assert split.params["stratify"] == "category"
+    row = record_rows(load_records(ws, split.id)[:1], label_field(ws, split.id))[0]
+    assert RECORD_HEADERS[4] == "label" and row[4] == "closed_qa" and "category" not in row[5]
 
 
 def test_a_stratified_split_keeps_every_categorys_share(dolly):
