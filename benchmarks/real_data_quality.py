@@ -189,8 +189,10 @@ def section_language(records: list[Record], repeat: int) -> None:
         "Leipzig, 15 languages": [(row["text"], row["lang"]) for row in map(
             json.loads, (DATA / "leipzig_sentences.jsonl").read_text(encoding="utf-8").splitlines())],
     }
-    guess_language("warm up: the model loads on first use")
-    print("3. Language identification: right / wrong / unsure (no answer), texts per second (median)")
+    forest = "A forest is a geographical region where trees predominate."
+    print(f"3. Language identification: {forest!r} is {old_guess_language(forest)!r} to the heuristic, "
+          f"{guess_language(forest)!r} to py3langid (its model loads on first use)")
+    print("   right / wrong / unsure (no answer) and texts per second (median):")
     for name, items in sets.items():
         cells = []
         for label, guess in (("heuristic", old_guess_language), ("py3langid", guess_language)):
