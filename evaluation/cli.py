@@ -195,7 +195,9 @@ def cmd_report(args) -> int:
     counts = fb.counts()
     print(f"feedback ({args.policy}): {counts['preference_pairs']} preference pairs, {counts['corrected']} corrected "
           f"answers, {counts['needs_answer']} prompts need an answer, {counts['disagreements']} disagreements "
-          f"({counts['disagreements_excluded']} excluded)")
+          f"({counts['disagreements_excluded']} excluded)" + (f"; {counts['identical_answers']} voted pairs left out: "
+                                                             f"both answers the same text"
+                                                             if counts["identical_answers"] else ""))
     for d in fb.disagreements:
         votes = ", ".join(f"{r}: {o}" for r, o in d["votes"].items())
         print(f"  {d['prompt_id']} [{d['resolution']}]: {votes}")

@@ -67,10 +67,11 @@ class Feedback:
     corrections: list[Record] = field(default_factory=list)
     needs_answer: list[Record] = field(default_factory=list)   # prompts to ask answers for, provenance in meta
     disagreements: list[dict[str, Any]] = field(default_factory=list)
+    identical_answers: list[int] = field(default_factory=list)   # voted pairs left out: both answers the same text
 
     def counts(self) -> dict[str, int]:
         return {"preference_pairs": len(self.preference_pairs), "corrected": len(self.corrections),
-                "needs_answer": len(self.needs_answer),
+                "needs_answer": len(self.needs_answer), "identical_answers": len(self.identical_answers),
                 "disagreements": len(self.disagreements),
                 "disagreements_excluded": sum(1 for d in self.disagreements if d["resolution"] == "excluded")}
 
@@ -90,7 +91,12 @@ def collect_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majori
         for v in votes:
             if v.corrected_answer:
                 fb.corrections.append(_correction_record(evaluation.id, evaluation.run_id, pair, v))
-        preference, disagreement = _preference(pair, votes, policy, evaluation.run_id)
+        if same_answer(pair.finetuned_response, pair.base_response):
+            preference, disagreement = None, None
+            if any(v.outcome in ("finetuned", "base") for v in votes):
+                fb.identical_answers.append(pair_id)
+        else:
+            preference, disagreement = _preference(pair, votes, policy, evaluation.run_id)
         if preference:
             preference["meta"] = {**_provenance(evaluation.id, evaluation.run_id, pair), **preference["meta"]}
             fb.preference_pairs.append(preference)
@@ -269,13 +275,10 @@ def _preference(pair: PairInfo, votes: list[VoteRow], policy: str,
     """The pair's preference (or None) and, when its raters did not all give the same vote, the disagreement.
 
     A pair is unanimous only when every rater who saw it voted for the same side: a tie or both-bad
-    from any of them makes it a disagreement, which the unanimous policy excludes. A pair whose two
-    answers are the same text (whitespace aside) teaches nothing and is never a preference."""
+    from any of them makes it a disagreement, which the unanimous policy excludes."""
     ft = [v for v in votes if v.outcome == "finetuned"]
     base = [v for v in votes if v.outcome == "base"]
     if not ft and not base:
-        return None, None
-    if same_answer(pair.finetuned_response, pair.base_response):
         return None, None
     conflict = len({v.outcome for v in votes}) > 1
     if conflict and (policy == "unanimous" or len(ft) == len(base)):

@@ -356,7 +356,9 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
     c = fb.counts()
     feedback = (f"**Feedback ({policy})**: {c['preference_pairs']} preference pairs, {c['corrected']} corrected "
                 f"answers, {c['needs_answer']} prompts need an answer, {c['disagreements']} disagreements "
-                f"({c['disagreements_excluded']} excluded).")
+                f"({c['disagreements_excluded']} excluded)."
+                + (f" {c['identical_answers']} voted pairs left out: both answers the same text."
+                   if c["identical_answers"] else ""))
     disagreements = [[d["prompt_id"], d["prompt"][:120], ", ".join(f"{r}: {o}" for r, o in d["votes"].items()),
                       d["resolution"] + (f" → {d['chosen']}" if d["chosen"] else "")] for d in fb.disagreements]
     queue = unanswered(ws, fb)

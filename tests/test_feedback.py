@@ -109,6 +109,9 @@ def test_a_pair_whose_two_answers_are_the_same_text_is_never_a_preference(ws):
     for policy in ("majority", "unanimous"):
         fb = collect_feedback(ws, eid, policy=policy)
         assert [p["meta"]["prompt_id"] for p in fb.preference_pairs] == ["q1"]
+        assert fb.counts()["identical_answers"] == 1
+    from evaluation.ui import results_figures
+    assert "1 voted pairs left out: both answers the same text" in results_figures(ws, eid, "majority").feedback
 
 
 def test_the_preference_version_is_made_once_and_exported_as_trl_rows(rated, tmp_path):
