@@ -201,7 +201,8 @@ def preview_file(ws, w: DataWidgets, data: dict) -> dict:
 
 
 def import_records(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """Import the file as a new current version; its first rows are shown and every picker moves to it."""
+    """Import the file as a new current version (a preference file as a preference version); its first rows are
+    shown, every skipped record is listed, and every picker moves to the current version."""
     file = data[w.upload]
     try:
         src = source_of(file, data[w.path_box])
