@@ -334,3 +334,10 @@ def test_a_mapped_input_column_reaches_alpaca_without_a_mapped_prompt(tmp_path):
     renamed = {"instruction": row["instruction"], "extra": row["input"], "output": row["output"]}
     record = read_records(write_jsonl(tmp_path / "a.jsonl", [renamed]), column_map={"input": "extra"}).records[0]
     assert record.messages[0]["content"] == f"{row['instruction']}\n\n{row['input']}" and record.meta == {}
+
+
+def test_oasst_exported_trees_give_the_same_conversations_as_their_message_rows():
+    rows = read_records(OASST)
+    trees = read_records(DATA / "oasst2_trees_slice.jsonl")
+    assert trees.format == "oasst" and len(trees.records) == 6
+    assert [(r.id, r.messages, r.meta) for r in trees.records] == [(r.id, r.messages, r.meta) for r in rows.records]

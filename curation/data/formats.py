@@ -158,7 +158,10 @@ class _Reader:
         if self.schema == "oasst":
             if self.trees is None:
                 self.trees = OasstTrees()
-            self.trees.add(data, where, self.problems)
+            if isinstance(data.get("prompt"), dict):
+                self.trees.add_tree(data, where, self.problems)
+            else:
+                self.trees.add(data, where, self.problems)
             return
         before = len(self.problems.errors)
         parsed = convert_row(self.schema, data, where, self.problems)

@@ -20,7 +20,9 @@ The schemas:
   ShareGPT ``conversations`` with ``chosen``/``rejected`` turns (LLaMA-Factory's ``dpo_en_demo.json``).
   These make preference records: the prompt in ``messages``, the two answers in ``chosen``/``rejected``.
 - ``oasst``: one message per row, ``message_id``, ``parent_id``, ``message_tree_id``, ``role`` prompter or
-  assistant, ``text``, ``rank`` (OpenAssistant's oasst1/oasst2 rows). Each tree becomes ONE conversation:
+  assistant, ``text``, ``rank`` (OpenAssistant's oasst1/oasst2 rows), or one tree per row as OpenAssistant
+  exports them (``message_tree_id`` and the root message in ``prompt``, each reply in ``replies``). Each tree
+  becomes ONE conversation:
   its best-ranked path, from the root prompt following the reply with the lowest ``rank`` (an unranked reply
   after the ranked ones, in file order) down to the last assistant reply; deleted messages are left out.
 
@@ -94,14 +96,15 @@ def detect_schema(keys: set[str]) -> str | None:
         return "alpaca"
     if {"prompt", "completion"} <= keys:
         return "prompt_completion"
-    if {"message_id", "parent_id", "role", "text"} <= keys:
+    if {"message_id", "parent_id", "role", "text"} <= keys or {"message_tree_id", "prompt"} <= keys:
         return "oasst"
     return None
 
 
 EXPECTED = ("'messages' (chat, OpenAI), 'conversations' (ShareGPT), 'instruction'+'output' (Alpaca), "
             "'instruction'+'context'+'response' (Dolly), 'prompt'+'completion', 'chosen'+'rejected' (preference "
-            "pairs) or 'message_id'+'parent_id'+'role'+'text' (OASST)")
+            "pairs), 'message_id'+'parent_id'+'role'+'text' (OASST messages) or 'message_tree_id'+'prompt' (OASST "
+            "trees)")
 
 
 def convert_row(schema: str, data: dict, where: str, problems: Problems) -> Parsed | None:
@@ -383,6 +386,20 @@ class OasstTrees:
         else:
             self.nodes[mid] = _Node(where, len(self.nodes), data)
         return True
+
+    def add_tree(self, data: dict, where: str, problems: Problems) -> None:
+        """Keep every message of one exported tree (``prompt`` and its nested ``replies``)."""
+        tree = data.get("message_tree_id")
+        pending = [(data["prompt"], None)]
+        while pending:
+            node, parent = pending.pop()
+            if not isinstance(node, dict):
+                problems.error(where, f"a message of tree '{tree}' must be an object, got {type(node).__name__}")
+                continue
+            replies = node.get("replies") or []
+            message = {k: v for k, v in node.items() if k != "replies"}
+            if self.add({**message, "parent_id": parent, "message_tree_id": tree}, where, problems):
+                pending += [(reply, node.get("message_id")) for reply in reversed(replies)]
 
     def conversations(self, problems: Problems):
         """(where, record id, messages, meta) of each tree, roots in file order."""
