@@ -355,6 +355,21 @@ def short_texts_agree(a: str, b: str) -> bool:
     return more == 0 or (fewer == 0 and more == 1 and min(counts) >= _ADDED_TO)
 
 
+def _short_pairs_agree(normalised: Sequence[str], pairs: np.ndarray,
+                       sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (and similarities) that pass rule 5; only pairs with a short text are looked at word by word."""
+    if len(pairs) == 0:
+        return pairs, sims
+    involved = np.unique(pairs)
+    # A normalised text has single spaces between words: counting them is enough to know which texts are short.
+    words = np.array([normalised[i].count(" ") + 1 for i in involved], np.int64)
+    local = np.searchsorted(involved, pairs)
+    short = np.flatnonzero(np.minimum(words[local[:, 0]], words[local[:, 1]]) <= SHORT_TEXT_WORDS)
+    keep = np.ones(len(pairs), bool)
+    keep[short] = [short_texts_agree(normalised[i], normalised[j]) for i, j in pairs[short]]
+    return pairs[keep], sims[keep]
+
+
 def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
                  normalised: Sequence[str] | None = None, boilerplate: np.ndarray | None = None,
                  ngram: int = DEFAULT_NGRAM) -> tuple[np.ndarray, np.ndarray]:
@@ -386,8 +401,7 @@ def verify_pairs(texts: Sequence[str], pairs: np.ndarray, threshold: float = DEF
     # Cheaper check first: each pair must pass every rule, so the order only changes the cost.
     keep = longest_new_runs(normalised, pairs) < _NEW_CONTENT_WORDS
     pairs, sims = pairs[keep], sims[keep]
-    keep = np.array([short_texts_agree(normalised[i], normalised[j]) for i, j in pairs], bool)
-    pairs, sims = pairs[keep], sims[keep]
+    pairs, sims = _short_pairs_agree(normalised, pairs, sims)
     keep = _turns_agree(texts, pairs, ngram)
     pairs, sims = pairs[keep], sims[keep]
     if len(pairs) == 0:
