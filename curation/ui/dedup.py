@@ -32,8 +32,10 @@ INTRO = """### Duplicates and quality filters
 The same ticket sent twice, a reply pasted again with a typo fixed: duplicates make a model memorise them and
 skew evaluation. **Exact** duplicates are equal after ignoring case, spacing and punctuation; **near**
 duplicates are lightly edited copies (similar character shingles, every pair checked; records that only share
-a greeting, a signature or a template answer are never merged). Each cluster keeps one record; open a cluster
-to compare its members with the keeper and override keep or drop."""
+a greeting, a signature or a template answer are never merged, nor short questions that differ in what they are
+about, "3 quarters" / "3 dimes"). Each cluster keeps one record; open a cluster to compare its members with the
+keeper and override keep or drop. The quality filters say why they flag each record; a filter that flags good
+data for a label (one-word answers in `open_qa`) can be switched off for that label."""
 SEARCHES = CancelRegistry()
 
 
