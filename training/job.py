@@ -1,7 +1,9 @@
 """The QLoRA job: what ``python -m training run CONFIG.yaml`` does, in its own process.
 
 Loads the base model through ``resolve_base_model`` (4-bit NF4 via bitsandbytes on CPU and CUDA
-alike), adds LoRA adapters (peft) and trains with trl's SFTTrainer on assistant tokens only. It
+alike, or full precision; with ``fit_to_memory`` preflight's memory plan picks, see
+``training.preflight.plan_memory``), adds LoRA adapters (peft) and trains with trl's SFTTrainer on
+assistant tokens only. On CPU the LoRA weights train in fp32. It
 evaluates every ``eval_steps`` (with early stopping), checkpoints every ``save_steps``, appends to
 ``output_dir/metrics.jsonl`` as it goes and writes the adapter to ``output_dir/adapter/``. A stop
 request (the STOP file, or SIGTERM) saves a checkpoint and stops; ``--resume`` continues from it.
@@ -78,6 +80,7 @@ def _callbacks(ws: Workspace, run: Run, log: MetricsLog, stop_flag: dict):
 
         def __init__(self):
             self.start = None
+            self.start_cpu = 0.0
             self.start_step = 0
             self.start_tokens = 0
             self.last_heartbeat = 0.0
@@ -89,6 +92,7 @@ def _callbacks(ws: Workspace, run: Run, log: MetricsLog, stop_flag: dict):
         def on_train_begin(self, args, state, control, **kw):
             self.training = True
             self.start = time.monotonic()
+            self.start_cpu = time.process_time()
             self.start_step = state.global_step
             self.start_tokens = state.num_input_tokens_seen or 0
 
@@ -120,7 +124,9 @@ def _callbacks(ws: Workspace, run: Run, log: MetricsLog, stop_flag: dict):
                            tokens_per_s=round(tokens / elapsed, 1),
                            eta_s=round(elapsed / steps_done * remaining, 1) if steps_done else None)
             elif "train_runtime" in logs:
+                # CPU seconds beside the wall clock: on a shared machine tokens per CPU-second is the steady figure.
                 row.update(event="train_end", train_runtime=logs.get("train_runtime"),
+                           train_cpu_s=round(time.process_time() - self.start_cpu, 2),
                            train_loss=_num(logs.get("train_loss")))
             else:
                 return
@@ -198,6 +204,20 @@ def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output
         cbs.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if evaluating else None,
                       processing_class=tokenizer, callbacks=cbs)
+
+
+def keep_adapter_fp32_on_cpu(model) -> None:
+    """On CPU, cast trainable (LoRA) weights back to fp32.
+
+    trl casts them to bf16 over a quantized base (the QLoRA paper's advice for GPUs); a CPU without
+    fast bf16 matmul runs those through torch's reference kernel, about 1.8× slower.
+    """
+    import torch
+    if torch.cuda.is_available():
+        return
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def add_lora(model, config: RunConfig):
@@ -331,6 +351,7 @@ def train_stage(ws: Workspace, run: Run, config: RunConfig, log, stop_flag: dict
         update_run(ws, run.id, base_revision=resolved.revision)
     trainer, tokenizer, summary = stage.build(ws, run, config, resolved, log,
                                               lambda metrics_log: _callbacks(ws, run, metrics_log, stop_flag))
+    keep_adapter_fp32_on_cpu(trainer.model)   # before train() builds the optimizer over them
     checkpoint = last_checkpoint(run) if resume else None
     if checkpoint is not None:
         log.drop_after(int(checkpoint.name.split("-")[-1]))
@@ -372,23 +393,33 @@ class SftStage(Stage):
 
     def build(self, ws, run, config, resolved, log, callback):
         from training.data import load_split_data, tokenize_records
-        from training.models import load_model_and_tokenizer
+        from training.models import load_model_and_tokenizer, load_tokenizer, source_quantization
+        from training.preflight import longest_batch_tokens, plan_memory
 
         data = load_split_data(ws, config.datasets)
         self.test = data["test"]
-        model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
+        tokenizer = load_tokenizer(resolved)
         train_tok = tokenize_records(tokenizer, data["train"], config.sequence_len)
         val_tok = tokenize_records(tokenizer, data["val"], config.sequence_len) if data["val"] else None
         if not train_tok.input_ids:
             raise TuneloopError("the training split has no conversation with an assistant answer to learn from")
         print(f"[tuneloop] {len(train_tok.input_ids)} training conversations, {train_tok.num_tokens} tokens; "
               f"{len(val_tok.input_ids) if val_tok else 0} validation", flush=True)
+        # The same choice preflight showed: adapter and checkpointing from the memory estimate (fit_to_memory).
+        plan = plan_memory(config, resolved.path, longest_batch_tokens=longest_batch_tokens(config, train_tok.lengths),
+                           source_quantization=source_quantization(resolved))
+        config = plan.config
+        for choice in plan.choices:
+            print(f"[tuneloop] {choice}", flush=True)
+        model, _ = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
         model = add_lora(model, config)
         trainer = build_trainer(config, model, tokenizer, to_dataset(train_tok),
                                 to_dataset(val_tok) if val_tok and val_tok.input_ids else None,
                                 run.checkpoints_dir, [callback(log)])
         return trainer, tokenizer, {"train_conversations": len(train_tok.input_ids),
-                                    "train_tokens": train_tok.num_tokens}
+                                    "train_tokens": train_tok.num_tokens, "trained_adapter": config.adapter,
+                                    "gradient_checkpointing": config.gradient_checkpointing,
+                                    "choices": plan.choices}
 
     def test_records(self, ws, config):
         return self.test

@@ -97,6 +97,7 @@ def preflight_markdown(report) -> str:
              f"({stats['trained_tokens']:,} trained), mean {stats['mean_len']}, p95 {stats['p95_len']}, "
              f"longest {stats['max_len']}; {stats['cut_at_sequence_len']} cut at sequence_len",
              f"**Steps:** {report.steps_per_epoch} per epoch, {report.total_steps} in all"]
+    lines += [f"- **Choice:** {html.escape(c)}" for c in report.choices]
     lines += [f"- ⚠️ {html.escape(w)}" for w in report.warnings]
     return "\n\n".join(lines)
 
