@@ -198,9 +198,11 @@ def test_openai_messages_keep_tool_calls_tool_turns_and_names(tmp_path):
         {"role": "system", "content": "You look up the weather."},
         {"role": "user", "content": "Is it raining in Lyon?", "name": "maya"},
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Lyon\"}"}}]},
+            {"id": "call_1", "type": "function",
+             "function": {"name": "weather", "arguments": "{\"city\": \"Lyon\"}"}}]},
         {"role": "tool", "tool_call_id": "call_1", "name": "weather", "content": "{\"rain\": true}"},
-        {"role": "assistant", "content": [{"type": "text", "text": "Yes, it is raining"}, {"type": "text", "text": "in Lyon."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Yes, it is raining"},
+                                          {"type": "text", "text": "in Lyon."}]},
     ]}
     result = read_records(write_jsonl(tmp_path / "chat.jsonl", [row]), format="openai")
     messages = result.records[0].messages
@@ -301,7 +303,8 @@ def test_trl_preference_shapes_explicit_conversational_and_implicit_prompt(tmp_p
 
 
 def test_skipping_keeps_nothing_partial_when_every_record_is_bad(tmp_path):
-    path = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "x", "output": ""}, {"instruction": "y", "output": " "}])
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "x", "output": ""},
+                                                {"instruction": "y", "output": " "}])
     with pytest.raises(InputProblem) as info:
         read_records(path, skip_bad=True)
     assert info.value.problems == ["line 1: output is empty", "line 2: output is empty"]

@@ -377,7 +377,8 @@ class OasstTrees:
             problems.error(where, f"message_id '{mid}' repeats {self.nodes[mid].where}")
             return False
         if role not in OASST_ROLES:
-            problems.error(where, f"role is {'missing' if role is None else repr(role)}; expected prompter or assistant")
+            shown = "missing" if role is None else repr(role)
+            problems.error(where, f"role is {shown}; expected prompter or assistant")
             return False
         if content_text(data.get("text"), "text", where, problems) is None:
             return False
