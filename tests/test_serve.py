@@ -135,9 +135,10 @@ def test_a_stop_string_cuts_the_answer_and_bad_requests_get_openai_errors(ws, ru
         assert bad.json()["error"]["param"] == "messages[0].role" and "robot" in bad.json()["error"]["message"]
         hot = _chat(client, temperature=7)
         assert hot.status_code == 400 and "between 0.0 and 2.0" in hot.json()["error"]["message"]
+        assert _chat(client, n=2).json()["error"]["param"] == "n"
         assert client.post("/completions", json={}).status_code == 404
     errors = [r for r in S.request_log(ws) if r["status"] != 200]
-    assert [r["status"] for r in errors] == [400, 400] and all(r["error"] for r in errors)
+    assert [r["status"] for r in errors] == [400, 400, 400] and all(r["error"] for r in errors)
 
 
 def test_live_and_rollback_switch_the_answering_run_without_a_restart(ws, runs):

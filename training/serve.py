@@ -96,6 +96,8 @@ class ChatParams:
                 raise RequestError(400, f"'{name}' must be between {low} and {high}; got {value}", param=name)
             return kind(value)
 
+        if body.get("n", 1) != 1:
+            raise RequestError(400, "'n' must be 1: this endpoint gives one answer per request", param="n")
         stop = body.get("stop")
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         if len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
