@@ -94,13 +94,14 @@ def test_alpaca_with_an_empty_output_is_refused_by_default_and_skipped_on_reques
     assert info.value.problems == ["item 31: output is empty"]
     assert V.list_versions(ws) == []
     version, result = import_file(ws, ALPACA, skip_bad=True)
-    assert result.format == "alpaca" and len(result.records) == version.num_records == 60
+    assert result.format == "alpaca" and result.count == version.num_records == 60
+    stored = V.load_records(ws, version.id)
     assert result.skipped == [("item 31", "output is empty")]
     assert skipped_records(ws, version.id) == [("item 31", "output is empty")]
     assert version.counts["skipped"] == 1 and version.params["skip_bad"] is True
     items = json.loads(ALPACA.read_text(encoding="utf-8"))
-    assert result.records[29].prompt.startswith(items[29]["instruction"])
-    assert result.records[30].prompt.startswith(items[31]["instruction"])
+    assert stored[29].prompt.startswith(items[29]["instruction"])
+    assert stored[30].prompt.startswith(items[31]["instruction"])
     again, _ = import_file(ws, DOLLY, skip_bad=True)
     assert skipped_records(ws, again.id) == []
 
@@ -267,13 +268,15 @@ def test_sharegpt_preference_pairs_make_a_preference_version_dpo_reads(ws):
     version, result = import_file(ws, DPO)
     assert result.format == "preference" and version.kind == "preference" and version.num_records == 40
     assert V.current_version(ws).id == current.id
-    first = result.records[0]
+    stored = V.load_records(ws, version.id)
+    first = stored[0]
+    assert result.records[0] == first
     assert first.messages == [{"role": "user", "content": items[0]["conversations"][0]["value"]}]
     assert first.chosen == [{"role": "assistant", "content": items[0]["chosen"]["value"]}]
     assert first.rejected == [{"role": "assistant", "content": items[0]["rejected"]["value"]}]
     assert "chosen" not in first.meta and "rejected" not in first.meta
     longest = max(range(40), key=lambda i: len(items[i]["conversations"]))
-    assert len(result.records[longest].messages) == len(items[longest]["conversations"])
+    assert len(stored[longest].messages) == len(items[longest]["conversations"])
     pairs = load_preference_pairs(ws, version.name)
     assert len(pairs.pairs) == 40 and pairs.pairs[0].chosen == first.chosen
     with pytest.raises(TuneloopError, match="cannot be added to chat records"):

@@ -60,7 +60,7 @@ def import_records(ws, text: str, filename: str = "records.jsonl", append: bool 
         path.write_text(text, encoding="utf-8")
         made, result = import_file(ws, path, append=bool(append), created_by=caller_name(ws, request),
                                    display_name=name)
-    return {**version_summary(made), "format": result.format, "imported": len(result.records),
+    return {**version_summary(made), "format": result.format, "imported": result.count,
             "warnings": result.warnings}
 
 

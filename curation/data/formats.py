@@ -51,6 +51,7 @@ CSV_ALIASES = {
     "rejected": (),
 }
 _PROGRESS_EVERY = 5000
+PREVIEW_RECORDS = 20
 
 
 @dataclass
@@ -62,6 +63,11 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
     source: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    count: int | None = None    # records read; with a ``sink``, ``records`` holds only the first PREVIEW_RECORDS
+
+    def __post_init__(self):
+        if self.count is None:
+            self.count = len(self.records)
 
     @property
     def kind(self) -> str:
@@ -81,13 +87,15 @@ class _Row:
 
 def read_records(path: str | os.PathLike, *, format: str | None = None,
                  column_map: dict[str, str] | None = None, max_mb: float | None = None,
-                 limit: int | None = None, progress=None, skip_bad: bool = False) -> ImportResult:
+                 limit: int | None = None, progress=None, skip_bad: bool = False, sink=None) -> ImportResult:
     """Read and validate every record in ``path``; raise ``InputProblem`` listing all problems.
 
     ``format`` forces one of FORMATS; ``column_map`` maps fields (id, system, prompt, input, completion,
     messages, chosen, rejected) to the file's column names; ``limit`` reads only the first rows (for
     previews); ``skip_bad`` reads the good records and lists the bad ones in ``skipped`` instead of
-    refusing the file; ``progress(fraction, text)`` is called as rows are read.
+    refusing the file; ``progress(fraction, text)`` is called as rows are read. ``sink(record)``, if given,
+    takes each good record as it is read (an import writes them out in batches), and the result keeps only
+    the first ``PREVIEW_RECORDS``; a problem found later still raises, so the caller drops what it wrote.
     """
     path = Path(path)
     name = path.name
@@ -102,7 +110,7 @@ def read_records(path: str | os.PathLike, *, format: str | None = None,
     rows = _iter_rows(path, column_map=column_map, limit=limit, max_mb=max_mb, csv_mode=csv_mode)
     if column_map and not csv_mode:
         rows = _mapped(rows, column_map, name)
-    reader = _Reader(None if format in (None, "csv") else format, skip_bad=skip_bad, source=name)
+    reader = _Reader(None if format in (None, "csv") else format, skip_bad=skip_bad, source=name, sink=sink)
     for row in rows:
         reader.add(row)
         if progress and reader.rows % _PROGRESS_EVERY == 0:
@@ -127,12 +135,13 @@ class _Reader:
     """Turns rows into records one at a time: detects the schema from the first good row, checks each row,
     keeps ids unique, and either collects every problem or (``skip_bad``) the bad rows as skipped."""
 
-    def __init__(self, schema: str | None, *, skip_bad: bool, source: str):
+    def __init__(self, schema: str | None, *, skip_bad: bool, source: str, sink=None):
         self.schema = "messages" if schema == "openai" else schema
         self.forced = schema
         self.skip_bad, self.source = skip_bad, source
         self.problems = Problems()
         self.records: list[Record] = []
+        self.sink, self.count = sink, 0
         self.skipped: list[tuple[str, str]] = []
         self.seen_ids: dict[str, str] = {}
         self.trees: OasstTrees | None = None
@@ -209,7 +218,11 @@ class _Reader:
                 k += 1
             record.id = f"{record.id}-{k}"
         self.seen_ids[record.id] = where
-        self.records.append(record)
+        self.count += 1
+        if self.sink is None or len(self.records) < PREVIEW_RECORDS:
+            self.records.append(record)
+        if self.sink is not None:
+            self.sink(record)
 
     def _settle(self, before: int) -> None:
         """With ``skip_bad``, the problems found since ``before`` become skipped records, one per place."""
@@ -233,11 +246,12 @@ class _Reader:
             self._settle(before)
         if self.problems.errors:
             raise InputProblem(self.problems.errors, source=self.source)
-        if not self.records:
+        if not self.count:
             reasons = [f"{where}: {reason}" for where, reason in self.skipped]
             raise InputProblem(reasons or [f"{self.source} holds no records"], source=self.source)
         return ImportResult(records=self.records, format=shown_format or self.forced or self.schema,
-                            warnings=self.problems.warnings, source=self.source, skipped=self.skipped)
+                            warnings=self.problems.warnings, source=self.source, skipped=self.skipped,
+                            count=self.count)
 
 
 def parse_column_map(text: str | None) -> dict[str, str] | None:

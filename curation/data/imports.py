@@ -11,7 +11,8 @@ from pathlib import Path
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data.formats import ImportResult, read_records
-from curation.data.versions import Version, create_version, get_version, load_records, require_current
+from curation.data.versions import (SnapshotWriter, Version, create_version, get_version, load_records,
+                                   require_current)
 
 
 def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, column_map=None,
@@ -24,38 +25,51 @@ def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, c
     With ``append`` the new version holds the current version's records plus the file's (its
     parent is the current version); otherwise the file starts a new lineage.
     """
-    result = read_records(path, format=format, column_map=column_map, max_mb=max_mb, progress=progress,
-                          skip_bad=skip_bad)
     name = display_name or Path(path).name
-    params = {"file": name, "format": result.format, "append": append}
-    if column_map:
-        params["columns"] = column_map
-    if skip_bad:
-        params["skip_bad"] = True
-    records, parent = result.records, None
-    if append:
-        if result.kind == "preference":
-            raise TuneloopError(f"{name} holds preference pairs (prompt, chosen, rejected), which cannot be added to "
-                                "chat records; import it without 'append' to make a preference version")
-        base = require_current(ws)
-        existing = load_records(ws, base.id)
-        clash = {r.id for r in existing} & {r.id for r in records}
+    writer = SnapshotWriter(ws)
+    existing_ids: set[str] = set()
+    clash: list[str] = []
+    base = require_current(ws) if append else None
+
+    def keep(record) -> None:
+        if base is not None and record.is_preference:
+            raise TuneloopError(f"{name} holds preference pairs (prompt, chosen, rejected), which cannot be added "
+                                "to chat records; import it without 'append' to make a preference version")
+        if record.id in existing_ids:
+            clash.append(record.id)
+        else:
+            writer.add(record)
+
+    try:
+        if base is not None:
+            existing = load_records(ws, base.id)
+            existing_ids.update(r.id for r in existing)
+            writer.extend(existing)
+            del existing
+        result = read_records(path, format=format, column_map=column_map, max_mb=max_mb, progress=progress,
+                              skip_bad=skip_bad, sink=keep)
         if clash:
             sample = ", ".join(sorted(clash)[:5])
             raise TuneloopError(f"{name}: {len(clash)} record id(s) already exist in {base.name} (e.g. {sample}); "
                                 "import without 'append' to start a new dataset, or give the records new ids")
-        records, parent = existing + records, base.id
-    if progress:
-        progress(0.95, "writing the version")
+        params = {"file": name, "format": result.format, "append": append}
+        if column_map:
+            params["columns"] = column_map
+        if skip_bad:
+            params["skip_bad"] = True
+        if progress:
+            progress(0.95, "writing the version")
 
-    def store_skips(db, version_id: int) -> None:
-        db.executemany("insert into import_skips (version_id, position, location, reason) values (?, ?, ?, ?)",
-                       [(version_id, i, where, reason) for i, (where, reason) in enumerate(result.skipped)])
+        def store_skips(db, version_id: int) -> None:
+            db.executemany("insert into import_skips (version_id, position, location, reason) values (?, ?, ?, ?)",
+                           [(version_id, i, where, reason) for i, (where, reason) in enumerate(result.skipped)])
 
-    version = create_version(ws, records, parent=parent, step="import", params=params,
-                             counts={"imported": len(result.records), "warnings": len(result.warnings),
-                                     "skipped": len(result.skipped)},
-                             created_by=created_by, note=note, also=store_skips if result.skipped else None)
+        version = create_version(ws, writer, parent=base.id if base else None, step="import", params=params,
+                                 counts={"imported": result.count, "warnings": len(result.warnings),
+                                         "skipped": len(result.skipped)},
+                                 created_by=created_by, note=note, also=store_skips if result.skipped else None)
+    finally:
+        writer.discard()
     return version, result
 
 

@@ -103,54 +103,138 @@ def content_hash(records: Iterable[Record]) -> str:
     return h.hexdigest()
 
 
-def create_version(ws: Workspace, records: list[Record], *, parent: int | None, step: str,
+class SnapshotWriter:
+    """A version's Parquet snapshot written a batch of records at a time, so that an import of a million
+    records never holds them all: it keeps only each record's id and content hash (for the version's hash
+    and the unique-id check). ``create_version(ws, writer, ...)`` puts the finished snapshot in place;
+    ``discard()`` drops a half-written one (an import that found a bad record).
+
+    Example::
+
+        writer = SnapshotWriter(ws)
+        for record in records: writer.add(record)
+        create_version(ws, writer, parent=None, step="import")
+    """
+
+    def __init__(self, ws: Workspace, *, batch: int = 10_000):
+        self.ws, self.batch = ws, batch
+        self.tmp = temp_path(ws.path("versions") / "snapshot.parquet", tag=f"{threading.get_ident()}_{id(self)}")
+        self.kind: str | None = None
+        self.count = 0
+        self._keys: list[tuple[str, bytes]] = []
+        self._ids: set[str] = set()
+        self._pending: list[Record] = []
+        self._writer = None
+
+    def add(self, record: Record) -> None:
+        kind = "preference" if record.is_preference else "sft"
+        if self.kind is None:
+            self.kind = kind
+        elif kind != self.kind:
+            raise _mixed_kinds(record if kind == "sft" else None, self.count if kind == "sft" else 1)
+        if record.id in self._ids:
+            raise TuneloopError("a version cannot hold two records with the same id")
+        self._ids.add(record.id)
+        self._keys.append((record.id, bytes.fromhex(record.content_hash())))
+        self._pending.append(record)
+        self.count += 1
+        if len(self._pending) >= self.batch:
+            self._flush()
+
+    def extend(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self.add(record)
+
+    def content_hash(self) -> str:
+        """The same hash ``content_hash(records)`` gives for these records."""
+        h = hashlib.sha256()
+        for rid, rhash in sorted(self._keys):
+            h.update(f"{rid}\t{rhash.hex()}\n".encode("utf-8"))
+        return h.hexdigest()
+
+    def finish(self) -> None:
+        """Write what is pending and close the file (an empty version still gets its columns)."""
+        self._flush(final=True)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._pending = []
+        self.tmp.unlink(missing_ok=True)
+
+    def _flush(self, final: bool = False) -> None:
+        if not self._pending and not final:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        batch, self._pending = self._pending, []
+        columns = {"id": [r.id for r in batch], "messages": [canonical_json(r.messages) for r in batch],
+                   "meta": [canonical_json(r.meta) for r in batch]}
+        if self.kind == "preference":
+            columns.update(chosen=[canonical_json(r.chosen) for r in batch],
+                           rejected=[canonical_json(r.rejected) for r in batch])
+        table = pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()})
+        if self._writer is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        if batch or self.count == 0:
+            self._writer.write_table(table)
+
+
+def _mixed_kinds(first_chat: Record | None, others: int) -> TuneloopError:
+    if first_chat is not None:
+        return TuneloopError(f"record '{first_chat.id}' has no chosen/rejected answers while {others} others do; a "
+                             f"version holds either chat records or preference pairs, not both")
+    return TuneloopError("a version holds either chat records or preference pairs, not both; this one mixes them")
+
+
+def create_version(ws: Workspace, records: "list[Record] | SnapshotWriter", *, parent: int | None, step: str,
                    params: dict[str, Any] | None = None, counts: dict[str, Any] | None = None,
                    note: str = "", created_by: str | None = None, make_current: bool = True,
                    also: Callable[[sqlite3.Connection, int], None] | None = None) -> Version:
     """Write a new immutable version; returns it. The snapshot is written before the row exists.
 
-    Its kind follows the records: preference records make a preference version, which is never
-    made current. ``also(db, version_id)`` runs the caller's own statements inside the same transaction
-    (a row that points at the new version): if it raises, no version is left behind."""
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        raise TuneloopError("a version cannot hold two records with the same id")
-    kind = version_kind(records)
-    make_current = make_current and kind == "sft"
+    ``records`` is a list, or a ``SnapshotWriter`` that has written them already (a big import). Its kind
+    follows the records: preference records make a preference version, which is never made current.
+    ``also(db, version_id)`` runs the caller's own statements inside the same transaction (a row that
+    points at the new version): if it raises, no version is left behind."""
     if parent is not None:
         get_version(ws, parent)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    digest = content_hash(records)
-    columns = {
-        "id": [r.id for r in records],
-        "messages": [canonical_json(r.messages) for r in records],
-        "meta": [canonical_json(r.meta) for r in records],
-    }
-    if kind == "preference":
-        columns.update(chosen=[canonical_json(r.chosen) for r in records],
-                       rejected=[canonical_json(r.rejected) for r in records])
-    table = pa.table(columns)
-    rel = Path("versions") / f"{digest[:16]}-{len(records)}.parquet"
-    target = ws.path(str(rel))
-    tmp = temp_path(target, tag=str(threading.get_ident()))   # two threads may write the same snapshot
-
-    def write(path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path, compression="zstd")
-
+    if isinstance(records, SnapshotWriter):
+        writer, cached = records, None
+    else:
+        kind = version_kind(records)
+        writer, cached = SnapshotWriter(ws, batch=max(len(records), 1)), list(records)
+        writer.kind = kind
+        try:
+            writer.extend(records)
+        except BaseException:
+            writer.discard()
+            raise
     try:
-        if not target.exists():
-            write(tmp)   # outside the transaction: the slow part
-        vid = _insert_version(ws, target, tmp, write, make_current=make_current, also=also, row=(
-            parent, step, json.dumps(params or {}), json.dumps({"records": len(records), **(counts or {})}), note,
-            digest, len(records), str(rel), created_by, kind))
+        writer.finish()
+        kind = writer.kind or "sft"
+        make_current = make_current and kind == "sft"
+        digest = writer.content_hash()
+        rel = Path("versions") / f"{digest[:16]}-{writer.count}.parquet"
+        target = ws.path(str(rel))
+
+        def write(path: Path) -> None:
+            raise TuneloopError(f"the snapshot of {rel.name} went missing while it was written; import again")
+
+        vid = _insert_version(ws, target, writer.tmp, write, make_current=make_current, also=also, row=(
+            parent, step, json.dumps(params or {}), json.dumps({"records": writer.count, **(counts or {})}), note,
+            digest, writer.count, str(rel), created_by, kind))
     finally:
-        tmp.unlink(missing_ok=True)
-    with _cache_lock:
-        _cache[(str(ws.root), vid)] = list(records)
-        _trim_cache()
+        writer.discard()
+    if cached is not None:
+        with _cache_lock:
+            _cache[(str(ws.root), vid)] = cached
+            _trim_cache()
     return get_version(ws, vid)
 
 

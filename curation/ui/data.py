@@ -219,10 +219,10 @@ def import_records(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> di
         more += (f"\n\n**Skipped {len(result.skipped):,} bad records** (kept with {version.name}; Browse lists "
                  f"them too):" + "".join(f"\n- {line}" for line in skipped_lines(result.skipped, 50)))
     if version.kind == "preference":
-        done = (f"✅ Imported **{len(result.records):,} preference pairs** ({result.format}) as **{version.name}**, "
+        done = (f"✅ Imported **{result.count:,} preference pairs** ({result.format}) as **{version.name}**, "
                 f"a preference version: name it in a DPO run's preferences (it does not become the current version).")
     else:
-        done = (f"✅ Imported **{len(result.records):,} records** ({result.format}) as **{version.name}**, "
+        done = (f"✅ Imported **{result.count:,} records** ({result.format}) as **{version.name}**, "
                 f"now the current version.")
     return {w.status: f"{done}{warn}{more}",
             w.preview: record_rows(result.records[:20]), **after_change(ws, w)}
