@@ -242,15 +242,19 @@ def record_findings(record: Record, options: FilterOptions | None = None) -> dic
     if not record.messages or record.messages[-1]["role"] != "assistant":
         last = record.messages[-1]["role"] if record.messages else "nothing"
         found["no_final_answer"] = f"the conversation ends with {last if last == 'nothing' else 'a ' + last + ' turn'}"
-    if answer.strip() and record.prompt.strip():
+    label = options.label_of(record)
+
+    def applies(name: str) -> bool:
+        return name not in options.skip and (label is None or label not in options.labels_off(name))
+
+    # The identifier is the one costly measurement: it runs only where its filter applies.
+    if answer.strip() and record.prompt.strip() and applies("language_mismatch"):
         asked, answered = identify_language(record.prompt), identify_language(answer)
         if (asked and answered and asked[0] != answered[0]
                 and min(asked[1], answered[1]) >= LANGUAGE_MIN_PROBABILITY):
             found["language_mismatch"] = (f"the question is in '{asked[0]}' ({asked[1]:.2f}), the answer in "
                                           f"'{answered[0]}' ({answered[1]:.2f})")
-    label = options.label_of(record)
-    return {name: why for name, why in found.items()
-            if name not in options.skip and (label is None or label not in options.labels_off(name))}
+    return {name: why for name, why in found.items() if applies(name)}
 
 
 def check_record(record: Record, options: FilterOptions | None = None) -> list[str]:
