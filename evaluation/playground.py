@@ -1,10 +1,13 @@
 """The playground: the base model and a fine-tuned run answer the same conversation side by side, streamed.
 
 Both sides come from the process's one warm copy of the base model (``training.inference``, shared with
-rating generation and the automatic metrics) in ONE ``generate`` call: a batch of two rows in which peft's
+rating generation and the automatic metrics), answered together by the fastest engine that gives the same
+answers: llama.cpp on the base's GGUF file with each side's adapter as a GGUF LoRA (one context per side,
+in parallel), else transformers in ONE ``generate`` call, a batch of two rows in which peft's
 ``adapter_names`` runs one row with the adapter off and the other with it on (or with a second run's
 adapter). Both answers therefore stream at the same time, token by token, under literally the same
-decoding settings, and memory holds one model however many runs are compared. Requests for one model
+decoding settings, and memory holds one model however many runs are compared; each update names the
+engine that answered. Requests for one model
 take turns, first come first served, and a waiting request learns its place in the line, so two people
 cannot run the machine out of memory; a ``threading.Event`` stops a long answer. A good answer, after
 edits, becomes a new SFT record with provenance in a new dataset version made by the step "playground".
@@ -235,6 +238,7 @@ class PairUpdate:
     message: str
     ahead: int = 0
     stats: tuple[RowStats, RowStats] = field(default_factory=lambda: (RowStats(), RowStats()))
+    engine: str = ""                # the engine that answered (llama.cpp | transformers), once it answers
 
     @property
     def finished(self) -> bool:
@@ -268,10 +272,10 @@ def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversati
             if cancel.is_set():
                 yield PairUpdate(("", ""), "stopped", "Stopped before it started.")
                 return
-            if not model.loaded:
-                yield PairUpdate(("", ""), "loading", f"Loading {model.name} (first use; it then stays warm)…")
             _check_same_base(ws, matchup, model)
             adapters = [None if side.adapter is None else model.add_adapter(side.adapter) for side in matchup.sides]
+            if model.needs_preparing(adapters):
+                yield PairUpdate(("", ""), "loading", _loading_message(model, adapters))
             yield from _streamed_pair(model, adapters, conversations, settings, cancel)
         finally:
             line.leave(ticket)
@@ -292,6 +296,13 @@ def _waiting_message(ahead: int) -> str:
     return f"Waiting: {who} ahead of you (one answer pair at a time keeps the machine from running out of memory)."
 
 
+def _loading_message(model: WarmBase, adapters: list[str | None]) -> str:
+    engine = model.engine_for(adapters)
+    if engine == "llama.cpp" and model.loaded:
+        return "Preparing the run for llama.cpp (its adapter is converted once, then it stays warm)…"
+    return f"Loading {model.name} with {engine} (first use; it then stays warm)…"
+
+
 def _check_same_base(ws: Workspace | None, matchup: Matchup, model: WarmBase) -> None:
     if matchup.left.base_model == matchup.right.base_model:
         return
@@ -306,15 +317,17 @@ def _streamed_pair(model: WarmBase, adapters: list[str | None], conversations, s
                    cancel: threading.Event) -> Iterator[PairUpdate]:
     shown = ["", ""]
     stats = (RowStats(), RowStats())
+    engine = model.engine_for(adapters)
     for event in model.stream(conversations, adapters=adapters, settings=settings, cancel=cancel):
         shown[event.row] += event.text
-        stats = event.stats
+        stats, engine = event.stats, event.engine
         if event.text:
-            yield PairUpdate((shown[0], shown[1]), "streaming", "Answering…", stats=stats)
+            yield PairUpdate((shown[0], shown[1]), "streaming", "Answering…", stats=stats, engine=engine)
     if cancel.is_set():
-        yield PairUpdate((shown[0], shown[1]), "stopped", "Stopped; the answers so far are shown.", stats=stats)
+        yield PairUpdate((shown[0], shown[1]), "stopped", "Stopped; the answers so far are shown.", stats=stats,
+                         engine=engine)
     else:
-        yield PairUpdate((shown[0], shown[1]), "done", "Done.", stats=stats)
+        yield PairUpdate((shown[0], shown[1]), "done", "Done.", stats=stats, engine=engine)
 
 
 def answer_pair(ws: Workspace | None, matchup: Matchup, conversation, settings: DecodingSettings | None = None,
@@ -403,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"status": last.status, "sides": [
+        print(json.dumps({"status": last.status, "engine": last.engine, "sides": [
             {"label": s.label, "run": s.run_id or s.adapter, "answer": t.strip(), "tokens": st.tokens,
              "first_token_s": st.first_token_s, "tokens_per_s": st.tokens_per_s}
             for s, t, st in zip(matchup.sides, last.texts, last.stats)]}, ensure_ascii=False, indent=2))
@@ -434,7 +447,8 @@ def _cli_stream(ws, matchup: Matchup, conversation, settings, system: str, *, qu
         printed = len(last.texts[0])
     if not quiet:
         print(f"\n   [{last.stats[0].describe()}]\n── {matchup.right.label}\n{last.texts[1].strip()}\n"
-              f"   [{last.stats[1].describe()}]" + ("\n(stopped)" if last.status == "stopped" else ""))
+              f"   [{last.stats[1].describe()}]\n   (answered by {last.engine})"
+              + ("\n(stopped)" if last.status == "stopped" else ""))
     return last
 
 

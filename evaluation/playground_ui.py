@@ -317,7 +317,7 @@ def status_line(update: P.PairUpdate, settings) -> str:
                                                         f"seed {settings.seed}")
     left, right = update.stats
     return (f"**{update.message}** Same settings on both sides: {decoding}, up to {settings.max_new_tokens} new "
-            f"tokens.  \nLeft: {left.describe()} · Right: {right.describe()}")
+            f"tokens; answered by **{update.engine}**.  \nLeft: {left.describe()} · Right: {right.describe()}")
 
 
 def chosen_matchup(ws, run_id, folder, other, *, folders: bool = True) -> P.Matchup | None:

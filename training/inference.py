@@ -8,6 +8,15 @@ stay loaded. Training answers with its own, already loaded PeftModel through ``W
 answer in Tuneloop comes from the same loop: the chat template, left padding, the same stop tokens and
 the decoding options of ``DecodingSettings``.
 
+Two engines answer behind the same interface (``TUNELOOP_ENGINE``: auto | llama.cpp | transformers):
+llama.cpp (llama-cpp-python) on the base's GGUF file with each adapter converted once to a GGUF LoRA
+(``training.gguf``), one llama.cpp context per row so base and fine-tuned rows run side by side; and
+transformers with fp32 weights (peft's ``adapter_names`` mixes adapters in one batch). "auto" takes
+llama.cpp where it imports, no 4-bit model was asked for and the base is a GGUF file (the default model
+is), else transformers; a forced llama.cpp also converts a folder or hub base (f16) once. Both engines
+tokenize with the model's own tokenizer and chat template and choose each token from the logits by
+transformers' rules (``choose_token``), so the same weights give the same greedy answers.
+
 Example::
 
     warm = warm_base(ws, "default")
@@ -20,7 +29,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
+import logging
+import os
 import queue
 import threading
 import time
@@ -34,6 +46,9 @@ from core.options import Options, option
 from core.workspace import Workspace
 
 BASE_ADAPTER = "__base__"       # peft's name for "no adapter" in a mixed batch
+ENGINES = ("auto", "llama.cpp", "transformers")
+ENGINE_ENV = "TUNELOOP_ENGINE"
+THREADS_ENV = "TUNELOOP_THREADS"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 Conversation = list[dict[str, str]]
 
@@ -112,6 +127,96 @@ def adapter_fingerprint(folder: str | Path) -> str:
     return h.hexdigest()[:24]
 
 
+def requested_engine(engine: str | None = None) -> str:
+    """The engine asked for: ``engine``, else ``$TUNELOOP_ENGINE``, else "auto"; names a misspelt one."""
+    text = str(engine or os.environ.get(ENGINE_ENV) or "auto").strip().lower()
+    text = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "llama_cpp": "llama.cpp", "gguf": "llama.cpp",
+            "hf": "transformers", "torch": "transformers"}.get(text, text)
+    if text not in ENGINES:
+        raise TuneloopError(f"{ENGINE_ENV}='{engine or os.environ.get(ENGINE_ENV)}' is not an engine; choose "
+                            f"auto (the fastest that gives the same answers), llama.cpp or transformers")
+    return text
+
+
+def import_llama_cpp():
+    """llama-cpp-python, imported with its OpenMP threads told to sleep rather than spin while they wait: on
+    shared cores spinning made two threads ten times slower than one (read as the library loads)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import llama_cpp
+    return llama_cpp
+
+
+def llama_cpp_missing() -> str | None:
+    """Why llama.cpp cannot answer in this process (None when llama-cpp-python imports)."""
+    try:
+        import_llama_cpp()
+    except Exception as exc:        # a half-built wheel fails with OSError, not only ImportError
+        return f"llama-cpp-python does not import here ({type(exc).__name__}: {exc})"
+    return None
+
+
+def choose_engine(resolved, requested: str, *, load_in_4bit: bool = False) -> tuple[str, str]:
+    """(engine, why): which engine answers for ``resolved`` when ``requested`` (auto | llama.cpp | transformers)."""
+    if requested == "transformers":
+        return "transformers", f"{ENGINE_ENV}=transformers"
+    missing = llama_cpp_missing()
+    if requested == "llama.cpp":
+        if load_in_4bit:
+            raise TuneloopError(f"llama.cpp answers from GGUF weights, not from a 4-bit model; turn 4-bit off or "
+                                f"set {ENGINE_ENV}=auto")
+        if missing:
+            raise TuneloopError(f"{ENGINE_ENV}=llama.cpp, but {missing}; run `make setup`, or set {ENGINE_ENV}=auto")
+        return "llama.cpp", f"{ENGINE_ENV}=llama.cpp"
+    if load_in_4bit:
+        return "transformers", "a 4-bit model was asked for"
+    if missing:
+        return "transformers", missing
+    from training.models import gguf_source
+    if gguf_source(resolved) is None:
+        return "transformers", (f"{resolved.name} is not a GGUF file; {ENGINE_ENV}=llama.cpp converts it (once, "
+                                f"where llama.cpp's converter knows its tokenizer)")
+    return "llama.cpp", "the fastest engine on this base"
+
+
+def inference_threads() -> int | None:
+    """``$TUNELOOP_THREADS``: CPU threads for answering (None: each engine's own choice)."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise TuneloopError(f"{THREADS_ENV}='{text}' must be a whole number of CPU threads, 1 or more")
+    return int(text)
+
+
+def choose_token(logits, seen, settings: "DecodingSettings", rng=None, *, top_k: int | None = None) -> int:
+    """The next token from one row's logits by transformers' rules, for an engine that only gives logits.
+
+    ``seen`` marks (bool per vocabulary entry) every token of the prompt and the answer so far: the repetition
+    penalty divides their positive scores and multiplies their negative ones. Greedy takes the first best
+    score; sampling then applies the temperature, top-k and top-p and draws with ``rng`` (numpy).
+    """
+    import numpy as np
+    scores = np.array(logits, dtype=np.float32)
+    if settings.repetition_penalty != 1.0:
+        idx = np.flatnonzero(seen)
+        picked = scores[idx]
+        scores[idx] = np.where(picked < 0, picked * settings.repetition_penalty, picked / settings.repetition_penalty)
+    if not settings.do_sample:
+        return int(np.argmax(scores))
+    scores /= settings.temperature
+    if top_k and top_k < scores.size:
+        scores[scores < np.partition(scores, -top_k)[-top_k]] = -np.inf
+    order = np.argsort(scores)
+    probs = np.exp(scores[order] - scores[order[-1]])
+    probs /= probs.sum()
+    if settings.top_p < 1.0:
+        drop = np.cumsum(probs) <= 1 - settings.top_p
+        drop[-1] = False
+        probs[drop] = 0
+        probs /= probs.sum()
+    return int(order[rng.choice(probs.size, p=probs)])
+
+
 @dataclass
 class RowStats:
     """How one row's answer came out: tokens, time to the first token, tokens per second after it."""
@@ -135,25 +240,36 @@ class TokenEvent:
     text: str
     ended: bool                     # the row's answer is complete
     stats: tuple[RowStats, ...] = field(default_factory=tuple)
+    engine: str = "transformers"    # which engine answered (see ``choose_engine``)
 
 
 class WarmBase:
     """One base model in memory with named adapters beside it, answering with any one of them or none.
 
     ``add_adapter`` only registers a folder; the model and the adapters load on first use, under the
-    model's lock, which also makes every answer and stream take its turn on the model.
+    model's lock, which also makes every answer and stream take its turn on the model. ``engine`` says
+    which engine answers (see ``choose_engine``; ``engine_reason`` why); in auto mode an adapter that
+    llama.cpp cannot take is answered by transformers, and ``engine_for`` says so before answering.
+    ``using`` and ``load`` always give the transformers model (scoring needs its logits and gradients).
     """
 
-    def __init__(self, resolved, *, load_in_4bit: bool = False, max_adapters: int = 4):
+    def __init__(self, resolved, *, load_in_4bit: bool = False, max_adapters: int = 4, engine: str | None = None,
+                 cache_dir: str | Path | None = None):
         self.resolved = resolved
         self.name = resolved.name if resolved is not None else "the model"
         self.load_in_4bit = load_in_4bit
         self.max_adapters = max_adapters
-        # What the generation cache keys answers by: the weights' folder and revision, and the precision.
-        self.identity = ({"base": resolved.path, "revision": resolved.revision, "4bit": load_in_4bit}
+        self.requested_engine = requested_engine(engine) if resolved is not None else "transformers"
+        self.engine, self.engine_reason = (choose_engine(resolved, self.requested_engine, load_in_4bit=load_in_4bit)
+                                           if resolved is not None else ("transformers", "a model handed over"))
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._identity = ({"base": resolved.path, "revision": resolved.revision, "4bit": load_in_4bit}
                          if resolved is not None else {"base": self.name})
         self.model = None
         self.tokenizer = None
+        self.llama: LlamaCppModel | None = None
+        self._gen_config = None
+        self._no_llama: dict[str, str] = {}                  # adapter name -> why llama.cpp cannot take it
         self._folders: dict[str, str] = {}                   # adapter name -> folder, for every adapter added
         self._loaded: OrderedDict[str, None] = OrderedDict()  # names loaded on the model, least recent first
         self._lock = threading.Lock()
@@ -167,14 +283,34 @@ class WarmBase:
         Its adapters keep their names (``active_adapter`` is the one training trains); none can be added.
         """
         warm = cls(None, max_adapters=0)
-        warm.name = warm.identity["base"] = name
+        warm.name = warm._identity["base"] = name
         warm.model, warm.tokenizer = model, tokenizer
         warm._loaded.update((n, None) for n in getattr(model, "peft_config", {}))
         return warm
 
     @property
     def loaded(self) -> bool:
-        return self.model is not None
+        return self.model is not None or self.llama is not None
+
+    def engine_for(self, adapters: Sequence[str | None]) -> str:
+        """The engine that answers a request with these adapters: llama.cpp unless one of them cannot go there."""
+        if self.engine != "llama.cpp" or any(a in self._no_llama for a in adapters):
+            return "transformers"
+        return "llama.cpp"
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the generation cache keys answers by: the weights' folder and revision, the precision, and
+        the engine when it is llama.cpp (its answers are cached apart; transformers' keys stay as they were)."""
+        if self.engine == "llama.cpp":
+            return {**self._identity, "engine": "llama.cpp"}
+        return self._identity
+
+    def needs_preparing(self, adapters: Sequence[str | None]) -> bool:
+        """Something must load or convert before these adapters can answer (the first use takes longer)."""
+        if self.engine_for(adapters) == "transformers":
+            return self.model is None
+        return self.llama is None or any(a is not None and a not in self.llama.adapters for a in adapters)
 
     @property
     def active_adapter(self) -> str | None:
@@ -218,6 +354,9 @@ class WarmBase:
         try:
             self.model = self.tokenizer = None
             self._loaded.clear()
+            if self.llama is not None:
+                self.llama.close()
+                self.llama = None
         finally:
             self._lock.release()
         return True
@@ -251,6 +390,9 @@ class WarmBase:
         import torch
         settings = (settings or DecodingSettings()).validate()
         conversations = list(conversations)
+        with self._lock, self.held():
+            if self._ready_llama([adapter]):
+                return self._answer_llama(conversations, adapter, settings, prefixes)
         step = batch_size or max(len(conversations), 1)
         replies: list[str] = []
         with self.using(adapter) as (model, tokenizer):
@@ -266,7 +408,8 @@ class WarmBase:
 
     def prompt_lengths(self, conversations: Sequence[Conversation]) -> list[int]:
         """Tokens of each conversation's prompt (chat template with the generation prompt)."""
-        tokenizer = self.load()[1]
+        with self._lock:
+            tokenizer = self._tokenizer()
         return [len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True)) for c in conversations]
 
     def load(self):
@@ -277,7 +420,8 @@ class WarmBase:
     def stream(self, conversations: Sequence[Conversation], *, adapters: Sequence[str | None],
                settings: DecodingSettings | None = None,
                cancel: threading.Event | None = None) -> Iterator[TokenEvent]:
-        """Every row's answer as it grows, all rows in ONE ``generate`` call, row i with ``adapters[i]``.
+        """Every row's answer as it grows, all rows at once, row i with ``adapters[i]``: in ONE ``generate``
+        call with transformers, in parallel contexts with llama.cpp (``TokenEvent.engine`` says which).
 
         Setting ``cancel`` (or closing the iterator) stops the generation; rows end with ``ended`` events.
         """
@@ -292,17 +436,25 @@ class WarmBase:
         # The lock is taken here and handed to the generation thread, which releases it when it is done.
         self._lock.acquire()
         try:
-            model, tokenizer = self._ready(adapters)
-            model.eval()
-            batch = self._encode(tokenizer, conversations, model.device)
-            self._check_fits(model, batch, settings)
-            streamers = _row_streamers(tokenizer, len(conversations), events,
-                                       set(self._stops(model, tokenizer)["eos_token_id"]))
-            kwargs = {**settings.generate_kwargs(), **self._stops(model, tokenizer)}
-            if self._loaded:
-                kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
-            thread = threading.Thread(target=self._generate_streaming, name="warm-base-stream", daemon=True,
-                                      args=(model, batch, kwargs, settings.seed, streamers, cancel, events, failure))
+            if self._ready_llama(adapters):
+                engine, tokenizer = "llama.cpp", self._tokenizer()
+                rows = list(zip(self._prompt_ids(tokenizer, conversations), adapters))
+                streamers = _row_streamers(tokenizer, len(conversations), events, self._stop_ids())
+                target, args = self._llama_streaming, (rows, settings, streamers, cancel, events, failure)
+            else:
+                engine = "transformers"
+                model, tokenizer = self._ready(adapters)
+                model.eval()
+                batch = self._encode(tokenizer, conversations, model.device)
+                self._check_fits(model, batch, settings)
+                streamers = _row_streamers(tokenizer, len(conversations), events,
+                                           set(self._stops(model, tokenizer)["eos_token_id"]))
+                kwargs = {**settings.generate_kwargs(), **self._stops(model, tokenizer)}
+                if self._loaded:
+                    kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
+                target, args = self._generate_streaming, (model, batch, kwargs, settings.seed, streamers, cancel,
+                                                          events, failure)
+            thread = threading.Thread(target=target, name="warm-base-stream", daemon=True, args=args)
             thread.start()
         except BaseException:
             self._lock.release()
@@ -314,7 +466,7 @@ class WarmBase:
                 if row is None:
                     break
                 ended[row] = ended[row] or stream_end
-                yield TokenEvent(row, text, stream_end, tuple(replace(s.stats) for s in streamers))
+                yield TokenEvent(row, text, stream_end, tuple(replace(s.stats) for s in streamers), engine)
         except BaseException:
             cancel.set()            # the consumer went away (or failed): the model must not go on generating
             raise
@@ -340,12 +492,126 @@ class WarmBase:
         finally:
             self._lock.release()
 
+    def _llama_streaming(self, rows, settings, streamers, cancel, events, failure) -> None:
+        import numpy as np
+        try:
+            for streamer, (prompt, _) in zip(streamers, rows):
+                streamer.put(np.array(prompt))          # the prompt first, as generate hands it over (skipped)
+            self.llama.generate(rows, settings, stop_ids=self._stop_ids(), cancel=cancel, top_k=self._top_k(),
+                                on_token=lambda row, token: streamers[row].put(np.array([token])))
+            for streamer in streamers:
+                streamer.end()
+        except BaseException as exc:   # reported to the consumer, which raises it in its own thread
+            failure.append(exc)
+            events.put((None, "", True))
+        finally:
+            self._lock.release()
+
+    def _answer_llama(self, conversations: list[Conversation], adapter: str | None, settings: DecodingSettings,
+                      prefixes: Sequence[str] | None) -> list[str]:
+        tokenizer = self._tokenizer()
+        rows = [(ids, adapter) for ids in self._prompt_ids(tokenizer, conversations, prefixes)]
+        answers = self.llama.generate(rows, settings, stop_ids=self._stop_ids(), top_k=self._top_k())
+        return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in answers]
+
     # -- under the lock -------------------------------------------------------------------------
+
+    def _tokenizer(self):
+        if self.tokenizer is None:
+            from training.models import load_tokenizer
+            self.tokenizer = load_tokenizer(self.resolved)
+        return self.tokenizer
+
+    def _generation_config(self):
+        """The base's generation config (its end-of-sequence tokens, top-k), read without loading the model."""
+        if self._gen_config is None:
+            from transformers import GenerationConfig
+            try:
+                self._gen_config = GenerationConfig.from_pretrained(self.resolved.path)
+            except OSError:             # a folder without generation_config.json: transformers' defaults
+                self._gen_config = GenerationConfig()
+        return self._gen_config
+
+    def _stop_ids(self) -> set[int]:
+        """What ``_stops`` gives transformers: the model's end-of-sequence tokens and the tokenizer's."""
+        model_eos = self._generation_config().eos_token_id
+        if model_eos is None:
+            from transformers import AutoConfig
+            model_eos = AutoConfig.from_pretrained(self.resolved.path).eos_token_id
+        return set(_as_list(model_eos)) | set(_as_list(self._tokenizer().eos_token_id))
+
+    def _top_k(self) -> int | None:
+        return self._generation_config().top_k
+
+    def _prompt_ids(self, tokenizer, conversations: Sequence[Conversation],
+                    prefixes: Sequence[str] | None = None) -> list[list[int]]:
+        """Each conversation's chat-templated prompt as token ids, exactly as ``_encode`` gives them (no padding)."""
+        texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+        if prefixes is not None:
+            texts = [text + prefix for text, prefix in zip(texts, prefixes)]
+        return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+    def _ready_llama(self, adapters: Sequence[str | None]) -> bool:
+        """Load the GGUF base and the adapters' GGUF LoRAs (holding the lock) when llama.cpp answers them;
+        False when transformers answers (the engine, or auto mode and an adapter llama.cpp cannot take)."""
+        if self.engine_for(adapters) != "llama.cpp":
+            return False
+        if self.llama is None:
+            try:
+                self.llama = LlamaCppModel(self._base_gguf(), threads=inference_threads())
+            except TuneloopError as exc:
+                if self.requested_engine == "llama.cpp":
+                    raise
+                self.engine, self.engine_reason = "transformers", str(exc)
+                return False
+        for name in (a for a in adapters if a is not None):
+            if name in self.llama.adapters:
+                continue
+            try:
+                self.llama.add_adapter(name, self._adapter_gguf(name))
+            except TuneloopError as exc:
+                if self.requested_engine == "llama.cpp":
+                    raise
+                self._no_llama[name] = str(exc)
+                return False
+            while len(self.llama.adapters) > max(self.max_adapters, len(adapters)):
+                self.llama.drop_adapter(next(a for a in self.llama.adapters if a not in adapters))
+        return True
+
+    def _gguf_dir(self) -> Path:
+        from training.models import model_cache_dir
+        return (self.cache_dir or model_cache_dir(None)) / "gguf"
+
+    def _base_gguf(self) -> Path:
+        """The base's GGUF file: the one it came from, else an f16 conversion of its folder (made once)."""
+        from training.models import gguf_source
+        source = gguf_source(self.resolved)
+        if source is not None:
+            return source
+        from training.gguf import convert_model
+        target = self._gguf_dir() / f"{Path(self.resolved.path).name}-{self.resolved.revision[:12]}-f16.gguf"
+        return target if target.is_file() else convert_model(self.resolved.path, target, quant="f16")
+
+    def _adapter_gguf(self, name: str) -> Path:
+        """The adapter as a GGUF LoRA against this base, converted once (named by content and base revision)."""
+        folder = self._folders.get(name)
+        if folder is None:
+            raise TuneloopError(f"{self.name} has no adapter '{name}'; add its folder with add_adapter first")
+        if "a" + adapter_fingerprint(folder) != name:
+            raise TuneloopError(f"the adapter in {folder} was retrained since it was chosen; choose it again")
+        target = self._gguf_dir() / f"lora-{name[1:17]}-{self.resolved.revision[:12]}.gguf"
+        if target.is_file():
+            return target
+        from training.gguf import convert_adapter
+        return convert_adapter(folder, self.resolved.path, target)
 
     def _ready(self, adapters: Sequence[str | None]):
         """Load the model and the named adapters (holding the lock); returns (model, tokenizer)."""
         if self.model is None:
             from training.models import load_model_and_tokenizer
+            if inference_threads():
+                import torch
+                torch.set_num_threads(inference_threads())     # the process's torch: set once, before loading
             self.model, self.tokenizer = load_model_and_tokenizer(self.resolved, load_in_4bit=self.load_in_4bit)
             self.model.eval()
         wanted = [a for a in adapters if a is not None]
@@ -482,6 +748,168 @@ def _stop_when_set(cancel: threading.Event):
     return StopWhenSet()
 
 
+# -- the llama.cpp engine -------------------------------------------------------------------------
+
+class LlamaCppModel:
+    """A GGUF base model in llama.cpp with GGUF LoRA adapters beside it: the fast CPU engine of ``WarmBase``.
+
+    The weights load once (memory-mapped); each row answered at the same time gets a llama.cpp context of
+    its own (its KV cache and its adapter), and the rows run in parallel threads (llama.cpp releases the
+    GIL). Prompts are token ids from the model's own tokenizer; tokens are chosen by ``choose_token``.
+    """
+
+    def __init__(self, gguf: str | Path, *, threads: int | None = None):
+        llama_cpp = import_llama_cpp()
+        from llama_cpp import _internals
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)   # no load report on every start
+        self._llama = llama_cpp
+        self.path = Path(gguf)
+        try:
+            self._model = _internals.LlamaModel(path_model=str(self.path),
+                                                params=llama_cpp.llama_model_default_params(), verbose=False)
+        except ValueError as exc:
+            raise TuneloopError(f"llama.cpp could not load {self.path} ({exc}); check it is a complete GGUF "
+                                f"file") from exc
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._model.vocab)
+        # The longest conversation a context holds: the model's own limit, at most 4096 tokens of KV cache.
+        self.n_ctx = min(llama_cpp.llama_model_n_ctx_train(self._model.model), 4096)
+        self.threads = threads or os.cpu_count() or 1
+        self._adapters: dict[str, Any] = {}
+        self._contexts: list[Any] = []          # idle contexts, reused
+        self._contexts_lock = threading.Lock()
+
+    def add_adapter(self, name: str, path: str | Path) -> None:
+        """Load the GGUF LoRA at ``path`` under ``name`` (once)."""
+        if name not in self._adapters:
+            adapter = self._llama.llama_adapter_lora_init(self._model.model, str(path).encode())
+            if not adapter:
+                raise TuneloopError(f"llama.cpp could not load the LoRA {path} on {self.path.name}; it must be "
+                                    f"converted against this base model")
+            self._adapters[name] = adapter
+
+    def drop_adapter(self, name: str) -> None:
+        adapter = self._adapters.pop(name, None)
+        if adapter is not None:
+            with self._contexts_lock:
+                for ctx in self._contexts:      # no idle context may keep pointing at it
+                    self._set_adapter(ctx, None)
+            self._llama.llama_adapter_lora_free(adapter)
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def close(self) -> None:
+        with self._contexts_lock:
+            for ctx in self._contexts:
+                ctx.close()
+            self._contexts.clear()
+        self._adapters.clear()          # freed with the model
+        self._model.close()
+
+    def generate(self, rows: Sequence[tuple[list[int], str | None]], settings: DecodingSettings, *,
+                 stop_ids: set[int], on_token=None, cancel: threading.Event | None = None,
+                 top_k: int | None = None) -> list[list[int]]:
+        """Each row's new tokens (ending with its stop token when it stopped by itself), rows in parallel.
+
+        A row is (prompt token ids, adapter name or None). ``on_token(row, token)`` hears every new token as
+        it comes, from the row's thread.
+        """
+        rows = list(rows)
+        workers = max(1, min(len(rows), self.threads))
+        threads = max(1, self.threads // workers)
+        out: list[list[int]] = [[] for _ in rows]
+        todo: queue.Queue = queue.Queue()
+        for n in range(len(rows)):
+            todo.put(n)
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            ctx = self._context(threads)
+            try:
+                while not failure:
+                    try:
+                        n = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    prompt, adapter = rows[n]
+                    out[n] = self._answer_row(ctx, n, prompt, adapter, settings, stop_ids, on_token, cancel, top_k)
+            except BaseException as exc:        # handed to the caller's thread
+                failure.append(exc)
+            finally:
+                with self._contexts_lock:
+                    self._contexts.append(ctx)
+
+        pool = [threading.Thread(target=work, name=f"llama-cpp-row-{i}", daemon=True) for i in range(workers)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        if failure:
+            raise failure[0]
+        return out
+
+    def _context(self, threads: int):
+        with self._contexts_lock:
+            ctx = self._contexts.pop() if self._contexts else None
+        if ctx is None:
+            from llama_cpp import _internals
+            params = self._llama.llama_context_default_params()
+            params.n_ctx = self.n_ctx
+            params.n_batch = params.n_ubatch = 512
+            params.n_seq_max = 1
+            params.no_perf = True
+            ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+        ctx.set_n_threads(threads, threads)
+        return ctx
+
+    def _set_adapter(self, ctx, adapter: str | None) -> None:
+        llama = self._llama
+        if adapter is None:
+            llama.llama_set_adapters_lora(ctx.ctx, None, 0, None)
+            return
+        if adapter not in self._adapters:
+            raise TuneloopError(f"llama.cpp has no adapter '{adapter}' loaded on {self.path.name}")
+        chosen = (llama.llama_adapter_lora_p_ctypes * 1)(self._adapters[adapter])
+        llama.llama_set_adapters_lora(ctx.ctx, chosen, 1, (ctypes.c_float * 1)(1.0))
+
+    def _answer_row(self, ctx, row: int, prompt: list[int], adapter: str | None, settings: DecodingSettings,
+                    stop_ids: set[int], on_token, cancel, top_k) -> list[int]:
+        import numpy as np
+        llama = self._llama
+        if len(prompt) + settings.max_new_tokens > self.n_ctx:
+            raise TuneloopError(f"the conversation ({len(prompt)} tokens) plus {settings.max_new_tokens} new tokens "
+                                f"is longer than {self.path.name} reads here ({self.n_ctx}); start a new "
+                                f"conversation or lower the max new tokens")
+        if any(t >= self.n_vocab or t < 0 for t in prompt):
+            raise TuneloopError(f"the tokenizer gives token ids that {self.path.name} does not have "
+                                f"({self.n_vocab} tokens); the GGUF file belongs to another model")
+        self._set_adapter(ctx, adapter)
+        ctx.kv_cache_clear()
+        seen = np.zeros(self.n_vocab, dtype=bool)
+        seen[prompt] = True
+        rng = np.random.default_rng(settings.seed)
+        new: list[int] = []
+        pending = list(prompt)
+        while len(new) < settings.max_new_tokens and not (cancel is not None and cancel.is_set()):
+            for start in range(0, len(pending), 512):
+                chunk = pending[start:start + 512]
+                tokens = (llama.llama_token * len(chunk))(*chunk)
+                code = llama.llama_decode(ctx.ctx, llama.llama_batch_get_one(tokens, len(chunk)))
+                if code != 0:
+                    raise TuneloopError(f"llama.cpp could not decode on {self.path.name} (code {code})")
+            logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx.ctx, -1), shape=(self.n_vocab,))
+            token = choose_token(logits, seen, settings, rng, top_k=top_k)
+            new.append(token)
+            if on_token is not None:
+                on_token(row, token)
+            if token in stop_ids:
+                break
+            seen[token] = True
+            pending = [token]
+        return new
+
+
 # -- the process-wide pool ------------------------------------------------------------------------
 
 class BasePool:
@@ -490,27 +918,30 @@ class BasePool:
     def __init__(self, *, max_models: int = 1, max_adapters: int = 4):
         self.max_models = max_models
         self.max_adapters = max_adapters
-        self._models: OrderedDict[tuple[str, str, bool], WarmBase] = OrderedDict()
+        self._models: OrderedDict[tuple[str, str, bool, str], WarmBase] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False) -> WarmBase:
-        """The warm model for ``base_model`` (not loaded until it first answers)."""
-        return self._take(ws, base_model, load_in_4bit, hold=False)
+    def get(self, ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False,
+            engine: str | None = None) -> WarmBase:
+        """The warm model for ``base_model`` (not loaded until it first answers); ``engine`` as ``requested_engine``."""
+        return self._take(ws, base_model, load_in_4bit, engine, hold=False)
 
     @contextlib.contextmanager
-    def hold(self, ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False) -> Iterator[WarmBase]:
+    def hold(self, ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False,
+             engine: str | None = None) -> Iterator[WarmBase]:
         """The warm model for ``base_model``, kept from being dropped until the block ends (taken under the
         pool's lock, so no other base model can push it out before the caller holds it)."""
-        model = self._take(ws, base_model, load_in_4bit, hold=True)
+        model = self._take(ws, base_model, load_in_4bit, engine, hold=True)
         try:
             yield model
         finally:
             model._release()
 
-    def _take(self, ws, base_model: str, load_in_4bit: bool, *, hold: bool) -> WarmBase:
-        from training.models import resolve_base_model
+    def _take(self, ws, base_model: str, load_in_4bit: bool, engine: str | None, *, hold: bool) -> WarmBase:
+        from training.models import model_cache_dir, resolve_base_model
         resolved = resolve_base_model(base_model, ws)
-        key = (resolved.path, resolved.revision, bool(load_in_4bit))
+        requested = requested_engine(engine)
+        key = (resolved.path, resolved.revision, bool(load_in_4bit), requested)
         with self._lock:
             model = self._models.get(key)
             if model is None:
@@ -523,8 +954,8 @@ class BasePool:
                     busy = ", ".join(m.name for m in self._models.values())
                     raise TuneloopError(f"{busy} is busy answering (rating generation or the playground); try "
                                         f"{resolved.name} again when those answers are done")
-                model = self._models[key] = WarmBase(resolved, load_in_4bit=load_in_4bit,
-                                                     max_adapters=self.max_adapters)
+                model = self._models[key] = WarmBase(resolved, load_in_4bit=load_in_4bit, engine=requested,
+                                                     max_adapters=self.max_adapters, cache_dir=model_cache_dir(ws))
             self._models.move_to_end(key)
             if hold:
                 model._use()
@@ -544,6 +975,7 @@ def default_pool() -> BasePool:
     return _default_pool
 
 
-def warm_base(ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False) -> WarmBase:
+def warm_base(ws: Workspace | None, base_model: str, *, load_in_4bit: bool = False,
+              engine: str | None = None) -> WarmBase:
     """The process's one warm copy of ``base_model`` (see ``BasePool.get``)."""
-    return default_pool().get(ws, base_model, load_in_4bit=load_in_4bit)
+    return default_pool().get(ws, base_model, load_in_4bit=load_in_4bit, engine=engine)
