@@ -225,6 +225,23 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     return target
 
 
+# llama.cpp names a quantized file by its type: ...Q4_1.gguf, ...Q8_0.gguf, ...IQ4_XS.gguf, ...Q4_K_M.gguf.
+GGUF_QUANT_TAG = re.compile(r"[.\-_](I?Q\d(?:_[A-Z0-9]+)*)(?=\.gguf$)", re.IGNORECASE)
+
+
+def source_quantization(resolved: ResolvedModel) -> str:
+    """The quantization the base model's weights were dequantized from ('Q4_1'), or '' for full precision.
+
+    A folder converted from a GGUF file records the file (``tuneloop_source.json``); the type comes from
+    its name, as llama.cpp writes it. Quantizing such weights again (NF4 for QLoRA) loses more.
+    """
+    source = Path(resolved.path) / "tuneloop_source.json"
+    if not source.is_file():
+        return ""
+    match = GGUF_QUANT_TAG.search(Path(json.loads(source.read_text()).get("gguf", "")).name)
+    return match.group(1).upper() if match else ""
+
+
 def gguf_source(resolved: ResolvedModel) -> Path | None:
     """The GGUF file the base's folder was converted from, unchanged since (llama.cpp answers from it): the
     default model, a .gguf base, or the folder of either named directly; None for any other model."""
