@@ -78,7 +78,12 @@ def test_dolly_questions_form_no_false_clusters():
 
 
 def test_the_language_identifier_loads_on_first_use():
-    code = ("import sys, curation.dedup.filters as f; assert 'py3langid' not in sys.modules; "
+    code = ("import sys, curation.dedup.filters as f; from curation.data.records import Record; "
+            "assert 'py3langid' not in sys.modules; "
+            "r = Record(id='r', messages=[{'role': 'user', 'content': 'Wo ist mein Paket heute?'}, "
+            "{'role': 'assistant', 'content': 'It left the depot this morning.'}]); "
+            "f.filter_records([r], f.FilterOptions(skip=('language_mismatch',))); "
+            "assert 'py3langid' not in sys.modules; "
             "print(f.guess_language('A forest is a geographical region where trees predominate.'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "en"
