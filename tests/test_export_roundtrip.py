@@ -117,6 +117,10 @@ def test_one_file_of_a_split_version_only_when_asked_for(ws, tmp_path, split_ver
     folder = curation_cli(ws, "export", split_version.name, tmp_path / "out", "--format", "csv")
     assert folder.returncode == 0 and "train 6 · validation 2 · test 2" in folder.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["test.csv", "train.csv", "validation.csv"]
+    from curation.data.formats import read_records
+    back = read_records(tmp_path / "out" / "train.csv").records    # meta.KEY columns come back as meta
+    kept = {r.id: r for r in V.load_records(ws, split_version.id)}
+    assert back and all(r.meta == kept[r.id].meta and r.messages == kept[r.id].messages for r in back)
 
     unsplit = V.create_version(ws, [Record(r.id, r.messages, {"label": "x"}) for r in support_split()],
                                parent=None, step="import")

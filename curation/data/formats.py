@@ -497,9 +497,27 @@ def _iter_csv(path: Path, column_map, limit, max_mb) -> Iterator[_Row]:
             raise InputProblem([f"line {i}: more fields than the header has columns"], source=path.name)
         item, _ = map_columns(row, mapping)
         item = {k: v for k, v in item.items() if k in mapping or v not in (None, "")}
-        yield _Row(f"line {i}", item, done=min(1.0, reader.line_num / lines))
+        yield _Row(f"line {i}", _meta_columns(item), done=min(1.0, reader.line_num / lines))
         if limit and i - 1 >= limit:
             break
+
+
+def _meta_columns(item: dict) -> dict:
+    """``meta.KEY`` columns (what Tuneloop's CSV export writes) back into ``meta``: a cell that reads as a JSON
+    number, boolean, list or object becomes that value, any other cell stays text (so "42" comes back as 42)."""
+    keys = [k for k in item if k.startswith("meta.") and len(k) > 5]
+    if not keys or "meta" in item:
+        return item
+    meta = {}
+    for key in keys:
+        cell = item.pop(key)
+        try:
+            value = json.loads(cell)
+        except (TypeError, ValueError, RecursionError):
+            value = cell
+        meta[key[5:]] = cell if isinstance(value, str) or value is None else value
+    item["meta"] = meta
+    return item
 
 
 def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[dict]:
