@@ -76,7 +76,8 @@ def test_the_plots_show_latency_tokens_and_the_error_rate_per_minute(tab):
     tokens = shown[w.tokens]
     assert tokens[tokens["part"] == "completion"]["tokens"].tolist() == [5, 7, 5]
     assert shown[w.errors]["error rate"].round(3).tolist() == [0.333, 0.0]
-    assert "👍 1 · 👎 1 · 1 corrected answers" in shown[w.feedback] and "over 4 logged requests" in shown[w.feedback]
+    feedback = shown[w.feedback]
+    assert "👍 1 · 👎 1 · 1 corrected answers" in feedback and "over 4 logged requests" in feedback
 
 
 def test_the_rounds_view_merges_the_feedback_from_use(tab):
