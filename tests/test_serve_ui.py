@@ -12,7 +12,6 @@ from curation.data.versions import create_version
 from tests.tab_page import page
 from tests.tiny_model import build_tiny_model, make_adapter
 from training import registry as R
-from training import serve as S
 from training import serve_ui
 from training import ui as train
 from training.config import RunConfig
