@@ -347,3 +347,11 @@ def test_oasst_exported_trees_give_the_same_conversations_as_their_message_rows(
     trees = read_records(DATA / "oasst2_trees_slice.jsonl")
     assert trees.format == "oasst" and len(trees.records) == 6
     assert [(r.id, r.messages, r.meta) for r in trees.records] == [(r.id, r.messages, r.meta) for r in rows.records]
+
+
+def test_a_dolly_import_labels_its_records_by_category(ws, tmp_path):
+    from curation.review.labels import label_field
+    version, _ = import_file(ws, DOLLY)
+    assert label_field(ws, version.id) == "category"
+    alpaca, _ = import_file(ws, ALPACA, skip_bad=True)       # no label field of its own: none chosen
+    assert label_field(ws, alpaca.id) is None

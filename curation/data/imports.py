@@ -15,6 +15,11 @@ from curation.data.versions import (SnapshotWriter, Version, create_version, get
                                    require_current)
 
 
+# The meta field a public schema labels its records with: an import of such a file makes it the version's label
+# field (``python -m curation label-field`` changes it), so splits stratify by it and results group by it.
+SCHEMA_LABEL_FIELDS = {"dolly": "category"}
+
+
 def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, column_map=None,
                 max_mb: float | None = None, append: bool = False, created_by: str | None = None,
                 note: str = "", progress=None, display_name: str | None = None,
@@ -60,14 +65,22 @@ def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, c
         if progress:
             progress(0.95, "writing the version")
 
-        def store_skips(db, version_id: int) -> None:
-            db.executemany("insert into import_skips (version_id, position, location, reason) values (?, ?, ?, ?)",
-                           [(version_id, i, where, reason) for i, (where, reason) in enumerate(result.skipped)])
+        label = SCHEMA_LABEL_FIELDS.get(result.format)
+        label = label if base is None and any(r.meta.get(label) not in (None, "") for r in result.records) else None
+
+        def store_rows(db, version_id: int) -> None:
+            if result.skipped:
+                db.executemany("insert into import_skips (version_id, position, location, reason) values (?, ?, ?, ?)",
+                               [(version_id, i, where, reason) for i, (where, reason) in enumerate(result.skipped)])
+            if label:
+                db.execute("insert into label_fields (version_id, field, set_by) values (?, ?, ?)",
+                           (version_id, label, created_by))
 
         version = create_version(ws, writer, parent=base.id if base else None, step="import", params=params,
                                  counts={"imported": result.count, "warnings": len(result.warnings),
                                          "skipped": len(result.skipped)},
-                                 created_by=created_by, note=note, also=store_skips if result.skipped else None)
+                                 created_by=created_by, note=note,
+                                 also=store_rows if result.skipped or label else None)
     finally:
         writer.discard()
     return version, result
