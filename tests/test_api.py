@@ -92,3 +92,19 @@ def test_deduplicate_and_scrub_make_versions_a_script_can_chain(ws):
     assert [v["current"] for v in api.list_versions(ws)] == [False, False, True]
     with pytest.raises(Exception, match="unknown preset 'nope'"):
         api.launch_training(ws, scrubbed["version"], preset="nope")
+
+
+def test_import_records_forces_a_schema_maps_columns_and_skips_bad_records(ws):
+    from ui import api
+
+    rows = [{"instruction": "Name a gas giant.", "context": "", "response": "Jupiter", "category": "open_qa"},
+            {"instruction": "Name a moon of Mars.", "context": "", "response": "", "category": "open_qa"}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    with pytest.raises(Exception, match="line 2"):
+        api.import_records(ws, text, "dolly.jsonl", format="dolly")
+    made = api.import_records(ws, text, "dolly.jsonl", format="dolly", skip_bad=True)
+    assert (made["format"], made["imported"], len(made["skipped"])) == ("dolly", 1, 1)
+    assert made["skipped"][0].startswith("line 2:")
+    asked = [{"q": "Name a dwarf planet.", "a": "Pluto"}]
+    mapped = api.import_records(ws, json.dumps(asked[0]) + "\n", "qa.jsonl", columns="prompt=q,completion=a")
+    assert (mapped["format"], mapped["imported"]) == ("prompt_completion", 1)

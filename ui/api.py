@@ -45,12 +45,16 @@ def list_versions(ws, request: gr.Request = None) -> list[dict]:
     return [{**version_summary(v), "current": bool(current and v.id == current.id)} for v in versions(ws)]
 
 
-def import_records(ws, text: str, filename: str = "records.jsonl", append: bool = False,
-                   request: gr.Request = None) -> dict:
-    """Import records as a new current version. ``text`` is the file's content; ``filename`` names its
-    format (.jsonl, .json, .csv, .parquet are read by extension); ``append`` keeps the current version's
-    records and adds these."""
-    from curation.data.imports import import_file
+def import_records(ws, text: str, filename: str = "records.jsonl", append: bool = False, format: str = "",
+                   columns: str = "", skip_bad: bool = False, request: gr.Request = None) -> dict:
+    """Import records as a new current version (a preference version for prompt/chosen/rejected pairs).
+    ``text`` is the file's content; ``filename`` names its file type (.jsonl, .json, .csv by extension);
+    ``format`` forces a schema (dolly, alpaca, sharegpt, messages, prompt_completion, preference, oasst; empty:
+    detected); ``columns`` maps fields to columns ("prompt=question,completion=answer"); ``append`` keeps the
+    current version's records and adds these; ``skip_bad`` imports the good records and lists the bad ones
+    under ``skipped`` (stored with the version) instead of refusing the file."""
+    from curation.data.formats import parse_column_map
+    from curation.data.imports import import_file, skipped_lines
     name = Path(filename or "records.jsonl").name
     from core.workspace import served_files_folder
     staging = served_files_folder(ws)
@@ -59,9 +63,10 @@ def import_records(ws, text: str, filename: str = "records.jsonl", append: bool 
         path = Path(folder) / name
         path.write_text(text, encoding="utf-8")
         made, result = import_file(ws, path, append=bool(append), created_by=caller_name(ws, request),
-                                   display_name=name)
+                                   display_name=name, format=(format or "").strip() or None,
+                                   column_map=parse_column_map(columns), skip_bad=bool(skip_bad))
     return {**version_summary(made), "format": result.format, "imported": result.count,
-            "warnings": result.warnings}
+            "warnings": result.warnings, "skipped": skipped_lines(result.skipped)}
 
 
 def scrub_pii(ws, version: str = CURRENT, request: gr.Request = None) -> dict:
