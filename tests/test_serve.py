@@ -286,6 +286,6 @@ def test_llama_cpp_serves_the_runs_gguf_whole_and_streamed(default_model_run):
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == text
     assert "<|im_end|>" not in text and body["usage"]["prompt_tokens"] > 5
     assert 0 < body["usage"]["completion_tokens"] <= 16
-    (engine,) = endpoint._engines.values()
+    engine = endpoint.engine(run.id)          # the one that answered, still loaded
     assert engine.path.suffix == ".gguf" and engine.path.parent == run.run_dir / "gguf"
     assert [r["engine"] for r in S.request_log(ws)] == ["llamacpp", "llamacpp"]

@@ -22,7 +22,8 @@ GGUF from ``training.gguf.run_gguf``; chat template from the GGUF), ``transforme
 ``WarmBase`` with the run's adapter, the same answers as the Playground) and ``vllm`` (the base model with
 the LoRA adapter, for a CUDA machine with vLLM installed; it answers in one piece when streaming; this
 code path is not exercised by the test suite, which runs on CPUs). ``auto`` takes vllm where CUDA and vllm
-are present, else llama.cpp where llama-cpp-python is installed, else transformers.
+are present, else llama.cpp where llama-cpp-python and llama.cpp's converter (``make setup``) are installed,
+else transformers.
 
 Decoding defaults to greedy (temperature 0: the same answer every time) with the house repetition penalty
 1.1, like the Playground; a request's ``temperature`` > 0 samples.
