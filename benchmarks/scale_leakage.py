@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.compare, args.sizes = 2_000, [5_000, 10_000, 20_000]
-    print(f"leakage audit (exact + near + 13-word runs, prompts and answers) of support tickets split 80/10/10")
+    print("leakage audit (exact + near + 13-word runs, prompts and answers) of support tickets split 80/10/10")
     compare(args.compare)
     print(f"\n{'records':>9} {'wall s':>8} {'CPU s':>8} {'× per doubling':>15} {'pairs':>7} "
           f"{'peak RSS MB':>12} {'records alone MB':>17}")

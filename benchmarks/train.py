@@ -104,7 +104,8 @@ def trl_job(data: Path, sequence_len: int, four_bit: bool) -> dict:
 
     torch.set_num_threads(1)
     model, tokenizer = _base(four_bit)
-    rows = [{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in read_records(data / "train.jsonl").records]
+    records = read_records(data / "train.jsonl").records
+    rows = [{"prompt": r.messages[:-1], "completion": r.messages[-1:]} for r in records]
     args = SFTConfig(output_dir=str(data / "trl-out"), **TRAIN, max_length=sequence_len, logging_steps=1,
                      save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, bf16=False,
                      gradient_checkpointing=False, train_sampling_strategy="group_by_length",
@@ -174,7 +175,8 @@ def matmul_flops(repeats: int = 5) -> float:
 
 
 def flop_per_token() -> float:
-    """Forward and input-gradient backward through the frozen weights (4 FLOP each), LoRA with its weight gradients (6)."""
+    """FLOP per token: forward and input-gradient backward through the frozen weights (4 per weight), LoRA
+    with its weight gradients (6 per weight)."""
     from training.models import resolve_base_model
     from training.preflight import model_shape
     shape = model_shape(resolve_base_model("default", None).path)

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from core.errors import TuneloopError
-from curation.splits.leakage import AuditOptions, _shared_runs, audit_leakage, audit_split, fix_leakage, similarity_graph
+from curation.splits.leakage import (AuditOptions, _shared_runs, audit_leakage, audit_split, fix_leakage,
+                                     similarity_graph)
 from curation.data.records import Record
 from curation.splits.balance import groups_across_splits, max_share_gap
 from tests.test_splits import _word
