@@ -119,3 +119,12 @@ def test_the_default_model_is_named_by_its_hub_id_and_gguf_source():
     cached = public_base(SimpleNamespace(base_model=f"/root/.cache/huggingface/hub/models--org--m/snapshots/{COMMIT}",
                                          base_revision=COMMIT))
     assert (cached.name, cached.revision) == ("org/m", COMMIT)
+
+
+def test_cli_export_archive_into_a_folder_names_the_file(hub_run, tmp_path, capsys):
+    from training.cli import main
+    ws, run, _, _, _ = hub_run
+    assert main(["export", str(run.id), "--kind", "archive", "--out", str(tmp_path), "--workspace", str(ws.root)]) == 0
+    assert f"archive written to {tmp_path.resolve() / f'run-{run.id}.tar.gz'}" in capsys.readouterr().out
+    assert main(["export", str(run.id), "--kind", "archive", "--out", str(tmp_path), "--workspace", str(ws.root)]) == 1
+    assert "already exists; choose a new name" in capsys.readouterr().err
