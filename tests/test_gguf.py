@@ -73,3 +73,109 @@ def test_a_converter_failure_names_the_folder_and_leaves_no_file(tmp_path):
     with pytest.raises(TuneloopError, match="could not convert the model folder .*broken"):
         G.convert_model(folder, tmp_path / "m.gguf")
     assert not list(tmp_path.glob("*m.gguf*"))
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """A finished 2-step QLoRA run on the default model (its adapter moves the answers a little)."""
+    from core.workspace import Workspace
+    from curation.data.demo import demo_records
+    from curation.data.formats import write_jsonl
+    from training import registry as R
+    from training.config import preset_config
+    from training.job import run_training
+    root = tmp_path_factory.mktemp("gguf")
+    ws = Workspace.open(root / "ws")
+    shortest = sorted(demo_records(60, seed=5), key=lambda r: len(r.text()))[:8]
+    write_jsonl(shortest, root / "split" / "train.jsonl")
+    write_jsonl(shortest[:2], root / "split" / "val.jsonl")
+    config = preset_config("Quick CPU demo", datasets=str(root / "split"), micro_batch_size=4, max_steps=2,
+                           learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0, eval_steps=0,
+                           save_steps=2, rouge_test_samples=0, gradient_checkpointing=False)
+    run = run_training(ws, R.create_run(ws, config).id)
+    assert run.status == "finished", run.error
+    return ws, run
+
+
+QUESTIONS = ["How do I reset my password?", "Where is my order?", "Can I get a refund for a broken mug?"]
+
+
+def greedy_pairs(gguf_path, merged_folder, tokens: int):
+    """(transformers ids, llama.cpp ids) of greedy answers to QUESTIONS: transformers on the merged folder with
+    its weights rounded to float16 (the f16 file's weights, computed in float32), llama.cpp on the GGUF, both
+    from the same prompt token ids."""
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(merged_folder)
+    model = AutoModelForCausalLM.from_pretrained(merged_folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    llm = Llama(model_path=str(gguf_path), n_ctx=512, n_threads=2, verbose=False)
+    pairs = []
+    for question in QUESTIONS:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids     # the vocabulary came across
+        with torch.no_grad():
+            ours = model.generate(torch.tensor([ids]), max_new_tokens=tokens, do_sample=False,
+                                  eos_token_id=tokenizer.eos_token_id)[0, len(ids):].tolist()
+        llm.reset()
+        theirs = []
+        for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0):
+            theirs.append(token)
+            if len(theirs) == tokens or token == tokenizer.eos_token_id:
+                break
+        pairs.append((ours, theirs))
+    return pairs
+
+
+@pytest.mark.slow
+def test_a_merged_default_run_as_f16_gguf_answers_like_transformers(default_run, tmp_path):
+    from gguf import GGUFReader
+    from training.export import export_merged, export_run
+    ws, run = default_run
+    folder = export_run(ws, run.id, "gguf", tmp_path / "gguf")
+    gguf = folder / f"run-{run.id}-f16.gguf"
+    modelfile = (folder / "Modelfile").read_text()
+    assert modelfile.startswith(f'FROM ./{gguf.name}\nTEMPLATE """{CHATML_GO}"""\nPARAMETER stop "<|im_end|>"\n')
+    assert 'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in modelfile
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in (folder / "README.md").read_text()
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}
+    fields = GGUFReader(gguf).fields
+    assert bytes(fields["general.architecture"].parts[-1]).decode() == "llama"
+    cached = G.run_gguf(ws, run)
+    assert cached.stat().st_ino == gguf.stat().st_ino               # made once, linked into the export
+    merged = export_merged(ws, run, tmp_path / "merged")
+    pairs = greedy_pairs(gguf, merged, tokens=32)
+    # Same weights, different kernels (llama.cpp's f16 matmuls): answers agree token for token until a near-tie
+    # flips; at this commit two of three answers agree on all 32 tokens and the third on its first 14.
+    agreed = [next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+              for ours, theirs in pairs]
+    assert all(n >= 12 for n in agreed), agreed
+    assert sum(len(ours) for ours, _ in pairs) >= 60                  # real answers, not an early stop
+
+
+@pytest.mark.slow
+def test_q4_k_m_and_a_gguf_lora_from_the_same_run(default_run, tmp_path):
+    from gguf import GGUFReader, LlamaFileType
+    from llama_cpp import Llama
+    from training.models import resolve_base_model
+    ws, run = default_run
+    small = G.run_gguf(ws, run, quant="q4_k_m")
+    assert int(GGUFReader(small).fields["general.file_type"].parts[-1][0]) == LlamaFileType.MOSTLY_Q4_K_M
+    assert small.stat().st_size < 0.7 * G.run_gguf(ws, run).stat().st_size
+    base = resolve_base_model("default", ws).path
+    lora = G.convert_adapter(run.adapter_dir, base, tmp_path / "adapter.gguf")
+    assert bytes(GGUFReader(lora).fields["general.type"].parts[-1]).decode() == "adapter"
+    base_gguf = G.convert_model(base, tmp_path / "base-f16.gguf")
+    prompt = "<|im_start|>user\nWhere is my order?<|im_end|>\n<|im_start|>assistant\n"
+    answers = {}
+    for name, kwargs in (("merged", dict(model_path=str(G.run_gguf(ws, run)))),
+                         ("base+lora", dict(model_path=str(base_gguf), lora_path=str(lora))),
+                         ("q4_k_m", dict(model_path=str(small)))):
+        llm = Llama(n_ctx=256, n_threads=2, verbose=False, **kwargs)
+        answers[name] = llm(prompt, max_tokens=12, temperature=0.0, top_k=1)["choices"][0]["text"]
+    assert answers["base+lora"] == answers["merged"] and answers["q4_k_m"].strip()
