@@ -9,7 +9,7 @@ sides streamed together as the Playground streams them (``stream_pair``):
 - today:        transformers, fp32 weights, both sides in one two-row batch (peft ``adapter_names``), with
                 torch's own thread count: the Playground before llama.cpp;
 - transformers: the same path with ``--threads`` torch threads (the fallback engine as set up now);
-- llama.cpp:    the shipped Q4_1 GGUF base with the adapter as a GGUF LoRA, one context per side in parallel.
+- llama.cpp:    the shipped Q4_1 GGUF base with the adapter as a GGUF LoRA, one context per side, taking turns.
 Medians over the prompts. Agreement: the greedy answers to ``--agreement`` prompts from llama.cpp against
 transformers on the same weights (the Q4_1 file against its dequantised fp32 weights; with ``--f16`` also an
 f16 GGUF of those fp32 weights against them), per side: the share that match exactly and the mean number of

@@ -4,7 +4,7 @@ Both sides come from the process's one warm copy of the base model (``training.i
 shared with the playground and the automatic metrics): the base responses with every adapter off, the
 fine-tuned ones with the run's adapter on, so both use the same tokenizer, chat template and decoding
 settings. Prompts go through in batches, shortest first (less padding), answered by the warm model's
-engine (llama.cpp on a GGUF base such as the default model, rows in parallel; else transformers); every
+engine (llama.cpp on a GGUF base such as the default model, a context per row; else transformers); every
 finished batch is stored in the workspace's generation cache, keyed by the model (and the engine when it is
 llama.cpp), the adapter, the decoding settings and the prompt, so a cancelled or repeated job picks up where
 it was.

@@ -3,7 +3,7 @@
 Both sides come from the process's one warm copy of the base model (``training.inference``, shared with
 rating generation and the automatic metrics), answered together by the fastest engine that gives the same
 answers: llama.cpp on the base's GGUF file with each side's adapter as a GGUF LoRA (one context per side,
-in parallel), else transformers in ONE ``generate`` call, a batch of two rows in which peft's
+taking turns token by token), else transformers in ONE ``generate`` call, a batch of two rows in which peft's
 ``adapter_names`` runs one row with the adapter off and the other with it on (or with a second run's
 adapter). Both answers therefore stream at the same time, token by token, under literally the same
 decoding settings, and memory holds one model however many runs are compared; each update names the

@@ -421,7 +421,7 @@ class WarmBase:
                settings: DecodingSettings | None = None,
                cancel: threading.Event | None = None) -> Iterator[TokenEvent]:
         """Every row's answer as it grows, all rows at once, row i with ``adapters[i]``: in ONE ``generate``
-        call with transformers, in parallel contexts with llama.cpp (``TokenEvent.engine`` says which).
+        call with transformers, a context per row taking turns with llama.cpp (``TokenEvent.engine`` says).
 
         Setting ``cancel`` (or closing the iterator) stops the generation; rows end with ``ended`` events.
         """
@@ -754,9 +754,10 @@ class LlamaCppModel:
     """A GGUF base model in llama.cpp with GGUF LoRA adapters beside it: the fast CPU engine of ``WarmBase``.
 
     The weights load once (memory-mapped); each row answered at the same time gets a llama.cpp context of
-    its own (its KV cache and its adapter), and the rows run in parallel threads (llama.cpp releases the
-    GIL). Prompts are token ids from the model's own tokenizer; tokens are chosen by ``choose_token``.
+    its own (its KV cache and its adapter), kept for the next request. Prompts are token ids from the
+    model's own tokenizer; tokens are chosen by ``choose_token``.
     """
+    ROWS_AT_ONCE = 4                    # contexts in use at once (each holds a KV cache of n_ctx tokens)
 
     def __init__(self, gguf: str | Path, *, threads: int | None = None):
         llama_cpp = import_llama_cpp()
@@ -810,48 +811,40 @@ class LlamaCppModel:
     def generate(self, rows: Sequence[tuple[list[int], str | None]], settings: DecodingSettings, *,
                  stop_ids: set[int], on_token=None, cancel: threading.Event | None = None,
                  top_k: int | None = None) -> list[list[int]]:
-        """Each row's new tokens (ending with its stop token when it stopped by itself), rows in parallel.
+        """Each row's new tokens (ending with its stop token when it stopped by itself).
 
-        A row is (prompt token ids, adapter name or None). ``on_token(row, token)`` hears every new token as
-        it comes, from the row's thread.
+        A row is (prompt token ids, adapter name or None). Up to ``ROWS_AT_ONCE`` rows answer together, each
+        in its own context, taking turns token by token (every decode uses all the threads): both sides of
+        the Playground grow together, and on shared cores no row waits on another's thread.
+        ``on_token(row, token)`` hears every new token as it comes.
         """
         rows = list(rows)
-        workers = max(1, min(len(rows), self.threads))
-        threads = max(1, self.threads // workers)
         out: list[list[int]] = [[] for _ in rows]
-        todo: queue.Queue = queue.Queue()
-        for n in range(len(rows)):
-            todo.put(n)
-        failure: list[BaseException] = []
-
-        def work() -> None:
-            ctx = self._context(threads)
+        for first in range(0, len(rows), self.ROWS_AT_ONCE):
+            group = range(first, min(first + self.ROWS_AT_ONCE, len(rows)))
+            contexts = {}
             try:
-                while not failure:
-                    try:
-                        n = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    prompt, adapter = rows[n]
-                    out[n] = self._answer_row(ctx, n, prompt, adapter, settings, stop_ids, on_token, cancel, top_k)
-            except BaseException as exc:        # handed to the caller's thread
-                failure.append(exc)
+                for n in group:
+                    contexts[n] = self._context(self.threads, rows[n][1])
+                turns = {n: self._row_steps(contexts[n], n, rows[n][0], rows[n][1], settings, stop_ids, on_token,
+                                            cancel, top_k, out[n]) for n in group}
+                while turns:
+                    for n in list(turns):
+                        if next(turns[n], None) is None:
+                            del turns[n]
             finally:
                 with self._contexts_lock:
-                    self._contexts.append(ctx)
-
-        pool = [threading.Thread(target=work, name=f"llama-cpp-row-{i}", daemon=True) for i in range(workers)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
-        if failure:
-            raise failure[0]
+                    self._contexts.extend(contexts.values())
         return out
 
-    def _context(self, threads: int):
+    def _context(self, threads: int, adapter: str | None = None):
+        """An idle context, one already set to ``adapter`` when there is one (switching rebuilds its graph)."""
         with self._contexts_lock:
-            ctx = self._contexts.pop() if self._contexts else None
+            ctx = next((c for c in self._contexts if c.adapter == adapter), None)
+            if ctx is None and self._contexts:
+                ctx = self._contexts[-1]
+            if ctx is not None:
+                self._contexts.remove(ctx)
         if ctx is None:
             from llama_cpp import _internals
             params = self._llama.llama_context_default_params()
@@ -860,6 +853,7 @@ class LlamaCppModel:
             params.n_seq_max = 1
             params.no_perf = True
             ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+            ctx.adapter = None
         ctx.set_n_threads(threads, threads)
         return ctx
 
@@ -867,14 +861,16 @@ class LlamaCppModel:
         llama = self._llama
         if adapter is None:
             llama.llama_set_adapters_lora(ctx.ctx, None, 0, None)
-            return
-        if adapter not in self._adapters:
+        elif adapter not in self._adapters:
             raise TuneloopError(f"llama.cpp has no adapter '{adapter}' loaded on {self.path.name}")
-        chosen = (llama.llama_adapter_lora_p_ctypes * 1)(self._adapters[adapter])
-        llama.llama_set_adapters_lora(ctx.ctx, chosen, 1, (ctypes.c_float * 1)(1.0))
+        else:
+            chosen = (llama.llama_adapter_lora_p_ctypes * 1)(self._adapters[adapter])
+            llama.llama_set_adapters_lora(ctx.ctx, chosen, 1, (ctypes.c_float * 1)(1.0))
+        ctx.adapter = adapter
 
-    def _answer_row(self, ctx, row: int, prompt: list[int], adapter: str | None, settings: DecodingSettings,
-                    stop_ids: set[int], on_token, cancel, top_k) -> list[int]:
+    def _row_steps(self, ctx, row: int, prompt: list[int], adapter: str | None, settings: DecodingSettings,
+                   stop_ids: set[int], on_token, cancel, top_k, new: list[int]) -> Iterator[bool]:
+        """One row's answer, one token (appended to ``new``) per step."""
         import numpy as np
         llama = self._llama
         if len(prompt) + settings.max_new_tokens > self.n_ctx:
@@ -889,7 +885,6 @@ class LlamaCppModel:
         seen = np.zeros(self.n_vocab, dtype=bool)
         seen[prompt] = True
         rng = np.random.default_rng(settings.seed)
-        new: list[int] = []
         pending = list(prompt)
         while len(new) < settings.max_new_tokens and not (cancel is not None and cancel.is_set()):
             for start in range(0, len(pending), 512):
@@ -904,10 +899,10 @@ class LlamaCppModel:
             if on_token is not None:
                 on_token(row, token)
             if token in stop_ids:
-                break
+                return
             seen[token] = True
             pending = [token]
-        return new
+            yield True
 
 
 # -- the process-wide pool ------------------------------------------------------------------------
