@@ -175,7 +175,7 @@ class TransformersEngine(Engine):
     def __init__(self, ws: Workspace, run: R.Run):
         from training.inference import default_pool
         super().__init__(run)
-        self.warm = default_pool().get(ws, run.base_model)
+        self.warm = default_pool().get(ws, run.base_model, engine="transformers")
         self.adapter = self.warm.add_adapter(run_adapter(run))
         self.warm.prompt_lengths([[{"role": "user", "content": "hi"}]])     # load the weights now, not on a request
 
