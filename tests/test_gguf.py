@@ -77,24 +77,12 @@ def test_a_converter_failure_names_the_folder_and_leaves_no_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """A finished 2-step QLoRA run on the default model (its adapter moves the answers a little)."""
+    """A finished 2-step run on the default model (its adapter moves the answers a little)."""
     from core.workspace import Workspace
-    from curation.data.demo import demo_records
-    from curation.data.formats import write_jsonl
-    from training import registry as R
-    from training.config import preset_config
-    from training.job import run_training
+    from tests.default_run import train_default_run
     root = tmp_path_factory.mktemp("gguf")
     ws = Workspace.open(root / "ws")
-    shortest = sorted(demo_records(60, seed=5), key=lambda r: len(r.text()))[:8]
-    write_jsonl(shortest, root / "split" / "train.jsonl")
-    write_jsonl(shortest[:2], root / "split" / "val.jsonl")
-    config = preset_config("Quick CPU demo", datasets=str(root / "split"), micro_batch_size=4, max_steps=2,
-                           learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0, eval_steps=0,
-                           save_steps=2, rouge_test_samples=0, gradient_checkpointing=False)
-    run = run_training(ws, R.create_run(ws, config).id)
-    assert run.status == "finished", run.error
-    return ws, run
+    return ws, train_default_run(ws, root, seed=5, steps=2, val=2, eval_steps=0)
 
 
 QUESTIONS = ["How do I reset my password?", "Where is my order?", "Can I get a refund for a broken mug?"]
