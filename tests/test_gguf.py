@@ -125,7 +125,10 @@ def test_a_merged_default_run_as_f16_gguf_answers_like_transformers(default_run,
     from gguf import GGUFReader
     from training.export import export_merged, export_run
     ws, run = default_run
-    folder = export_run(ws, run.id, "gguf", tmp_path / "gguf")
+    phases = []
+    folder = export_run(ws, run.id, "gguf", tmp_path / "gguf", progress=lambda f, text: phases.append((f, text)))
+    assert [text.split(" ")[0] for _, text in phases] == ["merging", "converting", "writing"]
+    assert [f for f, _ in phases] == sorted(f for f, _ in phases)    # the bar only moves forward
     gguf = folder / f"run-{run.id}-f16.gguf"
     modelfile = (folder / "Modelfile").read_text()
     assert modelfile.startswith(f'FROM ./{gguf.name}\nTEMPLATE """{CHATML_GO}"""\nPARAMETER stop "<|im_end|>"\n')

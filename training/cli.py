@@ -189,7 +189,8 @@ def cmd_wait(ws, args) -> int:
 def cmd_export(ws, args) -> int:
     from training.export import export_run
     started = time.monotonic()
-    out = export_run(ws, args.run, args.kind, args.out, quant=args.quant)
+    out = export_run(ws, args.run, args.kind, args.out, quant=args.quant,
+                     progress=lambda fraction, text: print(f"{text} …", file=sys.stderr, flush=True))
     print(f"{args.kind} written to {out} ({time.monotonic() - started:.0f}s)")
     return 0
 

@@ -162,13 +162,15 @@ def export_archive(run: Run, out: str | os.PathLike) -> Path:
     return target
 
 
-def export_gguf(ws: Workspace, run: Run, out: str | os.PathLike, *, quant: str = "f16") -> Path:
+def export_gguf(ws: Workspace, run: Run, out: str | os.PathLike, *, quant: str = "f16", progress=None) -> Path:
     """A folder with the merged model as ``run-N-QUANT.gguf``, an Ollama ``Modelfile`` beside it and the
     model card (README.md) with how to run it."""
     from training.gguf import run_gguf, write_modelfile
     from training.models import load_tokenizer, resolve_base_model
     target = _fresh_target(out)
-    cached = run_gguf(ws, run, quant=quant)
+    cached = run_gguf(ws, run, quant=quant, progress=progress)
+    if progress:
+        progress(0.97, "writing the Modelfile and the model card")
     with atomic_path(target) as tmp:
         tmp.mkdir()
         gguf = tmp / f"run-{run.id}-{quant}.gguf"
@@ -188,9 +190,10 @@ def export_gguf(ws: Workspace, run: Run, out: str | os.PathLike, *, quant: str =
     return target
 
 
-def export_run(ws: Workspace, run_id: int | str, kind: str, out: str | os.PathLike, *, quant: str = "f16") -> Path:
+def export_run(ws: Workspace, run_id: int | str, kind: str, out: str | os.PathLike, *, quant: str = "f16",
+               progress=None) -> Path:
     """Export a run's adapter, merged model, archive or GGUF (``quant``) to ``out``; recorded among the
-    run's artefacts."""
+    run's artefacts. ``progress(fraction, text)`` hears the phases of the long ones (merged, GGUF)."""
     run = get_run(ws, run_id)
     if kind in EXPORT_KINDS and (run.adapter_dir / "adapter_config.json").is_file():
         from training.card import write_training_card
@@ -198,11 +201,13 @@ def export_run(ws: Workspace, run_id: int | str, kind: str, out: str | os.PathLi
     if kind == "adapter":
         path = export_adapter(run, out)
     elif kind == "merged":
+        if progress:
+            progress(0.1, "merging the adapter into the base model")
         path = export_merged(ws, run, out)
     elif kind == "archive":
         path = export_archive(run, out)
     elif kind == "gguf":
-        path = export_gguf(ws, run, out, quant=quant)
+        path = export_gguf(ws, run, out, quant=quant, progress=progress)
     else:
         raise TuneloopError(f"unknown export '{kind}'; choose one of {', '.join(EXPORT_KINDS)}")
     merge_run_json(ws, run.id, "artefacts", {f"export_{kind}": str(path)})

@@ -57,9 +57,10 @@ def _check_quant(quant: str) -> str:
     return quant
 
 
-def convert_model(folder: str | os.PathLike, out: str | os.PathLike, *, quant: str = "f16") -> Path:
+def convert_model(folder: str | os.PathLike, out: str | os.PathLike, *, quant: str = "f16", progress=None) -> Path:
     """A transformers model folder (safetensors + tokenizer + chat template) as one GGUF file at ``out``,
-    in f16, q8_0 or q4_k_m; written to a temp file and renamed."""
+    in f16, q8_0 or q4_k_m; written to a temp file and renamed. ``progress(fraction, text)`` hears each phase."""
+    say = progress or (lambda fraction, text: None)
     _check_quant(quant)
     folder, out = Path(folder), Path(out)
     if not (folder / "config.json").is_file():
@@ -68,12 +69,15 @@ def convert_model(folder: str | os.PathLike, out: str | os.PathLike, *, quant: s
         if quant == "q4_k_m":
             f16 = temp_path(out, tag="f16")
             try:
+                say(0.0, "converting to GGUF (f16) with llama.cpp's converter")
                 _run_converter("convert_hf_to_gguf.py", [str(folder), "--outfile", str(f16), "--outtype", "f16"],
                                f"the model folder {folder}")
+                say(0.6, f"quantizing to {quant} with llama.cpp")
                 quantize_gguf(f16, tmp, quant)
             finally:
                 f16.unlink(missing_ok=True)
         else:
+            say(0.0, f"converting to GGUF ({quant}) with llama.cpp's converter")
             _run_converter("convert_hf_to_gguf.py", [str(folder), "--outfile", str(tmp), "--outtype", quant],
                            f"the model folder {folder}")
         tmp.chmod(0o644)
@@ -112,9 +116,10 @@ def convert_adapter(adapter_dir: str | os.PathLike, base_folder: str | os.PathLi
     return out
 
 
-def run_gguf(ws: Workspace, run: Run, *, quant: str = "f16") -> Path:
+def run_gguf(ws: Workspace, run: Run, *, quant: str = "f16", progress=None) -> Path:
     """The run's merged model (base + adapter) as a GGUF file, made once and kept in the run's folder
-    (``gguf/<adapter fingerprint>-<quant>.gguf``): retraining the adapter makes a new one."""
+    (``gguf/<adapter fingerprint>-<quant>.gguf``): retraining the adapter makes a new one. ``progress(fraction,
+    text)`` hears each phase (merging, converting, quantizing)."""
     from training.export import export_merged, require_adapter
     from training.inference import adapter_fingerprint
     _check_quant(quant)
@@ -123,8 +128,11 @@ def run_gguf(ws: Workspace, run: Run, *, quant: str = "f16") -> Path:
         return target
     merged = temp_path(target, tag="merged")
     try:
+        if progress:
+            progress(0.05, "merging the adapter into the base model")
         export_merged(ws, run, merged)
-        convert_model(merged, target, quant=quant)
+        convert_model(merged, target, quant=quant,
+                      progress=progress and (lambda fraction, text: progress(0.4 + 0.55 * fraction, text)))
     finally:
         shutil.rmtree(merged, ignore_errors=True)
     return target

@@ -313,7 +313,7 @@ def compare(ws, w: TrainWidgets, data: dict) -> dict:
             w.message: "" if rows else "These runs have the same config."}
 
 
-def export(ws, w: TrainWidgets, data: dict) -> dict:
+def export(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> dict:
     """The chosen run exported as an adapter folder, a merged model, a GGUF folder or a downloadable archive."""
     from training.export import export_run
     run_id, (kind, _, quant) = data[w.selected], data[w.export_kind].partition(" ")
@@ -328,7 +328,8 @@ def export(ws, w: TrainWidgets, data: dict) -> dict:
             name = f"export-{kind}" + (f"-{quant}" if quant else "")
             stamp = len(list(run.run_dir.glob(f"{name}*")))
             out = run.run_dir / (name + (f"-{stamp}" if stamp else ""))
-        path = export_run(ws, run.id, kind, out, quant=quant or "f16")
+        path = export_run(ws, run.id, kind, out, quant=quant or "f16",
+                          progress=lambda fraction, text: progress(fraction, desc=text))
     except TuneloopError as exc:
         return {w.export_msg: error_markdown(exc), w.export_file: hidden}
     if kind == "archive":
