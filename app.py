@@ -209,10 +209,16 @@ class JsonLogLines(logging.Formatter):
 
 
 def is_refusal(exc: BaseException) -> bool:
-    """An ordinary refusal shown to the caller, not a failure of the server."""
+    """An ordinary refusal shown to the caller, not a failure of the server: a TuneloopError, a gr.Error, or
+    Gradio's own check of what the caller sent (too few input values for an event), whose message lists the
+    values sent."""
     from core.errors import TuneloopError
     gradio_errors = sys.modules.get("gradio.exceptions")
-    return isinstance(exc, TuneloopError) or (gradio_errors is not None and isinstance(exc, gradio_errors.Error))
+    if isinstance(exc, TuneloopError) or (gradio_errors is not None and isinstance(exc, gradio_errors.Error)):
+        return True
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    return bool(frames) and frames[-1].name == "validate_inputs" \
+        and os.path.basename(os.path.dirname(frames[-1].filename)) == "gradio"
 
 
 class StderrLines:
