@@ -316,3 +316,23 @@ def m009_pair_text_keys(db):
     rows = db.execute("select id, messages, base_response, finetuned_response from eval_pairs").fetchall()
     db.executemany("update eval_pairs set text_key=? where id=?",
                    [(pair_text_key(r["messages"], r["base_response"], r["finetuned_response"]), r["id"]) for r in rows])
+
+
+@migration
+def m010_judge_verdicts(db):
+    # An automatic judge's verdicts, one per pair, judge and order shown; never votes (no assignment, no rater).
+    db.execute("""
+        create table judge_verdicts (
+            id integer primary key,
+            evaluation_id integer not null references evaluations(id) on delete cascade,
+            pair_id integer not null references eval_pairs(id) on delete cascade,
+            judge text not null,             -- 'default', a base model, or endpoint:URL#MODEL
+            order_shown text not null check (order_shown in ('first', 'swapped')),
+            arm_a text not null,             -- the arm whose answer the judge read as A
+            arm_b text not null,
+            verdict text not null check (verdict in ('A', 'B', 'tie', 'unreadable')),
+            score real,                      -- the judge's probability of its verdict among A, B and tie
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            unique (pair_id, judge, order_shown)
+        )""")
+    db.execute("create index judge_verdicts_evaluation on judge_verdicts (evaluation_id, judge)")
