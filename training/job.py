@@ -29,9 +29,12 @@ from core.errors import TuneloopError
 from core.workspace import Workspace
 from training.config import RunConfig
 from training.registry import (STOP_FILE, Run, _now, _process_start_time, get_run, last_checkpoint, merge_run_json,
-                               read_metrics, update_run)
+                               read_metrics, start_next_queued, update_run)
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc")
+# What a run does, in order; each is reported as it starts (and with its own progress where it has some).
+PHASES = ("loading the model", "base-model evaluation", "training", "final evaluation", "saving the adapter",
+          "ROUGE-L answers")
 
 
 def peak_rss_mb() -> float:
@@ -48,6 +51,7 @@ class MetricsLog:
 
     def __init__(self, path: Path):
         self.path = path
+        self.current: dict[str, Any] = {}
 
     def write(self, row: dict[str, Any]) -> None:
         if not is_main_process():
@@ -55,6 +59,14 @@ class MetricsLog:
         row = {"time": round(time.time(), 3), **row}
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
+
+    def phase(self, name: str, done: int | None = None, total: int | None = None) -> None:
+        """The phase the run is in (one of PHASES) and its own progress: a metrics line for the tab, a line
+        on stdout (train.log, the terminal of ``python -m training run``) for people."""
+        self.current = {"event": "phase", "phase": name, "done": done, "total": total}
+        self.write(self.current)
+        if is_main_process():
+            print(f"[tuneloop] phase: {name}" + (f" {done}/{total}" if total else ""), flush=True)
 
     def drop_after(self, step: int) -> None:
         """On resume: forget what was logged after the checkpoint, since those steps run again."""
@@ -95,6 +107,7 @@ def _callbacks(ws: Workspace, run: Run, log: MetricsLog, stop_flag: dict):
             self.start_cpu = time.process_time()
             self.start_step = state.global_step
             self.start_tokens = state.num_input_tokens_seen or 0
+            log.phase("training", state.global_step, state.max_steps)
 
         def on_step_end(self, args, state, control, **kw):
             if (run.run_dir / STOP_FILE).exists() or stop_flag.get("stop"):
@@ -104,6 +117,13 @@ def _callbacks(ws: Workspace, run: Run, log: MetricsLog, stop_flag: dict):
             if is_main_process() and time.monotonic() - self.last_heartbeat > 5:
                 self.last_heartbeat = time.monotonic()
                 update_run(ws, run.id, heartbeat_at=_now())
+
+        def on_prediction_step(self, args, state, control, **kw):
+            # an evaluation outside training (base model, final) counts its batches as its progress
+            phase = log.current
+            if not self.training and phase.get("phase") in ("base-model evaluation", "final evaluation"):
+                done = min(phase["done"] + args.per_device_eval_batch_size, phase["total"])
+                log.phase(phase["phase"], done, phase["total"])
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not self.training:
@@ -268,6 +288,7 @@ def run_training(ws: Workspace, run_id: int, *, resume: bool = False) -> Run:
         message = failure_message(exc, config, run)
         if is_main_process():
             update_run(ws, run.id, status="failed", error=message, finished_at=_now())
+            start_next_queued(ws)
         if isinstance(exc, KeyboardInterrupt):
             raise
         return get_run(ws, run.id)
@@ -276,6 +297,7 @@ def run_training(ws: Workspace, run_id: int, *, resume: bool = False) -> Run:
     if is_main_process():
         merge_run_json(ws, run.id, "metrics", summary)
         update_run(ws, run.id, status=status, finished_at=_now(), heartbeat_at=_now())
+        start_next_queued(ws)
     return get_run(ws, run.id)
 
 
@@ -346,6 +368,7 @@ def train_stage(ws: Workspace, run: Run, config: RunConfig, log, stop_flag: dict
     if not torch.cuda.is_available():
         torch.set_num_threads(config.cpu_threads)
     torch.manual_seed(config.seed)
+    log.phase("loading the model")
     resolved = stage.base_model(ws, run, config)
     if is_main_process():
         update_run(ws, run.id, base_revision=resolved.revision)
@@ -370,6 +393,7 @@ def train_stage(ws: Workspace, run: Run, config: RunConfig, log, stop_flag: dict
     stage.final_evaluation(trainer, run, log, summary)
     if is_main_process():
         model = stage.trained_model(trainer)
+        log.phase("saving the adapter")
         save_adapter(model, tokenizer, run.adapter_dir)
         ckpt = last_checkpoint(get_run(ws, run.id))
         merge_run_json(ws, run.id, "artefacts", {"adapter": str(run.adapter_dir),
@@ -377,8 +401,8 @@ def train_stage(ws: Workspace, run: Run, config: RunConfig, log, stop_flag: dict
         test = stage.test_records(ws, config)
         if config.rouge_test_samples and test:
             from training.quality import rouge_base_vs_tuned
-            print(f"[tuneloop] ROUGE-L on {min(len(test), config.rouge_test_samples)} test conversations", flush=True)
-            rouge = rouge_base_vs_tuned(model, tokenizer, test[: config.rouge_test_samples])
+            rouge = rouge_base_vs_tuned(model, tokenizer, test[: config.rouge_test_samples],
+                                        progress=lambda done, total: log.phase("ROUGE-L answers", done, total))
             # Figures only: the example's text (a test prompt and its answers) stays in the database, with its data.
             log.write({"step": state.global_step, "event": "rouge",
                        **{k: v for k, v in rouge.items() if k != "rouge_example"}})
@@ -427,6 +451,7 @@ class SftStage(Stage):
     def before_training(self, trainer, run, log, summary):
         if trainer.eval_dataset is not None and not any(r.get("event") == "base_eval" for r in read_metrics(run)):
             # LoRA starts as a no-op, so this is the base model's loss on the validation split.
+            log.phase("base-model evaluation", 0, len(trainer.eval_dataset))
             base = trainer.evaluate()["eval_loss"]
             log.write({"step": 0, "event": "base_eval", "eval_loss": round(base, 5), "peak_rss_mb": peak_rss_mb()})
             summary["base_eval_loss"] = round(base, 5)
@@ -441,6 +466,7 @@ class SftStage(Stage):
         if self.evals and self.evals[-1]["step"] == step and not trainer.args.load_best_model_at_end:
             summary["final_eval_loss"] = self.evals[-1]["eval_loss"]
         elif trainer.eval_dataset is not None:
+            log.phase("final evaluation", 0, len(trainer.eval_dataset))
             final = trainer.evaluate()["eval_loss"]
             log.write({"step": step, "event": "final_eval", "eval_loss": round(final, 5), "peak_rss_mb": peak_rss_mb()})
             summary["final_eval_loss"] = round(final, 5)

@@ -46,19 +46,26 @@ def rouge_l(predictions: list[str], references: list[str]) -> float | None:
     return sum(scores) / len(scores) if scores else None
 
 
-def rouge_base_vs_tuned(peft_model, tokenizer, records: list[Record], *, max_new_tokens: int = 64) -> dict:
+def rouge_base_vs_tuned(peft_model, tokenizer, records: list[Record], *, max_new_tokens: int = 64,
+                        progress=None) -> dict:
     """ROUGE-L of the base (adapter off) and the tuned model on the records' last answers.
 
     ``peft_model`` is the training process's model, already loaded; it answers through the inference
-    module's loop, 16 conversations at a time.
+    module's loop, 16 conversations at a time; ``progress(done, total)`` hears of each batch of answers.
     """
     pairs = answer_prompts(records)
     prompts = [p for p, _ in pairs]
     references = [r for _, r in pairs]
     settings = replace(QUALITY_SETTINGS, max_new_tokens=max_new_tokens)
     warm = WarmBase.wrap(peft_model, tokenizer, name="the model in training")
-    base = warm.answer(prompts, adapter=None, settings=settings, batch_size=16)
-    tuned = warm.answer(prompts, adapter=warm.active_adapter, settings=settings, batch_size=16)
+    base, tuned = [], []
+    for adapter, answers in ((None, base), (warm.active_adapter, tuned)):
+        for start in range(0, len(prompts), 16):
+            if progress:
+                progress(len(base) + len(tuned), 2 * len(prompts))
+            answers += warm.answer(prompts[start:start + 16], adapter=adapter, settings=settings)
+    if progress:
+        progress(len(base) + len(tuned), 2 * len(prompts))
     return {"rouge_l_base": round(rouge_l(base, references) or 0.0, 4),
             "rouge_l_tuned": round(rouge_l(tuned, references) or 0.0, 4),
             "rouge_samples": len(references),

@@ -27,7 +27,8 @@ from core.workspace import Workspace
 from training.config import RunConfig, save_config
 
 # created: registered, no job started yet (``python -m training create``, then ``run --run-id`` or accelerate;
-# a run being resumed, until its new process exists).
+# a run being resumed, until its new process exists). queued: waiting in line while another run trains (no
+# process yet, ``queued_at`` set), or its process started and has not reported yet.
 STATUSES = ("created", "queued", "running", "finished", "failed", "stopped")
 ACTIVE = ("queued", "running")
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +67,10 @@ class Run:
     started_at: str | None
     finished_at: str | None
     parent_run_id: int | None = None         # DPO: the SFT run whose adapter it starts from
-    preference_version: int | None = None    # DPO: the preference dataset version it trains on
+    preference_version: int | None = None    # DPO / KTO: the preference or KTO dataset version it trains on
     preference_hash: str | None = None
+    queued_at: str | None = None             # when it joined the queue behind a training run
+    queue_position: int | None = None        # 1 = starts next; filled in when read, not stored
 
     @classmethod
     def from_row(cls, row) -> "Run":
@@ -111,6 +114,16 @@ class Run:
     def active(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def waiting(self) -> bool:
+        """Queued behind another run, with no process of its own yet."""
+        return self.status == "queued" and self.pid is None
+
+    @property
+    def status_text(self) -> str:
+        """The status in words: "queued, position 2" for a run waiting in line."""
+        return f"queued, position {self.queue_position}" if self.waiting and self.queue_position else self.status
+
 
 def code_version() -> str:
     """The git commit of this code (with +dirty when it has uncommitted changes), or 'unknown'."""
@@ -143,7 +156,8 @@ def _now() -> str:
 def create_run(ws: Workspace, config: RunConfig, *, name: str | None = None) -> Run:
     """Validate the config and its data, and register a run with status created (nothing is started).
 
-    A DPO run also records the SFT run it starts from and the preference data (version and hash)."""
+    A DPO or KTO run also records the SFT run it starts from and its data (version and hash), and is refused
+    when that data holds nothing it may train on."""
     from training.data import load_split_data
     from training.models import check_base_model
     config.validate()
@@ -153,10 +167,10 @@ def create_run(ws: Workspace, config: RunConfig, *, name: str | None = None) -> 
         raise TuneloopError(f"eval_steps: {data.source} has no validation records; make a split with a val part, "
                             f"or set eval_steps: 0")
     parent, preferences = None, None
-    if config.stage == "dpo":
-        from training.dpo import load_preference_pairs
+    if config.stage in ("dpo", "kto"):
+        from training.job import stage_for
         parent = get_run(ws, config.sft_run).id
-        preferences = load_preference_pairs(ws, config.preferences)
+        preferences, _ = stage_for(config).training_data(ws, config)
     with ws.transaction() as db:
         cur = db.execute(
             "insert into runs (name, status, config, output_dir, dataset, dataset_version, dataset_hash, base_model,"
@@ -168,7 +182,10 @@ def create_run(ws: Workspace, config: RunConfig, *, name: str | None = None) -> 
         run_id = cur.lastrowid
         output_dir = Path(config.output_dir).expanduser() if config.output_dir else ws.path("runs", f"run-{run_id}")
         output_dir = output_dir if output_dir.is_absolute() else ws.root / output_dir
-        run_name = name or f"{config.base_model.split('/')[-1]} on {data.source} #{run_id}"
+        taken = name and db.execute("select 1 from runs where name=? and id<>?", (name, run_id)).fetchone()
+        # a name already used gets the run id, so two runs never share one
+        run_name = ((f"{name} #{run_id}" if taken else name)
+                    or f"{config.base_model.split('/')[-1]} on {data.source} #{run_id}")
         stored = config.replace(output_dir=str(output_dir))
         db.execute("update runs set output_dir=?, name=?, config=? where id=?",
                    (str(output_dir), run_name, json.dumps(stored.to_dict()), run_id))
@@ -186,7 +203,7 @@ def get_run(ws: Workspace, run_id: int | str) -> Run:
     row = ws.db.execute("select * from runs where id=?", (rid,)).fetchone()
     if row is None:
         raise TuneloopError(f"there is no run #{rid} in this workspace; `python -m training list` shows them")
-    return Run.from_row(row)
+    return _with_queue_positions(ws, [Run.from_row(row)])[0]
 
 
 def parse_run_id(value: int | str) -> int:
@@ -201,7 +218,24 @@ def parse_run_id(value: int | str) -> int:
 def list_runs(ws: Workspace) -> list[Run]:
     """All runs, newest first, with dead processes detected."""
     runs = [Run.from_row(r) for r in ws.db.execute("select * from runs order by id desc")]
-    return [refresh_status(ws, run) if run.active else run for run in runs]
+    runs = [refresh_status(ws, run) if run.active else run for run in runs]
+    if any(run.waiting for run in runs) and start_next_queued(ws) is not None:
+        runs = [Run.from_row(r) for r in ws.db.execute("select * from runs order by id desc")]
+    return _with_queue_positions(ws, runs)
+
+
+def _waiting_ids(ws: Workspace) -> list[int]:
+    """The runs waiting in line, first to start first."""
+    return [r[0] for r in ws.db.execute("select id from runs where status='queued' and pid is null"
+                                        " order by queued_at, id")]
+
+
+def _with_queue_positions(ws: Workspace, runs: list[Run]) -> list[Run]:
+    if any(run.waiting for run in runs):
+        order = {rid: n for n, rid in enumerate(_waiting_ids(ws), start=1)}
+        for run in runs:
+            run.queue_position = order.get(run.id) if run.waiting else None
+    return runs
 
 
 def update_run(ws: Workspace, run_id: int, **values) -> None:
@@ -249,7 +283,7 @@ def process_alive(run: Run) -> bool:
 
 def refresh_status(ws: Workspace, run: Run) -> Run:
     """A queued or running run whose process is gone is marked failed, with the last log lines."""
-    if not run.active:
+    if not run.active or run.waiting:
         return run
     if run.host and run.host != socket.gethostname():
         if run.heartbeat_at and time.time() - _parse_time(run.heartbeat_at) < REMOTE_HEARTBEAT_TIMEOUT_S:
@@ -281,6 +315,13 @@ def get_run_status(ws: Workspace, run_id: int | str) -> Run:
 
 def start_job_process(ws: Workspace, run: Run, *, resume: bool = False) -> Run:
     """Start ``python -m training run`` for a registered run in its own process; returns at once."""
+    with ws.transaction() as db:
+        _spawn(db, ws, run, resume=resume)
+    return get_run(ws, run.id)
+
+
+def _spawn(db, ws: Workspace, run: Run, *, resume: bool) -> None:
+    """The job process of ``run``, recorded on its row within the caller's transaction."""
     cmd = [sys.executable, "-m", "training", "run", str(run.config_path), "--workspace", str(ws.root),
            "--run-id", str(run.id)]
     if resume:
@@ -293,17 +334,58 @@ def start_job_process(ws: Workspace, run: Run, *, resume: bool = False) -> Run:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
     _processes[run.id] = proc
-    with ws.transaction() as db:
-        # queued once a process exists; a job that already reported "running" keeps its status
-        db.execute("update runs set pid=?, pid_started=?, host=?, heartbeat_at=?,"
-                   " status=case when status='created' then 'queued' else status end where id=?",
-                   (proc.pid, _process_start_time(proc.pid), socket.gethostname(), _now(), run.id))
-    return get_run(ws, run.id)
+    # queued once a process exists; a job that already reported "running" keeps its status
+    db.execute("update runs set pid=?, pid_started=?, host=?, heartbeat_at=?,"
+               " status=case when status in ('created', 'queued') then 'queued' else status end where id=?",
+               (proc.pid, _process_start_time(proc.pid), socket.gethostname(), _now(), run.id))
 
 
 def launch_run(ws: Workspace, config: RunConfig, *, name: str | None = None) -> Run:
-    """Register a run and start its job process (the Launch button)."""
-    return start_job_process(ws, create_run(ws, config, name=name))
+    """Register a run and start its job process (the Launch button); while another run trains, the new one
+    is queued and starts when the runs before it have ended."""
+    return start_or_queue(ws, create_run(ws, config, name=name))
+
+
+def training_run(ws: Workspace) -> Run | None:
+    """The run whose job process holds this machine's cores now (running, or started and not yet reporting)."""
+    for row in ws.db.execute("select * from runs where status in ('queued', 'running') and pid is not null"
+                             " order by id").fetchall():
+        run = refresh_status(ws, Run.from_row(row))
+        if run.active and (run.host in (None, socket.gethostname())):
+            return run
+    return None
+
+
+def start_or_queue(ws: Workspace, run: Run) -> Run:
+    """Start the run's job now when no other run trains here, else queue it (status queued, no process)."""
+    update_run(ws, run.id, status="queued", queued_at=_now_precise(), pid=None, pid_started=None)
+    start_next_queued(ws)
+    return get_run(ws, run.id)
+
+
+def start_next_queued(ws: Workspace) -> Run | None:
+    """Start the first queued run when no run trains on this machine; returns it (None when nothing started).
+
+    Called by a job as it ends and whenever the runs are listed, so the queue moves on after a crash or a
+    server restart too. The check and the start are one transaction, so two callers never start two runs.
+    A run with a checkpoint resumes from it (a resumed run that waited in line)."""
+    if training_run(ws) is not None:
+        return None
+    with ws.transaction() as db:
+        busy = db.execute("select 1 from runs where status in ('queued', 'running') and pid is not null"
+                          " and (host is null or host=?)", (socket.gethostname(),)).fetchone()
+        first = None if busy else db.execute("select * from runs where status='queued' and pid is null"
+                                             " order by queued_at, id limit 1").fetchone()
+        if first is None:
+            return None
+        run = Run.from_row(first)
+        _spawn(db, ws, run, resume=last_checkpoint(run) is not None)
+    return get_run(ws, run.id)
+
+
+def _now_precise() -> str:
+    """A UTC timestamp with microseconds: the queue's order when runs join it in the same second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
 
 
 def request_stop(ws: Workspace, run_id: int | str) -> Run:
@@ -311,6 +393,10 @@ def request_stop(ws: Workspace, run_id: int | str) -> Run:
     run = get_run_status(ws, run_id)
     if not run.active:
         raise TuneloopError(f"run {run.label} is {run.status}, not running; there is nothing to stop")
+    if run.waiting:
+        # nothing has trained yet: it leaves the queue, and Resume puts it back in line
+        update_run(ws, run.id, status="stopped", queued_at=None, finished_at=_now())
+        return get_run(ws, run.id)
     (run.run_dir / STOP_FILE).write_text(_now())
     update_run(ws, run.id, stop_requested=1)
     return get_run(ws, run.id)
@@ -333,7 +419,7 @@ def resume_run(ws: Workspace, run_id: int | str) -> Run:
     (run.run_dir / STOP_FILE).unlink(missing_ok=True)
     # created until its process exists (start_job_process queues it), so that a poll in between sees no failure
     update_run(ws, run.id, status="created", stop_requested=0, error=None, finished_at=None)
-    return start_job_process(ws, get_run(ws, run.id), resume=True)
+    return start_or_queue(ws, get_run(ws, run.id))
 
 
 def wait_for_run(ws: Workspace, run_id: int | str, *, timeout: float = 600, poll: float = 0.5) -> Run:

@@ -24,12 +24,29 @@ def progress_of(run: Run, rows: list[dict] | None = None) -> dict[str, Any]:
     base = next((r["eval_loss"] for r in rows if r.get("event") == "base_eval"), None)
     rouge = next((r for r in rows if r.get("event") == "rouge"), {})
     last = train[-1] if train else {}
-    return {"step": last.get("step", 0), "max_steps": last.get("max_steps") or run.metrics.get("max_steps")
+    phase = next((r for r in reversed(rows) if r.get("event") == "phase"), {})
+    return {"phase": phase.get("phase"), "phase_done": phase.get("done"), "phase_total": phase.get("total"),
+            "step": last.get("step", 0), "max_steps": last.get("max_steps") or run.metrics.get("max_steps")
             or run.config.max_steps, "loss": last.get("loss"), "eval_loss": evals[-1]["eval_loss"] if evals else None,
             "base_eval_loss": base, "tokens_per_s": last.get("tokens_per_s"), "eta_s": last.get("eta_s"),
             "peak_rss_mb": max((r.get("peak_rss_mb") or 0 for r in rows), default=None) or None,
             "peak_gpu_mb": last.get("peak_gpu_mb"), "rouge_l_base": rouge.get("rouge_l_base"),
             "rouge_l_tuned": rouge.get("rouge_l_tuned"), "rouge_example": run.metrics.get("rouge_example")}
+
+
+def phase_text(run: Run, p: dict[str, Any] | None = None) -> str:
+    """What an active run is doing now, with the phase's own progress: "training: step 6/24 · ETA 2m 10s",
+    "ROUGE-L answers 12/24", "loading the model"; a queued run's place in line; empty once it ended."""
+    if run.waiting:
+        return f"{run.status_text}: it starts when the runs before it have ended"
+    if not run.active:
+        return ""
+    p = progress_of(run) if p is None else p
+    if p["phase"] is None:
+        return "starting the job"
+    if p["phase"] == "training":
+        return f"training: step {p['step']}/{p['max_steps'] or '?'} · ETA {describe_eta(p['eta_s'])}"
+    return p["phase"] + (f" {p['phase_done']}/{p['phase_total']}" if p["phase_total"] else "")
 
 
 def runs_table(runs: list[Run]) -> list[list]:
@@ -40,7 +57,7 @@ def runs_table(runs: list[Run]) -> list[list]:
                      else _fmt(p["eval_loss"]))
         rouge_text = (f"{_fmt(p['rouge_l_base'], 3)} → {_fmt(p['rouge_l_tuned'], 3)}"
                       if p["rouge_l_tuned"] is not None else "")
-        out.append([run.id, run.name, run.status, f"{p['step']}/{p['max_steps']}", _fmt(p["loss"]), eval_text,
+        out.append([run.id, run.name, run.status_text, f"{p['step']}/{p['max_steps']}", _fmt(p["loss"]), eval_text,
                     rouge_text, _fmt(p["tokens_per_s"], 0), _fmt(p["peak_rss_mb"], 0), run.dataset,
                     run.base_model, run.created_at.replace("T", " ").rstrip("Z")])
     return out

@@ -116,3 +116,9 @@ def m003_serving(db):
             started_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
             stopped_at text
         )""")
+
+
+@migration
+def m004_run_queue(db):
+    # A run launched while another trains waits in line (status queued, no pid); this is its place in line.
+    db.execute("alter table runs add column queued_at text")

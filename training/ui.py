@@ -25,7 +25,8 @@ from curation.splits.build import split_records
 from training import registry as R
 from training import serve_ui
 from training.config import PRESETS, RunConfig, preset_config
-from training.run_views import RUN_HEADERS, config_diff, describe_eta, loss_curves, progress_of, runs_table
+from training.run_views import (RUN_HEADERS, config_diff, describe_eta, loss_curves, phase_text, progress_of,
+                                runs_table)
 from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, load_preview_tokenizer,
                                        preview_record, token_length_stats)
 from ui.forms import form_values, options_form, options_from_form
@@ -34,6 +35,7 @@ from ui.kit import bind, default_run, error_markdown, picker_updates, run_choice
 FORM_SKIP = ("base_model", "datasets", "output_dir")  # the split and base model pickers; the registry's run folder
 FORM_ROW = 4
 POLL_SECONDS = 2.0
+LOG_TAIL_LINES = 20
 INTRO = """### Fine-tune a model on a frozen split
 Pick a split version, a base model and a preset, check the plan with **Preflight**, then **Launch**. The run
 trains in its own process: you can reload this page or restart the app and it keeps going. **Stop** saves a
@@ -53,11 +55,14 @@ def status_html(run: R.Run | None) -> str:
     memory = f"{p['peak_rss_mb']:,.0f} MB RAM" if p["peak_rss_mb"] else "—"
     if p["peak_gpu_mb"]:
         memory += f", {p['peak_gpu_mb']:,.0f} MB GPU"
-    parts = [f"<b>{html.escape(run.label)}</b> · <span class='train-status'>{run.status}</span>",
+    parts = [f"<b>{html.escape(run.label)}</b> · <span class='train-status'>{html.escape(run.status_text)}</span>",
              f"step {step}/{max_steps or '?'}", f"ETA {describe_eta(p['eta_s']) if run.active else '—'}",
              f"{p['tokens_per_s'] or 0:,.0f} tokens/s", f"peak {memory}"]
     body = [f"<progress value='{step}' max='{max_steps or 1}' style='width:100%'></progress>",
             "<div>" + " · ".join(parts) + "</div>"]
+    now = phase_text(run, p)
+    if now:
+        body.append(f"<div class='train-phase'><b>now</b>: {html.escape(now)}</div>")
     if p["base_eval_loss"] is not None and p["eval_loss"] is not None:
         body.append(f"<div>eval loss: base model {p['base_eval_loss']:.4f} → tuned {p['eval_loss']:.4f}</div>")
     if p["rouge_l_tuned"] is not None:
@@ -77,6 +82,10 @@ def status_html(run: R.Run | None) -> str:
         body.append(f"<pre class='train-error'>{html.escape(run.error)}</pre>")
     if run.artefacts.get("adapter"):
         body.append(f"<div>adapter: <code>{html.escape(run.artefacts['adapter'])}</code></div>")
+    tail = R.log_tail(run, LOG_TAIL_LINES)
+    if tail:
+        body.append(f"<details{' open' if run.active else ''}><summary>log (last {LOG_TAIL_LINES} lines of "
+                    f"train.log)</summary><pre class='train-log'>{html.escape(tail)}</pre></details>")
     return f"<div id='train-status-box' data-status='{run.status}' data-step='{step}'>" + "".join(body) + "</div>"
 
 
@@ -254,8 +263,12 @@ def launch(ws, w: TrainWidgets, data: dict) -> dict:
         run = R.launch_run(ws, config_of(w, data), name=data[w.run_name] or None)
     except TuneloopError as exc:
         return {w.message: error_markdown(exc)}
-    return {w.message: f"Launched **{html.escape(run.label)}**; it loads the model, then the curve starts moving.",
-            **run_pickers(ws, w, data, pick=str(run.id))}
+    if run.waiting:
+        message = (f"Queued **{html.escape(run.label)}** ({run.status_text}): another run is training; it starts "
+                   f"when the runs before it have ended.")
+    else:
+        message = f"Launched **{html.escape(run.label)}**; it loads the model, then the curve starts moving."
+    return {w.message: message, w.run_name: "", **run_pickers(ws, w, data, pick=str(run.id))}
 
 
 # -- handlers: runs -------------------------------------------------------------------------------
@@ -398,7 +411,7 @@ def build_train_tab(ws) -> TrainWidgets:
     # mounts would overwrite what the user has typed into it since.
     on(w.preset.input, apply_preset, {w.preset}, list(w.form.values()))
     on(w.preflight_btn.click, run_preflight, w.config, [w.message, w.preflight_md, w.example])
-    on(w.launch_btn.click, launch, {*w.config, w.run_name, *w.run_pickers}, [w.message, *w.run_pickers])
+    on(w.launch_btn.click, launch, {*w.config, w.run_name, *w.run_pickers}, [w.message, w.run_name, *w.run_pickers])
     on(w.stop_btn.click, stop, set(w.run_pickers), [w.message, *w.run_pickers])
     on(w.resume_btn.click, resume, set(w.run_pickers), [w.message, *w.run_pickers])
     for event in (w.timer.tick, w.selected.change):

@@ -180,7 +180,7 @@ def run_choices(ws, *, with_adapter: bool = False) -> list[tuple[str, str]]:
     """(label, value) pairs for a run dropdown, newest first; ``with_adapter`` keeps the runs that have
     written an adapter (what generation and export need)."""
     from training.registry import list_runs
-    return [(f"{r.label} · {r.status}", str(r.id)) for r in list_runs(ws)
+    return [(f"{r.label} · {r.status_text}", str(r.id)) for r in list_runs(ws)
             if not with_adapter or (r.adapter_dir / "adapter_config.json").is_file()]
 
 
