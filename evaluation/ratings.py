@@ -441,11 +441,40 @@ def sequential_test(wins_in_order: Iterable[bool], *, alpha: float = 0.05) -> di
     """
     from scipy.special import betaln
     wins = losses = 0
-    decided_at, log_ratio = None, 0.0
+    decided_at, better, log_ratio = None, None, 0.0
     for n, won in enumerate(wins_in_order, start=1):
         wins, losses = wins + bool(won), losses + (not won)
         log_ratio = float(betaln(wins + 1, losses + 1) + (wins + losses) * math.log(2))
         if decided_at is None and log_ratio >= math.log(1 / alpha):
-            decided_at = n
+            decided_at, better = n, wins > losses
     return {"wins": wins, "losses": losses, "likelihood_ratio": math.exp(log_ratio), "threshold": 1 / alpha,
-            "alpha": alpha, "decided": decided_at is not None, "decided_at": decided_at}
+            "alpha": alpha, "decided": decided_at is not None, "decided_at": decided_at, "better": better}
+
+
+def decision_lines(need: dict, sequential: dict, low: float | None, high: float | None, *,
+                   subject: str = "the fine-tuned model") -> list[str]:
+    """How many votes would settle it and whether the sequential test has decided, as sentences (the tab, the CLI
+    and the report print the same ones). ``need`` is ``votes_to_decide``'s answer, ``sequential``
+    ``sequential_test``'s, ``low``/``high`` the Wilson interval of the same decisive votes."""
+    if not need["decisive"]:
+        plan = ", ".join(f"{rate:.0%}: {votes_needed_at(rate)}" for rate in (0.6, 0.65, 0.7))
+        lines = [f"votes needed: before any decisive vote, for an 80% chance that the Wilson interval excludes 50%, "
+                 f"{subject} needs about this many decisive votes at a true win rate of {plan}"]
+    elif low is not None and (low > 0.5 or high < 0.5):
+        lines = ["votes needed: none; the Wilson interval already excludes 50%"]
+    elif need["if_rate_holds"] is None:
+        lines = ["votes needed: the win rate is exactly 50%, so no number of votes at this rate excludes 50%"]
+    else:
+        lines = [f"votes needed: about {need['if_rate_holds']} more decisive votes would make the Wilson interval "
+                 f"exclude 50% if the win rate stays at {need['win_rate']:.3f}, {need['for_power']} more for an "
+                 f"80% chance of it (assuming the true rate is the one seen so far)"]
+    test = (f"sequential test (mSPRT: at most a {sequential['alpha']:.0%} chance of deciding when there is no "
+            f"difference, however often you look)")
+    if sequential["decided"]:
+        lines.append(f"{test}: decided at decisive vote {sequential['decided_at']}, {subject} "
+                     f"{'better' if sequential['better'] else 'worse'}; you can stop rating (likelihood ratio now "
+                     f"{sequential['likelihood_ratio']:.1f}, threshold {sequential['threshold']:g})")
+    else:
+        lines.append(f"{test}: not decided yet (likelihood ratio {sequential['likelihood_ratio']:.1f} of the "
+                     f"{sequential['threshold']:g} it needs)")
+    return lines

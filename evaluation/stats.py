@@ -14,6 +14,10 @@ optional ``label`` — so votes gathered anywhere can be analysed (``python -m e
   predict), so this is where an unlucky or broken draw shows.
 - Agreement: Krippendorff's alpha (nominal) over prompts judged by at least two raters.
 - The same figures per rater and per label.
+- Every figure counts one vote per rater and prompt (their last; ``duplicates_dropped`` says how many earlier
+  ones were left out), and an interval from fewer than 10 prompts carries ``rough_note``.
+- How many votes are enough: how many more decisive votes would make the Wilson interval exclude 50% at
+  the current rate, and a sequential test that says when the evaluation can stop (``evaluation.ratings``).
 
 Example::
 
@@ -189,9 +193,20 @@ def krippendorff_alpha(votes: list[Vote]) -> tuple[float | None, int]:
     return (None if alpha is None or math.isnan(alpha) else alpha), len(units)
 
 
+def count_once(votes: list[Vote]) -> tuple[list[Vote], int]:
+    """Each rater's last vote per prompt (votes in the order they were cast), and how many earlier ones were dropped."""
+    last = {(v.rater, v.prompt_id): i for i, v in enumerate(votes)}
+    keep = sorted(last.values())
+    return [votes[i] for i in keep], len(votes) - len(keep)
+
+
 def summarize(votes: list[Vote], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:
-    """Every figure of the Results tab and ``stats --json`` as one plain dict."""
+    """Every figure of the Results tab and ``stats --json`` as one plain dict, from the votes in the order they
+    were cast (each rater's last vote per prompt counted)."""
+    from evaluation.ratings import rough_note, sequential_test, votes_to_decide
+    votes, dropped = count_once(votes)
     summary = win_rate_figures(votes)
+    summary["duplicates_dropped"] = dropped
     summary.update(ties_half_figures(votes, resamples=resamples, seed=seed))
     alpha, items = krippendorff_alpha(votes)
     summary["krippendorff_alpha"] = alpha
@@ -201,6 +216,10 @@ def summarize(votes: list[Vote], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: 
     summary["per_rater"] = [{"rater": r, **win_rate_figures(vs)} for r, vs in _group(votes, lambda v: v.rater)]
     summary["by_label"] = [{"label": lab, **win_rate_figures(vs)}
                            for lab, vs in _group(votes, lambda v: v.label or "(no label)")]
+    summary["rough_note"] = rough_note(summary["prompts"])
+    summary["votes_to_decide"] = votes_to_decide(summary["wins"], summary["decisive"])
+    summary["sequential"] = sequential_test(v.verdict == "finetuned" for v in votes
+                                            if v.verdict in ("finetuned", "base"))
     return summary
 
 
@@ -221,6 +240,17 @@ def _p(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.3f}" if x >= 0.001 else f"{x:.1e}")
 
 
+def notes_lines(s: dict[str, Any]) -> list[str]:
+    """What a reader must know beside the figures: the rough-interval caveat, duplicates dropped, how many votes
+    would settle it and the sequential test's decision (one line each, shared by the CLI, the report and the tab)."""
+    from evaluation.ratings import decision_lines
+    lines = [f"⚠️ {s['rough_note']}"] if s.get("rough_note") else []
+    if s.get("duplicates_dropped"):
+        lines.append(f"{s['duplicates_dropped']} repeated vote(s) by a rater on the same prompt were counted once "
+                     f"(their last vote), in the win rate and in alpha alike")
+    return lines + decision_lines(s["votes_to_decide"], s["sequential"], s.get("wilson_low"), s.get("wilson_high"))
+
+
 def format_summary(s: dict[str, Any], label_field: str | None = None) -> str:
     """The figures as a short plain-text report; the per-label part is titled by ``label_field`` (the meta field
     the labels came from, e.g. Dolly's ``category``)."""
@@ -236,6 +266,7 @@ def format_summary(s: dict[str, Any], label_field: str | None = None) -> str:
         f"({_pct(s['finetuned_left_share'])}), side balance test p = {_p(s['side_balance_p'])}",
         f"agreement (Krippendorff's alpha, nominal, {s['agreement_items']} prompts with ≥ 2 raters): "
         f"{_pct(s['krippendorff_alpha'])}",
+        *notes_lines(s),
     ]
     for title, key, rows in (("per rater", "rater", s["per_rater"]),
                              (f"by {label_field or 'label'}", "label", s["by_label"])):

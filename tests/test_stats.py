@@ -116,3 +116,37 @@ def test_stats_cli_prints_json_with_the_documented_keys(tmp_path):
     text = subprocess.run([sys.executable, "-m", "evaluation", "stats", str(path)], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout
     assert "sign test p = 0.099" in text
+
+
+def test_a_rater_voting_twice_on_a_prompt_counts_once_in_win_rate_and_alpha():
+    # ana votes twice on p0 (base, then fine-tuned: her last word), bob once; p1 both once.
+    votes = [Vote("p0", "ana", "base", "A"), Vote("p0", "bob", "finetuned", "B"), Vote("p0", "ana", "finetuned", "B"),
+             Vote("p1", "ana", "base", "A"), Vote("p1", "bob", "base", "B"), Vote("p2", "bob", "finetuned", "A")]
+    s = summarize(votes)
+    assert (s["votes"], s["wins"], s["losses"], s["duplicates_dropped"]) == (5, 3, 2, 1)
+    assert [(r["rater"], r["votes"]) for r in s["per_rater"]] == [("ana", 2), ("bob", 3)]
+    # alpha over the same counted votes: p0 F F, p1 B B → perfect agreement
+    assert s["krippendorff_alpha"] == pytest.approx(1.0) and s["agreement_items"] == 2
+    assert "1 repeated vote(s) by a rater on the same prompt were counted once" in format_summary(s)
+
+
+def test_an_interval_from_fewer_than_ten_prompts_says_it_is_rough(tmp_path):
+    few = [r for r in known_votes() if int(r["prompt_id"][1:]) < 9]
+    path = tmp_path / "votes.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in few))
+    text = subprocess.run([sys.executable, "-m", "evaluation", "stats", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
+    assert "⚠️ only 9 prompts: this interval is rough" in text
+    assert summarize(as_votes(known_votes()))["rough_note"] is None
+
+
+def test_the_summary_says_how_many_votes_would_settle_it_and_whether_to_stop():
+    # 20 of 30 decisive: |0.667 - 0.5| > 1.96·sqrt(0.25/n) from n = 35 → 5 more if the rate holds.
+    s = summarize(as_votes(known_votes()))
+    assert s["votes_to_decide"]["if_rate_holds"] == 5
+    # the 20 fine-tuned wins come first: 2^8 / 9 = 28.4 ≥ 20 at the 8th decisive vote
+    assert s["sequential"]["decided_at"] == 8 and s["sequential"]["better"] is True
+    text = format_summary(s)
+    assert "votes needed: about 5 more decisive votes" in text and "decided at decisive vote 8" in text
+    plan = format_summary(summarize([Vote("p0", "ana", "tie", "A")]))
+    assert "before any decisive vote" in plan and "60%: 194" in plan
