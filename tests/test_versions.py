@@ -184,3 +184,35 @@ def test_chat_steps_refuse_a_preference_version_instead_of_dropping_its_answers(
             step()
     assert len(V.list_versions(ws)) == 2
     assert V.chat_records(ws, sft.name, step="dedup")[0].answer == "Open Settings."
+
+
+def _varied_records(n=137):
+    words = ["Refund", "réfund", "ORD-1042", 'say "hi"', "a*b", "50% off", "ÉCOLE", "x", "ab", "straße", "中文字"]
+    out = []
+    for i in range(n):
+        pick = [words[(i * k) % len(words)] for k in (1, 3, 7)]
+        msgs = [{"role": "user", "content": f"ticket {i}: {pick[0]} and {pick[1]}"},
+                {"role": "assistant", "content": f"answer {i % 13} {pick[2]}"}]
+        meta = {"source": ["mail", "chat"][i % 2], "label": ["refund", "billing", ""][i % 3], "n": i}
+        out.append(Record(id=f"rec-{i:03d}", messages=msgs, meta=meta))
+    return out
+
+
+def test_index_pages_and_searches_exactly_as_a_full_scan(ws):
+    from curation.data.index import record_index, snapshot_page
+
+    v = V.create_version(ws, _varied_records(), parent=None, step="import")
+    records = V.load_records(ws, v.id)
+    assert [r.id for r in snapshot_page(ws, v.id, 120, 20)] == [r.id for r in records[120:140]]
+    index = record_index(ws, v.id)
+    assert index.count == len(records)
+    assert [r.to_dict() for r in index.page(40, 25)] == [r.to_dict() for r in records[40:65]]
+    queries = ["refund", "REFUND", "réfund ord-", 'say "hi"', "a*b", "50%", "école", "x", "ab ticket", "11",
+               "straße", "中文", "rec-01", '"source":"chat"', "ticket 1", "nothing-like-this", "", "fund answer 3"]
+    for q in queries:
+        full = V.search_records(records, q)
+        for start in (0, 20, 40):
+            total, page = index.search(q, start=start, limit=20)
+            assert total == len(full), q
+            assert [r.id for r in page] == [r.id for r in full[start:start + 20]], (q, start)
+    assert index.record("rec-007").to_dict() == records[7].to_dict() and index.record("nope") is None

@@ -33,6 +33,7 @@ from typing import Any
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data import versions as V
+from curation.data.index import built_index
 from curation.data.records import Record
 
 FIELD_KINDS = ("single", "multi", "tags")
@@ -248,6 +249,9 @@ def label_field(ws: Workspace, version: int | str) -> str | None:
     chosen = chosen_label_field(ws, version)
     if chosen:
         return chosen
+    index = built_index(ws, version)
+    if index is not None:
+        return DEFAULT_LABEL_FIELD if index.has_value(DEFAULT_LABEL_FIELD) else None
     records = V.load_records(ws, version)
     return DEFAULT_LABEL_FIELD if any(r.meta.get(DEFAULT_LABEL_FIELD) not in (None, "") for r in records) else None
 

@@ -16,6 +16,7 @@ from core.workspace import export_folder
 from curation.data import versions as V
 from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map, read_records
+from curation.data.index import built_index, record_index, snapshot_page
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.review.labels import label_field
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows
@@ -237,24 +238,35 @@ def roll_back(ws, w: DataWidgets, data: dict) -> dict:
     return {w.rollback_status: f"✅ **{v.name}** is now the current version.", **after_change(ws, w)}
 
 
-def browse(ws, w: DataWidgets, data: dict) -> dict:
-    """One page of the chosen version's records that match the search, and what is shown."""
+def browse(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
+    """One page of the chosen version's records that match the search, and what is shown. It reads the version's
+    index (``curation.data.index``), built with a progress bar the first time a version is browsed."""
     version, query = data[w.browse_pick], data[w.search] or ""
     if not version:
         return {w.browse_info: "_No dataset yet._", w.records_df: []}
     try:
-        found = V.search_records(V.load_records(ws, version), query)
+        wanted = max(1, int(data[w.page_no] or 1))
+        if not query.strip() and built_index(ws, version) is None:
+            # a plain page needs no index: the snapshot's row groups that hold it are read, and nothing is built
+            total = V.get_version(ws, version).num_records
+            pages = max(1, -(-total // PAGE_SIZE))
+            page_no = min(wanted, pages)
+            shown = snapshot_page(ws, version, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)
+        else:
+            index = record_index(ws, version, progress=lambda f, text: progress(f, desc=text))
+            total, shown = index.search(query, start=(wanted - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+            pages = max(1, -(-total // PAGE_SIZE))
+            page_no = min(wanted, pages)
+            if page_no != wanted:
+                total, shown = index.search(query, start=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     except Exception as exc:
         return {w.browse_info: error_markdown(exc), w.records_df: []}
-    pages = max(1, -(-len(found) // PAGE_SIZE))
-    page_no = min(max(1, int(data[w.page_no] or 1)), pages)
-    start = (page_no - 1) * PAGE_SIZE
-    info = f"{len(found):,} records" + (f" match “{query}”" if query else "") + f" · page {page_no} of {pages}"
+    info = f"{total:,} records" + (f" match “{query}”" if query else "") + f" · page {page_no} of {pages}"
     skipped = skipped_records(ws, version)
     if skipped:
         info += (f"\n\n**{len(skipped):,} bad records were skipped at import:**"
                  + "".join(f"\n- {line}" for line in skipped_lines(skipped, 20)))
-    return {w.browse_info: info, w.records_df: record_rows(found[start:start + PAGE_SIZE], label_field(ws, version)),
+    return {w.browse_info: info, w.records_df: record_rows(shown, label_field(ws, version)),
             w.page_no: gr.update(value=page_no, maximum=pages)}
 
 
@@ -262,7 +274,7 @@ def show_record(ws, w: DataWidgets, data: dict, evt: gr.SelectData) -> dict:
     """The clicked record's whole conversation, its id and meta."""
     version = data[w.browse_pick]
     rid = evt.row_value[0] if evt.row_value else None
-    rec = next((r for r in V.load_records(ws, version) if r.id == rid), None) if version and rid else None
+    rec = record_index(ws, version).record(rid) if version and rid else None
     if rec is None:
         return {w.convo: [], w.meta_json: None}
     return {w.convo: chat_messages(rec), w.meta_json: {"id": rec.id, **rec.meta}}

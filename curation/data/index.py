@@ -1,0 +1,299 @@
+"""A version's record index: what browsing, searching, filtering and the review queue read, so that their cost
+grows with the page asked for, not with the version.
+
+The Parquet snapshot stays the version's record of truth. Its index is a SQLite file beside the workspace's
+database, ``index/<snapshot name>.sqlite``, built from the snapshot once (on first use, a batch at a time) and
+never changed after, as the version never changes; versions with the same records share one, since the snapshot
+is named by its content hash. It is a cache: deleting it costs one rebuild. It lives in its own file rather than
+in the workspace database so that building a million records' index never holds the database's write lock, and
+so that it goes with its snapshot.
+
+It holds two tables:
+
+- ``records``: each record's position in the version (its row), id, the record as JSON, and the meta values the
+  review queue filters on (source, flagged, needs an answer, approved in an earlier review);
+- ``hay``: an FTS5 table with the trigram tokenizer over the text a search looks at (id, every message, meta as
+  JSON; lower-cased as ``versions.search_records`` does), so that any word of three or more characters is found
+  as a substring through the index. Shorter words are checked on the records the longer ones found (or, for a
+  search of short words only, on every record).
+
+A search therefore finds exactly what the full scan ``versions.search_records`` finds, in the same order.
+
+Example::
+
+    index = record_index(ws, "v3")
+    index.count; index.page(0, 20); total, rows = index.search("refund ORD-", start=0, limit=20)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from core.errors import TuneloopError
+from core.workspace import Workspace, temp_path
+from curation.data import versions as V
+from curation.data.records import Record, canonical_json
+
+INDEX_FOLDER = "index"
+BUILD_BATCH = 5_000
+SHORTEST_INDEXED = 3          # the trigram tokenizer finds substrings of three characters or more
+
+_open: dict[Path, "RecordIndex"] = {}
+_open_lock = threading.Lock()
+_build_locks: dict[Path, threading.Lock] = {}
+
+
+def record_index(ws: Workspace, version: int | str, progress: Callable[[float, str], None] | None = None
+                 ) -> "RecordIndex":
+    """The index of ``version``, built first when it has none (``progress(fraction, text)`` hears how far)."""
+    v = V.get_version(ws, version)
+    path = index_path(ws, v)
+    with _open_lock:
+        found = _open.get(path)
+        lock = _build_locks.setdefault(path, threading.Lock())
+    if found is not None and path.exists():
+        return found
+    with lock:
+        if not path.exists():
+            build_index(ws, v, path, progress)
+        with _open_lock:
+            index = _open.get(path)
+            if index is None:
+                index = _open[path] = RecordIndex(path)
+    return index
+
+
+def built_index(ws: Workspace, version: int | str) -> "RecordIndex | None":
+    """The index of ``version`` when it has been built, else None (nothing is built)."""
+    v = V.get_version(ws, version)
+    return record_index(ws, v.id) if index_path(ws, v).exists() else None
+
+
+def index_path(ws: Workspace, version: V.Version) -> Path:
+    return ws.path(INDEX_FOLDER) / (Path(version.path).stem + ".sqlite")
+
+
+def snapshot_page(ws: Workspace, version: int | str, start: int, limit: int) -> list[Record]:
+    """The records at positions start … start+limit-1 read straight from the snapshot, only the row groups that
+    hold them: a version's first page before its index is built."""
+    import pyarrow.parquet as pq
+    v = V.get_version(ws, version)
+    path = ws.path(v.path)
+    if not path.exists():
+        raise TuneloopError(f"the snapshot of {v.name} ({v.path}) is missing from the workspace folder")
+    snapshot = pq.ParquetFile(path)
+    out: list[Record] = []
+    first = 0
+    for group in range(snapshot.num_row_groups):
+        rows = snapshot.metadata.row_group(group).num_rows
+        if first + rows > start and len(out) < limit:
+            batch = snapshot.read_row_group(group)
+            skip = max(0, start - first)
+            part = batch.slice(skip, limit - len(out))
+            out += [_record(raw) for _, raw in _rows_of(part)]
+        first += rows
+    return out
+
+
+def haystack(record: Record) -> str:
+    """The text a search looks at in a record, lower-cased: its id, every message and its meta."""
+    return (record.id + "\n" + record.text() + "\n" + canonical_json(record.meta)).lower()
+
+
+def search_words(query: str) -> list[str]:
+    """The words of a search, lower-cased; a record matches when its haystack contains every one."""
+    return [w.lower() for w in (query or "").split()]
+
+
+def _snapshot_rows(ws: Workspace, version: V.Version) -> Iterator[list[tuple[str, str]]]:
+    """The snapshot's records a batch at a time, each as (id, the record as JSON)."""
+    import pyarrow.parquet as pq
+    path = ws.path(version.path)
+    if not path.exists():
+        raise TuneloopError(f"the snapshot of {version.name} ({version.path}) is missing from the workspace folder")
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BUILD_BATCH):
+        yield _rows_of(batch)
+
+
+def _rows_of(batch) -> list[tuple[str, str]]:
+    """An Arrow batch of a snapshot as (id, the record as JSON) rows."""
+    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    ids = columns.pop("id")
+    rows = []
+    for i, rid in enumerate(ids):
+        # every column but the id holds canonical JSON text; a plain value (a flag) is written as JSON here
+        body = "".join(f",{json.dumps(name)}:{value if isinstance(value, str) else json.dumps(value)}"
+                       for name, values in columns.items() for value in (values[i],))
+        rows.append((rid, f'{{"id":{json.dumps(rid)}{body}}}'))
+    return rows
+
+
+def build_index(ws: Workspace, version: V.Version, path: Path,
+                progress: Callable[[float, str], None] | None = None) -> None:
+    """Write the index of ``version`` to ``path`` (a temp file renamed into place when complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path, tag=f"{threading.get_ident()}")
+    tmp.unlink(missing_ok=True)
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        db.execute("pragma journal_mode=off")
+        db.execute("pragma synchronous=off")
+        db.execute("create table records (position integer primary key, id text not null, record text not null,"
+                   " source text not null, flagged integer not null, needs_answer integer not null,"
+                   " approved integer not null)")
+        db.execute("create virtual table hay using fts5(text, detail='full',"
+                   " tokenize='trigram case_sensitive 1')")
+        db.execute("begin")
+        position = 0
+        for rows in _snapshot_rows(ws, version):
+            table, text = [], []
+            for rid, raw in rows:
+                record = Record.from_dict(json.loads(raw))
+                meta = record.meta
+                table.append((position, rid, raw, str(meta.get("source", "")), int(bool(meta.get("flags"))),
+                              int(bool(meta.get("needs_answer"))),
+                              int((meta.get("review") or {}).get("status") == "approved")))
+                text.append((position, haystack(record)))
+                position += 1
+            db.executemany("insert into records values (?,?,?,?,?,?,?)", table)
+            db.executemany("insert into hay (rowid, text) values (?,?)", text)
+            if progress and version.num_records:
+                progress(position / version.num_records, f"indexing {version.name}: {position:,} records")
+        db.execute("create unique index records_id on records (id)")
+        db.execute("commit")
+        db.execute("insert into hay (hay) values ('optimize')")
+    except BaseException:
+        db.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    db.close()
+    os.replace(tmp, path)
+
+
+class RecordIndex:
+    """An open index file (read only). Connections are per thread; every method is a handful of queries."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        self.count = self.db.execute("select count(*) from records").fetchone()[0]
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                                      check_same_thread=False)
+        return conn
+
+    # -- records -------------------------------------------------------------------------------------
+    def page(self, start: int, limit: int) -> list[Record]:
+        """The records at positions start … start+limit-1."""
+        return [_record(raw) for (raw,) in self.db.execute(
+            "select record from records where position >= ? order by position limit ?", (start, limit))]
+
+    def at(self, positions: Iterable[int]) -> list[Record]:
+        """The records at these positions, in the order given."""
+        wanted = list(positions)
+        found: dict[int, Record] = {}
+        for chunk in _chunks(wanted):
+            found.update((p, _record(raw)) for p, raw in self.db.execute(
+                f"select position, record from records where position in ({','.join('?' * len(chunk))})", chunk))
+        return [found[p] for p in wanted]
+
+    def record(self, record_id: str) -> Record | None:
+        row = self.db.execute("select record from records where id = ?", (record_id,)).fetchone()
+        return _record(row[0]) if row else None
+
+    def position(self, record_id: str) -> int | None:
+        row = self.db.execute("select position from records where id = ?", (record_id,)).fetchone()
+        return row[0] if row else None
+
+    def positions(self, record_ids: Iterable[str]) -> dict[str, int]:
+        """{id: position} for the ids the version holds (the others are left out)."""
+        out: dict[str, int] = {}
+        for chunk in _chunks(list(record_ids)):
+            out.update(self.db.execute(
+                f"select id, position from records where id in ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def id_at(self, position: int) -> str:
+        return self.db.execute("select id from records where position = ?", (position,)).fetchone()[0]
+
+    def ids_at(self, positions: Iterable[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for chunk in _chunks(list(positions)):
+            out.update(self.db.execute(
+                f"select position, id from records where position in ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    # -- filters -------------------------------------------------------------------------------------
+    def where(self, column: str, value: object) -> list[int]:
+        """Positions whose ``column`` (source, flagged, needs_answer, approved) equals ``value``, in order."""
+        if column not in ("source", "flagged", "needs_answer", "approved"):
+            raise ValueError(f"the index has no filter column '{column}'")
+        return [p for (p,) in self.db.execute(f"select position from records where {column} = ? order by position",
+                                              (value,))]
+
+    def meta_values(self, name: str) -> Iterator[tuple[int, object]]:
+        """(position, meta[name]) for every record that has the field, in order."""
+        path = "$.meta." + json.dumps(name)
+        for position, value in self.db.execute(
+                "select position, json_quote(json_extract(record, ?1)) from records"
+                " where json_type(record, ?1) is not null and json_type(record, ?1) != 'null' order by position",
+                (path,)):
+            yield position, json.loads(value)
+
+    def has_value(self, name: str) -> bool:
+        """Whether any record has a value (not null, not "") in meta field ``name``."""
+        path = "$.meta." + json.dumps(name)
+        return self.db.execute("select 1 from records where json_extract(record, ?1) is not null"
+                               " and json_extract(record, ?1) != '' limit 1", (path,)).fetchone() is not None
+
+    def sources(self) -> list[str]:
+        """Every source the records name (meta.source), sorted."""
+        return [s for (s,) in self.db.execute("select distinct source from records where source not in ('', 'None')"
+                                              " order by source")]
+
+    def matches(self, words: list[str]) -> list[int]:
+        """Positions whose haystack contains every one of ``words`` (lower-cased), in order."""
+        sql, args = _match(words)
+        return [p for (p,) in self.db.execute(f"select rowid from hay {sql} order by rowid", args)]
+
+    def search(self, query: str, *, start: int = 0, limit: int = 20) -> tuple[int, list[Record]]:
+        """(how many records match every word of ``query``, the page of them from ``start``)."""
+        words = search_words(query)
+        if not words:
+            return self.count, self.page(start, limit)
+        sql, args = _match(words)
+        total = self.db.execute(f"select count(*) from hay {sql}", args).fetchone()[0]
+        page = [p for (p,) in self.db.execute(f"select rowid from hay {sql} order by rowid limit ? offset ?",
+                                              [*args, limit, start])]
+        return total, self.at(page)
+
+
+def _match(words: list[str]) -> tuple[str, list]:
+    """The where clause (and its arguments) of the records whose haystack holds every word: the words of three
+    characters or more through the trigram index, shorter ones checked on the text the index keeps."""
+    long = [w for w in words if len(w) >= SHORTEST_INDEXED]
+    short = [w for w in words if len(w) < SHORTEST_INDEXED]
+    tests, args = [], []
+    if long:
+        tests.append("hay match ?")
+        args.append(" AND ".join('"' + w.replace('"', '""') + '"' for w in long))
+    tests += ["instr(text, ?) > 0"] * len(short)
+    args += short
+    return ("where " + " and ".join(tests)) if tests else "", args
+
+
+def _record(raw: str) -> Record:
+    return Record.from_dict(json.loads(raw))
+
+
+def _chunks(items: list, size: int = 900) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
