@@ -9,7 +9,7 @@ Commands::
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
     release-stale EVAL [--hours 24] [--workspace DIR]
     merge-served-feedback [--workspace DIR]
-    stats VOTES.jsonl [--json]
+    stats VOTES.jsonl [--reference ARM] [--json]
     card RUN [--out DIR] [--workspace DIR]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
     pii-leak --run RUN [--max-values K] [--samples S] [--json] [--workspace DIR]
@@ -102,8 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--hours", type=float, default=24, help="issued more than this many hours ago (default 24)")
 
     s = command("stats", cmd_stats, "figures for votes gathered anywhere (JSONL: prompt_id, rater, verdict "
-                                    "finetuned|base|tie|both_bad, finetuned_side A|B, optional label)", workspace=False)
+                                    "finetuned|base|tie|both_bad, finetuned_side A|B, optional label; or votes on "
+                                    "any arms: prompt_id, rater, left, right, outcome left|right|tie|both_bad, "
+                                    "optional label, gold, flagged)", workspace=False)
     s.add_argument("votes", metavar="VOTES.jsonl")
+    s.add_argument("--reference", metavar="ARM", help="votes on arms: the arm rated 0 (default: base, else the "
+                                                     "first arm of the file)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     c = command("card", cmd_card, "write a run's model card (training facts and every evaluation figure) as "
@@ -249,8 +253,16 @@ def cmd_release_stale(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from evaluation.stats import format_summary, read_votes_jsonl, summarize
-    summary = summarize(read_votes_jsonl(args.votes))
+    from evaluation.ratings import arms_summary, comparisons_from_rows, format_arms
+    from evaluation.stats import format_summary, read_jsonl_rows, summarize, votes_from_rows
+    rows = read_jsonl_rows(args.votes)
+    if isinstance(rows[0], dict) and "left" in rows[0]:
+        comparisons = comparisons_from_rows(rows, source=Path(args.votes).name)
+        arms = [a for c in comparisons for a in (c.left, c.right)]
+        summary = arms_summary(comparisons, reference=args.reference or ("base" if "base" in arms else arms[0]))
+        print(json.dumps(summary, indent=2) if args.json else format_arms(summary))
+        return 0
+    summary = summarize(votes_from_rows(rows, source=Path(args.votes).name))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

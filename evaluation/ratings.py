@@ -224,12 +224,12 @@ def arm_ratings(comparisons: Iterable[Comparison], *, reference: str, resamples:
                 seed: int = 0) -> Ratings:
     """Every arm's rating with a percentile bootstrap 95% interval over prompts, best first.
 
-    Votes are counted once (``count_once``); both-bad and gold votes are left out of the fit. An arm seen only
-    in votes left out has no rating (None).
+    Votes are counted once (``count_once``); both-bad and gold votes are left out of the fit (the answers of a
+    gold pair belong to no arm). An arm seen only in both-bad votes has no rating (None).
     """
     import numpy as np
     counted, dropped = count_once(comparisons)
-    arms = sorted({a for c in counted for a in (c.left, c.right)} | {reference})
+    arms = sorted({a for c in counted if c.gold is None for a in (c.left, c.right)} | {reference})
     fitted = [c for c in counted if c.outcome != "both_bad" and c.gold is None]
     index = {a: i for i, a in enumerate(arms)}
     by_prompt: dict[str, list[Comparison]] = defaultdict(list)
@@ -478,3 +478,107 @@ def decision_lines(need: dict, sequential: dict, low: float | None, high: float 
         lines.append(f"{test}: not decided yet (likelihood ratio {sequential['likelihood_ratio']:.1f} of the "
                      f"{sequential['threshold']:g} it needs)")
     return lines
+
+
+# -- one report for the tab, the CLI and the report -------------------------------------------
+
+def comparisons_from_rows(rows: Iterable[dict], *, source: str | None = None) -> list[Comparison]:
+    """Validate comparison dicts (prompt_id, rater, left, right, outcome, optional label, gold, flagged), as in
+    the JSONL ``python -m evaluation stats`` reads; raises InputProblem naming every bad line."""
+    from core.errors import InputProblem
+    out, problems = [], []
+    for line, row in enumerate(rows, start=1):
+        missing = [k for k in ("prompt_id", "rater", "left", "right", "outcome") if row.get(k) in (None, "")]
+        if missing:
+            problems.append(f"line {line}: missing {', '.join(missing)}")
+        elif row["outcome"] not in OUTCOMES:
+            problems.append(f"line {line}: outcome is '{row['outcome']}'; expected left, right, tie or both_bad")
+        elif row["left"] == row["right"]:
+            problems.append(f"line {line}: left and right are both '{row['left']}'; a vote compares two arms")
+        else:
+            out.append(Comparison(*(str(row[k]) for k in ("prompt_id", "rater", "left", "right", "outcome")),
+                                  **{k: (None if row.get(k) in (None, "") else str(row[k]))
+                                     for k in ("label", "gold", "flagged")}))
+    if problems:
+        raise InputProblem(problems, source=source)
+    return out
+
+
+def arms_summary(comparisons: Iterable[Comparison], *, reference: str, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0) -> dict:
+    """Every multi-arm figure as one plain dict (what ``stats --json`` prints and the Results tab shows): the
+    ratings with their notes, the win matrix, each arm against the reference (win rate, Wilson interval, votes
+    needed, sequential test), the raters' quality and the flagged votes."""
+    from dataclasses import asdict
+
+    from evaluation.stats import wilson_interval
+    from core.errors import TuneloopError
+    comparisons = list(comparisons)
+    arms = sorted({a for c in comparisons if c.gold is None for a in (c.left, c.right)})
+    if reference not in arms:
+        raise TuneloopError(f"'{reference}' is not an arm of these votes; the arms are {', '.join(arms) or 'none'} "
+                            f"(choose the reference with --reference)")
+    ratings = arm_ratings(comparisons, reference=reference, resamples=resamples, seed=seed)
+    counted, _ = count_once(comparisons)
+    against = []
+    for r in ratings.arms:
+        if r.arm == reference:
+            continue
+        met = [c for c in counted if c.gold is None and set(c.arms) == {r.arm, reference} and c.winner]
+        wins = sum(c.winner == r.arm for c in met)
+        low, high = wilson_interval(wins, len(met))
+        need, sequential = votes_to_decide(wins, len(met)), sequential_test(c.winner == r.arm for c in met)
+        against.append({"arm": r.arm, "wins": wins, "decisive": len(met), "win_rate": need["win_rate"],
+                        "wilson_low": low, "wilson_high": high, "votes_to_decide": need, "sequential": sequential,
+                        "lines": decision_lines(need, sequential, low, high, subject=r.arm)})
+    return {
+        "reference": reference,
+        "ratings": [{**asdict(r), "against_reference": list(r.against_reference)} for r in ratings.arms],
+        "notes": ratings.notes(), "prompts": ratings.prompts, "rough_note": ratings.rough_note,
+        "duplicates_dropped": ratings.duplicates_dropped, "unbounded": ratings.unbounded,
+        "win_matrix": [{**asdict(t), "win_rate": t.win_rate} for t in win_matrix(comparisons)],
+        "against_reference": against,
+        "raters": [{**asdict(q), "gold_accuracy": q.gold_accuracy, "repeat_consistency": q.repeat_consistency,
+                    "left_share": q.left_share, "agreement": q.agreement} for q in rater_quality(comparisons)],
+        "outlier_rule": OUTLIER_RULE,
+        "flagged": [asdict(c) for c in flagged_votes(comparisons)],
+    }
+
+
+def _num(v: float | None, places: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{places}f}"
+
+
+def _share(part: int, whole: int) -> str:
+    return "–" if not whole else f"{part}/{whole} ({part / whole:.0%})"
+
+
+def format_arms(s: dict) -> str:
+    """The multi-arm figures as plain text (``stats`` on comparisons, ``report``)."""
+    lines = [f"Bradley–Terry ratings (logit scale, {s['reference']} at 0; chance of beating {s['reference']}):"]
+    for r in s["ratings"]:
+        p, lo, hi = r["against_reference"]
+        lines.append(f"  {r['arm']}: {_num(r['rating'])} [95%: {_num(r['low'])}, {_num(r['high'])}], "
+                     f"beats {s['reference']} {_num(p)} [{_num(lo)}, {_num(hi)}], {r['comparisons']} votes")
+    lines += [f"  {n}" for n in s["notes"]]
+    lines.append("win matrix (row arm against column arm, decisive votes):")
+    for t in s["win_matrix"]:
+        lines.append(f"  {t['first']} vs {t['second']}: {t['wins']}-{t['losses']}, {t['ties']} ties, "
+                     f"{t['both_bad']} both bad, win rate {_num(t['win_rate'], 3)}")
+    for a in s["against_reference"]:
+        lines.append(f"{a['arm']} vs {s['reference']}: {a['wins']} of {a['decisive']} decisive votes, "
+                     f"Wilson 95% [{_num(a['wilson_low'], 3)}, {_num(a['wilson_high'], 3)}]")
+        lines += [f"  {line}" for line in a["lines"]]
+    lines.append("raters:")
+    for q in s["raters"]:
+        lines.append(f"  {q['rater']}: {q['votes']} votes, gold right {_share(q['gold_correct'], q['gold_votes'])}, "
+                     f"same verdict on swapped repeats {_share(q['repeats_consistent'], q['repeats'])}, left side won "
+                     f"{_share(q['left_wins'], q['decisive'])} (p = {_num(q['position_p'], 3)}), agrees with the "
+                     f"others {_share(q['agreed'], q['shared'])}"
+                     + (f"; OUTLIER: {', '.join(q['outlier'])}" if q["outlier"] else ""))
+    lines.append(f"  (outlier rule: {s['outlier_rule']})")
+    if s["flagged"]:
+        lines.append(f"{len(s['flagged'])} vote(s) on pairs with an answer that names its model (still counted):")
+        lines += [f"  {c['prompt_id']} by {c['rater']} ({c['left']} vs {c['right']}: {c['outcome']}): {c['flagged']}"
+                  for c in s["flagged"]]
+    return "\n".join(lines)

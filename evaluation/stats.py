@@ -84,6 +84,11 @@ def votes_from_rows(rows: Iterable[dict[str, Any]], *, source: str | None = None
 
 def read_votes_jsonl(path: str | Path) -> list[Vote]:
     """Votes from a JSONL file, one object per line; blank lines are skipped."""
+    return votes_from_rows(read_jsonl_rows(path), source=Path(path).name)
+
+
+def read_jsonl_rows(path: str | Path) -> list[Any]:
+    """The JSON objects of a votes file, one per line (blank lines skipped); raises InputProblem naming bad lines."""
     path = Path(path)
     rows: list[Any] = []
     bad = []
@@ -98,7 +103,7 @@ def read_votes_jsonl(path: str | Path) -> list[Vote]:
         raise InputProblem(bad, source=path.name)
     if not rows:
         raise InputProblem([f"{path.name} holds no votes"], source=path.name)
-    return votes_from_rows(rows, source=path.name)
+    return rows
 
 
 # -- the figures ------------------------------------------------------------------------------

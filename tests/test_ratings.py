@@ -2,13 +2,19 @@
 matrix, rater quality, how many votes are enough and the sequential test."""
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import replace
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
 from evaluation.ratings import (Comparison, arm_ratings, bradley_terry, count_once, flagged_votes, rater_quality,
                                 rough_note, sequential_test, votes_needed_at, votes_to_decide, win_matrix)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Agresti, Categorical Data Analysis (2nd ed., 2002), Table 10.10: games won by the row team against the column
 # team, 1987 American League East, 13 games per pair (BradleyTerry2's `baseball` data, home and away added up).
@@ -184,3 +190,18 @@ def test_the_sequential_test_decides_on_a_constructed_sequence():
     assert sequential_test([False] + [True] * 11)["decided_at"] == 12
     # Losing every vote decides as surely as winning every one (the test is two-sided).
     assert sequential_test([False] * 8)["decided_at"] == 8
+
+
+def test_the_stats_cli_rates_arms_from_a_comparisons_file(tmp_path):
+    path = tmp_path / "comparisons.jsonl"
+    path.write_text("".join(json.dumps(asdict(c)) + "\n" for c in hand_made_raters()))
+    run = [sys.executable, "-m", "evaluation", "stats", str(path)]
+    text = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "Bradley–Terry ratings (logit scale, base at 0" in text
+    assert "⚠️ only 6 prompts: this interval is rough." in text
+    assert "dan: 11 votes, gold right 1/5 (20%)" in text and "OUTLIER: gold pairs right 1/5" in text
+    assert "p5 by ana (run vs base: left): answer A says 'as a SmolLM model'" in text
+    s = json.loads(subprocess.run(run + ["--json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    assert [r["arm"] for r in s["ratings"]] == ["run", "base"] and s["duplicates_dropped"] == 3
+    wrong = subprocess.run(run + ["--reference", "gpt"], cwd=ROOT, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "'gpt' is not an arm of these votes; the arms are base, run" in wrong.stderr
