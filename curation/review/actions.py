@@ -10,7 +10,7 @@ from typing import Any
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data import versions as V
-from curation.review.state import DECISIONS, QueueFilter, ReviewState, _show
+from curation.review.state import DECISIONS, QueueFilter, ReviewState, _show, review_state, revision
 
 
 BULK_ACTIONS = ("approve", "reject", "label")
@@ -33,7 +33,7 @@ def save_draft(ws: Workspace, version: int | str, record_id: str, reviewer: str,
     applied it) is not kept. Returns whether a draft is kept.
     """
     reviewer = _require_reviewer(reviewer)
-    state = ReviewState(ws, version)
+    state = review_state(ws, version)
     messages = state.messages(record_id)
     edits = {int(k): v for k, v in (draft.get("edits") or {}).items()
              if 0 <= int(k) < len(messages) and v is not None and v != messages[int(k)]["content"]}
@@ -127,12 +127,13 @@ def submit_review(ws: Workspace, version: int | str, record_id: str, reviewer: s
     reviewer = _require_reviewer(reviewer)
     if decision is not None and decision not in DECISIONS:
         raise TuneloopError(f"'{decision}' is not a decision; choose approved, rejected or skipped")
-    state = ReviewState(ws, version)
+    state = review_state(ws, version)
     vid = state.version.id
     current = state.messages(record_id)
     clean_labels = state.schema.normalise(labels or {})
     undo = _Undo()
     with ws.transaction() as db:
+        before = revision(db, vid)
         for index, text in sorted((edits or {}).items()):
             index = int(index)
             if not 0 <= index < len(current):
@@ -157,14 +158,19 @@ def submit_review(ws: Workspace, version: int | str, record_id: str, reviewer: s
         if not (undo.edit_ids or undo.labels or undo.comment_ids or undo.decisions):
             return None
         kind = decision or ("comment" if undo.comment_ids and not (undo.edit_ids or undo.labels) else "edit")
-        return _log_action(db, vid, reviewer, kind, [record_id], undo)
+        action = _log_action(db, vid, reviewer, kind, [record_id], undo)
+        after = revision(db, vid)
+    state.applied([record_id], before, after)
+    return action
 
 
 def undo_last_action(ws: Workspace, version: int | str, reviewer: str) -> dict[str, Any] | None:
     """Take back this reviewer's most recent action on the version; returns it (kind, record_ids), or None."""
     reviewer = _require_reviewer(reviewer)
     vid = V.parse_version_id(version)
+    state = review_state(ws, vid)
     with ws.transaction() as db:
+        before = revision(db, vid)
         row = db.execute("select * from review_actions where version_id=? and reviewer=? and undone=0"
                          " order by id desc limit 1", (vid, reviewer)).fetchone()
         if row is None:
@@ -196,7 +202,10 @@ def undo_last_action(ws: Workspace, version: int | str, reviewer: str) -> dict[s
         for comment_id in undo["comment_ids"]:
             db.execute("delete from review_comments where id=?", (comment_id,))
         db.execute("update review_actions set undone=1 where id=?", (row["id"],))
-    return {"id": row["id"], "kind": row["kind"], "record_ids": json.loads(row["record_ids"])}
+        after = revision(db, vid)
+    record_ids = json.loads(row["record_ids"])
+    state.applied(record_ids, before, after)
+    return {"id": row["id"], "kind": row["kind"], "record_ids": record_ids}
 
 
 def _bulk_targets(state: ReviewState, reviewer: str, filters: QueueFilter,
@@ -215,9 +224,9 @@ def bulk_preview(ws: Workspace, version: int | str, reviewer: str, filters: Queu
                  action: BulkAction) -> tuple[int, int]:
     """(records the filter selects, records the action would change) — shown before asking to confirm."""
     reviewer = _require_reviewer(reviewer)
-    state = ReviewState(ws, version)
+    state = review_state(ws, version)
     targets, _ = _bulk_targets(state, reviewer, filters, action)
-    return len(state.queue(reviewer, filters)), len(targets)
+    return len(state.queue_of(reviewer, filters)), len(targets)
 
 
 def bulk_apply(ws: Workspace, version: int | str, reviewer: str, filters: QueueFilter, action: BulkAction,
@@ -227,7 +236,7 @@ def bulk_apply(ws: Workspace, version: int | str, reviewer: str, filters: QueueF
     ``expected``: the count the user confirmed; if the selection changed since the preview, nothing is done.
     """
     reviewer = _require_reviewer(reviewer)
-    state = ReviewState(ws, version)
+    state = review_state(ws, version)
     targets, value = _bulk_targets(state, reviewer, filters, action)
     if expected is not None and expected != len(targets):
         raise TuneloopError(f"the selection changed since the preview ({expected} → {len(targets)} records); "
@@ -236,10 +245,13 @@ def bulk_apply(ws: Workspace, version: int | str, reviewer: str, filters: QueueF
         return 0
     undo = _Undo()
     with ws.transaction() as db:
+        before = revision(db, state.version.id)
         for rid in targets:
             if action.kind == "label":
                 _set_label(db, state.version.id, rid, reviewer, action.field, value, undo)
             else:
                 _set_decision(db, state.version.id, rid, reviewer, value, undo)
         _log_action(db, state.version.id, reviewer, "bulk " + action.describe(), targets, undo)
+        after = revision(db, state.version.id)
+    state.applied(targets, before, after)
     return len(targets)

@@ -23,7 +23,8 @@ from curation.review.actions import (BULK_ACTIONS, BulkAction, bulk_apply, bulk_
 from curation.review.commit import commit_preview, commit_review
 from curation.review.labels import (label_field, label_schema, meta_fields, parse_schema, save_schema, schema_gap,
                                     set_label_field, stored_schema)
-from curation.review.state import QueueFilter, RecordView, ReviewState, STATUS_FILTERS, latest_draft_record, load_draft
+from curation.review.state import (QueueFilter, RecordView, ReviewState, STATUS_FILTERS, latest_draft_record, load_draft,
+                                   review_state)
 from curation.review.team import agreement, assign_reviewers, disagreements, reviewer_progress, settle
 from curation.ui.common import short
 from ui.kit import bind, caller_name, default_version, error_markdown, version_picker
@@ -97,7 +98,7 @@ def label_filter_choices(schema) -> list[str]:
 
 def source_choices(state: ReviewState) -> list[str]:
     """The Source filter's choices: any, then every source the version's records name."""
-    return [ANY] + sorted({str(r.meta["source"]) for r in state.records if r.meta.get("source") not in (None, "")})
+    return [ANY] + state.sources()
 
 
 def chat_turns(messages) -> list[dict]:
@@ -138,19 +139,6 @@ def labels_from_slots(schema, slot_values) -> dict:
     return out
 
 
-def neighbour(queue: list[str], order: dict[str, int], rid: str | None, step: int) -> str | None:
-    """The next (step=1) or previous (step=-1) queued record after ``rid`` in dataset order, wrapping."""
-    if not queue:
-        return None
-    if rid is None or rid not in order:
-        return queue[0]
-    pos = order[rid]
-    after = [q for q in queue if (order[q] - pos) * step > 0]
-    if after:
-        return after[0] if step > 0 else after[-1]
-    return queue[0] if step > 0 else queue[-1]
-
-
 def progress_line(state: ReviewState, reviewer: str | None) -> str:
     """One reviewer's progress on this version, in one line."""
     if not reviewer:
@@ -159,7 +147,7 @@ def progress_line(state: ReviewState, reviewer: str | None) -> str:
     assigned = state.assigned.get(reviewer)
     approved = sum(1 for s in mine.values() if s == "approved")
     rejected = sum(1 for s in mine.values() if s == "rejected")
-    of = f" of {len(assigned)} assigned to you" if assigned else f" of {len(state.records):,}"
+    of = f" of {len(assigned)} assigned to you" if assigned else f" of {state.count:,}"
     return (f"**{reviewer}**: {len(mine)} done{of} · {approved} approved · {rejected} rejected · "
             f"{len(mine) - approved - rejected} skipped")
 
@@ -393,17 +381,17 @@ def filters_of(w: ReviewWidgets, data: dict) -> QueueFilter:
 def record_panel(w: ReviewWidgets, state: ReviewState, who: str | None, filters: QueueFilter,
                  rid: str | None, message: str = "") -> dict:
     """Everything that shows record ``rid`` of the queue (its first record when ``rid`` is not there)."""
-    queue = state.queue(who, filters)
-    if rid is None or rid not in state.by_id:
-        rid = queue[0] if queue else None
+    queue = state.queue_of(who, filters)
+    if not state.has(rid):
+        rid = queue.first()
     if rid is None:
         return {w.cur_rid: None, w.record_info: "🎉 **Nothing left in this queue.** Change the filters, or commit "
                 "the review.", w.chat: [], w.msg_pick: gr.update(choices=[], value=None), w.msg_edit: "",
                 **dict(zip(w.slots, field_slot_updates(state.schema, {}))), w.comment: "", w.comments_md: "",
                 w.history_md: "", w.queue_info: "**0** records in this queue · " + progress_line(state, who),
                 w.action_msg: message}
-    where = (f"record {queue.index(rid) + 1} of {len(queue)}" if rid in queue
-             else "this record is not in the queue any more")
+    at = queue.where(rid)
+    where = f"record {at + 1:,} of {len(queue):,}" if at is not None else "this record is not in the queue any more"
     view = state.view(rid, who)
     draft = view.draft or {}
     labels = {**{k: view.record.meta.get(k) for k in state.schema.names}, **view.my_labels, **draft.get("labels", {})}
@@ -432,7 +420,7 @@ def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
     try:
         if version_name is None:
             raise TuneloopError("this workspace has no dataset yet; import one in the Data tab")
-        state = ReviewState(ws, version_name)
+        state = review_state(ws, version_name)
         who = reviewer_or_none(ws, request, typed)
         rid = latest_draft_record(ws, state.version.id, who) if who else None
         shown = record_panel(w, state, who, filters_of(w, data), rid,
@@ -455,11 +443,11 @@ def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
 def refilter(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
     """The queue the filters now select, keeping the open record when it is still in it."""
     try:
-        state = ReviewState(ws, data[w.version])
+        state = review_state(ws, data[w.version])
         who = reviewer_or_none(ws, request, data[w.name])
         filters = filters_of(w, data)
         rid = data[w.cur_rid]
-        return record_panel(w, state, who, filters, rid if rid in state.queue(who, filters) else None)
+        return record_panel(w, state, who, filters, rid if state.queue_of(who, filters).where(rid) is not None else None)
     except Exception as exc:
         return {w.action_msg: error_markdown(exc)}
 
@@ -482,19 +470,18 @@ def submit(ws, w: ReviewWidgets, decision: str | None, data: dict, request: gr.R
         rid = data[w.cur_rid]
         if rid is None:
             raise TuneloopError("no record is open; change the filters to find one")
-        state = ReviewState(ws, data[w.version])
+        state = review_state(ws, data[w.version])
         current = state.messages(rid)
         changed = {i: t for i, t in typed_edits(ws, w, data, who).items()
                    if 0 <= i < len(current) and t != current[i]["content"]}
         submit_review(ws, state.version.id, rid, who, decision=decision,
                         labels=labels_from_slots(state.schema, [data[c] for c in w.slots]), edits=changed,
                         comment=data[w.comment] or "")
-        state = ReviewState(ws, state.version.id)
+        state = review_state(ws, state.version.id)
         filters = filters_of(w, data)
         if decision is None:
             return record_panel(w, state, who, filters, rid, "💬 Saved.")
-        order = {r.id: i for i, r in enumerate(state.records)}
-        following = neighbour(state.queue(who, filters), order, rid, 1)
+        following = state.queue_of(who, filters).neighbour(rid, 1)
         return record_panel(w, state, who, filters, following, f"**{rid}** {decision}.")
     except Exception as exc:
         return {w.action_msg: error_markdown(exc)}
@@ -517,13 +504,15 @@ def add_comment(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
 
 
 def move(ws, w: ReviewWidgets, step: int, data: dict, request: gr.Request = None) -> dict:
-    """The next (step=1) or previous (step=-1) record of the queue."""
+    """The next (step=1) or previous (step=-1) record of the queue; going back also reaches the records the
+    reviewer decided (which left a "to do" queue), so Previous after Approve shows the record just approved."""
     try:
-        state = ReviewState(ws, data[w.version])
+        state = review_state(ws, data[w.version])
         who = reviewer_or_none(ws, request, data[w.name])
         filters = filters_of(w, data)
-        order = {r.id: i for i, r in enumerate(state.records)}
-        return record_panel(w, state, who, filters, neighbour(state.queue(who, filters), order, data[w.cur_rid], step))
+        trail = state.decided_by(who, filters) if step < 0 and who else None
+        return record_panel(w, state, who, filters,
+                            state.queue_of(who, filters).neighbour(data[w.cur_rid], step, also=trail))
     except Exception as exc:
         return {w.action_msg: error_markdown(exc)}
 
@@ -541,7 +530,7 @@ def undo(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
     try:
         who = reviewer(ws, request, data[w.name])
         done = undo_last_action(ws, data[w.version], who)
-        state = ReviewState(ws, data[w.version])
+        state = review_state(ws, data[w.version])
         if done is None:
             return record_panel(w, state, who, filters_of(w, data), data[w.cur_rid], "Nothing of yours to undo.")
         back = done["record_ids"][0] if len(done["record_ids"]) == 1 else data[w.cur_rid]
@@ -576,7 +565,7 @@ def pick_message(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -
     draft = (load_draft(ws, data[w.version], shown_rid, who) if who else None) or {}
     if int(index) in draft.get("edits", {}):
         return {w.msg_edit: draft["edits"][int(index)]}
-    messages = ReviewState(ws, data[w.version]).messages(shown_rid)
+    messages = review_state(ws, data[w.version]).messages(shown_rid)
     return {w.msg_edit: messages[int(index)]["content"] if int(index) < len(messages) else ""}
 
 
