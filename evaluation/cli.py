@@ -13,9 +13,11 @@ Commands::
     card RUN [--out DIR] [--workspace DIR]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
     pii-leak --run RUN [--max-values K] [--samples S] [--json] [--workspace DIR]
+    judge EVAL [--judge default|MODEL|endpoint:URL#MODEL] [--key-env NAME] [--threshold 0.4] [--rest] [--json]
 
 ``pii-leak`` exits with status 1 when the fine-tuned model reproduces a scrubbed value the base model does not
 (a training leak), 0 when it reproduces none or the run's data went through no PII step, 2 on an error.
+``judge --rest`` exits with status 1 when the judge's kappa is below the threshold (the rest is not judged).
 """
 from __future__ import annotations
 
@@ -131,6 +133,20 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--run", required=True, help="run id from the run registry")
     add_arguments(k, LeakCheckOptions)
     k.add_argument("--json", action="store_true", help="print JSON (values masked) instead of text")
+
+    j = command("judge", cmd_judge, "an automatic judge reads the rated pairs blind in both orders and reports its "
+                                    "agreement with the experts (Cohen's kappa, percent agreement, 95% intervals); "
+                                    "with --rest, above the threshold, it also judges the pairs nobody rated")
+    j.add_argument("evaluation", metavar="EVAL")
+    j.add_argument("--judge", default="default",
+                   help="default (SmolLM2-135M), a base model (folder, .gguf file, hub id), or endpoint:URL#MODEL "
+                        "for an OpenAI-compatible endpoint (URL: its /v1 base)")
+    j.add_argument("--key-env", default="TUNELOOP_JUDGE_KEY", metavar="NAME",
+                   help="environment variable holding the endpoint's API key (default TUNELOOP_JUDGE_KEY)")
+    j.add_argument("--threshold", type=float, default=0.4,
+                   help="the kappa the judge must reach before it may judge the rest (default 0.4)")
+    j.add_argument("--rest", action="store_true", help="then judge the pairs nobody rated (only above the threshold)")
+    j.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
 
@@ -328,3 +344,43 @@ def cmd_pii_leak(args) -> int:
         bar.close()
     print(json.dumps(asdict(check), indent=2) if args.json else format_leak_check(check))
     return 1 if check.training_leaks else 0
+
+
+def cmd_judge(args) -> int:
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from evaluation.judge import calibrate, format_calibration, format_rest, judge_evaluation, judge_rest, open_judge
+
+    ws = _workspace(args)
+    judge = open_judge(ws, args.judge, key_env=args.key_env)
+    bar = tqdm(unit="reading", desc="judging", file=sys.stderr)
+
+    def progress(done, total, what):
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(what)
+
+    stop = threading.Event()
+    try:
+        judge_evaluation(ws, args.evaluation, judge, progress=progress, cancel=stop)
+        cal = calibrate(ws, args.evaluation, judge.name, threshold=args.threshold)
+        rest = judge_rest(ws, args.evaluation, judge, threshold=args.threshold, progress=progress,
+                          cancel=stop) if args.rest and cal.passes else None
+    except KeyboardInterrupt:
+        stop.set()
+        print("\nstopped; the verdicts read so far are kept", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps({"calibration": {**asdict(cal), "passes": cal.passes},
+                          "rest": asdict(rest) if rest else None}, indent=2))
+    else:
+        print(format_calibration(cal))
+        if rest:
+            print(format_rest(rest))
+    if args.rest and not cal.passes:
+        print(f"not judging the rest: kappa is below the threshold {args.threshold:g}", file=sys.stderr)
+        return 1
+    return 0

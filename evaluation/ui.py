@@ -385,6 +385,7 @@ class ResultsWidgets(SimpleNamespace):
 
 def layout_results(ws) -> ResultsWidgets:
     """The Results tab's widgets (the rounds view's included), created inside the caller's Blocks."""
+    from evaluation.judge_ui import layout_judge
     from evaluation.pii_leak_ui import layout_pii_leak
     from evaluation.rounds_ui import layout_rounds
 
@@ -442,6 +443,7 @@ def layout_results(ws) -> ResultsWidgets:
                 w.go = gr.Button("Generate and create the evaluation", variant="primary")
                 w.stop = gr.Button("Stop", variant="stop")
             w.status = gr.Markdown("")
+        w.judge = layout_judge()
         w.rounds = layout_rounds()
         w.pii_leak = layout_pii_leak(ws)
     return w
@@ -575,6 +577,7 @@ def stop_generation(ws, w: ResultsWidgets, request: gr.Request = None) -> dict:
 def build_results_tab(ws) -> ResultsWidgets:
     """The Results tab: figures with intervals, agreement, feedback into data, preparing evaluations, rounds,
     and the PII leak check."""
+    from evaluation.judge_ui import wire_judge
     from evaluation.pii_leak_ui import wire_pii_leak
     from evaluation.rounds_ui import wire_rounds
 
@@ -593,6 +596,7 @@ def build_results_tab(ws) -> ResultsWidgets:
                w.new_guidelines}
     w.go.click(bind(generate, ws, w), prepare, [w.status, w.evaluation])
     w.stop.click(bind(stop_generation, ws, w), None, [w.status])
+    wire_judge(ws, w.judge, w.tab, w.evaluation)
     wire_rounds(ws, w.rounds, w.tab)
     wire_pii_leak(ws, w.pii_leak, w.tab)
     return w

@@ -1,0 +1,573 @@
+"""An automatic pairwise judge, calibrated on the experts' votes before it may stand in for them.
+
+The judge reads the same pairs the raters saw, blind (``JUDGE_PROMPT``: the evaluation's guidelines, the
+conversation and the two answers labelled A and B; no arm is named) and side-swapped: every pair twice, once
+with the first arm's answer as A ("first") and once with it as B ("swapped"). A pair's verdict is an arm
+only when both orders name that arm; both orders saying tie is a tie; one order naming an arm and the other
+tie is a tie ("one-sided"); two orders naming different arms, which happens when the judge follows the
+side rather than the answer, is a tie counted as "flipped" (position bias), and reported.
+
+Judges:
+
+- a local model, any base that ``training.inference.warm_base`` loads ("default" is SmolLM2-135M-Instruct):
+  its verdict is read from the next-token likelihoods of "A", "B" and "tie" after the prompt (the model's
+  transformers weights, as scoring code gets them from ``WarmBase.using``), so even a small model gives a
+  verdict every time; the score is the verdict's probability among the three;
+- an OpenAI-compatible endpoint (``endpoint:URL#MODEL``, URL as the ``/v1`` base, the key from an
+  environment variable named by the caller): asked for one word at temperature 0; the likelihoods are read
+  when the server returns ``logprobs``, else the first word of the answer ("unreadable" when it is none of
+  the three; such a pair has no verdict).
+
+Verdicts live in ``judge_verdicts``, never among the votes. ``calibrate`` compares the judge's pair verdicts
+with every expert vote on the pairs both rated (one vote per rater and pair; "both bad" counts as a tie:
+neither answer is better): percent agreement and Cohen's kappa over the three outcomes (first arm, second
+arm, tie), each with a 95% percentile bootstrap interval resampling prompts (votes on one prompt are not
+independent), overall and per label, with the confusion table. Only when kappa reaches the team's threshold
+does ``judge_rest`` judge the pairs no expert rated; its figures (``rest_figures``) are the judge's and are
+reported apart from the human ones.
+
+Example::
+
+    judge = open_judge(ws, "default")
+    judge_evaluation(ws, 3, judge)                       # the rated pairs, both orders
+    cal = calibrate(ws, 3, judge.name, threshold=0.4)    # kappa, agreement, intervals, per label
+    if cal.passes:
+        rest = judge_rest(ws, 3, judge, threshold=0.4)   # the unrated pairs, labelled the judge's
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from core.errors import TuneloopError
+from core.workspace import Workspace
+from evaluation import arena
+
+DEFAULT_JUDGE = "default"
+DEFAULT_THRESHOLD = 0.4
+DEFAULT_KEY_ENV = "TUNELOOP_JUDGE_KEY"
+ORDERS = ("first", "swapped")
+CHOICES = ("A", "B", "tie")
+OUTCOMES = ("first", "second", "tie")      # a pair's verdict relative to its two arms, in the order they are stored
+BOOTSTRAP_RESAMPLES = 2000
+FEW_PROMPTS = 10                           # intervals from fewer prompts carry a caveat
+MAX_ANSWER_CHARS = 4000                    # an answer longer than this is cut (marked) in the judge's prompt
+JUDGE_PROMPT = """Two assistants answered the same conversation. You are not told who wrote which answer.
+
+The team's guidelines for a good answer:
+{guidelines}
+
+The conversation:
+{conversation}
+
+Answer A:
+{answer_a}
+
+Answer B:
+{answer_b}
+
+Which answer is better by the guidelines? Reply with one word: A if answer A is better, B if answer B is \
+better, tie if neither is better."""
+NO_GUIDELINES = "Prefer the answer that is correct, complete and helpful."
+Progress = Callable[[int, int, str], None]      # (done, total, what is happening)
+
+
+class JudgeStopped(TuneloopError):
+    """Judging was stopped; the verdicts read before the stop are kept."""
+
+
+@dataclass(frozen=True)
+class JudgePair:
+    """One pair as the judge reads it: the conversation and the answers of its two arms (never shown by name)."""
+    pair_id: int
+    prompt_id: str
+    label: str | None
+    messages: list[dict[str, str]]
+    arms: tuple[str, str]
+    answers: tuple[str, str]
+
+    def shown(self, order: str) -> tuple[str, str, str, str]:
+        """(arm read as A, arm read as B, answer A, answer B) in ``order``: first, or swapped."""
+        if order == "first":
+            return self.arms[0], self.arms[1], self.answers[0], self.answers[1]
+        return self.arms[1], self.arms[0], self.answers[1], self.answers[0]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a judge said about one pair in one order: A, B, tie or unreadable, and how sure it was."""
+    verdict: str
+    score: float | None = None
+
+
+class Judge(Protocol):
+    """Anything that reads a judge prompt (a conversation) and gives a ``Reading``."""
+    name: str
+
+    def read(self, conversation: list[dict[str, str]]) -> Reading: ...
+
+
+def judge_prompt(pair: JudgePair, order: str, guidelines: str) -> list[dict[str, str]]:
+    """The conversation the judge answers for ``pair`` in ``order``: one user turn, ``JUDGE_PROMPT`` filled."""
+    _, _, answer_a, answer_b = pair.shown(order)
+    roles = {"system": "System", "user": "User", "assistant": "Assistant"}
+    conversation = "\n".join(f"{roles[m['role']]}: {m['content']}" for m in pair.messages)
+    text = JUDGE_PROMPT.format(guidelines=guidelines.strip() or NO_GUIDELINES, conversation=conversation,
+                               answer_a=_cut(answer_a), answer_b=_cut(answer_b))
+    return [{"role": "user", "content": text}]
+
+
+def _cut(answer: str) -> str:
+    return answer if len(answer) <= MAX_ANSWER_CHARS else answer[:MAX_ANSWER_CHARS] + " [...]"
+
+
+# -- judges -------------------------------------------------------------------------------------
+
+class LocalJudge:
+    """A model the warm pool loads, read through its next-token likelihoods of "A", "B" and "tie"."""
+
+    def __init__(self, ws: Workspace | None, base_model: str = DEFAULT_JUDGE):
+        from training.inference import warm_base
+        self.name = base_model
+        self.warm = warm_base(ws, base_model)
+        self._options: list[int] | None = None
+
+    def read(self, conversation: list[dict[str, str]]) -> Reading:
+        import torch
+        with self.warm.using(None) as (model, tokenizer):
+            options = self._option_ids(tokenizer)
+            text = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            limit = getattr(model.config, "max_position_embeddings", None)
+            if limit and len(ids) > limit:
+                raise TuneloopError(f"the judge's prompt is {len(ids)} tokens, longer than {self.warm.name} reads "
+                                    f"({limit}); choose a judge that reads longer texts, or shorter answers")
+            with torch.inference_mode():
+                logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, -1]
+            probs = torch.softmax(logits.float(), dim=-1)[options].tolist()
+        return _reading_from(dict(zip(CHOICES, probs)))
+
+    def _option_ids(self, tokenizer) -> list[int]:
+        """The first token of each choice as the answer's first word; they must differ to be told apart."""
+        if self._options is None:
+            ids = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in CHOICES]
+            if len(set(ids)) < len(ids):
+                raise TuneloopError(f"{self.warm.name}'s tokenizer starts 'A', 'B' and 'tie' with the same token; "
+                                    f"it cannot be read as a judge, choose another model")
+            self._options = ids
+        return self._options
+
+
+class EndpointJudge:
+    """An OpenAI-compatible chat endpoint asked for one word (its likelihoods when the server sends logprobs)."""
+
+    def __init__(self, url: str, model: str, *, key_env: str | None = DEFAULT_KEY_ENV, timeout: float = 120):
+        self.url, self.model, self.timeout = url.rstrip("/"), model, timeout
+        self.name = f"endpoint:{self.url}#{model}"
+        self.key = os.environ.get(key_env) if key_env else None
+
+    def read(self, conversation: list[dict[str, str]]) -> Reading:
+        import httpx
+        body = {"model": self.model, "messages": conversation, "max_tokens": 4, "temperature": 0,
+                "logprobs": True, "top_logprobs": 5}
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        try:
+            response = httpx.post(f"{self.url}/chat/completions", json=body, headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise TuneloopError(f"the judge endpoint {self.url} did not answer ({type(exc).__name__}: {exc}); check "
+                                f"the URL (the /v1 base, e.g. http://127.0.0.1:8000/v1) and that it is running")
+        if response.status_code != 200:
+            raise TuneloopError(f"the judge endpoint {self.url} refused the request ({response.status_code}): "
+                                f"{response.text[:300]}; check the model name '{self.model}' and the key")
+        choice = response.json()["choices"][0]
+        content = (choice.get("logprobs") or {}).get("content") or []
+        if content and content[0].get("top_logprobs"):
+            probs = {c: 0.0 for c in CHOICES}
+            for top in content[0]["top_logprobs"]:
+                word = text_verdict(top.get("token", ""))
+                if word != "unreadable":
+                    probs[word] += math.exp(top["logprob"])
+            if any(probs.values()):
+                return _reading_from(probs)
+        return Reading(text_verdict(choice["message"].get("content") or ""))
+
+
+def text_verdict(text: str) -> str:
+    """A, B or tie from an answer's first word ("A.", "b", "Tie!", "Answer B"); unreadable otherwise."""
+    words = re.findall(r"[A-Za-z]+", text)
+    if words[:1] and words[0].lower() == "answer":
+        words = words[1:]
+    first = words[0].lower() if words else ""
+    return {"a": "A", "b": "B", "tie": "tie"}.get(first, "unreadable")
+
+
+def _reading_from(probs: dict[str, float]) -> Reading:
+    total = sum(probs.values())
+    verdict = max(CHOICES, key=lambda c: probs[c])
+    return Reading(verdict, probs[verdict] / total if total > 0 else None)
+
+
+def open_judge(ws: Workspace | None, spec: str = DEFAULT_JUDGE, *, key_env: str | None = DEFAULT_KEY_ENV) -> Judge:
+    """The judge ``spec`` names: default, a base model (folder, .gguf file, hub id), or endpoint:URL#MODEL."""
+    text = (spec or DEFAULT_JUDGE).strip()
+    if text.startswith("endpoint:"):
+        url, _, model = text.removeprefix("endpoint:").partition("#")
+        if not url.startswith(("http://", "https://")) or not model:
+            raise TuneloopError(f"'{text}' is not an endpoint judge; write endpoint:URL#MODEL, e.g. "
+                                f"endpoint:http://127.0.0.1:8000/v1#run-3")
+        return EndpointJudge(url, model, key_env=key_env)
+    from training.models import check_base_model
+    check_base_model(text, ws)
+    return LocalJudge(ws, text)
+
+
+# -- the pairs and the experts' votes -----------------------------------------------------------
+
+def evaluation_pairs(ws: Workspace, evaluation_id: int | str) -> list[JudgePair]:
+    """Every pair of the evaluation with its two arms' answers (the base's first)."""
+    eid = arena.get_evaluation(ws, evaluation_id).id
+    rows = ws.db.execute("select id, prompt_id, label, messages, base_response, finetuned_response from eval_pairs"
+                         " where evaluation_id=? order by id", (eid,)).fetchall()
+    return [JudgePair(r["id"], r["prompt_id"], r["label"], json.loads(r["messages"]), ("base", "finetuned"),
+                      (r["base_response"], r["finetuned_response"])) for r in rows]
+
+
+@dataclass(frozen=True)
+class ExpertVotes:
+    """The experts' votes per pair (pair id → rater → winning arm, None for a tie or both bad), each rater's
+    first vote on a pair only; ``duplicates`` counts the further ones left out."""
+    by_pair: dict[int, dict[str, str | None]]
+    duplicates: int
+
+
+def expert_votes(ws: Workspace, evaluation_id: int) -> ExpertVotes:
+    by_pair: dict[int, dict[str, str | None]] = defaultdict(dict)
+    duplicates = 0
+    for v in arena.evaluation_votes(ws, evaluation_id):
+        if v.rater in by_pair[v.pair_id]:
+            duplicates += 1
+            continue
+        by_pair[v.pair_id][v.rater] = v.outcome if v.outcome in ("base", "finetuned") else None
+    return ExpertVotes(dict(by_pair), duplicates)
+
+
+# -- judging ------------------------------------------------------------------------------------
+
+def judge_evaluation(ws: Workspace, evaluation_id: int | str, judge: Judge, *, which: str = "rated",
+                     progress: Progress | None = None, cancel: threading.Event | None = None) -> int:
+    """Have ``judge`` read the evaluation's pairs in both orders; returns how many new readings were stored.
+
+    ``which``: "rated" (pairs an expert voted on: what calibration needs), "unrated", or "all". Readings
+    already stored for this judge are kept and skipped, so a stopped job continues where it was. Raises
+    ``JudgeStopped`` when ``cancel`` is set (between pairs).
+    """
+    if which not in ("rated", "unrated", "all"):
+        raise TuneloopError(f"'{which}' is not a set of pairs to judge; choose rated, unrated or all")
+    evaluation = arena.get_evaluation(ws, evaluation_id)
+    rated = set(expert_votes(ws, evaluation.id).by_pair)
+    pairs = [p for p in evaluation_pairs(ws, evaluation.id)
+             if which == "all" or (p.pair_id in rated) == (which == "rated")]
+    done_before = {(r[0], r[1]) for r in ws.db.execute(
+        "select pair_id, order_shown from judge_verdicts where evaluation_id=? and judge=?", (evaluation.id, judge.name))}
+    todo = [(p, order) for p in pairs for order in ORDERS if (p.pair_id, order) not in done_before]
+    total, done = 2 * len(pairs), 2 * len(pairs) - len(todo)
+    if progress:
+        progress(done, total, f"{done} of {total} readings already stored")
+    for n, (pair, order) in enumerate(todo):
+        if cancel is not None and cancel.is_set():
+            raise JudgeStopped(f"judging stopped after {done} of {total} readings; they are kept, and a new start "
+                               f"continues from there")
+        reading = judge.read(judge_prompt(pair, order, evaluation.guidelines))
+        arm_a, arm_b, _, _ = pair.shown(order)
+        with ws.transaction() as db:
+            db.execute("insert into judge_verdicts (evaluation_id, pair_id, judge, order_shown, arm_a, arm_b, verdict,"
+                       " score) values (?,?,?,?,?,?,?,?)",
+                       (evaluation.id, pair.pair_id, judge.name, order, arm_a, arm_b, reading.verdict, reading.score))
+        done += 1
+        if progress:
+            progress(done, total, f"{done} of {total} readings (prompt {pair.prompt_id}, {order} order)")
+    return len(todo)
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    """The judge's verdict on one pair from its two readings: the winning arm (None: no arm won) and how the
+    two orders went: agreed, one_sided (one order said tie), flipped (each order named the arm shown on the
+    same side: a tie), unreadable (no verdict)."""
+    pair_id: int
+    prompt_id: str
+    label: str | None
+    arms: tuple[str, str]
+    winner: str | None
+    how: str
+
+    @property
+    def outcome(self) -> str:
+        """first | second | tie, relative to the pair's arms."""
+        return "tie" if self.winner is None else OUTCOMES[self.arms.index(self.winner)]
+
+
+def combine_readings(first: tuple[str, str, str], swapped: tuple[str, str, str]) -> tuple[str | None, str]:
+    """(winning arm or None, how) from the two orders' (arm read as A, arm read as B, verdict)."""
+    if "unreadable" in (first[2], swapped[2]):
+        return None, "unreadable"
+    winners = [{"A": a, "B": b}.get(verdict) for a, b, verdict in (first, swapped)]
+    if winners[0] == winners[1]:
+        return winners[0], "agreed"
+    if None in winners:
+        return None, "one_sided"
+    return None, "flipped"
+
+
+def pair_verdicts(ws: Workspace, evaluation_id: int, judge_name: str) -> list[PairVerdict]:
+    """The judge's verdict on every pair it read in both orders."""
+    pairs = {p.pair_id: p for p in evaluation_pairs(ws, evaluation_id)}
+    readings: dict[int, dict[str, tuple[str, str, str]]] = defaultdict(dict)
+    for r in ws.db.execute("select pair_id, order_shown, arm_a, arm_b, verdict from judge_verdicts"
+                           " where evaluation_id=? and judge=?", (evaluation_id, judge_name)):
+        readings[r["pair_id"]][r["order_shown"]] = (r["arm_a"], r["arm_b"], r["verdict"])
+    out = []
+    for pair_id, orders in sorted(readings.items()):
+        if len(orders) == 2 and pair_id in pairs:
+            pair = pairs[pair_id]
+            winner, how = combine_readings(orders["first"], orders["swapped"])
+            out.append(PairVerdict(pair_id, pair.prompt_id, pair.label, pair.arms, winner, how))
+    return out
+
+
+def judges_used(ws: Workspace, evaluation_id: int) -> list[str]:
+    """The judges that read pairs of this evaluation, most recent first."""
+    return [r[0] for r in ws.db.execute("select judge from judge_verdicts where evaluation_id=? group by judge"
+                                        " order by max(id) desc", (evaluation_id,))]
+
+
+# -- agreement ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Agreement:
+    """Percent agreement and Cohen's kappa between the judge and the experts, each with a 95% percentile
+    bootstrap interval over prompts (None where there are too few prompts or kappa is undefined)."""
+    votes: int
+    prompts: int
+    agreement: float | None
+    agreement_low: float | None
+    agreement_high: float | None
+    kappa: float | None
+    kappa_low: float | None
+    kappa_high: float | None
+
+    @property
+    def few_prompts(self) -> bool:
+        return self.prompts < FEW_PROMPTS
+
+
+def cohen_kappa(table) -> float | None:
+    """Cohen's kappa from a confusion table (experts' outcomes × the judge's); None when chance agreement is 1."""
+    import numpy as np
+    table = np.asarray(table, dtype=float)
+    n = table.sum()
+    if n == 0:
+        return None
+    observed = np.trace(table) / n
+    chance = float((table.sum(axis=1) * table.sum(axis=0)).sum() / n ** 2)
+    return None if chance >= 1 else float((observed - chance) / (1 - chance))
+
+
+def agreement_figures(items: list[tuple[str, str, str]], *, resamples: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = 0) -> Agreement:
+    """``items``: (prompt id, the expert's outcome, the judge's outcome), outcomes from ``OUTCOMES``."""
+    import numpy as np
+    prompts = sorted({p for p, _, _ in items})
+    if not prompts:
+        return Agreement(0, 0, None, None, None, None, None, None)
+    where = {p: i for i, p in enumerate(prompts)}
+    tables = np.zeros((len(prompts), 3, 3))
+    for prompt, expert, judged in items:
+        tables[where[prompt], OUTCOMES.index(expert), OUTCOMES.index(judged)] += 1
+    total = tables.sum(axis=0)
+    agreement, kappa = float(np.trace(total) / total.sum()), cohen_kappa(total)
+    low = high = k_low = k_high = None
+    if len(prompts) >= 2:
+        rng = np.random.default_rng(seed)
+        draws = rng.integers(0, len(prompts), size=(resamples, len(prompts)))
+        weights = np.stack([np.bincount(d, minlength=len(prompts)) for d in draws])
+        sampled = (weights @ tables.reshape(len(prompts), 9)).reshape(resamples, 3, 3)
+        n = sampled.sum(axis=(1, 2))
+        observed = np.trace(sampled, axis1=1, axis2=2) / n
+        chance = (sampled.sum(axis=2) * sampled.sum(axis=1)).sum(axis=1) / n ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappas = np.where(chance < 1, (observed - chance) / (1 - chance), np.nan)
+        low, high = (float(x) for x in np.percentile(observed, [2.5, 97.5]))
+        if kappa is not None and np.isfinite(kappas).any():
+            k_low, k_high = (float(x) for x in np.nanpercentile(kappas, [2.5, 97.5]))
+    return Agreement(len(items), len(prompts), agreement, low, high, kappa, k_low, k_high)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How far the judge agrees with the experts on the pairs both rated, and whether that passes the team's
+    threshold (kappa ≥ threshold), with what the readings looked like."""
+    evaluation_id: int
+    judge: str
+    threshold: float
+    arms: tuple[str, str]
+    overall: Agreement
+    by_label: list[tuple[str, Agreement]]
+    confusion: list[list[int]]          # experts' outcome (rows) × the judge's (columns), in OUTCOMES order
+    pairs: int                          # rated pairs the judge gave a verdict on
+    how: dict[str, int]                 # agreed / one_sided / flipped / unreadable, over the rated pairs it read
+    unread: int                         # rated pairs the judge has not read in both orders yet
+    duplicates: int                     # further votes by one rater on one pair, left out
+
+    @property
+    def passes(self) -> bool:
+        """The judge may rate the rest: kappa reached the threshold."""
+        return self.overall.kappa is not None and self.overall.kappa >= self.threshold
+
+
+def calibrate(ws: Workspace, evaluation_id: int | str, judge_name: str, *, threshold: float = DEFAULT_THRESHOLD,
+              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Calibration:
+    """The judge's agreement with every expert vote on the pairs it read (see the module's docstring)."""
+    evaluation = arena.get_evaluation(ws, evaluation_id)
+    votes = expert_votes(ws, evaluation.id)
+    verdicts = {v.pair_id: v for v in pair_verdicts(ws, evaluation.id, judge_name) if v.pair_id in votes.by_pair}
+    how = {k: 0 for k in ("agreed", "one_sided", "flipped", "unreadable")}
+    items: list[tuple[str, str, str, str | None]] = []
+    for v in verdicts.values():
+        how[v.how] += 1
+        if v.how == "unreadable":
+            continue
+        for winner in votes.by_pair[v.pair_id].values():
+            expert = "tie" if winner is None else OUTCOMES[v.arms.index(winner)]
+            items.append((v.prompt_id, expert, v.outcome, v.label))
+    overall = agreement_figures([i[:3] for i in items], resamples=resamples, seed=seed)
+    labels = sorted({i[3] for i in items if i[3] is not None})
+    by_label = [(label, agreement_figures([i[:3] for i in items if i[3] == label], resamples=resamples, seed=seed))
+                for label in labels]
+    confusion = [[sum(1 for i in items if i[1] == e and i[2] == j) for j in OUTCOMES] for e in OUTCOMES]
+    arms = next(iter(verdicts.values())).arms if verdicts else ("base", "finetuned")
+    return Calibration(evaluation.id, judge_name, float(threshold), arms, overall, by_label, confusion,
+                       pairs=len(verdicts) - how["unreadable"], how=how,
+                       unread=len(set(votes.by_pair) - set(verdicts)), duplicates=votes.duplicates)
+
+
+# -- the rest of the test split -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RestFigures:
+    """The judge's own verdicts on the pairs no expert rated: never votes, never mixed into human figures."""
+    evaluation_id: int
+    judge: str
+    pairs: int
+    wins: dict[str, int]                # arm → pairs the judge gave it
+    ties: int
+    flipped: int
+    unreadable: int
+    win_rate: float | None              # the second arm's (the fine-tuned run's) share of decisive verdicts
+    wilson_low: float | None
+    wilson_high: float | None
+
+
+def judge_rest(ws: Workspace, evaluation_id: int | str, judge: Judge, *, threshold: float = DEFAULT_THRESHOLD,
+               progress: Progress | None = None, cancel: threading.Event | None = None) -> RestFigures:
+    """Judge the pairs no expert rated, only when the judge's calibration passes ``threshold``."""
+    evaluation = arena.get_evaluation(ws, evaluation_id)
+    cal = calibrate(ws, evaluation.id, judge.name, threshold=threshold)
+    if not cal.passes:
+        shown = "undefined" if cal.overall.kappa is None else f"{cal.overall.kappa:.2f}"
+        raise TuneloopError(f"the judge {judge.name} agrees with the experts at kappa {shown} on {cal.pairs} rated "
+                            f"pairs, below the threshold {threshold:g}; it may not rate the rest of the test split. "
+                            f"Judge the rated pairs first, gather more votes, or choose a stronger judge")
+    judge_evaluation(ws, evaluation.id, judge, which="unrated", progress=progress, cancel=cancel)
+    return rest_figures(ws, evaluation.id, judge.name)
+
+
+def rest_figures(ws: Workspace, evaluation_id: int, judge_name: str) -> RestFigures:
+    """The judge's verdicts on the pairs that have no expert vote (as of now)."""
+    from evaluation.stats import wilson_interval
+    rated = set(expert_votes(ws, evaluation_id).by_pair)
+    verdicts = [v for v in pair_verdicts(ws, evaluation_id, judge_name) if v.pair_id not in rated]
+    arms = verdicts[0].arms if verdicts else ("base", "finetuned")
+    wins = {arm: sum(1 for v in verdicts if v.winner == arm) for arm in arms}
+    decisive = sum(wins.values())
+    low, high = wilson_interval(wins[arms[1]], decisive)
+    return RestFigures(evaluation_id, judge_name, len(verdicts), wins,
+                       ties=sum(1 for v in verdicts if v.winner is None and v.how != "unreadable"),
+                       flipped=sum(1 for v in verdicts if v.how == "flipped"),
+                       unreadable=sum(1 for v in verdicts if v.how == "unreadable"),
+                       win_rate=wins[arms[1]] / decisive if decisive else None, wilson_low=low, wilson_high=high)
+
+
+# -- presenting ---------------------------------------------------------------------------------
+
+AGREEMENT_HEADERS = ["label", "votes", "prompts", "agreement", "95% interval", "kappa", "95% interval"]
+
+
+def _num(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return "—"
+    return f"{100 * x:.0f}%" if pct else f"{x:.2f}"
+
+
+def _interval(low: float | None, high: float | None, pct: bool = False) -> str:
+    return "—" if low is None else f"[{_num(low, pct)}, {_num(high, pct)}]"
+
+
+def agreement_rows(cal: Calibration) -> list[list]:
+    """One table row overall and one per label (what the tab's table and the CLI show)."""
+    rows = [("overall", cal.overall)] + cal.by_label
+    return [[name, a.votes, a.prompts, _num(a.agreement, True), _interval(a.agreement_low, a.agreement_high, True),
+             _num(a.kappa), _interval(a.kappa_low, a.kappa_high)] for name, a in rows]
+
+
+def format_calibration(cal: Calibration) -> str:
+    """The calibration in words: agreement, kappa, how the two orders went, and what the threshold allows."""
+    a = cal.overall
+    first, second = cal.arms
+    names = {"first": first, "second": second, "tie": "tie"}
+    if not a.votes:
+        return (f"Judge {cal.judge}: no verdicts on rated pairs yet ({cal.unread} rated pairs to read). Judge the "
+                f"rated pairs to see how far it agrees with the experts.")
+    lines = [f"Judge {cal.judge} against the experts on {cal.pairs} rated pairs ({a.votes} votes, {a.prompts} "
+             f"prompts): agreement {_num(a.agreement, True)} {_interval(a.agreement_low, a.agreement_high, True)}, "
+             f"Cohen's kappa {_num(a.kappa)} {_interval(a.kappa_low, a.kappa_high)} (95% percentile bootstrap over "
+             f"prompts; experts' 'both bad' counts as a tie)."]
+    if a.few_prompts:
+        lines.append(f"Caveat: fewer than {FEW_PROMPTS} prompts; the intervals are rough.")
+    lines.append(f"Both orders read: {cal.how['agreed']} agreed, {cal.how['one_sided']} one-sided (one order said tie), "
+                 f"{cal.how['flipped']} flipped with the sides (counted as ties: position bias)"
+                 + (f", {cal.how['unreadable']} unreadable (left out)" if cal.how["unreadable"] else "") + ".")
+    lines.append("Experts (rows) × judge (columns): " + "; ".join(
+        f"{names[e]}: " + ", ".join(f"{names[j]} {cal.confusion[i][k]}" for k, j in enumerate(OUTCOMES))
+        for i, e in enumerate(OUTCOMES)) + ".")
+    if cal.unread:
+        lines.append(f"{cal.unread} rated pairs are not read yet.")
+    if cal.duplicates:
+        lines.append(f"{cal.duplicates} further votes by one rater on one pair were counted once.")
+    if cal.passes:
+        lines.append(f"kappa ≥ {cal.threshold:g}: the judge may rate the rest of the test split (its verdicts are "
+                     f"reported as the judge's, apart from the votes).")
+    else:
+        lines.append(f"kappa below the threshold {cal.threshold:g}: the judge does not agree with the experts enough to "
+                     f"stand in for them, so it may not rate the rest. A small model such as the default "
+                     f"SmolLM2-135M is a weak judge (README: The numbers, the judge).")
+    return "\n".join(lines)
+
+
+def format_rest(rest: RestFigures) -> str:
+    """The judge's verdicts on the unrated pairs, labelled as the judge's."""
+    if not rest.pairs:
+        return f"Judge {rest.judge}: no verdicts on unrated pairs."
+    first, second = list(rest.wins)
+    rate = (f"; {second} won {_num(rest.win_rate, True)} of the judge's decisive verdicts "
+            f"{_interval(rest.wilson_low, rest.wilson_high, True)} (Wilson 95%)" if rest.win_rate is not None else "")
+    return (f"The judge's verdicts (not votes; judge {rest.judge}) on {rest.pairs} pairs no expert rated: "
+            f"{second} {rest.wins[second]}, {first} {rest.wins[first]}, tie {rest.ties} "
+            f"({rest.flipped} flipped with the sides)" + (f", {rest.unreadable} unreadable" if rest.unreadable else "")
+            + rate + ".")
