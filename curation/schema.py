@@ -249,6 +249,31 @@ def m406_import_skips(db):
     db.execute("create index import_skips_version on import_skips (version_id, position)")
 
 
+@migration(foreign_keys=False)
+def m407_kto_versions(db):
+    # kto: prompt + one answer + desirable or not (one-sided votes and thumbs, trained on by KTO). SQLite cannot
+    # widen a check constraint, so the table is rebuilt with the same rows; the tables pointing at it keep their ids.
+    db.execute("""
+        create table dataset_versions_rebuilt (
+            id integer primary key,
+            parent_id integer references dataset_versions(id),
+            step text not null,
+            params text not null default '{}',
+            counts text not null default '{}',
+            note text not null default '',
+            content_hash text not null,
+            num_records integer not null,
+            path text not null,
+            created_by text,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            kind text not null default 'sft' check (kind in ('sft', 'preference', 'kto'))
+        )""")
+    columns = "id, parent_id, step, params, counts, note, content_hash, num_records, path, created_by, created_at, kind"
+    db.execute(f"insert into dataset_versions_rebuilt ({columns}) select {columns} from dataset_versions")
+    db.execute("drop table dataset_versions")
+    db.execute("alter table dataset_versions_rebuilt rename to dataset_versions")
+
+
 REVIEWED_TABLES = ("review_labels", "review_decisions", "review_edits", "review_comments", "review_settlements",
                    "review_assignments")
 

@@ -103,7 +103,7 @@ def test_dpo_config_names_what_is_missing(tiny_base):
     assert any(p.startswith("sft_run:") for p in problems)
     assert any(p.startswith("preferences:") for p in problems)
     assert any(p.startswith("dpo_beta:") for p in problems)
-    assert RunConfig.from_dict({"datasets": "v1", "stage": "ppo"}).problems()[0] == "stage: 'ppo' is not one of sft, dpo"
+    assert RunConfig.from_dict({"datasets": "v1", "stage": "ppo"}).problems()[0] == "stage: 'ppo' is not one of sft, dpo, kto"
 
 
 def test_preferences_from_a_file_are_checked_line_by_line(ws, tmp_path):

@@ -74,13 +74,19 @@ class RunConfig(Options):
         "test-split conversations answered by the base and the tuned model for ROUGE-L at the end (0: skip)", min=0)
     cpu_threads: int = option(2, "CPU threads the job may use", min=1)
     stage: str = option("sft", 
-        "sft: learn the split's answers; dpo: learn from rated preference pairs, starting from an SFT run's adapter",
-        choices=("sft", "dpo"))
-    sft_run: str = option("", "dpo only: the finished SFT run whose adapter DPO starts from (e.g. 3)")
+        "sft: learn the split's answers; dpo: learn from rated preference pairs; kto: learn from answers judged one "
+        "at a time (thumbs, one-sided votes); dpo and kto start from an SFT run's adapter",
+        choices=("sft", "dpo", "kto"))
+    sft_run: str = option("", "dpo and kto: the finished SFT run whose adapter they start from (e.g. 3)")
     preferences: str = option("", 
         "dpo only: a preference dataset version made from an evaluation's votes (e.g. v7), or a prompt/chosen/rejected JSONL")
     dpo_beta: float = option(0.1, 
         "dpo only: how strongly the model is held near the SFT adapter (lower lets it move further)", min=0.0)
+    kto_data: str = option("", 
+        "kto only: a KTO dataset version made from one-sided votes or thumbs on served answers (e.g. v9), or a "
+        "prompt/completion/label JSONL")
+    kto_beta: float = option(0.1, 
+        "kto only: how strongly the model is held near the SFT adapter (lower lets it move further)", min=0.0)
 
     # -- checks across keys (each key's type, choices and range come from its metadata) -------------
     def more_problems(self) -> list[str]:
@@ -103,6 +109,9 @@ class RunConfig(Options):
         if self.stage == "dpo":
             from training.dpo import dpo_problems
             out += dpo_problems(self)
+        if self.stage == "kto":
+            from training.kto import kto_problems
+            out += kto_problems(self)
         return out
 
     def validate(self) -> "RunConfig":

@@ -66,6 +66,9 @@ def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:
     if version.kind == "preference":
         raise TuneloopError(f"datasets: {version.name} holds preference pairs, not chat records; name it in "
                             f"preferences (with stage: dpo) and a split version here")
+    if version.kind == "kto":
+        raise TuneloopError(f"datasets: {version.name} holds KTO examples, not chat records; name it in "
+                            f"kto_data (with stage: kto) and a split version here")
     records = load_records(ws, vid)
     splits = {name: [r for r in records if r.meta.get("split") == name] for name in SPLITS}
     if not splits["train"]:

@@ -29,7 +29,6 @@ from curation.data.records import Record, new_record_id
 from curation.data.versions import content_hash, get_version, load_records, parse_version_id
 from training.job import Stage, peak_rss_mb, trainer_arguments
 
-STAGES = ("sft", "dpo")
 REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
 
 
@@ -109,11 +108,36 @@ def _pairs_from_file(path: Path) -> list[Record]:
 
 
 def split_preference_pairs(pairs: list[Record]) -> dict[str, list[Record]]:
-    """train (train split and prompts with no split), val (the evaluation set), test (left out)."""
+    """train (train split and prompts with no split), val (the evaluation set), test (left out); for
+    preference pairs and KTO examples alike."""
     out: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
     for pair in pairs:
         out[pair.split if pair.split in ("val", "test") else "train"].append(pair)
     return out
+
+
+def nothing_to_train(key: str, what: str, total: int, parts: dict[str, list[Record]], advice: str) -> TuneloopError:
+    """The refusal of a DPO or KTO config whose data holds nothing it may train on, saying why and what to do."""
+    reasons = []
+    if parts["test"]:
+        reasons.append(f"{len(parts['test'])} come from test prompts, which stay out of training so the test split "
+                       f"stays a fair judge")
+    if parts["val"]:
+        reasons.append(f"{len(parts['val'])} from val prompts, which only evaluate")
+    why = "; ".join(reasons) or "it is empty"
+    return TuneloopError(f"{key}: none of the {total} {what} can be trained on: {why}. Rate to improve instead: "
+                         f"rate prompts from the train split, typed prompts or production requests, {advice}")
+
+
+def trainable_pairs(ws: Workspace | None, config) -> tuple[PreferenceData, dict[str, list[Record]]]:
+    """The preference pairs a ``stage: dpo`` config names, split for training; refuses (before launch, and
+    again in the job) a config with no pair to train on."""
+    data = load_preference_pairs(ws, config.preferences)
+    parts = split_preference_pairs(data.pairs)
+    if not parts["train"]:
+        raise nothing_to_train("preferences", "preference pairs", len(data.pairs), parts,
+                               "and decide them with A/B votes")
+    return data, parts
 
 
 def _dataset(pairs: list[Record]):
@@ -124,7 +148,7 @@ def _dataset(pairs: list[Record]):
 # -- the trainer ------------------------------------------------------------------------------
 
 class _RewardsLog:
-    """The SFT callback's metrics log, with the DPO reward figures of the same trainer log added."""
+    """The SFT callback's metrics log, with the DPO (or KTO) reward figures of the same trainer log added."""
 
     def __init__(self, log):
         self.log = log
@@ -140,7 +164,7 @@ class _RewardsLog:
         self.log.drop_after(step)
 
 
-def _rewards_callback(rewards_log: _RewardsLog):
+def _rewards_callback(rewards_log: _RewardsLog, keys: tuple[str, ...] = REWARD_KEYS):
     from transformers import TrainerCallback
 
     class RewardFigures(TrainerCallback):
@@ -149,7 +173,7 @@ def _rewards_callback(rewards_log: _RewardsLog):
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
             rewards_log.latest = {k: round(float(logs[k]), 5) for k in logs
-                                  if k in REWARD_KEYS or k.removeprefix("eval_") in REWARD_KEYS}
+                                  if k in keys or k.removeprefix("eval_") in keys}
 
     return RewardFigures()
 
@@ -170,41 +194,49 @@ class DpoStage(Stage):
     """DPO over the SFT run's adapter, on the preference pairs the config names (test prompts left out)."""
 
     name = "DPO training"
+    reward_keys = REWARD_KEYS
 
     def base_model(self, ws, run, config):
         from training.models import resolve_base_model
         from training.registry import get_run
         self.sft = get_run(ws, config.sft_run)
         if not (self.sft.adapter_dir / "adapter_config.json").is_file():
-            raise TuneloopError(f"sft_run: run {self.sft.label} has no adapter (status: {self.sft.status}); DPO starts "
-                                f"from a finished run's adapter")
+            raise TuneloopError(f"sft_run: run {self.sft.label} has no adapter (status: {self.sft.status}); "
+                                f"{config.stage.upper()} starts from a finished run's adapter")
         resolved = resolve_base_model(self.sft.base_model, ws)
         if resolve_base_model(config.base_model, ws).path != resolved.path:
-            raise TuneloopError(f"base_model: run {self.sft.label} was trained on {self.sft.base_model}; DPO must use "
-                                f"the same base model (set base_model: {self.sft.base_model})")
+            raise TuneloopError(f"base_model: run {self.sft.label} was trained on {self.sft.base_model}; "
+                                f"{config.stage.upper()} must use the same base model (set base_model: "
+                                f"{self.sft.base_model})")
         return resolved
 
-    def build(self, ws, run, config, resolved, log, callback):
-        from peft import PeftModel, prepare_model_for_kbit_training
-        from training.models import load_model_and_tokenizer
+    def training_data(self, ws, config):
+        """(the data with its source and hash, its train/val/test parts); refuses data with nothing to train on."""
+        return trainable_pairs(ws, config)
 
-        data = load_preference_pairs(ws, config.preferences)
+    def checked_data(self, ws, run, config, key: str, what: str):
+        """``training_data``, refused when it no longer has the hash the run was registered with."""
+        data, parts = self.training_data(ws, config)
         if run.preference_hash and data.content_hash != run.preference_hash:
-            raise TuneloopError(f"preferences: {data.source} no longer holds the pairs this run was created with "
+            raise TuneloopError(f"{key}: {data.source} no longer holds the {what} this run was created with "
                                 f"(hash {data.content_hash[:12]}, registered {run.preference_hash[:12]}); create a "
                                 f"new run")
-        parts = split_preference_pairs(data.pairs)
-        if not parts["train"]:
-            raise TuneloopError(f"preferences: none of the {len(data.pairs)} preference pairs can be trained on "
-                                f"({len(parts['test'])} come from test prompts, which stay out of training, and "
-                                f"{len(parts['val'])} from val prompts); rate prompts from the train split or typed "
-                                f"prompts, and decide them with A/B votes")
-        print(f"[tuneloop] run #{run.id}: DPO from run {self.sft.label} on {len(parts['train'])} preference pairs "
-              f"({len(parts['val'])} for evaluation, {len(parts['test'])} from test prompts left out)", flush=True)
+        return data, parts
+
+    def sft_adapter_model(self, resolved, config):
+        """The base model (4-bit for QLoRA) with the SFT run's adapter on it, trainable; and its tokenizer."""
+        from peft import PeftModel, prepare_model_for_kbit_training
+        from training.models import load_model_and_tokenizer
         model, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=config.load_in_4bit)
         if config.load_in_4bit:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-        model = PeftModel.from_pretrained(model, str(self.sft.adapter_dir), is_trainable=True)
+        return PeftModel.from_pretrained(model, str(self.sft.adapter_dir), is_trainable=True), tokenizer
+
+    def build(self, ws, run, config, resolved, log, callback):
+        data, parts = self.checked_data(ws, run, config, "preferences", "pairs")
+        print(f"[tuneloop] run #{run.id}: DPO from run {self.sft.label} on {len(parts['train'])} preference pairs "
+              f"({len(parts['val'])} for evaluation, {len(parts['test'])} from test prompts left out)", flush=True)
+        model, tokenizer = self.sft_adapter_model(resolved, config)
         rewards_log = _RewardsLog(log)
         trainer = build_dpo_trainer(config, model, tokenizer, _dataset(parts["train"]),
                                     _dataset(parts["val"]) if parts["val"] else None, run.checkpoints_dir,
@@ -217,13 +249,13 @@ class DpoStage(Stage):
         from training.registry import read_metrics
         trained = [r for r in read_metrics(run) if r.get("event") == "train"]
         if trained:
-            summary.update({k: trained[-1][k] for k in REWARD_KEYS if k in trained[-1]})
+            summary.update({k: trained[-1][k] for k in self.reward_keys if k in trained[-1]})
 
     def final_evaluation(self, trainer, run, log, summary):
         if trainer.eval_dataset is not None:
             final = trainer.evaluate()
             log.write({"step": trainer.state.global_step, "event": "final_eval", "eval_loss": round(final["eval_loss"], 5),
-                       **{k: round(final[k], 5) for k in final if k.removeprefix("eval_") in REWARD_KEYS},
+                       **{k: round(final[k], 5) for k in final if k.removeprefix("eval_") in self.reward_keys},
                        "peak_rss_mb": peak_rss_mb()})
             summary["final_eval_loss"] = round(final["eval_loss"], 5)
 

@@ -68,6 +68,7 @@ class Preflight:
     example: list[tuple[str, bool]]
     warnings: list[str] = field(default_factory=list)
     choices: list[str] = field(default_factory=list)
+    stage_data: str = ""        # dpo / kto: what the run trains on, and what is left out and why
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,7 @@ class Preflight:
                  "tokens: " + ", ".join(f"{k} {v}" for k, v in self.token_stats.items()),
                  f"steps: {self.steps_per_epoch} per epoch, {self.total_steps} in all"]
         lines += [f"choice: {c}" for c in self.choices]
+        lines += [f"{self.config.stage} data: {self.stage_data}"] if self.stage_data else []
         lines += [
                  "example (trained text in [[...]]):",
                  "".join(f"[[{t}]]" if trained else t for t, trained in self.example)]
@@ -201,11 +203,13 @@ def plan_memory(config: RunConfig, model_path: str, *, longest_batch_tokens: int
 
 
 def preflight(ws: Workspace, config: RunConfig) -> Preflight:
-    """Check a config before launching: validation errors raise; fitting and data problems are reported."""
+    """Check a config before launching: validation errors raise; fitting and data problems are reported. A DPO
+    or KTO config whose data holds nothing it may train on is refused, saying why."""
     import torch
     from training.data import load_split_data, render_loss_mask, token_statistics, tokenize_records
     from training.models import load_tokenizer, resolve_base_model, source_quantization
     config.validate()
+    stage_data = second_stage_data(ws, config) if config.stage in ("dpo", "kto") else ""
     resolved = resolve_base_model(config.base_model, ws)
     data = load_split_data(ws, config.datasets)
     tokenizer = load_tokenizer(resolved)
@@ -240,4 +244,17 @@ def preflight(ws: Workspace, config: RunConfig) -> Preflight:
     sample = data["train"][0]
     example = render_loss_mask(tokenizer, sample.messages, config.sequence_len)
     return Preflight(config, resolved.describe(), memory, stats, steps_per_epoch, total, example, warnings,
-                     plan.choices)
+                     plan.choices, stage_data)
+
+
+def second_stage_data(ws: Workspace, config: RunConfig) -> str:
+    """What a DPO or KTO config trains on, in words; raises (naming why) when nothing can be trained on."""
+    from training.job import stage_for
+    data, parts = stage_for(config).training_data(ws, config)
+    what = "preference pairs" if config.stage == "dpo" else "KTO examples"
+    line = (f"{data.source}: {len(parts['train'])} {what} to train on, {len(parts['val'])} for evaluation, "
+            f"{len(parts['test'])} from test prompts left out")
+    if config.stage == "kto":
+        good = sum(1 for e in parts["train"] if e.desirable)
+        line += f" ({good} desirable, {len(parts['train']) - good} undesirable in training)"
+    return line

@@ -535,10 +535,14 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[dict]:
 
 def export_row(record: Record) -> dict:
     """A record as an exported row: id, messages, meta; a preference record in trl's shape instead
-    (id, prompt, chosen, rejected, meta), what DPOTrainer and ``preferences: FILE.jsonl`` read."""
+    (id, prompt, chosen, rejected, meta), what DPOTrainer and ``preferences: FILE.jsonl`` read; a KTO
+    record in trl's unpaired shape (id, prompt, completion, label, meta), what KTOTrainer reads."""
     if record.is_preference:
         return {"id": record.id, "prompt": record.messages, "chosen": record.chosen, "rejected": record.rejected,
                 "meta": record.meta}
+    if record.is_kto:
+        return {"id": record.id, "prompt": record.messages, "completion": record.completion,
+                "label": record.desirable, "meta": record.meta}
     return record.to_dict()
 
 

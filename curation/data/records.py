@@ -6,7 +6,10 @@ JSON). A split version puts ``meta["split"]`` in ``train``/``val``/``test``.
 
 A *preference* record (what rating produces, what DPO trains on) also has ``chosen`` and
 ``rejected``, each a list of assistant turns; its ``messages`` is the prompt, ending with the user
-turn both answers reply to. A version holds one kind or the other (``Version.kind``).
+turn both answers reply to. A *KTO* record (one answer judged on its own: a thumb, or one side of a
+vote; what KTO trains on) has ``completion`` (a list of assistant turns) and ``desirable`` (True for a
+good answer, False for a bad one); its ``messages`` is the prompt too. A version holds one kind only
+(``Version.kind``: sft, preference or kto).
 """
 from __future__ import annotations
 
@@ -26,29 +29,46 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)
     chosen: list[dict[str, str]] | None = None      # preference records only: the preferred answer
     rejected: list[dict[str, str]] | None = None    # preference records only: the answer it beat
+    completion: list[dict[str, str]] | None = None  # KTO records only: the answer that was judged
+    desirable: bool | None = None                   # KTO records only: whether that answer was good
 
     @property
     def is_preference(self) -> bool:
         return self.chosen is not None
 
+    @property
+    def is_kto(self) -> bool:
+        return self.completion is not None
+
+    @property
+    def kind(self) -> str:
+        """sft, preference or kto: the kind of version this record belongs in."""
+        return "preference" if self.is_preference else "kto" if self.is_kto else "sft"
+
     def to_dict(self) -> dict[str, Any]:
         d = {"id": self.id, "messages": self.messages, "meta": self.meta}
         if self.is_preference:
             d.update(chosen=self.chosen, rejected=self.rejected)
+        if self.is_kto:
+            d.update(completion=self.completion, desirable=self.desirable)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Record":
-        chosen, rejected = d.get("chosen"), d.get("rejected")
+        chosen, rejected, completion = d.get("chosen"), d.get("rejected"), d.get("completion")
         return cls(id=str(d["id"]), messages=list(d["messages"]), meta=dict(d.get("meta") or {}),
                    chosen=list(chosen) if chosen is not None else None,
-                   rejected=list(rejected) if rejected is not None else None)
+                   rejected=list(rejected) if rejected is not None else None,
+                   completion=list(completion) if completion is not None else None,
+                   desirable=bool(d["desirable"]) if completion is not None else None)
 
     def content_hash(self) -> str:
-        """Hash of messages and meta (and the two answers of a preference record): equal records hash
+        """Hash of messages and meta (and the answers of a preference or KTO record): equal records hash
         equally, whatever their key order."""
         if self.is_preference:
             return record_hash(self.messages, self.meta, [self.chosen, self.rejected])
+        if self.is_kto:
+            return record_hash(self.messages, self.meta, [self.completion, self.desirable])
         return record_hash(self.messages, self.meta)
 
     def text(self, roles: Iterable[str] = ROLES) -> str:

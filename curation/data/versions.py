@@ -6,11 +6,13 @@ Parquet snapshot under ``workspace/versions/``; the database row points at it. A
 changes once made, so loaded records are cached by id. "Current" is a pointer: rolling back is
 pointing it at an older version (a new version is never needed for that).
 
-A version has a ``kind``: ``sft`` (chat records, what every curation step works on) or
-``preference`` (prompt, chosen and rejected answers, made from rated pairs, what DPO trains on).
-The Parquet snapshot holds the columns ``id``, ``messages`` and ``meta`` (canonical JSON text);
-a preference snapshot also holds ``chosen`` and ``rejected`` (JSON lists of assistant turns), and
-its ``messages`` is the prompt. A preference version never becomes the current version.
+A version has a ``kind``: ``sft`` (chat records, what every curation step works on),
+``preference`` (prompt, chosen and rejected answers, made from rated pairs, what DPO trains on) or
+``kto`` (prompt, one answer and whether it was desirable, made from one-sided votes and thumbs, what
+KTO trains on). The Parquet snapshot holds the columns ``id``, ``messages`` and ``meta`` (canonical
+JSON text); a preference snapshot also holds ``chosen`` and ``rejected`` (JSON lists of assistant
+turns), a KTO snapshot ``completion`` (JSON) and ``desirable`` ("true"/"false"), and in both
+``messages`` is the prompt. Only an sft version becomes the current version.
 
 Example::
 
@@ -69,7 +71,7 @@ class Version:
         """One line a user can read: 'v3 ← v2 · dedup · 540 records · removed 60'."""
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items() if k != "records" and v)
         parent = f" ← v{self.parent_id}" if self.parent_id else ""
-        what = "preference pairs" if self.kind == "preference" else "records"
+        what = {"preference": "preference pairs", "kto": "KTO examples"}.get(self.kind, "records")
         return f"{self.name}{parent} · {self.step} · {self.num_records} {what}" + (f" · {counts}" if counts else "")
 
 
@@ -127,11 +129,11 @@ class SnapshotWriter:
         self._writer = None
 
     def add(self, record: Record) -> None:
-        kind = "preference" if record.is_preference else "sft"
+        kind = record.kind
         if self.kind is None:
             self.kind = kind
         elif kind != self.kind:
-            raise _mixed_kinds(record if kind == "sft" else None, self.count if kind == "sft" else 1)
+            raise _mixed_kinds(record, self.kind)
         if record.id in self._ids:
             raise TuneloopError("a version cannot hold two records with the same id")
         self._ids.add(record.id)
@@ -177,6 +179,9 @@ class SnapshotWriter:
         if self.kind == "preference":
             columns.update(chosen=[canonical_json(r.chosen) for r in batch],
                            rejected=[canonical_json(r.rejected) for r in batch])
+        if self.kind == "kto":
+            columns.update(completion=[canonical_json(r.completion) for r in batch],
+                           desirable=[canonical_json(r.desirable) for r in batch])
         table = pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()})
         if self._writer is None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -185,11 +190,15 @@ class SnapshotWriter:
             self._writer.write_table(table)
 
 
-def _mixed_kinds(first_chat: Record | None, others: int) -> TuneloopError:
-    if first_chat is not None:
-        return TuneloopError(f"record '{first_chat.id}' has no chosen/rejected answers while {others} others do; a "
-                             f"version holds either chat records or preference pairs, not both")
-    return TuneloopError("a version holds either chat records or preference pairs, not both; this one mixes them")
+KIND_WORDS = {"sft": ("a chat record", "chat records"),
+              "preference": ("a preference pair (chosen/rejected answers)", "preference pairs"),
+              "kto": ("a KTO example (one answer, desirable or not)", "KTO examples")}
+
+
+def _mixed_kinds(record: Record, kind: str) -> TuneloopError:
+    return TuneloopError(f"record '{record.id}' is {KIND_WORDS[record.kind][0]} while the records before it are "
+                         f"{KIND_WORDS[kind][1]}; a version holds one kind only: either chat records or preference "
+                         f"pairs or KTO examples")
 
 
 def create_version(ws: Workspace, records: "list[Record] | SnapshotWriter", *, parent: int | None, step: str,
@@ -199,7 +208,7 @@ def create_version(ws: Workspace, records: "list[Record] | SnapshotWriter", *, p
     """Write a new immutable version; returns it. The snapshot is written before the row exists.
 
     ``records`` is a list, or a ``SnapshotWriter`` that has written them already (a big import). Its kind
-    follows the records: preference records make a preference version, which is never made current.
+    follows the records: preference or KTO records make a version of that kind, which is never made current.
     ``also(db, version_id)`` runs the caller's own statements inside the same transaction (a row that
     points at the new version): if it raises, no version is left behind."""
     if parent is not None:
@@ -270,13 +279,15 @@ def _insert_version(ws: Workspace, target: Path, tmp: Path, write: Callable[[Pat
 
 
 def version_kind(records: list[Record]) -> str:
-    """``preference`` when every record carries chosen/rejected answers, ``sft`` when none does."""
-    preference = sum(1 for r in records if r.is_preference)
-    if preference and preference != len(records):
-        first = next(r for r in records if not r.is_preference)
-        raise TuneloopError(f"record '{first.id}' has no chosen/rejected answers while {preference} others do; a "
-                            f"version holds either chat records or preference pairs, not both")
-    return "preference" if preference else "sft"
+    """The records' one kind: ``preference`` (chosen/rejected answers), ``kto`` (one answer, desirable or not)
+    or ``sft`` (chat records); mixed kinds are refused, naming the first record that differs."""
+    if not records:
+        return "sft"
+    kind = records[0].kind
+    odd = next((r for r in records if r.kind != kind), None)
+    if odd is not None:
+        raise _mixed_kinds(odd, kind)
+    return kind
 
 
 def get_version(ws: Workspace, version: int | str) -> Version:
@@ -326,9 +337,12 @@ def chat_records(ws: Workspace, version: int | str, *, step: str) -> list[Record
     review); a preference version is refused with a message naming it, since those steps would read only
     its prompts and drop or leave its chosen/rejected answers untouched."""
     v = get_version(ws, version)
-    if v.kind != "sft":
+    if v.kind == "preference":
         raise TuneloopError(f"{v.name} holds preference pairs (prompt, chosen, rejected), and {step} works on chat "
                             f"records; choose a chat version (a DPO run names a preference version as it is)")
+    if v.kind == "kto":
+        raise TuneloopError(f"{v.name} holds KTO examples (prompt, one answer, desirable or not), and {step} works "
+                            f"on chat records; choose a chat version (a KTO run names a KTO version as it is)")
     return load_records(ws, v.id)
 
 
@@ -348,7 +362,12 @@ def load_records(ws: Workspace, version: int | str) -> list[Record]:
     ids = table.column("id").to_pylist()
     msgs = table.column("messages").to_pylist()
     metas = table.column("meta").to_pylist()
-    if "chosen" in table.column_names:
+    if "completion" in table.column_names:
+        records = [Record(id=i, messages=json.loads(m), meta=json.loads(t), completion=json.loads(c),
+                          desirable=json.loads(d))
+                   for i, m, t, c, d in zip(ids, msgs, metas, table.column("completion").to_pylist(),
+                                            table.column("desirable").to_pylist())]
+    elif "chosen" in table.column_names:
         records = [Record(id=i, messages=json.loads(m), meta=json.loads(t), chosen=json.loads(c),
                           rejected=json.loads(r))
                    for i, m, t, c, r in zip(ids, msgs, metas, table.column("chosen").to_pylist(),
@@ -407,6 +426,7 @@ def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str 
 
     A split version becomes one file per split (train, validation, test) in a folder or a .zip / .tar.gz,
     or one file when ``single_file`` is asked for (see ``curation.data.export``). A preference version is
-    written in trl's preference shape: prompt, chosen, rejected (plus id, meta)."""
+    written in trl's preference shape: prompt, chosen, rejected (plus id, meta); a KTO version in trl's
+    unpaired shape: prompt, completion, label (plus id, meta)."""
     from curation.data.formats import export_row
     return export_rows([export_row(r) for r in load_records(ws, version)], out, fmt, single_file=single_file)
