@@ -277,11 +277,7 @@ def run_training(ws: Workspace, run_id: int, *, resume: bool = False) -> Run:
                    host=socket.gethostname(), started_at=_now(), heartbeat_at=_now(), attempts=run.attempts + 1,
                    error=None)
     try:
-        if config.stage == "dpo":
-            from training.dpo import DpoStage as stage
-        else:
-            stage = SftStage
-        status, summary = train_stage(ws, run, config, log, stop_flag, resume=resume, stage=stage())
+        status, summary = train_stage(ws, run, config, log, stop_flag, resume=resume, stage=stage_for(config))
     except BaseException as exc:  # the job must always leave a status behind
         traceback.print_exc()
         sys.stdout.flush()
@@ -470,6 +466,17 @@ class SftStage(Stage):
             final = trainer.evaluate()["eval_loss"]
             log.write({"step": step, "event": "final_eval", "eval_loss": round(final, 5), "peak_rss_mb": peak_rss_mb()})
             summary["final_eval_loss"] = round(final, 5)
+
+
+def stage_for(config: RunConfig) -> Stage:
+    """The stage a config's ``stage`` names: SFT, DPO or KTO."""
+    if config.stage == "dpo":
+        from training.dpo import DpoStage
+        return DpoStage()
+    if config.stage == "kto":
+        from training.kto import KtoStage
+        return KtoStage()
+    return SftStage()
 
 
 def save_adapter(model, tokenizer, target: Path) -> Path:
