@@ -1,61 +1,150 @@
-"""Blind side-by-side rating: evaluations, pairs, who sees what, and votes checked on the server.
+"""Blind side-by-side rating: evaluations of any set of arms, pairs, who sees what, and votes checked on the server.
 
-An evaluation is a set of pairs (one prompt, the base model's response and the fine-tuned one) and an
-overlap k: how many raters should judge each pair. ``next_pair`` issues a pair to a rater and records
-which side the fine-tuned response is shown on; what it returns (``BlindPair``) holds the two texts as
-A and B and nothing that names a model. The side→model mapping stays in the database until
-``record_vote`` has accepted that rater's vote; only then does the ``Reveal`` say who was who.
+An evaluation compares arms (``Arm``): the base model, the base with a prompt, runs, an external endpoint.
+For each prompt every pair of arms becomes a pair (the prompt and those two arms' answers); with
+``pairs_per_prompt`` below the number of pairs of arms, each prompt takes that many pairs of arms in turn from
+the list of all of them (the prompts in a random order), so every pair of arms is compared on the same number
+of prompts, give or take one. An overlap k says how many raters should judge each pair. ``next_pair`` issues
+a pair to a rater and records which side the pair's second arm is shown on; what it returns (``BlindPair``)
+holds the two texts as A and B and nothing that names an arm. The side→arm mapping stays in the database
+until ``record_vote`` has accepted that rater's vote; only then does the ``Reveal`` say who was who. A
+two-arm evaluation made without ``arms`` has the arms "base" and its run ("run 3", or "fine-tuned").
 
 Sides are drawn with a fair coin per pair (``secrets``): a rater who has seen every reveal so far still
 cannot guess the next side better than chance (a balancing coin can be guessed from the counts). The
 balance of the sides is checked in the statistics instead (``evaluation.stats``: the fine-tuned model's
 share of the left side, with its test). A rater never gets the same texts (conversation and both answers)
-twice, even across evaluations: the sides revealed in one would give away the other's.
+twice, even across evaluations: the sides revealed in one would give away the other's; a repeat is the
+one exception, on purpose.
+
+Rater quality, decided on the server and invisible in anything a rater gets before the vote:
+
+- **Gold pairs** (``GoldItem``): a prompt with a known better and a known worse answer, which the admin
+  supplies (e.g. the reference answer and a deliberately degraded copy). They are mixed in at ``gold_rate``
+  gold pairs per arm pair a rater gets; whether the vote picked the better answer is stored with it. They
+  belong to no arm and never enter the ratings of the arms.
+- **Repeats**: ``repeat_rate`` of the arm pairs a rater voted on come back to them later with the sides
+  swapped, never straight after the original. The two-arm figures count the original only; the ratings
+  count one vote per rater, prompt and pair of arms (``evaluation.ratings.count_once``).
+- **Vote cap**: ``vote_cap`` votes per rater in the evaluation; the next pair past it is refused
+  (``VoteCapReached``).
+- **Answers that name their model** (``model_named``: "as SmolLM", "I am Qwen", the base model's, a run's or
+  an arm's name) are flagged on their pair when the evaluation is created; the vote is still taken and the
+  flag goes to the statistics (``Comparison.flagged``).
+
+Gold pairs and repeats are drawn at random among the rater's remaining pairs (each kind in proportion to
+how many of it are left), issued, shown and voted like any other pair, and counted in the rater's
+progress (``done`` / ``total``) from their first pair on: the total does not move when one comes.
 
 A vote and the next pair are a handful of SQLite statements (``record_vote``: 2 in one transaction,
-``next_pair``: 4, 3 of them in one transaction), and the writes of one process take turns on a lock rather
-than in SQLite's busy handler, which sleeps up to 100 ms between tries.
+``next_pair``: 4 without gold pairs or repeats, 3 of them in one transaction), and the writes of one process
+take turns on a lock rather than in SQLite's busy handler, which sleeps up to 100 ms between tries.
 
 Example::
 
-    eid = create_evaluation(ws, "run 3 vs base", items, base_model="SmolLM2-135M-Instruct", overlap=2)
+    arms = [Arm("base", "base"), Arm("run 3", "run", run_id=3), Arm("run 4", "run", run_id=4)]
+    eid = create_evaluation(ws, "round 2", items, arms=arms, base_model="SmolLM2-135M-Instruct", overlap=2,
+                            gold=gold_items, gold_rate=0.1, repeat_rate=0.1, vote_cap=200)
     pair = next_pair(ws, eid, "ana")                 # BlindPair: prompt, response_a, response_b
     reveal = record_vote(ws, pair.assignment_id, "ana", "A", comment="clearer")
+    comparisons = evaluation_comparisons(ws, eid)    # every vote in the arms' terms, for evaluation.ratings
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import itertools
 import json
+import re
 import secrets
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
+from evaluation.ratings import Comparison
 
 VERDICTS = ("A", "B", "tie", "both_bad")
 OUTCOMES = ("finetuned", "base", "tie", "both_bad")
 VERDICT_WORDS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
 SIDES = ("A", "B")
+ARM_KINDS = ("base", "prompted", "run", "endpoint")
+# How a reveal and the ratings name the two answers of a gold pair (they belong to no arm).
+GOLD_BETTER, GOLD_WORSE = "the known better answer", "the known worse answer"
 # A comment or corrected answer longer than this is refused: no real answer needs more, and a hosted
 # server must not store whatever size a script sends.
 MAX_TEXT_CHARS = 20_000
+# Model families an answer may name itself by. Those in ``NAMED_ANYWHERE`` are flagged wherever they appear
+# (no customer writes "Qwen"); the others ("Phi", "Gemini", "Mistral" are also plain words) only in a phrase
+# that names the speaker ("as Llama", "I am Claude").
+MODEL_FAMILIES = ("SmolLM", "Qwen", "Llama", "TinyLlama", "Mistral", "Mixtral", "Gemma", "Phi", "GPT", "ChatGPT",
+                  "Claude", "Gemini", "DeepSeek", "Falcon", "OLMo", "Vicuna", "Zephyr")
+NAMED_ANYWHERE = ("SmolLM", "Qwen", "TinyLlama", "ChatGPT", "DeepSeek", "GPT-3", "GPT-4")
+_SPEAKER = r"\b(?:as|i am|i'm|i’m|this is|my name is|called|named|i was (?:made|trained|built|created) (?:by|as))\s+" \
+           r"(?:an?\s+|the\s+)?"
 
 
 class VoteRefused(TuneloopError):
     """The server refused a vote: not issued to this rater, already voted, or not a verdict."""
 
 
+class VoteCapReached(VoteRefused):
+    """The rater has cast as many votes in the evaluation as its admin allowed one rater."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One thing that answers the prompts of an evaluation.
+
+    ``kind`` is base (the base model as it is), prompted (the base with a system prompt and examples in
+    ``settings``), run (a training run's adapter: ``run_id``, or an adapter folder in ``settings``) or endpoint
+    (an OpenAI-compatible server: url and model in ``settings``). ``name`` is what statistics call it.
+    """
+    name: str
+    kind: str
+    run_id: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def shown_name(self, base_model: str) -> str:
+        """How a reveal names the arm: what it is, with the model behind it."""
+        if self.kind == "base":
+            return f"{self.name} ({base_model})"
+        if self.kind == "run":
+            if not self.run_id:
+                return self.name
+            return f"fine-tuned ({self.name})" if self.name == f"run {self.run_id}" else \
+                f"{self.name} (fine-tuned, run {self.run_id})"
+        if self.kind == "prompted":
+            return f"{self.name} ({base_model} with a prompt)"
+        return f"{self.name} (endpoint)"
+
+
 @dataclass(frozen=True)
 class EvalItem:
-    """One prompt of an evaluation with both models' responses (the input to ``create_evaluation``)."""
+    """One prompt of an evaluation with every arm's answer (the input to ``create_evaluation``).
+
+    ``responses`` maps an arm's name to its answer. A two-arm evaluation made without ``arms`` reads
+    ``base_response`` and ``finetuned_response`` instead."""
     prompt_id: str
     messages: list[dict[str, str]]       # the conversation up to and including the last user turn
-    base_response: str
-    finetuned_response: str
+    base_response: str = ""
+    finetuned_response: str = ""
+    label: str | None = None
+    split: str | None = None
+    responses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    """A prompt whose better answer is known (the admin's own, or the reference against a degraded copy): a gold
+    pair that tests the raters. It belongs to no arm."""
+    prompt_id: str
+    messages: list[dict[str, str]]       # the conversation up to and including the last user turn
+    better: str
+    worse: str
     label: str | None = None
     split: str | None = None
 
@@ -73,12 +162,21 @@ class Evaluation:
     settings: dict[str, Any]
     created_by: str | None
     created_at: str
+    pairs_per_prompt: int | None = None
+    gold_rate: float = 0.0
+    repeat_rate: float = 0.0
+    vote_cap: int | None = None
     num_pairs: int = 0
     num_votes: int = 0
+    arms: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        source = f"run {self.run_id}" if self.run_id else (self.adapter or "adapter")
-        return (f"#{self.id} {self.name} · {source} vs {self.base_model} · {self.num_pairs} pairs · "
+        if len(self.arms) > 2:
+            compared = ", ".join(self.arms)
+        else:
+            source = f"run {self.run_id}" if self.run_id else (self.adapter or "adapter")
+            compared = f"{source} vs {self.base_model}"
+        return (f"#{self.id} {self.name} · {compared} · {self.num_pairs} pairs · "
                 f"{self.overlap} rater(s) per pair · {self.num_votes} votes")
 
     @property
@@ -91,7 +189,7 @@ class Evaluation:
 
 
 def finetuned_name(run_id: int | None) -> str:
-    """How a reveal names the fine-tuned model of an evaluation."""
+    """How a reveal names the fine-tuned model of a two-arm evaluation."""
     return f"fine-tuned (run {run_id})" if run_id else "fine-tuned"
 
 
@@ -102,7 +200,8 @@ def base_name(base_model: str) -> str:
 
 @dataclass(frozen=True)
 class BlindPair:
-    """What a rater may see before voting. Deliberately holds no model name and no side mapping."""
+    """What a rater may see before voting. Deliberately holds no arm name, no side mapping and nothing that
+    tells a gold pair or a repeat from any other pair."""
     assignment_id: int
     evaluation_id: int
     context: list[dict[str, str]]        # earlier turns of the conversation, if any
@@ -119,7 +218,7 @@ class Reveal:
     vote_id: int
     evaluation_id: int
     verdict: str
-    outcome: str                         # finetuned | base | tie | both_bad
+    outcome: str                         # the pair's second arm (finetuned) or first (base) won, tie, both_bad
     model_a: str
     model_b: str
 
@@ -138,44 +237,173 @@ class Progress:
 # -- evaluations ------------------------------------------------------------------------------
 
 def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, base_model: str,
-                      adapter: str | None = None, run_id: int | str | None = None,
+                      arms: Iterable[Arm] | None = None, adapter: str | None = None, run_id: int | str | None = None,
                       dataset_version: int | None = None, overlap: int = 1, guidelines: str = "",
-                      settings: dict[str, Any] | None = None, created_by: str | None = None) -> int:
-    """Store an evaluation and its pairs in one transaction; returns its id."""
-    items = list(items)
+                      settings: dict[str, Any] | None = None, created_by: str | None = None,
+                      pairs_per_prompt: int | None = None, gold: Iterable[GoldItem] = (), gold_rate: float = 0.0,
+                      repeat_rate: float = 0.0, vote_cap: int | None = None) -> int:
+    """Store an evaluation, its arms and its pairs in one transaction; returns its id.
+
+    Without ``arms`` it compares the base (``base_response``) with ``run_id``'s run (``finetuned_response``).
+    ``pairs_per_prompt`` (default: every pair of arms) and the quality settings (``gold``, ``gold_rate``,
+    ``repeat_rate``, ``vote_cap``) are described in the module's docstring.
+    """
+    items, gold = list(items), list(gold)
+    run = run_key(ws, run_id)
+    if arms is None:
+        arms = [Arm("base", "base"), Arm(f"run {run}" if run else "fine-tuned", "run", run_id=run)]
+        items = [dataclasses.replace(it, responses={arms[0].name: it.base_response, arms[1].name: it.finetuned_response})
+                 for it in items]
+    arms = _checked_arms(ws, list(arms))
     if not items:
-        raise TuneloopError("an evaluation needs at least one prompt with both responses")
+        raise TuneloopError("an evaluation needs at least one prompt with every arm's answer")
     if int(overlap) < 1:
         raise TuneloopError(f"raters per pair must be at least 1 (got {overlap})")
-    seen: set[str] = set()
+    _check_prompts(items, "prompt")
+    _check_prompts(gold, "gold prompt")
     for item in items:
-        if item.prompt_id in seen:
-            raise TuneloopError(f"prompt '{item.prompt_id}' appears twice; each prompt is rated once per evaluation")
-        seen.add(item.prompt_id)
-        if not item.messages or item.messages[-1]["role"] != "user":
-            raise TuneloopError(f"prompt '{item.prompt_id}' must end with a user turn")
+        missing = [a.name for a in arms if not isinstance(item.responses.get(a.name), str)]
+        if missing:
+            raise TuneloopError(f"prompt '{item.prompt_id}' has no answer from {', '.join(missing)}; every arm must "
+                                f"answer every prompt (generate the answers again)")
+    combos = list(itertools.combinations(range(len(arms)), 2))
+    per_prompt = _checked_quality(len(combos), pairs_per_prompt, gold, gold_rate, repeat_rate, vote_cap)
+    if run is None:
+        runs = {a.run_id for a in arms if a.kind == "run" and a.run_id}
+        run = runs.pop() if len(runs) == 1 else None
+    if adapter is None:
+        folders = {a.settings.get("adapter") for a in arms if a.kind == "run"}
+        adapter = folders.pop() if len(folders) == 1 else None
+    names = _own_names(ws, arms, base_model)
+    order = list(range(len(items)))
+    secrets.SystemRandom().shuffle(order)     # which prompts get which pairs of arms: not the prompts' order
     with ws.transaction() as db:
         eid = db.execute(
             "insert into evaluations (name, run_id, base_model, adapter, dataset_version, overlap, guidelines,"
-            " settings, created_by) values (?,?,?,?,?,?,?,?,?)",
-            (name.strip() or "evaluation", run_key(ws, run_id), base_model, adapter, dataset_version, int(overlap), guidelines,
-             json.dumps(settings or {}, sort_keys=True), created_by)).lastrowid
-        rows = [(eid, it.prompt_id, json.dumps(it.messages, ensure_ascii=False), it.label, it.split,
-                 it.base_response, it.finetuned_response) for it in items]
+            " settings, created_by, pairs_per_prompt, gold_rate, repeat_rate, vote_cap)"
+            " values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (name.strip() or "evaluation", run, base_model, adapter, dataset_version, int(overlap), guidelines,
+             json.dumps(settings or {}, sort_keys=True), created_by, pairs_per_prompt, float(gold_rate),
+             float(repeat_rate), vote_cap)).lastrowid
+        arm_ids = [db.execute("insert into eval_arms (evaluation_id, name, kind, run_id, settings, position)"
+                              " values (?,?,?,?,?,?)", (eid, a.name, a.kind, a.run_id,
+                                                        json.dumps(a.settings, ensure_ascii=False, sort_keys=True), n)
+                              ).lastrowid for n, a in enumerate(arms)]
+        rows = []
+        for turn, index in enumerate(order):
+            item = items[index]
+            messages = json.dumps(item.messages, ensure_ascii=False)
+            flags = {a.name: said for a in arms if (said := model_named(item.responses[a.name], names))}
+            for k in range(per_prompt):
+                i, j = combos[(turn * per_prompt + k) % len(combos)]
+                first, second = item.responses[arms[i].name], item.responses[arms[j].name]
+                pair_flags = {n: flags[n] for n in (arms[i].name, arms[j].name) if n in flags}
+                rows.append((eid, item.prompt_id, messages, item.label, item.split, arm_ids[i], arm_ids[j], first,
+                             second, pair_text_key(messages, first, second), 0,
+                             json.dumps(pair_flags, ensure_ascii=False)))
+        for g in gold:
+            messages = json.dumps(g.messages, ensure_ascii=False)
+            rows.append((eid, g.prompt_id, messages, g.label, g.split, None, None, g.better, g.worse,
+                         pair_text_key(messages, g.better, g.worse), 1, "{}"))
         db.executemany(
-            "insert into eval_pairs (evaluation_id, prompt_id, messages, label, split, base_response,"
-            " finetuned_response, text_key) values (?,?,?,?,?,?,?,?)",
-            [(*row, pair_text_key(row[2], row[5], row[6])) for row in rows])
+            "insert into eval_pairs (evaluation_id, prompt_id, messages, label, split, first_arm, second_arm,"
+            " first_response, second_response, text_key, gold, names_model) values (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     return eid
+
+
+def _checked_arms(ws: Workspace, arms: list[Arm]) -> list[Arm]:
+    if len(arms) < 2:
+        raise TuneloopError("an evaluation compares at least two arms (e.g. the base and a run)")
+    names = [a.name.strip() for a in arms]
+    if not all(names):
+        raise TuneloopError("every arm needs a name (the statistics show it)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TuneloopError(f"two arms are called {', '.join(twice)}; give each arm its own name")
+    checked = []
+    for arm, name in zip(arms, names):
+        if arm.kind not in ARM_KINDS:
+            raise TuneloopError(f"arm '{name}' is of kind '{arm.kind}'; choose one of {', '.join(ARM_KINDS)}")
+        run = run_key(ws, arm.run_id) if arm.kind == "run" else None
+        checked.append(dataclasses.replace(arm, name=name, run_id=run))
+    return checked
+
+
+def _check_prompts(items: list[EvalItem] | list[GoldItem], what: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.prompt_id in seen:
+            raise TuneloopError(f"{what} '{item.prompt_id}' appears twice; each prompt is rated once per evaluation")
+        seen.add(item.prompt_id)
+        if not item.messages or item.messages[-1]["role"] != "user":
+            raise TuneloopError(f"{what} '{item.prompt_id}' must end with a user turn")
+
+
+def _checked_quality(combos: int, pairs_per_prompt: int | None, gold: list[GoldItem], gold_rate: float,
+                     repeat_rate: float, vote_cap: int | None) -> int:
+    """The pairs of arms each prompt gets, once every setting is checked."""
+    if pairs_per_prompt is not None and not 1 <= int(pairs_per_prompt) <= combos:
+        raise TuneloopError(f"pairs of arms per prompt must be between 1 and {combos} (every pair of these arms); "
+                            f"got {pairs_per_prompt}")
+    for what, rate in (("gold rate", gold_rate), ("repeat rate", repeat_rate)):
+        if not 0 <= float(rate) <= 1:
+            raise TuneloopError(f"the {what} is a share between 0 and 1 (0.1: one in ten pairs); got {rate}")
+    if gold_rate and not gold:
+        raise TuneloopError("a gold rate needs gold pairs: prompts with a known better and worse answer")
+    for g in gold:
+        if " ".join(g.better.split()) == " ".join(g.worse.split()):
+            raise TuneloopError(f"gold prompt '{g.prompt_id}' has the same better and worse answer; a gold pair needs "
+                                f"two different answers")
+    if vote_cap is not None and int(vote_cap) < 1:
+        raise TuneloopError(f"the vote cap is the most votes one rater may cast, at least 1 (got {vote_cap}); "
+                            f"leave it empty for no cap")
+    return int(pairs_per_prompt or combos)
+
+
+def model_named(text: str, names: Iterable[str] = ()) -> str | None:
+    """The words of an answer that name the model that wrote it ("I am Qwen", "As SmolLM2, I"), else None.
+
+    ``names`` are the evaluation's own (base model, runs, arms); a name that is a plain lowercase word ("base",
+    "tiny") would be found in ordinary answers and is left out. They and most families count only in a phrase
+    that names the speaker; ``NAMED_ANYWHERE`` count wherever they appear."""
+    own = {n.strip() for n in names if n and n.strip() and not re.fullmatch(r"[a-z]+", n.strip())}
+    spoken = "|".join(re.escape(n) for n in sorted(own | set(MODEL_FAMILIES), key=len, reverse=True))
+    found = re.search(_SPEAKER + rf"(?:{spoken})[\w.\-]*", text, re.IGNORECASE)
+    if found is None:
+        anywhere = "|".join(re.escape(n) for n in NAMED_ANYWHERE)
+        found = re.search(rf"\b(?:{anywhere})[\w.\-]*", text, re.IGNORECASE)
+    return found.group(0).strip() if found else None
+
+
+def _own_names(ws: Workspace, arms: list[Arm], base_model: str) -> list[str]:
+    """What the arms of an evaluation are called anywhere: the arms, their runs, and the models behind them with
+    their short names (HuggingFaceTB/SmolLM2-135M-Instruct: SmolLM2-135M-Instruct and SmolLM2)."""
+    runs = [a.run_id for a in arms if a.run_id]
+    run_names = [r[0] for r in ws.db.execute(f"select name from runs where id in ({','.join('?' * len(runs))})",
+                                             runs)] if runs else []
+    models = [base_model, *(str(a.settings.get("model") or "") for a in arms if a.kind == "endpoint")]
+    short = [m.rsplit("/", 1)[-1] for m in models]
+    return [*(a.name for a in arms), *run_names, *models, *short, *(m.split("-")[0] for m in short)]
+
+
+def evaluation_arms(ws: Workspace, evaluation_id: int | str) -> list[Arm]:
+    """The arms of an evaluation, in the order they were given (the first is the reference, usually the base)."""
+    eid = get_evaluation(ws, evaluation_id).id
+    return [Arm(r["name"], r["kind"], run_id=r["run_id"], settings=json.loads(r["settings"]))
+            for r in ws.db.execute("select * from eval_arms where evaluation_id=? order by position", (eid,))]
+
+
+_EVALUATION_COLUMNS = (
+    "select e.*, (select count(*) from eval_pairs p where p.evaluation_id=e.id) as num_pairs,"
+    " (select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
+    "  join eval_pairs p on p.id=a.pair_id where p.evaluation_id=e.id) as num_votes,"
+    " (select json_group_array(name) from (select name from eval_arms where evaluation_id=e.id order by position))"
+    "  as arms from evaluations e")
 
 
 def get_evaluation(ws: Workspace, evaluation_id: int | str) -> Evaluation:
     eid = parse_evaluation_id(evaluation_id)
-    row = ws.db.execute(
-        "select e.*, (select count(*) from eval_pairs p where p.evaluation_id=e.id) as num_pairs,"
-        " (select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
-        "  join eval_pairs p on p.id=a.pair_id where p.evaluation_id=e.id) as num_votes"
-        " from evaluations e where e.id=?", (eid,)).fetchone()
+    row = ws.db.execute(f"{_EVALUATION_COLUMNS} where e.id=?", (eid,)).fetchone()
     if row is None:
         raise TuneloopError(f"there is no evaluation #{eid} in this workspace; `python -m evaluation report` "
                             f"needs the number shown when it was generated")
@@ -183,12 +411,7 @@ def get_evaluation(ws: Workspace, evaluation_id: int | str) -> Evaluation:
 
 
 def list_evaluations(ws: Workspace) -> list[Evaluation]:
-    rows = ws.db.execute(
-        "select e.*, (select count(*) from eval_pairs p where p.evaluation_id=e.id) as num_pairs,"
-        " (select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
-        "  join eval_pairs p on p.id=a.pair_id where p.evaluation_id=e.id) as num_votes"
-        " from evaluations e order by e.id desc").fetchall()
-    return [_evaluation_from_row(r) for r in rows]
+    return [_evaluation_from_row(r) for r in ws.db.execute(f"{_EVALUATION_COLUMNS} order by e.id desc").fetchall()]
 
 
 def set_guidelines(ws: Workspace, evaluation_id: int, text: str) -> None:
@@ -227,6 +450,7 @@ def parse_evaluation_id(value: int | str) -> int:
 def _evaluation_from_row(row: sqlite3.Row) -> Evaluation:
     d = dict(row)
     d["settings"] = json.loads(d["settings"])
+    d["arms"] = tuple(json.loads(d["arms"]))
     return Evaluation(**d)
 
 
@@ -235,27 +459,42 @@ def _evaluation_from_row(row: sqlite3.Row) -> Evaluation:
 def next_pair(ws: Workspace, evaluation_id: int, rater: str) -> BlindPair | None:
     """The pair this rater should judge next, or None when nothing is left for them.
 
-    A pair issued earlier and not yet voted comes back first (leave and resume). Otherwise a pair the
-    rater has never seen (nor its texts in another evaluation) that still has fewer than k raters,
-    preferring the least-covered pairs, with the fine-tuned answer on a side drawn by a fair coin.
-    Issuing happens inside one transaction so two raters cannot both take a pair's last slot.
+    A pair issued earlier and not yet voted comes back first (leave and resume). Otherwise, at random in
+    proportion to how many of each are left to this rater: an arm pair they have never seen (nor its texts
+    in another evaluation) that still has fewer than k raters, preferring the least-covered; a gold pair;
+    or a repeat of a pair they voted on, not the last one, with the sides swapped. A new pair's sides are a
+    fair coin. Refused (``VoteCapReached``) once the rater has cast the evaluation's vote cap. Issuing
+    happens inside one transaction so two raters cannot both take a pair's last slot.
     """
     rater = _check_rater(rater)
     args = {"evaluation": parse_evaluation_id(evaluation_id), "rater": rater}
     with _writing(ws) as db:
         state = _rater_state(db, args)
+        cap = state["vote_cap"]
         if state["open_id"] is not None:
             assignment_id, done = state["open_id"], state["issued"] - 1
-            remaining = _count_open_pairs(db, args) + 1
+            left = _left_to_issue(db, args, state, _count_open_pairs(db, args))
         else:
             pick = db.execute(_PICK_PAIR, args).fetchone()
-            if pick["pair_id"] is None:
+            left = _left_to_issue(db, args, state, pick["open"])
+            drawn = _draw(left)
+            if drawn is None:
                 return None
+            if cap is not None and state["issued"] >= cap:
+                raise VoteCapReached(f"you have rated {state['issued']}, the cap the admin set for this evaluation; "
+                                     f"thank you, your votes are saved")
+            if drawn == "repeat":
+                original = secrets.choice(left.repeatable)
+                pair_id, side, repeat = original["pair_id"], "B" if original["second_side"] == "A" else "A", 1
+            else:
+                pair_id = pick["pair_id"] if drawn == "arms" else secrets.choice(left.gold_ids)
+                side, repeat = secrets.choice(SIDES), 0
             assignment_id = db.execute(
-                "insert into eval_assignments (pair_id, rater, finetuned_side) values (?,?,?)",
-                (pick["pair_id"], rater, secrets.choice(SIDES))).lastrowid
-            done, remaining = state["issued"], pick["open"]
-    return _blind_pair(ws.db, assignment_id, done=done, total=done + remaining)
+                "insert into eval_assignments (pair_id, rater, second_side, repeat) values (?,?,?,?)",
+                (pair_id, rater, side, repeat)).lastrowid
+            done = state["issued"]
+    total = state["issued"] + left.count
+    return _blind_pair(ws.db, assignment_id, done=done, total=min(total, cap) if cap is not None else total)
 
 
 def issued_pair(ws: Workspace, assignment_id: int, rater: str) -> BlindPair:
@@ -273,14 +512,17 @@ def issued_pair(ws: Workspace, assignment_id: int, rater: str) -> BlindPair:
 
 
 def rater_progress(ws: Workspace, evaluation_id: int, rater: str) -> Progress:
-    """Votes cast by this rater, and how many pairs they can still get (their open one included)."""
+    """Votes cast by this rater, and how many pairs they can still get (their open one, gold pairs and repeats
+    included), at most the vote cap."""
     rater = _check_rater(rater)
     args = {"evaluation": parse_evaluation_id(evaluation_id), "rater": rater}
     db = ws.db
     state = _rater_state(db, args)
     is_open = state["open_id"] is not None
-    done = state["issued"] - is_open
-    return Progress(done=done, total=done + _count_open_pairs(db, args) + is_open, open_assignment=state["open_id"])
+    total = state["issued"] + _left_to_issue(db, args, state, _count_open_pairs(db, args)).count
+    if state["vote_cap"] is not None:
+        total = min(total, state["vote_cap"])
+    return Progress(done=state["issued"] - is_open, total=total, open_assignment=state["open_id"])
 
 
 def release_stale_assignments(ws: Workspace, evaluation_id: int, *, older_than_hours: float = 24) -> int:
@@ -316,31 +558,102 @@ def _writing(ws: Workspace) -> Iterator[sqlite3.Connection]:
         yield db
 
 
-# This rater in one evaluation: whether it exists, the pair issued and not yet voted on, and how many
-# pairs were issued to them (votes + the open one). Everything goes through the (rater, pair) index.
+# This rater in one evaluation: its quality settings, the pair issued and not yet voted on, and how many pairs
+# were issued to them (votes + the open one); with gold pairs or repeats, how many of each were issued. Everything
+# goes through the (rater, pair) index.
+_MINE = "from eval_assignments a join eval_pairs p on p.id=a.pair_id where a.rater=:rater and p.evaluation_id=e.id"
 _RATER_STATE = (
-    "select e.id, (select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
+    "select e.id, e.gold_rate, e.repeat_rate, e.vote_cap,"
+    " (select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
     "  left join eval_votes v on v.assignment_id=a.id"
     "  where a.rater=:rater and p.evaluation_id=e.id and v.id is null order by a.id limit 1) as open_id,"
-    " (select count(*) from eval_assignments a join eval_pairs p on p.id=a.pair_id"
-    "  where a.rater=:rater and p.evaluation_id=e.id) as issued"
+    f" (select count(*) {_MINE}) as issued,"
+    f" case when e.gold_rate > 0 then (select count(*) {_MINE} and p.gold=1) else 0 end as gold_issued,"
+    f" case when e.repeat_rate > 0 then (select count(*) {_MINE} and a.repeat=1) else 0 end as repeats_issued"
     " from evaluations e where e.id=:evaluation")
 
-# Pairs this rater may still get, with their raters so far: not given to them, a slot free, and not the texts
-# of a pair they were given in another evaluation (filtered in SQLite: building Python rows for every pair
-# was most of a vote's time with 50 raters).
+# Texts of pairs this rater was given in other evaluations: never shown to them again.
+_SEEN_ELSEWHERE = (
+    "select q.text_key from eval_assignments s join eval_pairs q on q.id=s.pair_id where s.rater=:rater"
+    " and q.evaluation_id != :evaluation and q.text_key is not null")
+
+# Arm pairs this rater may still get, with their raters so far: not given to them, a slot free (repeats take
+# none), and not the texts of a pair they were given in another evaluation (filtered in SQLite: building Python
+# rows for every pair was most of a vote's time with 50 raters).
 _OPEN_PAIRS = (
-    "select p.id, count(a.id) as n from eval_pairs p left join eval_assignments a on a.pair_id=p.id"
-    " where p.evaluation_id=:evaluation and p.text_key not in (select q.text_key from eval_assignments s"
-    "  join eval_pairs q on q.id=s.pair_id where s.rater=:rater and q.evaluation_id != :evaluation"
-    "  and q.text_key is not null)"
+    "select p.id, count(a.id) as n from eval_pairs p left join eval_assignments a on a.pair_id=p.id and a.repeat=0"
+    f" where p.evaluation_id=:evaluation and p.gold=0 and p.text_key not in ({_SEEN_ELSEWHERE})"
     " group by p.id having coalesce(sum(a.rater = :rater), 0) = 0"
     " and count(a.id) < (select overlap from evaluations where id=:evaluation)")
 
-# How many pairs are open to the rater, and one of the least-covered ones at random (SQLite's random()
+# How many arm pairs are open to the rater, and one of the least-covered ones at random (SQLite's random()
 # only orders the pairs; the side comes from ``secrets``).
 _PICK_PAIR = (f"with open as materialized ({_OPEN_PAIRS}) select (select count(*) from open) as open,"
               " (select id from open where n = (select min(n) from open) order by random() limit 1) as pair_id")
+
+# Gold pairs this rater has not had (every rater may get every gold pair; no overlap applies).
+_OPEN_GOLD = (
+    "select p.id from eval_pairs p where p.evaluation_id=:evaluation and p.gold=1"
+    " and not exists (select 1 from eval_assignments a where a.pair_id=p.id and a.rater=:rater)"
+    f" and p.text_key not in ({_SEEN_ELSEWHERE})")
+
+# Arm pairs this rater voted on and has not had again, except the last one they were given (a repeat is never
+# next to its original).
+_REPEATABLE = (
+    "select a.pair_id, a.second_side from eval_assignments a join eval_pairs p on p.id=a.pair_id"
+    " join eval_votes v on v.assignment_id=a.id"
+    " where a.rater=:rater and p.evaluation_id=:evaluation and p.gold=0 and a.repeat=0"
+    " and a.id != (select max(b.id) from eval_assignments b join eval_pairs q on q.id=b.pair_id"
+    "  where b.rater=:rater and q.evaluation_id=:evaluation)"
+    " and not exists (select 1 from eval_assignments r where r.pair_id=a.pair_id and r.rater=:rater and r.repeat=1)")
+
+
+@dataclass(frozen=True)
+class _Left:
+    """What a rater can still be given: arm pairs open to them, gold pairs and repeats still due."""
+    arms: int
+    gold: int = 0
+    repeats: int = 0
+    gold_ids: list[int] = field(default_factory=list)
+    repeatable: list[sqlite3.Row] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.arms + self.gold + self.repeats
+
+
+def _share(rate: float, n: int) -> int:
+    return int(rate * n + 0.5)
+
+
+def _left_to_issue(db: sqlite3.Connection, args: dict[str, Any], state: sqlite3.Row, open_arms: int) -> _Left:
+    """Gold pairs and repeats are due in proportion to the arm pairs the rater gets (those issued and those still
+    open): their number stays the same as pairs of any kind are issued, so the total shown does not move."""
+    if not state["gold_rate"] and not state["repeat_rate"]:
+        return _Left(open_arms)
+    arms_seen = state["issued"] - state["gold_issued"] - state["repeats_issued"] + open_arms
+    gold_ids = [r[0] for r in db.execute(_OPEN_GOLD, args)] if state["gold_rate"] else []
+    gold = max(0, min(_share(state["gold_rate"], arms_seen), state["gold_issued"] + len(gold_ids))
+               - state["gold_issued"])
+    repeats = max(0, _share(state["repeat_rate"], arms_seen) - state["repeats_issued"])
+    repeatable = db.execute(_REPEATABLE, args).fetchall() if repeats and state["open_id"] is None else []
+    return _Left(open_arms, gold, repeats, gold_ids, repeatable)
+
+
+def _draw(left: _Left) -> str | None:
+    """Which kind of pair comes next: arms, gold or repeat, at random in proportion to how many are left (a repeat
+    only once one of the rater's pairs can be repeated); None when nothing can be issued."""
+    weights = {"arms": left.arms, "gold": left.gold if left.gold_ids else 0,
+               "repeat": left.repeats if left.repeatable else 0}
+    total = sum(weights.values())
+    if total == 0:
+        return None
+    ticket = secrets.randbelow(total)
+    for kind, weight in weights.items():
+        if ticket < weight:
+            return kind
+        ticket -= weight
+    raise AssertionError("unreachable: the ticket is below the total weight")
 
 
 def _rater_state(db: sqlite3.Connection, args: dict[str, Any]) -> sqlite3.Row:
@@ -357,13 +670,13 @@ def _count_open_pairs(db: sqlite3.Connection, args: dict[str, Any]) -> int:
 
 def _blind_pair(db: sqlite3.Connection, assignment_id: int, *, done: int, total: int) -> BlindPair:
     row = db.execute(
-        "select a.finetuned_side, p.evaluation_id, p.messages, p.base_response, p.finetuned_response"
+        "select a.second_side, p.evaluation_id, p.messages, p.first_response, p.second_response"
         " from eval_assignments a join eval_pairs p on p.id=a.pair_id where a.id=?", (assignment_id,)).fetchone()
     messages = json.loads(row["messages"])
-    if row["finetuned_side"] == "A":
-        text_a, text_b = row["finetuned_response"], row["base_response"]
+    if row["second_side"] == "A":
+        text_a, text_b = row["second_response"], row["first_response"]
     else:
-        text_a, text_b = row["base_response"], row["finetuned_response"]
+        text_a, text_b = row["first_response"], row["second_response"]
     return BlindPair(assignment_id=assignment_id, evaluation_id=row["evaluation_id"], context=messages[:-1],
                      prompt=messages[-1]["content"], response_a=text_a, response_b=text_b, done=done, total=total)
 
@@ -375,7 +688,7 @@ def _check_rater(rater: str | None) -> str:
     return name
 
 
-# -- votes ------------------------------------------------------------------------------------
+# -- votes ----------------------------------------------------------------------------------
 
 def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, comment: str = "",
                 corrected_answer: str | None = None) -> Reveal:
@@ -383,7 +696,8 @@ def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, 
 
     Refused (``VoteRefused``) when the pair was not issued to this rater, was already voted on, or
     the verdict is not one of A, B, tie, both_bad, or the comment or corrected answer is longer than
-    ``MAX_TEXT_CHARS``. Check and insert share one transaction.
+    ``MAX_TEXT_CHARS``. Check and insert share one transaction. On a gold pair, whether the known better
+    answer won is stored with the vote.
     """
     rater = _check_rater(rater)
     if verdict not in VERDICTS:
@@ -395,33 +709,44 @@ def record_vote(ws: Workspace, assignment_id: int, rater: str, verdict: str, *, 
     corrected = (corrected_answer or "").strip() or None
     with _writing(ws) as db:
         row = db.execute(
-            "select a.rater, a.finetuned_side, p.evaluation_id, e.run_id, e.base_model, v.id as vote_id"
+            "select a.rater, a.second_side, p.evaluation_id, p.gold, e.base_model, v.id as vote_id,"
+            " f.name as first_name, f.kind as first_kind, f.run_id as first_run,"
+            " s.name as second_name, s.kind as second_kind, s.run_id as second_run"
             " from eval_assignments a join eval_pairs p on p.id=a.pair_id join evaluations e on e.id=p.evaluation_id"
+            " left join eval_arms f on f.id=p.first_arm left join eval_arms s on s.id=p.second_arm"
             " left join eval_votes v on v.assignment_id=a.id where a.id=?", (int(assignment_id),)).fetchone()
         if row is None or row["rater"] != rater:
             raise VoteRefused("this pair was not issued to you, so the vote was not counted")
         if row["vote_id"] is not None:
             raise VoteRefused("you have already voted on this pair; each rater votes once per pair")
-        outcome = verdict_outcome(verdict, row["finetuned_side"])
+        outcome = pair_outcome(verdict, row["second_side"])
         vote_id = db.execute(
-            "insert into eval_votes (assignment_id, verdict, outcome, comment, corrected_answer) values (?,?,?,?,?)",
-            (int(assignment_id), verdict, outcome, (comment or "").strip(), corrected)).lastrowid
-    ft, base = finetuned_name(row["run_id"]), base_name(row["base_model"])
-    model_a, model_b = (ft, base) if row["finetuned_side"] == "A" else (base, ft)
-    return Reveal(vote_id=vote_id, evaluation_id=row["evaluation_id"], verdict=verdict, outcome=outcome,
+            "insert into eval_votes (assignment_id, verdict, outcome, gold_correct, comment, corrected_answer)"
+            " values (?,?,?,?,?,?)",
+            (int(assignment_id), verdict, outcome, int(outcome == "first") if row["gold"] else None,
+             (comment or "").strip(), corrected)).lastrowid
+    if row["gold"]:
+        first, second = GOLD_BETTER, GOLD_WORSE
+    else:
+        first, second = (Arm(row[f"{n}_name"], row[f"{n}_kind"], run_id=row[f"{n}_run"]).shown_name(row["base_model"])
+                         for n in ("first", "second"))
+    model_a, model_b = (second, first) if row["second_side"] == "A" else (first, second)
+    return Reveal(vote_id=vote_id, evaluation_id=row["evaluation_id"], verdict=verdict,
+                  outcome={"first": "base", "second": "finetuned"}.get(outcome, outcome),
                   model_a=model_a, model_b=model_b)
 
 
-def verdict_outcome(verdict: str, finetuned_side: str) -> str:
-    """A verdict on sides (A/B/tie/both_bad) in the models' terms (finetuned/base/tie/both_bad)."""
+def pair_outcome(verdict: str, second_side: str) -> str:
+    """A verdict on sides (A/B/tie/both_bad) in the pair's terms: its first or second arm won, tie, both_bad."""
     if verdict in ("tie", "both_bad"):
         return verdict
-    return "finetuned" if verdict == finetuned_side else "base"
+    return "second" if verdict == second_side else "first"
 
 
 @dataclass(frozen=True)
 class VoteRow:
-    """A stored vote with everything feedback and statistics need (server side only)."""
+    """A stored vote in two-arm terms (one arm as the base, the other as the fine-tuned model) with everything
+    feedback and the two-arm statistics need (server side only)."""
     vote_id: int
     pair_id: int
     evaluation_id: int
@@ -441,14 +766,53 @@ class VoteRow:
                 "finetuned_side": self.finetuned_side, "label": self.label}
 
 
-def evaluation_votes(ws: Workspace, evaluation_id: int) -> list[VoteRow]:
+def evaluation_votes(ws: Workspace, evaluation_id: int, *, arms: tuple[str, str] | None = None) -> list[VoteRow]:
+    """The votes on the pairs of two arms, as base (``arms[0]``) against fine-tuned (``arms[1]``); by default the
+    evaluation's first arm against its last (a two-arm evaluation: the base against the run). Gold pairs are left
+    out, and so are repeats: a rater's vote on a prompt counts once, the first time."""
+    own = [a.name for a in evaluation_arms(ws, evaluation_id)]
+    base, tuned = arms or (own[0], own[-1])
+    for name in (base, tuned):
+        if name not in own:
+            raise TuneloopError(f"evaluation #{evaluation_id} has no arm '{name}'; its arms are {', '.join(own)}")
+    rows = ws.db.execute(
+        "select v.id as vote_id, p.id as pair_id, p.evaluation_id, p.prompt_id, a.rater, v.verdict,"
+        " case when v.outcome in ('tie', 'both_bad') then v.outcome"
+        "  when (v.outcome = 'second') = (s.name = :tuned) then 'finetuned' else 'base' end as outcome,"
+        " case when s.name = :tuned then a.second_side when a.second_side = 'A' then 'B' else 'A' end"
+        "  as finetuned_side,"
+        " v.comment, v.corrected_answer, p.label, v.voted_at from eval_votes v"
+        " join eval_assignments a on a.id=v.assignment_id join eval_pairs p on p.id=a.pair_id"
+        " join eval_arms f on f.id=p.first_arm join eval_arms s on s.id=p.second_arm"
+        " where p.evaluation_id=:evaluation and a.repeat=0"
+        " and ((f.name=:base and s.name=:tuned) or (f.name=:tuned and s.name=:base)) order by v.id",
+        {"evaluation": parse_evaluation_id(evaluation_id), "base": base, "tuned": tuned}).fetchall()
+    return [VoteRow(**dict(r)) for r in rows]
+
+
+def evaluation_comparisons(ws: Workspace, evaluation_id: int) -> list[Comparison]:
+    """Every vote of an evaluation in the arms' terms (``evaluation.ratings.Comparison``), in the order cast.
+
+    Repeats are here as a second vote on the same prompt and arms, sides swapped: ``ratings.count_once`` counts
+    each rater once per prompt and pair of arms (and says how many it dropped), and the repeat consistency
+    reads both. A gold pair's arms are ``GOLD_BETTER`` and ``GOLD_WORSE``, with ``gold`` naming the better;
+    ``flagged`` says which answer named its model."""
     eid = get_evaluation(ws, evaluation_id).id
     rows = ws.db.execute(
-        "select v.id as vote_id, p.id as pair_id, p.evaluation_id, p.prompt_id, a.rater, v.verdict, v.outcome,"
-        " a.finetuned_side, v.comment, v.corrected_answer, p.label, v.voted_at from eval_votes v"
-        " join eval_assignments a on a.id=v.assignment_id join eval_pairs p on p.id=a.pair_id"
-        " where p.evaluation_id=? order by v.id", (eid,)).fetchall()
-    return [VoteRow(**dict(r)) for r in rows]
+        "select p.prompt_id, a.rater, a.second_side, v.verdict, p.label, p.gold, p.names_model,"
+        " f.name as first, s.name as second from eval_votes v join eval_assignments a on a.id=v.assignment_id"
+        " join eval_pairs p on p.id=a.pair_id left join eval_arms f on f.id=p.first_arm"
+        " left join eval_arms s on s.id=p.second_arm where p.evaluation_id=? order by v.id", (eid,)).fetchall()
+    out = []
+    for r in rows:
+        first, second = (GOLD_BETTER, GOLD_WORSE) if r["gold"] else (r["first"], r["second"])
+        left, right = (second, first) if r["second_side"] == "A" else (first, second)
+        named = json.loads(r["names_model"])
+        out.append(Comparison(r["prompt_id"], r["rater"], left=left, right=right,
+                              outcome={"A": "left", "B": "right"}.get(r["verdict"], r["verdict"]), label=r["label"],
+                              gold=GOLD_BETTER if r["gold"] else None,
+                              flagged="; ".join(f"{arm}'s answer says '{said}'" for arm, said in named.items()) or None))
+    return out
 
 
 def raters(ws: Workspace, evaluation_id: int) -> list[str]:

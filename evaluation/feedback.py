@@ -5,6 +5,11 @@ explicit actions write, once, through curation's API:
 
 - ``make_preference_version``: decisive votes → an immutable *preference* dataset version (prompt
   messages, ``chosen`` and ``rejected`` assistant turns, provenance in meta), what a DPO run names.
+- ``make_kto_version``: every answer a vote judged, on its own → an immutable *KTO* version (prompt,
+  ``completion``, ``desirable``), what a KTO run names. A decisive vote makes its winner desirable and
+  the other answer undesirable; "both bad" makes both undesirable, so the votes DPO cannot use (most
+  of them, in practice) still train; a corrected answer is a desirable example too. A tie says
+  neither answer is good or bad, and is counted (``ties_unused``) but not used.
 - ``merge_feedback``: corrected answers and answered requests → a new SFT version, the current one
   plus those records (step "feedback").
 - Both-bad pairs nobody corrected are asked for in curation's answer requests (origin
@@ -68,9 +73,14 @@ class Feedback:
     needs_answer: list[Record] = field(default_factory=list)   # prompts to ask answers for, provenance in meta
     disagreements: list[dict[str, Any]] = field(default_factory=list)
     identical_answers: list[int] = field(default_factory=list)   # voted pairs left out: both answers the same text
+    kto: list[Record] = field(default_factory=list)             # answers judged on their own: desirable or not
+    kto_excluded: int = 0                                        # answers whose votes were split (policy)
+    ties_unused: int = 0                                         # tie votes: no answer judged good or bad
 
     def counts(self) -> dict[str, int]:
         return {"preference_pairs": len(self.preference_pairs), "corrected": len(self.corrections),
+                "kto_examples": len(self.kto), "kto_desirable": sum(1 for r in self.kto if r.desirable),
+                "kto_excluded": self.kto_excluded, "ties_unused": self.ties_unused,
                 "needs_answer": len(self.needs_answer), "identical_answers": len(self.identical_answers),
                 "disagreements": len(self.disagreements),
                 "disagreements_excluded": sum(1 for d in self.disagreements if d["resolution"] == "excluded")}
@@ -102,6 +112,10 @@ def collect_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majori
             fb.preference_pairs.append(preference)
         if disagreement:
             fb.disagreements.append(disagreement)
+        examples, excluded = _kto_examples(evaluation.id, evaluation.run_id, pair, votes, policy)
+        fb.kto += examples
+        fb.kto_excluded += excluded
+        fb.ties_unused += sum(1 for v in votes if v.outcome == "tie")
         bad = [v for v in votes if v.outcome == "both_bad"]
         if bad and not any(v.corrected_answer for v in votes):
             meta = _provenance(evaluation.id, evaluation.run_id, pair)
@@ -192,6 +206,50 @@ def export_preferences(ws: Workspace, evaluation_id: int, out: str | Path | None
     return version
 
 
+# -- KTO versions -----------------------------------------------------------------------------
+
+def make_kto_version(ws: Workspace, evaluation_id: int, *, policy: str = "majority",
+                     created_by: str | None = None) -> Version:
+    """An immutable KTO version from every answer the evaluation's votes judged (the policy in its params).
+
+    Its parent is the version the prompts came from; examples keep their prompt's split, so a KTO run
+    leaves test prompts out. Made again from the same votes and policy, the version made before is
+    returned instead of a copy."""
+    fb = collect_feedback(ws, evaluation_id, policy=policy)
+    evaluation = get_evaluation(ws, fb.evaluation_id)
+    request_missing_answers(ws, evaluation.id)
+    if not fb.kto:
+        raise TuneloopError(f"evaluation #{evaluation.id} has no judged answer yet ({policy} policy): KTO examples "
+                            f"come from votes for one side, 'both bad' votes and corrected answers ({fb.ties_unused} "
+                            f"ties say neither answer is good or bad); rate more pairs")
+    digest = content_hash(fb.kto)
+    before = ws.db.execute("select id from dataset_versions where kind='kto' and step='kto' and content_hash=?",
+                           (digest,)).fetchone()
+    if before is not None:
+        return get_version(ws, before[0])
+    parent = evaluation.dataset_version
+    if parent is not None and ws.db.execute("select 1 from dataset_versions where id=?", (parent,)).fetchone() is None:
+        parent = None
+    counts = {"desirable": sum(1 for r in fb.kto if r.desirable), "undesirable": sum(1 for r in fb.kto if not r.desirable),
+              "from_test_prompts": sum(1 for r in fb.kto if r.split == "test"), "excluded": fb.kto_excluded,
+              "ties_unused": fb.ties_unused}
+    return create_version(ws, fb.kto, parent=parent, step="kto",
+                          params={"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy},
+                          counts=counts, note=f"KTO examples from evaluation #{evaluation.id} ({evaluation.name}); "
+                                              f"those from test prompts are left out of training",
+                          created_by=created_by)
+
+
+def export_kto(ws: Workspace, evaluation_id: int, out: str | Path | None = None, *, policy: str = "majority",
+               created_by: str | None = None, single_file: bool = False) -> Version:
+    """Make the evaluation's KTO version and, when ``out`` is given, write it as JSONL in trl's unpaired
+    prompt/completion/label shape (with id and meta), a file per split as ``export_preferences`` does."""
+    version = make_kto_version(ws, evaluation_id, policy=policy, created_by=created_by)
+    if out is not None:
+        export_version(ws, version.id, out, "jsonl", single_file=single_file)
+    return version
+
+
 # -- merge ------------------------------------------------------------------------------------
 
 def feedback_records(ws: Workspace, evaluation_id: int, *, policy: str = "majority") -> list[Record]:
@@ -213,17 +271,41 @@ def merge_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majority
         raise TuneloopError(f"evaluation #{evaluation.id} has nothing new to merge into {current.name}: no corrected "
                             f"answers or answered prompts beyond those already merged")
     fb = collect_feedback(ws, evaluation.id, policy=policy)
+    where = destinations(new)
     counts = {"added": len(new),
               "corrected": sum(1 for r in new if r.meta.get("kind") == "correction"),
               "answered": sum(1 for r in new if r.meta.get("kind") == "needs_answer"),
+              **{f"into_{split}": n for split, n in where.items()},
               "preference_pairs": len(fb.preference_pairs),
               "needs_answer_open": len(open_requests),
               "disagreements_excluded": fb.counts()["disagreements_excluded"]}
     params = {"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy}
     version = create_version(ws, existing + new, parent=current.id, step="feedback", params=params, counts=counts,
-                             note=f"feedback from evaluation #{evaluation.id} ({evaluation.name})",
+                             note=f"feedback from evaluation #{evaluation.id} ({evaluation.name}): "
+                                  f"{where_text(where)}",
                              created_by=created_by, also=_feedback_row(evaluation.id, "corrections", policy))
     return version
+
+
+def destinations(records: list[Record]) -> dict[str, int]:
+    """How many of the merged records went into each split (``none``: the version has no splits)."""
+    out: dict[str, int] = {}
+    for record in records:
+        out[record.split or "none"] = out.get(record.split or "none", 0) + 1
+    return out
+
+
+WHY = {"train": "they answer prompts from the train split (rated to improve), so the next SFT run learns them",
+       "val": "they answer val prompts, so they only measure the next run's validation loss",
+       "test": "they answer test prompts (rated to measure), so they stay in test and never train; rate prompts "
+               "from the train split, typed prompts or production requests to improve",
+       "none": "the version has no splits yet; the next split decides where they go"}
+
+
+def where_text(where: dict[str, int]) -> str:
+    """Where each merged record went and why, in one sentence per split."""
+    return " ".join(f"{n} into {split if split != 'none' else 'no split'}: {WHY[split]}."
+                    for split, n in sorted(where.items()))
 
 
 def _feedback_row(evaluation_id: int, kind: str, policy: str):
@@ -249,7 +331,7 @@ def _pairs(ws: Workspace, evaluation_id: int) -> dict[int, PairInfo]:
     version = get_evaluation(ws, evaluation_id).dataset_version
     key = (label_field(ws, version) if version else None) or DEFAULT_LABEL_FIELD
     return {r["id"]: PairInfo(pair_id=r["id"], prompt_id=r["prompt_id"], messages=json.loads(r["messages"]),
-                              base_response=r["base_response"], finetuned_response=r["finetuned_response"],
+                              base_response=r["first_response"], finetuned_response=r["second_response"],
                               label=r["label"], split=r["split"], label_field=key) for r in rows}
 
 
@@ -268,6 +350,46 @@ def _correction_record(evaluation_id: int, run_id: int | None, pair: PairInfo, v
     meta.update({"from_vote": vote.vote_id, "rater": vote.rater, "kind": "correction"})
     return Record(id=f"fb{evaluation_id}-v{vote.vote_id}",
                   messages=pair.messages + [{"role": "assistant", "content": vote.corrected_answer}], meta=meta)
+
+
+def _kto_examples(evaluation_id: int, run_id: int | None, pair: PairInfo, votes: list[VoteRow],
+                  policy: str) -> tuple[list[Record], int]:
+    """Each answer of the pair the votes judged, as a KTO example, and how many the policy excluded.
+
+    An answer is desirable when a vote chose it, undesirable when a vote chose the other answer or called
+    both bad; raters who disagree on one answer are resolved by the policy as for preference pairs
+    (majority: the larger side, a split excluded; unanimous: all or excluded). Two answers with the same
+    text are one answer, which only "both bad" judges. A corrected answer is a desirable example of its own."""
+    identical = same_answer(pair.finetuned_response, pair.base_response)
+    answers = {"finetuned": pair.finetuned_response} if identical else \
+        {"finetuned": pair.finetuned_response, "base": pair.base_response}
+    examples, excluded = [], 0
+    for model, text in answers.items():
+        good = [] if identical else [v for v in votes if v.outcome == model]
+        bad = [v for v in votes if v.outcome == "both_bad" or (not identical and v.outcome in OTHER.get(model, ()))]
+        if not good and not bad:
+            continue
+        if (good and bad) and (policy == "unanimous" or len(good) == len(bad)):
+            excluded += 1
+            continue
+        support = good if len(good) > len(bad) else bad
+        meta = _provenance(evaluation_id, run_id, pair)
+        meta.update({"pair_id": pair.pair_id, "kind": "kto", "answer_model": "same" if identical else model,
+                     "vote_ids": [v.vote_id for v in support], "raters": sorted({v.rater for v in support}),
+                     "resolution": "majority" if good and bad else "unanimous"})
+        examples.append(Record(f"fb{evaluation_id}-kto{pair.pair_id}-{model}", pair.messages, meta,
+                               completion=[{"role": "assistant", "content": text}], desirable=support is good))
+    for v in votes:
+        if v.corrected_answer:
+            meta = _provenance(evaluation_id, run_id, pair)
+            meta.update({"pair_id": pair.pair_id, "kind": "kto", "answer_model": "correction",
+                         "from_vote": v.vote_id, "rater": v.rater})
+            examples.append(Record(f"fb{evaluation_id}-kto-v{v.vote_id}", pair.messages, meta,
+                                   completion=[{"role": "assistant", "content": v.corrected_answer}], desirable=True))
+    return examples, excluded
+
+
+OTHER = {"finetuned": ("base",), "base": ("finetuned",)}   # a vote for one answer judges the other one bad
 
 
 def _preference(pair: PairInfo, votes: list[VoteRow], policy: str,

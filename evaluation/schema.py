@@ -336,3 +336,98 @@ def m010_judge_verdicts(db):
             unique (pair_id, judge, order_shown)
         )""")
     db.execute("create index judge_verdicts_evaluation on judge_verdicts (evaluation_id, judge)")
+
+
+def _copy_rows(db, table: str, create: str, columns: str, select: str) -> None:
+    """Rebuild ``table`` from ``create``, filling ``columns`` with ``select`` run over the old table (same ids)."""
+    db.execute(create.replace(f"create table {table} ", f"create table {table}_rebuilt "))
+    db.execute(f"insert into {table}_rebuilt ({columns}) {select}")
+    db.execute(f"drop table {table}")
+    db.execute(f"alter table {table}_rebuilt rename to {table}")
+
+
+@migration(foreign_keys=False)
+def m010_arms(db):
+    # An evaluation compares any set of arms (base, prompted base, runs, an endpoint); a pair is one prompt and two
+    # of them. Two-arm evaluations become arms "base" (first) and their run (second): the fine-tuned side is the
+    # second arm's side. A rater may get a pair again with the sides swapped (a repeat), so assignments are unique
+    # per (pair, rater, repeat); gold pairs (a known better answer) test the raters and belong to no arm.
+    from evaluation.arena import model_named
+
+    db.execute("""
+        create table eval_arms (
+            id integer primary key,
+            evaluation_id integer not null references evaluations(id),
+            name text not null,              -- what the statistics call it: base, run 3, prompted base (4 examples)
+            kind text not null check (kind in ('base', 'prompted', 'run', 'endpoint')),
+            run_id integer references runs(id),
+            settings text not null default '{}',   -- JSON: system prompt and examples, adapter, endpoint url/model
+            position integer not null,       -- order in the evaluation: the first is the reference (the base)
+            unique (evaluation_id, name),
+            unique (evaluation_id, position)
+        )""")
+    db.execute("alter table evaluations add column pairs_per_prompt integer")   # null: every pair of arms
+    db.execute("alter table evaluations add column gold_rate real not null default 0")
+    db.execute("alter table evaluations add column repeat_rate real not null default 0")
+    db.execute("alter table evaluations add column vote_cap integer")           # votes per rater; null: no cap
+    for e in db.execute("select id, run_id from evaluations").fetchall():
+        db.execute("insert into eval_arms (evaluation_id, name, kind, position) values (?, 'base', 'base', 0)", (e[0],))
+        db.execute("insert into eval_arms (evaluation_id, name, kind, run_id, position) values (?, ?, 'run', ?, 1)",
+                   (e[0], f"run {e[1]}" if e[1] else "fine-tuned", e[1]))
+    _copy_rows(db, "eval_pairs", """
+        create table eval_pairs (
+            id integer primary key,
+            evaluation_id integer not null references evaluations(id),
+            prompt_id text not null,
+            messages text not null,
+            label text,
+            split text,
+            first_arm integer references eval_arms(id),    -- the arm placed first in the evaluation; null: gold
+            second_arm integer references eval_arms(id),
+            first_response text not null,    -- on a gold pair, the known better answer
+            second_response text not null,
+            text_key text,
+            gold integer not null default 0 check (gold in (0, 1)),
+            names_model text not null default '{}',        -- JSON {arm name: the words that name a model}
+            unique (evaluation_id, prompt_id, first_arm, second_arm)
+        )""",
+        "id, evaluation_id, prompt_id, messages, label, split, first_arm, second_arm, first_response,"
+        " second_response, text_key",
+        "select p.id, p.evaluation_id, p.prompt_id, p.messages, p.label, p.split,"
+        " (select id from eval_arms where evaluation_id=p.evaluation_id and position=0),"
+        " (select id from eval_arms where evaluation_id=p.evaluation_id and position=1),"
+        " p.base_response, p.finetuned_response, p.text_key from eval_pairs p")
+    _copy_rows(db, "eval_assignments", """
+        create table eval_assignments (
+            id integer primary key,
+            pair_id integer not null references eval_pairs(id),
+            rater text not null,
+            second_side text not null check (second_side in ('A', 'B')),   -- where the second arm's answer is shown
+            repeat integer not null default 0 check (repeat in (0, 1)),   -- 1: the pair again, sides swapped
+            issued_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            unique (pair_id, rater, repeat)
+        )""", "id, pair_id, rater, second_side, issued_at",
+        "select id, pair_id, rater, finetuned_side, issued_at from eval_assignments")
+    db.execute("create index eval_assignments_rater on eval_assignments (rater, pair_id)")
+    _copy_rows(db, "eval_votes", """
+        create table eval_votes (
+            id integer primary key,
+            assignment_id integer not null unique references eval_assignments(id),
+            verdict text not null check (verdict in ('A', 'B', 'tie', 'both_bad')),
+            outcome text not null check (outcome in ('first', 'second', 'tie', 'both_bad')),   -- the pair's arms
+            gold_correct integer,            -- on a gold pair: 1 when the known better answer won; else null
+            comment text not null default '',
+            corrected_answer text,
+            voted_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )""", "id, assignment_id, verdict, outcome, comment, corrected_answer, voted_at",
+        "select id, assignment_id, verdict, case outcome when 'finetuned' then 'second' when 'base' then 'first'"
+        " else outcome end, comment, corrected_answer, voted_at from eval_votes")
+    rows = db.execute("select p.id, p.first_response, p.second_response, e.base_model, b.name as arm, r.name as run"
+                      " from eval_pairs p join evaluations e on e.id=p.evaluation_id"
+                      " join eval_arms b on b.id=p.second_arm left join runs r on r.id=e.run_id").fetchall()
+    for r in rows:
+        names = [r["base_model"]] + ([r["run"]] if r["run"] else [])
+        flags = {arm: said for arm, text in (("base", r["first_response"]), (r["arm"], r["second_response"]))
+                 if (said := model_named(text, names))}
+        if flags:
+            db.execute("update eval_pairs set names_model=? where id=?", (json.dumps(flags, ensure_ascii=False), r["id"]))

@@ -34,7 +34,7 @@ SOLO = ("rita", "fay", "rob", "lou")
 PII_COMMENT = "call me back on +1 415 555 0199 or jane.doe@example.com"
 SCRIPT = "<script>alert('owned')</script><img src=x onerror=alert(1)>"
 RATE_FNS = {"start_clicked", "vote_clicked", "vote_clicked_1", "vote_clicked_2", "vote_clicked_3", "lambda",
-            "refresh_choices", "refresh_choices_1"}
+            "refresh_choices", "refresh_choices_1", "logged_in_as"}
 
 
 def password(name: str) -> str:
@@ -118,7 +118,7 @@ def test_a_rater_receives_no_model_identity_before_voting(hosted):
     assert vote.success and r.acknowledged[-1].question == voted_on
     reveal = vote.output[10]
     side = hosted.ws.db.execute(
-        "select a.finetuned_side from eval_votes v join eval_assignments a on a.id=v.assignment_id"
+        "select a.second_side from eval_votes v join eval_assignments a on a.id=v.assignment_id"
         " where a.rater='rita' order by v.id desc limit 1").fetchone()[0]
     expected = (f"A was fine-tuned (run {RUN_ID}); B was base ({BASE_MODEL})" if side == "A"
                 else f"A was base ({BASE_MODEL}); B was fine-tuned (run {RUN_ID})")
@@ -133,8 +133,9 @@ def test_a_rater_receives_no_model_identity_before_voting(hosted):
 
 def test_b_a_rater_reaches_no_admin_function(hosted):
     probe = GradioSession(hosted.url, "")
-    assert probe.login("rita", password("rita")).status_code == 400       # the admin app's login says no
-    assert GradioSession(hosted.url, "/playground").login("rita", password("rita")).status_code == 400
+    assert probe.login("rita", password("rita")).status_code == 200       # logged in to /rate/, not to /
+    assert probe.http.get("/config").status_code == 401                   # the admin app still says no
+    assert GradioSession(hosted.url, "/playground").login("rita", "wrong-password").status_code == 400
 
     admin = admin_session(hosted)
     admin_deps = admin.config()["dependencies"]
@@ -365,3 +366,54 @@ def test_e_acknowledged_votes_survive_sigkill_and_the_rater_only_api_has_no_admi
     assert acknowledged <= {(who, q) for who, q, _ in stored}
     assert len(stored) == len({pair for _, _, pair in stored})   # no pair voted twice
     assert len(stored) >= len(acknowledged) + 3 * len(names)
+
+
+def test_h_each_role_logging_in_at_the_root_lands_on_its_page(hosted):
+    for name, secret, home, title in (("fay", password("fay"), "/rate/", "rating"),
+                                      (VIEWER, VIEWER_PW, "/playground/", "playground")):
+        root = GradioSession(hosted.url, "")
+        assert root.login(name, "not-my-password").status_code == 400       # a wrong password is still wrong
+        assert root.login(name, secret).status_code == 200
+        landing = root.http.get("/", follow_redirects=False)                # what the login page's reload gets
+        assert landing.status_code == 303 and landing.headers["location"] == home
+        page = root.http.get("/", follow_redirects=True)
+        assert page.status_code == 200 and f"Tuneloop · {title}" in page.text
+        assert '"auth_required":true' not in page.text
+        root.close()
+    admin = admin_session(hosted)
+    assert admin.http.get("/", follow_redirects=False).status_code == 200   # an admin stays at the dashboard
+    admin.close()
+
+
+def test_i_every_page_says_who_is_logged_in_and_logs_out(hosted):
+    r = rater(hosted, "rob")
+    shown = r.session.call("logged_in_as", [])
+    assert shown.success and "logged in as <b>rob</b> (rater)" in shown.output[0] and "href='logout'" in shown.output[0]
+    rate_page = r.session.config()
+    hidden = [c for c in rate_page["components"] if c.get("props", {}).get("elem_id") == "rate-rater"]
+    assert hidden and hidden[0]["props"]["visible"] is False     # no "Your name" box once logins are on
+    out = r.session.http.get("/logout", follow_redirects=False)
+    assert out.status_code == 302
+    assert r.session.http.get("/config").status_code == 401      # the session ended on the server
+    admin = admin_session(hosted)
+    assert "logged in as <b>ada</b> (admin)" in admin.call("logged_in_as", []).output[0]
+    admin.close()
+    r.close()
+
+
+def test_j_an_admin_changes_a_password_without_removing_the_user(hosted, tmp_path):
+    from app import main as app_main
+    before = rater(hosted, "lou")
+    assert before.session.config()
+    users = table_counts(hosted.ws)["users"]
+    secret = tmp_path / "pw"
+    secret.write_text("lou-new-Pw7-secret\n")
+    assert app_main(["--workspace", str(hosted.ws.root), "users", "passwd", "lou", "--password-file", str(secret)]) == 0
+    assert before.session.http.get("/config").status_code == 401            # the old session has ended
+    assert GradioSession(hosted.url, "/rate").login("lou", password("lou")).status_code == 400
+    again = RaterClient(hosted.url, "lou", "lou-new-Pw7-secret")
+    assert again.session.config() and table_counts(hosted.ws)["users"] == users
+    again.close()
+    before.close()
+    from core.users import set_password
+    set_password(hosted.ws, "lou", password("lou"))

@@ -19,6 +19,7 @@ from evaluation import arena, playground_ui
 from evaluation import ui as rate_ui
 from evaluation.arena import EvalItem, create_evaluation, evaluation_votes, next_pair, rater_progress, record_vote
 from evaluation.stats import summarize, votes_from_rows
+from tests.old_workspace import old_workspace
 from tests.tab_page import page
 
 VOTES = 600
@@ -70,7 +71,7 @@ def test_the_statistics_show_how_often_the_fine_tuned_answer_was_on_the_left(ws)
     sides = fine_tuned_sides(ws, eid, "ana")
     s = summarize(votes_from_rows([v.to_stats_row() for v in evaluation_votes(ws, eid)]))
     assert s["finetuned_left"] == sides.count("A") and s["finetuned_left_share"] == sides.count("A") / 40
-    ws.db.execute("update eval_assignments set finetuned_side='A'")
+    ws.db.execute("update eval_assignments set second_side='A'")
     skewed = summarize(votes_from_rows([v.to_stats_row() for v in evaluation_votes(ws, eid)]))
     assert skewed["finetuned_left"] == 40 and skewed["side_balance_p"] < 1e-9
     shown = rate_ui.summary_markdown(arena.get_evaluation(ws, eid), skewed)
@@ -98,17 +99,25 @@ def test_a_rater_never_gets_pair_texts_revealed_to_them_in_another_evaluation(ws
 
 
 def test_pairs_stored_before_the_text_keys_are_recognised_after_the_upgrade(tmp_path):
-    ws = Workspace.open(tmp_path / "workspace")
-    first = create_evaluation(ws, "old", items(3), base_model="base")
-    fine_tuned_sides(ws, first, "ana")
-    second = create_evaluation(ws, "old again", items(3), base_model="base")
-    # the workspace as it was before the migration: no text keys at all
-    ws.db.execute("alter table eval_pairs drop column text_key")
-    ws.db.execute("delete from _migrations where package='evaluation' and name='m009_pair_text_keys'")
+    # the workspace as it was before the text keys (and the arms): ana voted on one evaluation, the other has its texts
+    ws = old_workspace(tmp_path / "workspace", {("evaluation", "m009_pair_text_keys"), ("evaluation", "m010_arms")})
+    for eid in (1, 2):
+        ws.db.execute("insert into evaluations (id, name, base_model, overlap) values (?, ?, 'base', 1)", (eid, f"e{eid}"))
+        for item in items(3):
+            pair = ws.db.execute("insert into eval_pairs (evaluation_id, prompt_id, messages, base_response,"
+                                 " finetuned_response) values (?,?,?,?,?)",
+                                 (eid, item.prompt_id, json.dumps(item.messages), item.base_response,
+                                  item.finetuned_response)).lastrowid
+            if eid == 1:
+                shown = ws.db.execute("insert into eval_assignments (pair_id, rater, finetuned_side) values (?, 'ana', 'A')",
+                                      (pair,)).lastrowid
+                ws.db.execute("insert into eval_votes (assignment_id, verdict, outcome) values (?, 'A', 'finetuned')",
+                              (shown,))
     upgraded = Workspace.open(tmp_path / "workspace")
     assert upgraded.db.execute("select 1 from _migrations where name='m009_pair_text_keys'").fetchone()
     assert upgraded.db.execute("select count(*) from eval_pairs where text_key is null").fetchone()[0] == 0
-    assert next_pair(upgraded, second, "ana") is None
+    assert next_pair(upgraded, 2, "ana") is None
+    assert rater_progress(upgraded, 2, "bob").total == 3
 
 
 # -- the playground: folders are for admins -------------------------------------------------------
