@@ -344,3 +344,94 @@ def test_the_reviewer_is_the_login_when_there_is_one_else_the_typed_name(ws):
     assert reviewer(ws, None, "ana") == "ana"
     with pytest.raises(TuneloopError, match="type your name"):
         reviewer(ws, gr.Request(), "")
+
+
+def _scan_queue(state, reviewer, f):
+    """The queue as the review state computed it before it had an index: every record, one by one."""
+    mine = state.assigned.get(reviewer or "") if f.assigned_only else None
+    name, _, value = f.label.partition("=")
+    words = [w.lower() for w in f.search.split()]
+    out = []
+    for r in state.records:
+        votes = state.decisions.get(r.id, {})
+        before = not votes and (r.meta.get("review") or {}).get("status") == "approved"
+        status = "approved" if before else state.review_status(r.id)
+        label = state.reviewed_value(r.id, name.strip())
+        label = label[1] if label[0] else r.meta.get(name.strip())
+        hay = (r.id + "\n" + "\n".join(m["content"] for m in state.messages(r.id)) + "\n"
+               + json.dumps(r.meta, sort_keys=True, ensure_ascii=False, separators=(",", ":"))).lower()
+        if ((mine and r.id not in mine) or (f.status == "to do" and (reviewer in votes or before))
+                or (f.status == "skipped" and votes.get(reviewer or "") != "skipped")
+                or (f.status == "disputed" and not state.is_disputed(r.id))
+                or (f.status in ("approved", "rejected", "pending") and status != f.status)
+                or (f.source and str(r.meta.get("source", "")) != f.source)
+                or (name and not (value.strip() in label if isinstance(label, list)
+                                  else label is not None and str(label) == value.strip()))
+                or (f.flagged and not r.meta.get("flags")) or (words and not all(w in hay for w in words))):
+            continue
+        out.append(r.id)
+    return out
+
+
+def test_queues_from_the_index_match_a_scan_of_every_record_as_reviewers_act(ws):
+    recs = []
+    for i in range(40):
+        meta = {"source": ["email", "chat", ""][i % 3], "intent": ["refund", "billing", "other"][i % 3]}
+        if i % 7 == 0:
+            meta["review"] = {"status": "approved"}
+        if i % 5 == 0:
+            meta["flags"] = ["pii"]
+        recs.append(Record(id=f"q{i:02d}", messages=[{"role": "user", "content": f"Question {i} about a Refund"},
+                                                      {"role": "assistant", "content": f"answer {i % 4}"}], meta=meta))
+    v = V.create_version(ws, recs, parent=None, step="import")
+    save_schema(ws, v.id, parse_schema(SCHEMA), by="admin")
+    filters = [QueueFilter()] + [QueueFilter(status=s) for s in ("skipped", "approved", "rejected", "pending",
+                                                                  "disputed", "any")]
+    filters += [QueueFilter(source="chat"), QueueFilter(label="intent=billing"), QueueFilter(flagged=True),
+                QueueFilter(search="refund 1"), QueueFilter(search="fixed"), QueueFilter(search="about"), QueueFilter(status="any", search="q0"),
+                QueueFilter(status="approved", label="intent=refund", source="email")]
+
+    def check():
+        state = review_state(ws, v.id)
+        for who in ("ana", "bo"):
+            for f in filters:
+                assert state.queue(who, f) == _scan_queue(state, who, f), (who, f)
+
+    check()   # the queues are computed (and kept) before anybody acts
+    submit_review(ws, v.id, "q01", "ana", decision="approved", labels={"intent": "billing"})
+    submit_review(ws, v.id, "q02", "ana", decision="skipped", edits={1: "fixed answer"})
+    submit_review(ws, v.id, "q02", "bo", decision="rejected")
+    submit_review(ws, v.id, "q03", "bo", decision="approved", labels={"intent": "refund"})
+    submit_review(ws, v.id, "q03", "ana", decision="rejected")
+    submit_review(ws, v.id, "q07", "bo", labels={"intent": "billing"})
+    submit_review(ws, v.id, "q14", "bo", decision="rejected")               # approved in an earlier review
+    submit_review(ws, v.id, "q11", "bo", edits={1: "fixed it"})             # edits only: found by its new text
+    submit_review(ws, v.id, "q10", "bo", edits={0: "Question ten, a Refund"})   # no longer matches "about"
+    check()
+    undo_last_action(ws, v.id, "ana")
+    bulk_apply(ws, v.id, "bo", QueueFilter(source="email"), BulkAction("label", field="intent", value="other"))
+    settle(ws, v.id, "q03", "status", "approved", by="admin")
+    check()
+    assign_reviewers(ws, v.id, ["ana", "bo"], overlap=1)
+    check()
+
+
+def test_the_warm_state_follows_each_action_without_reading_everything_again(ws, v1):
+    from curation.review.state import ReviewState
+
+    review_state(ws, v1.id).queue_of("ana")
+    builds, reloads = ReviewState.builds, ReviewState.reloads
+    for rid in ("r0", "r1", "r2"):
+        submit_review(ws, v1.id, rid, "ana", decision="approved")
+        queue = review_state(ws, v1.id).queue_of("ana")
+        assert queue.first() == f"r{int(rid[1]) + 1}" and len(queue) == 5 - int(rid[1])
+    undo_last_action(ws, v1.id, "ana")
+    assert review_queue(ws, v1.id, "ana") == ["r2", "r3", "r4", "r5"]
+    assert (ReviewState.builds, ReviewState.reloads) == (builds, reloads)
+
+    other = Workspace(ws.root)          # another connection (another process, the CLI) approves r2
+    with other.transaction() as db:
+        db.execute("insert into review_decisions (version_id, record_id, reviewer, status) values (?, 'r2', 'ana',"
+                   " 'approved')", (v1.id,))
+    assert review_queue(ws, v1.id, "ana") == ["r3", "r4", "r5"]
+    assert (ReviewState.builds, ReviewState.reloads) == (builds, reloads + 1)

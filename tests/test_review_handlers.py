@@ -115,3 +115,26 @@ def test_every_shortcut_reaches_a_widget_of_the_tab_and_the_script_reads_the_key
     assert keymap == review.keymap()
     head = static_head("review")
     assert "dataset.keymap" in head and "#review-help" in head
+
+
+def test_previous_after_approve_goes_back_to_the_record_just_approved(tab):
+    ws, w = tab
+    first = opened(ws, w)
+    done = review.approve(ws, w, first, None)
+    assert done[w.cur_rid] == "demo-0002"
+    back = review.previous_record(ws, w, {**first, w.cur_rid: "demo-0002"}, None)
+    assert back[w.cur_rid] == "demo-0001" and "not in the queue any more" in back[w.queue_info]
+    onward = review.next_record(ws, w, {**first, w.cur_rid: "demo-0001"}, None)
+    assert onward[w.cur_rid] == "demo-0002"
+    wrapped = review.previous_record(ws, w, {**first, w.cur_rid: "demo-0001"}, None)
+    assert wrapped[w.cur_rid] == "demo-0600"     # nothing before the first record: round to the last
+
+
+def test_an_edited_answer_shows_in_the_conversation_when_the_editor_is_left(tab):
+    ws, w = tab
+    typing = {**opened(ws, w), w.msg_edit: "A corrected answer."}
+    shown = review.show_typed(ws, w, typing, None)
+    assert shown[w.chat][-1] == {"role": "assistant", "content": "A corrected answer."}
+    review.save_typing(ws, w, typing, None)
+    again = review.show_typed(ws, w, {**typing, w.msg_pick: None}, None)   # the draft's edit, editor elsewhere
+    assert again[w.chat][-1]["content"] == "A corrected answer."

@@ -556,6 +556,22 @@ def save_typing(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
     return {w.draft_msg: f"✎ Draft of {data[w.cur_rid]} saved." if kept else ""}
 
 
+def show_typed(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
+    """The conversation as the reviewer's edits (applied, drafted and in the editor) make it, when they leave
+    the editor."""
+    who = reviewer_or_none(ws, request, data[w.name])
+    if who is None or data[w.cur_rid] is None:
+        return {}
+    try:
+        messages = review_state(ws, data[w.version]).messages(data[w.cur_rid])
+    except TuneloopError:
+        return {}
+    for i, text in typed_edits(ws, w, data, who).items():
+        if 0 <= i < len(messages) and text is not None:
+            messages[i]["content"] = text
+    return {w.chat: chat_turns(messages)}
+
+
 def pick_message(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
     """Put the picked message's text (the draft's, when there is one) in the editor."""
     shown_rid, _, index = str(data[w.msg_pick] or "").rpartition("#")
@@ -781,6 +797,7 @@ def build(ws) -> ReviewWidgets:
         # "multiple": each keystroke is sent with the values it was typed against, in order
         on(box.input, save_typing, typing_in, [w.draft_msg], trigger_mode="multiple", show_progress="hidden", **DRAFTS)
     on(w.msg_pick.input, pick_message, {w.name, w.version, w.cur_rid, w.msg_pick}, [w.msg_edit], **DRAFTS)
+    on(w.msg_edit.blur, show_typed, {w.name, w.version, w.cur_rid, w.msg_pick, w.msg_edit}, [w.chat], **DRAFTS)
 
     on(w.commit_btn.click, ask_commit, {w.version}, w.commit_ask, **SERIAL)
     on(w.commit_cancel.click, cancel_commit, None, w.commit_ask)
