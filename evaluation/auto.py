@@ -30,6 +30,8 @@ from training.inference import DecodingSettings, default_pool
 
 Progress = Callable[[int, int, str], None]
 MODELS = ("base", "finetuned")
+# Test prompts a "Measure automatically" evaluation answers per run: enough for a figure, quick on a CPU.
+MEASURE_LIMIT = 24
 # (key, what the tables call it, higher is better)
 FIGURES = (("rouge_l", "ROUGE-L", True), ("bleu", "BLEU", True), ("exact_match", "exact match", True),
            ("perplexity_val", "perplexity (val)", False), ("perplexity_test", "perplexity (test)", False))
@@ -72,6 +74,7 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
     from curation.data.versions import get_version, load_records
     from curation.review.labels import label_field
     from evaluation.generate import PromptItem, generate_pairs, record_label, resolve_adapter
+    from evaluation.guard import GUARD_SUITE
     from evaluation.metrics import answer_metrics, perplexity, reference_pairs, wants_exact_match
     from evaluation.regression import get_suite, list_suites, run_suite
 
@@ -108,7 +111,9 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
                 metrics[side][f"perplexity_{name}_tokens"] = result["tokens"]
     metrics["examples"] = [{"prompt": conv[-1]["content"], "reference": ref, "base": pair[0], "finetuned": pair[1]}
                            for (conv, ref, _), pair in list(zip(refs, answers))[:3]]
-    chosen = [get_suite(ws, s) for s in suites] if suites is not None else [s for s in list_suites(ws) if s.cases]
+    # the general-skills guard runs on its own, after each run, with its own settings (evaluation.guard)
+    chosen = ([get_suite(ws, s) for s in suites] if suites is not None
+              else [s for s in list_suites(ws) if s.cases and s.name != GUARD_SUITE])
     regression_ids, metrics["regression"] = [], []
     for suite in chosen:
         if progress:
@@ -129,6 +134,28 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
         from evaluation.model_card import write_model_card
         write_model_card(ws, models.run_id, Path(models.adapter))
     return get_auto_evaluation(ws, eid)
+
+
+def runs_without_figures(ws: Workspace) -> list:
+    """Finished runs with an adapter and a split version that no automatic evaluation has measured, oldest first."""
+    from training.registry import list_runs
+    return [run for run in sorted(list_runs(ws), key=lambda r: r.id)
+            if run.status == "finished" and run.dataset_version is not None
+            and (run.adapter_dir / "adapter_config.json").is_file() and latest_auto_evaluation(ws, run.id) is None]
+
+
+def measure_missing(ws: Workspace, *, limit: int | None = MEASURE_LIMIT, progress: Progress | None = None,
+                    cancel: threading.Event | None = None) -> list[AutoEvaluation]:
+    """The automatic evaluation of every run that lacks one, each on the split version it trained on (what the
+    rounds view's "Measure automatically" button does); stops between answers when ``cancel`` is set."""
+    runs = runs_without_figures(ws)
+    done = []
+    for n, run in enumerate(runs, start=1):
+        def told(i: int, total: int, text: str, run=run, n=n) -> None:
+            if progress:
+                progress(i, total, f"run {run.label} ({n} of {len(runs)}): {text}")
+        done.append(auto_evaluate(ws, str(run.id), run.dataset_version, limit=limit, progress=told, cancel=cancel))
+    return done
 
 
 def get_auto_evaluation(ws: Workspace, evaluation_id: int) -> AutoEvaluation:

@@ -133,6 +133,8 @@ def model_card(ws: Workspace, run_id: str | int) -> str:
             failed = ", ".join(c.name for c in r.results if not c.passed) or "none"
             lines.append(f"| {r.suite} | {f'{base.passed}/{base.total}' if base else 'n/a'} | {r.passed}/{r.total} "
                          f"| {failed} |")
+    from evaluation.guard import guard_markdown
+    lines += ["", "## General skills (guard)", "", guard_markdown(ws, run.id)]
     from evaluation.pii_leak import latest_leak_check, leak_check_markdown
     lines += ["", "## PII leak check", "", leak_check_markdown(latest_leak_check(ws, run.id), run.id)]
     lines += ["", "## Known limits", ""]

@@ -24,7 +24,8 @@ from core.workspace import Workspace
 # (key, title, higher is better, smallest change worth calling)
 COMPARED = (("rouge_l", "ROUGE-L", True, 0.005), ("bleu", "BLEU", True, 0.5), ("exact_match", "exact match", True, 0.005),
             ("perplexity_test", "perplexity (test)", False, 0.01), ("win_rate", "human win rate", True, 0.005),
-            ("regression_pass_rate", "regression pass rate", True, 1e-9))
+            ("regression_pass_rate", "regression pass rate", True, 1e-9),
+            ("guard_pass_rate", "general skills (guard)", True, 1e-9))
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class RoundRow:
     version: int | None
     version_text: str
     previous_run: int | None
-    figures: dict[str, Any] = field(default_factory=dict)      # fine-tuned figures, human, regression
+    figures: dict[str, Any] = field(default_factory=dict)      # fine-tuned figures, human, regression, guard
     base_figures: dict[str, Any] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     feedback: dict[str, int] = field(default_factory=dict)
@@ -55,6 +56,8 @@ class RoundRow:
     changes: list[Change] = field(default_factory=list)
     newly_failing: list[str] = field(default_factory=list)
     newly_passing: list[str] = field(default_factory=list)
+    measured_by: str = ""         # where ROUGE-L and the rest come from: "automatic evaluation", "the run itself"
+    guard: Any = None             # evaluation.guard.GuardResult, once the guard has checked the run
 
     @property
     def label(self) -> str:
@@ -80,16 +83,24 @@ _VERSIONS_AFTER = """
     where e.run_id is not null order by f.version_id"""
 
 
+def runs_apart(ws: Workspace) -> list:
+    """Runs that are not rounds (failed, stopped, still training or waiting), newest first: listed apart."""
+    from training.registry import list_runs
+    return [run for run in list_runs(ws) if run.status != "finished"]
+
+
 def round_rows(ws: Workspace) -> list[RoundRow]:
-    """Every run as a row of the rounds view, in round order, each compared with its previous run."""
+    """Every finished run as a row of the rounds view, in round order, each compared with its previous run
+    (a failed or stopped run is no round: ``runs_apart`` lists those)."""
     from curation.data.versions import get_version
     from evaluation.auto import latest_auto_evaluation
     from evaluation.feedback import collect_feedback
+    from evaluation.guard import GUARD_SUITE, guard_result
     from evaluation.model_card import human_evaluations
     from evaluation.regression import latest_results
     from training.registry import list_runs
 
-    runs = sorted(list_runs(ws), key=lambda r: r.id)
+    runs = sorted([r for r in list_runs(ws) if r.status == "finished"], key=lambda r: r.id)
     behind: dict[int, list[int | None]] = {}
     for r in ws.db.execute(_FEEDBACK_BEHIND):
         behind.setdefault(r["run_id"], []).append(r["rated_run"])
@@ -116,21 +127,31 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
                 row.figures[key] = auto.figure("finetuned", key)
                 row.base_figures[key] = auto.figure("base", key)
             row.figures["answers"] = auto.metrics["finetuned"]["answers"]
+            row.measured_by = "automatic evaluation"
+        elif run.metrics.get("rouge_l_tuned") is not None:
+            # the run measured ROUGE-L itself at its end, on its first test conversations
+            row.figures.update(rouge_l=run.metrics["rouge_l_tuned"], answers=run.metrics.get("rouge_samples"))
+            row.base_figures["rouge_l"] = run.metrics.get("rouge_l_base")
+            row.measured_by = "the run itself"
         row.evaluations = human_evaluations(ws, run.id)
         decided = [h["stats"] for h in row.evaluations if h["stats"] and h["stats"]["decisive"]]
         if decided:
             last = decided[-1]
             row.figures.update(win_rate=last["win_rate"], wilson_low=last["wilson_low"],
                                wilson_high=last["wilson_high"], votes=last["votes"])
-        tuned = latest_results(ws, run.id)
+        tuned = [r for r in latest_results(ws, run.id) if r.suite != GUARD_SUITE]
         if tuned:
             passed, total = sum(r.passed for r in tuned), sum(r.total for r in tuned)
             row.figures.update(regression_passed=passed, regression_total=total,
                                regression_pass_rate=passed / total if total else None)
             row.failing_cases = [f"{r.suite}: {c.name}" for r in tuned for c in r.results if not c.passed]
-            base = latest_results(ws, run.id, model="base")
+            base = [r for r in latest_results(ws, run.id, model="base") if r.suite != GUARD_SUITE]
             if base:
                 row.base_figures["regression_passed"] = sum(r.passed for r in base)
+        row.guard = guard_result(ws, run.id)
+        if row.guard is not None:
+            row.figures["guard_pass_rate"] = row.guard.pass_rate
+            row.base_figures["guard_pass_rate"] = row.guard.base_passed / row.guard.total if row.guard.total else None
         for h in row.evaluations:
             counts = collect_feedback(ws, h["evaluation"]).counts()
             for key in ("preference_pairs", "corrected", "needs_answer"):
@@ -197,6 +218,7 @@ def rounds_table(rows: list[RoundRow]) -> list[dict[str, Any]]:
             "perplexity (test)": f"{_cell('perplexity_test', b.get('perplexity_test'))} → "
                                  f"{_cell('perplexity_test', f.get('perplexity_test'))}",
             "regression": regression,
+            "general skills (guard)": row.guard.text if row.guard is not None else "–",
             "human (win rate, 95% CI)": human,
             "feedback": (f"{row.feedback.get('preference_pairs', 0)} pairs, {row.feedback.get('corrected', 0)} "
                          f"corrections" if row.evaluations else "–"),
@@ -226,7 +248,8 @@ def round_summaries(rows: list[RoundRow]) -> list[str]:
 
 
 PLOTTED = (("rouge_l", "ROUGE-L"), ("bleu", "BLEU ÷ 100"), ("exact_match", "exact match"),
-           ("win_rate", "human win rate"), ("regression_pass_rate", "regression pass rate"))
+           ("win_rate", "human win rate"), ("regression_pass_rate", "regression pass rate"),
+           ("guard_pass_rate", "general skills (guard)"))
 
 
 def plot_points(rows: list[RoundRow]) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 Thin wiring from widgets to ``evaluation.rounds``: a table with one row per run in round order
 (dataset version → run → automatic and human figures → feedback → next version), one sentence per
 round against the run before it, a line plot of the 0..1 figures across runs and a bar plot of
-perplexity, base against fine-tuned. ``layout_rounds`` creates the widgets in the caller's layout,
-``show_rounds`` is the handler, ``wire_rounds`` wires it to the Refresh button and the tab.
+perplexity, base against fine-tuned. Runs that are not rounds (failed, stopped, still training) are
+listed apart. **Measure automatically** runs the automatic evaluation of every finished run that lacks
+one (with progress; **Stop** cancels it). ``layout_rounds`` creates the widgets in the caller's layout,
+``show_rounds`` and ``measure`` are the handlers, ``wire_rounds`` wires them to the buttons and the tab.
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ import gradio as gr
 
 from core.errors import TuneloopError
 from evaluation.served_feedback_ui import layout_served_feedback, wire_served_feedback
-from ui.kit import bind, error_markdown
+from ui.kit import CancelRegistry, bind, error_markdown
+
+MEASURING = CancelRegistry()
 
 NO_ROUNDS = ("_No runs yet. Each run, its automatic evaluation (`python -m evaluation auto`), its blind rating and "
              "the feedback merged from it appear here, round after round._")
-COLUMNS = ("round", "dataset", "run", "ROUGE-L", "BLEU", "perplexity (test)", "regression",
+COLUMNS = ("round", "dataset", "run", "ROUGE-L", "BLEU", "perplexity (test)", "regression", "general skills (guard)",
            "human (win rate, 95% CI)", "feedback", "next version", "vs previous round")
 
 
@@ -27,7 +31,7 @@ class RoundsWidgets(SimpleNamespace):
 
     @property
     def outputs(self) -> list:
-        return [self.summary, self.table, self.line, self.bars]
+        return [self.summary, self.table, self.line, self.bars, self.apart]
 
 
 def layout_rounds() -> RoundsWidgets:
@@ -37,6 +41,9 @@ def layout_rounds() -> RoundsWidgets:
         with gr.Row():
             gr.Markdown("### Rounds: is each round better than the last?")
             w.refresh = gr.Button("Refresh rounds", scale=0, elem_id="rounds-refresh")
+            w.measure = gr.Button("Measure automatically", scale=0, elem_id="rounds-measure")
+            w.stop = gr.Button("Stop", scale=0, elem_id="rounds-measure-stop")
+        w.measured = gr.Markdown(elem_id="rounds-measured")
         w.summary = gr.Markdown(NO_ROUNDS, elem_id="rounds-summary")
         w.table = gr.Dataframe(headers=list(COLUMNS), label="Round after round (base → fine-tuned)",
                                interactive=False, wrap=True, elem_id="rounds-table")
@@ -45,6 +52,7 @@ def layout_rounds() -> RoundsWidgets:
                                  label="Figures across runs (0 to 1, higher is better)", elem_id="rounds-line")
             w.bars = gr.BarPlot(x="bar", y="perplexity", color="model", x_label_angle=-20, x_title="run · model",
                                 label="Perplexity of the test answers (lower is better)", elem_id="rounds-bars")
+        w.apart = gr.Markdown(elem_id="rounds-apart")
         w.served = layout_served_feedback()
     return w
 
@@ -53,26 +61,61 @@ def show_rounds(ws, w: RoundsWidgets) -> dict:
     """The summary, table, line plot and perplexity bars of every round so far."""
     import pandas as pd
 
-    from evaluation.rounds import perplexity_points, plot_points, round_rows, round_summaries, rounds_table
+    from evaluation.rounds import (perplexity_points, plot_points, round_rows, round_summaries, rounds_table,
+                                   runs_apart)
 
     try:
-        rows = round_rows(ws)
+        rows, apart = round_rows(ws), runs_apart(ws)
     except TuneloopError as exc:
         return {w.summary: error_markdown(exc)}
+    apart_text = ("**Not rounds** (only a finished run is one): " + ", ".join(
+        f"{run.label} ({run.status_text})" for run in apart)) if apart else ""
     if not rows:
         return {w.summary: NO_ROUNDS, w.table: pd.DataFrame(columns=list(COLUMNS)), w.line: gr.update(value=None),
-                w.bars: gr.update(value=None)}
+                w.bars: gr.update(value=None), w.apart: apart_text}
     lines = [f"**{len(rows)} run(s) over {max(r.round for r in rows)} round(s).**"]
     lines += [f"- {s}" for s in round_summaries(rows)]
+    unmeasured = [f"#{r.run_id}" for r in rows if r.measured_by != "automatic evaluation"]
+    by_run = [f"#{r.run_id}" for r in rows if r.measured_by == "the run itself"]
+    if by_run:
+        lines.append(f"- ROUGE-L of {', '.join(by_run)} is the run's own, measured at its end on its first test "
+                     f"conversations.")
+    if unmeasured:
+        lines.append(f"- {', '.join(unmeasured)} ha{'s' if len(unmeasured) == 1 else 've'} no automatic evaluation "
+                     f"yet (BLEU, perplexity, suites): **Measure automatically** measures them.")
     points = pd.DataFrame(plot_points(rows), columns=["order", "run", "figure", "value"])
     bars = pd.DataFrame(perplexity_points(rows), columns=["bar", "run", "model", "perplexity"])
     return {w.summary: "\n".join(lines), w.table: pd.DataFrame(rounds_table(rows), columns=list(COLUMNS)),
             w.line: gr.update(value=points, sort=[r.label for r in rows]),
-            w.bars: gr.update(value=bars, sort=list(bars["bar"]))}
+            w.bars: gr.update(value=bars, sort=list(bars["bar"])), w.apart: apart_text}
+
+
+def measure(ws, w: RoundsWidgets, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """The automatic evaluation of every finished run that has none yet, then the rounds view with its figures."""
+    from evaluation.auto import measure_missing
+
+    stop = MEASURING.start(request)
+    try:
+        done = measure_missing(ws, progress=lambda i, total, text: progress((i, total) if total else None, desc=text),
+                               cancel=stop)
+    except TuneloopError as exc:
+        return {**show_rounds(ws, w), w.measured: error_markdown(exc)}
+    finally:
+        MEASURING.finish(request, stop)
+    told = (f"Measured {', '.join(f'run #{e.run_id}' for e in done)}." if done
+            else "Every finished run already has its automatic evaluation.")
+    return {**show_rounds(ws, w), w.measured: told}
+
+
+def stop_measuring(ws, w: RoundsWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's automatic evaluation (the answers so far stay cached)."""
+    return {w.measured: "Stopping…" if MEASURING.cancel(request) else "No measurement of yours is running."}
 
 
 def wire_rounds(ws, w: RoundsWidgets, tab) -> None:
     """Recompute the rounds view on its Refresh button and whenever ``tab`` is shown."""
     for event in (w.refresh.click, tab.select):
         event(bind(show_rounds, ws, w), None, w.outputs)
+    w.measure.click(bind(measure, ws, w), None, [*w.outputs, w.measured], api_name=False)
+    w.stop.click(bind(stop_measuring, ws, w), None, [w.measured], api_name=False)
     wire_served_feedback(ws, w.served, (w.refresh.click, tab.select))

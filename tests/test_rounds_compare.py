@@ -7,7 +7,7 @@ from evaluation.rounds import COMPARED, RoundRow, compare_rows, round_rows
 
 # Each figure and the direction a user means by "better".
 BETTER = {"rouge_l": "higher", "bleu": "higher", "exact_match": "higher", "perplexity_test": "lower",
-          "win_rate": "higher", "regression_pass_rate": "higher"}
+          "win_rate": "higher", "regression_pass_rate": "higher", "guard_pass_rate": "higher"}
 
 
 def _row(run_id: int, **figures) -> RoundRow:
