@@ -103,7 +103,7 @@ def build_admin_app(ws):
             splits.build(ws)
             build_train_tab(ws)
             build_playground_tab(ws)
-            build_rate_tab(ws)
+            build_rate_tab(ws, prepare=True)
             build_results_tab(ws)
     return blocks
 

@@ -2,7 +2,8 @@
 
 Commands::
 
-    generate --run RUN --split VERSION [--overlap K] [--limit N] [--max-new-tokens T] [--workspace DIR]
+    generate (--run RUN | --arm ARM ...) [--split VERSION] [--purpose measure|improve]
+             [--prompts-from test|train|typed|file:PATH|served] [--overlap K] [--limit N] [--workspace DIR]
     report EVAL [--json] [--workspace DIR]
     export-preferences EVAL [OUT] [--single-file] [--policy majority|unanimous] [--workspace DIR]
     export-votes EVAL OUT.jsonl [--workspace DIR]
@@ -30,6 +31,7 @@ from pathlib import Path
 from core.errors import TuneloopError
 from core.options import add_arguments, from_args
 from evaluation.pii_leak import LeakCheckOptions
+from evaluation.generate import PROMPT_SOURCES, PURPOSES
 from training.inference import DecodingSettings
 
 
@@ -47,19 +49,40 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Blind side-by-side rating of a fine-tuned run against its base model.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name, fn, help_text, workspace=True):
-        c = sub.add_parser(name, help=help_text, description=help_text)
+    def command(name, fn, help_text, workspace=True, **kw):
+        c = sub.add_parser(name, help=help_text, description=help_text, **kw)
         c.set_defaults(command=fn)
         if workspace:
             c.add_argument("--workspace", help="workspace folder (default: $TUNELOOP_WORKSPACE or ./workspace)")
         return c
 
-    g = command("generate", cmd_generate, "generate base and fine-tuned responses for a split's test prompts "
-                                          "and create an evaluation ready for rating")
-    g.add_argument("--run", required=True, help="run id from the run registry, a run folder, or an adapter folder")
-    g.add_argument("--split", required=True, metavar="VERSION", help="dataset version holding the test split (v4)")
-    g.add_argument("--which", default="test", help="which split's prompts to rate (default: test)")
-    g.add_argument("--base", help="base model, when the adapter folder does not name it")
+    g = command("generate", cmd_generate,
+                "answer prompts with every arm (the base, the prompted base, runs, an endpoint) and create an "
+                "evaluation ready for rating",
+                epilog="Arms (--arm, repeatable; --run RUN is --arm base --arm run:RUN): base | prompted:K (the base "
+                       "with --system-prompt and K examples from the version's train split, drawn by --examples-seed) "
+                       "| run:N (a run id or adapter folder) | endpoint:URL#MODEL (an OpenAI-compatible endpoint, "
+                       "e.g. endpoint:http://127.0.0.1:8000/v1#run-3; its API key from the environment variable "
+                       "--api-key-env names). Purposes: measure (--prompts-from test: held-out prompts, the votes "
+                       "feed the statistics only) or improve (--prompts-from train | typed (with --prompt) | "
+                       "file:PATH | served (requests the endpoint logged with --log-text): the votes and corrections "
+                       "become training data).")
+    g.add_argument("--arm", action="append", default=[], metavar="ARM",
+                   help="an arm to compare: base | prompted:K | run:N | endpoint:URL#MODEL (repeat it)")
+    g.add_argument("--run", help="the run to compare with its base (the same as --arm base --arm run:RUN)")
+    g.add_argument("--split", "--version", dest="version", metavar="VERSION",
+                   help="the dataset version whose test or train split holds the prompts, and the prompted base's "
+                        "examples (v4)")
+    g.add_argument("--purpose", choices=tuple(PURPOSES),
+                   help="measure or improve (default: what --prompts-from serves)")
+    g.add_argument("--prompts-from", default="test", metavar="SOURCE",
+                   help="test | train | typed | file:PATH | served (default: test)")
+    g.add_argument("--prompt", action="append", default=[], help="a typed prompt (with --prompts-from typed; repeat it)")
+    g.add_argument("--system-prompt", default="", help="the prompted base's system prompt")
+    g.add_argument("--examples-seed", type=int, default=0, help="the seed that draws the prompted base's examples")
+    g.add_argument("--api-key-env", default="", metavar="NAME",
+                   help="the environment variable holding the endpoint's API key (the key is never stored)")
+    g.add_argument("--base", help="base model, when the adapter folder does not name it (or for arms without a run)")
     g.add_argument("--name", help="a name for the evaluation")
     g.add_argument("--overlap", type=int, default=1, help="raters per pair (default 1)")
     g.add_argument("--limit", type=int, help="rate only the first N prompts")
@@ -159,25 +182,31 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from curation.data.versions import get_version
-    from evaluation.generate import RunModels, prepare_evaluation, prompts_from_version, resolve_adapter
+    from evaluation.generate import ArmRequest, parse_arm, prepare_evaluation, prompts_for, resolve_arms
 
     ws = _workspace(args)
-    version = get_version(ws, args.split)
-    models = resolve_adapter(ws, args.run)
-    if args.base:
-        models = RunModels(base_model=args.base, adapter=models.adapter, run_id=models.run_id)
-    items = prompts_from_version(ws, version.id, split=args.which, limit=args.limit)
+    source, _, path = args.prompts_from.partition(":")
+    purpose = args.purpose or PROMPT_SOURCES.get(source, ("measure",))[0]
+    version = get_version(ws, args.version).id if args.version else None
+    items = prompts_for(ws, source, purpose=purpose, version=version, texts=args.prompt, path=path or None,
+                        limit=args.limit)
+    base_model, arms = resolve_arms(ws, requests, items=items, version=version, base_model=args.base)
     settings = from_args(DecodingSettings, args)
-    bar = tqdm(total=2 * len(items), unit="response", desc="generating")
+    bar = tqdm(total=len(arms) * len(items), unit="response", desc="generating")
 
     def progress(done, total, _what):
         bar.total = total
         bar.n = done
         bar.refresh()
+    requests = [parse_arm(a, system_prompt=args.system_prompt, seed=args.examples_seed, api_key_env=args.api_key_env)
+                for a in args.arm]
+    if args.run:
+        requests = [ArmRequest("base"), ArmRequest("run", run=args.run)] + requests
 
     stop = threading.Event()
     try:
-        eid = prepare_evaluation(ws, items, models=models, name=args.name, dataset_version=version.id,
+        eid = prepare_evaluation(ws, items, arms=arms, base_model=base_model, name=args.name, purpose=purpose,
+                                 prompt_source=source, dataset_version=version if source in ("test", "train") else None,
                                  overlap=args.overlap, guidelines=args.guidelines, settings=settings,
                                  batch_size=args.batch_size, load_in_4bit=args.load_in_4bit, progress=progress,
                                  cancel=stop)
@@ -187,8 +216,8 @@ def cmd_generate(args) -> int:
         return 130
     finally:
         bar.close()
-    print(f"evaluation {eid}: {len(items)} pairs from {version.name}/{args.which}, "
-          f"{args.overlap} rater(s) per pair; rate them in the Rate tab")
+    print(f"evaluation {eid}: {len(items)} prompts from {args.prompts_from}, arms {', '.join(a.name for a in arms)}; "
+          f"rate to {purpose}, {args.overlap} rater(s) per pair; rate them in the Rate tab")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The Rate and Results tabs: thin wiring from widgets to evaluation.arena, .stats, .feedback, .generate.
+"""The Rate and Results tabs: thin wiring from widgets to evaluation.arena, .stats and .feedback (preparing an
+evaluation, at the top of the admin's Rate tab, is ``evaluation.prepare_ui``).
 
 The house pattern: ``layout_rate`` / ``layout_results`` create the widgets (a ``RateWidgets`` /
 ``ResultsWidgets``), the module-level handlers take the workspace, the widgets and the page's values
@@ -12,13 +13,13 @@ mapping is read from the database only by ``record_vote``, after it has stored t
 
 Keyboard: 1 = A, 2 = B, 3 = tie, 4 = both bad, e = write a corrected answer, Esc leaves a text box.
 The listener is ``ui/static/rate.js``, installed by a small ``gr.HTML`` in the tab (its ``js_on_load``),
-so the tab needs nothing from the page head.
+so the tab needs nothing from the page head. The same script hides the reveal of the last vote (a banner above
+the pair) the moment the next verdict is given, so the next pair starts clean.
 """
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -28,16 +29,15 @@ from core.errors import TuneloopError
 from curation.review.labels import label_field
 from evaluation import arena
 from evaluation.arena import BlindPair
-from training.inference import DecodingSettings
-from ui.forms import form_values, options_form, options_from_form
-from ui.kit import (CancelRegistry, bind, caller_name, error_markdown, refresh_on_select, run_picker, show_errors,
-                    static_js, version_picker)
+from ui.kit import bind, caller_name, error_markdown, show_errors, static_js
 
-# The decoding settings a rating round is generated with (the rest keep their defaults).
-DECODING_FIELDS = ("max_new_tokens", "do_sample", "temperature", "seed")
-NO_EVALUATION = "_No evaluation yet. An admin prepares one in the Results tab (or `python -m evaluation generate`)._"
+NO_EVALUATION = ("_No evaluation yet. An admin prepares one at the top of the Rate tab (Prepare an evaluation) or with "
+                 "`python -m evaluation generate`._")
 NO_NAME = "type your name first, so that your votes count once and as yours"
 RATE_INTRO = """### Which answer is better?
+NOT_OPEN_YET = "No evaluation is open for rating yet. Ask your admin to prepare one, then press ↻ Evaluations."
+NOT_OPEN_YET_ADMIN = ("No evaluation is open for rating yet: prepare one above (Prepare an evaluation), or with "
+                      "`python -m evaluation generate`.")
 Read the question, then both answers. Press **1** if A is better, **2** if B is better, **3** for a tie,
 **4** if both are bad, and **e** to write the answer you would have wanted (then press a verdict button).
 You are told which model wrote which answer right after your vote. Which side each model is on is a fair
@@ -49,9 +49,6 @@ a test against a coin flip, whether raters favoured the left side, how much rate
 Below: turn the votes into data for the next round, and the rounds so far, side by side."""
 VERDICT_BUTTONS = (("A", "A is better  [1]", "rate-a"), ("B", "B is better  [2]", "rate-b"),
                    ("tie", "Tie  [3]", "rate-tie"), ("both_bad", "Both bad  [4]", "rate-bad"))
-DEFAULT_GUIDELINES = ("Prefer the answer that is correct, complete and follows our support policy. "
-                      "Choose 'both bad' when neither could be sent to a customer.")
-GENERATIONS = CancelRegistry()      # the Stop button of "prepare a new evaluation", per browser session
 
 
 # -- shared -----------------------------------------------------------------------------------
@@ -120,12 +117,16 @@ class RateWidgets(SimpleNamespace):
         return [*self.buttons, self.edit]
 
 
-def layout_rate(ws) -> RateWidgets:
-    """The Rate tab's widgets, created inside the caller's Blocks; nothing is wired yet."""
-    w = RateWidgets()
+def layout_rate(ws, *, prepare: bool = False) -> RateWidgets:
+    """The Rate tab's widgets, created inside the caller's Blocks; nothing is wired yet. With ``prepare`` (the
+    admin's dashboard only: the raters' app never builds it) the "Prepare an evaluation" form comes first."""
+    w = RateWidgets(prepare=None)
     with gr.Tab("Rate", id="rate") as w.tab:
         gr.HTML("", js_on_load=static_js("rate"), elem_id="rate-keys")
         gr.Markdown(RATE_INTRO)
+        if prepare:
+            from evaluation.prepare_ui import layout_prepare
+            w.prepare = layout_prepare(ws)
         with gr.Row():
             w.evaluation = gr.Dropdown(evaluation_choices(ws, blind=True), value=latest_evaluation(ws),
                                        label="Evaluation", scale=3, elem_id="rate-evaluation")
@@ -135,6 +136,7 @@ def layout_rate(ws) -> RateWidgets:
                 w.start = gr.Button("Start / resume", variant="primary", elem_id="rate-start")
                 w.refresh = gr.Button("↻ Evaluations", size="sm")
         w.progress = gr.Markdown("", elem_id="rate-progress")
+        w.reveal = gr.Markdown("", elem_id="rate-reveal")
         with gr.Row():
             with gr.Column(scale=3):
                 w.conversation = gr.Markdown("_Press Start to get your first pair._", elem_id="rate-prompt")
@@ -148,7 +150,6 @@ def layout_rate(ws) -> RateWidgets:
                     w.corrected = gr.Textbox(label="The answer you would have wanted (sent with your verdict)",
                                              lines=4, elem_id="rate-correction")
                     w.comment = gr.Textbox(label="Comment (optional)", elem_id="rate-comment")
-                w.reveal = gr.Markdown("", elem_id="rate-reveal")
             with gr.Column(scale=1):
                 w.guidelines = gr.Markdown("", elem_id="rate-guidelines")
         w.assignment = gr.State(None)
@@ -184,6 +185,8 @@ def start_clicked(ws, w: RateWidgets, data: dict, request: gr.Request = None) ->
     try:
         if data[w.evaluation] is None:
             raise TuneloopError("choose an evaluation first")
+            if not arena.list_evaluations(ws):
+                raise TuneloopError(NOT_OPEN_YET_ADMIN if w.prepare else NOT_OPEN_YET)
         who = rater(ws, request, data[w.name])
         evaluation = arena.get_evaluation(ws, data[w.evaluation])
         pair = arena.next_pair(ws, evaluation.id, who)
@@ -207,22 +210,30 @@ def vote_clicked(ws, w: RateWidgets, verdict: str, data: dict, request: gr.Reque
                                    corrected_answer=corrected or None)
         pair = arena.next_pair(ws, reveal.evaluation_id, who)
         # the next pair carries the progress; only a rater who is done needs it counted
-        done = "" if pair else finished_note(arena.rater_progress(ws, reveal.evaluation_id, who).done)
+        rated = pair.done if pair else arena.rater_progress(ws, reveal.evaluation_id, who).done
+        done = "" if pair else finished_note(rated)
     except TuneloopError as exc:
         return {w.reveal: error_markdown(exc)}
-    saved = " Your corrected answer was saved." if corrected.strip() else ""
-    return {**pair_view(w, pair, done, controls=pair is None), w.reveal: f"✅ {html.escape(reveal.describe())}{saved}",
+    return {**pair_view(w, pair, done, controls=pair is None), w.reveal: reveal_banner(reveal, rated, corrected),
             w.comment: "", w.corrected: "", w.correction_box: gr.update(visible=False)}
 
 
 def refresh_choices(ws, w: RateWidgets, data: dict) -> dict:
+def reveal_banner(reveal: arena.Reveal, rated: int, corrected: str = "") -> str:
+    """The banner above the pair after a vote: who wrote which answer of the pair just judged (the rater's
+    ``rated``-th), said to be about that pair and not the one now on screen."""
+    saved = " Your corrected answer was saved." if corrected.strip() else ""
+    return f"✅ **Your vote {rated}** (the pair before the one below): {html.escape(reveal.describe())}{saved}"
+
+
     """The evaluations open for rating (names left out), the chosen one kept while it exists."""
     return {w.evaluation: evaluation_update(ws, data[w.evaluation], blind=True)}
 
 
-def build_rate_tab(ws) -> RateWidgets:
-    """The Rate tab: one blind pair at a time, keyboard shortcuts, the reveal after each vote."""
-    w = layout_rate(ws)
+def build_rate_tab(ws, *, prepare: bool = False) -> RateWidgets:
+    """The Rate tab: one blind pair at a time, keyboard shortcuts, the reveal after each vote; with ``prepare``
+    (the admin's dashboard) the form that prepares an evaluation, above it all."""
+    w = layout_rate(ws, prepare=prepare)
     shown = w.pair + [w.reveal]
     # Not queued: a vote is a few milliseconds of SQLite, and the queue's round trips doubled its latency
     # with 50 raters at once (benchmarks/raters.py).
@@ -234,6 +245,9 @@ def build_rate_tab(ws) -> RateWidgets:
     for event in (w.tab.select, w.refresh.click):
         event(bind(refresh_choices, ws, w), {w.evaluation}, [w.evaluation])
     return w
+    if w.prepare is not None:
+        from evaluation.prepare_ui import wire_prepare
+        wire_prepare(ws, w.prepare, w)
 
 
 # -- Results tab: presenters ------------------------------------------------------------------
@@ -424,25 +438,6 @@ def layout_results(ws) -> ResultsWidgets:
             w.guidelines = gr.Textbox(arena.get_evaluation(ws, latest).guidelines if latest else "",
                                       label="Guidelines", lines=4, elem_id="results-guidelines")
             w.save_guidelines = gr.Button("Save guidelines")
-        with gr.Accordion("Prepare a new evaluation (generates the responses ahead of rating)", open=False):
-            with gr.Row():
-                w.run = run_picker(ws, "Run (or an adapter folder on the server)", with_adapter=True,
-                                   allow_custom_value=True, scale=2, elem_id="results-prepare-run")
-                w.version = version_picker(ws, "Prompts from the test split of", splits_only=True, scale=2,
-                                           elem_id="results-prepare-version")
-                w.limit = gr.Number(value=40, precision=0, label="At most this many prompts", scale=1)
-                w.overlap = gr.Number(value=1, precision=0, minimum=1, label="Raters per pair", scale=1)
-            with gr.Row():
-                w.typed = gr.Textbox(label="…or type prompts, one per line", lines=3, scale=2)
-                w.upload = gr.File(label="…or upload prompts (any format the Data tab imports)", scale=1)
-            with gr.Row():
-                w.decoding = options_form(DecodingSettings, only=DECODING_FIELDS, elem_prefix="results-decoding")
-                w.name = gr.Textbox(label="Name (optional)")
-            w.new_guidelines = gr.Textbox(label="Guidelines shown to raters", lines=3, value=DEFAULT_GUIDELINES)
-            with gr.Row():
-                w.go = gr.Button("Generate and create the evaluation", variant="primary")
-                w.stop = gr.Button("Stop", variant="stop")
-            w.status = gr.Markdown("")
         w.judge = layout_judge()
         w.rounds = layout_rounds()
         w.pii_leak = layout_pii_leak(ws)
@@ -530,48 +525,6 @@ def store_guidelines(ws, w: ResultsWidgets, data: dict) -> dict:
     return {}
 
 
-def generate(ws, w: ResultsWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
-    """Generate both models' answers to a split's test prompts (or typed / uploaded ones) and make the
-    evaluation raters then rate; Stop ends it after the current batch."""
-    from evaluation.generate import (prepare_evaluation, prompts_from_file, prompts_from_texts, prompts_from_version,
-                                     resolve_adapter)
-    cancel = GENERATIONS.start(request)
-    try:
-        if not data[w.run]:
-            raise TuneloopError("choose a run (or give an adapter folder)")
-        models = resolve_adapter(ws, str(data[w.run]))
-        n = int(data[w.limit] or 0) or None
-        dataset_version = None
-        if (data[w.typed] or "").strip():
-            items = prompts_from_texts(data[w.typed].splitlines())[:n]
-        elif data[w.upload]:
-            items = prompts_from_file(data[w.upload], limit=n)
-        else:
-            if not data[w.version]:
-                raise TuneloopError("choose a dataset version with a test split, or type or upload prompts")
-            from curation.data.versions import get_version
-            dataset_version = get_version(ws, data[w.version]).id
-            items = prompts_from_version(ws, dataset_version, limit=n)
-        settings = options_from_form(DecodingSettings, form_values(w.decoding, data))
-        eid = prepare_evaluation(ws, items, models=models, name=data[w.name] or None,
-                                 dataset_version=dataset_version, overlap=int(data[w.overlap] or 1),
-                                 guidelines=data[w.new_guidelines], settings=settings, cancel=cancel,
-                                 created_by=caller(ws, request),
-                                 progress=lambda d, t, what: progress(d / max(t, 1), desc=what))
-    except TuneloopError as exc:
-        return {w.status: error_markdown(exc)}
-    finally:
-        GENERATIONS.finish(request, cancel)
-    return {w.status: f"✅ Evaluation #{eid} is ready: {len(items)} pairs. Raters can start in the Rate tab.",
-            w.evaluation: gr.update(choices=evaluation_choices(ws), value=eid)}
-
-
-def stop_generation(ws, w: ResultsWidgets, request: gr.Request = None) -> dict:
-    """Stop this browser tab's generation after its current batch."""
-    stopping = GENERATIONS.cancel(request)
-    return {w.status: "Stopping after the current batch…" if stopping else "Nothing is being generated."}
-
-
 # -- Results tab: wiring ----------------------------------------------------------------------
 
 def build_results_tab(ws) -> ResultsWidgets:
@@ -586,16 +539,11 @@ def build_results_tab(ws) -> ResultsWidgets:
     w.tab.select(bind(select_results, ws, w), chosen, [w.evaluation] + w.figures)
     for trigger in (w.evaluation.change, w.policy.change, w.refresh.click):
         trigger(bind(show, ws, w), chosen, w.figures)
-    pickers = refresh_on_select(w.tab, ws, [w.run, w.version])
-    pickers.after(w.export.click(bind(make_preferences, ws, w), chosen, [w.download, w.merged]))
-    pickers.after(w.merge.click(bind(merge, ws, w), chosen, [w.merged]))
+    w.export.click(bind(make_preferences, ws, w), chosen, [w.download, w.merged])
+    w.merge.click(bind(merge, ws, w), chosen, [w.merged])
     w.save_answer.click(bind(save_answer, ws, w), {*chosen, w.item, w.answer}, w.figures + [w.answer])
     w.evaluation.change(bind(load_guidelines, ws, w), {w.evaluation}, [w.guidelines])
     w.save_guidelines.click(bind(store_guidelines, ws, w), {w.evaluation, w.guidelines}, None)
-    prepare = {w.run, w.version, w.limit, w.overlap, w.typed, w.upload, *w.decoding.values(), w.name,
-               w.new_guidelines}
-    w.go.click(bind(generate, ws, w), prepare, [w.status, w.evaluation])
-    w.stop.click(bind(stop_generation, ws, w), None, [w.status])
     wire_judge(ws, w.judge, w.tab, w.evaluation)
     wire_rounds(ws, w.rounds, w.tab)
     wire_pii_leak(ws, w.pii_leak, w.tab)

@@ -1,0 +1,180 @@
+"""Prepare an evaluation: the form at the top of the admin's Rate tab (never built in the raters' app).
+
+The admin says why the evaluation is made (rate to measure, rate to improve), where its prompts come from
+(each source serves one purpose, said in one sentence beside it), which arms answer them (the base, the
+prompted base, any runs, an OpenAI-compatible endpoint) and how; Generate answers every prompt with every
+arm ahead of rating (``evaluation.generate``; progress in the page, Stop after the current batch) and opens
+the evaluation in the Rate tab's picker.
+
+The house pattern: ``layout_prepare`` creates the widgets inside the Rate tab, the module-level handlers take
+the workspace, the widgets and the page's values and return outputs keyed by component, ``wire_prepare``
+binds them.
+"""
+from __future__ import annotations
+
+import html
+from types import SimpleNamespace
+
+import gradio as gr
+
+from core.access import caller, check_role
+from core.errors import TuneloopError
+from evaluation.generate import PROMPT_SOURCES, PURPOSES, ArmRequest
+from training.inference import DecodingSettings
+from ui.forms import form_values, options_form, options_from_form
+from ui.kit import (CancelRegistry, bind, default_run, error_markdown, refresh_on_select, run_picker,
+                    version_picker)
+
+# The decoding settings a rating round is generated with (the rest keep their defaults).
+DECODING_FIELDS = ("max_new_tokens", "do_sample", "temperature", "seed")
+DEFAULT_GUIDELINES = ("Prefer the answer that is correct, complete and follows our support policy. "
+                      "Choose 'both bad' when neither could be sent to a customer.")
+SOURCE_NAMES = {"test": "Test split", "train": "Train split", "typed": "Typed here", "file": "Uploaded file",
+                "served": "Served requests"}
+GENERATIONS = CancelRegistry()      # the Stop button of the form, per browser session
+
+
+def sources_for(purpose: str) -> list[tuple[str, str]]:
+    """The prompt sources that serve ``purpose``, as (label, value) radio choices."""
+    return [(SOURCE_NAMES[k], k) for k, (serves, _) in PROMPT_SOURCES.items() if serves == purpose]
+
+
+def purpose_note(purpose: str) -> str:
+    """What the chosen purpose means, and what each of its prompt sources is: one sentence each."""
+    lines = [f"**{html.escape(PURPOSES[purpose])}**"]
+    lines += [f"- *{SOURCE_NAMES[value]}*: {html.escape(PROMPT_SOURCES[value][1])}" for _, value in sources_for(purpose)]
+    return "\n".join(lines)
+
+
+class PrepareWidgets(SimpleNamespace):
+    """The form's components by name (``layout_prepare`` fills it)."""
+
+    @property
+    def inputs(self) -> set:
+        """Everything Generate reads."""
+        return {self.purpose, self.source, self.version, self.typed, self.upload, self.limit, self.overlap,
+                self.base, self.runs, self.prompted, self.system_prompt, self.examples, self.seed, self.endpoint_url,
+                self.endpoint_model, self.endpoint_key_env, *self.decoding.values(), self.name, self.guidelines}
+
+
+def layout_prepare(ws) -> PrepareWidgets:
+    """The "Prepare an evaluation" accordion, created where the caller is (the top of the admin's Rate tab)."""
+    w = PrepareWidgets()
+    with gr.Accordion("Prepare an evaluation (admins): answers are generated ahead of rating", open=False,
+                      elem_id="prepare"):
+        with gr.Row():
+            w.purpose = gr.Radio([("Rate to measure", "measure"), ("Rate to improve", "improve")], value="measure",
+                                 label="Why rate", scale=1, elem_id="prepare-purpose")
+            w.source = gr.Radio(sources_for("measure"), value="test", label="Prompts from", scale=2,
+                                elem_id="prepare-source")
+        w.note = gr.Markdown(purpose_note("measure"), elem_id="prepare-note")
+        with gr.Row():
+            w.version = version_picker(ws, "Dataset version (its test or train split; the prompted base's examples)",
+                                       splits_only=True, scale=2, elem_id="prepare-version")
+            w.limit = gr.Number(value=40, precision=0, label="At most this many prompts", scale=1)
+            w.overlap = gr.Number(value=1, precision=0, minimum=1, label="Raters per pair", scale=1)
+        with gr.Row():
+            w.typed = gr.Textbox(label="Typed prompts, one per line", lines=3, scale=2, elem_id="prepare-typed")
+            w.upload = gr.File(label="Uploaded prompts", scale=1)
+        gr.Markdown("**Arms**: what answers each prompt. Every pair of arms is compared, blind.")
+        with gr.Row():
+            w.base = gr.Checkbox(True, label="The base model", scale=1, elem_id="prepare-base")
+            newest = default_run(ws, with_adapter=True)
+            w.runs = run_picker(ws, "Runs (round 1, round 2, …)", with_adapter=True, multiselect=True, scale=3,
+                                value=[newest] if newest else [], elem_id="prepare-runs")
+        with gr.Row():
+            w.prompted = gr.Checkbox(False, label="The base with a prompt", scale=1, elem_id="prepare-prompted")
+            w.system_prompt = gr.Textbox(label="Its system prompt", lines=2, scale=3, elem_id="prepare-system")
+            w.examples = gr.Number(value=3, precision=0, minimum=0, label="Examples from the train split", scale=1)
+            w.seed = gr.Number(value=0, precision=0, label="Seed that draws them", scale=1)
+        with gr.Row():
+            w.endpoint_url = gr.Textbox(label="OpenAI-compatible endpoint (optional)", scale=2,
+                                        placeholder="http://127.0.0.1:8000/v1", elem_id="prepare-endpoint-url")
+            w.endpoint_model = gr.Textbox(label="Its model name", scale=1, elem_id="prepare-endpoint-model")
+            w.endpoint_key_env = gr.Textbox(label="Environment variable holding its API key (never stored)", scale=1,
+                                            placeholder="OPENAI_API_KEY")
+        with gr.Row():
+            w.decoding = options_form(DecodingSettings, only=DECODING_FIELDS, elem_prefix="prepare-decoding")
+            w.name = gr.Textbox(label="Name (optional)")
+        w.guidelines = gr.Textbox(label="Guidelines shown to raters", lines=3, value=DEFAULT_GUIDELINES)
+        with gr.Row():
+            w.go = gr.Button("Generate and create the evaluation", variant="primary", elem_id="prepare-go")
+            w.stop = gr.Button("Stop", variant="stop")
+        w.status = gr.Markdown("", elem_id="prepare-status")
+    return w
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+def purpose_changed(ws, w: PrepareWidgets, data: dict) -> dict:
+    """The sources that serve the chosen purpose (the chosen one kept when it serves it) and their sentences."""
+    purpose = data[w.purpose] or "measure"
+    choices = sources_for(purpose)
+    keep = data[w.source] if data[w.source] in [v for _, v in choices] else choices[0][1]
+    return {w.source: gr.update(choices=choices, value=keep), w.note: purpose_note(purpose)}
+
+
+def arm_requests(w: PrepareWidgets, data: dict) -> list[ArmRequest]:
+    """The arms the form asks for, in the order the evaluation lists them (the base first)."""
+    arms = [ArmRequest("base")] if data[w.base] else []
+    if data[w.prompted]:
+        arms.append(ArmRequest("prompted", examples=int(data[w.examples] or 0),
+                               system_prompt=data[w.system_prompt] or "", seed=int(data[w.seed] or 0)))
+    arms += [ArmRequest("run", run=str(run)) for run in data[w.runs] or []]
+    url, model = (data[w.endpoint_url] or "").strip(), (data[w.endpoint_model] or "").strip()
+    if url or model:
+        if not (url and model):
+            raise TuneloopError("an endpoint arm needs both its URL (ending in /v1) and its model name")
+        arms.append(ArmRequest("endpoint", url=url, model=model, api_key_env=data[w.endpoint_key_env] or ""))
+    return arms
+
+
+def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Request = None,
+                     progress=gr.Progress()) -> dict:
+    """Answer the chosen prompts with every chosen arm and create the evaluation raters then rate (admins
+    only); Stop ends it after the current batch. ``rate`` is the Rate tab's widgets (its picker shows it)."""
+    from curation.data.versions import get_version
+    from evaluation.generate import prepare_evaluation, prompts_for, resolve_arms
+    from evaluation.ui import evaluation_choices
+    cancel = GENERATIONS.start(request)
+    try:
+        check_role(ws, request, ("admin",))
+        source, n = data[w.source], int(data[w.limit] or 0) or None
+        needs_version = source in ("test", "train") or data[w.prompted]
+        if needs_version and not data[w.version]:
+            raise TuneloopError("choose the dataset version (its splits hold the prompts and the prompted base's "
+                                "examples)")
+        version = get_version(ws, data[w.version]).id if data[w.version] else None
+        items = prompts_for(ws, source, purpose=data[w.purpose], version=version,
+                            texts=(data[w.typed] or "").splitlines(), path=data[w.upload], limit=n)
+        base_model, arms = resolve_arms(ws, arm_requests(w, data), items=items, version=version)
+        settings = options_from_form(DecodingSettings, form_values(w.decoding, data))
+        eid = prepare_evaluation(ws, items, arms=arms, base_model=base_model, name=data[w.name] or None,
+                                 purpose=data[w.purpose], prompt_source=source,
+                                 dataset_version=version if source in ("test", "train") else None,
+                                 overlap=int(data[w.overlap] or 1), guidelines=data[w.guidelines], settings=settings,
+                                 cancel=cancel, created_by=caller(ws, request),
+                                 progress=lambda d, t, what: progress(d / max(t, 1), desc=what))
+    except TuneloopError as exc:
+        return {w.status: error_markdown(exc)}
+    finally:
+        GENERATIONS.finish(request, cancel)
+    said = "the votes feed the statistics only" if data[w.purpose] == "measure" else \
+        "the votes and corrections become training data at the next merge"
+    return {w.status: f"✅ Evaluation #{eid} is ready: {len(items)} prompts, {len(arms)} arms "
+                      f"({html.escape(', '.join(a.name for a in arms))}); {said}. Raters can start below.",
+            rate.evaluation: gr.update(choices=evaluation_choices(ws, blind=True), value=eid)}
+
+
+def stop_clicked(ws, w: PrepareWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's generation after its current batch."""
+    stopping = GENERATIONS.cancel(request)
+    return {w.status: "Stopping after the current batch…" if stopping else "Nothing is being generated."}
+
+
+def wire_prepare(ws, w: PrepareWidgets, rate) -> None:
+    """Bind the form's handlers; the version and run pickers re-read the workspace whenever the Rate tab is shown."""
+    refresh_on_select(rate.tab, ws, [w.version, w.runs])
+    w.purpose.change(bind(purpose_changed, ws, w), {w.purpose, w.source}, [w.source, w.note])
+    w.go.click(bind(generate_clicked, ws, w, rate), w.inputs, [w.status, rate.evaluation])
+    w.stop.click(bind(stop_clicked, ws, w), None, [w.status])

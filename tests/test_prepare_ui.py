@@ -1,0 +1,85 @@
+"""Preparing an evaluation from the admin's Rate tab, called without a browser: the form's handlers for an admin,
+what each purpose offers, and that a rater never gets the form (not in their app, refused if reached)."""
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+import app as tuneloop_app
+from core.users import add_user
+from evaluation import prepare_ui, ui
+from evaluation.arena import evaluation_arms, get_evaluation
+from tests.tab_page import page
+from tests.test_generate import QUESTIONS, finished_run, run_folder, split_version  # noqa: F401  (run_folder: fixture)
+
+
+def no_progress(*args, **kwargs) -> None:
+    """What a handler test hands in for ``gr.Progress``: the page would draw the bar."""
+
+
+@pytest.fixture
+def tab(ws):
+    with gr.Blocks(), gr.Tabs():
+        w = ui.build_rate_tab(ws, prepare=True)
+    return w
+
+
+def elem_ids(blocks) -> set[str]:
+    return {c["props"].get("elem_id") for c in blocks.config["components"]} - {None}
+
+
+def test_each_purpose_offers_its_prompt_sources_with_one_sentence_each(ws, tab):
+    w = tab.prepare
+    assert [v for _, v in w.source.choices] == ["test"] and "Rate to measure" in w.note.value
+    improve = prepare_ui.purpose_changed(ws, w, page(w, purpose="improve", source="test"))
+    assert [v for _, v in improve[w.source]["choices"]] == ["train", "typed", "file", "served"]
+    assert improve[w.source]["value"] == "train"
+    note = improve[w.note]
+    assert "votes and corrections become training data" in note
+    assert note.count("\n- ") == 4 and "logged their text" in note                  # one sentence per source
+    back = prepare_ui.purpose_changed(ws, w, page(w, purpose="measure", source="typed"))
+    assert back[w.source]["value"] == "test" and "statistics only" in back[w.note]
+
+
+def test_an_admin_prepares_an_evaluation_of_three_arms_to_improve_with(ws, tab, run_folder):  # noqa: F811
+    w = tab.prepare
+    version = split_version(ws)
+    run = finished_run(ws, run_folder, version)
+    data = page(w, purpose="improve", source="typed", typed="\n".join(QUESTIONS[:2]), version=version.name,
+                runs=[str(run.id)], prompted=True, system_prompt="Be brief.", examples=1,
+                decoding={"max_new_tokens": 4})
+    out = prepare_ui.generate_clicked(ws, w, tab, data, None, progress=no_progress)
+    assert "✅ Evaluation #1 is ready: 2 prompts, 3 arms" in out[w.status], out[w.status]
+    assert out[tab.evaluation]["value"] == 1
+    assert all("run" not in label for label, _ in out[tab.evaluation]["choices"])   # the raters' picker: blind
+    evaluation = get_evaluation(ws, 1)
+    assert evaluation.settings["purpose"] == "improve" and evaluation.settings["prompt_source"] == "typed"
+    arms = evaluation_arms(ws, 1)
+    assert [a.kind for a in arms] == ["base", "prompted", "run"] and arms[2].run_id == run.id
+    assert len(arms[1].settings["examples"]) == 1 and arms[1].settings["system_prompt"] == "Be brief."
+
+    measuring_train = prepare_ui.generate_clicked(ws, w, tab, {**data, w.source: "train", w.purpose: "measure"},
+                                                  None, progress=no_progress)
+    assert "serve rating to improve, not to measure" in measuring_train[w.status]
+    half_endpoint = prepare_ui.generate_clicked(ws, w, tab, {**data, w.endpoint_url: "http://127.0.0.1:8000/v1"},
+                                                None, progress=no_progress)
+    assert "needs both its URL" in half_endpoint[w.status]
+
+
+def test_a_rater_never_gets_the_prepare_form(ws, tab):
+    assert "prepare-go" in elem_ids(tuneloop_app.build_admin_app(ws))
+    rater_app = elem_ids(tuneloop_app.build_rate_app(ws))
+    assert "rate-start" in rater_app and not any(i.startswith("prepare") for i in rater_app)
+    with gr.Blocks(), gr.Tabs():
+        raters = ui.build_rate_tab(ws)
+    assert raters.prepare is None
+    told = ui.start_clicked(ws, raters, page(raters, name="ana"), None)[raters.conversation]
+    assert "Ask your admin to prepare one" in told and "Results" not in told
+    assert "prepare one above" in ui.start_clicked(ws, tab, page(tab, name="ada"), None)[tab.conversation]
+    add_user(ws, "ada", "admin", "admin-pass-1")
+    add_user(ws, "rita", "rater", "rater-pass-1")
+    w = tab.prepare
+    data = page(w, purpose="improve", source="typed", typed="Where is my order?")
+    refused = prepare_ui.generate_clicked(ws, w, tab, data, gr.Request(username="rita"), progress=no_progress)
+    assert "needs the role admin" in refused[w.status]
+    assert ws.db.execute("select count(*) from evaluations").fetchone()[0] == 0
