@@ -30,8 +30,8 @@ from pathlib import Path
 
 from core.errors import TuneloopError
 from core.options import add_arguments, from_args
-from evaluation.pii_leak import LeakCheckOptions
 from evaluation.generate import PROMPT_SOURCES, PURPOSES
+from evaluation.pii_leak import LeakCheckOptions
 from training.inference import DecodingSettings
 
 
@@ -184,6 +184,10 @@ def cmd_generate(args) -> int:
     from curation.data.versions import get_version
     from evaluation.generate import ArmRequest, parse_arm, prepare_evaluation, prompts_for, resolve_arms
 
+    requests = [parse_arm(a, system_prompt=args.system_prompt, seed=args.examples_seed, api_key_env=args.api_key_env)
+                for a in args.arm]
+    if args.run:
+        requests = [ArmRequest("base"), ArmRequest("run", run=args.run)] + requests
     ws = _workspace(args)
     source, _, path = args.prompts_from.partition(":")
     purpose = args.purpose or PROMPT_SOURCES.get(source, ("measure",))[0]
@@ -198,10 +202,6 @@ def cmd_generate(args) -> int:
         bar.total = total
         bar.n = done
         bar.refresh()
-    requests = [parse_arm(a, system_prompt=args.system_prompt, seed=args.examples_seed, api_key_env=args.api_key_env)
-                for a in args.arm]
-    if args.run:
-        requests = [ArmRequest("base"), ArmRequest("run", run=args.run)] + requests
 
     stop = threading.Event()
     try:

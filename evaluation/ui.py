@@ -34,10 +34,10 @@ from ui.kit import bind, caller_name, error_markdown, show_errors, static_js
 NO_EVALUATION = ("_No evaluation yet. An admin prepares one at the top of the Rate tab (Prepare an evaluation) or with "
                  "`python -m evaluation generate`._")
 NO_NAME = "type your name first, so that your votes count once and as yours"
-RATE_INTRO = """### Which answer is better?
 NOT_OPEN_YET = "No evaluation is open for rating yet. Ask your admin to prepare one, then press ↻ Evaluations."
 NOT_OPEN_YET_ADMIN = ("No evaluation is open for rating yet: prepare one above (Prepare an evaluation), or with "
                       "`python -m evaluation generate`.")
+RATE_INTRO = """### Which answer is better?
 Read the question, then both answers. Press **1** if A is better, **2** if B is better, **3** for a tie,
 **4** if both are bad, and **e** to write the answer you would have wanted (then press a verdict button).
 You are told which model wrote which answer right after your vote. Which side each model is on is a fair
@@ -123,10 +123,10 @@ def layout_rate(ws, *, prepare: bool = False) -> RateWidgets:
     w = RateWidgets(prepare=None)
     with gr.Tab("Rate", id="rate") as w.tab:
         gr.HTML("", js_on_load=static_js("rate"), elem_id="rate-keys")
-        gr.Markdown(RATE_INTRO)
         if prepare:
             from evaluation.prepare_ui import layout_prepare
             w.prepare = layout_prepare(ws)
+        gr.Markdown(RATE_INTRO)
         with gr.Row():
             w.evaluation = gr.Dropdown(evaluation_choices(ws, blind=True), value=latest_evaluation(ws),
                                        label="Evaluation", scale=3, elem_id="rate-evaluation")
@@ -135,8 +135,8 @@ def layout_rate(ws, *, prepare: bool = False) -> RateWidgets:
             with gr.Column(scale=1, min_width=160):
                 w.start = gr.Button("Start / resume", variant="primary", elem_id="rate-start")
                 w.refresh = gr.Button("↻ Evaluations", size="sm")
-        w.progress = gr.Markdown("", elem_id="rate-progress")
         w.reveal = gr.Markdown("", elem_id="rate-reveal")
+        w.progress = gr.Markdown("", elem_id="rate-progress")
         with gr.Row():
             with gr.Column(scale=3):
                 w.conversation = gr.Markdown("_Press Start to get your first pair._", elem_id="rate-prompt")
@@ -184,9 +184,9 @@ def start_clicked(ws, w: RateWidgets, data: dict, request: gr.Request = None) ->
     """Start / resume: the rater's open pair, else their next one, and the evaluation's guidelines."""
     try:
         if data[w.evaluation] is None:
-            raise TuneloopError("choose an evaluation first")
             if not arena.list_evaluations(ws):
                 raise TuneloopError(NOT_OPEN_YET_ADMIN if w.prepare else NOT_OPEN_YET)
+            raise TuneloopError("choose an evaluation first")
         who = rater(ws, request, data[w.name])
         evaluation = arena.get_evaluation(ws, data[w.evaluation])
         pair = arena.next_pair(ws, evaluation.id, who)
@@ -218,7 +218,6 @@ def vote_clicked(ws, w: RateWidgets, verdict: str, data: dict, request: gr.Reque
             w.comment: "", w.corrected: "", w.correction_box: gr.update(visible=False)}
 
 
-def refresh_choices(ws, w: RateWidgets, data: dict) -> dict:
 def reveal_banner(reveal: arena.Reveal, rated: int, corrected: str = "") -> str:
     """The banner above the pair after a vote: who wrote which answer of the pair just judged (the rater's
     ``rated``-th), said to be about that pair and not the one now on screen."""
@@ -226,6 +225,7 @@ def reveal_banner(reveal: arena.Reveal, rated: int, corrected: str = "") -> str:
     return f"✅ **Your vote {rated}** (the pair before the one below): {html.escape(reveal.describe())}{saved}"
 
 
+def refresh_choices(ws, w: RateWidgets, data: dict) -> dict:
     """The evaluations open for rating (names left out), the chosen one kept while it exists."""
     return {w.evaluation: evaluation_update(ws, data[w.evaluation], blind=True)}
 
@@ -244,10 +244,10 @@ def build_rate_tab(ws, *, prepare: bool = False) -> RateWidgets:
     w.edit.click(lambda: gr.update(visible=True), None, w.correction_box)
     for event in (w.tab.select, w.refresh.click):
         event(bind(refresh_choices, ws, w), {w.evaluation}, [w.evaluation])
-    return w
     if w.prepare is not None:
         from evaluation.prepare_ui import wire_prepare
         wire_prepare(ws, w.prepare, w)
+    return w
 
 
 # -- Results tab: presenters ------------------------------------------------------------------
@@ -279,8 +279,13 @@ def interval_plot(rows: list[tuple[str, float | None, float | None, float | None
 
 
 def summary_markdown(evaluation: arena.Evaluation, s: dict | None) -> str:
+    """The two-arm figures as the tab shows them, the rough-interval caveat and how many votes would settle it
+    included; before any vote, how many votes an evaluation needs."""
+    from evaluation.ratings import decision_lines, sequential_test, votes_to_decide
+    from evaluation.stats import notes_lines
     if not s:
-        return f"**{html.escape(evaluation.describe())}**\n\nNo votes yet."
+        plan = decision_lines(votes_to_decide(0, 0), sequential_test([]), None, None)[0]
+        return f"**{html.escape(evaluation.describe())}**\n\nNo votes yet. {html.escape(plan[0].upper() + plan[1:])}."
 
     def f(v):
         return "n/a" if v is None else f"{v:.3f}"
@@ -312,7 +317,82 @@ def summary_markdown(evaluation: arena.Evaluation, s: dict | None) -> str:
             f"- **Sides**: the fine-tuned answer was on the left in {s['finetuned_left']} of {s['votes']} votes "
             f"({f(s['finetuned_left_share'])}; a fair coin per pair, balance test p = {p(s['side_balance_p'])})\n"
             f"- **Agreement** (Krippendorff's alpha, nominal, {s['agreement_items']} prompts with ≥ 2 raters): "
-            f"{f(s['krippendorff_alpha'])}\n\n{verdict}{bias}")
+            f"{f(s['krippendorff_alpha'])}\n\n{verdict}{bias}\n\n" + notes_markdown(notes_lines(s)))
+
+
+def notes_markdown(lines: list[str]) -> str:
+    """Caveats and decisions as a list, a warning in bold."""
+    return "\n".join(f"- **{html.escape(line)}**" if line.startswith("⚠️") else f"- {html.escape(line)}"
+                      for line in lines)
+
+
+ARM_HEADERS = ["arm", "rating (logit, reference 0)", "low", "high", "chance of beating the reference", "low", "high",
+               "votes"]
+QUALITY_HEADERS = ["rater", "votes", "gold right", "same verdict on swapped repeats", "left side won",
+                   "position test p", "agrees with the others", "votes on flagged answers", "outlier"]
+
+
+def _r(v, places: int = 3):
+    return None if v is None else round(v, places)
+
+
+def _of(part: int, whole: int) -> str:
+    return "–" if not whole else f"{part}/{whole} ({part / whole:.0%})"
+
+
+def arms_markdown(s: dict, *, rated: bool) -> str:
+    """The multi-arm notes: how the ratings were made (when ``rated``), each arm against the reference with the
+    votes it needs and the sequential test, the outlier rule and the votes on answers that name their model."""
+    parts = []
+    if rated:
+        parts.append(f"### Arms: Bradley–Terry ratings ({html.escape(s['reference'])} at 0)\n"
+                     + notes_markdown(s["notes"]))
+        for a in s["against_reference"]:
+            parts.append(f"**{html.escape(a['arm'])} vs {html.escape(s['reference'])}**: {a['wins']} of "
+                         f"{a['decisive']} decisive votes\n" + notes_markdown(a["lines"]))
+    elif s["duplicates_note"]:
+        parts.append(notes_markdown([s["duplicates_note"]]))
+    parts.append(f"**Rater quality** (outlier rule: {html.escape(s['outlier_rule'])})")
+    if s["flagged"]:
+        parts.append(f"**{len(s['flagged'])} vote(s) on pairs with an answer that names its model** (still counted):\n"
+                     + "\n".join(f"- {html.escape(c['prompt_id'])} by {html.escape(c['rater'])} "
+                                  f"({html.escape(c['left'])} vs {html.escape(c['right'])}: {c['outcome']}): "
+                                  f"{html.escape(c['flagged'])}" for c in s["flagged"]))
+    return "\n\n".join(parts)
+
+
+def arm_rows(s: dict) -> list[list]:
+    """One row per arm, best first: rating with interval and the same as a chance of beating the reference."""
+    return [[r["arm"], _r(r["rating"]), _r(r["low"]), _r(r["high"]), *(_r(v) for v in r["against_reference"]),
+             r["comparisons"]] for r in s["ratings"]]
+
+
+def arm_plot(s: dict) -> str:
+    """The arms' chance of beating the reference with its bootstrap interval, as the forest plot."""
+    rows = [(r["arm"], *r["against_reference"], r["comparisons"]) for r in s["ratings"] if r["arm"] != s["reference"]]
+    return interval_plot(rows, title=f"Chance of beating {s['reference']} (Bradley–Terry, bootstrap 95%)")
+
+
+def win_table(s: dict):
+    """The win matrix as a table: the row arm's wins against the column arm among decisive votes."""
+    import pandas as pd
+    arms = [r["arm"] for r in s["ratings"]]
+    cells = {(t["first"], t["second"]): t for t in s["win_matrix"]}
+
+    def cell(a, b):
+        t = cells.get((a, b))
+        if t is None:
+            return "–"
+        rate = "n/a" if t["win_rate"] is None else f"{t['win_rate']:.2f}"
+        return f"{rate} ({t['wins']}–{t['losses']}, {t['ties']} ties, {t['both_bad']} both bad)"
+    return pd.DataFrame([[a, *(cell(a, b) for b in arms)] for a in arms], columns=["row arm wins against", *arms])
+
+
+def quality_rows(s: dict) -> list[list]:
+    """One row per rater: gold accuracy, repeat consistency, position bias, agreement, flagged votes, outlier."""
+    return [[q["rater"], q["votes"], _of(q["gold_correct"], q["gold_votes"]),
+             _of(q["repeats_consistent"], q["repeats"]), _of(q["left_wins"], q["decisive"]), _r(q["position_p"]),
+             _of(q["agreed"], q["shared"]), q["flagged_votes"], "; ".join(q["outlier"]) or "–"] for q in s["raters"]]
 
 
 RATER_HEADERS = ["rater", "votes", "fine-tuned wins", "base wins", "ties", "both bad", "win rate", "Wilson low",
@@ -341,6 +421,11 @@ class ResultsFigures:
     queue: list                 # rows of the needs-an-answer queue
     queue_choices: list         # (label, record id) of the same queue, for the answer picker
     label_field: str | None = None   # the meta field the pairs' labels came from (Dolly's category)
+    arms: str = ""                   # the multi-arm notes (arms_markdown)
+    arm_plot: str = ""
+    arm_table: list | None = None    # rows of arm_rows, with three arms or more
+    win_table: object = None         # the win matrix (a DataFrame), with three arms or more
+    quality: list | None = None      # rows of quality_rows, once there are votes
 
 
 def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
@@ -349,6 +434,7 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
 
     Only computes: the policy changes what is shown, nothing is written."""
     from evaluation.feedback import collect_feedback, unanswered
+    from evaluation.ratings import arms_summary
     from evaluation.stats import summarize, votes_from_rows
 
     if evaluation_id is None:
@@ -357,6 +443,9 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
     field = label_field(ws, evaluation.dataset_version) if evaluation.dataset_version else None
     rows = [v.to_stats_row() for v in arena.evaluation_votes(ws, evaluation.id)]
     s = summarize(votes_from_rows(rows)) if rows else None
+    arms = [a.name for a in arena.evaluation_arms(ws, evaluation.id)]
+    comparisons = arena.evaluation_comparisons(ws, evaluation.id)
+    multi = arms_summary(comparisons, reference=arms[0]) if comparisons else None
     plot = ""
     if s:
         plot_rows = [("overall", s["win_rate"], s["wilson_low"], s["wilson_high"], s["decisive"])]
@@ -376,12 +465,19 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
     disagreements = [[d["prompt_id"], d["prompt"][:120], ", ".join(f"{r}: {o}" for r, o in d["votes"].items()),
                       d["resolution"] + (f" → {d['chosen']}" if d["chosen"] else "")] for d in fb.disagreements]
     queue = unanswered(ws, fb)
+    two = "" if len(arms) <= 2 else (f"_The two-arm figures here compare {html.escape(arms[0])} (as the base) with "
+                                     f"{html.escape(arms[-1])} (as the fine-tuned model); the arms section below "
+                                     f"rates every arm._\n\n")
     return ResultsFigures(
-        summary=summary_markdown(evaluation, s), plot=plot,
+        summary=two + summary_markdown(evaluation, s), plot=plot,
         per_rater=_figure_rows(s["per_rater"], "rater") if s else [],
         by_label=_figure_rows(s["by_label"], "label") if s else [], disagreements=disagreements, feedback=feedback,
         queue=[[q.id, q.meta["prompt_id"], q.prompt[:160], ", ".join(q.meta["raters"])] for q in queue],
-        queue_choices=[(f"{q.meta['prompt_id']}: {q.prompt[:70]}", q.id) for q in queue], label_field=field)
+        queue_choices=[(f"{q.meta['prompt_id']}: {q.prompt[:70]}", q.id) for q in queue], label_field=field,
+        arms=arms_markdown(multi, rated=len(arms) > 2) if multi else "",
+        arm_plot=arm_plot(multi) if multi and len(arms) > 2 else "",
+        arm_table=arm_rows(multi) if multi and len(arms) > 2 else [],
+        win_table=win_table(multi) if multi and len(arms) > 2 else None, quality=quality_rows(multi) if multi else [])
 
 
 # -- Results tab: widgets ---------------------------------------------------------------------
@@ -394,7 +490,8 @@ class ResultsWidgets(SimpleNamespace):
     def figures(self) -> list:
         """What ``results_figures`` fills, with the message line under the feedback buttons."""
         return [self.summary, self.plot, self.per_rater, self.by_label, self.disagreements, self.feedback,
-                self.queue, self.item, self.merged]
+                self.queue, self.item, self.merged, self.arms, self.arm_plot, self.arm_table, self.win_table,
+                self.quality]
 
 
 def layout_results(ws) -> ResultsWidgets:
@@ -420,6 +517,15 @@ def layout_results(ws) -> ResultsWidgets:
             w.by_label = gr.Dataframe(headers=LABEL_HEADERS, label="By label", interactive=False)
         w.disagreements = gr.Dataframe(headers=DISAGREEMENT_HEADERS, label="Pairs where raters disagree",
                                        interactive=False)
+        w.arms = gr.Markdown("", elem_id="results-arms")
+        w.arm_plot = gr.HTML("", elem_id="results-arm-plot", js_on_load=None)
+        with gr.Row():
+            w.arm_table = gr.Dataframe(headers=ARM_HEADERS, label="Arms (Bradley–Terry, bootstrap 95%)",
+                                       interactive=False, elem_id="results-arm-table")
+            w.win_table = gr.Dataframe(label="Win matrix (decisive votes)", interactive=False,
+                                       elem_id="results-win-matrix")
+        w.quality = gr.Dataframe(headers=QUALITY_HEADERS, label="Rater quality", interactive=False,
+                                 elem_id="results-rater-quality")
         gr.Markdown("### Feed the votes back into the data")
         w.feedback = gr.Markdown("", elem_id="results-feedback")
         with gr.Row():
@@ -452,7 +558,8 @@ def figures_view(w: ResultsWidgets, f: ResultsFigures) -> dict:
             w.by_label: gr.update(value=f.by_label, label=f"By {f.label_field or 'label'}"),
             w.disagreements: f.disagreements, w.feedback: f.feedback, w.queue: f.queue,
             w.item: gr.update(choices=f.queue_choices, value=f.queue_choices[0][1] if f.queue_choices else None),
-            w.merged: ""}
+            w.merged: "", w.arms: f.arms, w.arm_plot: f.arm_plot, w.arm_table: f.arm_table or [],
+            w.win_table: f.win_table if f.win_table is not None else [], w.quality: f.quality or []}
 
 
 def show(ws, w: ResultsWidgets, data: dict) -> dict:
