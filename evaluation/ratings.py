@@ -7,8 +7,9 @@ The two-arm figures (win rate, Wilson interval, sign test, position bias, alpha)
 ``evaluation.stats``; this module holds what needs more than two arms, and the figures about raters.
 
 - **Counted once**: every function here takes every stored vote, in the order they were cast, and counts
-  one vote per rater, prompt and pair of arms: the rater's last (``count_once`` says how many it dropped).
-  A repeat shown with the sides swapped is such a second vote; it feeds the repeat consistency only.
+  one vote per rater, prompt and pair of arms: the rater's first (``count_once`` says how many it dropped),
+  as the two-arm figures do. A repeat shown with the sides swapped is such a second vote; it feeds the
+  repeat consistency only.
 - **Bradley–Terry** (``arm_ratings``): P(i beats j) = 1 / (1 + exp(b_j - b_i)), fitted by maximum
   likelihood with scipy's L-BFGS-B. Ratings are on the logit scale with the reference arm (the base) at 0,
   so a rating of 0.69 means "wins 2 of 3 against the base". A tie counts as half a win each way;
@@ -84,12 +85,12 @@ class Comparison:
 
 
 def count_once(comparisons: Iterable[Comparison]) -> tuple[list[Comparison], int]:
-    """Each rater's last vote per prompt and pair of arms (in cast order), and how many earlier votes were dropped."""
+    """Each rater's first vote per prompt and pair of arms (in cast order), and how many later votes were dropped."""
     comparisons = list(comparisons)
-    last: dict[tuple, int] = {}
+    first: dict[tuple, int] = {}
     for i, c in enumerate(comparisons):
-        last[(c.rater, c.prompt_id, c.arms)] = i
-    keep = sorted(last.values())
+        first.setdefault((c.rater, c.prompt_id, c.arms), i)
+    keep = sorted(first.values())
     return [comparisons[i] for i in keep], len(comparisons) - len(keep)
 
 
@@ -135,6 +136,13 @@ class Ratings:
     def rough_note(self) -> str | None:
         return rough_note(self.prompts)
 
+    @property
+    def duplicates_note(self) -> str | None:
+        if not self.duplicates_dropped:
+            return None
+        return (f"{self.duplicates_dropped} repeated vote(s) by a rater on the same prompt and arms were counted "
+                f"once (their first vote) in every figure but the repeat consistency.")
+
     def notes(self) -> list[str]:
         """What a reader of the ratings should know about how they were made, one sentence each."""
         notes = [f"Bradley–Terry on {self.used} votes from {self.prompts} prompts, {self.reference} at 0; a tie "
@@ -142,8 +150,7 @@ class Ratings:
                  + (f", and {self.gold} vote(s) on gold pairs" if self.gold else "")
                  + f"; 95% intervals from {self.resamples} bootstrap resamples of the prompts (seed {self.seed})."]
         if self.duplicates_dropped:
-            notes.append(f"{self.duplicates_dropped} repeated vote(s) by a rater on the same prompt and arms were "
-                         f"counted once (their last vote).")
+            notes.append(self.duplicates_note)
         if self.unbounded:
             notes.append(f"{', '.join(self.unbounded)}: won (or lost) every vote against the other arms so far, so "
                          f"no finite rating fits; the rating and interval shown only say how far the prior lets it "
@@ -437,7 +444,8 @@ def sequential_test(wins_in_order: Iterable[bool], *, alpha: float = 0.05) -> di
     win rate against 50% is B(w + 1, l + 1) · 2^(w + l). Once it reaches 1/alpha the test has decided and the
     evaluation can stop: by Ville's inequality the chance of ever deciding when the arms are equally good is at
     most alpha, however often the figures are looked at. For any true win rate other than 50% it decides
-    eventually (power 1); it never decides "no difference".
+    eventually (power 1); it never decides "no difference". It counts each decisive vote as an independent draw,
+    so a run of votes by one rater weighs as much as the same number from many raters.
     """
     from scipy.special import betaln
     wins = losses = 0
@@ -470,10 +478,15 @@ def decision_lines(need: dict, sequential: dict, low: float | None, high: float 
                  f"80% chance of it (assuming the true rate is the one seen so far)"]
     test = (f"sequential test (mSPRT: at most a {sequential['alpha']:.0%} chance of deciding when there is no "
             f"difference, however often you look)")
-    if sequential["decided"]:
+    if sequential["decided"] and sequential["likelihood_ratio"] >= sequential["threshold"]:
         lines.append(f"{test}: decided at decisive vote {sequential['decided_at']}, {subject} "
                      f"{'better' if sequential['better'] else 'worse'}; you can stop rating (likelihood ratio now "
                      f"{sequential['likelihood_ratio']:.1f}, threshold {sequential['threshold']:g})")
+    elif sequential["decided"]:
+        lines.append(f"{test}: decided at decisive vote {sequential['decided_at']}, {subject} "
+                     f"{'better' if sequential['better'] else 'worse'}, but the votes since have brought the likelihood "
+                     f"ratio down to {sequential['likelihood_ratio']:.1f}: read the rater quality table before "
+                     f"stopping (the test counts every vote as an independent draw; one rater's run of votes is not)")
     else:
         lines.append(f"{test}: not decided yet (likelihood ratio {sequential['likelihood_ratio']:.1f} of the "
                      f"{sequential['threshold']:g} it needs)")
@@ -535,7 +548,8 @@ def arms_summary(comparisons: Iterable[Comparison], *, reference: str, resamples
         "reference": reference,
         "ratings": [{**asdict(r), "against_reference": list(r.against_reference)} for r in ratings.arms],
         "notes": ratings.notes(), "prompts": ratings.prompts, "rough_note": ratings.rough_note,
-        "duplicates_dropped": ratings.duplicates_dropped, "unbounded": ratings.unbounded,
+        "duplicates_dropped": ratings.duplicates_dropped, "duplicates_note": ratings.duplicates_note,
+        "unbounded": ratings.unbounded,
         "win_matrix": [{**asdict(t), "win_rate": t.win_rate} for t in win_matrix(comparisons)],
         "against_reference": against,
         "raters": [{**asdict(q), "gold_accuracy": q.gold_accuracy, "repeat_consistency": q.repeat_consistency,

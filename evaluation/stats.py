@@ -14,7 +14,7 @@ optional ``label`` — so votes gathered anywhere can be analysed (``python -m e
   predict), so this is where an unlucky or broken draw shows.
 - Agreement: Krippendorff's alpha (nominal) over prompts judged by at least two raters.
 - The same figures per rater and per label.
-- Every figure counts one vote per rater and prompt (their last; ``duplicates_dropped`` says how many earlier
+- Every figure counts one vote per rater and prompt (their first; ``duplicates_dropped`` says how many later
   ones were left out), and an interval from fewer than 10 prompts carries ``rough_note``.
 - How many votes are enough: how many more decisive votes would make the Wilson interval exclude 50% at
   the current rate, and a sequential test that says when the evaluation can stop (``evaluation.ratings``).
@@ -183,13 +183,14 @@ def krippendorff_alpha(votes: list[Vote]) -> tuple[float | None, int]:
     """Nominal alpha over prompts with ≥ 2 raters, and how many such prompts there were.
 
     None when it is undefined: fewer than two such prompts, or every vote the same (no variation).
-    A rater who judged a prompt twice counts with their last vote. The verdicts are categories with
+    A rater who judged a prompt twice counts with their first vote (``count_once``, as in the win rate). The
+    verdicts are categories with
     no order (a tie is not "between" the two models), hence nominal; curation's reviewer agreement
     computes it.
     """
     from curation.review.team import krippendorff_alpha as nominal_alpha
     by_prompt: dict[str, dict[str, str]] = defaultdict(dict)
-    for v in votes:
+    for v in count_once(votes)[0]:
         by_prompt[v.prompt_id][v.rater] = v.verdict
     units = [raters for raters in by_prompt.values() if len(raters) >= 2]
     if len(units) < 2:
@@ -199,15 +200,17 @@ def krippendorff_alpha(votes: list[Vote]) -> tuple[float | None, int]:
 
 
 def count_once(votes: list[Vote]) -> tuple[list[Vote], int]:
-    """Each rater's last vote per prompt (votes in the order they were cast), and how many earlier ones were dropped."""
-    last = {(v.rater, v.prompt_id): i for i, v in enumerate(votes)}
-    keep = sorted(last.values())
+    """Each rater's first vote per prompt (votes in the order they were cast), and how many later ones were dropped."""
+    first: dict[tuple[str, str], int] = {}
+    for i, v in enumerate(votes):
+        first.setdefault((v.rater, v.prompt_id), i)
+    keep = sorted(first.values())
     return [votes[i] for i in keep], len(votes) - len(keep)
 
 
 def summarize(votes: list[Vote], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """Every figure of the Results tab and ``stats --json`` as one plain dict, from the votes in the order they
-    were cast (each rater's last vote per prompt counted)."""
+    were cast (each rater's first vote per prompt counted)."""
     from evaluation.ratings import rough_note, sequential_test, votes_to_decide
     votes, dropped = count_once(votes)
     summary = win_rate_figures(votes)
@@ -252,7 +255,7 @@ def notes_lines(s: dict[str, Any]) -> list[str]:
     lines = [f"⚠️ {s['rough_note']}"] if s.get("rough_note") else []
     if s.get("duplicates_dropped"):
         lines.append(f"{s['duplicates_dropped']} repeated vote(s) by a rater on the same prompt were counted once "
-                     f"(their last vote), in the win rate and in alpha alike")
+                     f"(their first vote), in the win rate and in alpha alike")
     return lines + decision_lines(s["votes_to_decide"], s["sequential"], s.get("wilson_low"), s.get("wilson_high"))
 
 

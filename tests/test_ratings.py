@@ -94,14 +94,15 @@ def test_an_arm_that_won_every_vote_is_said_to_have_no_finite_rating():
     assert any(n.startswith("run: won (or lost) every vote") for n in ratings.notes())
 
 
-def test_duplicates_by_a_rater_count_once_with_their_last_vote():
+def test_duplicates_by_a_rater_count_once_with_their_first_vote():
     votes = [Comparison("p1", "ana", "base", "run", "left"), Comparison("p1", "ana", "run", "base", "left"),
              Comparison("p1", "bob", "base", "run", "left"), Comparison("p2", "ana", "base", "run", "tie")]
     kept, dropped = count_once(votes)
-    assert dropped == 1 and kept == votes[1:]
+    assert dropped == 1 and kept == [votes[0], *votes[2:]]
     ratings = arm_ratings(votes, reference="base", resamples=20)
     assert ratings.duplicates_dropped == 1 and ratings.used == 3
-    assert any("1 repeated vote(s)" in n for n in ratings.notes())
+    assert "1 repeated vote(s) by a rater on the same prompt and arms were counted once (their first vote)" \
+        in ratings.notes()[1]
 
 
 def test_fewer_than_ten_prompts_carry_the_caveat():
@@ -145,7 +146,7 @@ def hand_made_raters() -> list[Comparison]:
     # bob's pairs p0..p2 again with the sides swapped (bob's first showing was base left on p0 and p2, run on p1)
     out.append(Comparison("p0", "bob", "run", "base", "left"))      # run again: consistent
     out.append(Comparison("p1", "bob", "base", "run", "right"))     # run again: consistent
-    out.append(Comparison("p2", "bob", "run", "base", "right"))     # base this time: flipped, and it is his last word
+    out.append(Comparison("p2", "bob", "run", "base", "right"))     # base this time: flipped (his first vote counts)
     return out
 
 
@@ -158,9 +159,9 @@ def test_rater_quality_on_a_hand_made_set():
     assert ana.repeats == cy.repeats == dan.repeats == 0
     # dan: left on p0..p5 (6) and on g1..g3 of his 4 decisive gold votes: 9 of 10; exact two-sided p = 22/1024
     assert (dan.decisive, dan.left_wins) == (10, 9) and dan.position_p == pytest.approx(22 / 1024)
-    # agreement with the others' majority (gold pairs left out): on p2 the others of ana are bob (base, his last
-    # vote), cy (run) and dan (base), so ana's run disagrees; dan matches the others only on p3
-    assert [(q.shared, q.agreed) for q in (ana, bob, cy, dan)] == [(6, 5), (6, 5), (6, 5), (6, 1)]
+    # agreement with the others' majority (gold pairs left out, bob's first vote on p2 counted): ana, bob and cy
+    # always agree with it; dan matches the others only on p3
+    assert [(q.shared, q.agreed) for q in (ana, bob, cy, dan)] == [(6, 6), (6, 6), (6, 6), (6, 1)]
     assert dan.outlier == ["gold pairs right 1/5", "agrees with the others 1/6"]
     assert ana.outlier == bob.outlier == cy.outlier == []
     assert [(c.prompt_id, c.rater) for c in flagged_votes(hand_made_raters())] == [("p5", "ana")]

@@ -119,14 +119,16 @@ def test_stats_cli_prints_json_with_the_documented_keys(tmp_path):
 
 
 def test_a_rater_voting_twice_on_a_prompt_counts_once_in_win_rate_and_alpha():
-    # ana votes twice on p0 (base, then fine-tuned: her last word), bob once; p1 both once.
+    # ana votes twice on p0 (base first, then fine-tuned), bob once; p1 both once.
     votes = [Vote("p0", "ana", "base", "A"), Vote("p0", "bob", "finetuned", "B"), Vote("p0", "ana", "finetuned", "B"),
              Vote("p1", "ana", "base", "A"), Vote("p1", "bob", "base", "B"), Vote("p2", "bob", "finetuned", "A")]
     s = summarize(votes)
-    assert (s["votes"], s["wins"], s["losses"], s["duplicates_dropped"]) == (5, 3, 2, 1)
+    assert (s["votes"], s["wins"], s["losses"], s["duplicates_dropped"]) == (5, 2, 3, 1)
     assert [(r["rater"], r["votes"]) for r in s["per_rater"]] == [("ana", 2), ("bob", 3)]
-    # alpha over the same counted votes: p0 F F, p1 B B → perfect agreement
-    assert s["krippendorff_alpha"] == pytest.approx(1.0) and s["agreement_items"] == 2
+    # alpha over the same counted votes: p0 B F, p1 B B → D_o = 2/4, D_e = 2·3·1/(4·3) → alpha 0 (her later
+    # fine-tuned vote would make it 1)
+    assert s["krippendorff_alpha"] == pytest.approx(0.0) and s["agreement_items"] == 2
+    assert krippendorff_alpha(votes) == (s["krippendorff_alpha"], 2)
     assert "1 repeated vote(s) by a rater on the same prompt were counted once" in format_summary(s)
 
 
