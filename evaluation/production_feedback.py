@@ -9,10 +9,9 @@ request id). ``collect_served_feedback`` computes what they amount to and writes
   from the current one (step ``served feedback``), through curation's ``create_version``;
 - a prompt with a thumbs-up answer and a thumbs-down answer → a preference pair, in a preference version
   (step ``served preferences``) that a DPO run names (``stage: dpo``, ``preferences: vN``);
-- a thumb with no opposite answer to pair it with → a KTO row (``prompt``, ``completion``, ``label`` True for up,
-  trl's conversational KTO format) in ``workspace/feedback/served-kto-<hash>.jsonl``, named in the merged
-  version's params; trl's ``KTOTrainer`` reads it with ``datasets.load_dataset("json", data_files=...)``
-  (Tuneloop's own runs train SFT and DPO, so this file is for a KTO run outside it);
+- a thumb with no opposite answer to pair it with → a KTO example (the prompt, the answer, desirable for up),
+  in a KTO version (step ``served kto``) that a KTO run names (``stage: kto``, ``kto_data: vN``); exported,
+  it is trl's conversational KTO format (``prompt``, ``completion``, ``label``);
 - a thumbs-down with no correction, on a prompt nobody liked an answer to → curation's needs-an-answer queue
   (origin ``served``); an answer written there becomes an SFT record at the next merge.
 
@@ -26,18 +25,16 @@ Example::
 
     fb = collect_served_feedback(ws)          # nothing written
     merged = merge_served_feedback(ws, created_by="ana")
-    merged.sft, merged.preferences, merged.kto_file
+    merged.sft, merged.preferences, merged.kto
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from core.errors import TuneloopError
-from core.workspace import Workspace, atomic_write
+from core.workspace import Workspace
 from curation.data.records import Record, canonical_json
 from curation.data.versions import Version, content_hash, create_version, get_version, load_records, require_current
 from curation.review.answer_requests import answer_requests, answered_records, request_answers
@@ -50,7 +47,7 @@ class ServedFeedback:
     """What the feedback from use amounts to (computed, not written)."""
     corrections: list[Record] = field(default_factory=list)
     preference_pairs: list[Record] = field(default_factory=list)
-    kto: list[dict[str, Any]] = field(default_factory=list)
+    kto: list[Record] = field(default_factory=list)             # unpaired thumbs: the answer, desirable or not
     needs_answer: list[Record] = field(default_factory=list)
     without_text: list[int] = field(default_factory=list)       # feedback ids with no conversation to use
 
@@ -61,11 +58,11 @@ class ServedFeedback:
 
 @dataclass
 class ServedMerge:
-    """What ``merge_served_feedback`` made: a new SFT version, a preference version, a KTO file (each None when
-    there was nothing new for it), and the counts."""
+    """What ``merge_served_feedback`` made: a new SFT version, a preference version, a KTO version (each None
+    when there was nothing new for it), and the counts."""
     sft: Version | None
     preferences: Version | None
-    kto_file: Path | None
+    kto: Version | None
     counts: dict[str, int]
 
     def describe(self) -> str:
@@ -75,8 +72,10 @@ class ServedMerge:
         if self.preferences:
             parts.append(f"preference pairs in {self.preferences.name} (a DPO run names it: preferences: "
                          f"{self.preferences.name})")
-        if self.kto_file:
-            parts.append(f"unpaired thumbs as KTO rows in {self.kto_file}")
+        if self.kto:
+            parts.append(f"unpaired thumbs as KTO examples in {self.kto.name} ({self.kto.counts.get('desirable', 0)} "
+                         f"up, {self.kto.counts.get('undesirable', 0)} down; a KTO run names it: kto_data: "
+                         f"{self.kto.name})")
         parts.append(f"{self.counts['needs_answer_open']} prompts wait for an answer in the review queue; "
                      f"{self.counts['without_text']} feedback without text left out")
         return "\n".join(parts)
@@ -117,8 +116,9 @@ def collect_served_feedback(ws: Workspace) -> ServedFeedback:
                                                                       "rejected_feedback": down_meta},
                             chosen=[_assistant(up)], rejected=[_assistant(down)]))
         else:
-            fb.kto += [{"prompt": prompt, "completion": [_assistant(answer)], "label": rating == "up", "meta": meta}
-                       for rating, items in (("up", ups), ("down", downs)) for _, answer, meta in items]
+            fb.kto += [Record(f"served-kto{fid}", prompt, {**meta, "kind": "kto"}, completion=[_assistant(answer)],
+                              desirable=rating == "up")
+                       for rating, items in (("up", ups), ("down", downs)) for fid, answer, meta in items]
         if by["down"] and not ups:
             first = by["down"][0][2]
             fb.needs_answer.append(Record(f"served-fb{first['feedback']}", prompt,
@@ -129,7 +129,7 @@ def collect_served_feedback(ws: Workspace) -> ServedFeedback:
 
 def merge_served_feedback(ws: Workspace, *, created_by: str | None = None) -> ServedMerge:
     """Write what the feedback from use amounts to: the current version plus corrections and answered prompts
-    as a new version, the preference pairs as a preference version, the unpaired thumbs as a KTO file, and
+    as a new version, the preference pairs as a preference version, the unpaired thumbs as a KTO version, and
     uncorrected thumbs-down prompts into the needs-an-answer queue. Only what is new is written; with nothing
     new at all, a TuneloopError says so."""
     fb = collect_served_feedback(ws)
@@ -141,13 +141,13 @@ def merge_served_feedback(ws: Workspace, *, created_by: str | None = None) -> Se
     have = {r.id for r in existing}
     new = [_in_split(r, split) for r in fb.corrections + answered_records(ws, ORIGIN) if r.id not in have]
     preferences = _preference_version(ws, fb, current, created_by) if fb.preference_pairs else None
-    kto_file = _kto_file(ws, fb) if fb.kto else None
+    kto = _kto_version(ws, fb, current, split, created_by) if fb.kto else None
     counts = {"added": len(new), "corrected": sum(1 for r in new if r.meta.get("kind") == "correction"),
               "answered": sum(1 for r in new if r.meta.get("kind") == "needs_answer"),
               "preference_pairs": len(fb.preference_pairs), "kto": len(fb.kto), "needs_answer_open": open_count,
               "without_text": len(fb.without_text)}
     made_preferences = preferences is not None and preferences[1]
-    made_kto = kto_file is not None and kto_file[1]
+    made_kto = kto is not None and kto[1]
     if not new and not made_preferences and not made_kto:
         raise TuneloopError(f"the feedback from use has nothing new to merge into {current.name}: no new correction, "
                             f"answered prompt, preference pair or thumb ({open_count} prompts wait for an answer in "
@@ -156,10 +156,10 @@ def merge_served_feedback(ws: Workspace, *, created_by: str | None = None) -> Se
     sft = None
     if new:
         params = {"source": "served", "preferences": preferences[0].name if preferences else None,
-                  "kto_file": str(kto_file[0].relative_to(ws.root)) if kto_file else None}
+                  "kto": kto[0].name if kto else None}
         sft = create_version(ws, existing + new, parent=current.id, step="served feedback", params=params,
                              counts=counts, note="feedback from use of a served run", created_by=created_by)
-    return ServedMerge(sft, preferences[0] if made_preferences else None, kto_file[0] if made_kto else None, counts)
+    return ServedMerge(sft, preferences[0] if made_preferences else None, kto[0] if made_kto else None, counts)
 
 
 def _preference_version(ws: Workspace, fb: ServedFeedback, current: Version,
@@ -177,15 +177,22 @@ def _preference_version(ws: Workspace, fb: ServedFeedback, current: Version,
                           note="preference pairs from thumbs on served answers", created_by=created_by), True
 
 
-def _kto_file(ws: Workspace, fb: ServedFeedback) -> tuple[Path, bool]:
-    """The KTO rows as JSONL under the workspace's feedback/ folder, named by their content; whether it is new."""
-    text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in fb.kto)
-    path = ws.path("feedback", f"served-kto-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl")
-    if path.exists():
-        return path, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text.encode("utf-8"))
-    return path, True
+def _kto_version(ws: Workspace, fb: ServedFeedback, current: Version, split: str | None,
+                 created_by: str | None) -> tuple[Version, bool]:
+    """The KTO version of the unpaired thumbs (the one made before from the same thumbs, or a new one, its
+    examples in the train split when the current version has splits) and whether it is new."""
+    examples = [_in_split(r, split) for r in fb.kto]
+    digest = content_hash(examples)
+    before = ws.db.execute("select id from dataset_versions where step='served kto' and content_hash=?",
+                           (digest,)).fetchone()
+    if before is not None:
+        return get_version(ws, before[0]), False
+    runs = sorted({r.meta["run"] for r in examples if r.meta.get("run") is not None})
+    good = sum(1 for r in examples if r.desirable)
+    return create_version(ws, examples, parent=current.id, step="served kto", params={"source": "served", "runs": runs},
+                          counts={"desirable": good, "undesirable": len(examples) - good},
+                          note="thumbs on served answers with no opposite answer to pair them with",
+                          created_by=created_by), True
 
 
 def _provenance(row) -> dict[str, Any]:
@@ -208,4 +215,5 @@ def _assistant(text: str) -> dict[str, str]:
 def _in_split(record: Record, split: str | None) -> Record:
     if split is None or record.meta.get("split"):
         return record
-    return Record(record.id, record.messages, {**record.meta, "split": split})
+    return Record(record.id, record.messages, {**record.meta, "split": split}, completion=record.completion,
+                  desirable=record.desirable)

@@ -39,7 +39,7 @@ def show_served(ws, w: ServedFeedbackWidgets) -> dict:
 
 
 def merge_clicked(ws, w: ServedFeedbackWidgets, request: gr.Request = None) -> dict:
-    """Merge the feedback from use: a new dataset version, a preference version, a KTO file, answer requests."""
+    """Merge the feedback from use: a new dataset version, a preference version, a KTO version, answer requests."""
     try:
         merged = merge_served_feedback(ws, created_by=caller_name(ws, request))
     except TuneloopError as exc:

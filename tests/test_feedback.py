@@ -14,8 +14,8 @@ from curation.data.versions import create_version, current_version, get_version,
 from curation.review.answer_requests import open_requests
 from curation.review.state import needs_answer_ids
 from evaluation.arena import next_pair, record_vote
-from evaluation.feedback import (answer_needed, collect_feedback, export_preferences, make_preference_version,
-                                 merge_feedback, origin, request_missing_answers)
+from evaluation.feedback import (answer_needed, collect_feedback, export_kto, export_preferences, make_kto_version,
+                                 make_preference_version, merge_feedback, origin, request_missing_answers)
 from tests.test_arena import make_evaluation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,6 +141,55 @@ def test_the_preference_version_is_made_once_and_exported_as_trl_rows(rated, tmp
     assert unanimous.id != version.id and unanimous.num_records == 1 and unanimous.params["policy"] == "unanimous"
     (p5,) = load_records(ws, unanimous.id)
     assert p5.chosen == [{"role": "assistant", "content": "tuned answer 5"}] and p5.meta["chosen_model"] == "finetuned"
+
+
+def _labels(examples) -> dict[tuple[str, str], bool]:
+    return {(e.meta["prompt_id"], e.meta["answer_model"]): e.desirable for e in examples}
+
+
+def test_every_answer_a_vote_judged_becomes_a_kto_example(rated):
+    ws, eid, _ = rated
+    fb = collect_feedback(ws, eid, policy="majority")
+    # p2 (tuned, base, tie) judges each answer once good and once bad: excluded, as p4's base answer (base, both bad)
+    assert _labels(fb.kto) == {("p0", "finetuned"): True, ("p0", "base"): False,
+                               ("p1", "finetuned"): True, ("p1", "base"): False,
+                               ("p3", "finetuned"): False, ("p3", "base"): False,
+                               ("p4", "finetuned"): False, ("p4", "correction"): True,
+                               ("p5", "finetuned"): True, ("p5", "base"): False}
+    assert fb.kto_excluded == 3 and fb.ties_unused == 3
+    p1 = next(e for e in fb.kto if e.meta["prompt_id"] == "p1" and e.meta["answer_model"] == "base")
+    assert p1.completion == [{"role": "assistant", "content": "base answer 1"}] and p1.messages[-1]["role"] == "user"
+    assert p1.meta["raters"] == ["ana", "cy"] and p1.meta["resolution"] == "majority" and p1.meta["run"] == 7
+    assert p1.meta["split"] == "test" and p1.meta["evaluation"] == eid
+    correction = next(e for e in fb.kto if e.meta["answer_model"] == "correction")
+    assert correction.completion[0]["content"].startswith("Order LM-1004 ships on Monday")
+    unanimous = collect_feedback(ws, eid, policy="unanimous")
+    assert set(_labels(unanimous.kto)) == set(_labels(fb.kto)) - {("p1", "finetuned"), ("p1", "base")}
+    assert unanimous.kto_excluded == 5
+
+
+def test_the_kto_version_is_made_once_and_exported_as_trl_rows(rated, tmp_path):
+    ws, eid, base_version = rated
+    version = export_kto(ws, eid, tmp_path / "kto")
+    assert version.kind == "kto" and version.step == "kto" and version.num_records == 10
+    assert version.counts["desirable"] == 4 and version.counts["undesirable"] == 6
+    assert version.counts["from_test_prompts"] == 10 and version.params["policy"] == "majority"
+    assert current_version(ws).id == base_version.id
+    assert make_kto_version(ws, eid).id == version.id
+    rows = [json.loads(line) for line in (tmp_path / "kto" / "test.jsonl").read_text().splitlines()]
+    assert {tuple(sorted(row)) for row in rows} == {("completion", "id", "label", "meta", "prompt")}
+    assert sorted(row["label"] for row in rows) == [False] * 6 + [True] * 4
+    out = subprocess.run([sys.executable, "-m", "evaluation", "export-kto", str(eid), "--policy", "unanimous",
+                          "--workspace", str(ws.root)], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "8 KTO examples" in out and "kto_data: v" in out
+
+
+def test_the_merge_says_where_each_record_went_and_why(rated):
+    ws, eid, _ = rated
+    version = merge_feedback(ws, eid)
+    assert version.counts["into_test"] == 1 and "into_train" not in version.counts
+    assert "1 into test: they answer test prompts (rated to measure), so they stay in test and never train" \
+        in version.note
 
 
 def test_both_bad_without_a_correction_is_asked_for_in_curation(rated):

@@ -206,9 +206,12 @@ def test_feedback_from_use_becomes_the_next_dataset_version(ws, runs):
     (pair,) = load_records(ws, merged.preferences.id)
     assert pair.chosen[0]["content"] == "Your order ships within two days."
     assert pair.rejected[0]["content"] == "The quick brown fox."
-    kto = [json.loads(line) for line in Path(merged.kto_file).read_text().splitlines()]
-    assert kto == [{"prompt": other, "completion": [{"role": "assistant", "content": "No."}], "label": False,
-                    "meta": kto[0]["meta"]}] and kto[0]["meta"]["request_id"] == refund
+    assert merged.kto.kind == "kto" and merged.kto.step == "served kto" and merged.kto.parent_id == before.id
+    (thumb,) = load_records(ws, merged.kto.id)
+    assert (thumb.messages, thumb.completion, thumb.desirable) == (other, [{"role": "assistant", "content": "No."}],
+                                                                  False)
+    assert thumb.meta["request_id"] == refund and thumb.meta["run"] == runs[0].id and thumb.meta["split"] == "train"
+    assert f"KTO examples in {merged.kto.name}" in merged.describe()
     (request,) = open_requests(ws, "served")
     assert request.messages == other and request.meta["comment"] == "rude"
     with pytest.raises(TuneloopError, match="nothing new"):
