@@ -6,6 +6,7 @@ Commands::
              [--prompts-from test|train|typed|file:PATH|served] [--overlap K] [--limit N] [--workspace DIR]
     report EVAL [--json] [--workspace DIR]
     export-preferences EVAL [OUT] [--single-file] [--policy majority|unanimous] [--workspace DIR]
+    export-kto EVAL [OUT] [--single-file] [--policy majority|unanimous] [--workspace DIR]
     export-votes EVAL OUT.jsonl [--workspace DIR]
     merge-feedback EVAL [--policy majority|unanimous] [--workspace DIR]
     release-stale EVAL [--hours 24] [--workspace DIR]
@@ -108,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--policy", choices=("majority", "unanimous"), default="majority",
                    help="raters who disagree: keep the majority side, or drop the pair (default majority)")
 
+    k = command("export-kto", cmd_export_kto,
+                "make every answer the evaluation's votes judged a KTO dataset version (what a KTO run names): a vote "
+                "for one side makes it desirable and the other undesirable, both bad makes both undesirable, a "
+                "corrected answer is desirable; optionally write it as JSONL (prompt/completion/label, trl's format)")
+    k.add_argument("evaluation", metavar="EVAL")
+    k.add_argument("out", metavar="OUT", nargs="?",
+                   help="also write the version here, as export-preferences does")
+    k.add_argument("--single-file", action="store_true",
+                   help="write OUT.jsonl even when examples come from test prompts (meta.split marks them)")
+    k.add_argument("--policy", choices=("majority", "unanimous"), default="majority",
+                   help="raters who disagree on an answer: keep the majority, or drop it (default majority)")
+
     v = command("export-votes", cmd_export_votes, "write the evaluation's votes in the format `stats` reads")
     v.add_argument("evaluation", metavar="EVAL")
     v.add_argument("out", metavar="OUT.jsonl")
@@ -119,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("merge-served-feedback", cmd_merge_served_feedback,
             "feedback from use of a served run (`python -m training serve`): corrections into a new dataset version, "
-            "thumbs as preference pairs and KTO rows, uncorrected thumbs-down into the needs-an-answer queue")
+            "thumbs as preference pairs and a KTO version, uncorrected thumbs-down into the needs-an-answer queue")
 
     rs = command("release-stale", cmd_release_stale,
                  "free pairs issued to raters long ago and never voted on, so other raters can take them")
@@ -264,6 +277,17 @@ def cmd_export_preferences(args) -> int:
     return 0
 
 
+def cmd_export_kto(args) -> int:
+    from evaluation.arena import parse_evaluation_id
+    from evaluation.feedback import export_kto
+    ws = _workspace(args)
+    version = export_kto(ws, parse_evaluation_id(args.evaluation), args.out, policy=args.policy,
+                         single_file=args.single_file)
+    print(f"made {version.describe()} (a KTO run names it: kto_data: {version.name})"
+          + (f"; wrote {version.num_records} KTO examples to {args.out}" if args.out else ""))
+    return 0
+
+
 def cmd_export_votes(args) -> int:
     from core.workspace import atomic_write
     from evaluation.arena import evaluation_votes, parse_evaluation_id
@@ -279,7 +303,7 @@ def cmd_merge_feedback(args) -> int:
     from evaluation.feedback import merge_feedback
     ws = _workspace(args)
     version = merge_feedback(ws, parse_evaluation_id(args.evaluation), policy=args.policy)
-    print(f"made {version.describe()}")
+    print(f"made {version.describe()}\n{version.note}")
     return 0
 
 
