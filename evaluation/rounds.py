@@ -7,7 +7,9 @@ parent (``runs.parent_run_id``). A run's round is 1 plus the feedback it stands 
 version made by merging feedback is one round after the run that feedback was about; a DPO run is
 one round after the SFT run it starts from. Each run is compared with the run before it in its
 chain (its *previous run*), figure by figure, so the view can say where a round helped and where it
-regressed, down to the regression cases that passed before and fail now.
+regressed, down to the regression cases that passed before and fail now. The human rating of a run is its
+Bradley–Terry rating against the base in the newest evaluation it is an arm of (``human_rating``), so rounds
+rated in one evaluation stand on one scale.
 
 Example::
 
@@ -108,6 +110,7 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
     for r in ws.db.execute(_VERSIONS_AFTER):
         after.setdefault(r["run_id"], []).append(r["version_id"])
     rows: dict[int, RoundRow] = {}
+    rated: dict[int, Any] = {}
     for run in runs:
         merges = behind.get(run.id, [])
         previous = run.parent_run_id if run.config.stage == "dpo" else (merges[0] if merges else None)
@@ -134,6 +137,7 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
             row.base_figures["rouge_l"] = run.metrics.get("rouge_l_base")
             row.measured_by = "the run itself"
         row.evaluations = human_evaluations(ws, run.id)
+        row.figures.update(human_rating(ws, run.id, rated))
         decided = [h["stats"] for h in row.evaluations if h["stats"] and h["stats"]["decisive"]]
         if decided:
             last = decided[-1]
@@ -163,6 +167,30 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
         if before is not None:
             compare_rows(before, row)
     return sorted(rows.values(), key=lambda r: (r.round, r.run_id))
+
+
+def human_rating(ws: Workspace, run_id: int, rated: dict[int, Any]) -> dict[str, Any]:
+    """The run's Bradley–Terry rating from the blind votes of the newest evaluation it is an arm of (against that
+    evaluation's reference arm, the base), as figures: ``human_rating``, ``human_low``/``human_high`` (bootstrap
+    95%), ``human_chance`` (of beating the reference), ``human_reference``, ``human_evaluation``, ``human_note``
+    (the rough-interval caveat). Runs rated in the same evaluation (round 1 and round 2 as arms) share one scale.
+    ``rated`` keeps each evaluation's ratings for the other runs of the same call."""
+    from evaluation.arena import evaluation_arms, evaluation_comparisons
+    from evaluation.ratings import arm_ratings
+    arms = ws.db.execute("select evaluation_id, name from eval_arms where run_id=? order by evaluation_id desc",
+                         (run_id,)).fetchall()
+    for evaluation_id, arm in arms:
+        if evaluation_id not in rated:
+            reference = evaluation_arms(ws, evaluation_id)[0].name
+            rated[evaluation_id] = arm_ratings(evaluation_comparisons(ws, evaluation_id), reference=reference)
+        ratings = rated[evaluation_id]
+        mine = next((r for r in ratings.arms if r.arm == arm), None)
+        if arm == ratings.reference or mine is None or not mine.comparisons:
+            continue
+        return {"human_rating": mine.rating, "human_low": mine.low, "human_high": mine.high,
+                "human_chance": mine.against_reference[0], "human_reference": ratings.reference,
+                "human_evaluation": evaluation_id, "human_note": ratings.rough_note}
+    return {}
 
 
 def compare_rows(before: RoundRow, after: RoundRow) -> None:
@@ -205,6 +233,12 @@ def rounds_table(rows: list[RoundRow]) -> list[dict[str, Any]]:
         if f.get("win_rate") is not None:
             human = (f"{100 * f['win_rate']:.0f}% [{100 * f['wilson_low']:.0f}–{100 * f['wilson_high']:.0f}] "
                      f"of {f['votes']} votes")
+        rating = "–"
+        if f.get("human_rating") is not None:
+            interval = "" if f["human_low"] is None else f" [{f['human_low']:+.2f}, {f['human_high']:+.2f}]"
+            rating = (f"{f['human_rating']:+.2f}{interval} vs {f['human_reference']} (beats it "
+                      f"{100 * f['human_chance']:.0f}%), evaluation #{f['human_evaluation']}"
+                      + (f"; ⚠️ {f['human_note']}" if f["human_note"] else ""))
         regression = (f"{b.get('regression_passed', '–')} → {f['regression_passed']}/{f['regression_total']}"
                       if f.get("regression_total") else "–")
         verdicts = [c.verdict for c in row.changes if c.verdict != "unchanged"]
@@ -220,6 +254,7 @@ def rounds_table(rows: list[RoundRow]) -> list[dict[str, Any]]:
             "regression": regression,
             "general skills (guard)": row.guard.text if row.guard is not None else "–",
             "human (win rate, 95% CI)": human,
+            "human rating (Bradley–Terry vs base)": rating,
             "feedback": (f"{row.feedback.get('preference_pairs', 0)} pairs, {row.feedback.get('corrected', 0)} "
                          f"corrections" if row.evaluations else "–"),
             "next version": ", ".join(f"v{v}" for v in row.next_versions) or "–",

@@ -23,7 +23,8 @@ MEASURING = CancelRegistry()
 NO_ROUNDS = ("_No runs yet. Each run, its automatic evaluation (`python -m evaluation auto`), its blind rating and "
              "the feedback merged from it appear here, round after round._")
 COLUMNS = ("round", "dataset", "run", "ROUGE-L", "BLEU", "perplexity (test)", "regression", "general skills (guard)",
-           "human (win rate, 95% CI)", "feedback", "next version", "vs previous round")
+           "human (win rate, 95% CI)", "human rating (Bradley–Terry vs base)", "feedback", "next version",
+           "vs previous round")
 
 
 class RoundsWidgets(SimpleNamespace):
