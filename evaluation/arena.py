@@ -19,14 +19,14 @@ one exception, on purpose.
 
 Rater quality, decided on the server and invisible in anything a rater gets before the vote:
 
-- **Gold pairs** (``GoldItem``): a prompt with a known better and a known worse answer, which the admin
-  supplies (e.g. the reference answer and a deliberately degraded copy). They are mixed in at ``gold_rate``
-  gold pairs per arm pair a rater gets; whether the vote picked the better answer is stored with it. They
+- **Gold pairs** (``GoldItem``, ``read_gold_items``): a prompt with a known better and a known worse answer,
+  which the admin supplies (e.g. the reference answer and a deliberately degraded copy). They are mixed in
+  at ``RaterChecks.gold_rate`` gold pairs per arm pair a rater gets; whether the vote picked the better answer is stored with it. They
   belong to no arm and never enter the ratings of the arms.
-- **Repeats**: ``repeat_rate`` of the arm pairs a rater voted on come back to them later with the sides
+- **Repeats**: ``RaterChecks.repeat_rate`` of the arm pairs a rater voted on come back to them later with the sides
   swapped, never straight after the original. The two-arm figures count the original only; the ratings
   count one vote per rater, prompt and pair of arms (``evaluation.ratings.count_once``).
-- **Vote cap**: ``vote_cap`` votes per rater in the evaluation; the next pair past it is refused
+- **Vote cap**: ``RaterChecks.vote_cap`` votes per rater in the evaluation; the next pair past it is refused
   (``VoteCapReached``).
 - **Answers that name their model** (``model_named``: "as SmolLM", "I am Qwen", the base model's, a run's or
   an arm's name) are flagged on their pair when the evaluation is created; the vote is still taken and the
@@ -44,7 +44,7 @@ Example::
 
     arms = [Arm("base", "base"), Arm("run 3", "run", run_id=3), Arm("run 4", "run", run_id=4)]
     eid = create_evaluation(ws, "round 2", items, arms=arms, base_model="SmolLM2-135M-Instruct", overlap=2,
-                            gold=gold_items, gold_rate=0.1, repeat_rate=0.1, vote_cap=200)
+                            gold=gold_items, checks=RaterChecks(gold_rate=0.1, repeat_rate=0.1, vote_cap=200))
     pair = next_pair(ws, eid, "ana")                 # BlindPair: prompt, response_a, response_b
     reveal = record_vote(ws, pair.assignment_id, "ana", "A", comment="clearer")
     comparisons = evaluation_comparisons(ws, eid)    # every vote in the arms' terms, for evaluation.ratings
@@ -61,9 +61,11 @@ import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from core.errors import TuneloopError
+from core.options import Options, option
 from core.workspace import Workspace
 from evaluation.ratings import Comparison
 
@@ -147,6 +149,18 @@ class GoldItem:
     worse: str
     label: str | None = None
     split: str | None = None
+
+
+@dataclass(frozen=True)
+class RaterChecks(Options):
+    """How an evaluation checks its raters (the module's docstring says how each check works). The CLI's flags
+    and the Prepare form come from these fields."""
+    what = "rater checks"
+    gold_rate: float = option(0.0, "gold pairs mixed in per pair of arms a rater gets (0.1: one in ten); needs "
+                                   "gold pairs", min=0.0, max=1.0)
+    repeat_rate: float = option(0.0, "share of the pairs a rater voted on shown to them again later, the sides "
+                                     "swapped", min=0.0, max=1.0)
+    vote_cap: int | None = option(None, "the most votes one rater may cast in the evaluation (empty: no cap)", min=1)
 
 
 @dataclass(frozen=True)
@@ -240,15 +254,15 @@ def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, ba
                       arms: Iterable[Arm] | None = None, adapter: str | None = None, run_id: int | str | None = None,
                       dataset_version: int | None = None, overlap: int = 1, guidelines: str = "",
                       settings: dict[str, Any] | None = None, created_by: str | None = None,
-                      pairs_per_prompt: int | None = None, gold: Iterable[GoldItem] = (), gold_rate: float = 0.0,
-                      repeat_rate: float = 0.0, vote_cap: int | None = None) -> int:
+                      pairs_per_prompt: int | None = None, gold: Iterable[GoldItem] = (),
+                      checks: RaterChecks | None = None) -> int:
     """Store an evaluation, its arms and its pairs in one transaction; returns its id.
 
     Without ``arms`` it compares the base (``base_response``) with ``run_id``'s run (``finetuned_response``).
-    ``pairs_per_prompt`` (default: every pair of arms) and the quality settings (``gold``, ``gold_rate``,
-    ``repeat_rate``, ``vote_cap``) are described in the module's docstring.
+    ``pairs_per_prompt`` (default: every pair of arms), the gold pairs and the rater ``checks`` are described
+    in the module's docstring.
     """
-    items, gold = list(items), list(gold)
+    items, gold, checks = list(items), list(gold), (checks or RaterChecks()).validate()
     run = run_key(ws, run_id)
     if arms is None:
         arms = [Arm("base", "base"), Arm(f"run {run}" if run else "fine-tuned", "run", run_id=run)]
@@ -267,7 +281,7 @@ def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, ba
             raise TuneloopError(f"prompt '{item.prompt_id}' has no answer from {', '.join(missing)}; every arm must "
                                 f"answer every prompt (generate the answers again)")
     combos = list(itertools.combinations(range(len(arms)), 2))
-    per_prompt = _checked_quality(len(combos), pairs_per_prompt, gold, gold_rate, repeat_rate, vote_cap)
+    per_prompt = _checked_pairs(len(combos), pairs_per_prompt, gold, checks)
     if run is None:
         runs = {a.run_id for a in arms if a.kind == "run" and a.run_id}
         run = runs.pop() if len(runs) == 1 else None
@@ -283,8 +297,8 @@ def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, ba
             " settings, created_by, pairs_per_prompt, gold_rate, repeat_rate, vote_cap)"
             " values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (name.strip() or "evaluation", run, base_model, adapter, dataset_version, int(overlap), guidelines,
-             json.dumps(settings or {}, sort_keys=True), created_by, pairs_per_prompt, float(gold_rate),
-             float(repeat_rate), vote_cap)).lastrowid
+             json.dumps(settings or {}, sort_keys=True), created_by, pairs_per_prompt, checks.gold_rate,
+             checks.repeat_rate, checks.vote_cap)).lastrowid
         arm_ids = [db.execute("insert into eval_arms (evaluation_id, name, kind, run_id, settings, position)"
                               " values (?,?,?,?,?,?)", (eid, a.name, a.kind, a.run_id,
                                                         json.dumps(a.settings, ensure_ascii=False, sort_keys=True), n)
@@ -339,25 +353,54 @@ def _check_prompts(items: list[EvalItem] | list[GoldItem], what: str) -> None:
             raise TuneloopError(f"{what} '{item.prompt_id}' must end with a user turn")
 
 
-def _checked_quality(combos: int, pairs_per_prompt: int | None, gold: list[GoldItem], gold_rate: float,
-                     repeat_rate: float, vote_cap: int | None) -> int:
-    """The pairs of arms each prompt gets, once every setting is checked."""
+def _checked_pairs(combos: int, pairs_per_prompt: int | None, gold: list[GoldItem], checks: RaterChecks) -> int:
+    """The pairs of arms each prompt gets, once they and the gold pairs are checked."""
     if pairs_per_prompt is not None and not 1 <= int(pairs_per_prompt) <= combos:
         raise TuneloopError(f"pairs of arms per prompt must be between 1 and {combos} (every pair of these arms); "
                             f"got {pairs_per_prompt}")
-    for what, rate in (("gold rate", gold_rate), ("repeat rate", repeat_rate)):
-        if not 0 <= float(rate) <= 1:
-            raise TuneloopError(f"the {what} is a share between 0 and 1 (0.1: one in ten pairs); got {rate}")
-    if gold_rate and not gold:
-        raise TuneloopError("a gold rate needs gold pairs: prompts with a known better and worse answer")
+    if checks.gold_rate and not gold:
+        raise TuneloopError("a gold rate needs gold pairs: prompts with a known better and worse answer (a gold "
+                            "file: one JSON object per line with prompt, better and worse)")
     for g in gold:
         if " ".join(g.better.split()) == " ".join(g.worse.split()):
             raise TuneloopError(f"gold prompt '{g.prompt_id}' has the same better and worse answer; a gold pair needs "
                                 f"two different answers")
-    if vote_cap is not None and int(vote_cap) < 1:
-        raise TuneloopError(f"the vote cap is the most votes one rater may cast, at least 1 (got {vote_cap}); "
-                            f"leave it empty for no cap")
     return int(pairs_per_prompt or combos)
+
+
+def read_gold_items(path: str | Path) -> list[GoldItem]:
+    """Gold pairs from a JSONL file: per line ``better``, ``worse`` and the prompt as ``messages`` (ending with the
+    user turn) or ``prompt`` (one user turn); ``prompt_id`` (default gold-LINE) and ``label`` optional."""
+    path = Path(path)
+    if not path.is_file():
+        raise TuneloopError(f"gold file '{path}' does not exist")
+    out, problems = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {n}: not JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"line {n}: expected an object with prompt, better and worse")
+            continue
+        messages = row.get("messages") or ([{"role": "user", "content": row["prompt"]}]
+                                           if isinstance(row.get("prompt"), str) else None)
+        missing = [k for k in ("better", "worse") if not isinstance(row.get(k), str) or not row[k].strip()]
+        if messages is None:
+            missing.insert(0, "prompt (or messages)")
+        if missing:
+            problems.append(f"line {n}: missing {', '.join(missing)}")
+            continue
+        out.append(GoldItem(str(row.get("prompt_id") or f"gold-{n}"), messages, better=row["better"],
+                            worse=row["worse"], label=row.get("label")))
+    if problems:
+        raise TuneloopError(f"{path}: " + "; ".join(problems[:5]) + ("; …" if len(problems) > 5 else ""))
+    if not out:
+        raise TuneloopError(f"{path} holds no gold pairs; write one JSON object per line with prompt, better and worse")
+    return out
 
 
 def model_named(text: str, names: Iterable[str] = ()) -> str | None:
@@ -419,6 +462,25 @@ def set_guidelines(ws: Workspace, evaluation_id: int, text: str) -> None:
     ws.db.execute("update evaluations set guidelines=? where id=?", (text, evaluation_id))
 
 
+def close_evaluation(ws: Workspace, evaluation_id: int | str, *, closed_by: str | None = None,
+                     reason: str = "") -> Evaluation:
+    """Close an evaluation to new votes (the admin stops early, e.g. once the sequential test has decided):
+    ``next_pair`` issues no pair any more; a pair already on a rater's screen can still be voted. Stored in the
+    evaluation's settings (``closed``: when, by whom, why), so its figures can say so."""
+    from datetime import datetime, timezone
+    evaluation = get_evaluation(ws, evaluation_id)
+    closed = {"at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": closed_by, "reason": reason}
+    ws.db.execute("update evaluations set settings=? where id=?",
+                  (json.dumps({**evaluation.settings, "closed": closed}, sort_keys=True), evaluation.id))
+    return get_evaluation(ws, evaluation.id)
+
+
+def is_closed(ws: Workspace, evaluation_id: int) -> bool:
+    """Whether the admin closed the evaluation to new votes (``close_evaluation``)."""
+    return ws.db.execute("select 1 from evaluations where id=? and json_extract(settings, '$.closed') is not null",
+                         (evaluation_id,)).fetchone() is not None
+
+
 def pair_text_key(messages: str, base_response: str, finetuned_response: str) -> str:
     """What a rater reads of a pair (the conversation, stored as JSON, and the two answers in either order) as
     one hash: two pairs with the same key look the same to a rater, whatever evaluation or sides they have."""
@@ -463,11 +525,14 @@ def next_pair(ws: Workspace, evaluation_id: int, rater: str) -> BlindPair | None
     proportion to how many of each are left to this rater: an arm pair they have never seen (nor its texts
     in another evaluation) that still has fewer than k raters, preferring the least-covered; a gold pair;
     or a repeat of a pair they voted on, not the last one, with the sides swapped. A new pair's sides are a
-    fair coin. Refused (``VoteCapReached``) once the rater has cast the evaluation's vote cap. Issuing
-    happens inside one transaction so two raters cannot both take a pair's last slot.
+    fair coin. Refused (``VoteCapReached``) once the rater has cast the evaluation's vote cap; None once the
+    admin closed it (``close_evaluation``). Issuing happens inside one transaction so two raters cannot both
+    take a pair's last slot.
     """
     rater = _check_rater(rater)
     args = {"evaluation": parse_evaluation_id(evaluation_id), "rater": rater}
+    if is_closed(ws, args["evaluation"]):
+        return None
     with _writing(ws) as db:
         state = _rater_state(db, args)
         cap = state["vote_cap"]

@@ -12,6 +12,7 @@ Commands::
     release-stale EVAL [--hours 24] [--workspace DIR]
     merge-served-feedback [--workspace DIR]
     stats VOTES.jsonl [--reference ARM] [--json]
+    close EVAL [--reason TEXT] [--workspace DIR]
     card RUN [--out DIR] [--workspace DIR]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
     pii-leak --run RUN [--max-values K] [--samples S] [--json] [--workspace DIR]
@@ -24,13 +25,15 @@ Commands::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
 from pathlib import Path
 
 from core.errors import TuneloopError
-from core.options import add_arguments, from_args
+from core.options import add_arguments, flag_of, from_args
+from evaluation.arena import RaterChecks, read_gold_items
 from evaluation.generate import PROMPT_SOURCES, PURPOSES
 from evaluation.pii_leak import LeakCheckOptions
 from training.inference import DecodingSettings
@@ -88,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--overlap", type=int, default=1, help="raters per pair (default 1)")
     g.add_argument("--limit", type=int, help="rate only the first N prompts")
     g.add_argument("--guidelines", default="", help="guidelines shown to raters beside each pair")
+    g.add_argument("--pairs-per-prompt", type=int, metavar="N",
+                   help="pairs of arms each prompt gets (default: every pair of arms); fewer are spread so that every "
+                        "pair of arms is compared on as many prompts")
+    g.add_argument("--gold", metavar="FILE", help="gold pairs that test the raters: JSONL, one object per line with "
+                                                  "prompt (or messages), better and worse")
+    for f in dataclasses.fields(RaterChecks):
+        g.add_argument(flag_of(f), dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                       help=f.metadata["help"])
     add_arguments(g, DecodingSettings)
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--4bit", dest="load_in_4bit", action="store_true", help="load the base model in 4-bit NF4")
@@ -147,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", metavar="ARM", help="votes on arms: the arm rated 0 (default: base, else the "
                                                      "first arm of the file)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    cl = command("close", cmd_close, "close an evaluation to new votes (stop early, e.g. once the sequential test in "
+                                     "`report` has decided); pairs already on a rater's screen can still be voted")
+    cl.add_argument("evaluation", metavar="EVAL")
+    cl.add_argument("--reason", default="", help="why, shown with the evaluation's figures")
 
     c = command("card", cmd_card, "write a run's model card (training facts and every evaluation figure) as "
                                   "README.md beside its adapter, so the next `python -m training export` carries it")
@@ -209,6 +225,9 @@ def cmd_generate(args) -> int:
                         limit=args.limit)
     base_model, arms = resolve_arms(ws, requests, items=items, version=version, base_model=args.base)
     settings = from_args(DecodingSettings, args)
+    checks = RaterChecks.from_dict({f.name: getattr(args, f.name) for f in dataclasses.fields(RaterChecks)
+                                    if hasattr(args, f.name)}).validate()
+    gold = read_gold_items(args.gold) if args.gold else []
     bar = tqdm(total=len(arms) * len(items), unit="response", desc="generating")
 
     def progress(done, total, _what):
@@ -222,7 +241,7 @@ def cmd_generate(args) -> int:
                                  prompt_source=source, dataset_version=version if source in ("test", "train") else None,
                                  overlap=args.overlap, guidelines=args.guidelines, settings=settings,
                                  batch_size=args.batch_size, load_in_4bit=args.load_in_4bit, progress=progress,
-                                 cancel=stop)
+                                 cancel=stop, pairs_per_prompt=args.pairs_per_prompt, gold=gold, checks=checks)
     except KeyboardInterrupt:
         stop.set()
         print("\nstopped; the responses generated so far are cached", file=sys.stderr)
@@ -333,6 +352,13 @@ def cmd_stats(args) -> int:
         return 0
     summary = summarize(votes_from_rows(rows, source=Path(args.votes).name))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_close(args) -> int:
+    from evaluation.arena import close_evaluation
+    evaluation = close_evaluation(_workspace(args), args.evaluation, reason=args.reason)
+    print(f"closed evaluation #{evaluation.id} to new votes at {evaluation.settings['closed']['at']}")
     return 0
 
 

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable
 from core.errors import TuneloopError
 from core.workspace import Workspace
 from curation.data.records import Record, canonical_json, new_record_id
-from evaluation.arena import Arm, EvalItem, create_evaluation
+from evaluation.arena import Arm, EvalItem, GoldItem, RaterChecks, create_evaluation
 from training.inference import DecodingSettings, WarmBase, adapter_fingerprint, default_pool
 
 Progress = Callable[[int, int, str], None]      # (done, total, what is happening)
@@ -509,8 +509,11 @@ def prepare_evaluation(ws: Workspace, items: list[PromptItem], *, arms: list[Arm
                        purpose: str = "measure", prompt_source: str = "test", dataset_version: int | None = None,
                        overlap: int = 1, guidelines: str = "", settings: DecodingSettings | None = None,
                        batch_size: int = 8, load_in_4bit: bool = False, progress: Progress | None = None,
-                       cancel: threading.Event | None = None, created_by: str | None = None) -> int:
+                       cancel: threading.Event | None = None, created_by: str | None = None,
+                       pairs_per_prompt: int | None = None, gold: list[GoldItem] = (),
+                       checks: RaterChecks | None = None) -> int:
     """Generate every arm's answer to every prompt, then create the evaluation; returns its id.
+    ``pairs_per_prompt``, ``gold`` and ``checks`` go to ``create_evaluation`` as they are.
 
     ``arms`` and their ``base_model`` come from ``resolve_arms``; ``models`` alone is the two-arm shortcut
     (the base against one run). The purpose and where the prompts came from are stored in the evaluation's
@@ -534,5 +537,6 @@ def prepare_evaluation(ws: Workspace, items: list[PromptItem], *, arms: list[Arm
     shown_base = resolve_base_model(base_model or "default", ws).name if local else arms[0].settings["model"]
     return create_evaluation(ws, name or " vs ".join(a.name for a in arms), eval_items, arms=arms,
                              base_model=shown_base, dataset_version=dataset_version, overlap=overlap,
-                             guidelines=guidelines, created_by=created_by,
+                             guidelines=guidelines, created_by=created_by, pairs_per_prompt=pairs_per_prompt,
+                             gold=gold, checks=checks,
                              settings={**settings.to_dict(), "purpose": purpose, "prompt_source": prompt_source})

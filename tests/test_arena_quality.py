@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from core.errors import TuneloopError
 from evaluation import arena
-from evaluation.arena import (GOLD_BETTER, Arm, BlindPair, EvalItem, GoldItem, VoteCapReached, create_evaluation,
-                              evaluation_comparisons, evaluation_votes, model_named, next_pair, rater_progress,
-                              record_vote)
+from evaluation.arena import (GOLD_BETTER, Arm, BlindPair, EvalItem, GoldItem, RaterChecks, VoteCapReached,
+                              create_evaluation, evaluation_comparisons, evaluation_votes, model_named, next_pair,
+                              rater_progress, read_gold_items, record_vote)
 from evaluation.ratings import count_once
+from tests.tiny_model import build_tiny_model
 
 ARMS = [Arm("base", "base"), Arm("shop bot", "endpoint", settings={"model": "m"})]
 
@@ -49,8 +53,8 @@ def kinds(ws, got: list[BlindPair]) -> list[str]:
 
 
 def test_gold_pairs_come_at_the_set_rate_and_each_vote_s_correctness_is_stored(ws):
-    eid = create_evaluation(ws, "gold", items(20), arms=ARMS, base_model="tiny", gold=gold(6), gold_rate=0.2,
-                            overlap=2)
+    eid = create_evaluation(ws, "gold", items(20), arms=ARMS, base_model="tiny", gold=gold(6), overlap=2,
+                            checks=RaterChecks(gold_rate=0.2))
     got = rate_all(ws, eid, "ana", lambda p: "A" if p.response_a.startswith("Parcel 10") else "B")
     assert kinds(ws, got).count("gold") == 4 and len(got) == 24           # 0.2 per arm pair: 4 for 20
     rate_all(ws, eid, "bob", lambda p: "tie")
@@ -62,11 +66,12 @@ def test_gold_pairs_come_at_the_set_rate_and_each_vote_s_correctness_is_stored(w
     assert [c.winner == c.gold for c in on_gold if c.rater == "ana"] == [True] * 4
     assert len(evaluation_votes(ws, eid)) == 40                          # the two-arm figures leave gold out
     with pytest.raises(TuneloopError, match="needs gold pairs"):
-        create_evaluation(ws, "no gold", items(2), arms=ARMS, base_model="tiny", gold_rate=0.1)
+        create_evaluation(ws, "no gold", items(2), arms=ARMS, base_model="tiny", checks=RaterChecks(gold_rate=0.1))
 
 
 def test_repeats_come_later_with_the_sides_swapped_and_never_next_to_their_original(ws):
-    eid = create_evaluation(ws, "repeats", items(16), arms=ARMS, base_model="tiny", repeat_rate=0.25)
+    eid = create_evaluation(ws, "repeats", items(16), arms=ARMS, base_model="tiny",
+                            checks=RaterChecks(repeat_rate=0.25))
     got = rate_all(ws, eid, "ana", lambda p: "A")
     assert len(got) == 20 and kinds(ws, got).count("repeat") == 4
     for n, (pair, kind) in enumerate(zip(got, kinds(ws, got))):
@@ -86,9 +91,18 @@ def test_repeats_come_later_with_the_sides_swapped_and_never_next_to_their_origi
         assert both[0].left == both[1].right and both[0].winner != both[1].winner   # always A: inconsistent
 
 
+def test_a_repeat_waits_for_another_pair_between_it_and_its_original(ws):
+    # two prompts, one repeat each: the only order that keeps a pair between a repeat and its original is x, y, x
+    eid = create_evaluation(ws, "gap", items(2), arms=ARMS, base_model="tiny", overlap=12,
+                            checks=RaterChecks(repeat_rate=0.5))
+    for rater in range(12):
+        got = rate_all(ws, eid, f"rater {rater}")
+        assert [p.prompt for p in got][::2] == [got[0].prompt] * 2 and got[1].prompt != got[0].prompt
+
+
 def test_a_rater_cannot_tell_gold_pairs_or_repeats_from_any_other_pair(ws):
-    eid = create_evaluation(ws, "blind", items(20), arms=ARMS, base_model="tiny", gold=gold(5), gold_rate=0.15,
-                            repeat_rate=0.15, overlap=6)
+    eid = create_evaluation(ws, "blind", items(20), arms=ARMS, base_model="tiny", gold=gold(5), overlap=6,
+                            checks=RaterChecks(gold_rate=0.15, repeat_rate=0.15))
     positions = set()
     for rater in ("ana", "bob", "cy", "dee", "eve", "fay"):
         got = rate_all(ws, eid, rater)
@@ -105,7 +119,7 @@ def test_a_rater_cannot_tell_gold_pairs_or_repeats_from_any_other_pair(ws):
 
 
 def test_a_rater_past_the_vote_cap_is_refused_with_the_cap_named(ws):
-    eid = create_evaluation(ws, "cap", items(6), arms=ARMS, base_model="tiny", vote_cap=3)
+    eid = create_evaluation(ws, "cap", items(6), arms=ARMS, base_model="tiny", checks=RaterChecks(vote_cap=3))
     assert rater_progress(ws, eid, "ana").total == 3
     got = []
     with pytest.raises(VoteCapReached, match="you have rated 3, the cap the admin set"):
@@ -115,8 +129,8 @@ def test_a_rater_past_the_vote_cap_is_refused_with_the_cap_named(ws):
             record_vote(ws, pair.assignment_id, "ana", "B")
     assert got == [(0, 3), (1, 3), (2, 3)] and len(evaluation_votes(ws, eid)) == 3
     assert len(rate_all(ws, eid, "bob")) == 3                            # the cap is per rater
-    with pytest.raises(TuneloopError, match="at least 1"):
-        create_evaluation(ws, "zero", items(1), arms=ARMS, base_model="tiny", vote_cap=0)
+    with pytest.raises(TuneloopError, match="vote_cap: 0 is too small"):
+        create_evaluation(ws, "zero", items(1), arms=ARMS, base_model="tiny", checks=RaterChecks(vote_cap=0))
 
 
 def test_an_answer_that_names_its_model_is_flagged_on_its_pair_and_the_vote_still_counts(ws):
@@ -147,11 +161,50 @@ def test_model_named_finds_self_naming_and_leaves_ordinary_words_alone():
         assert model_named(text, ["base", "tiny"]) is None, text
 
 
+def test_gold_pairs_are_read_from_a_file_with_each_bad_line_named(tmp_path):
+    path = tmp_path / "gold.jsonl"
+    path.write_text('{"prompt": "Refund for LM-1?", "better": "Yes, within 30 days.", "worse": "No."}\n\n'
+                    '{"prompt_id": "g9", "messages": [{"role": "user", "content": "Hi?"}], "better": "Hello!",'
+                    ' "worse": "Go away.", "label": "greeting"}\n')
+    assert read_gold_items(path) == [
+        GoldItem("gold-1", [{"role": "user", "content": "Refund for LM-1?"}], "Yes, within 30 days.", "No."),
+        GoldItem("g9", [{"role": "user", "content": "Hi?"}], "Hello!", "Go away.", label="greeting")]
+    path.write_text('{"prompt": "Refund?", "better": "Yes."}\nnot json\n')
+    with pytest.raises(TuneloopError, match="line 1: missing worse; line 2: not JSON"):
+        read_gold_items(path)
+
+
 def test_the_quality_settings_are_checked(ws):
-    for kwargs, message in (({"gold_rate": 1.5, "gold": gold(1)}, "between 0 and 1"),
-                            ({"repeat_rate": -0.1}, "between 0 and 1"),
+    for kwargs, message in (({"checks": RaterChecks(gold_rate=1.5), "gold": gold(1)}, "gold_rate: 1.5 is too large"),
+                            ({"checks": RaterChecks(repeat_rate=-0.1)}, "repeat_rate: -0.1 is too small"),
                             ({"gold": [GoldItem("g", [{"role": "user", "content": "?"}], "same", " same ")]},
                              "same better and worse")):
         with pytest.raises(TuneloopError, match=message):
             create_evaluation(ws, "bad", items(2), arms=ARMS, base_model="tiny", **kwargs)
     assert arena.list_evaluations(ws) == []
+
+
+def test_the_generate_command_takes_the_pairs_gold_pairs_and_rater_checks(ws, tmp_path):
+    from curation.data.records import Record
+    from curation.data.versions import create_version
+    tiny = build_tiny_model(tmp_path / "tiny")
+    records = [Record(f"r{i}", [{"role": "user", "content": q}, {"role": "assistant", "content": "Soon."}],
+                      {"split": split}) for i, (q, split) in enumerate([("Where is my order?", "test"),
+                                                                         ("Refund?", "test"), ("Hi?", "train")])]
+    version = create_version(ws, records, parent=None, step="split")
+    gold_file = tmp_path / "gold.jsonl"
+    gold_file.write_text("".join(json.dumps({"prompt": f"Parcel {i}?", "better": "It left today.", "worse": "Dunno."})
+                                 + "\n" for i in range(3)))
+    command = [sys.executable, "-m", "evaluation", "generate", "--arm", "base", "--arm", "prompted:0",
+               "--system-prompt", "Be brief.", "--base", str(tiny), "--split", version.name, "--max-new-tokens", "3",
+               "--pairs-per-prompt", "1", "--gold", str(gold_file), "--gold-rate", "0.5", "--repeat-rate", "0.5",
+               "--vote-cap", "3", "--workspace", str(ws.root)]
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    evaluation = arena.get_evaluation(ws, 1)
+    assert (evaluation.pairs_per_prompt, evaluation.gold_rate, evaluation.repeat_rate, evaluation.vote_cap) == (
+        1, 0.5, 0.5, 3)
+    assert evaluation.num_pairs == 2 + 3 and rater_progress(ws, 1, "ana").total == 3
+    wrong = subprocess.run(command[:-6] + ["--gold-rate", "2", "--workspace", str(ws.root)],
+                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "gold_rate: 2.0 is too large" in wrong.stderr
