@@ -13,6 +13,12 @@ from tests.test_arena import register_run
 # Generous: the suite shares two cores with training jobs; a wait returns as soon as its condition holds.
 WAIT_MS = 120_000
 SECRETS = ("fine-tuned (run", "base (SmolLM2", "A was", "finetuned", "finetuned_side", "outcome")
+# Click a verdict button (by its elem_id) and say whether the reveal was hidden by the time the click returned.
+HIDDEN_ON_CLICK = """(id) => {
+    const host = document.getElementById(id);
+    (host.tagName === "BUTTON" ? host : host.querySelector("button")).click();
+    return document.getElementById("rate-reveal").classList.contains("rate-reveal-stale");
+}"""
 
 
 def wait_for_text(page, selector: str, text: str) -> None:
@@ -75,9 +81,18 @@ def test_rater_votes_five_pairs_with_the_keyboard_and_results_update(live_app, p
 
     for done, key in enumerate("12341", start=1):
         page.locator("#rate-progress").click()          # focus on the page, not in a text box
-        page.keyboard.press(key)
+        if done == 3:
+            # the verdict's click hides the last reveal in the same tick, before the server has answered
+            assert page.evaluate(HIDDEN_ON_CLICK, "rate-tie")
+        else:
+            page.keyboard.press(key)
         wait_for_text(page, "#rate-progress", f"{done} / 6")
+        wait_for_text(page, "#rate-reveal", f"Your vote {done} ")
         assert re.search(r"A was (fine-tuned \(run 7\)|base \(SmolLM2\))", page.locator("#rate-reveal").inner_text())
+        # a banner above the next pair, apart from it: not under the answers now on screen
+        reveal, question = page.locator("#rate-reveal").bounding_box(), page.locator("#rate-prompt").bounding_box()
+        assert reveal["y"] + reveal["height"] <= question["y"] and page.locator("#rate-reveal").is_visible()
+        assert page.evaluate("getComputedStyle(document.getElementById('rate-reveal')).visibility") == "visible"
     assert "5 / 6" in progress.inner_text()
 
     votes = evaluation_votes(ws, eid)
