@@ -19,6 +19,7 @@ import gradio as gr
 
 from core.access import caller, check_role
 from core.errors import TuneloopError
+from evaluation.arena import RaterChecks, read_gold_items
 from evaluation.generate import PROMPT_SOURCES, PURPOSES, ArmRequest
 from training.inference import DecodingSettings
 from ui.forms import form_values, options_form, options_from_form
@@ -54,7 +55,8 @@ class PrepareWidgets(SimpleNamespace):
         """Everything Generate reads."""
         return {self.purpose, self.source, self.version, self.typed, self.upload, self.limit, self.overlap,
                 self.base, self.runs, self.prompted, self.system_prompt, self.examples, self.seed, self.endpoint_url,
-                self.endpoint_model, self.endpoint_key_env, *self.decoding.values(), self.name, self.guidelines}
+                self.endpoint_model, self.endpoint_key_env, *self.decoding.values(), self.name, self.guidelines,
+                self.pairs_per_prompt, self.gold, *self.checks.values()}
 
 
 def layout_prepare(ws) -> PrepareWidgets:
@@ -97,6 +99,13 @@ def layout_prepare(ws) -> PrepareWidgets:
             w.decoding = options_form(DecodingSettings, only=DECODING_FIELDS, elem_prefix="prepare-decoding")
             w.name = gr.Textbox(label="Name (optional)")
         w.guidelines = gr.Textbox(label="Guidelines shown to raters", lines=3, value=DEFAULT_GUIDELINES)
+        gr.Markdown("**Rater checks**, never shown to the raters: gold pairs (a known better answer) mixed in, pairs "
+                    "shown again with the sides swapped, a cap on one rater's votes.")
+        with gr.Row():
+            w.checks = options_form(RaterChecks, elem_prefix="prepare-checks")
+            w.gold = gr.File(label="Gold pairs (JSONL: prompt, better, worse per line)", elem_id="prepare-gold")
+            w.pairs_per_prompt = gr.Number(value=None, precision=0, minimum=1, elem_id="prepare-pairs-per-prompt",
+                                           label="Pairs of arms per prompt (empty: every pair)")
         with gr.Row():
             w.go = gr.Button("Generate and create the evaluation", variant="primary", elem_id="prepare-go")
             w.stop = gr.Button("Stop", variant="stop")
@@ -149,11 +158,14 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
                             texts=(data[w.typed] or "").splitlines(), path=data[w.upload], limit=n)
         base_model, arms = resolve_arms(ws, arm_requests(w, data), items=items, version=version)
         settings = options_from_form(DecodingSettings, form_values(w.decoding, data))
+        checks = options_from_form(RaterChecks, form_values(w.checks, data))
+        gold = read_gold_items(data[w.gold]) if data[w.gold] else []
         eid = prepare_evaluation(ws, items, arms=arms, base_model=base_model, name=data[w.name] or None,
                                  purpose=data[w.purpose], prompt_source=source,
                                  dataset_version=version if source in ("test", "train") else None,
                                  overlap=int(data[w.overlap] or 1), guidelines=data[w.guidelines], settings=settings,
-                                 cancel=cancel, created_by=caller(ws, request),
+                                 cancel=cancel, created_by=caller(ws, request), gold=gold, checks=checks,
+                                 pairs_per_prompt=int(data[w.pairs_per_prompt]) if data[w.pairs_per_prompt] else None,
                                  progress=lambda d, t, what: progress(d / max(t, 1), desc=what))
     except TuneloopError as exc:
         return {w.status: error_markdown(exc)}
