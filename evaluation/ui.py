@@ -457,7 +457,8 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
         plot = interval_plot(plot_rows, title="Fine-tuned win rate among decisive votes (Wilson 95%)")
     fb = collect_feedback(ws, evaluation.id, policy=policy)
     c = fb.counts()
-    feedback = (f"**Feedback ({policy})**: {c['preference_pairs']} preference pairs, {c['corrected']} corrected "
+    feedback = (f"**Feedback ({policy})**: {c['preference_pairs']} preference pairs, {c['kto_examples']} judged "
+                f"answers for KTO ({c['kto_desirable']} desirable), {c['corrected']} corrected "
                 f"answers, {c['needs_answer']} prompts need an answer, {c['disagreements']} disagreements "
                 f"({c['disagreements_excluded']} excluded)."
                 + (f" {c['identical_answers']} voted pairs left out: both answers the same text."
@@ -530,9 +531,10 @@ def layout_results(ws) -> ResultsWidgets:
         w.feedback = gr.Markdown("", elem_id="results-feedback")
         with gr.Row():
             w.export = gr.Button("Make the preference version (for DPO)", elem_id="results-preferences")
+            w.export_kto = gr.Button("Make the KTO version (every judged answer)", elem_id="results-kto")
             w.merge = gr.Button("Merge corrected answers into a new dataset version", variant="primary",
                                 elem_id="results-merge")
-        w.download = gr.File(label="Preference pairs (JSONL, trl's prompt/chosen/rejected)", visible=False)
+        w.download = gr.File(label="Preference pairs or KTO examples (JSONL in trl's shape)", visible=False)
         w.merged = gr.Markdown("", elem_id="results-merged")
         w.queue = gr.Dataframe(headers=QUEUE_HEADERS, label="Needs an answer: both answers were bad and nobody "
                                                             "corrected them", interactive=False)
@@ -595,6 +597,19 @@ def make_preferences(ws, w: ResultsWidgets, data: dict, request: gr.Request = No
                       f"`preferences: {version.name}`."}
 
 
+@show_errors
+def make_kto(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Make the evaluation's KTO version (every answer a vote judged) and offer it as a zip of JSONL, one per split."""
+    from core.workspace import export_folder
+    from evaluation.feedback import export_kto
+    evaluation_id = _chosen(w, data)
+    out = export_folder(ws) / f"kto-eval{evaluation_id}.zip"
+    version = export_kto(ws, evaluation_id, out, policy=data[w.policy], created_by=caller(ws, request))
+    return {w.download: gr.update(value=str(out), visible=True),
+            w.merged: f"✅ Made **{html.escape(version.describe())}**; a KTO run trains on it with "
+                      f"`stage: kto`, `kto_data: {version.name}` (examples from test prompts are left out)."}
+
+
 def merge(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
     """Merge the corrected answers (and the answers given to the queue) into a new current version."""
     from evaluation.feedback import merge_feedback
@@ -647,6 +662,7 @@ def build_results_tab(ws) -> ResultsWidgets:
     for trigger in (w.evaluation.change, w.policy.change, w.refresh.click):
         trigger(bind(show, ws, w), chosen, w.figures)
     w.export.click(bind(make_preferences, ws, w), chosen, [w.download, w.merged])
+    w.export_kto.click(bind(make_kto, ws, w), chosen, [w.download, w.merged])
     w.merge.click(bind(merge, ws, w), chosen, [w.merged])
     w.save_answer.click(bind(save_answer, ws, w), {*chosen, w.item, w.answer}, w.figures + [w.answer])
     w.evaluation.change(bind(load_guidelines, ws, w), {w.evaluation}, [w.guidelines])
