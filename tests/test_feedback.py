@@ -269,3 +269,19 @@ def test_the_results_view_only_computes_whatever_the_policy(rated):
     assert [row[1] for row in queue] == ["p3"] and queue[0][0].startswith(f"fb{eid}-p")
     answer_needed(ws, eid, queue[0][0], "Order LM-1003 is delayed.", answered_by="lead")
     assert results_figures(ws, eid, "majority").queue == []
+
+
+def test_the_results_tab_makes_the_kto_version_beside_the_preference_one(rated):
+    import gradio as gr
+
+    from evaluation import ui
+    from tests.tab_page import page
+    ws, eid, _ = rated
+    with gr.Blocks(), gr.Tabs():
+        w = ui.build_results_tab(ws)
+    assert "10 judged answers for KTO (4 desirable)" in ui.results_figures(ws, eid, "majority").feedback
+    shown = ui.make_kto(ws, w, page(w, evaluation=eid, policy="majority"), None)
+    (version,) = [v for v in list_versions(ws) if v.kind == "kto"]
+    assert f"kto_data: {version.name}" in shown[w.merged] and shown[w.download]["value"].endswith(f"kto-eval{eid}.zip")
+    with pytest.raises(gr.Error, match="choose an evaluation first"):
+        ui.make_kto(ws, w, page(w, evaluation=None), None)
