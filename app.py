@@ -7,8 +7,10 @@
 
 A workspace without users runs in local mode: no logins, on 127.0.0.1 only. Once it has users,
 every page needs a login: admins get the whole dashboard at /, raters the Rate tab at /rate/,
-viewers the playground at /playground/; each of those is a separate app, so a rater's login
-reaches no admin function at all, and every handler checks the caller's role again on the server.
+viewers the playground at /playground/ (logging in at / sends each to their page); each of those is a
+separate app, so a rater's login reaches no admin function at all, and every handler checks the caller's
+role again on the server. Every page says who is logged in, with a logout link. In full mode a background
+thread runs the general-skills guard on each run once it has finished (``evaluation.guard``).
 """
 from __future__ import annotations
 
@@ -90,11 +92,13 @@ def build_admin_app(ws):
     from evaluation.playground_ui import build_playground_tab
     from evaluation.ui import build_rate_tab, build_results_tab
     from training.ui import build_train_tab
-    from ui import api
+    from ui import api, users
+    from ui.access import login_line
 
     with gr.Blocks(title=TITLE) as blocks:
         api.register(ws)  # first, so that the API's names are not taken by a tab's handler
         gr.Markdown(HEADER, elem_id="tuneloop-header")
+        login_line(blocks, ws)
         with gr.Tabs():
             data.build(ws)
             review.build(ws)
@@ -105,6 +109,7 @@ def build_admin_app(ws):
             build_playground_tab(ws)
             build_rate_tab(ws, prepare=True)
             build_results_tab(ws)
+            users.build(ws)
     return blocks
 
 
@@ -113,9 +118,11 @@ def build_viewer_app(ws):
     import gradio as gr
 
     from evaluation.playground_ui import build_playground_tab
+    from ui.access import login_line
 
     with gr.Blocks(title=f"{TITLE} · playground") as blocks:
         gr.Markdown(VIEWER_HEADER, elem_id="tuneloop-header")
+        login_line(blocks, ws)
         with gr.Tabs():
             build_playground_tab(ws, allow_send=False)
     return blocks
@@ -126,9 +133,11 @@ def build_rate_app(ws):
     import gradio as gr
 
     from evaluation.ui import build_rate_tab
+    from ui.access import login_line
 
     with gr.Blocks(title=f"{TITLE} · rating") as blocks:
         gr.Markdown(RATER_HEADER, elem_id="tuneloop-header")
+        login_line(blocks, ws)
         with gr.Tabs():
             build_rate_tab(ws)
     return blocks
@@ -365,6 +374,9 @@ def main(argv=None) -> int:
     import uvicorn
     log_as_json_lines()
     server = create_server(ws, rater_only=args.rater_only, serving=serving, host=args.host)
+    if not args.rater_only:
+        from evaluation.guard import GuardWatcher
+        GuardWatcher(ws).start()
     mode = "rater-only" if args.rater_only else ("hosted, logins on" if has_users(ws) else "local, no logins")
     print(f"Tuneloop ({mode}): workspace {ws.root}; serving on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(server, host=args.host, port=args.port, log_level="warning", log_config=None)  # our JSON lines

@@ -403,17 +403,16 @@ def test_i_every_page_says_who_is_logged_in_and_logs_out(hosted):
 
 def test_j_an_admin_changes_a_password_without_removing_the_user(hosted, tmp_path):
     from app import main as app_main
-    before = rater(hosted, "lou")
+    add_user(hosted.ws, "pat", "rater", password("pat"))
+    before = rater(hosted, "pat")
     assert before.session.config()
     users = table_counts(hosted.ws)["users"]
     secret = tmp_path / "pw"
-    secret.write_text("lou-new-Pw7-secret\n")
-    assert app_main(["--workspace", str(hosted.ws.root), "users", "passwd", "lou", "--password-file", str(secret)]) == 0
+    secret.write_text("pat-new-Pw7-secret\n")
+    assert app_main(["--workspace", str(hosted.ws.root), "users", "passwd", "pat", "--password-file", str(secret)]) == 0
     assert before.session.http.get("/config").status_code == 401            # the old session has ended
-    assert GradioSession(hosted.url, "/rate").login("lou", password("lou")).status_code == 400
-    again = RaterClient(hosted.url, "lou", "lou-new-Pw7-secret")
+    assert GradioSession(hosted.url, "/rate").login("pat", password("pat")).status_code == 400
+    again = RaterClient(hosted.url, "pat", "pat-new-Pw7-secret")
     assert again.session.config() and table_counts(hosted.ws)["users"] == users
     again.close()
     before.close()
-    from core.users import set_password
-    set_password(hosted.ws, "lou", password("lou"))

@@ -7,7 +7,9 @@ it first runs ``core.access.check_role`` on the caller (``request.username``, fr
 the roles allowed for that app; ``LoginPageWithoutApi`` keeps the login page from describing the API.
 ``SessionGuard`` answers only the server's own host names and origin, lets a visitor who has not logged
 in reach the login page and nothing else, keeps uploads and served files to the app that takes them,
-throttles logins and ends sessions (``core.sessions``); ``password_check`` runs scrypt off the event loop.
+throttles logins and ends sessions (``core.sessions``), and sends each role to its own page: a rater who
+logs in at ``/`` is logged in to ``/rate/`` and lands there; ``password_check`` runs scrypt off the event loop.
+``login_line`` puts "logged in as NAME (role) · log out" on every page.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import gradio as gr
 from starlette.requests import Request
 
 from core.access import AccessDenied, check_role
-from core.users import authenticate
+from core.users import authenticate, get_user, role_and_epoch
 
 
 def guard_handlers(blocks, ws, roles: tuple[str, ...]) -> None:
@@ -157,6 +159,29 @@ def password_check(ws, roles: tuple[str, ...]):
     return check
 
 
+def login_line(blocks, ws) -> gr.HTML:
+    """An empty line at the top of a page that, once the page loads, says who is logged in, with a logout link
+    (nothing in local mode, where nobody logs in)."""
+    line = gr.HTML(elem_id="tuneloop-login")
+
+    def logged_in_as(request: gr.Request = None) -> str:
+        return logged_in_line(ws, getattr(request, "username", None))
+
+    blocks.load(logged_in_as, None, line, show_progress="hidden")
+    return line
+
+
+def logged_in_line(ws, name: str | None) -> str:
+    """ "logged in as NAME (role) · log out" as HTML, or empty when nobody is logged in."""
+    user = get_user(ws, name)
+    if user is None:
+        return ""
+    from html import escape
+    # relative: /logout from the dashboard, /rate/logout from the rating page; the guard ends the sessions
+    return (f"<div class='tuneloop-login'>logged in as <b>{escape(user.name)}</b> ({escape(user.role)}) · "
+            f"<a href='logout' id='tuneloop-logout'>log out</a></div>")
+
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 HOST_RE = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")   # a name and a port, nothing else
 TOKEN_COOKIE = "access-token-"   # Gradio's session cookies: access-token-<app>, access-token-unsecure-<app>
@@ -216,9 +241,12 @@ class SessionGuard:
         if sub.startswith(CLOSED_PREFIXES):
             return await _refuse(scope, send, 404, "not found")
         if self.sessions is not None:
+            home = self._home_elsewhere(headers, mount) if sub in ("", "/") else None
             scope, user = self._filter_session_cookies(scope, headers, mount)
             if scope.get("method") == "POST" and sub in LOGIN_PATHS:
-                return await self._login(scope, receive, send)
+                return await self._login(scope, receive, send, mount)
+            if user is None and home is not None and scope.get("method") in ("GET", "HEAD"):
+                return await _redirect(scope, send, home)
             if user is None and not (scope.get("method") in ("GET", "HEAD")
                                      and (sub in PUBLIC_PATHS or sub.startswith(PUBLIC_PREFIXES))):
                 return await _refuse(scope, send, 401, "Not authenticated: log in first.")
@@ -260,7 +288,24 @@ class SessionGuard:
             scope = {**scope, "headers": raw}
         return scope, user
 
-    async def _login(self, scope, receive, send):
+    def _home_elsewhere(self, headers: dict, mount: MountRule) -> str | None:
+        """The page of another app that a session cookie of this visitor is good for (a rater's /rate/ when they
+        open /), or None."""
+        tokens = _token_cookies(headers).values()
+        for other in self.mounts:
+            if other is not mount and any(self.sessions.user_of(t, other.roles) for t in tokens):
+                return other.prefix.rstrip("/") + "/"
+        return None
+
+    def _page_for(self, name: str, mount: MountRule) -> MountRule:
+        """The app a user logging in at ``mount`` is logged in to: that one when it takes their role, else the
+        first that does (a rater's /rate, a viewer's /playground); an unknown name stays where it is."""
+        standing = role_and_epoch(self.sessions.ws, name)
+        if standing is None or standing[0] in mount.roles:
+            return mount
+        return next((m for m in self.mounts if standing[0] in m.roles), mount)
+
+    async def _login(self, scope, receive, send, mount: MountRule):
         body, more = b"", True
         while more:
             message = await receive()
@@ -288,6 +333,12 @@ class SessionGuard:
             return await _refuse(scope, send, 429, f"too many failed logins for this name or from this address; "
                                  f"try again in {math.ceil(wait)} s", retry_after=math.ceil(wait))
         replay_sent = False
+        target = self._page_for(name, mount)
+        if target is not mount:
+            # the password is checked by the app that takes the role; its session cookie (Path=/) sends the
+            # reloaded page there
+            path = target.prefix.rstrip("/") + "/login"
+            scope = {**scope, "path": path, "raw_path": path.encode()}
         https = scope.get("scheme") in ("https", "wss")
         outcome = {"ok": False}
 
@@ -331,6 +382,13 @@ def _same_site_cookie(header: str, https: bool) -> tuple[str, str]:
     name_value = header.split(";", 1)[0]
     token = name_value.partition("=")[2].strip('"')
     return f"{name_value}; HttpOnly; Path=/; SameSite=Lax" + ("; Secure" if https else ""), token
+
+
+async def _redirect(scope, send, location: str) -> None:
+    """A 303 to ``location`` on this server."""
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(scope, send, status: int, message: str, retry_after: int | None = None) -> None:
