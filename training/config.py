@@ -23,6 +23,7 @@ from core.options import Options, option
 ADAPTERS = ("qlora", "lora")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 ALL_LINEAR = "all-linear"
+SYSTEM_PROMPT_MODES = ("template", "records", "none", "custom")
 
 
 @dataclass
@@ -73,6 +74,11 @@ class RunConfig(Options):
     rouge_test_samples: int = option(24, 
         "test-split conversations answered by the base and the tuned model for ROUGE-L at the end (0: skip)", min=0)
     cpu_threads: int = option(2, "CPU threads the job may use", min=1)
+    system_prompt_mode: str = option("template",
+        "the system prompt of each training conversation: template (a record's own, else the base template's "
+        "default), records (a record's own, else none), none, or custom (system_prompt, for every conversation)",
+        choices=SYSTEM_PROMPT_MODES)
+    system_prompt: str = option("", "custom only: the system prompt every training conversation gets")
     stage: str = option("sft", 
         "sft: learn the split's answers; dpo: learn from rated preference pairs; kto: learn from answers judged one "
         "at a time (thumbs, one-sided votes); dpo and kto start from an SFT run's adapter",
@@ -106,6 +112,8 @@ class RunConfig(Options):
                        f"so the best checkpoint is kept")
         if self.lora_target != ALL_LINEAR and not all(t.strip() for t in self.lora_target.split(",")):
             out.append("lora_target: use all-linear or module names separated by commas, e.g. q_proj,v_proj")
+        if self.system_prompt_mode == "custom" and not self.system_prompt.strip():
+            out.append("system_prompt: system_prompt_mode custom needs the prompt's text (or choose another mode)")
         if self.stage == "dpo":
             from training.dpo import dpo_problems
             out += dpo_problems(self)

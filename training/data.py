@@ -5,11 +5,15 @@ The mask is computed from the model's own chat template by rendering the convers
 turn: the tokens an assistant turn adds (its text and end-of-turn token) are trained on, the
 system and user turns are context only. This works for any prefix-preserving template, with no
 ``{% generation %}`` markers needed.
+
+Before that, each conversation gets the run's system prompt (``RunConfig.system_prompt_mode``,
+``apply_system_prompt``): a record's own, the base template's default, none, or a custom one; the job's
+own answers at the end (ROUGE-L) see their prompts the same way.
 """
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.errors import TuneloopError
@@ -30,6 +34,72 @@ class SplitData:
 
     def counts(self) -> dict[str, int]:
         return {name: len(self.splits.get(name, [])) for name in SPLITS}
+
+
+# -- the system prompt --------------------------------------------------------------------------------
+
+def template_default_system(tokenizer) -> str | None:
+    """The system prompt the base model's chat template adds to a conversation that has none (SmolLM2's
+    "You are a helpful AI assistant named SmolLM…"), or None when it adds none."""
+    from jinja2 import TemplateError
+    probe, marker = [{"role": "user", "content": "\x01probe\x01"}], "\x02system\x02"
+    try:
+        plain = tokenizer.apply_chat_template(probe, tokenize=False)
+        with_system = tokenizer.apply_chat_template([{"role": "system", "content": marker}, *probe], tokenize=False)
+    except (TemplateError, ValueError):   # a template without system turns adds none either
+        return None
+    head, _, tail = with_system.partition(marker)
+    if plain.startswith(head) and plain.endswith(tail) and len(plain) > len(head) + len(tail):
+        return plain[len(head):len(plain) - len(tail)]
+    return None
+
+
+def with_system_prompt(messages: list[dict[str, str]], mode: str, custom: str = "", *,
+                       template_default: bool = False) -> list[dict[str, str]]:
+    """A conversation under a system-prompt mode (``RunConfig.system_prompt_mode``). template: unchanged (the
+    template adds its default where a record has none); records: a record's own, else none; none: no system
+    prompt; custom: ``custom`` instead of any other. Where the template would add its default
+    (``template_default``), "none" is an empty system turn, which keeps the default out."""
+    own = [m for m in messages if m["role"] == "system"]
+    rest = [m for m in messages if m["role"] != "system"]
+    if mode == "template" or (mode == "records" and own):
+        return list(messages)
+    if mode == "custom":
+        return [{"role": "system", "content": custom}, *rest]
+    return ([{"role": "system", "content": ""}] if template_default else []) + rest
+
+
+def apply_system_prompt(tokenizer, records: list[Record], config) -> list[Record]:
+    """The records as a run with ``config`` trains on them (and answers their prompts): its system prompt."""
+    default = template_default_system(tokenizer) is not None
+    return [replace(r, messages=with_system_prompt(r.messages, config.system_prompt_mode, config.system_prompt,
+                                                   template_default=default)) for r in records]
+
+
+def system_prompt_summary(tokenizer, records: list[Record], config) -> tuple[str, str | None]:
+    """(what the conversations' system prompts will be, in one sentence; a warning when two kinds are mixed)."""
+    n = len(records)
+    own = sum(any(m["role"] == "system" for m in r.messages) for r in records)
+    default = template_default_system(tokenizer)
+    shown = f"'{default[:80]}…'" if default and len(default) > 80 else f"'{default}'"
+    mode = config.system_prompt_mode
+    if mode == "custom":
+        return f"all {n} conversations get the custom system prompt ({own} records' own replaced)", None
+    if mode == "none" or (mode == "records" and not default):
+        gone = f" ({own} records' own removed)" if mode == "none" and own else ""
+        text = (f"{own} conversations keep their own system prompt, {n - own} have none" if mode == "records"
+                else f"no conversation has a system prompt{gone}")
+        return text, None
+    if mode == "records":
+        return (f"{own} conversations keep their own system prompt, {n - own} have none (an empty system turn keeps "
+                f"the base template's default {shown} out)"), None
+    if not default:
+        return f"{own} conversations keep their own system prompt, {n - own} have none (the template adds none)", None
+    text = f"{own} conversations keep their own system prompt, {n - own} get the base template's default {shown}"
+    mixed = (f"two kinds of system prompt are mixed in training ({own} records' own, {n - own} the template's "
+             f"default); choose system_prompt_mode records, none or custom to train on one") if own and own < n \
+        else None
+    return text, mixed
 
 
 def load_split_data(ws: Workspace | None, datasets: str) -> SplitData:

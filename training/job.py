@@ -412,15 +412,17 @@ class SftStage(Stage):
     name = "training"
 
     def build(self, ws, run, config, resolved, log, callback):
-        from training.data import load_split_data, tokenize_records
+        from training.data import apply_system_prompt, load_split_data, system_prompt_summary, tokenize_records
         from training.models import load_model_and_tokenizer, load_tokenizer, source_quantization
         from training.preflight import longest_batch_tokens, plan_memory
 
         data = load_split_data(ws, config.datasets)
-        self.test = data["test"]
         tokenizer = load_tokenizer(resolved)
-        train_tok = tokenize_records(tokenizer, data["train"], config.sequence_len)
-        val_tok = tokenize_records(tokenizer, data["val"], config.sequence_len) if data["val"] else None
+        # the run's system prompt, for training and for its own answers at the end alike
+        train, val, self.test = (apply_system_prompt(tokenizer, data[p], config) for p in ("train", "val", "test"))
+        print(f"[tuneloop] system prompt: {system_prompt_summary(tokenizer, data['train'], config)[0]}", flush=True)
+        train_tok = tokenize_records(tokenizer, train, config.sequence_len)
+        val_tok = tokenize_records(tokenizer, val, config.sequence_len) if val else None
         if not train_tok.input_ids:
             raise TuneloopError("the training split has no conversation with an assistant answer to learn from")
         print(f"[tuneloop] {len(train_tok.input_ids)} training conversations, {train_tok.num_tokens} tokens; "

@@ -69,6 +69,8 @@ class Preflight:
     warnings: list[str] = field(default_factory=list)
     choices: list[str] = field(default_factory=list)
     stage_data: str = ""        # dpo / kto: what the run trains on, and what is left out and why
+    coverage: str = ""          # how much of the training split the steps reach, in words
+    system_prompt: str = ""     # what the conversations' system prompts will be
 
     @property
     def ok(self) -> bool:
@@ -82,6 +84,8 @@ class Preflight:
                  f"{m['available_gb']} GB available on {m['device']} → {'fits' if m['fits'] else 'DOES NOT FIT'}",
                  "tokens: " + ", ".join(f"{k} {v}" for k, v in self.token_stats.items()),
                  f"steps: {self.steps_per_epoch} per epoch, {self.total_steps} in all"]
+        lines += [f"trains on: {self.coverage}"] if self.coverage else []
+        lines += [f"system prompt: {self.system_prompt}"] if self.system_prompt else []
         lines += [f"choice: {c}" for c in self.choices]
         lines += [f"{self.config.stage} data: {self.stage_data}"] if self.stage_data else []
         lines += [
@@ -206,14 +210,17 @@ def preflight(ws: Workspace, config: RunConfig) -> Preflight:
     """Check a config before launching: validation errors raise; fitting and data problems are reported. A DPO
     or KTO config whose data holds nothing it may train on is refused, saying why."""
     import torch
-    from training.data import load_split_data, render_loss_mask, token_statistics, tokenize_records
+    from training.data import (apply_system_prompt, load_split_data, render_loss_mask, system_prompt_summary,
+                               token_statistics, tokenize_records)
     from training.models import load_tokenizer, resolve_base_model, source_quantization
     config.validate()
     stage_data = second_stage_data(ws, config) if config.stage in ("dpo", "kto") else ""
     resolved = resolve_base_model(config.base_model, ws)
     data = load_split_data(ws, config.datasets)
     tokenizer = load_tokenizer(resolved)
-    tokenized = tokenize_records(tokenizer, data["train"], config.sequence_len)
+    train = apply_system_prompt(tokenizer, data["train"], config)
+    system_prompt, mixed = system_prompt_summary(tokenizer, data["train"], config)
+    tokenized = tokenize_records(tokenizer, train, config.sequence_len)
     if not tokenized.input_ids:
         raise TuneloopError("the training split has no conversation with an assistant answer to learn from")
     stats = token_statistics(tokenized, config.sequence_len)
@@ -224,10 +231,11 @@ def preflight(ws: Workspace, config: RunConfig) -> Preflight:
     per_step = config.micro_batch_size * config.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(sequences / per_step))
     total = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.num_epochs)
+    coverage = training_coverage(config, sequences, total, conversations=len(tokenized.input_ids))
     plan = plan_memory(config, resolved.path, longest_batch_tokens=longest_batch_tokens(config, tokenized.lengths),
                        source_quantization=source_quantization(resolved))
     config, memory = plan.config, plan.memory
-    warnings = []
+    warnings = [mixed] if mixed else []
     if not memory.fits:
         warnings.append(f"the run needs about {memory.total_gb:.1f} GB but {memory.available_gb:.1f} GB is free: "
                         f"lower micro_batch_size or sequence_len, use 4-bit, or turn on gradient_checkpointing")
@@ -241,10 +249,22 @@ def preflight(ws: Workspace, config: RunConfig) -> Preflight:
         warnings.append(f"{len(tokenized.dropped)} conversations have no assistant tokens left and are skipped")
     if config.eval_steps and not data["val"]:
         warnings.append("the split has no validation records: set eval_steps: 0 or make a split with a val part")
-    sample = data["train"][0]
+    sample = train[0]
     example = render_loss_mask(tokenizer, sample.messages, config.sequence_len)
     return Preflight(config, resolved.describe(), memory, stats, steps_per_epoch, total, example, warnings,
-                     plan.choices, stage_data)
+                     plan.choices, stage_data, coverage, system_prompt)
+
+
+def training_coverage(config: RunConfig, sequences: int, total_steps: int, *, conversations: int) -> str:
+    """How much of the training split ``total_steps`` reach: "96 of 265 conversations, 0.36 epoch"."""
+    seen = total_steps * config.micro_batch_size * config.gradient_accumulation_steps
+    epochs = seen / sequences if sequences else 0.0
+    unit = "packed sequences" if config.packing else "conversations"
+    whole = sequences if config.packing else conversations
+    why = f" (max_steps {config.max_steps} ends it there)" if config.max_steps > 0 else ""
+    if epochs < 1:
+        return f"{seen} of {whole} {unit}, {epochs:.2f} epoch{why}"
+    return f"all {whole} {unit}, {epochs:.2f} epochs{why}"
 
 
 def second_stage_data(ws: Workspace, config: RunConfig) -> str:

@@ -105,7 +105,8 @@ def preflight_markdown(report) -> str:
              f"**Tokens:** {stats['conversations']} conversations, {stats['tokens']:,} tokens "
              f"({stats['trained_tokens']:,} trained), mean {stats['mean_len']}, p95 {stats['p95_len']}, "
              f"longest {stats['max_len']}; {stats['cut_at_sequence_len']} cut at sequence_len",
-             f"**Steps:** {report.steps_per_epoch} per epoch, {report.total_steps} in all"]
+             f"**Steps:** {report.steps_per_epoch} per epoch, {report.total_steps} in all",
+             f"**Trains on:** {report.coverage}", f"**System prompt:** {html.escape(report.system_prompt)}"]
     lines += [f"- **Choice:** {html.escape(c)}" for c in report.choices]
     lines += [f"- ⚠️ {html.escape(w)}" for w in report.warnings]
     return "\n\n".join(lines)
