@@ -546,7 +546,7 @@ def next_pair(ws: Workspace, evaluation_id: int, rater: str) -> BlindPair | None
             if drawn is None:
                 return None
             if cap is not None and state["issued"] >= cap:
-                raise VoteCapReached(f"you have rated {state['issued']}, the cap the admin set for this evaluation; "
+                raise VoteCapReached(f"You have rated {state['issued']}, the cap the admin set for this evaluation; "
                                      f"thank you, your votes are saved")
             if drawn == "repeat":
                 original = secrets.choice(left.repeatable)

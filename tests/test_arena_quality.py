@@ -122,7 +122,7 @@ def test_a_rater_past_the_vote_cap_is_refused_with_the_cap_named(ws):
     eid = create_evaluation(ws, "cap", items(6), arms=ARMS, base_model="tiny", checks=RaterChecks(vote_cap=3))
     assert rater_progress(ws, eid, "ana").total == 3
     got = []
-    with pytest.raises(VoteCapReached, match="you have rated 3, the cap the admin set"):
+    with pytest.raises(VoteCapReached, match="You have rated 3, the cap the admin set"):
         while True:
             pair = next_pair(ws, eid, "ana")
             got.append((pair.done, pair.total))
@@ -131,6 +131,23 @@ def test_a_rater_past_the_vote_cap_is_refused_with_the_cap_named(ws):
     assert len(rate_all(ws, eid, "bob")) == 3                            # the cap is per rater
     with pytest.raises(TuneloopError, match="vote_cap: 0 is too small"):
         create_evaluation(ws, "zero", items(1), arms=ARMS, base_model="tiny", checks=RaterChecks(vote_cap=0))
+
+
+def test_the_rate_tab_takes_the_vote_that_reaches_the_cap_and_then_says_so(ws):
+    import gradio as gr
+    from evaluation import ui as rate_ui
+    from tests.tab_page import page
+    eid = create_evaluation(ws, "cap", items(6), arms=ARMS, base_model="tiny", checks=RaterChecks(vote_cap=2))
+    with gr.Blocks(), gr.Tabs():
+        w = rate_ui.build_rate_tab(ws)
+    shown = rate_ui.start_clicked(ws, w, page(w, evaluation=eid, name="ana"), None)
+    for _ in range(2):
+        shown = rate_ui.vote_clicked(ws, w, "A", page(w, assignment=shown[w.assignment], name="ana"), None)
+        assert shown[w.reveal].startswith("✅")
+    assert shown[w.assignment] is None and "You have rated 2, the cap the admin set" in shown[w.conversation]
+    assert len(evaluation_votes(ws, eid)) == 2
+    again = rate_ui.start_clicked(ws, w, page(w, evaluation=eid, name="ana"), None)
+    assert "You have rated 2, the cap the admin set" in again[w.conversation]
 
 
 def test_an_answer_that_names_its_model_is_flagged_on_its_pair_and_the_vote_still_counts(ws):
