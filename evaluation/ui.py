@@ -26,7 +26,6 @@ import gradio as gr
 
 from core.access import LOCAL_USER, caller
 from core.errors import TuneloopError
-from core.users import has_users
 from curation.review.labels import label_field
 from evaluation import arena
 from evaluation.arena import BlindPair
@@ -132,7 +131,7 @@ def layout_rate(ws, *, prepare: bool = False) -> RateWidgets:
             w.evaluation = gr.Dropdown(evaluation_choices(ws, blind=True), value=latest_evaluation(ws),
                                        label="Evaluation", scale=3, elem_id="rate-evaluation")
             w.name = gr.Textbox(label="Your name (used when nobody is logged in)", scale=2, elem_id="rate-rater",
-                                placeholder="e.g. ana", visible=not has_users(ws))  # hosted: the login names you
+                                placeholder="e.g. ana")
             with gr.Column(scale=1, min_width=160):
                 w.start = gr.Button("Start / resume", variant="primary", elem_id="rate-start")
                 w.refresh = gr.Button("↻ Evaluations", size="sm")
@@ -209,10 +208,13 @@ def vote_clicked(ws, w: RateWidgets, verdict: str, data: dict, request: gr.Reque
         who = rater(ws, request, data[w.name])
         reveal = arena.record_vote(ws, data[w.assignment], who, verdict, comment=data[w.comment] or "",
                                    corrected_answer=corrected or None)
-        pair = arena.next_pair(ws, reveal.evaluation_id, who)
+        try:
+            pair, capped = arena.next_pair(ws, reveal.evaluation_id, who), ""
+        except arena.VoteCapReached as exc:          # the vote counted; there is no next one
+            pair, capped = None, str(exc)
         # the next pair carries the progress; only a rater who is done needs it counted
         rated = pair.done if pair else arena.rater_progress(ws, reveal.evaluation_id, who).done
-        done = "" if pair else finished_note(rated)
+        done = "" if pair else capped or finished_note(rated)
     except TuneloopError as exc:
         return {w.reveal: error_markdown(exc)}
     return {**pair_view(w, pair, done, controls=pair is None), w.reveal: reveal_banner(reveal, rated, corrected),
