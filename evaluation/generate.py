@@ -446,6 +446,8 @@ def generate_answers(ws: Workspace, items: list[PromptItem], arms: list[Arm], *,
                                       f"and a new start continues from there")
 
     local = [a for a in arms if a.kind != "endpoint"]
+    if progress and local:
+        progress(0, total, f"loading the model {base_model} (once per process)")
     # The warm model is held for the local arms only: an endpoint may be this process's own (the Serve panel).
     with (default_pool().hold(ws, base_model, load_in_4bit=load_in_4bit) if local
           else contextlib.nullcontext()) as model:

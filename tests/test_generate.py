@@ -15,7 +15,7 @@ from core.errors import TuneloopError
 from curation.data.records import Record
 from curation.data.versions import create_version
 from evaluation.arena import get_evaluation, next_pair
-from evaluation.generate import (GenerationCancelled, generate_answers, generate_pairs, parse_arm, prepare_evaluation,
+from evaluation.generate import (GenerationCancelled, cache_key, generate_answers, generate_pairs, parse_arm, prepare_evaluation,
                                  prompts_for, prompts_from_texts, prompts_from_version, purpose_of, resolve_adapter,
                                  resolve_arms)
 from training import registry as R
@@ -77,13 +77,15 @@ def test_responses_are_cached_by_settings_and_cancel_keeps_finished_batches(ws, 
                        batch_size=2, progress=progress, cancel=stop)
     assert ws.db.execute("select count(*) from generation_cache").fetchone()[0] == 2
     seen.clear()
+    said = []
     first = generate_pairs(ws, items, base_model=models.base_model, adapter=models.adapter, settings=SETTINGS,
-                           batch_size=2, progress=lambda d, t, w: seen.append((d, t)))
-    assert seen[0] == (2, 12) and seen[-1] == (12, 12)
+                           batch_size=2, progress=lambda d, t, w: seen.append((d, t)) or said.append(w))
+    assert seen[:2] == [(0, 12), (2, 12)] and seen[-1] == (12, 12)
+    assert said[0].startswith("loading the model")          # said before the model loads, not after a batch
     seen.clear()
     again = generate_pairs(ws, items, base_model=models.base_model, adapter=models.adapter, settings=SETTINGS,
                            progress=lambda d, t, w: seen.append((d, t)))
-    assert again == first and seen == [(12, 12)]
+    assert again == first and seen == [(0, 12), (12, 12)]
     longer = DecodingSettings(max_new_tokens=8)
     generate_pairs(ws, items[:1], base_model=models.base_model, adapter=models.adapter, settings=longer)
     assert ws.db.execute("select count(*) from generation_cache").fetchone()[0] == 14
@@ -154,6 +156,10 @@ def test_the_prompted_base_answers_with_k_train_examples_as_earlier_turns_and_re
     turns = [m for e in examples for m in e["messages"]]
     sent = [[{"role": "system", "content": system}, *turns, *i.messages] for i in items]
     assert answers[prompted.name] == plain_replies(base, None, sent, SETTINGS)
+    # the tiny base answers briefly whatever it is sent: what it was sent is what the cache keys its answers by
+    keys = [cache_key(default_pool().get(ws, base), SETTINGS, conversation, adapter_identity=None) for conversation in sent]
+    cached = {r[0] for r in ws.db.execute("select key from generation_cache")}
+    assert set(keys) <= cached
     assert answers["base"] == plain_replies(base, None, [i.messages for i in items], SETTINGS)
 
     pool = prompts_for(ws, "train", purpose="improve", version=version.id, limit=2)
