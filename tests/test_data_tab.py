@@ -61,3 +61,27 @@ def test_data_handlers_import_roll_back_and_move_every_picker_to_the_current_ver
     failed = data.import_records(ws, w, page(w), **quiet)
     assert "choose a file to upload" in failed[w.status] and w.preview not in failed
     assert failed[w.rollback_pick]["value"] == "v1"
+
+
+def test_compare_marks_what_changed_in_a_changed_record(ws):
+    import gradio as gr
+
+    from curation.data import versions as V
+    from curation.data.records import Record
+    from curation.ui import data
+    from tests.tab_page import page
+
+    def rec(answer, label):
+        return Record(id="r1", messages=chat("where is my parcel?", answer)["messages"], meta={"label": label})
+
+    V.create_version(ws, [rec("It left the depot on Monday and arrives Friday.", "shipping")], parent=None,
+                     step="import")
+    V.create_version(ws, [rec("It left the depot on Tuesday and arrives Friday.", "delivery")], parent=1, step="edit")
+    with gr.Blocks():
+        with gr.Tabs():
+            w = data.build(ws)
+    diff = data.compare(ws, w, page(w, diff_a="v1", diff_b="v2"))
+    change, rid, before, after = diff[w.diff_df][0]
+    assert (change, rid) == ("changed", "r1")
+    assert "<del>Monday</del>" in before and "<mark>Tuesday</mark>" in after and "Friday" in after
+    assert "shipping" in before and "delivery" in after and "<mark>" not in before

@@ -388,7 +388,8 @@ def test_queues_from_the_index_match_a_scan_of_every_record_as_reviewers_act(ws)
     filters = [QueueFilter()] + [QueueFilter(status=s) for s in ("skipped", "approved", "rejected", "pending",
                                                                   "disputed", "any")]
     filters += [QueueFilter(source="chat"), QueueFilter(label="intent=billing"), QueueFilter(flagged=True),
-                QueueFilter(search="refund 1"), QueueFilter(search="fixed"), QueueFilter(search="about"), QueueFilter(status="any", search="q0"),
+                QueueFilter(search="refund 1"), QueueFilter(search="fixed"), QueueFilter(search="about"),
+                QueueFilter(status="any", search="q0"),
                 QueueFilter(status="approved", label="intent=refund", source="email")]
 
     def check():

@@ -244,7 +244,7 @@ class ReviewState:
             return stored
         name = label_field(self.ws, self.version.id)
         if name not in self._suggested:
-            values = sorted({str(v) for _, v in self.index.meta_values(name) if v not in (None, "")}) if name else []
+            values = sorted({str(v) for v in self.index.distinct_values(name) if v not in (None, "")}) if name else []
             self._suggested[name] = suggested_schema([Record(id="", messages=[], meta={name: v}) for v in values], name)
         return self._suggested[name]
 
@@ -436,7 +436,8 @@ class ReviewState:
             return False
         words = [w.lower() for w in f.search.split()]
         if words:
-            hay = (rid + "\n" + "\n".join(m["content"] for m in self._edited(r)) + "\n" + canonical_json(r.meta)).lower()
+            text = "\n".join(m["content"] for m in self._edited(r))
+            hay = (rid + "\n" + text + "\n" + canonical_json(r.meta)).lower()
             if not all(w in hay for w in words):
                 return False
         return True

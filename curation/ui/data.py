@@ -6,6 +6,7 @@ by component, the presenters (``lineage_markdown``, ``versions_table``) are plai
 only wires them with ``ui.kit.bind``. The work is ``curation.data`` (formats, imports, versions)."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,10 +17,11 @@ from core.workspace import export_folder
 from curation.data import versions as V
 from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map, read_records
+from curation.data.records import canonical_json
 from curation.data.index import built_index, record_index, snapshot_page
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.review.labels import label_field
-from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows
+from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows, short
 from ui.kit import bind, error_markdown, refresh_on_select, version_picker
 
 PAGE_SIZE = 20
@@ -57,6 +59,41 @@ def versions_table(ws) -> list[list]:
 
 
 VERSION_HEADERS = ["current", "version", "parent", "step", "records", "counts", "parameters", "created (UTC)", "hash"]
+# Tables fit the page: fixed shares of its width, long cells wrapped (and the longest cut short)
+RECORD_WIDTHS = ["12%", "6%", "30%", "30%", "8%", "14%"]
+VERSION_WIDTHS = ["6%", "7%", "7%", "8%", "8%", "16%", "26%", "12%", "10%"]
+DIFF_HEADERS = ["change", "id", "before", "after"]
+DIFF_WIDTHS = ["8%", "12%", "40%", "40%"]
+CONTEXT_WORDS = 8
+
+
+def highlight_change(before: str, after: str) -> tuple[str, str]:
+    """The two texts as HTML with what changed marked: removed words struck through in ``before``, added words
+    marked in ``after``; long unchanged stretches shortened to a few words either side of each change."""
+    import difflib
+
+    old, new = before.split(), after.split()
+    left, right = [], []
+
+    def same(words: list[str], first: bool, last: bool) -> str:
+        if len(words) > 2 * CONTEXT_WORDS:
+            head = [] if first else words[:CONTEXT_WORDS]
+            tail = [] if last else words[-CONTEXT_WORDS:]
+            words = head + ["…"] + tail
+        return html.escape(" ".join(words))
+
+    ops = difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+    for i, (op, a0, a1, b0, b1) in enumerate(ops):
+        if op == "equal":
+            text = same(old[a0:a1], i == 0, i == len(ops) - 1)
+            left.append(text)
+            right.append(text)
+            continue
+        if a1 > a0:
+            left.append(f"<del>{html.escape(' '.join(old[a0:a1]))}</del>")
+        if b1 > b0:
+            right.append(f"<mark>{html.escape(' '.join(new[b0:b1]))}</mark>")
+    return " ".join(left), " ".join(right)
 
 
 # -- widgets --------------------------------------------------------------------------------------
@@ -118,12 +155,14 @@ def layout(ws) -> DataWidgets:
                     w.import_btn = gr.Button("Import", variant="primary", elem_id="data-import-btn")
                 w.status = gr.Markdown(elem_id="data-import-status")
                 w.preview = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True,
+                                         column_widths=RECORD_WIDTHS, max_chars=300,
                                          label="Preview: the first records as they will be imported")
             with gr.Tab("Versions"):
                 gr.Markdown("Every version, newest first. **Roll back** makes an older version the current one: "
                             "every step (scrubbing, dedup, splits, training) then starts from it. Nothing is deleted.")
                 w.table = gr.Dataframe(headers=VERSION_HEADERS, value=versions_table(ws), interactive=False,
-                                       wrap=True, elem_id="data-versions")
+                                       wrap=True, column_widths=VERSION_WIDTHS, max_chars=200,
+                                       elem_id="data-versions")
                 with gr.Row():
                     w.rollback_pick = version_picker(ws, "Version")
                     w.rollback_btn = gr.Button("Make this the current version (roll back)", elem_id="data-rollback-btn")
@@ -135,7 +174,7 @@ def layout(ws) -> DataWidgets:
                     w.page_no = gr.Number(label="Page", value=1, minimum=1, precision=0)
                 w.browse_info = gr.Markdown()
                 w.records_df = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True,
-                                            elem_id="data-records")
+                                            column_widths=RECORD_WIDTHS, max_chars=300, elem_id="data-records")
                 gr.Markdown("Click a row to read the whole conversation.")
                 with gr.Row():
                     w.convo = gr.Chatbot(label="Conversation", height=360)
@@ -146,7 +185,9 @@ def layout(ws) -> DataWidgets:
                     w.diff_b = version_picker(ws, "To (newer)")
                     w.diff_btn = gr.Button("Compare")
                 w.diff_summary = gr.Markdown()
-                w.diff_df = gr.Dataframe(headers=["change", "id", "before", "after"], interactive=False, wrap=True)
+                w.diff_df = gr.Dataframe(headers=DIFF_HEADERS, datatype=["str", "str", "html", "html"],
+                                         interactive=False, wrap=True, column_widths=DIFF_WIDTHS,
+                                         elem_id="data-diff")
             with gr.Tab("Export"):
                 gr.Markdown("Download a version: **JSONL** (one record per line), **CSV**, **Parquet**, or a "
                             "zipped **Hugging Face dataset** folder. A split version comes as a zip of one file "
@@ -290,12 +331,17 @@ def compare(ws, w: DataWidgets, data: dict) -> dict:
     except Exception as exc:
         return {w.diff_summary: error_markdown(exc), w.diff_df: []}
     s = d.summary()
-    rows = [["added", r.id, "", r.text()[:300]] for r in d.added[:50]]
-    rows += [["removed", r.id, r.text()[:300], ""] for r in d.removed[:50]]
-    rows += [["changed", new.id, old.text()[:300], new.text()[:300]] for old, new in d.changed[:50]]
+    rows = [["added", r.id, "", html.escape(short(r.text(), 300))] for r in d.added[:50]]
+    rows += [["removed", r.id, html.escape(short(r.text(), 300)), ""] for r in d.removed[:50]]
+    rows += [["changed", new.id, *highlight_change(_compared(old), _compared(new))] for old, new in d.changed[:50]]
     return {w.diff_summary: f"**v{d.a} → v{d.b}**: {s['added']:,} added · {s['removed']:,} removed · "
                             f"{s['changed']:,} changed · {s['unchanged']:,} unchanged (up to 50 examples of each below)",
             w.diff_df: rows}
+
+
+def _compared(record) -> str:
+    """What Compare shows of a changed record: its text, then its meta (a changed label is a change too)."""
+    return record.text() + "\n" + canonical_json(record.meta)
 
 
 def export(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:

@@ -23,8 +23,8 @@ from curation.review.actions import (BULK_ACTIONS, BulkAction, bulk_apply, bulk_
 from curation.review.commit import commit_preview, commit_review
 from curation.review.labels import (label_field, label_schema, meta_fields, parse_schema, save_schema, schema_gap,
                                     set_label_field, stored_schema)
-from curation.review.state import (QueueFilter, RecordView, ReviewState, STATUS_FILTERS, latest_draft_record, load_draft,
-                                   review_state)
+from curation.review.state import (QueueFilter, RecordView, ReviewState, STATUS_FILTERS, latest_draft_record,
+                                   load_draft, review_state)
 from curation.review.team import agreement, assign_reviewers, disagreements, reviewer_progress, settle
 from curation.ui.common import short
 from ui.kit import bind, caller_name, default_version, error_markdown, version_picker
@@ -447,7 +447,8 @@ def refilter(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> di
         who = reviewer_or_none(ws, request, data[w.name])
         filters = filters_of(w, data)
         rid = data[w.cur_rid]
-        return record_panel(w, state, who, filters, rid if state.queue_of(who, filters).where(rid) is not None else None)
+        kept = state.queue_of(who, filters).where(rid) is not None
+        return record_panel(w, state, who, filters, rid if kept else None)
     except Exception as exc:
         return {w.action_msg: error_markdown(exc)}
 

@@ -1,0 +1,216 @@
+"""Record storage at 10k, 100k and 1M records: each figure of the Data and Review tabs beside its floor, in one run.
+
+The records are generated here: each pairs an instruction and a response drawn at random from
+``benchmarks/data/dolly_slice.jsonl`` (databricks-dolly-15k, CC BY-SA 3.0; see benchmarks/data/README.md) with a
+ticket number, a source and Dolly's category as the label, so every text is human-written and many records share
+words. No part of Tuneloop reads that file. For each size the script writes a version (``SnapshotWriter``, what an
+import writes) into a fresh workspace and measures, as medians over ``--repeat`` runs:
+
+- **index build** (``curation.data.index``, once per version) beside the floor of reading the snapshot with pyarrow;
+- **Data tab, first page** before the index exists (the snapshot's first row group) and from the index, beside a
+  plain SQLite query of 20 rows from a table holding the same records;
+- **Data tab, search** (the tab's handler minus Gradio: ``RecordIndex.search`` for a count and the first page) for
+  a rare and a common word, beside the same FTS5 query run bare on the index file; at sizes up to
+  ``--scan-up-to`` also the full scan the tab ran before (load every record, ``search_records``);
+- **Review, open** (the warm state built: the index opened, the review rows read, the first queue computed) and
+  **approve + next** through the tab's own handler (``curation.ui.review.approve``: store the decision and labels,
+  move the queue, show the next record), median and p95 over ``--approvals`` approvals (wall clock, and this
+  process's CPU time, which a loaded machine disturbs less), beside a plain SQLite insert of the decision and a
+  select of the next row;
+- optionally (``--import-sizes``) **import** of the same records as JSONL (``import_file``) beside
+  ``pyarrow.json.read_json``.
+
+Run: ``python -m benchmarks.scale [--sizes 10000,100000,1000000] [--repeat 3] [--approvals 30]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DOLLY = ROOT / "benchmarks" / "data" / "dolly_slice.jsonl"
+SOURCES = ["mail", "chat", "phone", "web"]
+RARE, COMMON = "river", "the"
+
+
+def dolly_texts() -> tuple[list[tuple[str, str]], list[str]]:
+    rows = [json.loads(line) for line in DOLLY.read_text(encoding="utf-8").splitlines() if line.strip()]
+    asks = [(r["instruction"], r.get("category") or "general") for r in rows if r.get("instruction")]
+    answers = [r["response"] for r in rows if r.get("response")]
+    return asks, answers
+
+
+def generated_records(n: int, seed: int = 0):
+    """``n`` records as dicts (id, messages, meta), the same for the same seed."""
+    asks, answers = dolly_texts()
+    rnd = random.Random(seed)
+    for i in range(n):
+        ask, category = asks[rnd.randrange(len(asks))]
+        yield {"id": f"t{i:07d}",
+               "messages": [{"role": "user", "content": f"{ask} (ticket T-{rnd.randrange(10**6):06d})"},
+                            {"role": "assistant", "content": answers[rnd.randrange(len(answers))]}],
+               "meta": {"label": category, "source": SOURCES[rnd.randrange(len(SOURCES))]}}
+
+
+def median_ms(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def plain_table(path: Path, rows) -> sqlite3.Connection:
+    """The floor's database: the same records in one plain SQLite table (position, id, record JSON)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("pragma journal_mode=wal")       # the workspace database's settings
+    db.execute("pragma synchronous=normal")
+    db.execute("create table records (position integer primary key, id text, record text)")
+    db.execute("create table decisions (record_id text primary key, status text)")
+    db.execute("begin")
+    db.executemany("insert into records values (?,?,?)", rows)
+    db.execute("commit")
+    return db
+
+
+def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: bool) -> list[tuple]:
+    from core.workspace import Workspace
+    from curation.data import versions as V
+    from curation.data.index import record_index, snapshot_page
+    from curation.data.records import Record
+    import pyarrow.parquet as pq
+
+    folder = Path(tempfile.mkdtemp(prefix=f"tuneloop-scale-{n}-"))
+    ws = Workspace.open(folder / "ws")
+    out = []
+    start = time.perf_counter()
+    writer = V.SnapshotWriter(ws)
+    for d in generated_records(n):
+        writer.add(Record.from_dict(d))
+    version = V.create_version(ws, writer, parent=None, step="import")
+    out.append(("write the version (generate + SnapshotWriter)", (time.perf_counter() - start) * 1000, None, ""))
+    snapshot = ws.path(version.path)
+
+    if with_import:
+        from curation.data.imports import import_file
+        from pyarrow import json as pajson
+        src = folder / "records.jsonl"
+        with src.open("w", encoding="utf-8") as fh:
+            for d in generated_records(n):
+                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+        imported = median_ms(lambda: import_file(Workspace.open(tempfile.mkdtemp(dir=folder)), src), 1)
+        floor = median_ms(lambda: pajson.read_json(src), repeat)
+        out.append(("import JSONL (import_file)", imported, floor, "pyarrow.json.read_json"))
+
+    cold_page = median_ms(lambda: snapshot_page(ws, version.id, 0, 20), repeat)
+    read_floor = median_ms(lambda: pq.read_table(snapshot), repeat)
+    start = time.perf_counter()
+    index = record_index(ws, version.id)
+    built = (time.perf_counter() - start) * 1000
+    out.append(("index build (once per version)", built, read_floor, "pyarrow read of the snapshot"))
+    db = plain_table(folder / "plain.sqlite", ((i, r["id"], json.dumps(r)) for i, r in enumerate(generated_records(n))))
+    page_floor = median_ms(lambda: db.execute("select record from records where position >= ? order by position"
+                                              " limit 20", (n // 2,)).fetchall(), repeat)
+    out.append(("Data: first page, no index yet (snapshot)", cold_page, page_floor, "SQLite: 20 rows of a table"))
+    out.append(("Data: a middle page (index)", median_ms(lambda: index.search("", start=n // 2, limit=20), repeat),
+                page_floor, "SQLite: 20 rows of a table"))
+    raw = sqlite3.connect(f"file:{index.path}?mode=ro", uri=True)
+    for word in (RARE, COMMON):
+        def bare(word=word):
+            raw.execute("select count(*) from hay where hay match ?", (f'"{word}"',)).fetchone()
+            raw.execute("select rowid from hay where hay match ? order by rowid limit 20", (f'"{word}"',)).fetchall()
+        total = index.search(word)[0]
+        out.append((f"Data: search '{word}' ({total:,} found)", median_ms(lambda: index.search(word), repeat),
+                    median_ms(bare, repeat), "the same FTS5 query, bare"))
+        if n <= scan_up_to:
+            V.load_records(ws, version.id)
+            out.append((f"  before: full scan for '{word}'",
+                        median_ms(lambda: V.search_records(V.load_records(ws, version.id), word)[:20], repeat),
+                        None, ""))
+    out += review_figures(ws, version, db, approvals)
+    return out
+
+
+def review_figures(ws, version, db, approvals: int) -> list[tuple]:
+    import gradio as gr
+    from curation.ui import review
+    from curation.review.labels import label_schema
+
+    with gr.Blocks():
+        with gr.Tabs():
+            w = review.build(ws)
+    values = {c: getattr(c, "value", None) for c in [*vars(w).values(), *w.slots]
+              if isinstance(c, gr.components.Component)}
+    start = time.perf_counter()
+    shown = review.open_review(ws, w, {**values, w.name: "bench", w.version: version.name}, None)
+    opened = (time.perf_counter() - start) * 1000
+    option = label_schema(ws, version.id).fields[0]
+    label = option.options[0] if option.options else "x"
+    slot = 0 if option.kind == "single" else 2
+    times, cpu = [], []
+    rid = shown[w.cur_rid]
+    for _ in range(approvals):
+        data = {**values, w.name: "bench", w.version: version.name, w.cur_rid: rid,
+                w.msg_pick: shown[w.msg_pick]["value"], w.msg_edit: shown[w.msg_edit], w.slots[slot]: label}
+        start, start_cpu = time.perf_counter(), time.process_time()
+        shown = review.approve(ws, w, data, None)
+        times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+        if w.cur_rid not in shown or f"**{rid}** approved" not in shown[w.action_msg]:
+            raise SystemExit(f"approving {rid} failed: {shown.get(w.action_msg)}")
+        rid = shown[w.cur_rid]
+
+    def plain_approve(i=[0]):
+        i[0] += 1
+        db.execute("begin")
+        db.execute("insert or replace into decisions values (?, 'approved')", (f"t{i[0]:07d}",))
+        db.execute("commit")
+        db.execute("select record from records where position > ? order by position limit 1", (i[0],)).fetchone()
+
+    floor = [median_ms(plain_approve, 1) for _ in range(approvals)]
+    return [("Review: open (warm state built, first queue)", opened, None, ""),
+            (f"Review: approve + next, median of {approvals}", statistics.median(times), statistics.median(floor),
+             "SQLite: insert a decision, select the next row"),
+            (f"Review: approve + next, p95 of {approvals}", p95(times), p95(floor), ""),
+            ("Review: approve + next, CPU median / p95", statistics.median(cpu), p95(cpu),
+             "(the p95 in the floor column)")]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--approvals", type=int, default=30)
+    p.add_argument("--scan-up-to", type=int, default=100_000, help="measure the old full scan up to this size")
+    p.add_argument("--import-sizes", default="", help="sizes at which to measure import_file too (comma-separated)")
+    args = p.parse_args(argv)
+    imports = {int(s) for s in args.import_sizes.split(",") if s.strip()}
+    print(f"{'records':>9}  {'what':<48} {'Tuneloop (ms)':>14} {'floor (ms)':>11}  floor")
+    for n in (int(s) for s in args.sizes.split(",")):
+        for what, ms, floor, floor_name in measure(n, args.repeat, args.approvals, args.scan_up_to, n in imports):
+            shown = f"{floor:>11.1f}" if floor is not None else f"{'':>11}"
+            print(f"{n:>9,}  {what:<48} {ms:>14.1f} {shown}  {floor_name}", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of the run: {peak:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
