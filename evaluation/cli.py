@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure or improve (default: what --prompts-from serves)")
     g.add_argument("--prompts-from", default="test", metavar="SOURCE",
                    help="test | train | typed | file:PATH | served (default: test)")
-    g.add_argument("--prompt", action="append", default=[], help="a typed prompt (with --prompts-from typed; repeat it)")
+    g.add_argument("--prompt", action="append", default=[],
+                   help="a typed prompt (with --prompts-from typed; repeat it)")
     g.add_argument("--system-prompt", default="", help="the prompted base's system prompt")
     g.add_argument("--examples-seed", type=int, default=0, help="the seed that draws the prompted base's examples")
     g.add_argument("--api-key-env", default="", metavar="NAME",

@@ -264,7 +264,8 @@ def parse_arm(text: str, *, system_prompt: str = "", seed: int = 0, api_key_env:
         if url.strip() and model.strip():
             return ArmRequest("endpoint", url=url.strip(), model=model.strip(), api_key_env=api_key_env)
     raise TuneloopError(f"'{text}' is not an arm; give base, prompted:K (K examples from the train split), run:N "
-                        f"(a run id or adapter folder) or endpoint:URL#MODEL (e.g. endpoint:http://127.0.0.1:8000/v1#run-3)")
+                        f"(a run id or adapter folder) or endpoint:URL#MODEL "
+                        f"(e.g. endpoint:http://127.0.0.1:8000/v1#run-3)")
 
 
 def resolve_arms(ws: Workspace, requests: Iterable[ArmRequest], *, items: list[PromptItem] = (),

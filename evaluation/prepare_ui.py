@@ -43,7 +43,8 @@ def sources_for(purpose: str) -> list[tuple[str, str]]:
 def purpose_note(purpose: str) -> str:
     """What the chosen purpose means, and what each of its prompt sources is: one sentence each."""
     lines = [f"**{html.escape(PURPOSES[purpose])}**"]
-    lines += [f"- *{SOURCE_NAMES[value]}*: {html.escape(PROMPT_SOURCES[value][1])}" for _, value in sources_for(purpose)]
+    lines += [f"- *{SOURCE_NAMES[value]}*: {html.escape(PROMPT_SOURCES[value][1])}"
+              for _, value in sources_for(purpose)]
     return "\n".join(lines)
 
 

@@ -15,9 +15,9 @@ from core.errors import TuneloopError
 from curation.data.records import Record
 from curation.data.versions import create_version
 from evaluation.arena import get_evaluation, next_pair
-from evaluation.generate import (GenerationCancelled, cache_key, generate_answers, generate_pairs, parse_arm, prepare_evaluation,
-                                 prompts_for, prompts_from_texts, prompts_from_version, purpose_of, resolve_adapter,
-                                 resolve_arms)
+from evaluation.generate import (GenerationCancelled, cache_key, generate_answers, generate_pairs, parse_arm,
+                                 prepare_evaluation, prompts_for, prompts_from_texts, prompts_from_version, purpose_of,
+                                 resolve_adapter, resolve_arms)
 from training import registry as R
 from training import serve as S
 from training.config import RunConfig
@@ -157,7 +157,8 @@ def test_the_prompted_base_answers_with_k_train_examples_as_earlier_turns_and_re
     sent = [[{"role": "system", "content": system}, *turns, *i.messages] for i in items]
     assert answers[prompted.name] == plain_replies(base, None, sent, SETTINGS)
     # the tiny base answers briefly whatever it is sent: what it was sent is what the cache keys its answers by
-    keys = [cache_key(default_pool().get(ws, base), SETTINGS, conversation, adapter_identity=None) for conversation in sent]
+    warm = default_pool().get(ws, base)
+    keys = [cache_key(warm, SETTINGS, conversation, adapter_identity=None) for conversation in sent]
     cached = {r[0] for r in ws.db.execute("select key from generation_cache")}
     assert set(keys) <= cached
     assert answers["base"] == plain_replies(base, None, [i.messages for i in items], SETTINGS)
@@ -208,7 +209,8 @@ def test_an_endpoint_that_is_not_there_is_named_in_the_error(ws):
 
 def test_the_purpose_is_stored_and_prompts_to_improve_with_carry_the_train_split(ws, run_folder):
     version = split_version(ws)
-    with pytest.raises(TuneloopError, match="serve rating to improve, not to measure; to measure, take prompts from: test"):
+    with pytest.raises(TuneloopError, match="serve rating to improve, not to measure; to measure, take prompts "
+                                            "from: test"):
         prompts_for(ws, "train", purpose="measure", version=version.id)
     items = prompts_for(ws, "typed", purpose="improve", texts=["Where is my order?", "Is it open?"])
     assert {i.split for i in items} == {"train"}
