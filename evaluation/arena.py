@@ -725,7 +725,7 @@ def _rater_state(db: sqlite3.Connection, args: dict[str, Any]) -> sqlite3.Row:
     state = db.execute(_RATER_STATE, args).fetchone()
     if state is None:
         raise TuneloopError(f"there is no evaluation #{args['evaluation']} in this workspace; choose one from "
-                            f"the list (an admin prepares them in the Results tab)")
+                            f"the list (an admin prepares them at the top of the Rate tab)")
     return state
 
 
