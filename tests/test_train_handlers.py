@@ -105,3 +105,40 @@ def test_launch_registers_a_run_stop_resume_and_the_poll_follows_it_to_the_end(t
     assert done[w.selected]["value"] == str(run.id)
     again = train.poll(ws, w, page(w, selected=str(run.id), seen=done[w.seen]))
     assert w.selected not in again and "data-status='finished'" in again[w.status]
+
+
+def test_launch_while_a_run_trains_queues_it_and_clears_the_name(tab, tmp_path):
+    import os
+    import socket
+    ws, w = tab
+    version = split_version(ws)
+    model = str(build_tiny_model(tmp_path / "tiny"))
+    form = {"max_steps": 3, "eval_steps": 0, "rouge_test_samples": 0}
+    # a run that holds the cores (this process stands in for its job)
+    busy = R.create_run(ws, preset_config(next(iter(PRESETS)), base_model=model, datasets=version.name, max_steps=3,
+                                          eval_steps=0), name="busy")
+    R.update_run(ws, busy.id, status="running", pid=os.getpid(), pid_started=R._process_start_time(os.getpid()),
+                 host=socket.gethostname())
+    shown = page(w, split=version.name, base_model=model, run_name="busy", form=form)
+    launched = train.launch(ws, w, shown)
+    queued = R.get_run(ws, launched[w.selected]["value"])
+    assert queued.waiting and queued.name == f"busy #{queued.id}" and launched[w.run_name] == ""
+    assert f"Queued **#{queued.id} busy #{queued.id}** (queued, position 1)" in launched[w.message]
+    assert any("queued, position 1" in label for label, _ in launched[w.selected]["choices"])
+    polled = train.poll(ws, w, page(w, selected=str(queued.id), seen=launched[w.seen]))
+    assert "queued, position 1: it starts when the runs before it have ended" in polled[w.status]
+    assert polled[w.table][0][2] == "queued, position 1"
+    train.stop(ws, w, page(w, selected=str(queued.id)))
+    assert R.get_run(ws, queued.id).status == "stopped"
+    R.update_run(ws, busy.id, status="failed")
+
+
+def test_the_template_preview_says_it_may_convert_the_model_first(tab, tmp_path):
+    ws, w = tab
+    version = split_version(ws)
+    said = []
+    out = train.template_preview(ws, w, page(w, split=version.name, base_model=str(build_tiny_model(tmp_path / "t")),
+                                             seq_len=64, record_id=""),
+                                 progress=lambda value, desc=None: said.append(desc))
+    assert said == [train.LOADING_TOKENIZER] and "converting the model, the first time only" in said[0]
+    assert "rendered for" in out[w.preview_md]

@@ -360,10 +360,14 @@ def _tokenizer(model: str, root: str):
     return load_preview_tokenizer(model, Workspace.open(root))
 
 
-def template_preview(ws, w: TrainWidgets, data: dict) -> dict:
+LOADING_TOKENIZER = "loading the base model's tokenizer (converting the model, the first time only)"
+
+
+def template_preview(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> dict:
     """One record of the split rendered with the base model's chat template: the tokens training learns from
     marked, those past the sequence length marked as cut off, and the counts."""
     version, rid = data[w.split], data[w.record_id]
+    progress(None, desc=LOADING_TOKENIZER)
     try:
         records = split_records(ws, version)
         record = (next((r for r in records if r.id == rid.strip()), None) if rid and rid.strip()
@@ -385,6 +389,7 @@ def token_lengths(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> di
     """The split's conversations in tokens against the sequence length: a summary and a histogram."""
     try:
         records = split_records(ws, data[w.split])
+        progress(None, desc=LOADING_TOKENIZER)
         tokenizer, name = _tokenizer((data[w.base_model] or "").strip() or "default", str(ws.root))
         stats = token_length_stats(tokenizer, records, int(data[w.seq_len] or default_sequence_len()),
                                    progress=lambda f, d: progress(f, desc=d))
