@@ -230,30 +230,35 @@ def open_judge(ws: Workspace | None, spec: str = DEFAULT_JUDGE, *, key_env: str 
 # -- the pairs and the experts' votes -----------------------------------------------------------
 
 def evaluation_pairs(ws: Workspace, evaluation_id: int | str) -> list[JudgePair]:
-    """Every pair of the evaluation with its two arms' answers (the base's first)."""
+    """Every pair of two arms of the evaluation with both answers (gold pairs, which test the raters, left out)."""
     eid = arena.get_evaluation(ws, evaluation_id).id
-    rows = ws.db.execute("select id, prompt_id, label, messages, base_response, finetuned_response from eval_pairs"
-                         " where evaluation_id=? order by id", (eid,)).fetchall()
-    return [JudgePair(r["id"], r["prompt_id"], r["label"], json.loads(r["messages"]), ("base", "finetuned"),
-                      (r["base_response"], r["finetuned_response"])) for r in rows]
+    rows = ws.db.execute("select p.id, p.prompt_id, p.label, p.messages, f.name as first, s.name as second,"
+                         " p.first_response, p.second_response from eval_pairs p join eval_arms f on f.id=p.first_arm"
+                         " join eval_arms s on s.id=p.second_arm where p.evaluation_id=? and p.gold=0 order by p.id",
+                         (eid,)).fetchall()
+    return [JudgePair(r["id"], r["prompt_id"], r["label"], json.loads(r["messages"]), (r["first"], r["second"]),
+                      (r["first_response"], r["second_response"])) for r in rows]
 
 
 @dataclass(frozen=True)
 class ExpertVotes:
-    """The experts' votes per pair (pair id → rater → winning arm, None for a tie or both bad), each rater's
-    first vote on a pair only; ``duplicates`` counts the further ones left out."""
-    by_pair: dict[int, dict[str, str | None]]
+    """The experts' votes per pair (pair id → rater → first | second | tie, relative to the pair's arms; "both bad"
+    is a tie: neither answer is better), each rater's first vote on a pair only (a repeat with the sides swapped
+    included); ``duplicates`` counts the further ones left out. Gold pairs are left out."""
+    by_pair: dict[int, dict[str, str]]
     duplicates: int
 
 
 def expert_votes(ws: Workspace, evaluation_id: int) -> ExpertVotes:
-    by_pair: dict[int, dict[str, str | None]] = defaultdict(dict)
+    by_pair: dict[int, dict[str, str]] = defaultdict(dict)
     duplicates = 0
-    for v in arena.evaluation_votes(ws, evaluation_id):
-        if v.rater in by_pair[v.pair_id]:
+    for r in ws.db.execute("select p.id as pair_id, a.rater, v.outcome from eval_votes v"
+                           " join eval_assignments a on a.id=v.assignment_id join eval_pairs p on p.id=a.pair_id"
+                           " where p.evaluation_id=? and p.gold=0 order by v.id", (evaluation_id,)):
+        if r["rater"] in by_pair[r["pair_id"]]:
             duplicates += 1
             continue
-        by_pair[v.pair_id][v.rater] = v.outcome if v.outcome in ("base", "finetuned") else None
+        by_pair[r["pair_id"]][r["rater"]] = r["outcome"] if r["outcome"] in OUTCOMES else "tie"
     return ExpertVotes(dict(by_pair), duplicates)
 
 
@@ -416,7 +421,7 @@ class Calibration:
     evaluation_id: int
     judge: str
     threshold: float
-    arms: tuple[str, str]
+    arms: tuple[str, str]               # what the first and second outcomes are called (the arms, for two)
     overall: Agreement
     by_label: list[tuple[str, Agreement]]
     confusion: list[list[int]]          # experts' outcome (rows) × the judge's (columns), in OUTCOMES order
@@ -443,15 +448,14 @@ def calibrate(ws: Workspace, evaluation_id: int | str, judge_name: str, *, thres
         how[v.how] += 1
         if v.how == "unreadable":
             continue
-        for winner in votes.by_pair[v.pair_id].values():
-            expert = "tie" if winner is None else OUTCOMES[v.arms.index(winner)]
-            items.append((v.prompt_id, expert, v.outcome, v.label))
+        items += [(v.prompt_id, expert, v.outcome, v.label) for expert in votes.by_pair[v.pair_id].values()]
     overall = agreement_figures([i[:3] for i in items], resamples=resamples, seed=seed)
     labels = sorted({i[3] for i in items if i[3] is not None})
     by_label = [(label, agreement_figures([i[:3] for i in items if i[3] == label], resamples=resamples, seed=seed))
                 for label in labels]
     confusion = [[sum(1 for i in items if i[1] == e and i[2] == j) for j in OUTCOMES] for e in OUTCOMES]
-    arms = next(iter(verdicts.values())).arms if verdicts else ("base", "finetuned")
+    names = [arm.name for arm in arena.evaluation_arms(ws, evaluation.id)]
+    arms = (names[0], names[1]) if len(names) == 2 else ("the pair's first arm", "its second arm")
     return Calibration(evaluation.id, judge_name, float(threshold), arms, overall, by_label, confusion,
                        pairs=len(verdicts) - how["unreadable"], how=how,
                        unread=len(set(votes.by_pair) - set(verdicts)), duplicates=votes.duplicates)
@@ -465,11 +469,11 @@ class RestFigures:
     evaluation_id: int
     judge: str
     pairs: int
-    wins: dict[str, int]                # arm → pairs the judge gave it
+    wins: dict[str, int]                # arm → pairs the judge gave it, for every arm of the evaluation
     ties: int
     flipped: int
     unreadable: int
-    win_rate: float | None              # the second arm's (the fine-tuned run's) share of decisive verdicts
+    win_rate: float | None              # two arms: the second's share of the decisive verdicts
     wilson_low: float | None
     wilson_high: float | None
 
@@ -493,15 +497,17 @@ def rest_figures(ws: Workspace, evaluation_id: int, judge_name: str) -> RestFigu
     from evaluation.stats import wilson_interval
     rated = set(expert_votes(ws, evaluation_id).by_pair)
     verdicts = [v for v in pair_verdicts(ws, evaluation_id, judge_name) if v.pair_id not in rated]
-    arms = verdicts[0].arms if verdicts else ("base", "finetuned")
+    arms = [arm.name for arm in arena.evaluation_arms(ws, evaluation_id)]
     wins = {arm: sum(1 for v in verdicts if v.winner == arm) for arm in arms}
     decisive = sum(wins.values())
-    low, high = wilson_interval(wins[arms[1]], decisive)
+    second = wins[arms[-1]] if len(arms) == 2 else 0
+    low, high = wilson_interval(second, decisive) if len(arms) == 2 else (None, None)
     return RestFigures(evaluation_id, judge_name, len(verdicts), wins,
                        ties=sum(1 for v in verdicts if v.winner is None and v.how != "unreadable"),
                        flipped=sum(1 for v in verdicts if v.how == "flipped"),
                        unreadable=sum(1 for v in verdicts if v.how == "unreadable"),
-                       win_rate=wins[arms[1]] / decisive if decisive else None, wilson_low=low, wilson_high=high)
+                       win_rate=second / decisive if decisive and len(arms) == 2 else None, wilson_low=low,
+                       wilson_high=high)
 
 
 # -- presenting ---------------------------------------------------------------------------------
@@ -564,10 +570,10 @@ def format_rest(rest: RestFigures) -> str:
     """The judge's verdicts on the unrated pairs, labelled as the judge's."""
     if not rest.pairs:
         return f"Judge {rest.judge}: no verdicts on unrated pairs."
-    first, second = list(rest.wins)
-    rate = (f"; {second} won {_num(rest.win_rate, True)} of the judge's decisive verdicts "
+    arms = list(rest.wins)
+    rate = (f"; {arms[-1]} won {_num(rest.win_rate, True)} of the judge's decisive verdicts "
             f"{_interval(rest.wilson_low, rest.wilson_high, True)} (Wilson 95%)" if rest.win_rate is not None else "")
     return (f"The judge's verdicts (not votes; judge {rest.judge}) on {rest.pairs} pairs no expert rated: "
-            f"{second} {rest.wins[second]}, {first} {rest.wins[first]}, tie {rest.ties} "
+            + ", ".join(f"{arm} {n}" for arm, n in rest.wins.items()) + f", tie {rest.ties} "
             f"({rest.flipped} flipped with the sides)" + (f", {rest.unreadable} unreadable" if rest.unreadable else "")
             + rate + ".")

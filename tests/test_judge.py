@@ -9,7 +9,8 @@ import pytest
 
 from core.errors import TuneloopError
 from evaluation import judge as J
-from evaluation.arena import EvalItem, create_evaluation, evaluation_votes, get_evaluation, next_pair, record_vote
+from evaluation.arena import (EvalItem, create_evaluation, evaluation_arms, evaluation_votes, get_evaluation, next_pair,
+                              record_vote)
 
 GOOD = "Refunds are possible within 30 days; open Orders and press Refund."
 BAD = "I cannot help with that."
@@ -91,10 +92,12 @@ def test_the_judge_reads_every_rated_pair_blind_in_both_orders_and_agrees_as_com
     assert J.judge_evaluation(ws, eid, reader) == 8              # 4 rated pairs, two orders each
     assert J.judge_evaluation(ws, eid, reader) == 0              # stored readings are not read again
     rows = ws.db.execute("select pair_id, order_shown, arm_a, arm_b, verdict from judge_verdicts").fetchall()
-    assert sorted({(r["order_shown"], r["arm_a"]) for r in rows}) == [("first", "base"), ("swapped", "finetuned")]
+    arms = [arm.name for arm in evaluation_arms(ws, eid)]
+    assert sorted({(r["order_shown"], r["arm_a"], r["arm_b"]) for r in rows}) == [("first", *arms),
+                                                                                  ("swapped", *arms[::-1])]
     for prompt in reader.prompts:
         assert "Prefer the answer a customer can act on." in prompt and "Can I get a refund" in prompt
-        assert not any(name in prompt.lower() for name in ("base", "fine-tuned", "finetuned", "smollm"))
+        assert not any(name.lower() in prompt.lower() for name in [*arms, "SmolLM2"])
     assert {answers_in(p) for p in reader.prompts} == {(GOOD, BAD), (BAD, GOOD)}
     cal = J.calibrate(ws, eid, "reader")
     assert cal.pairs == 4 and cal.how["agreed"] == 4 and cal.overall.agreement == 1.0
