@@ -248,3 +248,29 @@ def test_an_endpoint_judge_reads_tuneloops_own_server(ws, tiny_base):
     assert [r["status"] for r in S.request_log(ws)] == [200] * 5
     with pytest.raises(TuneloopError, match="did not answer"):
         J.EndpointJudge(url, "run-1", timeout=5).read([{"role": "user", "content": "hi"}])
+
+
+def test_three_arms_are_judged_pair_by_pair_and_the_rest_counts_wins_per_arm(ws):
+    from evaluation.arena import Arm
+    from tests.test_arena_arms import register_run
+    register_run(ws, 5)
+    arms = [Arm("base", "base"), Arm("prompted base", "prompted", settings={"system_prompt": "Be brief."}),
+            Arm("run 5", "run", run_id=5)]
+    answers = {"base": BAD, "prompted base": "Please write to us.", "run 5": GOOD}
+    items = [EvalItem(f"q{i}", [{"role": "user", "content": f"Refund for order {i}?"}], responses=answers)
+             for i in range(3)]
+    eid = create_evaluation(ws, "three arms", items, arms=arms, base_model="tiny")
+    for _ in range(6):
+        pair = next_pair(ws, eid, "ana")
+        record_vote(ws, pair.assignment_id, "ana",
+                    "A" if pair.response_a == GOOD else "B" if pair.response_b == GOOD else "tie")
+    reader = ReadingJudge()
+    assert J.judge_evaluation(ws, eid, reader) == 12
+    assert not any(arm.name in prompt for arm in arms for prompt in reader.prompts)
+    cal = J.calibrate(ws, eid, "reader")
+    assert cal.pairs == 6 and cal.overall.agreement == 1.0 and cal.passes
+    assert cal.arms == ("the pair's first arm", "its second arm")
+    rest = J.judge_rest(ws, eid, reader)
+    assert rest.pairs == 3 and sum(rest.wins.values()) + rest.ties == 3 and rest.win_rate is None
+    assert list(rest.wins) == [a.name for a in arms] and rest.wins["base"] == rest.wins["prompted base"] == 0
+    assert "run 5" in J.format_rest(rest)
