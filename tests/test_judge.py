@@ -274,3 +274,22 @@ def test_three_arms_are_judged_pair_by_pair_and_the_rest_counts_wins_per_arm(ws)
     assert rest.pairs == 3 and sum(rest.wins.values()) + rest.ties == 3 and rest.win_rate is None
     assert list(rest.wins) == [a.name for a in arms] and rest.wins["base"] == rest.wins["prompted base"] == 0
     assert "run 5" in J.format_rest(rest)
+
+
+def test_a_stopped_judge_keeps_its_readings_and_continues_where_it_was(ws):
+    import threading
+    eid = small_evaluation(ws)
+    stop = threading.Event()
+    seen = []
+
+    class StoppingJudge(ReadingJudge):
+        def read(self, conversation):
+            if len(self.prompts) == 2:
+                stop.set()                  # Stop pressed while the third reading is under way
+            return super().read(conversation)
+
+    judge = StoppingJudge()
+    with pytest.raises(J.JudgeStopped, match="stopped after 3 of 8 readings"):
+        J.judge_evaluation(ws, eid, judge, cancel=stop, progress=lambda done, total, what: seen.append((done, total)))
+    assert seen == [(0, 8), (1, 8), (2, 8), (3, 8)]
+    assert J.judge_evaluation(ws, eid, judge) == 5 and len(judge.prompts) == 8
