@@ -172,8 +172,11 @@ def _parser() -> argparse.ArgumentParser:
 
     a = command("auto", cmd_auto, "automatic evaluation of a run on a split: ROUGE-L, BLEU, exact match, "
                                   "perplexity and the regression suites, for the base model and the run")
-    a.add_argument("--run", required=True, help="run id from the run registry, a run folder, or an adapter folder")
-    a.add_argument("--split", required=True, metavar="VERSION", help="dataset version holding the splits (v4)")
+    a.add_argument("--run", help="run id from the run registry, a run folder, or an adapter folder")
+    a.add_argument("--split", metavar="VERSION", help="dataset version holding the splits (v4)")
+    a.add_argument("--missing", action="store_true",
+                   help="instead of --run/--split: every finished run without an automatic evaluation, each on the "
+                        "split it trained on (the rounds view's Measure automatically)")
     a.add_argument("--which", default="test", help="which split's reference answers to score (default: test)")
     a.add_argument("--limit", type=int, help="answer and score only the first N conversations of each split")
     a.add_argument("--max-new-tokens", type=int, default=DecodingSettings.max_new_tokens)
@@ -385,6 +388,21 @@ def cmd_auto(args) -> int:
         bar.set_postfix_str(what)
 
     stop = threading.Event()
+    if args.missing:
+        from evaluation.auto import MEASURE_LIMIT, measure_missing
+        try:
+            results = measure_missing(_workspace(args), limit=args.limit or MEASURE_LIMIT, progress=progress,
+                                      cancel=stop)
+        finally:
+            bar.close()
+        for result in results:
+            print(json.dumps(asdict(result)) if args.json else format_auto_evaluation(result))
+        if not results:
+            print("every finished run already has its automatic evaluation", file=sys.stderr)
+        return 0
+    if not (args.run and args.split):
+        bar.close()
+        raise TuneloopError("auto needs --run RUN and --split VERSION, or --missing")
     try:
         result = auto_evaluate(_workspace(args), args.run, args.split, split=args.which, limit=args.limit,
                                settings=DecodingSettings(max_new_tokens=args.max_new_tokens),

@@ -101,3 +101,15 @@ def test_measure_automatically_fills_bleu_and_perplexity_for_runs_lacking_them(l
     assert not shown[w.bars]["value"].empty                              # perplexity bars, base and fine-tuned
     assert runs_without_figures(ws) == []
     assert rounds_ui.measure(ws, w, None, progress=lambda *a, **k: None)[w.measured].startswith("Every finished")
+
+
+def test_the_cli_measures_what_the_button_measures(loop, capsys):
+    from evaluation.cli import main as evaluation_cli
+    ws, done, *_ = loop
+    assert evaluation_cli(["auto", "--missing", "--workspace", str(ws.root)]) == 0
+    printed = capsys.readouterr()
+    # measured here, or already by the button (the test before)
+    assert f"run {done.id} on v" in printed.out or "every finished run already has" in printed.err
+    assert runs_without_figures(ws) == []
+    assert evaluation_cli(["auto", "--workspace", str(ws.root)]) != 0
+    assert "auto needs --run RUN and --split VERSION, or --missing" in capsys.readouterr().err
