@@ -11,6 +11,7 @@ if (!window.__tuneloopRateKeys) {
   document.addEventListener("click", (ev) => {
     const reveal = document.getElementById("rate-reveal");
     if (!reveal || !ev.target.closest || !ev.target.closest(verdicts)) return;
+    if (!reveal.textContent.includes("\u2705")) return;    // a refusal stays in view: it may come back word for word
     reveal.classList.add("rate-reveal-stale");
     reveal.dataset.staleText = reveal.textContent;
     if (!reveal.__tuneloopWatched) {
