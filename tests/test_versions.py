@@ -199,11 +199,13 @@ def _varied_records(n=137):
 
 
 def test_index_pages_and_searches_exactly_as_a_full_scan(ws):
-    from curation.data.index import record_index, snapshot_page
+    from curation.data.index import record_index, snapshot_page, snapshot_record
 
     v = V.create_version(ws, _varied_records(), parent=None, step="import")
     records = V.load_records(ws, v.id)
     assert [r.id for r in snapshot_page(ws, v.id, 120, 20)] == [r.id for r in records[120:140]]
+    assert snapshot_record(ws, v.id, "rec-031").to_dict() == records[31].to_dict()
+    assert snapshot_record(ws, v.id, "nope") is None
     index = record_index(ws, v.id)
     assert index.count == len(records)
     assert [r.to_dict() for r in index.page(40, 25)] == [r.to_dict() for r in records[40:65]]

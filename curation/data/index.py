@@ -77,6 +77,18 @@ def index_path(ws: Workspace, version: V.Version) -> Path:
     return ws.path(INDEX_FOLDER) / (Path(version.path).stem + ".sqlite")
 
 
+def snapshot_record(ws: Workspace, version: int | str, record_id: str) -> Record | None:
+    """One record read straight from the snapshot (the id column, then the row that matches): a record shown
+    before the version's index is built."""
+    import pyarrow.parquet as pq
+    v = V.get_version(ws, version)
+    path = ws.path(v.path)
+    if not path.exists():
+        raise TuneloopError(f"the snapshot of {v.name} ({v.path}) is missing from the workspace folder")
+    found = _rows_of(pq.read_table(path, filters=[("id", "=", record_id)]))
+    return _record(found[0][1]) if found else None
+
+
 def snapshot_page(ws: Workspace, version: int | str, start: int, limit: int) -> list[Record]:
     """The records at positions start … start+limit-1 read straight from the snapshot, only the row groups that
     hold them: a version's first page before its index is built."""

@@ -11,7 +11,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict, defaultdict
 from dataclasses import astuple, dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
@@ -99,13 +99,13 @@ class ReviewState:
     builds = 0                      # states made from scratch (a test counts them)
     reloads = 0                     # full re-reads of the review rows
 
-    def __init__(self, ws: Workspace, version: int | str):
+    def __init__(self, ws: Workspace, version: int | str, progress: Callable[[float, str], None] | None = None):
         ReviewState.builds += 1
         self.ws = ws
         self.version = V.get_version(ws, version)
         if self.version.kind != "sft":
             V.chat_records(ws, self.version.id, step="review")   # refuses it, naming the version's kind
-        self.index = record_index(ws, self.version.id)
+        self.index = record_index(ws, self.version.id, progress)
         self._lock = threading.RLock()
         self._queues: dict[tuple, Queue] = {}
         self._positions: dict[str, int | None] = {}
@@ -552,8 +552,10 @@ _warm: "OrderedDict[tuple[str, int], ReviewState]" = OrderedDict()
 _warm_lock = threading.Lock()
 
 
-def review_state(ws: Workspace, version: int | str) -> ReviewState:
-    """The warm review state of ``version``: made once per process, then brought up to date (``sync``)."""
+def review_state(ws: Workspace, version: int | str,
+                 progress: Callable[[float, str], None] | None = None) -> ReviewState:
+    """The warm review state of ``version``: made once per process, then brought up to date (``sync``);
+    ``progress`` hears how far the version's index is built, the first time it is needed."""
     v = V.get_version(ws, version)
     key = (str(ws.root), v.id)
     with _warm_lock:
@@ -561,7 +563,7 @@ def review_state(ws: Workspace, version: int | str) -> ReviewState:
         if state is not None:
             _warm.move_to_end(key)
     if state is None:
-        state = ReviewState(ws, v.id)
+        state = ReviewState(ws, v.id, progress)
         with _warm_lock:
             state = _warm.setdefault(key, state)
             while len(_warm) > _WARM_SIZE:

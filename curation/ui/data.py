@@ -18,7 +18,7 @@ from curation.data import versions as V
 from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map, read_records
 from curation.data.records import canonical_json
-from curation.data.index import built_index, record_index, snapshot_page
+from curation.data.index import built_index, record_index, snapshot_page, snapshot_record
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.review.labels import label_field
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows, short
@@ -315,7 +315,8 @@ def show_record(ws, w: DataWidgets, data: dict, evt: gr.SelectData) -> dict:
     """The clicked record's whole conversation, its id and meta."""
     version = data[w.browse_pick]
     rid = evt.row_value[0] if evt.row_value else None
-    rec = record_index(ws, version).record(rid) if version and rid else None
+    index = built_index(ws, version) if version and rid else None
+    rec = (index.record(rid) if index else snapshot_record(ws, version, rid)) if version and rid else None
     if rec is None:
         return {w.convo: [], w.meta_json: None}
     return {w.convo: chat_messages(rec), w.meta_json: {"id": rec.id, **rec.meta}}

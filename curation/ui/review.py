@@ -410,7 +410,7 @@ def record_panel(w: ReviewWidgets, state: ReviewState, who: str | None, filters:
             w.action_msg: message}
 
 
-def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) -> dict:
+def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
     """Open the tab, a version or a reviewer's name: the version's filters, schema and first record (the
     reviewer's latest draft, when there is one). The name box is filled from the browser's memory only
     when it is empty."""
@@ -420,7 +420,7 @@ def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None) ->
     try:
         if version_name is None:
             raise TuneloopError("this workspace has no dataset yet; import one in the Data tab")
-        state = review_state(ws, version_name)
+        state = review_state(ws, version_name, progress=lambda f, text: progress(f, desc=text))
         who = reviewer_or_none(ws, request, typed)
         rid = latest_draft_record(ws, state.version.id, who) if who else None
         shown = record_panel(w, state, who, filters_of(w, data), rid,
