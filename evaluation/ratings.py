@@ -161,7 +161,8 @@ class Ratings:
 
 
 def _score_matrix(comparisons: list[Comparison], index: dict[str, int]):
-    """S[i, j]: how often arm i beat arm j, a tie counting half to each."""
+    """S[i, j]: how often arm i beat arm j, a tie counting half to each; a both-bad vote scores nothing (it says
+    nothing about which arm is better)."""
     import numpy as np
     s = np.zeros((len(index), len(index)))
     for c in comparisons:
@@ -219,8 +220,9 @@ def _unbounded(scores, arms: list[str], reference: int) -> list[str]:
 
 
 def bradley_terry(comparisons: Iterable[Comparison], *, reference: str) -> dict[str, float]:
-    """Bradley–Terry ratings of the arms in these votes (as counted, none dropped), ``reference`` at 0."""
-    comparisons = [c for c in comparisons if c.outcome != "both_bad"]
+    """Bradley–Terry ratings of the arms in these votes (as counted, none dropped; both-bad votes score nothing),
+    ``reference`` at 0."""
+    comparisons = list(comparisons)
     names = sorted({a for c in comparisons for a in (c.left, c.right)} | {reference})
     index = {a: i for i, a in enumerate(names)}
     b = _fit(_score_matrix(comparisons, index), index[reference])

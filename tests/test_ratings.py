@@ -138,6 +138,10 @@ def hand_made_raters() -> list[Comparison]:
             out.append(Comparison(f"p{i}", rater, left, right, "left" if left == better else "right"))
         out.append(Comparison(f"p{i}", "dan", "base", "run", "left"))
     out[-4] = replace(out[-4], flagged="answer A says 'as a SmolLM model'")     # ana on p5
+    out.append(out[18])                 # cy's p4 vote again with the same sides: a duplicate, not a swapped repeat
+    # p6 without dan: ana and cy say run, bob base; for ana (and cy) the others are split one-one, so no majority
+    out += [Comparison("p6", "ana", "base", "run", "right"), Comparison("p6", "bob", "run", "base", "right"),
+            Comparison("p6", "cy", "run", "base", "left")]
     # gold pairs: ana right on 5 of 5, dan on 1 of 5 (a tie on a gold pair is wrong)
     for i in range(5):
         out.append(Comparison(f"g{i}", "ana", "worse", "gold answer", "right", gold="gold answer"))
@@ -153,15 +157,15 @@ def hand_made_raters() -> list[Comparison]:
 def test_rater_quality_on_a_hand_made_set():
     by = {q.rater: q for q in rater_quality(hand_made_raters())}
     ana, bob, cy, dan = by["ana"], by["bob"], by["cy"], by["dan"]
-    assert (ana.votes, bob.votes, cy.votes, dan.votes) == (11, 6, 6, 11)       # bob's repeats count once
+    assert (ana.votes, bob.votes, cy.votes, dan.votes) == (12, 7, 7, 11)       # repeats, duplicates count once
     assert (ana.gold_votes, ana.gold_correct, dan.gold_votes, dan.gold_correct) == (5, 5, 5, 1)
     assert (bob.repeats, bob.repeats_consistent) == (3, 2) and bob.repeat_consistency == pytest.approx(2 / 3)
-    assert ana.repeats == cy.repeats == dan.repeats == 0
+    assert ana.repeats == cy.repeats == dan.repeats == 0               # cy's duplicate kept its sides
     # dan: left on p0..p5 (6) and on g1..g3 of his 4 decisive gold votes: 9 of 10; exact two-sided p = 22/1024
     assert (dan.decisive, dan.left_wins) == (10, 9) and dan.position_p == pytest.approx(22 / 1024)
     # agreement with the others' majority (gold pairs left out, bob's first vote on p2 counted): ana, bob and cy
-    # always agree with it; dan matches the others only on p3
-    assert [(q.shared, q.agreed) for q in (ana, bob, cy, dan)] == [(6, 6), (6, 6), (6, 6), (6, 1)]
+    # agree with it on p0..p5, bob not on p6 (ana and cy have no majority there); dan matches it only on p3
+    assert [(q.shared, q.agreed) for q in (ana, bob, cy, dan)] == [(6, 6), (7, 6), (6, 6), (6, 1)]
     assert dan.outlier == ["gold pairs right 1/5", "agrees with the others 1/6"]
     assert ana.outlier == bob.outlier == cy.outlier == []
     assert [(c.prompt_id, c.rater) for c in flagged_votes(hand_made_raters())] == [("p5", "ana")]
@@ -199,10 +203,10 @@ def test_the_stats_cli_rates_arms_from_a_comparisons_file(tmp_path):
     run = [sys.executable, "-m", "evaluation", "stats", str(path)]
     text = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "Bradley–Terry ratings (logit scale, base at 0" in text
-    assert "⚠️ only 6 prompts: this interval is rough." in text
+    assert "⚠️ only 7 prompts: this interval is rough." in text
     assert "dan: 11 votes, gold right 1/5 (20%)" in text and "OUTLIER: gold pairs right 1/5" in text
     assert "p5 by ana (run vs base: left): answer A says 'as a SmolLM model'" in text
     s = json.loads(subprocess.run(run + ["--json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-    assert [r["arm"] for r in s["ratings"]] == ["run", "base"] and s["duplicates_dropped"] == 3
+    assert [r["arm"] for r in s["ratings"]] == ["run", "base"] and s["duplicates_dropped"] == 4
     wrong = subprocess.run(run + ["--reference", "gpt"], cwd=ROOT, capture_output=True, text=True)
     assert wrong.returncode == 2 and "'gpt' is not an arm of these votes; the arms are base, run" in wrong.stderr
