@@ -28,6 +28,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -145,6 +146,7 @@ def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: b
                         median_ms(lambda: V.search_records(V.load_records(ws, version.id), word)[:20], repeat),
                         None, ""))
     out += review_figures(ws, version, db, approvals)
+    shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
