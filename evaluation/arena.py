@@ -21,8 +21,8 @@ Rater quality, decided on the server and invisible in anything a rater gets befo
 
 - **Gold pairs** (``GoldItem``, ``read_gold_items``): a prompt with a known better and a known worse answer,
   which the admin supplies (e.g. the reference answer and a deliberately degraded copy). They are mixed in
-  at ``RaterChecks.gold_rate`` gold pairs per arm pair a rater gets; whether the vote picked the better answer is stored with it. They
-  belong to no arm and never enter the ratings of the arms.
+  at ``RaterChecks.gold_rate`` gold pairs per arm pair a rater gets; whether the vote picked the better
+  answer is stored with it. They belong to no arm and never enter the ratings of the arms.
 - **Repeats**: ``RaterChecks.repeat_rate`` of the arm pairs a rater voted on come back to them later with the sides
   swapped, never straight after the original. The two-arm figures count the original only; the ratings
   count one vote per rater, prompt and pair of arms (``evaluation.ratings.count_once``).
@@ -70,7 +70,6 @@ from core.workspace import Workspace
 from evaluation.ratings import Comparison
 
 VERDICTS = ("A", "B", "tie", "both_bad")
-OUTCOMES = ("finetuned", "base", "tie", "both_bad")
 VERDICT_WORDS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
 SIDES = ("A", "B")
 ARM_KINDS = ("base", "prompted", "run", "endpoint")
@@ -85,8 +84,8 @@ MAX_TEXT_CHARS = 20_000
 MODEL_FAMILIES = ("SmolLM", "Qwen", "Llama", "TinyLlama", "Mistral", "Mixtral", "Gemma", "Phi", "GPT", "ChatGPT",
                   "Claude", "Gemini", "DeepSeek", "Falcon", "OLMo", "Vicuna", "Zephyr")
 NAMED_ANYWHERE = ("SmolLM", "Qwen", "TinyLlama", "ChatGPT", "DeepSeek", "GPT-3", "GPT-4")
-_SPEAKER = r"\b(?:as|i am|i'm|i’m|this is|my name is|called|named|i was (?:made|trained|built|created) (?:by|as))\s+" \
-           r"(?:an?\s+|the\s+)?"
+_SPEAKER = (r"\b(?:as|i am|i'm|i’m|this is|my name is|called|named|i was (?:made|trained|built|created) (?:by|as))"
+            r"\s+(?:an?\s+|the\s+)?")
 
 
 class VoteRefused(TuneloopError):
@@ -193,24 +192,6 @@ class Evaluation:
         return (f"#{self.id} {self.name} · {compared} · {self.num_pairs} pairs · "
                 f"{self.overlap} rater(s) per pair · {self.num_votes} votes")
 
-    @property
-    def finetuned_name(self) -> str:
-        return finetuned_name(self.run_id)
-
-    @property
-    def base_name(self) -> str:
-        return base_name(self.base_model)
-
-
-def finetuned_name(run_id: int | None) -> str:
-    """How a reveal names the fine-tuned model of a two-arm evaluation."""
-    return f"fine-tuned (run {run_id})" if run_id else "fine-tuned"
-
-
-def base_name(base_model: str) -> str:
-    """How a reveal names the base model of an evaluation."""
-    return f"base ({base_model})"
-
 
 @dataclass(frozen=True)
 class BlindPair:
@@ -266,8 +247,8 @@ def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, ba
     run = run_key(ws, run_id)
     if arms is None:
         arms = [Arm("base", "base"), Arm(f"run {run}" if run else "fine-tuned", "run", run_id=run)]
-        items = [dataclasses.replace(it, responses={arms[0].name: it.base_response, arms[1].name: it.finetuned_response})
-                 for it in items]
+        items = [dataclasses.replace(it, responses={arms[0].name: it.base_response,
+                                                    arms[1].name: it.finetuned_response}) for it in items]
     arms = _checked_arms(ws, list(arms))
     if not items:
         raise TuneloopError("an evaluation needs at least one prompt with every arm's answer")
@@ -475,12 +456,6 @@ def close_evaluation(ws: Workspace, evaluation_id: int | str, *, closed_by: str 
     return get_evaluation(ws, evaluation.id)
 
 
-def is_closed(ws: Workspace, evaluation_id: int) -> bool:
-    """Whether the admin closed the evaluation to new votes (``close_evaluation``)."""
-    return ws.db.execute("select 1 from evaluations where id=? and json_extract(settings, '$.closed') is not null",
-                         (evaluation_id,)).fetchone() is not None
-
-
 def pair_text_key(messages: str, base_response: str, finetuned_response: str) -> str:
     """What a rater reads of a pair (the conversation, stored as JSON, and the two answers in either order) as
     one hash: two pairs with the same key look the same to a rater, whatever evaluation or sides they have."""
@@ -531,10 +506,10 @@ def next_pair(ws: Workspace, evaluation_id: int, rater: str) -> BlindPair | None
     """
     rater = _check_rater(rater)
     args = {"evaluation": parse_evaluation_id(evaluation_id), "rater": rater}
-    if is_closed(ws, args["evaluation"]):
-        return None
     with _writing(ws) as db:
         state = _rater_state(db, args)
+        if state["closed"]:
+            return None
         cap = state["vote_cap"]
         if state["open_id"] is not None:
             assignment_id, done = state["open_id"], state["issued"] - 1
@@ -623,12 +598,12 @@ def _writing(ws: Workspace) -> Iterator[sqlite3.Connection]:
         yield db
 
 
-# This rater in one evaluation: its quality settings, the pair issued and not yet voted on, and how many pairs
-# were issued to them (votes + the open one); with gold pairs or repeats, how many of each were issued. Everything
+# This rater in one evaluation: its rater checks, whether the admin closed it, the pair issued and not yet voted
+# on, and how many pairs were issued to them (votes + the open one); with gold pairs or repeats, how many of each were issued. Everything
 # goes through the (rater, pair) index.
 _MINE = "from eval_assignments a join eval_pairs p on p.id=a.pair_id where a.rater=:rater and p.evaluation_id=e.id"
 _RATER_STATE = (
-    "select e.id, e.gold_rate, e.repeat_rate, e.vote_cap,"
+    "select e.id, e.gold_rate, e.repeat_rate, e.vote_cap, json_extract(e.settings, '$.closed') is not null as closed,"
     " (select a.id from eval_assignments a join eval_pairs p on p.id=a.pair_id"
     "  left join eval_votes v on v.assignment_id=a.id"
     "  where a.rater=:rater and p.evaluation_id=e.id and v.id is null order by a.id limit 1) as open_id,"
@@ -876,7 +851,8 @@ def evaluation_comparisons(ws: Workspace, evaluation_id: int) -> list[Comparison
         out.append(Comparison(r["prompt_id"], r["rater"], left=left, right=right,
                               outcome={"A": "left", "B": "right"}.get(r["verdict"], r["verdict"]), label=r["label"],
                               gold=GOLD_BETTER if r["gold"] else None,
-                              flagged="; ".join(f"{arm}'s answer says '{said}'" for arm, said in named.items()) or None))
+                              flagged="; ".join(f"{arm}'s answer says '{said}'" for arm, said in named.items())
+                              or None))
     return out
 
 

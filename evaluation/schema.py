@@ -430,4 +430,5 @@ def m010_arms(db):
         flags = {arm: said for arm, text in (("base", r["first_response"]), (r["arm"], r["second_response"]))
                  if (said := model_named(text, names))}
         if flags:
-            db.execute("update eval_pairs set names_model=? where id=?", (json.dumps(flags, ensure_ascii=False), r["id"]))
+            db.execute("update eval_pairs set names_model=? where id=?",
+                       (json.dumps(flags, ensure_ascii=False), r["id"]))

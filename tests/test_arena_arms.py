@@ -71,7 +71,8 @@ def test_a_reveal_names_both_arms_after_the_vote(ws):
                 "run 5": "fine-tuned (run 5)"}
     while (pair := next_pair(ws, eid, "ana")) is not None:
         reveal = record_vote(ws, pair.assignment_id, "ana", "B")
-        assert (reveal.model_a, reveal.model_b) == (shown_as[author(pair.response_a)], shown_as[author(pair.response_b)])
+        assert (reveal.model_a, reveal.model_b) == (shown_as[author(pair.response_a)],
+                                                    shown_as[author(pair.response_b)])
 
 
 def test_with_fewer_pairs_per_prompt_every_pair_of_arms_is_compared_equally_often(ws):
@@ -141,10 +142,15 @@ def test_a_two_arm_evaluation_with_votes_upgrades_to_the_arms_base_and_its_run(t
                       (shown, verdict, outcome))
     ws.db.execute("insert into evaluations (id, name, base_model, adapter, overlap) values (2, 'folder', 'tiny',"
                   " '/a/adapter', 1)")
+    ws.db.execute("insert into eval_pairs (evaluation_id, prompt_id, messages, base_response, finetuned_response)"
+                  " values (2, 'p9', ?, 'As ChatGPT, I cannot track parcels.', 'It left today.')",
+                  (json.dumps([{"role": "user", "content": "Where?"}]),))
     upgraded = Workspace.open(ws.root)
     assert [(a.name, a.kind, a.run_id) for a in evaluation_arms(upgraded, 1)] == [("base", "base", None),
                                                                                   ("run 3", "run", 3)]
     assert [a.name for a in evaluation_arms(upgraded, 2)] == ["base", "fine-tuned"]
+    assert upgraded.db.execute("select names_model from eval_pairs where prompt_id='p9'").fetchone()[0] == \
+        '{"base": "As ChatGPT"}'                           # an old answer that names its model is flagged too
     rows = evaluation_votes(upgraded, 1)
     assert [(v.prompt_id, v.verdict, v.outcome, v.finetuned_side, v.comment, v.label) for v in rows] == [
         (p, verdict, outcome, side, "old", "billing") for p, (verdict, side, outcome) in votes.items()]

@@ -19,7 +19,8 @@ def test_the_prepare_form_sets_the_rater_checks_and_gold_pairs(ws, tab, run_fold
     gold.write_text("".join(json.dumps({"prompt": f"Parcel {i}?", "better": "It left today.", "worse": "Dunno."}) + "\n"
                             for i in range(4)))
     data = page(w, source="typed", purpose="improve", typed="\n".join(QUESTIONS[:3]), version=version.name,
-                runs=[str(run.id)], prompted=True, system_prompt="Be brief.", examples=1, decoding={"max_new_tokens": 3},
+                runs=[str(run.id)], prompted=True, system_prompt="Be brief.", examples=1,
+                decoding={"max_new_tokens": 3},
                 gold=str(gold), pairs_per_prompt=2, checks={"gold_rate": 0.5, "repeat_rate": 0.4, "vote_cap": 5})
     out = prepare_ui.generate_clicked(ws, w, tab, data, None, progress=no_progress)
     assert "✅ Evaluation #1 is ready" in out[w.status], out[w.status]

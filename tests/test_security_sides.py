@@ -102,15 +102,16 @@ def test_pairs_stored_before_the_text_keys_are_recognised_after_the_upgrade(tmp_
     # the workspace as it was before the text keys (and the arms): ana voted on one evaluation, the other has its texts
     ws = old_workspace(tmp_path / "workspace", {("evaluation", "m009_pair_text_keys"), ("evaluation", "m010_arms")})
     for eid in (1, 2):
-        ws.db.execute("insert into evaluations (id, name, base_model, overlap) values (?, ?, 'base', 1)", (eid, f"e{eid}"))
+        ws.db.execute("insert into evaluations (id, name, base_model, overlap) values (?, ?, 'base', 1)",
+                      (eid, f"e{eid}"))
         for item in items(3):
             pair = ws.db.execute("insert into eval_pairs (evaluation_id, prompt_id, messages, base_response,"
                                  " finetuned_response) values (?,?,?,?,?)",
                                  (eid, item.prompt_id, json.dumps(item.messages), item.base_response,
                                   item.finetuned_response)).lastrowid
             if eid == 1:
-                shown = ws.db.execute("insert into eval_assignments (pair_id, rater, finetuned_side) values (?, 'ana', 'A')",
-                                      (pair,)).lastrowid
+                shown = ws.db.execute("insert into eval_assignments (pair_id, rater, finetuned_side)"
+                                      " values (?, 'ana', 'A')", (pair,)).lastrowid
                 ws.db.execute("insert into eval_votes (assignment_id, verdict, outcome) values (?, 'A', 'finetuned')",
                               (shown,))
     upgraded = Workspace.open(tmp_path / "workspace")
