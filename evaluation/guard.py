@@ -8,9 +8,10 @@ a skill *lost*; the run's answers are also scored against the base's (ROUGE-L) t
 fine-tuning moved general behaviour. Results are stored as regression results of that suite, so the
 rounds view and the model card show them beside the run.
 
-Nothing has to be started by hand: ``guard_finished_runs`` checks every finished run that has no guard
-result yet; the app's ``GuardWatcher`` calls it in the background (training never imports evaluation,
-so the evaluation side notices finished runs), and it waits while a run trains.
+Nothing has to be started by hand: the app's ``GuardWatcher`` checks each run that finishes while the app
+is up, in the background (training never imports evaluation, so the evaluation side notices finished
+runs), and waits while a run trains; the rounds view's **Measure automatically** (and the CLI below)
+checks every finished run the guard has not seen yet, older ones included (``guard_finished_runs``).
 
 Example::
 
@@ -117,19 +118,22 @@ def guard_markdown(ws: Workspace, run_id: int | str) -> str:
     return " ".join(lines)
 
 
-def runs_without_guard(ws: Workspace) -> list:
-    """Finished runs with an adapter that the guard has not checked yet, oldest first."""
+def runs_without_guard(ws: Workspace, *, since: str | None = None) -> list:
+    """Finished runs with an adapter that the guard has not checked yet, oldest first (``since``: only those
+    that finished at or after that UTC time, as the registry writes it)."""
     from training.registry import list_runs
     return [run for run in sorted(list_runs(ws), key=lambda r: r.id)
             if run.status == "finished" and (run.adapter_dir / "adapter_config.json").is_file()
-            and guard_result(ws, run.id) is None]
+            and (since is None or (run.finished_at or "") >= since) and guard_result(ws, run.id) is None]
 
 
-def guard_finished_runs(ws: Workspace, *, progress=None, cancel: threading.Event | None = None) -> list[GuardResult]:
-    """Check every finished run the guard has not checked yet; nothing while a run trains (its cores are busy)."""
+def guard_finished_runs(ws: Workspace, *, since: str | None = None, progress=None,
+                        cancel: threading.Event | None = None) -> list[GuardResult]:
+    """Check every finished run the guard has not checked yet (``since``: as in ``runs_without_guard``); nothing
+    while a run trains (its cores are busy)."""
     from training.registry import training_run
     done = []
-    for run in runs_without_guard(ws):
+    for run in runs_without_guard(ws, since=since):
         if training_run(ws) is not None or (cancel is not None and cancel.is_set()):
             break
         done.append(run_guard(ws, run.id, progress=progress, cancel=cancel))
@@ -137,10 +141,12 @@ def guard_finished_runs(ws: Workspace, *, progress=None, cancel: threading.Event
 
 
 class GuardWatcher:
-    """A background thread that runs the guard on each run once it has finished (the app starts one)."""
+    """A background thread that runs the guard on each run that finishes while it watches (the app starts one);
+    runs that finished before are left to the rounds view's button, so starting the app never starts a model."""
 
     def __init__(self, ws: Workspace, *, every: float = WATCH_SECONDS):
-        self.root, self.every = ws.root, every
+        from training.registry import _now
+        self.root, self.every, self.since = ws.root, every, _now()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="tuneloop-guard", daemon=True)
 
@@ -156,7 +162,7 @@ class GuardWatcher:
         ws = Workspace.open(self.root)       # a connection of its own: SQLite connections stay in their thread
         while not self.stopping.is_set():
             try:
-                for result in guard_finished_runs(ws, cancel=self.stopping):
+                for result in guard_finished_runs(ws, since=self.since, cancel=self.stopping):
                     log.info("general-skills guard, run #%s: %s", result.run_id, result.text)
             except TuneloopError as exc:
                 log.warning("general-skills guard: %s", exc)

@@ -94,17 +94,22 @@ def show_rounds(ws, w: RoundsWidgets) -> dict:
 def measure(ws, w: RoundsWidgets, request: gr.Request = None, progress=gr.Progress()) -> dict:
     """The automatic evaluation of every finished run that has none yet, then the rounds view with its figures."""
     from evaluation.auto import measure_missing
+    from evaluation.guard import guard_finished_runs
 
     stop = MEASURING.start(request)
+    said = lambda i, total, text: progress((i, total) if total else None, desc=text)   # noqa: E731
     try:
-        done = measure_missing(ws, progress=lambda i, total, text: progress((i, total) if total else None, desc=text),
-                               cancel=stop)
+        done = measure_missing(ws, progress=said, cancel=stop)
+        guarded = guard_finished_runs(ws, progress=lambda i, total, text: said(i, total, f"guard: {text}"),
+                                      cancel=stop)
     except TuneloopError as exc:
         return {**show_rounds(ws, w), w.measured: error_markdown(exc)}
     finally:
         MEASURING.finish(request, stop)
     told = (f"Measured {', '.join(f'run #{e.run_id}' for e in done)}." if done
             else "Every finished run already has its automatic evaluation.")
+    if guarded:
+        told += f" The general-skills guard checked {', '.join(f'run #{g.run_id}' for g in guarded)}."
     return {**show_rounds(ws, w), w.measured: told}
 
 

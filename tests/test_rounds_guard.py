@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import gradio as gr
 import pytest
@@ -71,9 +72,19 @@ def test_the_guard_waits_while_a_run_trains_then_checks_each_finished_run_once(l
     R.update_run(ws, busy.id, status="running", pid=me, pid_started=R._process_start_time(me),
                  host=socket.gethostname())
     assert G.guard_finished_runs(ws) == []                              # its cores belong to the training run
+    # the app's watcher: runs that finished before it started are left alone, one that finishes later is checked
+    watcher = G.GuardWatcher(ws, every=0.2)
+    assert G.runs_without_guard(ws, since=watcher.since) == []
+    R.update_run(ws, done.id, finished_at=watcher.since)
+    watcher.start()
+    time.sleep(1.5)
+    assert G.guard_result(ws, done.id) is None                          # still waiting for the training run
     R.update_run(ws, busy.id, status="failed")
-    checked = G.guard_finished_runs(ws)
-    assert [r.run_id for r in checked] == [done.id] and G.guard_finished_runs(ws) == []
+    deadline = time.monotonic() + 600
+    while G.guard_result(ws, done.id) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    watcher.stop()
+    assert G.guard_finished_runs(ws) == [] and G.runs_without_guard(ws) == []
     result = G.guard_result(ws, done.id)
     assert result.total == len(G.guard_suite(ws).cases) == 12
     assert 0 <= result.tuned_passed <= 12 and 0 <= result.agreement <= 1
