@@ -184,12 +184,7 @@ class Evaluation:
     arms: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        if len(self.arms) > 2:
-            compared = ", ".join(self.arms)
-        else:
-            source = f"run {self.run_id}" if self.run_id else (self.adapter or "adapter")
-            compared = f"{source} vs {self.base_model}"
-        return (f"#{self.id} {self.name} · {compared} · {self.num_pairs} pairs · "
+        return (f"#{self.id} {self.name} · {' vs '.join(self.arms)} (on {self.base_model}) · {self.num_pairs} pairs · "
                 f"{self.overlap} rater(s) per pair · {self.num_votes} votes")
 
 

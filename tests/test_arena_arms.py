@@ -51,6 +51,7 @@ def test_three_arms_issue_every_pair_of_arms_on_every_prompt_and_votes_become_co
     assert [a.name for a in evaluation_arms(ws, eid)] == [a.name for a in ARMS]
     evaluation = get_evaluation(ws, eid)
     assert evaluation.num_pairs == 12 and evaluation.run_id == 5 and evaluation.arms == tuple(a.name for a in ARMS)
+    assert "three arms · base vs prompted base (2 examples) vs run 5 (on tiny) · 12 pairs" in evaluation.describe()
     assert rater_progress(ws, eid, "ana").total == 12
     shown = vote_everything(ws, eid, "ana", "A")
     assert len(shown) == 12
