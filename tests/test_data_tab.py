@@ -31,6 +31,27 @@ def test_import_shows_new_version_in_lineage(live_app, page, tmp_path):
     expect(page.locator("#data-versions")).to_contain_text("import")
 
 
+@pytest.mark.browser
+def test_the_records_table_fits_the_page_however_long_the_texts(live_app, page, tmp_path):
+    app = live_app(args=["--no-demo"])
+    long_answer = " ".join(f"step-{i} open Settings and choose the plan named Family-Premium" for i in range(60))
+    src = write_jsonl(tmp_path / "long.jsonl", [chat(f"question {i} " + "x" * 400, long_answer, label="y" * 80)
+                                                for i in range(5)])
+    page.goto(app.url)
+    page.locator("#data-path textarea, #data-path input").first.fill(str(src))
+    page.locator("#data-import-btn").click()
+    page.get_by_text("Imported 5 records").wait_for()
+    page.get_by_role("tab", name="Browse", exact=True).click()
+    expect(page.locator("#data-records")).to_contain_text("question 0")
+    widths = page.evaluate("""() => {
+        const table = document.querySelector('#data-records table');
+        return [table.getBoundingClientRect().width, document.querySelector('#data-records').clientWidth,
+                document.documentElement.scrollWidth, window.innerWidth];
+    }""")
+    table, box, scrolled, window = widths
+    assert table <= box + 1 and scrolled <= window, widths
+
+
 def test_data_handlers_import_roll_back_and_move_every_picker_to_the_current_version(ws, tmp_path):
     import gradio as gr
 
