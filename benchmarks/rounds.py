@@ -1,7 +1,7 @@
 """Does round 2 beat round 1? Two rounds of the loop on the demo data, measured on one test split.
 
     python benchmarks/rounds.py [--train 48] [--pool 16] [--test 16] [--epochs 2] [--max-new-tokens 40]
-                                [--qlora] [--workspace DIR]
+                                [--dpo-epochs 2] [--kto-epochs 2] [--qlora] [--workspace DIR]
 
 On the default model (SmolLM2-135M-Instruct), in one run. LoRA over the full-precision base by
 default: on a CPU, bitsandbytes' 4-bit matmuls dequantize every weight on every step and are several
@@ -16,13 +16,18 @@ recipe, so the comparison is fair either way.
    below 0.2: both bad), and when neither answer reaches 0.5 the rater writes the reference answer
    as the correction. This stands in for a domain expert who knows the house answers; it is
    not a human judgement;
-3. round 2, both ways: (a) SFT with the same recipe on the merged version (round 1's data plus the
-   corrections), (b) DPO from round 1's adapter on the votes' preference pairs;
+3. round 2, three ways: (a) SFT with the same recipe on the merged version (round 1's data plus the
+   corrections), (b) DPO from round 1's adapter on the votes' preference pairs, (c) KTO from round 1's
+   adapter on every answer the votes judged (one-sided and "both bad" votes too, and the corrections);
 4. every model is evaluated automatically on the same test split (ROUGE-L, BLEU, perplexity on val
    and test, a house-rules regression suite).
 
-Prints the figures side by side (base, round 1, round 2 SFT, round 2 DPO) and, per round-2 model,
-whether it beat round 1 on each figure. Nothing is assumed: whatever the numbers say is printed.
+Prints what each stage had to learn from and what it changed: its training loss first → last step
+(and whether it moved at all), its reward figures, and how far its adapter moved the next-token
+log-probabilities away from round 1's on the test prompts (mean |Δ log p| of the greedy token; 0
+means the stage changed nothing). Then the figures side by side (base, round 1, round 2 SFT, DPO,
+KTO) and, per round-2 model, whether it beat round 1 on each figure. Nothing is assumed: whatever the
+numbers say is printed.
 """
 from __future__ import annotations
 
@@ -94,6 +99,48 @@ def simulated_votes(ws, evaluation_id: int, references: dict[str, str]) -> dict[
     return counts
 
 
+def logprob_shift(base_model: str, adapter_a, adapter_b, prompts: list[list[dict]]) -> float:
+    """Mean over prompts of |log p_a(t) − log p_b(t)| for the next token t that adapter a would choose:
+    how far b moved the model away from a where it answers (0.0: b changes nothing a does)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model), str(adapter_a),
+                                      adapter_name="a")
+    model.load_adapter(str(adapter_b), adapter_name="b")
+    shifts = []
+    with torch.no_grad():
+        for messages in prompts:
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                return_dict=True)["input_ids"]
+            model.set_adapter("a")
+            log_a = model(input_ids=ids).logits[0, -1].log_softmax(-1)
+            model.set_adapter("b")
+            log_b = model(input_ids=ids).logits[0, -1].log_softmax(-1)
+            token = int(log_a.argmax())
+            shifts.append(abs(float(log_a[token] - log_b[token])))
+    return sum(shifts) / len(shifts)
+
+
+def stage_report(run, name: str, moved_below: float = 0.01) -> str:
+    """One run's training in numbers: its loss first → last step and whether it moved, and its reward figures."""
+    from training.registry import read_metrics
+    rows = [r for r in read_metrics(run) if r.get("event") == "train"]
+    if not rows:
+        return f"{name}: no training step logged"
+    first, last = rows[0], rows[-1]
+    moved = abs(last["loss"] - first["loss"])
+    text = (f"{name}: {len(rows)} steps, loss {first['loss']:.4f} → {last['loss']:.4f} "
+            + (f"(moved {last['loss'] - first['loss']:+.4f})" if moved >= moved_below else
+               f"(did not move: |Δ| {moved:.4f} < {moved_below})"))
+    rewards = [k for k in ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "kl")
+               if k in last]
+    if rewards:
+        text += "; " + ", ".join(f"{k} {first.get(k, 0):.4f} → {last[k]:.4f}" for k in rewards)
+    return text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", type=int, default=48)
@@ -102,6 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--test", type=int, default=16)
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--dpo-epochs", type=float, default=2.0)
+    p.add_argument("--kto-epochs", type=float, default=2.0)
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--qlora", action="store_true", help="train over the 4-bit base (slow on a CPU)")
     p.add_argument("--workspace", help="keep the workspace here (default: a temporary folder)")
@@ -111,14 +159,14 @@ def main(argv=None) -> int:
     from curation.data.versions import create_version
     from evaluation.arena import EvalItem, create_evaluation
     from evaluation.auto import FIGURES, auto_evaluate, format_auto_evaluation
-    from evaluation.feedback import collect_feedback, make_preference_version, merge_feedback
+    from evaluation.feedback import collect_feedback, make_kto_version, make_preference_version, merge_feedback
     from evaluation.generate import DecodingSettings, generate_pairs, prompt_from_record, resolve_adapter
     from evaluation.regression import add_case, create_suite
     from evaluation.stats import summarize, votes_from_rows
     from training.config import RunConfig
     from training.job import run_training
     from training.models import resolve_base_model
-    from training.registry import create_run, read_metrics
+    from training.registry import create_run
 
     started = time.monotonic()
     marks: list[tuple[str, float]] = []
@@ -185,20 +233,33 @@ def main(argv=None) -> int:
     r2_dpo = train(dpo_config, "round 2 DPO (preferences)")
     auto["round 2 DPO"] = auto_evaluate(ws, str(r2_dpo.id), v1.id, settings=settings)
     mark("round 2 DPO evaluated automatically:\n" + format_auto_evaluation(auto["round 2 DPO"]))
+    kto = make_kto_version(ws, evaluation, created_by="benchmark")
+    kto_config = RunConfig.from_dict({**recipe, "datasets": v1.name, "stage": "kto", "sft_run": str(r1.id),
+                                      "kto_data": kto.name, "kto_beta": 0.1, "learning_rate": 2e-4,
+                                      "micro_batch_size": 4, "num_epochs": args.kto_epochs})
+    r2_kto = train(kto_config, "round 2 KTO (every judged answer)")
+    auto["round 2 KTO"] = auto_evaluate(ws, str(r2_kto.id), v1.id, settings=settings)
+    mark("round 2 KTO evaluated automatically:\n" + format_auto_evaluation(auto["round 2 KTO"]))
 
     print()
     print(f"Human-side figures of round 1 (simulated expert, {human['votes']} votes): round 1 won {human['wins']}, "
           f"base won {human['losses']}, ties {human['ties']}, both bad {human['both_bad']}; win rate "
           f"{human['win_rate']:.3f} [Wilson 95%: {human['wilson_low']:.3f}, {human['wilson_high']:.3f}]")
-    print(f"Round 2 data: v{v2.id} adds {v2.counts.get('added')} corrected answers to v{v1.id}; DPO trained on "
-          f"{r2_dpo.metrics.get('train_pairs')} preference pairs")
-    dpo_rows = [r for r in read_metrics(r2_dpo) if r.get("event") == "train"]
-    if dpo_rows:
-        print(f"DPO curve: loss {dpo_rows[0]['loss']:.4f} → {dpo_rows[-1]['loss']:.4f}, reward margin "
-              f"{dpo_rows[0].get('rewards/margins', 0):.4f} → {dpo_rows[-1].get('rewards/margins', 0):.4f}, "
-              f"reward accuracy {dpo_rows[-1].get('rewards/accuracies', 0):.2f} (last step)")
+    print(f"Round 2 data from {counts['A'] + counts['B']} decisive votes, {counts['both_bad']} both bad, "
+          f"{counts['tie']} ties, {counts['corrected']} corrections: SFT on v{v2.id} ({v2.counts.get('added')} "
+          f"corrected answers added to v{v1.id}); DPO on {r2_dpo.metrics.get('train_pairs')} preference pairs; KTO on "
+          f"{r2_kto.metrics.get('train_examples')} judged answers ({r2_kto.metrics.get('desirable')} desirable, "
+          f"{r2_kto.metrics.get('undesirable')} undesirable; weights {r2_kto.metrics.get('desirable_weight')} / "
+          f"{r2_kto.metrics.get('undesirable_weight')})")
+    test_prompts = [prompt_from_record(r).messages for r in parts["test"]]
+    for run, name in ((r1, "round 1 SFT"), (r2_sft, "round 2 SFT"), (r2_dpo, "round 2 DPO"), (r2_kto, "round 2 KTO")):
+        line = stage_report(run, name)
+        if run is not r1:
+            shift = logprob_shift(base_model, r1.adapter_dir, run.adapter_dir, test_prompts)
+            line += f"; mean |Δ log p| of round 1's next token on the test prompts {shift:.4f}"
+        print(line)
     print()
-    columns = ["base", "round 1", "round 2 SFT", "round 2 DPO"]
+    columns = ["base", "round 1", "round 2 SFT", "round 2 DPO", "round 2 KTO"]
     print(f"{'figure on v' + str(v1.id) + '/test (' + str(args.test) + ')':<30}" + "".join(f"{c:>14}" for c in columns))
     table = {}
     for key, title, higher in FIGURES:
@@ -211,7 +272,7 @@ def main(argv=None) -> int:
         auto[c].metrics["regression"][0]["finetuned_passed"] for c in columns[1:]]
     print(f"{'house rules passed (of ' + str(len(HOUSE_RULES)) + ')':<30}" + "".join(f"{v:>14}" for v in passes))
     print()
-    for name in ("round 2 SFT", "round 2 DPO"):
+    for name in ("round 2 SFT", "round 2 DPO", "round 2 KTO"):
         verdicts = []
         for key, title, higher in FIGURES:
             values, _ = table[key]

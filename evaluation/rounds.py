@@ -2,10 +2,10 @@
 
 Every run is one step of a chain, read from the lineage rows: a run's dataset version and its
 ancestors (``dataset_versions.parent_id``), the evaluation each feedback merge came from
-(``feedback_versions``), the run that evaluation rated (``evaluations.run_id``) and a DPO run's
+(``feedback_versions``), the run that evaluation rated (``evaluations.run_id``) and a DPO or KTO run's
 parent (``runs.parent_run_id``). A run's round is 1 plus the feedback it stands on: an SFT run on a
-version made by merging feedback is one round after the run that feedback was about; a DPO run is
-one round after the SFT run it starts from. Each run is compared with the run before it in its
+version made by merging feedback is one round after the run that feedback was about; a DPO or KTO run
+is one round after the SFT run it starts from. Each run is compared with the run before it in its
 chain (its *previous run*), figure by figure, so the view can say where a round helped and where it
 regressed, down to the regression cases that passed before and fail now. The human rating of a run is its
 Bradley–Terry rating against the base in the newest evaluation it is an arm of (``human_rating``), so rounds
@@ -113,16 +113,18 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
     rated: dict[int, Any] = {}
     for run in runs:
         merges = behind.get(run.id, [])
-        previous = run.parent_run_id if run.config.stage == "dpo" else (merges[0] if merges else None)
+        second_stage = run.config.stage in ("dpo", "kto")      # starts from an SFT run's adapter
+        previous = run.parent_run_id if second_stage else (merges[0] if merges else None)
         version_text = run.dataset
-        trained_on = run.preference_version if run.config.stage == "dpo" else run.dataset_version
+        trained_on = run.preference_version if second_stage else run.dataset_version
         if trained_on:
             v = get_version(ws, trained_on)
-            version_text = f"{v.name} ({v.step}, {v.num_records} {'pairs' if v.kind == 'preference' else 'records'})"
+            what = {"preference": "pairs", "kto": "KTO examples"}.get(v.kind, "records")
+            version_text = f"{v.name} ({v.step}, {v.num_records} {what})"
         row = RoundRow(round=1 + len(merges), run_id=run.id, run_name=run.name, stage=run.config.stage,
                        status=run.status, version=run.dataset_version, version_text=version_text,
                        previous_run=previous)
-        if run.config.stage == "dpo" and previous in rows:
+        if second_stage and previous in rows:
             row.round = rows[previous].round + 1
         auto = latest_auto_evaluation(ws, run.id)
         if auto is not None:

@@ -179,6 +179,15 @@ def test_kto_run_trains_with_a_finite_loss_and_its_adapter_changes_the_logits(sf
 
     assert (logits(run.adapter_dir) - logits(sft.adapter_dir)).abs().max().item() > 1e-3
 
+    from evaluation.rounds import round_rows
+    from training.card import training_card_lines
+    rows = {row.run_id: row for row in round_rows(ws)}
+    assert rows[run.id].stage == "kto" and rows[run.id].previous_run == sft.id
+    assert rows[run.id].round == rows[sft.id].round + 1 and "12 KTO examples" not in rows[run.id].version_text
+    assert f"{kto.name} (kto, 13 KTO examples)" == rows[run.id].version_text
+    card = "\n".join(training_card_lines(ws, run))
+    assert f"- KTO examples: from {kto.name}" in card and "12 trained on (8 desirable, 4 undesirable)" in card
+
 
 def test_preflight_and_create_refuse_kto_data_with_nothing_to_train_on(sft_run, tiny_base):
     ws, version, sft = sft_run

@@ -55,6 +55,15 @@ def training_card_lines(ws: Workspace, run: Run) -> list[str]:
                      f"{m.get('train_pairs', '?')} trained on, {m.get('val_pairs', '?')} for evaluation, "
                      f"{m.get('test_pairs_left_out', '?')} from test prompts left out; started from run "
                      f"#{run.parent_run_id if run.parent_run_id is not None else run.config.sft_run}")
+    if run.config.stage == "kto":
+        m = run.metrics
+        source = (get_version(ws, run.preference_version).name if run.preference_version is not None
+                  else run.config.kto_data)
+        lines.append(f"- KTO examples: from {source} (hash `{(run.preference_hash or '')[:16]}`) — "
+                     f"{m.get('train_examples', '?')} trained on ({m.get('desirable', '?')} desirable, "
+                     f"{m.get('undesirable', '?')} undesirable), {m.get('val_examples', '?')} for evaluation, "
+                     f"{m.get('test_examples_left_out', '?')} from test prompts left out; started from run "
+                     f"#{run.parent_run_id if run.parent_run_id is not None else run.config.sft_run}")
     lines += ["", "## Training", "", f"- code version: {run.code_version or 'unknown'}",
               "- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(run.packages.items())),
               "- summary: " + ", ".join(f"{k} {v}" for k, v in run.metrics.items()

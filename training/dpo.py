@@ -152,7 +152,6 @@ class _RewardsLog:
 
     def __init__(self, log):
         self.log = log
-        self.path = log.path
         self.latest: dict[str, float] = {}
 
     def write(self, row: dict[str, Any]) -> None:
@@ -160,8 +159,8 @@ class _RewardsLog:
             row = {**row, **self.latest}
         self.log.write(row)
 
-    def drop_after(self, step: int) -> None:
-        self.log.drop_after(step)
+    def __getattr__(self, name: str):
+        return getattr(self.log, name)     # everything else (path, phase, drop_after ...) is the job's log's
 
 
 def _rewards_callback(rewards_log: _RewardsLog, keys: tuple[str, ...] = REWARD_KEYS):
