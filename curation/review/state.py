@@ -112,6 +112,7 @@ class ReviewState:
         self._suggested: dict[str | None, LabelSchema] = {}
         self._sources: list[str] | None = None
         self._records: list[Record] | None = None
+        self._by_id: dict[str, Record] | None = None
         self.revision = -1
         self._load_review()
 
@@ -210,7 +211,9 @@ class ReviewState:
 
     @property
     def by_id(self) -> dict[str, Record]:
-        return {r.id: r for r in self.records}
+        if self._by_id is None:
+            self._by_id = {r.id: r for r in self.records}
+        return self._by_id
 
     def position(self, record_id: str) -> int | None:
         """Where the record is in the version (None: it is not in it)."""
