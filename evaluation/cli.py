@@ -259,24 +259,32 @@ def cmd_generate(args) -> int:
 
 def cmd_report(args) -> int:
     from curation.review.labels import label_field
-    from evaluation.arena import evaluation_votes, get_evaluation
+    from evaluation.arena import evaluation_arms, evaluation_comparisons, evaluation_votes, get_evaluation
     from evaluation.feedback import collect_feedback
+    from evaluation.ratings import arms_summary, format_arms
     from evaluation.stats import format_summary, summarize, votes_from_rows
 
     ws = _workspace(args)
     evaluation = get_evaluation(ws, args.evaluation)
     rows = [v.to_stats_row() for v in evaluation_votes(ws, evaluation.id)]
     summary = summarize(votes_from_rows(rows)) if rows else None
+    comparisons = evaluation_comparisons(ws, evaluation.id)
+    names = [a.name for a in evaluation_arms(ws, evaluation.id)]
+    arms = arms_summary(comparisons, reference=names[0], arms=names) if comparisons else None
     fb = collect_feedback(ws, evaluation.id, policy=args.policy)
     field = label_field(ws, evaluation.dataset_version) if evaluation.dataset_version else None
     if args.json:
         print(json.dumps({"evaluation": evaluation.id, "name": evaluation.name, "run": evaluation.run_id,
                           "pairs": evaluation.num_pairs, "overlap": evaluation.overlap, "label_field": field,
-                          "stats": summary,
+                          "stats": summary, "arms": arms, "closed": evaluation.settings.get("closed"),
                           "feedback": fb.counts(), "disagreements": fb.disagreements}, indent=2))
         return 0
     print(evaluation.describe())
+    if evaluation.settings.get("closed"):
+        print(f"closed to new votes at {evaluation.settings['closed']['at']}")
     print(format_summary(summary, field) if summary else "no votes yet")
+    if arms:
+        print(format_arms(arms))
     counts = fb.counts()
     print(f"feedback ({args.policy}): {counts['preference_pairs']} preference pairs, {counts['corrected']} corrected "
           f"answers, {counts['needs_answer']} prompts need an answer, {counts['disagreements']} disagreements "

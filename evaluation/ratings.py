@@ -519,17 +519,18 @@ def comparisons_from_rows(rows: Iterable[dict], *, source: str | None = None) ->
     return out
 
 
-def arms_summary(comparisons: Iterable[Comparison], *, reference: str, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = 0) -> dict:
+def arms_summary(comparisons: Iterable[Comparison], *, reference: str, arms: Iterable[str] | None = None,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
     """Every multi-arm figure as one plain dict (what ``stats --json`` prints and the Results tab shows): the
     ratings with their notes, the win matrix, each arm against the reference (win rate, Wilson interval, votes
-    needed, sequential test), the raters' quality and the flagged votes."""
+    needed, sequential test), the raters' quality and the flagged votes. ``arms``: the evaluation's arms (by
+    default those in the votes); the reference must be one of them."""
     from dataclasses import asdict
 
-    from evaluation.stats import wilson_interval
     from core.errors import TuneloopError
+    from evaluation.stats import wilson_interval
     comparisons = list(comparisons)
-    arms = sorted({a for c in comparisons if c.gold is None for a in (c.left, c.right)})
+    arms = sorted(arms or {a for c in comparisons if c.gold is None for a in (c.left, c.right)})
     if reference not in arms:
         raise TuneloopError(f"'{reference}' is not an arm of these votes; the arms are {', '.join(arms) or 'none'} "
                             f"(choose the reference with --reference)")

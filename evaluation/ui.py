@@ -323,6 +323,16 @@ def summary_markdown(evaluation: arena.Evaluation, s: dict | None) -> str:
             f"{f(s['krippendorff_alpha'])}\n\n{verdict}{bias}\n\n" + notes_markdown(notes_lines(s)))
 
 
+def closed_note(evaluation: arena.Evaluation) -> str:
+    """The line that says the evaluation was closed to new votes (when, by whom, why); empty while it is open."""
+    closed = evaluation.settings.get("closed")
+    if not closed:
+        return ""
+    who = f" by {html.escape(closed['by'])}" if closed.get("by") else ""
+    why = f": {html.escape(closed['reason'])}" if closed.get("reason") else ""
+    return f"\n\n🔒 **Closed to new votes** at {closed['at']}{who}{why}."
+
+
 def notes_markdown(lines: list[str]) -> str:
     """Caveats and decisions as a list, a warning in bold."""
     return "\n".join(f"- **{html.escape(line)}**" if line.startswith("⚠️") else f"- {html.escape(line)}"
@@ -448,7 +458,7 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
     s = summarize(votes_from_rows(rows)) if rows else None
     arms = [a.name for a in arena.evaluation_arms(ws, evaluation.id)]
     comparisons = arena.evaluation_comparisons(ws, evaluation.id)
-    multi = arms_summary(comparisons, reference=arms[0]) if comparisons else None
+    multi = arms_summary(comparisons, reference=arms[0], arms=arms) if comparisons else None
     plot = ""
     if s:
         plot_rows = [("overall", s["win_rate"], s["wilson_low"], s["wilson_high"], s["decisive"])]
@@ -473,7 +483,7 @@ def results_figures(ws, evaluation_id, policy) -> ResultsFigures:
                                      f"{html.escape(arms[-1])} (as the fine-tuned model); the arms section below "
                                      f"rates every arm._\n\n")
     return ResultsFigures(
-        summary=two + summary_markdown(evaluation, s), plot=plot,
+        summary=two + summary_markdown(evaluation, s) + closed_note(evaluation), plot=plot,
         per_rater=_figure_rows(s["per_rater"], "rater") if s else [],
         by_label=_figure_rows(s["by_label"], "label") if s else [], disagreements=disagreements, feedback=feedback,
         queue=[[q.id, q.meta["prompt_id"], q.prompt[:160], ", ".join(q.meta["raters"])] for q in queue],
@@ -530,6 +540,9 @@ def layout_results(ws) -> ResultsWidgets:
                                        elem_id="results-win-matrix")
         w.quality = gr.Dataframe(headers=QUALITY_HEADERS, label="Rater quality", interactive=False,
                                  elem_id="results-rater-quality")
+        with gr.Row():
+            w.close = gr.Button("Close to new votes (stop early)", scale=0, elem_id="results-close")
+            w.close_note = gr.Markdown("", elem_id="results-close-note")
         gr.Markdown("### Feed the votes back into the data")
         w.feedback = gr.Markdown("", elem_id="results-feedback")
         with gr.Row():
@@ -636,6 +649,18 @@ def save_answer(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -
     return {**shown, w.merged: "✅ Saved; it becomes a training record at the next merge.", w.answer: ""}
 
 
+def close_clicked(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
+    """Close the chosen evaluation to new votes (the sequential test has decided, or enough is enough)."""
+    try:
+        evaluation = arena.close_evaluation(ws, _chosen(w, data), closed_by=caller(ws, request),
+                                            reason="stopped early from the Results tab")
+        shown = figures_view(w, results_figures(ws, evaluation.id, data[w.policy]))
+    except TuneloopError as exc:
+        return {w.close_note: error_markdown(exc)}
+    return {**shown, w.close_note: f"🔒 Evaluation #{evaluation.id} takes no new votes; raters get no further pair "
+                                   f"(`python -m evaluation close {evaluation.id}` does the same)."}
+
+
 def load_guidelines(ws, w: ResultsWidgets, data: dict) -> dict:
     """The chosen evaluation's guidelines, to edit."""
     chosen = data[w.evaluation]
@@ -670,6 +695,7 @@ def build_results_tab(ws) -> ResultsWidgets:
     w.save_answer.click(bind(save_answer, ws, w), {*chosen, w.item, w.answer}, w.figures + [w.answer])
     w.evaluation.change(bind(load_guidelines, ws, w), {w.evaluation}, [w.guidelines])
     w.save_guidelines.click(bind(store_guidelines, ws, w), {w.evaluation, w.guidelines}, None)
+    w.close.click(bind(close_clicked, ws, w), chosen, w.figures + [w.close_note])
     wire_judge(ws, w.judge, w.tab, w.evaluation)
     wire_rounds(ws, w.rounds, w.tab)
     wire_pii_leak(ws, w.pii_leak, w.tab)

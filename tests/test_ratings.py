@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.ratings import (Comparison, arm_ratings, bradley_terry, count_once, flagged_votes, rater_quality,
-                                rough_note, sequential_test, votes_needed_at, votes_to_decide, win_matrix)
+from core.errors import TuneloopError
+from evaluation.ratings import (Comparison, arm_ratings, arms_summary, bradley_terry, count_once, flagged_votes,
+                                rater_quality, rough_note, sequential_test, votes_needed_at, votes_to_decide,
+                                win_matrix)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,3 +212,11 @@ def test_the_stats_cli_rates_arms_from_a_comparisons_file(tmp_path):
     assert [r["arm"] for r in s["ratings"]] == ["run", "base"] and s["duplicates_dropped"] == 4
     wrong = subprocess.run(run + ["--reference", "gpt"], cwd=ROOT, capture_output=True, text=True)
     assert wrong.returncode == 2 and "'gpt' is not an arm of these votes; the arms are base, run" in wrong.stderr
+
+
+def test_an_evaluation_whose_first_votes_leave_out_the_base_is_rated_with_a_note_not_refused():
+    votes = [Comparison("p0", "ana", "prompted", "tuned", "right")]
+    s = arms_summary(votes, reference="base", arms=["base", "prompted", "tuned"], resamples=20)
+    assert s["unbounded"] == ["prompted", "tuned"] and any("no finite rating fits" in n for n in s["notes"])
+    with pytest.raises(TuneloopError, match="'base' is not an arm of these votes; the arms are prompted, tuned"):
+        arms_summary(votes, reference="base")

@@ -3,15 +3,19 @@ Bradley–Terry table and plot, the win matrix, the rater quality table, the vot
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import gradio as gr
 import pytest
 
 from evaluation import ui
-from evaluation.arena import Arm, EvalItem, GoldItem, create_evaluation, next_pair, record_vote
+from evaluation.arena import Arm, EvalItem, GoldItem, RaterChecks, create_evaluation, next_pair, record_vote
 from tests.tab_page import page
 from tests.test_arena import register_run
 
+ROOT = Path(__file__).resolve().parent.parent
 ARMS = [Arm("base", "base"), Arm("prompted", "prompted", settings={"system": "Be brief."}), Arm("tuned", "run", run_id=7)]
 # How good each arm's answer is (the simulated raters prefer the higher); the answers carry it as a code only the
 # test reads: "ticket K" with K the quality.
@@ -53,7 +57,7 @@ def tab(ws):
 def test_three_arms_show_ratings_win_matrix_and_rater_quality(tab):
     ws, w = tab
     eid = create_evaluation(ws, "three arms", arm_items(8), arms=ARMS, base_model="tiny", overlap=3,
-                            gold=gold_items(4), gold_rate=0.25, repeat_rate=0.2)
+                            gold=gold_items(4), checks=RaterChecks(gold_rate=0.25, repeat_rate=0.2))
     shown = ui.show(ws, w, page(w, evaluation=eid))
     assert "No votes yet. Votes needed: before any decisive vote" in shown[w.summary] and "60%: 194" in shown[w.summary]
     for rater in ("ana", "bob"):
@@ -90,3 +94,25 @@ def test_three_arms_show_ratings_win_matrix_and_rater_quality(tab):
     assert quality["cy"][1:4] == [28, "0/4 (0%)", "5/5 (100%)"] and quality["cy"][6] == "0/24 (0%)"
     assert "agrees with the others 0/24" in quality["cy"][8] and quality["ana"][8] == "–"
     assert quality["cy"][4].startswith(tuple(f"{k}/28" for k in range(29)))
+
+
+def test_the_admin_closes_an_evaluation_to_new_votes_from_the_tab_and_the_cli(tab):
+    ws, w = tab
+    eid = create_evaluation(ws, "stop early", arm_items(4), arms=ARMS, base_model="tiny", overlap=1)
+    other = create_evaluation(ws, "stop later", arm_items(4)[:2], arms=ARMS, base_model="tiny", overlap=1)
+    first = next_pair(ws, eid, "ana")
+    record_vote(ws, first.assignment_id, "ana", "A")
+    on_screen = next_pair(ws, eid, "ana")
+    shown = ui.close_clicked(ws, w, page(w, evaluation=eid), None)
+    assert "takes no new votes" in shown[w.close_note] and "🔒 **Closed to new votes** at " in shown[w.summary]
+    record_vote(ws, on_screen.assignment_id, "ana", "B")            # the pair already shown can still be voted
+    assert next_pair(ws, eid, "ana") is None and next_pair(ws, eid, "bob") is None
+    assert next_pair(ws, other, "bob") is not None                  # only the chosen evaluation is closed
+    assert "choose an evaluation first" in ui.close_clicked(ws, w, page(w, evaluation=None), None)[w.close_note]
+    run = [sys.executable, "-m", "evaluation", "close", str(other), "--reason", "decided", "--workspace", str(ws.root)]
+    out = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert f"closed evaluation #{other} to new votes" in out and next_pair(ws, other, "cy") is None
+    report = subprocess.run([sys.executable, "-m", "evaluation", "report", str(eid), "--workspace", str(ws.root)],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "closed to new votes at" in report and "Bradley–Terry ratings (logit scale, base at 0" in report
+    assert "⚠️ only 2 prompts: this interval is rough" in report
