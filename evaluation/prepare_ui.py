@@ -105,8 +105,9 @@ def layout_prepare(ws) -> PrepareWidgets:
         with gr.Row():
             w.checks = options_form(RaterChecks, elem_prefix="prepare-checks")
             w.gold = gr.File(label="Gold pairs (JSONL: prompt, better, worse per line)", elem_id="prepare-gold")
-            w.pairs_per_prompt = gr.Number(value=None, precision=0, minimum=1, elem_id="prepare-pairs-per-prompt",
-                                           label="Pairs of arms per prompt (empty: every pair)")
+            # 0, not empty: an empty Number reaches the server as 0, which a minimum of 1 would refuse
+            w.pairs_per_prompt = gr.Number(value=0, precision=0, minimum=0, elem_id="prepare-pairs-per-prompt",
+                                           label="Pairs of arms per prompt (0: every pair)")
         with gr.Row():
             w.go = gr.Button("Generate and create the evaluation", variant="primary", elem_id="prepare-go")
             w.stop = gr.Button("Stop", variant="stop")

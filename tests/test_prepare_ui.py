@@ -83,3 +83,23 @@ def test_a_rater_never_gets_the_prepare_form(ws, tab):
     refused = prepare_ui.generate_clicked(ws, w, tab, data, gr.Request(username="rita"), progress=no_progress)
     assert "needs the role admin" in refused[w.status]
     assert ws.db.execute("select count(*) from evaluations").fetchone()[0] == 0
+
+
+@pytest.mark.browser
+def test_the_prepare_form_in_the_browser_follows_the_purpose_and_reports_in_the_page(live_app, page):
+    from tests.test_arena_ui import WAIT_MS, wait_for_text
+    app = live_app(args=["--no-demo"])
+    page.goto(app.url)
+    page.get_by_role("tab", name="Rate").click()
+    page.get_by_text("Prepare an evaluation (admins)").click()
+    wait_for_text(page, "#prepare-note", "Rate to measure")
+    assert page.locator("#prepare-source").get_by_text("Train split").count() == 0
+    page.locator("#prepare-purpose").get_by_text("Rate to improve").click()
+    wait_for_text(page, "#prepare-note", "become training data")
+    page.locator("#prepare-source").get_by_text("Typed here").click()
+    page.locator("#prepare-typed textarea").fill("Where is my order?")
+    page.locator("#prepare-base input").uncheck()
+    page.locator("#prepare-go").click()
+    wait_for_text(page, "#prepare-status", "at least two arms")
+    page.wait_for_function("!document.querySelector('#rate-prompt')?.innerText.includes('at least two arms')",
+                           timeout=WAIT_MS)
