@@ -47,7 +47,8 @@ def simulate(rng: np.random.Generator, prompts: int, raters: int) -> list[R.Comp
                 for r in range(raters):
                     a_won = prompt_says_a if rng.random() < SHARED else rng.random() < chance
                     left, right = (a, b) if rng.random() < 0.5 else (b, a)
-                    votes.append(R.Comparison(f"p{p}", f"r{r}", left, right, "left" if a_won == (left == a) else "right"))
+                    outcome = "left" if a_won == (left == a) else "right"
+                    votes.append(R.Comparison(f"p{p}", f"r{r}", left, right, outcome))
     return votes
 
 

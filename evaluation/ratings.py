@@ -486,9 +486,10 @@ def decision_lines(need: dict, sequential: dict, low: float | None, high: float 
                      f"{sequential['likelihood_ratio']:.1f}, threshold {sequential['threshold']:g})")
     elif sequential["decided"]:
         lines.append(f"{test}: decided at decisive vote {sequential['decided_at']}, {subject} "
-                     f"{'better' if sequential['better'] else 'worse'}, but the votes since have brought the likelihood "
-                     f"ratio down to {sequential['likelihood_ratio']:.1f}: read the rater quality table before "
-                     f"stopping (the test counts every vote as an independent draw; one rater's run of votes is not)")
+                     f"{'better' if sequential['better'] else 'worse'}, but the votes since have brought the "
+                     f"likelihood ratio down to {sequential['likelihood_ratio']:.1f}: read the rater quality table "
+                     f"before stopping (the test counts every vote as an independent draw; one rater's run of votes "
+                     f"is not)")
     else:
         lines.append(f"{test}: not decided yet (likelihood ratio {sequential['likelihood_ratio']:.1f} of the "
                      f"{sequential['threshold']:g} it needs)")

@@ -220,3 +220,15 @@ def test_an_evaluation_whose_first_votes_leave_out_the_base_is_rated_with_a_note
     assert s["unbounded"] == ["prompted", "tuned"] and any("no finite rating fits" in n for n in s["notes"])
     with pytest.raises(TuneloopError, match="'base' is not an arm of these votes; the arms are prompted, tuned"):
         arms_summary(votes, reference="base")
+
+
+def test_the_decision_line_says_stop_only_while_the_test_still_holds():
+    from evaluation.ratings import decision_lines
+    need = votes_to_decide(10, 10)
+    holding = decision_lines(need, sequential_test([True] * 10), 0.72, 1.0, subject="tuned")
+    assert holding[1].endswith("decided at decisive vote 8, tuned better; you can stop rating (likelihood ratio now "
+                               "93.1, threshold 20)")
+    # 8 wins then 8 losses: decided at the 8th, then B(9, 9)·2^16 = 0.30
+    faded = decision_lines(votes_to_decide(8, 16), sequential_test([True] * 8 + [False] * 8), 0.28, 0.72)[1]
+    assert "decided at decisive vote 8, the fine-tuned model better, but the votes since have brought the " \
+           "likelihood ratio down to 0.3" in faded and "you can stop" not in faded

@@ -16,7 +16,8 @@ from tests.tab_page import page
 from tests.test_arena import register_run
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = [Arm("base", "base"), Arm("prompted", "prompted", settings={"system": "Be brief."}), Arm("tuned", "run", run_id=7)]
+ARMS = [Arm("base", "base"), Arm("prompted", "prompted", settings={"system": "Be brief."}),
+        Arm("tuned", "run", run_id=7)]
 # How good each arm's answer is (the simulated raters prefer the higher); the answers carry it as a code only the
 # test reads: "ticket K" with K the quality.
 QUALITY = {"base": 1, "prompted": 2, "tuned": 3}
@@ -78,7 +79,8 @@ def test_three_arms_show_ratings_win_matrix_and_rater_quality(tab):
 
     matrix = shown[w.win_table]
     assert list(matrix.columns) == ["row arm wins against", "tuned", "prompted", "base"]
-    assert list(matrix.iloc[0]) == ["tuned", "–", "0.67 (16–8, 0 ties, 0 both bad)", "0.67 (16–8, 0 ties, 0 both bad)"]
+    two_to_one = "0.67 (16–8, 0 ties, 0 both bad)"
+    assert list(matrix.iloc[0]) == ["tuned", "–", two_to_one, two_to_one]
     assert matrix.iloc[2, 1] == "0.33 (8–16, 0 ties, 0 both bad)"
 
     notes = shown[w.arms]
