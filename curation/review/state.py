@@ -27,6 +27,7 @@ DECISIONS = ("approved", "rejected", "skipped")
 STATUS_FIELD = "status"   # decisions take part in agreement and settlement like a label field
 
 
+KEPT_QUEUES = 16       # queues kept per version (each reviewer's filters); every action updates each of them
 RELOAD_ABOVE = 2_000   # an action on more records than this is cheaper to follow by reading every review row again
 
 STATUS_FILTERS = ("to do", "skipped", "approved", "rejected", "disputed", "pending", "any")
@@ -107,7 +108,7 @@ class ReviewState:
             V.chat_records(ws, self.version.id, step="review")   # refuses it, naming the version's kind
         self.index = record_index(ws, self.version.id, progress)
         self._lock = threading.RLock()
-        self._queues: dict[tuple, Queue] = {}
+        self._queues: OrderedDict[tuple, Queue] = OrderedDict()
         self._positions: dict[str, int | None] = {}
         self._suggested: dict[str | None, LabelSchema] = {}
         self._sources: list[str] | None = None
@@ -346,6 +347,9 @@ class ReviewState:
             found = self._queues.get(key)
             if found is None:
                 found = self._queues[key] = Queue(self, self._compute(reviewer, f))
+                while len(self._queues) > KEPT_QUEUES:
+                    self._queues.popitem(last=False)
+            self._queues.move_to_end(key)
             return found
 
     def decided_by(self, reviewer: str, filters: QueueFilter | None = None) -> "Queue":
