@@ -122,7 +122,8 @@ def model_card(ws: Workspace, run_id: str | int) -> str:
                      f"{'n/a' if s['sign_test_p'] is None else format(s['sign_test_p'], '.3g')}); ties as half: "
                      f"{_pct(s['win_rate_ties_half'])} (bootstrap 95%: {_pct(s['bootstrap_low'])}–"
                      f"{_pct(s['bootstrap_high'])}); agreement (Krippendorff's alpha): "
-                     f"{'n/a' if s['krippendorff_alpha'] is None else format(s['krippendorff_alpha'], '.2f')}.")
+                     f"{'n/a' if s['krippendorff_alpha'] is None else format(s['krippendorff_alpha'], '.2f')}."
+                     + (f" ⚠️ {s['rough_note'].capitalize()}." if s.get("rough_note") else ""))
     lines += ["", "## Regression suites", ""]
     if not regression:
         lines.append("No regression suite has been run for this adapter.")

@@ -118,3 +118,12 @@ def test_the_admin_closes_an_evaluation_to_new_votes_from_the_tab_and_the_cli(ta
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "closed to new votes at" in report and "Bradley–Terry ratings (logit scale, base at 0" in report
     assert "⚠️ only 2 prompts: this interval is rough" in report
+
+
+def test_the_model_card_says_an_interval_from_few_prompts_is_rough(ws):
+    from evaluation.model_card import model_card
+    from tests.test_arena_ui import seed_evaluation
+    eid = seed_evaluation(ws, n=3)
+    while (pair := next_pair(ws, eid, "ana")) is not None:
+        record_vote(ws, pair.assignment_id, "ana", "A")
+    assert "⚠️ Only 3 prompts: this interval is rough." in model_card(ws, 7)
