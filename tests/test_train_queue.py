@@ -97,16 +97,21 @@ def test_runs_launched_while_one_trains_wait_in_line_and_start_in_order(ws, tiny
     assert R.wait_for_run(fresh, fourth.id, timeout=300).status in ("stopped", "finished")
 
 
-def test_a_queued_run_stopped_leaves_the_line_and_resume_puts_it_back(ws, tiny_model):
+def test_a_queued_run_stopped_leaves_the_line_and_resume_puts_it_back(ws, tiny_model, tmp_path, capsys):
+    from training.cli import main as training_cli
     version = split_version(ws)
     long = tiny_config(tiny_model, version.name, max_steps=500, rouge_test_samples=0)
     first = R.launch_run(ws, long)
-    waiting = R.launch_run(ws, long)
+    assert training_cli(["launch", str(save_config(long, tmp_path / "run.yaml")), "--workspace", str(ws.root)]) == 0
+    waiting = R.list_runs(ws)[0]
+    assert f"run #{waiting.id} queued, position 1: another run is training" in capsys.readouterr().out
     stopped = R.request_stop(ws, waiting.id)
     assert stopped.status == "stopped" and stopped.pid is None and not R.last_checkpoint(stopped)
     back = R.resume_run(ws, waiting.id)
     assert back.status_text == "queued, position 1"
     R.request_stop(ws, back.id)
     R.request_stop(ws, first.id)
-    assert R.wait_for_run(ws, first.id, timeout=300).status in ("stopped", "finished")
+    assert training_cli(["wait", str(first.id), "--workspace", str(ws.root)]) == 0
+    printed = capsys.readouterr().out        # the phases it went through while the CLI waited, then how it ended
+    assert f"run #{first.id}: " in printed and printed.rstrip().endswith(f"run #{first.id} stopped")
     assert R.get_run(ws, back.id).pid is None and R.get_run(ws, back.id).status == "stopped"

@@ -127,7 +127,10 @@ def cmd_create(ws, args) -> int:
 
 def cmd_launch(ws, args) -> int:
     run = R.launch_run(ws, load_config(args.config), name=args.name)
-    print(f"run #{run.id} started (pid {run.pid}); log: {run.log_path}")
+    if run.waiting:
+        print(f"run #{run.id} {run.status_text}: another run is training; it starts when the runs before it end")
+    else:
+        print(f"run #{run.id} started (pid {run.pid}); log: {run.log_path}")
     return 0
 
 
@@ -164,7 +167,15 @@ def cmd_show(ws, args) -> int:
 
 
 def _wait(ws, run_id) -> int:
-    run = R.wait_for_run(ws, run_id, timeout=float("inf"))
+    """Wait for the run to end, printing each phase it enters (and each training step) as a line."""
+    from training.run_views import phase_text
+    shown = None
+    while (run := R.get_run_status(ws, run_id)).active:
+        now = phase_text(run)
+        if now and now != shown:
+            print(f"run #{run.id}: {now}", flush=True)
+            shown = now
+        time.sleep(1.0)
     print(f"run #{run.id} {run.status}")
     return 1 if run.status == "failed" else 0
 
