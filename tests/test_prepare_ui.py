@@ -7,10 +7,14 @@ import pytest
 
 import app as tuneloop_app
 from core.users import add_user
+from curation.data.records import Record
+from curation.data.versions import create_version
 from evaluation import prepare_ui, ui
 from evaluation.arena import evaluation_arms, get_evaluation
 from tests.tab_page import page
 from tests.test_generate import QUESTIONS, finished_run, run_folder, split_version  # noqa: F401  (run_folder: fixture)
+from training import registry as R
+from ui.kit import PickerRefresh
 
 
 def no_progress(*args, **kwargs) -> None:
@@ -26,6 +30,31 @@ def tab(ws):
 
 def elem_ids(blocks) -> set[str]:
     return {c["props"].get("elem_id") for c in blocks.config["components"]} - {None}
+
+
+def on_select(blocks, w) -> list:
+    """The handlers the tab's select event runs."""
+    fns = blocks.fns.values() if isinstance(blocks.fns, dict) else blocks.fns
+    return [f for f in fns if (w.tab._id, "select") in [(t[0], t[1]) for t in f.targets]]
+
+
+def test_the_prepare_pickers_show_the_runs_and_versions_of_now_when_the_rate_tab_is_shown(ws):
+    with gr.Blocks() as blocks, gr.Tabs():
+        w = ui.build_rate_tab(ws, prepare=True)
+    assert w.prepare.runs.choices == [] and w.prepare.version.choices == []
+    ws.db.execute("insert into runs (id, name, status, config, output_dir, dataset, base_model) values"
+                  " (8, 'second', 'created', '{}', ?, 'v1', 'tiny')", (str(ws.path("runs/8")),))
+    (ws.path("runs/8/adapter")).mkdir(parents=True)
+    (ws.path("runs/8/adapter/adapter_config.json")).write_text("{}")
+    create_version(ws, [Record("t1", [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                               {"split": "test"})], parent=None, step="split")
+    refresh = next(f.fn for f in on_select(blocks, w) if isinstance(f.fn, PickerRefresh))
+    version, runs = refresh(None, [])
+    assert version["value"] == "v1" and [v for _, v in runs["choices"]] == ["8"]
+    assert runs["choices"][0][0].endswith("· created")
+    R.update_run(ws, 8, status="finished")
+    _, runs = refresh("v1", ["8"])
+    assert runs["value"] == ["8"] and runs["choices"][0][0].endswith("· finished")
 
 
 def test_each_purpose_offers_its_prompt_sources_with_one_sentence_each(ws, tab):
@@ -83,6 +112,7 @@ def test_a_rater_never_gets_the_prepare_form(ws, tab):
     refused = prepare_ui.generate_clicked(ws, w, tab, data, gr.Request(username="rita"), progress=no_progress)
     assert "needs the role admin" in refused[w.status]
     assert ws.db.execute("select count(*) from evaluations").fetchone()[0] == 0
+    assert prepare_ui.stop_clicked(ws, w, None)[w.status] == "Nothing is being generated."
 
 
 @pytest.mark.browser
