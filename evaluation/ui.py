@@ -678,8 +678,7 @@ def store_guidelines(ws, w: ResultsWidgets, data: dict) -> dict:
 # -- Results tab: wiring ----------------------------------------------------------------------
 
 def build_results_tab(ws) -> ResultsWidgets:
-    """The Results tab: figures with intervals, agreement, feedback into data, preparing evaluations, rounds,
-    and the PII leak check."""
+    """The Results tab: figures with intervals, agreement, feedback into data, rounds, and the PII leak check."""
     from evaluation.judge_ui import wire_judge
     from evaluation.pii_leak_ui import wire_pii_leak
     from evaluation.rounds_ui import wire_rounds
