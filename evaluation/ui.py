@@ -633,7 +633,8 @@ def merge(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict
         version = merge_feedback(ws, _chosen(w, data), policy=data[w.policy], created_by=caller(ws, request))
     except TuneloopError as exc:
         return {w.merged: error_markdown(exc)}
-    return {w.merged: f"✅ Made **{html.escape(version.describe())}** (now the current version; see the Data tab)."}
+    return {w.merged: f"✅ Made **{html.escape(version.describe())}** (now the current version; see the Data tab). "
+                      f"{html.escape(version.note)}"}
 
 
 def save_answer(ws, w: ResultsWidgets, data: dict, request: gr.Request = None) -> dict:
