@@ -285,3 +285,15 @@ def test_the_results_tab_makes_the_kto_version_beside_the_preference_one(rated):
     assert f"kto_data: {version.name}" in shown[w.merged] and shown[w.download]["value"].endswith(f"kto-eval{eid}.zip")
     with pytest.raises(gr.Error, match="choose an evaluation first"):
         ui.make_kto(ws, w, page(w, evaluation=None), None)
+
+
+def test_the_results_tab_merge_says_where_the_records_went(rated):
+    import gradio as gr
+
+    from evaluation import ui
+    from tests.tab_page import page
+    ws, eid, _ = rated
+    with gr.Blocks(), gr.Tabs():
+        w = ui.build_results_tab(ws)
+    shown = ui.merge(ws, w, page(w, evaluation=eid, policy="majority"), None)[w.merged]
+    assert "1 into test: they answer test prompts (rated to measure), so they stay in test and never train" in shown
