@@ -45,8 +45,10 @@ coin toss for every pair, so what you were told before says nothing about the ne
 same question with the same two answers twice, not even in another evaluation."""
 RESULTS_INTRO = """### What did the raters say?
 The blind votes of an evaluation, in the fine-tuned model's terms: how often it won, with a 95% interval and
-a test against a coin flip, whether raters favoured the left side, how much raters agree, and per label.
-Below: turn the votes into data for the next round, and the rounds so far, side by side."""
+a test against a coin flip, whether raters favoured the left side, how much raters agree, and per label; how
+many more votes would settle it, and when a sequential test says you can stop. With three arms or more, every
+arm's Bradley–Terry rating against the base and the win matrix; for every evaluation, how far each rater can
+be trusted. Below: turn the votes into data for the next round, and the rounds so far, side by side."""
 VERDICT_BUTTONS = (("A", "A is better  [1]", "rate-a"), ("B", "B is better  [2]", "rate-b"),
                    ("tie", "Tie  [3]", "rate-tie"), ("both_bad", "Both bad  [4]", "rate-bad"))
 
