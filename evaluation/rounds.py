@@ -269,12 +269,22 @@ def rounds_table(rows: list[RoundRow]) -> list[dict[str, Any]]:
 
 
 def round_summaries(rows: list[RoundRow]) -> list[str]:
-    """One sentence per compared run: what helped, what regressed, which cases flipped."""
+    """One sentence per compared run: what helped, what regressed, which cases flipped, and the two runs' human
+    ratings when one evaluation rated both (the same scale)."""
     out = []
+    by_id = {r.run_id: r for r in rows}
     for row in rows:
         if row.previous_run is None:
             continue
-        parts = [c.text for c in row.changes] or ["no figure measured on both runs yet"]
+        parts = [c.text for c in row.changes]
+        before = by_id.get(row.previous_run)
+        together = before is not None and before.figures.get("human_evaluation") is not None and \
+            before.figures["human_evaluation"] == row.figures.get("human_evaluation")
+        if together:
+            a, b = before.figures["human_rating"], row.figures["human_rating"]
+            parts.append(f"human rating (Bradley–Terry vs {row.figures['human_reference']}, both in evaluation "
+                         f"#{row.figures['human_evaluation']}) {a:+.2f} → {b:+.2f} ({'higher' if b > a else 'lower'})")
+        parts = parts or ["no figure measured on both runs yet"]
         if row.newly_failing:
             parts.append("now failing: " + ", ".join(row.newly_failing))
         if row.newly_passing:

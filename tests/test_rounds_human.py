@@ -45,3 +45,17 @@ def test_each_round_shows_its_rating_from_the_evaluation_that_rated_both(ws):
     assert cell["#7"].startswith(f"{one['human_rating']:+.2f} [") and f"vs base (beats it 68%), evaluation #{eid}" \
         in cell["#7"]
     assert one["human_note"] is None and "⚠️" not in cell["#7"]
+
+
+def test_a_round_rated_with_the_one_before_says_how_its_rating_moved():
+    from evaluation.rounds import RoundRow, round_summaries
+
+    def row(run_id, previous, rating, evaluation):
+        return RoundRow(round=run_id - 6, run_id=run_id, run_name=f"r{run_id}", stage="sft", status="finished",
+                        version=None, version_text="", previous_run=previous,
+                        figures={"human_rating": rating, "human_evaluation": evaluation, "human_reference": "base"})
+    together = round_summaries([row(7, None, 0.76, 3), row(8, 7, 1.52, 3)])
+    assert together == ["Round 2, run #8 (SFT) vs run #7: human rating (Bradley–Terry vs base, both in evaluation #3) "
+                        "+0.76 → +1.52 (higher)."]
+    apart = round_summaries([row(7, None, 0.76, 3), row(8, 7, 1.52, 4)])     # different evaluations: no one scale
+    assert apart == ["Round 2, run #8 (SFT) vs run #7: no figure measured on both runs yet."]
