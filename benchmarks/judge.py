@@ -109,7 +109,7 @@ def main(argv=None) -> int:
           + ", ".join(f"{k} {v}" for k, v in votes.items()))
 
     judge = TimedJudge(open_judge(ws, args.judge))
-    judge_evaluation(ws, eid, judge)
+    judge_evaluation(ws, eid, judge, progress=lambda done, total, what: print(f"  {what}", file=sys.stderr))
     for baseline in (AlwaysA(), Coin()):
         judge_evaluation(ws, eid, baseline)
     print(f"\n{args.judge}: {len(judge.seconds)} readings, median {statistics.median(judge.seconds):.2f} s each")

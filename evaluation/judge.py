@@ -562,7 +562,8 @@ def format_calibration(cal: Calibration) -> str:
     else:
         lines.append(f"kappa below the threshold {cal.threshold:g}: the judge does not agree with the experts enough to "
                      f"stand in for them, so it may not rate the rest. A small model such as the default "
-                     f"SmolLM2-135M is a weak judge (README: The numbers, the judge).")
+                     f"SmolLM2-135M is no judge: kappa 0.00 on 24 demo pairs, every verdict flipped with the sides "
+                     f"(README, The numbers: 'Can the default model judge?').")
     return "\n".join(lines)
 
 

@@ -109,7 +109,7 @@ def test_the_judge_reads_every_rated_pair_blind_in_both_orders_and_agrees_as_com
     assert left.overall.agreement == 0.0 and left.overall.kappa == pytest.approx(0.0) and not left.passes
     assert [row[:2] for row in left.confusion] == [[0, 0]] * 3 and sum(row[2] for row in left.confusion) == 4
     text = J.format_calibration(left)
-    assert "4 flipped with the sides" in text and "below the threshold 0.4" in text and "weak judge" in text
+    assert "4 flipped with the sides" in text and "below the threshold 0.4" in text and "kappa 0.00 on 24 demo pairs" in text
 
 
 def test_judge_verdicts_are_never_counted_as_votes(ws):
