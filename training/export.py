@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tarfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +163,34 @@ def export_archive(run: Run, out: str | os.PathLike) -> Path:
     return target
 
 
+def trained_system_prompt(config, records, template_default: str | None) -> tuple[str, str]:
+    """(the Modelfile's SYSTEM, "" for none; one sentence saying where it came from) for a run trained with
+    ``config``'s system-prompt mode on ``records``: custom: that text; none: no SYSTEM; template or records:
+    the most common system prompt of the records when every record had one, else the template's default."""
+    mode = config.system_prompt_mode
+    if mode == "custom":
+        return config.system_prompt, "SYSTEM is the run's custom system prompt"
+    if mode == "none":
+        return "", "no SYSTEM: the run trained without a system prompt"
+    own = [next((m["content"] for m in r.messages if m["role"] == "system"), None) for r in records]
+    if own and all(text is not None for text in own):
+        text, count = Counter(own).most_common(1)[0]
+        return text, (f"SYSTEM is the most common system prompt of the {len(own)} training records "
+                      f"({count} of them have it)")
+    if template_default:
+        return template_default, "SYSTEM is the base template's default (not every training record had its own)"
+    return "", "no SYSTEM: the base template adds none and not every training record had its own"
+
+
+def run_system_prompt(ws: Workspace, run: Run, tokenizer) -> tuple[str, str]:
+    """``trained_system_prompt`` for a run, from its config and the training split it names."""
+    from training.data import load_split_data, template_default_system
+    config = run.config
+    records = load_split_data(ws, config.datasets)["train"] if config.system_prompt_mode in ("template",
+                                                                                            "records") else []
+    return trained_system_prompt(config, records, template_default_system(tokenizer))
+
+
 def export_gguf(ws: Workspace, run: Run, out: str | os.PathLike, *, quant: str = "f16", progress=None) -> Path:
     """A folder with the merged model as ``run-N-QUANT.gguf``, an Ollama ``Modelfile`` beside it and the
     model card (README.md) with how to run it."""
@@ -169,8 +198,10 @@ def export_gguf(ws: Workspace, run: Run, out: str | os.PathLike, *, quant: str =
     from training.models import load_tokenizer, resolve_base_model
     target = _fresh_target(out)
     cached = run_gguf(ws, run, quant=quant, progress=progress)
+    tokenizer = load_tokenizer(resolve_base_model(run.config.base_model, ws))
+    system, origin = run_system_prompt(ws, run, tokenizer)
     if progress:
-        progress(0.97, "writing the Modelfile and the model card")
+        progress(0.97, f"writing the Modelfile ({origin}) and the model card")
     with atomic_path(target) as tmp:
         tmp.mkdir()
         gguf = tmp / f"run-{run.id}-{quant}.gguf"
@@ -178,13 +209,13 @@ def export_gguf(ws: Workspace, run: Run, out: str | os.PathLike, *, quant: str =
             os.link(cached, gguf)
         except OSError:
             shutil.copy2(cached, gguf)
-        write_modelfile(gguf, load_tokenizer(resolve_base_model(run.config.base_model, ws)), tmp)
+        write_modelfile(gguf, tokenizer, tmp, system=system)
         card = (run.adapter_dir / "README.md").read_text(encoding="utf-8")
         (tmp / "README.md").write_text(card + "\n" + "\n".join([
             "## GGUF", "", f"`{gguf.name}`: the base with the adapter merged in, {quant}, converted by llama.cpp's "
             f"convert_hf_to_gguf.py" + (" and quantized by llama.cpp" if quant == "q4_k_m" else "") + ".", "",
             f"- Ollama: `ollama create {re.sub(r'[^a-z0-9-]+', '-', run.name.lower()).strip('-') or 'tuneloop'} "
-            f"-f Modelfile`, then `ollama run` it", f"- llama.cpp: `llama-cli -m {gguf.name} -cnv`", ""]),
+            f"-f Modelfile`, then `ollama run` it ({origin})", f"- llama.cpp: `llama-cli -m {gguf.name} -cnv`", ""]),
                                     encoding="utf-8")
         make_readable(tmp)
     return target
