@@ -14,8 +14,9 @@ The two-arm figures (win rate, Wilson interval, sign test, position bias, alpha)
   likelihood with scipy's L-BFGS-B. Ratings are on the logit scale with the reference arm (the base) at 0,
   so a rating of 0.69 means "wins 2 of 3 against the base". A tie counts as half a win each way;
   "both bad" says nothing about which arm is better and is left out of the fit, as are gold pairs (they
-  test the raters). A weak Gaussian prior (standard deviation 10 logits) keeps the rating of an arm that
-  won or lost every comparison finite; on Agresti's baseball table it moves no rating by more than 0.001.
+  test the raters). A weak Gaussian prior (standard deviation ``PRIOR_SD`` = 30 logits) keeps the rating of an
+  arm that won or lost every comparison finite (``Ratings.unbounded`` names such arms and a note says so); on
+  Agresti's baseball table it moves no rating by more than 0.001.
   Intervals are a seeded percentile bootstrap that resamples prompts, as the win-rate bootstrap does.
 - **Win matrix** (``win_matrix``): for each pair of arms, wins, losses, ties and both-bad, and the win rate
   among decisive votes.
