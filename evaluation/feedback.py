@@ -230,7 +230,8 @@ def make_kto_version(ws: Workspace, evaluation_id: int, *, policy: str = "majori
     parent = evaluation.dataset_version
     if parent is not None and ws.db.execute("select 1 from dataset_versions where id=?", (parent,)).fetchone() is None:
         parent = None
-    counts = {"desirable": sum(1 for r in fb.kto if r.desirable), "undesirable": sum(1 for r in fb.kto if not r.desirable),
+    good = sum(1 for r in fb.kto if r.desirable)
+    counts = {"desirable": good, "undesirable": len(fb.kto) - good,
               "from_test_prompts": sum(1 for r in fb.kto if r.split == "test"), "excluded": fb.kto_excluded,
               "ties_unused": fb.ties_unused}
     return create_version(ws, fb.kto, parent=parent, step="kto",
