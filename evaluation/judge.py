@@ -23,8 +23,9 @@ with every expert vote on the pairs both rated (one vote per rater and pair; "bo
 neither answer is better): percent agreement and Cohen's kappa over the three outcomes (first arm, second
 arm, tie), each with a 95% percentile bootstrap interval resampling prompts (votes on one prompt are not
 independent), overall and per label, with the confusion table. Only when kappa reaches the team's threshold
-does ``judge_rest`` judge the pairs no expert rated; its figures (``rest_figures``) are the judge's and are
-reported apart from the human ones.
+does ``judge_rest`` judge the pairs no expert rated (the rest of the test split when the evaluation was prepared
+from the whole split and the experts rated part of it; gold pairs, which test the raters, are never judged); its
+figures (``rest_figures``) are the judge's and are reported apart from the human ones.
 
 Example::
 
@@ -279,7 +280,8 @@ def judge_evaluation(ws: Workspace, evaluation_id: int | str, judge: Judge, *, w
     pairs = [p for p in evaluation_pairs(ws, evaluation.id)
              if which == "all" or (p.pair_id in rated) == (which == "rated")]
     done_before = {(r[0], r[1]) for r in ws.db.execute(
-        "select pair_id, order_shown from judge_verdicts where evaluation_id=? and judge=?", (evaluation.id, judge.name))}
+        "select pair_id, order_shown from judge_verdicts where evaluation_id=? and judge=?",
+        (evaluation.id, judge.name))}
     todo = [(p, order) for p in pairs for order in ORDERS if (p.pair_id, order) not in done_before]
     total, done = 2 * len(pairs), 2 * len(pairs) - len(todo)
     if progress:
@@ -546,8 +548,8 @@ def format_calibration(cal: Calibration) -> str:
              f"prompts; experts' 'both bad' counts as a tie)."]
     if a.few_prompts:
         lines.append(f"Caveat: fewer than {FEW_PROMPTS} prompts; the intervals are rough.")
-    lines.append(f"Both orders read: {cal.how['agreed']} agreed, {cal.how['one_sided']} one-sided (one order said tie), "
-                 f"{cal.how['flipped']} flipped with the sides (counted as ties: position bias)"
+    lines.append(f"Both orders read: {cal.how['agreed']} agreed, {cal.how['one_sided']} one-sided (one order said "
+                 f"tie), {cal.how['flipped']} flipped with the sides (counted as ties: position bias)"
                  + (f", {cal.how['unreadable']} unreadable (left out)" if cal.how["unreadable"] else "") + ".")
     lines.append("Experts (rows) × judge (columns): " + "; ".join(
         f"{names[e]}: " + ", ".join(f"{names[j]} {cal.confusion[i][k]}" for k, j in enumerate(OUTCOMES))
@@ -560,8 +562,8 @@ def format_calibration(cal: Calibration) -> str:
         lines.append(f"kappa ≥ {cal.threshold:g}: the judge may rate the rest of the test split (its verdicts are "
                      f"reported as the judge's, apart from the votes).")
     else:
-        lines.append(f"kappa below the threshold {cal.threshold:g}: the judge does not agree with the experts enough to "
-                     f"stand in for them, so it may not rate the rest. A small model such as the default "
+        lines.append(f"kappa below the threshold {cal.threshold:g}: the judge does not agree with the experts "
+                     f"enough to stand in for them, so it may not rate the rest. A small model such as the default "
                      f"SmolLM2-135M is no judge: kappa 0.00 on 24 demo pairs, every verdict flipped with the sides "
                      f"(README, The numbers: 'Can the default model judge?').")
     return "\n".join(lines)
