@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -43,7 +44,8 @@ from core.workspace import Workspace
 from curation.data.records import ROLES, Record, new_record_id
 from curation.data.versions import Version, create_version, get_version, load_records, require_current
 from evaluation.generate import resolve_adapter
-from training.inference import BasePool, DecodingSettings, RowStats, WarmBase, default_pool
+from training.inference import (ENGINE_ENV, ENGINES, THREADS_ENV, BasePool, DecodingSettings, RowStats, WarmBase,
+                                default_pool)
 
 SIDES = ("left", "right")
 Conversation = list[dict[str, str]]
@@ -395,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--top-p", type=float, default=defaults.top_p)
     ask.add_argument("--seed", type=int, default=defaults.seed)
     ask.add_argument("--json", action="store_true", help="print both answers and their figures as JSON")
+    ask.add_argument("--engine", choices=ENGINES, default=None,
+                     help=f"auto: llama.cpp where it gives the same answers, else transformers (default: ${ENGINE_ENV}, "
+                          f"else auto)")
+    ask.add_argument("--threads", type=int, default=None, metavar="N",
+                     help=f"CPU threads for answering (default: ${THREADS_ENV}, else each engine's own choice)")
     send.add_argument("--prompt", required=True, help="the question (or a conversation as JSON)")
     send.add_argument("--answer", required=True, help="the answer to add (edited as you like)")
     send.add_argument("--side", choices=SIDES, default="right", help="which side wrote the answer (default right)")
@@ -409,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                                               author=args.author, system_prompt=args.system)
             print(f"added record {record.id} as {version.name}")
             return 0
+        _engine_flags(args.engine, args.threads)
         settings = DecodingSettings.from_knobs(temperature=args.temperature, top_p=args.top_p,
                                                max_new_tokens=args.max_new_tokens, seed=args.seed)
         last = _cli_stream(ws, matchup, _cli_conversation(args.question), settings, args.system, quiet=args.json)
@@ -421,6 +429,17 @@ def main(argv: list[str] | None = None) -> int:
              "first_token_s": st.first_token_s, "tokens_per_s": st.tokens_per_s}
             for s, t, st in zip(matchup.sides, last.texts, last.stats)]}, ensure_ascii=False, indent=2))
     return 0
+
+
+def _engine_flags(engine: str | None, threads: int | None) -> None:
+    """``--engine`` and ``--threads`` for this process's answers: they stand in for $TUNELOOP_ENGINE and
+    $TUNELOOP_THREADS, which the shared inference pool reads."""
+    if threads is not None and threads < 1:
+        raise TuneloopError(f"--threads {threads}: give a whole number of CPU threads, 1 or more")
+    if engine:
+        os.environ[ENGINE_ENV] = engine
+    if threads:
+        os.environ[THREADS_ENV] = str(threads)
 
 
 def _cli_conversation(text: str) -> Conversation:

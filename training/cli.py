@@ -73,10 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("run", nargs="?", help="the run to serve (or --live)")
     srv.add_argument("--live", action="store_true", help="serve whatever run is live; follows live and rollback")
     srv.add_argument("--port", type=int, default=8000)
-    srv.add_argument("--engine", choices=("auto", "llamacpp", "transformers", "vllm"), default="auto",
-                     help="auto: vllm with CUDA and vllm, else llamacpp with llama-cpp-python, else transformers")
+    srv.add_argument("--engine", choices=("auto", "llama.cpp", "llamacpp", "transformers", "vllm"), default="auto",
+                     help="auto: vllm with CUDA and vllm, else llama.cpp with llama-cpp-python, else transformers")
+    srv.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="CPU threads for answering (default: $TUNELOOP_THREADS, else every core for llama.cpp)")
     srv.add_argument("--log-text", action="store_true",
                      help="also store each request's messages and answer (off: only time, run, latency, tokens, errors)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; any other, e.g. 0.0.0.0, needs --api-key-env)")
+    srv.add_argument("--api-key-env", metavar="NAME", default=None,
+                     help="require 'Authorization: Bearer KEY' with KEY read from environment variable NAME "
+                          "(never stored or logged)")
+    srv.add_argument("--keep-days", type=int, default=30, metavar="N",
+                     help="request log: delete rows older than N days, on start and hourly (0: no age limit)")
+    srv.add_argument("--keep-rows", type=int, default=0, metavar="N",
+                     help="request log: keep at most the newest N rows (0: no row limit); rows with feedback stay")
     live = sub.add_parser("live", parents=[common], help="promote a run to live (a `serve --live` server answers "
                                                          "with it from its next request); without RUN, the history")
     live.add_argument("run", nargs="?")
@@ -210,8 +221,15 @@ def cmd_serve(ws, args) -> int:
     from training.serve import serve
     if bool(args.run) == args.live:
         raise TuneloopError("name the run to serve (serve 3) or serve the live run (serve --live), not both")
+    from training.serve import Retention
+    from training.inference import THREADS_ENV
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TuneloopError(f"--threads {args.threads}: give a whole number of CPU threads, 1 or more")
+        os.environ[THREADS_ENV] = str(args.threads)
     serve(ws, run_id=args.run, live=args.live, port=args.port, engine=args.engine, log_text=args.log_text,
-          on_ready=lambda url: print(f"serving {'the live run' if args.live else f'run #{args.run}'} at {url} "
+          host=args.host, api_key_env=args.api_key_env,
+          retention=Retention(args.keep_days or None, args.keep_rows or None), on_ready=lambda url: print(f"serving {'the live run' if args.live else f'run #{args.run}'} at {url} "
                                      f"(Ctrl-C stops)", flush=True))
     return 0
 

@@ -122,3 +122,12 @@ def m003_serving(db):
 def m004_run_queue(db):
     # A run launched while another trains waits in line (status queued, no pid); this is its place in line.
     db.execute("alter table runs add column queued_at text")
+
+
+@migration
+def m005_serve_login_and_retention(db):
+    # A server's login (the name of the environment variable holding its API key, never the key) and how much
+    # of the request log it keeps (days, rows; null: no limit of that kind). Older servers had neither.
+    db.execute("alter table serve_processes add column api_key_env text")
+    db.execute("alter table serve_processes add column keep_days integer")
+    db.execute("alter table serve_processes add column keep_rows integer")

@@ -16,6 +16,11 @@ gradio) so that every request is logged and every response can be rated:
   serving the live run) and the headers ``X-Tuneloop-Run`` / ``X-Tuneloop-Version`` say the same.
 - Each request is a row of ``serve_requests`` (time, run, live version, engine, latency, tokens, finish
   reason, HTTP status, error); the request and response texts only when the server runs with ``--log-text``.
+  The log keeps ``Retention`` (30 days by default, and/or a number of rows), pruned on start and hourly;
+  a request that feedback names is kept, since the feedback reaches the next dataset through it.
+- Login: with ``--api-key-env NAME`` every request needs ``Authorization: Bearer <$NAME>`` (else 401 in
+  OpenAI's shape); the key is read from the environment, never stored or logged. A host other than loopback
+  (``--host 0.0.0.0``) is refused without one.
 
 Engines, behind one small interface (``Engine.stream``): ``llamacpp`` (llama-cpp-python on the run's merged
 GGUF from ``training.gguf.run_gguf``; chat template from the GGUF), ``transformers`` (the shared
@@ -36,6 +41,8 @@ Example::
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import os
 import signal
@@ -55,7 +62,11 @@ from core.workspace import Workspace
 from training import registry as R
 
 ENGINES = ("auto", "llamacpp", "transformers", "vllm")
+ENGINE_ALIASES = {"llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "llama_cpp": "llamacpp"}
 HOST = "127.0.0.1"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+RETENTION_DAYS = 30
+PRUNE_EVERY_S = 3600
 DEFAULT_PORT = 8000
 MAX_ENGINES = 2              # loaded at once in a --live server: the live run and the one before it
 READY_TIMEOUT_S = 300
@@ -65,12 +76,14 @@ ROLES = ("system", "user", "assistant")
 class RequestError(Exception):
     """A request the endpoint refuses, with the HTTP status and OpenAI's error fields."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, kind: str = "invalid_request_error"):
+    def __init__(self, status: int, message: str, *, param: str | None = None, kind: str = "invalid_request_error",
+                 code: str | int | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.kind = status, message, param, kind
+        self.code = status if code is None else code
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.status}}
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
 # -- what a request asks for ---------------------------------------------------------------------------
@@ -204,7 +217,9 @@ class LlamaCppEngine(Engine):
         from training.gguf import run_gguf
         super().__init__(run)
         self.path = Path(run_gguf(ws, run, quant=quant))
-        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, verbose=False)
+        from training.inference import inference_threads
+        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=inference_threads() or os.cpu_count() or 1,
+                         verbose=False)
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise TuneloopError(f"{self.path} has no chat template (tokenizer.chat_template); re-export the run "
@@ -278,7 +293,8 @@ def _gguf_converter_present() -> bool:
 def choose_engine(kind: str = "auto") -> str:
     """The engine ``kind`` stands for: ``auto`` is vllm with CUDA and vllm, else llamacpp with llama-cpp-python
     and llama.cpp's GGUF converter, else transformers. A named engine that is missing is an error saying what to
-    install."""
+    install. ``llama.cpp`` is another name for llamacpp (the Playground's)."""
+    kind = ENGINE_ALIASES.get(kind, kind)
     if kind not in ENGINES:
         raise TuneloopError(f"unknown engine '{kind}'; choose one of {', '.join(ENGINES)}")
     llamacpp = _importable("llama_cpp") and _gguf_converter_present()
@@ -371,6 +387,92 @@ def request_log(ws: Workspace, *, limit: int = 1000) -> list[dict[str, Any]]:
     return [dict(r) for r in rows][::-1]
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How much of the request log a server keeps: rows younger than ``days`` and/or the newest ``rows``
+    (None: no limit of that kind). Rows that feedback names are kept whatever their age."""
+    days: int | None = RETENTION_DAYS
+    rows: int | None = None
+
+    def __post_init__(self):
+        for name in ("days", "rows"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise TuneloopError(f"request log retention: {name} must be a whole number, 1 or more (or none); "
+                                    f"got {value!r}")
+
+    def describe(self) -> str:
+        limits = ([f"{self.days} days"] if self.days else []) + ([f"{self.rows} rows"] if self.rows else [])
+        return "request log kept " + (" and at most ".join(limits) if limits else "forever")
+
+
+def prune_request_log(ws: Workspace, retention: Retention) -> int:
+    """Delete the request-log rows ``retention`` no longer keeps (not those feedback names); how many went."""
+    keep_feedback = "id not in (select request_id from serve_feedback)"
+    removed = 0
+    with ws.transaction() as db:
+        if retention.days:
+            removed += db.execute(f"delete from serve_requests where {keep_feedback} and created_at < "
+                                  f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", (f"-{retention.days} days",)).rowcount
+        if retention.rows:
+            removed += db.execute(f"delete from serve_requests where {keep_feedback} and rowid not in (select rowid"
+                                  f" from serve_requests order by created_at desc, rowid desc limit ?)",
+                                  (retention.rows,)).rowcount
+    return removed
+
+
+def keep_pruning(ws: Workspace, retention: Retention, *, every_s: float = PRUNE_EVERY_S) -> threading.Event:
+    """Prune the request log now and then every ``every_s`` seconds in a daemon thread, until the returned
+    event is set."""
+    stop = threading.Event()
+    prune_request_log(ws, retention)
+
+    def loop():
+        own = Workspace.open(ws.root)         # SQLite connections stay in their own thread
+        while not stop.wait(every_s):
+            prune_request_log(own, retention)
+
+    threading.Thread(target=loop, name="prune-request-log", daemon=True).start()
+    return stop
+
+
+# -- login ---------------------------------------------------------------------------------------------
+
+def api_key_from_env(name: str | None) -> str | None:
+    """The API key held in environment variable ``name`` (None when no name is given); an unset or empty
+    variable is an error, so a server never starts open by mistake."""
+    if not name:
+        return None
+    key = os.environ.get(name, "")
+    if not key.strip():
+        raise TuneloopError(f"--api-key-env {name}: the environment variable {name} is not set (or empty); "
+                            f"export {name}=<a long random key> in the shell that starts the server")
+    return key.strip()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond this machine without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise TuneloopError(f"--host {host} lets other machines reach the endpoint; give it an API key with "
+                            f"--api-key-env NAME (the key in environment variable NAME), or serve on {HOST}")
+
+
+def _authorized(scope, api_key: str) -> bool:
+    header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), api_key.encode())
+
+
 def feedback_counts(ws: Workspace) -> dict[str, int]:
     """Thumbs up, thumbs down, corrections and comments received so far."""
     row = ws.db.execute("select coalesce(sum(rating='up'),0) up, coalesce(sum(rating='down'),0) down,"
@@ -426,10 +528,10 @@ class Endpoint:
     engine kind; engines load once and stay (at most ``MAX_ENGINES``)."""
 
     def __init__(self, ws: Workspace, *, run_id: int | None = None, live: bool = False, engine: str = "auto",
-                 log_text: bool = False):
+                 log_text: bool = False, api_key: str | None = None):
         if (run_id is None) == (not live):
             raise TuneloopError("serve either a run (serve N) or the live run (serve --live), not both or neither")
-        self.ws, self.live, self.log_text = ws, live, log_text
+        self.ws, self.live, self.log_text, self.api_key = ws, live, log_text, api_key
         self.run_id = R.get_run(ws, run_id).id if run_id is not None else None
         self.kind = choose_engine(engine)
         self._engines: OrderedDict[int, Engine] = OrderedDict()
@@ -607,10 +709,23 @@ def make_app(endpoint: Endpoint):
                                          f"answers GET /v1/models, POST /v1/chat/completions and POST /v1/feedback",
                                     kind="not_found_error"))
 
-    return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
-                             Route("/v1/chat/completions", chat, methods=["POST"]),
-                             Route("/v1/feedback", feedback, methods=["POST"])],
-                     exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
+                            Route("/v1/chat/completions", chat, methods=["POST"]),
+                            Route("/v1/feedback", feedback, methods=["POST"])],
+                    exception_handlers={404: not_found, 405: not_found})
+    if not endpoint.api_key:
+        return app
+    locked = RequestError(401, "this endpoint needs an API key: send the header 'Authorization: Bearer <key>' "
+                               "(the OpenAI client's api_key) with the key the server was started with",
+                          code="invalid_api_key")
+
+    async def guarded(scope, receive, send):
+        if scope["type"] == "http" and not _authorized(scope, endpoint.api_key):
+            response = JSONResponse(locked.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return await response(scope, receive, send)
+        return await app(scope, receive, send)
+
+    return guarded
 
 
 def _sse(exchange: _Exchange, engine: Engine, params: ChatParams) -> Iterator[str]:
@@ -639,43 +754,52 @@ def _reason(exc: Exception) -> str:
 # -- running a server ----------------------------------------------------------------------------------
 
 def serve(ws: Workspace, *, run_id: int | str | None = None, live: bool = False, port: int = DEFAULT_PORT,
-          engine: str = "auto", log_text: bool = False, on_ready=None) -> None:
-    """Serve until interrupted (Ctrl-C, SIGTERM): load the model, register this process, answer on 127.0.0.1."""
+          engine: str = "auto", log_text: bool = False, host: str = HOST, api_key_env: str | None = None,
+          retention: Retention = Retention(), on_ready=None) -> None:
+    """Serve until interrupted (Ctrl-C, SIGTERM): load the model, register this process, answer on ``host``
+    (loopback unless an API key is named by ``api_key_env``), prune the request log on start and hourly."""
     import uvicorn
-    endpoint = Endpoint(ws, run_id=run_id, live=live, engine=engine, log_text=log_text)
-    _check_port(port)
+    api_key = api_key_from_env(api_key_env)
+    check_host(host, api_key)
+    endpoint = Endpoint(ws, run_id=run_id, live=live, engine=engine, log_text=log_text, api_key=api_key)
+    _check_port(port, host)
     if not live or live_version(ws) is not None:
         endpoint.engine(endpoint.target()[0])         # load before listening: answering means ready
-    process_id = _register_process(ws, endpoint, port)
-    server = uvicorn.Server(uvicorn.Config(make_app(endpoint), host=HOST, port=port, log_level="warning",
+    pruning = keep_pruning(ws, retention)
+    process_id = _register_process(ws, endpoint, port, host=host, api_key_env=api_key_env, retention=retention)
+    server = uvicorn.Server(uvicorn.Config(make_app(endpoint), host=host, port=port, log_level="warning",
                                            access_log=False))
     if on_ready is not None:
-        on_ready(f"http://{HOST}:{port}/v1")
+        on_ready(f"http://{host}:{port}/v1")
     try:
         server.run()
     finally:
+        pruning.set()
         with ws.transaction() as db:
             db.execute("update serve_processes set stopped_at=strftime('%Y-%m-%dT%H:%M:%SZ', 'now') where id=?",
                        (process_id,))
 
 
-def _check_port(port: int) -> None:
-    with socket.socket() as s:
+def _check_port(port: int, host: str = HOST) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((HOST, int(port)))
+            s.bind((host, int(port)))
         except OSError:
-            raise TuneloopError(f"port {port} on {HOST} is in use (another server?); choose another with "
-                                f"--port, or stop the other one") from None
+            raise TuneloopError(f"port {port} on {host} is in use (another server?) or {host} is not an address of "
+                                f"this machine; choose another with --port/--host, or stop the other one") from None
 
 
-def _register_process(ws: Workspace, endpoint: Endpoint, port: int) -> int:
+def _register_process(ws: Workspace, endpoint: Endpoint, port: int, *, host: str, api_key_env: str | None,
+                      retention: Retention) -> int:
     pid = os.getpid()
     with ws.transaction() as db:
         return db.execute("insert into serve_processes (run_id, live, host, port, engine, log_text, pid, pid_started,"
-                          " log_path) values (?,?,?,?,?,?,?,?,?)",
-                          (endpoint.run_id, int(endpoint.live), HOST, port, endpoint.kind, int(endpoint.log_text),
-                           pid, R._process_start_time(pid), os.environ.get("TUNELOOP_SERVE_LOG"))).lastrowid
+                          " log_path, api_key_env, keep_days, keep_rows) values (?,?,?,?,?,?,?,?,?,?,?,?)",
+                          (endpoint.run_id, int(endpoint.live), host, port, endpoint.kind, int(endpoint.log_text),
+                           pid, R._process_start_time(pid), os.environ.get("TUNELOOP_SERVE_LOG"), api_key_env,
+                           retention.days, retention.rows)).lastrowid
 
 
 @dataclass(frozen=True)
@@ -691,15 +815,22 @@ class ServerProcess:
     started_at: str
     running: bool
     log_path: str | None
+    host: str = HOST
+    api_key_env: str | None = None
+    retention: Retention = Retention()
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/v1"
+        host = HOST if self.host in WILDCARD_HOSTS else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/v1"
 
     def describe(self) -> str:
         what = "the live run" if self.live else f"run #{self.run_id}"
         text = ", request text logged" if self.log_text else ""
-        return f"{what} at {self.url} ({self.engine}{text}; pid {self.pid}, since {self.started_at})"
+        login = f", API key from ${self.api_key_env}" if self.api_key_env else ", no API key"
+        where = f" (listening on {self.host})" if self.host in WILDCARD_HOSTS else ""
+        return (f"{what} at {self.url}{where} ({self.engine}{text}{login}; {self.retention.describe()}; "
+                f"pid {self.pid}, since {self.started_at})")
 
 
 def server_processes(ws: Workspace, *, running_only: bool = True) -> list[ServerProcess]:
@@ -714,7 +845,9 @@ def server_processes(ws: Workspace, *, running_only: bool = True) -> list[Server
         if alive or not running_only:
             out.append(ServerProcess(id=row["id"], run_id=row["run_id"], live=bool(row["live"]), port=row["port"],
                                      engine=row["engine"], log_text=bool(row["log_text"]), pid=row["pid"],
-                                     started_at=row["started_at"], running=alive, log_path=row["log_path"]))
+                                     started_at=row["started_at"], running=alive, log_path=row["log_path"],
+                                     host=row["host"], api_key_env=row["api_key_env"],
+                                     retention=Retention(row["keep_days"], row["keep_rows"])))
     return out
 
 
@@ -730,19 +863,25 @@ _children: dict[int, subprocess.Popen] = {}
 
 
 def start_server(ws: Workspace, *, run_id: int | str | None = None, live: bool = False, port: int = DEFAULT_PORT,
-                 engine: str = "auto", log_text: bool = False, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
+                 engine: str = "auto", log_text: bool = False, host: str = HOST, api_key_env: str | None = None,
+                 retention: Retention = Retention(), threads: int | None = None,
+                 timeout: float = READY_TIMEOUT_S) -> ServerProcess:
     """Start ``python -m training serve`` in the background and wait until it answers; returns its process.
+    The key named by ``api_key_env`` reaches it through the environment, never the command line.
 
     The process outlives the caller (a page reload, an app restart); ``stop_server`` ends it."""
     kind = choose_engine(engine)
+    check_host(host, api_key_from_env(api_key_env))
     if run_id is not None:
         run_adapter(R.get_run(ws, run_id))
-    _check_port(port)
+    _check_port(port, host)
     log = ws.path("serving", f"serve-{port}-{int(time.time())}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "training", "serve", *([str(R.parse_run_id(run_id))] if run_id is not None else []),
            *(["--live"] if live else []), "--port", str(port), "--engine", kind, "--workspace", str(ws.root),
-           *(["--log-text"] if log_text else [])]
+           *(["--log-text"] if log_text else []), "--host", host,
+           *(["--api-key-env", api_key_env] if api_key_env else []), "--keep-days", str(retention.days or 0),
+           "--keep-rows", str(retention.rows or 0), *(["--threads", str(threads)] if threads else [])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNELOOP_SERVE_LOG": str(log)}
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, cwd=R.ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -754,21 +893,21 @@ def start_server(ws: Workspace, *, run_id: int | str | None = None, live: bool =
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:])
             raise TuneloopError(f"the server stopped before it answered (exit {proc.returncode}):\n{tail}")
         mine = [p for p in server_processes(ws) if p.pid == proc.pid]
-        if mine and _answers(mine[0].port):
+        if mine and _answers(mine[0]):
             return mine[0]
         time.sleep(0.3)
     stop_pid(proc.pid)
     raise TuneloopError(f"the server did not answer within {timeout:.0f} s; its log is {log}")
 
 
-def _answers(port: int) -> bool:
+def _answers(process: ServerProcess) -> bool:
     import urllib.error
     import urllib.request
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/v1/models", timeout=2):
+        with urllib.request.urlopen(f"{process.url}/models", timeout=2):
             return True
     except urllib.error.HTTPError:
-        return True          # it answers (503: no live run yet)
+        return True          # it answers (503: no live run yet; 401: it needs its API key)
     except OSError:
         return False
 
