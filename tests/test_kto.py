@@ -216,3 +216,13 @@ def test_preflight_and_create_refuse_preference_pairs_with_nothing_to_train_on(s
         preflight(ws, config)
     with pytest.raises(TuneloopError, match=message):
         create_run(ws, config)
+
+
+def test_the_train_tab_offers_the_kto_stage_and_its_keys(ws):
+    import gradio as gr
+
+    from training import ui
+    with gr.Blocks(), gr.Tabs():
+        w = ui.build_train_tab(ws)
+    assert ("kto", "kto") in w.form["stage"].choices
+    assert {"kto_data", "kto_beta", "sft_run"} <= set(w.form)
