@@ -6,6 +6,8 @@ list the detector reads, so a detector that only found listed names would fail e
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from core.errors import TuneloopError
@@ -251,3 +253,50 @@ def test_a_hugging_face_token_classifier_can_be_the_engine(tmp_path, monkeypatch
     assert second == []
     assert {texts[2][s:e] for s, e, *_ in third} == {"Tawhiri Ngata", "a@example.org"}
     engine_for(PiiOptions())
+
+
+def _ner(text: str, *values: str, label: str = "PERSON") -> list[tuple]:
+    return [(text.index(v), text.index(v) + len(v), label, 0.85) for v in values]
+
+
+# An encyclopedic passage in the manner of a Wikipedia biography, written for this test: a country named
+# "US", someone quoted in the first person, "born in"; the name again in a sentence with a quote and in one
+# about the person's age (which alone would not be encyclopedic).
+BIOGRAPHY = ("Tamati Ngata-Whitlock (born in 1961 in Gisborne) is a former tennis player from New Zealand. "
+             "He reached the final of the US Open in 1988 and of the US Indoor in 1989, and won the Davis Cup "
+             "with the national team in 1990. "
+             'Ngata-Whitlock later said: "I never liked clay, and my coach knew it." Ngata-Whitlock retired at '
+             "the age of 35.")
+
+
+def _biography_entities(text: str) -> list[tuple]:
+    again = [(m.start(), m.end(), "PERSON", 0.85) for m in re.finditer("Ngata-Whitlock", text)][1:]
+    return (_ner(text, "Tamati Ngata-Whitlock") + again + _ner(text, "Gisborne", "New Zealand", label="GPE") +
+            _ner(text, "the Davis Cup", label="EVENT"))
+
+
+def test_a_biography_with_a_quote_a_country_called_us_and_born_in_is_encyclopedic():
+    found = find_person_names(BIOGRAPHY, _biography_entities(BIOGRAPHY))
+    assert [(BIOGRAPHY[n.start:n.end], n.public) for n in found] == [
+        ("Tamati Ngata-Whitlock", True), ("Ngata-Whitlock", True), ("Ngata-Whitlock", True)]
+    # Written by the person themself it is not encyclopedic: "I" and "my" outside the quote.
+    own = BIOGRAPHY.replace("He reached", "I reached").replace("the national team", "my team")
+    assert [n.public for n in find_person_names(own, _biography_entities(own))] == [False, False, False]
+
+
+def test_ner_people_in_text_that_is_not_english_or_in_lowercase_inside_cased_text_are_not_names():
+    finnish = "Olemme kumppanoituneet alan parhaiden ratkaisuiden ja tuotteiden valmistajien kanssa."
+    assert find_person_names(finnish, _ner(finnish, "Olemme kumppanoituneet alan parhaiden")) == []
+    cased = "Screenshots and comments about jammer apps like these ones. Download them today."
+    assert find_person_names(cased, _ner(cased, "jammer apps")) == []
+    english = "Yesterday Oluwaseun repaired the printer on the second floor."
+    assert [english[n.start:n.end] for n in find_person_names(english, _ner(english, "Oluwaseun"))] == ["Oluwaseun"]
+
+
+def test_a_cue_word_inside_another_word_and_a_heading_before_a_colon_are_no_evidence():
+    assert find_person_names("And in case you didn’t notice, I love organizing closets!") == []
+    assert find_person_names("Reconstitution: Dalvance must be reconstituted under aseptic conditions.") == []
+    transcript = "Ngozi: Who are you?\nTawhiri: I'm the new tenant."
+    assert [transcript[n.start:n.end] for n in find_person_names(transcript)] == ["Ngozi", "Tawhiri"]
+    assert [n.evidence for n in find_person_names("No, Kaviya, can you check the invoice?")] == [
+        "cue 'no' (addressed)"]

@@ -51,14 +51,17 @@ WORLD_LABELS = frozenset({"GPE", "LOC", "ORG", "NORP", "LANGUAGE", "PRODUCT", "D
 TITLES = r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta|Rev|Fr|Capt|Sgt|Lt|Col)"
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
 PARTICLES = frozenset("de la le da di du van von der den dos das del ter ten al el bin ben ibn mac mc st".split())
+# First- and second-person words; ``personal_words`` leaves out those that are not ("the US Open", "World War I").
 PERSONAL_WORDS = re.compile(r"\bI(?:'m|'ve|'d|'ll)?\b(?!\.|['’]s\b)|(?i:\b(?:i'm|im|my|mine|we|we're|our|ours|us|you|"
                             r"you're|your|yours)\b)")
+NUMERAL_BEFORE = re.compile(r"[^\W\d_]*[A-Z][^\W\d_]* \Z")
+QUOTED = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”')
 # Chat words that end a lowercase name run ("hey its mike lol").
 CHAT_WORDS = frozenset("lol lmao rofl omg pls plz thx ty btw asap ok okay idk tbh imo imho brb fyi np yep nope "
                        "ya yeah hey hi".split())
 # Words that make a sentence about a person's own data (address, account, health ...), never encyclopedic.
-PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|account|card|password|lives|living|born|birthday|age|"
-                           r"contact|ssn|salary|diagnos\w*|patient|beneficiary|guardian|customer|client)\b")
+PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|card|password|age|contact|ssn|salary|diagnos\w*|patient|"
+                           r"beneficiary|guardian|customer|client)\b")
 PUBLIC_NOTE = " (public figure: third-person sentence of an encyclopedic text)"
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$|[A-Z\"“])|\n")
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
@@ -85,10 +88,10 @@ _CUES = (
                 r"love|xoxo|take\s+care|talk\s+soon|br|kr|warmly|respectfully)\b[ \t]*[,!.]*"),
     ("dash", r"^[ \t]*(?:--?|—|–|~)[ \t]*"),
     ("title", r"\b" + TITLES + r"\b\.?"),
-    ("vocative", r"(?:^|\bremember me|\bsorry|\bthanks|\bok|\bokay|\byes|\bno|\bwell)[ \t]*,?[ \t]*(?=[^\W\d_]+"
+    ("vocative", r"(?:^|\b(?:remember me|sorry|thanks|ok|okay|yes|no|well)\b)[ \t]*,?[ \t]*(?=[^\W\d_]+"
                  r"(?:[ \t][^\W\d_]+)?[ \t]*(?:,[ \t]*(?:can|could|would|will|please|do|did|are|is|have|i|you|we)\b"
                  r"|[?!]))"),
-    ("speaker", r"(?:^|[.?!][ \t]+)[ \t>]*(?=(?:[^\W\d_]+[ \t]?){1,3}:[ \t]*\S)"),
+    ("speaker", r"^[ \t>]*(?=(?:[^\W\d_]+[ \t]?){1,3}:[ \t]*\S)"),
     ("contact", r"\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting)\s+(?:to|with)\b|"
                 r"\b(?:ask|asked|asking)\s+for\b|\breach(?:ed)?\s+out\s+to\b|\b(?:forward|forwarded|assigned|"
                 r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b|\b(?:my|our|your)\s+(?:colleague|co-?worker|"
@@ -315,7 +318,11 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
                 span = _extend_name(text, *span)
                 add(span[0], span[1], f"NER {label} {float(score):.2f}", float(score))
     for kind, rx in CUES:
-        for m in rx.finditer(text):
+        matches = list(rx.finditer(text))
+        # A line "Word: text" is a speaker's turn in a transcript (two turns or more), else a heading.
+        if kind == "speaker" and len(matches) < 2:
+            continue
+        for m in matches:
             words = _run_after(text, m.end(), kind)
             if kind in LINE_END_KINDS and words and not _line_ends(text, words[-1][1]):
                 continue
@@ -323,7 +330,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
                 continue
             start, end = words[0][0], words[-1][1]
             if kind == "speaker" and (text[end:end + 1] != ":" and not re.match(r"[ \t]*:", text[end:]) or
-                                      all(w.isupper() and len(w) > 1 for _, _, w in words)):
+                                      all(w.isupper() and len(w) > 1 for _, _, w in words) or
+                                      len(words) > 1 and _plain_word(words[-1][2])):
                 continue
             if kind in ("intro", "contact", "greeting", "cc", "vocative", "speaker") and \
                     _vetoed(others, start, end, words, strict=kind in ("intro", "contact")):
@@ -360,12 +368,21 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
     for s, e in _listed_with(text, found):
         add(s, e, f"cue ({CUE_LABEL['list']})", 0.75, "list")
 
-    out: list[PersonName] = []
+    kept = []
     for (s, e), item in sorted(found.items()):
         if not item["cues"] and not _ner_span_is_believable(text, s, e):
             continue
         s, e = _extend_titles(text, s, e)
-        public = not item["cues"] & PERSONAL_KINDS and _encyclopedic(text, s, e, others)
+        personal = bool(item["cues"] & PERSONAL_KINDS)
+        kept.append((s, e, item, personal, not personal and _encyclopedic(text, s, e, others)))
+    # One name in one article is one person: a mention outside a third-person sentence ("Agassi said: 'I
+    # ...'") is as public as the others, unless some mention of the name is personal (addressed, signing).
+    public_words = name_words(text, [PersonName(s, e, 0, "") for s, e, _, _, public in kept if public])
+    private_words = name_words(text, [PersonName(s, e, 0, "") for s, e, _, personal, _ in kept if personal])
+    out: list[PersonName] = []
+    for s, e, item, personal, public in kept:
+        own = name_words(text, [PersonName(s, e, 0, "")])
+        public = public or not personal and bool(own) and own <= public_words and not own & private_words
         evidence = " + ".join(dict.fromkeys(item["evidence"]))
         if public:
             evidence += PUBLIC_NOTE
@@ -508,13 +525,25 @@ def _ner_span_is_believable(text: str, s: int, e: int) -> bool:
     words = [w.group() for w in WORD.finditer(text, s, e) if w.group().lower() not in PARTICLES]
     if not words or all(w.isupper() and len(w) > 1 for w in words) or any(len(w) > 24 for w in words):
         return False
-    if any(len(w) > 1 and not is_common(w) for w in words):
-        return True
-    # Lowercase ordinary words in a text that has capitals are words, whatever else they are ("10 persons max").
+    # Lowercase words in a text that has capitals are words, whatever else they are ("10 persons max",
+    # "jammer apps"); a cue is needed for a lowercase name there.
     if all(w[:1].islower() for w in words) and not is_lowercase_chat(text):
         return False
+    # The English NER model reads any language; on text that is not English its "people" are noise.
+    if english_share(text[:s] + " " + text[e:]) < 0.5:
+        return False
+    if any(len(w) > 1 and not is_common(w) for w in words):
+        return True
     # A given name the list lacks before a known family name: "said Ken Hunt".
     return all(len(w) == 1 or is_known_name(w) for w in words[1 if len(words) > 1 else 0:])
+
+
+@functools.lru_cache(maxsize=256)
+def english_share(text: str) -> float:
+    """The share of a text's lowercase words (two letters or more; names left out, listed or capitalised)
+    that are ordinary English words (1.0 for none)."""
+    words = [w for w in WORD.findall(text) if len(w) > 1 and w.islower() and not is_known_name(w)]
+    return sum(is_common(w) for w in words) / len(words) if words else 1.0
 
 
 def _vetoed(others, start: int, end: int, words, strict: bool = True) -> bool:
@@ -532,7 +561,7 @@ def _encyclopedic(text: str, s: int, e: int, others) -> bool:
     sentence_start = max([i for i in ends if i <= s], default=0)
     stop = min([i for i in ends if i >= e], default=len(text))
     sentence = text[sentence_start:stop]
-    if PERSONAL_WORDS.search(sentence) or PERSONAL_DATA.search(sentence):
+    if personal_words(sentence) or PERSONAL_DATA.search(sentence):
         return False
     return _is_article(text, tuple(others))
 
@@ -540,13 +569,37 @@ def _encyclopedic(text: str, s: int, e: int, others) -> bool:
 @functools.lru_cache(maxsize=256)
 def _is_article(text: str, others: tuple) -> bool:
     """Third-person prose about the world: at least 25 words in two or more sentences, at most one
-    first- or second-person word in 50, and at least two other named entities or years."""
+    first- or second-person word in 50 (``personal_words``), and at least two other named entities or
+    years (one is enough in three or more sentences)."""
     words = WORD.findall(text)
-    if len(words) < 25 or len(SENTENCE_END.findall(text)) < 2:
+    sentences = len(SENTENCE_END.findall(text))
+    if len(words) < 25 or sentences < 2:
         return False
-    if len(PERSONAL_WORDS.findall(text)) * 50 > len(words):
+    if len(personal_words(text)) * 50 > len(words):
         return False
-    return len(YEAR.findall(text)) + sum(label in WORLD_LABELS for _, _, label in others) >= 2
+    world = len(YEAR.findall(text)) + sum(label in WORLD_LABELS for _, _, label in others)
+    return world >= 2 or world == 1 and sentences >= 3
+
+
+def personal_words(text: str) -> list[str]:
+    """The first- and second-person words of a text in the writer's own voice: not inside quotation marks
+    (someone quoted, a title), not a capitalised word in mid-sentence ("Our American Cousin"), and not a
+    numeral that looks like "I"."""
+    quoted = [(m.start(), m.end()) for m in QUOTED.finditer(text)]
+    out = []
+    for m in PERSONAL_WORDS.finditer(text):
+        if any(s <= m.start() < e for s, e in quoted):
+            continue
+        word = m.group()
+        if word == "I":
+            before = NUMERAL_BEFORE.search(text, max(0, m.start() - 30), m.start())
+            if before and _key(before.group().strip()) not in _stop_words() and (
+                    not _sentence_start(text, before.start()) or not is_common(before.group().strip())):
+                continue
+        elif word[:1].isupper() and not _sentence_start(text, m.start()):
+            continue
+        out.append(word)
+    return out
 
 
 NAME_HEADER = re.compile(r"(?i)\s*(?:full |first |last |given |family |customer |contact |user )?name\s*")
