@@ -229,7 +229,8 @@ def cmd_serve(ws, args) -> int:
         os.environ[THREADS_ENV] = str(args.threads)
     serve(ws, run_id=args.run, live=args.live, port=args.port, engine=args.engine, log_text=args.log_text,
           host=args.host, api_key_env=args.api_key_env,
-          retention=Retention(args.keep_days or None, args.keep_rows or None), on_ready=lambda url: print(f"serving {'the live run' if args.live else f'run #{args.run}'} at {url} "
+          retention=Retention(args.keep_days or None, args.keep_rows or None),
+          on_ready=lambda url: print(f"serving {'the live run' if args.live else f'run #{args.run}'} at {url} "
                                      f"(Ctrl-C stops)", flush=True))
     return 0
 

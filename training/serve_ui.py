@@ -22,7 +22,9 @@ from ui.kit import bind, caller_name, error_markdown, picker_updates, run_picker
 POLL_SECONDS = 5.0
 INTRO = """Answer on **127.0.0.1** with the OpenAI API (`/v1/chat/completions`, streaming too): any OpenAI client
 works with `base_url` set to the URL below. **Serve the live run** follows **Make live** and **Roll back** without
-a restart. Each request is logged (time, run, latency, tokens, errors); its text only with **Log request text**.
+a restart. Each request is logged (time, run, latency, tokens, errors); its text only with **Log request text**;
+the log is pruned on start and hourly (30 days by default; requests with feedback stay). Another host than
+127.0.0.1 needs an API key (clients send `Authorization: Bearer <key>`).
 Users rate answers with `POST /v1/feedback`; **Merge feedback from use** in the Results tab's rounds view turns it
 into the next dataset version."""
 HISTORY_HEADERS = ["version", "run", "action", "by", "at"]
@@ -50,6 +52,16 @@ def layout(ws) -> ServeWidgets:
             w.engine = gr.Dropdown(list(S.ENGINES), value="auto", label="Engine", elem_id="serve-engine", scale=1,
                                    info="auto: vLLM on a GPU, else llama.cpp, else transformers")
             w.log_text = gr.Checkbox(False, label="Log request text", elem_id="serve-log-text", scale=1)
+        with gr.Row():
+            w.host = gr.Textbox(S.HOST, label="Host", elem_id="serve-host", scale=1,
+                                info="127.0.0.1: this machine only; any other (0.0.0.0) needs an API key")
+            w.api_key_env = gr.Textbox("", label="API key from environment variable", elem_id="serve-api-key-env",
+                                       scale=1, placeholder="e.g. TUNELOOP_API_KEY",
+                                       info="the app's environment must hold it; the key is never stored")
+            w.keep_days = gr.Number(S.RETENTION_DAYS, precision=0, minimum=0, label="Keep requests (days)",
+                                    elem_id="serve-keep-days", scale=1, info="0: no age limit")
+            w.keep_rows = gr.Number(0, precision=0, minimum=0, label="Keep at most (rows)",
+                                    elem_id="serve-keep-rows", scale=1, info="0: no row limit")
         with gr.Row():
             w.start_btn = gr.Button("Start serving", variant="primary", elem_id="serve-start")
             w.live_btn = gr.Button("Make the run live", elem_id="serve-make-live")
@@ -82,10 +94,11 @@ def status_markdown(processes: list[S.ServerProcess], live: S.LiveVersion | None
     if not processes:
         return "\n\n".join(lines + ["No server is running; choose a run and **Start serving**."])
     lines += [f"- serving {html.escape(p.describe())}" for p in processes]
-    url = processes[0].url
-    lines.append(f"```\ncurl {url}/chat/completions -H 'Content-Type: application/json' \\\n"
+    url, env = processes[0].url, processes[0].api_key_env
+    login = f" -H \"Authorization: Bearer ${env}\"" if env else ""
+    lines.append(f"```\ncurl {url}/chat/completions{login} -H 'Content-Type: application/json' \\\n"
                  f"  -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"stream\": false}}'\n"
-                 f"curl {url}/feedback -H 'Content-Type: application/json' \\\n"
+                 f"curl {url}/feedback{login} -H 'Content-Type: application/json' \\\n"
                  f"  -d '{{\"response_id\": \"chatcmpl-…\", \"rating\": \"down\", \"correction\": \"…\", "
                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n```")
     return "\n\n".join(lines)
@@ -134,8 +147,11 @@ def start(ws, w: ServeWidgets, data: dict) -> dict:
     try:
         if not live and not data[w.run]:
             raise TuneloopError("choose a run with an adapter to serve, or tick 'Serve the live run instead'")
+        retention = S.Retention(int(data[w.keep_days] or 0) or None, int(data[w.keep_rows] or 0) or None)
         process = S.start_server(ws, run_id=None if live else data[w.run], live=live, port=int(data[w.port] or 0),
-                                 engine=data[w.engine] or "auto", log_text=bool(data[w.log_text]))
+                                 engine=data[w.engine] or "auto", log_text=bool(data[w.log_text]),
+                                 host=(data[w.host] or S.HOST).strip(), api_key_env=(data[w.api_key_env] or "").strip()
+                                 or None, retention=retention)
     except TuneloopError as exc:
         return {w.message: error_markdown(exc), **refresh(ws, w, data)}
     return {w.message: f"Serving at `{process.url}`.", **refresh(ws, w, {**data, w.server: str(process.id)})}
@@ -181,7 +197,7 @@ def wire(ws, w: ServeWidgets, tab) -> None:
     def on(event, handler, inputs, outputs, **kw):
         return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
 
-    form = {w.run, w.live, w.port, w.engine, w.log_text, w.server}
+    form = {w.run, w.live, w.port, w.engine, w.log_text, w.host, w.api_key_env, w.keep_days, w.keep_rows, w.server}
     on(w.start_btn.click, start, form, [w.message, *w.shown])
     on(w.stop_btn.click, stop, {w.server}, [w.message, *w.shown])
     on(w.live_btn.click, make_live, {w.run, w.server}, [w.message, *w.shown])
