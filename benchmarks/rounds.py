@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.errors import TuneloopError  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 from curation.data.records import Record  # noqa: E402
 
@@ -223,23 +224,27 @@ def main(argv=None) -> int:
     mark(f"rated {len(items)} new prompts: {counts}; feedback {fb.counts()}")
 
     v2 = merge_feedback(ws, evaluation, created_by="benchmark")
-    preferences = make_preference_version(ws, evaluation, created_by="benchmark")
-    r2_sft = train(RunConfig.from_dict({**recipe, "datasets": v2.name}), "round 2 SFT (merged corrections)")
-    auto["round 2 SFT"] = auto_evaluate(ws, str(r2_sft.id), v1.id, settings=settings)
-    mark("round 2 SFT evaluated automatically:\n" + format_auto_evaluation(auto["round 2 SFT"]))
-    dpo_config = RunConfig.from_dict({**recipe, "datasets": v1.name, "stage": "dpo", "sft_run": str(r1.id),
-                                      "preferences": preferences.name, "dpo_beta": 0.1, "learning_rate": 2e-4,
-                                      "micro_batch_size": 4, "num_epochs": args.dpo_epochs})
-    r2_dpo = train(dpo_config, "round 2 DPO (preferences)")
-    auto["round 2 DPO"] = auto_evaluate(ws, str(r2_dpo.id), v1.id, settings=settings)
-    mark("round 2 DPO evaluated automatically:\n" + format_auto_evaluation(auto["round 2 DPO"]))
-    kto = make_kto_version(ws, evaluation, created_by="benchmark")
-    kto_config = RunConfig.from_dict({**recipe, "datasets": v1.name, "stage": "kto", "sft_run": str(r1.id),
-                                      "kto_data": kto.name, "kto_beta": 0.1, "learning_rate": 2e-4,
-                                      "micro_batch_size": 4, "num_epochs": args.kto_epochs})
-    r2_kto = train(kto_config, "round 2 KTO (every judged answer)")
-    auto["round 2 KTO"] = auto_evaluate(ws, str(r2_kto.id), v1.id, settings=settings)
-    mark("round 2 KTO evaluated automatically:\n" + format_auto_evaluation(auto["round 2 KTO"]))
+    r2 = {"round 2 SFT": train(RunConfig.from_dict({**recipe, "datasets": v2.name}), "round 2 SFT")}
+    not_trained: dict[str, str] = {}
+
+    def second_stage(name: str, make_data, data_key: str, stage: dict) -> None:
+        """Train a DPO or KTO round from round 1's adapter; when the votes give it nothing to train on, say why."""
+        try:
+            data = make_data(ws, evaluation, created_by="benchmark")
+            config = RunConfig.from_dict({**recipe, "datasets": v1.name, "sft_run": str(r1.id), "learning_rate": 2e-4,
+                                          "micro_batch_size": 4, **stage, data_key: data.name})
+            r2[name] = train(config, name)
+        except TuneloopError as exc:
+            not_trained[name] = str(exc)
+            mark(f"{name}: not trained: {exc}")
+
+    second_stage("round 2 DPO", make_preference_version, "preferences",
+                 {"stage": "dpo", "dpo_beta": 0.1, "num_epochs": args.dpo_epochs})
+    second_stage("round 2 KTO", make_kto_version, "kto_data",
+                 {"stage": "kto", "kto_beta": 0.1, "num_epochs": args.kto_epochs})
+    for name, run in r2.items():
+        auto[name] = auto_evaluate(ws, str(run.id), v1.id, settings=settings)
+        mark(f"{name} evaluated automatically:\n" + format_auto_evaluation(auto[name]))
 
     print()
     print(f"Human-side figures of round 1 (simulated expert, {human['votes']} votes): round 1 won {human['wins']}, "
@@ -247,19 +252,21 @@ def main(argv=None) -> int:
           f"{human['win_rate']:.3f} [Wilson 95%: {human['wilson_low']:.3f}, {human['wilson_high']:.3f}]")
     print(f"Round 2 data from {counts['A'] + counts['B']} decisive votes, {counts['both_bad']} both bad, "
           f"{counts['tie']} ties, {counts['corrected']} corrections: SFT on v{v2.id} ({v2.counts.get('added')} "
-          f"corrected answers added to v{v1.id}); DPO on {r2_dpo.metrics.get('train_pairs')} preference pairs; KTO on "
-          f"{r2_kto.metrics.get('train_examples')} judged answers ({r2_kto.metrics.get('desirable')} desirable, "
-          f"{r2_kto.metrics.get('undesirable')} undesirable; weights {r2_kto.metrics.get('desirable_weight')} / "
-          f"{r2_kto.metrics.get('undesirable_weight')})")
+          f"corrected answers added to v{v1.id})"
+          + (f"; DPO on {r2['round 2 DPO'].metrics.get('train_pairs')} preference pairs" if "round 2 DPO" in r2 else "")
+          + (f"; KTO on {r2['round 2 KTO'].metrics.get('train_examples')} judged answers "
+             f"({r2['round 2 KTO'].metrics.get('desirable')} desirable, {r2['round 2 KTO'].metrics.get('undesirable')} "
+             f"undesirable; weights {r2['round 2 KTO'].metrics.get('desirable_weight')} / "
+             f"{r2['round 2 KTO'].metrics.get('undesirable_weight')})" if "round 2 KTO" in r2 else ""))
+    for name, reason in not_trained.items():
+        print(f"{name}: not trained: {reason}")
     test_prompts = [prompt_from_record(r).messages for r in parts["test"]]
-    for run, name in ((r1, "round 1 SFT"), (r2_sft, "round 2 SFT"), (r2_dpo, "round 2 DPO"), (r2_kto, "round 2 KTO")):
-        line = stage_report(run, name)
-        if run is not r1:
-            shift = logprob_shift(base_model, r1.adapter_dir, run.adapter_dir, test_prompts)
-            line += f"; mean |Δ log p| of round 1's next token on the test prompts {shift:.4f}"
-        print(line)
+    print(stage_report(r1, "round 1 SFT"))
+    for name, run in r2.items():
+        shift = logprob_shift(base_model, r1.adapter_dir, run.adapter_dir, test_prompts)
+        print(f"{stage_report(run, name)}; mean |Δ log p| of round 1's next token on the test prompts {shift:.4f}")
     print()
-    columns = ["base", "round 1", "round 2 SFT", "round 2 DPO", "round 2 KTO"]
+    columns = ["base", "round 1"] + list(r2)
     print(f"{'figure on v' + str(v1.id) + '/test (' + str(args.test) + ')':<30}" + "".join(f"{c:>14}" for c in columns))
     table = {}
     for key, title, higher in FIGURES:
@@ -272,7 +279,7 @@ def main(argv=None) -> int:
         auto[c].metrics["regression"][0]["finetuned_passed"] for c in columns[1:]]
     print(f"{'house rules passed (of ' + str(len(HOUSE_RULES)) + ')':<30}" + "".join(f"{v:>14}" for v in passes))
     print()
-    for name in ("round 2 SFT", "round 2 DPO", "round 2 KTO"):
+    for name in r2:
         verdicts = []
         for key, title, higher in FIGURES:
             values, _ = table[key]
