@@ -361,9 +361,10 @@ def arm_conversation(arm: Arm, messages: list[dict[str, str]]) -> list[dict[str,
 # -- generation with the cache ----------------------------------------------------------------
 
 def cache_key(model: WarmBase, settings: DecodingSettings, messages: list[dict[str, str]], *,
-              adapter_identity: str | None) -> str:
-    """Base responses (``adapter_identity`` None) do not depend on the adapter: every run of a base shares them."""
-    parts = [model.identity, settings.to_dict(), messages, adapter_identity or "base"]
+              adapter_identity: str | None, adapter: str | None = None) -> str:
+    """Base responses (``adapter_identity`` None) do not depend on the adapter: every run of a base shares them.
+    ``adapter`` (its name in ``model``) keys by the engine that answers with it (``WarmBase.identity_for``)."""
+    parts = [model.identity_for([adapter]), settings.to_dict(), messages, adapter_identity or "base"]
     return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()
 
 
@@ -453,8 +454,9 @@ def generate_answers(ws: Workspace, items: list[PromptItem], arms: list[Arm], *,
     with (default_pool().hold(ws, base_model, load_in_4bit=load_in_4bit) if local
           else contextlib.nullcontext()) as model:
         fingerprints = {a.name: adapter_fingerprint(a.settings["adapter"]) for a in local if a.kind == "run"}
+        names = {a.name: model.add_adapter(a.settings["adapter"]) for a in local if a.kind == "run"}
         keys.update({(n, arm.name): cache_key(model, settings, sent[(n, arm.name)],
-                                              adapter_identity=fingerprints.get(arm.name))
+                                              adapter_identity=fingerprints.get(arm.name), adapter=names.get(arm.name))
                      for arm in local for n in range(len(items))})
         found.update(_cached(ws, list(keys.values())))
         done = sum(key in found for key in keys.values())
@@ -464,13 +466,16 @@ def generate_answers(ws: Workspace, items: list[PromptItem], arms: list[Arm], *,
             missing = todo(arm)
             if not missing:
                 continue
-            adapter = model.add_adapter(arm.settings["adapter"]) if arm.kind == "run" else None
+            adapter = names.get(arm.name)
             lengths = model.prompt_lengths([sent[(n, arm.name)] for n in missing])
             ordered = [n for _, n in sorted(zip(lengths, missing))]
             for start in range(0, len(ordered), batch_size):
                 stop_if_asked()
                 batch = ordered[start:start + batch_size]
                 replies = model.answer([sent[(n, arm.name)] for n in batch], adapter=adapter, settings=settings)
+                for n in batch:         # keyed by the engine that answered (a failed GGUF conversion: transformers)
+                    keys[(n, arm.name)] = cache_key(model, settings, sent[(n, arm.name)],
+                                                    adapter_identity=fingerprints.get(arm.name), adapter=adapter)
                 stored([(keys[(n, arm.name)], reply) for n, reply in zip(batch, replies)], arm)
     for arm in arms:
         if arm.kind == "endpoint":

@@ -300,9 +300,14 @@ class WarmBase:
 
     @property
     def identity(self) -> dict[str, Any]:
-        """What the generation cache keys answers by: the weights' folder and revision, the precision, and
-        the engine when it is llama.cpp (its answers are cached apart; transformers' keys stay as they were)."""
-        if self.engine == "llama.cpp":
+        """What the generation cache keys the base's answers by (``identity_for`` without an adapter)."""
+        return self.identity_for([None])
+
+    def identity_for(self, adapters: Sequence[str | None]) -> dict[str, Any]:
+        """What the generation cache keys answers with these adapters by: the weights' folder and revision, the
+        precision, and the engine when llama.cpp answers them (its answers are cached apart; transformers' keys
+        stay as they were). An adapter that failed to convert to GGUF answers with transformers, keyed so."""
+        if self.engine_for(adapters) == "llama.cpp":
             return {**self._identity, "engine": "llama.cpp"}
         return self._identity
 
