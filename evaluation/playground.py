@@ -398,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--seed", type=int, default=defaults.seed)
     ask.add_argument("--json", action="store_true", help="print both answers and their figures as JSON")
     ask.add_argument("--engine", choices=ENGINES, default=None,
-                     help=f"auto: llama.cpp where it gives the same answers, else transformers (default: ${ENGINE_ENV}, "
-                          f"else auto)")
+                     help=f"auto: llama.cpp where it gives the same answers, else transformers "
+                          f"(default: ${ENGINE_ENV}, else auto)")
     ask.add_argument("--threads", type=int, default=None, metavar="N",
                      help=f"CPU threads for answering (default: ${THREADS_ENV}, else each engine's own choice)")
     send.add_argument("--prompt", required=True, help="the question (or a conversation as JSON)")

@@ -53,7 +53,8 @@ def test_adapter_merged_and_archive_choices_write_their_exports(exported):
     archive = export("archive")
     shown = archive[w.export_file]
     assert archive[w.export_msg] == f"Archive of {html.escape(run.label)} ready."
-    assert shown["visible"] is True and shown["value"].endswith(f"run-{run.id}.tar.gz") and Path(shown["value"]).is_file()
+    assert shown["visible"] is True and shown["value"].endswith(f"run-{run.id}.tar.gz")
+    assert Path(shown["value"]).is_file()
     assert set(R.get_run(ws, run.id).artefacts) >= {"export_adapter", "export_merged", "export_archive"}
 
 
