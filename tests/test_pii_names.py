@@ -300,3 +300,16 @@ def test_a_cue_word_inside_another_word_and_a_heading_before_a_colon_are_no_evid
     assert [transcript[n.start:n.end] for n in find_person_names(transcript)] == ["Ngozi", "Tawhiri"]
     assert [n.evidence for n in find_person_names("No, Kaviya, can you check the invoice?")] == [
         "cue 'no' (addressed)"]
+
+
+def test_names_in_lowercase_chat_are_not_taken_for_a_foreign_language():
+    # Unlisted lowercase names look like words of another language; in chat without capitals they are
+    # still names (the English-share check is for cased text only).
+    chat = "new starters: bisera, gabija, oyelaran, ngozika and tawhiri"
+    names = ["bisera", "gabija", "oyelaran", "ngozika", "tawhiri"]
+    assert [chat[n.start:n.end] for n in find_person_names(chat, _ner(chat, *names))] == names
+
+
+def test_a_hyphenated_name_is_a_speaker_label_in_a_transcript():
+    transcript = "Seo-yun: The parcel never came.\nMin-jun Park: I will send another one today."
+    assert [transcript[n.start:n.end] for n in find_person_names(transcript)] == ["Seo-yun", "Min-jun Park"]

@@ -91,7 +91,7 @@ _CUES = (
     ("vocative", r"(?:^|\b(?:remember me|sorry|thanks|ok|okay|yes|no|well)\b)[ \t]*,?[ \t]*(?=[^\W\d_]+"
                  r"(?:[ \t][^\W\d_]+)?[ \t]*(?:,[ \t]*(?:can|could|would|will|please|do|did|are|is|have|i|you|we)\b"
                  r"|[?!]))"),
-    ("speaker", r"^[ \t>]*(?=(?:[^\W\d_]+[ \t]?){1,3}:[ \t]*\S)"),
+    ("speaker", r"^[ \t>]*(?=(?:[^\W\d_]+(?:-[^\W\d_]+)*[ \t]?){1,3}:[ \t]*\S)"),
     ("contact", r"\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting)\s+(?:to|with)\b|"
                 r"\b(?:ask|asked|asking)\s+for\b|\breach(?:ed)?\s+out\s+to\b|\b(?:forward|forwarded|assigned|"
                 r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b|\b(?:my|our|your)\s+(?:colleague|co-?worker|"
@@ -530,7 +530,8 @@ def _ner_span_is_believable(text: str, s: int, e: int) -> bool:
     if all(w[:1].islower() for w in words) and not is_lowercase_chat(text):
         return False
     # The English NER model reads any language; on text that is not English its "people" are noise.
-    if english_share(text[:s] + " " + text[e:]) < 0.5:
+    # All-lowercase chat is left out of this check: names the list lacks look like foreign words there.
+    if not is_lowercase_chat(text) and english_share(text[:s] + " " + text[e:]) < 0.5:
         return False
     if any(len(w) > 1 and not is_common(w) for w in words):
         return True
