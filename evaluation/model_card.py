@@ -93,7 +93,9 @@ def model_card(ws: Workspace, run_id: str | int) -> str:
     run = get_run(ws, run_id)
     auto = latest_auto_evaluation(ws, run.id)
     humans = human_evaluations(ws, run.id)
-    regression = latest_results(ws, run.id)
+    from evaluation.guard import GUARD_SUITE
+    # The guard has its own section below; the regression table holds the domain suites only.
+    regression = [r for r in latest_results(ws, run.id) if r.suite != GUARD_SUITE]
     base_regression = {r.suite: r for r in latest_results(ws, run.id, model="base")}
     lines = training_card_lines(ws, run)
     lines += ["## Automatic metrics", ""]

@@ -95,6 +95,7 @@ def test_the_guard_waits_while_a_run_trains_then_checks_each_finished_run_once(l
     assert "regression_total" not in row.figures                       # the guard is not one of the domain suites
     card = model_card(ws, done.id)
     assert "## General skills (guard)" in card and f"passes **{result.tuned_passed}/12**" in card
+    assert f"| {G.GUARD_SUITE} |" not in card                           # not again in the regression table
 
 
 def test_measure_automatically_fills_bleu_and_perplexity_for_runs_lacking_them(loop):
