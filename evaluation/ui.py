@@ -26,6 +26,7 @@ import gradio as gr
 
 from core.access import LOCAL_USER, caller
 from core.errors import TuneloopError
+from core.users import has_users
 from curation.review.labels import label_field
 from evaluation import arena
 from evaluation.arena import BlindPair
@@ -133,7 +134,7 @@ def layout_rate(ws, *, prepare: bool = False) -> RateWidgets:
             w.evaluation = gr.Dropdown(evaluation_choices(ws, blind=True), value=latest_evaluation(ws),
                                        label="Evaluation", scale=3, elem_id="rate-evaluation")
             w.name = gr.Textbox(label="Your name (used when nobody is logged in)", scale=2, elem_id="rate-rater",
-                                placeholder="e.g. ana")
+                                placeholder="e.g. ana", visible=not has_users(ws))  # hosted: the login names you
             with gr.Column(scale=1, min_width=160):
                 w.start = gr.Button("Start / resume", variant="primary", elem_id="rate-start")
                 w.refresh = gr.Button("↻ Evaluations", size="sm")
