@@ -103,10 +103,11 @@ def current(page, picker: str, version: int) -> None:
 
 
 def train(page, run_name: str, version: int) -> str:
-    """Preflight and launch one small run from the Train tab on split ``version`` (the current one); wait until
+    """Pick split ``version`` (the current one) in the Train tab, preflight and launch one small run; wait until
     it finishes. Returns what preflight said."""
     tab(page, "Train")
-    current(page, "#train-split", version)
+    page.locator("#train-split input").click()           # the picker keeps round 1's split once it was shown
+    page.get_by_role("option", name=re.compile(rf"^v{version} \(current\)")).click()
     page.get_by_text("Config (axolotl-style keys)").click()
     for key, value in (("max_steps", "2"), ("eval_steps", "0"), ("save_steps", "50"), ("rouge_test_samples", "2"),
                        ("sequence_len", "128")):
