@@ -220,15 +220,17 @@ def vote_clicked(ws, w: RateWidgets, verdict: str, data: dict, request: gr.Reque
         done = "" if pair else capped or finished_note(rated)
     except TuneloopError as exc:
         return {w.reveal: error_markdown(exc)}
-    return {**pair_view(w, pair, done, controls=pair is None), w.reveal: reveal_banner(reveal, rated, corrected),
+    return {**pair_view(w, pair, done, controls=pair is None),
+            w.reveal: reveal_banner(reveal, rated, corrected, last=pair is None),
             w.comment: "", w.corrected: "", w.correction_box: gr.update(visible=False)}
 
 
-def reveal_banner(reveal: arena.Reveal, rated: int, corrected: str = "") -> str:
+def reveal_banner(reveal: arena.Reveal, rated: int, corrected: str = "", *, last: bool = False) -> str:
     """The banner above the pair after a vote: who wrote which answer of the pair just judged (the rater's
-    ``rated``-th), said to be about that pair and not the one now on screen."""
+    ``rated``-th), said to be about that pair and not the one now on screen (``last``: no pair follows)."""
     saved = " Your corrected answer was saved." if corrected.strip() else ""
-    return f"✅ **Your vote {rated}** (the pair before the one below): {html.escape(reveal.describe())}{saved}"
+    which = "your last pair" if last else "the pair before the one below"
+    return f"✅ **Your vote {rated}** ({which}): {html.escape(reveal.describe())}{saved}"
 
 
 def refresh_choices(ws, w: RateWidgets, data: dict) -> dict:

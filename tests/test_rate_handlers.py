@@ -49,3 +49,14 @@ def test_the_evaluation_picker_shows_new_evaluations_and_keeps_the_chosen_one(ta
     assert kept["value"] == eid and [v for _, v in kept["choices"]] == [newer, eid]
     assert all("blind check" not in label for label, _ in kept["choices"])      # the admin's name stays hidden
     assert ui.refresh_choices(ws, w, page(w, evaluation=999))[w.evaluation]["value"] == newer
+
+
+def test_the_reveal_of_the_last_vote_does_not_point_at_a_pair_below(tab):
+    ws, w, eid = tab
+    shown = ui.start_clicked(ws, w, page(w, evaluation=eid, name="lena"), None)
+    banners = []
+    while shown.get(w.assignment) is not None:
+        shown = ui.vote_clicked(ws, w, "tie", page(w, assignment=shown[w.assignment], name="lena"), None)
+        banners.append(shown[w.reveal])
+    assert len(banners) >= 2 and all("the pair before the one below" in b for b in banners[:-1])
+    assert "your last pair" in banners[-1] and "below" not in banners[-1]
