@@ -38,6 +38,9 @@ def test_run_override_a_keeper_and_apply(tab):
     assert result.options.keep == "longest" and found[w.overrides] == {}
     assert "300 records" in found[w.summary] and "records to drop" in found[w.summary]
     assert found[w.cluster_pick]["value"] == "1" and 'data-cluster="1"' in found[w.members]
+    sizes = [int(k) for k in found[w.histogram]["sort"]]               # bars in numeric order, not as text
+    assert sizes == sorted(result.size_histogram()) and list(found[w.histogram]["value"]["cluster size"]) == \
+        [str(k) for k in sizes]
 
     opened = dedup.open_cluster(ws, w, page(w, result=result, cluster_pick="2"))
     members = opened[w.member_pick]["choices"]

@@ -34,11 +34,14 @@ def test_build_saves_a_split_version_with_the_form_options(tab):
     assert "Saved **v2**" in out[w.status] and made.step == "split" and made.parent_id == source.id
     assert made.params == SplitOptions(stratify="label", group="customer", seed=3, test=30).to_dict()
     assert "Before the fix:" in out[w.leak_md] and "Largest gap" in out[w.balance_md]
+    # The pairs under the fixed split are titled as what leaked before the fix, never as leakage now.
+    assert out[w.pairs_df]["label"].startswith(("Pairs that leaked before the fix", "No pair leaked"))
     assert out[w.split_pick]["value"] == "v2" and out[w.split_pick]["choices"][0][0].startswith("v2 (current)")
     assert out[w.source]["value"] == "v1"
     chosen = page(w, split_pick=made.name)
     assert "Largest gap" in splits.split_balance(ws, w, chosen)[w.balance_md]
-    assert "leaking pair(s)" in splits.audit_split_version(ws, w, chosen)[w.leak_md]
+    audited = splits.audit_split_version(ws, w, chosen)
+    assert "leaking pair(s)" in audited[w.leak_md] and audited[w.pairs_df]["label"].startswith("Leaking pairs (")
     exported = splits.export_split_version(ws, w, page(w, split_pick=made.name, formats=["jsonl"]))
     assert exported[w.export_file].endswith(".zip") and "Wrote 3 file(s)" in exported[w.export_md]
 

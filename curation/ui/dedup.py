@@ -51,7 +51,14 @@ def summary_markdown(result: DedupResult, overrides: dict[str, str]) -> str:
 
 def histogram_frame(result: DedupResult | None) -> pd.DataFrame:
     sizes = result.size_histogram() if result else {}
-    return pd.DataFrame({"cluster size": [str(k) for k in sizes], "clusters": list(sizes.values())})
+    ordered = sorted(sizes)
+    return pd.DataFrame({"cluster size": [str(k) for k in ordered], "clusters": [sizes[k] for k in ordered]})
+
+
+def histogram_update(result: DedupResult | None) -> dict:
+    """The cluster-size chart with its bars in numeric order (2, 3, 10, 11; a text axis would sort 10 first)."""
+    frame = histogram_frame(result)
+    return gr.update(value=frame, sort=list(frame["cluster size"]))
 
 
 def cluster_rows(result: DedupResult, records: dict[str, Record]) -> list[list]:
@@ -245,7 +252,7 @@ def run_dedup(ws, w: DedupWidgets, data: dict, request: gr.Request = None, progr
     numbers = [str(i) for i in range(1, len(result.clusters) + 1)]
     first = numbers[0] if numbers else None
     return {w.result: result, w.overrides: {}, w.summary: summary_markdown(result, {}),
-            w.histogram: histogram_frame(result),
+            w.histogram: histogram_update(result),
             w.clusters: pd.DataFrame(cluster_rows(result, records), columns=CLUSTER_HEADERS),
             w.cluster_pick: gr.update(choices=numbers, value=first),
             **cluster_view(w, result, {}, first, records), w.apply_status: ""}

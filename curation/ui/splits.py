@@ -80,6 +80,17 @@ def leakage_markdown(result_leakage: dict, moved: int = 0, dropped: int = 0, fix
     return "\n\n".join(text)
 
 
+def pairs_table(rows: list, *, fixed: bool) -> dict:
+    """The leaking-pairs table, titled for what it shows: pairs leaking now, or (``fixed``) the pairs that
+    leaked before the fix moved or dropped them, so it never reads as leakage under "No leakage"."""
+    if fixed:
+        label = (f"Pairs that leaked before the fix ({len(rows)}; the fix has moved or dropped them)" if rows
+                 else "No pair leaked before the fix")
+    else:
+        label = f"Leaking pairs ({len(rows)}): the val/test record and the record it repeats"
+    return gr.update(value=rows, label=label)
+
+
 def balance_outputs(w: SplitsWidgets, records, label_field) -> dict:
     """The Balance sub-tab's outputs for these split records."""
     report = balance_report(records, label_field)
@@ -209,7 +220,7 @@ def build_split(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dic
         head += f"\n\n⚠️ The {result.balance_warning()}."
     return {w.status: head, w.split_pick: gr.update(choices=w.split_pick.tuneloop_choices(), value=made.name),
             w.leak_md: leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
-            w.pairs_df: result.before.rows(records),
+            w.pairs_df: pairs_table(result.before.rows(records), fixed=options.fix != "none"),
             **balance_outputs(w, result.records, options.stratify or label_field(ws, version)),
             w.source: gr.update(choices=w.source.tuneloop_choices(), value=version)}
 
@@ -223,7 +234,8 @@ def audit_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()
     except Exception as exc:
         return {w.leak_md: error_markdown(exc)}
     found = {"before": report.to_dict(), "after": report.to_dict()}
-    return {w.leak_md: leakage_markdown(found, fix="none"), w.pairs_df: report.rows({r.id: r for r in records})}
+    return {w.leak_md: leakage_markdown(found, fix="none"),
+            w.pairs_df: pairs_table(report.rows({r.id: r for r in records}), fixed=False)}
 
 
 def refix_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
@@ -238,14 +250,14 @@ def refix_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()
         if result.before.clean or options.fix == "none":
             return {w.status: f"{version}: nothing to fix" if result.before.clean else f"{version}: reported only",
                     w.leak_md: leakage_markdown(result.leakage, fix="none"),
-                    w.pairs_df: result.before.rows({r.id: r for r in records})}
+                    w.pairs_df: pairs_table(result.before.rows({r.id: r for r in records}), fixed=False)}
         made = save_split_version(ws, result, parent=V.parse_version_id(version))
     except Exception as exc:  # shown in the tab, not raised into Gradio
         return {w.status: error_markdown(exc)}
     return {w.status: f"Saved **{made.name}** from {version} (splits kept, leakage fixed by {options.fix})",
             w.split_pick: gr.update(choices=w.split_pick.tuneloop_choices(), value=made.name),
             w.leak_md: leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
-            w.pairs_df: result.before.rows({r.id: r for r in records})}
+            w.pairs_df: pairs_table(result.before.rows({r.id: r for r in records}), fixed=True)}
 
 
 def split_balance(ws, w: SplitsWidgets, data: dict) -> dict:
