@@ -91,3 +91,41 @@ def test_pickers_keep_a_choice_that_still_exists_and_mark_the_current_version(ws
     assert kept["value"] == "v2" and kept["choices"][1][0].startswith("v1 (current)")
     fallback, = picker_updates([picker], ["v9"])
     assert fallback["value"] == "v1"
+
+
+def test_a_preselected_version_follows_the_current_one_and_a_picked_one_stays(ws):
+    for i in range(2):
+        create_version(ws, [Record.from_dict(chat(f"q{i}", f"a{i}", id=f"p{i}"))], parent=None, step="import")
+    with gr.Blocks():
+        picker = version_picker(ws, "Version")
+    assert picker.value == "v2" and picker.tuneloop_chosen.value is None
+    create_version(ws, [Record.from_dict(chat("q9", "a9", id="p9"))], parent=None, step="import")
+    followed, = picker_updates([picker], ["v2"], [None])          # shown, never picked: the new current
+    assert followed["value"] == "v3"
+    kept, = picker_updates([picker], ["v2"], ["v2"])               # picked by the user: stays
+    assert kept["value"] == "v2"
+
+
+def test_a_multi_select_nobody_touched_offers_what_appeared_since(ws):
+    from ui.kit import picker
+    runs: list[tuple[str, str]] = []
+    with gr.Blocks():
+        made = picker(lambda: list(runs), lambda: runs[0][1] if runs else None, label="Runs", multiselect=True)
+    assert made.choices == []
+    runs.append(("#1 round 1 · finished", "1"))
+    offered, = picker_updates([made], [[]], [None])                # nothing picked yet: the newest run
+    assert offered["value"] == ["1"]
+    runs.insert(0, ("#2 round 2 · finished", "2"))
+    assert picker_updates([made], [["1"]], [["1"]])[0]["value"] == ["1"]      # the user's choice stays
+
+
+def test_the_split_picker_offers_a_version_made_from_a_split_such_as_merged_corrections(ws):
+    first = create_version(ws, [Record.from_dict(chat("q", "a", id="s1"))], parent=None, step="import")
+    split = create_version(ws, [Record.from_dict(chat("q", "a", id="s1"))], parent=first.id, step="split")
+    with gr.Blocks():
+        picker = version_picker(ws, "Split", splits_only=True)
+    assert picker.value == split.name
+    merged = create_version(ws, [Record.from_dict(chat("q2", "a2", id="s2"))], parent=split.id, step="merge")
+    assert picker_updates([picker], [split.name], [None])[0]["value"] == merged.name
+    create_version(ws, [Record.from_dict(chat("q3", "a3", id="s3"))], parent=None, step="import")   # no split
+    assert picker_updates([picker], [split.name], [None])[0]["value"] == split.name

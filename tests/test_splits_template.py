@@ -135,9 +135,12 @@ def test_the_train_tabs_preview_renders_a_split_record_for_the_base_model(ws, tm
     assert "there is no record &#x27;nope&#x27; in v1" in missing[w.preview_md] and w.preview_hl not in missing
     lengths = token_lengths(ws, w, page(w, split="v1", base_model=str(model), seq_len=8),
                             progress=lambda *a, **k: None)
-    summary, histogram = lengths[w.tokens_md], lengths[w.tokens_plot]
+    summary, chart = lengths[w.tokens_md], lengths[w.tokens_plot]
+    histogram = chart["value"]
     assert "6 conversations for **tiny**" in summary and "6 (100.0%) longer than the sequence length 8" in summary
     assert histogram[histogram["part"] == CUT]["records"].sum() == 6
+    # bins are labels in numeric order (on a number axis the bars are hairlines)
+    assert chart["sort"] == sorted(set(histogram["tokens"]), key=int) and histogram["tokens"].map(type).eq(str).all()
 
 
 def test_the_train_tabs_preview_refuses_a_version_without_splits(ws, tmp_path):

@@ -224,8 +224,10 @@ def run_pickers(ws, w: TrainWidgets, data: dict, pick: str | None = None) -> dic
 
 
 def split_picker(ws, w: TrainWidgets, data: dict) -> dict:
-    """The split picker on the versions as they stand (the chosen one kept while it exists)."""
-    return {w.split: picker_updates([w.split], [data[w.split]])[0]}
+    """The split picker on the versions as they stand: the split the user picked kept while it exists, a
+    preselected one following the newest split (so round 2 is offered the version round 1's votes made)."""
+    chosen = [data[w.split.tuneloop_chosen]] if w.split.tuneloop_chosen in data else None
+    return {w.split: picker_updates([w.split], [data[w.split]], chosen)[0]}
 
 
 def show_tab(ws, w: TrainWidgets, data: dict) -> dict:
@@ -399,7 +401,14 @@ def token_lengths(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> di
     md = (f"{s['records']:,} conversations for **{name}**: median {s['median']} tokens, p95 {s['p95']}, "
           f"max {s['max']}; **{s['cut off']} ({s['cut off %']}%) longer than the sequence length "
           f"{s['sequence length']}** (red: their ends are cut off in training)")
-    return {w.tokens_md: md, w.tokens_plot: pd.DataFrame(stats.histogram())}
+    return {w.tokens_md: md, w.tokens_plot: length_chart(stats.histogram())}
+
+
+def length_chart(rows: list[dict]) -> dict:
+    """The token-length bars: bins as labels in numeric order (on a number axis the bars are hairlines)."""
+    frame = pd.DataFrame(rows, columns=["tokens", "records", "part"])
+    frame["tokens"] = frame["tokens"].astype(str)
+    return gr.update(value=frame, sort=list(dict.fromkeys(frame["tokens"])))
 
 
 # -- wiring ---------------------------------------------------------------------------------------
@@ -411,8 +420,9 @@ def build_train_tab(ws) -> TrainWidgets:
     def on(event, handler, inputs, outputs, **kw):
         return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
 
-    on(w.tab.select, show_tab, {w.split, *w.run_pickers}, [w.split, *w.run_pickers], show_progress="hidden")
-    on(w.refresh_splits.click, split_picker, {w.split}, [w.split])
+    on(w.tab.select, show_tab, {w.split, w.split.tuneloop_chosen, *w.run_pickers}, [w.split, *w.run_pickers],
+       show_progress="hidden")
+    on(w.refresh_splits.click, split_picker, {w.split, w.split.tuneloop_chosen}, [w.split])
     # ``input``, not ``change``: only a preset the user picks fills the form; a change fired while the page
     # mounts would overwrite what the user has typed into it since.
     on(w.preset.input, apply_preset, {w.preset}, list(w.form.values()))

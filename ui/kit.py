@@ -168,11 +168,19 @@ def version_choices(ws, *, splits_only: bool = False) -> list[tuple[str, str]]:
 
 
 def default_version(ws, *, splits_only: bool = False) -> str | None:
-    """What a version picker shows first: the current version, or with ``splits_only`` the newest split."""
+    """What a version picker shows first: the current version; with ``splits_only`` the current version when
+    it descends from a split (a merge of corrections after the split keeps the splits), else the newest split."""
     from curation.data.versions import current_version, list_versions
-    if splits_only:
-        return next((v.name for v in reversed(list_versions(ws)) if v.step == "split"), None)
     current = current_version(ws)
+    if splits_only:
+        versions = list_versions(ws)
+        by_id = {v.id: v for v in versions}
+        ancestor = current if current is not None and getattr(current, "kind", "sft") == "sft" else None
+        while ancestor is not None:
+            if ancestor.step == "split":
+                return current.name
+            ancestor = by_id.get(ancestor.parent_id)
+        return next((v.name for v in reversed(versions) if v.step == "split"), None)
     return current.name if current else None
 
 
@@ -200,7 +208,7 @@ def version_picker(ws, label: str, *, splits_only: bool = False, **kw) -> gr.Dro
     picker = gr.Dropdown(version_choices(ws, splits_only=splits_only), label=label, **kw)
     picker.tuneloop_choices = functools.partial(version_choices, ws, splits_only=splits_only)
     picker.tuneloop_default = functools.partial(default_version, ws, splits_only=splits_only)
-    return picker
+    return remember_choice(picker)
 
 
 def run_picker(ws, label: str, *, with_adapter: bool = False, **kw) -> gr.Dropdown:
@@ -211,9 +219,7 @@ def run_picker(ws, label: str, *, with_adapter: bool = False, **kw) -> gr.Dropdo
     picker = gr.Dropdown(run_choices(ws, with_adapter=with_adapter), label=label, **kw)
     picker.tuneloop_choices = functools.partial(run_choices, ws, with_adapter=with_adapter)
     picker.tuneloop_default = functools.partial(default_run, ws, with_adapter=with_adapter)
-    return picker
-
-
+    return remember_choice(picker)
 
 def picker(choices, default, *, label: str, **kw) -> gr.Dropdown:
     """A dropdown of any other kind of choice that ``refresh_on_select`` keeps up to date: ``choices()`` gives
@@ -221,19 +227,34 @@ def picker(choices, default, *, label: str, **kw) -> gr.Dropdown:
     kw.setdefault("value", default())
     made = gr.Dropdown(choices(), label=label, **kw)
     made.tuneloop_choices, made.tuneloop_default = choices, default
-    return made
+    return remember_choice(made)
 
-def picker_updates(pickers: list[gr.Dropdown], values: list) -> list:
+
+def remember_choice(picker: gr.Dropdown) -> gr.Dropdown:
+    """Give ``picker`` a state (``picker.tuneloop_chosen``) holding what the user picked in it, None until
+    they pick: a refresh keeps a value the user chose and lets a preselected one follow the default (the
+    current version, the newest run), so a version made since is what the picker shows."""
+    picker.tuneloop_chosen = gr.State(None)
+    picker.input(lambda value: value, picker, picker.tuneloop_chosen, show_progress="hidden", api_name=False)
+    return picker
+
+def picker_updates(pickers: list[gr.Dropdown], values: list, chosen: list | None = None) -> list:
     """Fresh choices for each picker; a chosen value that still exists stays, a vanished one (or none)
-    becomes the picker's default. Multi-select pickers keep the chosen values that still exist."""
+    becomes the picker's default. Multi-select pickers keep the chosen values that still exist.
+    ``chosen`` (the pickers' ``tuneloop_chosen`` states) says what the user picked: a value shown that the
+    user never picked is a preselection and follows the default (the current version moves on)."""
     out = []
-    for picker, value in zip(pickers, values):
+    for n, (picker, value) in enumerate(zip(pickers, values)):
         choices = picker.tuneloop_choices()
         known = {c[1] for c in choices}
+        picked = True if chosen is None else chosen[n] is not None
         if picker.multiselect:
+            if not picked:
+                value = [picker.tuneloop_default()] if picker.tuneloop_default() else []
             out.append(gr.update(choices=choices, value=[v for v in (value or []) if v in known]))
         else:
-            out.append(gr.update(choices=choices, value=value if value in known else picker.tuneloop_default()))
+            keep = value in known and picked
+            out.append(gr.update(choices=choices, value=value if keep else picker.tuneloop_default()))
     return out
 
 
@@ -243,14 +264,18 @@ class PickerRefresh:
 
     def __init__(self, pickers: list[gr.Dropdown]):
         self.pickers = list(pickers)
+        self.inputs = self.pickers + [p.tuneloop_chosen for p in self.pickers]
 
     def __call__(self, *values):
-        updates = picker_updates(self.pickers, list(values))
+        """Values of the pickers, then (from the page) what the user picked in each."""
+        n = len(self.pickers)
+        chosen = list(values[n:]) if len(values) > n else None
+        updates = picker_updates(self.pickers, list(values[:n]), chosen)
         return updates[0] if len(updates) == 1 else updates
 
     def after(self, dependency):
         """Chain the refresh after ``dependency`` (an event listener's return value)."""
-        return dependency.then(self, self.pickers, self.pickers, show_progress="hidden", api_name=False)
+        return dependency.then(self, self.inputs, self.pickers, show_progress="hidden", api_name=False)
 
 
 def refresh_on_select(tab, ws, pickers: list[gr.Dropdown]) -> PickerRefresh:
@@ -258,7 +283,7 @@ def refresh_on_select(tab, ws, pickers: list[gr.Dropdown]) -> PickerRefresh:
     and a version or run made elsewhere is there to pick. The pickers come from ``version_picker`` and
     ``run_picker`` (for ``ws``)."""
     refresh = PickerRefresh(pickers)
-    tab.select(refresh, refresh.pickers, refresh.pickers, show_progress="hidden", api_name=False)
+    tab.select(refresh, refresh.inputs, refresh.pickers, show_progress="hidden", api_name=False)
     return refresh
 
 
