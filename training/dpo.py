@@ -58,23 +58,31 @@ class PreferenceData:
 
 def load_preference_pairs(ws: Workspace | None, spec: str) -> PreferenceData:
     """Preference records (prompt messages, chosen, rejected, meta) from a preference version or a JSONL file."""
+    return PreferenceData(*version_or_file(
+        ws, spec, key="preferences", kind="preference", read_file=_pairs_from_file,
+        neither="a preference dataset version (like v7)",
+        wrong_kind=lambda version: (f"{version.name} holds chat records, not preference pairs; make a preference "
+                                    f"version from an evaluation's votes (Results tab, or `python -m evaluation "
+                                    f"export-preferences EVAL`) and name it here")))
+
+
+def version_or_file(ws: Workspace | None, spec: str, *, key: str, kind: str, read_file, neither: str, wrong_kind):
+    """(records, source, version id, content hash) for a config key that names a JSONL file or a dataset version
+    of ``kind``; a wrong kind is refused with ``wrong_kind(version)``, each message naming ``key``."""
     text = str(spec).strip()
     path = Path(text).expanduser()
     if path.is_file():
-        pairs = _pairs_from_file(path)
-        return PreferenceData(pairs, str(path), None, content_hash(pairs))
+        records = read_file(path)
+        return records, str(path), None, content_hash(records)
     if ws is None:
-        raise TuneloopError(f"preferences: '{text}' is not a file, and a dataset version needs a workspace")
+        raise TuneloopError(f"{key}: '{text}' is not a file, and a dataset version needs a workspace")
     try:
         version = get_version(ws, parse_version_id(text))
     except TuneloopError:
-        raise TuneloopError(f"preferences: '{text}' is neither a preference dataset version (like v7) nor an "
-                            f"existing JSONL file") from None
-    if version.kind != "preference":
-        raise TuneloopError(f"preferences: {version.name} holds chat records, not preference pairs; make a "
-                            f"preference version from an evaluation's votes (Results tab, or `python -m evaluation "
-                            f"export-preferences EVAL`) and name it here")
-    return PreferenceData(load_records(ws, version.id), version.name, version.id, version.content_hash)
+        raise TuneloopError(f"{key}: '{text}' is neither {neither} nor an existing JSONL file") from None
+    if version.kind != kind:
+        raise TuneloopError(f"{key}: {wrong_kind(version)}")
+    return load_records(ws, version.id), version.name, version.id, version.content_hash
 
 
 def _as_messages(value: Any, role: str) -> list[dict[str, str]]:

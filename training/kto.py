@@ -27,12 +27,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import InputProblem, TuneloopError
+from core.errors import InputProblem
 from core.workspace import Workspace
 from curation.data.records import Record, new_record_id
-from curation.data.versions import content_hash, get_version, load_records, parse_version_id
 from training.dpo import (DpoStage, _as_messages, _rewards_callback, _RewardsLog, nothing_to_train,
-                          split_preference_pairs)
+                          split_preference_pairs, version_or_file)
 from training.job import trainer_arguments
 
 KTO_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl")
@@ -66,25 +65,14 @@ class KtoData:
 
 def load_kto_examples(ws: Workspace | None, spec: str) -> KtoData:
     """KTO records (prompt messages, completion, desirable, meta) from a KTO version or a JSONL file."""
-    text = str(spec).strip()
-    path = Path(text).expanduser()
-    if path.is_file():
-        examples = _examples_from_file(path)
-        return KtoData(examples, str(path), None, content_hash(examples))
-    if ws is None:
-        raise TuneloopError(f"kto_data: '{text}' is not a file, and a dataset version needs a workspace")
-    try:
-        version = get_version(ws, parse_version_id(text))
-    except TuneloopError:
-        raise TuneloopError(f"kto_data: '{text}' is neither a KTO dataset version (like v9) nor an existing JSONL "
-                            f"file") from None
-    if version.kind != "kto":
+    def wrong_kind(version) -> str:
         holds = "preference pairs (name it in preferences, with stage: dpo)" if version.kind == "preference" \
             else "chat records"
-        raise TuneloopError(f"kto_data: {version.name} holds {holds}, not KTO examples; make a KTO version from an "
-                            f"evaluation's votes (Results tab, or `python -m evaluation export-kto EVAL`) or from "
-                            f"served feedback (`python -m evaluation merge-served-feedback`) and name it here")
-    return KtoData(load_records(ws, version.id), version.name, version.id, version.content_hash)
+        return (f"{version.name} holds {holds}, not KTO examples; make a KTO version from an evaluation's votes "
+                f"(Results tab, or `python -m evaluation export-kto EVAL`) or from served feedback "
+                f"(`python -m evaluation merge-served-feedback`) and name it here")
+    return KtoData(*version_or_file(ws, spec, key="kto_data", kind="kto", read_file=_examples_from_file,
+                                    neither="a KTO dataset version (like v9)", wrong_kind=wrong_kind))
 
 
 def _examples_from_file(path: Path) -> list[Record]:
