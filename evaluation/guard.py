@@ -118,22 +118,33 @@ def guard_markdown(ws: Workspace, run_id: int | str) -> str:
     return " ".join(lines)
 
 
-def runs_without_guard(ws: Workspace, *, since: str | None = None) -> list:
-    """Finished runs with an adapter that the guard has not checked yet, oldest first (``since``: only those
-    that finished at or after that UTC time, as the registry writes it)."""
+def _finished(ws: Workspace) -> list:
     from training.registry import list_runs
     return [run for run in sorted(list_runs(ws), key=lambda r: r.id)
-            if run.status == "finished" and (run.adapter_dir / "adapter_config.json").is_file()
-            and (since is None or (run.finished_at or "") >= since) and guard_result(ws, run.id) is None]
+            if run.status == "finished" and (run.adapter_dir / "adapter_config.json").is_file()]
 
 
-def guard_finished_runs(ws: Workspace, *, since: str | None = None, progress=None,
+def finished_marks(ws: Workspace) -> frozenset:
+    """(run id, finish time) of every finished run now: what a watcher leaves alone. Marks, not a start time:
+    the registry writes times to the second, so a run that finished in the watcher's first second is neither
+    taken for a new one nor missed when it finishes again after a resume."""
+    return frozenset((run.id, run.finished_at) for run in _finished(ws))
+
+
+def runs_without_guard(ws: Workspace, *, skip: frozenset = frozenset()) -> list:
+    """Finished runs with an adapter that the guard has not checked yet, oldest first (``skip``: marks from
+    ``finished_marks`` of runs to leave alone)."""
+    return [run for run in _finished(ws)
+            if (run.id, run.finished_at) not in skip and guard_result(ws, run.id) is None]
+
+
+def guard_finished_runs(ws: Workspace, *, skip: frozenset = frozenset(), progress=None,
                         cancel: threading.Event | None = None) -> list[GuardResult]:
-    """Check every finished run the guard has not checked yet (``since``: as in ``runs_without_guard``); nothing
+    """Check every finished run the guard has not checked yet (``skip``: as in ``runs_without_guard``); nothing
     while a run trains (its cores are busy)."""
     from training.registry import training_run
     done = []
-    for run in runs_without_guard(ws, since=since):
+    for run in runs_without_guard(ws, skip=skip):
         if training_run(ws) is not None or (cancel is not None and cancel.is_set()):
             break
         done.append(run_guard(ws, run.id, progress=progress, cancel=cancel))
@@ -145,8 +156,7 @@ class GuardWatcher:
     runs that finished before are left to the rounds view's button, so starting the app never starts a model."""
 
     def __init__(self, ws: Workspace, *, every: float = WATCH_SECONDS):
-        from training.registry import _now
-        self.root, self.every, self.since = ws.root, every, _now()
+        self.root, self.every, self.before = ws.root, every, finished_marks(ws)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="tuneloop-guard", daemon=True)
 
@@ -162,7 +172,7 @@ class GuardWatcher:
         ws = Workspace.open(self.root)       # a connection of its own: SQLite connections stay in their thread
         while not self.stopping.is_set():
             try:
-                for result in guard_finished_runs(ws, since=self.since, cancel=self.stopping):
+                for result in guard_finished_runs(ws, skip=self.before, cancel=self.stopping):
                     log.info("general-skills guard, run #%s: %s", result.run_id, result.text)
             except TuneloopError as exc:
                 log.warning("general-skills guard: %s", exc)

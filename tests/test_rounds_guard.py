@@ -74,8 +74,8 @@ def test_the_guard_waits_while_a_run_trains_then_checks_each_finished_run_once(l
     assert G.guard_finished_runs(ws) == []                              # its cores belong to the training run
     # the app's watcher: runs that finished before it started are left alone, one that finishes later is checked
     watcher = G.GuardWatcher(ws, every=0.2)
-    assert G.runs_without_guard(ws, since=watcher.since) == []
-    R.update_run(ws, done.id, finished_at=watcher.since)
+    assert G.runs_without_guard(ws, skip=watcher.before) == []
+    R.update_run(ws, done.id, finished_at="2099-01-01T00:00:00Z")      # finishes again (a resume) while watched
     watcher.start()
     time.sleep(1.5)
     assert G.guard_result(ws, done.id) is None                          # still waiting for the training run
