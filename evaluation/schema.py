@@ -432,3 +432,25 @@ def m010_arms(db):
         if flags:
             db.execute("update eval_pairs set names_model=? where id=?",
                        (json.dumps(flags, ensure_ascii=False), r["id"]))
+
+
+@migration(foreign_keys=False)
+def m011_kto_feedback_versions(db):
+    # KTO versions made from an evaluation's votes are feedback versions too: the kind widens to 'kto' (SQLite cannot
+    # alter a check, so the table is rebuilt with its rows), and KTO versions made before get their row.
+    _copy_rows(db, "feedback_versions", """
+        create table feedback_versions (
+            version_id integer primary key references dataset_versions(id),
+            evaluation_id integer not null references evaluations(id),
+            kind text not null check (kind in ('corrections', 'preferences', 'kto')),
+            policy text not null             -- how disagreeing raters were resolved: majority or unanimous
+        )""", "version_id, evaluation_id, kind, policy",
+        "select version_id, evaluation_id, kind, policy from feedback_versions")
+    evaluations = {r[0] for r in db.execute("select id from evaluations")}
+    for vid, params in db.execute("select id, params from dataset_versions where step='kto' and kind='kto' and id not"
+                                  " in (select version_id from feedback_versions)").fetchall():
+        params = json.loads(params or "{}")
+        eid = params.get("evaluation")
+        if isinstance(eid, int) and eid in evaluations:
+            db.execute("insert into feedback_versions (version_id, evaluation_id, kind, policy) values (?,?,'kto',?)",
+                       (vid, eid, params.get("policy") or "majority"))
