@@ -79,9 +79,11 @@ def krippendorff_alpha(units: list[dict[str, Any]]) -> float | None:
 def agreement(ws: Workspace, version: int | str) -> list[FieldAgreement]:
     """How much reviewers agree, per label field and on approve/reject, over records two or more reviewed."""
     state = ReviewState(ws, version)
+    # only records with review rows have votes: those, in dataset order, not the whole version
+    voted = sorted((rid for rid in {*state.labels, *state.decisions} if state.has(rid)), key=state.position)
     out = []
     for name in state.schema.names + [STATUS_FIELD]:
-        units = [votes for votes in (state.label_votes(r.id, name) for r in state.records) if len(votes) >= 2]
+        units = [votes for votes in (state.label_votes(rid, name) for rid in voted) if len(votes) >= 2]
         if not units:
             out.append(FieldAgreement(name, None, None, 0, 0, "no record has two reviewers' values yet"))
             continue
