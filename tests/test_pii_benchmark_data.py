@@ -31,10 +31,23 @@ def test_prose_labels_are_at_least_100_judged_findings():
     assert len({(r["record"], r["start"], r["end"]) for r in labels}) == len(labels), "a span is labelled twice"
 
 
+def _dolly_messages() -> dict[str, str]:
+    """The Dolly slice's messages by the ids the benchmark gives them: dolly-N/0 the instruction (then the
+    context), dolly-N/1 the response."""
+    out = {}
+    for n, row in enumerate(_jsonl(COMMITTED / "dolly_slice.jsonl"), 1):
+        context = (row.get("context") or "").strip()
+        out[f"dolly-{n}/0"] = row["instruction"] + (f"\n\n{context}" if context else "")
+        if row.get("response"):
+            out[f"dolly-{n}/1"] = row["response"]
+    return out
+
+
 @needs_public
 def test_prose_labels_point_at_their_text_in_the_prose():
     prose = {r["id"]: r["text"] for r in _jsonl(PUBLIC / "prose.jsonl")}
     assert len(prose) >= 2000
+    prose |= _dolly_messages()
     for row in _jsonl(COMMITTED / "pii_prose_labels.jsonl"):
         assert prose[row["record"]][row["start"]:row["end"]] == row["text"], row
 
