@@ -61,7 +61,16 @@ CHAT_WORDS = frozenset("lol lmao rofl omg pls plz thx ty btw asap ok okay idk tb
                        "ya yeah hey hi".split())
 # Words that make a sentence about a person's own data (address, account, health ...), never encyclopedic.
 PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|card|password|age|contact|ssn|salary|diagnos\w*|patient|"
-                           r"beneficiary|guardian|customer|client)\b")
+                           r"beneficiary|guardian|customer|client|refund|ticket|invoice|complaint|booking|"
+                           r"reservation)\b")
+# How a request for general knowledge opens ("Who is Jon Bon Jovi", "Tell me when Silvio Berlusconi was born",
+# "Classify these wines: ..."); creative tasks ("write", "compose") are left out, their names may be real.
+KNOWLEDGE_START = re.compile(r"(?i)^\W*(?:please\s+)?(?:who|whom|whose|what|when|where|which|why|how|is|are|was|were|"
+                             r"did|does|do|has|have|can|could|tell|give|list|name|classify|identify|describe|explain|"
+                             r"summari[sz]e|extract|categori[sz]e|provide|suggest|rank|sort|group|select|based\s+on|"
+                             r"from\s+the|using|according\s+to|in\s+(?:which|what))\b")
+# The asker speaking to the assistant ("can you tell me"): not about the asker's own life.
+ASKING_ASSISTANT = re.compile(r"(?i)\b(?:can|could|would|will)\s+you\b|\bdo\s+you\s+know\b")
 PUBLIC_NOTE = " (public figure: third-person sentence of an encyclopedic text)"
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$|[A-Z\"“])|\n")
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
@@ -322,6 +331,9 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
         # A line "Word: text" is a speaker's turn in a transcript (two turns or more), else a heading.
         if kind == "speaker" and len(matches) < 2:
             continue
+        # Several lines opening with a dash are a bulleted list, not a signature.
+        if kind == "dash" and len(matches) > 1:
+            continue
         for m in matches:
             words = _run_after(text, m.end(), kind)
             if kind in LINE_END_KINDS and words and not _line_ends(text, words[-1][1]):
@@ -457,7 +469,17 @@ LEAD_WORDS = re.compile(r"(?i)hi|hey|hello|dear|thanks|thank|cheers|regards|best
 def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
     """An NER PERSON span cut before digits, line breaks and markup (the small model sometimes runs a
     name into a whole CSV row), without leading greetings, cue words and roles ("Thanks Oluwaseun",
-    "Producer Chia-hao Tiu"); none when a capitalised ordinary word ends it ("Jira Cloud")."""
+    "Producer Chia-hao Tiu"); none when a capitalised ordinary word ends it ("Jira Cloud"). A span that stops
+    inside a word takes in the whole word ("Ju" of "Ju-won"); none when that word is glued to digits ("T" of
+    "T20") or has a one-letter part ("Mar" of "Mar-a-Lago")."""
+    while s > 0 and (text[s - 1].isalpha() or text[s - 1] in "-'’" and s > 1 and text[s - 2].isalpha()):
+        s -= 1
+    while e < len(text) and (text[e].isalpha() or text[e] in "-'’" and text[e + 1:e + 2].isalpha()):
+        e += 1
+    if s > 0 and text[s - 1].isdigit() or text[e:e + 1].isdigit():
+        return None
+    if any(len(part) == 1 and part.islower() for w in WORD.finditer(text, s, e) for part in w.group().split("-")):
+        return None
     cut = re.search(r"[\d\n|@:;/()\[\]<>]|,(?! )|\s[-–—]\s", text[s:e])
     end = s + cut.start() if cut else e
     while end > s and not text[end - 1].isalpha():
@@ -580,6 +602,27 @@ def _is_article(text: str, others: tuple) -> bool:
         return False
     world = len(YEAR.findall(text)) + sum(label in WORLD_LABELS for _, _, label in others)
     return world >= 2 or world == 1 and sentences >= 3
+
+
+@functools.lru_cache(maxsize=256)
+def is_third_person(text: str) -> bool:
+    """Whether a text says nothing in the writer's own voice (``personal_words``) and names no one's own data."""
+    return not personal_words(text) and not PERSONAL_DATA.search(text)
+
+
+@functools.lru_cache(maxsize=256)
+def is_knowledge_request(text: str) -> bool:
+    """Whether a message asks for general knowledge in the third person: a question or instruction ("Who is
+    Jon Bon Jovi", "Can you tell me when Genghis Khan was born?", "Classify these wines: ...") with nothing in
+    the asker's own voice and no one's own data. A record that asks one is about the world: the people named
+    in it and in its answer, without a personal cue, are public figures or characters."""
+    return KNOWLEDGE_START.match(text) is not None and is_third_person(ASKING_ASSISTANT.sub(" ", text))
+
+
+def personal_evidence(evidence: str) -> bool:
+    """Whether a finding's evidence holds a personal cue (addressed, signing, introduced, in a form ...) or
+    the same name found on such evidence elsewhere."""
+    return "same name found" in evidence or any(f"({CUE_LABEL[k]})" in evidence for k in PERSONAL_KINDS)
 
 
 def personal_words(text: str) -> list[str]:

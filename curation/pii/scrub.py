@@ -660,6 +660,8 @@ def scan_records(records: Sequence[Record], settings: PiiOptions, *, workers: in
     spans = find_pii_parallel([c for _, _, c in items], settings, workers=workers, progress=progress, cancel=cancel)
     if "PERSON" in settings.entities:
         spans = _names_again_in_record(items, spans, settings)
+        if settings.public_figures == "keep":
+            spans = _public_in_knowledge_records(items, spans)
     return [Finding(rid, i, s, e, entity, round(float(score), 3), evidence)
             for (rid, i, _), found in zip(items, spans) for s, e, entity, score, evidence in found]
 
@@ -690,6 +692,25 @@ def _names_again_in_record(items: list[tuple[str, int, str]], spans: list[list[S
             if again:
                 extra = [(n.start, n.end, "PERSON", n.score, n.evidence) for n in again]
                 out[k] = _final_spans(text, list(spans[k]) + extra, settings, rules)
+    return out
+
+
+def _public_in_knowledge_records(items: list[tuple[str, int, str]], spans: list[list[Span]]) -> list[list[Span]]:
+    """In a record that asks for general knowledge ("Who is Jon Bon Jovi?", names.is_knowledge_request), the
+    people named without a personal cue in its third-person messages (the question, the answer) are public
+    figures or characters: kept, as ``public_figures=keep`` promises."""
+    from curation.pii.names import is_knowledge_request, is_third_person, personal_evidence
+
+    by_record: dict[str, list[int]] = {}
+    for k, (rid, _, _) in enumerate(items):
+        by_record.setdefault(rid, []).append(k)
+    out = list(spans)
+    for ks in by_record.values():
+        if not any(is_knowledge_request(items[k][2]) for k in ks):
+            continue
+        for k in ks:
+            if out[k] and is_third_person(items[k][2]):
+                out[k] = [s for s in out[k] if s[2] != "PERSON" or personal_evidence(s[4])]
     return out
 
 
