@@ -96,6 +96,8 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
     exact = [wants_exact_match(rec) for _, _, rec in refs]
     metrics: dict[str, Any] = {model: answer_metrics([pair[n] for pair in answers], references, exact=exact)
                                for n, model in enumerate(MODELS)}
+    from training.data import adapter_run_config, apply_system_prompt
+    trained_with = adapter_run_config(models.adapter)      # the run's reference answers under its system prompt
     with default_pool().hold(ws, models.base_model, load_in_4bit=load_in_4bit) as warm:
         adapters = {"base": None, "finetuned": warm.add_adapter(models.adapter)}
         for name in ("val", "test"):
@@ -106,7 +108,8 @@ def auto_evaluate(ws: Workspace, run: str, version: int | str, *, split: str = "
                 if progress:
                     progress(0, 0, f"perplexity of the {side} model on {len(scored)} {name} conversations")
                 with warm.using(adapters[side]) as (model, tokenizer):
-                    result = perplexity(model, tokenizer, scored, sequence_len=sequence_len, batch_size=batch_size)
+                    seen = apply_system_prompt(tokenizer, scored, trained_with) if side == "finetuned" else scored
+                    result = perplexity(model, tokenizer, seen, sequence_len=sequence_len, batch_size=batch_size)
                 metrics[side][f"perplexity_{name}"] = result["perplexity"]
                 metrics[side][f"perplexity_{name}_tokens"] = result["tokens"]
     metrics["examples"] = [{"prompt": conv[-1]["content"], "reference": ref, "base": pair[0], "finetuned": pair[1]}

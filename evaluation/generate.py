@@ -358,6 +358,13 @@ def arm_conversation(arm: Arm, messages: list[dict[str, str]]) -> list[dict[str,
     return out + [m for m in messages if m["role"] != "system"]
 
 
+def run_arm_conversations(model: WarmBase, arm: Arm, conversations: list[list[dict[str, str]]]) -> list:
+    """What a run's arm is sent for each prompt: the prompt under the run's system-prompt choice, as it trained
+    (``training.data.run_conversations``, with the config kept beside its adapter)."""
+    from training.data import adapter_run_config, run_conversations
+    return run_conversations(conversations, adapter_run_config(arm.settings["adapter"]), model.chat_tokenizer())
+
+
 # -- generation with the cache ----------------------------------------------------------------
 
 def cache_key(model: WarmBase, settings: DecodingSettings, messages: list[dict[str, str]], *,
@@ -453,6 +460,9 @@ def generate_answers(ws: Workspace, items: list[PromptItem], arms: list[Arm], *,
     # The warm model is held for the local arms only: an endpoint may be this process's own (the Serve panel).
     with (default_pool().hold(ws, base_model, load_in_4bit=load_in_4bit) if local
           else contextlib.nullcontext()) as model:
+        for arm in (a for a in local if a.kind == "run"):      # a run answers as it was trained
+            sent.update(zip([(n, arm.name) for n in range(len(items))],
+                            run_arm_conversations(model, arm, [sent[(n, arm.name)] for n in range(len(items))])))
         fingerprints = {a.name: adapter_fingerprint(a.settings["adapter"]) for a in local if a.kind == "run"}
         names = {a.name: model.add_adapter(a.settings["adapter"]) for a in local if a.kind == "run"}
         keys.update({(n, arm.name): cache_key(model, settings, sent[(n, arm.name)],

@@ -327,6 +327,7 @@ def mask_values_in(text: str, values: list[str]) -> str:
 def _probe(ws: Workspace, run, probes: list[ScrubbedValue], options: LeakCheckOptions,
            progress: Progress | None, cancel: threading.Event | None) -> dict[int, tuple[bool, bool]]:
     """For each probe (by ``id``): whether the fine-tuned model, and whether the base, produced its value."""
+    from training.data import run_conversations
     from training.inference import DecodingSettings, default_pool
     # No repetition penalty: a memorised number repeats digits, and a penalty would hide exactly that.
     greedy = DecodingSettings(max_new_tokens=options.max_new_tokens, repetition_penalty=1.0)
@@ -345,8 +346,10 @@ def _probe(ws: Workspace, run, probes: list[ScrubbedValue], options: LeakCheckOp
                         raise LeakCheckCancelled(f"leak check stopped after {done} of {total} answers; nothing "
                                                  f"was stored")
                     batch = probes[start:start + options.batch_size]
-                    answers = model.answer([p.conversation for p in batch], adapter=adapter, settings=settings,
-                                           prefixes=[p.prefix for p in batch])
+                    sent = [p.conversation for p in batch]
+                    if adapter is not None:     # the run is probed as it trained: under its system-prompt choice
+                        sent = run_conversations(sent, run.config, model.chat_tokenizer())
+                    answers = model.answer(sent, adapter=adapter, settings=settings, prefixes=[p.prefix for p in batch])
                     for probe, answer in zip(batch, answers):
                         found[id(probe)][side] = found[id(probe)][side] or contains_value(answer, probe.entity,
                                                                                            probe.value)

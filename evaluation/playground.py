@@ -275,6 +275,7 @@ def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversati
                 yield PairUpdate(("", ""), "stopped", "Stopped before it started.")
                 return
             _check_same_base(ws, matchup, model)
+            conversations = _as_trained(model, matchup, conversations)
             adapters = [None if side.adapter is None else model.add_adapter(side.adapter) for side in matchup.sides]
             if model.needs_preparing(adapters):
                 yield PairUpdate(("", ""), "loading", _loading_message(model, adapters))
@@ -291,6 +292,15 @@ def _per_side(conversation, system_prompt: str) -> tuple[Conversation, Conversat
     else:
         pair = (conversation, conversation)
     return tuple(check_conversation(with_system_prompt(list(c), system_prompt)) for c in pair)  # type: ignore
+
+
+def _as_trained(model: WarmBase, matchup: Matchup, conversations) -> tuple[Conversation, Conversation]:
+    """Each run's side gets its conversation under the run's system-prompt choice, as it trained (a custom prompt
+    replaces the typed one, "none" removes it); the base's side is sent as typed."""
+    from training.data import adapter_run_config, run_conversations
+    return tuple(c if side.adapter is None else
+                 run_conversations([c], adapter_run_config(side.adapter), model.chat_tokenizer())[0]
+                 for side, c in zip(matchup.sides, conversations))  # type: ignore[return-value]
 
 
 def _waiting_message(ahead: int) -> str:

@@ -69,11 +69,30 @@ def with_system_prompt(messages: list[dict[str, str]], mode: str, custom: str = 
     return ([{"role": "system", "content": ""}] if template_default else []) + rest
 
 
+def run_conversations(conversations: list[list[dict[str, str]]], config, tokenizer) -> list[list[dict[str, str]]]:
+    """The conversations as the model of a run with ``config`` is given them, under its system-prompt choice: the
+    one place that choice is applied, for its SFT data and its own answers at the end, its DPO/KTO prompts, and
+    whenever evaluation has the run answer (rating pairs, automatic metrics, regression suites, the playground).
+    ``config`` None (an adapter from outside the registry, with no config beside it) leaves them unchanged."""
+    if config is None:
+        return [list(c) for c in conversations]
+    default = template_default_system(tokenizer) is not None
+    return [with_system_prompt(c, config.system_prompt_mode, config.system_prompt, template_default=default)
+            for c in conversations]
+
+
+def adapter_run_config(adapter: str | Path):
+    """The config of the run that trained ``adapter`` (the config.yaml a run folder keeps beside ``adapter/``, as
+    the registry and an exported archive lay it out), or None for an adapter without one."""
+    from training.config import load_config
+    path = Path(adapter).parent / "config.yaml"
+    return load_config(path) if path.is_file() else None
+
+
 def apply_system_prompt(tokenizer, records: list[Record], config) -> list[Record]:
     """The records as a run with ``config`` trains on them (and answers their prompts): its system prompt."""
-    default = template_default_system(tokenizer) is not None
-    return [replace(r, messages=with_system_prompt(r.messages, config.system_prompt_mode, config.system_prompt,
-                                                   template_default=default)) for r in records]
+    sent = run_conversations([r.messages for r in records], config, tokenizer)
+    return [replace(r, messages=messages) for r, messages in zip(records, sent)]
 
 
 def system_prompt_summary(tokenizer, records: list[Record], config) -> tuple[str, str | None]:

@@ -148,9 +148,13 @@ def trainable_pairs(ws: Workspace | None, config) -> tuple[PreferenceData, dict[
     return data, parts
 
 
-def _dataset(pairs: list[Record]):
+def _dataset(pairs: list[Record], config, tokenizer):
+    """The pairs as trl takes them, each prompt under the run's system-prompt choice (as SFT trained it)."""
     from datasets import Dataset
-    return Dataset.from_list([{"prompt": p.messages, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
+    from training.data import run_conversations
+    prompts = run_conversations([p.messages for p in pairs], config, tokenizer)
+    return Dataset.from_list([{"prompt": prompt, "chosen": p.chosen, "rejected": p.rejected}
+                              for p, prompt in zip(pairs, prompts)])
 
 
 # -- the trainer ------------------------------------------------------------------------------
@@ -245,8 +249,9 @@ class DpoStage(Stage):
               f"({len(parts['val'])} for evaluation, {len(parts['test'])} from test prompts left out)", flush=True)
         model, tokenizer = self.sft_adapter_model(resolved, config)
         rewards_log = _RewardsLog(log)
-        trainer = build_dpo_trainer(config, model, tokenizer, _dataset(parts["train"]),
-                                    _dataset(parts["val"]) if parts["val"] else None, run.checkpoints_dir,
+        trainer = build_dpo_trainer(config, model, tokenizer, _dataset(parts["train"], config, tokenizer),
+                                    _dataset(parts["val"], config, tokenizer) if parts["val"] else None,
+                                    run.checkpoints_dir,
                                     [_rewards_callback(rewards_log), callback(rewards_log)])
         return trainer, tokenizer, {"stage": "dpo", "sft_run": self.sft.id, "train_pairs": len(parts["train"]),
                                     "val_pairs": len(parts["val"]), "test_pairs_left_out": len(parts["test"]),

@@ -417,6 +417,12 @@ class WarmBase:
             tokenizer = self._tokenizer()
         return [len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True)) for c in conversations]
 
+    def chat_tokenizer(self):
+        """The tokenizer with the chat template every engine renders conversations with, loaded on its own
+        (without the model) when the model is not loaded yet."""
+        with self._lock:
+            return self._tokenizer()
+
     def load(self):
         """(model, tokenizer), loading them on first use."""
         with self._lock:

@@ -126,10 +126,13 @@ def balance_weights(examples: list[Record]) -> tuple[float, float]:
     return (round(bad / good, 4), 1.0) if good < bad else (1.0, round(good / bad, 4))
 
 
-def _dataset(examples: list[Record], seed: int | None = None):
+def _dataset(examples: list[Record], config, tokenizer, seed: int | None = None):
+    """The examples as trl takes them, each prompt under the run's system-prompt choice (as SFT trained it)."""
     from datasets import Dataset
-    ds = Dataset.from_list([{"prompt": e.messages, "completion": e.completion, "label": bool(e.desirable)}
-                            for e in examples])
+    from training.data import run_conversations
+    prompts = run_conversations([e.messages for e in examples], config, tokenizer)
+    ds = Dataset.from_list([{"prompt": prompt, "completion": e.completion, "label": bool(e.desirable)}
+                            for e, prompt in zip(examples, prompts)])
     return ds.shuffle(seed=seed) if seed is not None else ds
 
 
@@ -165,8 +168,9 @@ class KtoStage(DpoStage):
               f"evaluation, {len(parts['test'])} from test prompts left out", flush=True)
         model, tokenizer = self.sft_adapter_model(resolved, config)
         rewards_log = _RewardsLog(log)
-        trainer = build_kto_trainer(config, model, tokenizer, _dataset(train, config.seed),
-                                    _dataset(parts["val"]) if parts["val"] else None, run.checkpoints_dir,
+        trainer = build_kto_trainer(config, model, tokenizer, _dataset(train, config, tokenizer, config.seed),
+                                    _dataset(parts["val"], config, tokenizer) if parts["val"] else None,
+                                    run.checkpoints_dir,
                                     [_rewards_callback(rewards_log, KTO_KEYS), callback(rewards_log)], weights)
         return trainer, tokenizer, {"stage": "kto", "sft_run": self.sft.id, "train_examples": len(train),
                                     "desirable": good, "undesirable": len(train) - good,
