@@ -75,3 +75,62 @@ def test_checkpointing_and_qlora_are_chosen_from_the_memory_estimate(tiny_model)
     as_set = plan_memory(config.replace(fit_to_memory=False, gradient_checkpointing=True), tiny_model,
                          longest_batch_tokens=tokens, available_bytes=qlora_ckpt / 2)
     assert as_set.config.gradient_checkpointing and as_set.config.adapter == config.adapter
+
+
+def test_ctrl_c_stops_the_cli_run_at_a_checkpoint_like_the_tabs_stop(ws, tiny_model):
+    """``python -m training run`` interrupted once (SIGINT, what Ctrl-C sends) saves a checkpoint at the end of
+    the step and ends stopped, resumable, instead of failing with its last steps lost."""
+    import os
+    import signal
+    import time
+    config = tiny_config(tiny_model, split_version(ws).name, max_steps=4, save_steps=10, eval_steps=0,
+                         rouge_test_samples=0)
+    run = R.launch_run(ws, config, name="interrupt me")
+    deadline = time.monotonic() + 300
+    while R.get_run_status(ws, run.id).status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.2)      # "running" is set once the job listens for the signal
+    assert R.get_run_status(ws, run.id).status == "running"
+    os.kill(run.pid, signal.SIGINT)
+    stopped = R.wait_for_run(ws, run.id, timeout=300)
+    assert stopped.status == "stopped", (stopped.error, R.log_tail(stopped, 40))
+    assert R.last_checkpoint(stopped) is not None and stopped.metrics["last_step"] < 4
+    assert "stopping after this step" in R.log_tail(stopped, 40)
+
+
+def test_only_the_trained_tokens_go_through_the_lm_head_with_the_same_loss_and_gradients(tmp_path, tiny_model):
+    """On CPU the job's training loss sends only labelled positions through the LM head (trl's fused head sends
+    every position there), and gives what transformers' own loss gives: the same value, the same LoRA gradients."""
+    import torch
+    from curation.data.demo import demo_records
+    from training.data import tokenize_records
+    from training.job import add_lora, build_trainer, to_dataset
+    from training.models import load_model_and_tokenizer, resolve_base_model
+
+    config = tiny_config(tiny_model, "v1", adapter="lora", load_in_4bit=False, micro_batch_size=3, eval_steps=0)
+    model, tokenizer = load_model_and_tokenizer(resolve_base_model(tiny_model, None))
+    torch.manual_seed(0)
+    model = add_lora(model, config)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:             # LoRA starts as a no-op; make it change the logits so gradients differ
+            torch.nn.init.normal_(param, std=0.05)
+    train = to_dataset(tokenize_records(tokenizer, demo_records(6, seed=3), config.sequence_len))
+    trainer = build_trainer(config, model, tokenizer, train, None, tmp_path / "out", [])
+    batch = trainer.data_collator([train[i] for i in range(3)])
+    labels = batch["labels"]
+    rows = []
+    hook = model.get_base_model().get_output_embeddings().register_forward_hook(
+        lambda module, args, out: rows.append(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
+    model.train()
+    loss = trainer.compute_loss(model, batch)
+    hook.remove()
+    trained = int((labels[:, 1:] != -100).sum())
+    assert rows == [trained] and trained < labels[:, 1:].numel()
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+    reference.backward()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert torch.allclose(ours[name], param.grad, rtol=1e-4, atol=1e-6), name

@@ -3,7 +3,8 @@
 Loads the base model through ``resolve_base_model`` (4-bit NF4 via bitsandbytes on CPU and CUDA
 alike, or full precision; with ``fit_to_memory`` preflight's memory plan picks, see
 ``training.preflight.plan_memory``), adds LoRA adapters (peft) and trains with trl's SFTTrainer on
-assistant tokens only. On CPU the LoRA weights train in fp32. It
+assistant tokens only. On CPU the LoRA weights train in fp32 and only the trained tokens go through
+the LM head (``trained_tokens_loss``); Ctrl-C stops like the tab's Stop. It
 evaluates every ``eval_steps`` (with early stopping), checkpoints every ``save_steps``, appends to
 ``output_dir/metrics.jsonl`` as it goes and writes the adapter to ``output_dir/adapter/``. A stop
 request (the STOP file, or SIGTERM) saves a checkpoint and stops; ``--resume`` continues from it.
@@ -222,8 +223,54 @@ def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output
     cbs = list(callbacks)
     if config.early_stopping_patience and evaluating:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if evaluating else None,
-                      processing_class=tokenizer, callbacks=cbs)
+
+    class TrainedTokensSFTTrainer(SFTTrainer):
+        """SFTTrainer whose training loss on CPU sends only the trained tokens through the LM head."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or not model.training or not plain_lm_head(model, self.args):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = trained_tokens_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return loss
+
+    return TrainedTokensSFTTrainer(model=model, args=args, train_dataset=train_ds,
+                                   eval_dataset=eval_ds if evaluating else None, processing_class=tokenizer,
+                                   callbacks=cbs)
+
+
+# Config keys by which a model scales or caps its logits; the plain LM head of trained_tokens_loss has neither.
+LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                    "logits_scaling")
+
+
+def plain_lm_head(model, args) -> bool:
+    """Whether ``trained_tokens_loss`` gives trl's loss for this model: on CPU, the plain negative
+    log-likelihood, a model whose logits are its LM head's output."""
+    import torch
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    text = causal.config.get_text_config()
+    return (args.loss_type == "nll" and causal.get_output_embeddings().weight.device.type == "cpu"
+            and not torch.cuda.is_available() and all(getattr(text, key, None) is None for key in LOGIT_TRANSFORMS))
+
+
+def trained_tokens_loss(model, inputs, num_items_in_batch=None):
+    """trl's SFT loss (negative log-likelihood of the labelled tokens, summed, over ``num_items_in_batch``: the
+    optimizer step's labelled tokens), with only the labelled positions' hidden states sent through the LM head.
+
+    On CPU trl's fused head projects every position (it gathers the labelled ones with Triton only), so with
+    assistant-only loss the prompt and padding positions cost a vocabulary-wide matmul and log-softmax for nothing.
+    """
+    import torch
+    import torch.nn.functional as F
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal.base_model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False).last_hidden_state
+    labels = inputs["labels"][:, 1:]
+    trained = labels != -100
+    logits = causal.get_output_embeddings()(hidden[:, :-1][trained])
+    count = trained.sum() if num_items_in_batch is None else num_items_in_batch
+    return F.cross_entropy(logits.float(), labels[trained], reduction="sum") / torch.as_tensor(count).clamp(min=1)
 
 
 def keep_adapter_fp32_on_cpu(model) -> None:
@@ -272,6 +319,7 @@ def run_training(ws: Workspace, run_id: int, *, resume: bool = False) -> Run:
     log = MetricsLog(run.metrics_path)
     stop_flag: dict[str, bool] = {}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop_flag.update(stop=True))
+    previous_interrupt = signal.signal(signal.SIGINT, lambda *_: interrupt(stop_flag))
     if is_main_process():
         update_run(ws, run.id, status="running", pid=os.getpid(), pid_started=_process_start_time(os.getpid()),
                    host=socket.gethostname(), started_at=_now(), heartbeat_at=_now(), attempts=run.attempts + 1,
@@ -290,11 +338,22 @@ def run_training(ws: Workspace, run_id: int, *, resume: bool = False) -> Run:
         return get_run(ws, run.id)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
     if is_main_process():
         merge_run_json(ws, run.id, "metrics", summary)
         update_run(ws, run.id, status=status, finished_at=_now(), heartbeat_at=_now())
         start_next_queued(ws)
     return get_run(ws, run.id)
+
+
+def interrupt(stop_flag: dict) -> None:
+    """Ctrl-C in ``python -m training run``: the first stops the run as the tab's Stop does (a checkpoint at the
+    end of this step, status stopped, resumable); a second stops it at once."""
+    if stop_flag.get("stop"):
+        raise KeyboardInterrupt
+    stop_flag["stop"] = True
+    print("[tuneloop] stopping after this step (a checkpoint is saved, resume with --resume); "
+          "Ctrl-C again stops at once", flush=True)
 
 
 def failure_message(exc: BaseException, config: RunConfig, run: Run) -> str:
