@@ -76,3 +76,19 @@ def test_refix_keeps_the_splits_and_only_saves_when_something_moved(tab):
     assert f"Saved **{fixed.name}** from {leaky.name}" in out[w.status]
     assert get_version(ws, fixed.id).params["fix"] == "move" and fixed.parent_id == leaky.id
     assert splits.refix_split_version(ws, w, page(w, split_pick=fixed.name))[w.status] == f"{fixed.name}: nothing to fix"
+
+
+def test_stop_ends_a_running_build_before_anything_is_saved(tab):
+    """Stop pressed while the split is being built (here: at its first progress report) ends it there; Gradio's
+    own cancel would have let the running handler finish and save the split."""
+    ws, w = tab
+    source = create_version(ws, support_tickets(120, seed=4), parent=None, step="import")
+    said = []
+
+    def progress_pressing_stop(fraction, desc=None):
+        said.append(splits.stop_split(ws, w)[w.status])
+
+    out = splits.build_split(ws, w, page(w, source=source.name), progress=progress_pressing_stop)
+    assert said == ["Stopping…"] and "stopped; nothing was saved" in out[w.status]
+    assert current_version(ws).id == source.id
+    assert splits.stop_split(ws, w)[w.status] == "No split of yours is being built."

@@ -25,9 +25,10 @@ from curation.splits.export import EXPORT_FORMATS, SHAPES, export_split
 from curation.splits.fields import field_names
 from curation.splits.leakage import PAIR_HEADERS, AuditOptions, audit_leakage
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import bind, error_markdown, refresh_on_select, version_picker
+from ui.kit import CancelRegistry, bind, error_markdown, refresh_on_select, version_picker
 
 NONE = "(none)"
+BUILDS = CancelRegistry()      # per browser tab: the Stop button of a split being built
 INTRO = """### Train / validation / test split
 A split is frozen as a new version whose records carry `train`, `val` or `test`. **Group** by a field
 (a customer, a conversation) so that it never spans two splits; **stratify** by a label so that every
@@ -202,16 +203,20 @@ def source_fields(ws, w: SplitsWidgets, data: dict) -> dict:
             w.group: gr.update(choices=[NONE] + names, value=group_default)}
 
 
-def build_split(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """Build split: split the source version with the form's options, audit and fix leakage, save a new version."""
+def build_split(ws, w: SplitsWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """Build split: split the source version with the form's options, audit and fix leakage, save a new version.
+    **Stop** ends it at its next progress report, before anything is saved."""
     version = data[w.source]
+    stop = BUILDS.start(request)
     try:
         if not version:
             raise TuneloopError("there is no dataset yet; import one in the Data tab first")
         options = form_options(w, data)
-        result, made = split_version(ws, version, options, progress=_progress(progress))
+        result, made = split_version(ws, version, options, progress=_progress(progress, stop))
     except Exception as exc:  # shown in the tab, not raised into Gradio
         return {w.status: error_markdown(exc)}
+    finally:
+        BUILDS.finish(request, stop)
     records = {r.id: r for r in V.load_records(ws, version)}
     head = (f"✅ Saved **{made.name}** (hash `{made.content_hash[:12]}`): " +
             " · ".join(f"{s} {result.counts()[s]:,}" for s in SPLITS) +
@@ -292,8 +297,17 @@ def export_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress(
             ", ".join(p.name for p in written)}
 
 
-def _progress(progress):
-    return lambda fraction, text: progress(fraction, desc=text)
+def stop_split(ws, w: SplitsWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's split build (Gradio's own cancel lets a running handler finish and save)."""
+    return {w.status: "Stopping…" if BUILDS.cancel(request) else "No split of yours is being built."}
+
+
+def _progress(progress, stop=None):
+    def report(fraction: float, text: str) -> None:
+        if stop is not None and stop.is_set():
+            raise TuneloopError("the split was stopped; nothing was saved")
+        progress(fraction, desc=text)
+    return report
 
 
 # -- wiring ---------------------------------------------------------------------------------------
@@ -305,8 +319,8 @@ def build(ws) -> SplitsWidgets:
     def on(event, handler, inputs, outputs, **kw):
         return event(bind(handler, ws, w), inputs, outputs, api_name=False, **kw)
 
-    building = on(w.build_btn.click, build_split, {w.source, *w.options}, w.leakage + w.balance + [w.source])
-    w.stop_btn.click(None, None, None, cancels=[building], api_name=False)
+    on(w.build_btn.click, build_split, {w.source, *w.options}, w.leakage + w.balance + [w.source])
+    on(w.stop_btn.click, stop_split, None, [w.status])
     on(w.audit_btn.click, audit_split_version, {w.split_pick, *w.options}, [w.leak_md, w.pairs_df])
     on(w.refix_btn.click, refix_split_version, {w.split_pick, *w.options}, w.leakage)
     on(w.split_pick.change, split_balance, {w.split_pick}, w.balance)
