@@ -22,9 +22,10 @@ from curation.data.index import built_index, record_index, snapshot_page, snapsh
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.review.labels import label_field
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows, short
-from ui.kit import bind, error_markdown, refresh_on_select, version_picker
+from ui.kit import CancelRegistry, bind, error_markdown, refresh_on_select, version_picker
 
 PAGE_SIZE = 20
+IMPORTS = CancelRegistry()     # per browser tab: the Cancel button of an import under way
 INTRO = """### Your dataset
 Bring your examples in: chat/OpenAI messages (tool calls too), Alpaca, Dolly, ShareGPT, prompt/completion,
 OASST trees or preference pairs (prompt/chosen/rejected), as JSONL, JSON, CSV, Parquet or a Hugging Face
@@ -153,6 +154,7 @@ def layout(ws) -> DataWidgets:
                 with gr.Row():
                     w.preview_btn = gr.Button("Preview", elem_id="data-preview-btn")
                     w.import_btn = gr.Button("Import", variant="primary", elem_id="data-import-btn")
+                    w.cancel_import_btn = gr.Button("Cancel import", elem_id="data-import-cancel-btn")
                 w.status = gr.Markdown(elem_id="data-import-status")
                 w.preview = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True,
                                          column_widths=RECORD_WIDTHS, max_chars=300,
@@ -242,19 +244,29 @@ def preview_file(ws, w: DataWidgets, data: dict) -> dict:
             w.preview: record_rows(result.records)}
 
 
-def import_records(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
+def import_records(ws, w: DataWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
     """Import the file as a new current version (a preference file as a preference version); its first rows are
-    shown, every skipped record is listed, and every picker moves to the current version."""
+    shown, every skipped record is listed, and every picker moves to the current version. **Cancel import** ends
+    it at its next progress report, with nothing stored."""
     file = data[w.upload]
+    stop = IMPORTS.start(request)
+
+    def report(fraction: float, text: str) -> None:
+        if stop.is_set():
+            raise TuneloopError("the import was cancelled; nothing was stored")
+        progress(fraction, desc=text)
+
     try:
         src = source_of(file, data[w.path_box])
         progress(0, desc="reading the file")
         version, result = import_file(
             ws, src, format=_format(data[w.fmt]), column_map=parse_column_map(data[w.columns]),
-            append=data[w.append], progress=lambda f, text: progress(f, desc=text),
+            append=data[w.append], progress=report,
             display_name=getattr(file, "orig_name", None) or src.name, skip_bad=bool(data.get(w.skip_bad)))
     except Exception as exc:
         return {w.status: error_markdown(exc), **after_change(ws, w)}
+    finally:
+        IMPORTS.finish(request, stop)
     warn = "".join(f"\n- ⚠️ {msg}" for msg in result.warnings[:10])
     more = f"\n- … and {len(result.warnings) - 10} more warnings" if len(result.warnings) > 10 else ""
     if result.skipped:
@@ -268,6 +280,11 @@ def import_records(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> di
                 f"now the current version.")
     return {w.status: f"{done}{warn}{more}",
             w.preview: record_rows(result.records[:20]), **after_change(ws, w)}
+
+
+def cancel_import(ws, w: DataWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's import."""
+    return {w.status: "Cancelling…" if IMPORTS.cancel(request) else "No import of yours is running."}
 
 
 def roll_back(ws, w: DataWidgets, data: dict) -> dict:
@@ -384,6 +401,7 @@ def build(ws) -> DataWidgets:
     for event in (w.upload.upload, w.preview_btn.click):
         on(event, preview_file, w.source, [w.status, w.preview])
     on(w.import_btn.click, import_records, {*w.source, w.append}, [w.status, w.preview, *w.changed])
+    on(w.cancel_import_btn.click, cancel_import, None, [w.status])
     on(w.rollback_btn.click, roll_back, {w.rollback_pick}, [w.rollback_status, *w.changed])
     for event in (w.browse_pick.change, w.search.submit, w.page_no.submit, w.browse_tab.select):
         on(event, browse, {w.browse_pick, w.search, w.page_no}, w.browsing)
