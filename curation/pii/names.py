@@ -68,7 +68,7 @@ PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|card|password|age|co
 KNOWLEDGE_START = re.compile(r"(?i)^\W*(?:please\s+)?(?:who|whom|whose|what|when|where|which|why|how|is|are|was|were|"
                              r"did|does|do|has|have|can|could|tell|give|list|name|classify|identify|describe|explain|"
                              r"summari[sz]e|extract|categori[sz]e|provide|suggest|rank|sort|group|select|based\s+on|"
-                             r"from\s+the|using|according\s+to|in\s+(?:which|what))\b")
+                             r"from\s+the|using|according\s+to|given|in\s+(?:which|what))\b")
 # The asker speaking to the assistant ("can you tell me"): not about the asker's own life.
 ASKING_ASSISTANT = re.compile(r"(?i)\b(?:can|could|would|will)\s+you\b|\bdo\s+you\s+know\b")
 PUBLIC_NOTE = " (public figure: third-person sentence of an encyclopedic text)"
@@ -606,17 +606,23 @@ def _is_article(text: str, others: tuple) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def is_third_person(text: str) -> bool:
-    """Whether a text says nothing in the writer's own voice (``personal_words``) and names no one's own data."""
-    return not personal_words(text) and not PERSONAL_DATA.search(text)
+    """Whether a text is in the third person: at most one word in the writer's own voice (``personal_words``)
+    in 50, and as many words about someone's own data (none in a short text); a quote the quote rule misses,
+    or "at age 77", does not make an article about a person personal."""
+    words = len(WORD.findall(text))
+    return (len(personal_words(text)) + len(PERSONAL_DATA.findall(text))) * 50 <= words
 
 
 @functools.lru_cache(maxsize=256)
 def is_knowledge_request(text: str) -> bool:
     """Whether a message asks for general knowledge in the third person: a question or instruction ("Who is
     Jon Bon Jovi", "Can you tell me when Genghis Khan was born?", "Classify these wines: ...") with nothing in
-    the asker's own voice and no one's own data. A record that asks one is about the world: the people named
+    the asker's own voice and no one's own data, then perhaps a third-person reference text. A record that asks one is about the world: the people named
     in it and in its answer, without a personal cue, are public figures or characters."""
-    return KNOWLEDGE_START.match(text) is not None and is_third_person(ASKING_ASSISTANT.sub(" ", text))
+    ask, _, given = text.strip().partition("\n\n")
+    ask = ASKING_ASSISTANT.sub(" ", ask)
+    return (KNOWLEDGE_START.match(ask) is not None or ask.rstrip().endswith("?")) and \
+        not personal_words(ask) and not PERSONAL_DATA.search(ask) and is_third_person(given)
 
 
 def personal_evidence(evidence: str) -> bool:

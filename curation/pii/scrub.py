@@ -659,9 +659,10 @@ def scan_records(records: Sequence[Record], settings: PiiOptions, *, workers: in
     items = message_texts(records)
     spans = find_pii_parallel([c for _, _, c in items], settings, workers=workers, progress=progress, cancel=cancel)
     if "PERSON" in settings.entities:
-        spans = _names_again_in_record(items, spans, settings)
+        # Public figures go first: their names are no evidence for finding the same name again.
         if settings.public_figures == "keep":
             spans = _public_in_knowledge_records(items, spans)
+        spans = _names_again_in_record(items, spans, settings)
     return [Finding(rid, i, s, e, entity, round(float(score), 3), evidence)
             for (rid, i, _), found in zip(items, spans) for s, e, entity, score, evidence in found]
 
