@@ -185,12 +185,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workspace", help="workspace folder (default: $TUNELOOP_WORKSPACE or ./workspace)")
     p.add_argument("--run", help="check this run (default: every finished run not checked yet)")
     args = p.parse_args(argv)
+    from tqdm import tqdm
+    bar = tqdm(unit="answer", desc="guard", file=sys.stderr)
+
+    def progress(done, total, what):
+        if total:
+            bar.total, bar.n = total, done
+        bar.set_postfix_str(what)
+
     try:
         ws = Workspace.open(args.workspace)
-        results = [run_guard(ws, args.run)] if args.run else guard_finished_runs(ws)
+        results = ([run_guard(ws, args.run, progress=progress)] if args.run
+                   else guard_finished_runs(ws, progress=progress))
     except TuneloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nstopped; the runs checked before are kept", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
     for result in results:
         print(f"run #{result.run_id}: {result.text}")
     if not results:
