@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -32,10 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import orjson
+
 from core.errors import InputProblem, TuneloopError
-from curation.data.records import Record
-from curation.data.schemas import (CONSUMED, EXPECTED, SCHEMAS, OasstTrees, Problems, convert_row, derived_id,
-                                   detect_schema)
+from curation.data.records import ROLES, Record
+from curation.data.schemas import (CONSUMED, EXPECTED, SCHEMAS, OasstTrees, Parsed, Problems, convert_row,
+                                   derived_id, detect_schema)
 
 FORMATS = SCHEMAS + ("csv",)
 DEFAULT_MAX_MB = float(os.environ.get("TUNELOOP_MAX_IMPORT_MB", "500"))
@@ -81,6 +84,7 @@ class _Row:
     data: Any
     error: str | None = None     # the row could not even be parsed
     done: float | None = None    # the fraction of the input read once this row was
+    raw: bytes | None = None     # the line, when orjson read it: a float in ``data`` may be an integer past 64 bits
 
 
 # -- entry points -----------------------------------------------------------------------------
@@ -160,10 +164,18 @@ class _Reader:
         else:
             if self.schema is None:
                 self.schema = detect_format(row.data, where=row.where, source=self.source)
-            self._convert(row.where, row.data)
+            self._convert(row)
         self._settle(before)
 
-    def _convert(self, where: str, data: dict) -> None:
+    def _convert(self, row: _Row) -> None:
+        where, data = row.where, row.data
+        plain = _plain_messages(data.get("messages")) if self.schema == "messages" else None
+        if row.raw is not None and _holds_float(data, skip="messages" if plain is not None else None):
+            data = json.loads(row.raw)   # orjson reads 2**64 as a float; json keeps such integers exact
+            plain = _plain_messages(data.get("messages")) if self.schema == "messages" else None
+        if plain is not None:
+            self._record(where, data, Parsed(plain))
+            return
         if self.schema == "oasst":
             if self.trees is None:
                 self.trees = OasstTrees()
@@ -176,6 +188,10 @@ class _Reader:
         parsed = convert_row(self.schema, data, where, self.problems)
         if parsed is None or len(self.problems.errors) > before:
             return
+        self._record(where, data, parsed)
+
+    def _record(self, where: str, data: dict, parsed: Parsed) -> None:
+        """The record of a row whose turns have been read: its meta and id checked, kept."""
         meta = self._meta(data, where)
         if meta is None:
             return
@@ -201,8 +217,9 @@ class _Reader:
         if not isinstance(meta, dict):
             self.problems.error(where, f"meta must be an object, got {type(data.get('meta')).__name__}")
             return None
-        consumed = CONSUMED.get(self.schema, set()) | {"id", "meta", "system"}
-        merged = {**{k: v for k, v in data.items() if k not in consumed and v is not None}, **meta}
+        consumed = _consumed(self.schema)
+        extra = [k for k in data if k not in consumed]
+        merged = {**{k: data[k] for k in extra if data[k] is not None}, **meta} if extra else meta
         return {sys.intern(k): v for k, v in merged.items()}   # one key string for a million records, not a million
 
     def _keep(self, record: Record, where: str, *, derived: bool) -> None:
@@ -252,6 +269,52 @@ class _Reader:
         return ImportResult(records=self.records, format=shown_format or self.forced or self.schema,
                             warnings=self.problems.warnings, source=self.source, skipped=self.skipped,
                             count=self.count)
+
+
+_TURN_ROLES = {role: role for role in ROLES}
+
+
+@functools.lru_cache(maxsize=None)
+def _consumed(schema: str) -> frozenset[str]:
+    """The keys of a row the schema reads (the others go to meta)."""
+    return frozenset(CONSUMED.get(schema, set()) | {"id", "meta", "system"})
+
+
+def _plain_messages(value) -> list[dict[str, str]] | None:
+    """The turns of a row already in Tuneloop's own shape (every turn exactly {role, content} with a known role and
+    text that is not blank), as ``messages_field`` would give them; None for anything else, which
+    ``messages_field`` then reads, reporting what is wrong as always. Most big files are this shape, and the
+    check is a fraction of the general one."""
+    if type(value) is not list or not value:
+        return None
+    turns = []
+    for msg in value:
+        if type(msg) is not dict or len(msg) != 2:
+            return None
+        role, content = msg.get("role"), msg.get("content")
+        if type(role) is not str or type(content) is not str or not content or content.isspace():
+            return None
+        role = _TURN_ROLES.get(role)
+        if role is None:
+            return None
+        turns.append({"role": role, "content": content})
+    return turns
+
+
+def _holds_float(value, skip: str | None = None) -> bool:
+    """Whether a value read from JSON holds a float anywhere (but under the key ``skip`` of an object)."""
+    kind = type(value)
+    if kind is float:
+        return True
+    if kind is dict:
+        value = [v for k, v in value.items() if k != skip] if skip else value.values()
+    elif kind is not list:
+        return False
+    for item in value:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and _holds_float(item)):
+            return True
+    return False
 
 
 def parse_column_map(text: str | None) -> dict[str, str] | None:
@@ -377,26 +440,35 @@ def _iter_json(path: Path, limit, max_mb) -> Iterator[_Row]:
                 raise _over_cap(path, max_mb)
             done = read / size if size else None
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield _Row(f"line {lineno}", None, error=_utf8_problem(raw, exc, lineno).partition(": ")[2], done=done)
-                count += 1
-                continue
-            if lineno == 1:
-                line = line.lstrip("\ufeff")
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield _Row(f"line {lineno}", None, error=f"not valid JSON ({exc.msg} at column {exc.colno})", done=done)
-            except RecursionError:
-                raise _too_deep(path.name, f"line {lineno}") from None
-            else:
-                yield _Row(f"line {lineno}", item, done=done)
+                yield _Row(f"line {lineno}", orjson.loads(raw), done=done, raw=raw)
+            except orjson.JSONDecodeError:
+                row = _json_line(raw, lineno, done, path)   # json's own message, or what orjson refuses and json reads
+                if row is None:
+                    continue
+                yield row
             count += 1
             if limit and count >= limit:
                 break
+
+
+def _json_line(raw: bytes, lineno: int, done: float | None, path: Path) -> _Row | None:
+    """A line orjson refused, read by json as before: its record, or its problem (json's own message: invalid UTF-8,
+    bad JSON), or None for a blank line; NaN and a BOM on the first line are read as json reads them."""
+    where = f"line {lineno}"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _Row(where, None, error=_utf8_problem(raw, exc, lineno).partition(": ")[2], done=done)
+    if lineno == 1:
+        line = line.lstrip("\ufeff")
+    if not line.strip():
+        return None
+    try:
+        return _Row(where, json.loads(line), done=done)
+    except json.JSONDecodeError as exc:
+        return _Row(where, None, error=f"not valid JSON ({exc.msg} at column {exc.colno})", done=done)
+    except RecursionError:
+        raise _too_deep(path.name, where) from None
 
 
 def _iter_json_array(text: str, path: Path, limit) -> Iterator[_Row]:
