@@ -84,6 +84,18 @@ def finished_note(done: int) -> str:
             "raters per pair.")
 
 
+def closed_to_rater(evaluation: arena.Evaluation) -> str:
+    """What a rater reads when the admin closed the evaluation (when, by whom and why where stored, what to do);
+    empty while it is open."""
+    closed = evaluation.settings.get("closed")
+    if not closed:
+        return ""
+    who = f" by {html.escape(closed['by'])}" if closed.get("by") else ""
+    why = f" ({html.escape(closed['reason'])})" if closed.get("reason") else ""
+    return (f"This evaluation was closed to new votes at {closed['at']}{who}{why}. The votes you cast are kept. "
+            f"Ask the admin for a new evaluation to rate.")
+
+
 # -- Rate tab: presenters ---------------------------------------------------------------------
 
 def conversation_markdown(pair: BlindPair) -> str:
@@ -193,7 +205,8 @@ def start_clicked(ws, w: RateWidgets, data: dict, request: gr.Request = None) ->
         who = rater(ws, request, data[w.name])
         evaluation = arena.get_evaluation(ws, data[w.evaluation])
         pair = arena.next_pair(ws, evaluation.id, who)
-        done = "" if pair else finished_note(arena.rater_progress(ws, evaluation.id, who).done)
+        done = "" if pair else (closed_to_rater(evaluation)
+                                or finished_note(arena.rater_progress(ws, evaluation.id, who).done))
     except TuneloopError as exc:
         return {**pair_view(w, None), w.conversation: error_markdown(exc), w.reveal: ""}
     guidelines = evaluation.guidelines.strip() or "_No guidelines for this evaluation._"
@@ -217,7 +230,8 @@ def vote_clicked(ws, w: RateWidgets, verdict: str, data: dict, request: gr.Reque
             pair, capped = None, str(exc)
         # the next pair carries the progress; only a rater who is done needs it counted
         rated = pair.done if pair else arena.rater_progress(ws, reveal.evaluation_id, who).done
-        done = "" if pair else capped or finished_note(rated)
+        done = "" if pair else (capped or closed_to_rater(arena.get_evaluation(ws, reveal.evaluation_id))
+                                or finished_note(rated))
     except TuneloopError as exc:
         return {w.reveal: error_markdown(exc)}
     return {**pair_view(w, pair, done, controls=pair is None),
