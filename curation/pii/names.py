@@ -103,26 +103,33 @@ _CUES = (
     ("speaker", r"^[ \t>]*(?=(?:[^\W\d_]+(?:-[^\W\d_]+)*[ \t]?){1,3}:[ \t]*\S)"),
     ("contact", r"\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting)\s+(?:to|with)\b|"
                 r"\b(?:ask|asked|asking)\s+for\b|\breach(?:ed)?\s+out\s+to\b|\b(?:forward|forwarded|assigned|"
-                r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b|\b(?:my|our|your)\s+(?:colleague|co-?worker|"
-                r"manager|boss|supervisor|wife|husband|partner|son|daughter|mom|mum|mother|dad|father|brother|"
+                r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b"),
+    ("kin", r"\b(?:my|our|your)\s+(?:(?:great|step|late|dear|little|big|older|younger|eldest|youngest)[\s-]+)*"
+            r"(?:colleague|co-?worker|manager|boss|supervisor|wife|husband|partner|son|daughter|mom|mum|mother|dad|father|brother|"
                 r"sister|friend|neighbou?r|agent|rep|representative|technician|doctor|nurse|lawyer|landlord|"
                 r"tenant|teacher|client|assistant|fianc[eé]e?|grandson|granddaughter|niece|nephew|cousin|kid|child|baby|"
-                r"aunt|auntie|uncle|grandma|grandpa|grandmother|grandfather|roommate|flatmate|classmate)\b,?"
-                r"(?:\s+(?:is|named|called))?"),
+            r"aunt|auntie|uncle|grandma|grandpa|grandmother|grandfather|roommate|flatmate|classmate|kids|children|"
+            r"sons|daughters)\b,?(?:\s+(?:(?:is|was)\s+(?:called|named)|is|was|named|called))?"),
+    ("credit", r"\b(?:directed|produced|written|sung|performed|arranged|composed|painted|narrated|illustrated|"
+               r"photographed|played)\s+by\b|\b(?:starring|featuring|feat\.)|\b(?:song|album|novel|book|film|"
+               r"poem|painting|track|single|record|play)\s+by\b|\b(?:shouted|yelled|screamed|smiled|laughed|waved|"
+               r"winked|nodded|stared|glared|glanced)\s+at\b|\b(?:said|whispered|replied|wrote)\s+(?:[^\W\d_]+\s+)?to\b"),
 )
 CUES = tuple((kind, re.compile(rx, re.IGNORECASE | re.MULTILINE)) for kind, rx in _CUES)
 CUE_LABEL = {"strong": "introduced", "field": "form field", "cc": "cc/attn", "intro": "introduction",
              "greeting": "greeting", "signoff": "sign-off", "dash": "signature line", "title": "title",
              "contact": "named as a contact", "here": "'… here'", "vocative": "addressed",
              "speaker": "speaker label", "block": "name line of an address block", "list": "listed with names",
-             "verb": "subject or speaker of a verb only people do"}
+             "verb": "subject or speaker of a verb only people do", "kin": "named as a relative or contact",
+             "credit": "credited for a work, or spoken to", "affiliation": "a name-like word 'of' an organisation", "owner": "whose address, phone or family it is",
+             "pronoun": "a name-like word with he, she, his or her beside it"}
 HERE = re.compile(r"(?im)(?:^|[.!?]\s+|^\W+|\b(?:hi|hey|hello)\W+)(?P<name>(?:[^\W\d_]+[ \t]+){0,2}[^\W\d_]+)"
                   r"[ \t]+here\b[ \t]*(?:[,!.:;)-]|\n|$|from\b|with\b|again\b)")
 # Cues that say the text is about a private person (addressed, signing, introduced, in a form); a title
 # or a list of names does not: "Dr. Bill Harbaugh, a University of Oregon economist" is published prose.
-PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb"}
+PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb", "pronoun", "credit", "affiliation"}
 LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", "dash", "cc", "here", "vocative",
-                             "speaker", "block"})
+                             "speaker", "block", "kin", "credit"})
 # Cues after which a run must end the line (or the text) to be a signature.
 LINE_END_KINDS = frozenset({"signoff", "dash", "block"})
 # An address block: a line holding only a name, then at least two more lines, one of them with a digit.
@@ -345,7 +352,7 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
                                       all(w.isupper() and len(w) > 1 for _, _, w in words) or
                                       len(words) > 1 and _plain_word(words[-1][2])):
                 continue
-            if kind in ("intro", "contact", "greeting", "cc", "vocative", "speaker") and \
+            if kind in ("intro", "contact", "greeting", "cc", "vocative", "speaker", "kin", "credit") and \
                     _vetoed(others, start, end, words, strict=kind in ("intro", "contact")):
                 continue
             cue = re.sub(r"\s+", " ", m.group().strip(" \t\n,:;!.-–—>|")).lower() or kind
@@ -376,6 +383,17 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['verb']})", 0.75, "verb")
     for s, e in _known_name_pairs(text):
         add(s, e, "known names", 0.6)
+    for m in OWNER.finditer(text):
+        words = [(w.start(), w.end(), w.group()) for w in WORD.finditer(text, m.start(1), m.end(1))]
+        lower_chat = is_lowercase_chat(text)
+        while words and (_plain_word(words[0][2]) or not lower_chat and not words[0][2][:1].isupper()):
+            words.pop(0)
+        if words and _believable(words, "owner") and not _vetoed(others, words[0][0], words[-1][1], words, strict=False):
+            add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['owner']})", 0.75, "owner")
+    for s, e in _affiliated_runs(text, entities):
+        add(s, e, f"cue ({CUE_LABEL['affiliation']})", 0.6, "affiliation")
+    for s, e in _pronoun_runs(text, found):
+        add(s, e, f"cue ({CUE_LABEL['pronoun']})", 0.6, "pronoun")
 
     for s, e in _listed_with(text, found):
         add(s, e, f"cue ({CUE_LABEL['list']})", 0.75, "list")
@@ -386,7 +404,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             continue
         s, e = _extend_titles(text, s, e)
         personal = bool(item["cues"] & PERSONAL_KINDS)
-        kept.append((s, e, item, personal, not personal and _encyclopedic(text, s, e, others)))
+        kept.append((s, e, item, personal, not personal and (_encyclopedic(text, s, e, others) or
+                                                             _public_role(text, s, e))))
     # One name in one article is one person: a mention outside a third-person sentence ("Agassi said: 'I
     # ...'") is as public as the others, unless some mention of the name is personal (addressed, signing).
     public_words = name_words(text, [PersonName(s, e, 0, "") for s, e, _, _, public in kept if public])
@@ -400,6 +419,70 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             evidence += PUBLIC_NOTE
         out.append(PersonName(s, e, round(item["score"], 3), evidence, public))
     return _add_repeats(text, out)
+
+
+# "Hinata's address", "Ginevra Ferri's killers": a possessive before someone's own data or family.
+OWNER = re.compile(r"(?i)(?<![\w'’])((?:[^\W\d_][\w-]*[ \t]){0,2}[^\W\d_][\w-]*)['’]s[ \t]+(?:(?:new|old|home|work|"
+                   r"current|mobile|cell)[ \t]+)?(?:address|phone|number|e-?mail|account|kids?|sons?|daughters?|wife|"
+                   r"husband|children|mother|father|mom|mum|dad|parents|family|birthday|killers?|murder|funeral|"
+                   r"boyfriend|girlfriend|fianc[eé]e?)\b")
+def _affiliated_runs(text: str, entities) -> list[tuple[int, int]]:
+    """One to three capitalised words, none an ordinary English word, right before "of" and an organisation
+    the NER engine found ("Sólja Djurhuus of Harbourside Credit Union"): a person and their employer."""
+    orgs = {s for s, _, label, _ in entities if label == "ORG"}
+    out = []
+    for m in re.finditer(r"((?:[^\W\d_][\w'’-]*[ \t]){0,2}[^\W\d_][\w'’-]*)[ \t]+of[ \t]+(?:the[ \t]+)?", text):
+        if m.end() not in orgs:
+            continue
+        words = [w for w in WORD.finditer(text, m.start(1), m.end(1))]
+        while words and (not words[0].group()[:1].isupper() or _plain_word(words[0].group())):
+            words.pop(0)
+        if words and all(w.group()[:1].isupper() and not w.group().isupper() and not _plain_word(w.group())
+                         for w in words):
+            out.append((words[0].start(), words[-1].end()))
+    return out
+
+
+GENDERED = re.compile(r"(?i)\b(?:he|she|him|her|his|hers|himself|herself)\b")
+RUN = re.compile(r"[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*){0,2}")
+
+
+def _pronoun_runs(text: str, found: dict) -> list[tuple[int, int]]:
+    """Open-world evidence the NER engine may miss ("Petrova began writing as a teenager, publishing her first
+    story", where the engine says GPE): one to three capitalised words (lowercase ones in all-lowercase chat),
+    none of them an ordinary English word, not after "the", with he, she, his or her in the same sentence or
+    the next, in English text. Their spelling is all the evidence there is about the words: no list is read."""
+    lower_chat = is_lowercase_chat(text)
+    if english_share(text) < 0.5:
+        return []
+    ends = [0] + [m.end() for m in SENTENCE_END.finditer(text)] + [len(text)]
+    sentences = list(zip(ends, ends[1:]))
+    out = []
+    for i, (a, b) in enumerate(sentences):
+        window = text[a:sentences[i + 1][1] if i + 1 < len(sentences) else b]
+        if not GENDERED.search(window):
+            continue
+        for w in WORD.finditer(text, a, b):
+            if out and w.start() < out[-1][1] or any(s < w.end() and w.start() < e for s, e in found):
+                continue
+            run = []
+            for x in WORD.finditer(text, w.start(), min(b, w.start() + 80)):
+                if run and text[run[-1].end():x.start()] not in (" ", "\t"):
+                    break
+                word = x.group()
+                shaped = word[:1].islower() if lower_chat else word[:1].isupper() and not word.isupper()
+                if len(run) == 3 or not shaped or len(word) < 2 or is_common(word) and not is_known_name(word) or \
+                        _key(word) in CHAT_WORDS or _is_title(word) or GENDERED.fullmatch(word):
+                    break
+                run.append(x)
+            if not run or run[0].start() != w.start():
+                continue
+            before = text[max(a, w.start() - 5):w.start()].lower()
+            if re.search(r"\bthe\s+\Z", before) or any(x.group().endswith(("'s", "’s")) and x is not run[-1]
+                                                       for x in run):
+                continue
+            out.append((run[0].start(), run[-1].end()))
+    return out
 
 
 LIST = re.compile(r"(?:[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?(?:,[ \t]*|,?[ \t]+(?:and|or|&)[ \t]+)){2,}"
@@ -577,6 +660,25 @@ def _vetoed(others, start: int, end: int, words, strict: bool = True) -> bool:
     return all(is_common(w[2]) for w in words) or strict and len(words) == 1 and not _is_given_name(words[0][2])
 
 
+# Offices and callings that make a person public when they stand right before the name ("Prime Minister
+# Benjamin Netanyahu", "rapper Ja Rule"); a private person's role ("manager Dave") is not among them.
+PUBLIC_ROLE = re.compile(r"(?i)\b(?:president|prime\s+minister|minister|senator|congress(?:wo)?man|governor|mayor|"
+                         r"king|queen|prince|princess|emperor|empress|pope|chancellor|ambassador|general|admiral|"
+                         r"rapper|singer|songwriter|actor|actress|comedian|novelist|author|poet|composer|painter|"
+                         r"filmmaker|footballer|quarterback|striker|pitcher|tennis\s+player|golfer|boxer|"
+                         r"astronaut|journalist|billionaire|tycoon|magnate|economist|physicist|philosopher)"
+                         r"(?:\s+(?:[A-Z][\w'’.-]*))?\s+\Z")
+
+
+def _public_role(text: str, s: int, e: int) -> bool:
+    """A public office or calling right before the name, in a third-person sentence."""
+    if not PUBLIC_ROLE.search(text[max(0, s - 40):s]):
+        return False
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    sentence = text[max([i for i in ends if i <= s], default=0):min([i for i in ends if i >= e], default=len(text))]
+    return not personal_words(sentence) and not PERSONAL_DATA.search(sentence)
+
+
 def _encyclopedic(text: str, s: int, e: int, others) -> bool:
     """A third-person sentence (no first- or second-person word) in an article about the world
     (see ``_is_article``)."""
@@ -593,7 +695,7 @@ def _encyclopedic(text: str, s: int, e: int, others) -> bool:
 def _is_article(text: str, others: tuple) -> bool:
     """Third-person prose about the world: at least 25 words in two or more sentences, at most one
     first- or second-person word in 50 (``personal_words``), and at least two other named entities or
-    years (one is enough in three or more sentences)."""
+    years."""
     words = WORD.findall(text)
     sentences = len(SENTENCE_END.findall(text))
     if len(words) < 25 or sentences < 2:
@@ -601,7 +703,7 @@ def _is_article(text: str, others: tuple) -> bool:
     if len(personal_words(text)) * 50 > len(words):
         return False
     world = len(YEAR.findall(text)) + sum(label in WORLD_LABELS for _, _, label in others)
-    return world >= 2 or world == 1 and sentences >= 3
+    return world >= 2
 
 
 @functools.lru_cache(maxsize=256)
