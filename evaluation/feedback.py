@@ -15,7 +15,16 @@ explicit actions write, once, through curation's API:
 - Both-bad pairs nobody corrected are asked for in curation's answer requests (origin
   ``evaluation N``) by either action; an answer given there becomes an SFT record at the next merge.
 
-Raters who disagree on a pair (one prefers the fine-tuned response, another the base, a tie or
+An evaluation of more than two arms (base, prompted base, round 1, round 2, …) feeds back every pair of
+arms it compared: a preference pair says which arm's answer beat which (``chosen_arm``, ``rejected_arm``;
+``chosen_model`` is ``finetuned`` for the pair's later arm, ``base`` for its earlier one, as in a two-arm
+evaluation). An answer that several pairs of arms showed is one KTO example, judged by every vote on those
+pairs (two arms that gave the same text give one answer); a prompt needs an answer once, however many of
+its pairs were both bad; one correction text per prompt is one record. Gold pairs (they test the raters) and
+repeats (a pair shown again with the sides swapped) never become data: the votes are
+``evaluation.arena.evaluation_votes``'s, one per rater, prompt and pair of arms.
+
+Raters who disagree on a pair (one prefers one arm's answer, another the other's, a tie or
 both bad) are handled by a policy: ``majority`` keeps the side with more decisive votes and excludes
 exact splits; ``unanimous`` keeps only pairs every rater who saw them voted the same side for. A pair
 whose two answers are the same text (whitespace aside) is never a preference. The version records
@@ -53,14 +62,24 @@ POLICIES = ("majority", "unanimous")
 
 @dataclass(frozen=True)
 class PairInfo:
+    """One voted pair of arms on one prompt; its votes' ``base`` outcome is the first arm, ``finetuned`` the second."""
     pair_id: int
     prompt_id: str
     messages: list[dict[str, str]]
-    base_response: str
-    finetuned_response: str
+    first_arm: str
+    second_arm: str
+    first_response: str
+    second_response: str
     label: str | None
     split: str | None
     label_field: str = "label"       # the meta field the label came from, where feedback records keep it
+
+    def arm(self, model: str) -> str:
+        """The arm behind a vote outcome's side: ``base`` (the first arm) or ``finetuned`` (the second)."""
+        return self.first_arm if model == "base" else self.second_arm
+
+    def response(self, model: str) -> str:
+        return self.first_response if model == "base" else self.second_response
 
 
 @dataclass
@@ -87,21 +106,25 @@ class Feedback:
 
 
 def collect_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majority") -> Feedback:
-    """What the votes of one evaluation amount to, computed from the stored votes (nothing written)."""
+    """What the votes of one evaluation amount to, computed from the stored votes on every pair of its arms
+    (nothing written)."""
     if policy not in POLICIES:
         raise TuneloopError(f"unknown disagreement policy '{policy}'; choose majority or unanimous")
     evaluation = get_evaluation(ws, evaluation_id)
     pairs = _pairs(ws, evaluation.id)
-    votes_by_pair: dict[int, list[VoteRow]] = defaultdict(list)
-    for vote in evaluation_votes(ws, evaluation.id):
-        votes_by_pair[vote.pair_id].append(vote)
+    votes_by_pair = _votes_by_pair(ws, evaluation.id, pairs)
     fb = Feedback(evaluation_id=evaluation.id, run_id=evaluation.run_id, policy=policy)
-    for pair_id, votes in sorted(votes_by_pair.items()):
+    corrected: dict[tuple[str, str], Record] = {}
+    for pair_id, votes in votes_by_pair.items():
         pair = pairs[pair_id]
         for v in votes:
             if v.corrected_answer:
-                fb.corrections.append(_correction_record(evaluation.id, evaluation.run_id, pair, v))
-        if same_answer(pair.finetuned_response, pair.base_response):
+                key = (pair.prompt_id, " ".join(v.corrected_answer.split()))
+                if key in corrected:
+                    corrected[key].meta.setdefault("same_correction_votes", []).append(v.vote_id)
+                else:
+                    corrected[key] = _correction_record(evaluation.id, evaluation.run_id, pair, v)
+        if same_answer(pair.second_response, pair.first_response):
             preference, disagreement = None, None
             if any(v.outcome in ("finetuned", "base") for v in votes):
                 fb.identical_answers.append(pair_id)
@@ -112,16 +135,11 @@ def collect_feedback(ws: Workspace, evaluation_id: int, *, policy: str = "majori
             fb.preference_pairs.append(preference)
         if disagreement:
             fb.disagreements.append(disagreement)
-        examples, excluded = _kto_examples(evaluation.id, evaluation.run_id, pair, votes, policy)
-        fb.kto += examples
-        fb.kto_excluded += excluded
         fb.ties_unused += sum(1 for v in votes if v.outcome == "tie")
-        bad = [v for v in votes if v.outcome == "both_bad"]
-        if bad and not any(v.corrected_answer for v in votes):
-            meta = _provenance(evaluation.id, evaluation.run_id, pair)
-            meta.update({"pair_id": pair_id, "from_votes": [v.vote_id for v in bad],
-                         "raters": sorted({v.rater for v in bad}), "kind": "needs_answer"})
-            fb.needs_answer.append(Record(id=f"fb{evaluation.id}-p{pair_id}", messages=pair.messages, meta=meta))
+    fb.corrections = list(corrected.values())
+    fb.kto, fb.kto_excluded = _kto_examples(evaluation.id, evaluation.run_id, pairs, votes_by_pair, policy)
+    fb.kto += [_kto_correction(r, pairs) for r in fb.corrections]
+    fb.needs_answer = _needs_answer(evaluation.id, evaluation.run_id, pairs, votes_by_pair)
     return fb
 
 
@@ -182,9 +200,11 @@ def make_preference_version(ws: Workspace, evaluation_id: int, *, policy: str = 
     parent = evaluation.dataset_version
     if parent is not None and ws.db.execute("select 1 from dataset_versions where id=?", (parent,)).fetchone() is None:
         parent = None
-    counts = {"finetuned_chosen": sum(1 for p in fb.preference_pairs if p["meta"]["chosen_model"] == "finetuned"),
-              "base_chosen": sum(1 for p in fb.preference_pairs if p["meta"]["chosen_model"] == "base"),
-              "disagreements_excluded": fb.counts()["disagreements_excluded"]}
+    counts: dict[str, int] = {}
+    for p in fb.preference_pairs:        # "run 3 over base": which arm's answer was chosen over which
+        key = f"{p['meta']['chosen_arm']} over {p['meta']['rejected_arm']}"
+        counts[key] = counts.get(key, 0) + 1
+    counts["disagreements_excluded"] = fb.counts()["disagreements_excluded"]
     version = create_version(ws, records, parent=parent, step="preferences",
                              params={"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy},
                              counts=counts, note=f"preference pairs from evaluation #{evaluation.id} ({evaluation.name})",
@@ -238,7 +258,7 @@ def make_kto_version(ws: Workspace, evaluation_id: int, *, policy: str = "majori
                           params={"evaluation": evaluation.id, "run": evaluation.run_id, "policy": policy},
                           counts=counts, note=f"KTO examples from evaluation #{evaluation.id} ({evaluation.name}); "
                                               f"those from test prompts are left out of training",
-                          created_by=created_by)
+                          created_by=created_by, also=_feedback_row(evaluation.id, "kto", policy))
 
 
 def export_kto(ws: Workspace, evaluation_id: int, out: str | Path | None = None, *, policy: str = "majority",
@@ -318,8 +338,6 @@ def _feedback_row(evaluation_id: int, kind: str, policy: str):
     return insert
 
 
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 def same_answer(a: str, b: str) -> bool:
@@ -328,12 +346,28 @@ def same_answer(a: str, b: str) -> bool:
 
 
 def _pairs(ws: Workspace, evaluation_id: int) -> dict[int, PairInfo]:
-    rows = ws.db.execute("select * from eval_pairs where evaluation_id=?", (evaluation_id,)).fetchall()
+    """The evaluation's pairs of arms by id, in the order they were made (gold pairs test raters: left out)."""
+    rows = ws.db.execute("select p.*, f.name as first_name, s.name as second_name from eval_pairs p"
+                         " join eval_arms f on f.id=p.first_arm join eval_arms s on s.id=p.second_arm"
+                         " where p.evaluation_id=? and p.gold=0 order by p.id", (evaluation_id,)).fetchall()
     version = get_evaluation(ws, evaluation_id).dataset_version
     key = (label_field(ws, version) if version else None) or DEFAULT_LABEL_FIELD
     return {r["id"]: PairInfo(pair_id=r["id"], prompt_id=r["prompt_id"], messages=json.loads(r["messages"]),
-                              base_response=r["first_response"], finetuned_response=r["second_response"],
+                              first_arm=r["first_name"], second_arm=r["second_name"],
+                              first_response=r["first_response"], second_response=r["second_response"],
                               label=r["label"], split=r["split"], label_field=key) for r in rows}
+
+
+def _votes_by_pair(ws: Workspace, evaluation_id: int, pairs: dict[int, PairInfo]) -> dict[int, list[VoteRow]]:
+    """Each voted pair's votes (pairs in id order), the pair's first arm as ``base`` and its second as
+    ``finetuned``; ``evaluation_votes`` leaves out gold pairs and repeats."""
+    by_pair: dict[int, list[VoteRow]] = defaultdict(list)
+    for arms in dict.fromkeys((p.first_arm, p.second_arm) for p in pairs.values()):
+        for vote in evaluation_votes(ws, evaluation_id, arms=arms):
+            pair = pairs.get(vote.pair_id)
+            if pair is not None and (pair.first_arm, pair.second_arm) == arms:
+                by_pair[vote.pair_id].append(vote)
+    return {pair_id: by_pair[pair_id] for pair_id in sorted(by_pair)}
 
 
 def _provenance(evaluation_id: int, run_id: int | None, pair: PairInfo) -> dict[str, Any]:
@@ -348,49 +382,96 @@ def _provenance(evaluation_id: int, run_id: int | None, pair: PairInfo) -> dict[
 
 def _correction_record(evaluation_id: int, run_id: int | None, pair: PairInfo, vote: VoteRow) -> Record:
     meta = _provenance(evaluation_id, run_id, pair)
-    meta.update({"from_vote": vote.vote_id, "rater": vote.rater, "kind": "correction"})
+    meta.update({"from_vote": vote.vote_id, "rater": vote.rater, "kind": "correction", "pair_id": pair.pair_id,
+                 "arms": [pair.first_arm, pair.second_arm]})
     return Record(id=f"fb{evaluation_id}-v{vote.vote_id}",
                   messages=pair.messages + [{"role": "assistant", "content": vote.corrected_answer}], meta=meta)
 
 
-def _kto_examples(evaluation_id: int, run_id: int | None, pair: PairInfo, votes: list[VoteRow],
-                  policy: str) -> tuple[list[Record], int]:
-    """Each answer of the pair the votes judged, as a KTO example, and how many the policy excluded.
+def _kto_correction(correction: Record, pairs: dict[int, PairInfo]) -> Record:
+    """A corrected answer as a desirable KTO example of its own."""
+    pair = pairs[correction.meta["pair_id"]]
+    meta = {k: v for k, v in correction.meta.items() if k not in ("kind", "arms")}
+    meta.update({"kind": "kto", "answer_model": "correction"})
+    return Record(f"fb{meta['evaluation']}-kto-v{meta['from_vote']}", pair.messages, meta,
+                  completion=[correction.messages[-1]], desirable=True)
 
-    An answer is desirable when a vote chose it, undesirable when a vote chose the other answer or called
-    both bad; raters who disagree on one answer are resolved by the policy as for preference pairs
-    (majority: the larger side, a split excluded; unanimous: all or excluded). Two answers with the same
-    text are one answer, which only "both bad" judges. A corrected answer is a desirable example of its own."""
-    identical = same_answer(pair.finetuned_response, pair.base_response)
-    answers = {"finetuned": pair.finetuned_response} if identical else \
-        {"finetuned": pair.finetuned_response, "base": pair.base_response}
-    examples, excluded = [], 0
-    for model, text in answers.items():
-        good = [] if identical else [v for v in votes if v.outcome == model]
-        bad = [v for v in votes if v.outcome == "both_bad" or (not identical and v.outcome in OTHER.get(model, ()))]
-        if not good and not bad:
+
+def _needs_answer(evaluation_id: int, run_id: int | None, pairs: dict[int, PairInfo],
+                  votes_by_pair: dict[int, list[VoteRow]]) -> list[Record]:
+    """One record per prompt that some pair's vote called both bad and no vote on any of its pairs corrected."""
+    by_prompt: dict[str, list[tuple[PairInfo, list[VoteRow]]]] = defaultdict(list)
+    for pair_id, votes in votes_by_pair.items():
+        by_prompt[pairs[pair_id].prompt_id].append((pairs[pair_id], votes))
+    out = []
+    for shown in by_prompt.values():
+        if any(v.corrected_answer for _, votes in shown for v in votes):
             continue
+        bad = [(pair, v) for pair, votes in shown for v in votes if v.outcome == "both_bad"]
+        if not bad:
+            continue
+        pair = bad[0][0]
+        meta = _provenance(evaluation_id, run_id, pair)
+        meta.update({"pair_id": pair.pair_id, "from_votes": [v.vote_id for _, v in bad],
+                     "raters": sorted({v.rater for _, v in bad}), "kind": "needs_answer"})
+        out.append(Record(id=f"fb{evaluation_id}-p{pair.pair_id}", messages=pair.messages, meta=meta))
+    return out
+
+
+@dataclass
+class _Judged:
+    """One answer to one prompt (its text, whichever arms gave it) and the votes that judged it good or bad."""
+    pair: PairInfo                      # the first pair a vote judged it on
+    model: str                          # its side in that pair: base, finetuned, or same (both answers this text)
+    arms: set[str] = field(default_factory=set)
+    good: list[VoteRow] = field(default_factory=list)
+    bad: list[VoteRow] = field(default_factory=list)
+
+
+def _kto_examples(evaluation_id: int, run_id: int | None, pairs: dict[int, PairInfo],
+                  votes_by_pair: dict[int, list[VoteRow]], policy: str) -> tuple[list[Record], int]:
+    """Each answer the votes judged, as a KTO example, and how many answers the policy excluded.
+
+    An answer is desirable when a vote chose it, undesirable when a vote chose the other answer of its pair or
+    called both bad; the votes of every pair of arms that showed the same answer (the same text to the same
+    prompt) judge it together, and raters who disagree on it are resolved by the policy as for preference
+    pairs (majority: the larger side, a split excluded; unanimous: all or excluded). Two answers of a pair
+    with the same text are one answer, which only "both bad" judges."""
+    judged: dict[tuple[str, str], _Judged] = {}
+    for pair_id, votes in votes_by_pair.items():
+        pair = pairs[pair_id]
+        identical = same_answer(pair.second_response, pair.first_response)
+        models = ("finetuned",) if identical else ("finetuned", "base")
+        for model in models:
+            good = [] if identical else [v for v in votes if v.outcome == model]
+            bad = [v for v in votes if v.outcome == "both_bad" or (not identical and v.outcome == OTHER[model])]
+            if not good and not bad:
+                continue
+            key = (pair.prompt_id, " ".join(pair.response(model).split()))
+            answer = judged.setdefault(key, _Judged(pair, "same" if identical else model))
+            answer.arms.update((pair.first_arm, pair.second_arm) if identical else (pair.arm(model),))
+            answer.good += good
+            answer.bad += bad
+    examples, excluded = [], 0
+    for answer in judged.values():
+        good, bad = answer.good, answer.bad
         if (good and bad) and (policy == "unanimous" or len(good) == len(bad)):
             excluded += 1
             continue
         support = good if len(good) > len(bad) else bad
+        pair, model = answer.pair, "finetuned" if answer.model == "same" else answer.model
         meta = _provenance(evaluation_id, run_id, pair)
-        meta.update({"pair_id": pair.pair_id, "kind": "kto", "answer_model": "same" if identical else model,
-                     "vote_ids": [v.vote_id for v in support], "raters": sorted({v.rater for v in support}),
+        meta.update({"pair_id": pair.pair_id, "kind": "kto", "answer_model": answer.model,
+                     "arms": sorted(answer.arms), "vote_ids": [v.vote_id for v in support],
+                     "raters": sorted({v.rater for v in support}),
                      "resolution": "majority" if good and bad else "unanimous"})
         examples.append(Record(f"fb{evaluation_id}-kto{pair.pair_id}-{model}", pair.messages, meta,
-                               completion=[{"role": "assistant", "content": text}], desirable=support is good))
-    for v in votes:
-        if v.corrected_answer:
-            meta = _provenance(evaluation_id, run_id, pair)
-            meta.update({"pair_id": pair.pair_id, "kind": "kto", "answer_model": "correction",
-                         "from_vote": v.vote_id, "rater": v.rater})
-            examples.append(Record(f"fb{evaluation_id}-kto-v{v.vote_id}", pair.messages, meta,
-                                   completion=[{"role": "assistant", "content": v.corrected_answer}], desirable=True))
+                               completion=[{"role": "assistant", "content": pair.response(model)}],
+                               desirable=support is good))
     return examples, excluded
 
 
-OTHER = {"finetuned": ("base",), "base": ("finetuned",)}   # a vote for one answer judges the other one bad
+OTHER = {"finetuned": "base", "base": "finetuned"}   # a vote for one answer of a pair judges the other one bad
 
 
 def _preference(pair: PairInfo, votes: list[VoteRow], policy: str,
@@ -412,16 +493,17 @@ def _preference(pair: PairInfo, votes: list[VoteRow], policy: str,
     disagreement = None
     if conflict:
         disagreement = {"pair_id": pair.pair_id, "prompt_id": pair.prompt_id, "prompt": pair.messages[-1]["content"],
-                        "votes": {v.rater: v.outcome for v in votes}, "resolution": resolution, "chosen": winner}
+                        "arms": [pair.first_arm, pair.second_arm],
+                        "votes": {v.rater: pair.arm(v.outcome) if v.outcome in OTHER else v.outcome for v in votes},
+                        "resolution": resolution, "chosen": winner and pair.arm(winner)}
     if winner is None:
         return None, disagreement
     support = ft if winner == "finetuned" else base
-    chosen, rejected = ((pair.finetuned_response, pair.base_response) if winner == "finetuned"
-                        else (pair.base_response, pair.finetuned_response))
     preference = {"prompt": pair.messages,
-                  "chosen": [{"role": "assistant", "content": chosen}],
-                  "rejected": [{"role": "assistant", "content": rejected}],
+                  "chosen": [{"role": "assistant", "content": pair.response(winner)}],
+                  "rejected": [{"role": "assistant", "content": pair.response(OTHER[winner])}],
                   "meta": {"pair_id": pair.pair_id, "prompt_id": pair.prompt_id, "run": run_id,
-                           "chosen_model": winner, "vote_ids": [v.vote_id for v in support],
+                           "chosen_model": winner, "chosen_arm": pair.arm(winner),
+                           "rejected_arm": pair.arm(OTHER[winner]), "vote_ids": [v.vote_id for v in support],
                            "raters": sorted({v.rater for v in support}), "resolution": resolution}}
     return preference, disagreement

@@ -7,7 +7,9 @@ parent (``runs.parent_run_id``). A run's round is 1 plus the feedback it stands 
 version made by merging feedback is one round after the run that feedback was about; a DPO or KTO run
 is one round after the SFT run it starts from. Each run is compared with the run before it in its
 chain (its *previous run*), figure by figure, so the view can say where a round helped and where it
-regressed, down to the regression cases that passed before and fail now. The human rating of a run is its
+regressed, down to the regression cases that passed before and fail now. A run's next versions are the
+feedback versions (merged corrections, preference pairs, KTO examples) made from every evaluation it was
+rated in, as the evaluation's run or as one of its arms. The human rating of a run is its
 Bradley–Terry rating against the base in the newest evaluation it is an arm of (``human_rating``), so rounds
 rated in one evaluation stand on one scale.
 
@@ -79,10 +81,15 @@ _FEEDBACK_BEHIND = """
     join evaluations e on e.id = f.evaluation_id
     order by c.run_id, c.depth"""
 
-# For each run, the versions made from its evaluations (merged corrections and preference pairs).
-_VERSIONS_AFTER = """
-    select e.run_id, f.version_id from feedback_versions f join evaluations e on e.id = f.evaluation_id
-    where e.run_id is not null order by f.version_id"""
+# For each run, the evaluations it was rated in: the one it was made for, and those it is an arm of.
+_RATED_IN = """
+    select run_id, id as evaluation_id from evaluations where run_id is not null
+    union select run_id, evaluation_id from eval_arms where run_id is not null"""
+
+# For each run, the versions made from its evaluations (merged corrections, preference pairs, KTO examples).
+_VERSIONS_AFTER = f"""
+    select distinct r.run_id, f.version_id from feedback_versions f join ({_RATED_IN}) r
+    on r.evaluation_id = f.evaluation_id order by r.run_id, f.version_id"""
 
 
 def runs_apart(ws: Workspace) -> list:
@@ -109,6 +116,9 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
     after: dict[int, list[int]] = {}
     for r in ws.db.execute(_VERSIONS_AFTER):
         after.setdefault(r["run_id"], []).append(r["version_id"])
+    rated_in: dict[int, list[int]] = {}
+    for r in ws.db.execute(f"{_RATED_IN} order by evaluation_id"):
+        rated_in.setdefault(r["run_id"], []).append(r["evaluation_id"])
     rows: dict[int, RoundRow] = {}
     rated: dict[int, Any] = {}
     for run in runs:
@@ -158,9 +168,9 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
         if row.guard is not None:
             row.figures["guard_pass_rate"] = row.guard.pass_rate
             row.base_figures["guard_pass_rate"] = row.guard.base_passed / row.guard.total if row.guard.total else None
-        for h in row.evaluations:
-            counts = collect_feedback(ws, h["evaluation"]).counts()
-            for key in ("preference_pairs", "corrected", "needs_answer"):
+        for evaluation_id in rated_in.get(run.id, []):
+            counts = collect_feedback(ws, evaluation_id).counts()
+            for key in ("preference_pairs", "corrected", "kto_examples", "needs_answer"):
                 row.feedback[key] = row.feedback.get(key, 0) + counts[key]
         row.next_versions = after.get(run.id, [])
         rows[run.id] = row
@@ -258,7 +268,7 @@ def rounds_table(rows: list[RoundRow]) -> list[dict[str, Any]]:
             "human (win rate, 95% CI)": human,
             "human rating (Bradley–Terry vs base)": rating,
             "feedback": (f"{row.feedback.get('preference_pairs', 0)} pairs, {row.feedback.get('corrected', 0)} "
-                         f"corrections" if row.evaluations else "–"),
+                         f"corrections, {row.feedback.get('kto_examples', 0)} KTO examples" if row.feedback else "–"),
             "next version": ", ".join(f"v{v}" for v in row.next_versions) or "–",
             "vs previous round": ("helped" if verdicts and all(v == "helped" for v in verdicts) else
                                   "regressed" if verdicts and all(v == "regressed" for v in verdicts) else

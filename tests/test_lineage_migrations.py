@@ -20,7 +20,7 @@ from tests.old_workspace import old_workspace as workspace_without
 NEW = {("curation", "m401_version_kinds"), ("curation", "m402_answer_requests"), ("training", "m002_lineage"),
        ("evaluation", "m005_run_keys"), ("evaluation", "m006_feedback_versions"),
        ("evaluation", "m007_answers_and_pairs_move_to_curation"), ("evaluation", "m010_arms"),
-       ("curation", "m407_kto_versions")}
+       ("curation", "m407_kto_versions"), ("evaluation", "m011_kto_feedback_versions")}
 
 
 def old_workspace(root) -> Workspace:

@@ -58,7 +58,7 @@ def test_rounds_line_up_versions_runs_evaluations_and_feedback(loop):
     assert dpo.version_text == f"v{loop.preferences} (preferences, 8 pairs)"   # what DPO trained on
     assert sft2.version_text.startswith(f"v{loop.v2} (feedback, ")
     assert first.next_versions == [loop.v2, loop.preferences]      # merged corrections, then preference pairs
-    assert first.feedback == {"preference_pairs": 8, "corrected": 2, "needs_answer": 0}
+    assert first.feedback == {"preference_pairs": 8, "corrected": 2, "kto_examples": 18, "needs_answer": 0}
     assert first.figures["win_rate"] == 1.0 and first.figures["votes"] == 8
     assert [r.run_id for r in round_rows(loop.ws)] == [loop.sft1, loop.sft2, loop.dpo]
 
