@@ -23,7 +23,7 @@ from core.users import get_user
 from curation.ui.common import short
 from evaluation import playground as P
 from training.inference import DecodingSettings
-from ui.kit import CancelRegistry, bind, error_markdown, picker, refresh_on_select
+from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, picker, refresh_on_select
 
 INTRO = """### Playground: the base model and the fine-tuned one, side by side
 Type a question (or pick one from the test split) and both models answer at the same time, word by word:
@@ -265,6 +265,7 @@ def build_playground_tab(ws, *, allow_send: bool = True) -> PlaygroundWidgets:
     if allow_send:
         w.take.click(bind(take_answer, ws, w), {w.side, w.state}, [w.answer, w.original, w.result])
         w.send.click(bind(send_answer, ws, w), {w.side, w.answer, w.original, w.state, w.system}, [w.result])
+        clear_on_input([w.run, w.against, w.example, w.side], [w.result])
     return w
 
 

@@ -30,7 +30,7 @@ from core.users import has_users
 from curation.review.labels import label_field
 from evaluation import arena
 from evaluation.arena import BlindPair
-from ui.kit import bind, caller_name, error_markdown, show_errors, static_js
+from ui.kit import bind, caller_name, clear_on_input, error_markdown, show_errors, static_js
 
 NO_EVALUATION = ("_No evaluation yet. An admin prepares one at the top of the Rate tab (Prepare an evaluation) or with "
                  "`python -m evaluation generate`._")
@@ -715,6 +715,7 @@ def build_results_tab(ws) -> ResultsWidgets:
     w.evaluation.change(bind(load_guidelines, ws, w), {w.evaluation}, [w.guidelines])
     w.save_guidelines.click(bind(store_guidelines, ws, w), {w.evaluation, w.guidelines}, None)
     w.close.click(bind(close_clicked, ws, w), chosen, w.figures + [w.close_note])
+    clear_on_input([w.evaluation], [w.close_note])
     wire_judge(ws, w.judge, w.tab, w.evaluation)
     wire_rounds(ws, w.rounds, w.tab)
     wire_pii_leak(ws, w.pii_leak, w.tab)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from core.errors import TuneloopError
 from training import serve as S
-from ui.kit import bind, caller_name, error_markdown, picker_updates, run_picker
+from ui.kit import bind, caller_name, clear_on_input, error_markdown, picker_updates, run_picker
 
 POLL_SECONDS = 5.0
 INTRO = """Answer on **127.0.0.1** with the OpenAI API (`/v1/chat/completions`, streaming too): any OpenAI client
@@ -205,3 +205,4 @@ def wire(ws, w: ServeWidgets, tab) -> None:
     for event in (w.refresh_btn.click, w.timer.tick, tab.select):
         on(event, refresh, {w.server}, w.shown, show_progress="hidden")
     on(tab.select, run_choices, {w.run}, [w.run], show_progress="hidden")
+    clear_on_input([w.run], [w.message])

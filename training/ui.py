@@ -30,7 +30,8 @@ from training.run_views import (RUN_HEADERS, config_diff, describe_eta, loss_cur
 from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, load_preview_tokenizer,
                                        preview_record, token_length_stats)
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import bind, default_run, error_markdown, picker_updates, run_choices, run_picker, version_picker
+from ui.kit import (bind, clear_on_input, default_run, error_markdown, picker_updates, run_choices, run_picker,
+                    version_picker)
 
 FORM_SKIP = ("base_model", "datasets", "output_dir")  # the split and base model pickers; the registry's run folder
 FORM_ROW = 4
@@ -437,5 +438,7 @@ def build_train_tab(ws) -> TrainWidgets:
     on(w.preview_btn.click, template_preview, {w.split, w.base_model, w.seq_len, w.record_id},
        [w.preview_md, w.preview_hl])
     on(w.lengths_btn.click, token_lengths, {w.split, w.base_model, w.seq_len}, [w.tokens_md, w.tokens_plot])
+    clear_on_input([w.selected], [w.message, w.export_msg])
+    clear_on_input([w.split], [w.message, w.preview_md, w.tokens_md])
     serve_ui.wire(ws, w.serve, w.tab)
     return w

@@ -75,6 +75,25 @@ def show_errors(fn):
     return wrapper
 
 
+class ClearMessages:
+    """A handler that empties the message components it was made for: wired by ``clear_on_input``, it is how
+    a new choice clears an error about the previous one."""
+
+    def __init__(self, messages):
+        self.messages = list(messages)
+
+    def __call__(self):
+        return [""] * len(self.messages)
+
+
+def clear_on_input(pickers, messages) -> None:
+    """A new choice the user makes in any of ``pickers`` (``input``: the user's, not a refresh's) empties every
+    one of ``messages``, so an error about what was chosen before does not stay on screen under the new choice."""
+    clear = ClearMessages(messages)
+    for chosen in pickers:
+        chosen.input(clear, None, clear.messages, show_progress="hidden", api_name=False, queue=False)
+
+
 # -- wiring -------------------------------------------------------------------------------------------
 
 def bind(handler, *bound):

@@ -22,7 +22,7 @@ from curation.data.index import built_index, record_index, snapshot_page, snapsh
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.review.labels import label_field
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows, short
-from ui.kit import CancelRegistry, bind, error_markdown, refresh_on_select, version_picker
+from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, refresh_on_select, version_picker
 
 PAGE_SIZE = 20
 IMPORTS = CancelRegistry()     # per browser tab: the Cancel button of an import under way
@@ -409,5 +409,8 @@ def build(ws) -> DataWidgets:
     on(w.diff_btn.click, compare, {w.diff_a, w.diff_b}, [w.diff_summary, w.diff_df])
     on(w.export_btn.click, export, {w.export_pick, w.export_fmt, w.export_single}, [w.export_file, w.export_status])
     refresh_on_select(w.tab, ws, w.pickers)
+    clear_on_input([w.rollback_pick], [w.rollback_status])
+    clear_on_input([w.diff_a, w.diff_b], [w.diff_summary])
+    clear_on_input([w.export_pick, w.export_fmt], [w.export_status])
     on(w.tab.select, overview, None, [w.lineage, w.table])
     return w

@@ -23,7 +23,7 @@ from curation.dedup.clusters import TEXT_MODES, DedupOptions, DedupResult, apply
 from curation.dedup.filters import FILTERS, FilterOptions, apply_filters, filter_version
 from curation.ui.common import short
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import CancelRegistry, bind, error_markdown, refresh_on_select, version_picker
+from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, refresh_on_select, version_picker
 
 CLUSTER_HEADERS = ["cluster", "size", "kind", "keeper", "question"]
 FILTER_HEADERS = ["filter", "records", "what it means", "examples"]
@@ -351,4 +351,5 @@ def build(ws) -> DedupWidgets:
        [w.filter_report, w.filter_table, w.filter_findings, w.filter_status])
     on(w.filter_apply.click, apply_filter_version, {w.filter_report}, [w.filter_status, w.version])
     refresh_on_select(w.tab, ws, [w.version])
+    clear_on_input([w.version], [w.summary, w.apply_status, w.filter_status])
     return w

@@ -431,8 +431,10 @@ def scan_version(ws, w: PiiWidgets, data: dict, request: gr.Request = None, prog
         SCANS.finish(request, stop)
     counts = {k: v for k, v in scan.counts.items() if k != "records_with_pii"}
     listed = review_list(ws, w, {w.scan_id: scan.id, w.type_filter: ALL, w.decision_filter: ALL})
+    # the settings were saved and a new review starts: what the tab said about earlier ones is over
     return {w.scan_status: scan.describe(), w.chart: findings_chart(counts), w.engine_md: engine_line(ws),
-            w.type_filter: gr.update(choices=[ALL] + sorted(counts), value=ALL), **listed}
+            w.type_filter: gr.update(choices=[ALL] + sorted(counts), value=ALL), w.settings_status: "",
+            w.apply_status: "", **listed}
 
 
 def cancel_scan(ws, w: PiiWidgets, request: gr.Request = None) -> dict:
@@ -591,7 +593,8 @@ def build(ws) -> PiiWidgets:
        {w.custom_table, w.c_name, w.c_entity, w.c_kind, w.c_pattern, w.c_context, w.c_score},
        [w.custom_table, w.settings_status])
     on(w.remove_custom_btn.click, remove_recognizer, {w.custom_table, w.remove_name}, [w.custom_table])
-    on(w.scan_btn.click, scan_version, w.settings, [w.scan_status, w.chart, w.engine_md, w.type_filter, *w.review])
+    on(w.scan_btn.click, scan_version, w.settings,
+       [w.scan_status, w.chart, w.engine_md, w.type_filter, w.settings_status, w.apply_status, *w.review])
     on(w.cancel_btn.click, cancel_scan, None, [w.scan_status])
     for event in (w.refresh_btn.click, w.type_filter.change, w.decision_filter.change):
         on(event, review_list, w.filters, w.review)

@@ -218,7 +218,7 @@ class ReviewWidgets(SimpleNamespace):
     def record(self) -> list:
         """What shows one record: every output of a move in the queue."""
         return [self.cur_rid, self.record_info, self.chat, self.msg_pick, self.msg_edit, *self.slots, self.comment,
-                self.comments_md, self.history_md, self.queue_info, self.action_msg]
+                self.comments_md, self.history_md, self.queue_info, self.action_msg, self.draft_msg]
 
     @property
     def opened(self) -> list:
@@ -389,7 +389,7 @@ def record_panel(w: ReviewWidgets, state: ReviewState, who: str | None, filters:
                 "the review.", w.chat: [], w.msg_pick: gr.update(choices=[], value=None), w.msg_edit: "",
                 **dict(zip(w.slots, field_slot_updates(state.schema, {}))), w.comment: "", w.comments_md: "",
                 w.history_md: "", w.queue_info: "**0** records in this queue · " + progress_line(state, who),
-                w.action_msg: message}
+                w.action_msg: message, w.draft_msg: ""}
     at = queue.where(rid)
     where = f"record {at + 1:,} of {len(queue):,}" if at is not None else "this record is not in the queue any more"
     view = state.view(rid, who)
@@ -407,7 +407,7 @@ def record_panel(w: ReviewWidgets, state: ReviewState, who: str | None, filters:
             **dict(zip(w.slots, field_slot_updates(state.schema, labels))), w.comment: draft.get("comment", ""),
             w.comments_md: comments_markdown(view.comments), w.history_md: history_markdown(view.edits),
             w.queue_info: f"**{len(queue):,}** records in this queue · {where} · " + progress_line(state, who),
-            w.action_msg: message}
+            w.action_msg: message, w.draft_msg: ""}     # a draft's note (or error) is about the record before
 
 
 def open_review(ws, w: ReviewWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:

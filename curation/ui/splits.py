@@ -25,7 +25,7 @@ from curation.splits.export import EXPORT_FORMATS, SHAPES, export_split
 from curation.splits.fields import field_names
 from curation.splits.leakage import PAIR_HEADERS, AuditOptions, audit_leakage
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import CancelRegistry, bind, error_markdown, refresh_on_select, version_picker
+from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, refresh_on_select, version_picker
 
 NONE = "(none)"
 BUILDS = CancelRegistry()      # per browser tab: the Stop button of a split being built
@@ -328,4 +328,6 @@ def build(ws) -> SplitsWidgets:
        [w.export_file, w.export_md])
     on(w.source.change, source_fields, {w.source}, [w.stratify, w.group])
     refresh_on_select(w.tab, ws, [w.source, w.split_pick])
+    clear_on_input([w.source], [w.status])
+    clear_on_input([w.split_pick], [w.leak_md, w.export_md])
     return w
