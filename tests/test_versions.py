@@ -199,7 +199,7 @@ def _varied_records(n=137):
 
 
 def test_index_pages_and_searches_exactly_as_a_full_scan(ws):
-    from curation.data.index import record_index, snapshot_page, snapshot_record
+    from curation.data.index import record_index, snapshot_page, snapshot_record, snapshot_search
 
     v = V.create_version(ws, _varied_records(), parent=None, step="import")
     records = V.load_records(ws, v.id)
@@ -217,4 +217,6 @@ def test_index_pages_and_searches_exactly_as_a_full_scan(ws):
             total, page = index.search(q, start=start, limit=20)
             assert total == len(full), q
             assert [r.id for r in page] == [r.id for r in full[start:start + 20]], (q, start)
+            scanned, scan_page = snapshot_search(ws, v.id, q, start=start, limit=20)   # while the index is built
+            assert scanned == total and [r.to_dict() for r in scan_page] == [r.to_dict() for r in page], (q, start)
     assert index.record("rec-007").to_dict() == records[7].to_dict() and index.record("nope") is None

@@ -26,12 +26,16 @@ Example::
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+import orjson
 
 from core.errors import TuneloopError
 from core.workspace import Workspace, temp_path
@@ -45,12 +49,117 @@ SHORTEST_INDEXED = 3          # the trigram tokenizer finds substrings of three 
 _open: dict[Path, "RecordIndex"] = {}
 _open_lock = threading.Lock()
 _build_locks: dict[Path, threading.Lock] = {}
+_builds: dict[Path, "IndexBuild"] = {}
+
+
+class BuildCancelled(TuneloopError):
+    """A background build was told to stop."""
+
+
+@dataclass
+class IndexBuild:
+    """An index being built in the background: how far it has got, whether it ended badly, how to stop it."""
+    version: str
+    fraction: float = 0.0
+    error: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+def build_in_background(ws: Workspace, version: int | str) -> IndexBuild | None:
+    """Start building the index of ``version`` in a thread of this process (the one already running, if any),
+    so that the first search does not wait for it; None when the index exists. ``index_status`` tells how far
+    it is, ``cancel_build`` stops it (the next first use builds it then)."""
+    v = V.get_version(ws, version)
+    path = index_path(ws, v)
+    if path.exists():
+        return None
+    with _open_lock:
+        build = _builds.get(path)
+        if build is not None and build.running:
+            return build
+        build = _builds[path] = IndexBuild(v.name)
+        build.thread = threading.Thread(target=_build_quietly, args=(ws, v, build), daemon=True,
+                                        name=f"index {v.name}")
+    build.thread.start()
+    return build
+
+
+def _build_quietly(ws: Workspace, v: V.Version, build: IndexBuild) -> None:
+    """The background thread: the build, its progress and its end kept in ``build`` (nobody waits to hear it)."""
+    def report(fraction: float, text: str) -> None:
+        if build.stop.is_set():
+            raise BuildCancelled(f"the search index of {v.name} was cancelled")
+        build.fraction = fraction
+    try:
+        _index_of(ws, v, report)
+    except Exception as exc:
+        build.error = str(exc)
+
+
+@atexit.register
+def _stop_builds() -> None:
+    """At exit (a CLI import that started one), stop the builds under way so that each removes its temp file."""
+    for build in list(_builds.values()):
+        if build.running:
+            build.stop.set()
+            build.thread.join()
+
+
+def cancel_build(ws: Workspace, version: int | str) -> bool:
+    """Stop the background build of ``version``'s index (at its next batch); False when none is running."""
+    build = _builds.get(index_path(ws, V.get_version(ws, version)))
+    if build is None or not build.running:
+        return False
+    build.stop.set()
+    build.thread.join()
+    return True
+
+
+def index_status(ws: Workspace, version: int | str) -> str:
+    """One line on ``version``'s search index, for the Data tab and the CLI: "" once built, else how far its
+    build is ("search index: 40% built"), or that it stopped and why."""
+    v = V.get_version(ws, version)
+    path = index_path(ws, v)
+    if path.exists():
+        return ""
+    build = _builds.get(path)
+    if build is not None and build.running:
+        return f"search index: {build.fraction:.0%} built (searches read the whole version until it is done)"
+    if build is not None and build.error:
+        return f"search index: not built ({build.error}); it is built on the next search"
+    return "search index: not built yet; it is built on the first search"
+
+
+def snapshot_search(ws: Workspace, version: int | str, query: str, *, start: int = 0, limit: int = 20
+                    ) -> tuple[int, list[Record]]:
+    """What ``RecordIndex.search`` gives, read from the snapshot a batch at a time (the whole version is read,
+    never held): a search while the index is still being built."""
+    v = V.get_version(ws, version)
+    words = search_words(query)
+    total, page = 0, []
+    for batch in _snapshot_batches(ws, v):
+        for _, raw in _rows_of(batch):
+            record = _record(raw)
+            hay = haystack(record)
+            if all(word in hay for word in words):
+                if start <= total < start + limit:
+                    page.append(record)
+                total += 1
+    return total, page
 
 
 def record_index(ws: Workspace, version: int | str, progress: Callable[[float, str], None] | None = None
                  ) -> "RecordIndex":
     """The index of ``version``, built first when it has none (``progress(fraction, text)`` hears how far)."""
-    v = V.get_version(ws, version)
+    return _index_of(ws, V.get_version(ws, version), progress)
+
+
+def _index_of(ws: Workspace, v: V.Version, progress: Callable[[float, str], None] | None = None) -> "RecordIndex":
     path = index_path(ws, v)
     with _open_lock:
         found = _open.get(path)
@@ -121,27 +230,25 @@ def search_words(query: str) -> list[str]:
     return [w.lower() for w in (query or "").split()]
 
 
-def _snapshot_rows(ws: Workspace, version: V.Version) -> Iterator[list[tuple[str, str]]]:
-    """The snapshot's records a batch at a time, each as (id, the record as JSON)."""
+def _snapshot_batches(ws: Workspace, version: V.Version):
+    """The snapshot's records a batch at a time, as Arrow batches."""
     import pyarrow.parquet as pq
     path = ws.path(version.path)
     if not path.exists():
         raise TuneloopError(f"the snapshot of {version.name} ({version.path}) is missing from the workspace folder")
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BUILD_BATCH):
-        yield _rows_of(batch)
+    yield from pq.ParquetFile(path).iter_batches(batch_size=BUILD_BATCH)
 
 
 def _rows_of(batch) -> list[tuple[str, str]]:
     """An Arrow batch of a snapshot as (id, the record as JSON) rows."""
     columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     ids = columns.pop("id")
-    rows = []
-    for i, rid in enumerate(ids):
-        # every column but the id holds canonical JSON text; a plain value (a flag) is written as JSON here
-        body = "".join(f",{json.dumps(name)}:{value if isinstance(value, str) else json.dumps(value)}"
-                       for name, values in columns.items() for value in (values[i],))
-        rows.append((rid, f'{{"id":{json.dumps(rid)}{body}}}'))
-    return rows
+    # every column but the id holds canonical JSON text; a plain value (a flag) is written as JSON here
+    keys = [f",{json.dumps(name)}:" for name in columns]
+    values = [[value if isinstance(value, str) else json.dumps(value) for value in column]
+              for column in columns.values()]
+    return [(rid, '{"id":' + orjson.dumps(rid).decode() + "".join(k + v[i] for k, v in zip(keys, values)) + "}")
+            for i, rid in enumerate(ids)]
 
 
 def build_index(ws: Workspace, version: V.Version, path: Path,
@@ -154,6 +261,7 @@ def build_index(ws: Workspace, version: V.Version, path: Path,
     try:
         db.execute("pragma journal_mode=off")
         db.execute("pragma synchronous=off")
+        db.execute("pragma cache_size=-65536")     # 64 MB of pages: FTS5's segment writes stay in memory
         db.execute("create table records (position integer primary key, id text not null, record text not null,"
                    " source text not null, flagged integer not null, needs_answer integer not null,"
                    " approved integer not null)")
@@ -164,15 +272,18 @@ def build_index(ws: Workspace, version: V.Version, path: Path,
         db.execute("insert into hay (hay, rank) values ('crisismerge', 64)")
         db.execute("begin")
         position = 0
-        for rows in _snapshot_rows(ws, version):
+        for batch in _snapshot_batches(ws, version):
             table, text = [], []
-            for rid, raw in rows:
-                record = Record.from_dict(json.loads(raw))
-                meta = record.meta
+            metas = batch.column("meta").to_pylist()
+            for (rid, raw), meta_text in zip(_rows_of(batch), metas):
+                record = orjson.loads(raw)
+                meta = record["meta"]
                 table.append((position, rid, raw, str(meta.get("source", "")), int(bool(meta.get("flags"))),
                               int(bool(meta.get("needs_answer"))),
                               int((meta.get("review") or {}).get("status") == "approved")))
-                text.append((position, haystack(record)))
+                # haystack(record) from the row as stored: its meta column is canonical_json(meta) already
+                text.append((position, (rid + "\n" + "\n".join(m["content"] for m in record["messages"]) + "\n"
+                                        + meta_text).lower()))
                 position += 1
             db.executemany("insert into records values (?,?,?,?,?,?,?)", table)
             db.executemany("insert into hay (rowid, text) values (?,?)", text)

@@ -41,6 +41,7 @@ from curation.data.export import Export, export_rows
 from curation.data.records import Record, canonical_json
 
 _CACHE_SIZE = 4
+BACKGROUND_INDEX_FROM = 20_000   # a new version this big has its search index built in a thread at once
 _cache: "OrderedDict[tuple[str, int], list[Record]]" = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -294,6 +295,9 @@ def create_version(ws: Workspace, records: "list[Record] | SnapshotWriter", *, p
         with _cache_lock:
             _cache[(str(ws.root), vid)] = cached
             _trim_cache()
+    if writer.count >= BACKGROUND_INDEX_FROM:
+        from curation.data.index import build_in_background
+        build_in_background(ws, vid)
     return get_version(ws, vid)
 
 
