@@ -28,6 +28,10 @@ The messages come from five parts (``--only a,b,...``); the data lies in ``share
 (f) web prose: C4 web paragraphs and Wikipedia passages (from LLaMA-Factory's demo data), one message per
     record, scored as (c): a second, harder sample of real prose (C4 pages name many private people).
 
+Under ``--public-figures keep`` (the default) Tuneloop also runs once, untimed, with ``scrub``: the PERSON rows
+of (a) and (b) then also say what the detector finds before the default keeps public figures in the text
+(the targets are on the default).
+
 A value counts as found when every letter and digit of it lies inside findings (of any type); a domain
 token counts as kept when no finding touches it. A finding on (a) is correct when it overlaps a labelled
 value of its type (LOCATION, STREET_ADDRESS and ZIP_CODE count as one family; DATE_TIME and DATE_OF_BIRTH as
@@ -369,6 +373,9 @@ def report(parts, messages, spans, supported, rate, times, labels) -> list[str]:
             _row(f"  {kind} n={ours['counts'][kind]} [{marks}]", base["recall"].get(kind), ours["recall"].get(kind),
                  target)
             _row("    precision", base["precision"].get(kind), ours["precision"].get(kind))
+            if kind == "PERSON" and "scrub" in spans:
+                _row("    recall, public figures scrubbed", None,
+                     score_synth(by_part["a"], spans["scrub"])["recall"].get(kind))
             if kind in DEFAULT_TYPES and ours["recall"][kind] <= base["recall"].get(kind, 0) and \
                     ours["recall"][kind] < 1.0:
                 missed.append(f"(a) {kind} recall not above presidio")
@@ -380,6 +387,8 @@ def report(parts, messages, spans, supported, rate, times, labels) -> list[str]:
         base, ours = (score_names(by_part["b"], spans[s]) for s in ("baseline", "tuneloop"))
         print(f"(b) held-out names, {ours['values']} person values in {len(by_part['b'])} template sentences")
         _row("  PERSON recall", base["recall"], ours["recall"], ">= 0.95")
+        if "scrub" in spans:
+            _row("    found, public figures scrubbed", None, score_names(by_part["b"], spans["scrub"])["recall"])
         for variant in ("cased", "lowercase"):
             if variant in ours["by_variant"]:
                 _row(f"    {variant}", base["by_variant"][variant], ours["by_variant"][variant])
@@ -482,6 +491,14 @@ def main(argv=None) -> int:
                 times[system].append(timed_run(system, inp, out, args.public_figures))
                 if repeat == 0:
                     spans[system] = read_spans(system, out, ids)
+        if args.label is None and args.public_figures == "keep" and parts & {"a", "b"}:
+            # What the detector finds, apart from what the default then keeps as public figures (untimed).
+            named = Path(tmp) / "named.jsonl"
+            named.write_text("".join(line + "\n" for line in inp.read_text(encoding="utf-8").splitlines()
+                                     if json.loads(line)["id"][:2] in ("a-", "b-")), encoding="utf-8")
+            out = Path(tmp) / "scrub.jsonl"
+            timed_run("tuneloop", named, out, "scrub")
+            spans["scrub"] = read_spans("tuneloop", out, ids)
         supported = json.loads((Path(tmp) / "baseline.supported.json").read_text()) if "baseline" in systems else []
     if args.label is not None:
         print_label_sample(args.label_system, messages, spans[args.label_system], labels, args.label, args.seed)
