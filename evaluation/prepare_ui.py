@@ -24,7 +24,7 @@ from evaluation.generate import PROMPT_SOURCES, PURPOSES, ArmRequest
 from training.inference import DecodingSettings
 from ui.forms import form_values, options_form, options_from_form
 from ui.kit import (CancelRegistry, bind, default_run, error_markdown, refresh_on_select, run_picker,
-                    version_picker)
+                    clear_on_input, version_picker)
 
 # The decoding settings a rating round is generated with (the rest keep their defaults).
 DECODING_FIELDS = ("max_new_tokens", "do_sample", "temperature", "seed")
@@ -192,3 +192,4 @@ def wire_prepare(ws, w: PrepareWidgets, rate) -> None:
     w.purpose.change(bind(purpose_changed, ws, w), {w.purpose, w.source}, [w.source, w.note])
     w.go.click(bind(generate_clicked, ws, w, rate), w.inputs, [w.status, rate.evaluation])
     w.stop.click(bind(stop_clicked, ws, w), None, [w.status])
+    clear_on_input([w.purpose, w.source, w.version, w.runs], [w.status])

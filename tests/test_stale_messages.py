@@ -132,3 +132,14 @@ def test_results_a_new_evaluation_choice_clears_the_close_error(ws):
     blocks, w = built(ui.build_results_tab, ws)
     assert warned(ui.close_clicked(ws, w, page(w, evaluation=None), None)[w.close_note])
     assert user_picks(blocks, w.evaluation) == {w.close_note: ""}
+
+
+def test_rate_prepare_a_new_choice_in_the_form_clears_the_generate_error(ws):
+    from evaluation import prepare_ui, ui
+    blocks, w = built(ui.build_rate_tab, ws, prepare=True)
+    form = w.prepare
+    failed = prepare_ui.generate_clicked(ws, form, w, page(form, purpose="measure", source="test", version=None),
+                                         None, progress=lambda *a, **k: None)
+    assert warned(failed[form.status])
+    for widget in (form.purpose, form.source, form.version, form.runs):
+        assert user_picks(blocks, widget) == {form.status: ""}
