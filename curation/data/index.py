@@ -44,6 +44,7 @@ from curation.data.records import Record, canonical_json
 
 INDEX_FOLDER = "index"
 BUILD_BATCH = 5_000
+DISTINCT_KEPT = 1_000         # a meta field with more distinct values (ids, numbers) has them read from the records
 SHORTEST_INDEXED = 3          # the trigram tokenizer finds substrings of three characters or more
 
 _open: dict[Path, "RecordIndex"] = {}
@@ -270,14 +271,17 @@ def build_index(ws: Workspace, version: V.Version, path: Path,
         # no merging while the rows go in (about half the build time), one optimize at the end instead
         db.execute("insert into hay (hay, rank) values ('automerge', 0)")
         db.execute("insert into hay (hay, rank) values ('crisismerge', 64)")
+        db.execute("create table meta_values (field text not null, value text not null)")
+        db.execute("create table meta_many (field text primary key)")
         db.execute("begin")
         position = 0
+        distinct: dict[str, set[str] | None] = {}     # per meta field its values' JSON, None past DISTINCT_KEPT
         for batch in _snapshot_batches(ws, version):
             table, text = [], []
             metas = batch.column("meta").to_pylist()
             for (rid, raw), meta_text in zip(_rows_of(batch), metas):
                 record = orjson.loads(raw)
-                meta = record["meta"]
+                meta = json.loads(meta_text)    # json: orjson would read an integer past 64 bits as a float
                 table.append((position, rid, raw, str(meta.get("source", "")), int(bool(meta.get("flags"))),
                               int(bool(meta.get("needs_answer"))),
                               int((meta.get("review") or {}).get("status") == "approved")))
@@ -285,11 +289,21 @@ def build_index(ws: Workspace, version: V.Version, path: Path,
                 text.append((position, (rid + "\n" + "\n".join(m["content"] for m in record["messages"]) + "\n"
                                         + meta_text).lower()))
                 position += 1
+                for name, value in meta.items():
+                    seen = distinct.setdefault(name, set())
+                    if seen is not None and value is not None:
+                        seen.add(canonical_json(value))
+                        if len(seen) > DISTINCT_KEPT:
+                            distinct[name] = None
             db.executemany("insert into records values (?,?,?,?,?,?,?)", table)
             db.executemany("insert into hay (rowid, text) values (?,?)", text)
             if progress and version.num_records:
                 progress(position / version.num_records, f"indexing {version.name}: {position:,} records")
         db.execute("create unique index records_id on records (id)")
+        db.execute("create index records_source on records (source)")
+        db.executemany("insert into meta_values values (?, ?)",
+                       ((name, value) for name, seen in distinct.items() if seen for value in seen))
+        db.executemany("insert into meta_many values (?)", ((name,) for name, seen in distinct.items() if seen is None))
         db.execute("commit")
         db.execute("insert into hay (hay) values ('optimize')")
     except BaseException:
@@ -307,6 +321,8 @@ class RecordIndex:
         self.path = path
         self._local = threading.local()
         self.count = self.db.execute("select count(*) from records").fetchone()[0]
+        self._keeps_values = self.db.execute(
+            "select 1 from sqlite_master where name = 'meta_many'").fetchone() is not None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -375,7 +391,11 @@ class RecordIndex:
             yield position, json.loads(value)
 
     def distinct_values(self, name: str) -> list[object]:
-        """The distinct values records hold in meta field ``name`` (null and missing left out)."""
+        """The distinct values records hold in meta field ``name`` (null and missing left out), in no set order:
+        from the values the build kept when the field has at most ``DISTINCT_KEPT`` of them, else read from
+        every record (and so in an index built before it kept them)."""
+        if self._keeps_values and self.db.execute("select 1 from meta_many where field = ?", (name,)).fetchone() is None:
+            return [json.loads(v) for (v,) in self.db.execute("select value from meta_values where field = ?", (name,))]
         path = "$.meta." + json.dumps(name)
         return [json.loads(v) for (v,) in self.db.execute(
             "select distinct json_quote(json_extract(record, ?1)) from records"
