@@ -18,7 +18,8 @@ from curation.data import versions as V
 from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map, read_records
 from curation.data.records import canonical_json
-from curation.data.index import built_index, record_index, snapshot_page, snapshot_record
+from curation.data.index import (build_in_background, built_index, index_status, record_index, snapshot_page,
+                                  snapshot_record, snapshot_search)
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.review.labels import label_field
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows, short
@@ -278,6 +279,8 @@ def import_records(ws, w: DataWidgets, data: dict, request: gr.Request = None, p
     else:
         done = (f"✅ Imported **{result.count:,} records** ({result.format}) as **{version.name}**, "
                 f"now the current version.")
+        if version.num_records >= V.BACKGROUND_INDEX_FROM and index_status(ws, version.id):
+            done += " Its search index is being built in the background (Browse shows how far it is)."
     return {w.status: f"{done}{warn}{more}",
             w.preview: record_rows(result.records[:20]), **after_change(ws, w)}
 
@@ -298,18 +301,30 @@ def roll_back(ws, w: DataWidgets, data: dict) -> dict:
 
 def browse(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
     """One page of the chosen version's records that match the search, and what is shown. It reads the version's
-    index (``curation.data.index``), built with a progress bar the first time a version is browsed."""
+    index (``curation.data.index``), built with a progress bar the first time a small version is searched; a big
+    one's is built in the background (from its import on) and, until it is, pages and searches read the
+    snapshot, with how far the index is."""
     version, query = data[w.browse_pick], data[w.search] or ""
     if not version:
         return {w.browse_info: "_No dataset yet._", w.records_df: []}
     try:
         wanted = max(1, int(data[w.page_no] or 1))
-        if not query.strip() and built_index(ws, version) is None:
+        unbuilt = built_index(ws, version) is None
+        big = unbuilt and V.get_version(ws, version).num_records >= V.BACKGROUND_INDEX_FROM
+        if big:
+            build_in_background(ws, version)
+        if unbuilt and not query.strip():
             # a plain page needs no index: the snapshot's row groups that hold it are read, and nothing is built
             total = V.get_version(ws, version).num_records
             pages = max(1, -(-total // PAGE_SIZE))
             page_no = min(wanted, pages)
             shown = snapshot_page(ws, version, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)
+        elif big and built_index(ws, version) is None:
+            total, shown = snapshot_search(ws, version, query, start=(wanted - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+            pages = max(1, -(-total // PAGE_SIZE))
+            page_no = min(wanted, pages)
+            if page_no != wanted:
+                total, shown = snapshot_search(ws, version, query, start=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
         else:
             index = record_index(ws, version, progress=lambda f, text: progress(f, desc=text))
             total, shown = index.search(query, start=(wanted - 1) * PAGE_SIZE, limit=PAGE_SIZE)
@@ -320,6 +335,9 @@ def browse(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
     except Exception as exc:
         return {w.browse_info: error_markdown(exc), w.records_df: []}
     info = f"{total:,} records" + (f" match “{query}”" if query else "") + f" · page {page_no} of {pages}"
+    status = index_status(ws, version) if big else ""
+    if status:
+        info += f" · {status}"
     skipped = skipped_records(ws, version)
     if skipped:
         info += (f"\n\n**{len(skipped):,} bad records were skipped at import:**"
