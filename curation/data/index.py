@@ -144,12 +144,14 @@ def snapshot_search(ws: Workspace, version: int | str, query: str, *, start: int
     words = search_words(query)
     total, page = 0, []
     for batch in _snapshot_batches(ws, v):
-        for _, raw in _rows_of(batch):
-            record = _record(raw)
-            hay = haystack(record)
+        ids, metas = batch.column("id").to_pylist(), batch.column("meta").to_pylist()
+        for i, (rid, messages, meta_text) in enumerate(zip(ids, batch.column("messages").to_pylist(), metas)):
+            # haystack(record) from the columns as stored (meta is canonical JSON there); a record is made only
+            # for the page
+            hay = (rid + "\n" + "\n".join(m["content"] for m in orjson.loads(messages)) + "\n" + meta_text).lower()
             if all(word in hay for word in words):
                 if start <= total < start + limit:
-                    page.append(record)
+                    page.append(_record(_rows_of(batch.slice(i, 1))[0][1]))
                 total += 1
     return total, page
 
