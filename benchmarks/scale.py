@@ -18,7 +18,9 @@ import writes) into a fresh workspace and measures, as medians over ``--repeat``
   process's CPU time, which a loaded machine disturbs less), beside a plain SQLite insert of the decision and a
   select of the next row;
 - optionally (``--import-sizes``) **import** of the same records as JSONL (``import_file``) beside
-  ``pyarrow.json.read_json``.
+  ``pyarrow.json.read_json``, in turns, each run in a fresh process: median time and the peak memory of each;
+- the index file's size beside the snapshot's, and (up to ``--scan-up-to``) a search while the index is still
+  being built (``snapshot_search``, the snapshot read a batch at a time).
 
 Run: ``python -m benchmarks.scale [--sizes 10000,100000,1000000] [--repeat 3] [--approvals 30]``
 """
@@ -31,6 +33,7 @@ import resource
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +67,35 @@ def generated_records(n: int, seed: int = 0):
                "meta": {"label": category, "source": SOURCES[rnd.randrange(len(SOURCES))]}}
 
 
+IMPORT_CHILD = """
+from core.workspace import Workspace
+from curation.data import versions as V
+from curation.data.imports import import_file
+import pyarrow.parquet                      # loaded before the clock starts, as the floor's reader is
+V.BACKGROUND_INDEX_FROM = 10**12          # the import alone: no index built beside it
+ws = Workspace.open(tempfile.mkdtemp(dir=folder))
+start = time.perf_counter()
+import_file(ws, src, max_mb=100_000)
+"""
+PYARROW_CHILD = """
+from pyarrow import json as pajson
+start = time.perf_counter()
+pajson.read_json(src)
+"""
+
+
+def in_child(code: str, src: Path, folder: Path) -> tuple[float, float]:
+    """(milliseconds, peak resident MB) of ``code`` run in a fresh Python process (imports not counted). The peak is
+    the process's VmHWM: ru_maxrss would start from this process's size, which a forked child inherits."""
+    script = ("import re, sys, tempfile, time\n"
+              f"sys.path.insert(0, {str(ROOT)!r})\nsrc, folder = {str(src)!r}, {str(folder)!r}\n" + code +
+              "peak = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n"
+              "print((time.perf_counter() - start) * 1000, peak)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    ms, mb = done.stdout.split()[-2:]
+    return float(ms), float(mb)
+
+
 def median_ms(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -91,16 +123,34 @@ def plain_table(path: Path, rows) -> sqlite3.Connection:
     return db
 
 
-def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: bool) -> list[tuple]:
+def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: bool, import_only: bool = False
+            ) -> list[tuple]:
     from core.workspace import Workspace
     from curation.data import versions as V
-    from curation.data.index import record_index, snapshot_page
+    from curation.data.index import record_index, snapshot_page, snapshot_search
     from curation.data.records import Record
     import pyarrow.parquet as pq
 
     folder = Path(tempfile.mkdtemp(prefix=f"tuneloop-scale-{n}-"))
     ws = Workspace.open(folder / "ws")
+    V.BACKGROUND_INDEX_FROM = n + 1    # the build below is timed on its own (a tab starts it in the background)
     out = []
+    if with_import:
+        src = folder / "records.jsonl"
+        with src.open("w", encoding="utf-8") as fh:
+            for d in generated_records(n):
+                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+        ours, floor = [], []
+        for _ in range(repeat):      # in turns, each in a fresh process, so that both meet the same load and peak
+            ours.append(in_child(IMPORT_CHILD, src, folder))
+            floor.append(in_child(PYARROW_CHILD, src, folder))
+        out.append(("import JSONL (import_file)", statistics.median(t for t, _ in ours),
+                    statistics.median(t for t, _ in floor), "pyarrow.json.read_json"))
+        out.append(("  import: peak memory of its process (MB)", max(m for _, m in ours), max(m for _, m in floor),
+                    "(the reader's peak)"))
+        if import_only:
+            shutil.rmtree(folder, ignore_errors=True)
+            return out
     start = time.perf_counter()
     writer = V.SnapshotWriter(ws)
     for d in generated_records(n):
@@ -109,23 +159,14 @@ def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: b
     out.append(("write the version (generate + SnapshotWriter)", (time.perf_counter() - start) * 1000, None, ""))
     snapshot = ws.path(version.path)
 
-    if with_import:
-        from curation.data.imports import import_file
-        from pyarrow import json as pajson
-        src = folder / "records.jsonl"
-        with src.open("w", encoding="utf-8") as fh:
-            for d in generated_records(n):
-                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
-        imported = median_ms(lambda: import_file(Workspace.open(tempfile.mkdtemp(dir=folder)), src), 1)
-        floor = median_ms(lambda: pajson.read_json(src), repeat)
-        out.append(("import JSONL (import_file)", imported, floor, "pyarrow.json.read_json"))
-
     cold_page = median_ms(lambda: snapshot_page(ws, version.id, 0, 20), repeat)
     read_floor = median_ms(lambda: pq.read_table(snapshot), repeat)
     start = time.perf_counter()
     index = record_index(ws, version.id)
     built = (time.perf_counter() - start) * 1000
     out.append(("index build (once per version)", built, read_floor, "pyarrow read of the snapshot"))
+    out.append(("  index file (MB)", index.path.stat().st_size / 1e6, snapshot.stat().st_size / 1e6,
+                "(the snapshot's size)"))
     db = plain_table(folder / "plain.sqlite", ((i, r["id"], json.dumps(r)) for i, r in enumerate(generated_records(n))))
     page_floor = median_ms(lambda: db.execute("select record from records where position >= ? order by position"
                                               " limit 20", (n // 2,)).fetchall(), repeat)
@@ -141,6 +182,8 @@ def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: b
         out.append((f"Data: search '{word}' ({total:,} found)", median_ms(lambda: index.search(word), repeat),
                     median_ms(bare, repeat), "the same FTS5 query, bare"))
         if n <= scan_up_to:
+            out.append((f"  while the index builds: snapshot scan for '{word}'",
+                        median_ms(lambda: snapshot_search(ws, version.id, word), 1), None, ""))
             V.load_records(ws, version.id)
             out.append((f"  before: full scan for '{word}'",
                         median_ms(lambda: V.search_records(V.load_records(ws, version.id), word)[:20], repeat),
@@ -202,11 +245,13 @@ def main(argv=None) -> int:
     p.add_argument("--approvals", type=int, default=30)
     p.add_argument("--scan-up-to", type=int, default=100_000, help="measure the old full scan up to this size")
     p.add_argument("--import-sizes", default="", help="sizes at which to measure import_file too (comma-separated)")
+    p.add_argument("--import-only", action="store_true", help="measure only the import (at --import-sizes)")
     args = p.parse_args(argv)
     imports = {int(s) for s in args.import_sizes.split(",") if s.strip()}
     print(f"{'records':>9}  {'what':<48} {'Tuneloop (ms)':>14} {'floor (ms)':>11}  floor")
     for n in (int(s) for s in args.sizes.split(",")):
-        for what, ms, floor, floor_name in measure(n, args.repeat, args.approvals, args.scan_up_to, n in imports):
+        for what, ms, floor, floor_name in measure(n, args.repeat, args.approvals, args.scan_up_to, n in imports,
+                                                 args.import_only):
             shown = f"{floor:>11.1f}" if floor is not None else f"{'':>11}"
             print(f"{n:>9,}  {what:<48} {ms:>14.1f} {shown}  {floor_name}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
