@@ -1,33 +1,34 @@
-"""Does round 2 beat round 1? Two rounds of the loop on the demo data, measured on one test split.
+"""Is fine-tuning worth it? Base, prompted base, round 1 and round 2, rated blind across every pair of arms.
 
-    python benchmarks/rounds.py [--train 48] [--pool 16] [--test 16] [--epochs 2] [--max-new-tokens 40]
-                                [--dpo-epochs 2] [--kto-epochs 2] [--qlora] [--workspace DIR]
+    python benchmarks/rounds.py [--train 16] [--pool 6] [--test 8] [--epochs 1] [--max-new-tokens 24]
+                                [--examples 2] [--dpo-epochs 1] [--kto-epochs 1] [--qlora] [--workspace DIR]
 
-On the default model (SmolLM2-135M-Instruct), in one run. LoRA over the full-precision base by
-default: on a CPU, bitsandbytes' 4-bit matmuls dequantize every weight on every step and are several
-times slower; ``--qlora`` uses the 4-bit base (what a GPU run would use). Every round uses the same
-recipe, so the comparison is fair either way.
+On the default model (SmolLM2-135M-Instruct), in one run. The defaults are small so that the whole run fits in
+about 20 minutes on two loaded CPU cores (a round's SFT is a couple of steps there): the figures are a smoke
+test of the loop, not a measure of the method; raise the sizes on a GPU. LoRA over the full-precision base by
+default: on a CPU, bitsandbytes' 4-bit matmuls dequantize every weight on every step and are several times
+slower; ``--qlora`` uses the 4-bit base (what a GPU run would use). Every round uses the same recipe.
 
-1. round 1: SFT on ``--train`` demo conversations (split grouped by customer, so a customer's
-   re-sent ticket never sits on both sides of a split);
-2. rating: round 1 and the base model answer ``--pool`` new prompts (held out of round 1's training);
-   a *simulated* rater votes blind through the real arena (``next_pair`` / ``record_vote``): the answer
-   with the higher ROUGE-L against the support team's reference answer wins (within 0.05: a tie; both
-   below 0.2: both bad), and when neither answer reaches 0.5 the rater writes the reference answer
-   as the correction. This stands in for a domain expert who knows the house answers; it is
-   not a human judgement;
-3. round 2, three ways: (a) SFT with the same recipe on the merged version (round 1's data plus the
-   corrections), (b) DPO from round 1's adapter on the votes' preference pairs, (c) KTO from round 1's
-   adapter on every answer the votes judged (one-sided and "both bad" votes too, and the corrections);
-4. every model is evaluated automatically on the same test split (ROUGE-L, BLEU, perplexity on val
-   and test, a house-rules regression suite).
+1. round 1: SFT on ``--train`` demo conversations (split grouped by customer, so a customer's re-sent ticket
+   never sits on both sides of a split);
+2. rate to improve: the base, the prompted base (a house system prompt and ``--examples`` train conversations
+   as earlier turns) and round 1 answer ``--pool`` new prompts (train split, held out of round 1); a *simulated*
+   expert votes blind on every pair of arms through the real arena (``next_pair`` / ``record_vote``): the answer
+   with the higher ROUGE-L against the support team's reference answer wins (within 0.05: a tie; both below
+   0.2: both bad), and when neither answer reaches 0.5 it writes the reference answer as the correction. It
+   stands in for a domain expert who knows the house answers; it is not a human judgement;
+3. round 2, three ways, from every vote on every pair of arms (``evaluation.feedback``): SFT with the same recipe
+   on the merged version (round 1's data plus the corrections), DPO from round 1's adapter on the preference
+   pairs, KTO from round 1's adapter on every judged answer; a stage the votes give nothing to is reported as
+   not trained, with the reason;
+4. rate to measure: every arm (base, prompted base, round 1 and each round 2) answers the ``--test`` prompts and
+   the simulated expert votes on every pair of arms; Bradley–Terry ratings with bootstrap intervals over prompts
+   (``evaluation.ratings``), the win matrix, and each arm's mean ROUGE-L against the reference.
 
-Prints what each stage had to learn from and what it changed: its training loss first → last step
-(and whether it moved at all), its reward figures, and how far its adapter moved the next-token
-log-probabilities away from round 1's on the test prompts (mean |Δ log p| of the greedy token; 0
-means the stage changed nothing). Then the figures side by side (base, round 1, round 2 SFT, DPO,
-KTO) and, per round-2 model, whether it beat round 1 on each figure. Nothing is assumed: whatever the
-numbers say is printed.
+Prints what each stage had to learn from and what it changed: its training loss first → last step (and whether
+it moved at all), its reward figures, and how far its adapter moved the next-token log-probabilities away from
+round 1's on the test prompts (mean |Δ log p| of the greedy token; 0 means the stage changed nothing). Nothing is
+assumed: whatever the numbers say is printed.
 """
 from __future__ import annotations
 
@@ -43,17 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.errors import TuneloopError  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 from curation.data.records import Record  # noqa: E402
+from evaluation.arena import Arm  # noqa: E402
 
-HOUSE_RULES = [
-    ("refund window", "I want a refund for my Lumio Smart Plug, order ORD-123456.",
-     [{"kind": "contains", "value": "30 days"}]),
-    ("password reset path", "how do i reset my password??", [{"kind": "contains", "value": "Forgot password"}]),
-    ("order tracking path", "Where is my order ORD-654321? It's been a week.",
-     [{"kind": "contains", "value": "Account > Orders"}]),
-    ("cancel path", "How do I cancel my plan?", [{"kind": "regex", "pattern": r"(?i)account\s*>\s*subscription"}]),
-    ("no AI talk", "Why was I charged $9.99 twice this month?",
-     [{"kind": "not_contains", "value": "as an ai"}, {"kind": "not_contains", "value": "language model"}]),
-]
+# The prompted base's system prompt: what a team would write before deciding to fine-tune at all.
+SYSTEM_PROMPT = ("You answer customer support tickets for a small electronics shop. Reply in two or three short "
+                 "sentences, give the exact menu path or policy when there is one, and never mention being an AI.")
 
 
 def grouped_split(records: list[Record], sizes: dict[str, int], seed: int = 0) -> dict[str, list[Record]]:
@@ -142,38 +137,50 @@ def stage_report(run, name: str, moved_below: float = 0.01) -> str:
     return text
 
 
+def answer_arms(ws, records: list[Record], arms, base_model: str, settings, name: str, version: int):
+    """Every arm's answer to the records' prompts, as a new evaluation of those arms; returns (its id, the answers)."""
+    from evaluation.arena import EvalItem, create_evaluation
+    from evaluation.generate import generate_answers, prompt_from_record
+    items = [prompt_from_record(r) for r in records]
+    answers = generate_answers(ws, items, arms, base_model=base_model, settings=settings)
+    eval_items = [EvalItem(i.prompt_id, i.messages, label=i.label, split=i.split,
+                           responses={a.name: answers[a.name][n] for a in arms}) for n, i in enumerate(items)]
+    return create_evaluation(ws, name, eval_items, arms=arms, base_model=base_model, dataset_version=version), answers
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", type=int, default=48)
-    p.add_argument("--pool", type=int, default=16, help="new prompts rated after round 1")
-    p.add_argument("--val", type=int, default=8)
-    p.add_argument("--test", type=int, default=16)
-    p.add_argument("--epochs", type=float, default=2.0)
-    p.add_argument("--dpo-epochs", type=float, default=2.0)
-    p.add_argument("--kto-epochs", type=float, default=2.0)
-    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--train", type=int, default=16)
+    p.add_argument("--pool", type=int, default=6, help="new prompts rated after round 1 (train split)")
+    p.add_argument("--val", type=int, default=4)
+    p.add_argument("--test", type=int, default=8, help="prompts rated to measure every arm")
+    p.add_argument("--examples", type=int, default=2, help="train conversations the prompted base sees")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--dpo-epochs", type=float, default=1.0)
+    p.add_argument("--kto-epochs", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--qlora", action="store_true", help="train over the 4-bit base (slow on a CPU)")
     p.add_argument("--workspace", help="keep the workspace here (default: a temporary folder)")
     args = p.parse_args(argv)
 
+    import dataclasses
+
     from curation.data.demo import demo_records
     from curation.data.versions import create_version
-    from evaluation.arena import EvalItem, create_evaluation
-    from evaluation.auto import FIGURES, auto_evaluate, format_auto_evaluation
+    from evaluation.arena import evaluation_arms, evaluation_comparisons
     from evaluation.feedback import collect_feedback, make_kto_version, make_preference_version, merge_feedback
-    from evaluation.generate import DecodingSettings, generate_pairs, prompt_from_record, resolve_adapter
-    from evaluation.regression import add_case, create_suite
-    from evaluation.stats import summarize, votes_from_rows
+    from evaluation.generate import (ArmRequest, DecodingSettings, prompt_from_record, prompted_arm, resolve_adapter,
+                                     run_arm)
+    from evaluation.ratings import arms_summary, format_arms
     from training.config import RunConfig
     from training.job import run_training
     from training.models import resolve_base_model
+    from training.quality import rouge_l_scores
     from training.registry import create_run
 
     started = time.monotonic()
-    marks: list[tuple[str, float]] = []
 
     def mark(what: str) -> None:
-        marks.append((what, time.monotonic() - started))
         print(f"[{time.monotonic() - started:6.0f}s] {what}", flush=True)
 
     root = Path(args.workspace) if args.workspace else Path(tempfile.mkdtemp(prefix="tuneloop-rounds-"))
@@ -184,9 +191,6 @@ def main(argv=None) -> int:
     v1 = create_version(ws, with_split(parts["train"], "train") + with_split(parts["val"], "val")
                         + with_split(parts["test"], "test"), parent=None, step="split",
                         params={"benchmark": "rounds", "grouped_by": "customer_id"})
-    suite = create_suite(ws, "house rules")
-    for name, prompt, checks in HOUSE_RULES:
-        add_case(ws, suite, prompt, checks, name=name)
     settings = DecodingSettings(max_new_tokens=args.max_new_tokens)
     # One explicit recipe for every round (not a preset, so the comparison cannot drift when presets change).
     recipe = dict(base_model=base_model, adapter="qlora" if args.qlora else "lora", load_in_4bit=args.qlora,
@@ -202,35 +206,36 @@ def main(argv=None) -> int:
         mark(f"{name}: run #{run.id} finished, {run.metrics.get('last_step')} steps")
         return run
 
+    def run_as(run, name: str):
+        return dataclasses.replace(run_arm(resolve_adapter(ws, str(run.id))), name=name)
+
     mark(f"workspace {root}; v{v1.id}: {args.train} train / {args.val} val / {args.test} test; "
          f"{args.pool} new prompts to rate")
     r1 = train(RunConfig.from_dict({**recipe, "datasets": v1.name}), "round 1 SFT")
-    auto = {"round 1": auto_evaluate(ws, str(r1.id), v1.id, settings=settings)}
-    mark("round 1 evaluated automatically:\n" + format_auto_evaluation(auto["round 1"]))
 
     pool = with_split(parts["pool"], "train")      # new prompts; their corrections are training data
-    items = [prompt_from_record(r) for r in pool]
-    models = resolve_adapter(ws, str(r1.id))
-    answers = generate_pairs(ws, items, base_model=models.base_model, adapter=models.adapter, settings=settings)
-    evaluation = create_evaluation(ws, "round 1 vs base (simulated expert)",
-                                   [EvalItem(i.prompt_id, i.messages, b, t, i.label, i.split)
-                                    for i, (b, t) in zip(items, answers)],
-                                   base_model=models.base_model, adapter=models.adapter, run_id=str(r1.id),
-                                   dataset_version=v1.id)
-    counts = simulated_votes(ws, evaluation, {r.id: r.answer for r in pool})
-    from evaluation.arena import evaluation_votes
-    human = summarize(votes_from_rows([v.to_stats_row() for v in evaluation_votes(ws, evaluation)]))
-    fb = collect_feedback(ws, evaluation)
-    mark(f"rated {len(items)} new prompts: {counts}; feedback {fb.counts()}")
+    prompted = prompted_arm(ws, ArmRequest("prompted", examples=args.examples, system_prompt=SYSTEM_PROMPT),
+                            version=v1.id, exclude={r.id for r in pool})
+    prompted = dataclasses.replace(prompted, name="prompted base")
+    improve, _ = answer_arms(ws, pool, [Arm("base", "base"), prompted, run_as(r1, "round 1")], base_model, settings,
+                             "rate to improve (simulated expert)", v1.id)
+    counts = simulated_votes(ws, improve, {r.id: r.answer for r in pool})
+    fb = collect_feedback(ws, improve)
+    by_arms: dict[str, int] = {}
+    for pair in fb.preference_pairs:
+        key = f"{pair['meta']['chosen_arm']} over {pair['meta']['rejected_arm']}"
+        by_arms[key] = by_arms.get(key, 0) + 1
+    mark(f"rated {len(pool)} new prompts on every pair of 3 arms: {counts}; feedback {fb.counts()}; "
+         f"preference pairs {by_arms or 'none'}")
 
-    v2 = merge_feedback(ws, evaluation, created_by="benchmark")
+    v2 = merge_feedback(ws, improve, created_by="benchmark")
     r2 = {"round 2 SFT": train(RunConfig.from_dict({**recipe, "datasets": v2.name}), "round 2 SFT")}
     not_trained: dict[str, str] = {}
 
     def second_stage(name: str, make_data, data_key: str, stage: dict) -> None:
         """Train a DPO or KTO round from round 1's adapter; when the votes give it nothing to train on, say why."""
         try:
-            data = make_data(ws, evaluation, created_by="benchmark")
+            data = make_data(ws, improve, created_by="benchmark")
             config = RunConfig.from_dict({**recipe, "datasets": v1.name, "sft_run": str(r1.id), "learning_rate": 2e-4,
                                           "micro_batch_size": 4, **stage, data_key: data.name})
             r2[name] = train(config, name)
@@ -242,55 +247,39 @@ def main(argv=None) -> int:
                  {"stage": "dpo", "dpo_beta": 0.1, "num_epochs": args.dpo_epochs})
     second_stage("round 2 KTO", make_kto_version, "kto_data",
                  {"stage": "kto", "kto_beta": 0.1, "num_epochs": args.kto_epochs})
-    for name, run in r2.items():
-        auto[name] = auto_evaluate(ws, str(run.id), v1.id, settings=settings)
-        mark(f"{name} evaluated automatically:\n" + format_auto_evaluation(auto[name]))
+
+    test = parts["test"]
+    arms = [Arm("base", "base"), prompted, run_as(r1, "round 1")] + [run_as(run, name) for name, run in r2.items()]
+    measure, answers = answer_arms(ws, test, arms, base_model, settings, "rate to measure (simulated expert)", v1.id)
+    measured = simulated_votes(ws, measure, {r.id: r.answer for r in test})
+    mark(f"rated {len(test)} test prompts on every pair of {len(arms)} arms: {measured}")
 
     print()
-    print(f"Human-side figures of round 1 (simulated expert, {human['votes']} votes): round 1 won {human['wins']}, "
-          f"base won {human['losses']}, ties {human['ties']}, both bad {human['both_bad']}; win rate "
-          f"{human['win_rate']:.3f} [Wilson 95%: {human['wilson_low']:.3f}, {human['wilson_high']:.3f}]")
-    print(f"Round 2 data from {counts['A'] + counts['B']} decisive votes, {counts['both_bad']} both bad, "
-          f"{counts['tie']} ties, {counts['corrected']} corrections: SFT on v{v2.id} ({v2.counts.get('added')} "
-          f"corrected answers added to v{v1.id})"
-          + (f"; DPO on {r2['round 2 DPO'].metrics.get('train_pairs')} preference pairs" if "round 2 DPO" in r2 else "")
+    print(f"Rate to improve ({len(pool)} prompts, every pair of base / prompted base / round 1): {counts}")
+    print(f"Round 2 data: SFT on v{v2.id} ({v2.counts.get('added')} corrected answers added to v{v1.id})"
+          + (f"; DPO on {r2['round 2 DPO'].metrics.get('train_pairs')} preference pairs ({by_arms})"
+             if "round 2 DPO" in r2 else "")
           + (f"; KTO on {r2['round 2 KTO'].metrics.get('train_examples')} judged answers "
              f"({r2['round 2 KTO'].metrics.get('desirable')} desirable, {r2['round 2 KTO'].metrics.get('undesirable')} "
              f"undesirable; weights {r2['round 2 KTO'].metrics.get('desirable_weight')} / "
              f"{r2['round 2 KTO'].metrics.get('undesirable_weight')})" if "round 2 KTO" in r2 else ""))
     for name, reason in not_trained.items():
         print(f"{name}: not trained: {reason}")
-    test_prompts = [prompt_from_record(r).messages for r in parts["test"]]
+    test_prompts = [prompt_from_record(r).messages for r in test]
     print(stage_report(r1, "round 1 SFT"))
     for name, run in r2.items():
         shift = logprob_shift(base_model, r1.adapter_dir, run.adapter_dir, test_prompts)
         print(f"{stage_report(run, name)}; mean |Δ log p| of round 1's next token on the test prompts {shift:.4f}")
     print()
-    columns = ["base", "round 1"] + list(r2)
-    print(f"{'figure on v' + str(v1.id) + '/test (' + str(args.test) + ')':<30}" + "".join(f"{c:>14}" for c in columns))
-    table = {}
-    for key, title, higher in FIGURES:
-        values = [auto["round 1"].figure("base", key)] + [auto[c].figure("finetuned", key) for c in columns[1:]]
-        table[key] = (values, higher)
-        if all(v is None for v in values):
-            continue
-        print(f"{title:<30}" + "".join(f"{'n/a' if v is None else format(v, '.3f'):>14}" for v in values))
-    passes = [auto["round 1"].metrics["regression"][0]["base_passed"]] + [
-        auto[c].metrics["regression"][0]["finetuned_passed"] for c in columns[1:]]
-    print(f"{'house rules passed (of ' + str(len(HOUSE_RULES)) + ')':<30}" + "".join(f"{v:>14}" for v in passes))
-    print()
-    for name in r2:
-        verdicts = []
-        for key, title, higher in FIGURES:
-            values, _ = table[key]
-            before, after = values[1], values[columns.index(name)]
-            if before is None or after is None:
-                continue
-            better = after > before if higher else after < before
-            verdicts.append(f"{title} {'better' if better else 'worse'} ({before:.3f} → {after:.3f})")
-        after_pass = passes[columns.index(name)]
-        verdicts.append(f"house rules {passes[1]} → {after_pass}")
-        print(f"{name} vs round 1: " + "; ".join(verdicts))
+    print(f"Rate to measure ({len(test)} test prompts, every pair of {len(arms)} arms): {measured}")
+    summary = arms_summary(evaluation_comparisons(ws, measure), reference="base",
+                           arms=[a.name for a in evaluation_arms(ws, measure)])
+    print(format_arms(summary))
+    references = [r.answer for r in test]
+    print("mean ROUGE-L against the reference (what the simulated expert votes on):")
+    for arm in arms:
+        scores = rouge_l_scores(answers[arm.name], references)
+        print(f"  {arm.name}: {sum(scores) / len(scores):.3f}")
     print(f"\ntotal {time.monotonic() - started:.0f}s; workspace {root}")
     return 0
 
