@@ -392,7 +392,7 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['owner']})", 0.75, "owner")
     for s, e in _affiliated_runs(text, entities):
         add(s, e, f"cue ({CUE_LABEL['affiliation']})", 0.6, "affiliation")
-    for s, e in _pronoun_runs(text, found):
+    for s, e in _pronoun_runs(text, found, others):
         add(s, e, f"cue ({CUE_LABEL['pronoun']})", 0.6, "pronoun")
 
     for s, e in _listed_with(text, found):
@@ -447,11 +447,13 @@ GENDERED = re.compile(r"(?i)\b(?:he|she|him|her|his|hers|himself|herself)\b")
 RUN = re.compile(r"[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*){0,2}")
 
 
-def _pronoun_runs(text: str, found: dict) -> list[tuple[int, int]]:
+def _pronoun_runs(text: str, found: dict, others=()) -> list[tuple[int, int]]:
     """Open-world evidence the NER engine may miss ("Petrova began writing as a teenager, publishing her first
     story", where the engine says GPE): one to three capitalised words (lowercase ones in all-lowercase chat),
     none of them an ordinary English word, not after "the", with he, she, his or her in the same sentence or
-    the next, in English text. Their spelling is all the evidence there is about the words: no list is read."""
+    the next, in English text, neither a place to the NER engine nor after "in", "at", "from" ... ("in his garage
+    in Bellevue"). Their spelling is all the evidence there is about the words: no list is read."""
+    places = [(s, e) for s, e, label in others if label in ("GPE", "LOC", "FAC")]
     lower_chat = is_lowercase_chat(text)
     if english_share(text) < 0.5:
         return []
@@ -477,9 +479,10 @@ def _pronoun_runs(text: str, found: dict) -> list[tuple[int, int]]:
                 run.append(x)
             if not run or run[0].start() != w.start():
                 continue
-            before = text[max(a, w.start() - 5):w.start()].lower()
-            if re.search(r"\bthe\s+\Z", before) or any(x.group().endswith(("'s", "’s")) and x is not run[-1]
-                                                       for x in run):
+            before = text[max(a, w.start() - 8):w.start()].lower()
+            if re.search(r"\b(?:the|in|at|from|to|near|into|across|outside|of)\s+\Z", before) or \
+                    any(s < run[-1].end() and run[0].start() < e for s, e in places) or \
+                    any(x.group().endswith(("'s", "’s")) and x is not run[-1] for x in run):
                 continue
             out.append((run[0].start(), run[-1].end()))
     return out

@@ -59,9 +59,11 @@ def public_figures_examples() -> str:
     rows = "\n".join(f"| {shown} | {'kept' if kept else 'scrubbed'} | scrubbed |"
                      for shown, _, kept in PUBLIC_FIGURE_CASES)
     return ("**Public figures and fictional characters**: a name in a third-person sentence of encyclopedic text "
-            "(a passage of two or more sentences naming other places, organisations or dates) is kept or scrubbed "
-            "as you choose; a short message about a person, a name the conversation addresses or signs with, or one "
-            "beside a personal cue is always scrubbed.\n\n| text | keep | scrub |\n|---|---|---|\n" + rows)
+            "(a passage of two or more sentences naming other places, organisations or dates), after a public office "
+            "('Prime Minister …'), or in a record that asks for general knowledge in the third person ('Who is Jon Bon "
+            "Jovi?' and its answer) is kept or scrubbed as you choose; a short message about a person, a name the "
+            "conversation addresses or signs with, or one beside a personal cue is always scrubbed."
+            "\n\n| text | keep | scrub |\n|---|---|---|\n" + rows)
 
 
 DATES_EXPLAINED = """**Dates**: *birth* scrubs only dates of birth in context ("born 3 May 1984", "DOB: 03/05/1984"
