@@ -134,3 +134,12 @@ def test_only_the_trained_tokens_go_through_the_lm_head_with_the_same_loss_and_g
     for name, param in model.named_parameters():
         if param.requires_grad:
             assert torch.allclose(ours[name], param.grad, rtol=1e-4, atol=1e-6), name
+    # evaluation (trl's prediction step asks for the loss alone) takes the same path and gives the same loss
+    model.eval()
+    rows.clear()
+    hook = model.get_base_model().get_output_embeddings().register_forward_hook(
+        lambda module, args, out: rows.append(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
+    with torch.no_grad():
+        evaluated = trainer.prediction_step(model, batch, prediction_loss_only=True)[0]
+    hook.remove()
+    assert rows == [trained] and evaluated.item() == pytest.approx(reference.item(), rel=1e-5)

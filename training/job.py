@@ -225,10 +225,10 @@ def build_trainer(config: RunConfig, model, tokenizer, train_ds, eval_ds, output
         cbs.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
 
     class TrainedTokensSFTTrainer(SFTTrainer):
-        """SFTTrainer whose training loss on CPU sends only the trained tokens through the LM head."""
+        """SFTTrainer whose loss on CPU (training and evaluation) sends only the trained tokens through the LM head."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if return_outputs or not model.training or not plain_lm_head(model, self.args):
+            if return_outputs or not plain_lm_head(model, self.args):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = trained_tokens_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
