@@ -139,17 +139,34 @@ def generate_pairs(ws, run: str, split: str, max_prompts: int = 40, overlap: int
     return {"evaluation": evaluation_id, "pairs": len(items)}
 
 
-def evaluation_report(ws, evaluation: str, policy: str = "majority", request: gr.Request = None) -> dict:
+def evaluation_report(ws, evaluation: str, policy: str = "majority", judge_threshold: float = 0.4,
+                      request: gr.Request = None) -> dict:
     """What the raters said: win rate with its interval and test, position bias and agreement, and what the
-    votes would feed back under ``policy``."""
-    from evaluation.arena import evaluation_votes, get_evaluation
+    votes would feed back under ``policy``; across the arms, the Bradley–Terry ratings with their intervals, the
+    win matrix and the raters' quality (``arms``: what ``python -m evaluation report --json`` prints); and each
+    judge that read the pairs, its agreement with the experts against ``judge_threshold`` and its own verdicts
+    on the pairs nobody rated (``judges``: the judge's, never votes)."""
+    from dataclasses import asdict
+
+    from evaluation.arena import evaluation_arms, evaluation_comparisons, evaluation_votes, get_evaluation
     from evaluation.feedback import collect_feedback
+    from evaluation.judge import calibrate, judges_used, rest_figures
+    from evaluation.ratings import arms_summary
     from evaluation.stats import summarize, votes_from_rows
     chosen = get_evaluation(ws, evaluation)
     rows = [v.to_stats_row() for v in evaluation_votes(ws, chosen.id)]
     feedback = collect_feedback(ws, chosen.id, policy=policy)
+    comparisons = evaluation_comparisons(ws, chosen.id)
+    names = [a.name for a in evaluation_arms(ws, chosen.id)]
+    judges = []
+    for name in judges_used(ws, chosen.id):
+        cal = calibrate(ws, chosen.id, name, threshold=float(judge_threshold))
+        judges.append({"judge": name, "calibration": {**asdict(cal), "passes": cal.passes},
+                       "rest": asdict(rest_figures(ws, chosen.id, name))})
     return {"evaluation": chosen.id, "name": chosen.name, "run": chosen.run_id, "pairs": chosen.num_pairs,
-            "stats": summarize(votes_from_rows(rows)) if rows else None, "feedback": feedback.counts()}
+            "stats": summarize(votes_from_rows(rows)) if rows else None, "feedback": feedback.counts(),
+            "arms": arms_summary(comparisons, reference=names[0], arms=names) if comparisons else None,
+            "judges": judges, "closed": chosen.settings.get("closed")}
 
 
 def merge_feedback(ws, evaluation: str, policy: str = "majority", request: gr.Request = None) -> dict:
