@@ -119,3 +119,21 @@ def test_the_snapshot_and_its_hash_are_those_of_canonical_json_for_any_meta(tmp_
     import pyarrow.parquet as pq
     stored = pq.read_table(ws.path(version.path)).column("meta").to_pylist()
     assert stored == [json.dumps(m, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for m in metas]
+
+
+def test_half_a_surrogate_pair_is_a_problem_naming_line_and_field_not_a_crash(tmp_path):
+    """JSON lets ``\\ud800`` stand alone, but it is half a character: the import used to crash computing the id."""
+    good = '{"messages": [{"role": "user", "content": "pair \\ud83d\\ude00 ok"}, {"role": "assistant", "content": "ok"}]}'
+    bad = '{"messages": [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "cut \\udc00"}]}'
+    lines = tmp_path / "halves.jsonl"
+    lines.write_text(good + "\n" + bad + "\n", encoding="utf-8")
+    with pytest.raises(InputProblem) as raised:
+        read_records(lines)
+    assert raised.value.problems == ["line 2: messages[1].content holds an unpaired UTF-16 surrogate (\\udc00 at "
+                                     "character 5), half of a character: the text was cut or mis-encoded where the "
+                                     "file was made; remove the escape or write the whole character"]
+    array = tmp_path / "halves.json"
+    array.write_text("[" + bad + ", " + good + "]", encoding="utf-8")
+    result = read_records(array, skip_bad=True)
+    assert [r.messages[0]["content"] for r in result.records] == ["pair \U0001F600 ok"]
+    assert result.skipped[0][0] == "item 1" and "messages[1].content" in result.skipped[0][1]

@@ -27,6 +27,7 @@ import functools
 import io
 import json
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -464,11 +465,37 @@ def _json_line(raw: bytes, lineno: int, done: float | None, path: Path) -> _Row 
     if not line.strip():
         return None
     try:
-        return _Row(where, json.loads(line), done=done)
+        data = json.loads(line)
     except json.JSONDecodeError as exc:
         return _Row(where, None, error=f"not valid JSON ({exc.msg} at column {exc.colno})", done=done)
     except RecursionError:
         raise _too_deep(path.name, where) from None
+    problem = _surrogate_problem(data) if _SURROGATE_ESCAPE.search(line) else None
+    return _Row(where, None if problem else data, error=problem, done=done)
+
+
+# A \uD800-\uDFFF escape: JSON allows one alone, but it is half of a character that cannot be stored as text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _surrogate_problem(value, field: str = "") -> str | None:
+    """What to tell the user when a string in ``value`` holds half of a UTF-16 surrogate pair (JSON's
+    ``\\ud800`` alone), naming the field; None when every string is whole text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (f"{field or 'the value'} holds an unpaired UTF-16 surrogate (\\u{ord(value[exc.start]):04x} at "
+                    f"character {exc.start + 1}), half of a character: the text was cut or mis-encoded where the "
+                    f"file was made; remove the escape or write the whole character")
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        problem = _surrogate_problem(item, f"{field}[{key}]" if isinstance(key, int) else
+                                     f"{field}.{key}" if field else str(key))
+        if problem:
+            return problem
+    return None
 
 
 def _iter_json_array(text: str, path: Path, limit) -> Iterator[_Row]:
@@ -480,9 +507,11 @@ def _iter_json_array(text: str, path: Path, limit) -> Iterator[_Row]:
     except RecursionError:
         raise _too_deep(path.name) from None   # one document: no line to name
     total = len(items)
+    halves = bool(_SURROGATE_ESCAPE.search(text))
     for i in range(min(total, limit or total)):
         item, items[i] = items[i], None   # let each item go once it is read
-        yield _Row(f"item {i + 1}", item, done=(i + 1) / total)
+        problem = _surrogate_problem(item) if halves else None
+        yield _Row(f"item {i + 1}", None if problem else item, error=problem, done=(i + 1) / total)
 
 
 def _iter_parquet(path: Path, limit) -> Iterator[_Row]:
