@@ -3,9 +3,10 @@
     python benchmarks/rounds.py [--train 16] [--pool 6] [--test 8] [--epochs 1] [--max-new-tokens 24]
                                 [--examples 2] [--dpo-epochs 1] [--kto-epochs 1] [--qlora] [--workspace DIR]
 
-On the default model (SmolLM2-135M-Instruct), in one run. The defaults are small so that the whole run fits in
-about 20 minutes on two loaded CPU cores (a round's SFT is a couple of steps there): the figures are a smoke
-test of the loop, not a measure of the method; raise the sizes on a GPU. LoRA over the full-precision base by
+On the default model (SmolLM2-135M-Instruct), in one run. The defaults are small (a round's SFT is 2 or 3 steps):
+the figures are a smoke test of the loop, not a measure of the method; raise the sizes on a GPU. On two CPU
+cores at load average 12 the run still takes about 40 minutes, most of it generating answers (about 33 s an
+answer there); fewer ``--test`` prompts or ``--max-new-tokens`` shorten it. LoRA over the full-precision base by
 default: on a CPU, bitsandbytes' 4-bit matmuls dequantize every weight on every step and are several times
 slower; ``--qlora`` uses the 4-bit base (what a GPU run would use). Every round uses the same recipe.
 
