@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
                         "pair of arms is compared on as many prompts")
     g.add_argument("--gold", metavar="FILE", help="gold pairs that test the raters: JSONL, one object per line with "
                                                   "prompt (or messages), better and worse")
+    g.add_argument("--gold-from-references", action="store_true",
+                   help="also make gold pairs from the split's reference answers (each prompt's own answer against "
+                        "another prompt's), as many as --gold-rate needs")
     for f in dataclasses.fields(RaterChecks):
         g.add_argument(flag_of(f), dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
                        help=f.metadata["help"])
@@ -216,6 +219,7 @@ def cmd_generate(args) -> int:
 
     from curation.data.versions import get_version
     from evaluation.generate import ArmRequest, parse_arm, prepare_evaluation, prompts_for, resolve_arms
+    from evaluation.gold import reference_gold
 
     requests = [parse_arm(a, system_prompt=args.system_prompt, seed=args.examples_seed, api_key_env=args.api_key_env)
                 for a in args.arm]
@@ -232,6 +236,8 @@ def cmd_generate(args) -> int:
     checks = RaterChecks.from_dict({f.name: getattr(args, f.name) for f in dataclasses.fields(RaterChecks)
                                     if hasattr(args, f.name)}).validate()
     gold = read_gold_items(args.gold) if args.gold else []
+    if args.gold_from_references:
+        gold += reference_gold(ws, source, version, items, len(arms), args.pairs_per_prompt, checks.gold_rate)
     bar = tqdm(total=len(arms) * len(items), unit="response", desc="generating")
 
     def progress(done, total, _what):

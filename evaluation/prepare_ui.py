@@ -57,7 +57,7 @@ class PrepareWidgets(SimpleNamespace):
         return {self.purpose, self.source, self.version, self.typed, self.upload, self.limit, self.overlap,
                 self.base, self.runs, self.prompted, self.system_prompt, self.examples, self.seed, self.endpoint_url,
                 self.endpoint_model, self.endpoint_key_env, *self.decoding.values(), self.name, self.guidelines,
-                self.pairs_per_prompt, self.gold, *self.checks.values()}
+                self.pairs_per_prompt, self.gold, self.gold_from_references, *self.checks.values()}
 
 
 def layout_prepare(ws) -> PrepareWidgets:
@@ -105,6 +105,9 @@ def layout_prepare(ws) -> PrepareWidgets:
         with gr.Row():
             w.checks = options_form(RaterChecks, elem_prefix="prepare-checks")
             w.gold = gr.File(label="Gold pairs (JSONL: prompt, better, worse per line)", elem_id="prepare-gold")
+            w.gold_from_references = gr.Checkbox(False, elem_id="prepare-gold-references",
+                                                 label="Also gold pairs from the split's reference answers (each "
+                                                       "prompt's own answer against another prompt's)")
             # 0, not empty: an empty Number reaches the server as 0, which a minimum of 1 would refuse
             w.pairs_per_prompt = gr.Number(value=0, precision=0, minimum=0, elem_id="prepare-pairs-per-prompt",
                                            label="Pairs of arms per prompt (0: every pair)")
@@ -146,6 +149,7 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
     only); Stop ends it after the current batch. ``rate`` is the Rate tab's widgets (its picker shows it)."""
     from curation.data.versions import get_version
     from evaluation.generate import prepare_evaluation, prompts_for, resolve_arms
+    from evaluation.gold import reference_gold
     from evaluation.ui import evaluation_choices
     cancel = GENERATIONS.start(request)
     try:
@@ -162,6 +166,9 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
         settings = options_from_form(DecodingSettings, form_values(w.decoding, data))
         checks = options_from_form(RaterChecks, form_values(w.checks, data))
         gold = read_gold_items(data[w.gold]) if data[w.gold] else []
+        if data[w.gold_from_references]:
+            gold += reference_gold(ws, source, version, items, len(arms), int(data[w.pairs_per_prompt] or 0) or None,
+                                   checks.gold_rate)
         eid = prepare_evaluation(ws, items, arms=arms, base_model=base_model, name=data[w.name] or None,
                                  purpose=data[w.purpose], prompt_source=source,
                                  dataset_version=version if source in ("test", "train") else None,
