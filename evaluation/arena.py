@@ -20,7 +20,8 @@ one exception, on purpose.
 Rater quality, decided on the server and invisible in anything a rater gets before the vote:
 
 - **Gold pairs** (``GoldItem``, ``read_gold_items``): a prompt with a known better and a known worse answer,
-  which the admin supplies (e.g. the reference answer and a deliberately degraded copy). They are mixed in
+  which the admin supplies (a gold file) or ``evaluation.gold`` makes from a split's reference answers (a prompt's
+  own answer against another prompt's). They are mixed in
   at ``RaterChecks.gold_rate`` gold pairs per arm pair a rater gets; whether the vote picked the better
   answer is stored with it. They belong to no arm and never enter the ratings of the arms.
 - **Repeats**: ``RaterChecks.repeat_rate`` of the arm pairs a rater voted on come back to them later with the sides
