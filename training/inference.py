@@ -821,24 +821,32 @@ class LlamaCppModel:
 
     def generate(self, rows: Sequence[tuple[list[int], str | None]], settings: DecodingSettings, *,
                  stop_ids: set[int], on_token=None, cancel: threading.Event | None = None,
-                 top_k: int | None = None) -> list[list[int]]:
+                 top_k: int | None = None, threads: int | None = None) -> list[list[int]]:
         """Each row's new tokens (ending with its stop token when it stopped by itself).
 
         A row is (prompt token ids, adapter name or None). Up to ``ROWS_AT_ONCE`` rows answer together, each
-        in its own context, taking turns token by token (every decode uses all the threads): both sides of
-        the Playground grow together, and on shared cores no row waits on another's thread.
-        ``on_token(row, token)`` hears every new token as it comes.
+        in its own context: with at least one thread per row they run at the same time, each on its share of
+        the threads (the base's and the tuned side's prompts are read at once, so neither first token waits
+        for the other side's prompt); with fewer threads than rows they take turns token by token, every
+        decode using all the threads. Either way both sides of the Playground grow together. A context keeps
+        its KV cache between requests, so a prompt that starts like the context's last one (the chat
+        template's system turn, a conversation's earlier turns) only evaluates what is new.
+        ``on_token(row, token)`` hears every new token as it comes; ``threads`` overrides the model's own.
         """
         rows = list(rows)
         out: list[list[int]] = [[] for _ in rows]
         for first in range(0, len(rows), self.ROWS_AT_ONCE):
             group = range(first, min(first + self.ROWS_AT_ONCE, len(rows)))
             contexts = {}
+            per_row = (threads or self.threads) // len(group)
             try:
                 for n in group:
-                    contexts[n] = self._context(self.threads, rows[n][1])
+                    contexts[n] = self._context(per_row or threads or self.threads, rows[n][1], rows[n][0])
                 turns = {n: self._row_steps(contexts[n], n, rows[n][0], rows[n][1], settings, stop_ids, on_token,
                                             cancel, top_k, out[n]) for n in group}
+                if per_row and len(group) > 1:
+                    _side_by_side(list(turns.values()))
+                    turns = {}
                 while turns:
                     for n in list(turns):
                         if next(turns[n], None) is None:
@@ -848,12 +856,13 @@ class LlamaCppModel:
                     self._contexts.extend(contexts.values())
         return out
 
-    def _context(self, threads: int, adapter: str | None = None):
-        """An idle context, one already set to ``adapter`` when there is one (switching rebuilds its graph)."""
+    def _context(self, threads: int, adapter: str | None = None, prompt: Sequence[int] = ()):
+        """An idle context, preferably one already set to ``adapter`` (switching rebuilds its graph and drops its
+        KV cache) whose cached tokens share the longest start with ``prompt``."""
         with self._contexts_lock:
-            ctx = next((c for c in self._contexts if c.adapter == adapter), None)
-            if ctx is None and self._contexts:
-                ctx = self._contexts[-1]
+            same = [c for c in self._contexts if c.adapter == adapter]
+            ctx = (max(same, key=lambda c: _shared_start(c.tokens, prompt)) if same
+                   else self._contexts[-1] if self._contexts else None)
             if ctx is not None:
                 self._contexts.remove(ctx)
         if ctx is None:
@@ -864,11 +873,13 @@ class LlamaCppModel:
             params.n_seq_max = 1
             params.no_perf = True
             ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
-            ctx.adapter = None
+            ctx.adapter, ctx.tokens = None, []
         ctx.set_n_threads(threads, threads)
         return ctx
 
     def _set_adapter(self, ctx, adapter: str | None) -> None:
+        if ctx.adapter == adapter:
+            return
         llama = self._llama
         if adapter is None:
             llama.llama_set_adapters_lora(ctx.ctx, None, 0, None)
@@ -878,6 +889,18 @@ class LlamaCppModel:
             chosen = (llama.llama_adapter_lora_p_ctypes * 1)(self._adapters[adapter])
             llama.llama_set_adapters_lora(ctx.ctx, chosen, 1, (ctypes.c_float * 1)(1.0))
         ctx.adapter = adapter
+        ctx.kv_cache_clear()            # the cached keys and values were computed under the other adapter
+        ctx.tokens = []
+
+    def _reuse_cache(self, ctx, prompt: list[int]) -> list[int]:
+        """Keep the context's cached start of ``prompt`` (at least its last token is evaluated again, for its
+        logits) and return the tokens still to evaluate."""
+        keep = min(_shared_start(ctx.tokens, prompt), len(prompt) - 1)
+        if keep <= 0 or not ctx.kv_cache_seq_rm(0, keep, -1):
+            ctx.kv_cache_clear()
+            keep = 0
+        ctx.tokens = list(prompt[:keep])
+        return list(prompt[keep:])
 
     def _row_steps(self, ctx, row: int, prompt: list[int], adapter: str | None, settings: DecodingSettings,
                    stop_ids: set[int], on_token, cancel, top_k, new: list[int]) -> Iterator[bool]:
@@ -892,18 +915,20 @@ class LlamaCppModel:
             raise TuneloopError(f"the tokenizer gives token ids that {self.path.name} does not have "
                                 f"({self.n_vocab} tokens); the GGUF file belongs to another model")
         self._set_adapter(ctx, adapter)
-        ctx.kv_cache_clear()
+        pending = self._reuse_cache(ctx, prompt)
         seen = np.zeros(self.n_vocab, dtype=bool)
         seen[prompt] = True
         rng = np.random.default_rng(settings.seed)
-        pending = list(prompt)
         while len(new) < settings.max_new_tokens and not (cancel is not None and cancel.is_set()):
             for start in range(0, len(pending), 512):
                 chunk = pending[start:start + 512]
                 tokens = (llama.llama_token * len(chunk))(*chunk)
                 code = llama.llama_decode(ctx.ctx, llama.llama_batch_get_one(tokens, len(chunk)))
                 if code != 0:
+                    ctx.kv_cache_clear()
+                    ctx.tokens = []
                     raise TuneloopError(f"llama.cpp could not decode on {self.path.name} (code {code})")
+                ctx.tokens += chunk
             logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx.ctx, -1), shape=(self.n_vocab,))
             token = choose_token(logits, seen, settings, rng, top_k=top_k)
             new.append(token)
@@ -914,6 +939,37 @@ class LlamaCppModel:
             seen[token] = True
             pending = [token]
             yield True
+
+
+def _side_by_side(steps: list[Iterator[bool]]) -> None:
+    """Run each row's steps to the end in a thread of its own (llama.cpp decodes without holding the GIL);
+    the first failure is raised once all have stopped."""
+    failures: list[BaseException] = []
+
+    def drain(it):
+        try:
+            for _ in it:
+                pass
+        except BaseException as exc:   # raised below, in the caller's thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=drain, args=(it,), name="llama-row", daemon=True) for it in steps]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    if failures:
+        raise failures[0]
+
+
+def _shared_start(cached: Sequence[int], prompt: Sequence[int]) -> int:
+    """How many leading tokens ``cached`` and ``prompt`` have in common."""
+    n = 0
+    for a, b in zip(cached, prompt):
+        if a != b:
+            break
+        n += 1
+    return n
 
 
 # -- the process-wide pool ------------------------------------------------------------------------
