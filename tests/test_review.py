@@ -170,7 +170,7 @@ def test_assignments_give_each_record_k_reviewers_and_queues_follow(ws, v1):
     counts = assign_reviewers(ws, v1.id, ["ana", "bo", "cy"], overlap=2)
     assert counts == {"ana": 4, "bo": 4, "cy": 4}
     state = review_state(ws, v1.id)
-    for r in state.records:
+    for r in V.load_records(ws, v1.id):
         assert sum(r.id in ids for ids in state.assigned.values()) == 2
     ana = review_queue(ws, v1.id, "ana")
     assert len(ana) == 4
@@ -352,7 +352,7 @@ def _scan_queue(state, reviewer, f):
     name, _, value = f.label.partition("=")
     words = [w.lower() for w in f.search.split()]
     out = []
-    for r in state.records:
+    for r in V.load_records(state.ws, state.version.id):
         votes = state.decisions.get(r.id, {})
         before = not votes and (r.meta.get("review") or {}).get("status") == "approved"
         status = "approved" if before else state.review_status(r.id)

@@ -112,8 +112,6 @@ class ReviewState:
         self._positions: dict[str, int | None] = {}
         self._suggested: dict[str | None, LabelSchema] = {}
         self._sources: list[str] | None = None
-        self._records: list[Record] | None = None
-        self._by_id: dict[str, Record] | None = None
         self.revision = -1
         self._load_review()
 
@@ -202,19 +200,6 @@ class ReviewState:
     @property
     def count(self) -> int:
         return self.index.count
-
-    @property
-    def records(self) -> list[Record]:
-        """Every record of the version (read in full once; for whole-version work such as a commit)."""
-        if self._records is None:
-            self._records = V.load_records(self.ws, self.version.id)
-        return self._records
-
-    @property
-    def by_id(self) -> dict[str, Record]:
-        if self._by_id is None:
-            self._by_id = {r.id: r for r in self.records}
-        return self._by_id
 
     def position(self, record_id: str) -> int | None:
         """Where the record is in the version (None: it is not in it)."""
