@@ -23,8 +23,8 @@ from evaluation.arena import RaterChecks, read_gold_items
 from evaluation.generate import PROMPT_SOURCES, PURPOSES, ArmRequest
 from training.inference import DecodingSettings
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import (CancelRegistry, bind, default_run, error_markdown, refresh_on_select, run_picker,
-                    clear_on_input, version_picker)
+from ui.kit import (CancelRegistry, bind, clear_on_input, default_run, error_markdown, picked_value, refresh_on_select,
+                    run_picker, version_picker)
 
 # The decoding settings a rating round is generated with (the rest keep their defaults).
 DECODING_FIELDS = ("max_new_tokens", "do_sample", "temperature", "seed")
@@ -53,8 +53,9 @@ class PrepareWidgets(SimpleNamespace):
 
     @property
     def inputs(self) -> set:
-        """Everything Generate reads."""
-        return {self.purpose, self.source, self.version, self.typed, self.upload, self.limit, self.overlap,
+        """Everything Generate reads (the pickers' states say whether the user picked their values)."""
+        return {self.purpose, self.source, self.version, self.version.tuneloop_chosen, self.runs.tuneloop_chosen,
+                self.typed, self.upload, self.limit, self.overlap,
                 self.base, self.runs, self.prompted, self.system_prompt, self.examples, self.seed, self.endpoint_url,
                 self.endpoint_model, self.endpoint_key_env, *self.decoding.values(), self.name, self.guidelines,
                 self.pairs_per_prompt, self.gold, self.gold_from_references, *self.checks.values()}
@@ -134,7 +135,7 @@ def arm_requests(w: PrepareWidgets, data: dict) -> list[ArmRequest]:
     if data[w.prompted]:
         arms.append(ArmRequest("prompted", examples=int(data[w.examples] or 0),
                                system_prompt=data[w.system_prompt] or "", seed=int(data[w.seed] or 0)))
-    arms += [ArmRequest("run", run=str(run)) for run in data[w.runs] or []]
+    arms += [ArmRequest("run", run=str(run)) for run in picked_value(w.runs, data) or []]
     url, model = (data[w.endpoint_url] or "").strip(), (data[w.endpoint_model] or "").strip()
     if url or model:
         if not (url and model):
@@ -154,12 +155,12 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
     cancel = GENERATIONS.start(request)
     try:
         check_role(ws, request, ("admin",))
-        source, n = data[w.source], int(data[w.limit] or 0) or None
+        source, n, chosen = data[w.source], int(data[w.limit] or 0) or None, picked_value(w.version, data)
         needs_version = source in ("test", "train") or data[w.prompted]
-        if needs_version and not data[w.version]:
+        if needs_version and not chosen:
             raise TuneloopError("choose the dataset version (its splits hold the prompts and the prompted base's "
                                 "examples)")
-        version = get_version(ws, data[w.version]).id if data[w.version] else None
+        version = get_version(ws, chosen).id if chosen else None
         items = prompts_for(ws, source, purpose=data[w.purpose], version=version,
                             texts=(data[w.typed] or "").splitlines(), path=data[w.upload], limit=n)
         base_model, arms = resolve_arms(ws, arm_requests(w, data), items=items, version=version)

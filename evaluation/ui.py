@@ -30,7 +30,7 @@ from core.users import has_users
 from curation.review.labels import label_field
 from evaluation import arena
 from evaluation.arena import BlindPair
-from ui.kit import bind, caller_name, clear_on_input, error_markdown, show_errors, static_js
+from ui.kit import bind, caller_name, clear_on_input, error_markdown, remember_choice, show_errors, static_js
 
 NO_EVALUATION = ("_No evaluation yet. An admin prepares one at the top of the Rate tab (Prepare an evaluation) or with "
                  "`python -m evaluation generate`._")
@@ -538,8 +538,8 @@ def layout_results(ws) -> ResultsWidgets:
     with gr.Tab("Results", id="results") as w.tab:
         gr.Markdown(RESULTS_INTRO)
         with gr.Row():
-            w.evaluation = gr.Dropdown(evaluation_choices(ws), value=latest, label="Evaluation", scale=3,
-                                       elem_id="results-evaluation")
+            w.evaluation = remember_choice(gr.Dropdown(evaluation_choices(ws), value=latest, label="Evaluation",
+                                                       scale=3, elem_id="results-evaluation"))
             w.policy = gr.Radio(["majority", "unanimous"], value="majority", scale=2,
                                 label="When raters disagree on a pair: keep the majority side, or drop the pair")
             w.refresh = gr.Button("Refresh", scale=1, elem_id="results-refresh")
@@ -608,8 +608,10 @@ def show(ws, w: ResultsWidgets, data: dict) -> dict:
 
 
 def select_results(ws, w: ResultsWidgets, data: dict) -> dict:
-    """The tab shown: the evaluations as they are now, and the chosen (else the newest) one's figures."""
-    picked = evaluation_update(ws, data[w.evaluation])
+    """The tab shown: the evaluations as they are now, and the chosen one's figures; one the user never picked
+    follows the newest (an evaluation prepared since is what the tab shows)."""
+    shown = data[w.evaluation]
+    picked = evaluation_update(ws, None if data.get(w.evaluation.tuneloop_chosen, shown) is None else shown)
     return {w.evaluation: picked, **show(ws, w, {**data, w.evaluation: picked["value"]})}
 
 
@@ -705,7 +707,7 @@ def build_results_tab(ws) -> ResultsWidgets:
 
     w = layout_results(ws)
     chosen = {w.evaluation, w.policy}
-    w.tab.select(bind(select_results, ws, w), chosen, [w.evaluation] + w.figures)
+    w.tab.select(bind(select_results, ws, w), {*chosen, w.evaluation.tuneloop_chosen}, [w.evaluation] + w.figures)
     for trigger in (w.evaluation.change, w.policy.change, w.refresh.click):
         trigger(bind(show, ws, w), chosen, w.figures)
     w.export.click(bind(make_preferences, ws, w), chosen, [w.download, w.merged])

@@ -30,8 +30,8 @@ from training.run_views import (RUN_HEADERS, config_diff, describe_eta, loss_cur
 from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, load_preview_tokenizer,
                                        preview_record, token_length_stats)
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import (bind, clear_on_input, default_run, error_markdown, picker_updates, run_choices, run_picker,
-                    version_picker)
+from ui.kit import (bind, clear_on_input, default_run, error_markdown, picked_value, picker_updates, run_choices,
+                    run_picker, version_picker)
 
 FORM_SKIP = ("base_model", "datasets", "output_dir")  # the split and base model pickers; the registry's run folder
 FORM_ROW = 4
@@ -99,7 +99,7 @@ def preflight_markdown(report) -> str:
     """The preflight report: base model, memory against what is available, tokens, steps, warnings."""
     m = report.memory.as_dict()
     stats = report.token_stats
-    lines = [f"**Base model:** {report.base_model}",
+    lines = [f"**Split:** {html.escape(report.config.datasets)}", f"**Base model:** {report.base_model}",
              f"**Memory:** about **{m['total_gb']} GB** needed (weights {m['weights_gb']}, adapter + optimizer "
              f"{m['adapter_and_optimizer_gb']}, activations {m['activations_gb']}) · **{m['available_gb']} GB** "
              f"available on {m['device']} → {'✅ fits' if m['fits'] else '❌ does not fit'}",
@@ -123,8 +123,8 @@ class TrainWidgets(SimpleNamespace):
 
     @property
     def config(self) -> set:
-        """What the run config is read from."""
-        return {self.split, self.base_model, *self.form.values()}
+        """What the run config is read from (the split picker's state says whether the user picked it)."""
+        return {self.split, self.split.tuneloop_chosen, self.base_model, *self.form.values()}
 
     @property
     def run_pickers(self) -> list:
@@ -239,9 +239,10 @@ def show_tab(ws, w: TrainWidgets, data: dict) -> dict:
 # -- handlers: config and launch ------------------------------------------------------------------
 
 def config_of(w: TrainWidgets, data: dict) -> RunConfig:
-    """The run config the page describes (validated; every bad key named)."""
+    """The run config the page describes (validated; every bad key named); a split nobody picked is the default
+    split as it stands, even when the tab's refresh has not reached the page yet."""
     return options_from_form(RunConfig, {**form_values(w.form, data), "base_model": data[w.base_model] or "default",
-                                         "datasets": data[w.split] or ""})
+                                         "datasets": picked_value(w.split, data) or ""})
 
 
 def apply_preset(ws, w: TrainWidgets, data: dict) -> dict:
@@ -301,21 +302,20 @@ def resume(ws, w: TrainWidgets, data: dict) -> dict:
 def poll(ws, w: TrainWidgets, data: dict) -> dict:
     """The chosen run (with none chosen, a running or the newest one) as it stands: status, curve, the runs
     table. The run pickers are re-read when a run has come, gone or changed its status since the last poll
-    (so a finished run no longer says running), and left alone otherwise (an open dropdown stays open)."""
-    chosen = data[w.selected]
+    (so a finished run no longer says running), and left alone otherwise (an open dropdown stays open). A run the
+    user never picked follows the default: a poll sent before Launch's answer reached the page shows the new run."""
+    shown = data[w.selected]
+    chosen = picked_value(w.selected, data) or default_run(ws)
     run = None
     if chosen:
         try:
             run = R.get_run_status(ws, chosen)
         except TuneloopError:
             run = None
-    else:
-        picked = default_run(ws)
-        run = R.get_run_status(ws, picked) if picked else None
     out = {w.status: status_html(run), w.curve: curves_frame([run] if run else []),
            w.table: runs_table(R.list_runs(ws))}
-    if [list(c) for c in run_choices(ws)] != [list(c) for c in data[w.seen] or []] or (run and not chosen):
-        out.update(run_pickers(ws, w, data, pick=str(run.id) if run and not chosen else None))
+    if [list(c) for c in run_choices(ws)] != [list(c) for c in data[w.seen] or []] or (run and str(run.id) != shown):
+        out.update(run_pickers(ws, w, data, pick=str(run.id) if run else None))
     return out
 
 
@@ -432,7 +432,7 @@ def build_train_tab(ws) -> TrainWidgets:
     on(w.stop_btn.click, stop, set(w.run_pickers), [w.message, *w.run_pickers])
     on(w.resume_btn.click, resume, set(w.run_pickers), [w.message, *w.run_pickers])
     for event in (w.timer.tick, w.selected.change):
-        on(event, poll, set(w.run_pickers), w.polled, show_progress="hidden")
+        on(event, poll, {*w.run_pickers, w.selected.tuneloop_chosen}, w.polled, show_progress="hidden")
     on(w.compare_btn.click, compare, {w.compare_pick}, [w.compare_plot, w.compare_diff, w.message])
     on(w.export_btn.click, export, {w.selected, w.export_kind}, [w.export_msg, w.export_file])
     on(w.preview_btn.click, template_preview, {w.split, w.base_model, w.seq_len, w.record_id},

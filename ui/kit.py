@@ -257,6 +257,20 @@ def remember_choice(picker: gr.Dropdown) -> gr.Dropdown:
     picker.input(lambda value: value, picker, picker.tuneloop_chosen, show_progress="hidden", api_name=False)
     return picker
 
+
+def picked_value(picker: gr.Dropdown, data: dict):
+    """What an action acts on from ``picker``: the value the user picked, else the picker's default as it
+    stands now (a preselection the page may still show from before the tab's refresh arrived). The caller
+    puts ``picker.tuneloop_chosen`` among the event's inputs; without it the shown value is taken."""
+    chosen = getattr(picker, "tuneloop_chosen", None)
+    if chosen is None or chosen not in data or data[chosen] is not None:
+        return data[picker]
+    default = picker.tuneloop_default()
+    if picker.multiselect:
+        return [default] if default else []
+    return default if default is not None else data[picker]
+
+
 def picker_updates(pickers: list[gr.Dropdown], values: list, chosen: list | None = None) -> list:
     """Fresh choices for each picker; a chosen value that still exists stays, a vanished one (or none)
     becomes the picker's default. Multi-select pickers keep the chosen values that still exist.
