@@ -454,3 +454,12 @@ def m011_kto_feedback_versions(db):
         if isinstance(eid, int) and eid in evaluations:
             db.execute("insert into feedback_versions (version_id, evaluation_id, kind, policy) values (?,?,'kto',?)",
                        (vid, eid, params.get("policy") or "majority"))
+
+
+@migration
+def m012_generation_cache_by_answering_engine(db):
+    # Before answers were keyed by the engine that gave them, an adapter whose GGUF conversion failed answered with
+    # transformers under llama.cpp's key, so a later llama.cpp answer could be read from the wrong engine. Keys are
+    # hashes, so those rows cannot be told apart: the cache starts empty (answers already in evaluations are kept
+    # in their own tables; nothing refers to a cache row).
+    db.execute("delete from generation_cache")
