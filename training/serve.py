@@ -262,7 +262,7 @@ class VLLMEngine(Engine):
         from training.models import resolve_base_model
         super().__init__(run)
         base = resolve_base_model(run.base_model, ws)
-        self.llm = LLM(model=base.path, enable_lora=True, max_lora_rank=max(16, int(run.config.lora_r)))
+        self.llm = LLM(model=base.path, enable_lora=True, max_lora_rank=vllm_lora_rank(int(run.config.lora_r)))
         self.lora = LoRARequest(f"run-{run.id}", 1, str(run_adapter(run)))
 
     def stream(self, messages, params, usage):
@@ -275,6 +275,24 @@ class VLLMEngine(Engine):
         usage.prompt_tokens, usage.completion_tokens = len(out.prompt_token_ids), len(answer.token_ids)
         usage.finish_reason = "length" if answer.finish_reason == "length" else "stop"
         yield answer.text
+
+
+# The ranks vLLM sizes its LoRA kernels for (its ``max_lora_rank`` takes only these).
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_lora_rank(rank: int) -> int:
+    """The ``max_lora_rank`` vLLM needs for an adapter of ``rank``: the smallest of its sizes that holds it."""
+    fits = [size for size in VLLM_LORA_RANKS if size >= rank]
+    if not fits:
+        raise TuneloopError(f"the run's LoRA rank {rank} is above the {VLLM_LORA_RANKS[-1]} vLLM serves; serve it "
+                            f"with --engine llamacpp or transformers, or merge it (export --kind merged)")
+    return fits[0]
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
 
 
 def _importable(module: str) -> bool:
@@ -299,17 +317,16 @@ def choose_engine(kind: str = "auto") -> str:
         raise TuneloopError(f"unknown engine '{kind}'; choose one of {', '.join(ENGINES)}")
     llamacpp = _importable("llama_cpp") and _gguf_converter_present()
     if kind == "auto":
-        if _importable("vllm"):
-            import torch
-            if torch.cuda.is_available():
-                return "vllm"
+        if _importable("vllm") and _cuda():
+            return "vllm"
         return "llamacpp" if llamacpp else "transformers"
     if kind == "llamacpp" and not llamacpp:
         raise TuneloopError("the llamacpp engine needs llama-cpp-python (pip install llama-cpp-python==0.3.36) "
                             "and llama.cpp's GGUF converter (`make setup`); or serve with --engine transformers")
-    if kind == "vllm" and not _importable("vllm"):
-        raise TuneloopError("the vllm engine needs vLLM on a CUDA machine (pip install vllm); or serve with "
-                            "--engine llamacpp or transformers")
+    if kind == "vllm" and not (_importable("vllm") and _cuda()):
+        missing = "vLLM (pip install vllm)" if not _importable("vllm") else "a CUDA GPU (torch sees none here)"
+        raise TuneloopError(f"the vllm engine needs vLLM on a CUDA machine and this one lacks {missing}; serve with "
+                            f"--engine llamacpp or transformers")
     return kind
 
 
