@@ -26,7 +26,7 @@ def user_picks(blocks, widget) -> dict:
     out = {}
     for dep in blocks.fns.values():
         if (widget._id, "input") in [tuple(t) for t in dep.targets] and isinstance(dep.fn, ClearMessages):
-            out.update(zip(dep.outputs, dep.fn()))
+            out.update(dep.fn())
     return out
 
 

@@ -83,7 +83,7 @@ class ClearMessages:
         self.messages = list(messages)
 
     def __call__(self):
-        return [""] * len(self.messages)
+        return {message: "" for message in self.messages}   # a dict: Gradio takes it for one output or many
 
 
 def clear_on_input(pickers, messages) -> None:
