@@ -403,10 +403,16 @@ def cmd_auto(args) -> int:
 
     stop = threading.Event()
     if args.missing:
-        from evaluation.auto import MEASURE_LIMIT, measure_missing
+        from evaluation.auto import MEASURE_LIMIT, measure_missing, runs_without_figures
+        ws = _workspace(args)
         try:
-            results = measure_missing(_workspace(args), limit=args.limit or MEASURE_LIMIT, progress=progress,
-                                      cancel=stop)
+            results = measure_missing(ws, limit=args.limit or MEASURE_LIMIT, progress=progress, cancel=stop)
+        except KeyboardInterrupt:
+            stop.set()
+            left = len(runs_without_figures(ws))
+            print(f"\nstopped; the runs measured so far keep their figures, {left} run(s) still lack them"
+                  " (run auto --missing again for those)", file=sys.stderr)
+            return 130
         finally:
             bar.close()
         for result in results:

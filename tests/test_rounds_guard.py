@@ -98,6 +98,21 @@ def test_the_guard_waits_while_a_run_trains_then_checks_each_finished_run_once(l
     assert f"| {G.GUARD_SUITE} |" not in card                           # not again in the regression table
 
 
+def test_ctrl_c_during_auto_missing_stops_with_a_message_and_leaves_the_run_unmeasured(loop, capsys, monkeypatch):
+    from evaluation import auto as A
+    from evaluation.cli import main as evaluation_cli
+    ws, done, *_ = loop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(A, "auto_evaluate", interrupted)
+    assert evaluation_cli(["auto", "--missing", "--workspace", str(ws.root)]) == 130
+    err = capsys.readouterr().err
+    assert "stopped; the runs measured so far keep their figures, 1 run(s) still lack them" in err
+    assert "Traceback" not in err
+    assert [r.id for r in runs_without_figures(ws)] == [done.id]
+
+
 def test_measure_automatically_fills_bleu_and_perplexity_for_runs_lacking_them(loop):
     ws, done, *_ = loop
     assert [r.id for r in runs_without_figures(ws)] == [done.id]
