@@ -250,17 +250,22 @@ class PairUpdate:
 def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversation | Sequence[Conversation],
                 settings: DecodingSettings | None = None, *, system_prompt: str = "",
                 cancel: threading.Event | None = None, pool: BasePool | None = None,
-                poll_s: float = 0.5) -> Iterator[PairUpdate]:
+                poll_s: float = 0.5, engine: str | None = None, threads: int | None = None) -> Iterator[PairUpdate]:
     """Both sides' answers as they grow: waiting in line, loading, then one update per new piece of text.
 
     ``conversation`` is one conversation for both sides, or a (left, right) pair when each side continues
     its own earlier answers. Setting ``cancel`` stops waiting or generating; the last update says "stopped".
     Closing the iterator early stops the generation too, and hands the model to the next in line.
+    ``engine`` (auto | llama.cpp | transformers; None: $TUNELOOP_ENGINE) picks the engine and ``threads`` the
+    CPU threads llama.cpp answers with (None: $TUNELOOP_THREADS, else its own choice).
     """
     settings = (settings or DecodingSettings()).validate()
+    if threads is not None and threads < 1:
+        raise TuneloopError(f"threads {threads}: give a whole number of CPU threads, 1 or more (or none: the "
+                            f"engine's own choice)")
     conversations = _per_side(conversation, system_prompt)
     cancel = cancel or threading.Event()
-    with (pool or default_pool()).hold(ws, matchup.left.base_model) as model:
+    with (pool or default_pool()).hold(ws, matchup.left.base_model, engine=engine) as model:
         line = turns_for(model)
         ticket = line.join()
         try:
@@ -279,7 +284,7 @@ def stream_pair(ws: Workspace | None, matchup: Matchup, conversation: Conversati
             adapters = [None if side.adapter is None else model.add_adapter(side.adapter) for side in matchup.sides]
             if model.needs_preparing(adapters):
                 yield PairUpdate(("", ""), "loading", _loading_message(model, adapters))
-            yield from _streamed_pair(model, adapters, conversations, settings, cancel)
+            yield from _streamed_pair(model, adapters, conversations, settings, cancel, threads)
         finally:
             line.leave(ticket)
 
@@ -326,11 +331,12 @@ def _check_same_base(ws: Workspace | None, matchup: Matchup, model: WarmBase) ->
 
 
 def _streamed_pair(model: WarmBase, adapters: list[str | None], conversations, settings: DecodingSettings,
-                   cancel: threading.Event) -> Iterator[PairUpdate]:
+                   cancel: threading.Event, threads: int | None) -> Iterator[PairUpdate]:
     shown = ["", ""]
     stats = (RowStats(), RowStats())
     engine = model.engine_for(adapters)
-    for event in model.stream(conversations, adapters=adapters, settings=settings, cancel=cancel):
+    for event in model.stream(conversations, adapters=adapters, settings=settings, cancel=cancel,
+                              threads=threads):
         shown[event.row] += event.text
         stats, engine = event.stats, event.engine
         if event.text:

@@ -22,7 +22,7 @@ from core.errors import TuneloopError
 from core.users import get_user
 from curation.ui.common import short
 from evaluation import playground as P
-from training.inference import DecodingSettings
+from training.inference import ENGINES, DecodingSettings, inference_threads, requested_engine
 from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, picker, refresh_on_select
 
 INTRO = """### Playground: the base model and the fine-tuned one, side by side
@@ -33,6 +33,8 @@ difference comes from the fine-tuning. Keep chatting to test a multi-turn conver
 from its own earlier answers."""
 SETTINGS_HELP = ("Shared by both sides. **Temperature 0** answers the same way every time (best for comparing); "
                  "higher values make answers more varied, and **Regenerate** then shows another sample.")
+ENGINE_HELP = ("**llama.cpp**: fastest on CPU; **transformers**: the reference weights; **auto** picks llama.cpp "
+               "when it can. Threads: the CPU threads llama.cpp answers with (empty: its own choice).")
 SEND_HELP = ("Liked an answer, or know how it should read? Take it from the left or right side, edit it, and add it "
              "to the dataset: it becomes a new training example (the conversation plus this answer) in a new "
              "dataset version, marked as coming from the playground with the run, the side and your name. "
@@ -58,7 +60,8 @@ class PlaygroundWidgets(SimpleNamespace):
     @property
     def asking(self) -> set:
         """What an answer pair is asked with."""
-        return {*self.models, self.system, self.temperature, self.top_p, self.max_tokens, self.message, self.state}
+        return {*self.models, self.system, self.temperature, self.top_p, self.max_tokens, self.engine, self.threads,
+                self.message, self.state}
 
     @property
     def streamed(self) -> list:
@@ -92,6 +95,13 @@ def layout(ws, *, allow_send: bool = True) -> PlaygroundWidgets:
                                     info="Used when temperature > 0")
                 w.max_tokens = gr.Slider(8, 512, value=defaults.max_new_tokens, step=8, label="Max new tokens",
                                          info="Longer answers take longer")
+        with gr.Accordion("Engine (how the answers are computed)", open=False):
+            gr.Markdown(ENGINE_HELP)
+            with gr.Row():
+                w.engine = gr.Radio([(name, name) for name in ENGINES], value=engine_default(), label="Engine",
+                                    elem_id="playground-engine", scale=3)
+                w.threads = gr.Number(value=threads_default(), precision=0, minimum=1, label="Threads", scale=1,
+                                      elem_id="playground-threads")
         with gr.Accordion("Start from a test example", open=False):
             gr.Markdown("Pick a question from the test split of the current dataset version (questions the model did "
                         "not train on). Its reference answer is shown below for comparison.")
@@ -295,7 +305,9 @@ def answer_pair(ws, w: PlaygroundWidgets, data: dict, text, st, request, *, keep
     cancel = ANSWERS.start(request)
     last = None
     try:
-        for last in P.stream_pair(ws, matchup, asked, settings, system_prompt=data[w.system] or "", cancel=cancel):
+        threads = data[w.threads]
+        for last in P.stream_pair(ws, matchup, asked, settings, system_prompt=data[w.system] or "", cancel=cancel,
+                                  engine=data[w.engine], threads=None if threads is None else int(threads)):
             yield {w.left_chat: chat_turns(asked[0], last.texts[0]), w.right_chat: chat_turns(asked[1], last.texts[1]),
                    w.status: status_line(last, settings), w.state: st, w.message: keep_message}
     except TuneloopError as exc:
@@ -309,6 +321,22 @@ def answer_pair(ws, w: PlaygroundWidgets, data: dict, text, st, request, *, keep
             "right": asked[1] + [{"role": "assistant", "content": last.texts[1].strip()}]}
     yield {w.left_chat: chat_turns(done["left"]), w.right_chat: chat_turns(done["right"]),
            w.status: status_line(last, settings), w.state: done, w.message: keep_message}
+
+
+def engine_default() -> str:
+    """The engine the radio starts on: $TUNELOOP_ENGINE's (as the CLI answers), "auto" when it names none."""
+    try:
+        return requested_engine()
+    except TuneloopError:
+        return "auto"
+
+
+def threads_default() -> int | None:
+    """The threads box's start: $TUNELOOP_THREADS, empty when it is unset or not a number of threads."""
+    try:
+        return inference_threads()
+    except TuneloopError:
+        return None
 
 
 def status_line(update: P.PairUpdate, settings) -> str:

@@ -429,12 +429,13 @@ class WarmBase:
             return self._ready([])
 
     def stream(self, conversations: Sequence[Conversation], *, adapters: Sequence[str | None],
-               settings: DecodingSettings | None = None,
-               cancel: threading.Event | None = None) -> Iterator[TokenEvent]:
+               settings: DecodingSettings | None = None, cancel: threading.Event | None = None,
+               threads: int | None = None) -> Iterator[TokenEvent]:
         """Every row's answer as it grows, all rows at once, row i with ``adapters[i]``: in ONE ``generate``
         call with transformers, a context per row taking turns with llama.cpp (``TokenEvent.engine`` says).
 
         Setting ``cancel`` (or closing the iterator) stops the generation; rows end with ``ended`` events.
+        ``threads`` sets llama.cpp's CPU threads for this request (None: the model's own).
         """
         settings = (settings or DecodingSettings()).validate()
         conversations, adapters = list(conversations), list(adapters)
@@ -451,7 +452,7 @@ class WarmBase:
                 engine, tokenizer = "llama.cpp", self._tokenizer()
                 rows = list(zip(self._prompt_ids(tokenizer, conversations), adapters))
                 streamers = _row_streamers(tokenizer, len(conversations), events, self._stop_ids())
-                target, args = self._llama_streaming, (rows, settings, streamers, cancel, events, failure)
+                target, args = self._llama_streaming, (rows, settings, streamers, cancel, events, failure, threads)
             else:
                 engine = "transformers"
                 model, tokenizer = self._ready(adapters)
@@ -503,13 +504,13 @@ class WarmBase:
         finally:
             self._lock.release()
 
-    def _llama_streaming(self, rows, settings, streamers, cancel, events, failure) -> None:
+    def _llama_streaming(self, rows, settings, streamers, cancel, events, failure, threads) -> None:
         import numpy as np
         try:
             for streamer, (prompt, _) in zip(streamers, rows):
                 streamer.put(np.array(prompt))          # the prompt first, as generate hands it over (skipped)
             self.llama.generate(rows, settings, stop_ids=self._stop_ids(), cancel=cancel, top_k=self._top_k(),
-                                on_token=lambda row, token: streamers[row].put(np.array([token])))
+                                threads=threads, on_token=lambda row, token: streamers[row].put(np.array([token])))
             for streamer in streamers:
                 streamer.end()
         except BaseException as exc:   # reported to the consumer, which raises it in its own thread
