@@ -2,20 +2,9 @@
 left for them."""
 from __future__ import annotations
 
-import gradio as gr
-import pytest
-
 from evaluation import arena, ui
 from tests.tab_page import page
-from tests.test_arena_ui import seed_evaluation
-
-
-@pytest.fixture
-def tab(ws):
-    eid = seed_evaluation(ws)
-    with gr.Blocks(), gr.Tabs():
-        w = ui.build_rate_tab(ws)
-    return ws, w, eid
+from tests.test_rate_handlers import tab  # noqa: F401  (the Rate tab on a seeded evaluation)
 
 
 def test_a_rater_of_a_closed_evaluation_reads_when_and_by_whom_it_was_closed(tab):
