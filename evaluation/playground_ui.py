@@ -34,7 +34,7 @@ from its own earlier answers."""
 SETTINGS_HELP = ("Shared by both sides. **Temperature 0** answers the same way every time (best for comparing); "
                  "higher values make answers more varied, and **Regenerate** then shows another sample.")
 ENGINE_HELP = ("**llama.cpp**: fastest on CPU; **transformers**: the reference weights; **auto** picks llama.cpp "
-               "when it can. Threads: the CPU threads llama.cpp answers with (empty: its own choice).")
+               "when it can. Threads: the CPU threads llama.cpp answers with (0 or empty: its own choice).")
 SEND_HELP = ("Liked an answer, or know how it should read? Take it from the left or right side, edit it, and add it "
              "to the dataset: it becomes a new training example (the conversation plus this answer) in a new "
              "dataset version, marked as coming from the playground with the run, the side and your name. "
@@ -100,7 +100,7 @@ def layout(ws, *, allow_send: bool = True) -> PlaygroundWidgets:
             with gr.Row():
                 w.engine = gr.Radio([(name, name) for name in ENGINES], value=engine_default(), label="Engine",
                                     elem_id="playground-engine", scale=3)
-                w.threads = gr.Number(value=threads_default(), precision=0, minimum=1, label="Threads", scale=1,
+                w.threads = gr.Number(value=threads_default(), precision=0, minimum=0, label="Threads", scale=1,
                                       elem_id="playground-threads")
         with gr.Accordion("Start from a test example", open=False):
             gr.Markdown("Pick a question from the test split of the current dataset version (questions the model did "
@@ -307,7 +307,7 @@ def answer_pair(ws, w: PlaygroundWidgets, data: dict, text, st, request, *, keep
     try:
         threads = data[w.threads]
         for last in P.stream_pair(ws, matchup, asked, settings, system_prompt=data[w.system] or "", cancel=cancel,
-                                  engine=data[w.engine], threads=None if threads is None else int(threads)):
+                                  engine=data[w.engine], threads=int(threads) if threads else None):
             yield {w.left_chat: chat_turns(asked[0], last.texts[0]), w.right_chat: chat_turns(asked[1], last.texts[1]),
                    w.status: status_line(last, settings), w.state: st, w.message: keep_message}
     except TuneloopError as exc:

@@ -1,5 +1,6 @@
 """The Playground tab's engine radio and threads box, called without a browser: the chosen engine answers (the
-status names it), whatever $TUNELOOP_ENGINE says, and a threads count below one is refused on the page."""
+status names it), whatever $TUNELOOP_ENGINE says, a negative threads count is refused on the page, and 0 (what the empty box
+sends) leaves the choice to the engine."""
 from __future__ import annotations
 
 import gradio as gr
@@ -32,6 +33,8 @@ def test_choosing_transformers_answers_with_transformers(asked):
     assert updates[-1][w.right_chat][-1]["role"] == "assistant"
 
 
-def test_threads_below_one_are_refused_on_the_page(asked):
-    w, updates = asked(engine="transformers", threads=0)
-    assert "threads 0: give a whole number of CPU threads" in updates[-1][w.status]
+def test_a_negative_thread_count_is_refused_and_0_is_the_engines_own_choice(asked):
+    w, updates = asked(engine="transformers", threads=-1)
+    assert "threads -1: give a whole number of CPU threads" in updates[-1][w.status]
+    w, updates = asked(engine="transformers", threads=0)                # the box left empty in the browser
+    assert "Done." in updates[-1][w.status], updates[-1][w.status]
