@@ -157,10 +157,12 @@ def create_server(ws, *, rater_only: bool = False, serving=None, host: str = "12
 
     from core.sessions import LoginThrottle, ServingOptions, Sessions
     from core.users import has_users
-    from ui.access import LOOPBACK_NAMES, LoginPageWithoutApi, MountRule, SessionGuard, guard_handlers, password_check
+    from ui.access import (FORM_OVERHEAD, LOOPBACK_NAMES, MAX_EVENT_BODY, LoginPageWithoutApi, MountRule,
+                           SessionGuard, guard_handlers, password_check)
     from ui.api import hide_unnamed
 
     serving = serving or ServingOptions()
+    upload_limit = int(serving.upload_limit_mb * 1024 * 1024)
 
     server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
     head = page_head()
@@ -182,13 +184,16 @@ def create_server(ws, *, rater_only: bool = False, serving=None, host: str = "12
                             auth=password_check(ws, roles) if hosted else None,
                             auth_message=message if hosted else None, css=CSS, head=head, show_error=True,
                             footer_links=["settings"], ssr_mode=False,
-                            max_file_size=int(serving.upload_limit_mb * 1024 * 1024))
+                            max_file_size=upload_limit)
     if hosted:
         server.add_middleware(LoginPageWithoutApi)
     named = {h.lower() for h in serving.allowed_host}
     hosts = set(LOOPBACK_NAMES) | ({host.lower().strip("[]"), *named} if hosted else set())
-    rules = [MountRule(path, roles, files="admin" in roles and path == "/" and not rater_only)
-             for path, _, roles in mounts]
+    rules = []
+    for path, _, roles in mounts:
+        files = "admin" in roles and path == "/" and not rater_only
+        rules.append(MountRule(path, roles, files=files,
+                               max_body=max(MAX_EVENT_BODY, upload_limit + FORM_OVERHEAD) if files else MAX_EVENT_BODY))
     sessions = Sessions(ws, idle_s=serving.session_idle_hours * 3600, max_s=serving.session_max_days * 86400)
     throttle = LoginThrottle(per_user=serving.login_failures_per_user, per_address=serving.login_failures_per_address)
     server.add_middleware(SessionGuard, mounts=rules, hosts=hosts, named_hosts=named,

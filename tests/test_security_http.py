@@ -289,3 +289,49 @@ def test_a_login_flood_is_throttled_while_twenty_raters_keep_voting(tmp_path):
             client.close()
     finally:
         app.stop()
+
+
+def test_a_login_to_one_app_reads_nothing_of_another(hosted):
+    """Cross-role, on every route: a rater's cookies at / and /playground/, a viewer's at / and /rate/."""
+    sessions = {"/rate": logged_in(hosted, "/rate", "rita", password("rita")),
+                "/playground": logged_in(hosted, "/playground", VIEWER, VIEWER_PW)}
+    for own, session in sessions.items():
+        assert session.http.get("/config").status_code == 200                   # its own app answers
+        for other in (p for p in PREFIXES if p != own):
+            cross = httpx.Client(base_url=hosted.url.rstrip("/") + other, cookies=session.http.cookies, timeout=60)
+            page = cross.get("/", follow_redirects=False)
+            assert page.status_code == 303 and page.headers["location"] == own + "/", (own, other)
+            for path in READS + ("/config/", "/gradio_api/info/", f"/gradio_api/file={hosted.ws.db_path}",
+                                 f"/gradio_api/file/{hosted.ws.db_path}"):
+                got = cross.get(path)
+                assert got.status_code in (401, 404), (own, other, path, got.status_code)
+                for marker in (*MARKERS, "probe question", "start_clicked", "import_records", "ask_both"):
+                    assert marker not in got.text, (own, other, path)
+            join = cross.post("/gradio_api/queue/join", json={"data": [], "fn_index": 0, "session_hash": "x1234",
+                                                               "event_data": None, "trigger_id": None})
+            assert join.status_code == 401, (own, other)
+            assert cross.post("/gradio_api/upload", files={"files": ("a.txt", b"x")}).status_code == 401
+            cross.close()
+    for session in sessions.values():
+        session.close()
+
+
+def test_every_request_body_is_capped_before_the_app_reads_it(hosted):
+    rater = logged_in(hosted, "/rate", "rita", password("rita"))
+    five_mib = b'{"data": ["' + b"x" * (5 * 1024 * 1024) + b'"], "fn_index": 0, "session_hash": "big1234"}'
+    declared = rater.http.post("/gradio_api/queue/join", content=five_mib, headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and "at most 4.0 MiB" in declared.text
+
+    def chunks():                                   # no Content-Length: the guard counts what arrives
+        for start in range(0, len(five_mib), 64 * 1024):
+            yield five_mib[start:start + 64 * 1024]
+    streamed = rater.http.post("/gradio_api/queue/join", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "at most 4.0 MiB" in streamed.text
+    assert rater.http.get("/config").status_code == 200                           # the server is fine after it
+    admin = logged_in(hosted, "", ADMIN, ADMIN_PW)
+    assert admin.http.post("/gradio_api/upload", files={"files": ("big.jsonl", b"x" * (5 * 1024 * 1024))}
+                           ).status_code == 413                                   # --upload-limit-mb 1
+    anon = httpx.post(hosted.url + "rate/gradio_api/queue/join", content=five_mib, timeout=60)
+    assert anon.status_code in (401, 413)
+    rater.close()
+    admin.close()

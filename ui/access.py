@@ -197,15 +197,20 @@ CLOSED_PREFIXES = ("/gradio_api/runs", "/gradio_api/run-history", "/monitoring",
 FILE_PREFIXES = ("/gradio_api/upload", "/gradio_api/file=", "/gradio_api/file/", "/gradio_api/process_recording",
                  "/gradio_api/stream/")
 MAX_LOGIN_BODY = 64 * 1024
+# The largest request an app without uploads takes: a vote with a 1,000,000-character comment and correction
+# is about 2 MB.
+MAX_EVENT_BODY = 4 * 1024 * 1024
+FORM_OVERHEAD = 64 * 1024   # a multipart upload's boundaries and headers beside the file itself
 
 
 @dataclass(frozen=True)
 class MountRule:
-    """One mounted app as the guard sees it: its path, the roles it takes, and whether its tabs take and
-    serve files (only the admin app does)."""
+    """One mounted app as the guard sees it: its path, the roles it takes, whether its tabs take and
+    serve files (only the admin app does), and the largest request body it is sent (bytes)."""
     prefix: str
     roles: tuple[str, ...]
     files: bool
+    max_body: int = MAX_EVENT_BODY
 
 
 class SessionGuard:
@@ -255,7 +260,43 @@ class SessionGuard:
                     self.sessions.end(token)
         if not mount.files and sub.startswith(FILE_PREFIXES):
             return await _refuse(scope, send, 403, "this page neither takes nor serves files")
+        if scope["type"] == "http":
+            return await self._capped(scope, receive, send, mount.max_body, headers.get("content-length"))
         return await self.app(scope, receive, send)
+
+    async def _capped(self, scope, receive, send, limit: int, length: str | None):
+        """The app, sent at most ``limit`` bytes of request body: a larger declared length is refused before
+        anything is read, and a body without one is cut off (and refused) once past the limit."""
+        too_large = f"a request to this page may hold at most {limit / 2 ** 20:.1f} MiB; this one is larger"
+        if length is not None and (not length.strip().isdigit() or int(length) > limit):
+            return await _refuse(scope, send, 413, too_large)
+        read, over, started = 0, False, False
+
+        async def counted():
+            nonlocal read, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > limit:
+                over = True
+                return {"type": "http.disconnect"}   # what a request gives up on: the app stops reading
+            return message
+
+        async def unless_over(message):
+            nonlocal started
+            if over:
+                return None
+            started = started or message["type"] == "http.response.start"
+            return await send(message)
+
+        try:
+            await self.app(scope, counted, unless_over)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _refuse(scope, send, 413, too_large)
 
     def _own_origin(self, headers: dict, host: str, scope) -> bool:
         origin = headers.get("origin")
