@@ -16,11 +16,13 @@ Commands::
     card RUN [--out DIR] [--workspace DIR]
     auto --run RUN --split VERSION [--which test] [--limit N] [--json] [--workspace DIR]
     pii-leak --run RUN [--max-values K] [--samples S] [--json] [--workspace DIR]
-    judge EVAL [--judge default|MODEL|endpoint:URL#MODEL] [--key-env NAME] [--threshold 0.4] [--rest] [--json]
+    judge EVAL [--judge default|MODEL|endpoint:URL#MODEL] [--key-env NAME] [--threshold 0.4] [--rest]
+          [--rest-of-split [--limit N] [--base MODEL]] [--json]
 
 ``pii-leak`` exits with status 1 when the fine-tuned model reproduces a scrubbed value the base model does not
 (a training leak), 0 when it reproduces none or the run's data went through no PII step, 2 on an error.
-``judge --rest`` exits with status 1 when the judge's kappa is below the threshold (the rest is not judged).
+``judge --rest`` and ``judge --rest-of-split`` exit with status 1 when the judge's kappa is below the threshold
+(nothing more is judged); Ctrl-C stops judging with status 130 and keeps every reading.
 """
 from __future__ import annotations
 
@@ -205,6 +207,15 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--threshold", type=float, default=0.4,
                    help="the kappa the judge must reach before it may judge the rest (default 0.4)")
     j.add_argument("--rest", action="store_true", help="then judge the pairs nobody rated (only above the threshold)")
+    j.add_argument("--rest-of-split", action="store_true",
+                   help="then have the evaluation's arms answer the test prompts of its dataset version that are not "
+                        "in it, and judge every pair of arms in both orders (only above the threshold; the judge's "
+                        "figures, never votes)")
+    j.add_argument("--limit", type=int, metavar="N",
+                   help="with --rest-of-split: answer and judge the first N such prompts (default: all)")
+    j.add_argument("--base", metavar="MODEL",
+                   help="with --rest-of-split, for an evaluation without a run arm: the base model its arms answered "
+                        "with (default: default)")
     j.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
@@ -469,36 +480,51 @@ def cmd_judge(args) -> int:
 
     from tqdm import tqdm
 
-    from evaluation.judge import calibrate, format_calibration, format_rest, judge_evaluation, judge_rest, open_judge
+    from evaluation.judge import (calibrate, format_calibration, format_rest, format_split, judge_evaluation,
+                                  judge_rest, judge_test_split, open_judge)
 
+    if (args.limit is not None or args.base) and not args.rest_of_split:
+        raise TuneloopError("--limit and --base go with --rest-of-split (the test prompts outside the evaluation)")
     ws = _workspace(args)
     judge = open_judge(ws, args.judge, key_env=args.key_env)
-    bar = tqdm(unit="reading", desc="judging", file=sys.stderr)
+    bar = tqdm(unit="step", desc="judging", file=sys.stderr)
 
     def progress(done, total, what):
         bar.total, bar.n = total, done
+        bar.set_description_str(what.split(":", 1)[0] if what.startswith(("answering:", "judging:")) else "judging")
         bar.set_postfix_str(what)
+        bar.refresh()
 
     stop = threading.Event()
+    rest = split = None
     try:
         judge_evaluation(ws, args.evaluation, judge, progress=progress, cancel=stop)
         cal = calibrate(ws, args.evaluation, judge.name, threshold=args.threshold)
-        rest = judge_rest(ws, args.evaluation, judge, threshold=args.threshold, progress=progress,
-                          cancel=stop) if args.rest and cal.passes else None
+        if cal.passes and args.rest:
+            rest = judge_rest(ws, args.evaluation, judge, threshold=args.threshold, progress=progress, cancel=stop)
+        if cal.passes and args.rest_of_split:
+            split = judge_test_split(ws, args.evaluation, judge, threshold=args.threshold, limit=args.limit,
+                                     base_model=args.base, progress=progress, cancel=stop)
     except KeyboardInterrupt:
         stop.set()
-        print("\nstopped; the verdicts read so far are kept", file=sys.stderr)
+        print("\nstopped; the answers and verdicts read so far are kept, and the same command continues from there",
+              file=sys.stderr)
         return 130
     finally:
         bar.close()
     if args.json:
         print(json.dumps({"calibration": {**asdict(cal), "passes": cal.passes},
-                          "rest": asdict(rest) if rest else None}, indent=2))
+                          "rest": asdict(rest) if rest else None,
+                          "split": {**asdict(split), "few_prompts": split.few_prompts} if split else None}, indent=2))
     else:
         print(format_calibration(cal))
         if rest:
             print(format_rest(rest))
-    if args.rest and not cal.passes:
-        print(f"not judging the rest: kappa is below the threshold {args.threshold:g}", file=sys.stderr)
+        if split:
+            print(format_split(split))
+    if (args.rest or args.rest_of_split) and not cal.passes:
+        shown = "undefined" if cal.overall.kappa is None else f"{cal.overall.kappa:.2f}"
+        print(f"not judging the rest: kappa {shown} on {cal.pairs} rated pairs is below the threshold "
+              f"{args.threshold:g}", file=sys.stderr)
         return 1
     return 0

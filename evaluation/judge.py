@@ -27,6 +27,17 @@ does ``judge_rest`` judge the pairs no expert rated (the rest of the test split 
 from the whole split and the experts rated part of it; gold pairs, which test the raters, are never judged); its
 figures (``rest_figures``) are the judge's and are reported apart from the human ones.
 
+The **rest of the test split** (``judge_test_split``, also only above the threshold) is the test-split prompts of
+the evaluation's dataset version that are not in the evaluation at all: the evaluation's arms answer them the way
+they answered its own prompts (``evaluation.generate.generate_answers``: the warm base, each run's system-prompt
+handling, the prompted base's examples, the evaluation's decoding settings, the generation cache), every pair of
+arms per prompt is stored in ``judge_split_pairs`` and the judge reads each in both orders into
+``judge_split_readings``. Both tables are apart from ``eval_pairs`` (raters are never issued these answers, and no
+count of the evaluation sees them) and from ``judge_verdicts`` (which calibration compares with the votes). A stop
+keeps every answer and reading; a new start reads only what is missing. ``split_figures``: per pair of arms the
+judge's wins, ties, flipped and unreadable verdicts with a Wilson interval, and with three arms or more a
+Bradley–Terry fit over its verdicts, always beside the calibration kappa that let it rate them.
+
 Example::
 
     judge = open_judge(ws, "default")
@@ -34,6 +45,7 @@ Example::
     cal = calibrate(ws, 3, judge.name, threshold=0.4)    # kappa, agreement, intervals, per label
     if cal.passes:
         rest = judge_rest(ws, 3, judge, threshold=0.4)   # the unrated pairs, labelled the judge's
+        split = judge_test_split(ws, 3, judge, threshold=0.4, limit=50)   # 50 test prompts outside it
 """
 from __future__ import annotations
 
@@ -282,20 +294,34 @@ def judge_evaluation(ws: Workspace, evaluation_id: int | str, judge: Judge, *, w
     done_before = {(r[0], r[1]) for r in ws.db.execute(
         "select pair_id, order_shown from judge_verdicts where evaluation_id=? and judge=?",
         (evaluation.id, judge.name))}
+
+    def store(db, pair: JudgePair, order: str, arm_a: str, arm_b: str, reading: Reading) -> None:
+        db.execute("insert into judge_verdicts (evaluation_id, pair_id, judge, order_shown, arm_a, arm_b, verdict,"
+                   " score) values (?,?,?,?,?,?,?,?)",
+                   (evaluation.id, pair.pair_id, judge.name, order, arm_a, arm_b, reading.verdict, reading.score))
+
+    return _read_both_orders(ws, judge, pairs, done_before, store, evaluation.guidelines, progress=progress,
+                             cancel=cancel)
+
+
+def _read_both_orders(ws: Workspace, judge: Judge, pairs: list[JudgePair], done_before: set[tuple[int, str]],
+                      store: Callable, guidelines: str, *, progress: Progress | None,
+                      cancel: threading.Event | None) -> int:
+    """Read every pair in both orders but those in ``done_before`` ((pair id, order)), storing each reading as
+    it comes (``store(db, pair, order, arm_a, arm_b, reading)`` inside a transaction); returns how many were read.
+    Raises ``JudgeStopped`` when ``cancel`` is set (between readings)."""
     todo = [(p, order) for p in pairs for order in ORDERS if (p.pair_id, order) not in done_before]
     total, done = 2 * len(pairs), 2 * len(pairs) - len(todo)
     if progress:
         progress(done, total, f"{done} of {total} readings already stored")
-    for n, (pair, order) in enumerate(todo):
+    for pair, order in todo:
         if cancel is not None and cancel.is_set():
             raise JudgeStopped(f"judging stopped after {done} of {total} readings; they are kept, and a new start "
                                f"continues from there")
-        reading = judge.read(judge_prompt(pair, order, evaluation.guidelines))
+        reading = judge.read(judge_prompt(pair, order, guidelines))
         arm_a, arm_b, _, _ = pair.shown(order)
         with ws.transaction() as db:
-            db.execute("insert into judge_verdicts (evaluation_id, pair_id, judge, order_shown, arm_a, arm_b, verdict,"
-                       " score) values (?,?,?,?,?,?,?,?)",
-                       (evaluation.id, pair.pair_id, judge.name, order, arm_a, arm_b, reading.verdict, reading.score))
+            store(db, pair, order, arm_a, arm_b, reading)
         done += 1
         if progress:
             progress(done, total, f"{done} of {total} readings (prompt {pair.prompt_id}, {order} order)")
@@ -484,14 +510,20 @@ def judge_rest(ws: Workspace, evaluation_id: int | str, judge: Judge, *, thresho
                progress: Progress | None = None, cancel: threading.Event | None = None) -> RestFigures:
     """Judge the pairs no expert rated, only when the judge's calibration passes ``threshold``."""
     evaluation = arena.get_evaluation(ws, evaluation_id)
-    cal = calibrate(ws, evaluation.id, judge.name, threshold=threshold)
-    if not cal.passes:
-        shown = "undefined" if cal.overall.kappa is None else f"{cal.overall.kappa:.2f}"
-        raise TuneloopError(f"the judge {judge.name} agrees with the experts at kappa {shown} on {cal.pairs} rated "
-                            f"pairs, below the threshold {threshold:g}; it may not rate the rest of the test split. "
-                            f"Judge the rated pairs first, gather more votes, or choose a stronger judge")
+    require_calibration(ws, evaluation.id, judge.name, threshold)
     judge_evaluation(ws, evaluation.id, judge, which="unrated", progress=progress, cancel=cancel)
     return rest_figures(ws, evaluation.id, judge.name)
+
+
+def require_calibration(ws: Workspace, evaluation_id: int, judge_name: str, threshold: float) -> Calibration:
+    """The judge's calibration when it passes ``threshold``; else the refusal, naming the kappa it measured."""
+    cal = calibrate(ws, evaluation_id, judge_name, threshold=threshold)
+    if not cal.passes:
+        shown = "undefined" if cal.overall.kappa is None else f"{cal.overall.kappa:.2f}"
+        raise TuneloopError(f"the judge {judge_name} agrees with the experts at kappa {shown} on {cal.pairs} rated "
+                            f"pairs, below the threshold {threshold:g}; it may not rate the rest of the test split. "
+                            f"Judge the rated pairs first, gather more votes, or choose a stronger judge")
+    return cal
 
 
 def rest_figures(ws: Workspace, evaluation_id: int, judge_name: str) -> RestFigures:
@@ -510,6 +542,234 @@ def rest_figures(ws: Workspace, evaluation_id: int, judge_name: str) -> RestFigu
                        unreadable=sum(1 for v in verdicts if v.how == "unreadable"),
                        win_rate=second / decisive if decisive and len(arms) == 2 else None, wilson_low=low,
                        wilson_high=high)
+
+
+# -- the rest of the test split: prompts outside the evaluation ---------------------------------
+
+SPLIT_SOURCE = "test"           # the split whose prompts outside the evaluation the judge rates
+
+
+def outside_prompts(ws: Workspace, evaluation_id: int | str) -> list:
+    """The test-split prompts of the evaluation's dataset version that are not in the evaluation (as
+    ``evaluation.generate.PromptItem``, in the version's order): what the judge may rate once calibrated."""
+    from evaluation.generate import prompts_from_version
+    evaluation = arena.get_evaluation(ws, evaluation_id)
+    if evaluation.dataset_version is None:
+        raise TuneloopError(f"evaluation #{evaluation.id} was made from typed, uploaded or served prompts, not from a "
+                            f"dataset version, so it has no test split for the judge to rate the rest of")
+    inside = {r[0] for r in ws.db.execute("select distinct prompt_id from eval_pairs where evaluation_id=?",
+                                          (evaluation.id,))}
+    items = prompts_from_version(ws, evaluation.dataset_version, split=SPLIT_SOURCE)
+    return [item for item in items if item.prompt_id not in inside]
+
+
+def decoding_of(evaluation) -> "DecodingSettings":  # noqa: F821 (imported lazily: training loads torch)
+    """The decoding settings the evaluation's answers were generated with (stored beside its purpose)."""
+    from core.options import options_fields
+    from training.inference import DecodingSettings
+    known = {f.name for f in options_fields(DecodingSettings)}
+    return DecodingSettings.from_dict({k: v for k, v in evaluation.settings.items() if k in known})
+
+
+def answering_base(ws: Workspace, evaluation, arms: list, base_model: str | None = None) -> str:
+    """The base model the evaluation's local arms answer with: its runs' base (they share one), else
+    ``base_model`` (default 'default'), which must be the base the evaluation names."""
+    from evaluation.generate import resolve_adapter
+    from training.models import resolve_base_model
+    runs = [a for a in arms if a.kind == "run"]
+    if runs:
+        bases = sorted({resolve_adapter(ws, a.settings["adapter"]).base_model for a in runs})
+        if base_model and base_model not in bases:
+            raise TuneloopError(f"evaluation #{evaluation.id}'s runs answer on {bases[0]}, not on {base_model}")
+        return bases[0]
+    if not any(a.kind != "endpoint" for a in arms):
+        return base_model or "default"          # endpoints only: no local model answers
+    base = base_model or "default"
+    shown = resolve_base_model(base, ws).name
+    if shown != evaluation.base_model:
+        raise TuneloopError(f"evaluation #{evaluation.id} was answered by the base model {evaluation.base_model}, but "
+                            f"'{base}' is {shown}; name the base it was answered by (CLI: --base FOLDER or hub id)")
+    return base
+
+
+def split_pairs(ws: Workspace, evaluation_id: int, prompt_ids: list[str] | None = None) -> list[JudgePair]:
+    """The stored pairs of arms on prompts outside the evaluation (``prompt_ids``: only those prompts)."""
+    rows = ws.db.execute("select * from judge_split_pairs where evaluation_id=? order by id", (evaluation_id,))
+    wanted = None if prompt_ids is None else set(prompt_ids)
+    return [JudgePair(r["id"], r["prompt_id"], r["label"], json.loads(r["messages"]), (r["first_arm"], r["second_arm"]),
+                      (r["first_response"], r["second_response"]))
+            for r in rows if wanted is None or r["prompt_id"] in wanted]
+
+
+def answer_outside_prompts(ws: Workspace, evaluation_id: int | str, *, limit: int | None = None,
+                           base_model: str | None = None, batch_size: int = 8, progress: Progress | None = None,
+                           cancel: threading.Event | None = None) -> list[JudgePair]:
+    """Have the evaluation's arms answer the first ``limit`` test prompts outside it (all when None), through the
+    path its own answers took (``evaluation.generate.generate_answers``: the warm base, each run's system-prompt
+    handling, the prompted base's examples, the evaluation's decoding settings, the generation cache), and
+    store every pair of arms per prompt; prompts answered before are not answered again. Returns their pairs."""
+    from itertools import combinations
+
+    from evaluation.generate import generate_answers
+    evaluation = arena.get_evaluation(ws, evaluation_id)
+    if limit is not None and limit < 1:
+        raise TuneloopError(f"the limit is a number of prompts, at least 1 (got {limit}); leave it empty for all")
+    items = outside_prompts(ws, evaluation.id)
+    if not items:
+        raise TuneloopError(f"every test prompt of evaluation #{evaluation.id}'s dataset version is in the "
+                            f"evaluation; there is no rest of the test split to judge")
+    items = items[:limit] if limit else items
+    arms = arena.evaluation_arms(ws, evaluation.id)
+    stored = {p.prompt_id for p in split_pairs(ws, evaluation.id)}
+    missing = [item for item in items if item.prompt_id not in stored]
+    if missing:
+        answers = generate_answers(ws, missing, arms, base_model=answering_base(ws, evaluation, arms, base_model),
+                                   settings=decoding_of(evaluation), batch_size=batch_size, cancel=cancel,
+                                   progress=(lambda d, t, what: progress(d, t, f"answering: {what}"))
+                                   if progress else None)
+        rows = [(evaluation.id, item.prompt_id, item.label, json.dumps(item.messages), first.name, second.name,
+                 answers[first.name][n], answers[second.name][n])
+                for n, item in enumerate(missing) for first, second in combinations(arms, 2)]
+        with ws.transaction() as db:
+            db.executemany("insert or ignore into judge_split_pairs (evaluation_id, prompt_id, label, messages,"
+                           " first_arm, second_arm, first_response, second_response) values (?,?,?,?,?,?,?,?)", rows)
+    return split_pairs(ws, evaluation.id, [item.prompt_id for item in items])
+
+
+def judge_test_split(ws: Workspace, evaluation_id: int | str, judge: Judge, *, threshold: float = DEFAULT_THRESHOLD,
+                     limit: int | None = None, base_model: str | None = None, batch_size: int = 8,
+                     progress: Progress | None = None, cancel: threading.Event | None = None) -> "SplitFigures":
+    """The calibrated judge rates the rest of the test split: refused (naming the kappa) below ``threshold``;
+    else the arms answer the first ``limit`` test prompts outside the evaluation (``answer_outside_prompts``) and
+    the judge reads every pair of arms on them in both orders. Readings are stored as they come, so a stop
+    (``cancel``: ``GenerationCancelled`` while answering, ``JudgeStopped`` while reading) keeps them and a new
+    start reads only the rest. Returns the judge's figures on every such prompt it has read."""
+    evaluation = arena.get_evaluation(ws, evaluation_id)
+    require_calibration(ws, evaluation.id, judge.name, threshold)
+    pairs = answer_outside_prompts(ws, evaluation.id, limit=limit, base_model=base_model, batch_size=batch_size,
+                                   progress=progress, cancel=cancel)
+    done_before = {(r[0], r[1]) for r in ws.db.execute(
+        "select split_pair_id, order_shown from judge_split_readings where evaluation_id=? and judge=?",
+        (evaluation.id, judge.name))}
+
+    def store(db, pair: JudgePair, order: str, arm_a: str, arm_b: str, reading: Reading) -> None:
+        db.execute("insert into judge_split_readings (evaluation_id, split_pair_id, judge, order_shown, arm_a, arm_b,"
+                   " verdict, score) values (?,?,?,?,?,?,?,?)",
+                   (evaluation.id, pair.pair_id, judge.name, order, arm_a, arm_b, reading.verdict, reading.score))
+
+    _read_both_orders(ws, judge, pairs, done_before, store, evaluation.guidelines, cancel=cancel,
+                      progress=(lambda d, t, what: progress(d, t, f"judging: {what}")) if progress else None)
+    return split_figures(ws, evaluation.id, judge.name, threshold=threshold)
+
+
+def split_verdicts(ws: Workspace, evaluation_id: int, judge_name: str) -> list[PairVerdict]:
+    """The judge's verdict on every pair outside the evaluation it read in both orders."""
+    pairs = {p.pair_id: p for p in split_pairs(ws, evaluation_id)}
+    readings: dict[int, dict[str, tuple[str, str, str]]] = defaultdict(dict)
+    for r in ws.db.execute("select split_pair_id, order_shown, arm_a, arm_b, verdict from judge_split_readings"
+                           " where evaluation_id=? and judge=?", (evaluation_id, judge_name)):
+        readings[r["split_pair_id"]][r["order_shown"]] = (r["arm_a"], r["arm_b"], r["verdict"])
+    out = []
+    for pair_id, orders in sorted(readings.items()):
+        if len(orders) == 2 and pair_id in pairs:
+            pair = pairs[pair_id]
+            winner, how = combine_readings(orders["first"], orders["swapped"])
+            out.append(PairVerdict(pair_id, pair.prompt_id, pair.label, pair.arms, winner, how))
+    return out
+
+
+@dataclass(frozen=True)
+class SplitTally:
+    """The judge's verdicts on one pair of arms over the prompts outside the evaluation; ``win_rate``: the
+    second arm's share of the decisive verdicts, with its Wilson 95% interval."""
+    first: str
+    second: str
+    prompts: int
+    first_wins: int
+    second_wins: int
+    ties: int                   # every verdict that named no arm and was readable (flipped and one-sided included)
+    flipped: int
+    one_sided: int
+    unreadable: int
+    win_rate: float | None
+    wilson_low: float | None
+    wilson_high: float | None
+
+
+@dataclass(frozen=True)
+class SplitFigures:
+    """The judge's own figures on the rest of the test split: never votes, never mixed into the human ones, and
+    shown with the calibration kappa that let the judge rate them."""
+    evaluation_id: int
+    judge: str
+    threshold: float
+    kappa: float | None
+    kappa_low: float | None
+    kappa_high: float | None
+    calibration_pairs: int
+    passes: bool
+    prompts: int                # prompts outside the evaluation with at least one verdict
+    outside: int                # test prompts outside the evaluation in all (what a run without a limit reads)
+    pairs: int
+    tallies: list[SplitTally]
+    ratings: list[dict] | None  # three arms or more: Bradley–Terry over the judge's verdicts (the first arm at 0)
+    ratings_note: str | None
+
+    @property
+    def few_prompts(self) -> bool:
+        return self.prompts < FEW_PROMPTS
+
+
+def split_figures(ws: Workspace, evaluation_id: int | str, judge_name: str, *, threshold: float = DEFAULT_THRESHOLD,
+                  calibration: Calibration | None = None, resamples: int = 1000, seed: int = 0) -> SplitFigures:
+    """Per pair of arms wins, ties, flipped and unreadable, the win rate with a Wilson interval, and with three
+    arms or more a Bradley–Terry fit (``evaluation.ratings.arm_ratings``: a tie, flipped ones included, counts as
+    half a win each way; unreadable verdicts are left out) over the judge's verdicts outside the evaluation."""
+    from itertools import combinations
+
+    from evaluation.ratings import Comparison, arm_ratings
+    from evaluation.stats import wilson_interval
+    evaluation = arena.get_evaluation(ws, evaluation_id)
+    cal = calibration or calibrate(ws, evaluation.id, judge_name, threshold=threshold)
+    verdicts = split_verdicts(ws, evaluation.id, judge_name)
+    arms = [a.name for a in arena.evaluation_arms(ws, evaluation.id)]
+    tallies = []
+    for first, second in combinations(arms, 2):
+        mine = [v for v in verdicts if v.arms == (first, second)]
+        if not mine:
+            continue
+        a, b = sum(v.winner == first for v in mine), sum(v.winner == second for v in mine)
+        low, high = wilson_interval(b, a + b) if a + b else (None, None)
+        unreadable = sum(v.how == "unreadable" for v in mine)
+        tallies.append(SplitTally(first, second, len({v.prompt_id for v in mine}), a, b,
+                                  ties=len(mine) - a - b - unreadable, flipped=sum(v.how == "flipped" for v in mine),
+                                  one_sided=sum(v.how == "one_sided" for v in mine), unreadable=unreadable,
+                                  win_rate=b / (a + b) if a + b else None, wilson_low=low, wilson_high=high))
+    ratings = note = None
+    readable = [v for v in verdicts if v.how != "unreadable"]
+    if len(arms) > 2 and readable:
+        fit = arm_ratings([Comparison(v.prompt_id, judge_name, v.arms[0], v.arms[1],
+                                      {v.arms[0]: "left", v.arms[1]: "right"}.get(v.winner, "tie"))
+                           for v in readable], reference=arms[0], resamples=resamples, seed=seed)
+        ratings = [{"arm": r.arm, "rating": r.rating, "low": r.low, "high": r.high, "verdicts": r.comparisons}
+                   for r in fit.arms]
+        note = (f"Bradley–Terry over the judge's {fit.used} verdicts from {fit.prompts} prompts, {arms[0]} at 0 (logit "
+                f"scale); a tie counts as half a win each way; 95% intervals from {fit.resamples} bootstrap resamples "
+                f"of the prompts (seed {fit.seed})"
+                + (f"; {', '.join(fit.unbounded)} won or lost every verdict, so only the prior bounds its rating"
+                   if fit.unbounded else "") + ".")
+    a = cal.overall
+    return SplitFigures(evaluation.id, judge_name, float(threshold), a.kappa, a.kappa_low, a.kappa_high, cal.pairs,
+                        cal.passes, prompts=len({v.prompt_id for v in verdicts}),
+                        outside=_count_outside(ws, evaluation.id), pairs=len(verdicts), tallies=tallies,
+                        ratings=ratings, ratings_note=note)
+
+
+def _count_outside(ws: Workspace, evaluation_id: int) -> int:
+    try:
+        return len(outside_prompts(ws, evaluation_id))
+    except TuneloopError:       # no dataset version, or no test split in it
+        return 0
 
 
 # -- presenting ---------------------------------------------------------------------------------
@@ -580,3 +840,41 @@ def format_rest(rest: RestFigures) -> str:
             + ", ".join(f"{arm} {n}" for arm, n in rest.wins.items()) + f", tie {rest.ties} "
             f"({rest.flipped} flipped with the sides)" + (f", {rest.unreadable} unreadable" if rest.unreadable else "")
             + rate + ".")
+
+
+SPLIT_HEADERS = ["first arm", "second arm", "prompts", "first wins", "second wins", "ties", "flipped", "unreadable",
+                 "second's win rate", "Wilson 95%"]
+
+
+def split_rows(figures: SplitFigures) -> list[list]:
+    """One table row per pair of arms: the judge's verdicts on the prompts outside the evaluation."""
+    return [[t.first, t.second, t.prompts, t.first_wins, t.second_wins, t.ties, t.flipped, t.unreadable,
+             _num(t.win_rate, True), _interval(t.wilson_low, t.wilson_high, True)] for t in figures.tallies]
+
+
+def format_split(figures: SplitFigures) -> str:
+    """The judge's figures on the rest of the test split in words, labelled as the judge's, its kappa beside."""
+    kappa = (f"calibration kappa {_num(figures.kappa)} {_interval(figures.kappa_low, figures.kappa_high)} on "
+             f"{figures.calibration_pairs} rated pairs, threshold {figures.threshold:g}")
+    if not figures.pairs:
+        return (f"Judge {figures.judge} ({kappa}) has not rated the rest of the test split yet ({figures.outside} test "
+                f"prompts are outside the evaluation).")
+    lines = [f"The judge's verdicts, not votes (judge {figures.judge}; {kappa}) on {figures.prompts} test prompts "
+             f"outside the evaluation ({figures.outside} in all), {figures.pairs} pairs of answers, each read in both "
+             f"orders:"]
+    for t in figures.tallies:
+        rate = (f"; {t.second} won {_num(t.win_rate, True)} of the decisive verdicts "
+                f"{_interval(t.wilson_low, t.wilson_high, True)} (Wilson 95%)" if t.win_rate is not None else "")
+        lines.append(f"- {t.first} vs {t.second} on {t.prompts} prompts: {t.first} {t.first_wins}, {t.second} "
+                     f"{t.second_wins}, tie {t.ties} ({t.flipped} flipped with the sides, {t.one_sided} one-sided)"
+                     + (f", {t.unreadable} unreadable" if t.unreadable else "") + rate + ".")
+    if figures.ratings:
+        lines.append("Bradley–Terry ratings from the judge's verdicts: " + "; ".join(
+            f"{r['arm']} {_num(r['rating'])} {_interval(r['low'], r['high'])}" for r in figures.ratings) + ".")
+        lines.append(figures.ratings_note)
+    if figures.few_prompts:
+        lines.append(f"Caveat: fewer than {FEW_PROMPTS} prompts; the intervals are rough.")
+    if not figures.passes:
+        lines.append(f"The judge's kappa is below the threshold {figures.threshold:g} now: these verdicts were read "
+                     f"when it passed; do not lean on them.")
+    return "\n".join(lines)

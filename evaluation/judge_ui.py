@@ -4,8 +4,10 @@ and, above the team's threshold, its verdicts on the pairs nobody rated.
 Thin wiring from widgets to ``evaluation.judge`` (the same functions as ``python -m evaluation judge``): the
 judge (default, a base model, or endpoint:URL#MODEL with the name of the environment variable holding its
 key), the threshold, "Judge the rated pairs" with progress and Stop, the calibration (agreement and kappa with
-intervals, overall and per label), and "Use the judge for the rest of the test split", which is only
-available while the calibration passes the threshold. ``layout_judge`` creates the widgets in the caller's
+intervals, overall and per label), "Judge the pairs nobody rated" and "Judge the rest of the test split" (the
+test prompts of the evaluation's dataset version outside the evaluation, answered by its arms; a limit box,
+progress and Cancel, and the judge's figures beside its kappa), both only available while the calibration
+passes the threshold. ``layout_judge`` creates the widgets in the caller's
 layout, the module-level handlers take the page's values and return outputs keyed by component,
 ``wire_judge`` wires them to the buttons, the Results tab's evaluation picker and the tab.
 """
@@ -18,13 +20,19 @@ import gradio as gr
 
 from core.errors import TuneloopError
 from evaluation.judge import (AGREEMENT_HEADERS, DEFAULT_JUDGE, DEFAULT_KEY_ENV, DEFAULT_THRESHOLD, JUDGE_PROMPT,
-                              agreement_rows, calibrate, format_calibration, format_rest, rest_figures)
+                              SPLIT_HEADERS, agreement_rows, calibrate, format_calibration, format_rest, format_split,
+                              rest_figures, split_figures, split_rows)
 from ui.kit import CancelRegistry, bind, error_markdown
 
 EXPLANATION = f"""The judge reads the pairs the raters saw, blind and twice (A/B, then with the sides swapped); a
 verdict that flips with the sides counts as a tie. Its verdicts are stored apart from the votes and never counted
 as votes. It may rate the pairs nobody rated only when its Cohen's kappa with the experts reaches the threshold.
 A small local model (the default, SmolLM2-135M) is a weak judge: see the figures before trusting it.
+
+**The rest of the test split** is the test prompts of the evaluation's dataset version that are not in the
+evaluation: its arms answer them the way they answered its own prompts, and the judge reads every pair of arms in
+both orders. The figures are the judge's, shown beside its kappa, never votes. The limit is how many such prompts
+to answer (empty: all); a stopped job keeps its readings and the next start reads only the rest.
 
 The prompt it reads (the evaluation's guidelines filled in):
 
@@ -39,7 +47,8 @@ class JudgeWidgets(SimpleNamespace):
 
     @property
     def outputs(self) -> list:
-        return [self.summary, self.table, self.rest_summary, self.rest]
+        return [self.summary, self.table, self.rest_summary, self.rest, self.split, self.split_summary,
+                self.split_table]
 
 
 def layout_judge() -> JudgeWidgets:
@@ -55,13 +64,21 @@ def layout_judge() -> JudgeWidgets:
                                     scale=1, elem_id="judge-threshold")
         with gr.Row():
             w.calibrate = gr.Button("Judge the rated pairs", variant="primary", elem_id="judge-calibrate")
-            w.rest = gr.Button("Use the judge for the rest of the test split", interactive=False,
-                               elem_id="judge-rest")
+            w.rest = gr.Button("Judge the pairs nobody rated", interactive=False, elem_id="judge-rest")
             w.stop = gr.Button("Stop", variant="stop", elem_id="judge-stop")
         w.summary = gr.Markdown("", elem_id="judge-summary")
         w.table = gr.Dataframe(headers=AGREEMENT_HEADERS, label="Agreement with the experts, overall and per label",
                                interactive=False, elem_id="judge-agreement")
         w.rest_summary = gr.Markdown("", elem_id="judge-rest-summary")
+        with gr.Row():
+            w.limit = gr.Number(None, label="Prompts outside the evaluation to answer and judge (empty: all)",
+                                minimum=1, precision=0, scale=2, elem_id="judge-split-limit")
+            w.split = gr.Button("Judge the rest of the test split", interactive=False, scale=2,
+                                elem_id="judge-split")
+            w.cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="judge-split-cancel")
+        w.split_summary = gr.Markdown("", elem_id="judge-split-summary")
+        w.split_table = gr.Dataframe(headers=SPLIT_HEADERS, label="The judge's verdicts on the rest of the test split, "
+                                     "per pair of arms (not votes)", interactive=False, elem_id="judge-split-table")
     return w
 
 
@@ -70,9 +87,17 @@ def judge_view(ws, w: JudgeWidgets, evaluation_id, judge_name: str, threshold: f
     available only while the calibration passes."""
     cal = calibrate(ws, evaluation_id, judge_name, threshold=threshold)
     rest = rest_figures(ws, cal.evaluation_id, judge_name)
+    split = split_figures(ws, cal.evaluation_id, judge_name, threshold=threshold, calibration=cal)
+    split_text = html.escape(format_split(split)).replace("\n", "  \n")
+    if not cal.passes:
+        shown = "undefined" if cal.overall.kappa is None else f"{cal.overall.kappa:.2f}"
+        split_text = (f"**Judging the rest of the test split is off:** it needs a calibration kappa of at least "
+                      f"{threshold:g}, and {html.escape(judge_name)} has {shown} on {cal.pairs} rated pairs."
+                      + (f"  \n{split_text}" if split.pairs else ""))
     return {w.summary: html.escape(format_calibration(cal)).replace("\n", "  \n"), w.table: agreement_rows(cal),
             w.rest_summary: f"**The judge's, not the raters':** {html.escape(format_rest(rest))}" if rest.pairs else "",
-            w.rest: gr.update(interactive=cal.passes)}
+            w.rest: gr.update(interactive=cal.passes), w.split: gr.update(interactive=cal.passes),
+            w.split_summary: split_text, w.split_table: split_rows(split)}
 
 
 def _settings(w: JudgeWidgets, data: dict) -> tuple[int, str, float]:
@@ -96,46 +121,81 @@ def _judge_name(ws, w: JudgeWidgets, data: dict) -> str:
 def show_judge(ws, w: JudgeWidgets, data: dict) -> dict:
     """The typed judge's figures on the chosen evaluation (nothing is judged)."""
     if data[w.evaluation] is None:
-        return {w.summary: "", w.table: [], w.rest_summary: "", w.rest: gr.update(interactive=False)}
+        return {w.summary: "", w.table: [], w.rest_summary: "", w.rest: gr.update(interactive=False),
+                w.split: gr.update(interactive=False), w.split_summary: "", w.split_table: []}
     try:
         evaluation_id, _, threshold = _settings(w, data)
         return judge_view(ws, w, evaluation_id, _judge_name(ws, w, data), threshold)
     except TuneloopError as exc:
-        return {w.summary: error_markdown(exc), w.rest: gr.update(interactive=False)}
+        return {w.summary: error_markdown(exc), w.rest: gr.update(interactive=False),
+                w.split: gr.update(interactive=False)}
 
 
-def _run(ws, w: JudgeWidgets, data: dict, request, progress, rest: bool) -> dict:
-    from evaluation.judge import judge_evaluation, judge_rest, open_judge
+def _run(ws, w: JudgeWidgets, data: dict, request, progress, what: str) -> dict:
+    from evaluation.judge import judge_evaluation, judge_rest, judge_test_split, open_judge
     cancel = JUDGING.start(request)
+    message = w.split_summary if what == "split" else w.summary
     try:
         evaluation_id, spec, threshold = _settings(w, data)
+        limit = _limit(data[w.limit]) if what == "split" else None
         judge = open_judge(ws, spec, key_env=(data[w.key_env] or "").strip() or None)
-        report = lambda d, t, what: progress(d / max(t, 1), desc=what)  # noqa: E731
-        if rest:
+        report = lambda d, t, said: progress(d / max(t, 1), desc=said)  # noqa: E731
+        if what == "rest":
             judge_rest(ws, evaluation_id, judge, threshold=threshold, progress=report, cancel=cancel)
+        elif what == "split":
+            judge_test_split(ws, evaluation_id, judge, threshold=threshold, limit=limit, progress=report,
+                             cancel=cancel)
         else:
             judge_evaluation(ws, evaluation_id, judge, progress=report, cancel=cancel)
         return judge_view(ws, w, evaluation_id, judge.name, threshold)
     except TuneloopError as exc:
-        return {w.summary: error_markdown(exc)}
+        shown = {message: error_markdown(exc)}
+        try:        # what was read before a stop is kept: show it beside the message
+            view = judge_view(ws, w, data[w.evaluation], _judge_name(ws, w, data), float(data[w.threshold]))
+            view[message] = f"{error_markdown(exc)}  \n{view[message]}"
+            return view
+        except (TuneloopError, TypeError, ValueError):
+            return shown
     finally:
         JUDGING.finish(request, cancel)
 
 
+def _limit(value) -> int | None:
+    if value in (None, ""):
+        return None
+    if float(value) < 1 or float(value) != int(float(value)):
+        raise TuneloopError(f"the limit is a whole number of prompts, at least 1 (got {value}); leave it empty for "
+                            f"all of them")
+    return int(float(value))
+
+
 def calibrate_clicked(ws, w: JudgeWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
     """Judge the rated pairs in both orders and show the agreement; Stop ends it after the current reading."""
-    return _run(ws, w, data, request, progress, rest=False)
+    return _run(ws, w, data, request, progress, "rated")
 
 
 def rest_clicked(ws, w: JudgeWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
     """Judge the pairs nobody rated (refused below the threshold) and show the judge's figures on them."""
-    return _run(ws, w, data, request, progress, rest=True)
+    return _run(ws, w, data, request, progress, "rest")
+
+
+def split_clicked(ws, w: JudgeWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """Answer the test prompts outside the evaluation with its arms and judge every pair in both orders (refused
+    below the threshold); Cancel ends it after the current batch or reading, keeping what was read."""
+    return _run(ws, w, data, request, progress, "split")
 
 
 def stop_clicked(ws, w: JudgeWidgets, request: gr.Request = None) -> dict:
     """Stop this browser tab's judging after its current reading."""
     stopping = JUDGING.cancel(request)
     return {w.summary: "Stopping after the current reading…" if stopping else "Nothing is being judged."}
+
+
+def cancel_clicked(ws, w: JudgeWidgets, request: gr.Request = None) -> dict:
+    """Cancel this browser tab's judging of the rest of the test split (after its current batch or reading)."""
+    stopping = JUDGING.cancel(request)
+    return {w.split_summary: "Cancelling after the current batch or reading; what was read is kept…" if stopping
+            else "Nothing is being judged."}
 
 
 def wire_judge(ws, w: JudgeWidgets, tab, evaluation) -> None:
@@ -147,4 +207,6 @@ def wire_judge(ws, w: JudgeWidgets, tab, evaluation) -> None:
         event(bind(show_judge, ws, w), inputs, w.outputs)
     w.calibrate.click(bind(calibrate_clicked, ws, w), {*inputs, w.key_env}, w.outputs)
     w.rest.click(bind(rest_clicked, ws, w), {*inputs, w.key_env}, w.outputs)
+    w.split.click(bind(split_clicked, ws, w), {*inputs, w.key_env, w.limit}, w.outputs)
     w.stop.click(bind(stop_clicked, ws, w), None, [w.summary])
+    w.cancel.click(bind(cancel_clicked, ws, w), None, [w.split_summary])

@@ -463,3 +463,40 @@ def m012_generation_cache_by_answering_engine(db):
     # hashes, so those rows cannot be told apart: the cache starts empty (answers already in evaluations are kept
     # in their own tables; nothing refers to a cache row).
     db.execute("delete from generation_cache")
+
+
+@migration
+def m013_judge_split_readings(db):
+    # The judge on the rest of the test split: prompts of the evaluation's dataset version that are not in the
+    # evaluation, answered by its arms and read by a calibrated judge. Kept apart from eval_pairs (raters are issued
+    # those, and every count of the evaluation reads them) and from judge_verdicts (the readings calibration compares
+    # with the votes): these answers were never shown to a rater and their readings are never votes.
+    db.execute("""
+        create table judge_split_pairs (
+            id integer primary key,
+            evaluation_id integer not null references evaluations(id) on delete cascade,
+            prompt_id text not null,         -- a test-split record of the evaluation's dataset version
+            label text,
+            messages text not null,          -- JSON conversation up to and including the last user turn
+            first_arm text not null,         -- arm names, in the evaluation's order
+            second_arm text not null,
+            first_response text not null,    -- what each arm answered (the texts the judge read)
+            second_response text not null,
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            unique (evaluation_id, prompt_id, first_arm, second_arm)
+        )""")
+    db.execute("""
+        create table judge_split_readings (
+            id integer primary key,
+            evaluation_id integer not null references evaluations(id) on delete cascade,
+            split_pair_id integer not null references judge_split_pairs(id) on delete cascade,
+            judge text not null,             -- 'default', a base model, or endpoint:URL#MODEL
+            order_shown text not null check (order_shown in ('first', 'swapped')),
+            arm_a text not null,             -- the arm whose answer the judge read as A
+            arm_b text not null,
+            verdict text not null check (verdict in ('A', 'B', 'tie', 'unreadable')),
+            score real,                      -- the judge's probability of its verdict among A, B and tie
+            created_at text not null default (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            unique (split_pair_id, judge, order_shown)
+        )""")
+    db.execute("create index judge_split_readings_evaluation on judge_split_readings (evaluation_id, judge)")

@@ -145,12 +145,12 @@ def evaluation_report(ws, evaluation: str, policy: str = "majority", judge_thres
     votes would feed back under ``policy``; across the arms, the Bradley–Terry ratings with their intervals, the
     win matrix and the raters' quality (``arms``: what ``python -m evaluation report --json`` prints); and each
     judge that read the pairs, its agreement with the experts against ``judge_threshold`` and its own verdicts
-    on the pairs nobody rated (``judges``: the judge's, never votes)."""
+    on the pairs nobody rated and on the rest of the test split (``judges``: the judge's, never votes)."""
     from dataclasses import asdict
 
     from evaluation.arena import evaluation_arms, evaluation_comparisons, evaluation_votes, get_evaluation
     from evaluation.feedback import collect_feedback
-    from evaluation.judge import calibrate, judges_used, rest_figures
+    from evaluation.judge import calibrate, judges_used, rest_figures, split_figures
     from evaluation.ratings import arms_summary
     from evaluation.stats import summarize, votes_from_rows
     chosen = get_evaluation(ws, evaluation)
@@ -161,8 +161,10 @@ def evaluation_report(ws, evaluation: str, policy: str = "majority", judge_thres
     judges = []
     for name in judges_used(ws, chosen.id):
         cal = calibrate(ws, chosen.id, name, threshold=float(judge_threshold))
+        split = split_figures(ws, chosen.id, name, threshold=float(judge_threshold), calibration=cal)
         judges.append({"judge": name, "calibration": {**asdict(cal), "passes": cal.passes},
-                       "rest": asdict(rest_figures(ws, chosen.id, name))})
+                       "rest": asdict(rest_figures(ws, chosen.id, name)),
+                       "rest_of_split": {**asdict(split), "few_prompts": split.few_prompts} if split.pairs else None})
     return {"evaluation": chosen.id, "name": chosen.name, "run": chosen.run_id, "pairs": chosen.num_pairs,
             "stats": summarize(votes_from_rows(rows)) if rows else None, "feedback": feedback.counts(),
             "arms": arms_summary(comparisons, reference=names[0], arms=names) if comparisons else None,
