@@ -210,7 +210,8 @@ def test_index_pages_and_searches_exactly_as_a_full_scan(ws):
     assert index.count == len(records)
     assert [r.to_dict() for r in index.page(40, 25)] == [r.to_dict() for r in records[40:65]]
     queries = ["refund", "REFUND", "réfund ord-", 'say "hi"', "a*b", "50%", "école", "x", "ab ticket", "11",
-               "straße", "中文", "rec-01", '"source":"chat"', "ticket 1", "nothing-like-this", "", "fund answer 3"]
+               "straße", "中文", "rec-01", '"source":"chat"', "ticket 1", "nothing-like-this", "", "fund answer 3",
+               "0}", "}", "é"]      # short words found only at a text's end, or inside a longer character run
     for q in queries:
         full = V.search_records(records, q)
         for start in (0, 20, 40):

@@ -4,18 +4,21 @@ grows with the page asked for, not with the version.
 The Parquet snapshot stays the version's record of truth. Its index is a SQLite file beside the workspace's
 database, ``index/<snapshot name>.sqlite``, built from the snapshot once (on first use, a batch at a time) and
 never changed after, as the version never changes; versions with the same records share one, since the snapshot
-is named by its content hash. It is a cache: deleting it costs one rebuild. It lives in its own file rather than
+is named by its content hash. It is a cache: deleting it costs one rebuild, and one built by an older Tuneloop (its
+``user_version`` below ``FORMAT``) is built anew on first use, with a message. It lives in its own file rather than
 in the workspace database so that building a million records' index never holds the database's write lock, and
 so that it goes with its snapshot.
 
-It holds two tables:
+It holds:
 
 - ``records``: each record's position in the version (its row), id, the record as JSON, and the meta values the
   review queue filters on (source, flagged, needs an answer, approved in an earlier review);
 - ``hay``: an FTS5 table with the trigram tokenizer over the text a search looks at (id, every message, meta as
-  JSON; lower-cased as ``versions.search_records`` does), so that any word of three or more characters is found
-  as a substring through the index. Shorter words are checked on the records the longer ones found (or, for a
-  search of short words only, on every record).
+  JSON; lower-cased as ``versions.search_records`` does), contentless: it keeps where each three-character
+  sequence is, not the text. A word of three characters or more is found as a substring through the index
+  (its trigrams in a row). The text is indexed with two line breaks at its end, which no search word holds
+  (words are split at white space), so a word of one or two characters is always the start of a trigram: it is
+  searched as any of the index's trigrams that start with it (read from ``hay_terms``, FTS5's vocabulary).
 
 A search therefore finds exactly what the full scan ``versions.search_records`` finds, in the same order.
 
@@ -46,6 +49,8 @@ INDEX_FOLDER = "index"
 BUILD_BATCH = 5_000
 DISTINCT_KEPT = 1_000         # a meta field with more distinct values (ids, numbers) has them read from the records
 SHORTEST_INDEXED = 3          # the trigram tokenizer finds substrings of three characters or more
+END = "\n\n"                 # ends every indexed text: each word of one or two characters starts a trigram
+FORMAT = 2                    # the index's layout (pragma user_version); an older file is built anew on first use
 
 _open: dict[Path, "RecordIndex"] = {}
 _open_lock = threading.Lock()
@@ -77,7 +82,7 @@ def build_in_background(ws: Workspace, version: int | str) -> IndexBuild | None:
     it is, ``cancel_build`` stops it (the next first use builds it then)."""
     v = V.get_version(ws, version)
     path = index_path(ws, v)
-    if path.exists():
+    if _is_current(path):
         return None
     with _open_lock:
         build = _builds.get(path)
@@ -126,13 +131,15 @@ def index_status(ws: Workspace, version: int | str) -> str:
     build is ("search index: 40% built"), or that it stopped and why."""
     v = V.get_version(ws, version)
     path = index_path(ws, v)
-    if path.exists():
+    if _is_current(path):
         return ""
     build = _builds.get(path)
     if build is not None and build.running:
         return f"search index: {build.fraction:.0%} built (searches read the whole version until it is done)"
     if build is not None and build.error:
         return f"search index: not built ({build.error}); it is built on the next search"
+    if path.exists():
+        return "search index: built by an older Tuneloop; it is built anew on the next search"
     return "search index: not built yet; it is built on the first search"
 
 
@@ -170,7 +177,12 @@ def _index_of(ws: Workspace, v: V.Version, progress: Callable[[float, str], None
     if found is not None and path.exists():
         return found
     with lock:
-        if not path.exists():
+        if not _is_current(path):
+            if path.exists():
+                with _open_lock:
+                    _open.pop(path, None)
+                if progress:
+                    progress(0.0, f"the search index of {v.name} was built by an older Tuneloop: building it anew")
             build_index(ws, v, path, progress)
         with _open_lock:
             index = _open.get(path)
@@ -182,11 +194,30 @@ def _index_of(ws: Workspace, v: V.Version, progress: Callable[[float, str], None
 def built_index(ws: Workspace, version: int | str) -> "RecordIndex | None":
     """The index of ``version`` when it has been built, else None (nothing is built)."""
     v = V.get_version(ws, version)
-    return record_index(ws, v.id) if index_path(ws, v).exists() else None
+    return record_index(ws, v.id) if _is_current(index_path(ws, v)) else None
 
 
 def index_path(ws: Workspace, version: V.Version) -> Path:
     return ws.path(INDEX_FOLDER) / (Path(version.path).stem + ".sqlite")
+
+
+_formats: dict[tuple[Path, int, int], int] = {}
+
+
+def _is_current(path: Path) -> bool:
+    """Whether ``path`` is an index of this ``FORMAT`` (False when missing, or built by an older Tuneloop)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    key = (path, stat.st_mtime_ns, stat.st_ino)
+    if key not in _formats:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            _formats[key] = db.execute("pragma user_version").fetchone()[0]
+        finally:
+            db.close()
+    return _formats[key] == FORMAT
 
 
 def snapshot_record(ws: Workspace, version: int | str, record_id: str) -> Record | None:
@@ -268,9 +299,9 @@ def build_index(ws: Workspace, version: V.Version, path: Path,
         db.execute("create table records (position integer primary key, id text not null, record text not null,"
                    " source text not null, flagged integer not null, needs_answer integer not null,"
                    " approved integer not null)")
-        db.execute("create virtual table hay using fts5(text, detail='full',"
-                   " tokenize='trigram case_sensitive 1')")
-        # no merging while the rows go in (about half the build time), one optimize at the end instead
+        db.execute("create virtual table hay using fts5(text, content='', tokenize='trigram case_sensitive 1')")
+        db.execute("create virtual table hay_terms using fts5vocab(hay, row)")
+        # no merging while the rows go in, one optimize at the end instead
         db.execute("insert into hay (hay, rank) values ('automerge', 0)")
         db.execute("insert into hay (hay, rank) values ('crisismerge', 64)")
         db.execute("create table meta_values (field text not null, value text not null)")
@@ -289,7 +320,7 @@ def build_index(ws: Workspace, version: V.Version, path: Path,
                               int((meta.get("review") or {}).get("status") == "approved")))
                 # haystack(record) from the row as stored: its meta column is canonical_json(meta) already
                 text.append((position, (rid + "\n" + "\n".join(m["content"] for m in record["messages"]) + "\n"
-                                        + meta_text).lower()))
+                                        + meta_text).lower() + END))
                 position += 1
                 for name, value in meta.items():
                     seen = distinct.setdefault(name, set())
@@ -306,6 +337,7 @@ def build_index(ws: Workspace, version: V.Version, path: Path,
         db.executemany("insert into meta_values values (?, ?)",
                        ((name, value) for name, seen in distinct.items() if seen for value in seen))
         db.executemany("insert into meta_many values (?)", ((name,) for name, seen in distinct.items() if seen is None))
+        db.execute(f"pragma user_version = {FORMAT}")
         db.execute("commit")
         db.execute("insert into hay (hay) values ('optimize')")
     except BaseException:
@@ -323,8 +355,6 @@ class RecordIndex:
         self.path = path
         self._local = threading.local()
         self.count = self.db.execute("select count(*) from records").fetchone()[0]
-        self._keeps_values = self.db.execute(
-            "select 1 from sqlite_master where name = 'meta_many'").fetchone() is not None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -395,8 +425,8 @@ class RecordIndex:
     def distinct_values(self, name: str) -> list[object]:
         """The distinct values records hold in meta field ``name`` (null and missing left out), in no set order:
         from the values the build kept when the field has at most ``DISTINCT_KEPT`` of them, else read from
-        every record (and so in an index built before it kept them)."""
-        if self._keeps_values and self.db.execute("select 1 from meta_many where field = ?", (name,)).fetchone() is None:
+        every record."""
+        if self.db.execute("select 1 from meta_many where field = ?", (name,)).fetchone() is None:
             return [json.loads(v) for (v,) in self.db.execute("select value from meta_values where field = ?", (name,))]
         path = "$.meta." + json.dumps(name)
         return [json.loads(v) for (v,) in self.db.execute(
@@ -416,33 +446,44 @@ class RecordIndex:
 
     def matches(self, words: list[str]) -> list[int]:
         """Positions whose haystack contains every one of ``words`` (lower-cased), in order."""
-        sql, args = _match(words)
-        return [p for (p,) in self.db.execute(f"select rowid from hay {sql} order by rowid", args)]
+        found = self._match(words)
+        if found is None:
+            return []
+        return [p for (p,) in self.db.execute("select rowid from hay where hay match ? order by rowid", (found,))]
 
     def search(self, query: str, *, start: int = 0, limit: int = 20) -> tuple[int, list[Record]]:
         """(how many records match every word of ``query``, the page of them from ``start``)."""
         words = search_words(query)
         if not words:
             return self.count, self.page(start, limit)
-        sql, args = _match(words)
-        total = self.db.execute(f"select count(*) from hay {sql}", args).fetchone()[0]
-        page = [p for (p,) in self.db.execute(f"select rowid from hay {sql} order by rowid limit ? offset ?",
-                                              [*args, limit, start])]
+        found = self._match(words)
+        if found is None:
+            return 0, []
+        total = self.db.execute("select count(*) from hay where hay match ?", (found,)).fetchone()[0]
+        page = [p for (p,) in self.db.execute("select rowid from hay where hay match ? order by rowid limit ? offset ?",
+                                              (found, limit, start))]
         return total, self.at(page)
 
+    def _match(self, words: list[str]) -> str | None:
+        """The FTS5 query of the records whose haystack holds every word: a word of three characters or more as its
+        trigrams in a row, a shorter one as any trigram that starts with it; None when a short word starts none."""
+        parts = []
+        for word in dict.fromkeys(words):
+            if len(word) >= SHORTEST_INDEXED:
+                parts.append(_quoted(word))
+                continue
+            top = word + "\U0010ffff" * (SHORTEST_INDEXED - len(word))
+            terms = [t for (t,) in self.db.execute("select term from hay_terms where term between ? and ?",
+                                                   (word, top)) if t.startswith(word)]
+            if not terms:
+                return None
+            parts.append("(" + " OR ".join(_quoted(t) for t in terms) + ")")
+        return " AND ".join(parts)
 
-def _match(words: list[str]) -> tuple[str, list]:
-    """The where clause (and its arguments) of the records whose haystack holds every word: the words of three
-    characters or more through the trigram index, shorter ones checked on the text the index keeps."""
-    long = [w for w in words if len(w) >= SHORTEST_INDEXED]
-    short = [w for w in words if len(w) < SHORTEST_INDEXED]
-    tests, args = [], []
-    if long:
-        tests.append("hay match ?")
-        args.append(" AND ".join('"' + w.replace('"', '""') + '"' for w in long))
-    tests += ["instr(text, ?) > 0"] * len(short)
-    args += short
-    return ("where " + " and ".join(tests)) if tests else "", args
+
+def _quoted(text: str) -> str:
+    """``text`` as an FTS5 string: with the trigram tokenizer, its trigrams in a row."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def _record(raw: str) -> Record:
