@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--max-mb", type=float, help="refuse files larger than this (default 500)")
     imp.add_argument("--append", action="store_true", help="add to the current version instead of starting anew")
     imp.add_argument("--note", default="", help="a note stored with the version")
+    imp.add_argument("--no-index", action="store_true",
+                     help="do not build the search index of a big version (20,000 records or more) before "
+                          "returning; its first search builds it, or `python -m curation index vN`")
+
+    ix = sub.add_parser("index", help="build a version's search index (what browsing, search and review read), "
+                                      "or say that it is built",
+                        description="Builds the index with a progress bar when the version has none (or one "
+                                    "built by an older Tuneloop); Ctrl-C stops it and leaves no partial file.")
+    ix.add_argument("version")
 
     sub.add_parser("versions", help="list versions with their lineage; * marks the current one")
 
@@ -96,10 +105,15 @@ def _import(ws, args) -> int:
     from curation.data.imports import import_file, skipped_lines
     from curation.data.sources import percent_bar
     current = V.current_version(ws)
-    with percent_bar("import") as progress:
-        version, result = import_file(ws, args.file, format=args.format, column_map=parse_column_map(args.columns),
-                                      max_mb=args.max_mb, append=args.append, note=args.note, progress=progress,
-                                      skip_bad=args.skip_bad)
+    newest = max((v.id for v in V.list_versions(ws)), default=0)
+    try:
+        with percent_bar("import") as progress:
+            version, result = import_file(ws, args.file, format=args.format,
+                                          column_map=parse_column_map(args.columns), max_mb=args.max_mb,
+                                          append=args.append, note=args.note, progress=progress,
+                                          skip_bad=args.skip_bad)
+    except KeyboardInterrupt:
+        return _import_interrupted(ws, newest)
     for warning in result.warnings:
         print(f"warning: {result.source}: {warning}", file=sys.stderr)
     for line in skipped_lines(result.skipped):
@@ -111,7 +125,86 @@ def _import(ws, args) -> int:
     else:
         print(f"imported {version.num_records} records ({result.format}{skipped}) as {version.name}"
               + (f" (was {current.name})" if current else ""))
+    if version.num_records >= V.BACKGROUND_INDEX_FROM:
+        from curation.data.index import cancel_build
+        if args.no_index:
+            cancel_build(ws, version.id)
+            print(f"search index of {version.name} not built (--no-index): its first search builds it, or "
+                  f"`python -m curation index {version.name}`")
+        else:
+            return _wait_for_index(ws, version)
     return 0
+
+
+def _import_interrupted(ws, newest: int) -> int:
+    """Ctrl-C during an import: what it made (a version is made whole or not at all), and no index build left."""
+    from curation.data.index import cancel_build
+    made = [v for v in V.list_versions(ws) if v.id > newest]
+    for v in made:
+        cancel_build(ws, v.id)
+    if made:
+        print(f"stopped: {made[-1].name} was imported ({made[-1].num_records:,} records) but its search index was "
+              f"not built (no file left); its first search builds it, or `python -m curation index "
+              f"{made[-1].name}`", file=sys.stderr)
+    else:
+        print("stopped: nothing was imported", file=sys.stderr)
+    return 130
+
+
+def _wait_for_index(ws, version) -> int:
+    """Follow the background build that making ``version`` started (or start one) with a progress bar until the
+    index is in place; Ctrl-C stops it, leaving no partial file."""
+    import time
+
+    from curation.data.index import build_in_background, cancel_build, index_path
+    from curation.data.sources import percent_bar
+    build = build_in_background(ws, version.id)
+    if build is not None:
+        try:
+            with percent_bar("search index") as progress:
+                while build.running:
+                    progress(build.fraction, f"indexing {version.name}")
+                    time.sleep(0.2)
+                if not build.error:
+                    progress(1.0, f"indexed {version.name}")
+        except KeyboardInterrupt:
+            cancel_build(ws, version.id)
+            print(f"stopped: the search index of {version.name} was not built (no file left); its first search "
+                  f"builds it, or `python -m curation index {version.name}`", file=sys.stderr)
+            return 130
+        if build.error:
+            print(f"error: the search index of {version.name} was not built: {build.error}", file=sys.stderr)
+            return 1
+    print(f"search index of {version.name}: {_size(index_path(ws, version))}")
+    return 0
+
+
+def _index(ws, args) -> int:
+    from curation.data.index import built_index, index_path, record_index
+    from curation.data.sources import percent_bar
+    v = V.get_version(ws, args.version)
+    path = index_path(ws, v)
+    if built_index(ws, v.id) is None:
+        older = " anew (the one there was built by an older Tuneloop)" if path.exists() else ""
+        try:
+            with percent_bar("search index") as progress:
+                record_index(ws, v.id, progress)
+        except KeyboardInterrupt:
+            print(f"stopped: the search index of {v.name} was not built (no file left)", file=sys.stderr)
+            return 130
+        print(f"built the search index of {v.name}{older}: {_size(path)}")
+    else:
+        print(f"the search index of {v.name} is built: {_size(path)}")
+    index = record_index(ws, v.id)
+    if index.count != v.num_records:
+        print(f"error: the search index of {v.name} holds {index.count:,} records, the version "
+              f"{v.num_records:,}; delete {path} and run this again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _size(path) -> str:
+    return f"{path.stat().st_size / 1e6:,.1f} MB ({path})"
 
 
 def _versions(ws, args) -> int:
@@ -203,5 +296,5 @@ def _label_field(ws, args) -> int:
 
 
 COMMANDS = {"import": _import, "versions": _versions, "show": _show, "diff": _diff, "export": _export,
-            "rollback": _rollback, "demo": _demo, "labels": _labels,
+            "rollback": _rollback, "demo": _demo, "labels": _labels, "index": _index,
             "label-field": _label_field}
