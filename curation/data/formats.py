@@ -55,6 +55,7 @@ CSV_ALIASES = {
     "rejected": (),
 }
 _PROGRESS_EVERY = 5000
+_NO_ANSWER = "the conversation has no assistant turn; it cannot teach an answer until one is added"
 PREVIEW_RECORDS = 20
 
 
@@ -79,6 +80,11 @@ class ImportResult:
         return "preference" if self.records and self.records[0].is_preference else "sft"
 
 
+class ReadAgain(Exception):
+    """Raised by ``read_records`` with a ``batch_sink`` when an id read in a block repeats another: what the sinks
+    took is void; read the file again without ``batch_sink`` (a line at a time), which reports the repeat exactly."""
+
+
 @dataclass
 class _Row:
     where: str          # "line 17", "item 17" or "row 17"
@@ -92,7 +98,8 @@ class _Row:
 
 def read_records(path: str | os.PathLike, *, format: str | None = None,
                  column_map: dict[str, str] | None = None, max_mb: float | None = None,
-                 limit: int | None = None, progress=None, skip_bad: bool = False, sink=None) -> ImportResult:
+                 limit: int | None = None, progress=None, skip_bad: bool = False, sink=None,
+                 batch_sink=None) -> ImportResult:
     """Read and validate every record in ``path``; raise ``InputProblem`` listing all problems.
 
     ``format`` forces one of FORMATS; ``column_map`` maps fields (id, system, prompt, input, completion,
@@ -101,6 +108,11 @@ def read_records(path: str | os.PathLike, *, format: str | None = None,
     refusing the file; ``progress(fraction, text)`` is called as rows are read. ``sink(record)``, if given,
     takes each good record as it is read (an import writes them out in batches), and the result keeps only
     the first ``PREVIEW_RECORDS``; a problem found later still raises, so the caller drops what it wrote.
+    ``batch_sink(ids, messages, meta)``, given beside ``sink``, takes a run of good records of a JSONL file
+    already in Tuneloop's own shape as Arrow columns (the ids, and ``messages`` and ``meta`` as canonical JSON text),
+    read a block of lines at a time by pyarrow (``curation.data.jsonl_blocks``);
+    every other line still goes to ``sink``, in file order. If an id read so repeats another, ``ReadAgain`` is
+    raised at the end: the caller drops what it wrote and reads again without ``batch_sink``.
     """
     path = Path(path)
     name = path.name
@@ -112,13 +124,22 @@ def read_records(path: str | os.PathLike, *, format: str | None = None,
     _check_size(path, max_mb)
     is_csv = path.suffix.lower() in (".csv", ".tsv")
     csv_mode = format == "csv" or is_csv
-    rows = _iter_rows(path, column_map=column_map, limit=limit, max_mb=max_mb, csv_mode=csv_mode)
+    reader = _Reader(None if format in (None, "csv") else format, skip_bad=skip_bad, source=name, sink=sink,
+                     batch_sink=batch_sink if sink is not None else None)
+    blocks = None
+    if reader.batch_sink is not None and not column_map and not csv_mode and limit is None:
+        blocks = reader.wants_block
+    rows = _iter_rows(path, column_map=column_map, limit=limit, max_mb=max_mb, csv_mode=csv_mode, blocks=blocks)
     if column_map and not csv_mode:
         rows = _mapped(rows, column_map, name)
-    reader = _Reader(None if format in (None, "csv") else format, skip_bad=skip_bad, source=name, sink=sink)
+    reported = 0
     for row in rows:
-        reader.add(row)
-        if progress and reader.rows % _PROGRESS_EVERY == 0:
+        if type(row) is _Row:
+            reader.add(row)
+        else:
+            reader.add_block(row)
+        if progress and reader.rows - reported >= _PROGRESS_EVERY:
+            reported = reader.rows - reader.rows % _PROGRESS_EVERY
             progress(0.9 * (row.done or 0.0), f"read {reader.rows:,} records")
     return reader.finish("csv" if is_csv else None)
 
@@ -140,15 +161,16 @@ class _Reader:
     """Turns rows into records one at a time: detects the schema from the first good row, checks each row,
     keeps ids unique, and either collects every problem or (``skip_bad``) the bad rows as skipped."""
 
-    def __init__(self, schema: str | None, *, skip_bad: bool, source: str, sink=None):
+    def __init__(self, schema: str | None, *, skip_bad: bool, source: str, sink=None, batch_sink=None):
         self.schema = "messages" if schema == "openai" else schema
         self.forced = schema
         self.skip_bad, self.source = skip_bad, source
         self.problems = Problems()
         self.records: list[Record] = []
-        self.sink, self.count = sink, 0
+        self.sink, self.batch_sink, self.count = sink, batch_sink, 0
         self.skipped: list[tuple[str, str]] = []
-        self.seen_ids: dict[str, str] = {}
+        self.seen_ids: dict[str, str] = {}       # id -> where it was first read (not those read in blocks)
+        self.block_ids: list = []                # the ids read in blocks, as Arrow columns
         self.trees: OasstTrees | None = None
         self.rows = 0
 
@@ -201,8 +223,7 @@ class _Reader:
             self.problems.error(where, f"id must be a string or a number, got {type(rid).__name__}")
             return
         if parsed.chosen is None and not any(m["role"] == "assistant" for m in parsed.messages):
-            self.problems.warn(where, "the conversation has no assistant turn; it cannot teach an answer until one "
-                                      "is added")
+            self.problems.warn(where, _NO_ANSWER)
         record = Record(id="" if rid in (None, "") else str(rid), messages=parsed.messages, meta=meta,
                         chosen=parsed.chosen, rejected=parsed.rejected)
         self._keep(record, where, derived=rid in (None, ""))
@@ -242,6 +263,75 @@ class _Reader:
         if self.sink is not None:
             self.sink(record)
 
+    # -- blocks of JSONL lines read by pyarrow ---------------------------------------------------
+
+    def wants_block(self) -> bool:
+        """Whether the next lines may come as a block: the file is chat records (detected from the rows read one by
+        one so far) and the preview is full, so that a block's records are needed only as columns."""
+        return self.schema == "messages" and len(self.records) >= PREVIEW_RECORDS and self.batch_sink is not None
+
+    def add_block(self, block) -> None:
+        """The lines of a ``jsonl_blocks.Block``: runs of rows already in Tuneloop's shape go to ``batch_sink`` as
+        columns, every other line is read as ``add`` reads it (the same record, problem or warning, in file order)."""
+        from curation.data.jsonl_blocks import Lines
+        lines = Lines(block.data)
+        self._add_lines(block, lines, 0, lines.count)
+
+    def _add_lines(self, block, lines, a: int, b: int) -> None:
+        from curation.data.jsonl_blocks import SMALLEST_BLOCK, block_columns
+        columns = block_columns(lines, a, b) if b - a >= SMALLEST_BLOCK else None
+        if columns is None:
+            if b - a >= 2 * SMALLEST_BLOCK:   # one odd line spoils pyarrow's read of its block: halve it
+                middle = (a + b) // 2
+                self._add_lines(block, lines, a, middle)
+                self._add_lines(block, lines, middle, b)
+            else:
+                self._add_slow(block, lines, a, b)
+            return
+        slow = columns.slow
+        i = a
+        while i < b:
+            if slow[i - a]:
+                j = i + 1
+                while j < b and slow[j - a]:
+                    j += 1
+                self._add_slow(block, lines, i, j)
+            else:
+                j = i + 1
+                while j < b and not slow[j - a]:
+                    j += 1
+                self._add_fast(block, columns, i, j, a)
+            i = j
+
+    def _add_slow(self, block, lines, a: int, b: int) -> None:
+        for i in range(a, b):
+            row = _line_row(lines.line(i), block.first_line + i, block.done, block.path)
+            if row is not None:
+                self.add(row)
+
+    def _add_fast(self, block, columns, a: int, b: int, base: int) -> None:
+        """Rows a..b of the block, each a good record, kept as columns. Their ids are not checked against the others
+        here (a dict of a million ids costs more than reading them): ``finish`` checks them all at once."""
+        first_line = block.first_line
+        for k in columns.no_answer[a - base:b - base].nonzero()[0].tolist():
+            self.problems.warn(f"line {first_line + a + k}", _NO_ANSWER)
+        self.rows += b - a
+        self.count += b - a
+        ids = columns.ids[a - base:b - base]
+        self.block_ids.append(ids)
+        self.batch_sink(ids, columns.messages[a - base:b - base], columns.meta[a - base:b - base])
+
+    def _check_block_ids(self) -> None:
+        """Every id read in blocks differs from every other id kept; if one repeats, the file is read again a line
+        at a time (``ReadAgain``), which names the line it repeats."""
+        if not self.block_ids:
+            return
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        ids = pa.chunked_array(self.block_ids + [pa.array(list(self.seen_ids), pa.string())], pa.string())
+        if pc.count_distinct(ids).as_py() != len(ids):
+            raise ReadAgain("an id repeats")
+
     def _settle(self, before: int) -> None:
         """With ``skip_bad``, the problems found since ``before`` become skipped records, one per place."""
         if not self.skip_bad or len(self.problems.errors) == before:
@@ -255,6 +345,7 @@ class _Reader:
         self.skipped += [(where, "; ".join(reasons)) for where, reasons in by_place.items()]
 
     def finish(self, shown_format: str | None) -> ImportResult:
+        self._check_block_ids()
         if self.rows == 0:
             raise InputProblem([f"{self.source} holds no records (the file is empty)"], source=self.source)
         if self.trees is not None:
@@ -392,7 +483,7 @@ def _read_capped(fh, path: Path, max_mb: float) -> bytes:
     return raw
 
 
-def _iter_rows(path: Path, *, column_map, limit, max_mb, csv_mode) -> Iterator[_Row]:
+def _iter_rows(path: Path, *, column_map, limit, max_mb, csv_mode, blocks=None) -> Iterator[_Row]:
     if path.is_dir():
         yield from _iter_hf_folder(path, limit)
         return
@@ -402,7 +493,7 @@ def _iter_rows(path: Path, *, column_map, limit, max_mb, csv_mode) -> Iterator[_
     elif csv_mode:
         yield from _iter_csv(path, column_map, limit, max_mb)
     else:
-        yield from _iter_json(path, limit, max_mb)
+        yield from _iter_json(path, limit, max_mb, blocks)
 
 
 def _utf8_problem(raw: bytes, exc: UnicodeDecodeError, first_line: int = 1) -> str:
@@ -426,30 +517,52 @@ def _too_deep(source: str, where: str = "") -> TuneloopError:
                          f"line is damaged or not a record; nothing was imported")
 
 
-def _iter_json(path: Path, limit, max_mb) -> Iterator[_Row]:
-    """A JSON array (read whole), or JSONL read a line at a time."""
+def _iter_json(path: Path, limit, max_mb, blocks=None) -> Iterator[_Row]:
+    """A JSON array (read whole), or JSONL read a line at a time; while ``blocks()`` says so (the reader takes
+    them), the lines after the first come as ``jsonl_blocks.Block``s of about ``BLOCK_BYTES`` instead."""
     size = path.stat().st_size if stat.S_ISREG(path.stat().st_mode) else None
     with path.open("rb") as fh:
         if fh.peek(4096)[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
             yield from _iter_json_array(_decode(_read_capped(fh, path, max_mb), path), path, limit)
             return
         cap = int(max_mb * 1024 * 1024)
-        read = count = 0
-        for lineno, raw in enumerate(fh, start=1):
+        read = count = lineno = 0
+        while True:
+            if blocks is not None and lineno and blocks():
+                from curation.data.jsonl_blocks import BLOCK_BYTES, Block
+                data = fh.read(min(BLOCK_BYTES, cap - read + 1))    # a pipe is read no further than the cap
+                if not data:
+                    return
+                if not data.endswith(b"\n"):
+                    data += fh.readline(max(cap - read - len(data) + 1, 0))
+                read += len(data)
+                if read > cap:
+                    raise _over_cap(path, max_mb)
+                yield Block(lineno + 1, data, read / size if size else None, path)
+                lineno += data.count(b"\n") + (not data.endswith(b"\n"))
+                continue
+            raw = fh.readline()
+            if not raw:
+                return
+            lineno += 1
             read += len(raw)
             if read > cap:
                 raise _over_cap(path, max_mb)
-            done = read / size if size else None
-            try:
-                yield _Row(f"line {lineno}", orjson.loads(raw), done=done, raw=raw)
-            except orjson.JSONDecodeError:
-                row = _json_line(raw, lineno, done, path)   # json's own message, or what orjson refuses and json reads
-                if row is None:
-                    continue
-                yield row
+            row = _line_row(raw, lineno, read / size if size else None, path)
+            if row is None:
+                continue
+            yield row
             count += 1
             if limit and count >= limit:
-                break
+                return
+
+
+def _line_row(raw: bytes, lineno: int, done: float | None, path: Path) -> _Row | None:
+    """A JSONL line as a row (orjson reads it; json what orjson refuses), or None for a blank line."""
+    try:
+        return _Row(f"line {lineno}", orjson.loads(raw), done=done, raw=raw)
+    except orjson.JSONDecodeError:
+        return _json_line(raw, lineno, done, path)   # json's own message, or what orjson refuses and json reads
 
 
 def _json_line(raw: bytes, lineno: int, done: float | None, path: Path) -> _Row | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.errors import TuneloopError
 from core.workspace import Workspace
-from curation.data.formats import ImportResult, read_records
+from curation.data.formats import ImportResult, ReadAgain, read_records
 from curation.data.versions import (SnapshotWriter, Version, create_version, get_version, load_records,
                                    require_current)
 
@@ -45,14 +45,32 @@ def import_file(ws: Workspace, path: str | Path, *, format: str | None = None, c
         else:
             writer.add(record)
 
-    try:
+    def keep_columns(ids, messages, meta) -> None:
+        if existing_ids:
+            repeated = [rid for rid in ids.to_pylist() if rid in existing_ids]
+            if repeated:
+                clash.extend(repeated)
+                return      # the import is refused below
+        writer.add_columns(ids, messages, meta)
+
+    def start() -> None:
         if base is not None:
             existing = load_records(ws, base.id)
             existing_ids.update(r.id for r in existing)
             writer.extend(existing)
-            del existing
-        result = read_records(path, format=format, column_map=column_map, max_mb=max_mb, progress=progress,
-                              skip_bad=skip_bad, sink=keep)
+
+    try:
+        start()
+        try:
+            result = read_records(path, format=format, column_map=column_map, max_mb=max_mb, progress=progress,
+                                  skip_bad=skip_bad, sink=keep, batch_sink=keep_columns)
+        except ReadAgain:     # an id repeats: the file is read a line at a time, which names the line
+            writer.discard()
+            writer = SnapshotWriter(ws)
+            clash.clear()
+            start()
+            result = read_records(path, format=format, column_map=column_map, max_mb=max_mb, progress=progress,
+                                  skip_bad=skip_bad, sink=keep)
         if clash:
             sample = ", ".join(sorted(clash)[:5])
             raise TuneloopError(f"{name}: {len(clash)} record id(s) already exist in {base.name} (e.g. {sample}); "

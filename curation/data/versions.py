@@ -129,6 +129,7 @@ class SnapshotWriter:
         self.kind: str | None = None
         self.count = 0
         self._keys: list[tuple[str, bytes]] = []
+        self._key_columns: list[tuple[Any, bytes]] = []   # (ids as an Arrow column, their 16-byte hashes joined)
         self._ids: set[str] = set()
         self._pending: list[list] = []      # per column: the ids, then each JSON column as UTF-8 bytes
         self._writer = None
@@ -166,12 +167,37 @@ class SnapshotWriter:
         for record in records:
             self.add(record)
 
+    def add_columns(self, ids, messages, meta) -> None:
+        """Chat records given as Arrow string columns, ``messages`` and ``meta`` as canonical JSON text (what
+        ``add`` would encode; ``curation.data.jsonl_blocks`` makes them): written after what was added before,
+        hashed as ``add`` hashes a record. Their ids are checked for repeats once, by ``content_hash``."""
+        from curation.data.jsonl_blocks import digests
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        if not len(ids):
+            return
+        if self.kind is None:
+            self.kind = "sft"
+        elif self.kind != "sft":
+            raise _mixed_kinds(Record(id=ids[0].as_py(), messages=orjson.loads(messages[0].as_py())), self.kind)
+        self._key_columns.append((ids, digests(pc.binary_join_element_wise("[", messages, ",", meta, "]", ""))))
+        self._flush()
+        table = pa.table({"id": ids, "messages": messages, "meta": meta})
+        if self._writer is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq_writer(self.tmp, table.schema)
+        self._writer.write_table(table, row_group_size=self.batch)
+        self.count += len(ids)
+
     def content_hash(self) -> str:
-        """The same hash ``content_hash(records)`` gives for these records."""
-        h = hashlib.sha256()
-        for rid, rhash in sorted(self._keys):
-            h.update(f"{rid}\t{rhash.hex()}\n".encode("utf-8"))
-        return h.hexdigest()
+        """The same hash ``content_hash(records)`` gives for these records: SHA-256 over each record's line
+        ``id<tab>hash<newline>`` in the order of the ids."""
+        if not self._key_columns:
+            h = hashlib.sha256()
+            for rid, rhash in sorted(self._keys):
+                h.update(f"{rid}\t{rhash.hex()}\n".encode("utf-8"))
+            return h.hexdigest()
+        return _sorted_keys_hash(self._key_columns + ([(None, self._keys)] if self._keys else []))
 
     def finish(self) -> None:
         """Write what is pending and close the file (an empty version still gets its columns)."""
@@ -199,9 +225,48 @@ class SnapshotWriter:
         table = pa.table({k: pa.array(v, type=pa.string()) if k == "id" else _text_array(v) for k, v in columns.items()})
         if self._writer is None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+            self._writer = pq_writer(self.tmp, table.schema)
         if batch or self.count == 0:
             self._writer.write_table(table)
+
+
+def pq_writer(path: Path, schema):
+    import pyarrow.parquet as pq
+    return pq.ParquetWriter(path, schema, compression="zstd")
+
+
+def _sorted_keys_hash(parts: list) -> str:
+    """``SnapshotWriter.content_hash`` from key columns (ids, joined 16-byte hashes) and (None, [(id, hash)]):
+    the lines sorted by id in Arrow (UTF-8 byte order is code point order, the order Python sorts text in; ids are
+    unique) and hashed a chunk at a time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    ids, hashes = [], []
+    for column, joined in parts:
+        if column is None:
+            column = pa.array([rid for rid, _ in joined], pa.string())
+            joined = b"".join(rhash for _, rhash in joined)
+        ids.append(column.cast(pa.large_string()))
+        hashes.append(joined)
+    ids = pa.concat_arrays(ids)
+    n = len(ids)
+    hexes = b"".join(hashes).hex().encode("ascii")
+    hexes = pa.LargeStringArray.from_buffers(n, pa.py_buffer(np.arange(n + 1, dtype=np.int64) * 32), pa.py_buffer(hexes))
+    order = pc.sort_indices(ids)
+    ordered = ids.take(order)
+    if n > 1 and pc.any(pc.equal(ordered.slice(1), ordered.slice(0, n - 1))).as_py():
+        raise TuneloopError("a version cannot hold two records with the same id")
+    del ordered
+    tab, newline, empty = (pa.scalar(text, pa.large_string()) for text in ("\t", "\n", ""))
+    h = hashlib.sha256()
+    step = 200_000
+    for start in range(0, n, step):
+        take = order.slice(start, step)
+        lines = pc.binary_join_element_wise(ids.take(take), tab, hexes.take(take), newline, empty)
+        offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset:lines.offset + len(lines) + 1]
+        h.update(memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1])])
+    return h.hexdigest()
 
 
 def _text_array(parts: list[bytes]):

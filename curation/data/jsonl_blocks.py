@@ -1,0 +1,255 @@
+"""A block of JSONL lines read at once by pyarrow, for an import of a big file already in Tuneloop's own shape.
+
+Reading a million lines one at a time costs a Python parse, check and encoding per record. Most big files are
+records exactly as Tuneloop writes them (``{"id", "messages": [{"role", "content"}, ...], "meta": {...}}``), so an
+import reads its JSONL in blocks of about ``BLOCK_BYTES``: pyarrow parses a block into columns, the checks the
+per-line reader makes are made on the columns, and each row's ``messages`` and ``meta`` are written as canonical
+JSON text (what ``canonical_json`` gives: sorted keys, no spaces, the same escapes) by Arrow's string kernels.
+
+Exactness comes first: a row is read this way only when nothing about it can differ from the per-line reader,
+and ``BlockColumns.slow`` marks every other row, which the reader then reads line by line as before (the same
+record, problem, line and field). A row is slow when: its turns are not exactly ``{role, content}`` with a known
+role and text that is not blank, or its text holds a control character other than newline, return or tab; its id
+is missing, empty or not a string or whole number; its meta is not an object of text, whole-number and boolean
+values (a float, a nested value, an ``id`` key); it has a key besides id, messages and meta; or (when the block
+holds the word ``null`` anywhere) a missing key cannot be told from a null one. A block that is not valid UTF-8 or
+that pyarrow cannot read at all (bad JSON, half a surrogate pair, a number too big for 64 bits next to text, two records on one
+line, a blank line) returns None, and the reader halves it until the odd lines are found.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from curation.data.records import ROLES
+
+BLOCK_BYTES = 4 << 20      # about 20,000 short records; the reader's memory holds a few of these at once
+SMALLEST_BLOCK = 64         # fewer lines than this are read one at a time
+_ROLES = pa.array(ROLES)
+_CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f]"     # escaped by json as \\u00XX (or \\b, \\f): left to the per-line path
+_PRINTABLE = "[!-~]"                          # a visible ASCII character: the text is not blank
+_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+@dataclass
+class Block:
+    """Whole JSONL lines read from ``path`` in one piece, the first being line ``first_line``."""
+    first_line: int
+    data: bytes
+    done: float | None
+    path: Path
+
+
+class Lines:
+    """Where each line of a block starts and stops (its newline included)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.bytes = np.frombuffer(data, np.uint8)
+        stops = np.flatnonzero(self.bytes == 10) + 1
+        if data and not data.endswith(b"\n"):
+            stops = np.append(stops, len(data))
+        self.stops = stops.astype(np.int64)
+        self.starts = np.concatenate(([0], self.stops[:-1])).astype(np.int64)
+        self.count = len(self.stops)
+
+    def line(self, i: int) -> bytes:
+        return self.data[self.starts[i]:self.stops[i]]
+
+    def one_object_each(self, a: int, b: int) -> bool:
+        """Whether each of lines a..b starts with ``{`` and ends with ``}`` (before its newline): then no record
+        spans two lines (a line break inside one would sit between ``}`` and ``{``, which JSON never allows), so
+        pyarrow's rows are the lines exactly when it reads as many rows as there are lines."""
+        starts, last = self.starts[a:b], self.stops[a:b] - 1
+        data = self.bytes
+        last = last - (data[last] == 10)
+        last = last - (data[last] == 13)
+        return bool((last > starts).all() and (data[starts] == 123).all() and (data[last] == 125).all())
+
+
+@dataclass
+class BlockColumns:
+    """Lines a..b of a block as columns: ``slow`` marks the rows to read one at a time; for the others, the id,
+    ``messages`` and ``meta`` as canonical JSON text, and whether the conversation lacks an assistant turn."""
+    slow: np.ndarray
+    ids: pa.Array
+    messages: pa.Array
+    meta: pa.Array
+    no_answer: np.ndarray
+
+
+def block_columns(lines: Lines, a: int, b: int) -> BlockColumns | None:
+    """Lines a..b as columns, or None when pyarrow cannot read them as one row per line."""
+    if not lines.one_object_each(a, b):
+        return None
+    lo, hi = int(lines.starts[a]), int(lines.stops[b - 1])
+    try:
+        str(memoryview(lines.data)[lo:hi], "utf-8")     # pyarrow keeps invalid UTF-8 inside a string as it is
+        table = pj.read_json(pa.BufferReader(pa.py_buffer(lines.data)[lo:hi]))
+    except Exception:   # invalid UTF-8; pyarrow's errors for bad JSON, types that change between rows
+        return None
+    n = b - a
+    if table.num_rows != n:
+        return None
+    nulls = lines.data.find(b"null", lo, hi) >= 0    # only then can a null value be mistaken for a missing key
+    slow = np.zeros(n, dtype=bool)
+    for name in table.column_names:
+        if name not in ("id", "messages", "meta"):
+            slow |= _valid(table.column(name))
+    if "messages" not in table.column_names or "id" not in table.column_names:
+        return _all_slow(n)
+    escapes, controls = _escapes_in(lines.data, lo, hi)
+    messages, no_answer = _messages(_array(table.column("messages")), slow, nulls, escapes, controls)
+    if messages is None:
+        return _all_slow(n)
+    ids = _ids(_array(table.column("id")), slow)
+    if ids is None:
+        return _all_slow(n)
+    meta = _meta(_array(table.column("meta")) if "meta" in table.column_names else None, n, slow, nulls, escapes,
+                 controls)
+    return BlockColumns(slow=slow, ids=ids, messages=messages, meta=meta, no_answer=no_answer)
+
+
+def _all_slow(n: int) -> BlockColumns:
+    empty = pa.array([], pa.string())
+    return BlockColumns(slow=np.ones(n, dtype=bool), ids=empty, messages=empty, meta=empty,
+                        no_answer=np.zeros(n, dtype=bool))
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _valid(values) -> np.ndarray:
+    return np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _mask(values) -> np.ndarray:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _escaped(text: pa.Array, escapes) -> pa.Array:
+    """Text as it sits inside a JSON string (the text holds no other control character: see _CONTROL), for the
+    ``escapes`` the block's JSON holds."""
+    for old, new in escapes:
+        text = pc.replace_substring(text, old, new)
+    return text
+
+
+def _escapes_in(data: bytes, lo: int, hi: int) -> tuple[list, bool]:
+    """Which of _ESCAPES the JSON text data[lo:hi] may need, and whether its strings may hold another control
+    character. A quote, a backslash and every control character inside a JSON string are written escaped, so text
+    without a backslash needs none; without a ``\\u`` escape (which can write any of them) it needs those whose
+    short escape it holds, and holds another control character only as ``\\b`` or ``\\f``."""
+    if data.find(b"\\", lo, hi) < 0:
+        return [], False
+    if data.find(b"\\u", lo, hi) >= 0:
+        return list(_ESCAPES), True
+    written = {"\\": b"\\\\", '"': b'\\"', "\n": b"\\n", "\r": b"\\r", "\t": b"\\t"}
+    escapes = [(old, new) for old, new in _ESCAPES if data.find(written[old], lo, hi) >= 0]
+    controls = data.find(b"\\b", lo, hi) >= 0 or data.find(b"\\f", lo, hi) >= 0
+    return escapes, controls
+
+
+def _messages(messages: pa.Array, slow: np.ndarray, nulls: bool, escapes, controls: bool):
+    """Each row's turns as canonical JSON and whether it lacks an assistant turn; marks the rows whose turns
+    the per-line reader must read; None when no row has turns of exactly {role, content} text."""
+    kind = messages.type
+    if not pa.types.is_list(kind) or not pa.types.is_struct(kind.value_type):
+        return None, None
+    fields = [kind.value_type.field(i) for i in range(kind.value_type.num_fields)]
+    names = [f.name for f in fields]
+    if ("role" not in names or "content" not in names or not pa.types.is_string(fields[names.index("role")].type)
+            or not pa.types.is_string(fields[names.index("content")].type) or (nulls and len(names) > 2)):
+        return None, None
+    n = len(messages)
+    offsets = messages.offsets.to_numpy().astype(np.int64)
+    first = int(offsets[0])
+    turns = messages.values.slice(first, int(offsets[-1]) - first)
+    offsets -= first
+    parts = turns.flatten()       # each field, null where the turn itself is null
+    role, content = parts[names.index("role")], parts[names.index("content")]
+    bad = ~_mask(pc.is_in(role, value_set=_ROLES)) | ~_valid(content)
+    if controls:
+        bad |= _mask(pc.match_substring_regex(content, _CONTROL))
+    for name, part in zip(names, parts):
+        if name not in ("role", "content"):
+            bad |= _valid(part)
+    unseen = np.flatnonzero(~_mask(pc.match_substring_regex(content, _PRINTABLE)) & ~bad)
+    for i in unseen.tolist():     # no visible ASCII character: the text may be blank (Python's isspace decides)
+        text = content[i].as_py()
+        if not text or text.isspace():
+            bad[i] = True
+    parent = np.repeat(np.arange(n), np.diff(offsets))
+    slow |= ~_valid(messages) | (np.diff(offsets) == 0)
+    slow[parent[bad]] = True
+    answered = np.zeros(n, dtype=bool)
+    answered[parent[_mask(pc.equal(role, "assistant"))]] = True
+    turn = pc.binary_join_element_wise('{"content":"', _escaped(content, escapes), '","role":"', role, '"}', "")
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), turn), ",")
+    return pc.binary_join_element_wise("[", joined, "]", ""), ~answered
+
+
+def _ids(ids: pa.Array, slow: np.ndarray) -> pa.Array | None:
+    """The ids as text (a whole number as its digits, as ``str`` writes it); marks rows without one."""
+    if pa.types.is_integer(ids.type):
+        ids = pc.cast(ids, pa.string())
+    elif not pa.types.is_string(ids.type):
+        return None
+    slow |= ~_valid(ids) | _mask(pc.equal(ids, ""))
+    return ids
+
+
+def _meta(meta: pa.Array | None, n: int, slow: np.ndarray, nulls: bool, escapes, controls: bool) -> pa.Array:
+    """Each row's meta as canonical JSON ({} for none); marks the rows whose meta the per-line reader must read."""
+    if meta is None or pa.types.is_null(meta.type):
+        return _constant("{}", n)
+    if not pa.types.is_struct(meta.type):
+        slow |= _valid(meta)
+        return _constant("{}", n)
+    present = _valid(meta)
+    named = sorted((meta.type.field(i).name, part) for i, part in enumerate(meta.flatten()))
+    pieces = []
+    for name, part in named:
+        if nulls:
+            slow |= present & ~_valid(part)     # "key": null, or no key at all: only the line tells
+        if name == "id":                        # the per-line reader takes an id from meta
+            slow |= _valid(part)
+            continue
+        key = json.dumps(name, ensure_ascii=False) + ":"
+        if pa.types.is_string(part.type):
+            if controls:
+                slow |= _mask(pc.match_substring_regex(part, _CONTROL))
+            pieces += [key + '"', _escaped(part, escapes), '",']
+        elif pa.types.is_integer(part.type) or pa.types.is_boolean(part.type):
+            pieces += [key, pc.cast(part, pa.string()), ","]
+        else:                                   # a float (json writes it its own way), a nested value, only nulls
+            slow |= _valid(part)
+            continue
+        if part.null_count:                     # a key some rows lack: their piece is empty
+            pieces[-3:] = [pc.fill_null(pc.binary_join_element_wise(*pieces[-3:], ""), "")]
+    if not pieces:
+        return _constant("{}", n)
+    # each piece ends with a comma (binary_join_element_wise's null_handling="skip" drops rows here, so no nulls)
+    body = pc.utf8_rtrim(pc.binary_join_element_wise(*pieces, ""), characters=",")
+    return pc.binary_join_element_wise("{", body, "}", "")
+
+
+def _constant(text: str, n: int) -> pa.Array:
+    data = text.encode("utf-8")
+    offsets = np.arange(n + 1, dtype=np.int32) * len(data)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
+
+
+def digests(bodies: pa.Array) -> bytes:
+    """The first 16 bytes of each text's SHA-256, one after another (a record's content hash, as
+    ``SnapshotWriter.add`` makes it from the same text)."""
+    sha = hashlib.sha256
+    return b"".join([sha(b).digest()[:16] for b in pc.cast(bodies, pa.binary()).to_pylist()])
