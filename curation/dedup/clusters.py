@@ -25,9 +25,12 @@ import gc
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from core.errors import TuneloopError
 from core.options import Options, add_arguments, from_args, option
@@ -43,6 +46,8 @@ from curation.data.versions import Version, chat_records, create_version, get_ve
 Progress = Callable[[float, str], None]
 TEXT_MODES = {"conversation": ("user", "assistant"), "user": ("user",), "assistant": ("assistant",)}
 KEEP_POLICIES = ("first", "longest", "recent", "quality")
+# A text's 64-bit hash for telling exact duplicates apart (equal hashes are then compared as strings).
+_text_hash = hash
 # Fields that date a record, in the order they are trusted, for the "recent" keeper policy.
 DATE_FIELDS = ("updated_at", "created_at", "timestamp", "date", "time")
 
@@ -183,45 +188,95 @@ def _find_duplicates(records: Sequence[Record], options: DedupOptions, progress:
         if progress is not None:
             progress(fraction, text)
     say(0.0, "reading texts")
-    texts = [record_text(r, options.text) for r in records]
-    normalised = [normalise_text(t) for t in texts]
-    priority = keeper_priority(records, normalised, options.keep)
-    order = sorted(range(len(records)), key=priority.__getitem__)
-    rank = [0] * len(records)
-    for position, i in enumerate(order):
-        rank[i] = position
-    groups: dict[str, list[int]] = {}
-    for i in order:
-        # The normalised text is its own exact-duplicate key (empty texts are nobody's duplicate).
-        if normalised[i]:
-            groups.setdefault(normalised[i], []).append(i)
-    representatives = [members[0] for members in groups.values()]
-    copies = {members[0]: members[1:] for members in groups.values()}
+    # Only the normalised texts are held (a million short records: ~200 MB); the raw texts, which verification
+    # reads for the few records in a candidate pair, are made again from the records when asked for.
+    normalised = [normalise_text(record_text(r, options.text)) for r in records]
+    rank = keeper_rank(records, normalised, options.keep)
+    representatives, copies = _exact_groups(normalised, rank)
     say(0.05, "exact duplicates grouped")
     near = near_duplicate_clusters(
-        [texts[i] for i in representatives], options.threshold, num_perm=options.num_perm, ngram=options.ngram,
-        priority=[rank[i] for i in representatives], normalised=[normalised[i] for i in representatives],
+        RecordTexts(records, options.text, representatives), options.threshold, num_perm=options.num_perm,
+        ngram=options.ngram, priority=rank[representatives], normalised=[normalised[i] for i in representatives],
         progress=lambda f, text: say(0.05 + 0.9 * f, text))
-    clusters: list[DuplicateCluster] = []
+    del normalised
+    found: list[tuple[int, DuplicateCluster]] = []
     in_near = set()
-    for found in near:
-        keeper = representatives[found.keeper]
+    for cluster in near:
+        keeper = int(representatives[cluster.keeper])
         members = []
-        for local, sim in zip(found.members, found.similarities):
-            rep = representatives[local]
+        for local, sim in zip(cluster.members, cluster.similarities):
+            rep = int(representatives[local])
             in_near.add(rep)
             members.append(Member(records[rep].id, sim, exact=rep == keeper))
-            members += [Member(records[c].id, sim, exact=rep == keeper) for c in copies[rep]]
-        clusters.append(DuplicateCluster(keeper=records[keeper].id, kind="near", members=members))
+            members += [Member(records[c].id, sim, exact=rep == keeper) for c in copies.get(rep, ())]
+        found.append((keeper, DuplicateCluster(keeper=records[keeper].id, kind="near", members=members)))
     for rep, rest in copies.items():
-        if rest and rep not in in_near:
-            clusters.append(DuplicateCluster(
+        if rep not in in_near:
+            found.append((rep, DuplicateCluster(
                 keeper=records[rep].id, kind="exact",
-                members=[Member(records[i].id, 1.0, exact=True) for i in [rep, *rest]]))
-    position = {r.id: i for i, r in enumerate(records)}
-    clusters.sort(key=lambda c: (-c.size, position[c.keeper]))
+                members=[Member(records[i].id, 1.0, exact=True) for i in [rep, *rest]])))
+    found.sort(key=lambda kc: (-kc[1].size, kc[0]))
+    clusters = [c for _, c in found]
     say(1.0, f"{len(clusters)} duplicate clusters")
     return DedupResult(options=options, total=len(records), clusters=clusters)
+
+
+class RecordTexts(SequenceABC):
+    """``record_text`` of the chosen records, made when asked for rather than held: verification reads the raw
+    text of only the records in candidate pairs."""
+
+    def __init__(self, records: Sequence[Record], mode: str, chosen: np.ndarray):
+        self.records, self.mode, self.chosen = records, mode, chosen
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return record_text(self.records[int(self.chosen[i])], self.mode)
+
+
+def keeper_rank(records: Sequence[Record], normalised: Sequence[str], policy: str) -> np.ndarray:
+    """Each record's place in the keeper order (0 first; ``keeper_priority`` sorted), as an int64 array."""
+    n = len(records)
+    if policy == "first":
+        return np.arange(n, dtype=np.int64)
+    if policy == "longest":
+        order = np.lexsort((np.arange(n), -np.fromiter(map(len, normalised), np.int64, n)))
+    else:
+        priority = keeper_priority(records, normalised, policy)
+        order = np.array(sorted(range(n), key=priority.__getitem__), np.int64)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n, dtype=np.int64)
+    return rank
+
+
+def _exact_groups(normalised: Sequence[str], rank: np.ndarray) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """Records with the same normalised text (empty texts are nobody's duplicate): the first of each text in
+    keeper order (the representatives, in keeper order), and for each text held more than once its
+    representative's copies, in keeper order.
+
+    Texts are told apart by a 64-bit hash first (arrays, not a dict of a million strings); only records whose
+    hash another record shares are compared as strings, so a hash collision never merges two texts.
+    """
+    n = len(normalised)
+    hashes = np.fromiter(map(_text_hash, normalised), np.int64, n)
+    nonempty = np.flatnonzero(np.fromiter(map(bool, normalised), bool, n))
+    by_hash = nonempty[np.lexsort((rank[nonempty], hashes[nonempty]))]
+    sorted_hashes = hashes[by_hash]
+    shared = np.zeros(by_hash.size, bool)
+    if by_hash.size > 1:
+        same = sorted_hashes[1:] == sorted_hashes[:-1]
+        shared[1:] |= same
+        shared[:-1] |= same
+    single = by_hash[~shared]
+    groups: dict[str, list[int]] = {}
+    for i in by_hash[shared].tolist():        # in hash order, then keeper order within a hash
+        groups.setdefault(normalised[i], []).append(i)
+    copies = {members[0]: members[1:] for members in groups.values() if len(members) > 1}
+    firsts = np.concatenate([single, np.array([m[0] for m in groups.values()], np.int64)])
+    return firsts[np.argsort(rank[firsts], kind="stable")], copies
 
 
 def find_duplicates_in_version(ws: Workspace, version: int | str | None = None, options: DedupOptions | None = None,

@@ -42,12 +42,16 @@ class NearDuplicateCluster:
 
 def _candidates(normalised: Sequence[str], threshold: float, num_perm: int, ngram: int,
                 progress: Progress | None, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """LSH candidate pairs whose MinHash estimate is not hopelessly below the threshold."""
+    """LSH candidate pairs (those ``keep`` accepts, bool per pair) whose MinHash estimate is not hopelessly
+    below the threshold; both tests are made band by band, so the chance pairs are never all held at once."""
     sig, nonempty = text_signatures(normalised, num_perm, ngram=ngram, progress=_stage(progress, 0.0, 0.75))
-    pairs = lsh_candidate_pairs(sig, threshold, active=nonempty, progress=_stage(progress, 0.75, 0.95))
-    if keep is not None:
-        pairs = keep(pairs)
-    return pairs[estimated_similarity(sig, pairs) >= threshold - _ESTIMATE_MARGIN]
+
+    def accept(pairs: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(pairs), bool) if keep is None else keep(pairs)
+        ok[ok] = estimated_similarity(sig, pairs[ok]) >= threshold - _ESTIMATE_MARGIN
+        return ok
+
+    return lsh_candidate_pairs(sig, threshold, active=nonempty, accept=accept, progress=_stage(progress, 0.75, 0.95))
 
 
 def near_duplicate_pairs(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD, *,
@@ -136,7 +140,7 @@ def cross_near_duplicates(queries: Sequence[str], corpus: Sequence[str], thresho
     texts = list(queries) + list(corpus)
     normalised = [normalise_text(t) for t in texts]
     pairs = _candidates(normalised, threshold, num_perm, ngram, _stage(progress, 0.0, 0.85),
-                        keep=lambda p: p[(p[:, 0] < nq) & (p[:, 1] >= nq)])
+                        keep=lambda p: (p[:, 0] < nq) & (p[:, 1] >= nq))
     if progress:
         progress(0.9, "verifying candidate pairs")
     pairs, sims = verify_pairs(texts, pairs, threshold, normalised=normalised, ngram=ngram)

@@ -50,6 +50,8 @@ _WINDOW_WORDS = 3
 _BOILERPLATE_RUN = 4
 _BOILERPLATE_RECORDS = 20
 _WANTED_BITS = 22
+# Word windows of this many pairs' texts (or texts) are made at once: bounded memory at a million records.
+_PAIRS_PER_BLOCK = 8_192
 # Short texts: at most this many words in the shorter one. With up to _ALL_CONTENT_WORDS content words they must
 # agree on every one (one changed word is another subject), except that one may add a word to the other's
 # _ADDED_TO or more; with more content words, at most this share may differ.
@@ -155,7 +157,11 @@ def boilerplate_windows(normalised: Sequence[str], *, among: Sequence[str] | Non
     """
     wanted = None
     if among is not None:
-        wanted = sorted_unique(_word_windows(list(among))[0])
+        among = list(among)
+        parts = [sorted_unique(_word_windows(among[start:start + _PAIRS_PER_BLOCK])[0])
+                 for start in range(0, len(among), _PAIRS_PER_BLOCK)]
+        wanted = sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint32)
+        del parts
         tally = np.zeros(wanted.size, np.int64)
     distinct = list(dict.fromkeys(normalised))
     found = []
@@ -189,6 +195,9 @@ def strip_boilerplate(normalised: Sequence[str], boilerplate: np.ndarray) -> lis
     """The texts without their boilerplate runs (at least _BOILERPLATE_RUN windows in a row)."""
     if boilerplate.size == 0 or not normalised:
         return list(normalised)
+    if len(normalised) > _PAIRS_PER_BLOCK:      # each text on its own: a block of texts at a time
+        return [text for start in range(0, len(normalised), _PAIRS_PER_BLOCK)
+                for text in strip_boilerplate(normalised[start:start + _PAIRS_PER_BLOCK], boilerplate)]
     hashes, owner, first, words_per_text = _word_windows(normalised)
     at = np.searchsorted(boilerplate, hashes).clip(max=boilerplate.size - 1)
     flag = boilerplate[at] == hashes
@@ -238,9 +247,20 @@ def _turns_agree(texts: Sequence[str], pairs: np.ndarray, ngram: int) -> np.ndar
     return worst >= _MIN_TURN_SIMILARITY
 
 
-def longest_new_runs(normalised: Sequence[str], pairs: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
-    """Per pair (i, j): the longest run of words in either normalised text not covered by a 3-word window the other has."""
+def longest_new_runs(normalised: Sequence[str], pairs: np.ndarray, *, chunk: int = 4096,
+                     block: int = _PAIRS_PER_BLOCK) -> np.ndarray:
+    """Per pair (i, j): the longest run of words in either normalised text not covered by a 3-word window the other has.
+
+    Pairs go ``block`` at a time, each block with the word windows of only its own texts (all candidate pairs'
+    texts at once took 1.2 GB at a million records)."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) <= block:
+        return _longest_new_runs(normalised, pairs, chunk)
+    return np.concatenate([_longest_new_runs(normalised, pairs[start:start + block], chunk)
+                           for start in range(0, len(pairs), block)])
+
+
+def _longest_new_runs(normalised: Sequence[str], pairs: np.ndarray, chunk: int) -> np.ndarray:
     best = np.zeros(len(pairs), np.int64)
     if len(pairs) == 0:
         return best
