@@ -197,6 +197,7 @@ CLOSED_PREFIXES = ("/gradio_api/runs", "/gradio_api/run-history", "/monitoring",
 FILE_PREFIXES = ("/gradio_api/upload", "/gradio_api/file=", "/gradio_api/file/", "/gradio_api/process_recording",
                  "/gradio_api/stream/")
 MAX_LOGIN_BODY = 64 * 1024
+REFUSED_LOGIN_PAUSE_S = 1.0   # how long a login the throttle refuses waits for its 429
 # The largest request an app without uploads takes: a vote with a 1,000,000-character comment and correction
 # is about 2 MB.
 MAX_EVENT_BODY = 4 * 1024 * 1024
@@ -371,6 +372,9 @@ class SessionGuard:
         address = (scope.get("client") or ("unknown",))[0]
         wait = self.throttle.admit(name, address)
         if wait:
+            # Answered after a pause, not at once: a refusal costs the server nearly nothing, so a guesser told
+            # at once would come back hundreds of times a second and take the event loop from the raters.
+            await asyncio.sleep(min(wait, REFUSED_LOGIN_PAUSE_S))
             return await _refuse(scope, send, 429, f"too many failed logins for this name or from this address; "
                                  f"try again in {math.ceil(wait)} s", retry_after=math.ceil(wait))
         replay_sent = False
