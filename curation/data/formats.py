@@ -55,6 +55,7 @@ CSV_ALIASES = {
     "rejected": (),
 }
 _PROGRESS_EVERY = 5000
+_UNMADE = object()    # a block's columns not made yet
 _NO_ANSWER = "the conversation has no assistant turn; it cannot teach an answer until one is added"
 PREVIEW_RECORDS = 20
 
@@ -273,13 +274,14 @@ class _Reader:
     def add_block(self, block) -> None:
         """The lines of a ``jsonl_blocks.Block``: runs of rows already in Tuneloop's shape go to ``batch_sink`` as
         columns, every other line is read as ``add`` reads it (the same record, problem or warning, in file order)."""
-        from curation.data.jsonl_blocks import Lines
-        lines = Lines(block.data)
-        self._add_lines(block, lines, 0, lines.count)
+        from curation.data.jsonl_blocks import prepare
+        lines, columns = prepare(block.data)
+        self._add_lines(block, lines, 0, lines.count, columns)
 
-    def _add_lines(self, block, lines, a: int, b: int) -> None:
+    def _add_lines(self, block, lines, a: int, b: int, columns=_UNMADE) -> None:
         from curation.data.jsonl_blocks import SMALLEST_BLOCK, block_columns
-        columns = block_columns(lines, a, b) if b - a >= SMALLEST_BLOCK else None
+        if columns is _UNMADE:
+            columns = block_columns(lines, a, b) if b - a >= SMALLEST_BLOCK else None
         if columns is None:
             if b - a >= 2 * SMALLEST_BLOCK:   # one odd line spoils pyarrow's read of its block: halve it
                 middle = (a + b) // 2
@@ -529,18 +531,8 @@ def _iter_json(path: Path, limit, max_mb, blocks=None) -> Iterator[_Row]:
         read = count = lineno = 0
         while True:
             if blocks is not None and lineno and blocks():
-                from curation.data.jsonl_blocks import BLOCK_BYTES, Block
-                data = fh.read(min(BLOCK_BYTES, cap - read + 1))    # a pipe is read no further than the cap
-                if not data:
-                    return
-                if not data.endswith(b"\n"):
-                    data += fh.readline(max(cap - read - len(data) + 1, 0))
-                read += len(data)
-                if read > cap:
-                    raise _over_cap(path, max_mb)
-                yield Block(lineno + 1, data, read / size if size else None, path)
-                lineno += data.count(b"\n") + (not data.endswith(b"\n"))
-                continue
+                yield from _iter_blocks(fh, path, lineno, read, size, cap, max_mb)
+                return
             raw = fh.readline()
             if not raw:
                 return
@@ -555,6 +547,23 @@ def _iter_json(path: Path, limit, max_mb, blocks=None) -> Iterator[_Row]:
             count += 1
             if limit and count >= limit:
                 return
+
+
+def _iter_blocks(fh, path: Path, lineno: int, read: int, size: int | None, cap: int, max_mb: float):
+    """The rest of a JSONL file as ``jsonl_blocks.Block``s. (Making a block's columns in a second thread while the
+    reader takes the one before was measured here: no faster on this loaded 2-core machine, so it is not done.)"""
+    from curation.data.jsonl_blocks import BLOCK_BYTES, Block
+    while True:
+        data = fh.read(min(BLOCK_BYTES, cap - read + 1))    # a pipe is read no further than the cap
+        if not data:
+            return
+        if not data.endswith(b"\n"):
+            data += fh.readline(max(cap - read - len(data) + 1, 0))
+        read += len(data)
+        if read > cap:
+            raise _over_cap(path, max_mb)
+        yield Block(lineno + 1, data, read / size if size else None, path)
+        lineno += data.count(b"\n") + (not data.endswith(b"\n"))
 
 
 def _line_row(raw: bytes, lineno: int, done: float | None, path: Path) -> _Row | None:

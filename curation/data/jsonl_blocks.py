@@ -35,6 +35,8 @@ SMALLEST_BLOCK = 64         # fewer lines than this are read one at a time
 _ROLES = pa.array(ROLES)
 _CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f]"     # escaped by json as \\u00XX (or \\b, \\f): left to the per-line path
 _PRINTABLE = "[!-~]"                          # a visible ASCII character: the text is not blank
+_WRITTEN = {"\\": (b"\\\\", b"\\u005c", b"\\u005C"), '"': (b'\\"', b"\\u0022"),
+            "\n": (b"\\n", b"\\u000a", b"\\u000A"), "\r": (b"\\r", b"\\u000d", b"\\u000D"), "\t": (b"\\t", b"\\u0009")}
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 
 
@@ -83,6 +85,12 @@ class BlockColumns:
     messages: pa.Array
     meta: pa.Array
     no_answer: np.ndarray
+
+
+def prepare(data: bytes) -> tuple[Lines, BlockColumns | None]:
+    """A block's lines and the columns of all of them (None: pyarrow could not read them as one row per line)."""
+    lines = Lines(data)
+    return lines, block_columns(lines, 0, lines.count) if lines.count >= SMALLEST_BLOCK else None
 
 
 def block_columns(lines: Lines, a: int, b: int) -> BlockColumns | None:
@@ -138,23 +146,27 @@ def _mask(values) -> np.ndarray:
 def _escaped(text: pa.Array, escapes) -> pa.Array:
     """Text as it sits inside a JSON string (the text holds no other control character: see _CONTROL), for the
     ``escapes`` the block's JSON holds."""
+    if not escapes:
+        return text
+    pattern = "[" + "".join("\\" + old if old in '\\"' else old for old, _ in escapes) + "]"
+    needs = pc.fill_null(pc.match_substring_regex(text, pattern), False)   # one pass; most texts need none
+    if not pc.any(needs).as_py():
+        return text
+    some = text.filter(needs)
     for old, new in escapes:
-        text = pc.replace_substring(text, old, new)
-    return text
+        some = pc.replace_substring(some, old, new)
+    return pc.replace_with_mask(text, needs, some)
 
 
 def _escapes_in(data: bytes, lo: int, hi: int) -> tuple[list, bool]:
     """Which of _ESCAPES the JSON text data[lo:hi] may need, and whether its strings may hold another control
-    character. A quote, a backslash and every control character inside a JSON string are written escaped, so text
-    without a backslash needs none; without a ``\\u`` escape (which can write any of them) it needs those whose
-    short escape it holds, and holds another control character only as ``\\b`` or ``\\f``."""
+    character. A quote, a backslash and every control character inside a JSON string are written escaped, as
+    ``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t``, ``\\b``, ``\\f`` or ``\\u`` and four hex digits: text without
+    one of the ways to write a character holds none of it."""
     if data.find(b"\\", lo, hi) < 0:
         return [], False
-    if data.find(b"\\u", lo, hi) >= 0:
-        return list(_ESCAPES), True
-    written = {"\\": b"\\\\", '"': b'\\"', "\n": b"\\n", "\r": b"\\r", "\t": b"\\t"}
-    escapes = [(old, new) for old, new in _ESCAPES if data.find(written[old], lo, hi) >= 0]
-    controls = data.find(b"\\b", lo, hi) >= 0 or data.find(b"\\f", lo, hi) >= 0
+    escapes = [(old, new) for old, new in _ESCAPES if any(data.find(way, lo, hi) >= 0 for way in _WRITTEN[old])]
+    controls = any(data.find(way, lo, hi) >= 0 for way in (b"\\u000", b"\\u001", b"\\b", b"\\f"))
     return escapes, controls
 
 
@@ -252,4 +264,5 @@ def digests(bodies: pa.Array) -> bytes:
     """The first 16 bytes of each text's SHA-256, one after another (a record's content hash, as
     ``SnapshotWriter.add`` makes it from the same text)."""
     sha = hashlib.sha256
-    return b"".join([sha(b).digest()[:16] for b in pc.cast(bodies, pa.binary()).to_pylist()])
+    whole = b"".join([sha(b).digest() for b in pc.cast(bodies, pa.binary()).to_pylist()])
+    return np.frombuffer(whole, np.uint8).reshape(-1, 32)[:, :16].tobytes()
