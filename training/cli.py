@@ -211,8 +211,19 @@ def cmd_wait(ws, args) -> int:
 def cmd_export(ws, args) -> int:
     from training.export import export_run
     started = time.monotonic()
-    out = export_run(ws, args.run, args.kind, args.out, quant=args.quant,
-                     progress=lambda fraction, text: print(f"{text} …", file=sys.stderr, flush=True))
+    said = []
+
+    def progress(fraction: float, text: str) -> None:
+        if not said or said[-1] != text:       # a running conversion reports the same phase every quarter second
+            said.append(text)
+            print(f"{text} …", file=sys.stderr, flush=True)
+
+    try:
+        out = export_run(ws, args.run, args.kind, args.out, quant=args.quant, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\nexport cancelled: {'the conversion under way was stopped and ' if args.kind == 'gguf' else ''}"
+              f"no partial file was left", file=sys.stderr)
+        return 130
     print(f"{args.kind} written to {out} ({time.monotonic() - started:.0f}s)")
     return 0
 

@@ -5,7 +5,9 @@ The converters (``convert_hf_to_gguf.py``, ``convert_lora_to_gguf.py`` and the `
 ``conversion`` packages they import) come from the llama-cpp-python sdist pinned in requirements.txt;
 ``make setup`` puts them in ``.venv/share/llama.cpp``. They run as a subprocess of this Python, so a
 conversion never loads a second model into the app. q4_k_m is made from the f16 file by llama.cpp's
-quantizer (``llama_cpp.llama_model_quantize``).
+quantizer (``llama_cpp.llama_model_quantize``, in a subprocess too). While one runs, the caller's
+``progress`` is called again every quarter second: when it raises (the tab's Cancel export) or Ctrl-C
+arrives, the subprocess is ended and the temp files go, so a cancelled export leaves nothing behind.
 
 Example::
 
@@ -43,12 +45,53 @@ def _converter(script: str) -> Path:
     return path
 
 
-def _run_converter(script: str, args: list[str], what: str) -> None:
+class ExportCancelled(TuneloopError):
+    """The user stopped an export (the tab's Cancel, Ctrl-C): the subprocess was ended and nothing was written."""
+
+
+# How often a running conversion asks whether to go on (the progress callback is called again, unchanged).
+POLL_S = 0.25
+
+
+def _run_tool(argv: list[str], what: str, failure: str, progress=None, at: tuple[float, str] = (0.0, "")) -> None:
+    """Run one of llama.cpp's tools as a subprocess of this Python and wait for it, calling ``progress(*at)``
+    every ``POLL_S`` meanwhile. Whatever stops the wait (the callback raising because the user cancelled,
+    Ctrl-C) ends the subprocess first, so that no converter goes on writing after its caller has given up."""
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}    # the gguf-py shipped beside it
-    done = subprocess.run([sys.executable, str(_converter(script)), *args], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
-        raise TuneloopError(f"llama.cpp's {script} could not convert {what}:\n{tail}")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if progress:
+                    progress(*at)
+    except BaseException:
+        _end(proc)
+        raise
+    if proc.returncode != 0:
+        tail = "\n".join((err or out).strip().splitlines()[-6:])
+        raise TuneloopError(f"{failure}:\n{tail}")
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Stop a subprocess: asked to (SIGTERM), then made to (SIGKILL) if it has not gone within 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+def _run_converter(script: str, args: list[str], what: str, progress=None, at: tuple[float, str] = (0.0, "")) -> None:
+    _run_tool([sys.executable, str(_converter(script)), *args], what,
+              f"llama.cpp's {script} could not convert {what}", progress, at)
 
 
 def _check_quant(quant: str) -> str:
@@ -69,49 +112,64 @@ def convert_model(folder: str | os.PathLike, out: str | os.PathLike, *, quant: s
         if quant == "q4_k_m":
             f16 = temp_path(out, tag="f16")
             try:
-                say(0.0, "converting to GGUF (f16) with llama.cpp's converter")
+                phase = (0.0, "converting to GGUF (f16) with llama.cpp's converter")
+                say(*phase)
                 _run_converter("convert_hf_to_gguf.py", [str(folder), "--outfile", str(f16), "--outtype", "f16"],
-                               f"the model folder {folder}")
-                say(0.6, f"quantizing to {quant} with llama.cpp")
-                quantize_gguf(f16, tmp, quant)
+                               f"the model folder {folder}", say, phase)
+                phase = (0.6, f"quantizing to {quant} with llama.cpp")
+                say(*phase)
+                quantize_gguf(f16, tmp, quant, progress=say, at=phase)
             finally:
                 f16.unlink(missing_ok=True)
         else:
-            say(0.0, f"converting to GGUF ({quant}) with llama.cpp's converter")
+            phase = (0.0, f"converting to GGUF ({quant}) with llama.cpp's converter")
+            say(*phase)
             _run_converter("convert_hf_to_gguf.py", [str(folder), "--outfile", str(tmp), "--outtype", quant],
-                           f"the model folder {folder}")
+                           f"the model folder {folder}", say, phase)
         tmp.chmod(0o644)
     return out
 
 
-def quantize_gguf(source: Path, out: Path, quant: str) -> Path:
-    """Quantize an f16 GGUF file to ``quant`` (q4_k_m, q8_0) with llama.cpp's quantizer."""
-    import ctypes
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise TuneloopError(f"{quant} quantization needs llama-cpp-python ({exc}); run `make setup`") from exc
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[quant]
-    params.nthread = os.cpu_count() or 1
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)) != 0:
-        raise TuneloopError(f"llama.cpp could not quantize {source} to {quant}; check the disk has room for "
-                            f"{out} and that {source} is a complete GGUF file")
+# llama.cpp's quantizer, run in a subprocess (so that Cancel can end it): argv source, out, ftype name, threads.
+_QUANTIZE = """
+import ctypes, sys
+import llama_cpp
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = getattr(llama_cpp, sys.argv[3])
+params.nthread = int(sys.argv[4])
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(params)) != 0)
+"""
+_FTYPES = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
+
+
+def quantize_gguf(source: Path, out: Path, quant: str, *, progress=None, at: tuple[float, str] = (0.0, "")) -> Path:
+    """Quantize an f16 GGUF file to ``quant`` (q4_k_m, q8_0) with llama.cpp's quantizer, in a subprocess;
+    ``progress(*at)`` is called while it runs (raising from it ends the quantizer)."""
+    import importlib.util
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise TuneloopError(f"{quant} quantization needs llama-cpp-python; run `make setup`")
+    _run_tool([sys.executable, "-c", _QUANTIZE, str(source), str(out), _FTYPES[quant], str(os.cpu_count() or 1)],
+              str(source), f"llama.cpp could not quantize {source} to {quant}; check the disk has room for {out} "
+              f"and that {source} is a complete GGUF file", progress, at)
     return out
 
 
 def convert_adapter(adapter_dir: str | os.PathLike, base_folder: str | os.PathLike,
-                    out: str | os.PathLike) -> Path:
-    """A PEFT LoRA adapter as a GGUF LoRA file (f16) for llama.cpp's ``lora_path`` on the base's GGUF."""
+                    out: str | os.PathLike, *, progress=None) -> Path:
+    """A PEFT LoRA adapter as a GGUF LoRA file (f16) for llama.cpp's ``lora_path`` on the base's GGUF;
+    ``progress(fraction, text)`` is called while the converter runs (raising from it ends the converter)."""
     adapter_dir, base_folder, out = Path(adapter_dir), Path(base_folder), Path(out)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise TuneloopError(f"'{adapter_dir}' is not a LoRA adapter folder (no adapter_config.json)")
     if not (base_folder / "config.json").is_file():
         raise TuneloopError(f"'{base_folder}' is not the base model's folder (no config.json)")
     with atomic_path(out) as tmp:
+        phase = (0.0, "converting the adapter to a GGUF LoRA with llama.cpp's converter")
+        if progress:
+            progress(*phase)
         _run_converter("convert_lora_to_gguf.py", [str(adapter_dir), "--base", str(base_folder),
                                                    "--outfile", str(tmp), "--outtype", "f16"],
-                       f"the adapter {adapter_dir}")
+                       f"the adapter {adapter_dir}", progress, phase)
         tmp.chmod(0o644)
     return out
 

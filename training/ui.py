@@ -30,8 +30,8 @@ from training.run_views import (RUN_HEADERS, config_diff, describe_eta, loss_cur
 from training.template_preview import (CONTEXT, CUT, TRAINED, default_sequence_len, load_preview_tokenizer,
                                        preview_record, token_length_stats)
 from ui.forms import form_values, options_form, options_from_form
-from ui.kit import (bind, clear_on_input, default_run, error_markdown, picked_value, picker_updates, run_choices,
-                    run_picker, version_picker)
+from ui.kit import (CancelRegistry, bind, clear_on_input, default_run, error_markdown, picked_value, picker_updates,
+                    run_choices, run_picker, version_picker)
 
 FORM_SKIP = ("base_model", "datasets", "output_dir")  # the split and base model pickers; the registry's run folder
 FORM_ROW = 4
@@ -206,6 +206,9 @@ def layout(ws) -> TrainWidgets:
                                                "folder · archive: .tar.gz download · gguf: llama.cpp file + Ollama "
                                                "Modelfile (q4_k_m smallest)")
                 w.export_btn = gr.Button("Export selected run", elem_id="train-export-btn")
+                w.export_cancel = gr.Button("Cancel export", elem_id="train-export-cancel")
+            gr.Markdown("A merged or GGUF export takes a minute or more (merging, llama.cpp's conversion, "
+                        "quantizing); **Cancel export** ends the conversion under way and leaves no partial file.")
             w.export_msg = gr.Markdown(elem_id="train-export-msg")
             w.export_file = gr.File(label="Download", visible=False, elem_id="train-export-file")
         w.serve = serve_ui.layout(ws)
@@ -330,13 +333,27 @@ def compare(ws, w: TrainWidgets, data: dict) -> dict:
             w.message: "" if rows else "These runs have the same config."}
 
 
-def export(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """The chosen run exported as an adapter folder, a merged model, a GGUF folder or a downloadable archive."""
+EXPORTS = CancelRegistry()     # per browser tab: the Cancel export button of an export under way
+
+
+def export(ws, w: TrainWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """The chosen run exported as an adapter folder, a merged model, a GGUF folder or a downloadable archive.
+    **Cancel export** stops it at its next progress report: a llama.cpp conversion or quantization under way
+    is ended (it reports every quarter second) and nothing is left behind."""
     from training.export import export_run
+    from training.gguf import ExportCancelled
     run_id, (kind, _, quant) = data[w.selected], data[w.export_kind].partition(" ")
     hidden = gr.update(visible=False)
     if not run_id:
         return {w.export_msg: "Choose a run first.", w.export_file: hidden}
+    stop = EXPORTS.start(request)
+
+    def report(fraction: float, text: str) -> None:
+        if stop.is_set():
+            raise ExportCancelled(f"the {kind} export was cancelled: what was under way was stopped and no "
+                                  f"partial file was left")
+        progress(fraction, desc=text)
+
     try:
         run = R.get_run(ws, run_id)
         if kind == "archive":
@@ -345,14 +362,22 @@ def export(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> dict:
             name = f"export-{kind}" + (f"-{quant}" if quant else "")
             stamp = len(list(run.run_dir.glob(f"{name}*")))
             out = run.run_dir / (name + (f"-{stamp}" if stamp else ""))
-        path = export_run(ws, run.id, kind, out, quant=quant or "f16",
-                          progress=lambda fraction, text: progress(fraction, desc=text))
+        path = export_run(ws, run.id, kind, out, quant=quant or "f16", progress=report)
+    except ExportCancelled as exc:
+        return {w.export_msg: f"⏹ {str(exc)[0].upper()}{str(exc)[1:]}.", w.export_file: hidden}
     except TuneloopError as exc:
         return {w.export_msg: error_markdown(exc), w.export_file: hidden}
+    finally:
+        EXPORTS.finish(request, stop)
     if kind == "archive":
         return {w.export_msg: f"Archive of {html.escape(run.label)} ready.",
                 w.export_file: gr.update(value=str(path), visible=True)}
     return {w.export_msg: f"{kind.capitalize()} written to `{path}`.", w.export_file: hidden}
+
+
+def cancel_export(ws, w: TrainWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's export."""
+    return {w.export_msg: "Cancelling…" if EXPORTS.cancel(request) else "No export of yours is running."}
 
 
 # -- handlers: template preview -------------------------------------------------------------------
@@ -435,6 +460,7 @@ def build_train_tab(ws) -> TrainWidgets:
         on(event, poll, {*w.run_pickers, w.selected.tuneloop_chosen}, w.polled, show_progress="hidden")
     on(w.compare_btn.click, compare, {w.compare_pick}, [w.compare_plot, w.compare_diff, w.message])
     on(w.export_btn.click, export, {w.selected, w.export_kind}, [w.export_msg, w.export_file])
+    on(w.export_cancel.click, cancel_export, None, [w.export_msg])
     on(w.preview_btn.click, template_preview, {w.split, w.base_model, w.seq_len, w.record_id},
        [w.preview_md, w.preview_hl])
     on(w.lengths_btn.click, token_lengths, {w.split, w.base_model, w.seq_len}, [w.tokens_md, w.tokens_plot])
