@@ -169,3 +169,18 @@ def _line_of(path, text: str) -> int:
         if text.encode() in line:
             return number
     raise AssertionError(text)
+
+
+def test_rows_with_the_same_meta_keys_read_in_blocks_as_a_line_at_a_time(tmp_path, monkeypatch, small_blocks):
+    """Every row with every meta key (the one-join path), keys out of order, text needing escapes."""
+    path = tmp_path / "same.jsonl"
+    path.write_text("".join(json.dumps({"meta": {"z": i % 2 == 0, "b": i, "a": f'say "{i}"\n'}, "id": f"s{i}",
+                                        "messages": [{"content": f"q\\{i}", "role": "user"},
+                                                     {"content": "é\t", "role": "assistant"}]},
+                                       ensure_ascii=i % 2 == 0) + "\n" for i in range(600)), encoding="utf-8")
+    blocks = _outcome(tmp_path / "b", path)
+    assert sum(small_blocks) > 500
+    with monkeypatch.context() as m:
+        _line_at_a_time(m)
+        assert _outcome(tmp_path / "l", path) == blocks
+    assert blocks[0][7]["meta"] == '{"a":"say \\"7\\"\\n","b":7,"z":false}'

@@ -228,7 +228,7 @@ def _meta(meta: pa.Array | None, n: int, slow: np.ndarray, nulls: bool, escapes,
         return _constant("{}", n)
     present = _valid(meta)
     named = sorted((meta.type.field(i).name, part) for i, part in enumerate(meta.flatten()))
-    pieces = []
+    pieces, gaps = [], False
     for name, part in named:
         if nulls:
             slow |= present & ~_valid(part)     # "key": null, or no key at all: only the line tells
@@ -247,8 +247,11 @@ def _meta(meta: pa.Array | None, n: int, slow: np.ndarray, nulls: bool, escapes,
             continue
         if part.null_count:                     # a key some rows lack: their piece is empty
             pieces[-3:] = [pc.fill_null(pc.binary_join_element_wise(*pieces[-3:], ""), "")]
+            gaps = True
     if not pieces:
         return _constant("{}", n)
+    if not gaps:                                # every row has every key: one join makes the text
+        return pc.binary_join_element_wise("{" + pieces[0], *pieces[1:-1], pieces[-1][:-1] + "}", "")
     # each piece ends with a comma (binary_join_element_wise's null_handling="skip" drops rows here, so no nulls)
     body = pc.utf8_rtrim(pc.binary_join_element_wise(*pieces, ""), characters=",")
     return pc.binary_join_element_wise("{", body, "}", "")
