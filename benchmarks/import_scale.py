@@ -9,8 +9,9 @@ JSONL into a temporary folder, then measures, each in a fresh process so that pe
 - ``pyarrow.json.read_json``: the same file into an Arrow table (no validation, no Python objects), the
   floor of reading it at all.
 
-It prints the median seconds, records per second and the median peak resident memory (ru_maxrss) of each
-over ``--repeat`` runs, and the file's size.
+It prints the median seconds, records per second, the median peak resident memory (ru_maxrss) of each over
+``--repeat`` runs and each median's ratio to pyarrow's, and the file's size. The methods take turns within each
+repeat, so that a change in the machine's load falls on all of them alike.
 
 Run: ``python -m benchmarks.import_scale [--records 1000000] [--repeat 3]``
 """
@@ -90,13 +91,19 @@ def main(argv=None) -> int:
         size_mb = path.stat().st_size / 1024 / 1024
         print(f"{args.records:,} records, {size_mb:.1f} MB of JSONL; medians of {args.repeat} runs, each in its own "
               f"process")
-        print(f"{'method':<24} {'seconds':>8} {'records/s':>11} {'peak RSS MB':>12}")
+        runs = {method: [] for method in methods}
+        for i in range(args.repeat):
+            for method in methods:
+                runs[method].append(measure(method, path, Path(tmp) / f"ws-{method.split()[-1]}-{i}"))
+        floor = statistics.median(r["seconds"] for r in runs[methods[-1]])
+        print(f"{'method':<24} {'seconds':>8} {'records/s':>11} {'peak RSS MB':>12} {'x pyarrow':>10}")
         for method in methods:
-            runs = [measure(method, path, Path(tmp) / f"ws-{method.split()[-1]}-{i}") for i in range(args.repeat)]
-            assert all(r["records"] == args.records for r in runs), runs
-            seconds = statistics.median(r["seconds"] for r in runs)
-            peak = statistics.median(r["peak_mb"] for r in runs)
-            print(f"{method:<24} {seconds:>8.2f} {args.records / seconds:>11,.0f} {peak:>12,.0f}")
+            assert all(r["records"] == args.records for r in runs[method]), runs[method]
+            seconds = statistics.median(r["seconds"] for r in runs[method])
+            peak = statistics.median(r["peak_mb"] for r in runs[method])
+            print(f"{method:<24} {seconds:>8.2f} {args.records / seconds:>11,.0f} {peak:>12,.0f} "
+                  f"{seconds / floor:>10.2f}")
+            print(f"{'':<24} runs: " + ", ".join(f"{r['seconds']:.2f} s" for r in runs[method]))
     return 0
 
 
