@@ -2,7 +2,8 @@
 
 Thin wiring from widgets to ``evaluation.rounds``: a table with one row per run in round order
 (dataset version → run → automatic and human figures → feedback → next version), one sentence per
-round against the run before it, a line plot of the 0..1 figures across runs and a bar plot of
+round against the run before it, a line plot of the 0..1 figures across runs (starting from the base model's, so
+one round draws a line too) and a bar plot of
 perplexity, base against fine-tuned. Runs that are not rounds (failed, stopped, still training) are
 listed apart. **Measure automatically** runs the automatic evaluation of every finished run that lacks
 one (with progress; **Stop** cancels it). ``layout_rounds`` creates the widgets in the caller's layout,
@@ -58,6 +59,18 @@ def layout_rounds() -> RoundsWidgets:
     return w
 
 
+BASE_POINT = "base model"
+
+
+def base_points(first) -> list[dict]:
+    """The line plot's first x: the base model's figures as the first round measured them, so each line starts
+    where the base stood (with one round, a line of one point would draw nothing)."""
+    from evaluation.rounds import PLOTTED
+    return [{"order": 0, "run": BASE_POINT, "figure": title,
+             "value": first.base_figures[key] / 100 if key == "bleu" else first.base_figures[key]}
+            for key, title in PLOTTED if first.base_figures.get(key) is not None]
+
+
 def show_rounds(ws, w: RoundsWidgets) -> dict:
     """The summary, table, line plot and perplexity bars of every round so far."""
     import pandas as pd
@@ -81,13 +94,17 @@ def show_rounds(ws, w: RoundsWidgets) -> dict:
     if by_run:
         lines.append(f"- ROUGE-L of {', '.join(by_run)} is the run's own, measured at its end on its first test "
                      f"conversations.")
+    if any(r.evaluations for r in rows):
+        lines.append("- Human figures come from every blind evaluation a run is an arm of, whatever it met there: its "
+                     "win rate against the base (or the one other arm; else against each other arm), and its "
+                     "Bradley–Terry rating against the base where the base was an arm too.")
     if unmeasured:
         lines.append(f"- {', '.join(unmeasured)} ha{'s' if len(unmeasured) == 1 else 've'} no automatic evaluation "
                      f"yet (BLEU, perplexity, suites): **Measure automatically** measures them.")
-    points = pd.DataFrame(plot_points(rows), columns=["order", "run", "figure", "value"])
+    points = pd.DataFrame(base_points(rows[0]) + plot_points(rows), columns=["order", "run", "figure", "value"])
     bars = pd.DataFrame(perplexity_points(rows), columns=["bar", "run", "model", "perplexity"])
     return {w.summary: "\n".join(lines), w.table: pd.DataFrame(rounds_table(rows), columns=list(COLUMNS)),
-            w.line: gr.update(value=points, sort=[r.label for r in rows]),
+            w.line: gr.update(value=points, sort=[BASE_POINT] + [r.label for r in rows]),
             w.bars: gr.update(value=bars, sort=list(bars["bar"])), w.apart: apart_text}
 
 

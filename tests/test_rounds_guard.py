@@ -61,7 +61,11 @@ def test_the_rounds_view_reads_the_runs_own_rouge_and_lists_failed_runs_apart(lo
     assert "1 run(s) over 1 round(s)" in shown[w.summary] and "is the run's own" in shown[w.summary]
     assert f"#{failed.id} broke (failed)" in shown[w.apart] and f"#{stopped.id} halted (stopped)" in shown[w.apart]
     points = shown[w.line]["value"]
-    assert list(points["figure"]) == ["ROUGE-L"]                        # the line plot has the run's figure
+    # one round still draws a line: from the base model's ROUGE-L to the run's (one point alone draws nothing)
+    assert list(zip(points["run"], points["figure"], points["value"])) == [
+        (rounds_ui.BASE_POINT, "ROUGE-L", done.metrics["rouge_l_base"]),
+        (row.label, "ROUGE-L", done.metrics["rouge_l_tuned"])]
+    assert shown[w.line]["sort"] == [rounds_ui.BASE_POINT, row.label]
 
 
 def test_the_guard_waits_while_a_run_trains_then_checks_each_finished_run_once(loop):
