@@ -3,11 +3,11 @@ and how long a wrong password takes for a known and for an unknown name.
 
     python benchmarks/login_flood.py [--raters 20] [--votes 10] [--think 2] [--guessers 8]
 
-A hosted server (``--rater-only``, users in the workspace) on 127.0.0.1. ``--raters`` raters log in at /rate/
-and vote, reading ``--think`` seconds on average per pair, three times over:
+A hosted server (``--rater-only``, users in the workspace) on 127.0.0.1. ``--raters`` raters log in at / (the
+Rate app of a rater-only server) and vote, reading ``--think`` seconds on average per pair, three times over:
 
 - alone (the baseline);
-- beside ``--guessers`` clients posting wrong passwords as fast as they are answered, with the throttle as
+- beside ``--guessers`` clients posting wrong passwords to /login as fast as they are answered, with the throttle as
   shipped (a name locked after 5 failures, an address after 20: most guesses get 429 after a 1 s pause,
   without a check);
 - the same flood with the throttle set out of reach (``--login-failures-per-*`` 1,000,000), so every guess

@@ -106,6 +106,7 @@ class LoginThrottle:
     forget_s: float = 900.0
     clock: object = time.time
     _state: dict = field(default_factory=dict)
+    _swept: float = 0.0
 
     def admit(self, name: str, address: str) -> float:
         """0 when this login may be checked (it is then in flight until ``finish``), else the seconds to
@@ -134,7 +135,17 @@ class LoginThrottle:
                 if state.count >= limit:
                     state.locked_until = now + min(self.max_s, self.base_s * 2 ** (state.count - limit))
             if not state.count and not state.in_flight:
-                del self._state[key]  # a flood of made-up names leaves nothing behind
+                del self._state[key]
+        if not ok and now - self._swept > self.forget_s:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Forget the names and addresses whose failures are older than ``forget_s`` and whose lock has ended:
+        a flood of made-up names (from addresses a proxy lets a client choose) leaves nothing behind."""
+        self._swept = now
+        for key in [k for k, s in self._state.items()
+                    if not s.in_flight and now - s.last > self.forget_s and now >= s.locked_until]:
+            del self._state[key]
 
     def _keys(self, name: str, address: str):
         return (("user", name), self.per_user), (("address", address), self.per_address)

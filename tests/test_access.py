@@ -140,3 +140,21 @@ def test_login_throttle_locks_a_name_and_an_address_with_a_growing_wait():
     assert throttle.admit("n6", "10.0.0.9") > 0                     # in flight counts: no burst slips past
     throttle.finish("n5", "10.0.0.9", ok=False)
     assert throttle.admit("vic", "10.0.0.9") == 1.0
+
+
+def test_the_login_throttle_forgets_failures_older_than_its_memory():
+    clock = Clock()
+    throttle = LoginThrottle(per_user=3, per_address=1000, forget_s=900, clock=clock)
+    for i in range(500):                                            # made-up names, one guess each
+        assert throttle.admit(f"nobody{i}", f"10.1.{i // 250}.{i % 250}") == 0
+        throttle.finish(f"nobody{i}", f"10.1.{i // 250}.{i % 250}", ok=False)
+    for _ in range(3):
+        throttle.admit("ada", "10.0.0.1")
+        throttle.finish("ada", "10.0.0.1", ok=False)                # ada locked
+    assert len(throttle._state) == 1002
+    clock.now += 901
+    throttle.admit("zed", "10.0.0.2")
+    throttle.finish("zed", "10.0.0.2", ok=False)
+    assert set(throttle._state) == {("user", "zed"), ("address", "10.0.0.2")}
+    clock.now += 1
+    assert throttle.admit("ada", "10.0.0.1") == 0                   # ada's old failures went with the rest
