@@ -4,6 +4,7 @@ flood of refused guesses cannot take the event loop from the raters (issue #20, 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
 
@@ -82,3 +83,20 @@ def test_a_login_the_throttle_refuses_is_answered_after_a_pause(ws, monkeypatch)
     refused = send(guard(ws, app, throttle), "POST", "/login", data={"username": "ada", "password": "admin-pass-1"})
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 60
     assert pauses == [access.REFUSED_LOGIN_PAUSE_S] and app.bodies == []
+
+
+def test_password_checks_run_in_the_login_threads_not_on_the_event_loop(ws, monkeypatch):
+    add_user(ws, "ada", "admin", "admin-pass-1")
+    ran_in: list[str] = []
+    real = access.authenticate
+
+    def recorded(*args):
+        ran_in.append(threading.current_thread().name)
+        return real(*args)
+    monkeypatch.setattr(access, "authenticate", recorded)
+
+    async def login(password: str) -> tuple[bool, str]:
+        return await access.password_check(ws, ("admin",))("ada", password), threading.current_thread().name
+    (right, loop_thread), (wrong, _) = asyncio.run(login("admin-pass-1")), asyncio.run(login("not-it-at-all"))
+    assert right and not wrong
+    assert len(ran_in) == 2 and all(name.startswith("tuneloop-login") and name != loop_thread for name in ran_in)
