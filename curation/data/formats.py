@@ -330,7 +330,8 @@ class _Reader:
             return
         import pyarrow as pa
         import pyarrow.compute as pc
-        ids = pa.chunked_array(self.block_ids + [pa.array(list(self.seen_ids), pa.string())], pa.string())
+        from curation.data.jsonl_blocks import text_array
+        ids = pa.chunked_array(self.block_ids + [text_array(list(self.seen_ids))], pa.string())
         if pc.count_distinct(ids).as_py() != len(ids):
             raise ReadAgain("an id repeats")
 

@@ -18,6 +18,7 @@ line, a blank line) returns None, and the reader halves it until the odd lines a
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ from curation.data.records import ROLES
 
 BLOCK_BYTES = 4 << 20      # about 20,000 short records; the reader's memory holds a few of these at once
 SMALLEST_BLOCK = 64         # fewer lines than this are read one at a time
-_ROLES = pa.array(ROLES)
 _CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f]"     # escaped by json as \\u00XX (or \\b, \\f): left to the per-line path
 _PRINTABLE = "[!-~]"                          # a visible ASCII character: the text is not blank
 _WRITTEN = {"\\": (b"\\\\", b"\\u005c", b"\\u005C"), '"': (b'\\"', b"\\u0022"),
@@ -126,7 +126,7 @@ def block_columns(lines: Lines, a: int, b: int) -> BlockColumns | None:
 
 
 def _all_slow(n: int) -> BlockColumns:
-    empty = pa.array([], pa.string())
+    empty = text_array([])
     return BlockColumns(slow=np.ones(n, dtype=bool), ids=empty, messages=empty, meta=empty,
                         no_answer=np.zeros(n, dtype=bool))
 
@@ -136,11 +136,11 @@ def _array(column: pa.ChunkedArray) -> pa.Array:
 
 
 def _valid(values) -> np.ndarray:
-    return np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+    return _bits(pc.is_valid(values))
 
 
 def _mask(values) -> np.ndarray:
-    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return _bits(pc.and_kleene(values, pc.is_valid(values)))
 
 
 def _escaped(text: pa.Array, escapes) -> pa.Array:
@@ -149,7 +149,8 @@ def _escaped(text: pa.Array, escapes) -> pa.Array:
     if not escapes:
         return text
     pattern = "[" + "".join("\\" + old if old in '\\"' else old for old, _ in escapes) + "]"
-    needs = pc.fill_null(pc.match_substring_regex(text, pattern), False)   # one pass; most texts need none
+    needs = pc.match_substring_regex(text, pattern)     # one pass; most texts need none
+    needs = pc.and_kleene(needs, pc.is_valid(needs))
     if not pc.any(needs).as_py():
         return text
     some = text.filter(needs)
@@ -182,13 +183,13 @@ def _messages(messages: pa.Array, slow: np.ndarray, nulls: bool, escapes, contro
             or not pa.types.is_string(fields[names.index("content")].type) or (nulls and len(names) > 2)):
         return None, None
     n = len(messages)
-    offsets = messages.offsets.to_numpy().astype(np.int64)
+    offsets = _ints(messages.offsets)
     first = int(offsets[0])
     turns = messages.values.slice(first, int(offsets[-1]) - first)
     offsets -= first
     parts = turns.flatten()       # each field, null where the turn itself is null
     role, content = parts[names.index("role")], parts[names.index("content")]
-    bad = ~_mask(pc.is_in(role, value_set=_ROLES)) | ~_valid(content)
+    bad = ~_mask(pc.is_in(role, value_set=text_array(ROLES))) | ~_valid(content)
     if controls:
         bad |= _mask(pc.match_substring_regex(content, _CONTROL))
     for name, part in zip(names, parts):
@@ -203,10 +204,11 @@ def _messages(messages: pa.Array, slow: np.ndarray, nulls: bool, escapes, contro
     slow |= ~_valid(messages) | (np.diff(offsets) == 0)
     slow[parent[bad]] = True
     answered = np.zeros(n, dtype=bool)
-    answered[parent[_mask(pc.equal(role, "assistant"))]] = True
-    turn = pc.binary_join_element_wise('{"content":"', _escaped(content, escapes), '","role":"', role, '"}', "")
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), turn), ",")
-    return pc.binary_join_element_wise("[", joined, "]", ""), ~answered
+    answered[parent[_mask(pc.equal(role, literal("assistant")))]] = True
+    turn = _join('{"content":"', _escaped(content, escapes), '","role":"', role, '"}', "")
+    starts = pa.Array.from_buffers(pa.int32(), n + 1, [None, pa.py_buffer(offsets.astype(np.int32))])
+    joined = pc.binary_join(pa.ListArray.from_arrays(starts, turn), literal(","))
+    return _join("[", joined, "]", ""), ~answered
 
 
 def _ids(ids: pa.Array, slow: np.ndarray) -> pa.Array | None:
@@ -215,7 +217,7 @@ def _ids(ids: pa.Array, slow: np.ndarray) -> pa.Array | None:
         ids = pc.cast(ids, pa.string())
     elif not pa.types.is_string(ids.type):
         return None
-    slow |= ~_valid(ids) | _mask(pc.equal(ids, ""))
+    slow |= ~_valid(ids) | _mask(pc.equal(ids, literal("")))
     return ids
 
 
@@ -246,15 +248,52 @@ def _meta(meta: pa.Array | None, n: int, slow: np.ndarray, nulls: bool, escapes,
             slow |= _valid(part)
             continue
         if part.null_count:                     # a key some rows lack: their piece is empty
-            pieces[-3:] = [pc.fill_null(pc.binary_join_element_wise(*pieces[-3:], ""), "")]
+            pieces[-3:] = [pc.fill_null(_join(*pieces[-3:], ""), literal(""))]
             gaps = True
     if not pieces:
         return _constant("{}", n)
     if not gaps:                                # every row has every key: one join makes the text
-        return pc.binary_join_element_wise("{" + pieces[0], *pieces[1:-1], pieces[-1][:-1] + "}", "")
+        return _join("{" + pieces[0], *pieces[1:-1], pieces[-1][:-1] + "}", "")
     # each piece ends with a comma (binary_join_element_wise's null_handling="skip" drops rows here, so no nulls)
-    body = pc.utf8_rtrim(pc.binary_join_element_wise(*pieces, ""), characters=",")
-    return pc.binary_join_element_wise("{", body, "}", "")
+    body = pc.utf8_rtrim(_join(*pieces, ""), characters=",")
+    return _join("{", body, "}", "")
+
+
+def text_array(texts) -> pa.Array:
+    """Python text as an Arrow string column, made from its buffers (``pa.array`` and ``pa.scalar`` on Python
+    values import pandas, a second or more of an import's start here)."""
+    parts = [t.encode("utf-8") for t in texts]
+    offsets = np.zeros(len(parts) + 1, dtype=np.int32)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(parts), pa.py_buffer(offsets), pa.py_buffer(b"".join(parts)))
+
+
+@functools.lru_cache(maxsize=256)
+def literal(text: str, large: bool = False):
+    """A text as an Arrow scalar (``large``: of type large_string), without ``pa.scalar`` (see text_array)."""
+    array = text_array([text])
+    return (array.cast(pa.large_string()) if large else array)[0]
+
+
+def _join(*parts):
+    """``pc.binary_join_element_wise`` with the literal texts among ``parts`` (the last is the separator) as scalars."""
+    return pc.binary_join_element_wise(*[literal(p) if type(p) is str else p for p in parts])
+
+
+def _ints(values: pa.Array) -> np.ndarray:
+    """An int32 Arrow column without nulls as int64 NumPy values (see _bits)."""
+    return np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + len(values)].astype(np.int64)
+
+
+def _bits(mask) -> np.ndarray:
+    """A boolean Arrow column without nulls as a NumPy array (``to_numpy`` on one imports pandas)."""
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    n = len(mask)
+    if mask.null_count:
+        raise ValueError("a mask with nulls")
+    packed = np.frombuffer(mask.buffers()[1], dtype=np.uint8)
+    return np.unpackbits(packed, bitorder="little", count=mask.offset + n)[mask.offset:].astype(bool)
 
 
 def _constant(text: str, n: int) -> pa.Array:

@@ -171,16 +171,15 @@ class SnapshotWriter:
         """Chat records given as Arrow string columns, ``messages`` and ``meta`` as canonical JSON text (what
         ``add`` would encode; ``curation.data.jsonl_blocks`` makes them): written after what was added before,
         hashed as ``add`` hashes a record. Their ids are checked for repeats once, by ``content_hash``."""
-        from curation.data.jsonl_blocks import digests
+        from curation.data.jsonl_blocks import _join, digests
         import pyarrow as pa
-        import pyarrow.compute as pc
         if not len(ids):
             return
         if self.kind is None:
             self.kind = "sft"
         elif self.kind != "sft":
             raise _mixed_kinds(Record(id=ids[0].as_py(), messages=orjson.loads(messages[0].as_py())), self.kind)
-        self._key_columns.append((ids, digests(pc.binary_join_element_wise("[", messages, ",", meta, "]", ""))))
+        self._key_columns.append((ids, digests(_join("[", messages, ",", meta, "]", ""))))
         self._flush()
         table = pa.table({"id": ids, "messages": messages, "meta": meta})
         if self._writer is None:
@@ -222,7 +221,8 @@ class SnapshotWriter:
         names = ["id", "messages", "meta"] + {"preference": ["chosen", "rejected"],
                                               "kto": ["completion", "desirable"]}.get(self.kind, [])
         columns = {name: batch[i] if batch else [] for i, name in enumerate(names)}
-        table = pa.table({k: pa.array(v, type=pa.string()) if k == "id" else _text_array(v) for k, v in columns.items()})
+        table = pa.table({k: _text_array([i.encode("utf-8") for i in v] if k == "id" else v)
+                          for k, v in columns.items()})
         if self._writer is None:
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq_writer(self.tmp, table.schema)
@@ -242,10 +242,12 @@ def _sorted_keys_hash(parts: list) -> str:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from curation.data.jsonl_blocks import literal, text_array
     ids, hashes = [], []
     for column, joined in parts:
         if column is None:
-            column = pa.array([rid for rid, _ in joined], pa.string())
+            column = text_array([rid for rid, _ in joined])
             joined = b"".join(rhash for _, rhash in joined)
         ids.append(column.cast(pa.large_string()))
         hashes.append(joined)
@@ -258,7 +260,7 @@ def _sorted_keys_hash(parts: list) -> str:
     if n > 1 and pc.any(pc.equal(ordered.slice(1), ordered.slice(0, n - 1))).as_py():
         raise TuneloopError("a version cannot hold two records with the same id")
     del ordered
-    tab, newline, empty = (pa.scalar(text, pa.large_string()) for text in ("\t", "\n", ""))
+    tab, newline, empty = (literal(text, large=True) for text in ("\t", "\n", ""))
     h = hashlib.sha256()
     step = 200_000
     for start in range(0, n, step):
