@@ -184,3 +184,13 @@ def test_rows_with_the_same_meta_keys_read_in_blocks_as_a_line_at_a_time(tmp_pat
         _line_at_a_time(m)
         assert _outcome(tmp_path / "l", path) == blocks
     assert blocks[0][7]["meta"] == '{"a":"say \\"7\\"\\n","b":7,"z":false}'
+
+
+def test_an_import_in_blocks_reports_its_progress_as_it_reads(tmp_path, small_blocks):
+    said = []
+    version, _ = import_file(Workspace.open(tmp_path / "ws"), _write(tmp_path, odd=[], n=20_000),
+                             progress=lambda fraction, text: said.append((fraction, text)))
+    assert sum(small_blocks) > 19_000 and version.num_records == 20_000
+    reads = [(f, t) for f, t in said if t.startswith("read ")]
+    assert len(reads) >= 3 and reads == sorted(reads) and 0 < reads[0][0] < reads[-1][0] <= 0.9
+    assert reads[0][1] == "read 5,000 records" or reads[0][1].startswith("read 5,")
