@@ -89,3 +89,45 @@ def test_a_cancelled_build_leaves_no_file_and_the_next_search_starts_it_again(tm
     assert browse(browse_pick=v.name, search="", page_no=2).startswith("60 records · page 2 of 3 · search index:")
     I._builds[I.index_path(ws, v)].thread.join()
     assert I.index_path(ws, v).exists()
+
+
+def test_a_search_while_the_index_is_built_reads_the_part_built_and_scans_only_the_rest(tmp_path, monkeypatch):
+    go, reached = threading.Event(), threading.Event()
+    real = I.build_index
+
+    def held_build(ws, version, path, progress=None):
+        def hold(fraction, text):
+            progress(fraction, text)
+            if fraction >= 0.5:           # 30 of 60 records indexed: the first of the snapshot's 20-row groups
+                reached.set()
+                while not go.is_set():
+                    time.sleep(0.005)
+        real(ws, version, path, hold)
+
+    monkeypatch.setattr(I, "build_index", held_build)
+    monkeypatch.setattr(I, "BUILD_BATCH", 10)
+    monkeypatch.setattr(I, "COMMIT_EVERY", 10)
+    monkeypatch.setattr(V, "BACKGROUND_INDEX_FROM", 50)
+    below = []
+    search = I.RecordIndex.search
+    monkeypatch.setattr(I.RecordIndex, "search", lambda self, *a, **k: below.append(k.get("below")) or
+                        search(self, *a, **k))
+    ws = Workspace.open(tmp_path / "ws")
+    writer = V.SnapshotWriter(ws, batch=20)
+    writer.extend(_records(60))
+    v = V.create_version(ws, writer, parent=None, step="import")
+    assert reached.wait(30)
+    path = I.index_path(ws, v)
+    assert I._partial[path][1] == 30 and not path.exists()
+    assert "a search reads the part built and the rest of the version" in I.index_status(ws, v.id)
+    records = V.load_records(ws, v.id)
+    for query in ("refund", "late sorry", "k002", "7", "parcel number 3", "the voucher"):
+        full = V.search_records(records, query)
+        for start in (0, 5, 20):
+            total, page = I.snapshot_search(ws, v.id, query, start=start, limit=7)
+            assert total == len(full), (query, start)
+            assert [r.to_dict() for r in page] == [r.to_dict() for r in full[start:start + 7]], (query, start)
+    assert set(below) == {20}                     # the records of the row group already indexed came from the index
+    go.set()
+    I._builds[path].thread.join()
+    assert path.exists() and path not in I._partial
