@@ -6,11 +6,15 @@ ticket number, a source and Dolly's category as the label, so every text is huma
 words. No part of Tuneloop reads that file. For each size the script writes a version (``SnapshotWriter``, what an
 import writes) into a fresh workspace and measures, as medians over ``--repeat`` runs:
 
-- **index build** (``curation.data.index``, once per version) beside the floor of reading the snapshot with pyarrow;
+- **index build** (``curation.data.index``, once per version; its wall and CPU time, a median over ``--repeat``
+  builds up to ``--compare-up-to`` records, else one) beside the floor of reading the snapshot with pyarrow, and
+  up to ``--compare-up-to`` records beside the layout it had before (FORMAT 1: each record's text kept in the FTS5
+  table and every trigram's positions, ``detail=full``), built here from the same rows by this script's own code;
 - **Data tab, first page** before the index exists (the snapshot's first row group) and from the index, beside a
   plain SQLite query of 20 rows from a table holding the same records;
 - **Data tab, search** (the tab's handler minus Gradio: ``RecordIndex.search`` for a count and the first page) for
-  a rare and a common word, beside the same FTS5 query run bare on the index file; at sizes up to
+  a rare word, a common one, a common word longer than a trigram and a one-letter one, beside the same FTS5
+  query run bare on the index file; at sizes up to
   ``--scan-up-to`` also the full scan the tab ran before (load every record, ``search_records``);
 - **Review, open** (the warm state built: the index opened, the review rows read, the first queue computed) and
   **approve + next** through the tab's own handler (``curation.ui.review.approve``: store the decision and labels,
@@ -19,8 +23,8 @@ import writes) into a fresh workspace and measures, as medians over ``--repeat``
   select of the next row;
 - optionally (``--import-sizes``) **import** of the same records as JSONL (``import_file``) beside
   ``pyarrow.json.read_json``, in turns, each run in a fresh process: median time and the peak memory of each;
-- the index file's size beside the snapshot's, and (up to ``--scan-up-to``) a search while the index is still
-  being built (``snapshot_search``, the snapshot read a batch at a time).
+- the index file's size beside the snapshot's, and (up to ``--snapshot-scan-up-to``) a search while the index is
+  still being built (``snapshot_search``, the snapshot read a batch at a time).
 
 Run: ``python -m benchmarks.scale [--sizes 10000,100000,1000000] [--repeat 3] [--approvals 30]``
 """
@@ -45,7 +49,7 @@ if str(ROOT) not in sys.path:
 
 DOLLY = ROOT / "benchmarks" / "data" / "dolly_slice.jsonl"
 SOURCES = ["mail", "chat", "phone", "web"]
-RARE, COMMON = "river", "the"
+RARE, COMMON, COMMON_LONG, SHORT = "river", "the", "which", "x"
 
 
 def dolly_texts() -> tuple[list[tuple[str, str]], list[str]]:
@@ -123,10 +127,49 @@ def plain_table(path: Path, rows) -> sqlite3.Connection:
     return db
 
 
-def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: bool, import_only: bool = False
-            ) -> list[tuple]:
+def format1_index(path: Path, snapshot: Path) -> tuple[float, float, float]:
+    """(wall ms, CPU ms, MB) of the index layout used before FORMAT 2, made from ``snapshot``: a records table with
+    each record's JSON and an FTS5 trigram table that keeps the text and every trigram's positions, merged once at
+    the end (what that build did, written here so that the comparison does not run the code it measures)."""
+    import pyarrow.parquet as pq
+    path.unlink(missing_ok=True)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("pragma journal_mode=off")
+    db.execute("pragma synchronous=off")
+    db.execute("pragma cache_size=-65536")
+    db.execute("create table records (position integer primary key, id text, record text, source text)")
+    db.execute("create virtual table hay using fts5(text, detail='full', tokenize='trigram case_sensitive 1')")
+    db.execute("insert into hay (hay, rank) values ('automerge', 0)")
+    db.execute("insert into hay (hay, rank) values ('crisismerge', 64)")
+    db.execute("begin")
+    position = 0
+    for batch in pq.ParquetFile(snapshot).iter_batches(batch_size=5_000):
+        ids, messages, metas = (batch.column(c).to_pylist() for c in ("id", "messages", "meta"))
+        rows, texts = [], []
+        for rid, m, meta in zip(ids, messages, metas):
+            rows.append((position, rid, '{"id":' + json.dumps(rid) + ',"messages":' + m + ',"meta":' + meta + "}",
+                         str(json.loads(meta).get("source", ""))))
+            texts.append((position, (rid + "\n" + "\n".join(x["content"] for x in json.loads(m)) + "\n"
+                                     + meta).lower()))
+            position += 1
+        db.executemany("insert into records values (?,?,?,?)", rows)
+        db.executemany("insert into hay (rowid, text) values (?,?)", texts)
+    db.execute("create unique index records_id on records (id)")
+    db.execute("create index records_source on records (source)")
+    db.execute("commit")
+    db.execute("insert into hay (hay) values ('optimize')")
+    db.close()
+    out = ((time.perf_counter() - start) * 1000, (time.process_time() - start_cpu) * 1000, path.stat().st_size / 1e6)
+    path.unlink()
+    return out
+
+
+def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: bool, import_only: bool = False,
+            compare_up_to: int = 100_000, snapshot_scan_up_to: int = 100_000) -> list[tuple]:
     from core.workspace import Workspace
     from curation.data import versions as V
+    from curation.data import index as I
     from curation.data.index import record_index, snapshot_page, snapshot_search
     from curation.data.records import Record
     import pyarrow.parquet as pq
@@ -161,12 +204,23 @@ def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: b
 
     cold_page = median_ms(lambda: snapshot_page(ws, version.id, 0, 20), repeat)
     read_floor = median_ms(lambda: pq.read_table(snapshot), repeat)
-    start = time.perf_counter()
-    index = record_index(ws, version.id)
-    built = (time.perf_counter() - start) * 1000
-    out.append(("index build (once per version)", built, read_floor, "pyarrow read of the snapshot"))
+    walls, cpus = [], []
+    for _ in range(repeat if n <= compare_up_to else 1):
+        I.index_path(ws, version).unlink(missing_ok=True)
+        I._open.clear()
+        start, start_cpu = time.perf_counter(), time.process_time()
+        index = record_index(ws, version.id)
+        walls.append((time.perf_counter() - start) * 1000)
+        cpus.append((time.process_time() - start_cpu) * 1000)
+    out.append(("index build (once per version)", statistics.median(walls), read_floor, "pyarrow read of the snapshot"))
+    out.append(("  index build, CPU of this process", statistics.median(cpus), None, ""))
     out.append(("  index file (MB)", index.path.stat().st_size / 1e6, snapshot.stat().st_size / 1e6,
                 "(the snapshot's size)"))
+    if n <= compare_up_to:
+        before = [format1_index(folder / "format1.sqlite", snapshot) for _ in range(repeat)]
+        out.append(("  the layout before (FORMAT 1): build wall", statistics.median(b[0] for b in before), None, ""))
+        out.append(("  the layout before (FORMAT 1): build CPU", statistics.median(b[1] for b in before), None, ""))
+        out.append(("  the layout before (FORMAT 1): file (MB)", before[0][2], None, ""))
     db = plain_table(folder / "plain.sqlite", ((i, r["id"], json.dumps(r)) for i, r in enumerate(generated_records(n))))
     page_floor = median_ms(lambda: db.execute("select record from records where position >= ? order by position"
                                               " limit 20", (n // 2,)).fetchall(), repeat)
@@ -174,16 +228,19 @@ def measure(n: int, repeat: int, approvals: int, scan_up_to: int, with_import: b
     out.append(("Data: a middle page (index)", median_ms(lambda: index.search("", start=n // 2, limit=20), repeat),
                 page_floor, "SQLite: 20 rows of a table"))
     raw = sqlite3.connect(f"file:{index.path}?mode=ro", uri=True)
-    for word in (RARE, COMMON):
-        def bare(word=word):
-            raw.execute("select count(*) from hay where hay match ?", (f'"{word}"',)).fetchone()
-            raw.execute("select rowid from hay where hay match ? order by rowid limit 20", (f'"{word}"',)).fetchall()
+    for word in (RARE, COMMON, COMMON_LONG, SHORT):
+        match = index._match([word])
+
+        def bare(match=match):
+            raw.execute("select count(*) from hay where hay match ?", (match,)).fetchone()
+            raw.execute("select rowid from hay where hay match ? order by rowid limit 20", (match,)).fetchall()
         total = index.search(word)[0]
         out.append((f"Data: search '{word}' ({total:,} found)", median_ms(lambda: index.search(word), repeat),
                     median_ms(bare, repeat), "the same FTS5 query, bare"))
-        if n <= scan_up_to:
+        if n <= snapshot_scan_up_to and word in (RARE, COMMON):
             out.append((f"  while the index builds: snapshot scan for '{word}'",
                         median_ms(lambda: snapshot_search(ws, version.id, word), 1), None, ""))
+        if n <= scan_up_to and word in (RARE, COMMON):
             V.load_records(ws, version.id)
             out.append((f"  before: full scan for '{word}'",
                         median_ms(lambda: V.search_records(V.load_records(ws, version.id), word)[:20], repeat),
@@ -244,6 +301,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--approvals", type=int, default=30)
     p.add_argument("--scan-up-to", type=int, default=100_000, help="measure the old full scan up to this size")
+    p.add_argument("--snapshot-scan-up-to", type=int, default=100_000,
+                   help="measure a search while the index is built (the snapshot read) up to this size")
+    p.add_argument("--compare-up-to", type=int, default=100_000,
+                   help="build the index --repeat times, and the layout before beside it, up to this size")
     p.add_argument("--import-sizes", default="", help="sizes at which to measure import_file too (comma-separated)")
     p.add_argument("--import-only", action="store_true", help="measure only the import (at --import-sizes)")
     args = p.parse_args(argv)
@@ -251,7 +312,7 @@ def main(argv=None) -> int:
     print(f"{'records':>9}  {'what':<48} {'Tuneloop (ms)':>14} {'floor (ms)':>11}  floor")
     for n in (int(s) for s in args.sizes.split(",")):
         for what, ms, floor, floor_name in measure(n, args.repeat, args.approvals, args.scan_up_to, n in imports,
-                                                 args.import_only):
+                                                 args.import_only, args.compare_up_to, args.snapshot_scan_up_to):
             shown = f"{floor:>11.1f}" if floor is not None else f"{'':>11}"
             print(f"{n:>9,}  {what:<48} {ms:>14.1f} {shown}  {floor_name}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
