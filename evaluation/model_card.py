@@ -24,18 +24,98 @@ from evaluation.metrics import format_metric
 from training.card import CARD_FILE, training_card_lines
 
 
-def human_evaluations(ws: Workspace, run_id: str | int) -> list[dict[str, Any]]:
-    """Every blind evaluation of the run with its statistics (votes, win rate, Wilson and bootstrap intervals)."""
-    from evaluation.arena import evaluation_votes, get_evaluation, run_key
-    from evaluation.stats import summarize, votes_from_rows
+def human_evaluations(ws: Workspace, run_id: str | int, rated: dict[int, Any] | None = None) -> list[dict[str, Any]]:
+    """Every blind evaluation the run is an arm of (``eval_arms.run_id``, or ``evaluations.run_id`` for one that
+    rated it), oldest first, with the run's own figures there: ``arm`` (its name in that evaluation), ``rating``
+    (its Bradley–Terry rating against the base with the bootstrap interval, when the base is an arm and the run is
+    not it), ``pairwise`` (its win rate with the Wilson interval against each other arm) and ``stats`` (the two-arm
+    figures against ``against``: the base when the base is an arm, else the one other arm of a two-arm evaluation;
+    None when neither). ``rated`` keeps each evaluation's ratings for the other runs of the same call."""
+    from evaluation.arena import evaluation_arms, evaluation_comparisons, evaluation_votes, get_evaluation, run_key
+    from evaluation.ratings import arm_ratings, count_once, rough_note, win_matrix
+    from evaluation.stats import summarize, votes_from_rows, wilson_interval
+    rated = {} if rated is None else rated
+    run = run_key(ws, run_id)
+    found = ws.db.execute(
+        "select evaluation_id, name from eval_arms where run_id=:run union"
+        " select e.id, a.name from evaluations e join eval_arms a on a.evaluation_id=e.id and a.kind='run'"
+        " where e.run_id=:run and (a.run_id is null or a.run_id=:run)"
+        " and (select count(*) from eval_arms o where o.evaluation_id=e.id and o.kind='run')=1"
+        " order by 1, 2", {"run": run}).fetchall()
     out = []
-    ids = [r[0] for r in ws.db.execute("select id from evaluations where run_id=? order by id",
-                                       (run_key(ws, run_id),))]
-    for evaluation in (get_evaluation(ws, eid) for eid in ids):
-        rows = [v.to_stats_row() for v in evaluation_votes(ws, evaluation.id)]
+    for evaluation_id, arm in found:
+        evaluation, arms = get_evaluation(ws, evaluation_id), evaluation_arms(ws, evaluation_id)
+        names = [a.name for a in arms]
+        base = next((a.name for a in arms if a.kind == "base"), None)
+        against = base if base is not None and base != arm else (
+            next(n for n in names if n != arm) if len(names) == 2 else None)
+        comparisons = evaluation_comparisons(ws, evaluation_id)
+        counted, _ = count_once(comparisons)
+        pairwise = []
+        for t in win_matrix(comparisons):
+            if t.first != arm:
+                continue
+            low, high = wilson_interval(t.wins, t.decisive)
+            prompts = len({c.prompt_id for c in counted if c.gold is None and set(c.arms) == {arm, t.second}
+                           and c.winner})
+            pairwise.append({"other": t.second, "wins": t.wins, "losses": t.losses, "ties": t.ties,
+                             "both_bad": t.both_bad, "decisive": t.decisive, "win_rate": t.win_rate,
+                             "wilson_low": low, "wilson_high": high, "prompts": prompts,
+                             "rough_note": rough_note(prompts) if t.decisive else None})
+        pairwise.sort(key=lambda p: (p["other"] != base, names.index(p["other"]) if p["other"] in names else 0))
+        rating = None
+        if base is not None and arm != base and comparisons:
+            if evaluation_id not in rated:
+                rated[evaluation_id] = arm_ratings(comparisons, reference=base)
+            ratings = rated[evaluation_id]
+            mine = next((r for r in ratings.arms if r.arm == arm), None)
+            if mine is not None and mine.rating is not None and mine.comparisons:
+                chance, chance_low, chance_high = mine.against_reference
+                rating = {"rating": mine.rating, "low": mine.low, "high": mine.high, "chance": chance,
+                          "chance_low": chance_low, "chance_high": chance_high, "votes": mine.comparisons,
+                          "reference": base, "prompts": ratings.prompts, "note": ratings.rough_note}
+        rows = [v.to_stats_row() for v in evaluation_votes(ws, evaluation_id, arms=(against, arm))] if against else []
         out.append({"evaluation": evaluation.id, "name": evaluation.name, "pairs": evaluation.num_pairs,
-                    "dataset_version": evaluation.dataset_version,
+                    "dataset_version": evaluation.dataset_version, "arm": arm, "arms": names, "base": base,
+                    "against": against, "rating": rating, "pairwise": pairwise,
+                    "raters": len({c.rater for c in comparisons}),
                     "stats": summarize(votes_from_rows(rows), resamples=1000) if rows else None})
+    return out
+
+
+def human_lines(h: dict[str, Any]) -> list[str]:
+    """One evaluation of ``human_evaluations`` as the card's Markdown: the run's arm among the evaluation's arms, its
+    Bradley–Terry rating against the base, its win rate against each other arm, and the two-arm figures."""
+    arm, s, r = h["arm"], h["stats"], h["rating"]
+    head = f"- #{h['evaluation']} {h['name']}"
+    if len(h["arms"]) > 2 or arm != h["arms"][-1]:
+        head += f" (this run is the arm '{arm}' of {' vs '.join(h['arms'])})"
+    if not h["pairwise"]:
+        return [f"{head}: {h['pairs']} pairs, no votes yet"]
+    out = [f"{head}:"]
+    if r is not None:
+        out.append(f"  - Bradley–Terry rating against {r['reference']}: {r['rating']:+.2f} (95%: "
+                   + ("n/a" if r["low"] is None else f"{r['low']:+.2f} to {r['high']:+.2f}")
+                   + f"), so it beats {r['reference']} {_pct(r['chance'])} of the time ("
+                   + ("n/a" if r["chance_low"] is None else f"{_pct(r['chance_low'])}–{_pct(r['chance_high'])}")
+                   + f"); {r['votes']} votes on {r['prompts']} prompts."
+                   + (f" ⚠️ {r['note'].capitalize()}." if r["note"] else ""))
+    for p in h["pairwise"]:
+        out.append(f"  - Against {p['other']}: won {p['wins']}, lost {p['losses']}, ties {p['ties']}, both bad "
+                   f"{p['both_bad']}; win rate {_pct(p['win_rate'])} (Wilson 95%: {_pct(p['wilson_low'])}–"
+                   f"{_pct(p['wilson_high'])}) of {p['decisive']} decisive votes."
+                   + (f" ⚠️ {p['rough_note'].capitalize()}." if p["rough_note"] and p["other"] != h["against"]
+                      else ""))
+    if s:
+        out.append(f"  - Against {h['against']}, all figures: {s['votes']} votes on {s['prompts']} prompts by "
+                   f"{s['raters']} rater(s). {arm} won {s['wins']}, {h['against']} won {s['losses']}, ties "
+                   f"{s['ties']}, both bad {s['both_bad']}. Win rate {_pct(s['win_rate'])} (Wilson 95%: "
+                   f"{_pct(s['wilson_low'])}–{_pct(s['wilson_high'])}, sign test p = "
+                   f"{'n/a' if s['sign_test_p'] is None else format(s['sign_test_p'], '.3g')}); ties as half: "
+                   f"{_pct(s['win_rate_ties_half'])} (bootstrap 95%: {_pct(s['bootstrap_low'])}–"
+                   f"{_pct(s['bootstrap_high'])}); agreement (Krippendorff's alpha): "
+                   f"{'n/a' if s['krippendorff_alpha'] is None else format(s['krippendorff_alpha'], '.2f')}."
+                   + (f" ⚠️ {s['rough_note'].capitalize()}." if s.get("rough_note") else ""))
     return out
 
 
@@ -61,16 +141,16 @@ def known_limits(run, auto, humans: list[dict[str, Any]], regression: list) -> l
             limits.append("No classification or extraction records in the test split, so exact match was not measured.")
         limits.append("ROUGE-L and BLEU reward word overlap with one reference answer; a correct answer worded "
                       "differently scores low, so they are a proxy for quality, not a judgement of it.")
-    decided = [h for h in humans if h["stats"] and h["stats"]["decisive"]]
+    decided = [h for h in humans if any(p["decisive"] for p in h["pairwise"])]
     if not decided:
         limits.append("No human votes yet: nobody has compared this adapter with the base model blind.")
     for h in decided:
-        s = h["stats"]
-        if s["wilson_low"] is not None and s["wilson_low"] <= 0.5 <= s["wilson_high"]:
-            limits.append(f"Evaluation #{h['evaluation']}: the 95% interval of the win rate "
-                          f"({_pct(s['wilson_low'])} to {_pct(s['wilson_high'])}) includes 50%, so raters did not "
-                          f"clearly prefer either model.")
-        if s["raters"] < 2:
+        for p in h["pairwise"]:
+            if p["decisive"] and p["wilson_low"] <= 0.5 <= p["wilson_high"]:
+                limits.append(f"Evaluation #{h['evaluation']}: against {p['other']}, the 95% interval of the win "
+                              f"rate ({_pct(p['wilson_low'])} to {_pct(p['wilson_high'])}) includes 50%, so raters "
+                              f"did not clearly prefer either model.")
+        if h["raters"] < 2:
             limits.append(f"Evaluation #{h['evaluation']} had a single rater; agreement could not be measured.")
     for result in regression:
         failed = [r.name for r in result.results if not r.passed]
@@ -113,19 +193,7 @@ def model_card(ws: Workspace, run_id: str | int) -> str:
     if not humans:
         lines.append("No blind evaluation yet.")
     for h in humans:
-        s = h["stats"]
-        if not s:
-            lines.append(f"- #{h['evaluation']} {h['name']}: {h['pairs']} pairs, no votes yet")
-            continue
-        lines.append(f"- #{h['evaluation']} {h['name']}: {s['votes']} votes on {s['prompts']} prompts by "
-                     f"{s['raters']} rater(s). Fine-tuned won {s['wins']}, base won {s['losses']}, ties {s['ties']}, "
-                     f"both bad {s['both_bad']}. Win rate {_pct(s['win_rate'])} (Wilson 95%: "
-                     f"{_pct(s['wilson_low'])}–{_pct(s['wilson_high'])}, sign test p = "
-                     f"{'n/a' if s['sign_test_p'] is None else format(s['sign_test_p'], '.3g')}); ties as half: "
-                     f"{_pct(s['win_rate_ties_half'])} (bootstrap 95%: {_pct(s['bootstrap_low'])}–"
-                     f"{_pct(s['bootstrap_high'])}); agreement (Krippendorff's alpha): "
-                     f"{'n/a' if s['krippendorff_alpha'] is None else format(s['krippendorff_alpha'], '.2f')}."
-                     + (f" ⚠️ {s['rough_note'].capitalize()}." if s.get("rough_note") else ""))
+        lines += human_lines(h)
     lines += ["", "## Regression suites", ""]
     if not regression:
         lines.append("No regression suite has been run for this adapter.")

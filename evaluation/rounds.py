@@ -9,9 +9,12 @@ is one round after the SFT run it starts from. Each run is compared with the run
 chain (its *previous run*), figure by figure, so the view can say where a round helped and where it
 regressed, down to the regression cases that passed before and fail now. A run's next versions are the
 feedback versions (merged corrections, preference pairs, KTO examples) made from every evaluation it was
-rated in, as the evaluation's run or as one of its arms. The human rating of a run is its
-Bradley–Terry rating against the base in the newest evaluation it is an arm of (``human_rating``), so rounds
-rated in one evaluation stand on one scale.
+rated in, as the evaluation's run or as one of its arms. A run's human figures come from every evaluation it
+is an arm of (``evaluation.model_card.human_evaluations``), whatever other arms it met there: its rating is
+its Bradley–Terry rating against the base in the newest of them the base is an arm of (``human_rating``), so
+rounds rated in one evaluation stand on one scale; its win rate is against the base, or against the one other
+arm of a two-arm evaluation (a round 1 that was the reference of round 1 vs round 2 too), else against each
+other arm in turn.
 
 Example::
 
@@ -120,7 +123,7 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
     for r in ws.db.execute(f"{_RATED_IN} order by evaluation_id"):
         rated_in.setdefault(r["run_id"], []).append(r["evaluation_id"])
     rows: dict[int, RoundRow] = {}
-    rated: dict[int, Any] = {}
+    rated: dict[int, Any] = {}          # each evaluation's ratings, fitted once for all its runs
     for run in runs:
         merges = behind.get(run.id, [])
         second_stage = run.config.stage in ("dpo", "kto")      # starts from an SFT run's adapter
@@ -148,13 +151,13 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
             row.figures.update(rouge_l=run.metrics["rouge_l_tuned"], answers=run.metrics.get("rouge_samples"))
             row.base_figures["rouge_l"] = run.metrics.get("rouge_l_base")
             row.measured_by = "the run itself"
-        row.evaluations = human_evaluations(ws, run.id)
-        row.figures.update(human_rating(ws, run.id, rated))
-        decided = [h["stats"] for h in row.evaluations if h["stats"] and h["stats"]["decisive"]]
+        row.evaluations = human_evaluations(ws, run.id, rated)
+        row.figures.update(human_rating(row.evaluations))
+        decided = [h for h in row.evaluations if h["stats"] and h["stats"]["decisive"]]
         if decided:
-            last = decided[-1]
-            row.figures.update(win_rate=last["win_rate"], wilson_low=last["wilson_low"],
-                               wilson_high=last["wilson_high"], votes=last["votes"])
+            last, s = decided[-1], decided[-1]["stats"]
+            row.figures.update(win_rate=s["win_rate"], wilson_low=s["wilson_low"], wilson_high=s["wilson_high"],
+                               votes=s["votes"], win_against=last["against"], win_evaluation=last["evaluation"])
         tuned = [r for r in latest_results(ws, run.id) if r.suite != GUARD_SUITE]
         if tuned:
             passed, total = sum(r.passed for r in tuned), sum(r.total for r in tuned)
@@ -181,27 +184,17 @@ def round_rows(ws: Workspace) -> list[RoundRow]:
     return sorted(rows.values(), key=lambda r: (r.round, r.run_id))
 
 
-def human_rating(ws: Workspace, run_id: int, rated: dict[int, Any]) -> dict[str, Any]:
-    """The run's Bradley–Terry rating from the blind votes of the newest evaluation it is an arm of (against that
-    evaluation's reference arm, the base), as figures: ``human_rating``, ``human_low``/``human_high`` (bootstrap
-    95%), ``human_chance`` (of beating the reference), ``human_reference``, ``human_evaluation``, ``human_note``
-    (the rough-interval caveat). Runs rated in the same evaluation (round 1 and round 2 as arms) share one scale.
-    ``rated`` keeps each evaluation's ratings for the other runs of the same call."""
-    from evaluation.arena import evaluation_arms, evaluation_comparisons
-    from evaluation.ratings import arm_ratings
-    arms = ws.db.execute("select evaluation_id, name from eval_arms where run_id=? order by evaluation_id desc",
-                         (run_id,)).fetchall()
-    for evaluation_id, arm in arms:
-        if evaluation_id not in rated:
-            reference = evaluation_arms(ws, evaluation_id)[0].name
-            rated[evaluation_id] = arm_ratings(evaluation_comparisons(ws, evaluation_id), reference=reference)
-        ratings = rated[evaluation_id]
-        mine = next((r for r in ratings.arms if r.arm == arm), None)
-        if arm == ratings.reference or mine is None or not mine.comparisons:
-            continue
-        return {"human_rating": mine.rating, "human_low": mine.low, "human_high": mine.high,
-                "human_chance": mine.against_reference[0], "human_reference": ratings.reference,
-                "human_evaluation": evaluation_id, "human_note": ratings.rough_note}
+def human_rating(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's Bradley–Terry rating against the base from the newest of its evaluations (``human_evaluations``)
+    that rates it so, as figures: ``human_rating``, ``human_low``/``human_high`` (bootstrap 95%), ``human_chance``
+    (of beating the base), ``human_reference``, ``human_evaluation``, ``human_note`` (the rough-interval caveat).
+    Runs rated in the same evaluation (round 1 and round 2 as arms) share one scale."""
+    for h in reversed(evaluations):
+        r = h["rating"]
+        if r is not None:
+            return {"human_rating": r["rating"], "human_low": r["low"], "human_high": r["high"],
+                    "human_chance": r["chance"], "human_reference": r["reference"],
+                    "human_evaluation": h["evaluation"], "human_note": r["note"]}
     return {}
 
 
@@ -236,15 +229,28 @@ def _cell(key: str, value: Any) -> str:
     return "–" if value is None else _fmt(key, value)
 
 
+def win_rate_cell(row: RoundRow) -> str:
+    """The run's human win rate as the rounds table shows it: against the base (or the one other arm) in its newest
+    decided evaluation; where no such figure exists, against each other arm of its newest evaluation with votes."""
+    f = row.figures
+    if f.get("win_rate") is not None:
+        return (f"{100 * f['win_rate']:.0f}% [{100 * f['wilson_low']:.0f}–{100 * f['wilson_high']:.0f}] "
+                f"of {f['votes']} votes vs {f['win_against']}, evaluation #{f['win_evaluation']}")
+    voted = [h for h in row.evaluations if any(p["decisive"] for p in h["pairwise"])]
+    if not voted:
+        return "–"
+    h = voted[-1]
+    return "; ".join(f"vs {p['other']} {100 * p['win_rate']:.0f}% [{100 * p['wilson_low']:.0f}–"
+                     f"{100 * p['wilson_high']:.0f}] of {p['decisive']}" for p in h["pairwise"] if p["decisive"]) \
+        + f" (as '{h['arm']}'), evaluation #{h['evaluation']}"
+
+
 def rounds_table(rows: list[RoundRow]) -> list[dict[str, Any]]:
     """One flat dict per run: the columns of the rounds table, figures side by side (base → fine-tuned)."""
     out = []
     for row in rows:
         f, b = row.figures, row.base_figures
-        human = "–"
-        if f.get("win_rate") is not None:
-            human = (f"{100 * f['win_rate']:.0f}% [{100 * f['wilson_low']:.0f}–{100 * f['wilson_high']:.0f}] "
-                     f"of {f['votes']} votes")
+        human = win_rate_cell(row)
         rating = "–"
         if f.get("human_rating") is not None:
             interval = "" if f["human_low"] is None else f" [{f['human_low']:+.2f}, {f['human_high']:+.2f}]"
