@@ -149,6 +149,7 @@ class GoldItem:
     worse: str
     label: str | None = None
     split: str | None = None
+    made_from: str | None = None         # what ``evaluation.gold`` made it from; None: the admin's own gold pair
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,25 @@ class Evaluation:
 
     def describe(self) -> str:
         return (f"#{self.id} {self.name} · {' vs '.join(self.arms)} (on {self.base_model}) · {self.num_pairs} pairs · "
-                f"{self.overlap} rater(s) per pair · {self.num_votes} votes")
+                f"{self.overlap} rater(s) per pair · {self.num_votes} votes" + "".join(
+                    f" · {check}" for check in self.checks_text()))
+
+    def checks_text(self) -> list[str]:
+        """The rater checks it was made with, in words (the gold pairs' origin from its settings), for the admin."""
+        out = []
+        gold = self.settings.get("gold")
+        if self.gold_rate or gold:
+            text = f"gold pairs at rate {self.gold_rate:g}"
+            if gold:
+                own = gold["pairs"] - gold["from_references"]
+                origin = [f"{gold['from_references']} from {', '.join(gold['made_from'])}"] if gold["made_from"] else []
+                text += f": {gold['pairs']} (" + "; ".join(origin + ([f"{own} from a gold file"] if own else [])) + ")"
+            out.append(text)
+        if self.repeat_rate:
+            out.append(f"swapped repeats at rate {self.repeat_rate:g}")
+        if self.vote_cap:
+            out.append(f"at most {self.vote_cap} votes per rater")
+        return out
 
 
 @dataclass(frozen=True)
@@ -266,6 +285,10 @@ def create_evaluation(ws: Workspace, name: str, items: Iterable[EvalItem], *, ba
         folders = {a.settings.get("adapter") for a in arms if a.kind == "run"}
         adapter = folders.pop() if len(folders) == 1 else None
     names = _own_names(ws, arms, base_model)
+    if gold:     # where the gold pairs came from, beside the decoding settings, so the report can say so
+        made = [g.made_from for g in gold if g.made_from]
+        settings = {**(settings or {}), "gold": {"pairs": len(gold), "from_references": len(made),
+                                                 "made_from": sorted(set(made))}}
     order = list(range(len(items)))
     secrets.SystemRandom().shuffle(order)     # which prompts get which pairs of arms: not the prompts' order
     with ws.transaction() as db:

@@ -7,7 +7,9 @@ or garbled copy would give itself away by its shape (it ends mid-sentence, it re
 reference has the dataset's own voice, length and format, so only reading it against the question tells the two
 apart, which is what a gold pair tests. The worse answer is the one of nearest length among the other prompts
 (of another label where the split has labels), so length gives nothing away either. Prompts outside the evaluation
-come first; a split too small for that lends the evaluation's own prompts.
+come first; a split too small for that lends the evaluation's own prompts. Each pair says what it was made from
+(``GoldItem.made_from``), so the evaluation's settings record how many gold pairs came from references and its
+description (``report``, the Results tab) says so.
 
 Example::
 
@@ -35,7 +37,7 @@ def gold_from_references(ws: Workspace, version: int | str, *, split: str, count
                          seed: int = 0) -> list[GoldItem]:
     """``count`` gold pairs from the references of ``version``'s ``split`` (see the module's docstring), prompts
     in ``avoid`` (the evaluation's) last; the draw is fixed by ``seed``."""
-    from curation.data.versions import load_records
+    from curation.data.versions import get_version, load_records
     from curation.review.labels import label_field
     from evaluation.generate import prompt_from_record, record_label
     field = label_field(ws, version)
@@ -52,6 +54,7 @@ def gold_from_references(ws: Workspace, version: int | str, *, split: str, count
                             f"(assistant turns after the last user turn); gold pairs from references need them, or "
                             f"supply a gold file")
     avoid = set(avoid)
+    made_from = f"the reference answers of {get_version(ws, version).name}'s {split} split"
     rng = random.Random(seed)
     order = rng.sample(referenced, len(referenced))
     order.sort(key=lambda r: r[0].prompt_id in avoid)
@@ -61,7 +64,7 @@ def gold_from_references(ws: Workspace, version: int | str, *, split: str, count
         unlike = [r for r in others if label is not None and r[2] is not None and r[2] != label] or others
         worse = min(unlike, key=lambda r: (abs(len(r[1]) - len(better)), r[0].prompt_id))[1]
         out.append(GoldItem(f"gold:{prompt.prompt_id}", prompt.messages, better=better, worse=worse, label=label,
-                            split=prompt.split))
+                            split=prompt.split, made_from=made_from))
     return out
 
 

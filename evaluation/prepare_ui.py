@@ -149,6 +149,7 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
     """Answer the chosen prompts with every chosen arm and create the evaluation raters then rate (admins
     only); Stop ends it after the current batch. ``rate`` is the Rate tab's widgets (its picker shows it)."""
     from curation.data.versions import get_version
+    from evaluation.arena import get_evaluation
     from evaluation.generate import prepare_evaluation, prompts_for, resolve_arms
     from evaluation.gold import reference_gold
     from evaluation.ui import evaluation_choices
@@ -183,8 +184,9 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
         GENERATIONS.finish(request, cancel)
     said = "the votes feed the statistics only" if data[w.purpose] == "measure" else \
         "the votes and corrections become training data at the next merge"
+    checks_said = "".join(f" With {html.escape(c)}." for c in get_evaluation(ws, eid).checks_text())
     return {w.status: f"✅ Evaluation #{eid} is ready: {len(items)} prompts, {len(arms)} arms "
-                      f"({html.escape(', '.join(a.name for a in arms))}); {said}. Raters can start below.",
+                      f"({html.escape(', '.join(a.name for a in arms))}); {said}.{checks_said} Raters can start below.",
             rate.evaluation: gr.update(choices=evaluation_choices(ws, blind=True), value=eid)}
 
 

@@ -79,6 +79,13 @@ def test_the_prepare_form_adds_gold_pairs_from_the_test_split_s_references(ws, t
     assert get_evaluation(ws, 1).num_pairs == 2 + 1                          # 0.5 of 2 arm pairs: one gold pair
     gold = ws.db.execute("select first_response, second_response from eval_pairs where gold=1").fetchall()
     assert {tuple(g) for g in gold} <= {("Answer 5.", "Answer 6."), ("Answer 6.", "Answer 5.")}
+    made_from = f"the reference answers of {version.name}'s test split"
+    assert get_evaluation(ws, 1).settings["gold"] == {"pairs": 1, "from_references": 1, "made_from": [made_from]}
+    said = f"gold pairs at rate 0.5: 1 (1 from {made_from})"
+    assert f"With {said}." in out[w.status].replace("&#x27;", "'")
+    from evaluation import ui
+    shown = ui.results_figures(ws, 1, "majority").summary       # the Results tab's summary, before any vote
+    assert said in shown.replace("&#x27;", "'")
     refused = prepare_ui.generate_clicked(ws, w, tab, {**data, w.checks["gold_rate"]: 0}, None, progress=no_progress)
     assert "set it above 0" in refused[w.status]
 
@@ -100,6 +107,10 @@ def test_the_generate_command_adds_gold_pairs_from_references_at_the_gold_rate(w
     assert get_evaluation(ws, 1).num_pairs == 2 + 1
     [prompt] = ws.db.execute("select prompt_id from eval_pairs where gold=1").fetchall()
     assert prompt[0] in {"gold:r2", "gold:r3", "gold:r4"}                     # a prompt outside the evaluation
+    report = subprocess.run([sys.executable, "-m", "evaluation", "report", "1", "--workspace", str(ws.root)],
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=True)
+    assert f" · gold pairs at rate 0.5: 1 (1 from the reference answers of {version.name}'s test split)" in \
+        report.stdout.splitlines()[0]
     unset = subprocess.run(command[:-4] + ["--workspace", str(ws.root)], cwd=Path(__file__).resolve().parent.parent,
                            capture_output=True, text=True)
     assert unset.returncode == 2 and "set it above 0" in unset.stderr
