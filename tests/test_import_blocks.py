@@ -194,3 +194,15 @@ def test_an_import_in_blocks_reports_its_progress_as_it_reads(tmp_path, small_bl
     reads = [(f, t) for f, t in said if t.startswith("read ")]
     assert len(reads) >= 3 and reads == sorted(reads) and 0 < reads[0][0] < reads[-1][0] <= 0.9
     assert reads[0][1] == "read 5,000 records" or reads[0][1].startswith("read 5,")
+
+
+def test_whole_number_ids_read_in_blocks_as_their_digits(tmp_path, monkeypatch, small_blocks):
+    path = tmp_path / "numbered.jsonl"
+    path.write_text("".join(json.dumps({"id": i - 300, "messages": [{"role": "user", "content": f"q {i}"}],
+                                        "meta": {}}) + "\n" for i in range(600)), encoding="utf-8")
+    blocks = _outcome(tmp_path / "b", path)
+    assert sum(small_blocks) > 500
+    with monkeypatch.context() as m:
+        _line_at_a_time(m)
+        assert _outcome(tmp_path / "l", path) == blocks
+    assert [r["id"] for r in blocks[0][:2]] == ["-300", "-299"] and blocks[0][0]["meta"] == "{}"
