@@ -5,8 +5,11 @@
 
 On the default model (SmolLM2-135M-Instruct), in one run. The defaults are small (a round's SFT is 2 or 3 steps):
 the figures are a smoke test of the loop, not a measure of the method; raise the sizes on a GPU. On two CPU
-cores at load average 12 the run still takes about 40 minutes, most of it generating answers (about 33 s an
-answer there); fewer ``--test`` prompts or ``--max-new-tokens`` shorten it. LoRA over the full-precision base by
+cores the time goes to training steps and answers, and both grow with the load: at load average 12 the
+defaults need about 40 minutes (about 33 s an answer); at load 15 one SFT step of 8 conversations took about
+500 s and one KTO step over 500 s, so even ``--train 3 --val 1 --pool 2 --test 2 --examples 1
+--max-new-tokens 4`` took 44 minutes. The recipe has no learning-rate warm-up: with a warm-up the first step runs
+at learning rate 0, so a one-step round changed nothing at all (its Δ log p was 0.0000). LoRA over the full-precision base by
 default: on a CPU, bitsandbytes' 4-bit matmuls dequantize every weight on every step and are several times
 slower; ``--qlora`` uses the 4-bit base (what a GPU run would use). Every round uses the same recipe.
 
@@ -196,7 +199,7 @@ def main(argv=None) -> int:
     # One explicit recipe for every round (not a preset, so the comparison cannot drift when presets change).
     recipe = dict(base_model=base_model, adapter="qlora" if args.qlora else "lora", load_in_4bit=args.qlora,
                   lora_r=16, lora_alpha=32, lora_dropout=0.0, sequence_len=192, micro_batch_size=8,
-                  num_epochs=args.epochs, max_steps=-1, learning_rate=5e-4, lr_scheduler="cosine", warmup_ratio=0.05,
+                  num_epochs=args.epochs, max_steps=-1, learning_rate=5e-4, lr_scheduler="cosine", warmup_ratio=0.0,
                   eval_steps=0, save_steps=1000, early_stopping_patience=0, gradient_checkpointing=False,
                   rouge_test_samples=0, cpu_threads=2, seed=42)
 
@@ -281,6 +284,12 @@ def main(argv=None) -> int:
     for arm in arms:
         scores = rouge_l_scores(answers[arm.name], references)
         print(f"  {arm.name}: {sum(scores) / len(scores):.3f}")
+    from evaluation.rounds import round_rows, rounds_table
+    print("the rounds view (Results tab) of this workspace: each run's human figures, read from the arms it was "
+          "rated as:")
+    for row in rounds_table(round_rows(ws)):
+        print(f"  {row['run']}: win rate {row['human (win rate, 95% CI)']}; "
+              f"rating {row['human rating (Bradley–Terry vs base)']}")
     print(f"\ntotal {time.monotonic() - started:.0f}s; workspace {root}")
     return 0
 
