@@ -206,3 +206,39 @@ def test_whole_number_ids_read_in_blocks_as_their_digits(tmp_path, monkeypatch, 
         _line_at_a_time(m)
         assert _outcome(tmp_path / "l", path) == blocks
     assert [r["id"] for r in blocks[0][:2]] == ["-300", "-299"] and blocks[0][0]["meta"] == "{}"
+
+
+def test_rows_without_ids_get_the_derived_ids_the_line_reader_gives(tmp_path, monkeypatch, small_blocks):
+    """Ids derived from the turns, the same content twice (``-2``, ``-3``) within a block and across blocks."""
+    rng = random.Random(3)
+    rows = [{"messages": [{"role": "user", "content": f"Where is parcel {rng.randrange(150)}?"},
+                          {"role": "assistant", "content": "On its way."}], "meta": {"n": i}} for i in range(900)]
+    path = tmp_path / "no-ids.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    from curation.data import imports
+    reads, real = [], imports.read_records
+    monkeypatch.setattr(imports, "read_records", lambda *a, **k: reads.append(1) or real(*a, **k))
+    blocks = _outcome(tmp_path / "b", path)
+    assert sum(small_blocks) > 100 and reads == [1]        # read once: the repeats were told apart in the blocks
+    with monkeypatch.context() as m:
+        _line_at_a_time(m)
+        lines = _outcome(tmp_path / "l", path)
+    assert blocks == lines
+    ids = [r["id"] for r in blocks[0]]
+    assert len(set(ids)) == 900 and any(i.endswith("-2") for i in ids) and all(i.startswith("r") for i in ids)
+
+
+def test_an_explicit_id_equal_to_a_derived_one_is_named_as_the_line_reader_names_it(tmp_path, monkeypatch,
+                                                                                    small_blocks):
+    from curation.data.schemas import derived_id
+    turns = [{"role": "user", "content": "no id here"}]
+    rows = [json.dumps({"id": f"e{i}", "messages": [{"role": "user", "content": f"q {i}"}]}) for i in range(400)]
+    rows[50] = json.dumps({"messages": turns})
+    rows[300] = json.dumps({"id": derived_id(turns), "messages": [{"role": "user", "content": "takes that id"}]})
+    path = tmp_path / "clash.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    blocks = _outcome(tmp_path / "b", path)
+    assert blocks == ("refused", [f"line 301: id '{derived_id(turns)}' repeats line 51; ids must be unique"])
+    with monkeypatch.context() as m:
+        _line_at_a_time(m)
+        assert _outcome(tmp_path / "l", path) == blocks

@@ -81,6 +81,10 @@ class ImportResult:
         return "preference" if self.records and self.records[0].is_preference else "sft"
 
 
+class _InBlock(str):
+    """Where an id derived in a block was read ("line 17"): the id is among the block's columns too."""
+
+
 class ReadAgain(Exception):
     """Raised by ``read_records`` with a ``batch_sink`` when an id read in a block repeats another: what the sinks
     took is void; read the file again without ``batch_sink`` (a line at a time), which reports the repeat exactly."""
@@ -302,7 +306,7 @@ class _Reader:
                 j = i + 1
                 while j < b and not slow[j - a]:
                     j += 1
-                self._add_fast(block, columns, i, j, a)
+                self._add_fast(block, lines, columns, i, j, a)
             i = j
 
     def _add_slow(self, block, lines, a: int, b: int) -> None:
@@ -311,9 +315,27 @@ class _Reader:
             if row is not None:
                 self.add(row)
 
-    def _add_fast(self, block, columns, a: int, b: int, base: int) -> None:
+    def _add_fast(self, block, lines, columns, a: int, b: int, base: int) -> None:
         """Rows a..b of the block, each a good record, kept as columns. Their ids are not checked against the others
-        here (a dict of a million ids costs more than reading them): ``finish`` checks them all at once."""
+        here (a dict of a million ids costs more than reading them): ``finish`` checks them all at once. An id derived
+        from the turns is kept in ``seen_ids``, as the line reader keeps it; one that repeats an id seen is read by
+        the line reader, which tells it apart (``-2``)."""
+        import numpy as np
+        start = a
+        rows = columns.derived_rows
+        for k in rows[np.searchsorted(rows, a - base):np.searchsorted(rows, b - base)].tolist() if len(rows) else ():
+            i, rid = k + base, columns.derived[k]
+            if rid in self.seen_ids:
+                if start < i:
+                    self._emit(block, columns, start, i, base)
+                self._add_slow(block, lines, i, i + 1)
+                start = i + 1
+            else:
+                self.seen_ids[rid] = _InBlock(f"line {block.first_line + i}")
+        if start < b:
+            self._emit(block, columns, start, b, base)
+
+    def _emit(self, block, columns, a: int, b: int, base: int) -> None:
         first_line = block.first_line
         for k in columns.no_answer[a - base:b - base].nonzero()[0].tolist():
             self.problems.warn(f"line {first_line + a + k}", _NO_ANSWER)
@@ -331,7 +353,8 @@ class _Reader:
         import pyarrow as pa
         import pyarrow.compute as pc
         from curation.data.jsonl_blocks import text_array
-        ids = pa.chunked_array(self.block_ids + [text_array(list(self.seen_ids))], pa.string())
+        kept = [rid for rid, where in self.seen_ids.items() if type(where) is not _InBlock]
+        ids = pa.chunked_array(self.block_ids + [text_array(kept)], pa.string())
         if pc.count_distinct(ids).as_py() != len(ids):
             raise ReadAgain("an id repeats")
 

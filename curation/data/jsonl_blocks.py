@@ -10,18 +10,19 @@ Exactness comes first: a row is read this way only when nothing about it can dif
 and ``BlockColumns.slow`` marks every other row, which the reader then reads line by line as before (the same
 record, problem, line and field). A row is slow when: its turns are not exactly ``{role, content}`` with a known
 role and text that is not blank, or its text holds a control character other than newline, return or tab; its id
-is missing, empty or not a string or whole number; its meta is not an object of text, whole-number and boolean
-values (a float, a nested value, an ``id`` key); it has a key besides id, messages and meta; or (when the block
-holds the word ``null`` anywhere) a missing key cannot be told from a null one. A block that is not valid UTF-8 or
-that pyarrow cannot read at all (bad JSON, half a surrogate pair, a number too big for 64 bits next to text, two records on one
-line, a blank line) returns None, and the reader halves it until the odd lines are found.
+is neither text nor a whole number (a row without one gets the id derived from its turns, as the line reader
+gives it); its meta is not an object of text, whole-number and boolean values (a float, a nested value, an ``id``
+key); it has a key besides id, messages and meta; or (when the block holds the word ``null`` anywhere) a missing
+key cannot be told from a null one. A block that is not valid UTF-8 or that pyarrow cannot read at all (bad JSON,
+half a surrogate pair, a number too big for 64 bits next to text, two records on one line, a blank line) returns
+None, and the reader halves it until the odd lines are found.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,8 @@ class BlockColumns:
     messages: pa.Array
     meta: pa.Array
     no_answer: np.ndarray
+    derived: dict = field(default_factory=dict)     # {row: its id} for the rows that brought none
+    derived_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))   # their rows, in order
 
 
 def prepare(data: bytes) -> tuple[Lines, BlockColumns | None]:
@@ -111,18 +114,20 @@ def block_columns(lines: Lines, a: int, b: int) -> BlockColumns | None:
     for name in table.column_names:
         if name not in ("id", "messages", "meta"):
             slow |= _valid(table.column(name))
-    if "messages" not in table.column_names or "id" not in table.column_names:
+    if "messages" not in table.column_names:
         return _all_slow(n)
     escapes, controls = _escapes_in(lines.data, lo, hi)
     messages, no_answer = _messages(_array(table.column("messages")), slow, nulls, escapes, controls)
     if messages is None:
         return _all_slow(n)
-    ids = _ids(_array(table.column("id")), slow)
+    ids = _ids(_array(table.column("id")) if "id" in table.column_names else pa.nulls(n, pa.string()))
     if ids is None:
         return _all_slow(n)
     meta = _meta(_array(table.column("meta")) if "meta" in table.column_names else None, n, slow, nulls, escapes,
                  controls)
-    return BlockColumns(slow=slow, ids=ids, messages=messages, meta=meta, no_answer=no_answer)
+    ids, derived = _derived_ids(ids, messages, slow)
+    return BlockColumns(slow=slow, ids=ids, messages=messages, meta=meta, no_answer=no_answer, derived=derived,
+                        derived_rows=np.array(sorted(derived), dtype=np.int64))
 
 
 def _all_slow(n: int) -> BlockColumns:
@@ -211,14 +216,29 @@ def _messages(messages: pa.Array, slow: np.ndarray, nulls: bool, escapes, contro
     return _join("[", joined, "]", ""), ~answered
 
 
-def _ids(ids: pa.Array, slow: np.ndarray) -> pa.Array | None:
-    """The ids as text (a whole number as its digits, as ``str`` writes it); marks rows without one."""
+def _ids(ids: pa.Array) -> pa.Array | None:
+    """The ids as text (a whole number as its digits, as ``str`` writes it; null or empty where a row has none)."""
+    if pa.types.is_null(ids.type):
+        return pa.nulls(len(ids), pa.string())
     if pa.types.is_integer(ids.type):
-        ids = pc.cast(ids, pa.string())
-    elif not pa.types.is_string(ids.type):
-        return None
-    slow |= ~_valid(ids) | _mask(pc.equal(ids, literal("")))
-    return ids
+        return pc.cast(ids, pa.string())
+    return ids if pa.types.is_string(ids.type) else None
+
+
+def _derived_ids(ids: pa.Array, messages: pa.Array, slow: np.ndarray) -> tuple[pa.Array, dict[int, str]]:
+    """A row without an id gets the one ``schemas.derived_id`` gives its turns ("r" and 15 hex digits of the SHA-256
+    of their canonical JSON); returns the ids and {row: derived id} (the reader keeps a repeat apart, as it does)."""
+    missing = ~_valid(ids) | _mask(pc.equal(ids, literal("")))
+    rows = np.flatnonzero(missing & ~slow)
+    if not len(rows):
+        return ids, {}
+    sha = hashlib.sha256
+    texts = pc.cast(messages.take(pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows.astype(
+        np.int64))])), pa.binary()).to_pylist()
+    made = ["r" + sha(text).hexdigest()[:15] for text in texts]
+    packed = pa.py_buffer(np.packbits(missing & ~slow, bitorder="little"))
+    ids = pc.replace_with_mask(ids, pa.Array.from_buffers(pa.bool_(), len(ids), [None, packed]), text_array(made))
+    return ids, dict(zip(rows.tolist(), made))
 
 
 def _meta(meta: pa.Array | None, n: int, slow: np.ndarray, nulls: bool, escapes, controls: bool) -> pa.Array:
@@ -282,7 +302,8 @@ def _join(*parts):
 
 def _ints(values: pa.Array) -> np.ndarray:
     """An int32 Arrow column without nulls as int64 NumPy values (see _bits)."""
-    return np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + len(values)].astype(np.int64)
+    ints = np.frombuffer(values.buffers()[1], dtype=np.int32)
+    return ints[values.offset:values.offset + len(values)].astype(np.int64)
 
 
 def _bits(mask) -> np.ndarray:

@@ -254,7 +254,8 @@ def _sorted_keys_hash(parts: list) -> str:
     ids = pa.concat_arrays(ids)
     n = len(ids)
     hexes = b"".join(hashes).hex().encode("ascii")
-    hexes = pa.LargeStringArray.from_buffers(n, pa.py_buffer(np.arange(n + 1, dtype=np.int64) * 32), pa.py_buffer(hexes))
+    hexes = pa.LargeStringArray.from_buffers(n, pa.py_buffer(np.arange(n + 1, dtype=np.int64) * 32),
+                                             pa.py_buffer(hexes))
     order = pc.sort_indices(ids)
     ordered = ids.take(order)
     if n > 1 and pc.any(pc.equal(ordered.slice(1), ordered.slice(0, n - 1))).as_py():
