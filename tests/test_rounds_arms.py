@@ -75,6 +75,15 @@ def test_a_run_that_is_the_reference_arm_shows_its_win_rate_against_the_other_ar
         cells["#7"]["human (win rate, 95% CI)"].endswith(f"of 6 votes vs round 2, evaluation #{eid}")
     assert cells["#8"]["human (win rate, 95% CI)"].endswith(f"of 6 votes vs round 1, evaluation #{eid}")
     assert cells["#7"]["human rating (Bradley–Terry vs base)"] == "–"
+    import gradio as gr
+
+    from evaluation import rounds_ui
+    with gr.Blocks():
+        w = rounds_ui.layout_rounds()
+    shown = rounds_ui.show_rounds(ws, w)
+    assert "Human figures come from every blind evaluation a run is an arm of" in shown[w.summary]
+    assert list(shown[w.table]["human (win rate, 95% CI)"]) == [cells["#7"]["human (win rate, 95% CI)"],
+                                                               cells["#8"]["human (win rate, 95% CI)"]]
     card = model_card(ws, 7)
     assert "  - Against round 2: won 0, lost 6, ties 0, both bad 0; win rate 0.0%" in card
     assert "⚠️ Only 6 prompts: this interval is rough." in card
