@@ -7,6 +7,7 @@ only wires them with ``ui.kit.bind``. The work is ``curation.data`` (formats, im
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,14 +19,15 @@ from curation.data import versions as V
 from curation.data.export import EXPORT_FORMATS
 from curation.data.formats import FORMATS, parse_column_map, read_records
 from curation.data.records import canonical_json
-from curation.data.index import (build_in_background, built_index, index_status, record_index, snapshot_page,
-                                  snapshot_record, snapshot_search)
+from curation.data.index import (build_in_background, built_index, cancel_build, index_status, record_index,
+                                  snapshot_page, snapshot_record, snapshot_search)
 from curation.data.imports import import_file, skipped_lines, skipped_records
 from curation.review.labels import label_field
 from curation.ui.common import RECORD_HEADERS, chat_messages, record_rows, short
 from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, refresh_on_select, version_picker
 
 PAGE_SIZE = 20
+INDEX_POLL_S = 1.0              # how often the Browse tab's index bar asks how far a background build is
 IMPORTS = CancelRegistry()     # per browser tab: the Cancel button of an import under way
 INTRO = """### Your dataset
 Bring your examples in: chat/OpenAI messages (tool calls too), Alpaca, Dolly, ShareGPT, prompt/completion,
@@ -119,8 +121,13 @@ class DataWidgets(SimpleNamespace):
         return [self.lineage, self.table, *self.pickers]
 
     @property
+    def indexing(self) -> list:
+        """What shows a big version's background index build: its bar, Stop and Build buttons, the timer."""
+        return [self.index_bar, self.index_cancel, self.index_build, self.index_timer]
+
+    @property
     def browsing(self) -> list:
-        return [self.browse_info, self.records_df, self.page_no]
+        return [self.browse_info, self.records_df, self.page_no, *self.indexing]
 
 
 def layout(ws) -> DataWidgets:
@@ -176,6 +183,13 @@ def layout(ws) -> DataWidgets:
                     w.search = gr.Textbox(label="Search (all words, in text, id and meta)", placeholder="refund ORD-")
                     w.page_no = gr.Number(label="Page", value=1, minimum=1, precision=0)
                 w.browse_info = gr.Markdown()
+                with gr.Row():
+                    w.index_bar = gr.HTML(visible=False, elem_id="data-index-bar")
+                    w.index_cancel = gr.Button("Stop building the index", visible=False, scale=0,
+                                               elem_id="data-index-cancel")
+                    w.index_build = gr.Button("Build the index", visible=False, scale=0, elem_id="data-index-build")
+                # ticks only while a big version's index is being built in the background
+                w.index_timer = gr.Timer(INDEX_POLL_S, active=False)
                 w.records_df = gr.Dataframe(headers=RECORD_HEADERS, interactive=False, wrap=True,
                                             column_widths=RECORD_WIDTHS, max_chars=300, elem_id="data-records")
                 gr.Markdown("Click a row to read the whole conversation.")
@@ -306,7 +320,7 @@ def browse(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
     snapshot, with how far the index is."""
     version, query = data[w.browse_pick], data[w.search] or ""
     if not version:
-        return {w.browse_info: "_No dataset yet._", w.records_df: []}
+        return {w.browse_info: "_No dataset yet._", w.records_df: [], **index_widgets(ws, w, None)}
     try:
         wanted = max(1, int(data[w.page_no] or 1))
         unbuilt = built_index(ws, version) is None
@@ -333,7 +347,7 @@ def browse(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
             if page_no != wanted:
                 total, shown = index.search(query, start=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     except Exception as exc:
-        return {w.browse_info: error_markdown(exc), w.records_df: []}
+        return {w.browse_info: error_markdown(exc), w.records_df: [], **index_widgets(ws, w, version)}
     info = f"{total:,} records" + (f" match “{query}”" if query else "") + f" · page {page_no} of {pages}"
     status = index_status(ws, version) if big else ""
     if status:
@@ -343,7 +357,75 @@ def browse(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
         info += (f"\n\n**{len(skipped):,} bad records were skipped at import:**"
                  + "".join(f"\n- {line}" for line in skipped_lines(skipped, 20)))
     return {w.browse_info: info, w.records_df: record_rows(shown, label_field(ws, version)),
-            w.page_no: gr.update(value=page_no, maximum=pages)}
+            w.page_no: gr.update(value=page_no, maximum=pages), **index_widgets(ws, w, version)}
+
+
+# -- the background index build of a big version: its bar, Stop and Build ---------------------------
+
+_BUILT_SHARE = re.compile(r"(\d+)% built")
+
+
+def index_bar_html(status: str) -> str:
+    """The bar of a background index build from its status line ("search index: 40% built (...)")."""
+    share = _BUILT_SHARE.search(status)
+    bar = (f'<progress max="100" value="{share.group(1)}" style="width: 16em; vertical-align: middle"></progress> '
+           if share else "")
+    return f'<div class="tuneloop-index-bar">{bar}{html.escape(status)}</div>'
+
+
+def index_widgets(ws, w: DataWidgets, version, *, just_built: bool = False) -> dict:
+    """The index bar, its buttons and its timer for ``version``: while its background build runs, the bar with
+    how far it is, **Stop building the index**, and the timer ticking; once it stopped unfinished (cancelled or
+    failed), what happened and **Build the index**; nothing for a built index (``just_built``: say it is done)
+    or a small version (built, with a progress bar, on its first search)."""
+    hidden = {w.index_bar: gr.update(visible=False), w.index_cancel: gr.update(visible=False),
+              w.index_build: gr.update(visible=False), w.index_timer: gr.Timer(active=False)}
+    if not version:
+        return hidden
+    status = index_status(ws, version)
+    if not status:
+        if just_built:
+            return {**hidden, w.index_bar: gr.update(visible=True, value=index_bar_html(
+                "✅ the search index is built: pages and searches now read it"))}
+        return hidden
+    if V.get_version(ws, version).num_records < V.BACKGROUND_INDEX_FROM:
+        return hidden
+    running = bool(_BUILT_SHARE.search(status))
+    return {w.index_bar: gr.update(visible=True, value=index_bar_html(status)),
+            w.index_cancel: gr.update(visible=running), w.index_build: gr.update(visible=not running),
+            w.index_timer: gr.Timer(active=running)}
+
+
+def index_tick(ws, w: DataWidgets, data: dict) -> dict:
+    """The timer's tick while a build runs: how far it is now; when it has finished, that it is done (and the
+    timer stops)."""
+    return index_widgets(ws, w, data[w.browse_pick], just_built=True)
+
+
+def cancel_index(ws, w: DataWidgets, data: dict) -> dict:
+    """Stop the chosen version's background index build (no file is left). Pages and searches go on reading
+    the snapshot, with the same results, only slower; **Build the index** or the next search starts it again."""
+    version = data[w.browse_pick]
+    stopped = bool(version) and cancel_build(ws, version)
+    out = index_widgets(ws, w, version)
+    if stopped:
+        note = (f"stopped building the search index of {V.get_version(ws, version).name}: pages and searches "
+                f"read the snapshot meanwhile (same results, slower); Build the index, or the next search, "
+                f"starts it again")
+        out[w.index_bar] = gr.update(visible=True, value=index_bar_html(note))
+    elif version:
+        note = ("the search index was already built" if not index_status(ws, version)
+                else "no index build of this version is running")
+        out[w.index_bar] = gr.update(visible=True, value=index_bar_html(note))
+    return out
+
+
+def start_index(ws, w: DataWidgets, data: dict) -> dict:
+    """Start (again) building the chosen big version's index in the background; the bar follows it."""
+    version = data[w.browse_pick]
+    if version:
+        build_in_background(ws, version)
+    return index_widgets(ws, w, version, just_built=True)
 
 
 def show_record(ws, w: DataWidgets, data: dict, evt: gr.SelectData) -> dict:
@@ -423,6 +505,9 @@ def build(ws) -> DataWidgets:
     on(w.rollback_btn.click, roll_back, {w.rollback_pick}, [w.rollback_status, *w.changed])
     for event in (w.browse_pick.change, w.search.submit, w.page_no.submit, w.browse_tab.select):
         on(event, browse, {w.browse_pick, w.search, w.page_no}, w.browsing)
+    on(w.index_timer.tick, index_tick, {w.browse_pick}, w.indexing, show_progress="hidden")
+    on(w.index_cancel.click, cancel_index, {w.browse_pick}, w.indexing)
+    on(w.index_build.click, start_index, {w.browse_pick}, w.indexing)
     on(w.records_df.select, show_record, {w.browse_pick}, [w.convo, w.meta_json])
     on(w.diff_btn.click, compare, {w.diff_a, w.diff_b}, [w.diff_summary, w.diff_df])
     on(w.export_btn.click, export, {w.export_pick, w.export_fmt, w.export_single}, [w.export_file, w.export_status])
