@@ -296,3 +296,31 @@ def test_the_cli_judges_the_rest_of_the_split(ws, tiny, capsys):
     text = capsys.readouterr().out
     assert "The judge's verdicts, not votes" in text and "on 5 test prompts outside the evaluation (5 in all)" in text
     assert ws.db.execute("select count(*) from judge_split_readings").fetchone()[0] == 10
+
+
+@pytest.mark.slow
+def test_the_default_model_answers_and_judges_the_rest_of_a_small_split(ws):
+    """End to end with the default model (SmolLM2-135M): the base and the prompted base answer one test prompt
+    outside a two-prompt evaluation, and the default judge reads the pair in both orders."""
+    from evaluation.generate import parse_arm, resolve_arms
+    records = [Record(f"r{i}", [{"role": "user", "content": q}, {"role": "assistant", "content": "ref"}],
+                      {"split": "test"}) for i, q in enumerate(QUESTIONS[:4])]
+    version = create_version(ws, records, parent=None, step="split")
+    items = prompts_from_version(ws, version.id)[:2]
+    base, arms = resolve_arms(ws, [parse_arm("base"), parse_arm("prompted:0", system_prompt="Answer in one line.")],
+                              items=items, version=version.id)
+    eid = prepare_evaluation(ws, items, arms=arms, base_model=base, dataset_version=version.id,
+                             settings=DecodingSettings(max_new_tokens=6), guidelines=GUIDELINES)
+    for verdict in ("A", "B"):          # votes for both sides: the kappa is defined whatever the judge says
+        pair = next_pair(ws, eid, "ana")
+        record_vote(ws, pair.assignment_id, "ana", verdict)
+    judge = J.open_judge(ws, "default")
+    J.judge_evaluation(ws, eid, judge)
+    figures = J.judge_test_split(ws, eid, judge, threshold=-1, limit=1)
+    [stored] = ws.db.execute("select * from judge_split_pairs").fetchall()
+    assert stored["prompt_id"] == "r2" and stored["first_arm"] == "base" and stored["second_arm"] == arms[1].name
+    assert stored["first_response"] and stored["second_response"]
+    readings = ws.db.execute("select order_shown, verdict from judge_split_readings").fetchall()
+    assert sorted(r["order_shown"] for r in readings) == ["first", "swapped"]
+    assert all(r["verdict"] in J.CHOICES for r in readings)
+    assert figures.prompts == 1 and figures.outside == 2 and figures.judge == "default"
