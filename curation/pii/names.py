@@ -15,13 +15,21 @@ taken for a person on a weak cue alone.
 
 Public figures: a PERSON with no personal cue (not introduced, addressed, signing, in a form field,
 an address block or a speaker label; a title or a list does not count) in a third-person sentence
-(no I, my, we, our, you, your ..., and no word about a person's own data: address, phone, account,
-born, lives ...) of an encyclopedic text -- at least 25 words in two or more sentences, at most one
-first- or second-person word in 50, and at least two other named entities (organisations, places,
-nationalities, dates, works, events, products) or years -- is marked ``public``: "Jeff Bezos founded
-Amazon in 1994" in an article about Amazon. A lone sentence is never enough: a short message about
-a person is more likely about a private one. ``PiiOptions.public_figures`` decides whether such a
-finding is kept in the text ("keep", the default) or scrubbed.
+(no I, my, we, our, you, your ... outside quotations, and no word about a person's own data near the
+name: address, phone, account, born, lives ...) of an encyclopedic text -- at least 25 words in two or
+more sentences, at most one first- or second-person word in 50, and at least two other named entities
+(organisations, places, nationalities, dates, works, events, products) or years, or else at least 60
+words with no personal word, no word about anyone's data and few numbers -- is marked ``public``: "Jeff
+Bezos founded Amazon in 1994" in an article about Amazon. So are the people on a reference-list line
+("Wilson, Emma. Alain Resnais. Manchester: MUP, 2006.") and those credited for a published work in a
+third-person text ("the latest novel by Eric Flint and David Carrico"). A lone sentence is never
+enough: a short message about a person is more likely about a private one. ``PiiOptions.public_figures``
+decides whether such a finding is kept in the text ("keep", the default) or scrubbed.
+
+Things are not people: a span on weak evidence (the NER label alone, a pronoun nearby, a list) in a
+thing's place ("the Dyson hair dryer", "our Hedy range", "Zego which is offering ...") is dropped, with
+the other weak mentions of the same words; so is one ordinary word that is at most a family name
+("Cook pasta until al dente", "Very Good essay") unless it speaks ("Hunt said").
 
 Example::
 
@@ -74,6 +82,8 @@ ASKING_ASSISTANT = re.compile(r"(?i)\b(?:can|could|would|will)\s+you\b|\bdo\s+yo
 PUBLIC_NOTE = " (public figure: third-person sentence of an encyclopedic text)"
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$|[A-Z\"“])|\n")
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
+# An article that names fewer than two dates, places or organisations needs this many words (and no personal one).
+ARTICLE_WORDS = 60
 
 # (kind, what the evidence says, regex ending where a name may start). Kinds: "strong" and "field" take
 # any name-like words, lowercase ones too; "greeting", "intro", "signoff" and "dash" take lowercase
@@ -111,8 +121,10 @@ _CUES = (
             r"aunt|auntie|uncle|grandma|grandpa|grandmother|grandfather|roommate|flatmate|classmate|kids|children|"
             r"sons|daughters)\b,?(?:\s+(?:(?:is|was)\s+(?:called|named)|is|was|named|called))?"),
     ("credit", r"\b(?:directed|produced|written|sung|performed|arranged|composed|painted|narrated|illustrated|"
-               r"photographed|played)\s+by\b|\b(?:starring|featuring|feat\.)|\b(?:song|album|novel|book|film|"
-               r"poem|painting|track|single|record|play)\s+by\b|\b(?:shouted|yelled|screamed|smiled|laughed|waved|"
+               r"photographed|played|shot|translated)\s+by\b|\b(?:starring|featuring|feat\.)|\b(?:song|album|novel|"
+               r"book|film|poem|painting|track|single|record|play|audiobook|sequel|anthology|memoir|biography|essay|"
+               r"series)\s+by\b|[”\"][ \t]+by\b"),
+    ("spoken", r"\b(?:shouted|yelled|screamed|smiled|laughed|waved|"
                r"winked|nodded|stared|glared|glanced)\s+at\b|\b(?:said|whispered|replied|wrote)\s+(?:[^\W\d_]+\s+)?to\b"),
 )
 CUES = tuple((kind, re.compile(rx, re.IGNORECASE | re.MULTILINE)) for kind, rx in _CUES)
@@ -121,15 +133,15 @@ CUE_LABEL = {"strong": "introduced", "field": "form field", "cc": "cc/attn", "in
              "contact": "named as a contact", "here": "'… here'", "vocative": "addressed",
              "speaker": "speaker label", "block": "name line of an address block", "list": "listed with names",
              "verb": "subject or speaker of a verb only people do", "kin": "named as a relative or contact",
-             "credit": "credited for a work, or spoken to", "affiliation": "a name-like word 'of' an organisation", "owner": "whose address, phone or family it is",
+             "credit": "credited for a published work", "spoken": "spoken to or looked at", "affiliation": "a name-like word 'of' an organisation", "owner": "whose address, phone or family it is",
              "pronoun": "a name-like word with he, she, his or her beside it"}
 HERE = re.compile(r"(?im)(?:^|[.!?]\s+|^\W+|\b(?:hi|hey|hello)\W+)(?P<name>(?:[^\W\d_]+[ \t]+){0,2}[^\W\d_]+)"
                   r"[ \t]+here\b[ \t]*(?:[,!.:;)-]|\n|$|from\b|with\b|again\b)")
 # Cues that say the text is about a private person (addressed, signing, introduced, in a form); a title
 # or a list of names does not: "Dr. Bill Harbaugh, a University of Oregon economist" is published prose.
-PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb", "pronoun", "credit", "affiliation"}
+PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb", "pronoun", "credit", "spoken", "affiliation"}
 LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", "dash", "cc", "here", "vocative",
-                             "speaker", "block", "kin", "credit"})
+                             "speaker", "block", "kin", "credit", "spoken"})
 # Cues after which a run must end the line (or the text) to be a signature.
 LINE_END_KINDS = frozenset({"signoff", "dash", "block"})
 # An address block: a line holding only a name, then at least two more lines, one of them with a digit.
@@ -352,11 +364,15 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
                                       all(w.isupper() and len(w) > 1 for _, _, w in words) or
                                       len(words) > 1 and _plain_word(words[-1][2])):
                 continue
-            if kind in ("intro", "contact", "greeting", "cc", "vocative", "speaker", "kin", "credit") and \
+            if kind in ("intro", "contact", "greeting", "cc", "vocative", "speaker", "kin", "credit", "spoken") and \
                     _vetoed(others, start, end, words, strict=kind in ("intro", "contact")):
                 continue
             cue = re.sub(r"\s+", " ", m.group().strip(" \t\n,:;!.-–—>|")).lower() or kind
             add(start, end, f"cue '{cue}' ({CUE_LABEL[kind]})", 0.85 if kind != "contact" else 0.75, kind)
+            both = re.compile(r"[ \t]+(?:and|&)[ \t]+").match(text, end) if kind == "credit" else None
+            more = [w for w in _run_after(text, both.end(), "title") if w[2][:1].isupper()] if both else []
+            if more and _believable(more, "credit"):         # "a novel by Eric Flint and David Carrico"
+                add(more[0][0], more[-1][1], f"cue '{cue}' ({CUE_LABEL[kind]})", 0.85, kind)
     for m in BLOCK.finditer(text):
         # The name lines of a block are those before its first line with a digit (the street line).
         street = re.compile(r"[^\n]*\d").search(text, m.end())
@@ -398,14 +414,22 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
     for s, e in _listed_with(text, found):
         add(s, e, f"cue ({CUE_LABEL['list']})", 0.75, "list")
 
+    # A thing's name: a weakly evidenced span in a thing's place ("the Dyson hair dryer", "Zego, which"); the
+    # same words elsewhere in the text, on weak evidence too, name the same thing ("Dyson took people's needs").
+    weak = {(s, e): not item["cues"] - WEAK_KINDS for (s, e), item in found.items()}
+    things = name_words(text, [PersonName(s, e, 0, "") for (s, e) in found if weak[(s, e)] and
+                               _thing_context(text, s, e)])
     kept = []
     for (s, e), item in sorted(found.items()):
         if not item["cues"] and not _ner_span_is_believable(text, s, e):
             continue
+        if weak[(s, e)] and things and (own := name_words(text, [PersonName(s, e, 0, "")])) and own <= things:
+            continue
         s, e = _extend_titles(text, s, e)
         personal = bool(item["cues"] & PERSONAL_KINDS)
         kept.append((s, e, item, personal, not personal and (_encyclopedic(text, s, e, others) or
-                                                             _public_role(text, s, e))))
+                                                             _public_role(text, s, e) or _in_citation(text, s) or
+                                                             "credit" in item["cues"] and is_third_person(text))))
     # One name in one article is one person: a mention outside a third-person sentence ("Agassi said: 'I
     # ...'") is as public as the others, unless some mention of the name is personal (addressed, signing).
     public_words = name_words(text, [PersonName(s, e, 0, "") for s, e, _, _, public in kept if public])
@@ -419,6 +443,31 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             evidence += PUBLIC_NOTE
         out.append(PersonName(s, e, round(item["score"], 3), evidence, public))
     return _add_repeats(text, out)
+
+
+# Cues too weak to outweigh a thing's place in the sentence.
+WEAK_KINDS = frozenset({"pronoun", "list", "affiliation"})
+# Words before a name that make it a thing's (a product, a shop, a brand): "the Dyson hair dryer", "our Hedy
+# range", "brands like Stansport"; a family is the exception ("the Fitzgibbon family").
+THING_BEFORE = re.compile(r"(?i)(?:\b(?:the|a|an|this|that|these|those|our|their|its|every|any|matching|"
+                          r"brands?|companies|company|products?|apps?|platforms?|startups?)[ \t]+"
+                          r"|\b(?:brands|companies|products|apps|tools|platforms|startups)[ \t]+(?:like|such[ \t]+as)[ \t]+)\Z")
+FAMILY_AFTER = re.compile(r"(?i)[ \t]+(?:family|families|household|brothers|sisters|twins|couple|kids|children|"
+                          r"clan|siblings|boys|girls)\b")
+THING_AFTER = re.compile(r"(?i)[ \t]+which\b")
+
+
+def _thing_context(text: str, s: int, e: int) -> bool:
+    """Whether a name stands where a thing's name does: after an article, a possessive "our", "brands like"
+    (not before "family"), alone inside quotation marks (a title), or before "which" with no comma (people
+    take "who"; ", which means" is about a clause)."""
+    if THING_AFTER.match(text, e):
+        return True
+    if text[s - 1:s] in ('"', "“") and text[e:e + 1] in ('"', "”"):    # a title: the film "Aurangzeb"
+        return True
+    if not THING_BEFORE.search(text, max(0, s - 30), s) or FAMILY_AFTER.match(text, e):
+        return False
+    return text[s:e][:1].isupper()
 
 
 # "Hinata's address", "Ginevra Ferri's killers": a possessive before someone's own data or family.
@@ -478,6 +527,9 @@ def _pronoun_runs(text: str, found: dict, others=()) -> list[tuple[int, int]]:
                     break
                 run.append(x)
             if not run or run[0].start() != w.start():
+                continue
+            # One word alone must not be an ordinary word at all ("Day", "June", "Sales"), listed as a name or not.
+            if len(run) == 1 and is_common(run[0].group()):
                 continue
             before = text[max(a, w.start() - 8):w.start()].lower()
             if re.search(r"\b(?:the|in|at|from|to|near|into|across|outside|of)\s+\Z", before) or \
@@ -547,6 +599,8 @@ def _person_verb_runs(text: str) -> list[list[tuple[int, int, str]]]:
     return out
 
 
+SIGNOFF_WORD = re.compile(r"(?i)thanks|thx|ty|cheers|regards|best|sincerely|yours|bye|love|xoxo|sorry|ok|okay|yes|no|"
+                          r"well|hi|hey|hello|dear|morning|evening|congrats|congratulations|welcome|please")
 # Greetings, sign-offs and field words that the NER engine runs into a name ("Thanks Oluwaseun").
 LEAD_WORDS = re.compile(r"(?i)hi|hey|hello|dear|thanks|thank|cheers|regards|best|customer|agent|user|name|attn|cc|"
                         r"from|to|by|per")
@@ -643,8 +697,16 @@ def _ner_span_is_believable(text: str, s: int, e: int) -> bool:
         return False
     if any(len(w) > 1 and not is_common(w) for w in words):
         return True
+    if len(words) == 1:
+        # One ordinary word that is at most a family name ("Cook pasta until al dente", "Very Good essay", "Ball
+        # games") is a word, unless it speaks ("Hunt said"); a given name ("Mary") stays a name.
+        return _is_given_name(words[0]) or SPEECH_AFTER.match(text, e) is not None
     # A given name the list lacks before a known family name: "said Ken Hunt".
-    return all(len(w) == 1 or is_known_name(w) for w in words[1 if len(words) > 1 else 0:])
+    return all(len(w) == 1 or is_known_name(w) for w in words[1:])
+
+
+SPEECH_AFTER = re.compile(r"[ \t]+(?:said|says|told|tells|added|adds|explained|explains|wrote|writes|asked|asks|"
+                          r"noted|notes|recalled|recalls|replied|replies)\b")
 
 
 @functools.lru_cache(maxsize=256)
@@ -682,6 +744,23 @@ def _public_role(text: str, s: int, e: int) -> bool:
     return not personal_words(sentence) and not PERSONAL_DATA.search(sentence)
 
 
+# A reference-list entry: "Surname, Given[, and Given Surname][, ed.]. Title. City: Publisher, Year." (a year on
+# the same line); the people in it are authors and subjects of published works.
+CITATION = re.compile(r"^[ \t>*•-]*(?:\[?\d{1,3}[.\]][ \t]*)?[A-Z][\w'’-]+(?:[ -][A-Z][\w'’-]+)?,[ \t]+[A-Z][\w'’.-]*"
+                      r"(?:[ \t]+[A-Z][\w'’.-]*){0,3}(?:,?[ \t]+(?:and|&)[ \t]+[^.\n]{1,60})?(?:,[ \t]+eds?\.)?"
+                      r"[.,][ \t]+\S[^\n]*?\b(?:1[5-9]\d\d|20\d\d)\b")
+
+
+def _in_citation(text: str, s: int) -> bool:
+    """Whether position ``s`` lies on a line shaped like a reference-list entry (``CITATION``)."""
+    line_start = text.rfind("\n", 0, s) + 1
+    line_end = text.find("\n", s)
+    line = text[line_start:len(text) if line_end < 0 else line_end]
+    first = WORD.search(line)
+    return CITATION.match(line) is not None and not personal_words(line) and not (
+        LEAD_WORDS.fullmatch(first.group()) or SIGNOFF_WORD.fullmatch(first.group()))
+
+
 def _encyclopedic(text: str, s: int, e: int, others) -> bool:
     """A third-person sentence (no first- or second-person word) in an article about the world
     (see ``_is_article``)."""
@@ -689,7 +768,8 @@ def _encyclopedic(text: str, s: int, e: int, others) -> bool:
     sentence_start = max([i for i in ends if i <= s], default=0)
     stop = min([i for i in ends if i >= e], default=len(text))
     sentence = text[sentence_start:stop]
-    if personal_words(sentence) or PERSONAL_DATA.search(sentence):
+    # A word about someone's own data counts near the name only: an article says "the age of consent" too.
+    if personal_words(sentence) or PERSONAL_DATA.search(text, max(sentence_start, s - 40), min(stop, e + 40)):
         return False
     return _is_article(text, tuple(others))
 
@@ -706,7 +786,13 @@ def _is_article(text: str, others: tuple) -> bool:
     if len(personal_words(text)) * 50 > len(words):
         return False
     world = len(YEAR.findall(text)) + sum(label in WORLD_LABELS for _, _, label in others)
-    return world >= 2
+    if world >= 2:
+        return True
+    # Expository prose names few dates or places ("Daniel Batson is a psychologist who examined this question"):
+    # a longer text with no word in anyone's own voice, none about anyone's own data and few numbers (a match
+    # report of a village club is all scores) is one too.
+    return len(words) >= ARTICLE_WORDS and not personal_words(text) and not PERSONAL_DATA.search(text) and \
+        len(re.findall(r"\d+", text)) * 20 <= len(words)
 
 
 @functools.lru_cache(maxsize=256)
@@ -736,11 +822,23 @@ def personal_evidence(evidence: str) -> bool:
     return "same name found" in evidence or any(f"({CUE_LABEL[k]})" in evidence for k in PERSONAL_KINDS)
 
 
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    """Quotations: closed ones, and one left open at the end of a text cut from a longer one (an odd
+    opening mark with no closing mark after it runs to the end of its line)."""
+    spans = [(m.start(), m.end()) for m in QUOTED.finditer(text)]
+    last = max(text.rfind('"'), text.rfind("“"))
+    if last >= 0 and not any(s <= last < e for s, e in spans) and "”" not in text[last:] and (
+            text.count('"') % 2 == 1 or text[last] == "“"):
+        end = text.find("\n", last)
+        spans.append((last, len(text) if end < 0 else end))
+    return spans
+
+
 def personal_words(text: str) -> list[str]:
     """The first- and second-person words of a text in the writer's own voice: not inside quotation marks
-    (someone quoted, a title), not a capitalised word in mid-sentence ("Our American Cousin"), and not a
-    numeral that looks like "I"."""
-    quoted = [(m.start(), m.end()) for m in QUOTED.finditer(text)]
+    (someone quoted, a title; ``_quoted_spans``), not a capitalised word in mid-sentence ("Our American
+    Cousin"), and not a numeral that looks like "I"."""
+    quoted = _quoted_spans(text)
     out = []
     for m in PERSONAL_WORDS.finditer(text):
         if any(s <= m.start() < e for s, e in quoted):

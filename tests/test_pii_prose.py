@@ -1,0 +1,71 @@
+"""Precision on prose: things, ordinary words and published people are not scrubbed as private persons.
+
+Real presidio and the real spaCy model. Every sentence here was written by hand for this test (none comes
+from the benchmark's prose); each case was seen to fail with its rule switched off.
+"""
+from __future__ import annotations
+
+from curation.pii import names
+from curation.pii.scrub import PiiOptions, find_pii
+
+ARTICLE = ("Psychological altruism is contrasted with psychological egoism, which refers to the motivation to increase "
+           "one's own welfare. There has been some debate on whether humans are truly capable of psychological altruism. "
+           "Some definitions specify a self-sacrificial nature to altruism and a lack of external rewards for altruistic "
+           "behaviours. The social exchange theory postulates that altruism only exists when benefits to the self "
+           "outweigh costs to the self. Tomasz Wierzbicki is a psychologist who examined this question and argues "
+           "against the theory.")
+
+
+def _people(texts, public_figures="keep"):
+    found = find_pii(texts, PiiOptions(public_figures=public_figures))
+    return [[t[s:e] for s, e, entity, *_ in spans if entity == "PERSON"] for t, spans in zip(texts, found)]
+
+
+def test_a_name_in_a_things_place_is_not_a_person():
+    texts = ["In addition to the looks, the Dyson hair dryer is very quiet. Dyson took people's needs into "
+             "consideration during the design.",
+             "Other startups doing well are Dinghy, which insures laptops, as well as Zego which is offering insurance "
+             "for scooter drivers.",
+             'The actor is now working on "Aurangzeb", produced by a large studio, after his film "Aiyaa" last year.',
+             "Hunt said the company has refunded the payments to the growers."]
+    assert _people(texts) == [[], [], [], ["Hunt"]]
+
+
+def test_one_ordinary_word_alone_is_a_word_unless_it_speaks():
+    texts = ["Cook pasta until al dente, according to package directions. Drain and set aside.",
+             "Students like these services because they are cheap. Very Good essay writing is not a simple job.",
+             "Hunt said the company has refunded the payments to the growers."]
+    assert _people(texts) == [[], [], ["Hunt"]]
+
+
+def test_a_lone_ordinary_word_beside_a_pronoun_is_not_a_name():
+    texts = ["Milana Knowles, our VP Day Spa Sales and Marketing, held a retreat there. She invited 35 owners."]
+    assert _people(texts) == [["Milana Knowles"]]
+
+
+def test_people_in_a_reference_list_entry_are_public_figures():
+    texts = ["Whitcombe, Emma. Alain Resnais. Manchester, UK: Manchester University Press, 2006.",
+             "Liang, Mei-Ling, and Tomasz Wierzbicki. Rivers of Memory. Oxford: Clarendon Press, 2004."]
+    assert _people(texts) == [[], []]
+    scrubbed = _people(texts, "scrub")
+    assert "Emma" in scrubbed[0] and "Tomasz Wierzbicki" in scrubbed[1]
+    # A sign-off with a year on its line is no reference entry.
+    assert not names._in_citation("Thanks, Priya. See you at the 2019 reunion.", 8)
+    assert names._in_citation("Whitcombe, Emma. Alain Resnais. Manchester: Manchester University Press, 2006.", 11)
+
+
+def test_an_expository_article_without_dates_keeps_its_public_figures():
+    personal = ARTICLE + " I met Tomasz Wierzbicki at the clinic last week and he told me about my results."
+    open_quote = ARTICLE + ' He wrote: "I believe this theory cannot stand. I do not expect'
+    data_word_far_off = ARTICLE.replace("against the theory.", "against the theory, as did others who wrote about "
+                                                               "the age of consent in 1970 and 1985.")
+    assert _people([ARTICLE, open_quote, data_word_far_off]) == [[], [], []]
+    assert _people([ARTICLE], "scrub") == [["Tomasz Wierzbicki"]]
+    assert "Tomasz Wierzbicki" in _people([personal])[0]
+
+
+def test_credited_authors_of_published_works_are_public_figures_in_third_person_text():
+    third = "The Span of Empire, the latest novel by Kerryn Offord and Davi Carrico, came out in the spring and sold well."
+    review = "I listened to the story as an audiobook narrated by Kerryn Offord and I would recommend it to anyone."
+    assert _people([third, review]) == [[], ["Kerryn Offord"]]
+    assert _people([third], "scrub") == [["Kerryn Offord", "Davi Carrico"]]
