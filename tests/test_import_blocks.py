@@ -86,6 +86,7 @@ def small_blocks(monkeypatch):
     """Blocks of a few KB (a few dozen lines), so that a test file has many and the halving reaches small ones."""
     monkeypatch.setattr(jsonl_blocks, "BLOCK_BYTES", 6_000)
     monkeypatch.setattr(jsonl_blocks, "SMALLEST_BLOCK", 4)
+    monkeypatch.setattr(V, "_SMALL_RUN", 8)      # runs of a few rows join the pending rows; longer ones are row groups
     calls = []
     real = V.SnapshotWriter.add_columns
 

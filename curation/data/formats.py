@@ -176,6 +176,7 @@ class _Reader:
         self.skipped: list[tuple[str, str]] = []
         self.seen_ids: dict[str, str] = {}       # id -> where it was first read (not those read in blocks)
         self.block_ids: list = []                # the ids read in blocks, as Arrow columns
+        self.next_suffix: dict[str, int] = {}    # a derived id seen again: the suffix to try first next time
         self.trees: OasstTrees | None = None
         self.rows = 0
 
@@ -257,10 +258,13 @@ class _Reader:
                 self.problems.error(where, f"id '{record.id}' repeats {self.seen_ids[record.id]}; ids must be unique")
                 return
             # The same content twice without ids: keep both (dedup decides), with distinct stable ids.
-            k = 2
-            while f"{record.id}-{k}" in self.seen_ids:
+            # The smallest free suffix: those below the last one given for this id are taken (ids are never freed).
+            base = record.id
+            k = self.next_suffix.get(base, 2)
+            while f"{base}-{k}" in self.seen_ids:
                 k += 1
-            record.id = f"{record.id}-{k}"
+            self.next_suffix[base] = k + 1
+            record.id = f"{base}-{k}"
         self.seen_ids[record.id] = where
         self.count += 1
         if self.sink is None or len(self.records) < PREVIEW_RECORDS:

@@ -179,7 +179,22 @@ class SnapshotWriter:
             self.kind = "sft"
         elif self.kind != "sft":
             raise _mixed_kinds(Record(id=ids[0].as_py(), messages=orjson.loads(messages[0].as_py())), self.kind)
-        self._key_columns.append((ids, digests(_join("[", messages, ",", meta, "]", ""))))
+        hashes = digests(_join("[", messages, ",", meta, "]", ""))
+        if len(ids) < _SMALL_RUN:     # a few rows between odd ones: kept with the rows ``add`` takes, not a row group
+            import pyarrow.compute as pc
+            id_list = ids.to_pylist()
+            if not self._pending:
+                self._pending = [[], [], []]
+            self._pending[0].extend(id_list)
+            self._pending[1].extend(pc.cast(messages, pa.binary()).to_pylist())
+            self._pending[2].extend(pc.cast(meta, pa.binary()).to_pylist())
+            self._keys.extend(zip(id_list, (hashes[i:i + 16] for i in range(0, len(hashes), 16))))
+            self._ids.update(id_list)
+            self.count += len(id_list)
+            if len(self._pending[0]) >= self.batch:
+                self._flush()
+            return
+        self._key_columns.append((ids, hashes))
         self._flush()
         table = pa.table({"id": ids, "messages": messages, "meta": meta})
         if self._writer is None:
@@ -228,6 +243,9 @@ class SnapshotWriter:
             self._writer = pq_writer(self.tmp, table.schema)
         if batch or self.count == 0:
             self._writer.write_table(table)
+
+
+_SMALL_RUN = 1_000
 
 
 def pq_writer(path: Path, schema):
