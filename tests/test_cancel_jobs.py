@@ -25,3 +25,74 @@ def test_cancel_import_stops_it_with_nothing_stored(ws, tmp_path):
     assert data.cancel_import(ws, w)[w.status] == "No import of yours is running."
     done = data.import_records(ws, w, page(w, path_box=str(big)), progress=lambda *a, **k: None)
     assert "Imported **5,001 records**" in done[w.status]
+
+
+# -- the Splits tab: the leakage audit, the leak re-fix and the export --------------------------------
+
+def _splits_tab(ws):
+    from curation.ui import splits
+    with gr.Blocks():
+        with gr.Tabs():
+            w = splits.build(ws)
+    return splits, w
+
+
+def _split_version(ws, splits, w, fix="none"):
+    from tests.test_splits import support_tickets
+    source = V.create_version(ws, support_tickets(300, seed=4), parent=None, step="import")
+    splits.build_split(ws, w, page(w, source=source.name, form={"fix": fix}), progress=lambda *a, **k: None)
+    return V.current_version(ws)
+
+
+def test_stop_ends_the_leakage_audit_at_its_next_report(ws):
+    splits, w = _splits_tab(ws)
+    made = _split_version(ws, splits, w)
+    said = []
+
+    def progress_pressing_stop(fraction, desc=None):
+        said.append(splits.stop_check(ws, w)[w.leak_md])
+
+    out = splits.audit_split_version(ws, w, page(w, split_pick=made.name), progress=progress_pressing_stop)
+    assert said == ["Stopping…"] and "the audit was stopped; nothing was changed" in out[w.leak_md]
+    assert w.pairs_df not in out
+    assert splits.stop_check(ws, w)[w.leak_md] == "No audit or fix of yours is running."
+    again = splits.audit_split_version(ws, w, page(w, split_pick=made.name), progress=lambda *a, **k: None)
+    assert "leaking pair(s)" in again[w.leak_md]
+
+
+def test_stop_ends_the_leak_fix_before_a_version_is_saved(ws):
+    splits, w = _splits_tab(ws)
+    leaky = _split_version(ws, splits, w, fix="none")
+    said = []
+
+    def progress_pressing_stop(fraction, desc=None):
+        said.append(splits.stop_check(ws, w)[w.leak_md])
+
+    out = splits.refix_split_version(ws, w, page(w, split_pick=leaky.name, form={"fix": "move"}),
+                                     progress=progress_pressing_stop)
+    assert said == ["Stopping…"] and f"the fix was stopped; nothing was saved ({leaky.name} is unchanged)" in out[w.status]
+    assert V.current_version(ws).id == leaky.id
+    done = splits.refix_split_version(ws, w, page(w, split_pick=leaky.name, form={"fix": "move"}),
+                                      progress=lambda *a, **k: None)
+    assert f"from {leaky.name}" in done[w.status] and V.current_version(ws).id != leaky.id
+
+
+def test_cancel_export_removes_its_folder_and_zip(ws):
+    from core.workspace import export_folder
+    splits, w = _splits_tab(ws)
+    made = _split_version(ws, splits, w)
+    chosen = page(w, split_pick=made.name, formats=["jsonl", "csv"])
+    first = splits.export_split_version(ws, w, chosen, progress=lambda *a, **k: None)
+    assert first[w.export_file].endswith(".zip")
+    said = []
+
+    def progress_pressing_cancel(fraction, desc=None):
+        if desc and desc.startswith("writing"):
+            said.append(splits.cancel_export(ws, w)[w.export_md])
+
+    out = splits.export_split_version(ws, w, chosen, progress=progress_pressing_cancel)
+    assert said == ["Cancelling…"] and out[w.export_file] is None
+    assert "the export was cancelled; no file was kept" in out[w.export_md]
+    assert not ws.path("exports", f"{made.name}-messages").exists()
+    assert not list(export_folder(ws).glob(f"{made.name}-messages*"))
+    assert splits.cancel_export(ws, w)[w.export_md] == "No export of yours is running."

@@ -7,7 +7,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from core.errors import TuneloopError
 from curation.data.export import EXPORT_FORMATS, SUFFIXES, check_format, write_splits
@@ -41,21 +41,33 @@ def training_row(record: Record, shape: str = "messages", *, label_field: str | 
 
 
 def export_split(records: list[Record], outdir: str | Path, *, formats: Iterable[str] = ("jsonl",),
-                 shape: str = "messages", label_field: str | None = None) -> list[Path]:
+                 shape: str = "messages", label_field: str | None = None,
+                 progress: Callable[[float, str], None] | None = None) -> list[Path]:
     """Write each split into ``outdir``: ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (likewise
     ``.csv``, ``.parquet``) and/or an HF DatasetDict folder ``hf/`` with those split names.
 
-    ``meta`` is an object in JSONL and a struct in Parquet and the DatasetDict (see ``curation.data.export``)."""
+    ``meta`` is an object in JSONL and a struct in Parquet and the DatasetDict (see ``curation.data.export``).
+    ``progress(fraction, text)`` is told every 1,000 rows and before each format; raising from it stops the
+    export there (the caller removes ``outdir``: each file is written atomically, so none is half-written)."""
     formats = list(formats)
     for fmt in formats:
         check_format(fmt)
+    say = progress or (lambda f, d: None)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    rows = [training_row(r, shape, label_field=label_field) for r in records if r.split in SPLITS]
+    rows = []
+    for i, r in enumerate(records):
+        if i % 1000 == 0:
+            say(0.5 * i / max(len(records), 1), f"shaping records ({i:,} of {len(records):,})")
+        if r.split in SPLITS:
+            rows.append(training_row(r, shape, label_field=label_field))
     written: list[Path] = []
-    for fmt in (f for f in EXPORT_FORMATS if f in formats and f != "hf"):
+    chosen = [f for f in EXPORT_FORMATS if f in formats]
+    for n, fmt in enumerate(f for f in chosen if f != "hf"):
+        say(0.5 + 0.5 * n / len(chosen), f"writing {fmt}")
         written += [outdir / f"{name}{SUFFIXES[fmt]}" for name in write_splits(rows, outdir, fmt).counts]
     if "hf" in formats:
+        say(0.5 + 0.5 * (len(chosen) - 1) / len(chosen), "writing hf")
         import shutil
 
         from core.workspace import atomic_path

@@ -29,6 +29,8 @@ from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, refresh
 
 NONE = "(none)"
 BUILDS = CancelRegistry()      # per browser tab: the Stop button of a split being built
+CHECKS = CancelRegistry()      # per browser tab: the Leakage sub-tab's Stop (an audit or a fix running)
+EXPORTS = CancelRegistry()     # per browser tab: the Export sub-tab's Cancel
 INTRO = """### Train / validation / test split
 A split is frozen as a new version whose records carry `train`, `val` or `test`. **Group** by a field
 (a customer, a conversation) so that it never spans two splits; **stratify** by a label so that every
@@ -162,6 +164,7 @@ def layout(ws) -> SplitsWidgets:
                     w.audit_btn = gr.Button("Audit the chosen split version again")
                     w.refix_btn = gr.Button("Fix its leakage (keeps its splits; makes a new version)",
                                             elem_id="splits-refix")
+                    w.check_stop_btn = gr.Button("Stop the audit / fix", variant="stop", elem_id="splits-check-stop")
                 w.pairs_df = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, wrap=True,
                                           label="Leaking pairs: the val/test record and the record it repeats")
             with gr.Tab("Balance"):
@@ -178,7 +181,10 @@ def layout(ws) -> SplitsWidgets:
                                                  info="hf = a Hugging Face DatasetDict folder (save_to_disk)")
                     w.shape = gr.Radio(list(SHAPES), value="messages", label="Row shape (as trl reads it)")
                     w.label_field = gr.Textbox(label="Label field (input_label shape; empty: the answer)")
-                    w.export_btn = gr.Button("Export", elem_id="splits-export-btn")
+                    with gr.Column():
+                        w.export_btn = gr.Button("Export", elem_id="splits-export-btn")
+                        w.export_cancel_btn = gr.Button("Cancel export", variant="stop",
+                                                        elem_id="splits-export-cancel")
                 w.export_file = gr.File(label="Download (zip)", interactive=False)
                 w.export_md = gr.Markdown()
     return w
@@ -230,28 +236,40 @@ def build_split(ws, w: SplitsWidgets, data: dict, request: gr.Request = None, pr
             w.source: gr.update(choices=w.source.tuneloop_choices(), value=version)}
 
 
-def audit_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """Audit the chosen split version again with the form's leakage threshold (nothing is changed)."""
+def audit_split_version(ws, w: SplitsWidgets, data: dict, request: gr.Request = None,
+                        progress=gr.Progress()) -> dict:
+    """Audit the chosen split version again with the form's leakage threshold (nothing is changed). **Stop the
+    audit / fix** ends it at its next progress report."""
+    stop = CHECKS.start(request)
     try:
         records = split_records(ws, data[w.split_pick])
         report = audit_leakage(records, AuditOptions(threshold=form_options(w, data).leakage_threshold),
-                               progress=_progress(progress))
+                               progress=_progress(progress, stop, "the audit was stopped; nothing was changed"))
     except Exception as exc:
         return {w.leak_md: error_markdown(exc)}
+    finally:
+        CHECKS.finish(request, stop)
     found = {"before": report.to_dict(), "after": report.to_dict()}
     return {w.leak_md: leakage_markdown(found, fix="none"),
             w.pairs_df: pairs_table(report.rows({r.id: r for r in records}), fixed=False)}
 
 
-def refix_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """Fix the leakage of the chosen split version, keeping its splits; a new version when anything moved."""
+def refix_split_version(ws, w: SplitsWidgets, data: dict, request: gr.Request = None,
+                        progress=gr.Progress()) -> dict:
+    """Fix the leakage of the chosen split version, keeping its splits; a new version when anything moved.
+    **Stop the audit / fix** ends it at its next progress report, before the version is saved."""
     version = data[w.split_pick]
+    stop = CHECKS.start(request)
     try:
         records = split_records(ws, version)
         given = form_options(w, data)
         options = SplitOptions(stratify=given.stratify, group=given.group,
                                leakage_threshold=given.leakage_threshold, fix=given.fix)
-        result = make_split(records, options, keep_splits=True, progress=_progress(progress))
+        result = make_split(records, options, keep_splits=True,
+                            progress=_progress(progress, stop, f"the fix was stopped; nothing was saved ({version} "
+                                                               "is unchanged)"))
+        if stop.is_set():
+            raise TuneloopError(f"the fix was stopped; nothing was saved ({version} is unchanged)")
         if result.before.clean or options.fix == "none":
             return {w.status: f"{version}: nothing to fix" if result.before.clean else f"{version}: reported only",
                     w.leak_md: leakage_markdown(result.leakage, fix="none"),
@@ -259,6 +277,8 @@ def refix_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()
         made = save_split_version(ws, result, parent=V.parse_version_id(version))
     except Exception as exc:  # shown in the tab, not raised into Gradio
         return {w.status: error_markdown(exc)}
+    finally:
+        CHECKS.finish(request, stop)
     return {w.status: f"Saved **{made.name}** from {version} (splits kept, leakage fixed by {options.fix})",
             w.split_pick: gr.update(choices=w.split_pick.tuneloop_choices(), value=made.name),
             w.leak_md: leakage_markdown(result.leakage, len(result.moved), len(result.dropped), options.fix),
@@ -276,23 +296,37 @@ def split_balance(ws, w: SplitsWidgets, data: dict) -> dict:
         return {w.balance_md: error_markdown(exc)}
 
 
-def export_split_version(ws, w: SplitsWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """Write the chosen split version in the chosen formats and shape, and offer it as a zip."""
+def export_split_version(ws, w: SplitsWidgets, data: dict, request: gr.Request = None,
+                         progress=gr.Progress()) -> dict:
+    """Write the chosen split version in the chosen formats and shape, and offer it as a zip. **Cancel
+    export** ends it at its next progress report; the folder and zip of this export are then removed."""
     version, shape = data[w.split_pick], data[w.shape]
+    stop = EXPORTS.start(request)
+    out = archive = None
     try:
         records = split_records(ws, version)
         if not data[w.formats]:
             raise TuneloopError("choose at least one format")
-        progress(0.1, desc="writing the split")
         out = ws.path("exports", f"{version}-{shape}")
         if out.exists():   # this tab's own folder: an earlier export's files (other formats, old names) go
             shutil.rmtree(out)
-        written = export_split(records, out, formats=data[w.formats], shape=shape,
-                               label_field=(data[w.label_field] or "").strip() or None)
         archive = export_folder(ws) / f"{version}-{shape}"
+        Path(f"{archive}.zip").unlink(missing_ok=True)   # an earlier zip would no longer match the folder
+        cancelled = f"the export was cancelled; no file was kept ({version} is unchanged)"
+        written = export_split(records, out, formats=data[w.formats], shape=shape,
+                               label_field=(data[w.label_field] or "").strip() or None,
+                               progress=_progress(progress, stop, cancelled))
+        _progress(progress, stop, cancelled)(0.95, "zipping")
         zipped = shutil.make_archive(str(archive), "zip", out)
     except Exception as exc:
+        if stop.is_set():   # nothing half-written stays behind
+            if out is not None and out.exists():
+                shutil.rmtree(out)
+            if archive is not None:
+                Path(f"{archive}.zip").unlink(missing_ok=True)
         return {w.export_file: None, w.export_md: error_markdown(exc)}
+    finally:
+        EXPORTS.finish(request, stop)
     return {w.export_file: zipped, w.export_md: f"Wrote {len(written)} file(s) to `{out}`: " +
             ", ".join(p.name for p in written)}
 
@@ -302,10 +336,20 @@ def stop_split(ws, w: SplitsWidgets, request: gr.Request = None) -> dict:
     return {w.status: "Stopping…" if BUILDS.cancel(request) else "No split of yours is being built."}
 
 
-def _progress(progress, stop=None):
+def stop_check(ws, w: SplitsWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's leakage audit or fix at its next progress report."""
+    return {w.leak_md: "Stopping…" if CHECKS.cancel(request) else "No audit or fix of yours is running."}
+
+
+def cancel_export(ws, w: SplitsWidgets, request: gr.Request = None) -> dict:
+    """Cancel this browser tab's export at its next progress report (its files are removed)."""
+    return {w.export_md: "Cancelling…" if EXPORTS.cancel(request) else "No export of yours is running."}
+
+
+def _progress(progress, stop=None, stopped: str = "the split was stopped; nothing was saved"):
     def report(fraction: float, text: str) -> None:
         if stop is not None and stop.is_set():
-            raise TuneloopError("the split was stopped; nothing was saved")
+            raise TuneloopError(stopped)
         progress(fraction, desc=text)
     return report
 
@@ -323,9 +367,11 @@ def build(ws) -> SplitsWidgets:
     on(w.stop_btn.click, stop_split, None, [w.status])
     on(w.audit_btn.click, audit_split_version, {w.split_pick, *w.options}, [w.leak_md, w.pairs_df])
     on(w.refix_btn.click, refix_split_version, {w.split_pick, *w.options}, w.leakage)
+    on(w.check_stop_btn.click, stop_check, None, [w.leak_md])
     on(w.split_pick.change, split_balance, {w.split_pick}, w.balance)
     on(w.export_btn.click, export_split_version, {w.split_pick, w.formats, w.shape, w.label_field},
        [w.export_file, w.export_md])
+    on(w.export_cancel_btn.click, cancel_export, None, [w.export_md])
     on(w.source.change, source_fields, {w.source}, [w.stratify, w.group])
     refresh_on_select(w.tab, ws, [w.source, w.split_pick])
     clear_on_input([w.source], [w.status])
