@@ -29,6 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TITLE = "Tuneloop"
+# How long an idle keep-alive connection stays open. Longer than any client keeps one (httpx 5 s, aiohttp 15 s,
+# a proxy such as a load balancer 60 s): at uvicorn's 5 s, equal to httpx's, a request sent on a connection
+# idle for just under 5 s met the server closing it and was lost unanswered ("Server disconnected without
+# sending a response", issue #20). The client gives up on an idle connection first, and nothing is lost.
+KEEP_ALIVE_S = 75
 CSS = """
 .gradio-container {max-width: 1500px !important}
 #tuneloop-header h1 {margin-bottom: 0}
@@ -384,7 +389,8 @@ def main(argv=None) -> int:
         GuardWatcher(ws).start()
     mode = "rater-only" if args.rater_only else ("hosted, logins on" if has_users(ws) else "local, no logins")
     print(f"Tuneloop ({mode}): workspace {ws.root}; serving on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(server, host=args.host, port=args.port, log_level="warning", log_config=None)  # our JSON lines
+    uvicorn.run(server, host=args.host, port=args.port, log_level="warning", log_config=None,  # our JSON lines
+                timeout_keep_alive=KEEP_ALIVE_S)
     return 0
 
 
