@@ -24,7 +24,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,14 +91,7 @@ def make_round(workspace: Path, *, steps: int, prompts: int, auto: bool = True) 
     from core.workspace import Workspace
     workspace.mkdir(parents=True, exist_ok=True)
     ws = Workspace.open(workspace)
-    facts: dict = {"steps": steps, "prompts": prompts, "seconds": {}}
-    clock = time.monotonic()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        facts["seconds"][name] = round(time.monotonic() - clock, 1)
-        clock = time.monotonic()
-
+    facts: dict = {"steps": steps, "prompts": prompts}
     from curation.data.versions import list_versions
     if not list_versions(ws):
         tool(workspace, "curation", "demo")
@@ -110,7 +102,6 @@ def make_round(workspace: Path, *, steps: int, prompts: int, auto: bool = True) 
              "--test", "0.1")
         split = next(v for v in list_versions(ws) if v.step == "split")
     facts["split"] = f"{split.name} ({split.num_records} records)"
-    lap("data and split")
 
     from training.registry import list_runs
     run = next((r for r in list_runs(ws) if r.status == "finished"), None)
@@ -124,7 +115,6 @@ def make_round(workspace: Path, *, steps: int, prompts: int, auto: bool = True) 
                                .replace("save_steps: 12", f"save_steps: {steps}"))
         tool(workspace, "training", "run", str(config_file), "--name", "round 1")
         run = next(r for r in list_runs(ws) if r.status == "finished")
-    lap("training")
     facts["run"] = {"id": run.id, "name": run.name, "steps": run.metrics.get("last_step"),
                     **{k: run.metrics.get(k) for k in ("train_loss", "base_eval_loss", "final_eval_loss",
                                                        "rouge_l_base", "rouge_l_tuned", "rouge_samples")}}
@@ -135,11 +125,9 @@ def make_round(workspace: Path, *, steps: int, prompts: int, auto: bool = True) 
         tool(workspace, "evaluation", "generate", "--run", str(run.id), "--split", split.name, "--overlap", "2",
              "--limit", str(prompts), "--name", "round 1 vs base")
         evaluation = list_evaluations(ws)[0]
-    lap("answers for rating")
     facts["evaluation"] = {"id": evaluation.id, "name": evaluation.name}
 
     facts["votes"] = vote(ws, evaluation.id, split.name, leave={"ben": 1})
-    lap("votes")
 
     from evaluation.auto import latest_auto_evaluation
     if auto and latest_auto_evaluation(ws, run.id) is None:
@@ -148,7 +136,6 @@ def make_round(workspace: Path, *, steps: int, prompts: int, auto: bool = True) 
     if measured is not None:
         facts["auto"] = {side: {k: measured.figure(side, k) for k in ("rouge_l", "bleu", "perplexity_test")}
                          for side in ("base", "finetuned")}
-    lap("automatic evaluation")
     return facts
 
 
