@@ -96,3 +96,28 @@ def test_cancel_export_removes_its_folder_and_zip(ws):
     assert not ws.path("exports", f"{made.name}-messages").exists()
     assert not list(export_folder(ws).glob(f"{made.name}-messages*"))
     assert splits.cancel_export(ws, w)[w.export_md] == "No export of yours is running."
+
+
+# -- the Dedup tab: the quality-filter check ----------------------------------------------------------
+
+def test_cancel_ends_the_filter_check_and_keeps_the_previous_report(ws):
+    from benchmarks.planted_duplicates import planted_dataset
+    from curation.ui import dedup
+    V.create_version(ws, planted_dataset(300, seed=3).records, parent=None, step="import")
+    with gr.Blocks():
+        w = dedup.build(ws)
+    mine, other = gr.Request(session_hash="tab-a"), gr.Request(session_hash="tab-b")
+    said = []
+
+    def progress_pressing_cancel(fraction, desc=None):
+        if not said:
+            said.append(dedup.cancel_filters(ws, w, other)[w.filter_status])
+            said.append(dedup.cancel_filters(ws, w, mine)[w.filter_status])
+
+    out = dedup.check_filters(ws, w, page(w, version="v1"), mine, progress_pressing_cancel)
+    assert said == ["No filter check of yours is running.", "Cancelling…"]
+    assert "the filter check was cancelled; nothing was changed" in out[w.filter_status]
+    assert w.filter_report not in out and w.filter_table not in out
+    assert dedup.cancel_filters(ws, w, mine)[w.filter_status] == "No filter check of yours is running."
+    done = dedup.check_filters(ws, w, page(w, version="v1"), mine, lambda *a, **k: None)
+    assert done[w.filter_status].endswith("of 300 records flagged.")

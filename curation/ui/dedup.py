@@ -37,6 +37,7 @@ about, "3 quarters" / "3 dimes"). Each cluster keeps one record; open a cluster 
 keeper and override keep or drop. The quality filters say why they flag each record; a filter that flags good
 data for a label (one-word answers in `open_qa`) can be switched off for that label."""
 SEARCHES = CancelRegistry()
+CHECKS = CancelRegistry()      # per browser tab: the quality filters' Cancel
 
 
 # -- presenters -----------------------------------------------------------------------------------
@@ -197,7 +198,9 @@ def layout(ws) -> DedupWidgets:
             w.filter_form.update(options_form(FilterOptions, only=("skip",), elem_prefix="filters-option"))
             with gr.Row():
                 w.filter_form.update(options_form(FilterOptions, only=switches[1:], elem_prefix="filters-option"))
-            w.filter_run = gr.Button("Check filters", elem_id="filters-run")
+            with gr.Row():
+                w.filter_run = gr.Button("Check filters", elem_id="filters-run")
+                w.filter_cancel = gr.Button("Cancel the check", variant="stop", elem_id="filters-cancel")
             w.filter_table = gr.Dataframe(headers=FILTER_HEADERS, interactive=False,
                                           label="Records failing each filter", elem_id="filters-table")
             w.filter_findings = gr.Dataframe(headers=FINDING_HEADERS, interactive=False,
@@ -306,18 +309,33 @@ def apply_dedup_version(ws, w: DedupWidgets, data: dict) -> dict:
 
 # -- handlers: quality filters --------------------------------------------------------------------
 
-def check_filters(ws, w: DedupWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """Run the quality filters on the chosen version with the filter form's limits (nothing is changed)."""
+def check_filters(ws, w: DedupWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """Run the quality filters on the chosen version with the filter form's limits (nothing is changed).
+    **Cancel the check** ends it at its next progress report; the tables keep the previous check's results."""
+    stop = CHECKS.start(request)
+
+    def report_progress(fraction: float, text: str) -> None:
+        if stop.is_set():
+            raise TuneloopError("the filter check was cancelled; nothing was changed (the tables still show the "
+                                "previous check, if any)")
+        progress(fraction, desc=text)
+
     try:
         options = options_from_form(FilterOptions, form_values(w.filter_form, data))
-        report = filter_version(ws, data[w.version] or None, options,
-                                progress=lambda fraction, text: progress(fraction, desc=text))
+        report = filter_version(ws, data[w.version] or None, options, progress=report_progress)
     except Exception as exc:
         return {w.filter_status: error_markdown(exc)}
+    finally:
+        CHECKS.finish(request, stop)
     records = {r.id: r for r in V.load_records(ws, report.version_id)}
     return {w.filter_report: report, w.filter_table: filter_frame(report),
             w.filter_findings: findings_frame(report, records),
             w.filter_status: f"{len(report.flagged):,} of {report.total:,} records flagged."}
+
+
+def cancel_filters(ws, w: DedupWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's quality-filter check at its next progress report."""
+    return {w.filter_status: "Cancelling…" if CHECKS.cancel(request) else "No filter check of yours is running."}
 
 
 def apply_filter_version(ws, w: DedupWidgets, data: dict) -> dict:
@@ -349,6 +367,7 @@ def build(ws) -> DedupWidgets:
     on(w.apply_btn.click, apply_dedup_version, {w.result, w.overrides}, [w.apply_status, w.version])
     on(w.filter_run.click, check_filters, {w.version, *w.filter_form.values()},
        [w.filter_report, w.filter_table, w.filter_findings, w.filter_status])
+    on(w.filter_cancel.click, cancel_filters, None, [w.filter_status])
     on(w.filter_apply.click, apply_filter_version, {w.filter_report}, [w.filter_status, w.version])
     refresh_on_select(w.tab, ws, [w.version])
     clear_on_input([w.version], [w.summary, w.apply_status, w.filter_status])
