@@ -100,3 +100,29 @@ def test_password_checks_run_in_the_login_threads_not_on_the_event_loop(ws, monk
     (right, loop_thread), (wrong, _) = asyncio.run(login("admin-pass-1")), asyncio.run(login("not-it-at-all"))
     assert right and not wrong
     assert len(ran_in) == 2 and all(name.startswith("tuneloop-login") and name != loop_thread for name in ran_in)
+
+
+class AnswersFirst:
+    """An ASGI app that starts its answer before it reads the body, then reads it all and finishes the answer."""
+
+    async def __call__(self, scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"begun;", "more_body": True})
+        got, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            got += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        await send({"type": "http.response.body", "body": b"ended"})
+
+
+def test_a_body_cut_off_after_the_app_began_its_answer_still_gets_that_whole_answer(ws):
+    """Issue #20: the cap never leaves a response unfinished. Once the app has begun answering it cannot be sent
+    a 413 instead, so it finishes its own answer (it was told the client went away); nothing is dropped."""
+    async def chunks():                                            # no Content-Length, past the cap
+        for _ in range(4):
+            yield b"z" * 400
+    answer = send(guard(ws, AnswersFirst()), "POST", "/x", content=chunks())
+    assert answer.status_code == 200 and answer.text == "begun;ended"

@@ -285,8 +285,10 @@ class SessionGuard:
             return message
 
         async def unless_over(message):
+            # Past the limit the 413 replaces the app's answer, unless the app had begun one: then it finishes
+            # that answer (a response is never left unfinished, nor followed by a second one).
             nonlocal started
-            if over:
+            if over and not started:
                 return None
             started = started or message["type"] == "http.response.start"
             return await send(message)
