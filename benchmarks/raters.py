@@ -14,6 +14,10 @@ The floor is the same SQLite statements without HTTP or Gradio: ``record_vote`` 
 in-process, one vote at a time (reading) and from R threads at once (back to back). Beside them:
 the server process's CPU time per vote back to back, which a busy machine changes less than the latencies.
 Target: p95 <= 100 ms per vote over HTTP for reading raters.
+
+A vote whose request gets no answer (the connection fails) is counted and named, never a rater thread lost:
+that is how issue #20 showed, a vote sent on a connection idle for just under 5 s meeting a server that
+closed idle connections at 5 s, the same as httpx's own expiry (the server now keeps them 75 s).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -90,6 +96,7 @@ def over_http(url: str, eid: int, raters: int, votes: int, think: float, queued:
     clients = [RaterClient(url, f"rater{r}", PASSWORD, prefix="") for r in range(raters)]
     latencies: list[float] = []
     next_ready = failures = 0
+    lost: list[str] = []    # votes whose request got no answer at all (the connection failed): never silent
     lock = threading.Lock()
     barrier = threading.Barrier(raters)
 
@@ -101,7 +108,12 @@ def over_http(url: str, eid: int, raters: int, votes: int, think: float, queued:
             if think:
                 time.sleep(random.expovariate(1 / think))
             t = time.perf_counter()
-            result = client.vote(random.choice(["A", "B", "tie", "both_bad"]), queued=queued)
+            try:
+                result = client.vote(random.choice(["A", "B", "tie", "both_bad"]), queued=queued)
+            except httpx.HTTPError as exc:   # counted, and the rater goes on, as a person would press again
+                with lock:
+                    lost.append(f"{client.name}, vote {i + 1}: {type(exc).__name__}: {exc}")
+                continue
             elapsed = time.perf_counter() - t
             with lock:
                 if not (result.success and result.output[10].startswith("✅")):    # the reveal
@@ -119,7 +131,7 @@ def over_http(url: str, eid: int, raters: int, votes: int, think: float, queued:
     wall = time.perf_counter() - began
     for c in clients:
         c.close()
-    return latencies, wall, next_ready, failures
+    return latencies, wall, next_ready, failures, lost
 
 
 def figures(latencies: list[float], wall: float, cpu: float | None = None) -> str:
@@ -150,8 +162,9 @@ def main() -> None:
             results = []
             for eid, think, via_queue in ((reading, args.think, None), (hurried, 0.0, None), (queued, args.think, True)):
                 before = cpu_seconds(app.process.pid)
-                latencies, wall, next_ready, failures = over_http(app.url, eid, args.raters, args.votes, think, via_queue)
-                results.append((latencies, wall, next_ready, failures, cpu_seconds(app.process.pid) - before))
+                latencies, wall, next_ready, failures, lost = over_http(app.url, eid, args.raters, args.votes, think,
+                                                                        via_queue)
+                results.append((latencies, wall, next_ready, failures, cpu_seconds(app.process.pid) - before, lost))
         finally:
             app.stop()
         stored = [ws.db.execute("select count(*) from eval_votes v join eval_assignments a on a.id=v.assignment_id"
@@ -162,17 +175,20 @@ def main() -> None:
     head = f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'votes/s':>8} {'CPU ms':>8}"
     print(f"{'':<44} {'reading ' + format(args.think, 'g') + ' s per pair':<44} {'back to back':<44}")
     print(f"{'':<44} {head}     {head}")
-    (read_lat, read_wall, *_), (b2b_lat, b2b_wall, *_, b2b_cpu), queued_run = results
+    (read_lat, read_wall, *_), (b2b_lat, b2b_wall, *_, b2b_cpu, _), queued_run = results
     print(f"{'floor: record_vote + next_pair in-process':<44} {figures(*floors[0])}     {figures(*floors[1])}")
     print(f"{'over HTTP, as the page sends it':<44} {figures(read_lat, read_wall)}     "
           f"{figures(b2b_lat, b2b_wall, b2b_cpu)}")
     print(f"{'  reading, through the queue + stream':<44} {figures(queued_run[0], queued_run[1])}")
     print(f"(floor: one vote at a time while reading, {args.raters} threads at once back to back; CPU ms: the "
           f"server process's CPU time per vote while raters vote back to back)")
-    for name, (latencies, _, next_ready, failures, _), count in zip(
+    for name, (latencies, _, next_ready, failures, _, lost), count in zip(
             ("reading", "back to back", "reading, queued"), results, stored):
-        print(f"{name}: stored {count} of {args.raters * args.votes} votes, {failures} refused or failed; "
+        print(f"{name}: stored {count} of {args.raters * args.votes} votes, {failures} refused or failed, "
+              f"{len(lost)} lost unanswered (the connection failed); "
               f"{next_ready}/{len(latencies)} vote replies carried the next pair (or ended the rater's share)")
+        for line in lost:
+            print(f"    {line}")
     p95 = percentile([v * 1000 for v in read_lat], 95)
     print(f"target p95 <= {TARGET_P95_MS} ms for reading raters: {'met' if p95 <= TARGET_P95_MS else 'NOT met'} "
           f"({p95:.1f} ms)")
