@@ -121,3 +121,31 @@ def test_cancel_ends_the_filter_check_and_keeps_the_previous_report(ws):
     assert dedup.cancel_filters(ws, w, mine)[w.filter_status] == "No filter check of yours is running."
     done = dedup.check_filters(ws, w, page(w, version="v1"), mine, lambda *a, **k: None)
     assert done[w.filter_status].endswith("of 300 records flagged.")
+
+
+# -- the Data tab: Export -----------------------------------------------------------------------------
+
+def test_cancel_export_of_a_version_leaves_no_file(ws):
+    from core.workspace import export_folder
+    with gr.Blocks():
+        with gr.Tabs():
+            w = data.build(ws)
+    from curation.data.records import Record
+    rows = [Record(id=f"r{i}", messages=[{"role": "user", "content": f"question {i}"},
+                                         {"role": "assistant", "content": f"answer {i}"}],
+                   meta={"split": ("train", "val", "test")[i % 3]}) for i in range(2_500)]
+    made = V.create_version(ws, rows, parent=None, step="import")
+    said = []
+
+    def progress_pressing_cancel(fraction, desc=None):
+        if desc and desc.startswith("writing validation"):   # train.jsonl is already written (staged)
+            said.append(data.cancel_export(ws, w)[w.export_status])
+
+    chosen = page(w, export_pick=made.name, export_fmt="jsonl")
+    out = data.export(ws, w, chosen, progress=progress_pressing_cancel)
+    assert said == ["Cancelling…"] and out[w.export_file] is None
+    assert "the export was cancelled; nothing was written" in out[w.export_status]
+    assert not any(export_folder(ws).iterdir())          # no zip, no staging folder
+    assert data.cancel_export(ws, w)[w.export_status] == "No export of yours is running."
+    done = data.export(ws, w, chosen, progress=lambda *a, **k: None)
+    assert done[w.export_file].endswith(f"{made.name}-jsonl.zip")

@@ -28,7 +28,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.errors import TuneloopError
 from curation.data.records import SPLITS, canonical_json
@@ -77,18 +77,24 @@ def rows_by_split(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return {name: part for name, part in parts.items() if part}
 
 
-def export_rows(rows: list[dict[str, Any]], out: str | Path, fmt: str, *, single_file: bool = False) -> Export:
+def export_rows(rows: list[dict[str, Any]], out: str | Path, fmt: str, *, single_file: bool = False,
+                progress: Callable[[float, str], None] | None = None) -> Export:
     """Write ``rows`` (each with a ``meta`` dict) to ``out`` in ``fmt``; see the module docstring for the layout.
 
     ``out`` named like a file of the format (``.jsonl``, ``.csv``, ``.parquet``) gets one file, which split
     rows are refused unless ``single_file``; otherwise ``out`` is a new (or empty) folder, or an archive named
-    ``.zip`` or ``.tar.gz``, holding one file per split (rows without a split: ``train``)."""
+    ``.zip`` or ``.tar.gz``, holding one file per split (rows without a split: ``train``).
+
+    ``progress(fraction, text)`` is told before each file and before packing; raising from it stops the export
+    there with nothing at ``out`` (files are staged beside it and moved into place only at the end)."""
     check_format(fmt)
+    say = progress or (lambda f, d: None)
     out = Path(out)
     split = any(r["meta"].get("split") for r in rows)
     archive = next((kind for suffix, kind in ARCHIVES.items() if out.name.endswith(suffix)), None)
     one_file = fmt != "hf" and not archive and out.suffix in SUFFIXES.values()
     if one_file and (single_file or not split):
+        say(0.5, f"writing {out.name}")
         write_file(rows, out, fmt)
         return Export(out, {None: len(rows)})
     if one_file:
@@ -105,7 +111,8 @@ def export_rows(rows: list[dict[str, Any]], out: str | Path, fmt: str, *, single
     try:
         folder = staging / _stem(out)
         folder.mkdir(parents=True)
-        result = write_splits(rows, folder, fmt)
+        result = write_splits(rows, folder, fmt, progress=lambda f, d: say(0.5 + 0.4 * f, d))
+        say(0.9, f"packing {out.name}")
         with atomic_path(out) as tmp:
             if archive:
                 packed = shutil.make_archive(str(staging / "packed"), archive, root_dir=staging, base_dir=folder.name)
@@ -118,16 +125,21 @@ def export_rows(rows: list[dict[str, Any]], out: str | Path, fmt: str, *, single
     return result
 
 
-def write_splits(rows: list[dict[str, Any]], folder: Path, fmt: str) -> Export:
-    """One file per split in ``folder`` (``train.jsonl`` ...), or for ``hf`` the DatasetDict saved in it."""
+def write_splits(rows: list[dict[str, Any]], folder: Path, fmt: str, *,
+                 progress: Callable[[float, str], None] | None = None) -> Export:
+    """One file per split in ``folder`` (``train.jsonl`` ...), or for ``hf`` the DatasetDict saved in it;
+    ``progress`` is told before each file (raising from it stops there)."""
     check_format(fmt)
+    say = progress or (lambda f, d: None)
     parts = rows_by_split(rows)
     text_keys = arrow_meta(rows)[1] if fmt in ("parquet", "hf") else []
     if fmt == "hf":
+        say(0.0, "writing the dataset")
         write_dataset_dict(parts, folder)
     else:
         schema = arrow_schema(rows) if fmt == "parquet" else None
-        for name, part in parts.items():
+        for n, (name, part) in enumerate(parts.items()):
+            say(n / len(parts), f"writing {name}{SUFFIXES[fmt]}")
             write_file(part, folder / f"{name}{SUFFIXES[fmt]}", fmt, schema=schema)
     return Export(folder, {name: len(part) for name, part in parts.items()}, text_keys)
 

@@ -561,12 +561,22 @@ def search_records(records: list[Record], query: str = "", *, split: str | None 
 
 
 def export_version(ws: Workspace, version: int | str, out: str | Path, fmt: str = "jsonl", *,
-                   single_file: bool = False) -> Export:
+                   single_file: bool = False, progress: Callable[[float, str], None] | None = None) -> Export:
     """Write a version as JSONL, CSV, Parquet or a Hugging Face DatasetDict folder; returns the ``Export``.
 
     A split version becomes one file per split (train, validation, test) in a folder or a .zip / .tar.gz,
     or one file when ``single_file`` is asked for (see ``curation.data.export``). A preference version is
     written in trl's preference shape: prompt, chosen, rejected (plus id, meta); a KTO version in trl's
-    unpaired shape: prompt, completion, label (plus id, meta)."""
+    unpaired shape: prompt, completion, label (plus id, meta).
+
+    ``progress(fraction, text)`` is told every 1,000 records and before each file; raising from it stops the
+    export with nothing written at ``out``."""
     from curation.data.formats import export_row
-    return export_rows([export_row(r) for r in load_records(ws, version)], out, fmt, single_file=single_file)
+    say = progress or (lambda f, d: None)
+    records = load_records(ws, version)
+    rows = []
+    for i, record in enumerate(records):
+        if i % 1000 == 0:
+            say(0.5 * i / max(len(records), 1), f"shaping records ({i:,} of {len(records):,})")
+        rows.append(export_row(record))
+    return export_rows(rows, out, fmt, single_file=single_file, progress=say)

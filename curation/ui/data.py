@@ -29,6 +29,7 @@ from ui.kit import CancelRegistry, bind, clear_on_input, error_markdown, refresh
 PAGE_SIZE = 20
 INDEX_POLL_S = 1.0              # how often the Browse tab's index bar asks how far a background build is
 IMPORTS = CancelRegistry()     # per browser tab: the Cancel button of an import under way
+EXPORTS = CancelRegistry()     # per browser tab: the Export sub-tab's Cancel
 INTRO = """### Your dataset
 Bring your examples in: chat/OpenAI messages (tool calls too), Alpaca, Dolly, ShareGPT, prompt/completion,
 OASST trees or preference pairs (prompt/chosen/rejected), as JSONL, JSON, CSV, Parquet or a Hugging Face
@@ -215,7 +216,9 @@ def layout(ws) -> DataWidgets:
                     w.export_single = gr.Checkbox(False, label="One file, test set mixed in",
                                                   info="a split version as one file; meta.split tells the splits "
                                                        "apart, but load_dataset reads it all as train")
-                    w.export_btn = gr.Button("Export")
+                    with gr.Column():
+                        w.export_btn = gr.Button("Export")
+                        w.export_cancel_btn = gr.Button("Cancel export", variant="stop", elem_id="data-export-cancel")
                 w.export_file = gr.File(label="Download", interactive=False)
                 w.export_status = gr.Markdown()
     return w
@@ -462,26 +465,42 @@ def _compared(record) -> str:
     return record.text() + "\n" + canonical_json(record.meta)
 
 
-def export(ws, w: DataWidgets, data: dict, progress=gr.Progress()) -> dict:
+def export(ws, w: DataWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
     """The chosen version to download: one file, or for a split version (and any HF dataset) a zip with one
-    file per split, unless one file with the test set mixed in is asked for."""
+    file per split, unless one file with the test set mixed in is asked for. **Cancel export** ends it at its
+    next progress report with nothing written (the files are staged and moved into place only at the end)."""
     version, fmt, single = data[w.export_pick], data[w.export_fmt], bool(data.get(w.export_single))
     if not version:
         return {w.export_file: None, w.export_status: "Choose a version."}
+    stop = EXPORTS.start(request)
+
+    def report(fraction: float, text: str) -> None:
+        if stop.is_set():
+            raise TuneloopError(f"the export was cancelled; nothing was written ({version} is unchanged; an "
+                                "earlier export of it, if any, is left as it was)")
+        progress(fraction, desc=text)
+
     try:
-        progress(0.1, desc="writing the export")
+        report(0.0, "reading the version")
         out_dir = export_folder(ws)
         v = V.get_version(ws, version)
         split = any(r.split for r in V.load_records(ws, v.id))
         if fmt == "hf" or (split and not single):
-            done = V.export_version(ws, v.id, out_dir / f"{v.name}-{fmt}.zip", fmt)
+            done = V.export_version(ws, v.id, out_dir / f"{v.name}-{fmt}.zip", fmt, progress=report)
         else:
-            done = V.export_version(ws, v.id, out_dir / f"{v.name}.{fmt}", fmt, single_file=single)
+            done = V.export_version(ws, v.id, out_dir / f"{v.name}.{fmt}", fmt, single_file=single, progress=report)
     except Exception as exc:
         return {w.export_file: None, w.export_status: error_markdown(exc)}
+    finally:
+        EXPORTS.finish(request, stop)
     return {w.export_file: str(done.path),
             w.export_status: f"✅ {v.name} exported as {fmt}: {done.summary()}"
                              + (" (one file: the test set is mixed in)" if split and single and fmt != "hf" else "")}
+
+
+def cancel_export(ws, w: DataWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's export at its next progress report."""
+    return {w.export_status: "Cancelling…" if EXPORTS.cancel(request) else "No export of yours is running."}
 
 
 def overview(ws, w: DataWidgets) -> dict:
@@ -511,6 +530,7 @@ def build(ws) -> DataWidgets:
     on(w.records_df.select, show_record, {w.browse_pick}, [w.convo, w.meta_json])
     on(w.diff_btn.click, compare, {w.diff_a, w.diff_b}, [w.diff_summary, w.diff_df])
     on(w.export_btn.click, export, {w.export_pick, w.export_fmt, w.export_single}, [w.export_file, w.export_status])
+    on(w.export_cancel_btn.click, cancel_export, None, [w.export_status])
     refresh_on_select(w.tab, ws, w.pickers)
     clear_on_input([w.rollback_pick], [w.rollback_status])
     clear_on_input([w.diff_a, w.diff_b], [w.diff_summary])
