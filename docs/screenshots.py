@@ -14,7 +14,8 @@ with ben's last pair on screen, the Results tab with both raters' figures and th
 Playground answering a test question. Every step is the headless command a user would run
 (``python -m curation demo``, ``python -m curation.splits``, ``python -m training run``,
 ``python -m evaluation generate`` / ``auto``); a step already done in ``--workspace DIR`` is skipped, so a
-second call only retakes the pictures. What it did, with the figures, goes to
+second call only retakes the pictures (name the tabs: ben's last vote is cast after the first Rate picture, so a
+second Rate picture finds no pair left to him). What it did, with the figures, goes to
 ``docs/screenshots/with-run.json``.
 """
 from __future__ import annotations
