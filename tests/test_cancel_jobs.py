@@ -149,3 +149,34 @@ def test_cancel_export_of_a_version_leaves_no_file(ws):
     assert data.cancel_export(ws, w)[w.export_status] == "No export of yours is running."
     done = data.export(ws, w, chosen, progress=lambda *a, **k: None)
     assert done[w.export_file].endswith(f"{made.name}-jsonl.zip")
+
+
+# -- the Train tab: token lengths of the split --------------------------------------------------------
+
+def test_stop_counting_token_lengths_ends_it_at_the_next_report(ws, tmp_path):
+    from curation.data.records import Record
+    from tests.tiny_model import build_tiny_model
+    from training.ui import build_train_tab, stop_token_lengths, token_lengths
+    model = build_tiny_model(tmp_path / "tiny")
+    records = [Record.from_dict(chat(f"Where is order {i}?", f"Order {i} ships soon.", id=f"r{i}")) for i in range(200)]
+    for i, r in enumerate(records):
+        r.meta["split"] = ("train", "val", "test")[i % 3]
+    V.create_version(ws, records, parent=None, step="split")
+    with gr.Blocks():
+        with gr.Tabs():
+            w = build_train_tab(ws)
+    said = []
+
+    def progress_pressing_stop(fraction, desc=None):
+        if desc and desc.startswith("tokenizing") and not said:
+            said.append(stop_token_lengths(ws, w)[w.tokens_md])
+        elif desc and desc.startswith("tokenizing"):
+            said.append(desc)                                  # a report after Stop: the count went on
+
+    chosen = page(w, split="v1", base_model=str(model), seq_len=8)
+    out = token_lengths(ws, w, chosen, progress=progress_pressing_stop)
+    assert said == ["Stopping…"] and "counting the token lengths was stopped; nothing was changed" in out[w.tokens_md]
+    assert w.tokens_plot not in out
+    assert stop_token_lengths(ws, w)[w.tokens_md] == "No count of yours is running."
+    done = token_lengths(ws, w, chosen, progress=lambda *a, **k: None)
+    assert "200 conversations for **tiny**" in done[w.tokens_md]

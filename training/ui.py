@@ -165,6 +165,7 @@ def layout(ws) -> TrainWidgets:
                 w.record_id = gr.Textbox(label="Record id (empty: the first test record)", elem_id="train-record")
                 w.preview_btn = gr.Button("Preview", elem_id="train-preview-btn")
                 w.lengths_btn = gr.Button("Token lengths of the split", elem_id="train-lengths-btn")
+                w.lengths_stop_btn = gr.Button("Stop counting", variant="stop", elem_id="train-lengths-stop")
             w.preview_md = gr.Markdown(elem_id="train-preview-counts")
             w.preview_hl = gr.HighlightedText(label="Exactly what the model sees (green: trained on)",
                                               color_map=COLORS, show_legend=True, combine_adjacent=True,
@@ -413,21 +414,41 @@ def template_preview(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) ->
     return {w.preview_md: md, w.preview_hl: [(text, kind) for text, kind in preview.segments]}
 
 
-def token_lengths(ws, w: TrainWidgets, data: dict, progress=gr.Progress()) -> dict:
-    """The split's conversations in tokens against the sequence length: a summary and a histogram."""
+LENGTHS = CancelRegistry()     # per browser tab: Stop counting (the token lengths of a split)
+
+
+def token_lengths(ws, w: TrainWidgets, data: dict, request: gr.Request = None, progress=gr.Progress()) -> dict:
+    """The split's conversations in tokens against the sequence length: a summary and a histogram. **Stop
+    counting** ends it at its next progress report (the chart keeps what it showed before)."""
+    stop = LENGTHS.start(request)
+
+    def report(fraction, text: str) -> None:
+        if stop.is_set():
+            raise TuneloopError("counting the token lengths was stopped; nothing was changed (the chart still "
+                                "shows the previous count, if any)")
+        progress(fraction, desc=text)
+
     try:
         records = split_records(ws, data[w.split])
-        progress(None, desc=LOADING_TOKENIZER)
+        report(None, LOADING_TOKENIZER)
         tokenizer, name = _tokenizer((data[w.base_model] or "").strip() or "default", str(ws.root))
         stats = token_length_stats(tokenizer, records, int(data[w.seq_len] or default_sequence_len()),
-                                   progress=lambda f, d: progress(f, desc=d))
+                                   progress=report)
+        report(1.0, "counted")
     except Exception as exc:
         return {w.tokens_md: error_markdown(exc)}
+    finally:
+        LENGTHS.finish(request, stop)
     s = stats.summary()
     md = (f"{s['records']:,} conversations for **{name}**: median {s['median']} tokens, p95 {s['p95']}, "
           f"max {s['max']}; **{s['cut off']} ({s['cut off %']}%) longer than the sequence length "
           f"{s['sequence length']}** (red: their ends are cut off in training)")
     return {w.tokens_md: md, w.tokens_plot: length_chart(stats.histogram())}
+
+
+def stop_token_lengths(ws, w: TrainWidgets, request: gr.Request = None) -> dict:
+    """Stop this browser tab's token-length count at its next progress report."""
+    return {w.tokens_md: "Stopping…" if LENGTHS.cancel(request) else "No count of yours is running."}
 
 
 def length_chart(rows: list[dict]) -> dict:
@@ -464,6 +485,7 @@ def build_train_tab(ws) -> TrainWidgets:
     on(w.preview_btn.click, template_preview, {w.split, w.base_model, w.seq_len, w.record_id},
        [w.preview_md, w.preview_hl])
     on(w.lengths_btn.click, token_lengths, {w.split, w.base_model, w.seq_len}, [w.tokens_md, w.tokens_plot])
+    on(w.lengths_stop_btn.click, stop_token_lengths, None, [w.tokens_md])
     clear_on_input([w.selected], [w.message, w.export_msg])
     clear_on_input([w.split], [w.message, w.preview_md, w.tokens_md])
     serve_ui.wire(ws, w.serve, w.tab)
