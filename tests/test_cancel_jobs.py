@@ -180,3 +180,40 @@ def test_stop_counting_token_lengths_ends_it_at_the_next_report(ws, tmp_path):
     assert stop_token_lengths(ws, w)[w.tokens_md] == "No count of yours is running."
     done = token_lengths(ws, w, chosen, progress=lambda *a, **k: None)
     assert "200 conversations for **tiny**" in done[w.tokens_md]
+
+
+# -- the Train tab: the merged export -----------------------------------------------------------------
+
+from tests.test_serve_ui import adapter  # noqa: E402,F401  (fixture: a tiny base and an adapter for it)
+
+
+def test_cancel_merged_export_leaves_no_folder(ws, adapter):
+    import shutil
+
+    from curation.data.records import Record
+    from training import registry as R
+    from training import ui as train
+    from training.config import RunConfig
+    base, folder = adapter
+    V.create_version(ws, [Record(f"r{i}", [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "ok"}],
+                                 {"split": s}) for i, s in enumerate(["train"] * 4 + ["val", "test"])],
+                     parent=None, step="split")
+    run = R.create_run(ws, RunConfig(base_model=str(base), datasets="v1"), name="merge me")
+    shutil.copytree(folder, run.adapter_dir)
+    R.update_run(ws, run.id, status="finished")
+    with gr.Blocks():
+        with gr.Tabs():
+            w = train.build_train_tab(ws)
+    said = []
+
+    def progress_pressing_cancel(fraction, desc=""):
+        if desc.startswith("writing the merged model"):    # Cancel pressed while the files are being written
+            said.append(train.cancel_export(ws, w)[w.export_msg])
+
+    chosen = {w.selected: str(run.id), w.export_kind: "merged"}
+    out = train.export(ws, w, chosen, progress=progress_pressing_cancel)
+    assert said == ["Cancelling…"] and "The merged export was cancelled" in out[w.export_msg]
+    assert not list(run.run_dir.glob("*export-merged*"))     # neither the folder nor its temp folder
+    assert "export_merged" not in R.get_run(ws, run.id).artefacts
+    done = train.export(ws, w, chosen, progress=lambda *a, **k: None)
+    assert done[w.export_msg] == f"Merged written to `{run.run_dir / 'export-merged'}`."

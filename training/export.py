@@ -110,23 +110,33 @@ def export_adapter(run: Run, out: str | os.PathLike) -> Path:
     return target
 
 
-def export_merged(ws: Workspace, run: Run, out: str | os.PathLike) -> Path:
-    """The base model in full precision with the adapter merged in: a plain transformers model folder."""
+def export_merged(ws: Workspace, run: Run, out: str | os.PathLike, *, progress=None) -> Path:
+    """The base model in full precision with the adapter merged in: a plain transformers model folder.
+
+    ``progress(fraction, text)`` is told between the phases (loading the base, merging, writing, and once
+    the files are written but not yet in place); raising from it stops there and nothing is left at ``out``
+    (the files are written to a temp folder beside it, removed unless the export finishes). A phase under
+    way runs in this process and cannot be interrupted: a Cancel takes effect when it ends."""
     import torch
     from peft import PeftModel
     from training.models import load_model_and_tokenizer, resolve_base_model
+    say = progress or (lambda f, d: None)
     source = require_adapter(run)
     target = _fresh_target(out)
     resolved = resolve_base_model(run.config.base_model, ws)
+    say(0.1, "merging the adapter into the base model: loading the base model")
     base, tokenizer = load_model_and_tokenizer(resolved, load_in_4bit=False, device="cpu",
                                                dtype="bfloat16" if torch.cuda.is_available() else "float32")
+    say(0.45, "merging the adapter into the base model")
     merged = PeftModel.from_pretrained(base, str(source)).merge_and_unload()
+    say(0.6, "writing the merged model")
     with atomic_path(target) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if (source / "README.md").is_file():
             shutil.copy2(source / "README.md", tmp / "README.md")
         make_readable(tmp)
+        say(0.95, "moving the merged model into place")
     return target
 
 
@@ -232,9 +242,7 @@ def export_run(ws: Workspace, run_id: int | str, kind: str, out: str | os.PathLi
     if kind == "adapter":
         path = export_adapter(run, out)
     elif kind == "merged":
-        if progress:
-            progress(0.1, "merging the adapter into the base model")
-        path = export_merged(ws, run, out)
+        path = export_merged(ws, run, out, progress=progress)
     elif kind == "archive":
         path = export_archive(run, out)
     elif kind == "gguf":
