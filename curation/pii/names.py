@@ -182,6 +182,22 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
 
 
 @functools.lru_cache(maxsize=1)
+def _word_classes() -> dict[str, int]:
+    """For each word of the spaCy model's lemma index, in how many of its word classes (noun, verb,
+    adjective, adverb) it stands: "cook", "good", "ball" in two or more; a family name WordNet holds for a
+    famous bearer ("johnson", "jensen") only as a noun."""
+    import spacy
+
+    nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "ner", "senter"])
+    table = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")
+    counts: dict[str, int] = {}
+    for key in table.keys():
+        for word in set(table[key]):
+            counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+@functools.lru_cache(maxsize=1)
 def common_words() -> frozenset[str]:
     """English words (lowercase): the lemma index and exceptions of the spaCy model's lemmatizer
     (WordNet's nouns, verbs, adjectives and adverbs, well-known places and people among them) and
@@ -698,9 +714,11 @@ def _ner_span_is_believable(text: str, s: int, e: int) -> bool:
     if any(len(w) > 1 and not is_common(w) for w in words):
         return True
     if len(words) == 1:
-        # One ordinary word that is at most a family name ("Cook pasta until al dente", "Very Good essay", "Ball
-        # games") is a word, unless it speaks ("Hunt said"); a given name ("Mary") stays a name.
-        return _is_given_name(words[0]) or SPEECH_AFTER.match(text, e) is not None
+        # One ordinary word of two word classes or more that is at most a family name ("Cook pasta until al
+        # dente", "Very Good essay", "Ball games") is a word, unless it speaks ("Hunt said"); a given name
+        # ("Mary") or a word that is only a noun ("Johnson", "Jensen": WordNet's famous bearers) stays a name.
+        return _is_given_name(words[0]) or SPEECH_AFTER.match(text, e) is not None or \
+            _word_classes().get(_key(words[0]), 0) == 1 and is_known_name(words[0])
     # A given name the list lacks before a known family name: "said Ken Hunt".
     return all(len(w) == 1 or is_known_name(w) for w in words[1:])
 
