@@ -1,6 +1,7 @@
 """Cancel on long jobs started from a tab: the Data tab's import stops at its next progress report and stores
 nothing (no version, no half-written snapshot)."""
 import gradio as gr
+import pytest
 
 from curation.data import versions as V
 from curation.ui import data
@@ -187,7 +188,10 @@ def test_stop_counting_token_lengths_ends_it_at_the_next_report(ws, tmp_path):
 from tests.test_serve_ui import adapter  # noqa: E402,F401  (fixture: a tiny base and an adapter for it)
 
 
-def test_cancel_merged_export_leaves_no_folder(ws, adapter):
+@pytest.mark.parametrize("kind", ["merged", "gguf f16"])
+def test_cancel_merged_export_leaves_no_folder(ws, adapter, kind):
+    """Cancel pressed while the merged model is written (the GGUF export merges first too) ends the export
+    before it goes on; no folder, temp folder or GGUF is left."""
     import shutil
 
     from curation.data.records import Record
@@ -210,10 +214,14 @@ def test_cancel_merged_export_leaves_no_folder(ws, adapter):
         if desc.startswith("writing the merged model"):    # Cancel pressed while the files are being written
             said.append(train.cancel_export(ws, w)[w.export_msg])
 
-    chosen = {w.selected: str(run.id), w.export_kind: "merged"}
+    chosen = {w.selected: str(run.id), w.export_kind: kind}
     out = train.export(ws, w, chosen, progress=progress_pressing_cancel)
-    assert said == ["Cancelling…"] and "The merged export was cancelled" in out[w.export_msg]
-    assert not list(run.run_dir.glob("*export-merged*"))     # neither the folder nor its temp folder
-    assert "export_merged" not in R.get_run(ws, run.id).artefacts
+    name = kind.split()[0]
+    assert said == ["Cancelling…"] and f"The {name} export was cancelled" in out[w.export_msg]
+    assert not list(run.run_dir.glob(f"*export-{name}*")) and not list(run.run_dir.glob(".*tmp*"))
+    assert not list(run.run_dir.glob("gguf/*"))
+    assert f"export_{name}" not in R.get_run(ws, run.id).artefacts
+    if kind != "merged":
+        return
     done = train.export(ws, w, chosen, progress=lambda *a, **k: None)
     assert done[w.export_msg] == f"Merged written to `{run.run_dir / 'export-merged'}`."

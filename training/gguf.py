@@ -188,7 +188,8 @@ def run_gguf(ws: Workspace, run: Run, *, quant: str = "f16", progress=None) -> P
     try:
         if progress:
             progress(0.05, "merging the adapter into the base model")
-        export_merged(ws, run, merged)
+        export_merged(ws, run, merged,
+                      progress=progress and (lambda fraction, text: progress(0.05 + 0.35 * fraction, text)))
         convert_model(merged, target, quant=quant,
                       progress=progress and (lambda fraction, text: progress(0.4 + 0.55 * fraction, text)))
     finally:
