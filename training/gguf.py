@@ -189,7 +189,8 @@ def run_gguf(ws: Workspace, run: Run, *, quant: str = "f16", progress=None) -> P
         if progress:
             progress(0.05, "merging the adapter into the base model")
         export_merged(ws, run, merged,
-                      progress=progress and (lambda fraction, text: progress(0.05 + 0.35 * fraction, text)))
+                      progress=progress and (lambda fraction, text: progress(
+                          0.05 + 0.35 * fraction, text if text.startswith("merging") else f"merging ({text})")))
         convert_model(merged, target, quant=quant,
                       progress=progress and (lambda fraction, text: progress(0.4 + 0.55 * fraction, text)))
     finally:
