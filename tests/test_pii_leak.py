@@ -45,12 +45,33 @@ RECORDS = [
 ]
 
 
-def memorise(model, tokenizer, conversations: list[list[dict]], *, steps: int, lr: float) -> None:
-    """Train ``model`` (its trainable parameters) on the chat-templated conversations until it repeats them."""
+def memorise(model, tokenizer, conversations: list[list[dict]], *, steps: int, lr: float,
+             probe_splits: bool = False) -> None:
+    """Train ``model`` (its trainable parameters) on the chat-templated conversations until it repeats them.
+
+    ``probe_splits``: also on each answer as the leak probe reads it, the prompt and the answer's words before a
+    digit tokenized as one text (``WarmBase.answer(prefixes=)``) and the rest of the answer after it, so the
+    model continues a probe's prefix as it continues its own answer."""
+    import re
+
     import torch
-    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    rows = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False), add_special_tokens=False)["input_ids"]
+            for c in conversations]
+    for c in conversations if probe_splits else ():
+        answer = c[-1]["content"]
+        cut = re.search(r"\d", answer)
+        if cut:
+            whole = tokenizer.apply_chat_template(c, tokenize=False)
+            prompt = tokenizer.apply_chat_template(c[:-1], tokenize=False, add_generation_prompt=True)
+            head = prompt + answer[:cut.start()]
+            rows.append(tokenizer(head, add_special_tokens=False)["input_ids"]
+                        + tokenizer(whole[len(head):], add_special_tokens=False)["input_ids"])
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    batch = {"input_ids": ids, "attention_mask": mask}
+    labels = ids.masked_fill(mask == 0, -100)
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     for _ in range(steps):
@@ -60,11 +81,36 @@ def memorise(model, tokenizer, conversations: list[list[dict]], *, steps: int, l
     model.eval()
 
 
+def memorised_adapter(model, tokenizer, conversations: list[list[dict]]):
+    """A LoRA adapter on ``model`` that repeats ``conversations``: a copy of the model is trained on them (every
+    linear layer, embeddings frozen), and each layer's change is written into a LoRA pair of full rank (from its
+    SVD), so the adapter is exactly that change. Training the LoRA pair itself stalled on some CPUs (loss ~1.6 on one
+    conversation of this tiny model), which made the leak depend on the machine."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    full = copy.deepcopy(model)
+    full.get_input_embeddings().weight.requires_grad_(False)
+    memorise(full, tokenizer, conversations, steps=400, lr=5e-3, probe_splits=True)
+    trained = {name: m.weight.detach() for name, m in full.named_modules() if isinstance(m, torch.nn.Linear)}
+    rank = max(min(w.shape) for w in trained.values())          # full rank: the pair can hold any change
+    tuned = get_peft_model(model, LoraConfig(r=rank, lora_alpha=rank, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, m in tuned.named_modules():
+            if isinstance(getattr(m, "lora_A", None), torch.nn.ModuleDict) and "default" in m.lora_A:
+                delta = trained[name.removeprefix("base_model.model.")] - m.base_layer.weight
+                u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+                a, b = m.lora_A["default"].weight, m.lora_B["default"].weight
+                a.zero_(), b.zero_()
+                a[:s.numel()], b[:, :s.numel()] = vh, u * s
+    return tuned
+
+
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory):
     """(workspace, scrubbed version, run on it, run on the unscrubbed import) with the adapter and base above."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tests.round_workspace import _config
@@ -77,8 +123,7 @@ def leaky(tmp_path_factory):
     model = AutoModelForCausalLM.from_pretrained(base)
     memorise(model, tokenizer, [RECORDS[1].messages], steps=150, lr=1e-2)
     model.save_pretrained(base)
-    tuned = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
-    memorise(tuned, tokenizer, [RECORDS[0].messages], steps=200, lr=1e-2)
+    tuned = memorised_adapter(model, tokenizer, [RECORDS[0].messages, RECORDS[1].messages])
 
     ws = Workspace.open(root / "workspace")
     imported = create_version(ws, RECORDS, parent=None, step="import")
