@@ -360,11 +360,18 @@ def combine_readings(first: tuple[str, str, str], swapped: tuple[str, str, str])
 
 def pair_verdicts(ws: Workspace, evaluation_id: int, judge_name: str) -> list[PairVerdict]:
     """The judge's verdict on every pair it read in both orders."""
-    pairs = {p.pair_id: p for p in evaluation_pairs(ws, evaluation_id)}
+    rows = ws.db.execute("select pair_id, order_shown, arm_a, arm_b, verdict from judge_verdicts"
+                         " where evaluation_id=? and judge=?", (evaluation_id, judge_name))
+    return _verdicts_of(evaluation_pairs(ws, evaluation_id), rows)
+
+
+def _verdicts_of(pairs_read: list[JudgePair], rows) -> list[PairVerdict]:
+    """A verdict per pair of ``pairs_read`` from its readings (rows of pair id, order_shown, arm_a, arm_b, verdict;
+    the pair id first): only pairs read in both orders have one."""
+    pairs = {p.pair_id: p for p in pairs_read}
     readings: dict[int, dict[str, tuple[str, str, str]]] = defaultdict(dict)
-    for r in ws.db.execute("select pair_id, order_shown, arm_a, arm_b, verdict from judge_verdicts"
-                           " where evaluation_id=? and judge=?", (evaluation_id, judge_name)):
-        readings[r["pair_id"]][r["order_shown"]] = (r["arm_a"], r["arm_b"], r["verdict"])
+    for r in rows:
+        readings[r[0]][r["order_shown"]] = (r["arm_a"], r["arm_b"], r["verdict"])
     out = []
     for pair_id, orders in sorted(readings.items()):
         if len(orders) == 2 and pair_id in pairs:
@@ -664,18 +671,9 @@ def judge_test_split(ws: Workspace, evaluation_id: int | str, judge: Judge, *, t
 
 def split_verdicts(ws: Workspace, evaluation_id: int, judge_name: str) -> list[PairVerdict]:
     """The judge's verdict on every pair outside the evaluation it read in both orders."""
-    pairs = {p.pair_id: p for p in split_pairs(ws, evaluation_id)}
-    readings: dict[int, dict[str, tuple[str, str, str]]] = defaultdict(dict)
-    for r in ws.db.execute("select split_pair_id, order_shown, arm_a, arm_b, verdict from judge_split_readings"
-                           " where evaluation_id=? and judge=?", (evaluation_id, judge_name)):
-        readings[r["split_pair_id"]][r["order_shown"]] = (r["arm_a"], r["arm_b"], r["verdict"])
-    out = []
-    for pair_id, orders in sorted(readings.items()):
-        if len(orders) == 2 and pair_id in pairs:
-            pair = pairs[pair_id]
-            winner, how = combine_readings(orders["first"], orders["swapped"])
-            out.append(PairVerdict(pair_id, pair.prompt_id, pair.label, pair.arms, winner, how))
-    return out
+    rows = ws.db.execute("select split_pair_id, order_shown, arm_a, arm_b, verdict from judge_split_readings"
+                         " where evaluation_id=? and judge=?", (evaluation_id, judge_name))
+    return _verdicts_of(split_pairs(ws, evaluation_id), rows)
 
 
 @dataclass(frozen=True)
