@@ -79,10 +79,14 @@ _FEEDBACK_BEHIND = """
         select c.run_id, v.parent_id, c.depth + 1 from chain c join dataset_versions v on v.id = c.version_id
         where v.parent_id is not null
     )
-    select c.run_id, c.depth, e.run_id as rated_run
-    from chain c join feedback_versions f on f.version_id = c.version_id and f.kind = 'corrections'
-    join evaluations e on e.id = f.evaluation_id
-    order by c.run_id, c.depth"""
+    select * from (
+        select c.run_id, c.depth,
+               -- the run the evaluation was made for; in an evaluation of several arms, its newest run arm
+               coalesce(e.run_id, (select max(a.run_id) from eval_arms a where a.evaluation_id = e.id)) as rated_run
+        from chain c join feedback_versions f on f.version_id = c.version_id and f.kind = 'corrections'
+        join evaluations e on e.id = f.evaluation_id)
+    where rated_run is not null
+    order by run_id, depth"""
 
 # For each run, the evaluations it was rated in: the one it was made for, and those it is an arm of.
 _RATED_IN = """

@@ -126,3 +126,24 @@ def test_a_run_rated_in_two_evaluations_lists_both_and_takes_the_newest(ws, eval
         assert figures["human_evaluation"] == made[-1]
     else:
         assert "win_rate" not in figures and "No blind evaluation yet." in model_card(ws, 7)
+
+
+def test_corrections_from_an_evaluation_of_several_arms_make_its_newest_run_the_next_runs_previous_round(ws):
+    from curation.data.records import Record
+    from curation.data.versions import create_version
+    register_run(ws, 6, "round one, other recipe")
+    register_run(ws, 7, "round one")
+    arms = [Arm("base", "base"), Arm("round 1b", "run", run_id=6), Arm("round 1", "run", run_id=7)]
+    eid = create_evaluation(ws, "three arms", items(arms, {"base": 0, "round 1b": 1, "round 1": 2}, 3), arms=arms,
+                            base_model="tiny")
+    assert ws.db.execute("select run_id from evaluations where id=?", (eid,)).fetchone()[0] is None
+    record = Record("r1", [{"role": "user", "content": "Where is parcel 1?"},
+                           {"role": "assistant", "content": "On its way."}], {"split": "train"})
+    first = create_version(ws, [record], parent=None, step="import")
+    merged = create_version(ws, [record], parent=first.id, step="feedback", also=lambda db, vid: db.execute(
+        "insert into feedback_versions (version_id, evaluation_id, kind, policy) values (?, ?, 'corrections',"
+        " 'majority')", (vid, eid)))
+    register_run(ws, 8, "round two")
+    ws.db.execute("update runs set dataset_version=? where id=8", (merged.id,))
+    rows = {r.run_id: r for r in round_rows(ws)}
+    assert rows[8].previous_run == 7 and rows[8].round == rows[7].round + 1
