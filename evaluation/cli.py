@@ -294,6 +294,7 @@ def cmd_report(args) -> int:
         print(json.dumps({"evaluation": evaluation.id, "name": evaluation.name, "run": evaluation.run_id,
                           "pairs": evaluation.num_pairs, "overlap": evaluation.overlap, "label_field": field,
                           "stats": summary, "arms": arms, "closed": evaluation.settings.get("closed"),
+                          "gold_rate": evaluation.gold_rate, "gold": evaluation.settings.get("gold"),
                           "feedback": fb.counts(), "disagreements": fb.disagreements}, indent=2))
         return 0
     print(evaluation.describe())

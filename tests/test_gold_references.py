@@ -3,6 +3,7 @@ pair, and the raters' gold accuracy computed from them."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from curation.data.records import Record
 from curation.data.versions import create_version
@@ -111,6 +112,12 @@ def test_the_generate_command_adds_gold_pairs_from_references_at_the_gold_rate(w
                             cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=True)
     assert f" · gold pairs at rate 0.5: 1 (1 from the reference answers of {version.name}'s test split)" in \
         report.stdout.splitlines()[0]
+    as_json = subprocess.run([sys.executable, "-m", "evaluation", "report", "1", "--json", "--workspace",
+                              str(ws.root)], cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                             text=True, check=True)
+    reported = json.loads(as_json.stdout)
+    assert reported["gold_rate"] == 0.5 and reported["gold"]["pairs"] == 1 and \
+        reported["gold"]["from_references"] == 1
     unset = subprocess.run(command[:-4] + ["--workspace", str(ws.root)], cwd=Path(__file__).resolve().parent.parent,
                            capture_output=True, text=True)
     assert unset.returncode == 2 and "set it above 0" in unset.stderr
