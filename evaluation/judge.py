@@ -817,8 +817,8 @@ def format_calibration(cal: Calibration) -> str:
     if cal.duplicates:
         lines.append(f"{cal.duplicates} further votes by one rater on one pair were counted once.")
     if cal.passes:
-        lines.append(f"kappa ≥ {cal.threshold:g}: the judge may rate the rest of the test split (its verdicts are "
-                     f"reported as the judge's, apart from the votes).")
+        lines.append(f"kappa ≥ {cal.threshold:g}: the judge may rate the pairs nobody rated and the rest of the test "
+                     f"split (its verdicts are reported as the judge's, apart from the votes).")
     else:
         lines.append(f"kappa below the threshold {cal.threshold:g}: the judge does not agree with the experts "
                      f"enough to stand in for them, so it may not rate the rest. A small model such as the default "
