@@ -119,6 +119,12 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal's process has it. An ignored signal stays ignored across exec,
+    and in the full suite something in the test process leaves SIGINT ignored, so the CLI would never hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _converters(pid: int) -> list[int]:
     """The CLI's children that are llama.cpp's converter (a library may start other short-lived processes)."""
     found = []
@@ -138,7 +144,7 @@ def test_ctrl_c_on_the_cli_export_stops_the_converter_and_leaves_no_file(run_ws)
     cli = subprocess.Popen([sys.executable, "-m", "training", "export", str(run.id), "--kind", "gguf",
                             "--workspace", str(ws.root), "--out", str(ws.root / "out")],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 600
     while not _converters(cli.pid) and cli.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)                                        # merging first, in the CLI's own process

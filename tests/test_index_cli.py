@@ -67,7 +67,10 @@ def test_ctrl_c_during_the_imports_index_build_stops_it_and_leaves_no_file(tmp_p
     ws = tmp_path / "ws"
     child = subprocess.Popen([sys.executable, "-m", "curation", "--workspace", str(ws), "import", str(src)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+                             env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             # SIGINT as a terminal's process has it: an ignored signal stays ignored across exec,
+                             # and in the full suite something in the test process leaves SIGINT ignored
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     folder = ws / I.INDEX_FOLDER
     deadline = time.monotonic() + 300
     while not (folder.exists() and any(folder.iterdir())):    # the build's temp file: the import is done
