@@ -215,7 +215,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --rest-of-split: answer and judge the first N such prompts (default: all)")
     j.add_argument("--base", metavar="MODEL",
                    help="with --rest-of-split, for an evaluation without a run arm: the base model its arms answered "
-                        "with (default: default)")
+                        "with (default: the one it was generated with, which it stores; 'default' for one made "
+                        "before it did)")
     j.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 

@@ -553,8 +553,18 @@ def prepare_evaluation(ws: Workspace, items: list[PromptItem], *, arms: list[Arm
     from training.models import resolve_base_model
     local = any(a.kind != "endpoint" for a in arms)
     shown_base = resolve_base_model(base_model or "default", ws).name if local else arms[0].settings["model"]
+    # the base as named (a folder by its full path), so answering more prompts later needs no --base
+    answered_with = {"base_model": stored_base_name(base_model or "default")} if local else {}
     return create_evaluation(ws, name or " vs ".join(a.name for a in arms), eval_items, arms=arms,
                              base_model=shown_base, dataset_version=dataset_version, overlap=overlap,
                              guidelines=guidelines, created_by=created_by, pairs_per_prompt=pairs_per_prompt,
                              gold=gold, checks=checks,
-                             settings={**settings.to_dict(), "purpose": purpose, "prompt_source": prompt_source})
+                             settings={**settings.to_dict(), "purpose": purpose, "prompt_source": prompt_source,
+                                       **answered_with})
+
+
+def stored_base_name(name: str) -> str:
+    """A base model's name as an evaluation stores it: a folder or .gguf file by its full path, else as given."""
+    from training.models import classify_base_model
+    kind, text = classify_base_model(name)
+    return str(Path(text).expanduser().resolve()) if kind in ("folder", "gguf") else text

@@ -580,7 +580,8 @@ def decoding_of(evaluation) -> "DecodingSettings":  # noqa: F821 (imported lazil
 
 def answering_base(ws: Workspace, evaluation, arms: list, base_model: str | None = None) -> str:
     """The base model the evaluation's local arms answer with: its runs' base (they share one), else
-    ``base_model`` (default 'default'), which must be the base the evaluation names."""
+    ``base_model``, else the one it was generated with (stored in its settings; 'default' for one made before it
+    was stored), which must be the base the evaluation names."""
     from evaluation.generate import resolve_adapter
     from training.models import resolve_base_model
     runs = [a for a in arms if a.kind == "run"]
@@ -591,7 +592,7 @@ def answering_base(ws: Workspace, evaluation, arms: list, base_model: str | None
         return bases[0]
     if not any(a.kind != "endpoint" for a in arms):
         return base_model or "default"          # endpoints only: no local model answers
-    base = base_model or "default"
+    base = base_model or evaluation.settings.get("base_model") or "default"
     shown = resolve_base_model(base, ws).name
     if shown != evaluation.base_model:
         raise TuneloopError(f"evaluation #{evaluation.id} was answered by the base model {evaluation.base_model}, but "

@@ -2,8 +2,9 @@
 
 The admin says why the evaluation is made (rate to measure, rate to improve), where its prompts come from
 (each source serves one purpose, said in one sentence beside it), which arms answer them (the base, the
-prompted base, any runs, an OpenAI-compatible endpoint) and how; Generate answers every prompt with every
-arm ahead of rating (``evaluation.generate``; progress in the page, Stop after the current batch) and opens
+prompted base, any runs, an OpenAI-compatible endpoint) and how, and the base model the base and prompted
+base answer with when no run is picked (a run carries its own base, which wins); Generate answers every prompt
+with every arm ahead of rating (``evaluation.generate``; progress in the page, Stop after the current batch) and opens
 the evaluation in the Rate tab's picker.
 
 The house pattern: ``layout_prepare`` creates the widgets inside the Rate tab, the module-level handlers take
@@ -13,6 +14,7 @@ binds them.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -22,6 +24,7 @@ from core.errors import TuneloopError
 from evaluation.arena import RaterChecks, read_gold_items
 from evaluation.generate import PROMPT_SOURCES, PURPOSES, ArmRequest
 from training.inference import DecodingSettings
+from training.models import DEFAULT_MODEL
 from ui.forms import form_values, options_form, options_from_form
 from ui.kit import (CancelRegistry, bind, clear_on_input, default_run, error_markdown, picked_value, refresh_on_select,
                     run_picker, version_picker)
@@ -33,6 +36,9 @@ DEFAULT_GUIDELINES = ("Prefer the answer that is correct, complete and follows o
 SOURCE_NAMES = {"test": "Test split", "train": "Train split", "typed": "Typed here", "file": "Uploaded file",
                 "served": "Served requests"}
 GENERATIONS = CancelRegistry()      # the Stop button of the form, per browser session
+BASE_MODEL_NOTE = ("*Base model:* runs carry their own base, and the base and the prompted base answer with it; "
+                   "with no run among the arms (e.g. the base against the prompted base: is prompting alone "
+                   "enough?) they answer with the base model named here.")
 
 
 def sources_for(purpose: str) -> list[tuple[str, str]]:
@@ -56,9 +62,9 @@ class PrepareWidgets(SimpleNamespace):
         """Everything Generate reads (the pickers' states say whether the user picked their values)."""
         return {self.purpose, self.source, self.version, self.version.tuneloop_chosen, self.runs.tuneloop_chosen,
                 self.typed, self.upload, self.limit, self.overlap,
-                self.base, self.runs, self.prompted, self.system_prompt, self.examples, self.seed, self.endpoint_url,
-                self.endpoint_model, self.endpoint_key_env, *self.decoding.values(), self.name, self.guidelines,
-                self.pairs_per_prompt, self.gold, self.gold_from_references, *self.checks.values()}
+                self.base, self.runs, self.base_model, self.prompted, self.system_prompt, self.examples, self.seed,
+                self.endpoint_url, self.endpoint_model, self.endpoint_key_env, *self.decoding.values(), self.name,
+                self.guidelines, self.pairs_per_prompt, self.gold, self.gold_from_references, *self.checks.values()}
 
 
 def layout_prepare(ws) -> PrepareWidgets:
@@ -86,6 +92,10 @@ def layout_prepare(ws) -> PrepareWidgets:
             newest = default_run(ws, with_adapter=True)
             w.runs = run_picker(ws, "Runs (round 1, round 2, …)", with_adapter=True, multiselect=True, scale=3,
                                 value=[newest] if newest else [], elem_id="prepare-runs")
+            w.base_model = gr.Textbox(DEFAULT_MODEL, scale=2, elem_id="prepare-base-model",
+                                      label="Base model when no run is picked ('default', a folder, a .gguf file or "
+                                            "a hub id)")
+        w.base_note = gr.Markdown(BASE_MODEL_NOTE, elem_id="prepare-base-note")
         with gr.Row():
             w.prompted = gr.Checkbox(False, label="The base with a prompt", scale=1, elem_id="prepare-prompted")
             w.system_prompt = gr.Textbox(label="Its system prompt", lines=2, scale=3, elem_id="prepare-system")
@@ -144,6 +154,52 @@ def arm_requests(w: PrepareWidgets, data: dict) -> list[ArmRequest]:
     return arms
 
 
+def _same_model(a: str, b: str) -> bool:
+    """Whether two names of a base model name the same one ('default' in any case, a folder by its full path)."""
+    def key(name: str) -> str:
+        text = name.strip()
+        if text.lower() == DEFAULT_MODEL:
+            return DEFAULT_MODEL
+        path = Path(text).expanduser()
+        return str(path.resolve()) if path.exists() else text
+    return key(a) == key(b)
+
+
+def base_choice(ws, w: PrepareWidgets, requests: list[ArmRequest], data: dict) -> tuple[str | None, str]:
+    """(the base model to hand ``resolve_arms``, a line saying what the local arms answer with). Runs carry their
+    own base, which wins over the box (None is handed on, and the line says so when the box names another);
+    with no run the box's model is checked (a clear error when it cannot be found) and used."""
+    from evaluation.generate import resolve_adapter
+    from training.models import check_base_model
+    typed = (data[w.base_model] or "").strip() or DEFAULT_MODEL
+    if not requests:
+        return None, BASE_MODEL_NOTE
+    if not any(r.kind != "endpoint" for r in requests):
+        return None, "*Base model:* only the endpoint answers; no local model is loaded."
+    bases = sorted({resolve_adapter(ws, r.run).base_model for r in requests if r.kind == "run"})
+    if len(bases) > 1:
+        return None, (f"*Base model:* the runs are on different base models ({html.escape(', '.join(bases))}); "
+                      f"rate runs of one base together.")
+    if bases:
+        if _same_model(bases[0], typed):
+            return None, f"*Base model:* **{html.escape(bases[0])}**, the runs' own base."
+        return None, (f"*Base model:* **{html.escape(bases[0])}**, the runs' own base: the base and the prompted base "
+                      f"answer with it, not with '{html.escape(typed)}' from the box (used only when no run is "
+                      f"picked).")
+    check_base_model(typed, ws)
+    return typed, (f"*Base model:* **{html.escape(typed)}**: no run is among the arms, so the base and the prompted "
+                   f"base answer with the model named in the box.")
+
+
+def base_note(ws, w: PrepareWidgets, data: dict) -> dict:
+    """What the local arms will answer with, as the arms and the base model box stand (an error when the box's
+    model cannot be found); the general explanation while the arms are incomplete."""
+    try:
+        return {w.base_note: base_choice(ws, w, arm_requests(w, data), data)[1]}
+    except TuneloopError as exc:
+        return {w.base_note: f"{BASE_MODEL_NOTE}  \n{error_markdown(exc)}"}
+
+
 def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Request = None,
                      progress=gr.Progress()) -> dict:
     """Answer the chosen prompts with every chosen arm and create the evaluation raters then rate (admins
@@ -164,7 +220,9 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
         version = get_version(ws, chosen).id if chosen else None
         items = prompts_for(ws, source, purpose=data[w.purpose], version=version,
                             texts=(data[w.typed] or "").splitlines(), path=data[w.upload], limit=n)
-        base_model, arms = resolve_arms(ws, arm_requests(w, data), items=items, version=version)
+        requests = arm_requests(w, data)
+        chosen_base, base_said = base_choice(ws, w, requests, data)
+        base_model, arms = resolve_arms(ws, requests, items=items, version=version, base_model=chosen_base)
         settings = options_from_form(DecodingSettings, form_values(w.decoding, data))
         checks = options_from_form(RaterChecks, form_values(w.checks, data))
         gold = read_gold_items(data[w.gold]) if data[w.gold] else []
@@ -186,7 +244,8 @@ def generate_clicked(ws, w: PrepareWidgets, rate, data: dict, request: gr.Reques
         "the votes and corrections become training data at the next merge"
     checks_said = "".join(f" With {html.escape(c)}." for c in get_evaluation(ws, eid).checks_text())
     return {w.status: f"✅ Evaluation #{eid} is ready: {len(items)} prompts, {len(arms)} arms "
-                      f"({html.escape(', '.join(a.name for a in arms))}); {said}.{checks_said} Raters can start below.",
+                      f"({html.escape(', '.join(a.name for a in arms))}); {said}.{checks_said} Raters can start below."
+                      f"  \n{base_said}",
             rate.evaluation: gr.update(choices=evaluation_choices(ws, blind=True), value=eid)}
 
 
@@ -202,4 +261,9 @@ def wire_prepare(ws, w: PrepareWidgets, rate) -> None:
     w.purpose.change(bind(purpose_changed, ws, w), {w.purpose, w.source}, [w.source, w.note])
     w.go.click(bind(generate_clicked, ws, w, rate), w.inputs, [w.status, rate.evaluation])
     w.stop.click(bind(stop_clicked, ws, w), None, [w.status])
-    clear_on_input([w.purpose, w.source, w.version, w.runs], [w.status])
+    clear_on_input([w.purpose, w.source, w.version, w.runs, w.base_model], [w.status])
+    # the box is checked when the user leaves it, not at every keystroke of a path being typed
+    for event in (w.base_model.blur, w.base_model.submit, w.runs.change, w.base.change, w.prompted.change):
+        event(bind(base_note, ws, w), {w.base_model, w.runs, w.runs.tuneloop_chosen, w.base, w.prompted,
+                                       w.system_prompt, w.examples, w.seed, w.endpoint_url, w.endpoint_model,
+                                       w.endpoint_key_env}, [w.base_note])

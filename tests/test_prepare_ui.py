@@ -95,6 +95,49 @@ def test_an_admin_prepares_an_evaluation_of_three_arms_to_improve_with(ws, tab, 
     assert "needs both its URL" in half_endpoint[w.status]
 
 
+def test_with_no_run_the_base_and_the_prompted_base_answer_with_the_base_model_box(ws, tab, run_folder):  # noqa: F811
+    from evaluation.judge import answering_base
+    w = tab.prepare
+    version = split_version(ws)
+    tiny = run_folder.parent / "tiny"
+    data = page(w, purpose="improve", source="typed", typed="\n".join(QUESTIONS[:2]), version=version.name, runs=[],
+                prompted=True, system_prompt="Be brief.", examples=1, base_model=str(tiny),
+                decoding={"max_new_tokens": 3})
+    assert "with no run among the arms" in w.base_note.value and w.base_model.value == "default"
+    assert "no run is among the arms" in prepare_ui.base_note(ws, w, data)[w.base_note]
+    out = prepare_ui.generate_clicked(ws, w, tab, data, None, progress=no_progress)
+    assert "✅ Evaluation #1 is ready: 2 prompts, 2 arms" in out[w.status], out[w.status]
+    assert f"**{tiny}**: no run is among the arms" in out[w.status]
+    evaluation = get_evaluation(ws, 1)
+    assert [a.kind for a in evaluation_arms(ws, 1)] == ["base", "prompted"] and evaluation.base_model == "tiny"
+    # judging the rest of the split later answers with the same base, without being told it again
+    assert answering_base(ws, evaluation, evaluation_arms(ws, 1)) == str(tiny.resolve())
+
+    missing = {**data, w.base_model: "./no-such-model"}
+    refused = prepare_ui.generate_clicked(ws, w, tab, missing, None, progress=no_progress)
+    assert "base model folder &#x27;./no-such-model&#x27; does not exist" in refused[w.status], refused[w.status]
+    assert "does not exist" in prepare_ui.base_note(ws, w, missing)[w.base_note]
+    assert ws.db.execute("select count(*) from evaluations").fetchone()[0] == 1
+
+
+def test_a_runs_own_base_wins_over_the_base_model_box_and_the_page_says_so(ws, tab, run_folder):  # noqa: F811
+    w = tab.prepare
+    version = split_version(ws)
+    run = finished_run(ws, run_folder, version)
+    data = page(w, source="typed", purpose="improve", typed=QUESTIONS[0], version=version.name, runs=[str(run.id)],
+                decoding={"max_new_tokens": 3})
+    said = prepare_ui.base_note(ws, w, data)[w.base_note]
+    assert f"**{run.base_model}**, the runs' own base: the base and the prompted base answer with it, not with " \
+           f"'default' from the box" in said
+    out = prepare_ui.generate_clicked(ws, w, tab, data, None, progress=no_progress)
+    assert "✅ Evaluation #1 is ready" in out[w.status] and "not with 'default' from the box" in out[w.status]
+    assert get_evaluation(ws, 1).base_model == "tiny"
+    same = prepare_ui.base_note(ws, w, {**data, w.base_model: run.base_model})[w.base_note]
+    assert same == f"*Base model:* **{run.base_model}**, the runs' own base."
+    endpoint_only = {**data, w.runs: [], w.base: False, w.endpoint_url: "http://127.0.0.1:9/v1", w.endpoint_model: "m"}
+    assert "only the endpoint answers" in prepare_ui.base_note(ws, w, endpoint_only)[w.base_note]
+
+
 def test_a_rater_never_gets_the_prepare_form(ws, tab):
     assert "prepare-go" in elem_ids(tuneloop_app.build_admin_app(ws))
     rater_app = elem_ids(tuneloop_app.build_rate_app(ws))
@@ -128,6 +171,10 @@ def test_the_prepare_form_in_the_browser_follows_the_purpose_and_reports_in_the_
     wait_for_text(page, "#prepare-note", "become training data")
     page.locator("#prepare-source").get_by_text("Typed here").click()
     page.locator("#prepare-typed textarea").fill("Where is my order?")
+    wait_for_text(page, "#prepare-base-note", "no run")
+    page.locator("#prepare-base-model textarea").fill("./no-such-model")
+    page.locator("#prepare-base-model textarea").blur()
+    wait_for_text(page, "#prepare-base-note", "base model folder './no-such-model' does not exist")
     page.locator("#prepare-base input").uncheck()
     page.locator("#prepare-go").click()
     wait_for_text(page, "#prepare-status", "at least two arms")
