@@ -221,6 +221,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def stopped(bar, stop: threading.Event, message: str) -> int:
+    """Ctrl-C: tell the work under way to stop, close the progress bar, then say what was kept (the last line
+    the terminal shows); the exit status of an interrupted command."""
+    stop.set()
+    bar.close()
+    print(message, file=sys.stderr)
+    return 130
+
+
 def _workspace(args):
     from core.workspace import Workspace
     return Workspace.open(args.workspace)
@@ -265,9 +274,7 @@ def cmd_generate(args) -> int:
                                  batch_size=args.batch_size, load_in_4bit=args.load_in_4bit, progress=progress,
                                  cancel=stop, pairs_per_prompt=args.pairs_per_prompt, gold=gold, checks=checks)
     except KeyboardInterrupt:
-        stop.set()
-        print("\nstopped; the responses generated so far are cached", file=sys.stderr)
-        return 130
+        return stopped(bar, stop, "stopped; the responses generated so far are cached")
     finally:
         bar.close()
     print(f"evaluation {eid}: {len(items)} prompts from {args.prompts_from}, arms {', '.join(a.name for a in arms)}; "
@@ -421,11 +428,9 @@ def cmd_auto(args) -> int:
         try:
             results = measure_missing(ws, limit=args.limit or MEASURE_LIMIT, progress=progress, cancel=stop)
         except KeyboardInterrupt:
-            stop.set()
-            left = len(runs_without_figures(ws))
-            print(f"\nstopped; the runs measured so far keep their figures, {left} run(s) still lack them"
-                  " (run auto --missing again for those)", file=sys.stderr)
-            return 130
+            return stopped(bar, stop, "stopped; the runs measured so far keep their figures, "
+                                      f"{len(runs_without_figures(ws))} run(s) still lack them (run auto --missing "
+                                      "again for those)")
         finally:
             bar.close()
         for result in results:
@@ -441,9 +446,7 @@ def cmd_auto(args) -> int:
                                settings=DecodingSettings(max_new_tokens=args.max_new_tokens),
                                batch_size=args.batch_size, progress=progress, cancel=stop)
     except KeyboardInterrupt:
-        stop.set()
-        print("\nstopped; the answers generated so far are cached", file=sys.stderr)
-        return 130
+        return stopped(bar, stop, "stopped; the answers generated so far are cached")
     finally:
         bar.close()
     print(json.dumps(asdict(result), indent=2) if args.json else format_auto_evaluation(result))
@@ -468,9 +471,7 @@ def cmd_pii_leak(args) -> int:
         check = check_pii_leaks(_workspace(args), args.run, from_args(LeakCheckOptions, args), progress=progress,
                                 cancel=stop)
     except KeyboardInterrupt:
-        stop.set()
-        print("\nstopped; nothing was stored", file=sys.stderr)
-        return 130
+        return stopped(bar, stop, "stopped; nothing was stored")
     finally:
         bar.close()
     print(json.dumps(asdict(check), indent=2) if args.json else format_leak_check(check))
@@ -508,10 +509,8 @@ def cmd_judge(args) -> int:
             split = judge_test_split(ws, args.evaluation, judge, threshold=args.threshold, limit=args.limit,
                                      base_model=args.base, progress=progress, cancel=stop)
     except KeyboardInterrupt:
-        stop.set()
-        print("\nstopped; the answers and verdicts read so far are kept, and the same command continues from there",
-              file=sys.stderr)
-        return 130
+        return stopped(bar, stop, "stopped; the answers and verdicts read so far are kept, and the same command "
+                                  "continues from there")
     finally:
         bar.close()
     if args.json:

@@ -35,11 +35,11 @@ def tiny(tmp_path_factory):
     return base, root / "run"
 
 
-def split_evaluation(ws, run_folder, *, inside: int = 3) -> int:
-    """A version with 8 test prompts (and 2 train); an evaluation of the base against the run on the first
-    ``inside`` of them; the expert votes A, B and tie on three pairs (so a kappa is always defined)."""
+def split_evaluation(ws, run_folder, *, inside: int = 3, questions: list[str] = QUESTIONS) -> int:
+    """A version with the test prompts ``questions`` (8 unless told; and 2 train); an evaluation of the base against
+    the run on the first ``inside`` of them; the expert votes A, B and tie on three pairs (a kappa is defined)."""
     records = [Record(f"r{i}", [{"role": "user", "content": q}, {"role": "assistant", "content": "ref"}],
-                      {"split": "test", "label": ("orders", "billing")[i % 2]}) for i, q in enumerate(QUESTIONS)]
+                      {"split": "test", "label": ("orders", "billing")[i % 2]}) for i, q in enumerate(questions)]
     records += [Record(f"t{i}", [{"role": "user", "content": f"train {i}"}, {"role": "assistant", "content": "a"}],
                        {"split": "train"}) for i in range(2)]
     version = create_version(ws, records, parent=None, step="split")
@@ -296,6 +296,47 @@ def test_the_cli_judges_the_rest_of_the_split(ws, tiny, capsys):
     text = capsys.readouterr().out
     assert "The judge's verdicts, not votes" in text and "on 5 test prompts outside the evaluation (5 in all)" in text
     assert ws.db.execute("select count(*) from judge_split_readings").fetchone()[0] == 10
+
+
+def test_ctrl_c_on_the_cli_keeps_the_readings_so_far_and_the_same_command_resumes(ws, tiny, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from evaluation.cli import main
+    # 20 prompts outside the evaluation, 40 readings: the judge is still reading when the signal comes
+    eid = split_evaluation(ws, tiny[1], questions=[f"{q} ({n})" for n in range(4) for q in QUESTIONS[:7]][:23])
+    command = ["judge", str(eid), "--workspace", str(ws.root), "--judge", str(tiny[0]), "--rest-of-split",
+               "--threshold", "-1"]
+    cli = subprocess.Popen([sys.executable, "-m", "evaluation", *command], cwd=Path(__file__).resolve().parent.parent,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # SIGINT as a terminal's process has it: an ignored signal stays ignored across exec,
+                           # and in the full suite something in the test process leaves SIGINT ignored
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    read = lambda: ws.db.execute("select id, split_pair_id, order_shown from judge_split_readings"  # noqa: E731
+                                 " order by id").fetchall()
+    deadline = time.monotonic() + 300
+    while len(read()) < 2:
+        assert cli.poll() is None and time.monotonic() < deadline, cli.communicate()
+        time.sleep(0.02)
+    os.kill(cli.pid, signal.SIGINT)
+    out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 130, (out, err)
+    assert err.rstrip().endswith("stopped; the answers and verdicts read so far are kept, and the same command "
+                                 "continues from there") and "Traceback" not in err
+    kept = [tuple(r) for r in read()]
+    pairs = [tuple(r) for r in ws.db.execute("select id, prompt_id from judge_split_pairs order by id")]
+    assert len(pairs) == 20 and 2 <= len(kept) < 40, len(kept)          # every answer was stored before judging
+
+    assert main(command) == 0
+    assert f"{len(kept)} of 40 readings already stored" in capsys.readouterr().err
+    readings = [tuple(r) for r in read()]
+    assert readings[:len(kept)] == kept and len(readings) == 40          # nothing read twice, the rest read once
+    assert len({(pair, order) for _, pair, order in readings}) == 40
+    assert [tuple(r) for r in ws.db.execute("select id, prompt_id from judge_split_pairs order by id")] == pairs
 
 
 @pytest.mark.slow
