@@ -452,8 +452,9 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             continue
         s, e = _extend_titles(text, s, e)
         personal = bool(item["cues"] & PERSONAL_KINDS)
-        famous = not personal and _published_sentence(text, s, e) and knowledge.is_public_figure(
-            text[s:e], third_person=is_third_person(text), ambiguous=_ambiguous_mononym)
+        famous = not personal and knowledge.is_public_figure(
+            text[s:e], third_person=is_third_person(text), ambiguous=_ambiguous_mononym) and \
+            _published_sentence(text, s, e)
         kept.append((s, e, item, personal, famous, not personal and (
             famous or _encyclopedic(text, s, e, others) or _public_role(text, s, e) or _in_citation(text, s) or
             "credit" in item["cues"] and is_third_person(text))))

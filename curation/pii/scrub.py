@@ -133,8 +133,9 @@ class PiiOptions(Options):
                          "(en_core_web_lg, en_core_web_trf), or hf:MODEL for a Hugging Face token-classification "
                          "model (a local folder or a downloaded model id)", label="NER engine")
     public_figures: str = option("keep", "a person named only in a third-person encyclopedic sentence (no cue, "
-                                 "not addressed, not signing: 'Jeff Bezos founded Amazon in 1994') is kept in the "
-                                 "text, or scrubbed like any other name", choices=PUBLIC_FIGURES,
+                                 "not addressed, not signing: 'Jeff Bezos founded Amazon in 1994'), or a famous "
+                                 "person's full name in published prose ('Taylor Swift played for three hours'), is "
+                                 "kept in the text, or scrubbed like any other name", choices=PUBLIC_FIGURES,
                                  label="Public figures in encyclopedic text")
 
     def more_problems(self) -> list[str]:

@@ -50,6 +50,10 @@ PUBLIC_FIGURE_CASES = [
      "radioactivity at the University of Paris. In 1898 Marie Curie discovered polonium, and in 1903 she shared the "
      "Nobel Prize in Physics.", True),
     ("a message: “Marie Curie discovered polonium.”", "Marie Curie discovered polonium.", False),
+    ("a blog post: “Fans queued all night, and Taylor Swift played for almost three hours.”",
+     "Fans queued all night, and Taylor Swift played for almost three hours.", True),
+    ("“Hi, my name is Taylor Swift and my order never arrived.”",
+     "Hi, my name is Taylor Swift and my order never arrived.", False),
     ("“Thanks, Marie!”", "Thanks, Marie!", False),
 ]
 
@@ -61,8 +65,10 @@ def public_figures_examples() -> str:
     return ("**Public figures and fictional characters**: a name in a third-person sentence of encyclopedic text "
             "(a passage of two or more sentences naming other places, organisations or dates), after a public office "
             "('Prime Minister …'), or in a record that asks for general knowledge in the third person ('Who is Jon Bon "
-            "Jovi?' and its answer) is kept or scrubbed as you choose; a short message about a person, a name the "
-            "conversation addresses or signs with, or one beside a personal cue is always scrubbed."
+            "Jovi?' and its answer) is kept or scrubbed as you choose, and so is a famous person's full name (a list "
+            "of 11,000 people with Wikipedia biographies in 25 or more languages) in a third-person sentence of six "
+            "words or more, in any text; a short message about a person, a name the conversation addresses or signs "
+            "with, or one beside a personal cue ('my name is …') is always scrubbed, famous or not."
             "\n\n| text | keep | scrub |\n|---|---|---|\n" + rows)
 
 
