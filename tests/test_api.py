@@ -11,6 +11,7 @@ from gradio_client import Client
 from core.users import add_user
 from core.workspace import Workspace
 from tests.browser import start_app
+from tests.test_generate import run_folder  # noqa: F401  (a fixture)
 from ui.api import ENDPOINTS
 
 NAMES = {f"/{fn.__name__}" for fn in ENDPOINTS}
@@ -108,3 +109,25 @@ def test_import_records_forces_a_schema_maps_columns_and_skips_bad_records(ws):
     asked = [{"q": "Name a dwarf planet.", "a": "Pluto"}]
     mapped = api.import_records(ws, json.dumps(asked[0]) + "\n", "qa.jsonl", columns="prompt=q,completion=a")
     assert (mapped["format"], mapped["imported"]) == ("prompt_completion", 1)
+
+
+def test_generate_pairs_takes_any_set_of_arms_and_the_base_model_when_no_run_is_among_them(ws, run_folder):  # noqa: F811
+    from core.errors import TuneloopError
+    from evaluation.arena import get_evaluation
+    from tests.test_generate import finished_run, split_version
+    from ui import api
+    version = split_version(ws)
+    tiny = run_folder.parent / "tiny"
+    made = api.generate_pairs(ws, "", version.name, arms=["base", "prompted:1"], base_model=str(tiny),
+                              system_prompt="Be brief.", max_new_tokens=3)
+    assert made["arms"] == ["base", "prompted base (1 examples)"] and made["pairs"] == 2
+    evaluation = get_evaluation(ws, made["evaluation"])
+    assert evaluation.base_model == "tiny" and evaluation.settings["base_model"] == str(tiny.resolve())
+    run = finished_run(ws, run_folder, version)
+    assert api.generate_pairs(ws, str(run.id), version.name, max_prompts=1, max_new_tokens=3)["arms"] == [
+        "base", f"run {run.id}"]
+    assert get_evaluation(ws, made["evaluation"]).settings["max_new_tokens"] == 3
+    with pytest.raises(TuneloopError, match="either the run .* or the arms, not both"):
+        api.generate_pairs(ws, str(run.id), version.name, arms=["base", "prompted:1"])
+    with pytest.raises(TuneloopError, match="name the run to compare with its base, or the arms"):
+        api.generate_pairs(ws, "", version.name)

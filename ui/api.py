@@ -127,16 +127,31 @@ def run_status(ws, run: str = "", request: gr.Request = None) -> dict:
 
 
 def generate_pairs(ws, run: str, split: str, max_prompts: int = 40, overlap: int = 1, name: str = "",
-                   request: gr.Request = None) -> dict:
-    """Generate the base and the tuned model's answers to a split's test prompts and make a blind
-    evaluation of them, ready for raters (``overlap`` raters per pair)."""
-    from evaluation.generate import prepare_evaluation, prompts_from_version, resolve_adapter
+                   arms: list[str] | None = None, base_model: str = "", system_prompt: str = "",
+                   examples_seed: int = 0, max_new_tokens: int = 200, request: gr.Request = None) -> dict:
+    """Generate answers to a split's test prompts and make a blind evaluation of them, ready for raters
+    (``overlap`` raters per pair): the base against ``run``, or with ``arms`` (then ``run`` may be empty) any
+    set of them as the generate command takes them (base, prompted:K, run:N, endpoint:URL#MODEL; the prompted
+    base's ``system_prompt`` and K examples from the split's train part drawn by ``examples_seed``), answered
+    with ``base_model`` when no run is among them (runs carry their own base); each answer at most
+    ``max_new_tokens`` tokens."""
+    from evaluation.generate import parse_arm, prepare_evaluation, prompts_from_version, resolve_arms
+    from training.inference import DecodingSettings
     source = _version(ws, split)
     items = prompts_from_version(ws, source.id, limit=int(max_prompts) or None)
-    evaluation_id = prepare_evaluation(ws, items, models=resolve_adapter(ws, run), name=name or None,
+    asked = [parse_arm(a, system_prompt=system_prompt, seed=int(examples_seed or 0)) for a in arms or []]
+    if not asked:
+        if not (run or "").strip():
+            raise TuneloopError("name the run to compare with its base, or the arms (e.g. ['base', 'prompted:2'])")
+        asked = [parse_arm("base"), parse_arm(f"run:{run.strip()}")]
+    elif (run or "").strip():
+        raise TuneloopError("give either the run (compared with its base) or the arms, not both; add run:N to arms")
+    base, chosen = resolve_arms(ws, asked, items=items, version=source.id, base_model=base_model.strip() or None)
+    evaluation_id = prepare_evaluation(ws, items, arms=chosen, base_model=base, name=name or None,
                                        dataset_version=source.id, overlap=int(overlap or 1),
+                                       settings=DecodingSettings(max_new_tokens=int(max_new_tokens)),
                                        created_by=caller_name(ws, request))
-    return {"evaluation": evaluation_id, "pairs": len(items)}
+    return {"evaluation": evaluation_id, "pairs": len(items), "arms": [a.name for a in chosen]}
 
 
 def evaluation_report(ws, evaluation: str, policy: str = "majority", judge_threshold: float = 0.4,
