@@ -5,6 +5,9 @@ introduces it ("my name is", "Name:", "cc", "attn", a title, a greeting, a sign-
 "spoke to"), or it repeats a name already found in the same text or conversation. Names in
 lowercase chat ("hello my name is priya okafor") count when a cue introduces them. A list of
 given and family names (Faker's, several locales) only adds weak evidence; it is never required.
+``curation.pii.evidence`` adds contexts (an account or booking under a name, a role, founders listed,
+a contact card, a short family name such as "No" or "So", a dictionary-word name the NER engine also calls
+PERSON).
 
 Precision on prose comes from two checks. The common-word lexicon is the WordNet-derived lemma
 index shipped inside the spaCy model (plus spaCy's stop words): "way", "India", "Monday", "Gibbs",
@@ -45,6 +48,8 @@ import functools
 import re
 from dataclasses import dataclass
 from typing import Sequence
+
+from curation.pii import evidence as open_evidence
 
 from curation.pii import knowledge
 
@@ -140,14 +145,15 @@ CUE_LABEL = {"strong": "introduced", "field": "form field", "cc": "cc/attn", "in
              "speaker": "speaker label", "block": "name line of an address block", "list": "listed with names",
              "verb": "subject or speaker of a verb only people do", "kin": "named as a relative or contact",
              "credit": "credited for a published work", "spoken": "spoken to or looked at", "affiliation": "a name-like word 'of' an organisation", "owner": "whose address, phone or family it is",
-             "pronoun": "a name-like word with he, she, his or her beside it"}
+             "pronoun": "a name-like word with he, she, his or her beside it"} | open_evidence.LABELS
 HERE = re.compile(r"(?im)(?:^|[.!?]\s+|^\W+|\b(?:hi|hey|hello)\W+)(?P<name>(?:[^\W\d_]+[ \t]+){0,2}[^\W\d_]+)"
                   r"[ \t]+here\b[ \t]*(?:[,!.:;)-]|\n|$|from\b|with\b|again\b)")
 # Cues that say the text is about a private person (addressed, signing, introduced, in a form); a title
 # or a list of names does not: "Dr. Bill Harbaugh, a University of Oregon economist" is published prose.
-PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb", "pronoun", "credit", "spoken", "affiliation"}
+PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb", "pronoun", "credit", "spoken", "affiliation",
+                                         "members", "aide"}
 LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", "dash", "cc", "here", "vocative",
-                             "speaker", "block", "kin", "credit", "spoken"})
+                             "speaker", "block", "kin", "credit", "spoken"}) | open_evidence.LOWERCASE
 # Cues after which a run must end the line (or the text) to be a signature.
 LINE_END_KINDS = frozenset({"signoff", "dash", "block"})
 # An address block: a line holding only a name, then at least two more lines, one of them with a digit.
@@ -361,11 +367,14 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
                 return
         found[(start, end)] = {"evidence": [evidence], "score": score, "cues": {cue} if cue else set()}
 
+    # In all-lowercase chat the truecased text shows which words beside an NER name are name-shaped.
+    shaped = truecase(text) if is_lowercase_chat(text) else text
     for s, e, label, score in entities:
         if label in PERSON_LABELS:
             span = _clean_ner_span(text, s, e)
             if span:
-                span = _extend_name(text, *span)
+                span = _extend_name(shaped, *span)
+                span = span[0], open_evidence.short_family_name(text, span[1])
                 add(span[0], span[1], f"NER {label} {float(score):.2f}", float(score))
     for kind, rx in CUES:
         matches = list(rx.finditer(text))
@@ -379,9 +388,12 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             words = _run_after(text, m.end(), kind)
             if kind in LINE_END_KINDS and words and not _line_ends(text, words[-1][1]):
                 continue
-            if not _believable(words, kind):
+            if not _believable(words, kind) and not open_evidence.ner_backed(words, kind, entities) and \
+                    not open_evidence.named_outright(words, kind):
                 continue
-            start, end = words[0][0], words[-1][1]
+            start, end = words[0][0], open_evidence.short_family_name(text, words[-1][1])
+            if end != words[-1][1]:                        # "Ms. Hye-jin So": the family name is a word of it
+                words = words + [(words[-1][1] + 1, end, text[words[-1][1] + 1:end])]
             if kind == "speaker" and (text[end:end + 1] != ":" and not re.match(r"[ \t]*:", text[end:]) or
                                       all(w.isupper() and len(w) > 1 for _, _, w in words) or
                                       len(words) > 1 and _plain_word(words[-1][2])):
@@ -395,6 +407,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             more = [w for w in _run_after(text, both.end(), "title") if w[2][:1].isupper()] if both else []
             if more and _believable(more, "credit"):         # "a novel by Eric Flint and David Carrico"
                 add(more[0][0], more[-1][1], f"cue '{cue}' ({CUE_LABEL[kind]})", 0.85, kind)
+    for s, e, kind, cue in open_evidence.context_runs(text, entities):
+        add(s, e, f"cue '{cue}' ({CUE_LABEL[kind]})", 0.8, kind)
     for m in BLOCK.finditer(text):
         # The name lines of a block are those before its first line with a digit (the street line).
         street = re.compile(r"[^\n]*\d").search(text, m.end())
@@ -417,7 +431,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
         if 0 < len(words) <= 4 and _believable(words, "field"):
             add(words[0][0], words[-1][1], "cue 'name' column (form field)", 0.85, "field")
     for words in _person_verb_runs(text):
-        if _believable(words, "verb") and not _vetoed(others, words[0][0], words[-1][1], words, strict=False):
+        if (_believable(words, "verb") or open_evidence.ner_backed(words, "verb", entities)) and \
+                not _vetoed(others, words[0][0], words[-1][1], words, strict=False):
             add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['verb']})", 0.75, "verb")
     for s, e in _known_name_pairs(text):
         add(s, e, "known names", 0.6)
@@ -474,13 +489,15 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
 
 
 def _published_sentence(text: str, s: int, e: int) -> bool:
-    """Whether the name stands in prose that reads as published rather than chat: a third-person text with
-    capitals, in a sentence of six words or more ("Sure, Jennifer Lopez." answers a customer of that name)."""
-    if is_lowercase_chat(text) or not is_third_person(text):
+    """Whether the name stands in prose that reads as published rather than chat: a text with capitals, and a
+    third-person sentence of six words or more with no word about anyone's own data ("Sure, Jennifer Lopez."
+    answers a customer of that name; so does "I told Taylor Swift that her parcel had come")."""
+    if is_lowercase_chat(text):
         return False
     ends = [m.end() for m in SENTENCE_END.finditer(text)]
-    sentence = text[max([i for i in ends if i <= s], default=0):min([i for i in ends if i >= e], default=len(text))]
-    return len(WORD.findall(sentence)) >= 6
+    start, stop = max([i for i in ends if i <= s], default=0), min([i for i in ends if i >= e], default=len(text))
+    sentence = text[start:stop]
+    return len(WORD.findall(sentence)) >= 6 and not personal_words(sentence) and not PERSONAL_DATA.search(sentence)
 
 
 def _person_shaped(words: list[str]) -> bool:
@@ -513,13 +530,14 @@ THING_AFTER = re.compile(r"(?i)[ \t]+which\b")
 
 def _thing_context(text: str, s: int, e: int) -> bool:
     """Whether a name stands where a thing's name does: after an article, a possessive "our", "brands like"
-    (not before "family"), alone inside quotation marks (a title), or before "which" with no comma (people
-    take "who"; ", which means" is about a clause)."""
+    (not before "family" or a work: "the Christiansen novel"), alone inside quotation marks (a title), or before
+    "which" with no comma (people take "who"; ", which means" is about a clause)."""
     if THING_AFTER.match(text, e):
         return True
     if text[s - 1:s] in ('"', "“") and text[e:e + 1] in ('"', "”"):    # a title: the film "Aurangzeb"
         return True
-    if not THING_BEFORE.search(text, max(0, s - 30), s) or FAMILY_AFTER.match(text, e):
+    if not THING_BEFORE.search(text, max(0, s - 30), s) or FAMILY_AFTER.match(text, e) or \
+            open_evidence.work_after(text, e):
         return False
     return text[s:e][:1].isupper()
 
@@ -530,18 +548,20 @@ OWNER = re.compile(r"(?i)(?<![\w'’])((?:[^\W\d_][\w-]*[ \t]){0,2}[^\W\d_][\w-]
                    r"husband|children|mother|father|mom|mum|dad|parents|family|birthday|killers?|murder|funeral|"
                    r"boyfriend|girlfriend|fianc[eé]e?)\b")
 def _affiliated_runs(text: str, entities) -> list[tuple[int, int]]:
-    """One to three capitalised words, none an ordinary English word, right before "of" and an organisation
-    the NER engine found ("Sólja Djurhuus of Harbourside Credit Union"): a person and their employer."""
+    """One to three capitalised words, none an ordinary English word, right before "of" (or "from", "is from",
+    "works at" ...: ``open_evidence.affiliated_person``) and an organisation the NER engine found ("Sólja
+    Djurhuus of Harbourside Credit Union"): a person and their employer."""
     orgs = {s for s, _, label, _ in entities if label == "ORG"}
     out = []
-    for m in re.finditer(r"((?:[^\W\d_][\w'’-]*[ \t]){0,2}[^\W\d_][\w'’-]*)[ \t]+of[ \t]+(?:the[ \t]+)?", text):
+    for m in re.finditer(r"((?:(?!(?:is|was|works)\b)[^\W\d_][\w'’-]*[ \t]){0,2}"
+                         r"(?!(?:is|was|works)\b)[^\W\d_][\w'’-]*)[ \t]+(?:of|from|(?:is|was|works)[ \t]+(?:from|at|for))[ \t]+(?:the[ \t]+)?", text):
         if m.end() not in orgs:
             continue
         words = [w for w in WORD.finditer(text, m.start(1), m.end(1))]
         while words and (not words[0].group()[:1].isupper() or _plain_word(words[0].group())):
             words.pop(0)
         if words and all(w.group()[:1].isupper() and not w.group().isupper() and not _plain_word(w.group())
-                         for w in words):
+                         for w in words) and open_evidence.affiliated_person(words, m, entities):
             out.append((words[0].start(), words[-1].end()))
     return out
 
@@ -692,7 +712,8 @@ def _clean_ner_span(text: str, s: int, e: int) -> tuple[int, int] | None:
         words.pop(0)
     # An ordinary word after the name part makes it a product or a place ("Jira Cloud", "Nintendo Switch");
     # a short one is a family name as often ("Ginevra Ang", "Seo-yun Gu").
-    if len(words) > 1 and _key(words[-1].group()) in _stop_words() - PARTICLES:
+    if len(words) > 1 and _key(words[-1].group()) in _stop_words() - PARTICLES and \
+            open_evidence.short_family_name(text, words[-2].end()) != words[-1].end():
         words.pop()
     last = words[-1].group() if words else ""
     if len(words) > 1 and last[:1].isupper() and _plain_word(last) and not _is_given_name(words[0].group()) and (
