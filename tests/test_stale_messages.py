@@ -141,5 +141,5 @@ def test_rate_prepare_a_new_choice_in_the_form_clears_the_generate_error(ws):
     failed = prepare_ui.generate_clicked(ws, form, w, page(form, purpose="measure", source="test", version=None),
                                          None, progress=lambda *a, **k: None)
     assert warned(failed[form.status])
-    for widget in (form.purpose, form.source, form.version, form.runs):
+    for widget in (form.purpose, form.source, form.version, form.runs, form.base_model):
         assert user_picks(blocks, widget) == {form.status: ""}
