@@ -35,6 +35,7 @@ CONTEXTS = [
     "{full} will be speaking at the opening session.",
     "Shipping address: {full}\n14 Kauri Road\nWhangarei 0110",
     "{full}\n\nPhone: 555 0101\nE-mail: frontdesk@example.org",
+    "{full} lives at 14 Kauri Road, Whangarei.",
 ]
 
 # Korean family names that are also English function words, after a hyphenated given name.
@@ -101,12 +102,13 @@ def test_a_short_family_name_that_is_a_function_word_stays_part_of_the_name():
     assert _missed([(t, [n]) for t, n in zip(texts, SHORT_FAMILY * 2)]) == []
 
 
-def test_a_dictionary_word_is_a_name_after_my_name_is_or_what_is_your_last_name():
+def test_a_dictionary_word_is_a_name_after_my_name_is_or_among_the_names_of_a_list_of_founders():
     # Lev, Mei and Ode are names and dictionary words (a currency, ...); neither list holds them.
     assert all(is_common(w) for w in ("Lev", "Mei", "Ode"))
     cases = [("My name is Zhanar Tokayeva but everyone calls me Mei", ["Mei"]),
              ("What's your last name? Ode", ["Ode"]),
-             ("Lev, can I please speak to your boss?", ["Lev"])]
+             ("Lev, can I please speak to your boss?", ["Lev"]),
+             ("The shop has three founders: Batbayar, Rojda and Ode.", ["Ode"])]
     assert _missed(cases) == []
 
 

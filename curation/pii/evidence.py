@@ -73,7 +73,8 @@ _RULES = (
 )
 # The subject of a verb phrase only people take ("Willemine Pas will be talking in the conference").
 SUBJECT_OF = re.compile(r"(?i)[ \t]+(?:will|would|is|was|'ll|’ll)[ \t]+(?:be[ \t]+)?(?:talking|speaking|presenting|"
-                        r"lecturing|performing|singing|joining\s+us|the\s+keynote\s+speaker|our\s+guest)\b")
+                        r"lecturing|performing|singing|joining\s+us|the\s+keynote\s+speaker|our\s+guest)\b"
+                        r"|[ \t]+(?:lives|lived|resides|resided)[ \t]+(?:at|on|in)\b")
 # What follows a person's name when the words before it are a thing's ("the Christiansen novel"): a work
 # they made or gave ("a Ren Fujiwara concert", "the Amelja Chim version").
 WORK_AFTER = re.compile(r"(?i)[ \t]+(?:concerts?|novels?|books?|albums?|songs?|singles?|films?|movies?|plays?|"
@@ -131,9 +132,9 @@ def context_runs(text: str, entities) -> list[tuple[int, int, str, str]]:
     lower_chat = is_lowercase_chat(text)
     out = []
 
-    def take(words, kind: str, cue: str) -> bool:
+    def take(words, kind: str, cue: str, vouched: bool = False) -> bool:
         # Whoever is named or called something has a name, a dictionary word or a place's name too ("named him Doha").
-        believable = _believable(words, "title" if kind == "named" and not lower_chat else kind)
+        believable = vouched or _believable(words, "title" if kind == "named" and not lower_chat else kind)
         if not words or not (believable or ner_backed(words, kind, entities)):
             return False
         if kind != "named" and _vetoed(others, words[0][0], words[-1][1], words, strict=False):
@@ -166,9 +167,10 @@ def context_runs(text: str, entities) -> list[tuple[int, int, str, str]]:
                     if not sep or sep.end() == run[-1][1]:
                         break
                     pos = sep.end()
-                if len(items) >= 2:
+                # One name-shaped item vouches for the capitalised others ("founders: Monjeau, Graves and Reed").
+                if len(items) >= 2 and any(_believable(run, kind) for run in items):
                     for run in items:
-                        take(run, kind, m.group())
+                        take(run, kind, m.group(), vouched=all(w[:1].isupper() for _, _, w in run))
                 continue
             take(words, kind, m.group())
     for m in SUBJECT_OF.finditer(text):
