@@ -76,3 +76,9 @@ def test_a_famous_name_in_chat_is_a_private_persons():
     texts = ["Sure, Jennifer Lopez.", "jennifer lopez called about the order",
              "I told Taylor Swift at the front desk that her parcel had come in."]
     assert _people(texts) == [["Jennifer Lopez"], ["jennifer lopez"], ["Taylor Swift"]]
+
+
+def test_a_famous_name_beside_contact_details_is_a_contact():
+    texts = ["Ask Jennifer Lopez or support@acme.com about the delivery date.",
+             "Jennifer Lopez from accounts can be reached on 415 555 0132 until six."]
+    assert _people(texts) == [["Jennifer Lopez"], ["Jennifer Lopez"]]

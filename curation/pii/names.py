@@ -489,15 +489,19 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
 
 
 def _published_sentence(text: str, s: int, e: int) -> bool:
-    """Whether the name stands in prose that reads as published rather than chat: a text with capitals, and a
-    third-person sentence of six words or more with no word about anyone's own data ("Sure, Jennifer Lopez."
-    answers a customer of that name; so does "I told Taylor Swift that her parcel had come")."""
-    if is_lowercase_chat(text):
+    """Whether the name stands in prose that reads as published rather than chat: a third-person text with
+    capitals, in a sentence of six words or more that is not about reaching someone ("Sure, Jennifer Lopez."
+    answers a customer of that name; "Ask Jennifer Lopez or support@acme.com" names a contact)."""
+    if is_lowercase_chat(text) or not is_third_person(text):
         return False
     ends = [m.end() for m in SENTENCE_END.finditer(text)]
-    start, stop = max([i for i in ends if i <= s], default=0), min([i for i in ends if i >= e], default=len(text))
-    sentence = text[start:stop]
-    return len(WORD.findall(sentence)) >= 6 and not personal_words(sentence) and not PERSONAL_DATA.search(sentence)
+    sentence = text[max([i for i in ends if i <= s], default=0):min([i for i in ends if i >= e], default=len(text))]
+    return len(WORD.findall(sentence)) >= 6 and not CONTACT_SENTENCE.search(sentence)
+
+
+# A sentence about reaching someone ("Ask Jennifer Lopez or support@acme.com"): its names are contacts, famous or not.
+CONTACT_SENTENCE = re.compile(r"@|\d{3}[ .-]?\d{3,4}\b|^\W*(?i:ask|call|e-?mail|contact|tell|message|text|ping|phone|"
+                              r"write\s+to|reach|cc)\b")
 
 
 def _person_shaped(words: list[str]) -> bool:
