@@ -2,6 +2,7 @@
 
     python benchmarks/rounds.py [--train 16] [--pool 6] [--test 8] [--epochs 1] [--max-new-tokens 24]
                                 [--examples 2] [--dpo-epochs 1] [--kto-epochs 1] [--qlora] [--workspace DIR]
+                                [--both-bad-below 0.2] [--tie-within 0.05]
 
 On the default model (SmolLM2-135M-Instruct), in one run. The defaults are small (a round's SFT is 2 or 3 steps):
 the figures are a smoke test of the loop, not a measure of the method; raise the sizes on a GPU. On two CPU
@@ -18,8 +19,9 @@ slower; ``--qlora`` uses the 4-bit base (what a GPU run would use). Every round 
 2. rate to improve: the base, the prompted base (a house system prompt and ``--examples`` train conversations
    as earlier turns) and round 1 answer ``--pool`` new prompts (train split, held out of round 1); a *simulated*
    expert votes blind on every pair of arms through the real arena (``next_pair`` / ``record_vote``): the answer
-   with the higher ROUGE-L against the support team's reference answer wins (within 0.05: a tie; both below
-   0.2: both bad), and when neither answer reaches 0.5 it writes the reference answer as the correction. It
+   with the higher ROUGE-L against the support team's reference answer wins (within ``--tie-within`` 0.05: a
+   tie; both below ``--both-bad-below`` 0.2: both bad), and when neither answer reaches 0.5 it writes the
+   reference answer as the correction. It
    stands in for a domain expert who knows the house answers; it is not a human judgement;
 3. round 2, three ways, from every vote on every pair of arms (``evaluation.feedback``): SFT with the same recipe
    on the merged version (round 1's data plus the corrections), DPO from round 1's adapter on the preference
@@ -75,7 +77,8 @@ def with_split(records: list[Record], split: str) -> list[Record]:
     return [Record(r.id, r.messages, {**r.meta, "split": split}) for r in records]
 
 
-def simulated_votes(ws, evaluation_id: int, references: dict[str, str]) -> dict[str, int]:
+def simulated_votes(ws, evaluation_id: int, references: dict[str, str], both_bad_below: float = 0.2,
+                    tie_within: float = 0.05, correct_below: float = 0.5) -> dict[str, int]:
     """Vote every pair blind, as described in the module docstring; returns the verdict counts."""
     from evaluation.arena import next_pair, record_vote
     from training.quality import rouge_l_scores
@@ -85,14 +88,14 @@ def simulated_votes(ws, evaluation_id: int, references: dict[str, str]) -> dict[
                                   " where a.id=?", (pair.assignment_id,)).fetchone()[0]
         reference = references[prompt_id]
         score_a, score_b = rouge_l_scores([pair.response_a, pair.response_b], [reference, reference])
-        if max(score_a, score_b) < 0.2:
+        if max(score_a, score_b) < both_bad_below:
             verdict = "both_bad"
-        elif abs(score_a - score_b) <= 0.05:
+        elif abs(score_a - score_b) <= tie_within:
             verdict = "tie"
         else:
             verdict = "A" if score_a > score_b else "B"
         # Blind, so the rater cannot favour a model: they write the answer they wanted when neither is good enough.
-        correction = reference if max(score_a, score_b) < 0.5 else None
+        correction = reference if max(score_a, score_b) < correct_below else None
         record_vote(ws, pair.assignment_id, "simulated-expert", verdict, corrected_answer=correction)
         counts[verdict] += 1
         counts["corrected"] += correction is not None
@@ -164,6 +167,10 @@ def main(argv=None) -> int:
     p.add_argument("--kto-epochs", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--qlora", action="store_true", help="train over the 4-bit base (slow on a CPU)")
+    p.add_argument("--both-bad-below", type=float, default=0.2,
+                   help="the simulated expert votes both bad when neither answer's ROUGE-L reaches this")
+    p.add_argument("--tie-within", type=float, default=0.05,
+                   help="the simulated expert votes a tie when the two ROUGE-L scores are this close")
     p.add_argument("--workspace", help="keep the workspace here (default: a temporary folder)")
     args = p.parse_args(argv)
 
@@ -223,7 +230,7 @@ def main(argv=None) -> int:
     prompted = dataclasses.replace(prompted, name="prompted base")
     improve, _ = answer_arms(ws, pool, [Arm("base", "base"), prompted, run_as(r1, "round 1")], base_model, settings,
                              "rate to improve (simulated expert)", v1.id)
-    counts = simulated_votes(ws, improve, {r.id: r.answer for r in pool})
+    counts = simulated_votes(ws, improve, {r.id: r.answer for r in pool}, args.both_bad_below, args.tie_within)
     fb = collect_feedback(ws, improve)
     by_arms: dict[str, int] = {}
     for pair in fb.preference_pairs:
@@ -255,7 +262,7 @@ def main(argv=None) -> int:
     test = parts["test"]
     arms = [Arm("base", "base"), prompted, run_as(r1, "round 1")] + [run_as(run, name) for name, run in r2.items()]
     measure, answers = answer_arms(ws, test, arms, base_model, settings, "rate to measure (simulated expert)", v1.id)
-    measured = simulated_votes(ws, measure, {r.id: r.answer for r in test})
+    measured = simulated_votes(ws, measure, {r.id: r.answer for r in test}, args.both_bad_below, args.tie_within)
     mark(f"rated {len(test)} test prompts on every pair of {len(arms)} arms: {measured}")
 
     print()
