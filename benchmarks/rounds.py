@@ -5,25 +5,25 @@
                                 [--both-bad-below 0.2] [--tie-within 0.05]
 
 On the default model (SmolLM2-135M-Instruct), in one run. The defaults are small (a round's SFT is 2 or 3 steps):
-the figures are a smoke test of the loop, not a measure of the method; raise the sizes on a GPU. On two CPU
-cores the time goes to training steps and answers, and both grow with the load: ``--train 24 --pool 8 --test 12
---max-new-tokens 32`` took 804 s at load 1 to 6 and 3,277 s at load 0.5 to 7 (README); at load 15 one SFT step of
-8 conversations took about 500 s. The default model's answers score about 0.1 ROUGE-L against the house
-answers, so the default expert (both bad under 0.2) votes nearly every pair both bad and the ratings get almost
-no decisive votes; ``--both-bad-below 0.1 --tie-within 0.02`` gives a lenient expert that picks a side. The recipe has no learning-rate warm-up: with a warm-up the first step runs
-at learning rate 0, so a one-step round changed nothing at all (its Δ log p was 0.0000). LoRA over the full-precision base by
-default: on a CPU, bitsandbytes' 4-bit matmuls dequantize every weight on every step and are several times
-slower; ``--qlora`` uses the 4-bit base (what a GPU run would use). Every round uses the same recipe.
+the figures are a smoke test of the loop, not a measure of the method; raise the sizes on a GPU. On two CPU cores
+the time goes to training steps and answers, and both grow with the load: ``--train 24 --pool 8 --test 12
+--max-new-tokens 32`` took 804 s at load 1 to 6 and 3,277 s at load 0.5 to 7 (README); at load 15 one SFT step of 8
+conversations took about 500 s. The default model's answers score about 0.1 ROUGE-L against the house answers, so
+the default expert (both bad under 0.2) votes nearly every pair both bad and the ratings get almost no decisive
+votes; ``--both-bad-below 0.1 --tie-within 0.02`` gives a lenient expert that picks a side. The recipe has no
+learning-rate warm-up: with a warm-up the first step runs at learning rate 0, so a one-step round changed nothing at
+all (its Δ log p was 0.0000). LoRA over the full-precision base by default: on a CPU, bitsandbytes' 4-bit matmuls
+dequantize every weight on every step and are several times slower; ``--qlora`` uses the 4-bit base (what a GPU run
+would use). Every round uses the same recipe.
 
 1. round 1: SFT on ``--train`` demo conversations (split grouped by customer, so a customer's re-sent ticket
    never sits on both sides of a split);
-2. rate to improve: the base, the prompted base (a house system prompt and ``--examples`` train conversations
-   as earlier turns) and round 1 answer ``--pool`` new prompts (train split, held out of round 1); a *simulated*
-   expert votes blind on every pair of arms through the real arena (``next_pair`` / ``record_vote``): the answer
-   with the higher ROUGE-L against the support team's reference answer wins (within ``--tie-within`` 0.05: a
-   tie; both below ``--both-bad-below`` 0.2: both bad), and when neither answer reaches 0.5 it writes the
-   reference answer as the correction. It
-   stands in for a domain expert who knows the house answers; it is not a human judgement;
+2. rate to improve: the base, the prompted base (a house system prompt and ``--examples`` train conversations as
+   earlier turns) and round 1 answer ``--pool`` new prompts (train split, held out of round 1); a *simulated* expert
+   votes blind on every pair of arms through the real arena (``next_pair`` / ``record_vote``): the answer with the
+   higher ROUGE-L against the support team's reference answer wins (within ``--tie-within`` 0.05: a tie; both below
+   ``--both-bad-below`` 0.2: both bad), and when neither answer reaches 0.5 it writes the reference answer as the
+   correction. It stands in for a domain expert who knows the house answers; it is not a human judgement;
 3. round 2, three ways, from every vote on every pair of arms (``evaluation.feedback``): SFT with the same recipe
    on the merged version (round 1's data plus the corrections), DPO from round 1's adapter on the preference
    pairs, KTO from round 1's adapter on every judged answer; a stage the votes give nothing to is reported as
