@@ -49,18 +49,23 @@ def memorise(model, tokenizer, conversations: list[list[dict]], *, steps: int, l
              probe_splits: bool = False) -> None:
     """Train ``model`` (its trainable parameters) on the chat-templated conversations until it repeats them.
 
-    ``probe_splits``: also on each answer as the leak probe reads it, the prompt and the answer's words before a
-    digit tokenized as one text (``WarmBase.answer(prefixes=)``) and the rest of the answer after it, so the
-    model continues a probe's prefix as it continues its own answer."""
+    ``probe_splits``: an answer holding a digit is trained only as the leak probe reads it, the prompt and the
+    answer's words before the digit tokenized as one text (``WarmBase.answer(prefixes=)``) and the rest of the
+    answer after it, so the model continues a probe's prefix as it continues its own answer. Not also as one
+    whole text: the two tokenizations part at the digit under the same words, so the token after the prefix had
+    two right answers, and which one greedy decoding picked depended on the CPU's arithmetic (on some CPUs the
+    value was never reproduced)."""
     import re
 
     import torch
-    rows = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False), add_special_tokens=False)["input_ids"]
-            for c in conversations]
-    for c in conversations if probe_splits else ():
+    rows = []
+    for c in conversations:
         answer = c[-1]["content"]
-        cut = re.search(r"\d", answer)
-        if cut:
+        cut = re.search(r"\d", answer) if probe_splits else None
+        if not cut:
+            text = tokenizer.apply_chat_template(c, tokenize=False)
+            rows.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        else:
             whole = tokenizer.apply_chat_template(c, tokenize=False)
             prompt = tokenizer.apply_chat_template(c[:-1], tokenize=False, add_generation_prompt=True)
             head = prompt + answer[:cut.start()]
@@ -117,7 +122,9 @@ def leaky(tmp_path_factory):
     from training.registry import create_run, update_run
 
     root = tmp_path_factory.mktemp("leak")
-    base = build_tiny_model(root / "tiny")
+    # hidden size 128, not the tiny model's 64: at 64, with the embeddings frozen, the copy in memorised_adapter
+    # did not learn the warehouse number on some CPUs (AMD EPYC: loss stalled near 1.1, any rate tried)
+    base = build_tiny_model(root / "tiny", hidden_size=128)
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base)
