@@ -229,9 +229,15 @@ def _show(ws, args) -> int:
         print(f"skipped at import: {len(skipped)} record(s)")
         for line in skipped_lines(skipped):
             print(f"  {line}")
-    records = V.search_records(V.load_records(ws, v.id), args.search)
-    print(f"{len(records)} records" + (f" match '{args.search}'" if args.search else ""))
-    for r in records[args.offset:args.offset + args.limit]:
+    # The page asked for, through the version's search index when it has one, else streamed from the snapshot a
+    # batch at a time (what the Data tab reads): the version's records are never all held.
+    from curation.data.index import built_index, snapshot_search
+    index = built_index(ws, v.id)
+    start, limit = max(0, args.offset), max(0, args.limit)
+    total, page = (index.search(args.search or "", start=start, limit=limit) if index is not None else
+                   snapshot_search(ws, v.id, args.search or "", start=start, limit=limit))
+    print(f"{total} records" + (f" match '{args.search}'" if args.search else ""))
+    for r in page:
         print(json.dumps(r.to_dict(), ensure_ascii=False))
     return 0
 

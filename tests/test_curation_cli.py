@@ -62,3 +62,33 @@ def test_cli_demo_dataset(tmp_path):
     out = cli(tmp_path / "ws", "demo")
     assert out.returncode == 0, out.stderr
     assert "600 records" in out.stdout
+
+
+def test_show_pages_and_searches_without_loading_the_version(tmp_path, monkeypatch, capsys):
+    """`show --search` reads the page through the version's index (or, before it is built, streams the snapshot);
+    it finds what a full scan finds, counts all matches, and never loads every record."""
+    from core.workspace import Workspace
+    from curation import cli as curation_cli
+    from curation.data import versions as V
+    from curation.data.index import built_index, record_index
+
+    rows = [chat(f"parcel {i} is late" if i % 3 else f"refund for order {i}", "sorry", id=f"r{i}") for i in range(40)]
+    ws_dir = tmp_path / "ws"
+    assert cli(ws_dir, "import", write_jsonl(tmp_path / "a.jsonl", rows), "--no-index").returncode == 0
+    ws = Workspace.open(ws_dir)
+    expected = [r.id for r in V.search_records(V.load_records(ws, 1), "refund")]
+    assert len(expected) == 14
+
+    def refuse(*_a, **_k):
+        raise AssertionError("show loaded every record of the version")
+
+    monkeypatch.setattr(V, "load_records", refuse)
+    for state in ("snapshot", "index"):
+        if state == "index":
+            record_index(ws, 1)
+        assert (built_index(ws, 1) is not None) == (state == "index")
+        assert curation_cli.main(["--workspace", str(ws_dir), "show", "v1", "--search", "refund", "--offset", "3",
+                                  "--limit", "4"]) == 0
+        out = capsys.readouterr().out
+        assert "14 records match 'refund'" in out, state
+        assert [json.loads(line)["id"] for line in out.splitlines() if line.startswith("{")] == expected[3:7], state
