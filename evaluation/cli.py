@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name, fn, help_text, workspace=True, **kw):
-        c = sub.add_parser(name, help=help_text, description=help_text, **kw)
+        # argparse %-formats a help text (not a description): "95% intervals" would end the listing in a TypeError.
+        c = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text, **kw)
         c.set_defaults(command=fn)
         if workspace:
             c.add_argument("--workspace", help="workspace folder (default: $TUNELOOP_WORKSPACE or ./workspace)")
