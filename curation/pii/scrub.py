@@ -135,8 +135,10 @@ class PiiOptions(Options):
                          "model (a local folder or a downloaded model id)", label="NER engine")
     public_figures: str = option("keep", "a person named only in a third-person encyclopedic sentence (no cue, "
                                  "not addressed, not signing: 'Jeff Bezos founded Amazon in 1994'), or a famous "
-                                 "person's full name in published prose ('Taylor Swift played for three hours'), is "
-                                 "kept in the text, or scrubbed like any other name", choices=PUBLIC_FIGURES,
+                                 "person's full name in published prose ('Taylor Swift played for three hours'), or a "
+                                 "character in a record about fiction (a request for a story or dialogue, a "
+                                 "franchise's characters, a film's title character), is kept in the text, or "
+                                 "scrubbed like any other name", choices=PUBLIC_FIGURES,
                                  label="Public figures in encyclopedic text")
 
     def more_problems(self) -> list[str]:
@@ -745,6 +747,7 @@ def scan_records(records: Sequence[Record], settings: PiiOptions, *, workers: in
         # Public figures go first: their names are no evidence for finding the same name again.
         if settings.public_figures == "keep":
             spans = _public_in_knowledge_records(items, spans)
+            spans = _characters_in_fiction_records(items, spans)
         spans = _names_again_in_record(items, spans, settings)
     return [Finding(rid, i, s, e, entity, round(float(score), 3), evidence)
             for (rid, i, _), found in zip(items, spans) for s, e, entity, score, evidence in found]
@@ -796,6 +799,111 @@ def _public_in_knowledge_records(items: list[tuple[str, int, str]], spans: list[
             if out[k] and is_third_person(items[k][2]):
                 out[k] = [s for s in out[k] if s[2] != "PERSON" or personal_evidence(s[4])]
     return out
+
+
+# A request for fiction: what it names is made up ("Write a dialogue between a parent named June Smith and ...").
+FICTION_REQUEST = re.compile(r"(?i)\b(?:write|compose|create|draft|invent|imagine|make\s+up|tell\s+me)\b[^.?!\n]{0,60}?"
+                             r"\b(?:story|stories|dialogues?|dialog|scenes?|script|screenplay|poems?|tales?|fable|"
+                             r"skit|sketch|role-?play|limerick|haiku|riddle)\b")
+# Words only a text about made-up people uses: such a record's people are characters ("which of the following
+# characters are part of the Super Mario Bros franchise"; "the comic Calvin and Hobbes").
+FICTION_WORDS = re.compile(r"(?i)\b(?:(?:fictional|main|lead|title|cartoon|comic|game|movie|film|tv|animated|"
+                           r"following|favou?rite)\s+characters?|characters?\s+(?:from|in|of)\s+(?:the\s+)?"
+                           r"(?-i:[A-Z])|fictional|franchise|comic\s+(?:strip|book)s?|the\s+comic|cartoons?|anime|"
+                           r"manga|superheroe?s?|villains?|protagonists?|antagonists?|fairy[\s-]+tales?|sitcoms?|"
+                           r"video\s+games?)\b")
+# A kind of work beside a title ("Why is Citizen Kane considered the Best Film?", "the movie Citizen Kane").
+WORK_WORDS = re.compile(r"(?i)\b(?:films?|movies?|novels?|books?|plays?|musicals?|operas?|series|shows?|comics?|"
+                        r"games?|episodes?|trilogy|saga)\b")
+TITLE = re.compile(r"[A-Z][\w'’-]*(?:[ \t]+(?:(?:of|the|and|in|on|a|an|&)[ \t]+)*[A-Z][\w'’-]*)+")
+# A sentence about buying or reaching a service is a customer's, whatever it names ("the comic book order for ...");
+# lower case only, as a title's words are capitalised ("Captain Ostrander Returns").
+COMMERCE = re.compile(r"\b(?:orders?|ordered|deliver(?:y|ed)|shipp(?:ing|ed)|refunds?|invoices?|accounts?|"
+                      r"bookings?|booked|tickets?|subscriptions?|payments?|paid|purchased?|bought|receipts?|"
+                      r"returns?|returned|cancel(?:led|ed)?|customers?)\b")
+# Cues that a real person is speaking or being reached; a character's family ("Kane's wife") is no such cue.
+REAL_PERSON_CUES = ("introduced", "form field", "cc/attn", "introduction", "greeting", "sign-off", "signature line",
+                    "named as a contact", "'… here'", "addressed", "name line of an address block")
+CONTACT_TYPES = frozenset({"EMAIL_ADDRESS", "PHONE_NUMBER", "STREET_ADDRESS", "CREDIT_CARD", "US_SSN", "IBAN_CODE",
+                           "IP_ADDRESS", "DATE_OF_BIRTH"})
+
+
+def _characters_in_fiction_records(items: list[tuple[str, int, str]], spans: list[list[Span]]) -> list[list[Span]]:
+    """Under ``public_figures=keep``, the people of a record about fiction are characters, kept in the text:
+
+    - a request for fiction in the third person ("Write a dialogue ... a parent named June Smith"): every name in
+      the record, the answer's speaker labels and introductions too (they are the story's);
+    - in a record with no one's contact data, a name in a third-person sentence about characters, a franchise, a
+      comic ... (``FICTION_WORDS``; once a record has one, any third-person sentence naming a kind of work), or
+      inside a longer title in a sentence naming a kind of work ("Citizen Kane ... the number one movie"), none of
+      whose mentions in the record has a real person's cue (an introduction, a greeting, a sign-off, a form field,
+      being addressed or reached); a sentence about an order, a ticket, a refund ... (``COMMERCE``) is a
+      customer's and never about fiction.
+
+    A record with an email, phone, address or other contact data found in it is never fiction here."""
+    from curation.pii.names import SENTENCE_END, WORD, PersonName, is_common, name_words, personal_words
+
+    by_record: dict[str, list[int]] = {}
+    for k, (rid, _, _) in enumerate(items):
+        by_record.setdefault(rid, []).append(k)
+    out = list(spans)
+    for ks in by_record.values():
+        people = [(k, span) for k in ks for span in out[k] if span[2] == "PERSON"]
+        if not people or any(span[2] in CONTACT_TYPES for k in ks for span in out[k]):
+            continue
+        first = items[ks[0]][2]
+        request = FICTION_REQUEST.search(first.split("\n\n")[0])
+        if request and not personal_words(first):
+            for k in ks:
+                out[k] = [span for span in out[k] if span[2] != "PERSON"]
+            continue
+        titles: list[frozenset[str]] = []          # the words of each title in a sentence naming a kind of work
+        in_fiction: set[tuple[int, int]] = set()   # (item, start) of the names in a sentence about fiction
+        in_work: set[tuple[int, int]] = set()      # ... in one naming a kind of work ("from other Nintendo games")
+        for k in ks:
+            t = items[k][2]
+            ends = [0] + [m.end() for m in SENTENCE_END.finditer(t)] + [len(t)]
+            for start, stop in zip(ends, ends[1:]):
+                sentence = t[start:stop]
+                if COMMERCE.search(sentence):
+                    continue
+                if FICTION_WORDS.search(sentence) and not personal_words(sentence):
+                    in_fiction |= {(k, span[0]) for span in out[k] if start <= span[0] < stop}
+                if WORK_WORDS.search(sentence) and not personal_words(sentence):
+                    in_work |= {(k, span[0]) for span in out[k] if start <= span[0] < stop}
+                if WORK_WORDS.search(sentence):
+                    for m in TITLE.finditer(sentence):
+                        words = WORD.findall(m.group())
+                        # A sentence's first word is capitalised anyway ("Unlike the Christiansen novel").
+                        if not sentence[:m.start()].strip() and is_common(words[0]):
+                            words = words[1:]
+                        titles.append(frozenset(_bare(w) for w in words if not WORK_WORDS.fullmatch(w)
+                                                and w[:1].isupper()))
+
+        def key(k: int, span) -> frozenset[str]:
+            words = name_words(items[k][2], [PersonName(span[0], span[1], 0, "")]) or WORD.findall(
+                items[k][2][span[0]:span[1]])
+            return frozenset(_bare(w) for w in words)
+
+        real = set().union(*(key(k, span) for k, span in people if any(c in span[4] for c in REAL_PERSON_CUES)))
+        if in_fiction:      # a record about fiction: its sentences naming works are about fiction too
+            in_fiction |= in_work
+        characters = set()
+        for k, span in people:
+            words = key(k, span)
+            # Part of a longer title ("Kane" of "Citizen Kane"): a name that is a whole "title" may be a customer's.
+            if words and not words & real and ((k, span[0]) in in_fiction or any(words < t for t in titles)):
+                characters |= words
+        if characters:
+            for k in ks:
+                out[k] = [span for span in out[k] if span[2] != "PERSON" or not key(k, span)
+                          or not key(k, span) <= characters]
+    return out
+
+
+def _bare(word: str) -> str:
+    """A word as names are compared across mentions: lower-cased, without a possessive ("Kane's" is "kane")."""
+    return re.sub(r"['’]s$", "", word.lower())
 
 
 def count_by_entity(findings: Iterable[Finding]) -> dict[str, int]:
