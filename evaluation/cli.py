@@ -41,6 +41,12 @@ from evaluation.pii_leak import LeakCheckOptions
 from training.inference import DecodingSettings
 
 
+def cmd_guard(args) -> int:
+    from evaluation.guard import main as guard_main
+    return guard_main((["--workspace", args.workspace] if args.workspace else []) +
+                      (["--run", args.run] if args.run else []))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -175,6 +181,11 @@ def _parser() -> argparse.ArgumentParser:
                                   "README.md beside its adapter, so the next `python -m training export` carries it")
     c.add_argument("run", metavar="RUN")
     c.add_argument("--out", metavar="DIR", help="write README.md into this folder instead")
+
+    gs = command("guard", cmd_guard, "the general-skills guard: 12 general prompts outside the domain (instruction "
+                                     "following, refusals) answered by the base and a run, and what the run lost "
+                                     "(the app runs it by itself after each run)")
+    gs.add_argument("--run", help="check this run (default: every finished run not checked yet)")
 
     a = command("auto", cmd_auto, "automatic evaluation of a run on a split: ROUGE-L, BLEU, exact match, "
                                   "perplexity and the regression suites, for the base model and the run")

@@ -44,3 +44,12 @@ def test_every_command_and_subcommand_answers_help(script, capsys):
     assert "usage:" in _help(main, ["--help"], capsys)
     for name in _subcommands(main):
         assert "usage:" in _help(main, [name, "--help"], capsys), name
+
+
+def test_the_guard_is_a_subcommand_of_the_evaluation_cli(tmp_path, capsys):
+    from evaluation.cli import main
+
+    assert main(["guard", "--workspace", str(tmp_path / "ws")]) == 0
+    assert "every finished run has been checked" in capsys.readouterr().out
+    assert main(["guard", "--workspace", str(tmp_path / "ws"), "--run", "7"]) == 2
+    assert "error:" in capsys.readouterr().err
