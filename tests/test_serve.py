@@ -292,3 +292,28 @@ def test_llama_cpp_serves_the_runs_gguf_whole_and_streamed(default_model_run):
     engine = endpoint.engine(run.id)          # the one that answered, still loaded
     assert engine.path.suffix == ".gguf" and engine.path.parent == run.run_dir / "gguf"
     assert [r["engine"] for r in S.request_log(ws)] == ["llamacpp", "llamacpp"]
+
+
+def test_a_request_without_a_system_message_gets_the_runs_trained_system_prompt(ws, runs, models):
+    from training.inference import DecodingSettings, default_pool
+    trained = "You are the warehouse assistant. Answer in one short sentence."
+    run = R.create_run(ws, RunConfig(base_model=str(models["base"]), datasets="v1", system_prompt_mode="custom",
+                                     system_prompt=trained), name="run with a system prompt")
+    shutil.copytree(models["a"], run.adapter_dir)
+    R.update_run(ws, run.id, status="finished")
+    own = [{"role": "system", "content": "Talk like a pirate."}, *QUESTION]
+    warm = default_pool().get(ws, str(models["base"]))
+    adapter = warm.add_adapter(run.adapter_dir)
+    settings = DecodingSettings(max_new_tokens=12)
+    with_trained = [{"role": "system", "content": trained}, *QUESTION]
+    bare = warm.answer([QUESTION], adapter=adapter, settings=settings)[0]
+    assert warm.answer([with_trained], adapter=adapter, settings=settings)[0] != bare     # the prompt tells
+    with serving(S.Endpoint(ws, run_id=run.id, engine="transformers", log_text=True)) as client:
+        described = client.get("/models").json()["data"][0]
+        assert described["system_prompt"] == trained and "custom" in described["system_prompt_origin"]
+        plain, theirs = _chat(client).json(), _chat(client, messages=own).json()
+    assert plain["choices"][0]["message"]["content"] == warm.answer([with_trained], adapter=adapter,
+                                                                    settings=settings)[0]
+    assert theirs["choices"][0]["message"]["content"] == warm.answer([own], adapter=adapter, settings=settings)[0]   # theirs wins
+    logged = {r["id"]: json.loads(r["request_text"]) for r in S.request_log(ws)}
+    assert logged[plain["id"]] == with_trained and logged[theirs["id"]] == own

@@ -7,7 +7,9 @@ gradio) so that every request is logged and every response can be rated:
 
 - ``GET /v1/models``, ``POST /v1/chat/completions`` (messages, temperature, top_p, max_tokens, stop, seed,
   stream as server-sent ``data: {...}`` chunks ending with ``data: [DONE]``; the extension field
-  ``repetition_penalty``), errors in OpenAI's ``{"error": {message, type, param, code}}`` shape.
+  ``repetition_penalty``), errors in OpenAI's ``{"error": {message, type, param, code}}`` shape. A request without a system
+  message gets the run's trained system prompt first (the rule of evaluation and the exported Modelfile,
+  ``training.export.run_system_prompt``; ``/v1/models`` shows it); a request's own system message wins.
 - ``POST /v1/feedback`` ``{response_id, rating: up|down, comment?, correction?, messages?, completion?,
   metadata?}``: ``metadata`` is the extension field for the client's own keys (its user, app, screen); it is
   stored as given. ``messages`` and ``completion`` are the conversation and answer as the client saw them:
@@ -552,6 +554,7 @@ class Endpoint:
         self.run_id = R.get_run(ws, run_id).id if run_id is not None else None
         self.kind = choose_engine(engine)
         self._engines: OrderedDict[int, Engine] = OrderedDict()
+        self._systems: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     def target(self) -> tuple[int, LiveVersion | None]:
@@ -573,6 +576,28 @@ class Endpoint:
                     self._engines.popitem(last=False)
             self._engines.move_to_end(run_id)
             return engine
+
+    def system_prompt(self, run_id: int) -> tuple[str, str]:
+        """(the system prompt the run trained with, "" for none; where it came from): the rule the evaluation
+        path and the exported Modelfile use (``training.export.run_system_prompt``), worked out once per run."""
+        with self._lock:
+            known = self._systems.get(run_id)
+        if known is None:
+            from training.export import run_system_prompt
+            from training.models import load_tokenizer, resolve_base_model
+            run = R.get_run(self.ws, run_id)
+            known = run_system_prompt(self.ws, run, load_tokenizer(resolve_base_model(run.base_model, self.ws)))
+            with self._lock:
+                self._systems[run_id] = known
+        return known
+
+    def with_system(self, run_id: int, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """``messages`` with the run's trained system prompt first when they bring no system message of their
+        own (a request's own system message wins)."""
+        if any(m["role"] == "system" for m in messages):
+            return messages
+        system = self.system_prompt(run_id)[0]
+        return [{"role": "system", "content": system}, *messages] if system else messages
 
     def model_name(self, run_id: int, version: LiveVersion | None) -> str:
         return f"run-{run_id}" + (f"@{version.name}" if version else "")
@@ -679,10 +704,16 @@ def make_app(endpoint: Endpoint):
         except RequestError as exc:
             return refused(exc)
         run = R.get_run(endpoint.ws, run_id)
+        try:
+            system, origin = await run_in_threadpool(endpoint.system_prompt, run_id)
+        except TuneloopError as exc:
+            return refused(RequestError(500, str(exc), kind="server_error"))
         return JSONResponse({"object": "list", "data": [{
             "id": endpoint.model_name(run_id, version), "object": "model", "owned_by": "tuneloop",
             "created": int(time.time()), "run": run_id, "run_name": run.name, "base_model": run.base_model,
-            "version": version.name if version else None, "engine": endpoint.kind}]})
+            "version": version.name if version else None, "engine": endpoint.kind,
+            "system_prompt": system, "system_prompt_origin": origin + "; a request without a system message gets "
+            "it first, a request's own system message wins"}]})
 
     async def chat(request):
         exchange = None
@@ -693,6 +724,7 @@ def make_app(endpoint: Endpoint):
             params = ChatParams.from_body(body)
             exchange.run_id, exchange.version = endpoint.target()
             engine = await run_in_threadpool(endpoint.engine, exchange.run_id)
+            exchange.messages = await run_in_threadpool(endpoint.with_system, exchange.run_id, exchange.messages)
         except (RequestError, TuneloopError) as exc:
             error = exc if isinstance(exc, RequestError) else RequestError(500, str(exc), kind="server_error")
             exchange = exchange or _Exchange(endpoint, stream=False)
