@@ -41,8 +41,9 @@ def test_a_batch_with_the_adapter_off_or_on_answers_as_the_plain_models_do(tiny,
     assert warm.answer(CONVERSATIONS, adapter=None, settings=SETTINGS) == base_expected
     assert warm.answer(CONVERSATIONS, adapter=one, settings=SETTINGS) == tuned_expected
     assert warm.answer(CONVERSATIONS, adapter=None, settings=SETTINGS, batch_size=2) == base_expected
-    assert warm.prompt_lengths(CONVERSATIONS[:1]) == [len(warm.tokenizer.apply_chat_template(
-        CONVERSATIONS[0], add_generation_prompt=True, tokenize=True))]
+    rendered = warm.tokenizer.apply_chat_template(CONVERSATIONS[0], add_generation_prompt=True, tokenize=False)
+    assert warm.prompt_lengths(CONVERSATIONS[:1]) == [len(warm.tokenizer(rendered, add_special_tokens=False)
+                                                          ["input_ids"])]
 
 
 def test_two_adapters_and_the_base_stream_in_one_batch(tiny, warm):

@@ -415,7 +415,9 @@ class WarmBase:
         """Tokens of each conversation's prompt (chat template with the generation prompt)."""
         with self._lock:
             tokenizer = self._tokenizer()
-        return [len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True)) for c in conversations]
+        # return_dict: transformers 5 answers tokenize=True with a BatchEncoding, whose len() is its 2 keys.
+        return [len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"]) for c in conversations]
 
     def chat_tokenizer(self):
         """The tokenizer with the chat template every engine renders conversations with, loaded on its own
