@@ -400,3 +400,21 @@ def test_a_public_office_before_a_name_makes_it_a_public_figure():
     private = "Our manager Rāwiri Waaka won a fifth term on the board."
     found = find_person_names(private, [_entity(private, "Rāwiri Waaka", "PERSON")])
     assert [n.public for n in found] == [False]
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Call Thessaly Moonbeck on 0496 46 46 70 to book a signing.", "Thessaly Moonbeck"),
+    ("please email Ana Ruiz-Ortega at ana.ro@example.org about the invoice", "Ana Ruiz-Ortega"),
+    ("text Jo at +44 7700 900123 when it ships", "Jo"),
+])
+def test_a_name_reached_at_a_number_or_address_is_a_contact(text, name):
+    """Names written for this test; the NER engine alone misses the first (a capitalised imperative before it)."""
+    [found] = find_pii([text], PiiOptions())
+    assert name in [text[s:e] for s, e, *_ in found]
+    assert all("named as a contact" in evidence for s, e, _, _, evidence in found if text[s:e] == name)
+
+
+def test_reaching_an_office_or_oneself_names_no_one():
+    texts = ["Call the office on 0496 46 46 70", "call me on 0496 46 46 70", "Call Support on 0800 123 456"]
+    assert [[text[s:e] for s, e, t, *_ in found if t == "PERSON"] for text, found in
+            zip(texts, find_pii(texts, PiiOptions()))] == [[], [], []]

@@ -124,7 +124,10 @@ _CUES = (
     ("speaker", r"^[ \t>]*(?=(?:[^\W\d_]+(?:-[^\W\d_]+)*[ \t]?){1,3}:[ \t]*\S)"),
     ("contact", r"\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting)\s+(?:to|with)\b|"
                 r"\b(?:ask|asked|asking)\s+for\b|\breach(?:ed)?\s+out\s+to\b|\b(?:forward|forwarded|assigned|"
-                r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b"),
+                r"escalated|handed)\s+(?:it\s+)?to\b|\bcc'?d\b|"
+                # "Call Thessaly Moonbeck on 0496 46 46 70", "email Ana Ruiz at ana@...": reached at a number or address
+                r"\b(?:call|ring|phone|text|sms|whatsapp|e-?mail|contact|message|fax)\s+"
+                r"(?=(?:[^\W\d_][\w'’.-]*[ \t]+){1,4}(?:on|at)[ \t]+(?:[+(]?\d|\S+@))"),
     ("kin", r"\b(?:my|our|your)\s+(?:(?:great|step|late|dear|little|big|older|younger|eldest|youngest)[\s-]+)*"
             r"(?:colleague|co-?worker|manager|boss|supervisor|wife|husband|partner|son|daughter|mom|mum|mother|dad|father|brother|"
                 r"sister|friend|neighbou?r|agent|rep|representative|technician|doctor|nurse|lawyer|landlord|"
