@@ -788,9 +788,11 @@ def build(ws) -> ReviewWidgets:
     acting = {w.name, w.version, w.cur_rid, w.msg_pick, w.msg_edit, w.comment, *w.slots, *w.filters}
     for button, handler in ((w.approve_btn, approve), (w.reject_btn, reject), (w.skip_btn, skip),
                             (w.comment_btn, add_comment)):
-        on(button.click, handler, acting, w.record, **SERIAL)
-    on(w.next_btn.click, next_record, moving, w.record, **SERIAL)
-    on(w.prev_btn.click, previous_record, moving, w.record, **SERIAL)
+        # A key pressed while the last action is still pending is done after it ("always_last"), not dropped:
+        # under load the default ("once") lost the A of the next record.
+        on(button.click, handler, acting, w.record, trigger_mode="always_last", **SERIAL)
+    on(w.next_btn.click, next_record, moving, w.record, trigger_mode="always_last", **SERIAL)
+    on(w.prev_btn.click, previous_record, moving, w.record, trigger_mode="always_last", **SERIAL)
     on(w.undo_btn.click, undo, moving, w.record, **SERIAL)
     w.help_btn.click(None, js="() => { if (window.tuneloopReviewHelp) window.tuneloopReviewHelp(); }", **quiet)
     typing_in = {w.name, w.version, w.cur_rid, w.msg_pick, w.msg_edit, w.comment, *w.slots}
