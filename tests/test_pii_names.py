@@ -363,7 +363,21 @@ MISLABELLED = [
      "'of' an organisation"),
     ("Everyone shouted at Bolat: stop the car!", "Bolat", "GPE", "spoken to"),
     ("The 2009 film was directed by Tawhiri Ngata and shot in Otago.", "Tawhiri Ngata", "ORG", "credited"),
+    ("Tamahou is from Kowhai Rail Cooperative and will call you back.", "Tamahou", None, "'of' an organisation"),
 ]
+
+
+def test_a_dictionary_word_the_ner_engine_calls_a_person_is_one_from_an_organisation():
+    """"Davit" (an Armenian given name) is a crane in the lexicon; said to be from an organisation, with the NER engine's PERSON label
+    too, it is someone's name. A product is not "from" its maker in this sense, and a lone PERSON label on a
+    dictionary word is not enough. Sentences written for this test."""
+    text = "Davit is from Kowhai Rail Cooperative and will call you back."
+    entities = [_entity(text, "Davit", "PERSON"), _entity(text, "Kowhai Rail Cooperative", "ORG")]
+    assert [text[n.start:n.end] for n in find_person_names(text, entities)] == ["Davit"]
+    alone = "Davit will call you back."
+    assert find_person_names(alone, [_entity(alone, "Davit", "PERSON")]) == []
+    product = "Davit is a crane from Kowhai Rail Cooperative."
+    assert find_person_names(product, [_entity(product, "Kowhai Rail Cooperative", "ORG")]) == []
 
 
 @pytest.mark.parametrize("text, value, label, reason", MISLABELLED)
@@ -400,6 +414,26 @@ def test_a_public_office_before_a_name_makes_it_a_public_figure():
     private = "Our manager Rāwiri Waaka won a fifth term on the board."
     found = find_person_names(private, [_entity(private, "Rāwiri Waaka", "PERSON")])
     assert [n.public for n in found] == [False]
+
+
+def test_a_calling_or_a_credit_makes_a_name_public_only_in_an_article():
+    """A public office is public in any text; a calling ("tennis player") or a credit ("directed by") only in a
+    text of ARTICLE_MIN_WORDS words or more: in a short message the person is as likely a colleague or a
+    customer. Names and sentences written for this test."""
+    def public(text, value):
+        found = find_person_names(text, [_entity(text, value, "PERSON")])
+        return [(text[n.start:n.end], n.public) for n in found]
+
+    calling = "The border police detained tennis player Mele Tongahai over a visa dispute."
+    credit = "The short film was directed by Ana Liufau and shown to the club on Friday."
+    office = "The border police detained Senator Mele Tongahai over a visa dispute."
+    assert public(calling, "Mele Tongahai") == [("Mele Tongahai", False)]
+    assert public(credit, "Ana Liufau") == [("Ana Liufau", False)]
+    assert public(office, "Mele Tongahai") == [("Mele Tongahai", True)]
+    longer = ("Travel rules for visiting athletes and artists were tightened twice this season, and several festivals "
+              "have asked the ministry to explain them before the next tour. ")
+    assert public(longer + calling, "Mele Tongahai") == [("Mele Tongahai", True)]
+    assert public(longer + credit, "Ana Liufau") == [("Ana Liufau", True)]
 
 
 @pytest.mark.parametrize("text, name", [

@@ -67,7 +67,8 @@ def test_an_expository_article_without_dates_keeps_its_public_figures():
 
 
 def test_credited_authors_of_published_works_are_public_figures_in_third_person_text():
-    third = "The Span of Empire, the latest novel by Kerryn Offord and Davi Carrico, came out in the spring and sold well."
+    third = ("The Span of Empire, the latest novel by Kerryn Offord and Davi Carrico, came out in the spring and sold "
+             "well. Its sequel follows the same crew through the next decade of the war and is due next year.")
     review = "I listened to the story as an audiobook narrated by Kerryn Offord and I would recommend it to anyone."
     assert _people([third, review]) == [[], ["Kerryn Offord"]]
     assert _people([third], "scrub") == [["Kerryn Offord", "Davi Carrico"]]

@@ -215,12 +215,15 @@ def _sentence_start(text: str, pos: int) -> bool:
 
 
 def affiliated_person(words, m: re.Match, entities) -> bool:
-    """A name before "of" an organisation is a person; before "from", "is from" or "works at" one, a full name
-    or one the NER engine calls PERSON is ("Amadeo Vitorović from Rapid Cycle Solutions"): a product is
-    from its maker too ("Siri from Apple")."""
+    """A name before "of" an organisation is a person; before "from" one, a full name or one the NER engine
+    calls PERSON is ("Amadeo Vitorović from Rapid Cycle Solutions"): a product is from its maker too ("Siri
+    from Apple"). The subject of "is from", "works at" or "works for" an organisation is a person, one word
+    too ("Tamahou is from Kowhai Rail"): a product is made by its maker, not from it."""
     from curation.pii.names import PERSON_LABELS
 
     if re.search(r"[ \t]of[ \t]+(?:the[ \t]+)?\Z", m.group()):
+        return True
+    if re.search(r"[ \t](?:is|was|works)[ \t]+(?:from|at|for)[ \t]+(?:the[ \t]+)?\Z", m.group()):
         return True
     s, e = words[0].start(), words[-1].end()
     return len(words) >= 2 or any(a <= s and e <= b and label in PERSON_LABELS for a, b, label, _ in entities)

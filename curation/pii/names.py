@@ -19,14 +19,16 @@ taken for a person on a weak cue alone.
 Public figures: a PERSON with no personal cue (not introduced, addressed, signing, in a form field,
 an address block or a speaker label; a title or a list does not count) in a third-person sentence
 (no I, my, we, our, you, your ... outside quotations, and no word about a person's own data near the
-name: address, phone, account, born, lives ...) of an encyclopedic text -- at least 25 words in two or
+name: address, phone, account, born, lives ...) of an encyclopedic text -- at least 30 words in two or
 more sentences, at most one first- or second-person word in 50, and at least two other named entities
 (organisations, places, nationalities, dates, works, events, products) or years, or else at least 60
 words with no personal word, no word about anyone's data and few numbers -- is marked ``public``: "Jeff
 Bezos founded Amazon in 1994" in an article about Amazon. So are the people on a reference-list line
 ("Wilson, Emma. Alain Resnais. Manchester: MUP, 2006.") and those credited for a published work in a
-third-person text ("the latest novel by Eric Flint and David Carrico"). A lone sentence is never
-enough: a short message about a person is more likely about a private one. ``PiiOptions.public_figures``
+third-person text of 30 words or more ("the latest novel by Eric Flint and David Carrico"), and those
+after a public office ("President", "Senator") or, in a text of 30 words or more, a public calling
+("songwriter", "tennis player"). A lone sentence is never enough: a short message about a person is more
+likely about a private one ("Zoolander is a film directed by Aino Tamm" names her, unless the list knows her). ``PiiOptions.public_figures``
 decides whether such a finding is kept in the text ("keep", the default) or scrubbed. A famous person's
 full name (``curation.pii.knowledge``: Pantheon's list) with no personal cue is public in any text, a news
 post too ("Taylor Swift played for three hours"); "my name is Taylor Swift" stays personal.
@@ -475,7 +477,7 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             _published_sentence(text, s, e)
         kept.append((s, e, item, personal, famous, not personal and (
             famous or _encyclopedic(text, s, e, others) or _public_role(text, s, e) or _in_citation(text, s) or
-            "credit" in item["cues"] and is_third_person(text))))
+            "credit" in item["cues"] and is_third_person(text) and _article_length(text))))
     # One name in one article is one person: a mention outside a third-person sentence ("Agassi said: 'I
     # ...'") is as public as the others, unless some mention of the name is personal (addressed, signing).
     public_words = set().union(*(_mention_words(text, s, e) for s, e, _, _, _, public in kept if public))
@@ -559,16 +561,20 @@ def _affiliated_runs(text: str, entities) -> list[tuple[int, int]]:
     "works at" ...: ``open_evidence.affiliated_person``) and an organisation the NER engine found ("Sólja
     Djurhuus of Harbourside Credit Union"): a person and their employer."""
     orgs = {s for s, _, label, _ in entities if label == "ORG"}
+    people = [(s, e) for s, e, label, _ in entities if label in PERSON_LABELS]
     out = []
     for m in re.finditer(r"((?:(?!(?:is|was|works)\b)[^\W\d_][\w'’-]*[ \t]){0,2}"
                          r"(?!(?:is|was|works)\b)[^\W\d_][\w'’-]*)[ \t]+(?:of|from|(?:is|was|works)[ \t]+(?:from|at|for))[ \t]+(?:the[ \t]+)?", text):
         if m.end() not in orgs:
             continue
         words = [w for w in WORD.finditer(text, m.start(1), m.end(1))]
-        while words and (not words[0].group()[:1].isupper() or _plain_word(words[0].group())):
+        # A word the NER engine also calls PERSON may be a dictionary word ("Fahd is from ..."): two sources agree.
+        vouched = lambda w: any(a <= w.start() and w.end() <= b for a, b in people)  # noqa: E731
+        while words and (not words[0].group()[:1].isupper() or _plain_word(words[0].group()) and not vouched(words[0])):
             words.pop(0)
-        if words and all(w.group()[:1].isupper() and not w.group().isupper() and not _plain_word(w.group())
-                         for w in words) and open_evidence.affiliated_person(words, m, entities):
+        if words and all(w.group()[:1].isupper() and not w.group().isupper() and
+                         (not _plain_word(w.group()) or vouched(w)) for w in words) and \
+                open_evidence.affiliated_person(words, m, entities):
             out.append((words[0].start(), words[-1].end()))
     return out
 
@@ -811,17 +817,27 @@ def _vetoed(others, start: int, end: int, words, strict: bool = True) -> bool:
 
 # Offices and callings that make a person public when they stand right before the name ("Prime Minister
 # Benjamin Netanyahu", "rapper Ja Rule"); a private person's role ("manager Dave") is not among them.
-PUBLIC_ROLE = re.compile(r"(?i)\b(?:president|prime\s+minister|minister|senator|congress(?:wo)?man|governor|mayor|"
-                         r"king|queen|prince|princess|emperor|empress|pope|chancellor|ambassador|general|admiral|"
-                         r"rapper|singer|songwriter|actor|actress|comedian|novelist|author|poet|composer|painter|"
-                         r"filmmaker|footballer|quarterback|striker|pitcher|tennis\s+player|golfer|boxer|"
-                         r"astronaut|journalist|billionaire|tycoon|magnate|economist|physicist|philosopher)"
-                         r"(?:\s+(?:[A-Z][\w'’.-]*))?\s+\Z")
+# Offices held in public: whoever holds one is a public figure wherever the title stands before the name.
+OFFICES = (r"president|prime\s+minister|minister|senator|congress(?:wo)?man|governor|mayor|king|queen|prince|"
+           r"princess|emperor|empress|pope|chancellor|ambassador|general|admiral")
+# Callings that make someone public only in an article: in a short message a songwriter, a journalist or a
+# tennis player is as likely a colleague, a customer or a friend ("our songwriter Ana Lim", "the Border Force
+# detained tennis player Mele Tonga").
+CALLINGS = (r"rapper|singer|songwriter|actor|actress|comedian|novelist|author|poet|composer|painter|filmmaker|"
+            r"footballer|quarterback|striker|pitcher|tennis\s+player|golfer|boxer|astronaut|journalist|"
+            r"billionaire|tycoon|magnate|economist|physicist|philosopher")
+PUBLIC_ROLE = re.compile(rf"(?i)\b(?:{OFFICES}|{CALLINGS})(?:\s+(?:[A-Z][\w'’.-]*))?\s+\Z")
+OFFICE = re.compile(rf"(?i)\b(?:{OFFICES})(?:\s+(?:[A-Z][\w'’.-]*))?\s+\Z")
+# The fewest words a text needs for its context alone (a calling, a credit, an article's shape) to make a name
+# no list knows a public figure's; a shorter one is a message, and the name in it stays personal data.
+ARTICLE_MIN_WORDS = 30
 
 
 def _public_role(text: str, s: int, e: int) -> bool:
-    """A public office or calling right before the name, in a third-person sentence."""
-    if not PUBLIC_ROLE.search(text[max(0, s - 40):s]):
+    """A public office right before the name, or a public calling in an article-length text
+    (``ARTICLE_MIN_WORDS``), in a third-person sentence."""
+    before = text[max(0, s - 40):s]
+    if not (OFFICE.search(before) or PUBLIC_ROLE.search(before) and _article_length(text)):
         return False
     ends = [m.end() for m in SENTENCE_END.finditer(text)]
     sentence = text[max([i for i in ends if i <= s], default=0):min([i for i in ends if i >= e], default=len(text))]
@@ -860,12 +876,12 @@ def _encyclopedic(text: str, s: int, e: int, others) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _is_article(text: str, others: tuple) -> bool:
-    """Third-person prose about the world: at least 25 words in two or more sentences, at most one
+    """Third-person prose about the world: ``ARTICLE_MIN_WORDS`` words or more in two or more sentences, at most one
     first- or second-person word in 50 (``personal_words``), and at least two other named entities or
     years."""
     words = WORD.findall(text)
     sentences = len(SENTENCE_END.findall(text))
-    if len(words) < 25 or sentences < 2:
+    if len(words) < ARTICLE_MIN_WORDS or sentences < 2:
         return False
     if len(personal_words(text)) * 50 > len(words):
         return False
@@ -877,6 +893,10 @@ def _is_article(text: str, others: tuple) -> bool:
     # report of a village club is all scores) is one too.
     return len(words) >= ARTICLE_WORDS and not personal_words(text) and not PERSONAL_DATA.search(text) and \
         len(re.findall(r"\d+", text)) * 20 <= len(words)
+
+
+def _article_length(text: str) -> bool:
+    return len(WORD.findall(text)) >= ARTICLE_MIN_WORDS
 
 
 @functools.lru_cache(maxsize=256)
