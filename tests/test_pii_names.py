@@ -364,6 +364,7 @@ MISLABELLED = [
     ("Everyone shouted at Bolat: stop the car!", "Bolat", "GPE", "spoken to"),
     ("The 2009 film was directed by Tawhiri Ngata and shot in Otago.", "Tawhiri Ngata", "ORG", "credited"),
     ("Tamahou is from Kowhai Rail Cooperative and will call you back.", "Tamahou", None, "'of' an organisation"),
+    ("Siaosi is a very sympathetic person. They are also good listeners.", "Siaosi", "ORG", "verb only people do"),
 ]
 
 
@@ -399,6 +400,14 @@ def test_a_record_asking_for_general_knowledge_keeps_the_people_it_names():
     assert [f.message_index for f in scrubbed] == [0, 1]
 
 
+def test_a_request_in_the_writers_own_voice_is_no_knowledge_question():
+    """"I'd" in mid-sentence is the writer speaking (it was read as a capitalised word of a title), so the
+    request is personal and the person it names is scrubbed. Written for this test."""
+    text = "Please have the branch call back on 0496 46 46 70 I'd like to join accounts with ms. Sela Tupou"
+    found = scan_records([Record(id="r", messages=[{"role": "user", "content": text}])], PiiOptions(), workers=1)
+    assert "ms. Sela Tupou" in [text[f.start:f.end] for f in found]
+
+
 def test_a_bulleted_list_of_products_is_no_signature_and_a_code_is_no_name():
     bullets = "-Titleist Pro V1\n-Bridgestone Tour B X\n-Callaway Supersoft"
     assert find_person_names(bullets) == []
@@ -414,6 +423,27 @@ def test_a_public_office_before_a_name_makes_it_a_public_figure():
     private = "Our manager Rāwiri Waaka won a fifth term on the board."
     found = find_person_names(private, [_entity(private, "Rāwiri Waaka", "PERSON")])
     assert [n.public for n in found] == [False]
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Name:    Tevita A Fonua\nPhone:   0496 46 46 70", "Tevita A Fonua"),
+    ("Hi, my name is Losana T Vake and I need a new card.", "Losana T Vake"),
+])
+def test_a_middle_initial_without_a_full_stop_stays_inside_the_name(text, name):
+    """Written for this test: the capital letter is an initial, not the article "A", so the family name after it
+    is scrubbed too; "Hi Maria A quick question" keeps its words."""
+    [found] = find_pii([text], PiiOptions())
+    assert name in [text[s:e] for s, e, *_ in found]
+    casual = "Hi Maria A quick question about my order"
+    [found] = find_pii([casual], PiiOptions())
+    assert [casual[s:e] for s, e, t, *_ in found if t == "PERSON"] == ["Maria"]
+
+
+def test_the_last_name_of_a_list_after_and_is_taken_with_the_others():
+    """Written for this test: the item after "and" was read as "and Sione" (an ordinary word in it) and left in."""
+    text = "They had 4: Tevita, Mary, Losana and Sione."
+    found = find_person_names(text, [_entity(text, "Mary", "PERSON")])
+    assert [text[n.start:n.end] for n in found] == ["Tevita", "Mary", "Losana", "Sione"]
 
 
 def test_a_calling_or_a_credit_makes_a_name_public_only_in_an_article():

@@ -71,10 +71,14 @@ _RULES = (
     ("contact", r"\bfollow(?:s|ed|ing)?[\s-]+up\s+with\s+|\b(?:meet|meeting|met|check|checked|checking)\s+with\s+",
      r""),
 )
-# The subject of a verb phrase only people take ("Willemine Pas will be talking in the conference").
+# The subject of a verb phrase only people take ("Willemine Pas will be talking in the conference"), or said to be a
+# person ("Darren is a very sympathetic person").
 SUBJECT_OF = re.compile(r"(?i)[ \t]+(?:will|would|is|was|'ll|’ll)[ \t]+(?:be[ \t]+)?(?:talking|speaking|presenting|"
                         r"lecturing|performing|singing|joining\s+us|the\s+keynote\s+speaker|our\s+guest)\b"
-                        r"|[ \t]+(?:lives|lived|resides|resided)[ \t]+(?:at|on|in)\b")
+                        r"|[ \t]+(?:lives|lived|resides|resided)[ \t]+(?:at|on|in)\b"
+                        # "Darren is a very sympathetic person", "Mele was such a kind woman".
+                        r"|[ \t]+(?:is|was)[ \t]+(?:a|an|such[ \t]+a|such[ \t]+an)[ \t]+(?:[\w-]+[ \t]+){0,2}"
+                        r"(?:person|man|woman|guy|girl|boy|lady|gentleman|fellow|bloke)\b")
 # What follows a person's name when the words before it are a thing's ("the Christiansen novel"): a work
 # they made or gave ("a Ren Fujiwara concert", "the Amelja Chim version").
 WORK_AFTER = re.compile(r"(?i)[ \t]+(?:concerts?|novels?|books?|albums?|songs?|singles?|films?|movies?|plays?|"

@@ -72,8 +72,8 @@ TITLES = r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
 PARTICLES = frozenset("de la le da di du van von der den dos das del ter ten al el bin ben ibn mac mc st".split())
 # First- and second-person words; ``personal_words`` leaves out those that are not ("the US Open", "World War I").
-PERSONAL_WORDS = re.compile(r"\bI(?:'m|'ve|'d|'ll)?\b(?!\.|['’]s\b)|(?i:\b(?:i'm|im|my|mine|we|we're|our|ours|us|you|"
-                            r"you're|your|yours)\b)")
+PERSONAL_WORDS = re.compile(r"\bI(?:['’](?:m|ve|d|ll))?\b(?!\.|['’]s\b)|(?i:\b(?:i['’]m|im|my|mine|we|we['’]re|our|ours|us|you|"
+                            r"you['’]re|your|yours)\b)")
 NUMERAL_BEFORE = re.compile(r"[^\W\d_]*[A-Z][^\W\d_]* \Z")
 QUOTED = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”')
 # Chat words that end a lowercase name run ("hey its mike lol").
@@ -291,7 +291,11 @@ def _run_after(text: str, pos: int, kind: str) -> list[tuple[int, int, str]]:
             pos = re.compile(r"\.?[ \t]*").match(text, w.end()).end()
             continue
         is_lower = word[:1].islower()
-        if word.lower() in CHAT_WORDS or (not is_lower and _key(word).split("'")[0] in _stop_words()):
+        # A capital letter between name words is a middle initial, not the article or the pronoun: "Name: Martim A
+        # Pereira", "Tamara T Stanković"; "Hi Maria A quick question" and "Thanks Ana I will" go on in lowercase.
+        middle = bool(words) and not lower and len(word) == 1 and word.isupper() and \
+            re.compile(r"\.?[ \t]+[A-Z][^\W\d_]").match(text, w.end()) is not None
+        if word.lower() in CHAT_WORDS or (not is_lower and not middle and _key(word).split("'")[0] in _stop_words()):
             break
         if lower is None:
             lower = is_lower
@@ -631,12 +635,14 @@ LIST = re.compile(r"(?:[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?(?:,[ \t]*|
                   r"[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?")
 
 
-LIST_ITEM = re.compile(r"[^\W\d_][\w'’-]*(?:[ \t](?!and\b|or\b)[^\W\d_][\w'’-]*)?")
+# An item never starts with the conjunction: "Teresa and Jodi" is two items, not "Teresa" and "and Jodi".
+LIST_ITEM = re.compile(r"(?<![\w'’-])(?!(?:and|or)\b)[^\W\d_][\w'’-]*(?:[ \t](?!and\b|or\b)[^\W\d_][\w'’-]*)?")
 
 
 def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
     """Items of a list ("Efimiya, Mary, Ariana and Jodi") with an item already taken for a name: its
     uncommon one- or two-word items, when they and the names make up most of the list."""
+    lower_chat = is_lowercase_chat(text)
     out = []
     for m in LIST.finditer(text):
         items = [(i.start(), i.end()) for i in LIST_ITEM.finditer(m.group())]
@@ -645,8 +651,9 @@ def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
         named = [it for it in items if any(s <= it[0] and it[1] <= e or it[0] <= s < it[1] for s, e in found)]
         if not named:
             continue
+        # A lowercase item in a text with capitals is a word ("vanilla, oak and some tropical fruits").
         rest = [(a, b) for a, b in items if (a, b) not in named and all(
-            not is_common(w) or is_known_name(w) for w in WORD.findall(text[a:b]))]
+            (not is_common(w) or is_known_name(w)) and (w[:1].isupper() or lower_chat) for w in WORD.findall(text[a:b]))]
         if 2 * (len(named) + len(rest)) > len(items):
             out.extend(rest)
     return out
@@ -953,8 +960,8 @@ def personal_words(text: str) -> list[str]:
             if before and _key(before.group().strip()) not in _stop_words() and (
                     not _sentence_start(text, before.start()) or not is_common(before.group().strip())):
                 continue
-        elif word[:1].isupper() and not _sentence_start(text, m.start()):
-            continue
+        elif word[:1].isupper() and not word.startswith("I") and not _sentence_start(text, m.start()):
+            continue                                     # "I'd" and "I'm" are capitalised everywhere
         out.append(word)
     return out
 
