@@ -64,8 +64,9 @@ def public_figures_examples() -> str:
     rows = "\n".join(f"| {shown} | {'kept' if kept else 'scrubbed'} | scrubbed |"
                      for shown, _, kept in PUBLIC_FIGURE_CASES)
     return ("**Public figures and fictional characters**: a name in a third-person sentence of encyclopedic text "
-            "(a passage of two or more sentences naming other places, organisations or dates), after a public office "
-            "('Prime Minister …'), or in a record that asks for general knowledge in the third person ('Who is Jon Bon "
+            "(a passage of 30 words or more in two or more sentences naming other places, organisations or dates), "
+            "after a public office ('Prime Minister …'), after a public calling or a credit ('tennis player …', "
+            "'directed by …') in a passage of 30 words or more, or in a record that asks for general knowledge in the third person ('Who is Jon Bon "
             "Jovi?' and its answer) is kept or scrubbed as you choose, and so is a famous person's full name (a list "
             "of 11,000 people with Wikipedia biographies in 25 or more languages) in a third-person sentence of six "
             "words or more, in any text; a short message about a person, a name the conversation addresses or signs "
