@@ -365,6 +365,8 @@ MISLABELLED = [
     ("The 2009 film was directed by Tawhiri Ngata and shot in Otago.", "Tawhiri Ngata", "ORG", "credited"),
     ("Tamahou is from Kowhai Rail Cooperative and will call you back.", "Tamahou", None, "'of' an organisation"),
     ("Siaosi is a very sympathetic person. They are also good listeners.", "Siaosi", "ORG", "verb only people do"),
+    # A known name that is also a city: only people give someone their keys.
+    ("Austin had given me his keys before the trip.", "Austin", "GPE", "verb only people do"),
 ]
 
 

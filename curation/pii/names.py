@@ -440,8 +440,10 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
         if 0 < len(words) <= 4 and _believable(words, "field"):
             add(words[0][0], words[-1][1], "cue 'name' column (form field)", 0.85, "field")
     for words in _person_verb_runs(text):
+        # Only people shout or get married: a known name there is one, whatever else the NER engine says ("Zak
+        # shouted at Scott", "Scott had given Belle his address"); such a finding may still be a public figure.
         if (_believable(words, "verb") or open_evidence.ner_backed(words, "verb", entities)) and \
-                not _vetoed(others, words[0][0], words[-1][1], words, strict=False):
+                not _vetoed(others, words[0][0], words[-1][1], words, strict=False, names_survive=True):
             add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['verb']})", 0.75, "verb")
     for s, e in _known_name_pairs(text):
         add(s, e, "known names", 0.6)
@@ -814,12 +816,14 @@ def english_share(text: str) -> float:
     return sum(is_common(w) for w in words) / len(words) if words else 1.0
 
 
-def _vetoed(others, start: int, end: int, words, strict: bool = True) -> bool:
+def _vetoed(others, start: int, end: int, words, strict: bool = True, names_survive: bool = False) -> bool:
     """The NER engine called these words a place, organisation, language, date ... and nothing about
-    them says otherwise: every word is a common word, or (``strict``) it is one word and no given name."""
+    them says otherwise: every word is a common word (``names_survive``: and no known name), or (``strict``)
+    it is one word and no given name."""
     if not any(s < end and start < e for s, e, _ in others):
         return False
-    return all(is_common(w[2]) for w in words) or strict and len(words) == 1 and not _is_given_name(words[0][2])
+    plain = _plain_word if names_survive else is_common
+    return all(plain(w[2]) for w in words) or strict and len(words) == 1 and not _is_given_name(words[0][2])
 
 
 # Offices and callings that make a person public when they stand right before the name ("Prime Minister
