@@ -365,9 +365,18 @@ MISLABELLED = [
     ("The 2009 film was directed by Tawhiri Ngata and shot in Otago.", "Tawhiri Ngata", "ORG", "credited"),
     ("Tamahou is from Kowhai Rail Cooperative and will call you back.", "Tamahou", None, "'of' an organisation"),
     ("Siaosi is a very sympathetic person. They are also good listeners.", "Siaosi", "ORG", "verb only people do"),
+    ("Ilisapeci Vake, the pharmacist, said: \"I'm glad this was withdrawn.\"", "Ilisapeci Vake", "GPE",
+     "verb only people do"),
     # A known name that is also a city: only people give someone their keys.
     ("Austin had given me his keys before the trip.", "Austin", "GPE", "verb only people do"),
 ]
+
+
+def test_an_organisation_named_by_its_role_between_commas_is_no_speaker():
+    """Written for this test: "X, the pharmacist, said" names a person, "X, our supplier, said" an organisation
+    (the NER engine's PERSON label on two dictionary words is not enough on its own)."""
+    text = "Acme Rail, our supplier, said the parts are late."
+    assert find_person_names(text, [_entity(text, "Acme Rail", "PERSON")]) == []
 
 
 def test_a_dictionary_word_the_ner_engine_calls_a_person_is_one_from_an_organisation():

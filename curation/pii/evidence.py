@@ -76,6 +76,15 @@ _RULES = (
 SUBJECT_OF = re.compile(r"(?i)[ \t]+(?:will|would|is|was|'ll|’ll)[ \t]+(?:be[ \t]+)?(?:talking|speaking|presenting|"
                         r"lecturing|performing|singing|joining\s+us|the\s+keynote\s+speaker|our\s+guest)\b"
                         r"|[ \t]+(?:lives|lived|resides|resided)[ \t]+(?:at|on|in)\b"
+                        # "Islande Yau, the pharmacist, said": a speaker with their role between commas.
+                        # Organisations speak too ("Acme Rail, our supplier, said"): not after a word for one.
+                        r"|,[ \t]+(?:the|a|an|our|their|his|her)[ \t]+(?:[^\W\d_][\w-]*[ \t]+){0,2}"
+                        r"(?!(?:company|firm|supplier|manufacturer|maker|bank|group|agency|council|ministry|department|"
+                        r"government|airline|retailer|brand|start-?up|provider|vendor|club|team|charity|newspaper|paper|"
+                        r"channel|network|school|university|hospital|union|party|carrier|operator|store|shop|chain|"
+                        r"developer|publisher|studio|label|band|organi[sz]ation|association|authority|court|police|"
+                        r"service)s?,)[^\W\d_][\w-]*,"
+                        r"[ \t]+(?:said|says|told|tells|explained|explains|added|adds|wrote|writes|replied|replies)\b"
                         # "Darren is a very sympathetic person", "Mele was such a kind woman".
                         r"|[ \t]+(?:is|was)[ \t]+(?:a|an|such[ \t]+a|such[ \t]+an)[ \t]+(?:[\w-]+[ \t]+){0,2}"
                         r"(?:person|man|woman|guy|girl|boy|lady|gentleman|fellow|bloke)\b")
