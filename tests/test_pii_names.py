@@ -367,9 +367,17 @@ MISLABELLED = [
     ("Siaosi is a very sympathetic person. They are also good listeners.", "Siaosi", "ORG", "verb only people do"),
     ("Ilisapeci Vake, the pharmacist, said: \"I'm glad this was withdrawn.\"", "Ilisapeci Vake", "GPE",
      "verb only people do"),
+    ("Farzaneh is very reliable. You can always depend on him.", "Farzaneh", "GPE", "he, she, his or her"),
     # A known name that is also a city: only people give someone their keys.
     ("Austin had given me his keys before the trip.", "Austin", "GPE", "verb only people do"),
 ]
+
+
+def test_a_city_the_ner_engine_calls_a_place_stays_one_beside_a_pronoun():
+    """Written for this test: "Rotorua" is a GeoNames city, so "Rotorua is ..." with "she" nearby is not taken for a
+    person the way an unlisted name is."""
+    text = "Rotorua is lovely in winter. She grew up near the lake."
+    assert find_person_names(text, [_entity(text, "Rotorua", "GPE")]) == []
 
 
 def test_an_organisation_named_by_its_role_between_commas_is_no_speaker():

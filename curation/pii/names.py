@@ -589,12 +589,18 @@ GENDERED = re.compile(r"(?i)\b(?:he|she|him|her|his|hers|himself|herself)\b")
 RUN = re.compile(r"[^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*){0,2}")
 
 
+PRONOUN_SUBJECT_VERB = re.compile(r"[ \t]+(?:is|was|has|had|began|started|loved|liked|wanted|decided|studied|"
+                                  r"worked|joined|left|told|asked|said|always|never)\b(?![ \t]+(?:a|an|the)[ \t]+"
+                                  r"(?:city|town|village|province|region|state|country|county|district|island|river|"
+                                  r"lake|mountain|capital|municipality|port)\b)")
+
+
 def _pronoun_runs(text: str, found: dict, others=()) -> list[tuple[int, int]]:
     """Open-world evidence the NER engine may miss ("Petrova began writing as a teenager, publishing her first
     story", where the engine says GPE): one to three capitalised words (lowercase ones in all-lowercase chat),
     none of them an ordinary English word, not after "the", with he, she, his or her in the same sentence or
-    the next, in English text, neither a place to the NER engine nor after "in", "at", "from" ... ("in his garage
-    in Bellevue"). Their spelling is all the evidence there is about the words: no list is read."""
+    the next, in English text, neither a place to the NER engine (unless it opens the sentence before "is", "was",
+    "began" ... and is no city of the GeoNames list) nor after "in", "at", "from" ... ("in his garage in Bellevue"). Their spelling is all the evidence there is about the words: no list is read."""
     places = [(s, e) for s, e, label in others if label in ("GPE", "LOC", "FAC")]
     lower_chat = is_lowercase_chat(text)
     if english_share(text) < 0.5:
@@ -625,8 +631,12 @@ def _pronoun_runs(text: str, found: dict, others=()) -> list[tuple[int, int]]:
             if len(run) == 1 and is_common(run[0].group()):
                 continue
             before = text[max(a, w.start() - 8):w.start()].lower()
+            # The NER engine calls many unseen names places; the subject of a sentence ("Farzana is very reliable ...
+            # depend on him") that no list holds as a city and that is not said to be a town, region ... is a person.
+            subject = _sentence_start(text, run[0].start()) and PRONOUN_SUBJECT_VERB.match(text, run[-1].end()) and \
+                knowledge.name_key(text[run[0].start():run[-1].end()], honorifics=True) not in knowledge.place_names()
             if re.search(r"\b(?:the|in|at|from|to|near|into|across|outside|of)\s+\Z", before) or \
-                    any(s < run[-1].end() and run[0].start() < e for s, e in places) or \
+                    not subject and any(s < run[-1].end() and run[0].start() < e for s, e in places) or \
                     any(x.group().endswith(("'s", "’s")) and x is not run[-1] for x in run):
                 continue
             out.append((run[0].start(), run[-1].end()))
