@@ -368,6 +368,7 @@ MISLABELLED = [
     ("Ilisapeci Vake, the pharmacist, said: \"I'm glad this was withdrawn.\"", "Ilisapeci Vake", "GPE",
      "verb only people do"),
     ("Farzaneh is very reliable. You can always depend on him.", "Farzaneh", "GPE", "he, she, his or her"),
+    ("Have you been to a Tavita Liufau concert before?", "Tavita Liufau", "GPE", "credited"),
     # A known name that is also a city: only people give someone their keys.
     ("Austin had given me his keys before the trip.", "Austin", "GPE", "verb only people do"),
 ]
@@ -378,6 +379,14 @@ def test_a_city_the_ner_engine_calls_a_place_stays_one_beside_a_pronoun():
     person the way an unlisted name is."""
     text = "Rotorua is lovely in winter. She grew up near the lake."
     assert find_person_names(text, [_entity(text, "Rotorua", "GPE")]) == []
+
+
+def test_a_product_before_a_version_or_a_book_is_no_author():
+    """Written for this test: only a kind of work a person makes or gives ("a … concert", "the … novel") names one."""
+    texts = ["Is the Zentrix version out yet?", "I bought the Zentrix book for my course."]
+    assert [find_person_names(t, [_entity(t, "Zentrix", "ORG")]) for t in texts] == [[], []]
+    text = "Unlike the Zentrix novel, this one is short."
+    assert [text[n.start:n.end] for n in find_person_names(text, [_entity(text, "Zentrix", "ORG")])] == ["Zentrix"]
 
 
 def test_an_organisation_named_by_its_role_between_commas_is_no_speaker():

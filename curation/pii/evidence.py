@@ -93,6 +93,10 @@ SUBJECT_OF = re.compile(r"(?i)[ \t]+(?:will|would|is|was|'ll|’ll)[ \t]+(?:be[ 
 WORK_AFTER = re.compile(r"(?i)[ \t]+(?:concerts?|novels?|books?|albums?|songs?|singles?|films?|movies?|plays?|"
                         r"paintings?|poems?|biography|memoir|versions?|covers?|tours?|fans?|lectures?|interviews?|"
                         r"speech|quotes?|recordings?|gigs?|exhibitions?|retrospective)\b")
+# "the Christiansen novel", "a Yuna Okamoto concert": a name before a kind of work only a person makes or gives
+# (not "version", "book" or "film": "the Android version", "the Python book", "the Marvel film").
+MADE_BY_BEFORE = re.compile(r"\b(?:[Tt]he|[Aa]n?)[ \t]+(?=[A-Z])")
+MADE_BY = re.compile(r"(?i)[ \t]+(?:concerts?|novels?|memoirs?|biography|retrospective|gigs?|poems?|paintings?)\b")
 RULES = tuple((kind, re.compile(before, re.IGNORECASE | re.MULTILINE), re.compile(after, re.IGNORECASE))
               for kind, before, after in _RULES)
 ADDRESS_LABEL = re.compile(r"(?im)^[ \t>]*(?:billing|shipping|mailing|postal|delivery|home|invoice)\s+address"
@@ -190,6 +194,10 @@ def context_runs(text: str, entities) -> list[tuple[int, int, str, str]]:
         words = _words_before(text, m.start(), lower_chat)
         if words and _sentence_start(text, words[0][0]) or words and text[words[0][0] - 1:words[0][0]] in "(\"“":
             take(words, "verb", "subject of " + m.group().strip().lower())
+    for m in MADE_BY_BEFORE.finditer(text):
+        words = _run_after(text, m.end(), "title")
+        if words and MADE_BY.match(text, words[-1][1]):
+            take(words, "credit", m.group().strip() + " … " + MADE_BY.match(text, words[-1][1]).group().strip())
     for m in ADDRESS_LABEL.finditer(text):
         words = _run_after(text, m.end(), "block")
         line_end = re.compile(r"[ \t]*\n[^\n]*\d").match(text, words[-1][1]) if words else None
