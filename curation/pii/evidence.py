@@ -12,8 +12,11 @@ unseen name still went through (measured on names no part of the detector reads,
   beneficiary", "the assistant to Ha-eun Nham"), given a name ("She named him Tavita"), listed as the
   founders, children or guests of something ("our 3 founders: Masuda, Takaki and Lương"), addressed at
   the end of a sentence ("Don't go to town, Sekou!"), a speaker label after a sentence ("? User: Maha
-  Barone"), the name line after "Billing address:", and the name line that heads a contact card
-  (``context_runs``).
+  Barone"), the name line after "Billing address:", the name line that heads a contact card, the subject of
+  what only people are or do ("Darren is a very sympathetic person", "Islande Yau, the pharmacist, said"),
+  and a name before a kind of work only a person makes or gives ("a Yuna Okamoto concert") (``context_runs``);
+- the subject of "is from" or "works at" an organisation, one word too ("Tomomi is from Kowhai Rail";
+  ``affiliated_person``).
 
 Each rule needs the words to look like a name (``names._believable``: one of them is not an ordinary
 English word, or all are listed names) unless the NER engine also says PERSON; none reads a list of names.
