@@ -436,6 +436,19 @@ def test_a_request_in_the_writers_own_voice_is_no_knowledge_question():
     assert "ms. Sela Tupou" in [text[f.start:f.end] for f in found]
 
 
+def test_a_lowercase_title_with_its_full_stop_names_the_word_after_it():
+    """Written for this test: in all-lowercase chat "ms." or "mr." with its full stop vouches for the next word,
+    a dictionary word too; "dr." only for a word that is no ordinary one, and "ms. office" is Microsoft's."""
+    named = ["please correct the statement to ms. sela", "thanks mr. lotu see you friday"]
+    assert [[t[n.start:n.end] for n in find_person_names(t, [])] for t in named] == [["ms. sela"], ["mr. lotu"]]
+    words = ["ms. office keeps crashing", "i have a dr. appointment tomorrow"]
+    assert [find_person_names(t, []) for t in words] == [[], []]
+    # "i'd" in lowercase chat is the writer's voice too: no knowledge question, the name is scrubbed.
+    text = "please have the branch call back on 0496 46 46 70 i'd like to join accounts with ms. sela"
+    found = scan_records([Record(id="r", messages=[{"role": "user", "content": text}])], PiiOptions(), workers=1)
+    assert "ms. sela" in [text[f.start:f.end] for f in found]
+
+
 def test_a_bulleted_list_of_products_is_no_signature_and_a_code_is_no_name():
     bullets = "-Titleist Pro V1\n-Bridgestone Tour B X\n-Callaway Supersoft"
     assert find_person_names(bullets) == []

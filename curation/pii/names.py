@@ -72,7 +72,7 @@ TITLES = r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
 PARTICLES = frozenset("de la le da di du van von der den dos das del ter ten al el bin ben ibn mac mc st".split())
 # First- and second-person words; ``personal_words`` leaves out those that are not ("the US Open", "World War I").
-PERSONAL_WORDS = re.compile(r"\bI(?:['’](?:m|ve|d|ll))?\b(?!\.|['’]s\b)|(?i:\b(?:i['’]m|im|my|mine|we|we['’]re|our|ours|us|you|"
+PERSONAL_WORDS = re.compile(r"\bI(?:['’](?:m|ve|d|ll))?\b(?!\.|['’]s\b)|(?i:\b(?:i['’](?:m|d|ve|ll)|im|my|mine|we|we['’]re|our|ours|us|you|"
                             r"you['’]re|your|yours)\b)")
 NUMERAL_BEFORE = re.compile(r"[^\W\d_]*[A-Z][^\W\d_]* \Z")
 QUOTED = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”')
@@ -320,6 +320,34 @@ def _run_after(text: str, pos: int, kind: str) -> list[tuple[int, int, str]]:
     return words
 
 
+LOWERCASE_TITLE = re.compile(r"(?:mr|mrs|ms|mx|dr|prof)\.")
+# "ms." is Microsoft too ("ms. office keeps crashing").
+MS_PRODUCT = re.compile(r"[ \t]*(?:office|word|excel|teams|outlook|access|edge|paint|project|windows|dos|sql|"
+                        r"azure|onedrive|sharepoint|powerpoint|visio|dynamics|exchange|store)\b")
+
+
+def _lowercase_title_run(text: str, m: re.Match) -> list[tuple[int, int, str]]:
+    """In all-lowercase chat, the name after "ms." or "mr." with its full stop ("correct it to ms. davit khmer"):
+    the first word that is no function word, and a second one only when it is no ordinary word or a listed
+    name (not "flew"). After "dr." or "prof." ("a dr. appointment") the first word must be no ordinary word or a
+    listed name too."""
+    title = m.group().strip()
+    if not LOWERCASE_TITLE.fullmatch(title) or title == "ms." and MS_PRODUCT.match(text, m.end()):
+        return []
+    words: list[tuple[int, int, str]] = []
+    pos = re.compile(r"[ \t]*").match(text, m.end()).end()
+    for w in WORD.finditer(text, pos):
+        plain = is_common(w.group()) and not is_known_name(w.group())
+        if w.start() != pos or _key(w.group()) in _stop_words() or len(w.group()) < 2 or \
+                plain and (words or title in ("dr.", "prof.")):
+            break
+        words.append((w.start(), w.end(), w.group()))
+        if len(words) == 2 or text[w.end():w.end() + 1] != " ":
+            break
+        pos = w.end() + 1
+    return words
+
+
 def _lowercase_name_word(text: str, w: re.Match, kind: str) -> bool:
     """A lowercase word after a cue is a name when it is not a common word, or when it is a known given
     name that is not followed by more ordinary words ("hey its mike lol", not "its may be")."""
@@ -377,7 +405,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
         found[(start, end)] = {"evidence": [evidence], "score": score, "cues": {cue} if cue else set()}
 
     # In all-lowercase chat the truecased text shows which words beside an NER name are name-shaped.
-    shaped = truecase(text) if is_lowercase_chat(text) else text
+    lowercase = is_lowercase_chat(text)
+    shaped = truecase(text) if lowercase else text
     for s, e, label, score in entities:
         if label in PERSON_LABELS:
             span = _clean_ner_span(text, s, e)
@@ -395,10 +424,13 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             continue
         for m in matches:
             words = _run_after(text, m.end(), kind)
+            lower_title = kind == "title" and not words and lowercase
+            if lower_title:
+                words = _lowercase_title_run(text, m)
             if kind in LINE_END_KINDS and words and not _line_ends(text, words[-1][1]):
                 continue
-            if not _believable(words, kind) and not open_evidence.ner_backed(words, kind, entities) and \
-                    not open_evidence.named_outright(words, kind):
+            if not (lower_title and words) and not _believable(words, kind) and \
+                    not open_evidence.ner_backed(words, kind, entities) and not open_evidence.named_outright(words, kind):
                 continue
             start, end = words[0][0], open_evidence.short_family_name(text, words[-1][1])
             if end != words[-1][1]:                        # "Ms. Hye-jin So": the family name is a word of it
