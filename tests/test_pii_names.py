@@ -382,7 +382,8 @@ def test_a_city_the_ner_engine_calls_a_place_stays_one_beside_a_pronoun():
 
 
 def test_a_product_before_a_version_or_a_book_is_no_author():
-    """Written for this test: only a kind of work a person makes or gives ("a … concert", "the … novel") names one."""
+    """Written for this test: only a kind of work a person makes or gives ("a … concert", "the … novel") names
+    one."""
     texts = ["Is the Zentrix version out yet?", "I bought the Zentrix book for my course."]
     assert [find_person_names(t, [_entity(t, "Zentrix", "ORG")]) for t in texts] == [[], []]
     text = "Unlike the Zentrix novel, this one is short."
@@ -397,8 +398,8 @@ def test_an_organisation_named_by_its_role_between_commas_is_no_speaker():
 
 
 def test_a_dictionary_word_the_ner_engine_calls_a_person_is_one_from_an_organisation():
-    """"Davit" (an Armenian given name) is a crane in the lexicon; said to be from an organisation, with the NER engine's PERSON label
-    too, it is someone's name. A product is not "from" its maker in this sense, and a lone PERSON label on a
+    """"Davit" (an Armenian given name) is a crane in the lexicon; said to be from an organisation, with the NER
+    engine's PERSON label too, it is someone's name. A product is not "from" its maker in this sense, and a lone PERSON label on a
     dictionary word is not enough. Sentences written for this test."""
     text = "Davit is from Kowhai Rail Cooperative and will call you back."
     entities = [_entity(text, "Davit", "PERSON"), _entity(text, "Kowhai Rail Cooperative", "ORG")]

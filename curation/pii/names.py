@@ -28,7 +28,8 @@ Bezos founded Amazon in 1994" in an article about Amazon. So are the people on a
 third-person text of 30 words or more ("the latest novel by Eric Flint and David Carrico"), and those
 after a public office ("President", "Senator") or, in a text of 30 words or more, a public calling
 ("songwriter", "tennis player"). A lone sentence is never enough: a short message about a person is more
-likely about a private one ("Zoolander is a film directed by Aino Tamm" names her, unless the list knows her). ``PiiOptions.public_figures``
+likely about a private one ("Zoolander is a film directed by Aino Tamm" names her, unless the list knows her).
+``PiiOptions.public_figures``
 decides whether such a finding is kept in the text ("keep", the default) or scrubbed. A famous person's
 full name (``curation.pii.knowledge``: Pantheon's list) with no personal cue is public in any text, a news
 post too ("Taylor Swift played for three hours"); "my name is Taylor Swift" stays personal.
@@ -72,8 +73,8 @@ TITLES = r"(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Srta
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?(?:-[^\W\d_]+)*")
 PARTICLES = frozenset("de la le da di du van von der den dos das del ter ten al el bin ben ibn mac mc st".split())
 # First- and second-person words; ``personal_words`` leaves out those that are not ("the US Open", "World War I").
-PERSONAL_WORDS = re.compile(r"\bI(?:['’](?:m|ve|d|ll))?\b(?!\.|['’]s\b)|(?i:\b(?:i['’](?:m|d|ve|ll)|im|my|mine|we|we['’]re|our|ours|us|you|"
-                            r"you['’]re|your|yours)\b)")
+PERSONAL_WORDS = re.compile(r"\bI(?:['’](?:m|ve|d|ll))?\b(?!\.|['’]s\b)|(?i:\b(?:i['’](?:m|d|ve|ll)|im|my|mine|we|"
+                            r"we['’]re|our|ours|us|you|you['’]re|your|yours)\b)")
 NUMERAL_BEFORE = re.compile(r"[^\W\d_]*[A-Z][^\W\d_]* \Z")
 QUOTED = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”')
 # Chat words that end a lowercase name run ("hey its mike lol").
@@ -430,7 +431,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             if kind in LINE_END_KINDS and words and not _line_ends(text, words[-1][1]):
                 continue
             if not (lower_title and words) and not _believable(words, kind) and \
-                    not open_evidence.ner_backed(words, kind, entities) and not open_evidence.named_outright(words, kind):
+                    not open_evidence.ner_backed(words, kind, entities) and \
+                    not open_evidence.named_outright(words, kind):
                 continue
             start, end = words[0][0], open_evidence.short_family_name(text, words[-1][1])
             if end != words[-1][1]:                        # "Ms. Hye-jin So": the family name is a word of it
@@ -632,7 +634,8 @@ def _pronoun_runs(text: str, found: dict, others=()) -> list[tuple[int, int]]:
     story", where the engine says GPE): one to three capitalised words (lowercase ones in all-lowercase chat),
     none of them an ordinary English word, not after "the", with he, she, his or her in the same sentence or
     the next, in English text, neither a place to the NER engine (unless it opens the sentence before "is", "was",
-    "began" ... and is no city of the GeoNames list) nor after "in", "at", "from" ... ("in his garage in Bellevue"). Their spelling is all the evidence there is about the words: no list is read."""
+    "began" ... and is no city of the GeoNames list) nor after "in", "at", "from" ... ("in his garage in Bellevue").
+    Their spelling is all the evidence there is about the words: no list is read."""
     places = [(s, e) for s, e, label in others if label in ("GPE", "LOC", "FAC")]
     lower_chat = is_lowercase_chat(text)
     if english_share(text) < 0.5:
@@ -697,7 +700,8 @@ def _listed_with(text: str, found: dict) -> list[tuple[int, int]]:
             continue
         # A lowercase item in a text with capitals is a word ("vanilla, oak and some tropical fruits").
         rest = [(a, b) for a, b in items if (a, b) not in named and all(
-            (not is_common(w) or is_known_name(w)) and (w[:1].isupper() or lower_chat) for w in WORD.findall(text[a:b]))]
+            (not is_common(w) or is_known_name(w)) and (w[:1].isupper() or lower_chat)
+            for w in WORD.findall(text[a:b]))]
         if 2 * (len(named) + len(rest)) > len(items):
             out.extend(rest)
     return out
