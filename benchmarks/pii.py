@@ -30,9 +30,9 @@ The messages come from five parts (``--only a,b,...``); the data lies in ``share
     precision is also shown for C4's pages alone and Wikipedia's passages alone, and for even- and odd-numbered
     pages (the detector's prose rules were written from even ones only).
 
-The detector reads a list of famous people (curation/pii/data/famous_people.txt, Pantheon 1.0's names, taken
-from Wikipedia biographies) and a list of cities (GeoNames). The benchmark's data comes from other sources, but
-Wikipedia's passages in (f) and the Wikipedia contexts of Dolly's records name the same kind of people the list
+The detector reads a list of famous people (curation/pii/data/famous_people.txt, Pantheon 1.0's and 2020's
+names, taken from Wikipedia biographies) and a list of cities (GeoNames). The benchmark's data comes from other
+sources, but Wikipedia's passages in (f) and the Wikipedia contexts of Dolly's records name the same kind of people the list
 holds, which may flatter their precision; C4's web pages (news, blogs, shops, club reports) do not, so the C4-only
 row is the figure to read.
 

@@ -32,6 +32,17 @@ def test_a_famous_name_in_a_news_sentence_is_kept_under_keep_and_scrubbed_under_
     assert _people([NEWS], public_figures="scrub") == [["Taylor Swift"]]
 
 
+def test_the_list_holds_people_famous_since_pantheon_1_and_only_their_full_names():
+    # Pantheon 1.0 (2013) predates them; Pantheon 2020's list holds them. One sentence of news, no article.
+    text = "Investors cheered when Marissa Mayer took over the struggling company in the summer."
+    assert {"marissa mayer", "jamal khashoggi", "theresa may"} <= knowledge.famous_people()
+    assert _people([text]) == [[]]
+    assert _people([text], public_figures="scrub") == [["Marissa Mayer"]]
+    # Pantheon 2020's one-word names are not taken: a given name held out of the detector's list could be one.
+    assert "justina" not in knowledge.famous_people()
+    assert _people(["Hi, this is Marissa Mayer, my parcel is late."]) == [["Marissa Mayer"]]
+
+
 def test_a_famous_name_introduced_by_a_personal_cue_is_personal_data():
     texts = ["Hi, my name is Taylor Swift and my order never arrived.",
              "Thanks for your help!\nCheers,\nTaylor Swift"]

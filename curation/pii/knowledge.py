@@ -4,10 +4,12 @@ Two lists ship inside the package (``curation/pii/data/``; sources, licences and
 its README.md), read on first use and cached:
 
 - famous people: the names of the Pantheon 1.0 dataset (11,341 people with a biography in 25 or more
-  Wikipedia languages). A name on it, found without a personal cue, is a public figure's: "Taylor Swift
-  played two nights" is kept under ``public_figures=keep`` even in a blog post, while "my name is Taylor
-  Swift" stays personal data (the cue decides, not the list). Only full names of two words or more count,
-  or a one-word name the list holds alone ("Aristotle") that is not also a given name, in third-person text.
+  Wikipedia languages) and the full names of Pantheon 2020 (68,650 people in 15 or more, born up to about
+  1980: "Theresa May", "Jamal Khashoggi", whom 1.0 predates). A name on it, found without a personal cue, is a
+  public figure's: "Taylor Swift played two nights" is kept under ``public_figures=keep`` even in a blog post,
+  while "my name is Taylor Swift" stays personal data (the cue decides, not the list). Only full names of two
+  words or more count, or a one-word name the list holds alone ("Aristotle") that is not also a given name,
+  in third-person text.
 - places: the names of GeoNames' cities of 15,000 people or more. A span that is a place's name is no
   person when the only evidence for one is weak (the NER label alone, a list, a pronoun nearby) and the
   place stands where places do ("in Leipzig", "near Austin") or is named by two words or more that are not
