@@ -358,7 +358,7 @@ MISLABELLED = [
     ("Kaviya is very reliable. You can always depend on her.", "Kaviya", "ORG", "he, she, his or her"),
     ("My great great grandfather was called Thirumalai Venkatesan.", "Thirumalai Venkatesan", "ORG",
      "relative or contact"),
-    ("We still need Ikenna's phone number before Friday.", "Ikenna", "NORP", "address, phone or family"),
+    ("We still need Ikenna's phone number before Friday.", "Ikenna", "NORP", "address, phone or account"),
     ("Gulnara Abenova of Kowhai Rail Cooperative is the treasurer this year.", "Gulnara Abenova", None,
      "'of' an organisation"),
     ("Everyone shouted at Bolat: stop the car!", "Bolat", "GPE", "spoken to"),

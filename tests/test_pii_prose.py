@@ -66,6 +66,38 @@ def test_an_expository_article_without_dates_keeps_its_public_figures():
     assert "Tomasz Wierzbicki" in _people([personal])[0]
 
 
+def test_age_near_a_name_is_personal_only_as_someones_age():
+    history = ("The law changed in 1885 after a long campaign in London and Manchester. Reformers such as Tobias "
+               "Wrenfield argued that the age of consent should rise, and Parliament raised it to sixteen that year.")
+    own_age = history.replace("argued that the age of consent should rise", "gave their age as 34 in the petition")
+    assert _people([history, own_age]) == [[], ["Tobias Wrenfield"]]
+    assert _people([history], "scrub") == [["Tobias Wrenfield"]]
+    assert names.PERSONAL_DATA.search("Name: Ines Barros, Age: 34") and names.PERSONAL_DATA.search("aged 71")
+    assert not names.PERSONAL_DATA.search("at an earlier age, in the Middle Ages")
+
+
+def test_a_family_in_a_biography_is_no_personal_cue_but_a_phone_number_is():
+    bio = ("Born in 1802 in a village near Lyon, the engraver trained in Paris before settling in Geneva. Odile "
+           "Carrasquer's father ran a print shop there, and her prints of the lake sold across Switzerland and France "
+           "for decades.")
+    phone = bio.replace("father ran a print shop there", "phone number was listed in every directory")
+    chat = "Odile Carrasquer's father called again about the late delivery, can someone ring him back?"
+    assert _people([bio, phone, chat]) == [[], ["Odile Carrasquer"], ["Odile Carrasquer"]]
+    assert _people([bio], "scrub") == [["Odile Carrasquer"]]
+
+
+def test_a_lone_word_only_the_ner_engine_calls_a_person_in_published_prose_is_a_public_figure():
+    # A drug, a militia, a brand or a minister's surname: the small engine calls each a person.
+    # One sentence with hardly a date or a place: no encyclopedic article, only the lone-word rule keeps it.
+    news = ("Shares in the drug maker rose sharply after regulators approved its new antibiotic for hospital use, and "
+            "analysts expect Vorlantix to reach pharmacies within months, although supply of the raw material remains "
+            "tight and prices may rise.")
+    personal = news.replace("analysts expect Vorlantix", "I told Vorlantix")
+    short = "Analysts expect Vorlantix to reach pharmacies by spring."
+    assert _people([news, personal, short]) == [[], ["Vorlantix"], ["Vorlantix"]]
+    assert _people([news], "scrub") == [["Vorlantix"]]
+
+
 def test_credited_authors_of_published_works_are_public_figures_in_third_person_text():
     third = ("The Span of Empire, the latest novel by Kerryn Offord and Davi Carrico, came out in the spring and sold "
              "well. Its sequel follows the same crew through the next decade of the war and is due next year.")

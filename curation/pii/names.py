@@ -81,7 +81,9 @@ QUOTED = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”')
 CHAT_WORDS = frozenset("lol lmao rofl omg pls plz thx ty btw asap ok okay idk tbh imo imho brb fyi np yep nope "
                        "ya yeah hey hi".split())
 # Words that make a sentence about a person's own data (address, account, health ...), never encyclopedic.
-PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|card|password|age|contact|ssn|salary|diagnos\w*|patient|"
+# "Age" only as someone's ("her age", "age: 34", "aged 71"): "the age of consent" and "an earlier age" are no one's.
+PERSONAL_DATA = re.compile(r"(?i)\b(?:address|phone|e-?mail|card|password|(?:my|your|his|her|their|our)\s+age|"
+                           r"age\s*(?:[:=]|of|is|was)?\s*\d+|aged\s+\d+|contact|ssn|salary|diagnos\w*|patient|"
                            r"beneficiary|guardian|customer|client|refund|ticket|invoice|complaint|booking|"
                            r"reservation)\b")
 # How a request for general knowledge opens ("Who is Jon Bon Jovi", "Tell me when Silvio Berlusconi was born",
@@ -150,14 +152,15 @@ CUE_LABEL = {"strong": "introduced", "field": "form field", "cc": "cc/attn", "in
              "contact": "named as a contact", "here": "'… here'", "vocative": "addressed",
              "speaker": "speaker label", "block": "name line of an address block", "list": "listed with names",
              "verb": "subject or speaker of a verb only people do", "kin": "named as a relative or contact",
-             "credit": "credited for a published work", "spoken": "spoken to or looked at", "affiliation": "a name-like word 'of' an organisation", "owner": "whose address, phone or family it is",
+             "credit": "credited for a published work", "spoken": "spoken to or looked at", "affiliation": "a name-like word 'of' an organisation", "owner": "whose address, phone or account it is",
+             "family": "whose family it is",
              "pronoun": "a name-like word with he, she, his or her beside it"} | open_evidence.LABELS
 HERE = re.compile(r"(?im)(?:^|[.!?]\s+|^\W+|\b(?:hi|hey|hello)\W+)(?P<name>(?:[^\W\d_]+[ \t]+){0,2}[^\W\d_]+)"
                   r"[ \t]+here\b[ \t]*(?:[,!.:;)-]|\n|$|from\b|with\b|again\b)")
 # Cues that say the text is about a private person (addressed, signing, introduced, in a form); a title
 # or a list of names does not: "Dr. Bill Harbaugh, a University of Oregon economist" is published prose.
 PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb", "pronoun", "credit", "spoken", "affiliation",
-                                         "members", "aide"}
+                                         "members", "aide", "family"}
 LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", "dash", "cc", "here", "vocative",
                              "speaker", "block", "kin", "credit", "spoken"}) | open_evidence.LOWERCASE
 # Cues after which a run must end the line (or the text) to be a signature.
@@ -487,7 +490,10 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
         while words and (_plain_word(words[0][2]) or not lower_chat and not words[0][2][:1].isupper()):
             words.pop(0)
         if words and _believable(words, "owner") and not _vetoed(others, words[0][0], words[-1][1], words, strict=False):
-            add(words[0][0], words[-1][1], f"cue ({CUE_LABEL['owner']})", 0.75, "owner")
+            # Someone's own data is personal anywhere; a family or a funeral is also a biography's ("Hector's
+            # father Priam"), so in an article its name may be a public figure's.
+            kind = "owner" if m.group("data") else "family"
+            add(words[0][0], words[-1][1], f"cue ({CUE_LABEL[kind]})", 0.75, kind)
     for s, e in _affiliated_runs(text, entities):
         add(s, e, f"cue ({CUE_LABEL['affiliation']})", 0.6, "affiliation")
     for s, e in _pronoun_runs(text, found, others):
@@ -517,7 +523,8 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             _published_sentence(text, s, e)
         kept.append((s, e, item, personal, famous, not personal and (
             famous or _encyclopedic(text, s, e, others) or _public_role(text, s, e) or _in_citation(text, s) or
-            "credit" in item["cues"] and is_third_person(text) and _article_length(text))))
+            "credit" in item["cues"] and is_third_person(text) and _article_length(text) or
+            _lone_unknown_word(text, s, e, item))))
     # One name in one article is one person: a mention outside a third-person sentence ("Agassi said: 'I
     # ...'") is as public as the others, unless some mention of the name is personal (addressed, signing).
     public_words = set().union(*(_mention_words(text, s, e) for s, e, _, _, _, public in kept if public))
@@ -531,6 +538,24 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
             evidence += FAMOUS_NOTE if famous else PUBLIC_NOTE
         out.append(PersonName(s, e, round(item["score"], 3), evidence, public))
     return _add_repeats(text, out)
+
+
+def _lone_unknown_word(text: str, s: int, e: int, item: dict) -> bool:
+    """One word that only the NER engine calls a person (no cue, on no name list), in a third-person sentence of a
+    third-person text of ``ARTICLE_MIN_WORDS`` words or more: published prose about the world, where such a word
+    names a public figure ("Mnuchin") or, as often, a thing the small engine takes for one ("Isil", "Dalvance",
+    "Jansport"); treated as a public figure, it is kept under ``public_figures=keep`` and scrubbed under ``scrub``."""
+    words = WORD.findall(text, s, e)
+    if item["cues"] or len(words) != 1 or not all(ev.startswith("NER ") for ev in item["evidence"]):
+        return False
+    word = re.sub(r"['’]s?\Z", "", words[0])
+    if is_known_name(word) or not _article_length(text) or not is_third_person(text):
+        return False
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    start = max([i for i in ends if i <= s], default=0)
+    stop = min([i for i in ends if i >= e], default=len(text))
+    return not personal_words(text[start:stop]) and not PERSONAL_DATA.search(text, max(start, s - 40),
+                                                                             min(stop, e + 40))
 
 
 def _published_sentence(text: str, s: int, e: int) -> bool:
@@ -593,8 +618,8 @@ def _thing_context(text: str, s: int, e: int) -> bool:
 
 # "Hinata's address", "Ginevra Ferri's killers": a possessive before someone's own data or family.
 OWNER = re.compile(r"(?i)(?<![\w'’])((?:[^\W\d_][\w-]*[ \t]){0,2}[^\W\d_][\w-]*)['’]s[ \t]+(?:(?:new|old|home|work|"
-                   r"current|mobile|cell)[ \t]+)?(?:address|phone|number|e-?mail|account|kids?|sons?|daughters?|wife|"
-                   r"husband|children|mother|father|mom|mum|dad|parents|family|birthday|killers?|murder|funeral|"
+                   r"current|mobile|cell)[ \t]+)?(?:(?P<data>address|phone|number|e-?mail|account|birthday)|kids?|sons?|"
+                   r"daughters?|wife|husband|children|mother|father|mom|mum|dad|parents|family|killers?|murder|funeral|"
                    r"boyfriend|girlfriend|fianc[eé]e?)\b")
 def _affiliated_runs(text: str, entities) -> list[tuple[int, int]]:
     """One to three capitalised words, none an ordinary English word, right before "of" (or "from", "is from",
