@@ -150,8 +150,8 @@ def build_rate_app(ws):
 
 def page_head() -> str:
     """Keyboard shortcuts and overlays the tabs ask for in the page head."""
-    from ui.kit import static_head
-    return static_head("review")
+    from ui.kit import static_css, static_head
+    return static_head("review") + "\n" + static_css("pii")
 
 
 def create_server(ws, *, rater_only: bool = False, serving=None, host: str = "127.0.0.1"):

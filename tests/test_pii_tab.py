@@ -176,3 +176,12 @@ def test_the_public_figures_examples_say_what_the_detector_does():
     assert all(find_pii(texts, PiiOptions(public_figures="scrub")))
     assert "| a message: “Marie Curie discovered polonium.” | scrubbed | scrubbed |" in shown
     assert "| “Thanks, Marie!” | scrubbed | scrubbed |" in shown and "| kept | scrubbed |" in shown
+
+
+def test_the_page_head_keeps_the_examples_table_words_whole():
+    # "kept" and "scrubbed" broke mid-word ("kee p") when the table shared its row with the setting.
+    import app
+
+    head = app.page_head()
+    assert "#pii-public-figures" in head and "white-space: nowrap" in head
+    assert "about 70,000 people" in pii.public_figures_examples()

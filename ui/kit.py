@@ -327,6 +327,11 @@ def static_js(name: str) -> str:
     return (STATIC / f"{name}.js").read_text(encoding="utf-8")
 
 
+def static_css(name: str) -> str:
+    """The stylesheet ``ui/static/<name>.css`` as a ``<style>`` block for ``gr.Blocks(head=...)``."""
+    return f"<style>\n{(STATIC / f'{name}.css').read_text(encoding='utf-8')}</style>"
+
+
 def static_head(*names: str) -> str:
     """The page-head HTML for ``gr.Blocks(head=...)``: each name's ``.css`` (if there is one) and ``.js``."""
     parts = []

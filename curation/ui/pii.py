@@ -66,11 +66,14 @@ def public_figures_examples() -> str:
     return ("**Public figures and fictional characters**: a name in a third-person sentence of encyclopedic text "
             "(a passage of 30 words or more in two or more sentences naming other places, organisations or dates), "
             "after a public office ('Prime Minister …'), after a public calling or a credit ('tennis player …', "
-            "'directed by …') in a passage of 30 words or more, or in a record that asks for general knowledge in the third person ('Who is Jon Bon "
-            "Jovi?' and its answer) is kept or scrubbed as you choose, and so is a famous person's full name (a list "
-            "of 11,000 people with Wikipedia biographies in 25 or more languages) in a third-person sentence of six "
-            "words or more, in any text; a short message about a person, a name the conversation addresses or signs "
-            "with, or one beside a personal cue ('my name is …') is always scrubbed, famous or not."
+            "'directed by …') in a passage of 30 words or more, or in a record that asks for general knowledge in "
+            "the third person ('Who is Jon Bon Jovi?' and its answer) is kept or scrubbed as you choose. So is a "
+            "famous person's full name (a list of about 70,000 people with Wikipedia biographies in 15 or more languages) "
+            "in a third-person sentence of six words or more, in any text, and a single word that only the language "
+            "model takes for a name, on no list of names, in a third-person passage of 30 words or more (often a "
+            "brand, a drug or a group rather than a person). A short message about a person, a name the "
+            "conversation addresses or signs with, or one beside a personal cue ('my name is …') is always "
+            "scrubbed, famous or not."
             "\n\n| text | keep | scrub |\n|---|---|---|\n" + rows)
 
 
@@ -290,7 +293,7 @@ def layout(ws) -> PiiWidgets:
             w.engine_md = gr.Markdown(engine_line(ws), elem_id="pii-engine-line")
             with gr.Row():
                 form("public_figures")
-                gr.Markdown(public_figures_examples())
+                gr.Markdown(public_figures_examples(), elem_id="pii-public-figures", scale=2)
             with gr.Row():
                 form("dates")
                 gr.Markdown(DATES_EXPLAINED)
