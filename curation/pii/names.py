@@ -551,11 +551,21 @@ def _lone_unknown_word(text: str, s: int, e: int, item: dict) -> bool:
     word = re.sub(r"['’]s?\Z", "", words[0])
     if is_known_name(word) or not _article_length(text) or not is_third_person(text):
         return False
+    return _third_person_sentence(text, s, e)
+
+
+def _sentence_bounds(text: str, s: int, e: int) -> tuple[int, int]:
+    """Where the sentence that holds ``text[s:e]`` starts and stops (``SENTENCE_END``)."""
     ends = [m.end() for m in SENTENCE_END.finditer(text)]
-    start = max([i for i in ends if i <= s], default=0)
-    stop = min([i for i in ends if i >= e], default=len(text))
-    return not personal_words(text[start:stop]) and not PERSONAL_DATA.search(text, max(start, s - 40),
-                                                                             min(stop, e + 40))
+    return max([i for i in ends if i <= s], default=0), min([i for i in ends if i >= e], default=len(text))
+
+
+def _third_person_sentence(text: str, s: int, e: int) -> bool:
+    """No first- or second-person word in the sentence of ``text[s:e]``, and no word about someone's own data
+    near it (40 characters either side, inside the sentence: an article says "the age of consent" too)."""
+    start, stop = _sentence_bounds(text, s, e)
+    return not personal_words(text[start:stop]) and \
+        not PERSONAL_DATA.search(text, max(start, s - 40), min(stop, e + 40))
 
 
 def _published_sentence(text: str, s: int, e: int) -> bool:
@@ -564,8 +574,7 @@ def _published_sentence(text: str, s: int, e: int) -> bool:
     answers a customer of that name; "Ask Jennifer Lopez or support@acme.com" names a contact)."""
     if is_lowercase_chat(text) or not is_third_person(text):
         return False
-    ends = [m.end() for m in SENTENCE_END.finditer(text)]
-    sentence = text[max([i for i in ends if i <= s], default=0):min([i for i in ends if i >= e], default=len(text))]
+    sentence = text[slice(*_sentence_bounds(text, s, e))]
     return len(WORD.findall(sentence)) >= 6 and not CONTACT_SENTENCE.search(sentence)
 
 
@@ -921,8 +930,7 @@ def _public_role(text: str, s: int, e: int) -> bool:
     before = text[max(0, s - 40):s]
     if not (OFFICE.search(before) or PUBLIC_ROLE.search(before) and _article_length(text)):
         return False
-    ends = [m.end() for m in SENTENCE_END.finditer(text)]
-    sentence = text[max([i for i in ends if i <= s], default=0):min([i for i in ends if i >= e], default=len(text))]
+    sentence = text[slice(*_sentence_bounds(text, s, e))]
     return not personal_words(sentence) and not PERSONAL_DATA.search(sentence)
 
 
@@ -946,14 +954,7 @@ def _in_citation(text: str, s: int) -> bool:
 def _encyclopedic(text: str, s: int, e: int, others) -> bool:
     """A third-person sentence (no first- or second-person word) in an article about the world
     (see ``_is_article``)."""
-    ends = [m.end() for m in SENTENCE_END.finditer(text)]
-    sentence_start = max([i for i in ends if i <= s], default=0)
-    stop = min([i for i in ends if i >= e], default=len(text))
-    sentence = text[sentence_start:stop]
-    # A word about someone's own data counts near the name only: an article says "the age of consent" too.
-    if personal_words(sentence) or PERSONAL_DATA.search(text, max(sentence_start, s - 40), min(stop, e + 40)):
-        return False
-    return _is_article(text, tuple(others))
+    return _third_person_sentence(text, s, e) and _is_article(text, tuple(others))
 
 
 @functools.lru_cache(maxsize=256)
