@@ -128,7 +128,8 @@ def leaky(tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base)
-    memorise(model, tokenizer, [RECORDS[1].messages], steps=150, lr=1e-2)
+    # lr 1e-2 diverged on an AMD EPYC (the base then never said the number); 3e-3 learns it in 150 steps
+    memorise(model, tokenizer, [RECORDS[1].messages], steps=150, lr=3e-3)
     model.save_pretrained(base)
     tuned = memorised_adapter(model, tokenizer, [RECORDS[0].messages, RECORDS[1].messages])
 
