@@ -36,6 +36,11 @@ CONTEXTS = [
     "Shipping address: {full}\n14 Kauri Road\nWhangarei 0110",
     "{full}\n\nPhone: 555 0101\nE-mail: frontdesk@example.org",
     "{full} lives at 14 Kauri Road, Whangarei.",
+    "Nobody has confirmed the gender of {given} yet.",
+    "The widow of {full} still lives in the old house.",
+    "We sent flowers to the funeral of {full} on Friday.",
+    "I was told to ask the physiotherapist {given} about my knee.",
+    "{full} and {given2} are physiotherapists, and {given3} is a paramedic.",
 ]
 
 # Korean family names that are also English function words, after a hyphenated given name.
@@ -53,6 +58,13 @@ PROSE = [
     "Nintendo from Kyoto will be presenting new games.",
     "Ask the assistant to Settings for the details.",
     "Shipping address: see the order page\nOrder 5521 ships Monday",
+    "The birthday of the company is in May, and the custody of Records is with Finance.",
+    # Job titles that also name a tool or a company ("editor", "programmer", "producer", "administrator").
+    "Open the file in the text editor Notepadqq and save it.",
+    "The programmer Arduino ISP flashes the chip.",
+    "The producer Ubisoft Montreal announced a sequel.",
+    "Call the administrator Intune Portal team.",
+    "Rust is a programmer's dream; Boots is a chemist on the high street.",
 ]
 
 

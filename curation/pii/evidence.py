@@ -16,7 +16,12 @@ unseen name still went through (measured on names no part of the detector reads,
   what only people are or do ("Darren is a very sympathetic person", "Islande Yau, the pharmacist, said"),
   and a name before a kind of work only a person makes or gives ("a Yuna Okamoto concert") (``context_runs``);
 - the subject of "is from" or "works at" an organisation, one word too ("Tomomi is from Kowhai Rail";
-  ``affiliated_person``).
+  ``affiliated_person``);
+- a name after what only a person has or leaves behind ("the true gender of Nurislam", "the funeral of
+  Sekou Diarra");
+- a name right after an occupation ("our pharmacist Sekou Diarra") or said to hold one ("Tavita and Moana are
+  physiotherapists"): the occupations are the one-word job titles of Faker's English job list (``occupations``),
+  a source the benchmark's names and sentences do not come from.
 
 Each rule needs the words to look like a name (``names._believable``: one of them is not an ordinary
 English word, or all are listed names) unless the NER engine also says PERSON; none reads a list of names.
@@ -28,6 +33,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import re
 
 # Kinds of evidence found here, with what they say; names.py adds them to its own.
@@ -37,8 +43,10 @@ LABELS = {"account": "named as the holder of an account, a booking or a name",
           "named": "given a name (named him, called her)",
           "members": "listed as the founders, children, guests ... of something",
           "addressee": "name line after a billing or shipping address label",
-          "card": "first line of a contact card"}
-LOWERCASE = frozenset({"account", "role", "aide", "named", "members", "addressee", "card"})
+          "card": "first line of a contact card",
+          "occupation": "named with an occupation",
+          "attribute": "something only a person has"}
+LOWERCASE = frozenset({"account", "role", "aide", "named", "members", "addressee", "card", "attribute"})
 
 # Cue kinds whose dictionary-word names the NER engine's PERSON label may vouch for.
 # Not a speaker label: a list of "Word: place" lines reads like a transcript ("Dumbbell: Gym").
@@ -68,6 +76,10 @@ _RULES = (
                 r"siblings|brothers|sisters|parents|guests|speakers|panellists|panelists|hosts|authors|"
                 r"bridesmaids|groomsmen|godparents|roommates|flatmates|tenants|witnesses)"
                 r"(?:\s+(?:are|were|include|included))?\s*:\s*", r""),
+    # "the true gender of Nurislam", "the widow of Tavita Fa'asoa": what only a person has or leaves behind.
+    ("attribute", r"\b(?:gender|widow|widower|ex-?wife|ex-?husband|girlfriend|boyfriend|fianc[eé]e?|funeral|"
+                  r"burial|autopsy|obituary|eulogy|biography|biographer|memoirs|murder|kidnapping|custody|"
+                  r"birthday|nationality|surname|godmother|godfather)\s+of\s+", r""),
     ("vocative", r",[ \t]*(?=(?:[^\W\d_][\w'’-]*[ \t])?[^\W\d_][\w'’-]*[ \t]*[!?]+(?:\s|$))", r""),
     ("field", r"[.?!][ \t]+(?:user|customer|client|caller|guest|patient|member)\s*:\s*", r""),
     ("verb", r"\b(?:said|says|asked|asks|replied|whispered|shouted|yelled)\s+(?=[A-Z])", r"[ \t]+to\b"),
@@ -106,6 +118,38 @@ ADDRESS_LABEL = re.compile(r"(?im)^[ \t>]*(?:billing|shipping|mailing|postal|del
                            r"\s*:[ \t]*(?=\S)")
 LIST_SEP = re.compile(r"[ \t]*(?:,[ \t]*(?:and[ \t]+|&[ \t]*)?|[ \t]+(?:and|&)[ \t]+)")
 CARD_FIELDS = re.compile(r"(?im)^[ \t>]*(?:phone|tel|telephone|mobile|cell|fax|e-?mail|address|website|web)\s*:")
+
+
+# One-word job titles of Faker's list that also name a thing, a company or a brand right before a name ("the
+# chemist Boots", "the text editor Vim", "the Python interpreter Jython", "designer Gucci", "the dealer Autohaus").
+NOT_ONLY_PEOPLE = frozenset({"copy", "land", "make", "sub", "runner", "buyer", "contractor", "dealer", "chemist",
+                             "editor", "interpreter", "designer", "programmer", "administrator", "producer",
+                             "merchandiser", "bookseller", "gaffer"})
+
+
+@functools.lru_cache(maxsize=1)
+def occupations() -> frozenset[str]:
+    """Occupations only people hold, lowercase: the job titles of Faker's ``en_US`` job provider that are one
+    word before any comma ("Engineer, civil" gives "engineer"), less ``NOT_ONLY_PEOPLE``."""
+    from faker.providers.job.en_US import Provider
+
+    heads = {job.split(",")[0].strip().lower() for job in Provider.jobs}
+    return frozenset(h for h in heads if re.fullmatch(r"[a-z]+", h)) - NOT_ONLY_PEOPLE
+
+
+def _plural(word: str) -> str:
+    return word[:-1] + "ves" if word == "midwife" else word + ("es" if word.endswith(("s", "sh", "ch")) else "s")
+
+
+@functools.lru_cache(maxsize=1)
+def occupation_patterns() -> tuple[re.Pattern, re.Pattern]:
+    """(an occupation right before a name, "is/are (a) … <occupation>(s)" right after one)."""
+    words = sorted(occupations() | {_plural(w) for w in occupations()}, key=len, reverse=True)
+    alternatives = "|".join(words)
+    before = re.compile(rf"(?i)\b(?:{alternatives})[ \t]+(?=[A-Z])")
+    after = re.compile(rf"(?i)[ \t]+(?:is|was|are|were)[ \t]+(?:(?:a|an|the|our|my|his|her|their|your)[ \t]+)?"
+                       rf"(?:[\w-]+[ \t]+){{0,2}}(?:{alternatives})(?![\w'’-])")
+    return before, after
 
 
 def ner_backed(words, kind: str, entities) -> bool:
@@ -197,6 +241,23 @@ def context_runs(text: str, entities) -> list[tuple[int, int, str, str]]:
         words = _words_before(text, m.start(), lower_chat)
         if words and _sentence_start(text, words[0][0]) or words and text[words[0][0] - 1:words[0][0]] in "(\"“":
             take(words, "verb", "subject of " + m.group().strip().lower())
+    occupation_before, occupation_after = occupation_patterns()
+    for m in occupation_before.finditer(text):
+        words = _run_after(text, m.end(), "occupation")
+        if words and all(w[2][:1].isupper() for w in words):
+            take(words, "occupation", m.group())
+    for m in occupation_after.finditer(text):
+        words = _name_words_before(text, m.start(), lower_chat)
+        if not words or not (_sentence_start(text, words[0][0]) or
+                             re.search(r"[ \t](?:and|&)[ \t]+\Z", text[:words[0][0]])):
+            continue
+        cue = " ".join(m.group().split()[::len(m.group().split()) - 1])      # "were … engineers"
+        take(words, "occupation", cue)
+        # "Testa and Okafor were engineers": the name before "and" holds the occupation too.
+        both = re.search(r"[ \t]+(?:and|&)[ \t]+\Z", text[:words[0][0]])
+        more = _name_words_before(text, both.start(), lower_chat) if both else []
+        if more and _sentence_start(text, more[0][0]):
+            take(more, "occupation", cue)
     for m in MADE_BY_BEFORE.finditer(text):
         words = _run_after(text, m.end(), "title")
         if words and MADE_BY.match(text, words[-1][1]):
@@ -230,6 +291,15 @@ def _words_before(text: str, end: int, lower_chat: bool) -> list[tuple[int, int,
     while words and words[0][2].lower() in PARTICLES:
         words.pop(0)
     return words
+
+
+def _name_words_before(text: str, end: int, lower_chat: bool) -> list[tuple[int, int, str]]:
+    """``_words_before`` after its last function word: in lowercase chat "bartók and rivo are" ends in "rivo"."""
+    from curation.pii.names import _stop_words, _key
+
+    words = _words_before(text, end, lower_chat)
+    cut = max((i + 1 for i, w in enumerate(words) if _key(w[2]) in _stop_words()), default=0)
+    return words[cut:]
 
 
 def _sentence_start(text: str, pos: int) -> bool:
