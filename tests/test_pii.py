@@ -10,8 +10,8 @@ from core.errors import InputProblem, TuneloopError
 from curation.pii.cli import main, review_main
 from curation.pii.scrub import (CustomRecognizer, PiiOptions, find_pii, find_pii_parallel, pseudonym,
                           scrub_records)
-from curation.pii.review import (apply_scan, decide, latest_open_scan, load_settings, review_items, run_scan,
-                                 save_settings)
+from curation.pii.review import (apply_scan, decide, get_scan, keep_everywhere, latest_open_scan, load_settings,
+                                 review_items, run_scan, save_settings)
 from curation.data.records import Record
 from curation.data.versions import create_version, load_records
 from tests.conftest import write_jsonl
@@ -227,6 +227,60 @@ def test_review_flow_makes_a_version_without_originals(ws):
     assert ws.db.execute("select count(*) from pii_findings").fetchone()[0] == 0
     with pytest.raises(TuneloopError, match="already applied"):
         apply_scan(ws, scan.id)
+
+
+# The small NER model takes the shop's name for a person here (checked in the test), beside a real name.
+SHOP = [("t1", "The chemist Superdrug refunded me, thanks to Tavita Leota at the desk."),
+        ("t2", "I asked Superdrug for a refund and they said no."),
+        ("t3", "mail me: bob.stone@example.org")]
+
+
+def test_keep_everywhere_drops_a_word_taken_for_a_name_from_every_record_and_allow_lists_it(ws):
+    records = [record(rid, text) for rid, text in SHOP]
+    create_version(ws, records, parent=None, step="import")
+    scan = run_scan(ws, workers=1)
+    shop = [i.record_id for i in review_items(ws, scan.id)
+            if any(m.original[s:e] == "Superdrug" for m in i.messages for s, e, *_ in m.spans)]
+    assert shop == ["t1", "t2"] and scan.counts["PERSON"] == 3
+    decide(ws, scan.id, ["t2"], "accept")
+    with pytest.raises(TuneloopError, match="give the text to keep"):
+        keep_everywhere(ws, scan.id, "  ")
+    with pytest.raises(TuneloopError, match="is a regex"):
+        keep_everywhere(ws, scan.id, "re:Super.*")
+
+    kept = keep_everywhere(ws, scan.id, "superdrug")            # as the allow list compares: any case
+    assert (kept.findings, kept.records, kept.cleared, kept.added_to_allow_list) == (2, 2, 1, True)
+    assert "2 finding(s) in 2 record(s) dropped" in kept.describe()
+    items = {i.record_id: i for i in review_items(ws, scan.id)}
+    assert set(items) == {"t1", "t3"}
+    assert items["t1"].messages[0].proposed == "The chemist Superdrug refunded me, thanks to <PERSON> at the desk."
+    assert get_scan(ws, scan.id).counts == {"EMAIL_ADDRESS": 1, "PERSON": 1, "records_with_pii": 2}
+    assert ws.db.execute("select count(*) from pii_decisions").fetchone()[0] == 0     # t2's accept went with it
+    assert load_settings(ws).allow == ["superdrug"] and get_scan(ws, scan.id).settings.allow == ["superdrug"]
+    again = keep_everywhere(ws, scan.id, "Superdrug")
+    assert (again.findings, again.added_to_allow_list) == (0, False) and "already on the allow list" in again.describe()
+
+    version = apply_scan(ws, scan.id)
+    out = {r.id: r.messages[0]["content"] for r in load_records(ws, version.id)}
+    assert out["t2"] == SHOP[1][1] and out["t1"].endswith("thanks to <PERSON> at the desk.")
+    assert version.params["allow_entries"] == 1 and "superdrug" not in json.dumps(version.params).lower()
+    # The next scan keeps it from the start.
+    assert [s for s in find_pii([SHOP[0][1]], load_settings(ws))[0] if SHOP[0][1][s[0]:s[1]] == "Superdrug"] == []
+
+
+def test_review_cli_keeps_a_text_everywhere(ws, capsys):
+    create_version(ws, [record(rid, text) for rid, text in SHOP], parent=None, step="import")
+    root = ["--workspace", str(ws.root)]
+    assert review_main(["scan", *root, "--workers", "1"]) == 0
+    assert review_main(["keep", "Superdrug", "--entity", "EMAIL_ADDRESS", *root]) == 0
+    assert "0 finding(s) in 0 record(s)" in capsys.readouterr().out
+    assert review_main(["keep", "Superdrug", "--entity", "PERSON", *root]) == 0
+    assert "'Superdrug' kept everywhere: 2 finding(s) in 2 record(s) dropped from the scan (1 record(s) no longer " \
+           "changed); already on the allow list" in capsys.readouterr().out
+    assert review_main(["list", *root]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["t1\tPERSON\tpending", "t3\tEMAIL_ADDRESS\tpending"]
+    assert review_main(["keep", " ", *root]) == 2
+    assert "give the text to keep" in capsys.readouterr().err
 
 
 def test_stale_scan_cannot_be_applied(ws):

@@ -51,3 +51,28 @@ def test_scan_review_reject_and_apply(live_app, page, tmp_path):
     assert records["t1"].messages[0]["content"] == "Hi, I'm Jennifer Lopez, order ORD-2024-00123 is late."
     assert records["t2"].messages[0]["content"] == "Please email me at <EMAIL_ADDRESS> about SKU-4471-BLK."
     assert records["t3"].messages[0]["content"] == "Call <PERSON> on <PHONE_NUMBER>."
+
+
+@pytest.mark.browser
+def test_a_clicked_finding_is_kept_everywhere(live_app, page, tmp_path):
+    ws = Workspace.open(tmp_path / "workspace")
+    rows = [("s1", "The chemist Superdrug refunded me, thanks to Tavita Leota at the desk."),
+            ("s2", "I asked Superdrug for a refund and they said no.")]
+    V.create_version(ws, [Record(id=i, messages=[{"role": "user", "content": t}]) for i, t in rows], parent=None,
+                     step="import")
+    app = live_app(workspace=tmp_path / "workspace")
+    page.goto(app.url)
+    page.get_by_role("tab", name="PII").click()
+    page.locator("#pii-scan").click()
+    expect(page.locator("#pii-review-status")).to_contain_text("2 record(s) shown", timeout=120_000)
+    page.locator("#pii-findings").get_by_text("Superdrug", exact=True).click()
+    expect(page.locator("#pii-keep-text textarea, #pii-keep-text input").first).to_have_value("Superdrug")
+    page.locator("#pii-keep").click()
+    expect(page.locator("#pii-review-status")).to_contain_text(
+        "'Superdrug' kept everywhere: 2 finding(s) in 2 record(s)")
+    expect(page.locator("#pii-review-status")).to_contain_text("1 record(s) shown")
+    expect(page.locator("#pii-findings")).to_contain_text("Tavita Leota")
+    expect(page.locator("#pii-findings")).not_to_contain_text("Superdrug")
+    page.locator("#pii-apply").click()
+    expect(page.locator("#pii-apply-status")).to_contain_text("Created v2")
+    assert {r.id: r.messages[0]["content"] for r in V.load_records(ws, 2)}["s2"] == rows[1][1]

@@ -185,3 +185,28 @@ def test_the_page_head_keeps_the_examples_table_words_whole():
     head = app.page_head()
     assert "#pii-public-figures" in head and "white-space: nowrap" in head
     assert "about 70,000 people" in pii.public_figures_examples()
+
+
+def test_a_clicked_finding_is_kept_everywhere_and_joins_the_allow_list(tab):
+    ws, w = tab
+    shop = [("s1", "The chemist Superdrug refunded me, thanks to Tavita Leota at the desk."),
+            ("s2", "I asked Superdrug for a refund and they said no.")]
+    V.create_version(ws, [Record(id=i, messages=[{"role": "user", "content": t}]) for i, t in shop], parent=None,
+                     step="import")
+    scanned = pii.scan_version(ws, w, page(w))
+    sid = scanned[w.scan_id]
+    assert scanned[w.record_pick]["choices"] == ["s1", "s2"]
+    shown = pii.show_record(ws, w, page(w, scan_id=sid, record_pick="s1"))
+    row = shown[w.findings_table].values.tolist()[0]
+    assert row[:2] == ["Superdrug", "PERSON"]
+    picked = pii.pick_finding(ws, w, gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}))
+    assert picked == {w.keep_text: "Superdrug"}
+
+    kept = pii.keep_text_everywhere(ws, w, page(w, scan_id=sid, record_pick="s1", keep_text="Superdrug"))
+    assert kept[w.record_pick]["choices"] == ["s1"] and kept[w.record_pick]["value"] == "s1"
+    assert kept[w.review_status].startswith("'Superdrug' kept everywhere: 2 finding(s) in 2 record(s)")
+    assert kept[w.form["allow"]] == "Superdrug" and kept[w.keep_text] == ""
+    assert load_settings(ws).allow == ["Superdrug"]
+    assert kept[w.findings_table]["found"].tolist() == ["Tavita Leota"]        # the open record, redrawn
+    empty = pii.keep_text_everywhere(ws, w, page(w, scan_id=sid, keep_text=""))
+    assert "give the text to keep" in empty[w.review_status]

@@ -11,6 +11,7 @@ command is the tab's review step by step::
     python -m curation.pii.review scan current --workspace ws --threshold 0.5
     python -m curation.pii.review list --workspace ws --entity PERSON --show
     python -m curation.pii.review reject t1 t7 --workspace ws
+    python -m curation.pii.review keep Paypal --workspace ws
     python -m curation.pii.review edit t3 --message 1 --text "Call <PERSON> tomorrow" --workspace ws
     python -m curation.pii.review accept --all --workspace ws
     python -m curation.pii.review apply --workspace ws
@@ -28,8 +29,8 @@ from pathlib import Path
 from core.errors import TuneloopError
 from core.options import add_arguments, from_args
 from curation.data.sources import add_source_arguments, check_output, open_workspace, read_source
-from curation.pii.review import (DECISIONS, apply_scan, decide, edit_message, get_scan, latest_open_scan,
-                                 load_settings, review_items, run_scan, save_settings, scan_findings)
+from curation.pii.review import (DECISIONS, apply_scan, decide, edit_message, get_scan, keep_everywhere,
+                                 latest_open_scan, load_settings, review_items, run_scan, save_settings, scan_findings)
 from curation.pii.scrub import PiiOptions, Progress, engine_for, scrub_records
 
 
@@ -126,6 +127,10 @@ def review_parser() -> argparse.ArgumentParser:
     edit.add_argument("id", metavar="ID", help="the record id")
     edit.add_argument("--message", type=int, required=True, metavar="N", help="the message number (1 = the first)")
     edit.add_argument("--text", required=True, help="the message as it should read in the scrubbed version")
+    keep = command("keep", "not personal data: drop every finding of exactly this text from the scan, in every "
+                           "record, and add it to the allow list so later scans keep it too")
+    keep.add_argument("text", help="the text as it appears in the messages (for example: Paypal)")
+    keep.add_argument("--entity", metavar="TYPE", help="only its findings of this type (for example: PERSON)")
     applying = command("apply", "make the scrubbed version from the reviewed scan")
     applying.add_argument("--branch", action="store_true",
                           help="apply even though the current version has moved on since the scan")
@@ -159,6 +164,8 @@ def review_main(argv: list[str] | None = None) -> int:
                 raise TuneloopError(f"give record ids to {args.command}, or --all (not both)")
             ids = [i.record_id for i in review_items(ws, scan_id)] if args.all else args.ids
             print(f"{args.command}: {decide(ws, scan_id, ids, args.command)} record(s) in scan {scan_id}")
+        elif args.command == "keep":
+            print(keep_everywhere(ws, scan_id, args.text, entity=args.entity).describe() + f" (scan {scan_id})")
         elif args.command == "edit":
             edit_message(ws, scan_id, args.id, args.message - 1, args.text)
             print(f"edited record {args.id}, message {args.message}, in scan {scan_id}")

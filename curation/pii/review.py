@@ -11,6 +11,7 @@ Example::
     scan = run_scan(ws)                              # scans the current version
     items = review_items(ws, scan.id, entity="PERSON")
     decide(ws, scan.id, [items[0].record_id], "reject")
+    keep_everywhere(ws, scan.id, "Paypal")           # not PII in any record, nor in later scans
     version = apply_scan(ws, scan.id)                # v7 ← v6 · scrub · PERSON 40, ...
 
 The PII tab and ``python -m curation.pii.review`` (``curation.pii.cli``) both work through these functions.
@@ -223,6 +224,66 @@ def decide(ws: Workspace, scan_id: int, record_ids: Sequence[str], decision: str
             "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
             [(int(scan_id), rid, decision, payload, actor) for rid in record_ids])
     return len(record_ids)
+
+
+@dataclass
+class Kept:
+    """What ``keep_everywhere`` did: the findings and records it cleared, and whether the allow list grew."""
+    value: str
+    findings: int
+    records: int
+    cleared: int                       # records left with no finding, so no longer to review
+    added_to_allow_list: bool
+
+    def describe(self) -> str:
+        listed = "added to the allow list" if self.added_to_allow_list else "already on the allow list"
+        return (f"'{self.value}' kept everywhere: {self.findings} finding(s) in {self.records} record(s) dropped from "
+                f"the scan ({self.cleared} record(s) no longer changed); {listed}, so later scans keep it too")
+
+
+def keep_everywhere(ws: Workspace, scan_id: int, value: str, *, entity: str | None = None) -> Kept:
+    """"Not PII" for one text across the whole open scan: every finding whose text is ``value`` (compared as the
+    allow list compares, whole and case-insensitive; of type ``entity`` only, when given) is dropped, records left
+    with no finding leave the review, and ``value`` joins the saved allow list and the scan's settings, so the
+    scrubbed version's step and every later scan keep it too. A word taken for a name in hundreds of records
+    ("Paypal") is one decision, not hundreds of edits. A reviewer's own edit of a record is kept as written."""
+    text = (value or "").strip()
+    if not text:
+        raise TuneloopError("give the text to keep, as it appears in the messages (for example: Paypal)")
+    if text.startswith("re:"):
+        raise TuneloopError(f"'{text}' is a regex: add regexes to the allow list in Settings, then scan again")
+    scan = get_scan(ws, scan_id)
+    if scan.status != "open":
+        raise TuneloopError(f"scan {scan_id} was already applied; run a new scan to review again")
+    rows = ws.db.execute("select rowid, record_id, message_index, start_char, end_char, entity from pii_findings "
+                         "where scan_id = ?", (int(scan_id),)).fetchall()
+    wanted = {r["record_id"] for r in rows}
+    messages = {r.id: r.messages for r in load_records(ws, scan.version_id) if r.id in wanted}
+    key = text.lower()
+    dropped = [r for r in rows if (entity is None or r["entity"] == entity) and
+               messages[r["record_id"]][r["message_index"]]["content"][r["start_char"]:r["end_char"]].strip().lower()
+               == key]
+    records = {r["record_id"] for r in dropped}
+    left = {r["record_id"] for r in rows if r not in dropped}
+    cleared = sorted(records - left)
+    remaining = [r for r in rows if r not in dropped]
+    counts = dict(sorted(Counter(r["entity"] for r in remaining).items()))
+    counts["records_with_pii"] = len(left)
+    scan_settings = scan.settings
+    grown = key not in {a.strip().lower() for a in scan_settings.allow if not a.startswith("re:")}
+    if grown:
+        scan_settings = PiiOptions.from_dict({**scan_settings.to_dict(), "allow": [*scan_settings.allow, text]})
+    saved = load_settings(ws)
+    added = key not in {a.strip().lower() for a in saved.allow if not a.startswith("re:")}
+    with ws.transaction() as db:
+        db.executemany("delete from pii_findings where rowid = ?", [(r["rowid"],) for r in dropped])
+        db.executemany("delete from pii_decisions where scan_id = ? and record_id = ? and decision != 'edit'",
+                       [(int(scan_id), rid) for rid in cleared])
+        db.execute("update pii_scans set settings = ?, counts = ? where id = ?",
+                   (json.dumps(scan_settings.to_dict()), json.dumps(counts), int(scan_id)))
+    if added:
+        save_settings(ws, PiiOptions.from_dict({**saved.to_dict(), "allow": [*saved.allow, text]}))
+    return Kept(text, len(dropped), len(records), len(cleared), added)
 
 
 def edit_message(ws: Workspace, scan_id: int, record_id: str, message_index: int, text: str, *,

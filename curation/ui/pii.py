@@ -22,8 +22,8 @@ import pandas as pd
 
 from core.errors import TuneloopError
 from curation.data.versions import current_version
-from curation.pii.review import (apply_scan, decide, edit_message, get_scan, latest_open_scan, latest_scan,
-                                 load_settings, review_items, run_scan, save_settings, workspace_salt)
+from curation.pii.review import (apply_scan, decide, edit_message, get_scan, keep_everywhere, latest_open_scan,
+                                 latest_scan, load_settings, review_items, run_scan, save_settings, workspace_salt)
 from curation.pii.scrub import CustomRecognizer, PiiOptions, replace_spans, vendored_spacy_models
 from ui.forms import form_values, options_form, options_from_form
 from ui.kit import CancelRegistry, bind, error_markdown, static_js
@@ -350,6 +350,12 @@ def layout(ws) -> PiiWidgets:
             w.after = gr.HighlightedText(label="After", combine_adjacent=False, show_legend=True, elem_id="pii-after")
         w.findings_table = gr.Dataframe(headers=FINDING_HEADERS, interactive=False, elem_id="pii-findings",
                                         label="Findings in this message and the evidence that made each one")
+        with gr.Row():
+            w.keep_text = gr.Textbox(label="Not personal data? Keep this text everywhere", elem_id="pii-keep-text",
+                                     placeholder="click a finding above, or type it (for example: Paypal)", scale=3,
+                                     info="drops every finding of exactly this text from the scan, in every record, "
+                                          "and adds it to the allow list in Settings so later scans keep it too")
+            w.keep_btn = gr.Button("Keep everywhere", elem_id="pii-keep", scale=1)
         w.edit_box = gr.Textbox(lines=4, label="Edit the scrubbed message", elem_id="pii-edit")
         with gr.Row():
             w.prev_btn = gr.Button("← Previous", elem_id="pii-prev")
@@ -591,6 +597,31 @@ def save_edit(ws, w: PiiWidgets, data: dict) -> dict:
     return review_list(ws, w, {**data, w.scan_id: sid})
 
 
+def pick_finding(ws, w: PiiWidgets, evt: gr.SelectData) -> dict:
+    """A clicked finding fills the text to keep everywhere."""
+    row = evt.row_value or []
+    return {w.keep_text: row[0]} if row else {}
+
+
+def keep_text_everywhere(ws, w: PiiWidgets, data: dict) -> dict:
+    """"Not personal data": the text's findings leave the scan in every record, and it joins the allow list."""
+    try:
+        sid = open_scan(ws, data[w.scan_id])
+        kept = keep_everywhere(ws, sid, data[w.keep_text] or "")
+    except Exception as exc:
+        return {w.review_status: error_markdown(exc)}
+    out = review_list(ws, w, {**data, w.scan_id: sid})
+    listed = out[w.record_pick]["choices"] if w.record_pick in out else []
+    shown = data[w.record_pick] if data[w.record_pick] in listed else (listed[0] if listed else None)
+    out[w.record_pick] = gr.update(choices=listed, value=shown)
+    # the same record stays open, so no change event redraws it: its message is shown again here
+    out.update(_show(ws, w, {**data, w.scan_id: sid, w.record_pick: shown}, None))
+    out[w.review_status] = f"{kept.describe()} · {len(listed)} record(s) shown"
+    out[w.form["allow"]] = "\n".join(load_settings(ws).allow)
+    out[w.keep_text] = ""
+    return out
+
+
 def apply_review(ws, w: PiiWidgets, data: dict) -> dict:
     """Apply: the reviewed scan becomes the scrubbed version, which is then current."""
     try:
@@ -637,5 +668,8 @@ def build(ws) -> PiiWidgets:
     on(w.accept_all_btn.click, accept_shown, w.filters, w.review)
     on(w.reject_all_btn.click, reject_shown, w.filters, w.review)
     on(w.save_edit_btn.click, save_edit, {*picked, w.message_pick, w.edit_box}, w.review)
+    on(w.findings_table.select, pick_finding, None, [w.keep_text])
+    on(w.keep_btn.click, keep_text_everywhere, {*picked, w.keep_text},
+       [*w.review, *w.record, w.form["allow"], w.keep_text])
     on(w.apply_btn.click, apply_review, {w.scan_id}, [w.scan_id, w.apply_status, w.current_md])
     return w
