@@ -104,3 +104,11 @@ def test_credited_authors_of_published_works_are_public_figures_in_third_person_
     review = "I listened to the story as an audiobook narrated by Kerryn Offord and I would recommend it to anyone."
     assert _people([third, review]) == [[], ["Kerryn Offord"]]
     assert _people([third], "scrub") == [["Kerryn Offord", "Davi Carrico"]]
+
+
+def test_a_titles_full_stop_ends_no_sentence_and_an_ordinary_one_does():
+    text = "The podcast had Tavita Leota on the new book by Dr. Aminu Danjuma, out in May. Next week: gardening."
+    start = text.index("Tavita")
+    a, b = names._sentence_bounds(text, start, start + len("Tavita Leota"))
+    assert text[a:b] == "The podcast had Tavita Leota on the new book by Dr. Aminu Danjuma, out in May."
+    assert [m.end() for m in names.SENTENCE_END.finditer("Ask Mrs. Oyunchimeg. Plan B. Then stop.")] == [20, 28, 39]

@@ -96,7 +96,10 @@ KNOWLEDGE_START = re.compile(r"(?i)^\W*(?:please\s+)?(?:who|whom|whose|what|when
 ASKING_ASSISTANT = re.compile(r"(?i)\b(?:can|could|would|will)\s+you\b|\bdo\s+you\s+know\b")
 PUBLIC_NOTE = " (public figure: third-person sentence of an encyclopedic text)"
 FAMOUS_NOTE = " (public figure: a famous person's name, curation.pii.knowledge)"
-SENTENCE_END = re.compile(r"[.!?]+(?=\s|$|[A-Z\"“])|\n")
+# Not the full stop of a title ("Dr. Okafor", "St. Albans"): no sentence ends there. An initial's may ("John D.
+# Smith", but "Plan B. Then ...").
+SENTENCE_END = re.compile(r"(?<!\b(?i:mr|ms|mx|dr|st|jr|sr|lt|fr))(?<!\b(?i:mrs|rev|col|sgt|gen))"
+                          r"(?<!\b(?i:prof|capt|miss))[.!?]+(?=\s|$|[A-Z\"“])|\n")
 YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")
 # An article that names fewer than two dates, places or organisations needs this many words (and no personal one).
 ARTICLE_WORDS = 60
