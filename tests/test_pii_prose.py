@@ -112,3 +112,20 @@ def test_a_titles_full_stop_ends_no_sentence_and_an_ordinary_one_does():
     a, b = names._sentence_bounds(text, start, start + len("Tavita Leota"))
     assert text[a:b] == "The podcast had Tavita Leota on the new book by Dr. Aminu Danjuma, out in May."
     assert [m.end() for m in names.SENTENCE_END.finditer("Ask Mrs. Oyunchimeg. Plan B. Then stop.")] == [20, 28, 39]
+
+
+def test_the_lone_word_rule_reads_the_whole_third_person_text_but_never_a_name_spoken_to():
+    # A review in the third person with one aside in the first: the brand in the aside is no private person.
+    review = ("The outdoor market covers everything from professional mountain climbing to light trekking, and the "
+              "backpacks sold for each niche differ in weight, frame and price. Most buyers compare capacity, fabric "
+              "and warranty before anything else. I am aware that the first brand most shoppers think of is "
+              "Vorlantix, but smaller makers often offer better frames and longer warranties.")
+    # A first-person post: a sentence about someone else in it still names a colleague.
+    post = ("I asked around at work yesterday about the broken printer and nobody knew anything about it at all. "
+            "Ajibola thinks the toner is empty. Honestly I am not so sure about that one.")
+    # A commenter thanked at the end of a third-person text is spoken to, not written about.
+    thanked = ("The outdoor market covers everything from professional mountain climbing to light trekking, and the "
+               "backpacks sold for each niche differ in weight, frame and price. Most buyers compare capacity, fabric "
+               "and warranty before anything else. Thanks, Tavita. More reviews of frames follow next week.")
+    assert _people([review, post, thanked]) == [[], ["Ajibola"], ["Tavita"]]
+    assert _people([review], "scrub") == [["Vorlantix"]]

@@ -545,17 +545,34 @@ def find_person_names(text: str, entities: Sequence[Entity] = ()) -> list[Person
 
 
 def _lone_unknown_word(text: str, s: int, e: int, item: dict) -> bool:
-    """One word that only the NER engine calls a person (no cue, on no name list), in a third-person sentence of a
-    third-person text of ``ARTICLE_MIN_WORDS`` words or more: published prose about the world, where such a word
-    names a public figure ("Mnuchin") or, as often, a thing the small engine takes for one ("Isil", "Dalvance",
-    "Jansport"); treated as a public figure, it is kept under ``public_figures=keep`` and scrubbed under ``scrub``."""
+    """One word that only the NER engine calls a person (no cue, on no name list, not spoken to), in a third-person
+    text of ``ARTICLE_MIN_WORDS`` words or more, in any of its sentences (a quote's "I" too): published prose about
+    the world, where such a word names a public figure ("Mnuchin", "Stanislavski") or, as often, a thing the small
+    engine takes for one ("Isil", "Usenet", "Jansport"); treated as a public figure, it is kept under
+    ``public_figures=keep`` and scrubbed under ``scrub``. Not in a first-person text, even in a sentence about someone
+    else: "Ajibola thinks the toner is empty" in a post about the office printer names a colleague."""
     words = WORD.findall(text, s, e)
     if item["cues"] or len(words) != 1 or not all(ev.startswith("NER ") for ev in item["evidence"]):
         return False
     word = re.sub(r"['’]s?\Z", "", words[0])
-    if is_known_name(word) or not _article_length(text) or not is_third_person(text):
+    if is_known_name(word) or not _article_length(text) or _addressed(text, s, e):
         return False
-    return _third_person_sentence(text, s, e)
+    return is_third_person(text)
+
+
+# Where a name is spoken to: after "Thanks," or "Hi" at a sentence's start, or after a comma at its end ("Take
+# the closet space, Gayle.").
+ADDRESSED_BEFORE = re.compile(r"(?i)(?:^|[.!?:\n][ \t\"“]*)(?:thanks|thank\s+you|thx|cheers|hi|hey|hello|dear|"
+                              r"congrats|congratulations|welcome|well\s+done|good\s+luck|sorry)[ \t]*,?[ \t]*\Z")
+ADDRESSED_AFTER = re.compile(r"[ \t]*[.!?]+(?:[ \t\"”)]|\n|$)")
+
+
+def _addressed(text: str, s: int, e: int) -> bool:
+    """Whether ``text[s:e]`` is spoken to: a commenter thanked or greeted, or named after a comma at the end of
+    a sentence. The lone-word rule never makes such a name public, in any text."""
+    if ADDRESSED_BEFORE.search(text, max(0, s - 40), s):
+        return True
+    return text[:s].rstrip(" \t").endswith(",") and ADDRESSED_AFTER.match(text, e) is not None
 
 
 def _sentence_bounds(text: str, s: int, e: int) -> tuple[int, int]:
