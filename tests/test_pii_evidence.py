@@ -41,6 +41,7 @@ CONTEXTS = [
     "We sent flowers to the funeral of {full} on Friday.",
     "I was told to ask the physiotherapist {given} about my knee.",
     "{full} and {given2} are physiotherapists, and {given3} is a paramedic.",
+    "The new cycle lanes open on Monday. Congratulations, {given}. The ribbon is yours to cut.",
 ]
 
 # Korean family names that are also English function words, after a hyphenated given name.
@@ -65,6 +66,7 @@ PROSE = [
     "The producer Ubisoft Montreal announced a sequel.",
     "Call the administrator Intune Portal team.",
     "Rust is a programmer's dream; Boots is a chemist on the high street.",
+    "Thanks, Apple. My phone died again. Thank you, Lord, we made it home.",
 ]
 
 

@@ -128,7 +128,11 @@ _CUES = (
     ("title", r"\b" + TITLES + r"\b\.?"),
     ("vocative", r"(?:^|\b(?:remember me|sorry|thanks|ok|okay|yes|no|well)\b)[ \t]*,?[ \t]*(?=[^\W\d_]+"
                  r"(?:[ \t][^\W\d_]+)?[ \t]*(?:,[ \t]*(?:can|could|would|will|please|do|did|are|is|have|i|you|we)\b"
-                 r"|[?!]))"),
+                 r"|[?!]))" + "|"
+                 # "Thanks, Anuj. I shared the list", "Congratulations, Ajibola.": thanked or greeted, then a full stop.
+                 r"(?:^|(?<=[.!?])[ \t]+)(?:thanks|thank[ \t]+you|thx|congrats|congratulations|well[ \t]+done|"
+                 r"good[ \t]+luck|welcome(?:[ \t]+back)?|happy[ \t]+birthday)[ \t]*,[ \t]*(?=[^\W\d_]+"
+                 r"(?:[ \t][^\W\d_]+)?[ \t]*[.!?]+(?:[ \t]|$))"),
     ("speaker", r"^[ \t>]*(?=(?:[^\W\d_]+(?:-[^\W\d_]+)*[ \t]?){1,3}:[ \t]*\S)"),
     ("contact", r"\b(?:spoke|speak|speaking|talked|talk|talking|chatted|chatting)\s+(?:to|with)\b|"
                 r"\b(?:ask|asked|asking)\s+for\b|\breach(?:ed)?\s+out\s+to\b|\b(?:forward|forwarded|assigned|"
