@@ -167,8 +167,7 @@ HERE = re.compile(r"(?im)(?:^|[.!?]\s+|^\W+|\b(?:hi|hey|hello)\W+)(?P<name>(?:[^
 # Cues that say the text is about a private person (addressed, signing, introduced, in a form); a title
 # or a list of names does not: "Dr. Bill Harbaugh, a University of Oregon economist" is published prose.
 PERSONAL_KINDS = frozenset(CUE_LABEL) - {"title", "list", "verb", "pronoun", "credit", "spoken", "affiliation",
-                                         "members", "aide", "family", "occupation",
-                                         "attribute"}
+                                         "members", "aide", "family", "occupation", "attribute"}
 LOWERCASE_KINDS = frozenset({"strong", "field", "greeting", "intro", "signoff", "dash", "cc", "here", "vocative",
                              "speaker", "block", "kin", "credit", "spoken"}) | open_evidence.LOWERCASE
 # Cues after which a run must end the line (or the text) to be a signature.

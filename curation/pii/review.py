@@ -264,9 +264,10 @@ def keep_everywhere(ws: Workspace, scan_id: int, value: str, *, entity: str | No
                messages[r["record_id"]][r["message_index"]]["content"][r["start_char"]:r["end_char"]].strip().lower()
                == key]
     records = {r["record_id"] for r in dropped}
-    left = {r["record_id"] for r in rows if r not in dropped}
+    gone = {r["rowid"] for r in dropped}
+    remaining = [r for r in rows if r["rowid"] not in gone]
+    left = {r["record_id"] for r in remaining}
     cleared = sorted(records - left)
-    remaining = [r for r in rows if r not in dropped]
     counts = dict(sorted(Counter(r["entity"] for r in remaining).items()))
     counts["records_with_pii"] = len(left)
     scan_settings = scan.settings
